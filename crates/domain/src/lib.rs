@@ -1,0 +1,17 @@
+//! Crescendo's domain types, free of I/O.
+//!
+//! - [`Id`]: 64-bit time-ordered IDs for users and articles that carry a logical shard
+//!   number, and [`CommentId`]: 53-bit time-ordered IDs that stay exact in JavaScript.
+//! - [`IdGen`] makes both without a central counter per request.
+//! - [`Username`], [`Email`], [`Password`], [`Tag`], [`Slug`]: `parse`d newtypes whose
+//!   errors name what is wrong, so the API can report field errors.
+//!
+//! This crate must not depend on storage, HTTP or async runtimes.
+
+mod id;
+mod slug;
+mod text;
+
+pub use id::{CommentId, Id, IdGen, LogicalShard, SHARD_COUNT};
+pub use slug::{Slug, slugify};
+pub use text::{Email, FieldError, Password, Tag, Text, Username};

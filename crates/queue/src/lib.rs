@@ -1,0 +1,70 @@
+//! The `Queue` seam: durable jobs with at-least-once delivery.
+//!
+//! A job is published (in the embedded backend, inside the same database transaction as the
+//! data it concerns: an outbox), claimed by one worker with a lease, then acknowledged. A job
+//! whose handler fails is retried after a back-off; after `max_attempts` it becomes a dead
+//! letter with the reason kept. A worker that dies without acknowledging leaves the job to be
+//! claimed again once the lease runs out, so handlers must be idempotent.
+//!
+//! Backends: the SQLite job table (`crescendo-store-sqlite`), NATS JetStream later.
+//! This crate names no broker or database types.
+
+use async_trait::async_trait;
+use std::time::Duration;
+
+/// A claimed job.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Job {
+    /// The backend's ID for the job.
+    pub id: i64,
+    /// The queue (kind of work) it was published to, e.g. `images.variants`.
+    pub queue: String,
+    /// What the handler needs, serialised by the publisher.
+    pub payload: Vec<u8>,
+    /// How many times it has been claimed, this claim included.
+    pub attempts: u32,
+}
+
+/// How much work waits in a queue, for metrics and autoscaling.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct QueueDepth {
+    /// Jobs waiting or being worked on.
+    pub pending: u64,
+    /// Jobs that ran out of attempts.
+    pub dead: u64,
+    /// Age in milliseconds of the oldest pending job (0 when none).
+    pub oldest_ms: u64,
+}
+
+/// What went wrong talking to the queue.
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    /// The backend cannot be reached.
+    #[error("queue unavailable: {0}")]
+    Unavailable(String),
+    /// The job is not (or no longer) held by this claim: its lease ran out and another
+    /// worker may have it.
+    #[error("job {0} is not held by this claim")]
+    LeaseLost(i64),
+    /// Anything else.
+    #[error("queue error: {0}")]
+    Other(String),
+}
+
+/// Durable jobs with leases, retries and dead letters.
+#[async_trait]
+pub trait Queue: Send + Sync + 'static {
+    /// Adds a job to `queue`.
+    async fn publish(&self, queue: &str, payload: &[u8]) -> Result<i64, QueueError>;
+    /// Claims the oldest runnable job of `queue` for `lease`; `None` when there is none.
+    async fn claim(&self, queue: &str, lease: Duration) -> Result<Option<Job>, QueueError>;
+    /// Marks a claimed job done; it is removed.
+    ///
+    /// # Errors
+    /// [`QueueError::LeaseLost`] when the lease ran out and the job was claimed again.
+    async fn ack(&self, job: &Job) -> Result<(), QueueError>;
+    /// Marks a claimed job failed: retried after `retry_after`, or dead once out of attempts.
+    async fn fail(&self, job: &Job, reason: &str, retry_after: Duration) -> Result<(), QueueError>;
+    /// The queue's depth.
+    async fn depth(&self, queue: &str) -> Result<QueueDepth, QueueError>;
+}

@@ -1,0 +1,195 @@
+//! Connections: one writer, a pool of readers, all used from tokio's blocking pool.
+
+use crescendo_store::StoreError;
+use crescendo_telemetry::names;
+use rusqlite::{Connection, OpenFlags};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::Semaphore;
+
+/// Milliseconds since the Unix epoch, now.
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+/// SQLite's `synchronous` setting in WAL mode.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Synchronous {
+    /// fsync the WAL at every commit: an acknowledged write survives power loss.
+    #[default]
+    Full,
+    /// fsync only at checkpoints: an acknowledged write survives a crash of the process,
+    /// but the last commits may be lost if the machine loses power. Faster writes.
+    Normal,
+}
+
+/// How to open the database.
+#[derive(Clone, Debug)]
+pub struct SqliteOptions {
+    /// The database file (created with its WAL beside it).
+    pub path: PathBuf,
+    /// How many reader connections at most.
+    pub readers: usize,
+    /// How long a statement waits for a lock before failing as unavailable.
+    pub busy_timeout: Duration,
+    /// Durability of commits.
+    pub synchronous: Synchronous,
+}
+
+impl SqliteOptions {
+    /// Defaults for a file at `path`: 4 readers, 5 s busy timeout, `synchronous=FULL`.
+    pub fn new(path: impl AsRef<Path>) -> Self {
+        Self { path: path.as_ref().to_path_buf(), readers: 4, busy_timeout: Duration::from_secs(5), synchronous: Synchronous::Full }
+    }
+}
+
+/// A small pool of connections opened on demand.
+///
+/// The semaphore bounds how many are in use; the vector holds the idle ones. A connection
+/// lost to a panicking closure is simply not returned, and a new one is opened next time.
+struct Pool {
+    role: &'static str,
+    idle: Mutex<Vec<Connection>>,
+    permits: Semaphore,
+    open: Box<dyn Fn() -> rusqlite::Result<Connection> + Send + Sync>,
+}
+
+/// The database: one writer, a pool of readers.
+#[derive(Clone)]
+pub(crate) struct Db {
+    writer: Arc<Pool>,
+    readers: Arc<Pool>,
+}
+
+fn configure(conn: &Connection, opts: &SqliteOptions) -> rusqlite::Result<()> {
+    conn.busy_timeout(opts.busy_timeout)?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.pragma_update(None, "synchronous", match opts.synchronous {
+        Synchronous::Full => "FULL",
+        Synchronous::Normal => "NORMAL",
+    })?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(())
+}
+
+impl Db {
+    /// Opens (creating if needed) and migrates the database.
+    pub(crate) fn open(opts: &SqliteOptions) -> Result<Self, StoreError> {
+        let mut conn = Connection::open(&opts.path).map_err(map_err)?;
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(map_err)?;
+        configure(&conn, opts).map_err(map_err)?;
+        crate::migrate::migrate(&mut conn).map_err(map_err)?;
+
+        let w = opts.clone();
+        let writer = Pool {
+            role: "writer",
+            idle: Mutex::new(vec![conn]),
+            permits: Semaphore::new(1),
+            open: Box::new(move || {
+                let c = Connection::open(&w.path)?;
+                configure(&c, &w)?;
+                Ok(c)
+            }),
+        };
+        let r = opts.clone();
+        let readers = Pool {
+            role: "reader",
+            idle: Mutex::new(Vec::new()),
+            permits: Semaphore::new(opts.readers.max(1)),
+            open: Box::new(move || {
+                let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
+                let c = Connection::open_with_flags(&r.path, flags)?;
+                configure(&c, &r)?;
+                Ok(c)
+            }),
+        };
+        Ok(Self { writer: Arc::new(writer), readers: Arc::new(readers) })
+    }
+
+    /// Runs `f` on a reader connection.
+    pub(crate) async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        run(&self.readers, f).await
+    }
+
+    /// Runs `f` inside one `BEGIN IMMEDIATE` transaction on the writer; commits if `f`
+    /// returns `Ok`, rolls back otherwise, so nothing is ever half-written.
+    pub(crate) async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&rusqlite::Transaction<'_>) -> Result<T, StoreError> + Send + 'static,
+    {
+        run(&self.writer, move |conn: &Connection| {
+            // `Connection::transaction` needs `&mut`; the writer is exclusive, so this is safe.
+            let tx = rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)
+                .map_err(map_err)?;
+            let v = f(&tx)?; // an error drops `tx`, which rolls back
+            tx.commit().map_err(map_err)?;
+            Ok(v)
+        })
+        .await
+    }
+}
+
+async fn run<T, F>(pool: &Arc<Pool>, f: F) -> Result<T, StoreError>
+where
+    T: Send + 'static,
+    F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+{
+    let _permit = pool.permits.acquire().await.map_err(|_| StoreError::Unavailable("pool closed".into()))?;
+    metrics::counter!(names::DB_QUERIES, "role" => "sqlite").increment(1);
+    let pool2 = Arc::clone(pool);
+    let gauge = metrics::gauge!(names::DB_POOL_IN_USE, "role" => pool.role);
+    gauge.increment(1.0);
+    let res = tokio::task::spawn_blocking(move || {
+        let conn = pool2.idle.lock().expect("pool lock is never poisoned").pop();
+        let conn = match conn {
+            Some(c) => c,
+            None => {
+                let c = (pool2.open)().map_err(map_err)?;
+                metrics::gauge!(names::DB_POOL_OPEN, "role" => pool2.role).increment(1.0);
+                c
+            }
+        };
+        let out = f(&conn);
+        pool2.idle.lock().expect("pool lock is never poisoned").push(conn);
+        out
+    })
+    .await;
+    gauge.decrement(1.0);
+    match res {
+        Ok(r) => r,
+        Err(join) => {
+            metrics::gauge!(names::DB_POOL_OPEN, "role" => pool.role).decrement(1.0);
+            Err(StoreError::Other(Box::new(join)))
+        }
+    }
+}
+
+/// Maps SQLite errors to the seam's: unique violations name their field, lock time-outs are
+/// "unavailable".
+pub(crate) fn map_err(e: rusqlite::Error) -> StoreError {
+    use rusqlite::ErrorCode;
+    if let rusqlite::Error::SqliteFailure(f, msg) = &e {
+        match f.code {
+            ErrorCode::ConstraintViolation => {
+                let m = msg.as_deref().unwrap_or("");
+                if m.contains("usernames.username") {
+                    return StoreError::Conflict { constraint: "username" };
+                }
+                if m.contains("emails.email") {
+                    return StoreError::Conflict { constraint: "email" };
+                }
+            }
+            ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked | ErrorCode::CannotOpen | ErrorCode::DiskFull => {
+                return StoreError::Unavailable(e.to_string());
+            }
+            _ => {}
+        }
+    }
+    StoreError::Other(Box::new(e))
+}

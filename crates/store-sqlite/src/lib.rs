@@ -1,0 +1,17 @@
+//! SQLite backends for the `Store` and `Queue` seams: the single-server rung's database.
+//!
+//! - [`SqliteStore`]: WAL mode, one writer connection (SQLite allows one writer at a time;
+//!   queuing writers here is cheaper than SQLITE_BUSY retries) and a pool of reader
+//!   connections. Every call runs on tokio's blocking pool.
+//! - [`SqliteQueue`]: the job table in the same file, so a job can be written in the same
+//!   transaction as its data.
+//! - Migrations are the numbered files in `migrations/sqlite/`, compiled in and applied on open.
+
+mod db;
+mod migrate;
+mod queue;
+mod store;
+
+pub use db::{SqliteOptions, Synchronous};
+pub use queue::SqliteQueue;
+pub use store::SqliteStore;

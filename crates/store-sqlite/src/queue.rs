@@ -1,0 +1,145 @@
+//! `SqliteQueue`: the `Queue` seam on the `jobs` table.
+//!
+//! A claim is one `UPDATE … RETURNING` that takes the oldest runnable job and stamps a lease,
+//! so two workers can never hold the same job at once. Depth is exact: it is a `COUNT(*)`.
+
+use crate::db::{map_err, now_ms, Db};
+use async_trait::async_trait;
+use crescendo_queue::{Job, Queue, QueueDepth, QueueError};
+use rusqlite::{params, OptionalExtension};
+use std::time::Duration;
+
+/// The job table as a queue.
+#[derive(Clone)]
+pub struct SqliteQueue {
+    db: Db,
+    /// After this many failed claims a job becomes a dead letter.
+    max_attempts: u32,
+}
+
+impl std::fmt::Debug for SqliteQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteQueue").field("max_attempts", &self.max_attempts).finish()
+    }
+}
+
+impl SqliteQueue {
+    pub(crate) fn new(db: Db, max_attempts: u32) -> Self {
+        Self { db, max_attempts: max_attempts.max(1) }
+    }
+}
+
+fn qerr(e: crescendo_store::StoreError) -> QueueError {
+    match e {
+        crescendo_store::StoreError::Unavailable(m) => QueueError::Unavailable(m),
+        other => QueueError::Other(other.to_string()),
+    }
+}
+
+#[async_trait]
+impl Queue for SqliteQueue {
+    async fn publish(&self, queue: &str, payload: &[u8]) -> Result<i64, QueueError> {
+        let (queue, payload) = (queue.to_string(), payload.to_vec());
+        self.db
+            .write(move |tx| {
+                let now = now_ms();
+                tx.prepare_cached("INSERT INTO jobs (queue, payload, run_at, created_at) VALUES (?1, ?2, ?3, ?3) RETURNING id")
+                    .and_then(|mut st| st.query_row(params![queue, payload, now], |r| r.get(0)))
+                    .map_err(map_err)
+            })
+            .await
+            .map_err(qerr)
+    }
+
+    async fn claim(&self, queue: &str, lease: Duration) -> Result<Option<Job>, QueueError> {
+        let queue = queue.to_string();
+        let lease_ms = lease.as_millis() as i64;
+        self.db
+            .write(move |tx| {
+                let now = now_ms();
+                tx.prepare_cached(
+                    "UPDATE jobs SET attempts = attempts + 1, lease_until = ?2
+                     WHERE id = (SELECT id FROM jobs
+                                 WHERE queue = ?1 AND state = 'ready' AND run_at <= ?3
+                                   AND (lease_until IS NULL OR lease_until < ?3)
+                                 ORDER BY run_at, id LIMIT 1)
+                     RETURNING id, queue, payload, attempts",
+                )
+                .and_then(|mut st| {
+                    st.query_row(params![queue, now + lease_ms, now], |r| {
+                        Ok(Job { id: r.get(0)?, queue: r.get(1)?, payload: r.get(2)?, attempts: r.get::<_, i64>(3)? as u32 })
+                    })
+                    .optional()
+                })
+                .map_err(map_err)
+            })
+            .await
+            .map_err(qerr)
+    }
+
+    async fn ack(&self, job: &Job) -> Result<(), QueueError> {
+        let (id, attempts) = (job.id, i64::from(job.attempts));
+        let n = self
+            .db
+            .write(move |tx| {
+                tx.prepare_cached("DELETE FROM jobs WHERE id = ?1 AND attempts = ?2 AND state = 'ready'")
+                    .and_then(|mut st| st.execute(params![id, attempts]))
+                    .map_err(map_err)
+            })
+            .await
+            .map_err(qerr)?;
+        if n == 1 { Ok(()) } else { Err(QueueError::LeaseLost(id)) }
+    }
+
+    async fn fail(&self, job: &Job, reason: &str, retry_after: Duration) -> Result<(), QueueError> {
+        let (id, attempts, reason) = (job.id, i64::from(job.attempts), reason.to_string());
+        let dead = job.attempts >= self.max_attempts;
+        let n = self
+            .db
+            .write(move |tx| {
+                let now = now_ms();
+                tx.prepare_cached(
+                    "UPDATE jobs SET state = ?3, lease_until = NULL, run_at = ?4, last_error = ?5
+                     WHERE id = ?1 AND attempts = ?2 AND state = 'ready'",
+                )
+                .and_then(|mut st| {
+                    st.execute(params![
+                        id,
+                        attempts,
+                        if dead { "dead" } else { "ready" },
+                        now + retry_after.as_millis() as i64,
+                        reason
+                    ])
+                })
+                .map_err(map_err)
+            })
+            .await
+            .map_err(qerr)?;
+        if n == 1 { Ok(()) } else { Err(QueueError::LeaseLost(id)) }
+    }
+
+    async fn depth(&self, queue: &str) -> Result<QueueDepth, QueueError> {
+        let queue = queue.to_string();
+        self.db
+            .read(move |c| {
+                c.prepare_cached(
+                    "SELECT COALESCE(SUM(state = 'ready'), 0), COALESCE(SUM(state = 'dead'), 0),
+                            MIN(CASE WHEN state = 'ready' THEN created_at END)
+                     FROM jobs WHERE queue = ?1",
+                )
+                .and_then(|mut st| {
+                    st.query_row([&queue], |r| {
+                        let oldest: Option<i64> = r.get(2)?;
+                        Ok(QueueDepth {
+                            pending: r.get::<_, i64>(0)? as u64,
+                            dead: r.get::<_, i64>(1)? as u64,
+                            oldest_ms: oldest.map(|t| (now_ms() - t).max(0) as u64).unwrap_or(0),
+                        })
+                    })
+                })
+                .map_err(map_err)
+            })
+            .await
+            .map_err(qerr)
+    }
+}

@@ -1,0 +1,127 @@
+//! The `Store` seam: every read and write of users, follows, articles, tags, favorites
+//! and comments, as one object-safe async trait.
+//!
+//! Backends: `crescendo-store-sqlite` (rung 1) and, later, PostgreSQL. Each method is one
+//! transaction: it either happens whole or not at all. Backends assign IDs ([`Id`],
+//! [`CommentId`]) inside the writing transaction, so the owning shard's writer is the only
+//! one that makes IDs for it.
+//!
+//! [`conformance`] holds the behaviour every backend must show; a backend's tests run it
+//! with [`store_conformance_tests!`].
+//!
+//! This crate names no database driver.
+
+pub mod conformance;
+mod records;
+
+pub use records::*;
+
+use async_trait::async_trait;
+use crescendo_domain::{CommentId, Id};
+
+/// What went wrong in a store call.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The row the call needs does not exist.
+    #[error("not found")]
+    NotFound,
+    /// A unique key is taken; `constraint` names the field (`username`, `email`).
+    #[error("{constraint} is already taken")]
+    Conflict {
+        /// The field whose value is taken.
+        constraint: &'static str,
+    },
+    /// The database cannot be reached or is busy beyond its timeout.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// Anything else: a bug or corrupt data.
+    #[error("store error: {0}")]
+    Other(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// Result of a store call.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Users, follows, articles, tags, favorites and comments.
+///
+/// Per-viewer facts (does X follow Y, has X favourited Z) come from [`Store::followees`] and
+/// [`Store::favorite_ids`]; shared records never hold them.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Checks that the store answers (for `/ready`).
+    async fn ping(&self) -> StoreResult<()>;
+
+    // --- users ---
+
+    /// Creates a user on the logical shard chosen from the username.
+    ///
+    /// # Errors
+    /// [`StoreError::Conflict`] naming `username` or `email` when either is taken.
+    async fn create_user(&self, new: NewUser) -> StoreResult<UserRecord>;
+    /// A user by ID.
+    async fn user_by_id(&self, id: Id) -> StoreResult<Option<UserRecord>>;
+    /// Users by ID, in no particular order; unknown IDs are left out.
+    async fn users_by_ids(&self, ids: &[Id]) -> StoreResult<Vec<UserRecord>>;
+    /// A user by (lower-cased) email, for login.
+    async fn user_by_email(&self, email: &str) -> StoreResult<Option<UserRecord>>;
+    /// The ID of the user with this username (case-insensitive): the username directory.
+    async fn user_id_by_username(&self, username: &str) -> StoreResult<Option<Id>>;
+    /// Changes the given fields of a user.
+    ///
+    /// # Errors
+    /// [`StoreError::NotFound`]; [`StoreError::Conflict`] when the new username or email is taken.
+    async fn update_user(&self, id: Id, changes: UserChanges) -> StoreResult<UserRecord>;
+
+    // --- follows ---
+
+    /// Makes `follower` follow `followee`; `false` if it already did.
+    async fn follow(&self, follower: Id, followee: Id) -> StoreResult<bool>;
+    /// Ends a follow; `false` if there was none.
+    async fn unfollow(&self, follower: Id, followee: Id) -> StoreResult<bool>;
+    /// Everyone `follower` follows.
+    async fn followees(&self, follower: Id) -> StoreResult<Vec<Id>>;
+
+    // --- articles ---
+
+    /// Creates an article on its author's shard. Tags are stored de-duplicated.
+    async fn create_article(&self, new: NewArticle) -> StoreResult<ArticleRecord>;
+    /// Articles by ID, in no particular order; unknown IDs are left out.
+    async fn articles_by_ids(&self, ids: &[Id]) -> StoreResult<Vec<ArticleRecord>>;
+    /// Changes the given fields; a new title moves the slug.
+    ///
+    /// # Errors
+    /// [`StoreError::NotFound`].
+    async fn update_article(&self, id: Id, changes: ArticleChanges) -> StoreResult<ArticleRecord>;
+    /// Deletes an article with its tags, favorites and comments; `false` if there was none.
+    async fn delete_article(&self, id: Id) -> StoreResult<bool>;
+    /// IDs of the articles matching `filter`, newest first, and how many match in all.
+    async fn list_article_ids(&self, filter: &ArticleFilter, page: Page) -> StoreResult<IdPage>;
+    /// The most used tags, most used first (ties by name), at most `limit`.
+    async fn popular_tags(&self, limit: u32) -> StoreResult<Vec<String>>;
+
+    // --- favorites ---
+
+    /// Marks an article as a user's favourite and counts it; `false` if it already was.
+    ///
+    /// # Errors
+    /// [`StoreError::NotFound`] if the article does not exist.
+    async fn favorite(&self, user: Id, article: Id) -> StoreResult<bool>;
+    /// Removes a favourite; `false` if there was none.
+    async fn unfavorite(&self, user: Id, article: Id) -> StoreResult<bool>;
+    /// Every article `user` has favourited.
+    async fn favorite_ids(&self, user: Id) -> StoreResult<Vec<Id>>;
+
+    // --- comments ---
+
+    /// Adds a comment to an article.
+    ///
+    /// # Errors
+    /// [`StoreError::NotFound`] if the article does not exist.
+    async fn create_comment(&self, article: Id, author: Id, body: String) -> StoreResult<CommentRecord>;
+    /// An article's comments, oldest first.
+    async fn comments_for(&self, article: Id) -> StoreResult<Vec<CommentRecord>>;
+    /// One comment of an article.
+    async fn comment(&self, article: Id, id: CommentId) -> StoreResult<Option<CommentRecord>>;
+    /// Deletes a comment; `false` if there was none.
+    async fn delete_comment(&self, article: Id, id: CommentId) -> StoreResult<bool>;
+}

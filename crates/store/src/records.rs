@@ -1,0 +1,154 @@
+//! Records that cross the `Store` seam. Times are milliseconds since the Unix epoch.
+
+use crescendo_domain::{CommentId, Id};
+use serde::{Deserialize, Serialize};
+
+/// A stored user.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserRecord {
+    /// The user's ID; its shard bits say where the user's rows live.
+    pub id: Id,
+    /// Username as typed at sign-up (unique regardless of case).
+    pub username: String,
+    /// Lower-cased email.
+    pub email: String,
+    /// Argon2id PHC string.
+    pub password_hash: String,
+    /// Free text; empty when unset.
+    pub bio: String,
+    /// Image URL; empty when unset.
+    pub image: String,
+}
+
+/// A user to create.
+#[derive(Clone, Debug)]
+pub struct NewUser {
+    /// Validated username.
+    pub username: String,
+    /// Validated, lower-cased email.
+    pub email: String,
+    /// Argon2id PHC string.
+    pub password_hash: String,
+}
+
+/// Fields of a user to change; `None` leaves a field as it is.
+#[derive(Clone, Debug, Default)]
+pub struct UserChanges {
+    /// New username.
+    pub username: Option<String>,
+    /// New lower-cased email.
+    pub email: Option<String>,
+    /// New password hash.
+    pub password_hash: Option<String>,
+    /// New bio (empty clears it).
+    pub bio: Option<String>,
+    /// New image URL (empty clears it).
+    pub image: Option<String>,
+}
+
+/// A stored article with what every viewer sees of it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArticleRecord {
+    /// The article's ID (carries its author's shard).
+    pub id: Id,
+    /// The author's ID.
+    pub author_id: Id,
+    /// `title-words-<id base 36>`.
+    pub slug: String,
+    /// Title.
+    pub title: String,
+    /// Short description.
+    pub description: String,
+    /// Markdown body.
+    pub body: String,
+    /// Tags in alphabetical order.
+    pub tags: Vec<String>,
+    /// Creation time, ms since the Unix epoch.
+    pub created_at: i64,
+    /// Last change, ms since the Unix epoch.
+    pub updated_at: i64,
+    /// How many users favourited it.
+    pub favorites_count: i64,
+}
+
+/// An article to create.
+#[derive(Clone, Debug)]
+pub struct NewArticle {
+    /// The author; the article is created on the author's shard.
+    pub author_id: Id,
+    /// Validated title.
+    pub title: String,
+    /// Validated description.
+    pub description: String,
+    /// Validated body.
+    pub body: String,
+    /// Validated tags (duplicates are dropped by the store).
+    pub tags: Vec<String>,
+}
+
+/// Fields of an article to change; `None` leaves a field as it is.
+#[derive(Clone, Debug, Default)]
+pub struct ArticleChanges {
+    /// New title (moves the slug).
+    pub title: Option<String>,
+    /// New description.
+    pub description: Option<String>,
+    /// New body.
+    pub body: Option<String>,
+    /// New tag list, replacing the old one.
+    pub tags: Option<Vec<String>>,
+}
+
+/// A stored comment.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommentRecord {
+    /// The comment's ID (≤ 2^53 − 1).
+    pub id: CommentId,
+    /// The article it belongs to.
+    pub article_id: Id,
+    /// Who wrote it.
+    pub author_id: Id,
+    /// Text.
+    pub body: String,
+    /// Creation time, ms since the Unix epoch.
+    pub created_at: i64,
+    /// Last change, ms since the Unix epoch.
+    pub updated_at: i64,
+}
+
+/// Which articles a list shows.
+///
+/// Cross-user lists (`All`, `Tag`, `Feed`) are the ones that become scatter-gather merges
+/// once users are spread over several shard groups; `Author` and `FavoritedBy` stay on one
+/// user's shard.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum ArticleFilter {
+    /// Every article.
+    All,
+    /// Articles with this tag.
+    Tag(String),
+    /// Articles by this author.
+    Author(Id),
+    /// Articles this user favourited.
+    FavoritedBy(Id),
+    /// Articles by the users this user follows.
+    Feed(Id),
+}
+
+/// A window of a list.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Page {
+    /// At most this many items.
+    pub limit: u32,
+    /// Skip this many items first.
+    pub offset: u32,
+}
+
+/// One window of article IDs and the size of the whole list.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdPage {
+    /// IDs, newest first.
+    pub ids: Vec<Id>,
+    /// How many articles match in all.
+    pub total: u64,
+}

@@ -1,0 +1,79 @@
+//! Telemetry shared by every role: log setup ([`init_logs`]), the metric names of DESIGN.md's
+//! contract ([`names`]), and the process-wide Prometheus recorder ([`metrics_handle`]).
+//!
+//! Metrics go through the `metrics` facade, so library crates record without knowing the
+//! exporter; `/metrics` renders [`metrics_handle`]'s text.
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use std::sync::OnceLock;
+
+/// Metric names, `crescendo_<area>_<what>_<unit>`, as DESIGN.md's contracts give them.
+pub mod names {
+    /// Counter of HTTP requests; labels `method`, `route`, `status`.
+    pub const HTTP_REQUESTS: &str = "crescendo_http_requests_total";
+    /// Histogram of HTTP request latency in seconds; labels `method`, `route`, `status`.
+    pub const HTTP_DURATION: &str = "crescendo_http_request_duration_seconds";
+    /// Counter of database round trips (one statement or one transaction); label `role`
+    /// (`sqlite`, `primary`, `replica`).
+    pub const DB_QUERIES: &str = "crescendo_db_queries_total";
+    /// Gauge of database connections in use; label `role`.
+    pub const DB_POOL_IN_USE: &str = "crescendo_db_pool_connections_in_use";
+    /// Gauge of open database connections; label `role`.
+    pub const DB_POOL_OPEN: &str = "crescendo_db_pool_connections_open";
+    /// Counter of cache hits; label `layer` (`local`, `shared`).
+    pub const CACHE_HITS: &str = "crescendo_cache_hits_total";
+    /// Counter of cache misses; label `layer`.
+    pub const CACHE_MISSES: &str = "crescendo_cache_misses_total";
+    /// Counter of loads from the store made on cache misses (after single-flight).
+    pub const CACHE_LOADS: &str = "crescendo_cache_loads_total";
+    /// Gauge of pending jobs; label `queue`.
+    pub const QUEUE_DEPTH: &str = "crescendo_queue_depth";
+    /// Counter of finished jobs; labels `queue`, `outcome` (`ok`, `retry`, `dead`).
+    pub const JOBS: &str = "crescendo_jobs_total";
+    /// Counter of password hashes computed; label `op` (`hash`, `verify`).
+    pub const PASSWORD_HASHES: &str = "crescendo_password_hashes_total";
+}
+
+/// How logs are written.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines (the default).
+    #[default]
+    Pretty,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+/// Installs the global tracing subscriber: `RUST_LOG` if set, else `default_filter`.
+/// Safe to call more than once (later calls do nothing), so tests can call it freely.
+pub fn init_logs(format: LogFormat, default_filter: &str) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Pretty => builder.compact().try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
+}
+
+/// The process-wide Prometheus recorder, installed on first use.
+///
+/// One per process: every server started in this process (tests start many) records into
+/// it. Latency histograms use fixed buckets from 100 µs to 10 s.
+pub fn metrics_handle() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        const BUCKETS: &[f64] =
+            &[0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+        let recorder = PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), BUCKETS)
+            .expect("bucket list is not empty")
+            .build_recorder();
+        let handle = recorder.handle();
+        // A recorder may already be installed by an embedding program; then ours only renders
+        // what it holds (nothing), which is the embedder's choice.
+        let _ = metrics::set_global_recorder(recorder);
+        handle
+    })
+}
