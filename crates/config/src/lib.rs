@@ -1,0 +1,466 @@
+//! `Settings`: one typed tree that configures every role.
+//!
+//! Layers, later wins: defaults in code < a TOML file (`--config FILE`) < environment
+//! variables `CRESCENDO_<SECTION>__<KEY>` (e.g. `CRESCENDO_HTTP__LISTEN=0.0.0.0:80`,
+//! `CRESCENDO_DATA_DIR=/srv/crescendo`) < command-line flags. Unknown keys in a file are
+//! errors that name the key; environment variables that name no key are ignored, so other
+//! tools' `CRESCENDO_*` variables do no harm. Values are parsed at load time (addresses,
+//! enums, numbers), so a bad value fails at start-up, not at first use.
+
+use figment::providers::{Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+pub use crescendo_telemetry::LogFormat;
+
+/// A secret string: never shown by `Debug`, so settings can be logged safely.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret.
+    pub fn new(s: impl Into<String>) -> Self {
+        Self(s.into())
+    }
+    /// The secret's text, for the one place that needs it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// Every setting of every role.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// Where `serve` keeps its database, blobs and generated keys.
+    pub data_dir: PathBuf,
+    /// The HTTP listener.
+    pub http: Http,
+    /// The database.
+    pub store: StoreSettings,
+    /// The read-through cache.
+    pub cache: CacheSettings,
+    /// The job queue.
+    pub queue: QueueSettings,
+    /// Uploaded files.
+    pub blobs: BlobSettings,
+    /// Small shared state (web sessions, rate limits).
+    pub sessions: SessionSettings,
+    /// Tokens and passwords.
+    pub auth: Auth,
+    /// Logs.
+    pub log: Log,
+}
+
+/// The HTTP listener.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Http {
+    /// Address to listen on; port 0 picks a free port (printed at start).
+    pub listen: SocketAddr,
+    /// Largest request body accepted, in bytes (larger: 413).
+    pub body_limit_bytes: usize,
+    /// A request taking longer is answered 503 and its work dropped.
+    pub request_timeout_secs: u64,
+    /// On SIGTERM/SIGINT, how long in-flight requests may take to finish.
+    pub shutdown_grace_secs: u64,
+    /// Largest `limit` a list request may ask for (larger: 422).
+    pub max_page_size: u32,
+}
+
+/// Which database and how to use it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreSettings {
+    /// `sqlite` (the only backend of the single-server rung).
+    pub backend: StoreBackend,
+    /// SQLite reader connections.
+    pub sqlite_readers: usize,
+    /// SQLite commit durability: `full` (survives power loss) or `normal` (survives a crash
+    /// of the process; the last commits may be lost on power loss; faster writes).
+    pub sqlite_synchronous: SqliteSync,
+}
+
+/// Database backends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreBackend {
+    /// SQLite in `data_dir/crescendo.db`.
+    Sqlite,
+}
+
+/// SQLite `synchronous` modes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SqliteSync {
+    /// fsync every commit.
+    Full,
+    /// fsync at checkpoints.
+    Normal,
+}
+
+/// The read-through cache.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheSettings {
+    /// `memory` (in-process).
+    pub backend: CacheBackend,
+    /// Bound of the in-process byte cache.
+    pub memory_max_bytes: u64,
+    /// Decoded values kept in each process's local tier.
+    pub local_entries: u64,
+    /// Lifetime of cached entries (with ±10% jitter).
+    pub ttl_secs: u64,
+    /// Lifetime of cached "not found" answers.
+    pub negative_ttl_secs: u64,
+}
+
+/// Cache backends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CacheBackend {
+    /// In-process (moka).
+    Memory,
+}
+
+/// The job queue.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueueSettings {
+    /// `sqlite`: the job table in the database file.
+    pub backend: QueueBackend,
+    /// Failed deliveries before a job becomes a dead letter.
+    pub max_attempts: u32,
+}
+
+/// Queue backends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum QueueBackend {
+    /// The job table in the SQLite database.
+    Sqlite,
+}
+
+/// Uploaded files.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BlobSettings {
+    /// `local`: files under `dir`.
+    pub backend: BlobBackend,
+    /// Directory for `local`; empty means `data_dir/blobs`.
+    pub dir: PathBuf,
+}
+
+/// Blob backends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BlobBackend {
+    /// A local directory.
+    Local,
+}
+
+/// Small shared state.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SessionSettings {
+    /// `memory` (in-process).
+    pub backend: SessionBackend,
+}
+
+/// Session backends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SessionBackend {
+    /// In-process.
+    Memory,
+}
+
+/// Tokens and passwords.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Auth {
+    /// HS256 key for API tokens (at least 32 characters). Unset: one is generated on first
+    /// start and kept in `data_dir/jwt.key`. Every node of a topology must share one.
+    pub jwt_secret: Option<Secret>,
+    /// How long an API token is valid.
+    pub token_ttl_secs: u64,
+    /// Password hashes computed at once; each takes `argon2_memory_kib` of memory.
+    pub hash_concurrency: usize,
+    /// Argon2id memory cost in KiB (OWASP's minimum for argon2id is 19456).
+    pub argon2_memory_kib: u32,
+    /// Argon2id passes.
+    pub argon2_iterations: u32,
+}
+
+/// Logs.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Log {
+    /// `pretty` or `json`.
+    pub format: LogFormat,
+    /// Filter when `RUST_LOG` is unset, in `tracing_subscriber::EnvFilter` syntax.
+    pub filter: String,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("./crescendo-data"),
+            http: Http::default(),
+            store: StoreSettings::default(),
+            cache: CacheSettings::default(),
+            queue: QueueSettings::default(),
+            blobs: BlobSettings::default(),
+            sessions: SessionSettings::default(),
+            auth: Auth::default(),
+            log: Log::default(),
+        }
+    }
+}
+
+impl Default for Http {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            body_limit_bytes: 1024 * 1024,
+            request_timeout_secs: 30,
+            shutdown_grace_secs: 30,
+            max_page_size: 100,
+        }
+    }
+}
+
+impl Default for StoreSettings {
+    fn default() -> Self {
+        Self { backend: StoreBackend::Sqlite, sqlite_readers: 4, sqlite_synchronous: SqliteSync::Full }
+    }
+}
+
+impl Default for CacheSettings {
+    fn default() -> Self {
+        Self {
+            backend: CacheBackend::Memory,
+            memory_max_bytes: 32 * 1024 * 1024,
+            local_entries: 50_000,
+            ttl_secs: 300,
+            negative_ttl_secs: 30,
+        }
+    }
+}
+
+impl Default for QueueSettings {
+    fn default() -> Self {
+        Self { backend: QueueBackend::Sqlite, max_attempts: 5 }
+    }
+}
+
+impl Default for BlobSettings {
+    fn default() -> Self {
+        Self { backend: BlobBackend::Local, dir: PathBuf::new() }
+    }
+}
+
+impl Default for SessionSettings {
+    fn default() -> Self {
+        Self { backend: SessionBackend::Memory }
+    }
+}
+
+impl Default for Auth {
+    fn default() -> Self {
+        Self {
+            jwt_secret: None,
+            token_ttl_secs: 30 * 24 * 3600,
+            hash_concurrency: 2,
+            argon2_memory_kib: 19_456,
+            argon2_iterations: 2,
+        }
+    }
+}
+
+impl Default for Log {
+    fn default() -> Self {
+        Self { format: LogFormat::Pretty, filter: "info".into() }
+    }
+}
+
+/// Settings that could not be loaded; the message names the file, key and value.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration: {0}")]
+pub struct ConfigError(String);
+
+/// Flags given on the command line; they win over every other layer.
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    /// `--listen`.
+    pub listen: Option<SocketAddr>,
+    /// `--data-dir`.
+    pub data_dir: Option<PathBuf>,
+}
+
+/// Every key path of the settings tree (`http.listen`, `data_dir`…), lower-case.
+fn known_keys() -> BTreeSet<String> {
+    fn walk(prefix: &str, v: &serde_json::Value, out: &mut BTreeSet<String>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                for (k, v) in m {
+                    let p = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                    walk(&p, v, out);
+                }
+            }
+            _ => {
+                out.insert(prefix.to_lowercase());
+            }
+        }
+    }
+    let mut out = BTreeSet::new();
+    walk("", &serde_json::to_value(Settings::default()).expect("settings serialise"), &mut out);
+    out
+}
+
+impl Settings {
+    /// Loads defaults < `file` < `CRESCENDO_*` environment < `overrides`.
+    ///
+    /// # Errors
+    /// A missing or unreadable file, an unknown key in it, or a value of the wrong type.
+    pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Self, ConfigError> {
+        Self::load_with_env(file, overrides, std::env::vars())
+    }
+
+    /// [`Settings::load`] with the environment given, for tests.
+    ///
+    /// # Errors
+    /// As [`Settings::load`].
+    pub fn load_with_env(
+        file: Option<&Path>,
+        overrides: &Overrides,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let mut fig = Figment::from(Serialized::defaults(Settings::default()));
+        if let Some(path) = file {
+            if !path.is_file() {
+                return Err(ConfigError(format!("config file {} not found", path.display())));
+            }
+            fig = fig.merge(Toml::file_exact(path));
+        }
+        let known = known_keys();
+        // Only variables that name a key: `CRESCENDO_HTTP__LISTEN` → `http.listen`.
+        let mut env_layer = std::collections::BTreeMap::new();
+        for (name, value) in env {
+            let Some(rest) = name.strip_prefix("CRESCENDO_") else { continue };
+            let key = rest.to_lowercase().replace("__", ".");
+            if known.contains(&key) {
+                env_layer.insert(key, value);
+            }
+        }
+        for (key, value) in env_layer {
+            fig = fig.merge((key.as_str(), parse_env_value(&value)));
+        }
+        if let Some(listen) = overrides.listen {
+            fig = fig.merge(("http.listen", listen.to_string()));
+        }
+        if let Some(dir) = &overrides.data_dir {
+            fig = fig.merge(("data_dir", dir.to_string_lossy().to_string()));
+        }
+        let s: Settings = fig.extract().map_err(|e| ConfigError(e.to_string()))?;
+        s.check()?;
+        Ok(s)
+    }
+
+    fn check(&self) -> Result<(), ConfigError> {
+        if let Some(secret) = &self.auth.jwt_secret
+            && secret.expose().len() < 32
+        {
+            return Err(ConfigError("auth.jwt_secret must be at least 32 characters".into()));
+        }
+        if self.auth.hash_concurrency == 0 {
+            return Err(ConfigError("auth.hash_concurrency must be at least 1".into()));
+        }
+        if self.http.max_page_size == 0 {
+            return Err(ConfigError("http.max_page_size must be at least 1".into()));
+        }
+        Ok(())
+    }
+
+    /// The directory for local blobs.
+    pub fn blob_dir(&self) -> PathBuf {
+        if self.blobs.dir.as_os_str().is_empty() { self.data_dir.join("blobs") } else { self.blobs.dir.clone() }
+    }
+}
+
+/// Environment values are text; numbers and booleans are read as such so `u64` keys work.
+fn parse_env_value(v: &str) -> figment::value::Value {
+    v.parse::<figment::value::Value>().unwrap_or_else(|_| figment::value::Value::from(v.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn defaults_serve_on_8080_from_crescendo_data() {
+        let s = Settings::load_with_env(None, &Overrides::default(), env(&[])).unwrap();
+        assert_eq!(s.http.listen, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(s.data_dir, PathBuf::from("./crescendo-data"));
+        assert_eq!(s.blob_dir(), PathBuf::from("./crescendo-data/blobs"));
+    }
+
+    #[test]
+    fn layers_apply_in_order() {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        writeln!(f, "data_dir = \"/from/file\"\n[http]\nlisten = \"127.0.0.1:1\"\nbody_limit_bytes = 10\n[cache]\nttl_secs = 7").unwrap();
+        let s = Settings::load_with_env(
+            Some(f.path()),
+            &Overrides { listen: Some("127.0.0.1:3".parse().unwrap()), data_dir: None },
+            env(&[("CRESCENDO_HTTP__LISTEN", "127.0.0.1:2"), ("CRESCENDO_CACHE__TTL_SECS", "9"), ("CRESCENDO_UNRELATED", "x")]),
+        )
+        .unwrap();
+        assert_eq!(s.http.listen, "127.0.0.1:3".parse().unwrap(), "flags win");
+        assert_eq!(s.cache.ttl_secs, 9, "environment beats file");
+        assert_eq!(s.http.body_limit_bytes, 10, "file beats defaults");
+        assert_eq!(s.data_dir, PathBuf::from("/from/file"));
+    }
+
+    #[test]
+    fn unknown_keys_in_a_file_are_errors_naming_the_key() {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        writeln!(f, "[http]\nlisten_addr = \"127.0.0.1:1\"").unwrap();
+        let e = Settings::load_with_env(Some(f.path()), &Overrides::default(), env(&[])).unwrap_err();
+        assert!(e.to_string().contains("listen_addr"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_fail_at_load_naming_the_key() {
+        let e = Settings::load_with_env(None, &Overrides::default(), env(&[("CRESCENDO_HTTP__LISTEN", "nowhere")])).unwrap_err();
+        assert!(e.to_string().contains("listen"), "{e}");
+        let e = Settings::load_with_env(None, &Overrides::default(), env(&[("CRESCENDO_AUTH__JWT_SECRET", "short")])).unwrap_err();
+        assert!(e.to_string().contains("jwt_secret"), "{e}");
+    }
+
+    #[test]
+    fn secrets_do_not_show_in_debug_output() {
+        let s = Settings::load_with_env(
+            None,
+            &Overrides::default(),
+            env(&[("CRESCENDO_AUTH__JWT_SECRET", "0123456789abcdef0123456789abcdef-top-secret")]),
+        )
+        .unwrap();
+        assert_eq!(s.auth.jwt_secret.as_ref().unwrap().expose(), "0123456789abcdef0123456789abcdef-top-secret");
+        assert!(!format!("{s:?}").contains("top-secret"));
+    }
+}
