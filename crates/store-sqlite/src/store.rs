@@ -427,6 +427,21 @@ impl Store for SqliteStore {
                             [u.as_i64()],
                         )?,
                     ),
+                    ArticleFilter::Match { tag, author, favorited_by } => {
+                        // Several filters at once: rare, so one general statement.
+                        const WHERE: &str = "WHERE (?1 IS NULL OR id IN (SELECT article_id FROM article_tags WHERE tag = ?1))
+                               AND (?2 IS NULL OR author_id = ?2)
+                               AND (?3 IS NULL OR id IN (SELECT article_id FROM favorites WHERE user_id = ?3))";
+                        let (a, f) = (author.map(Id::as_i64), favorited_by.map(Id::as_i64));
+                        (
+                            ids_from(
+                                c,
+                                &format!("SELECT id FROM articles {WHERE} ORDER BY id DESC LIMIT ?4 OFFSET ?5"),
+                                params![tag, a, f, lim, off],
+                            )?,
+                            count(c, &format!("SELECT COUNT(*) FROM articles {WHERE}"), params![tag, a, f])?,
+                        )
+                    }
                 };
                 Ok(IdPage { ids, total })
             })

@@ -294,6 +294,16 @@ pub async fn list_filters_select_exactly_their_articles(s: &dyn Store) {
     assert_eq!(ids(q(ArticleFilter::Feed(c.id)).await), (vec![a2.id, b1.id, a1.id], 3));
     assert_eq!(ids(q(ArticleFilter::Feed(a.id)).await), (vec![c1.id], 1));
     assert_eq!(ids(q(ArticleFilter::Feed(b.id)).await), (vec![], 0));
+
+    let m = |tag: Option<&str>, author: Option<Id>, favorited_by: Option<Id>| ArticleFilter::Match {
+        tag: tag.map(str::to_string),
+        author,
+        favorited_by,
+    };
+    assert_eq!(ids(q(m(Some("rust"), Some(a.id), None)).await), (vec![a1.id], 1));
+    assert_eq!(ids(q(m(Some("rust"), None, Some(c.id))).await), (vec![a1.id], 1));
+    assert_eq!(ids(q(m(None, Some(c.id), Some(c.id))).await), (vec![c1.id], 1));
+    assert_eq!(ids(q(m(Some("go"), Some(a.id), Some(c.id))).await), (vec![], 0));
 }
 
 /// A favourite counts once per user; unknown articles are not found.

@@ -133,6 +133,15 @@ pub enum ArticleFilter {
     FavoritedBy(Id),
     /// Articles by the users this user follows.
     Feed(Id),
+    /// Articles matching every filter given (a request that combines filters).
+    Match {
+        /// With this tag.
+        tag: Option<String>,
+        /// By this author.
+        author: Option<Id>,
+        /// Favourited by this user.
+        favorited_by: Option<Id>,
+    },
 }
 
 /// A window of a list.

@@ -1,0 +1,307 @@
+//! Articles: read, list, feed, write, favourite.
+
+use crate::users::ProfileView;
+use crate::{keys, App, AppError, AppResult, FieldErrors};
+use crescendo_domain::{FieldError, Id, Slug, Tag, Text};
+use crescendo_store::{ArticleChanges, ArticleFilter, ArticleRecord, NewArticle, Page};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// The most tags an article may have.
+const MAX_TAGS: usize = 20;
+
+/// An article as one viewer sees it.
+#[derive(Clone, Debug)]
+pub struct ArticleView {
+    /// What every viewer sees (shared, cached).
+    pub article: Arc<ArticleRecord>,
+    /// The author, with whether the viewer follows them.
+    pub author: ProfileView,
+    /// Whether the viewer favourited it.
+    pub favorited: bool,
+}
+
+/// Fields of a new or changed article; absent fields stay as they are on update.
+#[derive(Clone, Debug, Default)]
+pub struct ArticleInput {
+    /// Title.
+    pub title: Option<String>,
+    /// Description.
+    pub description: Option<String>,
+    /// Markdown body.
+    pub body: Option<String>,
+    /// Tags.
+    pub tags: Option<Vec<String>>,
+}
+
+/// A list request: at most one of each filter, and a window.
+#[derive(Clone, Debug, Default)]
+pub struct ListQuery {
+    /// Only articles with this tag.
+    pub tag: Option<String>,
+    /// Only articles by this username.
+    pub author: Option<String>,
+    /// Only articles favourited by this username.
+    pub favorited: Option<String>,
+    /// Page size.
+    pub limit: u32,
+    /// Items to skip.
+    pub offset: u32,
+}
+
+fn validate_tags(errs: &mut FieldErrors, tags: Option<&Vec<String>>) -> Option<Vec<String>> {
+    let tags = tags?;
+    if tags.len() > MAX_TAGS {
+        errs.0.push(FieldError::new("tagList", format!("may hold at most {MAX_TAGS} tags")));
+        return None;
+    }
+    let mut out = Vec::with_capacity(tags.len());
+    for t in tags {
+        out.push(errs.check(Tag::parse(t))?.into_string());
+    }
+    Some(out)
+}
+
+impl App {
+    /// An article's shared record, cached ("not found" too).
+    pub(crate) async fn article_record(&self, id: Id) -> AppResult<Option<Arc<ArticleRecord>>> {
+        self.cache()
+            .get_or_load(&keys::article(id), self.ttl(), || async {
+                Ok::<_, AppError>(self.store().articles_by_ids(&[id]).await?.pop())
+            })
+            .await
+    }
+
+    /// What `viewer` favourited, sorted, cached under the viewer's key.
+    async fn favorites_of(&self, viewer: Id) -> AppResult<Arc<Vec<Id>>> {
+        let v = self
+            .cache()
+            .get_or_load(&keys::favorites(viewer), self.ttl(), || async {
+                let mut ids = self.store().favorite_ids(viewer).await?;
+                ids.sort_unstable();
+                Ok::<_, AppError>(Some(ids))
+            })
+            .await?;
+        Ok(v.unwrap_or_default())
+    }
+
+    async fn article_by_slug(&self, slug: &str) -> AppResult<Arc<ArticleRecord>> {
+        let id = Slug::parse(slug).ok_or(AppError::NotFound("article"))?.id();
+        self.article_record(id).await?.ok_or(AppError::NotFound("article"))
+    }
+
+    /// Joins shared records with the viewer's own facts, keeping the order given.
+    async fn views(&self, viewer: Option<Id>, articles: Vec<Arc<ArticleRecord>>) -> AppResult<Vec<ArticleView>> {
+        let (followees, favorites) = match viewer {
+            Some(v) => (self.followees(v).await?, self.favorites_of(v).await?),
+            None => (Arc::default(), Arc::default()),
+        };
+        let mut authors: HashMap<Id, ProfileView> = HashMap::new();
+        let mut out = Vec::with_capacity(articles.len());
+        for a in articles {
+            let author = match authors.get(&a.author_id) {
+                Some(p) => p.clone(),
+                None => {
+                    let Some(profile) = self.profile_record(a.author_id).await? else {
+                        tracing::warn!(article_id = %a.id, "article without author; skipped");
+                        continue;
+                    };
+                    let following = viewer.is_some_and(|v| v != profile.id) && followees.binary_search(&profile.id).is_ok();
+                    let view = ProfileView { profile, following };
+                    authors.insert(a.author_id, view.clone());
+                    view
+                }
+            };
+            let favorited = favorites.binary_search(&a.id).is_ok();
+            out.push(ArticleView { article: a, author, favorited });
+        }
+        Ok(out)
+    }
+
+    async fn view(&self, viewer: Option<Id>, a: Arc<ArticleRecord>) -> AppResult<ArticleView> {
+        self.views(viewer, vec![a]).await?.pop().ok_or(AppError::NotFound("article"))
+    }
+
+    fn page(&self, limit: u32, offset: u32) -> AppResult<Page> {
+        if limit > self.inner.max_page_size {
+            return Err(AppError::invalid("limit", format!("must be at most {}", self.inner.max_page_size)));
+        }
+        Ok(Page { limit, offset })
+    }
+
+    async fn hydrate(&self, viewer: Option<Id>, ids: &[Id]) -> AppResult<Vec<ArticleView>> {
+        let mut records = Vec::with_capacity(ids.len());
+        for &id in ids {
+            // an article deleted since the list was read is simply left out
+            if let Some(a) = self.article_record(id).await? {
+                records.push(a);
+            }
+        }
+        self.views(viewer, records).await
+    }
+
+    /// A page of articles, newest first, with the number of matching articles.
+    ///
+    /// # Errors
+    /// [`AppError::Validation`] for a page size over the limit.
+    pub async fn list_articles(&self, viewer: Option<Id>, q: ListQuery) -> AppResult<(Vec<ArticleView>, u64)> {
+        let page = self.page(q.limit, q.offset)?;
+        // an unknown username matches nothing
+        let author = match &q.author {
+            Some(name) => match self.user_id(name).await? {
+                Some(id) => Some(id),
+                None => return Ok((Vec::new(), 0)),
+            },
+            None => None,
+        };
+        let favorited_by = match &q.favorited {
+            Some(name) => match self.user_id(name).await? {
+                Some(id) => Some(id),
+                None => return Ok((Vec::new(), 0)),
+            },
+            None => None,
+        };
+        let filter = match (q.tag, author, favorited_by) {
+            (None, None, None) => ArticleFilter::All,
+            (Some(t), None, None) => ArticleFilter::Tag(t),
+            (None, Some(a), None) => ArticleFilter::Author(a),
+            (None, None, Some(f)) => ArticleFilter::FavoritedBy(f),
+            (tag, author, favorited_by) => ArticleFilter::Match { tag, author, favorited_by },
+        };
+        let ids = self.list_ids(&filter, page).await?;
+        Ok((self.hydrate(viewer, &ids.ids).await?, ids.total))
+    }
+
+    /// The viewer's feed: articles by the users they follow, newest first.
+    ///
+    /// # Errors
+    /// [`AppError::Validation`] for a page size over the limit.
+    pub async fn feed(&self, viewer: Id, limit: u32, offset: u32) -> AppResult<(Vec<ArticleView>, u64)> {
+        let page = self.page(limit, offset)?;
+        let ids = self.list_ids(&ArticleFilter::Feed(viewer), page).await?;
+        Ok((self.hydrate(Some(viewer), &ids.ids).await?, ids.total))
+    }
+
+    /// One article by slug. The ID in the slug decides; an old title prefix still works.
+    ///
+    /// # Errors
+    /// [`AppError::NotFound`].
+    pub async fn article(&self, viewer: Option<Id>, slug: &str) -> AppResult<ArticleView> {
+        let a = self.article_by_slug(slug).await?;
+        self.view(viewer, a).await
+    }
+
+    /// Keys a change to article `a` makes stale: the record and every list it is in.
+    fn article_keys(a: &ArticleRecord, extra_tags: &[String]) -> Vec<String> {
+        let mut k = vec![keys::article(a.id), keys::head_all(), keys::head_author(a.author_id), keys::popular_tags()];
+        k.extend(a.tags.iter().chain(extra_tags).map(|t| keys::head_tag(t)));
+        k
+    }
+
+    /// Publishes an article.
+    ///
+    /// # Errors
+    /// [`AppError::Validation`] for blank or oversized fields.
+    #[tracing::instrument(skip_all, fields(user_id = %author))]
+    pub async fn create_article(&self, author: Id, input: ArticleInput) -> AppResult<ArticleView> {
+        let mut errs = FieldErrors::default();
+        let title = errs.check(Text::required("title", input.title.as_deref().unwrap_or(""), 300));
+        let description = errs.check(Text::required("description", input.description.as_deref().unwrap_or(""), 1_000));
+        let body = errs.check(Text::required("body", input.body.as_deref().unwrap_or(""), 100_000));
+        let tags = validate_tags(&mut errs, input.tags.as_ref()).unwrap_or_default();
+        errs.into_result()?;
+        let a = self
+            .store()
+            .create_article(NewArticle {
+                author_id: author,
+                title: title.expect("checked"),
+                description: description.expect("checked"),
+                body: body.expect("checked"),
+                tags,
+            })
+            .await?;
+        self.invalidate(Self::article_keys(&a, &[])).await?;
+        tracing::info!(article_id = %a.id, "article published");
+        self.view(Some(author), Arc::new(a)).await
+    }
+
+    /// Changes an article; only its author may.
+    ///
+    /// # Errors
+    /// [`AppError::NotFound`], [`AppError::Forbidden`], [`AppError::Validation`].
+    #[tracing::instrument(skip_all, fields(user_id = %user))]
+    pub async fn update_article(&self, user: Id, slug: &str, input: ArticleInput) -> AppResult<ArticleView> {
+        let old = self.article_by_slug(slug).await?;
+        if old.author_id != user {
+            return Err(AppError::Forbidden);
+        }
+        let mut errs = FieldErrors::default();
+        let title = input.title.as_deref().and_then(|t| errs.check(Text::required("title", t, 300)));
+        let description = input.description.as_deref().and_then(|d| errs.check(Text::required("description", d, 1_000)));
+        let body = input.body.as_deref().and_then(|b| errs.check(Text::required("body", b, 100_000)));
+        let tags = validate_tags(&mut errs, input.tags.as_ref());
+        errs.into_result()?;
+        let a = self.store().update_article(old.id, ArticleChanges { title, description, body, tags }).await?;
+        self.invalidate(Self::article_keys(&a, &old.tags)).await?;
+        self.view(Some(user), Arc::new(a)).await
+    }
+
+    /// Deletes an article with its comments and favourites; only its author may.
+    ///
+    /// # Errors
+    /// [`AppError::NotFound`], [`AppError::Forbidden`].
+    #[tracing::instrument(skip_all, fields(user_id = %user))]
+    pub async fn delete_article(&self, user: Id, slug: &str) -> AppResult<()> {
+        let a = self.article_by_slug(slug).await?;
+        if a.author_id != user {
+            return Err(AppError::Forbidden);
+        }
+        self.store().delete_article(a.id).await?;
+        let mut k = Self::article_keys(&a, &[]);
+        k.push(keys::comments(a.id));
+        self.invalidate(k).await
+    }
+
+    /// Favourites an article (again is fine).
+    ///
+    /// # Errors
+    /// [`AppError::NotFound`].
+    #[tracing::instrument(skip_all, fields(user_id = %user))]
+    pub async fn favorite(&self, user: Id, slug: &str) -> AppResult<ArticleView> {
+        let a = self.article_by_slug(slug).await?;
+        self.store().favorite(user, a.id).await.map_err(|e| match AppError::from(e) {
+            AppError::NotFound(_) => AppError::NotFound("article"),
+            other => other,
+        })?;
+        self.invalidate(vec![keys::article(a.id), keys::favorites(user)]).await?;
+        let a = self.article_by_slug(slug).await?;
+        self.view(Some(user), a).await
+    }
+
+    /// Removes a favourite (none is fine).
+    ///
+    /// # Errors
+    /// [`AppError::NotFound`].
+    #[tracing::instrument(skip_all, fields(user_id = %user))]
+    pub async fn unfavorite(&self, user: Id, slug: &str) -> AppResult<ArticleView> {
+        let a = self.article_by_slug(slug).await?;
+        self.store().unfavorite(user, a.id).await?;
+        self.invalidate(vec![keys::article(a.id), keys::favorites(user)]).await?;
+        let a = self.article_by_slug(slug).await?;
+        self.view(Some(user), a).await
+    }
+
+    /// The most used tags.
+    ///
+    /// # Errors
+    /// Store failures.
+    pub async fn tags(&self) -> AppResult<Arc<Vec<String>>> {
+        let t = self
+            .cache()
+            .get_or_load(&keys::popular_tags(), self.ttl(), || async {
+                Ok::<_, AppError>(Some(self.store().popular_tags(100).await?))
+            })
+            .await?;
+        Ok(t.unwrap_or_default())
+    }
+}

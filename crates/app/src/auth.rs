@@ -1,0 +1,197 @@
+//! API tokens (JWT, HS256) and password hashing (argon2id).
+
+use crate::{AppError, AppResult};
+use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use base64::Engine;
+use crescendo_domain::Id;
+use crescendo_telemetry::names;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::Semaphore;
+
+/// Signs and checks API tokens: `Authorization: Token <jwt>`.
+#[derive(Clone)]
+pub struct Tokens {
+    key: Arc<[u8]>,
+    ttl: Duration,
+}
+
+impl std::fmt::Debug for Tokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tokens").field("ttl", &self.ttl).finish_non_exhaustive()
+    }
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Claims {
+    /// The user's ID, as a string (IDs exceed JavaScript's exact integers).
+    sub: String,
+    iat: u64,
+    exp: u64,
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+impl Tokens {
+    /// Tokens signed with `key`, valid for `ttl`.
+    pub fn new(key: &[u8], ttl: Duration) -> Self {
+        Self { key: key.into(), ttl }
+    }
+
+    fn mac(&self) -> Hmac<Sha256> {
+        Hmac::<Sha256>::new_from_slice(&self.key).expect("HMAC takes keys of any length")
+    }
+
+    /// A token for `user`.
+    pub fn issue(&self, user: Id) -> String {
+        let now = now_secs();
+        let header = B64.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
+        let claims = Claims { sub: user.to_string(), iat: now, exp: now + self.ttl.as_secs() };
+        let payload = B64.encode(serde_json::to_vec(&claims).expect("claims serialise"));
+        let signing_input = format!("{header}.{payload}");
+        let mut mac = self.mac();
+        mac.update(signing_input.as_bytes());
+        let sig = B64.encode(mac.finalize().into_bytes());
+        format!("{signing_input}.{sig}")
+    }
+
+    /// The user a token was issued to.
+    ///
+    /// # Errors
+    /// [`AppError::Unauthorized`] if the token is malformed, not signed with our key (the
+    /// comparison is constant-time), not HS256, or expired.
+    pub fn verify(&self, token: &str) -> AppResult<Id> {
+        let mut parts = token.split('.');
+        let (Some(h), Some(p), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+            return Err(AppError::Unauthorized);
+        };
+        let sig = B64.decode(s).map_err(|_| AppError::Unauthorized)?;
+        let mut mac = self.mac();
+        mac.update(h.as_bytes());
+        mac.update(b".");
+        mac.update(p.as_bytes());
+        mac.verify_slice(&sig).map_err(|_| AppError::Unauthorized)?;
+        let header: serde_json::Value =
+            serde_json::from_slice(&B64.decode(h).map_err(|_| AppError::Unauthorized)?).map_err(|_| AppError::Unauthorized)?;
+        if header.get("alg").and_then(|a| a.as_str()) != Some("HS256") {
+            return Err(AppError::Unauthorized);
+        }
+        let claims: Claims =
+            serde_json::from_slice(&B64.decode(p).map_err(|_| AppError::Unauthorized)?).map_err(|_| AppError::Unauthorized)?;
+        if claims.exp <= now_secs() {
+            return Err(AppError::Unauthorized);
+        }
+        claims.sub.parse::<i64>().map(Id::from_i64).map_err(|_| AppError::Unauthorized)
+    }
+}
+
+/// Argon2id hashing off the async runtime, a bounded number at a time.
+///
+/// Each hash takes `memory_kib` of memory and tens of milliseconds of CPU; the semaphore
+/// bounds both under a burst of sign-ups or logins (queued requests wait, they do not fail).
+#[derive(Clone)]
+pub struct Passwords {
+    params: argon2::Params,
+    permits: Arc<Semaphore>,
+    /// A hash of a random password, verified against when an email is unknown, so a login
+    /// takes as long whether or not the account exists.
+    decoy: Arc<str>,
+}
+
+impl std::fmt::Debug for Passwords {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Passwords").field("params", &self.params).finish_non_exhaustive()
+    }
+}
+
+impl Passwords {
+    /// Argon2id with `memory_kib`, `iterations`, one lane; at most `concurrency` at once.
+    ///
+    /// # Errors
+    /// Invalid argon2 parameters.
+    pub fn new(memory_kib: u32, iterations: u32, concurrency: usize) -> anyhow::Result<Self> {
+        let params = argon2::Params::new(memory_kib, iterations, 1, None).map_err(|e| anyhow::anyhow!("argon2 parameters: {e}"))?;
+        let decoy_pw = format!("{:x}", getrandom::u64().unwrap_or(1));
+        let decoy = hash_with(&params, &decoy_pw)?;
+        Ok(Self { params, permits: Arc::new(Semaphore::new(concurrency.max(1))), decoy: decoy.into() })
+    }
+
+    /// The PHC string of `password`.
+    ///
+    /// # Errors
+    /// Hashing failed (a bug).
+    pub async fn hash(&self, password: &str) -> AppResult<String> {
+        let _permit = self.permits.acquire().await.map_err(|_| AppError::Unavailable)?;
+        let (params, pw) = (self.params.clone(), password.to_string());
+        metrics::counter!(names::PASSWORD_HASHES, "op" => "hash").increment(1);
+        tokio::task::spawn_blocking(move || hash_with(&params, &pw))
+            .await
+            .map_err(|e| AppError::Internal(e.into()))?
+            .map_err(AppError::Internal)
+    }
+
+    /// Whether `password` matches `phc`; with `None`, checks against the decoy and fails.
+    pub async fn verify(&self, password: &str, phc: Option<&str>) -> bool {
+        let Ok(_permit) = self.permits.acquire().await else { return false };
+        let known = phc.is_some();
+        let (pw, phc) = (password.to_string(), phc.unwrap_or(&self.decoy).to_string());
+        metrics::counter!(names::PASSWORD_HASHES, "op" => "verify").increment(1);
+        let ok = tokio::task::spawn_blocking(move || {
+            argon2::PasswordHash::new(&phc)
+                .map(|h| argon2::Argon2::default().verify_password(pw.as_bytes(), &h).is_ok())
+                .unwrap_or(false)
+        })
+        .await
+        .unwrap_or(false);
+        ok && known
+    }
+}
+
+fn hash_with(params: &argon2::Params, password: &str) -> anyhow::Result<String> {
+    let argon = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params.clone());
+    argon.hash_password(password.as_bytes()).map(|h| h.to_string()).map_err(|e| anyhow::anyhow!("argon2: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_round_trip_and_reject_tampering() {
+        let t = Tokens::new(b"0123456789abcdef0123456789abcdef", Duration::from_secs(60));
+        let id = Id::from_i64(1234567890123);
+        let tok = t.issue(id);
+        assert_eq!(t.verify(&tok).unwrap(), id);
+        let other = Tokens::new(b"another key another key another k", Duration::from_secs(60));
+        assert!(matches!(other.verify(&tok), Err(AppError::Unauthorized)));
+        let mut parts: Vec<&str> = tok.split('.').collect();
+        let forged = B64.encode(br#"{"sub":"1","iat":0,"exp":99999999999}"#);
+        parts[1] = &forged;
+        assert!(matches!(t.verify(&parts.join(".")), Err(AppError::Unauthorized)));
+        for junk in ["", "a.b", "a.b.c", "a.b.c.d", "...."] {
+            assert!(matches!(t.verify(junk), Err(AppError::Unauthorized)), "{junk}");
+        }
+    }
+
+    #[test]
+    fn expired_tokens_are_refused() {
+        let t = Tokens::new(b"0123456789abcdef0123456789abcdef", Duration::ZERO);
+        assert!(matches!(t.verify(&t.issue(Id::from_i64(1))), Err(AppError::Unauthorized)));
+    }
+
+    #[tokio::test]
+    async fn passwords_verify_only_against_their_hash() {
+        let p = Passwords::new(1024, 1, 2).unwrap();
+        let h = p.hash("correct horse").await.unwrap();
+        assert!(h.starts_with("$argon2id$"), "{h}");
+        assert!(p.verify("correct horse", Some(&h)).await);
+        assert!(!p.verify("wrong horse", Some(&h)).await);
+        assert!(!p.verify("correct horse", None).await, "unknown accounts never verify");
+        assert!(!p.verify("x", Some("not a hash")).await);
+    }
+}

@@ -1,0 +1,82 @@
+//! `AppError`: what a use case can fail with, in terms every surface can map.
+
+use crescendo_domain::FieldError;
+use crescendo_store::StoreError;
+
+/// Field-level validation failures, in the order found.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FieldErrors(pub Vec<FieldError>);
+
+impl FieldErrors {
+    /// Records the error of `r`, if any, and returns its value.
+    pub fn check<T>(&mut self, r: Result<T, FieldError>) -> Option<T> {
+        match r {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.0.push(e);
+                None
+            }
+        }
+    }
+
+    /// `Err(Validation)` if anything was recorded.
+    ///
+    /// # Errors
+    /// [`AppError::Validation`] holding the recorded errors.
+    pub fn into_result(self) -> Result<(), AppError> {
+        if self.0.is_empty() { Ok(()) } else { Err(AppError::Validation(self)) }
+    }
+}
+
+/// What went wrong in a use case.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// Input is invalid; each field says why.
+    #[error("validation failed: {0:?}")]
+    Validation(FieldErrors),
+    /// No valid credentials.
+    #[error("unauthorized")]
+    Unauthorized,
+    /// Valid credentials, but not allowed to do this.
+    #[error("forbidden")]
+    Forbidden,
+    /// What the request names does not exist; the string names what (`article`).
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// A unique value is taken; the field names it.
+    #[error("{field} has already been taken")]
+    Conflict {
+        /// `username` or `email`.
+        field: &'static str,
+    },
+    /// A tier this needs is down; try again later.
+    #[error("service unavailable")]
+    Unavailable,
+    /// A bug or corrupt data; the cause is logged, never shown.
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl AppError {
+    /// A single-field validation error.
+    pub fn invalid(field: &'static str, problem: impl Into<String>) -> Self {
+        AppError::Validation(FieldErrors(vec![FieldError::new(field, problem)]))
+    }
+}
+
+impl From<StoreError> for AppError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound => AppError::NotFound("record"),
+            StoreError::Conflict { constraint } => AppError::Conflict { field: constraint },
+            StoreError::Unavailable(m) => {
+                tracing::warn!(error = %m, "store unavailable");
+                AppError::Unavailable
+            }
+            StoreError::Other(e) => AppError::Internal(anyhow::anyhow!(e).context("store")),
+        }
+    }
+}
+
+/// Result of a use case.
+pub type AppResult<T> = Result<T, AppError>;

@@ -1,0 +1,159 @@
+//! Crescendo's use cases, shared by the JSON API, the web pages and the workers.
+//!
+//! [`App`] holds the seams (`Store`, a [`ReadThrough`] cache over `Cache`, `Queue`, `Blobs`,
+//! `Sessions`) and is their only caller. Each use case validates its input, checks
+//! permissions, writes through the store, invalidates the cache keys the write changes
+//! (before returning, so the write is visible to every later read), and returns views.
+//!
+//! Shared cache entries hold what every viewer sees (articles, profiles, lists of IDs);
+//! per-viewer facts (`following`, `favorited`) are joined per request from the viewer's
+//! own cached sets ([`keys`]).
+//!
+//! Main types: [`App`], [`AppError`], [`ArticleView`], [`ProfileView`], [`CommentView`].
+
+mod articles;
+mod auth;
+mod comments;
+mod error;
+pub mod keys;
+mod lists;
+mod users;
+
+pub use articles::{ArticleInput, ArticleView, ListQuery};
+pub use auth::{Passwords, Tokens};
+pub use comments::CommentView;
+pub use error::{AppError, AppResult, FieldErrors};
+pub use users::{ProfileView, UserChangesInput, UserView};
+
+use crescendo_blobs::Blobs;
+use crescendo_cache::{ReadThrough, Sessions};
+use crescendo_domain::Id;
+use crescendo_queue::Queue;
+use crescendo_store::Store;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The seams and policies the use cases run on.
+#[derive(Clone)]
+pub struct App {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Arc<dyn Store>,
+    cache: ReadThrough,
+    queue: Arc<dyn Queue>,
+    blobs: Arc<dyn Blobs>,
+    sessions: Arc<dyn Sessions>,
+    tokens: Tokens,
+    passwords: Passwords,
+    /// TTL of shared cache entries.
+    ttl: Duration,
+    /// Largest page a list request may ask for.
+    max_page_size: u32,
+}
+
+/// Everything [`App::new`] needs.
+pub struct Parts {
+    /// The database.
+    pub store: Arc<dyn Store>,
+    /// The read-through cache.
+    pub cache: ReadThrough,
+    /// Jobs.
+    pub queue: Arc<dyn Queue>,
+    /// Files.
+    pub blobs: Arc<dyn Blobs>,
+    /// Small shared state.
+    pub sessions: Arc<dyn Sessions>,
+    /// API tokens.
+    pub tokens: Tokens,
+    /// Password hashing.
+    pub passwords: Passwords,
+    /// TTL of cache entries.
+    pub ttl: Duration,
+    /// Largest page size.
+    pub max_page_size: u32,
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App").finish_non_exhaustive()
+    }
+}
+
+impl App {
+    /// Builds the application from its parts.
+    pub fn new(p: Parts) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                store: p.store,
+                cache: p.cache,
+                queue: p.queue,
+                blobs: p.blobs,
+                sessions: p.sessions,
+                tokens: p.tokens,
+                passwords: p.passwords,
+                ttl: p.ttl,
+                max_page_size: p.max_page_size,
+            }),
+        }
+    }
+
+    pub(crate) fn store(&self) -> &dyn Store {
+        &*self.inner.store
+    }
+
+    pub(crate) fn cache(&self) -> &ReadThrough {
+        &self.inner.cache
+    }
+
+    pub(crate) fn ttl(&self) -> Duration {
+        self.inner.ttl
+    }
+
+    /// The job queue (workers claim from it).
+    pub fn queue(&self) -> &Arc<dyn Queue> {
+        &self.inner.queue
+    }
+
+    /// The blob store.
+    pub fn blobs(&self) -> &Arc<dyn Blobs> {
+        &self.inner.blobs
+    }
+
+    /// Small shared state (web sessions, rate limits).
+    pub fn sessions(&self) -> &Arc<dyn Sessions> {
+        &self.inner.sessions
+    }
+
+    /// Cache counters, for reports and tests.
+    pub fn cache_stats(&self) -> crescendo_cache::CacheStats {
+        self.inner.cache.stats()
+    }
+
+    /// The user an API token was issued to.
+    ///
+    /// # Errors
+    /// [`AppError::Unauthorized`] for a bad or expired token.
+    pub fn authenticate(&self, token: &str) -> AppResult<Id> {
+        self.inner.tokens.verify(token)
+    }
+
+    /// Whether the service can serve: the store answers.
+    ///
+    /// # Errors
+    /// [`AppError::Unavailable`] when it does not.
+    pub async fn ready(&self) -> AppResult<()> {
+        self.store().ping().await.map_err(|_| AppError::Unavailable)
+    }
+
+    /// Invalidates cache keys after a committed write. A failure here means some reader
+    /// could see the old data, so the write's caller is told the service is unavailable
+    /// (the write itself is committed; repeating it is safe for every use case).
+    pub(crate) async fn invalidate(&self, keys: Vec<String>) -> AppResult<()> {
+        self.cache().invalidate(&keys).await.map_err(|e| {
+            tracing::error!(error = %e, ?keys, "cache invalidation failed");
+            AppError::Unavailable
+        })
+    }
+}

@@ -1,0 +1,124 @@
+//! Article lists: which IDs a list shows, served from cached list heads where possible.
+//!
+//! This is the one place that knows how cross-user lists are put together, and so the place
+//! that becomes scatter-gather when users are spread over several shard groups:
+//! - the global list and tag lists read one head each (later: one per shard group, merged);
+//! - the feed is already a merge: the viewer's followees' author heads, merged newest first.
+//!
+//! A head is the newest [`HEAD_LEN`] IDs of a list plus the list's total, cached and
+//! invalidated by every write that adds or removes a member. A window that ends within
+//! the head is exact; a deeper one goes to the store.
+
+use crate::{keys, App, AppError, AppResult};
+use crescendo_domain::Id;
+use crescendo_store::{ArticleFilter, IdPage, Page};
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::sync::Arc;
+
+/// How many of the newest IDs a cached list head keeps.
+pub(crate) const HEAD_LEN: u32 = 500;
+
+/// Feeds of viewers who follow more authors than this are read from the store in one
+/// query instead of merging one cached head per author.
+const MAX_MERGED_AUTHORS: usize = 500;
+
+fn window(head: &IdPage, page: Page) -> IdPage {
+    let start = (page.offset as usize).min(head.ids.len());
+    let end = (start + page.limit as usize).min(head.ids.len());
+    IdPage { ids: head.ids[start..end].to_vec(), total: head.total }
+}
+
+/// Merges lists sorted newest first, keeping the first `n` IDs.
+fn merge_newest(lists: &[Arc<IdPage>], n: usize) -> Vec<Id> {
+    let mut heap: BinaryHeap<(Id, Reverse<usize>, usize)> = BinaryHeap::new();
+    for (i, l) in lists.iter().enumerate() {
+        if let Some(&first) = l.ids.first() {
+            heap.push((first, Reverse(i), 0));
+        }
+    }
+    let mut out = Vec::with_capacity(n);
+    while out.len() < n {
+        let Some((id, Reverse(i), pos)) = heap.pop() else { break };
+        out.push(id);
+        if let Some(&next) = lists[i].ids.get(pos + 1) {
+            heap.push((next, Reverse(i), pos + 1));
+        }
+    }
+    out
+}
+
+impl App {
+    async fn head(&self, key: String, filter: ArticleFilter) -> AppResult<Arc<IdPage>> {
+        let head = self
+            .cache()
+            .get_or_load(&key, self.ttl(), || async {
+                let page = Page { limit: HEAD_LEN, offset: 0 };
+                Ok::<_, AppError>(Some(self.store().list_article_ids(&filter, page).await?))
+            })
+            .await?;
+        Ok(head.unwrap_or_default())
+    }
+
+    /// The IDs in a window of a list, and the list's total.
+    pub(crate) async fn list_ids(&self, filter: &ArticleFilter, page: Page) -> AppResult<IdPage> {
+        let within_head = u64::from(page.offset) + u64::from(page.limit) <= u64::from(HEAD_LEN);
+        let key = match filter {
+            ArticleFilter::All => Some(keys::head_all()),
+            ArticleFilter::Tag(t) => Some(keys::head_tag(t)),
+            ArticleFilter::Author(a) => Some(keys::head_author(*a)),
+            ArticleFilter::Feed(viewer) if within_head => return self.feed_ids(*viewer, page).await,
+            _ => None,
+        };
+        match key {
+            Some(key) if within_head => Ok(window(&*self.head(key, filter.clone()).await?, page)),
+            _ => Ok(self.store().list_article_ids(filter, page).await?),
+        }
+    }
+
+    /// The feed: the viewer's followees' author heads, merged newest first.
+    async fn feed_ids(&self, viewer: Id, page: Page) -> AppResult<IdPage> {
+        let followees = self.followees(viewer).await?;
+        if followees.len() > MAX_MERGED_AUTHORS {
+            return Ok(self.store().list_article_ids(&ArticleFilter::Feed(viewer), page).await?);
+        }
+        let mut heads = Vec::with_capacity(followees.len());
+        for &author in followees.iter() {
+            heads.push(self.head(keys::head_author(author), ArticleFilter::Author(author)).await?);
+        }
+        let total = heads.iter().map(|h| h.total).sum();
+        // Each head holds an author's newest HEAD_LEN IDs and offset + limit <= HEAD_LEN, so
+        // every ID of the merged window is in some head: the window is exact.
+        let n = (page.offset + page.limit) as usize;
+        let merged = merge_newest(&heads, n);
+        let ids = merged.into_iter().skip(page.offset as usize).collect();
+        Ok(IdPage { ids, total })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn page(ids: &[i64]) -> Arc<IdPage> {
+        Arc::new(IdPage { ids: ids.iter().map(|&i| Id::from_i64(i)).collect(), total: ids.len() as u64 })
+    }
+
+    #[test]
+    fn merging_keeps_the_newest_in_order() {
+        let lists = [page(&[9, 5, 1]), page(&[8, 7, 2]), page(&[]), page(&[6])];
+        let got: Vec<i64> = merge_newest(&lists, 5).into_iter().map(Id::as_i64).collect();
+        assert_eq!(got, vec![9, 8, 7, 6, 5]);
+        let all: Vec<i64> = merge_newest(&lists, 100).into_iter().map(Id::as_i64).collect();
+        assert_eq!(all, vec![9, 8, 7, 6, 5, 2, 1]);
+    }
+
+    #[test]
+    fn windows_clip_to_the_head() {
+        let h = IdPage { ids: (1..=10).rev().map(Id::from_i64).collect(), total: 42 };
+        let w = window(&h, Page { limit: 3, offset: 8 });
+        assert_eq!(w.ids, vec![Id::from_i64(2), Id::from_i64(1)]);
+        assert_eq!(w.total, 42);
+        assert!(window(&h, Page { limit: 3, offset: 20 }).ids.is_empty());
+    }
+}

@@ -1,0 +1,262 @@
+//! Users and profiles: register, login, settings, follow.
+
+use crate::{keys, App, AppError, AppResult, FieldErrors};
+use crescendo_domain::{Email, Id, Password, Text, Username};
+use crescendo_store::{NewUser, UserChanges, UserRecord};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+/// The signed-in user, with a fresh token.
+#[derive(Clone, Debug)]
+pub struct UserView {
+    /// The user's ID.
+    pub id: Id,
+    /// Email.
+    pub email: String,
+    /// A new API token.
+    pub token: String,
+    /// Username.
+    pub username: String,
+    /// Bio (empty when unset).
+    pub bio: String,
+    /// Image URL (empty when unset).
+    pub image: String,
+}
+
+/// A user as others see them, with whether the viewer follows them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProfileView {
+    /// The profile's shared part.
+    pub profile: Arc<Profile>,
+    /// Whether the viewer follows this user (false for anonymous viewers and oneself).
+    pub following: bool,
+}
+
+/// The public part of a user: what every viewer sees, cached under `profile:{id}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Profile {
+    /// The user's ID.
+    pub id: Id,
+    /// Username.
+    pub username: String,
+    /// Bio.
+    pub bio: String,
+    /// Image URL.
+    pub image: String,
+}
+
+/// Settings a user may change; absent fields stay as they are.
+#[derive(Clone, Debug, Default)]
+pub struct UserChangesInput {
+    /// New email.
+    pub email: Option<String>,
+    /// New username.
+    pub username: Option<String>,
+    /// New password.
+    pub password: Option<String>,
+    /// New bio (`null` or empty clears it).
+    pub bio: Option<String>,
+    /// New image URL (`null` or empty clears it).
+    pub image: Option<String>,
+}
+
+impl App {
+    fn user_view(&self, u: UserRecord) -> UserView {
+        UserView {
+            id: u.id,
+            token: self.inner.tokens.issue(u.id),
+            email: u.email,
+            username: u.username,
+            bio: u.bio,
+            image: u.image,
+        }
+    }
+
+    /// Signs a new user up.
+    ///
+    /// # Errors
+    /// [`AppError::Validation`] for bad fields; [`AppError::Conflict`] for a taken username
+    /// or email.
+    #[tracing::instrument(skip_all)]
+    pub async fn register(&self, username: &str, email: &str, password: &str) -> AppResult<UserView> {
+        let mut errs = FieldErrors::default();
+        let username = errs.check(Username::parse(username));
+        let email = errs.check(Email::parse(email));
+        let password = errs.check(Password::parse(password));
+        errs.into_result()?;
+        let (username, email, password) = (username.expect("checked"), email.expect("checked"), password.expect("checked"));
+        // Refuse taken names before paying for a hash; the store's unique keys still decide.
+        if self.store().user_id_by_username(username.as_str()).await?.is_some() {
+            return Err(AppError::Conflict { field: "username" });
+        }
+        if self.store().user_by_email(email.as_str()).await?.is_some() {
+            return Err(AppError::Conflict { field: "email" });
+        }
+        let password_hash = self.inner.passwords.hash(password.expose()).await?;
+        let user = self
+            .store()
+            .create_user(NewUser { username: username.into_string(), email: email.into_string(), password_hash })
+            .await?;
+        // a cached "no such user" for this name must not outlive the sign-up
+        self.invalidate(vec![keys::username(&user.username)]).await?;
+        tracing::info!(user_id = %user.id, "user registered");
+        Ok(self.user_view(user))
+    }
+
+    /// Signs a user in by email and password.
+    ///
+    /// # Errors
+    /// [`AppError::Validation`] for blank fields; [`AppError::Unauthorized`] when the email is
+    /// unknown or the password wrong (the same answer, in the same time, for both).
+    #[tracing::instrument(skip_all)]
+    pub async fn login(&self, email: &str, password: &str) -> AppResult<UserView> {
+        let mut errs = FieldErrors::default();
+        errs.check(Text::required("email", email, 254));
+        if password.is_empty() {
+            errs.0.push(crescendo_domain::FieldError::new("password", "can't be blank"));
+        }
+        errs.into_result()?;
+        let user = self.store().user_by_email(&email.trim().to_lowercase()).await?;
+        let ok = self.inner.passwords.verify(password, user.as_ref().map(|u| u.password_hash.as_str())).await;
+        match user {
+            Some(u) if ok => Ok(self.user_view(u)),
+            _ => Err(AppError::Unauthorized),
+        }
+    }
+
+    /// The signed-in user.
+    ///
+    /// # Errors
+    /// [`AppError::Unauthorized`] if the token's user no longer exists.
+    pub async fn current_user(&self, id: Id) -> AppResult<UserView> {
+        let u = self.store().user_by_id(id).await?.ok_or(AppError::Unauthorized)?;
+        Ok(self.user_view(u))
+    }
+
+    /// Changes the signed-in user's settings.
+    ///
+    /// # Errors
+    /// [`AppError::Validation`], [`AppError::Conflict`], [`AppError::Unauthorized`].
+    #[tracing::instrument(skip_all, fields(user_id = %id))]
+    pub async fn update_user(&self, id: Id, input: UserChangesInput) -> AppResult<UserView> {
+        let mut errs = FieldErrors::default();
+        let username = input.username.as_deref().and_then(|u| errs.check(Username::parse(u)));
+        let email = input.email.as_deref().and_then(|e| errs.check(Email::parse(e)));
+        let password = input.password.as_deref().and_then(|p| errs.check(Password::parse(p)));
+        let bio = input.bio.as_deref().and_then(|b| errs.check(Text::optional("bio", b, 10_000)));
+        let image = input.image.as_deref().and_then(|i| errs.check(Text::optional("image", i, 2_000)));
+        if let Some(img) = &image
+            && !img.is_empty()
+            && !(img.starts_with("https://") || img.starts_with("http://") || img.starts_with('/'))
+        {
+            errs.0.push(crescendo_domain::FieldError::new("image", "must be an http(s) URL"));
+        }
+        errs.into_result()?;
+        let old = self.store().user_by_id(id).await?.ok_or(AppError::Unauthorized)?;
+        let password_hash = match password {
+            Some(p) => Some(self.inner.passwords.hash(p.expose()).await?),
+            None => None,
+        };
+        let changes = UserChanges {
+            username: username.map(Username::into_string),
+            email: email.map(Email::into_string),
+            password_hash,
+            bio,
+            image,
+        };
+        let user = self.store().update_user(id, changes).await?;
+        let mut stale = vec![keys::profile(id), keys::username(&old.username)];
+        if user.username != old.username {
+            stale.push(keys::username(&user.username));
+        }
+        self.invalidate(stale).await?;
+        Ok(self.user_view(user))
+    }
+
+    /// A user's public profile, cached.
+    pub(crate) async fn profile_record(&self, id: Id) -> AppResult<Option<Arc<Profile>>> {
+        self.cache()
+            .get_or_load(&keys::profile(id), self.ttl(), || async {
+                Ok::<_, AppError>(self.store().user_by_id(id).await?.map(|u| Profile {
+                    id: u.id,
+                    username: u.username,
+                    bio: u.bio,
+                    image: u.image,
+                }))
+            })
+            .await
+    }
+
+    /// The ID behind a username (case-insensitive), cached, "no such user" too.
+    pub(crate) async fn user_id(&self, username: &str) -> AppResult<Option<Id>> {
+        let id = self
+            .cache()
+            .get_or_load(&keys::username(username), self.ttl(), || async {
+                Ok::<_, AppError>(self.store().user_id_by_username(username).await?)
+            })
+            .await?;
+        Ok(id.map(|i| *i))
+    }
+
+    /// Whom `viewer` follows, sorted, cached under the viewer's key.
+    pub(crate) async fn followees(&self, viewer: Id) -> AppResult<Arc<Vec<Id>>> {
+        let v = self
+            .cache()
+            .get_or_load(&keys::followees(viewer), self.ttl(), || async {
+                let mut ids = self.store().followees(viewer).await?;
+                ids.sort_unstable();
+                Ok::<_, AppError>(Some(ids))
+            })
+            .await?;
+        Ok(v.unwrap_or_default())
+    }
+
+    pub(crate) async fn profile_view(&self, viewer: Option<Id>, p: Arc<Profile>) -> AppResult<ProfileView> {
+        let following = match viewer {
+            Some(v) if v != p.id => self.followees(v).await?.binary_search(&p.id).is_ok(),
+            _ => false,
+        };
+        Ok(ProfileView { profile: p, following })
+    }
+
+    async fn profile_by_name(&self, username: &str) -> AppResult<Arc<Profile>> {
+        let id = self.user_id(username).await?.ok_or(AppError::NotFound("profile"))?;
+        self.profile_record(id).await?.ok_or(AppError::NotFound("profile"))
+    }
+
+    /// A profile by username, as `viewer` sees it.
+    ///
+    /// # Errors
+    /// [`AppError::NotFound`].
+    pub async fn profile(&self, viewer: Option<Id>, username: &str) -> AppResult<ProfileView> {
+        let p = self.profile_by_name(username).await?;
+        self.profile_view(viewer, p).await
+    }
+
+    /// `viewer` follows `username`.
+    ///
+    /// # Errors
+    /// [`AppError::NotFound`]; [`AppError::Validation`] when following oneself.
+    #[tracing::instrument(skip_all, fields(user_id = %viewer))]
+    pub async fn follow(&self, viewer: Id, username: &str) -> AppResult<ProfileView> {
+        let p = self.profile_by_name(username).await?;
+        if p.id == viewer {
+            return Err(AppError::invalid("username", "cannot follow yourself"));
+        }
+        self.store().follow(viewer, p.id).await?;
+        self.invalidate(vec![keys::followees(viewer)]).await?;
+        Ok(ProfileView { profile: p, following: true })
+    }
+
+    /// `viewer` stops following `username`.
+    ///
+    /// # Errors
+    /// [`AppError::NotFound`].
+    #[tracing::instrument(skip_all, fields(user_id = %viewer))]
+    pub async fn unfollow(&self, viewer: Id, username: &str) -> AppResult<ProfileView> {
+        let p = self.profile_by_name(username).await?;
+        self.store().unfollow(viewer, p.id).await?;
+        self.invalidate(vec![keys::followees(viewer)]).await?;
+        Ok(ProfileView { profile: p, following: false })
+    }
+}
