@@ -1,0 +1,170 @@
+//! Handlers for articles, favourites, comments and tags (spec tags Articles, Favorites,
+//! Comments, Tags).
+
+use crate::extract::{AuthUser, Body, MaybeUser};
+use crate::wire::{self, *};
+use crate::ApiError;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use crescendo_app::{App, ArticleView, ListQuery};
+use crescendo_domain::CommentId;
+use serde::Deserialize;
+
+/// Query string of list requests; numbers are parsed here so bad ones get a field error.
+#[derive(Deserialize)]
+pub(crate) struct ListParams {
+    tag: Option<String>,
+    author: Option<String>,
+    favorited: Option<String>,
+    limit: Option<String>,
+    offset: Option<String>,
+}
+
+fn number(field: &str, v: Option<&str>, default: u32) -> Result<u32, ApiError> {
+    match v {
+        None | Some("") => Ok(default),
+        Some(s) => s.parse::<u32>().map_err(|_| ApiError::invalid(field, "must be a whole number from 0 to 4294967295")),
+    }
+}
+
+fn params(q: Result<Query<ListParams>, QueryRejection>) -> Result<ListQuery, ApiError> {
+    let Query(p) = q.map_err(|e| ApiError::status(StatusCode::BAD_REQUEST, e.body_text()))?;
+    Ok(ListQuery {
+        limit: number("limit", p.limit.as_deref(), 20)?,
+        offset: number("offset", p.offset.as_deref(), 0)?,
+        tag: p.tag.filter(|t| !t.is_empty()),
+        author: p.author.filter(|t| !t.is_empty()),
+        favorited: p.favorited.filter(|t| !t.is_empty()),
+    })
+}
+
+fn many(views: &[ArticleView], total: u64) -> Response {
+    Json(ArticlesBody { articles: views.iter().map(|v| Article::new(v, false)).collect(), articles_count: total })
+        .into_response()
+}
+
+fn one(status: StatusCode, v: &ArticleView) -> Response {
+    (status, Json(ArticleBody { article: Article::new(v, true) })).into_response()
+}
+
+fn input(b: wire::ArticleInput) -> crescendo_app::ArticleInput {
+    crescendo_app::ArticleInput { title: b.title, description: b.description, body: b.body, tags: b.tag_list }
+}
+
+/// `GET /api/articles` (GetArticles): filters `tag`, `author`, `favorited`; `limit`, `offset`.
+pub(crate) async fn list_articles(
+    State(app): State<App>,
+    MaybeUser(viewer): MaybeUser,
+    q: Result<Query<ListParams>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let (views, total) = app.list_articles(viewer, params(q)?).await?;
+    Ok(many(&views, total))
+}
+
+/// `GET /api/articles/feed` (GetArticlesFeed).
+pub(crate) async fn feed(
+    State(app): State<App>,
+    AuthUser(id): AuthUser,
+    q: Result<Query<ListParams>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let p = params(q)?;
+    let (views, total) = app.feed(id, p.limit, p.offset).await?;
+    Ok(many(&views, total))
+}
+
+/// `GET /api/articles/{slug}` (GetArticle).
+pub(crate) async fn get_article(
+    State(app): State<App>,
+    MaybeUser(viewer): MaybeUser,
+    Path(slug): Path<String>,
+) -> Result<Response, ApiError> {
+    Ok(one(StatusCode::OK, &app.article(viewer, &slug).await?))
+}
+
+/// `POST /api/articles` (CreateArticle): 201.
+pub(crate) async fn create_article(
+    State(app): State<App>,
+    AuthUser(id): AuthUser,
+    Body(b): Body<ArticleInputBody>,
+) -> Result<Response, ApiError> {
+    Ok(one(StatusCode::CREATED, &app.create_article(id, input(b.article)).await?))
+}
+
+/// `PUT /api/articles/{slug}` (UpdateArticle): the answer carries the new slug.
+pub(crate) async fn update_article(
+    State(app): State<App>,
+    AuthUser(id): AuthUser,
+    Path(slug): Path<String>,
+    Body(b): Body<ArticleInputBody>,
+) -> Result<Response, ApiError> {
+    Ok(one(StatusCode::OK, &app.update_article(id, &slug, input(b.article)).await?))
+}
+
+/// `DELETE /api/articles/{slug}` (DeleteArticle): 204.
+pub(crate) async fn delete_article(
+    State(app): State<App>,
+    AuthUser(id): AuthUser,
+    Path(slug): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    app.delete_article(id, &slug).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /api/articles/{slug}/favorite` (CreateArticleFavorite).
+pub(crate) async fn favorite(
+    State(app): State<App>,
+    AuthUser(id): AuthUser,
+    Path(slug): Path<String>,
+) -> Result<Response, ApiError> {
+    Ok(one(StatusCode::OK, &app.favorite(id, &slug).await?))
+}
+
+/// `DELETE /api/articles/{slug}/favorite` (DeleteArticleFavorite).
+pub(crate) async fn unfavorite(
+    State(app): State<App>,
+    AuthUser(id): AuthUser,
+    Path(slug): Path<String>,
+) -> Result<Response, ApiError> {
+    Ok(one(StatusCode::OK, &app.unfavorite(id, &slug).await?))
+}
+
+/// `GET /api/articles/{slug}/comments` (GetArticleComments).
+pub(crate) async fn list_comments(
+    State(app): State<App>,
+    MaybeUser(viewer): MaybeUser,
+    Path(slug): Path<String>,
+) -> Result<Response, ApiError> {
+    let list = app.comments(viewer, &slug).await?;
+    Ok(Json(CommentsBody { comments: list.iter().map(Comment::from).collect() }).into_response())
+}
+
+/// `POST /api/articles/{slug}/comments` (CreateArticleComment): 200, as the spec says.
+pub(crate) async fn add_comment(
+    State(app): State<App>,
+    AuthUser(id): AuthUser,
+    Path(slug): Path<String>,
+    Body(b): Body<NewCommentBody>,
+) -> Result<Response, ApiError> {
+    let c = app.add_comment(id, &slug, b.comment.body.as_deref()).await?;
+    Ok(Json(CommentBody { comment: Comment::from(&c) }).into_response())
+}
+
+/// `DELETE /api/articles/{slug}/comments/{id}` (DeleteArticleComment): 204.
+pub(crate) async fn delete_comment(
+    State(app): State<App>,
+    AuthUser(user): AuthUser,
+    Path((slug, id)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let id = id.parse::<i64>().map_err(|_| ApiError::not_found("comment"))?;
+    app.delete_comment(user, &slug, CommentId::from_i64(id)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET /api/tags` (GetTags): the most used tags.
+pub(crate) async fn tags(State(app): State<App>) -> Result<Response, ApiError> {
+    let t = app.tags().await?;
+    Ok(Json(TagsBody { tags: &t }).into_response())
+}

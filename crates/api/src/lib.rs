@@ -1,0 +1,43 @@
+//! The RealWorld ("Conduit") JSON API, mounted under `/api`.
+//!
+//! Spec: `shared/realworld/openapi.yml` (version 1.1.0). Handlers parse the wire format,
+//! call `crescendo-app`, and turn its views into Conduit JSON. Errors map in one place
+//! ([`ApiError`]): 422 with `{"errors":{"body":[...], "<field>":[...]}}`, 401 with
+//! `WWW-Authenticate: Token`, 403, 404, 413, 503, and an opaque 500.
+//!
+//! This crate sees only the application layer: no database, cache or broker types.
+
+mod articles;
+mod error;
+mod extract;
+mod users;
+mod wire;
+
+pub use error::{ApiError, ErrorReport};
+
+use axum::routing::{get, post};
+use axum::Router;
+use crescendo_app::App;
+
+/// The `/api` routes (mount with `Router::nest("/api", crescendo_api::router(app))`).
+pub fn router(app: App) -> Router {
+    Router::new()
+        .route("/users", post(users::register))
+        .route("/users/login", post(users::login))
+        .route("/user", get(users::current_user).put(users::update_user))
+        .route("/profiles/{username}", get(users::get_profile))
+        .route("/profiles/{username}/follow", post(users::follow_user).delete(users::unfollow_user))
+        .route("/articles", get(articles::list_articles).post(articles::create_article))
+        .route("/articles/feed", get(articles::feed))
+        .route(
+            "/articles/{slug}",
+            get(articles::get_article).put(articles::update_article).delete(articles::delete_article),
+        )
+        .route("/articles/{slug}/favorite", post(articles::favorite).delete(articles::unfavorite))
+        .route("/articles/{slug}/comments", get(articles::list_comments).post(articles::add_comment))
+        .route("/articles/{slug}/comments/{id}", axum::routing::delete(articles::delete_comment))
+        .route("/tags", get(articles::tags))
+        .fallback(|| async { ApiError::not_found("route") })
+        .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
+        .with_state(app)
+}

@@ -1,0 +1,125 @@
+//! The router and its middleware.
+
+use axum::body::Body;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use crescendo_api::{ApiError, ErrorReport};
+use crescendo_app::App;
+use crescendo_config::Settings;
+use crescendo_telemetry::names;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tower_http::cors::{Any, CorsLayer};
+use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
+use tracing::Instrument;
+
+static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Request IDs: 16 random hex digits, unless the client (or the load balancer) sent one.
+#[derive(Clone, Copy)]
+struct MakeId;
+
+impl MakeRequestId for MakeId {
+    fn make_request_id<B>(&mut self, _req: &http::Request<B>) -> Option<RequestId> {
+        let id = format!("{:016x}", getrandom::u64().unwrap_or(0));
+        HeaderValue::from_str(&id).ok().map(RequestId::new)
+    }
+}
+
+#[derive(Clone)]
+struct Health {
+    app: App,
+    ready: Arc<AtomicBool>,
+}
+
+pub(crate) fn router(app: App, settings: &Settings, ready: Arc<AtomicBool>) -> Router {
+    let timeout = Duration::from_secs(settings.http.request_timeout_secs);
+    let health = Health { app: app.clone(), ready };
+    let ops = Router::new()
+        .route("/health", get(|| async { "ok" }))
+        .route("/ready", get(ready_check))
+        .route("/metrics", get(metrics_text))
+        .route("/", get(index))
+        .with_state(health);
+    Router::new()
+        .nest("/api", crescendo_api::router(app))
+        .merge(ops)
+        .fallback(|| async { ApiError::not_found("page") })
+        .layer(middleware::from_fn(move |req, next| with_timeout(timeout, req, next)))
+        .layer(axum::extract::DefaultBodyLimit::max(settings.http.body_limit_bytes))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
+            ApiError::from(crescendo_app::AppError::Internal(anyhow::anyhow!("handler panicked"))).into_response()
+        }))
+        .layer(
+            CorsLayer::new()
+                .allow_origin(Any)
+                .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE, Method::OPTIONS])
+                .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, X_REQUEST_ID.clone()])
+                .expose_headers([X_REQUEST_ID.clone()])
+                .max_age(Duration::from_secs(3600)),
+        )
+        .layer(middleware::from_fn(observe))
+        .layer(PropagateRequestIdLayer::new(X_REQUEST_ID.clone()))
+        .layer(SetRequestIdLayer::new(X_REQUEST_ID.clone(), MakeId))
+}
+
+async fn index() -> &'static str {
+    "Crescendo: the RealWorld (Conduit) API is at /api (e.g. /api/articles); /health, /ready and /metrics are for operators.\n"
+}
+
+async fn ready_check(State(h): State<Health>) -> Response {
+    if !h.ready.load(Ordering::SeqCst) {
+        return (StatusCode::SERVICE_UNAVAILABLE, "draining").into_response();
+    }
+    match h.app.ready().await {
+        Ok(()) => "ready".into_response(),
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "store unavailable").into_response(),
+    }
+}
+
+async fn metrics_text() -> Response {
+    let body = crescendo_telemetry::metrics_handle().render();
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
+}
+
+async fn with_timeout(limit: Duration, req: Request, next: Next) -> Response {
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(res) => res,
+        Err(_) => ApiError::status(StatusCode::SERVICE_UNAVAILABLE, "the request took too long").into_response(),
+    }
+}
+
+/// One span per request (request ID, method, route), metrics by route and status, and one
+/// log line for every failed request with its cause.
+async fn observe(req: Request<Body>, next: Next) -> Response {
+    let start = Instant::now();
+    let method = req.method().clone();
+    let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned());
+    let request_id = req
+        .headers()
+        .get(&X_REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-")
+        .to_owned();
+    let span = tracing::info_span!("request", request_id = %request_id, method = %method, path = %req.uri().path());
+    let res = next.run(req).instrument(span.clone()).await;
+    let status = res.status();
+    let elapsed = start.elapsed();
+    let route = route.unwrap_or_else(|| if status == StatusCode::NOT_FOUND { "unmatched".into() } else { "other".into() });
+    let labels = [("method", method.to_string()), ("route", route), ("status", status.as_u16().to_string())];
+    metrics::counter!(names::HTTP_REQUESTS, &labels).increment(1);
+    metrics::histogram!(names::HTTP_DURATION, &labels).record(elapsed.as_secs_f64());
+    let _enter = span.enter();
+    if status.is_server_error() {
+        let cause = res.extensions().get::<ErrorReport>().map(|r| r.0.as_str()).unwrap_or("");
+        tracing::error!(status = status.as_u16(), latency_ms = elapsed.as_millis() as u64, cause, "request failed");
+    } else {
+        tracing::debug!(status = status.as_u16(), latency_ms = elapsed.as_millis() as u64, "request");
+    }
+    res
+}

@@ -1,0 +1,97 @@
+//! The HTTP server of every web role.
+//!
+//! [`build`] turns [`Settings`] into the application (store, cache, queue, blobs, sessions,
+//! keys) and [`serve`] runs it: the JSON API under `/api`, `/health` (alive), `/ready` (can
+//! serve), `/metrics` (Prometheus text), with request IDs (`x-request-id` honoured or made,
+//! and echoed), one log span per request, CORS open to any origin, a body limit, a request
+//! time-out, and a graceful drain on shutdown: `/ready` fails first, in-flight requests
+//! finish, then the listener closes.
+
+mod http;
+mod state;
+
+pub use state::{build, Built};
+
+use anyhow::Context;
+use crescendo_config::Settings;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+/// A server that is listening.
+pub struct Running {
+    /// The bound address (the real port when port 0 was asked for).
+    pub addr: SocketAddr,
+    /// The application, for tests that look behind the API.
+    pub app: crescendo_app::App,
+    /// Ends when the server has drained and stopped.
+    pub done: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+/// Binds `settings.http.listen`, then serves until `shutdown` resolves, then drains.
+///
+/// Returns once listening; the server runs on a spawned task (see [`Running::done`]).
+///
+/// # Errors
+/// The application could not be built (database, keys) or the address could not be bound.
+pub async fn serve(settings: Settings, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<Running> {
+    let built = build(&settings).await?;
+    let listener = TcpListener::bind(settings.http.listen)
+        .await
+        .with_context(|| format!("binding http.listen = {}", settings.http.listen))?;
+    let addr = listener.local_addr()?;
+    let ready = Arc::new(AtomicBool::new(true));
+    let router = http::router(built.app.clone(), &settings, Arc::clone(&ready));
+    let grace = Duration::from_secs(settings.http.shutdown_grace_secs);
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let draining = Arc::clone(&ready);
+    tokio::spawn(async move {
+        shutdown.await;
+        // fail /ready first, so a load balancer stops sending before the listener closes
+        draining.store(false, Ordering::SeqCst);
+        tracing::info!("shutting down: draining in-flight requests");
+        let _ = stop_tx.send(true);
+    });
+    let mut stop_rx2 = stop_rx.clone();
+    let done = tokio::spawn(async move {
+        let mut stop = stop_rx;
+        let server = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(async move {
+                let _ = stop.wait_for(|s| *s).await;
+            });
+        let server = std::pin::pin!(server.into_future());
+        tokio::select! {
+            r = server => r.context("http server")?,
+            _ = async {
+                let _ = stop_rx2.wait_for(|s| *s).await;
+                tokio::time::sleep(grace).await;
+            } => tracing::warn!(grace_secs = grace.as_secs(), "requests still running after the grace period; stopping anyway"),
+        }
+        tracing::info!("stopped");
+        Ok(())
+    });
+    Ok(Running { addr, app: built.app, done })
+}
+
+/// Resolves on SIGTERM or SIGINT (Ctrl-C).
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}

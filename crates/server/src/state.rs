@@ -1,0 +1,104 @@
+//! Builds the application's seams from settings: this is where configuration picks backends.
+
+use anyhow::Context;
+use crescendo_app::{App, Parts, Passwords, Tokens};
+use crescendo_blobs::LocalBlobs;
+use crescendo_cache::{MemoryCache, MemorySessions, ReadThrough};
+use crescendo_config::{BlobBackend, CacheBackend, QueueBackend, SessionBackend, Settings, SqliteSync, StoreBackend};
+use crescendo_store_sqlite::{SqliteOptions, SqliteStore, Synchronous};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The application and what was made to build it.
+pub struct Built {
+    /// The application.
+    pub app: App,
+}
+
+/// Reads the token key from settings, or from `data_dir/jwt.key`, creating it (32 random
+/// bytes, hex, mode 0600) on first start.
+fn jwt_key(settings: &Settings) -> anyhow::Result<Vec<u8>> {
+    if let Some(s) = &settings.auth.jwt_secret {
+        return Ok(s.expose().as_bytes().to_vec());
+    }
+    let path = settings.data_dir.join("jwt.key");
+    match std::fs::read_to_string(&path) {
+        Ok(k) if k.trim().len() >= 32 => return Ok(k.trim().as_bytes().to_vec()),
+        Ok(_) => anyhow::bail!("{} is shorter than 32 characters; delete it to make a new one", path.display()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no randomness for a key: {e}"))?;
+    let key: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    write_private(&path, &key).with_context(|| format!("writing {}", path.display()))?;
+    tracing::info!(path = %path.display(), "generated a new token signing key");
+    Ok(key.into_bytes())
+}
+
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    opts.open(path)?.write_all(contents.as_bytes())
+}
+
+/// Opens every backend the settings name and builds the application.
+///
+/// # Errors
+/// The data directory, database or key cannot be created or opened.
+pub async fn build(settings: &Settings) -> anyhow::Result<Built> {
+    std::fs::create_dir_all(&settings.data_dir)
+        .with_context(|| format!("creating data_dir {}", settings.data_dir.display()))?;
+
+    let store = match settings.store.backend {
+        StoreBackend::Sqlite => {
+            let mut opts = SqliteOptions::new(settings.data_dir.join("crescendo.db"));
+            opts.readers = settings.store.sqlite_readers.max(1);
+            opts.synchronous = match settings.store.sqlite_synchronous {
+                SqliteSync::Full => Synchronous::Full,
+                SqliteSync::Normal => Synchronous::Normal,
+            };
+            let path = opts.path.clone();
+            tokio::task::spawn_blocking(move || SqliteStore::open(&opts))
+                .await?
+                .with_context(|| format!("opening the database {}", path.display()))?
+        }
+    };
+    let queue: Arc<dyn crescendo_queue::Queue> = match settings.queue.backend {
+        QueueBackend::Sqlite => Arc::new(store.queue(settings.queue.max_attempts)),
+    };
+    let shared: Arc<dyn crescendo_cache::Cache> = match settings.cache.backend {
+        CacheBackend::Memory => Arc::new(MemoryCache::new(settings.cache.memory_max_bytes)),
+    };
+    let ttl = Duration::from_secs(settings.cache.ttl_secs);
+    let cache = ReadThrough::new(shared, settings.cache.local_entries, ttl, Duration::from_secs(settings.cache.negative_ttl_secs));
+    let blobs: Arc<dyn crescendo_blobs::Blobs> = match settings.blobs.backend {
+        BlobBackend::Local => Arc::new(LocalBlobs::new(settings.blob_dir())),
+    };
+    let sessions: Arc<dyn crescendo_cache::Sessions> = match settings.sessions.backend {
+        SessionBackend::Memory => Arc::new(MemorySessions::new()),
+    };
+    let key = jwt_key(settings)?;
+    let a = &settings.auth;
+    let passwords = tokio::task::spawn_blocking({
+        let (m, t, c) = (a.argon2_memory_kib, a.argon2_iterations, a.hash_concurrency);
+        move || Passwords::new(m, t, c)
+    })
+    .await??;
+    let app = App::new(Parts {
+        store: Arc::new(store),
+        cache,
+        queue,
+        blobs,
+        sessions,
+        tokens: Tokens::new(&key, Duration::from_secs(a.token_ttl_secs)),
+        passwords,
+        ttl,
+        max_page_size: settings.http.max_page_size,
+    });
+    Ok(Built { app })
+}
