@@ -74,6 +74,9 @@ pub struct Http {
     pub request_timeout_secs: u64,
     /// On SIGTERM/SIGINT, how long in-flight requests may take to finish.
     pub shutdown_grace_secs: u64,
+    /// On SIGTERM/SIGINT, how long `/ready` fails before the listener closes, so a load
+    /// balancer's health check sees the node leave before its connections are refused.
+    pub drain_delay_ms: u64,
     /// Largest `limit` a list request may ask for (larger: 422).
     pub max_page_size: u32,
 }
@@ -235,6 +238,7 @@ impl Default for Http {
             body_limit_bytes: 1024 * 1024,
             request_timeout_secs: 30,
             shutdown_grace_secs: 30,
+            drain_delay_ms: 0,
             max_page_size: 100,
         }
     }

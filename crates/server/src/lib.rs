@@ -46,6 +46,7 @@ pub async fn serve(settings: Settings, shutdown: impl Future<Output = ()> + Send
     let ready = Arc::new(AtomicBool::new(true));
     let router = http::router(built.app.clone(), &settings, Arc::clone(&ready));
     let grace = Duration::from_secs(settings.http.shutdown_grace_secs);
+    let drain_delay = Duration::from_millis(settings.http.drain_delay_ms);
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let draining = Arc::clone(&ready);
@@ -53,7 +54,8 @@ pub async fn serve(settings: Settings, shutdown: impl Future<Output = ()> + Send
         shutdown.await;
         // fail /ready first, so a load balancer stops sending before the listener closes
         draining.store(false, Ordering::SeqCst);
-        tracing::info!("shutting down: draining in-flight requests");
+        tracing::info!(drain_delay_ms = drain_delay.as_millis() as u64, "shutting down: /ready fails, then in-flight requests drain");
+        tokio::time::sleep(drain_delay).await;
         let _ = stop_tx.send(true);
     });
     let mut stop_rx2 = stop_rx.clone();

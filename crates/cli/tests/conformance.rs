@@ -1,0 +1,94 @@
+//! The RealWorld Postman collection (`shared/realworld/`), run by newman against the real
+//! `crescendo serve` binary, as a user would start it: every assertion must pass.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Kills and reaps the server when the test ends, however it ends.
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn collection() -> PathBuf {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let path = manifest.join("../../../shared/realworld/Conduit.postman_collection.json");
+    assert!(path.is_file(), "the conformance collection is missing at {}", path.display());
+    path
+}
+
+/// Starts `crescendo serve` on port 0 and returns it with its base URL.
+fn start(data_dir: &std::path::Path) -> (Server, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_crescendo"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data_dir)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("crescendo starts");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let server = Server(child);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut lines = BufReader::new(stdout).lines();
+    loop {
+        assert!(Instant::now() < deadline, "no 'listening on' line within 60 s");
+        let line = lines.next().expect("crescendo printed its address before exiting").expect("stdout readable");
+        if let Some(url) = line.strip_prefix("listening on ") {
+            // keep draining stdout so the server never blocks on a full pipe
+            std::thread::spawn(move || for _ in lines {});
+            return (server, url.trim().to_string());
+        }
+    }
+}
+
+#[test]
+fn the_realworld_collection_passes_against_crescendo_serve() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, url) = start(dir.path());
+    let suffix = format!("{}", std::process::id());
+    let out = Command::new("newman")
+        .arg("run")
+        .arg(collection())
+        .args(["--global-var", &format!("APIURL={url}/api")])
+        .args(["--global-var", &format!("USERNAME=user{suffix}")])
+        .args(["--global-var", &format!("EMAIL=user{suffix}@example.com")])
+        .args(["--global-var", "PASSWORD=password123"])
+        .args(["--reporters", "cli", "--color", "off", "--disable-unicode"])
+        .output()
+        .expect("newman is installed (npm install -g newman; the README's test command does this)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    println!("{text}");
+    assert!(out.status.success(), "newman reported failures:\n{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("assertions"), "newman printed no summary");
+}
+
+#[test]
+fn serve_answers_help_and_names_its_flags() {
+    let out = Command::new(env!("CARGO_BIN_EXE_crescendo")).args(["serve", "--help"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    for flag in ["--listen", "--data-dir", "--config"] {
+        assert!(text.contains(flag), "{flag} missing from help:\n{text}");
+    }
+}
+
+#[test]
+fn a_bad_setting_fails_at_start_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_crescendo"))
+        .args(["serve", "--data-dir"])
+        .arg(dir.path())
+        .env("CRESCENDO_HTTP__LISTEN", "not-an-address")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("listen"), "{err}");
+}

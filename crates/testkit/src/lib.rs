@@ -1,0 +1,188 @@
+//! Test helpers for Crescendo.
+//!
+//! [`TestApp::spawn`] starts a real server in this process on `127.0.0.1:0` with a fresh
+//! data directory (SQLite file, keys, blobs), and gives typed helpers that speak HTTP to it.
+//! The server drains and stops when the `TestApp` is dropped; the directory is removed.
+//! Logs are silent unless `TEST_LOG=1`.
+
+use crescendo_config::{Overrides, Settings};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use std::net::SocketAddr;
+
+/// A running server with its own data, and a client for it.
+pub struct TestApp {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// The application behind the API, for looking at state the API does not show.
+    pub app: crescendo_app::App,
+    /// The settings it runs with.
+    pub settings: Settings,
+    client: reqwest::Client,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    done: Option<tokio::task::JoinHandle<anyhow_free::Result>>,
+    _dir: tempfile::TempDir,
+}
+
+mod anyhow_free {
+    /// The server task's result, without naming anyhow here.
+    pub type Result = std::result::Result<(), Box<dyn std::error::Error + Send + Sync>>;
+}
+
+/// An HTTP answer: status, headers and JSON body (`Value::Null` when empty or not JSON).
+#[derive(Debug)]
+pub struct Answer {
+    /// Status code.
+    pub status: StatusCode,
+    /// Headers.
+    pub headers: reqwest::header::HeaderMap,
+    /// Parsed body.
+    pub json: Value,
+}
+
+impl TestApp {
+    /// Starts a server with default settings (but port 0 and a temp data dir).
+    pub async fn spawn() -> Self {
+        Self::spawn_with(|_| {}).await
+    }
+
+    /// Starts a server after `tweak` adjusts its settings.
+    pub async fn spawn_with(tweak: impl FnOnce(&mut Settings)) -> Self {
+        if std::env::var_os("TEST_LOG").is_some() {
+            crescendo_telemetry::init_logs(Default::default(), "debug");
+        }
+        let _ = crescendo_telemetry::metrics_handle();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut settings = Settings::load_with_env(
+            None,
+            &Overrides { listen: Some("127.0.0.1:0".parse().expect("address")), data_dir: Some(dir.path().into()) },
+            std::iter::empty(),
+        )
+        .expect("default settings load");
+        tweak(&mut settings);
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let running = crescendo_server::serve(settings.clone(), async move {
+            let _ = stop_rx.await;
+        })
+        .await
+        .expect("server starts");
+        let done = tokio::spawn(async move {
+            let joined: anyhow_free::Result = match running.done.await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(e.into()),
+                Err(e) => Err(Box::new(e)),
+            };
+            joined
+        });
+        Self {
+            addr: running.addr,
+            app: running.app,
+            settings,
+            client: reqwest::Client::new(),
+            stop: Some(stop_tx),
+            done: Some(done),
+            _dir: dir,
+        }
+    }
+
+    /// `http://ADDR` + `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// A request builder with the token, if any, as `Authorization: Token …`.
+    pub fn request(&self, method: Method, path: &str, token: Option<&str>) -> reqwest::RequestBuilder {
+        let mut r = self.client.request(method, self.url(path));
+        if let Some(t) = token {
+            r = r.header("authorization", format!("Token {t}"));
+        }
+        r
+    }
+
+    /// Sends a request with an optional JSON body and reads the answer.
+    pub async fn call(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> Answer {
+        let mut r = self.request(method, path, token);
+        if let Some(b) = body {
+            r = r.json(&b);
+        }
+        Self::answer(r.send().await.expect("request sent")).await
+    }
+
+    /// Reads an answer.
+    pub async fn answer(res: reqwest::Response) -> Answer {
+        let status = res.status();
+        let headers = res.headers().clone();
+        let bytes = res.bytes().await.expect("body read");
+        let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Answer { status, headers, json }
+    }
+
+    /// GET.
+    pub async fn get(&self, path: &str, token: Option<&str>) -> Answer {
+        self.call(Method::GET, path, token, None).await
+    }
+    /// POST with a JSON body.
+    pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> Answer {
+        self.call(Method::POST, path, token, Some(body)).await
+    }
+    /// PUT with a JSON body.
+    pub async fn put(&self, path: &str, token: Option<&str>, body: Value) -> Answer {
+        self.call(Method::PUT, path, token, Some(body)).await
+    }
+    /// DELETE.
+    pub async fn delete(&self, path: &str, token: Option<&str>) -> Answer {
+        self.call(Method::DELETE, path, token, None).await
+    }
+
+    /// Registers `username` (email `<username>@example.com`, password `password123`) and
+    /// returns its token.
+    pub async fn register(&self, username: &str) -> String {
+        let a = self
+            .post(
+                "/api/users",
+                None,
+                json!({"user": {"username": username, "email": format!("{username}@example.com"), "password": "password123"}}),
+            )
+            .await;
+        assert_eq!(a.status, StatusCode::CREATED, "register {username}: {:?}", a.json);
+        a.json["user"]["token"].as_str().expect("token").to_string()
+    }
+
+    /// Publishes an article and returns it (the `article` object).
+    pub async fn create_article(&self, token: &str, title: &str, tags: &[&str]) -> Value {
+        let a = self
+            .post(
+                "/api/articles",
+                Some(token),
+                json!({"article": {"title": title, "description": format!("about {title}"), "body": format!("# {title}"), "tagList": tags}}),
+            )
+            .await;
+        assert_eq!(a.status, StatusCode::CREATED, "create {title}: {:?}", a.json);
+        a.json["article"].clone()
+    }
+
+    /// Asks the server to drain and stop, and waits until it has.
+    pub async fn stop(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(d) = self.done.take() {
+            d.await.expect("server task").expect("server stopped cleanly");
+        }
+    }
+
+    /// Starts the drain (as SIGTERM would) without waiting for it to finish.
+    pub fn begin_shutdown(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+    }
+}

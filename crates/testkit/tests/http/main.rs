@@ -1,0 +1,7 @@
+//! HTTP tests: every endpoint and every error class, against a real server on port 0.
+
+mod articles;
+mod comments;
+mod errors;
+mod ops;
+mod users;
