@@ -1,14 +1,13 @@
 //! API tokens (JWT, HS256) and password hashing (argon2id).
 
 use crate::{AppError, AppResult};
-use argon2::password_hash::{PasswordHasher, PasswordVerifier};
-use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use base64::engine::general_purpose::{STANDARD_NO_PAD as B64_STD, URL_SAFE_NO_PAD as B64};
 use base64::Engine;
 use crescendo_domain::Id;
 use crescendo_telemetry::names;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::Semaphore;
 
@@ -90,14 +89,18 @@ impl Tokens {
     }
 }
 
-/// Argon2id hashing off the async runtime, a bounded number at a time.
+/// Argon2id hashing off the async runtime, a bounded number at a time, in reused memory.
 ///
-/// Each hash takes `memory_kib` of memory and tens of milliseconds of CPU; the semaphore
-/// bounds both under a burst of sign-ups or logins (queued requests wait, they do not fail).
+/// Each hash needs `memory_kib` of working memory. Allocating it per hash lets the
+/// allocator keep a freed copy per thread (hundreds of MiB after a burst of sign-ups), so
+/// the working memory is allocated once per permit and reused: memory stays at
+/// `concurrency × memory_kib` however many hashes run. Requests beyond the bound wait.
 #[derive(Clone)]
 pub struct Passwords {
     params: argon2::Params,
     permits: Arc<Semaphore>,
+    /// Idle working-memory buffers, one per permit once used.
+    buffers: Arc<Mutex<Vec<Vec<argon2::Block>>>>,
     /// A hash of a random password, verified against when an email is unknown, so a login
     /// takes as long whether or not the account exists.
     decoy: Arc<str>,
@@ -109,16 +112,44 @@ impl std::fmt::Debug for Passwords {
     }
 }
 
+const SALT_LEN: usize = 16;
+const HASH_LEN: usize = 32;
+
 impl Passwords {
     /// Argon2id with `memory_kib`, `iterations`, one lane; at most `concurrency` at once.
     ///
     /// # Errors
     /// Invalid argon2 parameters.
     pub fn new(memory_kib: u32, iterations: u32, concurrency: usize) -> anyhow::Result<Self> {
-        let params = argon2::Params::new(memory_kib, iterations, 1, None).map_err(|e| anyhow::anyhow!("argon2 parameters: {e}"))?;
-        let decoy_pw = format!("{:x}", getrandom::u64().unwrap_or(1));
-        let decoy = hash_with(&params, &decoy_pw)?;
-        Ok(Self { params, permits: Arc::new(Semaphore::new(concurrency.max(1))), decoy: decoy.into() })
+        let params = argon2::Params::new(memory_kib, iterations, 1, Some(HASH_LEN))
+            .map_err(|e| anyhow::anyhow!("argon2 parameters: {e}"))?;
+        let mut p = Self {
+            params,
+            permits: Arc::new(Semaphore::new(concurrency.max(1))),
+            buffers: Arc::new(Mutex::new(Vec::new())),
+            decoy: "".into(),
+        };
+        let mut salt = [0u8; SALT_LEN];
+        getrandom::fill(&mut salt).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+        let mut buf = p.buffer(p.params.block_count());
+        p.decoy = hash_with(&p.params, &format!("{:x}", getrandom::u64().unwrap_or(1)), &salt, &mut buf)?.into();
+        p.give_back(buf);
+        Ok(p)
+    }
+
+    fn buffer(&self, blocks: usize) -> Vec<argon2::Block> {
+        let mut idle = self.buffers.lock().expect("buffer lock is never poisoned");
+        match idle.iter().position(|b| b.len() == blocks) {
+            Some(i) => idle.swap_remove(i),
+            None => vec![argon2::Block::default(); blocks],
+        }
+    }
+
+    fn give_back(&self, buf: Vec<argon2::Block>) {
+        // only buffers of the configured size are kept; odd ones (old hashes) are freed
+        if buf.len() == self.params.block_count() {
+            self.buffers.lock().expect("buffer lock is never poisoned").push(buf);
+        }
     }
 
     /// The PHC string of `password`.
@@ -127,34 +158,67 @@ impl Passwords {
     /// Hashing failed (a bug).
     pub async fn hash(&self, password: &str) -> AppResult<String> {
         let _permit = self.permits.acquire().await.map_err(|_| AppError::Unavailable)?;
-        let (params, pw) = (self.params.clone(), password.to_string());
+        let mut salt = [0u8; SALT_LEN];
+        getrandom::fill(&mut salt).map_err(|e| AppError::Internal(anyhow::anyhow!("no randomness: {e}")))?;
+        let (me, pw) = (self.clone(), password.to_string());
         metrics::counter!(names::PASSWORD_HASHES, "op" => "hash").increment(1);
-        tokio::task::spawn_blocking(move || hash_with(&params, &pw))
-            .await
-            .map_err(|e| AppError::Internal(e.into()))?
-            .map_err(AppError::Internal)
+        tokio::task::spawn_blocking(move || {
+            let mut buf = me.buffer(me.params.block_count());
+            let r = hash_with(&me.params, &pw, &salt, &mut buf);
+            me.give_back(buf);
+            r
+        })
+        .await
+        .map_err(|e| AppError::Internal(e.into()))?
+        .map_err(AppError::Internal)
     }
 
     /// Whether `password` matches `phc`; with `None`, checks against the decoy and fails.
     pub async fn verify(&self, password: &str, phc: Option<&str>) -> bool {
         let Ok(_permit) = self.permits.acquire().await else { return false };
         let known = phc.is_some();
-        let (pw, phc) = (password.to_string(), phc.unwrap_or(&self.decoy).to_string());
+        let (me, pw, phc) = (self.clone(), password.to_string(), phc.unwrap_or(&self.decoy).to_string());
         metrics::counter!(names::PASSWORD_HASHES, "op" => "verify").increment(1);
-        let ok = tokio::task::spawn_blocking(move || {
-            argon2::PasswordHash::new(&phc)
-                .map(|h| argon2::Argon2::default().verify_password(pw.as_bytes(), &h).is_ok())
-                .unwrap_or(false)
-        })
-        .await
-        .unwrap_or(false);
+        let ok = tokio::task::spawn_blocking(move || me.verify_blocking(&pw, &phc)).await.unwrap_or(false);
         ok && known
+    }
+
+    fn verify_blocking(&self, password: &str, phc: &str) -> bool {
+        let Ok(h) = argon2::password_hash::phc::PasswordHash::new(phc) else { return false };
+        if h.algorithm.as_str() != "argon2id" {
+            return false;
+        }
+        let (Ok(params), Some(salt), Some(expected)) = (argon2::Params::try_from(&h), h.salt, h.hash) else {
+            return false;
+        };
+        let salt: &[u8] = salt.as_ref();
+        let Ok(params) = argon2::Params::new(params.m_cost(), params.t_cost(), params.p_cost(), Some(expected.len())) else {
+            return false;
+        };
+        let mut out = vec![0u8; expected.len()];
+        let mut buf = self.buffer(params.block_count());
+        let argon = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
+        let r = argon.hash_password_into_with_memory(password.as_bytes(), salt, &mut out, &mut buf);
+        self.give_back(buf);
+        // constant-time comparison
+        r.is_ok() && out.iter().zip(expected.as_bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
     }
 }
 
-fn hash_with(params: &argon2::Params, password: &str) -> anyhow::Result<String> {
+fn hash_with(params: &argon2::Params, password: &str, salt: &[u8], buf: &mut [argon2::Block]) -> anyhow::Result<String> {
     let argon = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params.clone());
-    argon.hash_password(password.as_bytes()).map(|h| h.to_string()).map_err(|e| anyhow::anyhow!("argon2: {e}"))
+    let mut out = [0u8; HASH_LEN];
+    argon
+        .hash_password_into_with_memory(password.as_bytes(), salt, &mut out, buf)
+        .map_err(|e| anyhow::anyhow!("argon2: {e}"))?;
+    Ok(format!(
+        "$argon2id$v=19$m={},t={},p={}${}${}",
+        params.m_cost(),
+        params.t_cost(),
+        params.p_cost(),
+        B64_STD.encode(salt),
+        B64_STD.encode(out)
+    ))
 }
 
 #[cfg(test)]
@@ -193,5 +257,22 @@ mod tests {
         assert!(!p.verify("wrong horse", Some(&h)).await);
         assert!(!p.verify("correct horse", None).await, "unknown accounts never verify");
         assert!(!p.verify("x", Some("not a hash")).await);
+        // hashes made with other parameters (an older configuration) still verify
+        let old = Passwords::new(2048, 2, 1).unwrap();
+        let h_old = old.hash("old secret!").await.unwrap();
+        assert!(h_old.contains("m=2048,t=2,p=1"), "{h_old}");
+        assert!(p.verify("old secret!", Some(&h_old)).await);
+    }
+
+    #[test]
+    fn hashes_are_standard_phc_strings() {
+        // a hash made by the argon2 crate's own PHC encoder verifies here
+        use argon2::password_hash::PasswordHasher;
+        let params = argon2::Params::new(1024, 1, 1, None).unwrap();
+        let argon = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
+        let phc = argon.hash_password(b"interop password").unwrap().to_string();
+        let p = Passwords::new(1024, 1, 1).unwrap();
+        assert!(p.verify_blocking("interop password", &phc));
+        assert!(!p.verify_blocking("other password", &phc));
     }
 }

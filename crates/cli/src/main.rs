@@ -25,6 +25,38 @@ enum Command {
     Serve(Common),
     /// Create or upgrade the database schema, then exit (`serve` also does this at start).
     Migrate(Common),
+    /// Fill a running Crescendo with benchmark data through its public API: users with a
+    /// heavy-tailed follow graph, articles with tags, favourites and comments. Idempotent.
+    Seed(SeedArgs),
+}
+
+/// Flags of `seed`.
+#[derive(Args, Debug)]
+struct SeedArgs {
+    /// Base URL of the target, e.g. http://127.0.0.1:8080.
+    #[arg(long, value_name = "URL")]
+    target: String,
+    /// Users to create.
+    #[arg(long, default_value_t = 200)]
+    users: usize,
+    /// Follows made by each user.
+    #[arg(long, default_value_t = 20)]
+    follows: usize,
+    /// Articles in all.
+    #[arg(long, default_value_t = 2000)]
+    articles: usize,
+    /// Favourites made by each user.
+    #[arg(long, default_value_t = 10)]
+    favorites: usize,
+    /// Comments in all.
+    #[arg(long, default_value_t = 2000)]
+    comments: usize,
+    /// Requests in flight at once.
+    #[arg(long, default_value_t = 16)]
+    concurrency: usize,
+    /// Directory for `tokens.txt` and `slugs.txt` (one per line), for load generators.
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
 }
 
 /// Flags every role takes.
@@ -62,8 +94,34 @@ fn main() -> anyhow::Result<()> {
                 println!("database in {} is up to date", settings.data_dir.display());
                 Ok(())
             }
+            Command::Seed(a) => seed(a).await,
         }
     })
+}
+
+async fn seed(a: SeedArgs) -> anyhow::Result<()> {
+    let plan = crescendo_bench::SeedPlan {
+        users: a.users,
+        follows_per_user: a.follows,
+        articles: a.articles,
+        favorites_per_user: a.favorites,
+        comments: a.comments,
+        concurrency: a.concurrency,
+    };
+    let start = std::time::Instant::now();
+    let seeded = crescendo_bench::seed(&a.target, &plan).await?;
+    if let Some(dir) = a.out {
+        std::fs::create_dir_all(&dir)?;
+        std::fs::write(dir.join("tokens.txt"), seeded.tokens.join("\n") + "\n")?;
+        std::fs::write(dir.join("slugs.txt"), seeded.slugs.join("\n") + "\n")?;
+    }
+    println!(
+        "seeded {} users and {} articles in {:.1}s",
+        seeded.tokens.len(),
+        seeded.slugs.len(),
+        start.elapsed().as_secs_f64()
+    );
+    Ok(())
 }
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {
