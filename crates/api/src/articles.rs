@@ -6,7 +6,7 @@ use crate::wire::{self, *};
 use crate::ApiError;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use crescendo_app::{App, ArticleView, ListQuery};
@@ -41,13 +41,25 @@ fn params(q: Result<Query<ListParams>, QueryRejection>) -> Result<ListQuery, Api
     })
 }
 
+/// A JSON answer from bytes written by hand.
+pub(crate) fn json_bytes(status: StatusCode, body: Vec<u8>) -> Response {
+    (status, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response()
+}
+
 fn many(views: &[ArticleView], total: u64) -> Response {
-    Json(ArticlesBody { articles: views.iter().map(|v| Article::new(v, false)).collect(), articles_count: total })
-        .into_response()
+    let mut out = Vec::with_capacity(64 + views.len() * 640);
+    out.extend_from_slice(b"{\"articles\":");
+    write_list(&mut out, views, |o, v| write_article(o, v, false));
+    out.extend_from_slice(format!(",\"articlesCount\":{total}}}").as_bytes());
+    json_bytes(StatusCode::OK, out)
 }
 
 fn one(status: StatusCode, v: &ArticleView) -> Response {
-    (status, Json(ArticleBody { article: Article::new(v, true) })).into_response()
+    let mut out = Vec::with_capacity(1024 + v.article.body.len());
+    out.extend_from_slice(b"{\"article\":");
+    write_article(&mut out, v, true);
+    out.push(b'}');
+    json_bytes(status, out)
 }
 
 fn input(b: wire::ArticleInput) -> crescendo_app::ArticleInput {
@@ -138,7 +150,10 @@ pub(crate) async fn list_comments(
     Path(slug): Path<String>,
 ) -> Result<Response, ApiError> {
     let list = app.comments(viewer, &slug).await?;
-    Ok(Json(CommentsBody { comments: list.iter().map(Comment::from).collect() }).into_response())
+    let mut out = b"{\"comments\":".to_vec();
+    write_list(&mut out, &list, write_comment);
+    out.push(b'}');
+    Ok(json_bytes(StatusCode::OK, out))
 }
 
 /// `POST /api/articles/{slug}/comments` (CreateArticleComment): 200, as the spec says.
@@ -149,7 +164,10 @@ pub(crate) async fn add_comment(
     Body(b): Body<NewCommentBody>,
 ) -> Result<Response, ApiError> {
     let c = app.add_comment(id, &slug, b.comment.body.as_deref()).await?;
-    Ok(Json(CommentBody { comment: Comment::from(&c) }).into_response())
+    let mut out = b"{\"comment\":".to_vec();
+    write_comment(&mut out, &c);
+    out.push(b'}');
+    Ok(json_bytes(StatusCode::OK, out))
 }
 
 /// `DELETE /api/articles/{slug}/comments/{id}` (DeleteArticleComment): 204.

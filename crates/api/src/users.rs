@@ -7,7 +7,14 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use crescendo_app::{App, UserChangesInput};
+use crescendo_app::{App, ProfileView, UserChangesInput};
+
+fn profile_answer(p: &ProfileView) -> Response {
+    let mut out = b"{\"profile\":".to_vec();
+    write_profile(&mut out, p);
+    out.push(b'}');
+    crate::articles::json_bytes(StatusCode::OK, out)
+}
 
 /// `POST /api/users` (CreateUser): 201 with the user and a token.
 pub(crate) async fn register(State(app): State<App>, Body(b): Body<NewUserBody>) -> Result<Response, ApiError> {
@@ -53,7 +60,7 @@ pub(crate) async fn get_profile(
     Path(username): Path<String>,
 ) -> Result<Response, ApiError> {
     let p = app.profile(viewer, &username).await?;
-    Ok(Json(ProfileBody { profile: Profile::from(&p) }).into_response())
+    Ok(profile_answer(&p))
 }
 
 /// `POST /api/profiles/{username}/follow` (FollowUserByUsername).
@@ -63,7 +70,7 @@ pub(crate) async fn follow_user(
     Path(username): Path<String>,
 ) -> Result<Response, ApiError> {
     let p = app.follow(id, &username).await?;
-    Ok(Json(ProfileBody { profile: Profile::from(&p) }).into_response())
+    Ok(profile_answer(&p))
 }
 
 /// `DELETE /api/profiles/{username}/follow` (UnfollowUserByUsername).
@@ -73,5 +80,5 @@ pub(crate) async fn unfollow_user(
     Path(username): Path<String>,
 ) -> Result<Response, ApiError> {
     let p = app.unfollow(id, &username).await?;
-    Ok(Json(ProfileBody { profile: Profile::from(&p) }).into_response())
+    Ok(profile_answer(&p))
 }

@@ -1,7 +1,7 @@
 //! Articles: read, list, feed, write, favourite.
 
 use crate::users::ProfileView;
-use crate::{keys, App, AppError, AppResult, FieldErrors};
+use crate::{keys, App, AppError, AppResult, Cached, FieldErrors};
 use crescendo_domain::{FieldError, Id, Slug, Tag, Text};
 use crescendo_store::{ArticleChanges, ArticleFilter, ArticleRecord, NewArticle, Page};
 use std::collections::HashMap;
@@ -14,7 +14,7 @@ const MAX_TAGS: usize = 20;
 #[derive(Clone, Debug)]
 pub struct ArticleView {
     /// What every viewer sees (shared, cached).
-    pub article: Arc<ArticleRecord>,
+    pub article: Arc<Cached<ArticleRecord>>,
     /// The author, with whether the viewer follows them.
     pub author: ProfileView,
     /// Whether the viewer favourited it.
@@ -64,10 +64,10 @@ fn validate_tags(errs: &mut FieldErrors, tags: Option<&Vec<String>>) -> Option<V
 
 impl App {
     /// An article's shared record, cached ("not found" too).
-    pub(crate) async fn article_record(&self, id: Id) -> AppResult<Option<Arc<ArticleRecord>>> {
+    pub(crate) async fn article_record(&self, id: Id) -> AppResult<Option<Arc<Cached<ArticleRecord>>>> {
         self.cache()
             .get_or_load(&keys::article(id), self.ttl(), || async {
-                Ok::<_, AppError>(self.store().articles_by_ids(&[id]).await?.pop())
+                Ok::<_, AppError>(self.store().articles_by_ids(&[id]).await?.pop().map(Cached::new))
             })
             .await
     }
@@ -85,13 +85,13 @@ impl App {
         Ok(v.unwrap_or_default())
     }
 
-    async fn article_by_slug(&self, slug: &str) -> AppResult<Arc<ArticleRecord>> {
+    async fn article_by_slug(&self, slug: &str) -> AppResult<Arc<Cached<ArticleRecord>>> {
         let id = Slug::parse(slug).ok_or(AppError::NotFound("article"))?.id();
         self.article_record(id).await?.ok_or(AppError::NotFound("article"))
     }
 
     /// Joins shared records with the viewer's own facts, keeping the order given.
-    async fn views(&self, viewer: Option<Id>, articles: Vec<Arc<ArticleRecord>>) -> AppResult<Vec<ArticleView>> {
+    async fn views(&self, viewer: Option<Id>, articles: Vec<Arc<Cached<ArticleRecord>>>) -> AppResult<Vec<ArticleView>> {
         let (followees, favorites) = match viewer {
             Some(v) => (self.followees(v).await?, self.favorites_of(v).await?),
             None => (Arc::default(), Arc::default()),
@@ -118,7 +118,7 @@ impl App {
         Ok(out)
     }
 
-    async fn view(&self, viewer: Option<Id>, a: Arc<ArticleRecord>) -> AppResult<ArticleView> {
+    async fn view(&self, viewer: Option<Id>, a: Arc<Cached<ArticleRecord>>) -> AppResult<ArticleView> {
         self.views(viewer, vec![a]).await?.pop().ok_or(AppError::NotFound("article"))
     }
 
@@ -222,7 +222,7 @@ impl App {
             .await?;
         self.invalidate(Self::article_keys(&a, &[])).await?;
         tracing::info!(article_id = %a.id, "article published");
-        self.view(Some(author), Arc::new(a)).await
+        self.view(Some(author), Arc::new(Cached::new(a))).await
     }
 
     /// Changes an article; only its author may.
@@ -243,7 +243,7 @@ impl App {
         errs.into_result()?;
         let a = self.store().update_article(old.id, ArticleChanges { title, description, body, tags }).await?;
         self.invalidate(Self::article_keys(&a, &old.tags)).await?;
-        self.view(Some(user), Arc::new(a)).await
+        self.view(Some(user), Arc::new(Cached::new(a))).await
     }
 
     /// Deletes an article with its comments and favourites; only its author may.

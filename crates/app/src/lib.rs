@@ -13,6 +13,7 @@
 
 mod articles;
 mod auth;
+mod cached;
 mod comments;
 mod error;
 pub mod keys;
@@ -21,9 +22,10 @@ mod users;
 
 pub use articles::{ArticleInput, ArticleView, ListQuery};
 pub use auth::{Passwords, Tokens};
+pub use cached::{Cached, RenderSlot, Renders};
 pub use comments::CommentView;
 pub use error::{AppError, AppResult, FieldErrors};
-pub use users::{ProfileView, UserChangesInput, UserView};
+pub use users::{Profile, ProfileView, UserChangesInput, UserView};
 
 use crescendo_blobs::Blobs;
 use crescendo_cache::{ReadThrough, Sessions};

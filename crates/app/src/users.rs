@@ -1,6 +1,6 @@
 //! Users and profiles: register, login, settings, follow.
 
-use crate::{keys, App, AppError, AppResult, FieldErrors};
+use crate::{keys, App, AppError, AppResult, Cached, FieldErrors};
 use crescendo_domain::{Email, Id, Password, Text, Username};
 use crescendo_store::{NewUser, UserChanges, UserRecord};
 use serde::{Deserialize, Serialize};
@@ -27,7 +27,7 @@ pub struct UserView {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProfileView {
     /// The profile's shared part.
-    pub profile: Arc<Profile>,
+    pub profile: Arc<Cached<Profile>>,
     /// Whether the viewer follows this user (false for anonymous viewers and oneself).
     pub following: bool,
 }
@@ -174,14 +174,11 @@ impl App {
     }
 
     /// A user's public profile, cached.
-    pub(crate) async fn profile_record(&self, id: Id) -> AppResult<Option<Arc<Profile>>> {
+    pub(crate) async fn profile_record(&self, id: Id) -> AppResult<Option<Arc<Cached<Profile>>>> {
         self.cache()
             .get_or_load(&keys::profile(id), self.ttl(), || async {
-                Ok::<_, AppError>(self.store().user_by_id(id).await?.map(|u| Profile {
-                    id: u.id,
-                    username: u.username,
-                    bio: u.bio,
-                    image: u.image,
+                Ok::<_, AppError>(self.store().user_by_id(id).await?.map(|u| {
+                    Cached::new(Profile { id: u.id, username: u.username, bio: u.bio, image: u.image })
                 }))
             })
             .await
@@ -211,7 +208,7 @@ impl App {
         Ok(v.unwrap_or_default())
     }
 
-    pub(crate) async fn profile_view(&self, viewer: Option<Id>, p: Arc<Profile>) -> AppResult<ProfileView> {
+    pub(crate) async fn profile_view(&self, viewer: Option<Id>, p: Arc<Cached<Profile>>) -> AppResult<ProfileView> {
         let following = match viewer {
             Some(v) if v != p.id => self.followees(v).await?.binary_search(&p.id).is_ok(),
             _ => false,
@@ -219,7 +216,7 @@ impl App {
         Ok(ProfileView { profile: p, following })
     }
 
-    async fn profile_by_name(&self, username: &str) -> AppResult<Arc<Profile>> {
+    async fn profile_by_name(&self, username: &str) -> AppResult<Arc<Cached<Profile>>> {
         let id = self.user_id(username).await?.ok_or(AppError::NotFound("profile"))?;
         self.profile_record(id).await?.ok_or(AppError::NotFound("profile"))
     }
