@@ -66,6 +66,16 @@ pub struct ReadThrough {
     /// Upper bound on how long a local entry lives.
     local_ttl: Duration,
     stats: [AtomicU64; 4],
+    /// Registered once: looking a labelled metric up costs more than the cache hit it counts.
+    counters: Counters,
+}
+
+struct Counters {
+    local_hits: metrics::Counter,
+    local_misses: metrics::Counter,
+    shared_hits: metrics::Counter,
+    shared_misses: metrics::Counter,
+    loads: metrics::Counter,
 }
 
 impl std::fmt::Debug for ReadThrough {
@@ -102,6 +112,13 @@ impl ReadThrough {
             negative_ttl,
             local_ttl,
             stats: Default::default(),
+            counters: Counters {
+                local_hits: metrics::counter!(names::CACHE_HITS, "layer" => "local"),
+                local_misses: metrics::counter!(names::CACHE_MISSES, "layer" => "local"),
+                shared_hits: metrics::counter!(names::CACHE_HITS, "layer" => "shared"),
+                shared_misses: metrics::counter!(names::CACHE_MISSES, "layer" => "shared"),
+                loads: metrics::counter!(names::CACHE_LOADS, "layer" => "store"),
+            },
         }
     }
 
@@ -109,9 +126,10 @@ impl ReadThrough {
         self.generations[stripe_of(key)].load(Ordering::Acquire)
     }
 
-    fn count(&self, i: usize, metric: &'static str, layer: &'static str) {
+    fn count(&self, i: usize) {
         self.stats[i].fetch_add(1, Ordering::Relaxed);
-        metrics::counter!(metric, "layer" => layer).increment(1);
+        let c = &self.counters;
+        [&c.local_hits, &c.shared_hits, &c.local_misses, &c.loads][i].increment(1);
     }
 
     /// The counters so far.
@@ -136,10 +154,10 @@ impl ReadThrough {
             && entry.generation == generation
             && let Some(v) = entry.value.downcast_ref::<Option<Arc<T>>>()
         {
-            self.count(0, names::CACHE_HITS, "local");
+            self.count(0);
             return Ok(v.clone());
         }
-        self.count(2, names::CACHE_MISSES, "local");
+        self.count(2);
 
         let flight_key = (key.to_string(), generation);
         let flight = Arc::clone(
@@ -150,7 +168,7 @@ impl ReadThrough {
                 let value: Option<Arc<T>> = match self.from_shared::<T>(key).await {
                     Some(v) => v,
                     None => {
-                        self.count(3, names::CACHE_LOADS, "store");
+                        self.count(3);
                         let loaded = load().await?.map(Arc::new);
                         if self.generation(key) == generation {
                             self.to_shared(key, &loaded, ttl).await;
@@ -180,7 +198,7 @@ impl ReadThrough {
         match self.shared.get(key).await {
             Ok(Some(bytes)) => match serde_json::from_slice::<Option<T>>(&bytes) {
                 Ok(v) => {
-                    self.count(1, names::CACHE_HITS, "shared");
+                    self.count(1);
                     Some(v.map(Arc::new))
                 }
                 Err(e) => {
@@ -189,7 +207,7 @@ impl ReadThrough {
                 }
             },
             Ok(None) => {
-                metrics::counter!(names::CACHE_MISSES, "layer" => "shared").increment(1);
+                self.counters.shared_misses.increment(1);
                 None
             }
             Err(e) => {

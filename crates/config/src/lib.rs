@@ -285,7 +285,7 @@ impl Default for Auth {
         Self {
             jwt_secret: None,
             token_ttl_secs: 30 * 24 * 3600,
-            hash_concurrency: 2,
+            hash_concurrency: 1,
             argon2_memory_kib: 19_456,
             argon2_iterations: 2,
         }

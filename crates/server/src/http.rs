@@ -20,14 +20,23 @@ use tracing::Instrument;
 
 static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// Request IDs: 16 random hex digits, unless the client (or the load balancer) sent one.
+/// Request IDs: 16 hex digits, unless the client (or the load balancer) sent one.
+///
+/// A process-wide counter mixed by SplitMix64's finaliser from a random start: unique within
+/// the process, spread out, and with no system call per request.
 #[derive(Clone, Copy)]
-struct MakeId;
+pub(crate) struct MakeId;
 
 impl MakeRequestId for MakeId {
     fn make_request_id<B>(&mut self, _req: &http::Request<B>) -> Option<RequestId> {
-        let id = format!("{:016x}", getrandom::u64().unwrap_or(0));
-        HeaderValue::from_str(&id).ok().map(RequestId::new)
+        use std::sync::atomic::AtomicU64;
+        use std::sync::OnceLock;
+        static NEXT: OnceLock<AtomicU64> = OnceLock::new();
+        let n = NEXT.get_or_init(|| AtomicU64::new(getrandom::u64().unwrap_or(0))).fetch_add(1, Ordering::Relaxed);
+        let mut z = n.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        HeaderValue::from_str(&format!("{:016x}", z ^ (z >> 31))).ok().map(RequestId::new)
     }
 }
 
@@ -37,7 +46,11 @@ struct Health {
     ready: Arc<AtomicBool>,
 }
 
-pub(crate) fn router(app: App, settings: &Settings, ready: Arc<AtomicBool>) -> Router {
+/// The whole HTTP service: routes, and the middleware around them.
+///
+/// Layers that need the matched route (`observe`) or must be seen by it (time-out, panic)
+/// wrap the routes; the rest wrap the router once, outside.
+pub(crate) fn service(app: App, settings: &Settings, ready: Arc<AtomicBool>) -> Service {
     let timeout = Duration::from_secs(settings.http.request_timeout_secs);
     let health = Health { app: app.clone(), ready };
     let ops = Router::new()
@@ -46,15 +59,19 @@ pub(crate) fn router(app: App, settings: &Settings, ready: Arc<AtomicBool>) -> R
         .route("/metrics", get(metrics_text))
         .route("/", get(index))
         .with_state(health);
-    Router::new()
+    let routes = Router::new()
         .nest("/api", crescendo_api::router(app))
         .merge(ops)
         .fallback(|| async { ApiError::not_found("page") })
-        .layer(middleware::from_fn(move |req, next| with_timeout(timeout, req, next)))
         .layer(axum::extract::DefaultBodyLimit::max(settings.http.body_limit_bytes))
+        .layer(middleware::from_fn(move |req, next| with_timeout(timeout, req, next)))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
             ApiError::from(crescendo_app::AppError::Internal(anyhow::anyhow!("handler panicked"))).into_response()
         }))
+        .layer(middleware::from_fn(observe));
+    tower::ServiceBuilder::new()
+        .layer(SetRequestIdLayer::new(X_REQUEST_ID.clone(), MakeId))
+        .layer(PropagateRequestIdLayer::new(X_REQUEST_ID.clone()))
         .layer(
             CorsLayer::new()
                 .allow_origin(Any)
@@ -63,10 +80,16 @@ pub(crate) fn router(app: App, settings: &Settings, ready: Arc<AtomicBool>) -> R
                 .expose_headers([X_REQUEST_ID.clone()])
                 .max_age(Duration::from_secs(3600)),
         )
-        .layer(middleware::from_fn(observe))
-        .layer(PropagateRequestIdLayer::new(X_REQUEST_ID.clone()))
-        .layer(SetRequestIdLayer::new(X_REQUEST_ID.clone(), MakeId))
+        .service(routes)
 }
+
+/// The type of [`service`]'s result.
+pub(crate) type Service = tower_http::request_id::SetRequestId<
+    tower_http::request_id::PropagateRequestId<
+        tower_http::cors::Cors<Router>,
+    >,
+    MakeId,
+>;
 
 async fn index() -> &'static str {
     "Crescendo: the RealWorld (Conduit) API is at /api (e.g. /api/articles); /health, /ready and /metrics are for operators.\n"
@@ -94,6 +117,33 @@ async fn with_timeout(limit: Duration, req: Request, next: Next) -> Response {
     }
 }
 
+/// Handles of the request counter and latency histogram for one (route, method, status).
+type RequestMetrics = (metrics::Counter, metrics::Histogram);
+
+/// The metric handles for a request, registered once per (route, method, status) and then
+/// found without allocating: a route's handles sit in a short list under its pattern.
+fn request_metrics(route: &str, method: &Method, status: StatusCode) -> RequestMetrics {
+    use std::collections::HashMap;
+    use std::sync::{OnceLock, RwLock};
+    type Table = HashMap<String, Vec<(Method, StatusCode, RequestMetrics)>>;
+    static TABLE: OnceLock<RwLock<Table>> = OnceLock::new();
+    let table = TABLE.get_or_init(Default::default);
+    let find = |t: &Table| {
+        t.get(route)?.iter().find(|(m, s, _)| m == method && *s == status).map(|(_, _, h)| h.clone())
+    };
+    if let Some(h) = find(&table.read().expect("metrics table lock is never poisoned")) {
+        return h;
+    }
+    let labels = [("method", method.to_string()), ("route", route.to_string()), ("status", status.as_u16().to_string())];
+    let handles = (metrics::counter!(names::HTTP_REQUESTS, &labels), metrics::histogram!(names::HTTP_DURATION, &labels));
+    let mut t = table.write().expect("metrics table lock is never poisoned");
+    if let Some(h) = find(&t) {
+        return h;
+    }
+    t.entry(route.to_string()).or_default().push((method.clone(), status, handles.clone()));
+    handles
+}
+
 /// One span per request (request ID, method, route), metrics by route and status, and one
 /// log line for every failed request with its cause.
 async fn observe(req: Request<Body>, next: Next) -> Response {
@@ -106,20 +156,21 @@ async fn observe(req: Request<Body>, next: Next) -> Response {
         .and_then(|v| v.to_str().ok())
         .unwrap_or("-")
         .to_owned();
-    let span = tracing::info_span!("request", request_id = %request_id, method = %method, path = %req.uri().path());
+    let path = req.uri().path().to_owned();
+    let span = tracing::info_span!("request", request_id = %request_id);
     let res = next.run(req).instrument(span.clone()).await;
     let status = res.status();
     let elapsed = start.elapsed();
     let route = route.unwrap_or_else(|| if status == StatusCode::NOT_FOUND { "unmatched".into() } else { "other".into() });
-    let labels = [("method", method.to_string()), ("route", route), ("status", status.as_u16().to_string())];
-    metrics::counter!(names::HTTP_REQUESTS, &labels).increment(1);
-    metrics::histogram!(names::HTTP_DURATION, &labels).record(elapsed.as_secs_f64());
+    let (count, duration) = request_metrics(&route, &method, status);
+    count.increment(1);
+    duration.record(elapsed.as_secs_f64());
     let _enter = span.enter();
     if status.is_server_error() {
         let cause = res.extensions().get::<ErrorReport>().map(|r| r.0.as_str()).unwrap_or("");
-        tracing::error!(status = status.as_u16(), latency_ms = elapsed.as_millis() as u64, cause, "request failed");
+        tracing::error!(%method, path, status = status.as_u16(), latency_ms = elapsed.as_millis() as u64, cause, "request failed");
     } else {
-        tracing::debug!(status = status.as_u16(), latency_ms = elapsed.as_millis() as u64, "request");
+        tracing::debug!(%method, path, status = status.as_u16(), latency_ms = elapsed.as_millis() as u64, "request");
     }
     res
 }

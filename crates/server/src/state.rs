@@ -51,6 +51,8 @@ fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
 /// # Errors
 /// The data directory, database or key cannot be created or opened.
 pub async fn build(settings: &Settings) -> anyhow::Result<Built> {
+    // metric handles made below must bind to the real recorder, so install it first
+    let _ = crescendo_telemetry::metrics_handle();
     std::fs::create_dir_all(&settings.data_dir)
         .with_context(|| format!("creating data_dir {}", settings.data_dir.display()))?;
 
