@@ -88,12 +88,24 @@ const TAGS: &[&str] = &[
     "mobile", "history",
 ];
 
-async fn send(client: &reqwest::Client, req: reqwest::RequestBuilder) -> anyhow::Result<(reqwest::StatusCode, Value)> {
-    let _ = client;
+async fn send(req: reqwest::RequestBuilder) -> anyhow::Result<(reqwest::StatusCode, Value)> {
     let res = req.send().await.context("request failed")?;
     let status = res.status();
     let body = res.bytes().await.context("reading the answer")?;
     Ok((status, serde_json::from_slice(&body).unwrap_or(Value::Null)))
+}
+
+/// POSTs `body` (or nothing) to `url` as the holder of `token`; any answer but 2xx is an error.
+async fn post_as(client: &reqwest::Client, url: String, token: &str, body: Option<Value>) -> anyhow::Result<Value> {
+    let mut req = client.post(&url).header("authorization", format!("Token {token}"));
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let (status, v) = send(req).await?;
+    if !status.is_success() {
+        bail!("POST {url}: {status} {v}");
+    }
+    Ok(v)
 }
 
 /// Runs `f` over `items` with at most `limit` at once, printing progress under `label`.
@@ -148,12 +160,12 @@ pub async fn seed(base: &str, plan: &SeedPlan) -> anyhow::Result<Seeded> {
             async move {
                 let (name, email) = (format!("bench_{i}"), format!("bench_{i}@example.com"));
                 let body = json!({"user": {"username": name, "email": email, "password": "benchpassword"}});
-                let (status, v) = send(&client, client.post(format!("{api}/users")).json(&body)).await?;
+                let (status, v) = send(client.post(format!("{api}/users")).json(&body)).await?;
                 let v = if status.as_u16() == 201 {
                     v
                 } else {
                     let login = json!({"user": {"email": email, "password": "benchpassword"}});
-                    let (status, v) = send(&client, client.post(format!("{api}/users/login")).json(&login)).await?;
+                    let (status, v) = send(client.post(format!("{api}/users/login")).json(&login)).await?;
                     if !status.is_success() {
                         bail!("cannot register or sign in {name}: {status} {v}");
                     }
@@ -187,15 +199,7 @@ pub async fn seed(base: &str, plan: &SeedPlan) -> anyhow::Result<Seeded> {
         each("follows", follows, plan.concurrency, move |(i, t)| {
             let (api, client, token) = (api.clone(), client.clone(), tokens[i].clone());
             async move {
-                let (status, v) = send(
-                    &client,
-                    client.post(format!("{api}/profiles/bench_{t}/follow")).header("authorization", format!("Token {token}")),
-                )
-                .await?;
-                if !status.is_success() {
-                    bail!("follow bench_{t}: {status} {v}");
-                }
-                Ok(())
+                post_as(&client, format!("{api}/profiles/bench_{t}/follow"), &token, None).await.map(drop)
             }
         })
         .await?;
@@ -206,7 +210,7 @@ pub async fn seed(base: &str, plan: &SeedPlan) -> anyhow::Result<Seeded> {
     let mut to_create = Vec::new();
     for i in 0..plan.users {
         let want = per_user.min(plan.articles.saturating_sub(i * per_user));
-        let (_, v) = send(&client, client.get(format!("{api}/articles?author=bench_{i}&limit=0"))).await?;
+        let (_, v) = send(client.get(format!("{api}/articles?author=bench_{i}&limit=0"))).await?;
         let have = v["articlesCount"].as_u64().unwrap_or(0) as usize;
         for k in have..want {
             let ntags = 1 + rng.below(4);
@@ -228,15 +232,7 @@ pub async fn seed(base: &str, plan: &SeedPlan) -> anyhow::Result<Seeded> {
                     "body": body,
                     "tagList": tags,
                 }});
-                let (status, v) = send(
-                    &client,
-                    client.post(format!("{api}/articles")).header("authorization", format!("Token {token}")).json(&article),
-                )
-                .await?;
-                if status.as_u16() != 201 {
-                    bail!("create article: {status} {v}");
-                }
-                Ok(())
+                post_as(&client, format!("{api}/articles"), &token, Some(article)).await.map(drop)
             }
         })
         .await?;
@@ -245,7 +241,7 @@ pub async fn seed(base: &str, plan: &SeedPlan) -> anyhow::Result<Seeded> {
     // every slug, through the public list
     let mut slugs = Vec::new();
     loop {
-        let (_, v) = send(&client, client.get(format!("{api}/articles?limit=100&offset={}", slugs.len()))).await?;
+        let (_, v) = send(client.get(format!("{api}/articles?limit=100&offset={}", slugs.len()))).await?;
         let page = v["articles"].as_array().cloned().unwrap_or_default();
         if page.is_empty() {
             break;
@@ -273,15 +269,7 @@ pub async fn seed(base: &str, plan: &SeedPlan) -> anyhow::Result<Seeded> {
         each("favorites", favs, plan.concurrency, move |(i, slug)| {
             let (api, client, token) = (api.clone(), client.clone(), tokens[i].clone());
             async move {
-                let (status, v) = send(
-                    &client,
-                    client.post(format!("{api}/articles/{slug}/favorite")).header("authorization", format!("Token {token}")),
-                )
-                .await?;
-                if !status.is_success() {
-                    bail!("favorite: {status} {v}");
-                }
-                Ok(())
+                post_as(&client, format!("{api}/articles/{slug}/favorite"), &token, None).await.map(drop)
             }
         })
         .await?;
@@ -292,18 +280,7 @@ pub async fn seed(base: &str, plan: &SeedPlan) -> anyhow::Result<Seeded> {
             let (api, client, token) = (api.clone(), client.clone(), tokens[i].clone());
             async move {
                 let body = json!({"comment": {"body": format!("A thought from bench_{i}")}});
-                let (status, v) = send(
-                    &client,
-                    client
-                        .post(format!("{api}/articles/{slug}/comments"))
-                        .header("authorization", format!("Token {token}"))
-                        .json(&body),
-                )
-                .await?;
-                if !status.is_success() {
-                    bail!("comment: {status} {v}");
-                }
-                Ok(())
+                post_as(&client, format!("{api}/articles/{slug}/comments"), &token, Some(body)).await.map(drop)
             }
         })
         .await?;
