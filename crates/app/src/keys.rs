@@ -7,13 +7,36 @@
 
 use crescendo_domain::Id;
 
+/// `prefix` then the ID in decimal, without the formatting machinery: these two keys are
+/// built dozens of times per list request.
+fn with_id(prefix: &str, id: Id) -> String {
+    let mut digits = [0u8; 20];
+    let mut n = id.as_i64().unsigned_abs();
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    let mut s = String::with_capacity(prefix.len() + 21);
+    s.push_str(prefix);
+    if id.as_i64() < 0 {
+        s.push('-');
+    }
+    s.push_str(std::str::from_utf8(&digits[i..]).expect("ASCII digits"));
+    s
+}
+
 /// An article's record.
 pub fn article(id: Id) -> String {
-    format!("article:{id}")
+    with_id("article:", id)
 }
 /// A user's public profile.
 pub fn profile(id: Id) -> String {
-    format!("profile:{id}")
+    with_id("profile:", id)
 }
 /// The username directory entry (lower-cased, since lookups ignore case).
 pub fn username(name: &str) -> String {
@@ -46,4 +69,18 @@ pub fn followees(user: Id) -> String {
 /// What a user favourited (per viewer).
 pub fn favorites(user: Id) -> String {
     format!("favs:{user}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn id_keys_match_their_formatted_form() {
+        for v in [0i64, 7, 10, 123_456_789_012_345, i64::MAX, -42] {
+            let id = Id::from_i64(v);
+            assert_eq!(article(id), format!("article:{v}"));
+            assert_eq!(profile(id), format!("profile:{v}"));
+        }
+    }
 }

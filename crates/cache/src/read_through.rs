@@ -84,13 +84,21 @@ impl std::fmt::Debug for ReadThrough {
     }
 }
 
-/// FNV-1a, written out so the stripe of a key never depends on std's hasher.
+/// The stripe of a key: a multiply-rotate hash over 8-byte words (written out here so it
+/// never depends on std's hasher), reduced to the stripe count.
 fn stripe_of(key: &str) -> usize {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in key.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
+    const K: u64 = 0x9e37_79b9_7f4a_7c15;
+    let bytes = key.as_bytes();
+    let mut h: u64 = bytes.len() as u64;
+    let mut chunks = bytes.chunks_exact(8);
+    for c in &mut chunks {
+        let w = u64::from_le_bytes(c.try_into().expect("chunks of 8"));
+        h = (h ^ w).wrapping_mul(K).rotate_left(29);
     }
+    let mut tail = [0u8; 8];
+    tail[..chunks.remainder().len()].copy_from_slice(chunks.remainder());
+    h = (h ^ u64::from_le_bytes(tail)).wrapping_mul(K);
+    h ^= h >> 32;
     (h as usize) & (STRIPES - 1)
 }
 
@@ -256,6 +264,16 @@ mod tests {
 
     fn rt() -> ReadThrough {
         ReadThrough::new(Arc::new(MemoryCache::new(1 << 20)), 1000, Duration::from_secs(60), Duration::from_secs(5))
+    }
+
+    #[test]
+    fn keys_spread_over_the_stripes() {
+        let mut used = std::collections::HashSet::new();
+        for i in 0..20_000 {
+            used.insert(stripe_of(&format!("article:{}", 120_000_000_000_000i64 + i * 4096)));
+        }
+        assert!(used.len() > 15_000, "{} stripes used", used.len());
+        assert_eq!(stripe_of("article:1"), stripe_of("article:1"));
     }
 
     #[tokio::test]
