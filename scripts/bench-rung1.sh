@@ -2,7 +2,8 @@
 # Rung-1 benchmark: builds a release binary, starts `crescendo serve` on a fresh data
 # directory, seeds 200 users (20 follows each), 2,000 articles with tags, 2,000 favourites
 # and 2,000 comments through the API, then drives `wrk -t1 -c32` at each workload and prints
-# requests per second, latency, errors and the server's peak resident memory.
+# requests per second, latency, errors and the server's peak resident memory. Each workload
+# is warmed up for 3 s before the measured run.
 #
 # usage: scripts/bench-rung1.sh [DURATION]   (default 15s per workload; needs wrk: apt-get install wrk)
 set -euo pipefail
@@ -23,9 +24,12 @@ echo "server pid $PID at $URL, data in $WORK/data"
 
 "$BIN" seed --target "$URL" --out "$WORK/seed"
 
+# Each workload first runs 3 s unrecorded (fills caches, lets the seed's writes settle),
+# then for DURATION measured.
 run() {
   local name=$1; shift
   local out
+  wrk -t1 -c32 -d3s "$@" > /dev/null
   out=$(wrk -t1 -c32 -d"$DURATION" --latency "$@")
   local rps p50 p99 non2xx
   rps=$(awk '/^Requests\/sec/ {print $2}' <<<"$out")

@@ -1,6 +1,6 @@
 //! Articles: read, list, feed, write, favourite.
 
-use crate::users::ProfileView;
+use crate::users::{Profile, ProfileView};
 use crate::{keys, App, AppError, AppResult, Cached, FieldErrors};
 use crescendo_domain::{FieldError, Id, Slug, Tag, Text};
 use crescendo_store::{ArticleChanges, ArticleFilter, ArticleRecord, NewArticle, Page};
@@ -92,30 +92,46 @@ impl App {
 
     /// Joins shared records with the viewer's own facts, keeping the order given.
     async fn views(&self, viewer: Option<Id>, articles: Vec<Arc<Cached<ArticleRecord>>>) -> AppResult<Vec<ArticleView>> {
+        let mut items = Vec::with_capacity(articles.len());
+        let mut authors: HashMap<Id, Arc<Cached<Profile>>> = HashMap::new();
+        for a in articles {
+            let author = match authors.get(&a.author_id) {
+                Some(p) => Arc::clone(p),
+                None => {
+                    let Some(p) = self.profile_record(a.author_id).await? else {
+                        tracing::warn!(article_id = %a.id, "article without author; skipped");
+                        continue;
+                    };
+                    authors.insert(a.author_id, Arc::clone(&p));
+                    p
+                }
+            };
+            items.push((a, author));
+        }
+        self.join_viewer(viewer, &items).await
+    }
+
+    /// Adds what only `viewer` sees (`favorited`, `following`) to shared records.
+    async fn join_viewer(
+        &self,
+        viewer: Option<Id>,
+        items: &[(Arc<Cached<ArticleRecord>>, Arc<Cached<Profile>>)],
+    ) -> AppResult<Vec<ArticleView>> {
         let (followees, favorites) = match viewer {
             Some(v) => (self.followees(v).await?, self.favorites_of(v).await?),
             None => (Arc::default(), Arc::default()),
         };
-        let mut authors: HashMap<Id, ProfileView> = HashMap::new();
-        let mut out = Vec::with_capacity(articles.len());
-        for a in articles {
-            let author = match authors.get(&a.author_id) {
-                Some(p) => p.clone(),
-                None => {
-                    let Some(profile) = self.profile_record(a.author_id).await? else {
-                        tracing::warn!(article_id = %a.id, "article without author; skipped");
-                        continue;
-                    };
-                    let following = viewer.is_some_and(|v| v != profile.id) && followees.binary_search(&profile.id).is_ok();
-                    let view = ProfileView { profile, following };
-                    authors.insert(a.author_id, view.clone());
-                    view
-                }
-            };
-            let favorited = favorites.binary_search(&a.id).is_ok();
-            out.push(ArticleView { article: a, author, favorited });
-        }
-        Ok(out)
+        Ok(items
+            .iter()
+            .map(|(a, p)| ArticleView {
+                article: Arc::clone(a),
+                author: ProfileView {
+                    profile: Arc::clone(p),
+                    following: viewer.is_some_and(|v| v != p.id) && followees.binary_search(&p.id).is_ok(),
+                },
+                favorited: favorites.binary_search(&a.id).is_ok(),
+            })
+            .collect())
     }
 
     async fn view(&self, viewer: Option<Id>, a: Arc<Cached<ArticleRecord>>) -> AppResult<ArticleView> {
@@ -168,6 +184,9 @@ impl App {
             (None, None, Some(f)) => ArticleFilter::FavoritedBy(f),
             (tag, author, favorited_by) => ArticleFilter::Match { tag, author, favorited_by },
         };
+        if let Some(snap) = self.head_page(&filter, page).await? {
+            return Ok((self.join_viewer(viewer, &snap.items).await?, snap.total));
+        }
         let ids = self.list_ids(&filter, page).await?;
         Ok((self.hydrate(viewer, &ids.ids).await?, ids.total))
     }

@@ -53,6 +53,8 @@ struct Inner {
     ttl: Duration,
     /// Largest page a list request may ask for.
     max_page_size: u32,
+    /// Hydrated windows of cached list heads (see `lists::PageSnapshot`).
+    pages: moka::sync::Cache<String, Arc<lists::PageSnapshot>>,
 }
 
 /// Everything [`App::new`] needs.
@@ -95,6 +97,7 @@ impl App {
                 sessions: p.sessions,
                 tokens: p.tokens,
                 passwords: p.passwords,
+                pages: moka::sync::Cache::builder().max_capacity(lists::PAGE_SNAPSHOTS).time_to_live(p.ttl).build(),
                 ttl: p.ttl,
                 max_page_size: p.max_page_size,
             }),

@@ -9,9 +9,11 @@
 //! invalidated by every write that adds or removes a member. A window that ends within
 //! the head is exact; a deeper one goes to the store.
 
-use crate::{keys, App, AppError, AppResult};
+use crate::users::Profile;
+use crate::{keys, App, AppError, AppResult, Cached};
+use crescendo_cache::Stamp;
 use crescendo_domain::Id;
-use crescendo_store::{ArticleFilter, IdPage, Page};
+use crescendo_store::{ArticleFilter, ArticleRecord, IdPage, Page};
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::sync::Arc;
@@ -22,6 +24,23 @@ pub(crate) const HEAD_LEN: u32 = 500;
 /// Feeds of viewers who follow more authors than this are read from the store in one
 /// query instead of merging one cached head per author.
 const MAX_MERGED_AUTHORS: usize = 500;
+
+/// How many hydrated windows are kept, and the deepest offset they cover: the first pages
+/// are read far more than the rest, and the bound keeps the memory small.
+pub(crate) const PAGE_SNAPSHOTS: u64 = 2_000;
+const SNAPSHOT_MAX_OFFSET: u32 = 200;
+
+/// A window of a cached list head with its records already looked up: one cache read
+/// instead of one per article and author. It was read from several cache keys (the head,
+/// each article, each author) and is valid while none of them has been invalidated since:
+/// it holds a stamp of each, taken before the key was read.
+pub(crate) struct PageSnapshot {
+    stamps: Vec<Stamp>,
+    /// How many articles the whole list has.
+    pub(crate) total: u64,
+    /// The window's articles, newest first, each with its author.
+    pub(crate) items: Vec<(Arc<Cached<ArticleRecord>>, Arc<Cached<Profile>>)>,
+}
 
 fn window(head: &IdPage, page: Page) -> IdPage {
     let start = (page.offset as usize).min(head.ids.len());
@@ -74,6 +93,40 @@ impl App {
             Some(key) if within_head => Ok(window(&*self.head(key, filter.clone()).await?, page)),
             _ => Ok(self.store().list_article_ids(filter, page).await?),
         }
+    }
+
+    /// The hydrated window of a list that has a cached head, or `None` for lists without
+    /// one and windows deeper than snapshots go.
+    pub(crate) async fn head_page(&self, filter: &ArticleFilter, page: Page) -> AppResult<Option<Arc<PageSnapshot>>> {
+        let head_key = match filter {
+            ArticleFilter::All => keys::head_all(),
+            ArticleFilter::Tag(t) => keys::head_tag(t),
+            ArticleFilter::Author(a) => keys::head_author(*a),
+            _ => return Ok(None),
+        };
+        if page.offset > SNAPSHOT_MAX_OFFSET || page.offset + page.limit > HEAD_LEN {
+            return Ok(None);
+        }
+        let key = format!("{head_key}|{}|{}", page.limit, page.offset);
+        if let Some(snap) = self.inner.pages.get(&key)
+            && self.cache().stamps_current(&snap.stamps)
+        {
+            return Ok(Some(snap));
+        }
+        let cache = self.cache();
+        let mut stamps = vec![cache.stamp(&head_key)];
+        let ids = self.list_ids(filter, page).await?;
+        let mut items = Vec::with_capacity(ids.ids.len());
+        for id in ids.ids {
+            stamps.push(cache.stamp(&keys::article(id)));
+            let Some(article) = self.article_record(id).await? else { continue };
+            stamps.push(cache.stamp(&keys::profile(article.author_id)));
+            let Some(author) = self.profile_record(article.author_id).await? else { continue };
+            items.push((article, author));
+        }
+        let snap = Arc::new(PageSnapshot { stamps, total: ids.total, items });
+        self.inner.pages.insert(key, Arc::clone(&snap));
+        Ok(Some(snap))
     }
 
     /// The feed: the viewer's followees' author heads, merged newest first.

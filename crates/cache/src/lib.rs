@@ -16,7 +16,7 @@ mod read_through;
 mod sessions;
 
 pub use memory::MemoryCache;
-pub use read_through::{CacheStats, ReadThrough};
+pub use read_through::{CacheStats, ReadThrough, Stamp};
 pub use sessions::{MemorySessions, Sessions};
 
 use async_trait::async_trait;

@@ -40,6 +40,15 @@ struct Local {
     value: AnyValue,
 }
 
+/// The generation of one key at one moment. A value derived from several cached keys
+/// (a hydrated page of a list, say) takes a stamp of each key *before* reading it, and stays
+/// valid while [`ReadThrough::stamps_current`] says every stamp is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stamp {
+    stripe: u32,
+    generation: u64,
+}
+
 /// Counters of one [`ReadThrough`], for tests and reports.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CacheStats {
@@ -138,6 +147,17 @@ impl ReadThrough {
         self.stats[i].fetch_add(1, Ordering::Relaxed);
         let c = &self.counters;
         [&c.local_hits, &c.shared_hits, &c.local_misses, &c.loads][i].increment(1);
+    }
+
+    /// A stamp of `key`'s current generation; take it before reading the key.
+    pub fn stamp(&self, key: &str) -> Stamp {
+        let stripe = stripe_of(key);
+        Stamp { stripe: stripe as u32, generation: self.generations[stripe].load(Ordering::Acquire) }
+    }
+
+    /// Whether no key stamped in `stamps` has been invalidated since.
+    pub fn stamps_current(&self, stamps: &[Stamp]) -> bool {
+        stamps.iter().all(|s| self.generations[s.stripe as usize].load(Ordering::Acquire) == s.generation)
     }
 
     /// The counters so far.
@@ -264,6 +284,16 @@ mod tests {
 
     fn rt() -> ReadThrough {
         ReadThrough::new(Arc::new(MemoryCache::new(1 << 20)), 1000, Duration::from_secs(60), Duration::from_secs(5))
+    }
+
+    #[tokio::test]
+    async fn stamps_turn_stale_when_their_key_is_invalidated() {
+        let c = rt();
+        let (a, b) = (c.stamp("a"), c.stamp("b"));
+        assert!(c.stamps_current(&[a, b]));
+        c.invalidate(&["b".into()]).await.unwrap();
+        assert!(c.stamps_current(&[a]));
+        assert!(!c.stamps_current(&[a, b]));
     }
 
     #[test]

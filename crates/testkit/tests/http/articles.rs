@@ -192,3 +192,35 @@ async fn tag_lists_and_popular_tags_follow_writes() {
     let combined = app.get("/api/articles?tag=dragons&author=jake", None).await;
     assert_eq!(combined.json["articlesCount"], 1);
 }
+
+#[tokio::test]
+async fn a_list_read_before_a_write_shows_the_write_on_the_next_read() {
+    let app = TestApp::spawn().await;
+    let (jake, ann) = (app.register("jake").await, app.register("ann").await);
+    let a = app.create_article(&jake, "First", &["t"]).await;
+    let slug = a["slug"].as_str().unwrap().to_string();
+    // fill every cache on the way: the global list, the tag list and the author list
+    for path in ["/api/articles", "/api/articles?tag=t", "/api/articles?author=jake"] {
+        assert_eq!(app.get(path, None).await.json["articlesCount"], 1);
+    }
+    // a favourite, an edit and a rename each show in every list at once
+    app.post(&format!("/api/articles/{slug}/favorite"), Some(&ann), json!({})).await;
+    app.put(&format!("/api/articles/{slug}"), Some(&jake), json!({"article": {"description": "changed"}})).await;
+    app.put("/api/user", Some(&jake), json!({"user": {"username": "jacob", "bio": "new bio"}})).await;
+    for path in ["/api/articles", "/api/articles?tag=t", "/api/articles?author=jacob"] {
+        let item = &app.get(path, None).await.json["articles"][0];
+        assert_eq!(item["favoritesCount"], 1, "{path}");
+        assert_eq!(item["description"], "changed", "{path}");
+        assert_eq!(item["author"]["username"], "jacob", "{path}");
+        assert_eq!(item["author"]["bio"], "new bio", "{path}");
+    }
+    // a new article and a deletion change the lists' members and counts
+    let b = app.create_article(&jake, "Second", &["t"]).await;
+    assert_eq!(slugs(&app.get("/api/articles?tag=t", None).await.json)[0], b["slug"].as_str().unwrap());
+    app.delete(&format!("/api/articles/{slug}"), Some(&jake)).await;
+    for path in ["/api/articles", "/api/articles?tag=t", "/api/articles?author=jacob"] {
+        let list = app.get(path, None).await.json;
+        assert_eq!(list["articlesCount"], 1, "{path}");
+        assert_eq!(slugs(&list), vec![b["slug"].as_str().unwrap().to_string()], "{path}");
+    }
+}
