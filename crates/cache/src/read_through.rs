@@ -38,6 +38,13 @@ const STRIPES: usize = 1 << 16;
 struct Local {
     generation: u64,
     value: AnyValue,
+    /// Approximate bytes held: the encoded size, three times over (the decoded value and
+    /// up to two renderings of it), plus the key.
+    weight: u32,
+}
+
+fn weight(key: &str, encoded_len: usize) -> u32 {
+    (key.len() + encoded_len * 3 + 64).min(u32::MAX as usize) as u32
 }
 
 /// The generation of one key at one moment. A value derived from several cached keys
@@ -118,12 +125,17 @@ fn jittered(ttl: Duration) -> Duration {
 }
 
 impl ReadThrough {
-    /// A read-through layer over `shared` whose local tier holds at most `local_entries`
-    /// values for at most `local_ttl`; "not found" is cached for `negative_ttl`.
-    pub fn new(shared: Arc<dyn Cache>, local_entries: u64, local_ttl: Duration, negative_ttl: Duration) -> Self {
+    /// A read-through layer over `shared` whose local tier holds about `local_max_bytes` of
+    /// values (weighed by their encoded size) for at most `local_ttl`; "not found" is cached
+    /// for `negative_ttl`.
+    pub fn new(shared: Arc<dyn Cache>, local_max_bytes: u64, local_ttl: Duration, negative_ttl: Duration) -> Self {
         Self {
             shared,
-            local: moka::sync::Cache::builder().max_capacity(local_entries).time_to_live(local_ttl).build(),
+            local: moka::sync::Cache::builder()
+                .max_capacity(local_max_bytes)
+                .weigher(|_k: &String, v: &Local| v.weight)
+                .time_to_live(local_ttl)
+                .build(),
             generations: (0..STRIPES).map(|_| AtomicU64::new(0)).collect(),
             flights: Mutex::new(HashMap::new()),
             negative_ttl,
@@ -193,20 +205,22 @@ impl ReadThrough {
         );
         let result = flight
             .get_or_try_init(|| async {
-                let value: Option<Arc<T>> = match self.from_shared::<T>(key).await {
-                    Some(v) => v,
+                let (value, encoded_len): (Option<Arc<T>>, usize) = match self.from_shared::<T>(key).await {
+                    Some(found) => found,
                     None => {
                         self.count(3);
                         let loaded = load().await?.map(Arc::new);
+                        let mut len = 0;
                         if self.generation(key) == generation {
-                            self.to_shared(key, &loaded, ttl).await;
+                            len = self.to_shared(key, &loaded, ttl).await;
                         }
-                        loaded
+                        (loaded, len)
                     }
                 };
                 let value: AnyValue = Arc::new(value);
                 if self.generation(key) == generation {
-                    self.local.insert(key.to_string(), Local { generation, value: Arc::clone(&value) });
+                    let weight = weight(key, encoded_len);
+                    self.local.insert(key.to_string(), Local { generation, value: Arc::clone(&value), weight });
                 }
                 Ok(value)
             })
@@ -222,12 +236,13 @@ impl ReadThrough {
         Ok(value.downcast_ref::<Option<Arc<T>>>().cloned().flatten())
     }
 
-    async fn from_shared<T: DeserializeOwned>(&self, key: &str) -> Option<Option<Arc<T>>> {
+    /// The value from the shared tier, and its encoded size.
+    async fn from_shared<T: DeserializeOwned>(&self, key: &str) -> Option<(Option<Arc<T>>, usize)> {
         match self.shared.get(key).await {
             Ok(Some(bytes)) => match serde_json::from_slice::<Option<T>>(&bytes) {
                 Ok(v) => {
                     self.count(1);
-                    Some(v.map(Arc::new))
+                    Some((v.map(Arc::new), bytes.len()))
                 }
                 Err(e) => {
                     tracing::warn!(key, error = %e, "undecodable cache entry; loading from the store");
@@ -245,15 +260,21 @@ impl ReadThrough {
         }
     }
 
-    async fn to_shared<T: Serialize>(&self, key: &str, value: &Option<Arc<T>>, ttl: Duration) {
+    /// Stores the value in the shared tier; returns its encoded size.
+    async fn to_shared<T: Serialize>(&self, key: &str, value: &Option<Arc<T>>, ttl: Duration) -> usize {
         let ttl = if value.is_some() { jittered(ttl) } else { jittered(self.negative_ttl) };
         match serde_json::to_vec(&value.as_deref()) {
             Ok(bytes) => {
+                let len = bytes.len();
                 if let Err(e) = self.shared.set(key, Bytes::from(bytes), ttl).await {
                     tracing::warn!(key, error = %e, "could not fill the shared cache");
                 }
+                len
             }
-            Err(e) => tracing::error!(key, error = %e, "cache value would not serialise"),
+            Err(e) => {
+                tracing::error!(key, error = %e, "cache value would not serialise");
+                0
+            }
         }
     }
 
@@ -283,7 +304,20 @@ mod tests {
     use std::sync::atomic::AtomicUsize;
 
     fn rt() -> ReadThrough {
-        ReadThrough::new(Arc::new(MemoryCache::new(1 << 20)), 1000, Duration::from_secs(60), Duration::from_secs(5))
+        ReadThrough::new(Arc::new(MemoryCache::new(1 << 20)), 1 << 20, Duration::from_secs(60), Duration::from_secs(5))
+    }
+
+    #[tokio::test]
+    async fn the_local_tier_stays_within_its_byte_bound() {
+        let c = ReadThrough::new(Arc::new(MemoryCache::new(1 << 20)), 64 * 1024, Duration::from_secs(60), Duration::from_secs(5));
+        for i in 0..1000 {
+            c.get_or_load(&format!("k{i}"), Duration::from_secs(60), || async { Ok::<_, ()>(Some("x".repeat(1000))) })
+                .await
+                .unwrap();
+        }
+        c.local.run_pending_tasks();
+        assert!(c.local.weighted_size() <= 64 * 1024, "{} bytes", c.local.weighted_size());
+        assert!(c.local.entry_count() > 0);
     }
 
     #[tokio::test]
@@ -396,9 +430,9 @@ mod tests {
     #[tokio::test]
     async fn values_come_back_from_the_shared_tier_after_the_local_one_forgets() {
         let shared = Arc::new(MemoryCache::new(1 << 20));
-        let a = ReadThrough::new(shared.clone(), 1000, Duration::from_secs(60), Duration::from_secs(5));
+        let a = ReadThrough::new(shared.clone(), 1 << 20, Duration::from_secs(60), Duration::from_secs(5));
         a.get_or_load("k", Duration::from_secs(60), || async { Ok::<_, ()>(Some(vec![1u8, 2])) }).await.unwrap();
-        let b = ReadThrough::new(shared, 1000, Duration::from_secs(60), Duration::from_secs(5));
+        let b = ReadThrough::new(shared, 1 << 20, Duration::from_secs(60), Duration::from_secs(5));
         let v = b.get_or_load("k", Duration::from_secs(60), || async { Ok::<_, ()>(Some(vec![9u8])) }).await.unwrap();
         assert_eq!(v.as_deref(), Some(&vec![1u8, 2]));
         assert_eq!(b.stats().shared_hits, 1);

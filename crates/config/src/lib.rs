@@ -120,8 +120,8 @@ pub struct CacheSettings {
     pub backend: CacheBackend,
     /// Bound of the in-process byte cache.
     pub memory_max_bytes: u64,
-    /// Decoded values kept in each process's local tier.
-    pub local_entries: u64,
+    /// Bound of each process's local tier of decoded values, weighed by encoded size.
+    pub local_max_bytes: u64,
     /// Lifetime of cached entries (with ±10% jitter).
     pub ttl_secs: u64,
     /// Lifetime of cached "not found" answers.
@@ -254,8 +254,8 @@ impl Default for CacheSettings {
     fn default() -> Self {
         Self {
             backend: CacheBackend::Memory,
-            memory_max_bytes: 32 * 1024 * 1024,
-            local_entries: 50_000,
+            memory_max_bytes: 16 * 1024 * 1024,
+            local_max_bytes: 32 * 1024 * 1024,
             ttl_secs: 300,
             negative_ttl_secs: 30,
         }

@@ -77,7 +77,7 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Built> {
         CacheBackend::Memory => Arc::new(MemoryCache::new(settings.cache.memory_max_bytes)),
     };
     let ttl = Duration::from_secs(settings.cache.ttl_secs);
-    let cache = ReadThrough::new(shared, settings.cache.local_entries, ttl, Duration::from_secs(settings.cache.negative_ttl_secs));
+    let cache = ReadThrough::new(shared, settings.cache.local_max_bytes, ttl, Duration::from_secs(settings.cache.negative_ttl_secs));
     let blobs: Arc<dyn crescendo_blobs::Blobs> = match settings.blobs.backend {
         BlobBackend::Local => Arc::new(LocalBlobs::new(settings.blob_dir())),
     };
