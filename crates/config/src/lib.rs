@@ -254,8 +254,8 @@ impl Default for CacheSettings {
     fn default() -> Self {
         Self {
             backend: CacheBackend::Memory,
-            memory_max_bytes: 16 * 1024 * 1024,
-            local_max_bytes: 32 * 1024 * 1024,
+            memory_max_bytes: 8 * 1024 * 1024,
+            local_max_bytes: 24 * 1024 * 1024,
             ttl_secs: 300,
             negative_ttl_secs: 30,
         }

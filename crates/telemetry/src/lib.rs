@@ -60,7 +60,8 @@ pub fn init_logs(format: LogFormat, default_filter: &str) {
 /// The process-wide Prometheus recorder, installed on first use.
 ///
 /// One per process: every server started in this process (tests start many) records into
-/// it. Latency histograms use fixed buckets from 100 µs to 10 s.
+/// it. Latency histograms use fixed buckets from 100 µs to 10 s; a background thread folds
+/// their samples into the buckets every 2 s.
 pub fn metrics_handle() -> &'static PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE.get_or_init(|| {
@@ -74,6 +75,15 @@ pub fn metrics_handle() -> &'static PrometheusHandle {
         // A recorder may already be installed by an embedding program; then ours only renders
         // what it holds (nothing), which is the embedder's choice.
         let _ = metrics::set_global_recorder(recorder);
+        // Histogram samples queue up until folded into their buckets; fold them every few
+        // seconds, or a busy server's memory grows with every request between scrapes.
+        let upkeep = handle.clone();
+        let _ = std::thread::Builder::new().name("metrics-upkeep".into()).spawn(move || {
+            loop {
+                std::thread::sleep(std::time::Duration::from_secs(2));
+                upkeep.run_upkeep();
+            }
+        });
         handle
     })
 }
