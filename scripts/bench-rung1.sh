@@ -22,7 +22,7 @@ URL=$(sed -n 's/^listening on //p' "$WORK/serve.out")
 [ -n "$URL" ] || { echo "server did not start:" >&2; cat "$WORK/serve.log" >&2; exit 1; }
 echo "server pid $PID at $URL, data in $WORK/data"
 
-"$BIN" seed --target "$URL" --out "$WORK/seed"
+"$BIN" bench --target "$URL" --seed-only --out "$WORK/seed"
 
 # Each workload first runs 3 s unrecorded (fills caches, lets the seed's writes settle),
 # then for DURATION measured.

@@ -1,291 +1,159 @@
-//! Benchmark helpers. [`seed`] fills a running Crescendo (any rung, through its public API)
-//! with a data set of realistic shape: a heavy-tailed follow graph (a few accounts followed
-//! by most, most followed by few), articles with tags, favourites and comments.
+//! `crescendo bench` and `crescendo tour`: the instrument that measures every rung.
 //!
-//! Seeding is deterministic (a fixed pseudo-random sequence) and idempotent: users that
-//! exist are signed in instead of registered, authors that already have their articles get no
-//! more, and follows and favourites are idempotent in the API itself.
+//! - [`seed`]: fills a running Crescendo through its API with data of realistic shape.
+//! - [`scenario`]: what a load sends (`list`, `article`, `feed`, `profile`, `write`, `social`).
+//! - [`load`]: drives a scenario, closed loop (N connections) or open loop (a fixed arrival
+//!   rate, latency measured from the intended send time, so a stalled server cannot hide its
+//!   stall), into HDR histograms ([`hist`]) per second and per request kind.
+//! - [`server`]: the target's own view, from its `/metrics` and `/proc`, before and after.
+//! - [`report`]: `report.json` and a self-contained `report.html` with charts drawn here.
+//! - [`tour`]: runs one scenario against every rung that exists and compares them.
 
-use anyhow::{bail, Context};
-use serde_json::{json, Value};
-use std::sync::atomic::{AtomicUsize, Ordering};
+pub mod hist;
+pub mod load;
+pub mod report;
+pub mod scenario;
+pub mod seed;
+pub mod server;
+pub mod tour;
+
+pub use seed::{read_graph, seed, SeedPlan, Seeded};
+
+use anyhow::Context;
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
-use tokio::sync::Semaphore;
+use std::time::{Duration, Instant};
 
-/// What to seed.
+/// Whether `bench` seeds before it loads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SeedMode {
+    /// Seed (idempotently), then load.
+    Seed,
+    /// Seed, then stop.
+    SeedOnly,
+    /// Only sign the seeded users in and collect slugs, then load.
+    NoSeed,
+}
+
+/// Everything `crescendo bench` takes.
 #[derive(Clone, Debug)]
-pub struct SeedPlan {
-    /// Users to create, named `bench_<n>`.
-    pub users: usize,
-    /// Follows made by each user, towards popular users more often (Zipf, s = 1).
-    pub follows_per_user: usize,
-    /// Articles in all, spread evenly over the users.
-    pub articles: usize,
-    /// Favourites made by each user, of random articles.
-    pub favorites_per_user: usize,
-    /// Comments in all, on random articles, by random users.
-    pub comments: usize,
-    /// Requests in flight at once.
-    pub concurrency: usize,
+pub struct BenchOptions {
+    /// The target, e.g. `http://127.0.0.1:8080` (a trailing `/api` is fine).
+    pub target: String,
+    /// What to send.
+    pub scenario: scenario::Scenario,
+    /// How load is generated.
+    pub model: load::Model,
+    /// How long to send.
+    pub duration: Duration,
+    /// A request without an answer after this long is a `timeout` error.
+    pub timeout: Duration,
+    /// What to seed.
+    pub seed: SeedPlan,
+    /// Whether to seed.
+    pub seed_mode: SeedMode,
+    /// The target's metrics; default `<origin>/metrics`.
+    pub metrics: Option<String>,
+    /// PID of a local target, for CPU time and peak memory.
+    pub pid: Option<u32>,
+    /// Where `report.json`, `report.html`, `tokens.txt` and `slugs.txt` go.
+    pub out: PathBuf,
+    /// Show a progress bar.
+    pub progress: bool,
 }
 
-impl Default for SeedPlan {
-    fn default() -> Self {
-        Self { users: 200, follows_per_user: 20, articles: 2000, favorites_per_user: 10, comments: 2000, concurrency: 16 }
-    }
+/// The origin of a target URL: `http://h:p/api/` → `http://h:p`.
+pub fn origin(target: &str) -> String {
+    let t = target.trim_end_matches('/');
+    t.strip_suffix("/api").unwrap_or(t).to_string()
 }
 
-/// What was seeded: enough to drive load at it.
-#[derive(Clone, Debug, Default)]
-pub struct Seeded {
-    /// A token per user, in user order.
-    pub tokens: Vec<String>,
-    /// Every article's slug.
-    pub slugs: Vec<String>,
-}
-
-/// SplitMix64: a small, fixed pseudo-random sequence, so every run seeds the same shape.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
-
-/// Picks ranks with probability proportional to 1 / (rank + 1).
-struct Zipf {
-    cumulative: Vec<f64>,
-}
-
-impl Zipf {
-    fn new(n: usize) -> Self {
-        let mut acc = 0.0;
-        Self { cumulative: (0..n).map(|r| {
-            acc += 1.0 / (r as f64 + 1.0);
-            acc
-        }).collect() }
-    }
-    fn sample(&self, rng: &mut Rng) -> usize {
-        let total = *self.cumulative.last().expect("non-empty");
-        let x = (rng.next() as f64 / u64::MAX as f64) * total;
-        self.cumulative.partition_point(|&c| c < x).min(self.cumulative.len() - 1)
-    }
-}
-
-const TAGS: &[&str] = &[
-    "rust", "databases", "scaling", "caching", "queues", "sharding", "replication", "latency", "dragons",
-    "training", "cooking", "travel", "photography", "music", "books", "design", "testing", "security",
-    "networking", "linux", "postgres", "redis", "haproxy", "varnish", "nats", "metrics", "tracing", "web",
-    "mobile", "history",
-];
-
-async fn send(req: reqwest::RequestBuilder) -> anyhow::Result<(reqwest::StatusCode, Value)> {
-    let res = req.send().await.context("request failed")?;
-    let status = res.status();
-    let body = res.bytes().await.context("reading the answer")?;
-    Ok((status, serde_json::from_slice(&body).unwrap_or(Value::Null)))
-}
-
-/// POSTs `body` (or nothing) to `url` as the holder of `token`; any answer but 2xx is an error.
-async fn post_as(client: &reqwest::Client, url: String, token: &str, body: Option<Value>) -> anyhow::Result<Value> {
-    let mut req = client.post(&url).header("authorization", format!("Token {token}"));
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let (status, v) = send(req).await?;
-    if !status.is_success() {
-        bail!("POST {url}: {status} {v}");
-    }
-    Ok(v)
-}
-
-/// Runs `f` over `items` with at most `limit` at once, printing progress under `label`.
-async fn each<T, F, Fut>(label: &str, items: Vec<T>, limit: usize, f: F) -> anyhow::Result<()>
-where
-    T: Send + 'static,
-    F: Fn(T) -> Fut + Send + Sync + 'static,
-    Fut: std::future::Future<Output = anyhow::Result<()>> + Send + 'static,
-{
-    let total = items.len();
-    let done = Arc::new(AtomicUsize::new(0));
-    let permits = Arc::new(Semaphore::new(limit.max(1)));
-    let f = Arc::new(f);
-    let start = Instant::now();
-    let mut tasks = tokio::task::JoinSet::new();
-    for item in items {
-        let (permits, f, done) = (Arc::clone(&permits), Arc::clone(&f), Arc::clone(&done));
-        let label = label.to_string();
-        tasks.spawn(async move {
-            let _p = permits.acquire().await.expect("semaphore open");
-            f(item).await?;
-            let n = done.fetch_add(1, Ordering::Relaxed) + 1;
-            if n % 500 == 0 || n == total {
-                eprintln!("  {label}: {n}/{total}");
-            }
-            anyhow::Ok(())
-        });
-    }
-    while let Some(r) = tasks.join_next().await {
-        r??;
-    }
-    eprintln!("  {label}: done in {:.1}s", start.elapsed().as_secs_f64());
-    Ok(())
-}
-
-/// Seeds `base` (e.g. `http://127.0.0.1:8080`) with `plan`.
+/// Parses durations like `30s`, `2m`, `500ms`, `1h` (a bare number is seconds).
 ///
 /// # Errors
-/// The target refuses a request in a way seeding cannot work around.
-pub async fn seed(base: &str, plan: &SeedPlan) -> anyhow::Result<Seeded> {
-    let api = format!("{}/api", base.trim_end_matches('/'));
-    let client = reqwest::Client::builder().pool_max_idle_per_host(plan.concurrency).build()?;
-    let mut rng = Rng(0x00c0_ffee);
-    eprintln!("seeding {api}: {} users, {} articles", plan.users, plan.articles);
+/// Text that is not a number with one of those units.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = s.split_at(s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len()));
+    let n: f64 = num.parse().map_err(|_| format!("{s:?} is not a duration like 30s, 2m or 500ms"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "ms" => n / 1000.0,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(format!("{s:?}: unknown unit {unit:?} (use ms, s, m or h)")),
+    };
+    Ok(Duration::from_secs_f64(secs))
+}
 
-    // users: register, or sign in when they exist already
-    let tokens = Arc::new(std::sync::Mutex::new(vec![String::new(); plan.users]));
-    {
-        let (api, client, tokens) = (api.clone(), client.clone(), Arc::clone(&tokens));
-        each("users", (0..plan.users).collect(), plan.concurrency, move |i| {
-            let (api, client, tokens) = (api.clone(), client.clone(), Arc::clone(&tokens));
-            async move {
-                let (name, email) = (format!("bench_{i}"), format!("bench_{i}@example.com"));
-                let body = json!({"user": {"username": name, "email": email, "password": "benchpassword"}});
-                let (status, v) = send(client.post(format!("{api}/users")).json(&body)).await?;
-                let v = if status.as_u16() == 201 {
-                    v
-                } else {
-                    let login = json!({"user": {"email": email, "password": "benchpassword"}});
-                    let (status, v) = send(client.post(format!("{api}/users/login")).json(&login)).await?;
-                    if !status.is_success() {
-                        bail!("cannot register or sign in {name}: {status} {v}");
-                    }
-                    v
-                };
-                tokens.lock().expect("lock")[i] = v["user"]["token"].as_str().context("no token")?.to_string();
-                Ok(())
+/// Seeds, loads, scrapes the server before and after, and writes the report.
+/// Returns `None` in seed-only mode.
+///
+/// # Errors
+/// Seeding failed or the report could not be written.
+pub async fn bench(o: &BenchOptions) -> anyhow::Result<Option<report::Report>> {
+    let base = origin(&o.target);
+    let mut plan = o.seed.clone();
+    plan.sign_in_only = o.seed_mode == SeedMode::NoSeed;
+    let seeded = seed::seed(&base, &plan).await.context("seeding")?;
+    std::fs::create_dir_all(&o.out).with_context(|| format!("creating {}", o.out.display()))?;
+    std::fs::write(o.out.join("tokens.txt"), seeded.tokens.join("\n") + "\n")?;
+    std::fs::write(o.out.join("slugs.txt"), seeded.slugs.join("\n") + "\n")?;
+    if o.seed_mode == SeedMode::SeedOnly {
+        eprintln!("seeded {} users and {} articles; tokens and slugs in {}", seeded.tokens.len(), seeded.slugs.len(), o.out.display());
+        return Ok(None);
+    }
+    anyhow::ensure!(!seeded.tokens.is_empty(), "no users to send requests as");
+    let metrics_url = o.metrics.clone().unwrap_or_else(|| format!("{base}/metrics"));
+    let before = server::scrape(&metrics_url).await;
+    let p_before = o.pid.and_then(server::sample_process);
+
+    let run = load::Run {
+        base: base.clone(),
+        scenario: o.scenario,
+        data: Arc::new(seeded),
+        model: o.model,
+        duration: o.duration,
+        timeout: o.timeout,
+    };
+    let progress = Arc::new(load::Progress::default());
+    let bar = o.progress.then(|| {
+        let bar = indicatif::ProgressBar::new(o.duration.as_secs().max(1));
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} [{bar:30}] {pos}/{len} s  {msg}")
+                .expect("valid template")
+                .progress_chars("=> "),
+        );
+        bar
+    });
+    let ticker = bar.clone().map(|bar| {
+        let progress = Arc::clone(&progress);
+        tokio::spawn(async move {
+            let start = Instant::now();
+            loop {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                let (n, e) = (progress.requests.load(std::sync::atomic::Ordering::Relaxed), progress.errors.load(std::sync::atomic::Ordering::Relaxed));
+                let secs = start.elapsed().as_secs_f64();
+                bar.set_position(secs as u64);
+                bar.set_message(format!("{:.0} req/s, {e} errors", n as f64 / secs.max(0.001)));
             }
         })
-        .await?;
+    });
+    let started = Instant::now();
+    let stats = load::run(&run, progress).await?;
+    let elapsed = started.elapsed().as_secs_f64().max(o.duration.as_secs_f64().min(started.elapsed().as_secs_f64()));
+    if let Some(t) = ticker {
+        t.abort();
     }
-    let tokens: Vec<String> = tokens.lock().expect("lock").clone();
-
-    // follows: heavy-tailed, towards low-numbered (popular) users
-    let zipf = Zipf::new(plan.users);
-    let mut follows = Vec::new();
-    for i in 0..plan.users {
-        let mut chosen = std::collections::BTreeSet::new();
-        let mut tries = 0;
-        while chosen.len() < plan.follows_per_user.min(plan.users - 1) && tries < plan.follows_per_user * 50 {
-            let t = zipf.sample(&mut rng);
-            if t != i {
-                chosen.insert(t);
-            }
-            tries += 1;
-        }
-        follows.extend(chosen.into_iter().map(|t| (i, t)));
+    if let Some(b) = bar {
+        b.finish_and_clear();
     }
-    {
-        let (api, client, tokens) = (api.clone(), client.clone(), tokens.clone());
-        each("follows", follows, plan.concurrency, move |(i, t)| {
-            let (api, client, token) = (api.clone(), client.clone(), tokens[i].clone());
-            async move {
-                post_as(&client, format!("{api}/profiles/bench_{t}/follow"), &token, None).await.map(drop)
-            }
-        })
-        .await?;
-    }
-
-    // articles: evenly over the users; authors that have theirs already get no more
-    let per_user = plan.articles.div_ceil(plan.users.max(1));
-    let mut to_create = Vec::new();
-    for i in 0..plan.users {
-        let want = per_user.min(plan.articles.saturating_sub(i * per_user));
-        let (_, v) = send(client.get(format!("{api}/articles?author=bench_{i}&limit=0"))).await?;
-        let have = v["articlesCount"].as_u64().unwrap_or(0) as usize;
-        for k in have..want {
-            let ntags = 1 + rng.below(4);
-            let mut tags: Vec<&str> = (0..ntags).map(|_| TAGS[rng.below(TAGS.len())]).collect();
-            tags.dedup();
-            let words = 50 + rng.below(400);
-            to_create.push((i, k, tags.iter().map(|t| t.to_string()).collect::<Vec<_>>(), words));
-        }
-    }
-    {
-        let (api, client, tokens) = (api.clone(), client.clone(), tokens.clone());
-        each("articles", to_create, plan.concurrency, move |(i, k, tags, words)| {
-            let (api, client, token) = (api.clone(), client.clone(), tokens[i].clone());
-            async move {
-                let body: String = (0..words).map(|w| ["scale", "cache", "shard", "queue", "replica", "node"][w % 6]).collect::<Vec<_>>().join(" ");
-                let article = json!({"article": {
-                    "title": format!("Notes on {} number {k} by bench {i}", tags[0]),
-                    "description": format!("What bench_{i} learned about {}", tags.join(", ")),
-                    "body": body,
-                    "tagList": tags,
-                }});
-                post_as(&client, format!("{api}/articles"), &token, Some(article)).await.map(drop)
-            }
-        })
-        .await?;
-    }
-
-    // every slug, through the public list
-    let mut slugs = Vec::new();
-    loop {
-        let (_, v) = send(client.get(format!("{api}/articles?limit=100&offset={}", slugs.len()))).await?;
-        let page = v["articles"].as_array().cloned().unwrap_or_default();
-        if page.is_empty() {
-            break;
-        }
-        slugs.extend(page.iter().filter_map(|a| a["slug"].as_str().map(str::to_string)));
-    }
-    if slugs.is_empty() {
-        if plan.articles > 0 {
-            bail!("no articles found after seeding");
-        }
-        return Ok(Seeded { tokens, slugs });
-    }
-
-    // favourites and comments on random articles
-    let mut favs = Vec::new();
-    for i in 0..plan.users {
-        for _ in 0..plan.favorites_per_user {
-            favs.push((i, slugs[rng.below(slugs.len())].clone()));
-        }
-    }
-    let comments: Vec<(usize, String)> =
-        (0..plan.comments).map(|_| (rng.below(plan.users), slugs[rng.below(slugs.len())].clone())).collect();
-    {
-        let (api, client, tokens) = (api.clone(), client.clone(), tokens.clone());
-        each("favorites", favs, plan.concurrency, move |(i, slug)| {
-            let (api, client, token) = (api.clone(), client.clone(), tokens[i].clone());
-            async move {
-                post_as(&client, format!("{api}/articles/{slug}/favorite"), &token, None).await.map(drop)
-            }
-        })
-        .await?;
-    }
-    {
-        let (api, client, tokens) = (api.clone(), client.clone(), tokens.clone());
-        each("comments", comments, plan.concurrency, move |(i, slug)| {
-            let (api, client, token) = (api.clone(), client.clone(), tokens[i].clone());
-            async move {
-                let body = json!({"comment": {"body": format!("A thought from bench_{i}")}});
-                post_as(&client, format!("{api}/articles/{slug}/comments"), &token, Some(body)).await.map(drop)
-            }
-        })
-        .await?;
-    }
-    Ok(Seeded { tokens, slugs })
+    let after = server::scrape(&metrics_url).await;
+    let p_after = o.pid.and_then(server::sample_process);
+    let view = server::ServerView::between(before.as_ref(), after.as_ref(), p_before, p_after);
+    let report = report::Report::new(&base, o.scenario, o.model, elapsed, &stats, view);
+    report.write(&o.out).with_context(|| format!("writing the report into {}", o.out.display()))?;
+    Ok(Some(report))
 }
 
 #[cfg(test)]
@@ -293,14 +161,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn zipf_favours_low_ranks_heavily() {
-        let z = Zipf::new(200);
-        let mut rng = Rng(1);
-        let mut counts = vec![0usize; 200];
-        for _ in 0..20_000 {
-            counts[z.sample(&mut rng)] += 1;
-        }
-        assert!(counts[0] > 10 * counts[100], "rank 0: {}, rank 100: {}", counts[0], counts[100]);
-        assert!(counts.iter().filter(|&&c| c > 0).count() > 150, "the tail is still reached");
+    fn durations_and_origins_parse() {
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("1.5"), Ok(Duration::from_millis(1500)));
+        assert!(parse_duration("fast").is_err());
+        assert!(parse_duration("3d").is_err());
+        assert_eq!(origin("http://127.0.0.1:8080/api/"), "http://127.0.0.1:8080");
+        assert_eq!(origin("http://127.0.0.1:8080"), "http://127.0.0.1:8080");
     }
 }

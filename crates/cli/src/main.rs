@@ -31,38 +31,131 @@ enum Command {
     Serve(Common),
     /// Create or upgrade the database schema, then exit (`serve` also does this at start).
     Migrate(Common),
-    /// Fill a running Crescendo with benchmark data through its public API: users with a
-    /// heavy-tailed follow graph, articles with tags, favourites and comments. Idempotent.
-    Seed(SeedArgs),
+    /// Measure a running Crescendo: seed data through its API, drive a scenario at it, and
+    /// write report.json and report.html (latency percentiles, throughput and errors over
+    /// time, and the server's own view from its /metrics).
+    Bench(BenchArgs),
+    /// Run one scenario against every rung that exists, each started and stopped here, and
+    /// write a comparison (tour.json, tour.html) with the playbook's claim for each rung.
+    Tour(TourArgs),
 }
 
-/// Flags of `seed`.
+/// Load flags shared by `bench` and `tour`.
 #[derive(Args, Debug)]
-struct SeedArgs {
-    /// Base URL of the target, e.g. http://127.0.0.1:8080.
-    #[arg(long, value_name = "URL")]
-    target: String,
-    /// Users to create.
+struct LoadArgs {
+    /// What to send.
+    #[arg(long, value_enum, default_value = "social")]
+    scenario: crescendo_bench::scenario::Scenario,
+    /// How long to send, e.g. 30s, 2m, 500ms.
+    #[arg(long, default_value = "30s", value_parser = crescendo_bench::parse_duration)]
+    duration: std::time::Duration,
+    /// Closed loop: this many connections, each sending again as soon as it has an answer.
+    #[arg(long, default_value_t = 32, conflicts_with = "rate")]
+    connections: usize,
+    /// Open loop: this many requests per second whatever the server does; latency is
+    /// counted from when each request was meant to go.
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Open loop: most requests outstanding at once.
+    #[arg(long, default_value_t = 10_000)]
+    max_in_flight: usize,
+    /// A request without an answer after this long counts as a timeout.
+    #[arg(long, default_value = "10s", value_parser = crescendo_bench::parse_duration)]
+    timeout: std::time::Duration,
+    /// Users to seed (named bench_0, bench_1, …).
     #[arg(long, default_value_t = 200)]
     users: usize,
-    /// Follows made by each user.
+    /// Follows each seeded user makes (heavy-tailed towards popular users).
     #[arg(long, default_value_t = 20)]
     follows: usize,
-    /// Articles in all.
+    /// Articles to seed in all.
     #[arg(long, default_value_t = 2000)]
     articles: usize,
-    /// Favourites made by each user.
+    /// Favourites each seeded user makes.
     #[arg(long, default_value_t = 10)]
     favorites: usize,
-    /// Comments in all.
+    /// Comments to seed in all.
     #[arg(long, default_value_t = 2000)]
     comments: usize,
-    /// Requests in flight at once.
+    /// Seed users and follows from a real social graph (an edge list, `a b` per line,
+    /// followed both ways), e.g. ../shared/datasets/socfb-Reed98/socfb-Reed98.edges.
+    #[arg(long, value_name = "EDGELIST")]
+    graph: Option<PathBuf>,
+    /// Requests in flight while seeding.
     #[arg(long, default_value_t = 16)]
-    concurrency: usize,
-    /// Directory for `tokens.txt` and `slugs.txt` (one per line), for load generators.
-    #[arg(long, value_name = "DIR")]
-    out: Option<PathBuf>,
+    seed_concurrency: usize,
+}
+
+/// Flags of `bench`.
+#[derive(Args, Debug)]
+struct BenchArgs {
+    /// The target, e.g. http://127.0.0.1:8080 (a trailing /api is fine).
+    #[arg(long, value_name = "URL")]
+    target: String,
+    #[command(flatten)]
+    load: LoadArgs,
+    /// Seed, then stop (tokens.txt and slugs.txt are written for other load tools).
+    #[arg(long, conflicts_with = "no_seed")]
+    seed_only: bool,
+    /// Do not seed: sign the seeded users in and load what is there.
+    #[arg(long)]
+    no_seed: bool,
+    /// The target's metrics endpoint. [default: <target origin>/metrics]
+    #[arg(long, value_name = "URL")]
+    metrics: Option<String>,
+    /// PID of the target when it runs on this machine: adds CPU time per request and peak memory.
+    #[arg(long)]
+    pid: Option<u32>,
+    /// Where the report goes.
+    #[arg(long, default_value = "bench-out", value_name = "DIR")]
+    out: PathBuf,
+}
+
+/// Flags of `tour`.
+#[derive(Args, Debug)]
+struct TourArgs {
+    #[command(flatten)]
+    load: LoadArgs,
+    /// Where the comparison and each rung's report go.
+    #[arg(long, default_value = "tour-out", value_name = "DIR")]
+    out: PathBuf,
+}
+
+impl LoadArgs {
+    fn options(&self, target: String, out: PathBuf) -> anyhow::Result<crescendo_bench::BenchOptions> {
+        use crescendo_bench::load::Model;
+        let mut seed = crescendo_bench::SeedPlan {
+            users: self.users,
+            follows_per_user: self.follows,
+            articles: self.articles,
+            favorites_per_user: self.favorites,
+            comments: self.comments,
+            concurrency: self.seed_concurrency,
+            ..Default::default()
+        };
+        if let Some(path) = &self.graph {
+            let (edges, users) = crescendo_bench::read_graph(path)?;
+            seed.users = users;
+            seed.graph = Some(edges);
+        }
+        Ok(crescendo_bench::BenchOptions {
+            target,
+            scenario: self.scenario,
+            model: match self.rate {
+                Some(rate) if rate > 0.0 => Model::Open { rate, max_in_flight: self.max_in_flight },
+                Some(_) => anyhow::bail!("--rate must be positive"),
+                None => Model::Closed { connections: self.connections.max(1) },
+            },
+            duration: self.duration,
+            timeout: self.timeout,
+            seed,
+            seed_mode: crescendo_bench::SeedMode::Seed,
+            metrics: None,
+            pid: None,
+            out,
+            progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        })
+    }
 }
 
 /// Flags every role takes.
@@ -100,33 +193,36 @@ fn main() -> anyhow::Result<()> {
                 println!("database in {} is up to date", settings.data_dir.display());
                 Ok(())
             }
-            Command::Seed(a) => seed(a).await,
+            Command::Bench(a) => bench(a).await,
+            Command::Tour(a) => tour(a).await,
         }
     })
 }
 
-async fn seed(a: SeedArgs) -> anyhow::Result<()> {
-    let plan = crescendo_bench::SeedPlan {
-        users: a.users,
-        follows_per_user: a.follows,
-        articles: a.articles,
-        favorites_per_user: a.favorites,
-        comments: a.comments,
-        concurrency: a.concurrency,
+async fn bench(a: BenchArgs) -> anyhow::Result<()> {
+    let mut o = a.load.options(a.target.clone(), a.out.clone())?;
+    o.seed_mode = match (a.seed_only, a.no_seed) {
+        (true, _) => crescendo_bench::SeedMode::SeedOnly,
+        (_, true) => crescendo_bench::SeedMode::NoSeed,
+        _ => crescendo_bench::SeedMode::Seed,
     };
-    let start = std::time::Instant::now();
-    let seeded = crescendo_bench::seed(&a.target, &plan).await?;
-    if let Some(dir) = a.out {
-        std::fs::create_dir_all(&dir)?;
-        std::fs::write(dir.join("tokens.txt"), seeded.tokens.join("\n") + "\n")?;
-        std::fs::write(dir.join("slugs.txt"), seeded.slugs.join("\n") + "\n")?;
+    o.metrics = a.metrics;
+    o.pid = a.pid;
+    if let Some(report) = crescendo_bench::bench(&o).await? {
+        print!("{}", report.table());
+        println!("report: {}", a.out.join("report.html").display());
     }
-    println!(
-        "seeded {} users and {} articles in {:.1}s",
-        seeded.tokens.len(),
-        seeded.slugs.len(),
-        start.elapsed().as_secs_f64()
-    );
+    Ok(())
+}
+
+async fn tour(a: TourArgs) -> anyhow::Result<()> {
+    let o = a.load.options(String::new(), a.out.clone())?;
+    let exe = std::env::current_exe()?;
+    let t = crescendo_bench::tour::tour(&exe, &o, &a.out).await?;
+    for r in &t.rungs {
+        println!("{}", r.verdict);
+    }
+    println!("comparison: {}", a.out.join("tour.html").display());
     Ok(())
 }
 

@@ -92,3 +92,25 @@ fn a_bad_setting_fails_at_start_naming_the_key() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("listen"), "{err}");
 }
+
+#[test]
+fn the_tour_starts_rung_one_measures_it_and_stops_it() {
+    let out = tempfile::tempdir().unwrap();
+    let status = Command::new(env!("CARGO_BIN_EXE_crescendo"))
+        .args(["tour", "--scenario", "social", "--duration", "1s", "--connections", "4"])
+        .args(["--users", "4", "--follows", "2", "--articles", "8", "--favorites", "1", "--comments", "4"])
+        .arg("--out")
+        .arg(out.path())
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("crescendo runs");
+    assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
+    let tour: serde_json::Value = serde_json::from_slice(&std::fs::read(out.path().join("tour.json")).unwrap()).unwrap();
+    let rung = &tour["rungs"][0];
+    assert_eq!(rung["rung"], 1);
+    assert_eq!(rung["errors"], 0, "{tour}");
+    assert!(rung["throughput"].as_f64().unwrap() > 0.0);
+    assert!(rung["verdict"].as_str().unwrap().starts_with("Rung 1: "));
+    assert!(out.path().join("tour.html").is_file());
+    assert!(out.path().join("rung-1/report.html").is_file());
+}

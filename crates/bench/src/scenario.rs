@@ -1,0 +1,161 @@
+//! Scenarios: what a load sends, request by request.
+
+use crate::seed::{username, Rng, Seeded};
+use serde_json::json;
+
+/// A named mix of requests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scenario {
+    /// `GET /api/articles?limit=20`, anonymous.
+    List,
+    /// `GET /api/articles/{slug}` for random seeded articles, anonymous.
+    Article,
+    /// `GET /api/articles/feed` as random seeded users.
+    Feed,
+    /// `GET /api/profiles/{username}` for random seeded users, signed in.
+    Profile,
+    /// Writes: new articles, comments, favourites and follows, a quarter each.
+    Write,
+    /// After DeathStarBench's social network: 60 % home feeds, 30 % author timelines and
+    /// article reads, 10 % writes.
+    Social,
+}
+
+/// One request to send.
+#[derive(Clone, Debug)]
+pub struct Request {
+    /// What kind of request it is, for per-kind statistics (`feed`, `article`, …).
+    pub kind: &'static str,
+    /// HTTP method.
+    pub method: reqwest::Method,
+    /// Path and query, from the origin (`/api/…`).
+    pub path: String,
+    /// Token of the user sending it, if signed in.
+    pub token: Option<String>,
+    /// JSON body.
+    pub body: Option<serde_json::Value>,
+}
+
+fn get(kind: &'static str, path: String, token: Option<String>) -> Request {
+    Request { kind, method: reqwest::Method::GET, path, token, body: None }
+}
+
+impl Scenario {
+    /// The next request of this scenario, drawn with `rng` over the seeded data. `n` numbers
+    /// requests so that written titles differ.
+    pub fn next(self, rng: &mut Rng, data: &Seeded, n: u64) -> Request {
+        let user = rng.below(data.tokens.len().max(1));
+        let token = data.tokens.get(user).cloned();
+        let any_slug = |rng: &mut Rng| data.slugs.get(rng.below(data.slugs.len().max(1))).cloned().unwrap_or_default();
+        match self {
+            Scenario::List => get("list", "/api/articles?limit=20".into(), None),
+            Scenario::Article => get("article", format!("/api/articles/{}", any_slug(rng)), None),
+            Scenario::Feed => get("feed", "/api/articles/feed?limit=20".into(), token),
+            Scenario::Profile => {
+                get("profile", format!("/api/profiles/{}", username(rng.below(data.tokens.len().max(1)))), token)
+            }
+            Scenario::Write => {
+                let target = any_slug(rng);
+                let other = username(rng.below(data.tokens.len().max(1)));
+                match rng.below(4) {
+                    0 => Request {
+                        kind: "write.article",
+                        method: reqwest::Method::POST,
+                        path: "/api/articles".into(),
+                        token,
+                        body: Some(json!({"article": {
+                            "title": format!("Written under load {n}"),
+                            "description": "a benchmark write",
+                            "body": "Lorem ipsum dolor sit amet, consectetur adipiscing elit.",
+                            "tagList": ["bench", "load"]
+                        }})),
+                    },
+                    1 => Request {
+                        kind: "write.comment",
+                        method: reqwest::Method::POST,
+                        path: format!("/api/articles/{target}/comments"),
+                        token,
+                        body: Some(json!({"comment": {"body": format!("comment {n}")}})),
+                    },
+                    2 => Request {
+                        kind: "write.favorite",
+                        method: reqwest::Method::POST,
+                        path: format!("/api/articles/{target}/favorite"),
+                        token,
+                        body: None,
+                    },
+                    _ if other != username(user) => Request {
+                        kind: "write.follow",
+                        method: reqwest::Method::POST,
+                        path: format!("/api/profiles/{other}/follow"),
+                        token,
+                        body: None,
+                    },
+                    _ => Request {
+                        kind: "write.favorite",
+                        method: reqwest::Method::POST,
+                        path: format!("/api/articles/{target}/favorite"),
+                        token,
+                        body: None,
+                    },
+                }
+            }
+            Scenario::Social => match rng.below(100) {
+                0..60 => get("feed", "/api/articles/feed?limit=20".into(), token),
+                60..75 => get(
+                    "timeline",
+                    format!("/api/articles?author={}&limit=10", username(rng.below(data.tokens.len().max(1)))),
+                    token,
+                ),
+                75..90 => get("article", format!("/api/articles/{}", any_slug(rng)), token),
+                _ => Scenario::Write.next(rng, data, n),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn data() -> Seeded {
+        Seeded { tokens: (0..10).map(|i| format!("t{i}")).collect(), slugs: (0..10).map(|i| format!("s-{i}")).collect() }
+    }
+
+    #[test]
+    fn the_social_mix_is_sixty_thirty_ten() {
+        let (mut rng, d) = (Rng(7), data());
+        let mut counts = std::collections::HashMap::new();
+        for n in 0..20_000 {
+            let r = Scenario::Social.next(&mut rng, &d, n);
+            let group = match r.kind {
+                "feed" => "feed",
+                "timeline" | "article" => "read",
+                k if k.starts_with("write.") => "write",
+                other => panic!("unexpected kind {other}"),
+            };
+            *counts.entry(group).or_insert(0) += 1;
+        }
+        let share = |g: &str| f64::from(counts[g]) / 20_000.0;
+        assert!((share("feed") - 0.60).abs() < 0.02, "{counts:?}");
+        assert!((share("read") - 0.30).abs() < 0.02, "{counts:?}");
+        assert!((share("write") - 0.10).abs() < 0.02, "{counts:?}");
+    }
+
+    #[test]
+    fn signed_in_scenarios_send_a_token_and_writes_a_body_or_target() {
+        let (mut rng, d) = (Rng(1), data());
+        for n in 0..100 {
+            let r = Scenario::Feed.next(&mut rng, &d, n);
+            assert!(r.token.is_some());
+            let w = Scenario::Write.next(&mut rng, &d, n);
+            assert_eq!(w.method, reqwest::Method::POST);
+            assert!(w.token.is_some());
+            if w.kind == "write.follow" {
+                assert_ne!(w.path, format!("/api/profiles/{}/follow", "nobody"));
+            }
+        }
+        assert!(Scenario::List.next(&mut rng, &d, 0).token.is_none());
+    }
+}

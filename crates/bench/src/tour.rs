@@ -1,0 +1,207 @@
+//! `crescendo tour`: the same scenario against every rung that exists, each started and
+//! stopped here, and one report comparing them, with the playbook's claim for each rung and
+//! the number measured for or against it.
+//!
+//! Rungs join the tour as they land; today the tour has rung 1.
+
+use crate::report::{esc, page_head, Report};
+use crate::{bench, BenchOptions};
+use anyhow::{bail, Context};
+use serde::Serialize;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A rung the tour can start.
+#[derive(Clone, Copy, Debug)]
+pub struct Rung {
+    /// Its number on the ladder.
+    pub number: u8,
+    /// Its name.
+    pub name: &'static str,
+    /// What the playbook claims for it.
+    pub claim: &'static str,
+}
+
+/// The rungs that exist.
+pub const RUNGS: &[Rung] = &[Rung {
+    number: 1,
+    name: "single server",
+    claim: "one process on embedded defaults serves the whole API, with hot reads from its in-process cache",
+}];
+
+/// One rung's line in the comparison.
+#[derive(Clone, Debug, Serialize)]
+pub struct TourRow {
+    /// Rung number.
+    pub rung: u8,
+    /// Rung name.
+    pub name: String,
+    /// The playbook's claim.
+    pub claim: String,
+    /// Requests per second.
+    pub throughput: f64,
+    /// Median latency, ms.
+    pub p50_ms: f64,
+    /// 99th percentile latency, ms.
+    pub p99_ms: f64,
+    /// Failed requests.
+    pub errors: u64,
+    /// Database queries per request, as the server counted them.
+    pub db_queries_per_request: Option<f64>,
+    /// Share of cache reads served locally.
+    pub cache_hit_ratio: Option<f64>,
+    /// The claim against the numbers, in one sentence.
+    pub verdict: String,
+}
+
+/// The tour's comparison.
+#[derive(Clone, Debug, Serialize)]
+pub struct TourReport {
+    /// The scenario every rung ran.
+    pub scenario: String,
+    /// One row per rung.
+    pub rungs: Vec<TourRow>,
+}
+
+/// A server the tour started; stopped (SIGTERM, then SIGKILL after 10 s) when dropped.
+struct Started {
+    child: Child,
+    url: String,
+    _data: tempfile::TempDir,
+}
+
+impl Drop for Started {
+    fn drop(&mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts rung 1: `crescendo serve` on a free port with a fresh data directory.
+fn start_rung1(exe: &Path) -> anyhow::Result<Started> {
+    let data = tempfile::tempdir()?;
+    let mut child = Command::new(exe)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data.path())
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .with_context(|| format!("starting {}", exe.display()))?;
+    let stdout = child.stdout.take().expect("piped stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let url = loop {
+        match lines.next() {
+            Some(Ok(line)) => {
+                if let Some(url) = line.strip_prefix("listening on ") {
+                    break url.trim().to_string();
+                }
+            }
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                bail!("rung 1 exited before it listened");
+            }
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    Ok(Started { child, url, _data: data })
+}
+
+fn verdict(rung: &Rung, r: &Report) -> String {
+    let hits = r.server.cache_hit_ratio.map(|h| format!(", {:.1} % of cache reads served in-process", h * 100.0)).unwrap_or_default();
+    let dbq = r.server.db_queries_per_request.map(|q| format!(", {q:.3} database queries per request")).unwrap_or_default();
+    let holds = if r.errors == 0 { "holds" } else { "holds only in part" };
+    format!(
+        "Rung {}: the claim that {} {holds}: {:.0} requests/s at p99 {:.1} ms with {} errors{hits}{dbq}.",
+        rung.number, rung.claim, r.throughput, r.latency.p99_ms, r.errors
+    )
+}
+
+/// Runs `template` (its target is ignored) against every rung, writing each rung's report
+/// into `out/rung-N/` and the comparison into `out/tour.json` and `out/tour.html`.
+///
+/// # Errors
+/// A rung would not start, or a run failed.
+pub async fn tour(exe: &Path, template: &BenchOptions, out: &Path) -> anyhow::Result<TourReport> {
+    let mut rows = Vec::new();
+    for rung in RUNGS {
+        eprintln!("rung {}: {} — starting", rung.number, rung.name);
+        let server = match rung.number {
+            1 => tokio::task::spawn_blocking({
+                let exe = exe.to_path_buf();
+                move || start_rung1(&exe)
+            })
+            .await??,
+            n => bail!("rung {n} cannot be started yet"),
+        };
+        let mut o = template.clone();
+        o.target = server.url.clone();
+        o.pid = Some(server.child.id());
+        o.out = out.join(format!("rung-{}", rung.number));
+        let report = bench(&o).await?.context("the tour does not seed only")?;
+        eprint!("{}", report.table());
+        rows.push(TourRow {
+            rung: rung.number,
+            name: rung.name.into(),
+            claim: rung.claim.into(),
+            throughput: report.throughput,
+            p50_ms: report.latency.p50_ms,
+            p99_ms: report.latency.p99_ms,
+            errors: report.errors,
+            db_queries_per_request: report.server.db_queries_per_request,
+            cache_hit_ratio: report.server.cache_hit_ratio,
+            verdict: verdict(rung, &report),
+        });
+        drop(server);
+    }
+    let t = TourReport { scenario: crate::report::scenario_name(template.scenario).into(), rungs: rows };
+    write(&t, out)?;
+    Ok(t)
+}
+
+/// Writes `tour.json` and `tour.html`.
+///
+/// # Errors
+/// The files cannot be written.
+pub fn write(t: &TourReport, out: &Path) -> std::io::Result<PathBuf> {
+    std::fs::create_dir_all(out)?;
+    std::fs::write(out.join("tour.json"), serde_json::to_vec_pretty(t).expect("reports serialise"))?;
+    let mut h = page_head(&format!("Crescendo tour: {} scenario", t.scenario));
+    h.push_str(&format!("<h1>The ladder, measured: {} scenario</h1>", esc(&t.scenario)));
+    h.push_str("<table><tr><th>rung</th><th>name</th><th>req/s</th><th>p50 ms</th><th>p99 ms</th><th>errors</th><th>DB queries/request</th><th>cache hit ratio</th><th>report</th></tr>");
+    let opt = |v: Option<f64>| v.map(|x| format!("{x:.3}")).unwrap_or_else(|| "n/a".into());
+    for r in &t.rungs {
+        h.push_str(&format!(
+            "<tr><td>{}</td><td style=\"text-align:left\">{}</td><td>{:.0}</td><td>{:.2}</td><td>{:.2}</td><td>{}</td><td>{}</td><td>{}</td><td><a href=\"rung-{}/report.html\">details</a></td></tr>",
+            r.rung,
+            esc(&r.name),
+            r.throughput,
+            r.p50_ms,
+            r.p99_ms,
+            r.errors,
+            opt(r.db_queries_per_request),
+            opt(r.cache_hit_ratio),
+            r.rung
+        ));
+    }
+    h.push_str("</table><ul>");
+    for r in &t.rungs {
+        h.push_str(&format!("<li>{}</li>", esc(&r.verdict)));
+    }
+    h.push_str("</ul></body></html>\n");
+    let path = out.join("tour.html");
+    std::fs::write(&path, h)?;
+    Ok(path)
+}
