@@ -46,12 +46,17 @@ pub(crate) fn json_bytes(status: StatusCode, body: Vec<u8>) -> Response {
     (status, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response()
 }
 
-fn many(views: &[ArticleView], total: u64) -> Response {
+/// The JSON of a list answer: `{"articles":[…],"articlesCount":N}`.
+pub fn articles_json(views: &[ArticleView], total: u64) -> Vec<u8> {
     let mut out = Vec::with_capacity(64 + views.len() * 640);
     out.extend_from_slice(b"{\"articles\":");
     write_list(&mut out, views, |o, v| write_article(o, v, false));
     out.extend_from_slice(format!(",\"articlesCount\":{total}}}").as_bytes());
-    json_bytes(StatusCode::OK, out)
+    out
+}
+
+fn many(views: &[ArticleView], total: u64) -> Response {
+    json_bytes(StatusCode::OK, articles_json(views, total))
 }
 
 fn one(status: StatusCode, v: &ArticleView) -> Response {

@@ -13,6 +13,7 @@ mod extract;
 mod users;
 mod wire;
 
+pub use articles::articles_json;
 pub use error::{ApiError, ErrorReport};
 
 use axum::routing::{get, post};
