@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every Crescendo test on a Debian machine, first installing what the tests need and
-# the machine lacks: Node.js and npm (for newman, which runs the RealWorld conformance
-# collection) and newman itself. Safe to run again: it installs only what is missing.
+# the machine lacks: PostgreSQL 15 (the tests start private servers from its binaries),
+# Node.js and npm (for newman, which runs the RealWorld conformance collection) and newman
+# itself. Safe to run again: it installs only what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,10 +10,14 @@ SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 
 missing=()
+[ -x /usr/lib/postgresql/15/bin/postgres ] || missing+=(postgresql-15)
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "==> installing Debian packages: ${missing[*]}"
+    # install only: no service may start by itself (the tests start their own servers)
+    printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
+    $SUDO chmod +x /usr/sbin/policy-rc.d
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi

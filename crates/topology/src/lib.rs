@@ -1,0 +1,11 @@
+//! Launchers for the real servers behind Crescendo's tiers, used by the test kit and by
+//! `crescendo up`. Each launcher starts a private instance from the machine's own binaries
+//! on a loopback port, in its own directory, waits until *its own* process answers (a port
+//! another user's server holds must not pass for ours), and stops and reaps it when dropped.
+//!
+//! - [`pg::Postgres`]: PostgreSQL 15 from `/usr/lib/postgresql/15/bin`, run as the
+//!   `postgres` user, started from a template data directory made once by `initdb`.
+//!
+//! A missing binary is an error that names the Debian package to install.
+
+pub mod pg;

@@ -1,0 +1,242 @@
+//! Private PostgreSQL servers.
+//!
+//! `initdb` runs once per machine into a template directory (under the system temp dir,
+//! keyed by the server version); each instance copies it, which is several times faster.
+//! The server runs as the `postgres` user (PostgreSQL refuses to run as root), with its
+//! socket and log in its own directory, `fsync=off` (these are disposable servers), and
+//! listens on 127.0.0.1 on a port picked free.
+
+use anyhow::{bail, Context};
+use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Where Debian's PostgreSQL 15 keeps its server binaries.
+pub const BIN_DIR: &str = "/usr/lib/postgresql/15/bin";
+
+/// A running private PostgreSQL server; stopped (fast shutdown) and removed when dropped.
+pub struct Postgres {
+    child: Child,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl std::fmt::Debug for Postgres {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Postgres").field("port", &self.port).field("pid", &self.child.id()).finish()
+    }
+}
+
+fn bin(name: &str) -> anyhow::Result<PathBuf> {
+    let p = Path::new(BIN_DIR).join(name);
+    if !p.is_file() {
+        bail!("{} is missing: install the Debian package postgresql-15 (apt-get install postgresql-15)", p.display());
+    }
+    Ok(p)
+}
+
+/// The `postgres` user's uid and gid.
+fn postgres_user() -> anyhow::Result<(u32, u32)> {
+    let u = nix::unistd::User::from_name("postgres")?
+        .context("there is no postgres user: install the Debian package postgresql-15")?;
+    Ok((u.uid.as_raw(), u.gid.as_raw()))
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// Runs `cmd` as the postgres user (when we are root) and waits for it.
+fn run_as_postgres(mut cmd: Command, what: &str) -> anyhow::Result<()> {
+    if nix::unistd::geteuid().is_root() {
+        let (uid, gid) = postgres_user()?;
+        cmd.uid(uid).gid(gid);
+    }
+    let out = cmd.stdin(Stdio::null()).output().with_context(|| format!("running {what}"))?;
+    if !out.status.success() {
+        bail!("{what} failed: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(())
+}
+
+fn chown_to_postgres(path: &Path) -> anyhow::Result<()> {
+    if nix::unistd::geteuid().is_root() {
+        let (uid, gid) = postgres_user()?;
+        nix::unistd::chown(path, Some(uid.into()), Some(gid.into()))
+            .with_context(|| format!("chown {} to postgres", path.display()))?;
+    }
+    Ok(())
+}
+
+/// The template data directory, made by `initdb` the first time it is needed. Concurrent
+/// callers (tests run in parallel, in several processes) build into a private directory
+/// and rename it into place; the loser of the race removes its copy.
+fn template() -> anyhow::Result<PathBuf> {
+    let root = std::env::temp_dir().join("crescendo-pg15-template");
+    if root.join("PG_VERSION").is_file() {
+        return Ok(root);
+    }
+    let staging = tempfile::Builder::new().prefix("crescendo-pg15-initdb-").tempdir()?;
+    chown_to_postgres(staging.path())?;
+    let data = staging.path().join("data");
+    let mut cmd = Command::new(bin("initdb")?);
+    cmd.arg("-D").arg(&data).args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8", "--no-sync"]);
+    run_as_postgres(cmd, "initdb")?;
+    match std::fs::rename(&data, &root) {
+        Ok(()) => {}
+        Err(_) if root.join("PG_VERSION").is_file() => {} // another process won the race
+        Err(e) => return Err(e).context("moving the initdb template into place"),
+    }
+    Ok(root)
+}
+
+fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<()> {
+    // `cp -a` keeps owners and modes, which postgres checks (the data dir must be 0700)
+    let out = Command::new("cp").arg("-a").arg(from).arg(to).output().context("running cp")?;
+    if !out.status.success() {
+        bail!("copying the template: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(())
+}
+
+impl Postgres {
+    /// Starts a fresh server with extra `-c name=value` settings, and waits until it answers.
+    ///
+    /// # Errors
+    /// Missing binaries (naming the package), or a server that does not come up within
+    /// 60 s (with the end of its log).
+    pub fn start(settings: &[(&str, &str)]) -> anyhow::Result<Self> {
+        let template = template()?;
+        let dir = tempfile::Builder::new().prefix("crescendo-pg-").tempdir()?;
+        chown_to_postgres(dir.path())?;
+        let data = dir.path().join("data");
+        copy_dir(&template, &data)?;
+        // a port found free can be taken before postgres binds it: then try another
+        let mut last_error = None;
+        for _ in 0..5 {
+            let port = free_port()?;
+            let mut child = match Self::launch(dir.path(), &data, port, settings) {
+                Ok(c) => c,
+                Err(e) => {
+                    last_error = Some(e);
+                    continue;
+                }
+            };
+            match wait_ready(&mut child, port, dir.path(), Duration::from_secs(60)) {
+                Ok(()) => return Ok(Postgres { child, port, dir }),
+                Err(e) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    last_error = Some(e);
+                }
+            }
+        }
+        Err(last_error.unwrap_or_else(|| anyhow::anyhow!("postgres did not start")))
+    }
+
+    fn launch(dir: &Path, data: &Path, port: u16, settings: &[(&str, &str)]) -> anyhow::Result<Child> {
+        let log = std::fs::File::create(dir.join("postgres.log"))?;
+        chown_to_postgres(&dir.join("postgres.log"))?;
+        let mut cmd = Command::new(bin("postgres")?);
+        cmd.arg("-D").arg(data).arg("-p").arg(port.to_string());
+        cmd.args(["-c", "listen_addresses=127.0.0.1"]);
+        cmd.arg("-c").arg(format!("unix_socket_directories={}", dir.display()));
+        for (k, v) in [("fsync", "off"), ("full_page_writes", "off"), ("max_connections", "200")]
+            .iter()
+            .chain(settings.iter())
+        {
+            cmd.arg("-c").arg(format!("{k}={v}"));
+        }
+        if nix::unistd::geteuid().is_root() {
+            let (uid, gid) = postgres_user()?;
+            cmd.uid(uid).gid(gid);
+        }
+        cmd.process_group(0).stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
+        cmd.spawn().context("starting postgres")
+    }
+
+    /// The last lines of the server's log.
+    pub fn log_tail(&self) -> String {
+        log_tail(self.dir.path())
+    }
+
+    /// The port it listens on (127.0.0.1).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The postmaster's PID.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// A connection URL for `database` as the `postgres` superuser (trust auth).
+    pub fn url(&self, database: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
+    }
+}
+
+fn log_tail(dir: &Path) -> String {
+    let log = std::fs::read_to_string(dir.join("postgres.log")).unwrap_or_default();
+    let lines: Vec<&str> = log.lines().collect();
+    lines[lines.len().saturating_sub(20)..].join("\n")
+}
+
+/// Waits until our own postmaster has written its pid file, says it is ready, and the port
+/// accepts connections (a port another server holds must not pass for ours).
+fn wait_ready(child: &mut Child, port: u16, dir: &Path, limit: Duration) -> anyhow::Result<()> {
+    let deadline = Instant::now() + limit;
+    let pid_file = dir.join("data/postmaster.pid");
+    loop {
+        if let Some(status) = child.try_wait()? {
+            bail!("postgres exited ({status}) before it was ready:\n{}", log_tail(dir));
+        }
+        if let Ok(text) = std::fs::read_to_string(&pid_file) {
+            let ours = text.lines().next().and_then(|l| l.trim().parse::<u32>().ok()) == Some(child.id());
+            let ready = text.lines().nth(7).is_some_and(|l| l.trim() == "ready");
+            if ours && ready && std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Ok(());
+            }
+        }
+        if Instant::now() > deadline {
+            bail!("postgres not ready after {limit:?}:\n{}", log_tail(dir));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        // SIGINT is PostgreSQL's fast shutdown
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = nix::sys::signal::killpg(pid, nix::sys::signal::Signal::SIGKILL);
+        let _ = self.child.wait();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_private_server_starts_answers_and_stops() {
+        let pg = Postgres::start(&[]).expect("postgres starts");
+        let pid = pg.pid();
+        std::net::TcpStream::connect(("127.0.0.1", pg.port())).expect("it listens");
+        assert!(Path::new(&format!("/proc/{pid}")).exists());
+        let dir = pg.dir.path().to_path_buf();
+        drop(pg);
+        assert!(!Path::new(&format!("/proc/{pid}")).exists(), "stopped and reaped");
+        assert!(!dir.exists(), "its directory is removed");
+    }
+}
