@@ -56,7 +56,15 @@ async fn user(s: &dyn Store, name: &str) -> UserRecord {
     .expect("create user")
 }
 
+/// IDs are time-ordered at millisecond resolution; within one millisecond a backend may order
+/// them by something else (PostgreSQL's `next_id` by a sequence that wraps). The cases space
+/// their creations by 2 ms so that creation order is ID order on every backend.
+async fn space() {
+    tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+}
+
 async fn article(s: &dyn Store, author: Id, title: &str, tags: &[&str]) -> ArticleRecord {
+    space().await;
     s.create_article(NewArticle {
         author_id: author,
         title: title.into(),
@@ -347,6 +355,7 @@ pub async fn comments_round_trip(s: &dyn Store) {
     let art = article(s, a.id, "x", &[]).await;
     let other = article(s, a.id, "y", &[]).await;
     let c1 = s.create_comment(art.id, b.id, "first".into()).await.unwrap();
+    space().await;
     let c2 = s.create_comment(art.id, a.id, "second".into()).await.unwrap();
     assert!(c2.id > c1.id);
     assert!(c1.id.as_i64() < (1 << 53));

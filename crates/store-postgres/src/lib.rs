@@ -1,0 +1,738 @@
+//! `PgStore`: the `Store` seam on PostgreSQL 15 (rungs 2 and up), through sqlx.
+//!
+//! Each method is one transaction (or one statement). IDs are made by the database's
+//! `next_id(shard)` and `next_comment_id()` functions (`migrations/postgres/`), so any number
+//! of web nodes can write to one primary. Migrations are compiled in and applied by
+//! [`PgStore::migrate`].
+
+use async_trait::async_trait;
+use crescendo_domain::{CommentId, Id, LogicalShard, Slug};
+use crescendo_store::*;
+use crescendo_telemetry::names;
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::{Postgres, Row, Transaction};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// (version, name, SQL), in order.
+const MIGRATIONS: &[(i64, &str, &str)] =
+    &[(1, "0001_initial.sql", include_str!("../../../migrations/postgres/0001_initial.sql"))];
+
+/// How to connect.
+#[derive(Clone, Debug)]
+pub struct PgOptions {
+    /// `postgres://user@host:port/db`.
+    pub url: String,
+    /// Most connections in the pool.
+    pub max_connections: u32,
+    /// How long a query waits for a connection before the store is "unavailable".
+    pub acquire_timeout: Duration,
+}
+
+impl PgOptions {
+    /// Defaults for `url`: 16 connections, 5 s acquire time-out.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self { url: url.into(), max_connections: 16, acquire_timeout: Duration::from_secs(5) }
+    }
+}
+
+/// The `Store` seam on PostgreSQL.
+#[derive(Clone, Debug)]
+pub struct PgStore {
+    pool: PgPool,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+/// Maps sqlx errors to the seam's: unique violations name their field, connection trouble
+/// is "unavailable".
+fn map_err(e: sqlx::Error) -> StoreError {
+    match &e {
+        sqlx::Error::Database(db) if db.is_unique_violation() => match db.constraint() {
+            Some("usernames_pkey") => StoreError::Conflict { constraint: "username" },
+            Some("emails_pkey") => StoreError::Conflict { constraint: "email" },
+            _ => StoreError::Other(Box::new(e)),
+        },
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_) => {
+            StoreError::Unavailable(e.to_string())
+        }
+        _ => StoreError::Other(Box::new(e)),
+    }
+}
+
+fn counted() {
+    metrics::counter!(names::DB_QUERIES, "role" => "primary").increment(1);
+}
+
+type Tx<'a> = Transaction<'a, Postgres>;
+
+const USER_COLS: &str = "id, username, email, password_hash, bio, image";
+const ARTICLE_COLS: &str = "id, author_id, slug, title, description, body, created_at, updated_at, favorites_count";
+
+fn user_row(r: &sqlx::postgres::PgRow) -> UserRecord {
+    UserRecord {
+        id: Id::from_i64(r.get(0)),
+        username: r.get(1),
+        email: r.get(2),
+        password_hash: r.get(3),
+        bio: r.get(4),
+        image: r.get(5),
+    }
+}
+
+fn article_row(r: &sqlx::postgres::PgRow) -> ArticleRecord {
+    ArticleRecord {
+        id: Id::from_i64(r.get(0)),
+        author_id: Id::from_i64(r.get(1)),
+        slug: r.get(2),
+        title: r.get(3),
+        description: r.get(4),
+        body: r.get(5),
+        tags: Vec::new(),
+        created_at: r.get(6),
+        updated_at: r.get(7),
+        favorites_count: r.get(8),
+    }
+}
+
+fn comment_row(r: &sqlx::postgres::PgRow) -> CommentRecord {
+    CommentRecord {
+        id: CommentId::from_i64(r.get(0)),
+        article_id: Id::from_i64(r.get(1)),
+        author_id: Id::from_i64(r.get(2)),
+        body: r.get(3),
+        created_at: r.get(4),
+        updated_at: r.get(5),
+    }
+}
+
+fn raw(ids: &[Id]) -> Vec<i64> {
+    ids.iter().map(|i| i.as_i64()).collect()
+}
+
+async fn articles_by_ids<'e, E>(ex: E, ids: &[Id]) -> StoreResult<Vec<ArticleRecord>>
+where
+    E: sqlx::Executor<'e, Database = Postgres> + Copy,
+{
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let list = raw(ids);
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {ARTICLE_COLS} FROM articles WHERE id = ANY($1)")))
+        .bind(&list)
+        .fetch_all(ex)
+        .await
+        .map_err(map_err)?;
+    let mut arts: Vec<ArticleRecord> = rows.iter().map(article_row).collect();
+    let tags = sqlx::query("SELECT article_id, tag FROM article_tags WHERE article_id = ANY($1) ORDER BY tag")
+        .bind(&list)
+        .fetch_all(ex)
+        .await
+        .map_err(map_err)?;
+    for a in &mut arts {
+        a.tags = tags.iter().filter(|r| r.get::<i64, _>(0) == a.id.as_i64()).map(|r| r.get(1)).collect();
+    }
+    Ok(arts)
+}
+
+async fn article_in_tx(tx: &mut Tx<'_>, id: Id) -> StoreResult<ArticleRecord> {
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {ARTICLE_COLS} FROM articles WHERE id = $1")))
+        .bind(id.as_i64())
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(map_err)?
+        .ok_or(StoreError::NotFound)?;
+    let mut a = article_row(&row);
+    a.tags = sqlx::query_scalar("SELECT tag FROM article_tags WHERE article_id = $1 ORDER BY tag")
+        .bind(id.as_i64())
+        .fetch_all(&mut **tx)
+        .await
+        .map_err(map_err)?;
+    Ok(a)
+}
+
+fn sorted_unique(mut tags: Vec<String>) -> Vec<String> {
+    tags.sort();
+    tags.dedup();
+    tags
+}
+
+async fn insert_tags(tx: &mut Tx<'_>, article: Id, tags: &[String]) -> StoreResult<()> {
+    if tags.is_empty() {
+        return Ok(());
+    }
+    sqlx::query("INSERT INTO article_tags (article_id, tag) SELECT $1, unnest($2::text[]) ON CONFLICT DO NOTHING")
+        .bind(article.as_i64())
+        .bind(tags)
+        .execute(&mut **tx)
+        .await
+        .map_err(map_err)?;
+    Ok(())
+}
+
+impl PgStore {
+    /// Connects (lazily: the first query opens the first connection).
+    ///
+    /// # Errors
+    /// A malformed URL.
+    pub fn connect(opts: &PgOptions) -> StoreResult<Self> {
+        let pool = PgPoolOptions::new()
+            .max_connections(opts.max_connections)
+            .acquire_timeout(opts.acquire_timeout)
+            .connect_lazy(&opts.url)
+            .map_err(map_err)?;
+        Ok(Self { pool })
+    }
+
+    /// Brings the schema up to date, each migration in its own transaction, serialised by an
+    /// advisory lock so that several nodes starting together migrate once.
+    ///
+    /// # Errors
+    /// The database is unreachable or a migration fails.
+    pub async fn migrate(&self) -> StoreResult<usize> {
+        let mut conn = self.pool.acquire().await.map_err(map_err)?;
+        sqlx::query("SELECT pg_advisory_lock(774411)").execute(&mut *conn).await.map_err(map_err)?;
+        let result = async {
+            sqlx::query(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (version bigint PRIMARY KEY, name text NOT NULL, applied_at bigint NOT NULL)",
+            )
+            .execute(&mut *conn)
+            .await
+            .map_err(map_err)?;
+            let current: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM schema_migrations")
+                .fetch_one(&mut *conn)
+                .await
+                .map_err(map_err)?;
+            let mut ran = 0;
+            for (version, name, sql) in MIGRATIONS.iter().filter(|(v, _, _)| *v > current) {
+                let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(map_err)?;
+                sqlx::raw_sql(*sql).execute(&mut *tx).await.map_err(map_err)?;
+                sqlx::query("INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)")
+                    .bind(version)
+                    .bind(*name)
+                    .bind(now_ms())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
+                tx.commit().await.map_err(map_err)?;
+                tracing::info!(version, name, "applied migration");
+                ran += 1;
+            }
+            Ok(ran)
+        }
+        .await;
+        let _ = sqlx::query("SELECT pg_advisory_unlock(774411)").execute(&mut *conn).await;
+        result
+    }
+
+    async fn begin(&self) -> StoreResult<Tx<'static>> {
+        counted();
+        self.pool.begin().await.map_err(map_err)
+    }
+
+    async fn list(&self, sql: &'static str, count_sql: &'static str, key: Option<i64>, tag: Option<&str>, page: Page) -> StoreResult<IdPage> {
+        counted();
+        let mut q = sqlx::query_scalar::<_, i64>(sql);
+        let mut c = sqlx::query_scalar::<_, i64>(count_sql);
+        if let Some(k) = key {
+            q = q.bind(k);
+            c = c.bind(k);
+        }
+        if let Some(t) = tag {
+            q = q.bind(t.to_string());
+            c = c.bind(t.to_string());
+        }
+        let ids = q
+            .bind(i64::from(page.limit))
+            .bind(i64::from(page.offset))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
+        let total = c.fetch_one(&self.pool).await.map_err(map_err)?;
+        Ok(IdPage { ids: ids.into_iter().map(Id::from_i64).collect(), total: total as u64 })
+    }
+}
+
+#[async_trait]
+impl Store for PgStore {
+    async fn ping(&self) -> StoreResult<()> {
+        counted();
+        sqlx::query("SELECT 1").execute(&self.pool).await.map_err(map_err).map(drop)
+    }
+
+    async fn create_user(&self, new: NewUser) -> StoreResult<UserRecord> {
+        let shard = LogicalShard::for_new_user(&new.username);
+        let mut tx = self.begin().await?;
+        let now = now_ms();
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO users (id, username, email, password_hash, created_at, updated_at)
+             VALUES (next_id($1), $2, $3, $4, $5, $5) RETURNING id",
+        )
+        .bind(i32::from(shard.get()))
+        .bind(&new.username)
+        .bind(&new.email)
+        .bind(&new.password_hash)
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        sqlx::query("INSERT INTO usernames (username_key, user_id) VALUES (lower($1), $2)")
+            .bind(&new.username)
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        sqlx::query("INSERT INTO emails (email, user_id) VALUES ($1, $2)")
+            .bind(&new.email)
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(UserRecord {
+            id: Id::from_i64(id),
+            username: new.username,
+            email: new.email,
+            password_hash: new.password_hash,
+            bio: String::new(),
+            image: String::new(),
+        })
+    }
+
+    async fn user_by_id(&self, id: Id) -> StoreResult<Option<UserRecord>> {
+        counted();
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {USER_COLS} FROM users WHERE id = $1")))
+            .bind(id.as_i64())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(row.as_ref().map(user_row))
+    }
+
+    async fn users_by_ids(&self, ids: &[Id]) -> StoreResult<Vec<UserRecord>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        counted();
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {USER_COLS} FROM users WHERE id = ANY($1)")))
+            .bind(raw(ids))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(rows.iter().map(user_row).collect())
+    }
+
+    async fn user_by_email(&self, email: &str) -> StoreResult<Option<UserRecord>> {
+        counted();
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {USER_COLS} FROM users WHERE id = (SELECT user_id FROM emails WHERE email = $1)"
+        )))
+        .bind(email)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(row.as_ref().map(user_row))
+    }
+
+    async fn user_id_by_username(&self, username: &str) -> StoreResult<Option<Id>> {
+        counted();
+        let id: Option<i64> = sqlx::query_scalar("SELECT user_id FROM usernames WHERE username_key = lower($1)")
+            .bind(username)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(id.map(Id::from_i64))
+    }
+
+    async fn update_user(&self, id: Id, ch: UserChanges) -> StoreResult<UserRecord> {
+        let mut tx = self.begin().await?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {USER_COLS} FROM users WHERE id = $1 FOR UPDATE")))
+            .bind(id.as_i64())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(map_err)?
+            .ok_or(StoreError::NotFound)?;
+        let mut u = user_row(&row);
+        if let Some(name) = ch.username {
+            sqlx::query("UPDATE usernames SET username_key = lower($1) WHERE user_id = $2")
+                .bind(&name)
+                .bind(id.as_i64())
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+            u.username = name;
+        }
+        if let Some(email) = ch.email {
+            sqlx::query("UPDATE emails SET email = $1 WHERE user_id = $2")
+                .bind(&email)
+                .bind(id.as_i64())
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+            u.email = email;
+        }
+        if let Some(h) = ch.password_hash {
+            u.password_hash = h;
+        }
+        if let Some(b) = ch.bio {
+            u.bio = b;
+        }
+        if let Some(i) = ch.image {
+            u.image = i;
+        }
+        sqlx::query(
+            "UPDATE users SET username = $2, email = $3, password_hash = $4, bio = $5, image = $6, updated_at = $7 WHERE id = $1",
+        )
+        .bind(id.as_i64())
+        .bind(&u.username)
+        .bind(&u.email)
+        .bind(&u.password_hash)
+        .bind(&u.bio)
+        .bind(&u.image)
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(u)
+    }
+
+    async fn follow(&self, follower: Id, followee: Id) -> StoreResult<bool> {
+        counted();
+        let n = sqlx::query("INSERT INTO follows (follower_id, followee_id, created_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
+            .bind(follower.as_i64())
+            .bind(followee.as_i64())
+            .bind(now_ms())
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(n.rows_affected() == 1)
+    }
+
+    async fn unfollow(&self, follower: Id, followee: Id) -> StoreResult<bool> {
+        counted();
+        let n = sqlx::query("DELETE FROM follows WHERE follower_id = $1 AND followee_id = $2")
+            .bind(follower.as_i64())
+            .bind(followee.as_i64())
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(n.rows_affected() == 1)
+    }
+
+    async fn followees(&self, follower: Id) -> StoreResult<Vec<Id>> {
+        counted();
+        let ids: Vec<i64> = sqlx::query_scalar("SELECT followee_id FROM follows WHERE follower_id = $1")
+            .bind(follower.as_i64())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(ids.into_iter().map(Id::from_i64).collect())
+    }
+
+    async fn create_article(&self, new: NewArticle) -> StoreResult<ArticleRecord> {
+        let mut tx = self.begin().await?;
+        let now = now_ms();
+        let id: i64 = sqlx::query_scalar("SELECT next_id($1)")
+            .bind(i32::from(new.author_id.shard().get()))
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        let id = Id::from_i64(id);
+        let slug = Slug::format(&new.title, id);
+        let tags = sorted_unique(new.tags);
+        sqlx::query(
+            "INSERT INTO articles (id, author_id, slug, title, description, body, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
+        )
+        .bind(id.as_i64())
+        .bind(new.author_id.as_i64())
+        .bind(&slug)
+        .bind(&new.title)
+        .bind(&new.description)
+        .bind(&new.body)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        insert_tags(&mut tx, id, &tags).await?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(ArticleRecord {
+            id,
+            author_id: new.author_id,
+            slug,
+            title: new.title,
+            description: new.description,
+            body: new.body,
+            tags,
+            created_at: now,
+            updated_at: now,
+            favorites_count: 0,
+        })
+    }
+
+    async fn articles_by_ids(&self, ids: &[Id]) -> StoreResult<Vec<ArticleRecord>> {
+        counted();
+        articles_by_ids(&self.pool, ids).await
+    }
+
+    async fn update_article(&self, id: Id, ch: ArticleChanges) -> StoreResult<ArticleRecord> {
+        let mut tx = self.begin().await?;
+        let mut a = article_in_tx(&mut tx, id).await?;
+        if let Some(t) = ch.title {
+            a.slug = Slug::format(&t, id);
+            a.title = t;
+        }
+        if let Some(d) = ch.description {
+            a.description = d;
+        }
+        if let Some(b) = ch.body {
+            a.body = b;
+        }
+        a.updated_at = now_ms().max(a.updated_at);
+        sqlx::query("UPDATE articles SET slug = $2, title = $3, description = $4, body = $5, updated_at = $6 WHERE id = $1")
+            .bind(id.as_i64())
+            .bind(&a.slug)
+            .bind(&a.title)
+            .bind(&a.description)
+            .bind(&a.body)
+            .bind(a.updated_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        if let Some(tags) = ch.tags {
+            a.tags = sorted_unique(tags);
+            sqlx::query("DELETE FROM article_tags WHERE article_id = $1")
+                .bind(id.as_i64())
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+            insert_tags(&mut tx, id, &a.tags).await?;
+        }
+        tx.commit().await.map_err(map_err)?;
+        Ok(a)
+    }
+
+    async fn delete_article(&self, id: Id) -> StoreResult<bool> {
+        let mut tx = self.begin().await?;
+        for sql in [
+            "DELETE FROM article_tags WHERE article_id = $1",
+            "DELETE FROM favorites WHERE article_id = $1",
+            "DELETE FROM comments WHERE article_id = $1",
+        ] {
+            sqlx::query(sql).bind(id.as_i64()).execute(&mut *tx).await.map_err(map_err)?;
+        }
+        let n = sqlx::query("DELETE FROM articles WHERE id = $1").bind(id.as_i64()).execute(&mut *tx).await.map_err(map_err)?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(n.rows_affected() == 1)
+    }
+
+    async fn list_article_ids(&self, filter: &ArticleFilter, page: Page) -> StoreResult<IdPage> {
+        match filter {
+            ArticleFilter::All => {
+                self.list("SELECT id FROM articles ORDER BY id DESC LIMIT $1 OFFSET $2", "SELECT COUNT(*) FROM articles", None, None, page)
+                    .await
+            }
+            ArticleFilter::Tag(tag) => {
+                self.list(
+                    "SELECT article_id FROM article_tags WHERE tag = $1 ORDER BY article_id DESC LIMIT $2 OFFSET $3",
+                    "SELECT COUNT(*) FROM article_tags WHERE tag = $1",
+                    None,
+                    Some(tag),
+                    page,
+                )
+                .await
+            }
+            ArticleFilter::Author(a) => {
+                self.list(
+                    "SELECT id FROM articles WHERE author_id = $1 ORDER BY id DESC LIMIT $2 OFFSET $3",
+                    "SELECT COUNT(*) FROM articles WHERE author_id = $1",
+                    Some(a.as_i64()),
+                    None,
+                    page,
+                )
+                .await
+            }
+            ArticleFilter::FavoritedBy(u) => {
+                self.list(
+                    "SELECT article_id FROM favorites WHERE user_id = $1 ORDER BY article_id DESC LIMIT $2 OFFSET $3",
+                    "SELECT COUNT(*) FROM favorites WHERE user_id = $1",
+                    Some(u.as_i64()),
+                    None,
+                    page,
+                )
+                .await
+            }
+            ArticleFilter::Feed(u) => {
+                self.list(
+                    "SELECT id FROM articles WHERE author_id IN (SELECT followee_id FROM follows WHERE follower_id = $1)
+                     ORDER BY id DESC LIMIT $2 OFFSET $3",
+                    "SELECT COUNT(*) FROM articles WHERE author_id IN (SELECT followee_id FROM follows WHERE follower_id = $1)",
+                    Some(u.as_i64()),
+                    None,
+                    page,
+                )
+                .await
+            }
+            ArticleFilter::Match { tag, author, favorited_by } => {
+                counted();
+                // several filters at once: rare, so one general statement
+                const WHERE: &str = "WHERE ($1::text IS NULL OR id IN (SELECT article_id FROM article_tags WHERE tag = $1))
+                       AND ($2::bigint IS NULL OR author_id = $2)
+                       AND ($3::bigint IS NULL OR id IN (SELECT article_id FROM favorites WHERE user_id = $3))";
+                let (a, f) = (author.map(Id::as_i64), favorited_by.map(Id::as_i64));
+                let ids: Vec<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT id FROM articles {WHERE} ORDER BY id DESC LIMIT $4 OFFSET $5")))
+                    .bind(tag.clone())
+                    .bind(a)
+                    .bind(f)
+                    .bind(i64::from(page.limit))
+                    .bind(i64::from(page.offset))
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(map_err)?;
+                let total: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM articles {WHERE}")))
+                    .bind(tag.clone())
+                    .bind(a)
+                    .bind(f)
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err(map_err)?;
+                Ok(IdPage { ids: ids.into_iter().map(Id::from_i64).collect(), total: total as u64 })
+            }
+        }
+    }
+
+    async fn popular_tags(&self, limit: u32) -> StoreResult<Vec<String>> {
+        counted();
+        sqlx::query_scalar("SELECT tag FROM article_tags GROUP BY tag ORDER BY COUNT(*) DESC, tag LIMIT $1")
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)
+    }
+
+    async fn favorite(&self, user: Id, article: Id) -> StoreResult<bool> {
+        let mut tx = self.begin().await?;
+        // lock the article row: the count and the favourite change together
+        let exists: Option<i64> = sqlx::query_scalar("SELECT id FROM articles WHERE id = $1 FOR UPDATE")
+            .bind(article.as_i64())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        if exists.is_none() {
+            return Err(StoreError::NotFound);
+        }
+        let added = sqlx::query("INSERT INTO favorites (user_id, article_id, created_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
+            .bind(user.as_i64())
+            .bind(article.as_i64())
+            .bind(now_ms())
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?
+            .rows_affected()
+            == 1;
+        if added {
+            sqlx::query("UPDATE articles SET favorites_count = favorites_count + 1 WHERE id = $1")
+                .bind(article.as_i64())
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+        }
+        tx.commit().await.map_err(map_err)?;
+        Ok(added)
+    }
+
+    async fn unfavorite(&self, user: Id, article: Id) -> StoreResult<bool> {
+        let mut tx = self.begin().await?;
+        let removed = sqlx::query("DELETE FROM favorites WHERE user_id = $1 AND article_id = $2")
+            .bind(user.as_i64())
+            .bind(article.as_i64())
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?
+            .rows_affected()
+            == 1;
+        if removed {
+            sqlx::query("UPDATE articles SET favorites_count = favorites_count - 1 WHERE id = $1")
+                .bind(article.as_i64())
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+        }
+        tx.commit().await.map_err(map_err)?;
+        Ok(removed)
+    }
+
+    async fn favorite_ids(&self, user: Id) -> StoreResult<Vec<Id>> {
+        counted();
+        let ids: Vec<i64> = sqlx::query_scalar("SELECT article_id FROM favorites WHERE user_id = $1 ORDER BY article_id DESC")
+            .bind(user.as_i64())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(ids.into_iter().map(Id::from_i64).collect())
+    }
+
+    async fn create_comment(&self, article: Id, author: Id, body: String) -> StoreResult<CommentRecord> {
+        let mut tx = self.begin().await?;
+        let exists: Option<i64> = sqlx::query_scalar("SELECT id FROM articles WHERE id = $1 FOR SHARE")
+            .bind(article.as_i64())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        if exists.is_none() {
+            return Err(StoreError::NotFound);
+        }
+        let now = now_ms();
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO comments (id, article_id, author_id, body, created_at, updated_at)
+             VALUES (next_comment_id(), $1, $2, $3, $4, $4) RETURNING id",
+        )
+        .bind(article.as_i64())
+        .bind(author.as_i64())
+        .bind(&body)
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(CommentRecord { id: CommentId::from_i64(id), article_id: article, author_id: author, body, created_at: now, updated_at: now })
+    }
+
+    async fn comments_for(&self, article: Id) -> StoreResult<Vec<CommentRecord>> {
+        counted();
+        let rows = sqlx::query(
+            "SELECT id, article_id, author_id, body, created_at, updated_at FROM comments WHERE article_id = $1 ORDER BY id",
+        )
+        .bind(article.as_i64())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(rows.iter().map(comment_row).collect())
+    }
+
+    async fn comment(&self, article: Id, id: CommentId) -> StoreResult<Option<CommentRecord>> {
+        counted();
+        let row = sqlx::query(
+            "SELECT id, article_id, author_id, body, created_at, updated_at FROM comments WHERE id = $1 AND article_id = $2",
+        )
+        .bind(id.as_i64())
+        .bind(article.as_i64())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(row.as_ref().map(comment_row))
+    }
+
+    async fn delete_comment(&self, article: Id, id: CommentId) -> StoreResult<bool> {
+        counted();
+        let n = sqlx::query("DELETE FROM comments WHERE id = $1 AND article_id = $2")
+            .bind(id.as_i64())
+            .bind(article.as_i64())
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(n.rows_affected() == 1)
+    }
+}
