@@ -28,3 +28,6 @@ fi
 
 echo "==> cargo test"
 cargo test --workspace --locked "$@"
+
+echo "==> the HTTP tests and the RealWorld collection again, on PostgreSQL"
+TEST_STORE=postgres cargo test --locked -p crescendo-testkit --test http -p crescendo-cli --test conformance "$@"

@@ -23,9 +23,20 @@ fn collection() -> PathBuf {
     path
 }
 
-/// Starts `crescendo serve` on port 0 and returns it with its base URL.
-fn start(data_dir: &std::path::Path) -> (Server, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_crescendo"))
+/// Starts `crescendo serve` on port 0 and returns it with its base URL. With
+/// `TEST_STORE=postgres` it runs on a private PostgreSQL server, configured through the
+/// environment as an operator would.
+fn start(data_dir: &std::path::Path) -> (Server, String, Option<crescendo_topology::pg::Postgres>) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_crescendo"));
+    let pg = match std::env::var("TEST_STORE").as_deref() {
+        Ok("postgres") => {
+            let pg = crescendo_topology::pg::Postgres::start(&[]).expect("postgres starts");
+            cmd.env("CRESCENDO_STORE__BACKEND", "postgres").env("CRESCENDO_STORE__POSTGRES_URL", pg.url("postgres"));
+            Some(pg)
+        }
+        _ => None,
+    };
+    let mut child = cmd
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data_dir)
         .env("RUST_LOG", "warn")
@@ -43,7 +54,7 @@ fn start(data_dir: &std::path::Path) -> (Server, String) {
         if let Some(url) = line.strip_prefix("listening on ") {
             // keep draining stdout so the server never blocks on a full pipe
             std::thread::spawn(move || for _ in lines {});
-            return (server, url.trim().to_string());
+            return (server, url.trim().to_string(), pg);
         }
     }
 }
@@ -51,7 +62,8 @@ fn start(data_dir: &std::path::Path) -> (Server, String) {
 #[test]
 fn the_realworld_collection_passes_against_crescendo_serve() {
     let dir = tempfile::tempdir().unwrap();
-    let (_server, url) = start(dir.path());
+    // the server stops before its database (fields drop in order)
+    let (_server, url, _pg) = start(dir.path());
     let suffix = format!("{}", std::process::id());
     let out = Command::new("newman")
         .arg("run")

@@ -85,8 +85,12 @@ pub struct Http {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreSettings {
-    /// `sqlite` (the only backend of the single-server rung).
+    /// `sqlite` (the single-server rung) or `postgres` (rungs 2 and up).
     pub backend: StoreBackend,
+    /// With `postgres`: the primary, e.g. `postgres://crescendo@10.0.0.5:5432/crescendo`.
+    pub postgres_url: String,
+    /// With `postgres`: most connections in the pool.
+    pub postgres_max_connections: u32,
     /// SQLite reader connections.
     pub sqlite_readers: usize,
     /// SQLite commit durability: `full` (survives power loss) or `normal` (survives a crash
@@ -100,6 +104,8 @@ pub struct StoreSettings {
 pub enum StoreBackend {
     /// SQLite in `data_dir/crescendo.db`.
     Sqlite,
+    /// A PostgreSQL server at `store.postgres_url`.
+    Postgres,
 }
 
 /// SQLite `synchronous` modes.
@@ -246,7 +252,13 @@ impl Default for Http {
 
 impl Default for StoreSettings {
     fn default() -> Self {
-        Self { backend: StoreBackend::Sqlite, sqlite_readers: 4, sqlite_synchronous: SqliteSync::Full }
+        Self {
+            backend: StoreBackend::Sqlite,
+            postgres_url: String::new(),
+            postgres_max_connections: 16,
+            sqlite_readers: 4,
+            sqlite_synchronous: SqliteSync::Full,
+        }
     }
 }
 
@@ -389,6 +401,9 @@ impl Settings {
         }
         if self.auth.hash_concurrency == 0 {
             return Err(ConfigError("auth.hash_concurrency must be at least 1".into()));
+        }
+        if self.store.backend == StoreBackend::Postgres && self.store.postgres_url.is_empty() {
+            return Err(ConfigError("store.backend = \"postgres\" needs store.postgres_url".into()));
         }
         if self.http.max_page_size == 0 {
             return Err(ConfigError("http.max_page_size must be at least 1".into()));

@@ -5,6 +5,7 @@ use crescendo_app::{App, Parts, Passwords, Tokens};
 use crescendo_blobs::LocalBlobs;
 use crescendo_cache::{MemoryCache, MemorySessions, ReadThrough};
 use crescendo_config::{BlobBackend, CacheBackend, QueueBackend, SessionBackend, Settings, SqliteSync, StoreBackend};
+use crescendo_store_postgres::{PgOptions, PgStore};
 use crescendo_store_sqlite::{SqliteOptions, SqliteStore, Synchronous};
 use std::path::Path;
 use std::sync::Arc;
@@ -56,22 +57,40 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Built> {
     std::fs::create_dir_all(&settings.data_dir)
         .with_context(|| format!("creating data_dir {}", settings.data_dir.display()))?;
 
-    let store = match settings.store.backend {
-        StoreBackend::Sqlite => {
-            let mut opts = SqliteOptions::new(settings.data_dir.join("crescendo.db"));
-            opts.readers = settings.store.sqlite_readers.max(1);
-            opts.synchronous = match settings.store.sqlite_synchronous {
-                SqliteSync::Full => Synchronous::Full,
-                SqliteSync::Normal => Synchronous::Normal,
-            };
+    let sqlite = |file: &str| {
+        let mut opts = SqliteOptions::new(settings.data_dir.join(file));
+        opts.readers = settings.store.sqlite_readers.max(1);
+        opts.synchronous = match settings.store.sqlite_synchronous {
+            SqliteSync::Full => Synchronous::Full,
+            SqliteSync::Normal => Synchronous::Normal,
+        };
+        async move {
             let path = opts.path.clone();
             tokio::task::spawn_blocking(move || SqliteStore::open(&opts))
                 .await?
-                .with_context(|| format!("opening the database {}", path.display()))?
+                .with_context(|| format!("opening the database {}", path.display()))
+        }
+    };
+    let (store, sqlite_store): (Arc<dyn crescendo_store::Store>, Option<SqliteStore>) = match settings.store.backend {
+        StoreBackend::Sqlite => {
+            let s = sqlite("crescendo.db").await?;
+            (Arc::new(s.clone()), Some(s))
+        }
+        StoreBackend::Postgres => {
+            let mut opts = PgOptions::new(settings.store.postgres_url.clone());
+            opts.max_connections = settings.store.postgres_max_connections.max(1);
+            let pg = PgStore::connect(&opts).context("store.postgres_url")?;
+            pg.migrate().await.context("migrating the PostgreSQL database")?;
+            (Arc::new(pg), None)
         }
     };
     let queue: Arc<dyn crescendo_queue::Queue> = match settings.queue.backend {
-        QueueBackend::Sqlite => Arc::new(store.queue(settings.queue.max_attempts)),
+        QueueBackend::Sqlite => match &sqlite_store {
+            Some(s) => Arc::new(s.queue(settings.queue.max_attempts)),
+            // With PostgreSQL holding the data, the embedded queue keeps its own file until
+            // the queue tier lands; no job is published in the same transaction as data yet.
+            None => Arc::new(sqlite("queue.db").await?.queue(settings.queue.max_attempts)),
+        },
     };
     let shared: Arc<dyn crescendo_cache::Cache> = match settings.cache.backend {
         CacheBackend::Memory => Arc::new(MemoryCache::new(settings.cache.memory_max_bytes)),
@@ -92,7 +111,7 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Built> {
     })
     .await??;
     let app = App::new(Parts {
-        store: Arc::new(store),
+        store,
         cache,
         queue,
         blobs,

@@ -61,8 +61,14 @@ fn map_err(e: sqlx::Error) -> StoreError {
     }
 }
 
-fn counted() {
-    metrics::counter!(names::DB_QUERIES, "role" => "primary").increment(1);
+impl PgStore {
+    /// Counts a round trip and reports the pool's use.
+    fn counted(&self) {
+        metrics::counter!(names::DB_QUERIES, "role" => "primary").increment(1);
+        let (size, idle) = (self.pool.size(), self.pool.num_idle() as u32);
+        metrics::gauge!(names::DB_POOL_OPEN, "role" => "primary").set(f64::from(size));
+        metrics::gauge!(names::DB_POOL_IN_USE, "role" => "primary").set(f64::from(size.saturating_sub(idle)));
+    }
 }
 
 type Tx<'a> = Transaction<'a, Postgres>;
@@ -227,12 +233,12 @@ impl PgStore {
     }
 
     async fn begin(&self) -> StoreResult<Tx<'static>> {
-        counted();
+        self.counted();
         self.pool.begin().await.map_err(map_err)
     }
 
     async fn list(&self, sql: &'static str, count_sql: &'static str, key: Option<i64>, tag: Option<&str>, page: Page) -> StoreResult<IdPage> {
-        counted();
+        self.counted();
         let mut q = sqlx::query_scalar::<_, i64>(sql);
         let mut c = sqlx::query_scalar::<_, i64>(count_sql);
         if let Some(k) = key {
@@ -257,7 +263,7 @@ impl PgStore {
 #[async_trait]
 impl Store for PgStore {
     async fn ping(&self) -> StoreResult<()> {
-        counted();
+        self.counted();
         sqlx::query("SELECT 1").execute(&self.pool).await.map_err(map_err).map(drop)
     }
 
@@ -301,7 +307,7 @@ impl Store for PgStore {
     }
 
     async fn user_by_id(&self, id: Id) -> StoreResult<Option<UserRecord>> {
-        counted();
+        self.counted();
         let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {USER_COLS} FROM users WHERE id = $1")))
             .bind(id.as_i64())
             .fetch_optional(&self.pool)
@@ -314,7 +320,7 @@ impl Store for PgStore {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        counted();
+        self.counted();
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {USER_COLS} FROM users WHERE id = ANY($1)")))
             .bind(raw(ids))
             .fetch_all(&self.pool)
@@ -324,7 +330,7 @@ impl Store for PgStore {
     }
 
     async fn user_by_email(&self, email: &str) -> StoreResult<Option<UserRecord>> {
-        counted();
+        self.counted();
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {USER_COLS} FROM users WHERE id = (SELECT user_id FROM emails WHERE email = $1)"
         )))
@@ -336,7 +342,7 @@ impl Store for PgStore {
     }
 
     async fn user_id_by_username(&self, username: &str) -> StoreResult<Option<Id>> {
-        counted();
+        self.counted();
         let id: Option<i64> = sqlx::query_scalar("SELECT user_id FROM usernames WHERE username_key = lower($1)")
             .bind(username)
             .fetch_optional(&self.pool)
@@ -399,7 +405,7 @@ impl Store for PgStore {
     }
 
     async fn follow(&self, follower: Id, followee: Id) -> StoreResult<bool> {
-        counted();
+        self.counted();
         let n = sqlx::query("INSERT INTO follows (follower_id, followee_id, created_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
             .bind(follower.as_i64())
             .bind(followee.as_i64())
@@ -411,7 +417,7 @@ impl Store for PgStore {
     }
 
     async fn unfollow(&self, follower: Id, followee: Id) -> StoreResult<bool> {
-        counted();
+        self.counted();
         let n = sqlx::query("DELETE FROM follows WHERE follower_id = $1 AND followee_id = $2")
             .bind(follower.as_i64())
             .bind(followee.as_i64())
@@ -422,7 +428,7 @@ impl Store for PgStore {
     }
 
     async fn followees(&self, follower: Id) -> StoreResult<Vec<Id>> {
-        counted();
+        self.counted();
         let ids: Vec<i64> = sqlx::query_scalar("SELECT followee_id FROM follows WHERE follower_id = $1")
             .bind(follower.as_i64())
             .fetch_all(&self.pool)
@@ -473,7 +479,7 @@ impl Store for PgStore {
     }
 
     async fn articles_by_ids(&self, ids: &[Id]) -> StoreResult<Vec<ArticleRecord>> {
-        counted();
+        self.counted();
         articles_by_ids(&self.pool, ids).await
     }
 
@@ -576,7 +582,7 @@ impl Store for PgStore {
                 .await
             }
             ArticleFilter::Match { tag, author, favorited_by } => {
-                counted();
+                self.counted();
                 // several filters at once: rare, so one general statement
                 const WHERE: &str = "WHERE ($1::text IS NULL OR id IN (SELECT article_id FROM article_tags WHERE tag = $1))
                        AND ($2::bigint IS NULL OR author_id = $2)
@@ -604,7 +610,7 @@ impl Store for PgStore {
     }
 
     async fn popular_tags(&self, limit: u32) -> StoreResult<Vec<String>> {
-        counted();
+        self.counted();
         sqlx::query_scalar("SELECT tag FROM article_tags GROUP BY tag ORDER BY COUNT(*) DESC, tag LIMIT $1")
             .bind(i64::from(limit))
             .fetch_all(&self.pool)
@@ -665,7 +671,7 @@ impl Store for PgStore {
     }
 
     async fn favorite_ids(&self, user: Id) -> StoreResult<Vec<Id>> {
-        counted();
+        self.counted();
         let ids: Vec<i64> = sqlx::query_scalar("SELECT article_id FROM favorites WHERE user_id = $1 ORDER BY article_id DESC")
             .bind(user.as_i64())
             .fetch_all(&self.pool)
@@ -701,7 +707,7 @@ impl Store for PgStore {
     }
 
     async fn comments_for(&self, article: Id) -> StoreResult<Vec<CommentRecord>> {
-        counted();
+        self.counted();
         let rows = sqlx::query(
             "SELECT id, article_id, author_id, body, created_at, updated_at FROM comments WHERE article_id = $1 ORDER BY id",
         )
@@ -713,7 +719,7 @@ impl Store for PgStore {
     }
 
     async fn comment(&self, article: Id, id: CommentId) -> StoreResult<Option<CommentRecord>> {
-        counted();
+        self.counted();
         let row = sqlx::query(
             "SELECT id, article_id, author_id, body, created_at, updated_at FROM comments WHERE id = $1 AND article_id = $2",
         )
@@ -726,7 +732,7 @@ impl Store for PgStore {
     }
 
     async fn delete_comment(&self, article: Id, id: CommentId) -> StoreResult<bool> {
-        counted();
+        self.counted();
         let n = sqlx::query("DELETE FROM comments WHERE id = $1 AND article_id = $2")
             .bind(id.as_i64())
             .bind(article.as_i64())

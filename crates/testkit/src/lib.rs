@@ -4,6 +4,10 @@
 //! data directory (SQLite file, keys, blobs), and gives typed helpers that speak HTTP to it.
 //! The server drains and stops when the `TestApp` is dropped; the directory is removed.
 //! Logs are silent unless `TEST_LOG=1`.
+//!
+//! With `TEST_STORE=postgres`, each `TestApp` runs on its own private PostgreSQL server
+//! (started from the machine's binaries, stopped with the app) instead of SQLite, so the same
+//! HTTP tests check both backends.
 
 use crescendo_config::{Overrides, Settings};
 use reqwest::{Method, StatusCode};
@@ -22,6 +26,8 @@ pub struct TestApp {
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     done: Option<tokio::task::JoinHandle<anyhow_free::Result>>,
     _dir: tempfile::TempDir,
+    /// The private PostgreSQL server, with `TEST_STORE=postgres`; dropped after the app.
+    _postgres: Option<crescendo_topology::pg::Postgres>,
 }
 
 mod anyhow_free {
@@ -60,6 +66,21 @@ impl TestApp {
         )
         .expect("default settings load");
         tweak(&mut settings);
+        // a test that brings its own database keeps it; the others get a private server
+        let own_postgres = settings.store.backend == crescendo_config::StoreBackend::Postgres;
+        let postgres = match std::env::var("TEST_STORE").as_deref() {
+            Ok("postgres") if !own_postgres => {
+                let pg = tokio::task::spawn_blocking(|| crescendo_topology::pg::Postgres::start(&[]))
+                    .await
+                    .expect("launcher thread")
+                    .expect("a private PostgreSQL server starts (TEST_STORE=postgres)");
+                settings.store.backend = crescendo_config::StoreBackend::Postgres;
+                settings.store.postgres_url = pg.url("postgres");
+                Some(pg)
+            }
+            Ok("sqlite" | "postgres") | Err(_) => None,
+            Ok(other) => panic!("TEST_STORE={other}: use sqlite or postgres"),
+        };
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let running = crescendo_server::serve(settings.clone(), async move {
             let _ = stop_rx.await;
@@ -82,6 +103,7 @@ impl TestApp {
             stop: Some(stop_tx),
             done: Some(done),
             _dir: dir,
+            _postgres: postgres,
         }
     }
 
