@@ -360,33 +360,23 @@ impl Store for PgStore {
             .map_err(map_err)?
             .ok_or(StoreError::NotFound)?;
         let mut u = user_row(&row);
-        if let Some(name) = ch.username {
+        if let Some(name) = &ch.username {
             sqlx::query("UPDATE usernames SET username_key = lower($1) WHERE user_id = $2")
-                .bind(&name)
+                .bind(name)
                 .bind(id.as_i64())
                 .execute(&mut *tx)
                 .await
                 .map_err(map_err)?;
-            u.username = name;
         }
-        if let Some(email) = ch.email {
+        if let Some(email) = &ch.email {
             sqlx::query("UPDATE emails SET email = $1 WHERE user_id = $2")
-                .bind(&email)
+                .bind(email)
                 .bind(id.as_i64())
                 .execute(&mut *tx)
                 .await
                 .map_err(map_err)?;
-            u.email = email;
         }
-        if let Some(h) = ch.password_hash {
-            u.password_hash = h;
-        }
-        if let Some(b) = ch.bio {
-            u.bio = b;
-        }
-        if let Some(i) = ch.image {
-            u.image = i;
-        }
+        ch.apply_to(&mut u);
         sqlx::query(
             "UPDATE users SET username = $2, email = $3, password_hash = $4, bio = $5, image = $6, updated_at = $7 WHERE id = $1",
         )
@@ -486,17 +476,7 @@ impl Store for PgStore {
     async fn update_article(&self, id: Id, ch: ArticleChanges) -> StoreResult<ArticleRecord> {
         let mut tx = self.begin().await?;
         let mut a = article_in_tx(&mut tx, id).await?;
-        if let Some(t) = ch.title {
-            a.slug = Slug::format(&t, id);
-            a.title = t;
-        }
-        if let Some(d) = ch.description {
-            a.description = d;
-        }
-        if let Some(b) = ch.body {
-            a.body = b;
-        }
-        a.updated_at = now_ms().max(a.updated_at);
+        let tags_replaced = ch.apply_to(&mut a, now_ms());
         sqlx::query("UPDATE articles SET slug = $2, title = $3, description = $4, body = $5, updated_at = $6 WHERE id = $1")
             .bind(id.as_i64())
             .bind(&a.slug)
@@ -507,8 +487,7 @@ impl Store for PgStore {
             .execute(&mut *tx)
             .await
             .map_err(map_err)?;
-        if let Some(tags) = ch.tags {
-            a.tags = sorted_unique(tags);
+        if tags_replaced {
             sqlx::query("DELETE FROM article_tags WHERE article_id = $1")
                 .bind(id.as_i64())
                 .execute(&mut *tx)

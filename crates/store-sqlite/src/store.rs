@@ -229,27 +229,17 @@ impl Store for SqliteStore {
         self.db
             .write(move |tx| {
                 let mut u = user_by_id(tx, id)?.ok_or(StoreError::NotFound)?;
-                if let Some(name) = ch.username {
+                if let Some(name) = &ch.username {
                     tx.prepare_cached("UPDATE usernames SET username = ?1 WHERE user_id = ?2")
                         .and_then(|mut st| st.execute(params![name, id.as_i64()]))
                         .map_err(map_err)?;
-                    u.username = name;
                 }
-                if let Some(email) = ch.email {
+                if let Some(email) = &ch.email {
                     tx.prepare_cached("UPDATE emails SET email = ?1 WHERE user_id = ?2")
                         .and_then(|mut st| st.execute(params![email, id.as_i64()]))
                         .map_err(map_err)?;
-                    u.email = email;
                 }
-                if let Some(h) = ch.password_hash {
-                    u.password_hash = h;
-                }
-                if let Some(b) = ch.bio {
-                    u.bio = b;
-                }
-                if let Some(i) = ch.image {
-                    u.image = i;
-                }
+                ch.apply_to(&mut u);
                 tx.prepare_cached(
                     "UPDATE users SET username = ?2, email = ?3, password_hash = ?4, bio = ?5, image = ?6, updated_at = ?7
                      WHERE id = ?1",
@@ -332,24 +322,13 @@ impl Store for SqliteStore {
         self.db
             .write(move |tx| {
                 let mut a = article_by_id(tx, id)?;
-                if let Some(t) = ch.title {
-                    a.slug = Slug::format(&t, id);
-                    a.title = t;
-                }
-                if let Some(d) = ch.description {
-                    a.description = d;
-                }
-                if let Some(b) = ch.body {
-                    a.body = b;
-                }
-                a.updated_at = now_ms().max(a.updated_at);
+                let tags_replaced = ch.apply_to(&mut a, now_ms());
                 tx.prepare_cached(
                     "UPDATE articles SET slug = ?2, title = ?3, description = ?4, body = ?5, updated_at = ?6 WHERE id = ?1",
                 )
                 .and_then(|mut st| st.execute(params![id.as_i64(), a.slug, a.title, a.description, a.body, a.updated_at]))
                 .map_err(map_err)?;
-                if let Some(tags) = ch.tags {
-                    a.tags = sorted_unique(tags);
+                if tags_replaced {
                     tx.prepare_cached("DELETE FROM article_tags WHERE article_id = ?1")
                         .and_then(|mut st| st.execute([id.as_i64()]))
                         .map_err(map_err)?;

@@ -46,6 +46,24 @@ pub struct UserChanges {
     pub image: Option<String>,
 }
 
+impl UserChanges {
+    /// Sets the given fields on `u` (the record a backend writes back).
+    pub fn apply_to(self, u: &mut UserRecord) {
+        let UserChanges { username, email, password_hash, bio, image } = self;
+        for (field, value) in [
+            (&mut u.username, username),
+            (&mut u.email, email),
+            (&mut u.password_hash, password_hash),
+            (&mut u.bio, bio),
+            (&mut u.image, image),
+        ] {
+            if let Some(v) = value {
+                *field = v;
+            }
+        }
+    }
+}
+
 /// A stored article with what every viewer sees of it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ArticleRecord {
@@ -97,6 +115,34 @@ pub struct ArticleChanges {
     pub body: Option<String>,
     /// New tag list, replacing the old one.
     pub tags: Option<Vec<String>>,
+}
+
+impl ArticleChanges {
+    /// Sets the given fields on `a`: a new title moves the slug, tags are stored sorted and
+    /// unique, and `updated_at` becomes `now_ms` (never earlier than it was). Returns whether
+    /// the tags were replaced.
+    pub fn apply_to(self, a: &mut ArticleRecord, now_ms: i64) -> bool {
+        if let Some(t) = self.title {
+            a.slug = crescendo_domain::Slug::format(&t, a.id);
+            a.title = t;
+        }
+        if let Some(d) = self.description {
+            a.description = d;
+        }
+        if let Some(b) = self.body {
+            a.body = b;
+        }
+        a.updated_at = now_ms.max(a.updated_at);
+        match self.tags {
+            Some(mut tags) => {
+                tags.sort();
+                tags.dedup();
+                a.tags = tags;
+                true
+            }
+            None => false,
+        }
+    }
 }
 
 /// A stored comment.
