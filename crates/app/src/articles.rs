@@ -135,7 +135,8 @@ impl App {
     }
 
     async fn view(&self, viewer: Option<Id>, a: Arc<Cached<ArticleRecord>>) -> AppResult<ArticleView> {
-        self.views(viewer, vec![a]).await?.pop().ok_or(AppError::NotFound("article"))
+        let author = self.profile_record(a.author_id).await?.ok_or(AppError::NotFound("article"))?;
+        self.join_viewer(viewer, &[(a, author)]).await?.pop().ok_or(AppError::NotFound("article"))
     }
 
     fn page(&self, limit: u32, offset: u32) -> AppResult<Page> {
