@@ -6,7 +6,7 @@
 //! [`PgStore::migrate`].
 
 use async_trait::async_trait;
-use crescendo_domain::{CommentId, Id, LogicalShard, Slug};
+use crescendo_domain::{CommentId, Id, LogicalShard};
 use crescendo_store::*;
 use crescendo_telemetry::names;
 use sqlx::postgres::{PgPool, PgPoolOptions};
@@ -158,12 +158,6 @@ async fn article_in_tx(tx: &mut Tx<'_>, id: Id) -> StoreResult<ArticleRecord> {
     Ok(a)
 }
 
-fn sorted_unique(mut tags: Vec<String>) -> Vec<String> {
-    tags.sort();
-    tags.dedup();
-    tags
-}
-
 async fn insert_tags(tx: &mut Tx<'_>, article: Id, tags: &[String]) -> StoreResult<()> {
     if tags.is_empty() {
         return Ok(());
@@ -296,14 +290,7 @@ impl Store for PgStore {
             .await
             .map_err(map_err)?;
         tx.commit().await.map_err(map_err)?;
-        Ok(UserRecord {
-            id: Id::from_i64(id),
-            username: new.username,
-            email: new.email,
-            password_hash: new.password_hash,
-            bio: String::new(),
-            image: String::new(),
-        })
+        Ok(new.into_record(Id::from_i64(id)))
     }
 
     async fn user_by_id(&self, id: Id) -> StoreResult<Option<UserRecord>> {
@@ -435,37 +422,24 @@ impl Store for PgStore {
             .fetch_one(&mut *tx)
             .await
             .map_err(map_err)?;
-        let id = Id::from_i64(id);
-        let slug = Slug::format(&new.title, id);
-        let tags = sorted_unique(new.tags);
+        let a = new.into_record(Id::from_i64(id), now);
         sqlx::query(
             "INSERT INTO articles (id, author_id, slug, title, description, body, created_at, updated_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
         )
-        .bind(id.as_i64())
-        .bind(new.author_id.as_i64())
-        .bind(&slug)
-        .bind(&new.title)
-        .bind(&new.description)
-        .bind(&new.body)
-        .bind(now)
+        .bind(a.id.as_i64())
+        .bind(a.author_id.as_i64())
+        .bind(&a.slug)
+        .bind(&a.title)
+        .bind(&a.description)
+        .bind(&a.body)
+        .bind(a.created_at)
         .execute(&mut *tx)
         .await
         .map_err(map_err)?;
-        insert_tags(&mut tx, id, &tags).await?;
+        insert_tags(&mut tx, a.id, &a.tags).await?;
         tx.commit().await.map_err(map_err)?;
-        Ok(ArticleRecord {
-            id,
-            author_id: new.author_id,
-            slug,
-            title: new.title,
-            description: new.description,
-            body: new.body,
-            tags,
-            created_at: now,
-            updated_at: now,
-            favorites_count: 0,
-        })
+        Ok(a)
     }
 
     async fn articles_by_ids(&self, ids: &[Id]) -> StoreResult<Vec<ArticleRecord>> {

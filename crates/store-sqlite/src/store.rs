@@ -3,7 +3,7 @@
 use crate::db::{map_err, now_ms, Db};
 use crate::{SqliteOptions, SqliteQueue};
 use async_trait::async_trait;
-use crescendo_domain::{CommentId, Id, IdGen, LogicalShard, Slug};
+use crescendo_domain::{CommentId, Id, IdGen, LogicalShard};
 use crescendo_store::*;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use std::collections::HashMap;
@@ -121,12 +121,6 @@ fn article_by_id(c: &Connection, id: Id) -> Result<ArticleRecord, StoreError> {
     articles_by_ids(c, &[id])?.pop().ok_or(StoreError::NotFound)
 }
 
-fn sorted_unique(mut tags: Vec<String>) -> Vec<String> {
-    tags.sort();
-    tags.dedup();
-    tags
-}
-
 fn insert_tags(c: &Connection, article: Id, tags: &[String]) -> Result<(), StoreError> {
     let mut st = c.prepare_cached("INSERT OR IGNORE INTO article_tags (article_id, tag) VALUES (?1, ?2)").map_err(map_err)?;
     for t in tags {
@@ -168,14 +162,7 @@ impl Store for SqliteStore {
                 tx.prepare_cached("INSERT INTO emails (email, user_id) VALUES (?1, ?2)")
                     .and_then(|mut st| st.execute(params![new.email, id.as_i64()]))
                     .map_err(map_err)?;
-                Ok(UserRecord {
-                    id,
-                    username: new.username,
-                    email: new.email,
-                    password_hash: new.password_hash,
-                    bio: String::new(),
-                    image: String::new(),
-                })
+                Ok(new.into_record(id))
             })
             .await
     }
@@ -285,30 +272,17 @@ impl Store for SqliteStore {
         let id = self.ids.next_id(new.author_id.shard());
         self.db
             .write(move |tx| {
-                let now = now_ms();
-                let slug = Slug::format(&new.title, id);
-                let tags = sorted_unique(new.tags);
+                let a = new.into_record(id, now_ms());
                 tx.prepare_cached(
                     "INSERT INTO articles (id, author_id, slug, title, description, body, created_at, updated_at)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)",
                 )
                 .and_then(|mut st| {
-                    st.execute(params![id.as_i64(), new.author_id.as_i64(), slug, new.title, new.description, new.body, now])
+                    st.execute(params![id.as_i64(), a.author_id.as_i64(), a.slug, a.title, a.description, a.body, a.created_at])
                 })
                 .map_err(map_err)?;
-                insert_tags(tx, id, &tags)?;
-                Ok(ArticleRecord {
-                    id,
-                    author_id: new.author_id,
-                    slug,
-                    title: new.title,
-                    description: new.description,
-                    body: new.body,
-                    tags,
-                    created_at: now,
-                    updated_at: now,
-                    favorites_count: 0,
-                })
+                insert_tags(tx, id, &a.tags)?;
+                Ok(a)
             })
             .await
     }

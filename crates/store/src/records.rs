@@ -46,6 +46,13 @@ pub struct UserChanges {
     pub image: Option<String>,
 }
 
+impl NewUser {
+    /// The record of this user once stored under `id`: bio and image start empty.
+    pub fn into_record(self, id: Id) -> UserRecord {
+        UserRecord { id, username: self.username, email: self.email, password_hash: self.password_hash, bio: String::new(), image: String::new() }
+    }
+}
+
 impl UserChanges {
     /// Sets the given fields on `u` (the record a backend writes back).
     pub fn apply_to(self, u: &mut UserRecord) {
@@ -115,6 +122,28 @@ pub struct ArticleChanges {
     pub body: Option<String>,
     /// New tag list, replacing the old one.
     pub tags: Option<Vec<String>>,
+}
+
+impl NewArticle {
+    /// The record of this article once stored under `id` at `now_ms`: its slug carries the
+    /// ID, tags are sorted and unique, and nobody has favourited it yet.
+    pub fn into_record(self, id: Id, now_ms: i64) -> ArticleRecord {
+        let mut tags = self.tags;
+        tags.sort();
+        tags.dedup();
+        ArticleRecord {
+            id,
+            author_id: self.author_id,
+            slug: crescendo_domain::Slug::format(&self.title, id),
+            title: self.title,
+            description: self.description,
+            body: self.body,
+            tags,
+            created_at: now_ms,
+            updated_at: now_ms,
+            favorites_count: 0,
+        }
+    }
 }
 
 impl ArticleChanges {
