@@ -40,5 +40,15 @@ pub fn router(app: App) -> Router {
         .route("/tags", get(articles::tags))
         .fallback(|| async { ApiError::not_found("route") })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
+        // read-your-writes: each request runs in the application's consistency scope
+        .layer(axum::middleware::from_fn_with_state(app.clone(), in_request))
         .with_state(app)
+}
+
+async fn in_request(
+    axum::extract::State(app): axum::extract::State<App>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    app.in_request(next.run(req)).await
 }

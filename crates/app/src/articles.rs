@@ -65,8 +65,7 @@ fn validate_tags(errs: &mut FieldErrors, tags: Option<&Vec<String>>) -> Option<V
 impl App {
     /// An article's shared record, cached ("not found" too).
     pub(crate) async fn article_record(&self, id: Id) -> AppResult<Option<Arc<Cached<ArticleRecord>>>> {
-        self.cache()
-            .get_or_load(&keys::article(id), self.ttl(), || async {
+        self.cached(&keys::article(id), || async {
                 Ok::<_, AppError>(self.store().articles_by_ids(&[id]).await?.pop().map(Cached::new))
             })
             .await
@@ -74,9 +73,7 @@ impl App {
 
     /// What `viewer` favourited, sorted, cached under the viewer's key.
     async fn favorites_of(&self, viewer: Id) -> AppResult<Arc<Vec<Id>>> {
-        let v = self
-            .cache()
-            .get_or_load(&keys::favorites(viewer), self.ttl(), || async {
+        let v = self.cached(&keys::favorites(viewer), || async {
                 let mut ids = self.store().favorite_ids(viewer).await?;
                 ids.sort_unstable();
                 Ok::<_, AppError>(Some(ids))
@@ -316,9 +313,7 @@ impl App {
     /// # Errors
     /// Store failures.
     pub async fn tags(&self) -> AppResult<Arc<Vec<String>>> {
-        let t = self
-            .cache()
-            .get_or_load(&keys::popular_tags(), self.ttl(), || async {
+        let t = self.cached(&keys::popular_tags(), || async {
                 Ok::<_, AppError>(Some(self.store().popular_tags(100).await?))
             })
             .await?;

@@ -36,9 +36,7 @@ impl App {
     /// [`AppError::NotFound`].
     pub async fn comments(&self, viewer: Option<Id>, slug: &str) -> AppResult<Vec<CommentView>> {
         let article = self.article_id(slug).await?;
-        let list: Arc<Vec<CommentRecord>> = self
-            .cache()
-            .get_or_load(&keys::comments(article), self.ttl(), || async {
+        let list: Arc<Vec<CommentRecord>> = self.cached(&keys::comments(article), || async {
                 Ok::<_, AppError>(Some(self.store().comments_for(article).await?))
             })
             .await?

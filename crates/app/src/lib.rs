@@ -32,6 +32,9 @@ use crescendo_cache::{ReadThrough, Sessions};
 use crescendo_domain::Id;
 use crescendo_queue::Queue;
 use crescendo_store::Store;
+use crescendo_store::fence;
+use std::cell::Cell;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -55,6 +58,17 @@ struct Inner {
     max_page_size: u32,
     /// Hydrated windows of cached list heads (see `lists::PageSnapshot`).
     pages: moka::sync::Cache<String, Arc<lists::PageSnapshot>>,
+    /// Each recent writer's last write position (see [`App::in_request`]).
+    fences: moka::sync::Cache<Id, u64>,
+}
+
+/// How long a user's last write position is kept. Replicas that lag more than their bound
+/// (1 s by default) get no reads, so any bound up to this is safe.
+const FENCE_TTL: Duration = Duration::from_secs(300);
+
+tokio::task_local! {
+    /// The user a request is authenticated as, set by [`App::authenticate`].
+    static PRINCIPAL: Cell<Option<Id>>;
 }
 
 /// Everything [`App::new`] needs.
@@ -98,6 +112,7 @@ impl App {
                 tokens: p.tokens,
                 passwords: p.passwords,
                 pages: moka::sync::Cache::builder().max_capacity(lists::PAGE_SNAPSHOTS).time_to_live(p.ttl).build(),
+                fences: moka::sync::Cache::builder().max_capacity(1_000_000).time_to_live(FENCE_TTL).build(),
                 ttl: p.ttl,
                 max_page_size: p.max_page_size,
             }),
@@ -141,7 +156,52 @@ impl App {
     /// # Errors
     /// [`AppError::Unauthorized`] for a bad or expired token.
     pub fn authenticate(&self, token: &str) -> AppResult<Id> {
-        self.inner.tokens.verify(token)
+        let user = self.inner.tokens.verify(token)?;
+        let _ = PRINCIPAL.try_with(|p| p.set(Some(user)));
+        if let Some(position) = self.inner.fences.get(&user) {
+            fence::raise(position);
+        }
+        Ok(user)
+    }
+
+    /// Runs one request's work so that its user reads their own writes (DESIGN.md's
+    /// consistency contract), decided here on the server. Within `work`, the user named by
+    /// [`App::authenticate`] reads at least at the position of their last write; when `work`
+    /// writes, that position is kept for the user's next requests. Reads of anyone else's
+    /// data may come from a replica up to its lag bound.
+    ///
+    /// The positions are this node's memory: with several web nodes they belong in the
+    /// shared store (the stateless-web rung).
+    pub async fn in_request<F: Future>(&self, work: F) -> F::Output {
+        let ((out, wrote), user) = PRINCIPAL
+            .scope(Cell::new(None), async {
+                let r = fence::scope(0, work).await;
+                (r, PRINCIPAL.with(Cell::get))
+            })
+            .await;
+        if wrote > 0
+            && let Some(user) = user
+        {
+            self.inner.fences.insert(user, wrote);
+        }
+        out
+    }
+
+    /// The value under `key`, from the cache or loaded by `load` (see [`ReadThrough`]).
+    /// The load reads data at least as fresh as the last write that invalidated `key`.
+    pub(crate) async fn cached<T, F, Fut>(&self, key: &str, load: F) -> AppResult<Option<Arc<T>>>
+    where
+        T: serde::Serialize + serde::de::DeserializeOwned + Send + Sync + 'static,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = AppResult<Option<T>>>,
+    {
+        self.cache()
+            .get_or_load(key, self.ttl(), || async {
+                // read after get_or_load took the generation: see ReadThrough::invalidate_at
+                let position = self.cache().fence(key);
+                fence::reading_after(position, load()).await
+            })
+            .await
     }
 
     /// Whether the service can serve: the store answers.
@@ -156,7 +216,7 @@ impl App {
     /// could see the old data, so the write's caller is told the service is unavailable
     /// (the write itself is committed; repeating it is safe for every use case).
     pub(crate) async fn invalidate(&self, keys: Vec<String>) -> AppResult<()> {
-        self.cache().invalidate(&keys).await.map_err(|e| {
+        self.cache().invalidate_at(&keys, fence::wrote()).await.map_err(|e| {
             tracing::error!(error = %e, ?keys, "cache invalidation failed");
             AppError::Unavailable
         })

@@ -69,9 +69,7 @@ fn merge_newest(lists: &[Arc<IdPage>], n: usize) -> Vec<Id> {
 
 impl App {
     async fn head(&self, key: String, filter: ArticleFilter) -> AppResult<Arc<IdPage>> {
-        let head = self
-            .cache()
-            .get_or_load(&key, self.ttl(), || async {
+        let head = self.cached(&key, || async {
                 let page = Page { limit: HEAD_LEN, offset: 0 };
                 Ok::<_, AppError>(Some(self.store().list_article_ids(&filter, page).await?))
             })

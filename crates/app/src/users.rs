@@ -175,8 +175,7 @@ impl App {
 
     /// A user's public profile, cached.
     pub(crate) async fn profile_record(&self, id: Id) -> AppResult<Option<Arc<Cached<Profile>>>> {
-        self.cache()
-            .get_or_load(&keys::profile(id), self.ttl(), || async {
+        self.cached(&keys::profile(id), || async {
                 Ok::<_, AppError>(self.store().user_by_id(id).await?.map(|u| {
                     Cached::new(Profile { id: u.id, username: u.username, bio: u.bio, image: u.image })
                 }))
@@ -186,9 +185,7 @@ impl App {
 
     /// The ID behind a username (case-insensitive), cached, "no such user" too.
     pub(crate) async fn user_id(&self, username: &str) -> AppResult<Option<Id>> {
-        let id = self
-            .cache()
-            .get_or_load(&keys::username(username), self.ttl(), || async {
+        let id = self.cached(&keys::username(username), || async {
                 Ok::<_, AppError>(self.store().user_id_by_username(username).await?)
             })
             .await?;
@@ -197,9 +194,7 @@ impl App {
 
     /// Whom `viewer` follows, sorted, cached under the viewer's key.
     pub(crate) async fn followees(&self, viewer: Id) -> AppResult<Arc<Vec<Id>>> {
-        let v = self
-            .cache()
-            .get_or_load(&keys::followees(viewer), self.ttl(), || async {
+        let v = self.cached(&keys::followees(viewer), || async {
                 let mut ids = self.store().followees(viewer).await?;
                 ids.sort_unstable();
                 Ok::<_, AppError>(Some(ids))

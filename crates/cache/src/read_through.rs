@@ -75,6 +75,9 @@ pub struct ReadThrough {
     local: moka::sync::Cache<String, Local>,
     /// Generation per stripe of keys; bumped by every invalidation of a key in the stripe.
     generations: Box<[AtomicU64]>,
+    /// Per stripe, the highest store position (see `crescendo_store::fence`) of a write that
+    /// invalidated a key in it: a load must read a copy of the data at least that fresh.
+    fences: Box<[AtomicU64]>,
     /// Loads in progress, per (key, generation).
     flights: Mutex<HashMap<(String, u64), Flight>>,
     /// TTL of "not found" entries.
@@ -137,6 +140,7 @@ impl ReadThrough {
                 .time_to_live(local_ttl)
                 .build(),
             generations: (0..STRIPES).map(|_| AtomicU64::new(0)).collect(),
+            fences: (0..STRIPES).map(|_| AtomicU64::new(0)).collect(),
             flights: Mutex::new(HashMap::new()),
             negative_ttl,
             local_ttl,
@@ -149,6 +153,12 @@ impl ReadThrough {
                 loads: metrics::counter!(names::CACHE_LOADS, "layer" => "store"),
             },
         }
+    }
+
+    /// The store position a load of `key` must read at least: that of the last write that
+    /// invalidated it (or another key of its stripe). 0 when no such write had a position.
+    pub fn fence(&self, key: &str) -> u64 {
+        self.fences[stripe_of(key)].load(Ordering::Acquire)
     }
 
     fn generation(&self, key: &str) -> u64 {
@@ -284,8 +294,21 @@ impl ReadThrough {
     /// # Errors
     /// The shared tier could not delete the keys (the local tier is already invalid).
     pub async fn invalidate(&self, keys: &[String]) -> Result<(), CacheError> {
+        self.invalidate_at(keys, 0).await
+    }
+
+    /// [`ReadThrough::invalidate`] for a write the store committed at `position`: later
+    /// loads of these keys are told, by [`ReadThrough::fence`], to read data at least that
+    /// fresh (a replica that has not replayed the write must not refill the cache).
+    ///
+    /// # Errors
+    /// As [`ReadThrough::invalidate`].
+    pub async fn invalidate_at(&self, keys: &[String], position: u64) -> Result<(), CacheError> {
         for k in keys {
-            self.generations[stripe_of(k)].fetch_add(1, Ordering::AcqRel);
+            let stripe = stripe_of(k);
+            // the fence first: a load that sees the new generation also sees the new fence
+            self.fences[stripe].fetch_max(position, Ordering::AcqRel);
+            self.generations[stripe].fetch_add(1, Ordering::AcqRel);
             self.local.invalidate(k);
         }
         self.shared.delete(keys).await

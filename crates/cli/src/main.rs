@@ -29,6 +29,15 @@ enum Command {
     /// in-process cache and job queue, local files. Zero set-up: the first run creates
     /// everything under the data directory.
     Serve(Common),
+    /// Run a stateless web node (rungs 2 and up): the JSON API on a PostgreSQL primary
+    /// (`store.postgres_url`) and its replicas (`store.postgres_replica_urls`). Reads go to
+    /// healthy replicas, writes to the primary; a promoted replica is followed without a
+    /// restart.
+    Web(Common),
+    /// Promote the most advanced replica when the primary is gone, re-point the other
+    /// replicas at it, and make one of them its synchronous standby. Refuses while a
+    /// primary answers. Web nodes follow the new primary on their own.
+    Failover(FailoverArgs),
     /// Create or upgrade the database schema, then exit (`serve` also does this at start).
     Migrate(Common),
     /// Measure a running Crescendo: seed data through its API, drive a scenario at it, and
@@ -111,6 +120,16 @@ struct BenchArgs {
     out: PathBuf,
 }
 
+/// Flags of `failover`.
+#[derive(Args, Debug)]
+struct FailoverArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Leave the new primary asynchronous (commits do not wait for a replica).
+    #[arg(long)]
+    asynchronous: bool,
+}
+
 /// Flags of `tour`.
 #[derive(Args, Debug)]
 struct TourArgs {
@@ -186,6 +205,17 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(async move {
         match cli.command {
             Command::Serve(common) => serve(common.settings()?).await,
+            Command::Web(common) => {
+                let settings = common.settings()?;
+                if settings.store.backend != crescendo_config::StoreBackend::Postgres {
+                    anyhow::bail!(
+                        "crescendo web runs on PostgreSQL: set store.backend = \"postgres\" and store.postgres_url \
+                         (CRESCENDO_STORE__BACKEND, CRESCENDO_STORE__POSTGRES_URL); `crescendo serve` runs on SQLite"
+                    );
+                }
+                serve(settings).await
+            }
+            Command::Failover(a) => failover(a).await,
             Command::Migrate(common) => {
                 let settings = common.settings()?;
                 crescendo_telemetry::init_logs(settings.log.format, &settings.log.filter);
@@ -223,6 +253,23 @@ async fn tour(a: TourArgs) -> anyhow::Result<()> {
         println!("{}", r.verdict);
     }
     println!("comparison: {}", a.out.join("tour.html").display());
+    Ok(())
+}
+
+async fn failover(a: FailoverArgs) -> anyhow::Result<()> {
+    let settings = a.common.settings()?;
+    crescendo_telemetry::init_logs(settings.log.format, &settings.log.filter);
+    if settings.store.backend != crescendo_config::StoreBackend::Postgres {
+        anyhow::bail!("failover needs store.backend = \"postgres\" with store.postgres_url and store.postgres_replica_urls");
+    }
+    let urls: Vec<String> =
+        std::iter::once(settings.store.postgres_url.clone()).chain(settings.store.postgres_replica_urls.iter().cloned()).collect();
+    let p = crescendo_store_postgres::failover::promote_most_advanced(&urls, !a.asynchronous).await?;
+    println!("promoted {} (WAL position {}) in {} ms", p.primary, p.position, p.took.as_millis());
+    for r in &p.repointed {
+        println!("re-pointed {r} at it");
+    }
+    println!("web nodes follow it within one check; list it first in store.postgres_url when convenient");
     Ok(())
 }
 

@@ -36,8 +36,14 @@ fn start(data_dir: &std::path::Path) -> (Server, String, Option<crescendo_topolo
         }
         _ => None,
     };
+    let (server, url) = launch(cmd, "serve", data_dir);
+    (server, url, pg)
+}
+
+/// Starts `crescendo ROLE` on port 0 and waits for its address.
+fn launch(mut cmd: Command, role: &str, data_dir: &std::path::Path) -> (Server, String) {
     let mut child = cmd
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .args([role, "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data_dir)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
@@ -54,7 +60,7 @@ fn start(data_dir: &std::path::Path) -> (Server, String, Option<crescendo_topolo
         if let Some(url) = line.strip_prefix("listening on ") {
             // keep draining stdout so the server never blocks on a full pipe
             std::thread::spawn(move || for _ in lines {});
-            return (server, url.trim().to_string(), pg);
+            return (server, url.trim().to_string());
         }
     }
 }
@@ -64,7 +70,61 @@ fn the_realworld_collection_passes_against_crescendo_serve() {
     let dir = tempfile::tempdir().unwrap();
     // the server stops before its database (fields drop in order)
     let (_server, url, _pg) = start(dir.path());
-    let suffix = format!("{}", std::process::id());
+    run_collection(&url, "s");
+}
+
+#[test]
+fn the_realworld_collection_passes_against_a_web_node_on_a_primary_and_two_replicas() {
+    use crescendo_topology::pg::Postgres;
+    let dir = tempfile::tempdir().unwrap();
+    let primary = Postgres::start(&[]).expect("primary starts");
+    let replicas: Vec<Postgres> = ["r1", "r2"].iter().map(|n| Postgres::replica_of(&primary, n, &[]).expect("replica starts")).collect();
+    let replica_urls: Vec<String> = replicas.iter().map(|r| format!("\"{}\"", r.url("postgres"))).collect();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_crescendo"));
+    cmd.env("CRESCENDO_STORE__BACKEND", "postgres")
+        .env("CRESCENDO_STORE__POSTGRES_URL", primary.url("postgres"))
+        .env("CRESCENDO_STORE__POSTGRES_REPLICA_URLS", format!("[{}]", replica_urls.join(", ")))
+        .env("CRESCENDO_STORE__REPLICA_CHECK_INTERVAL_MS", "50");
+    let (server, url) = launch(cmd, "web", dir.path());
+    run_collection(&url, "w");
+    // the replicas served reads: their counters are in the node's /metrics
+    let metrics = http_get(&format!("{url}/metrics"));
+    for r in &replicas {
+        let name = format!("127.0.0.1:{}", r.port());
+        let served: f64 = metrics
+            .lines()
+            .filter(|l| l.starts_with("crescendo_db_queries_total{") && l.contains("role=\"replica\"") && l.contains(&name))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum();
+        assert!(served > 0.0, "replica {name} served no reads:\n{metrics}");
+    }
+    drop(server);
+}
+
+#[test]
+fn web_refuses_to_start_without_postgresql() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_crescendo")).args(["web", "--data-dir"]).arg(dir.path()).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("store.backend") && err.contains("postgres"), "{err}");
+}
+
+/// A GET over a plain TCP connection (HTTP/1.0), returning the body.
+fn http_get(url: &str) -> String {
+    use std::io::{Read, Write};
+    let rest = url.strip_prefix("http://").expect("http URL");
+    let (host, path) = rest.split_once('/').map_or((rest, "/".to_string()), |(h, p)| (h, format!("/{p}")));
+    let mut s = std::net::TcpStream::connect(host).expect("connect");
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default()
+}
+
+/// Runs the collection against `url`; `tag` keeps its user names apart from other runs.
+fn run_collection(url: &str, tag: &str) {
+    let suffix = format!("{tag}{}", std::process::id());
     let out = Command::new("newman")
         .arg("run")
         .arg(collection())

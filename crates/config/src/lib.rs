@@ -89,8 +89,17 @@ pub struct StoreSettings {
     pub backend: StoreBackend,
     /// With `postgres`: the primary, e.g. `postgres://crescendo@10.0.0.5:5432/crescendo`.
     pub postgres_url: String,
-    /// With `postgres`: most connections in the pool.
+    /// With `postgres`: streaming replicas of the primary, for reads, e.g.
+    /// `["postgres://crescendo@10.0.0.6:5432/crescendo"]` (as an environment variable, the
+    /// same TOML array syntax).
+    pub postgres_replica_urls: Vec<String>,
+    /// With `postgres`: most connections in each server's pool.
     pub postgres_max_connections: u32,
+    /// A replica further behind the primary than this gets no reads (and a user's own
+    /// writes are never read from a replica that has not replayed them).
+    pub replica_max_lag_ms: u64,
+    /// How often the primary and replicas are checked (role, replay position, lag).
+    pub replica_check_interval_ms: u64,
     /// SQLite reader connections.
     pub sqlite_readers: usize,
     /// SQLite commit durability: `full` (survives power loss) or `normal` (survives a crash
@@ -255,7 +264,10 @@ impl Default for StoreSettings {
         Self {
             backend: StoreBackend::Sqlite,
             postgres_url: String::new(),
+            postgres_replica_urls: Vec::new(),
             postgres_max_connections: 16,
+            replica_max_lag_ms: 1000,
+            replica_check_interval_ms: 200,
             sqlite_readers: 4,
             sqlite_synchronous: SqliteSync::Full,
         }
@@ -429,6 +441,17 @@ mod tests {
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn replica_urls_come_from_the_environment_as_an_array() {
+        let s = Settings::load_with_env(
+            None,
+            &Overrides::default(),
+            env(&[("CRESCENDO_STORE__POSTGRES_REPLICA_URLS", "[\"postgres://u@127.0.0.1:5433/db\", \"postgres://u@127.0.0.1:5434/db\"]")]),
+        )
+        .unwrap();
+        assert_eq!(s.store.postgres_replica_urls, ["postgres://u@127.0.0.1:5433/db", "postgres://u@127.0.0.1:5434/db"]);
     }
 
     #[test]

@@ -79,7 +79,11 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Built> {
         StoreBackend::Postgres => {
             let mut opts = PgOptions::new(settings.store.postgres_url.clone());
             opts.max_connections = settings.store.postgres_max_connections.max(1);
+            opts.replicas = settings.store.postgres_replica_urls.clone();
+            opts.max_replica_lag = Duration::from_millis(settings.store.replica_max_lag_ms);
+            opts.check_interval = Duration::from_millis(settings.store.replica_check_interval_ms.max(10));
             let pg = PgStore::connect(&opts).context("store.postgres_url")?;
+            pg.check_servers().await;
             pg.migrate().await.context("migrating the PostgreSQL database")?;
             (Arc::new(pg), None)
         }

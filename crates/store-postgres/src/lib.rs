@@ -4,13 +4,29 @@
 //! `next_id(shard)` and `next_comment_id()` functions (`migrations/postgres/`), so any number
 //! of web nodes can write to one primary. Migrations are compiled in and applied by
 //! [`PgStore::migrate`].
+//!
+//! With replicas ([`PgOptions::replicas`]), writes go to the primary and reads to a
+//! replica that is healthy, within its lag bound, and has replayed the request's read
+//! fence (`crescendo_store::fence`); otherwise to the primary (see [`cluster`]). A read that
+//! fails because its replica went away is repeated on the primary, so losing a replica
+//! fails no request. Each write reports its commit position to the fence, which is how a
+//! user reads their own writes. Sign-in reads (by email) always go to the primary, so a
+//! user who has just signed up can sign in at once.
+
+pub mod cluster;
+pub mod failover;
+
+use cluster::{Cluster, ClusterOptions};
 
 use async_trait::async_trait;
 use crescendo_domain::{CommentId, Id, LogicalShard};
 use crescendo_store::*;
+use crescendo_store::fence;
 use crescendo_telemetry::names;
-use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::postgres::PgPool;
 use sqlx::{Postgres, Row, Transaction};
+use std::future::Future;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// (version, name, SQL), in order.
@@ -26,19 +42,39 @@ pub struct PgOptions {
     pub max_connections: u32,
     /// How long a query waits for a connection before the store is "unavailable".
     pub acquire_timeout: Duration,
+    /// Streaming replicas of `url`, for reads.
+    pub replicas: Vec<String>,
+    /// A replica further behind than this gets no reads.
+    pub max_replica_lag: Duration,
+    /// How often the primary and replicas are checked.
+    pub check_interval: Duration,
 }
 
 impl PgOptions {
-    /// Defaults for `url`: 16 connections, 5 s acquire time-out.
+    /// Defaults for `url`: no replicas, 16 connections per server, 5 s acquire time-out,
+    /// replicas checked every 200 ms and skipped beyond 1 s of lag.
     pub fn new(url: impl Into<String>) -> Self {
-        Self { url: url.into(), max_connections: 16, acquire_timeout: Duration::from_secs(5) }
+        Self {
+            url: url.into(),
+            max_connections: 16,
+            acquire_timeout: Duration::from_secs(5),
+            replicas: Vec::new(),
+            max_replica_lag: Duration::from_secs(1),
+            check_interval: Duration::from_millis(200),
+        }
     }
 }
 
 /// The `Store` seam on PostgreSQL.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct PgStore {
-    pool: PgPool,
+    cluster: Arc<Cluster>,
+}
+
+impl std::fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgStore").field("servers", &self.cluster.describe()).finish()
+    }
 }
 
 fn now_ms() -> i64 {
@@ -57,17 +93,75 @@ fn map_err(e: sqlx::Error) -> StoreError {
         sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_) => {
             StoreError::Unavailable(e.to_string())
         }
+        // the server is shutting down or starting (57P0x), a read on a replica was cancelled
+        // by replay (40001), or the server is read-only: try elsewhere
+        sqlx::Error::Database(db) if db.code().is_some_and(|c| c.starts_with("57P") || c == "40001" || c == "25006") => {
+            StoreError::Unavailable(e.to_string())
+        }
         _ => StoreError::Other(Box::new(e)),
     }
 }
 
 impl PgStore {
-    /// Counts a round trip and reports the pool's use.
-    fn counted(&self) {
-        metrics::counter!(names::DB_QUERIES, "role" => "primary").increment(1);
-        let (size, idle) = (self.pool.size(), self.pool.num_idle() as u32);
+    /// Reports the primary's pool use.
+    fn pool_gauges(pool: &PgPool) {
+        let (size, idle) = (pool.size(), pool.num_idle() as u32);
         metrics::gauge!(names::DB_POOL_OPEN, "role" => "primary").set(f64::from(size));
         metrics::gauge!(names::DB_POOL_IN_USE, "role" => "primary").set(f64::from(size.saturating_sub(idle)));
+    }
+
+    /// Runs a read on a replica that may serve it, else on the primary. A replica that
+    /// fails is taken out of rotation and the read is repeated on the primary.
+    async fn read<T, F, Fut>(&self, f: F) -> StoreResult<T>
+    where
+        F: Fn(PgPool) -> Fut,
+        Fut: Future<Output = StoreResult<T>>,
+    {
+        if let Some(node) = self.cluster.replica_for(fence::read_after()) {
+            self.cluster.count_read(node);
+            match f(node.pool.clone()).await {
+                Err(StoreError::Unavailable(why)) => {
+                    tracing::warn!(node = %node.name, error = %why, "read failed on a replica; repeating it on the primary");
+                    node.mark_down();
+                }
+                done => return done,
+            }
+        }
+        self.read_primary(f).await
+    }
+
+    /// Runs a read on the primary. A broken pooled connection is retried once.
+    async fn read_primary<T, F, Fut>(&self, f: F) -> StoreResult<T>
+    where
+        F: Fn(PgPool) -> Fut,
+        Fut: Future<Output = StoreResult<T>>,
+    {
+        let primary = self.cluster.primary();
+        self.cluster.count_read(primary);
+        Self::pool_gauges(&primary.pool);
+        match f(primary.pool.clone()).await {
+            Err(StoreError::Unavailable(_)) => f(self.cluster.primary().pool.clone()).await,
+            done => done,
+        }
+    }
+
+    /// Notes the position a write committed at, for read-your-writes. Only replicas
+    /// need it, so without them it costs nothing.
+    async fn committed(&self) {
+        if !self.cluster.has_replicas() {
+            return;
+        }
+        let position = sqlx::query_scalar::<_, i64>("SELECT (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint")
+            .fetch_one(&self.cluster.primary().pool)
+            .await;
+        match position {
+            Ok(p) => fence::note_write(p as u64),
+            Err(e) => {
+                // the write is committed but where is unknown: read from the primary
+                tracing::warn!(error = %e, "no commit position; this writer reads from the primary for a while");
+                fence::note_write(u64::MAX);
+            }
+        }
     }
 }
 
@@ -177,12 +271,28 @@ impl PgStore {
     /// # Errors
     /// A malformed URL.
     pub fn connect(opts: &PgOptions) -> StoreResult<Self> {
-        let pool = PgPoolOptions::new()
-            .max_connections(opts.max_connections)
-            .acquire_timeout(opts.acquire_timeout)
-            .connect_lazy(&opts.url)
-            .map_err(map_err)?;
-        Ok(Self { pool })
+        let cluster = Cluster::new(&ClusterOptions {
+            urls: std::iter::once(&opts.url).chain(&opts.replicas).cloned().collect(),
+            max_connections: opts.max_connections,
+            acquire_timeout: opts.acquire_timeout,
+            max_replica_lag: opts.max_replica_lag,
+            check_interval: opts.check_interval,
+        })
+        .map_err(map_err)?;
+        Ok(Self { cluster })
+    }
+
+    /// Checks every server now (roles, positions, lag) instead of at the next interval:
+    /// at start, so a node started after a failover writes to the new primary at once.
+    pub async fn check_servers(&self) {
+        if self.cluster.has_replicas() {
+            self.cluster.check().await;
+        }
+    }
+
+    /// Each server as the store sees it now: (`host:port`, is the primary, takes reads, lag).
+    pub fn servers(&self) -> Vec<(String, bool, bool, Duration)> {
+        self.cluster.describe()
     }
 
     /// Brings the schema up to date, each migration in its own transaction, serialised by an
@@ -191,7 +301,7 @@ impl PgStore {
     /// # Errors
     /// The database is unreachable or a migration fails.
     pub async fn migrate(&self) -> StoreResult<usize> {
-        let mut conn = self.pool.acquire().await.map_err(map_err)?;
+        let mut conn = self.cluster.primary().pool.acquire().await.map_err(map_err)?;
         sqlx::query("SELECT pg_advisory_lock(774411)").execute(&mut *conn).await.map_err(map_err)?;
         let result = async {
             sqlx::query(
@@ -226,39 +336,52 @@ impl PgStore {
         result
     }
 
+    /// A transaction on the primary. BEGIN changes nothing, so a broken pooled connection
+    /// is retried once.
     async fn begin(&self) -> StoreResult<Tx<'static>> {
-        self.counted();
-        self.pool.begin().await.map_err(map_err)
+        self.cluster.count_write();
+        match self.cluster.primary().pool.begin().await {
+            Ok(tx) => Ok(tx),
+            Err(_) => self.cluster.primary().pool.begin().await.map_err(map_err),
+        }
+    }
+
+    /// Commits, then notes the commit's position for read-your-writes.
+    async fn commit(&self, tx: Tx<'static>) -> StoreResult<()> {
+        tx.commit().await.map_err(map_err)?;
+        self.committed().await;
+        Ok(())
     }
 
     async fn list(&self, sql: &'static str, count_sql: &'static str, key: Option<i64>, tag: Option<&str>, page: Page) -> StoreResult<IdPage> {
-        self.counted();
-        let mut q = sqlx::query_scalar::<_, i64>(sql);
-        let mut c = sqlx::query_scalar::<_, i64>(count_sql);
-        if let Some(k) = key {
-            q = q.bind(k);
-            c = c.bind(k);
-        }
-        if let Some(t) = tag {
-            q = q.bind(t.to_string());
-            c = c.bind(t.to_string());
-        }
-        let ids = q
-            .bind(i64::from(page.limit))
-            .bind(i64::from(page.offset))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(map_err)?;
-        let total = c.fetch_one(&self.pool).await.map_err(map_err)?;
-        Ok(IdPage { ids: ids.into_iter().map(Id::from_i64).collect(), total: total as u64 })
+        self.read(|pool| async move {
+            let mut q = sqlx::query_scalar::<_, i64>(sql);
+            let mut c = sqlx::query_scalar::<_, i64>(count_sql);
+            if let Some(k) = key {
+                q = q.bind(k);
+                c = c.bind(k);
+            }
+            if let Some(t) = tag {
+                q = q.bind(t.to_string());
+                c = c.bind(t.to_string());
+            }
+            let ids = q
+                .bind(i64::from(page.limit))
+                .bind(i64::from(page.offset))
+                .fetch_all(&pool)
+                .await
+                .map_err(map_err)?;
+            let total = c.fetch_one(&pool).await.map_err(map_err)?;
+            Ok(IdPage { ids: ids.into_iter().map(Id::from_i64).collect(), total: total as u64 })
+        })
+        .await
     }
 }
 
 #[async_trait]
 impl Store for PgStore {
     async fn ping(&self) -> StoreResult<()> {
-        self.counted();
-        sqlx::query("SELECT 1").execute(&self.pool).await.map_err(map_err).map(drop)
+        self.read_primary(|pool| async move { sqlx::query("SELECT 1").execute(&pool).await.map_err(map_err).map(drop) }).await
     }
 
     async fn create_user(&self, new: NewUser) -> StoreResult<UserRecord> {
@@ -289,53 +412,62 @@ impl Store for PgStore {
             .execute(&mut *tx)
             .await
             .map_err(map_err)?;
-        tx.commit().await.map_err(map_err)?;
+        self.commit(tx).await?;
         Ok(new.into_record(Id::from_i64(id)))
     }
 
     async fn user_by_id(&self, id: Id) -> StoreResult<Option<UserRecord>> {
-        self.counted();
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {USER_COLS} FROM users WHERE id = $1")))
-            .bind(id.as_i64())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(map_err)?;
-        Ok(row.as_ref().map(user_row))
+        self.read(|pool| async move {
+            let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {USER_COLS} FROM users WHERE id = $1")))
+                .bind(id.as_i64())
+                .fetch_optional(&pool)
+                .await
+                .map_err(map_err)?;
+            Ok(row.as_ref().map(user_row))
+        })
+        .await
     }
 
     async fn users_by_ids(&self, ids: &[Id]) -> StoreResult<Vec<UserRecord>> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        self.counted();
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {USER_COLS} FROM users WHERE id = ANY($1)")))
-            .bind(raw(ids))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(map_err)?;
-        Ok(rows.iter().map(user_row).collect())
+        self.read(|pool| async move {
+            let rows = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {USER_COLS} FROM users WHERE id = ANY($1)")))
+                .bind(raw(ids))
+                .fetch_all(&pool)
+                .await
+                .map_err(map_err)?;
+            Ok(rows.iter().map(user_row).collect())
+        })
+        .await
     }
 
     async fn user_by_email(&self, email: &str) -> StoreResult<Option<UserRecord>> {
-        self.counted();
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {USER_COLS} FROM users WHERE id = (SELECT user_id FROM emails WHERE email = $1)"
-        )))
-        .bind(email)
-        .fetch_optional(&self.pool)
+        // sign-in: always the primary, so a user who has just signed up is found
+        self.read_primary(|pool| async move {
+            let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {USER_COLS} FROM users WHERE id = (SELECT user_id FROM emails WHERE email = $1)"
+            )))
+            .bind(email)
+            .fetch_optional(&pool)
+            .await
+            .map_err(map_err)?;
+            Ok(row.as_ref().map(user_row))
+        })
         .await
-        .map_err(map_err)?;
-        Ok(row.as_ref().map(user_row))
     }
 
     async fn user_id_by_username(&self, username: &str) -> StoreResult<Option<Id>> {
-        self.counted();
-        let id: Option<i64> = sqlx::query_scalar("SELECT user_id FROM usernames WHERE username_key = lower($1)")
-            .bind(username)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(map_err)?;
-        Ok(id.map(Id::from_i64))
+        self.read(|pool| async move {
+            let id: Option<i64> = sqlx::query_scalar("SELECT user_id FROM usernames WHERE username_key = lower($1)")
+                .bind(username)
+                .fetch_optional(&pool)
+                .await
+                .map_err(map_err)?;
+            Ok(id.map(Id::from_i64))
+        })
+        .await
     }
 
     async fn update_user(&self, id: Id, ch: UserChanges) -> StoreResult<UserRecord> {
@@ -377,41 +509,45 @@ impl Store for PgStore {
         .execute(&mut *tx)
         .await
         .map_err(map_err)?;
-        tx.commit().await.map_err(map_err)?;
+        self.commit(tx).await?;
         Ok(u)
     }
 
     async fn follow(&self, follower: Id, followee: Id) -> StoreResult<bool> {
-        self.counted();
+        let mut tx = self.begin().await?;
         let n = sqlx::query("INSERT INTO follows (follower_id, followee_id, created_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
             .bind(follower.as_i64())
             .bind(followee.as_i64())
             .bind(now_ms())
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await
             .map_err(map_err)?;
+        self.commit(tx).await?;
         Ok(n.rows_affected() == 1)
     }
 
     async fn unfollow(&self, follower: Id, followee: Id) -> StoreResult<bool> {
-        self.counted();
+        let mut tx = self.begin().await?;
         let n = sqlx::query("DELETE FROM follows WHERE follower_id = $1 AND followee_id = $2")
             .bind(follower.as_i64())
             .bind(followee.as_i64())
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await
             .map_err(map_err)?;
+        self.commit(tx).await?;
         Ok(n.rows_affected() == 1)
     }
 
     async fn followees(&self, follower: Id) -> StoreResult<Vec<Id>> {
-        self.counted();
-        let ids: Vec<i64> = sqlx::query_scalar("SELECT followee_id FROM follows WHERE follower_id = $1")
-            .bind(follower.as_i64())
-            .fetch_all(&self.pool)
-            .await
-            .map_err(map_err)?;
-        Ok(ids.into_iter().map(Id::from_i64).collect())
+        self.read(|pool| async move {
+            let ids: Vec<i64> = sqlx::query_scalar("SELECT followee_id FROM follows WHERE follower_id = $1")
+                .bind(follower.as_i64())
+                .fetch_all(&pool)
+                .await
+                .map_err(map_err)?;
+            Ok(ids.into_iter().map(Id::from_i64).collect())
+        })
+        .await
     }
 
     async fn create_article(&self, new: NewArticle) -> StoreResult<ArticleRecord> {
@@ -438,13 +574,15 @@ impl Store for PgStore {
         .await
         .map_err(map_err)?;
         insert_tags(&mut tx, a.id, &a.tags).await?;
-        tx.commit().await.map_err(map_err)?;
+        self.commit(tx).await?;
         Ok(a)
     }
 
     async fn articles_by_ids(&self, ids: &[Id]) -> StoreResult<Vec<ArticleRecord>> {
-        self.counted();
-        articles_by_ids(&self.pool, ids).await
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.read(|pool| async move { articles_by_ids(&pool, ids).await }).await
     }
 
     async fn update_article(&self, id: Id, ch: ArticleChanges) -> StoreResult<ArticleRecord> {
@@ -469,7 +607,7 @@ impl Store for PgStore {
                 .map_err(map_err)?;
             insert_tags(&mut tx, id, &a.tags).await?;
         }
-        tx.commit().await.map_err(map_err)?;
+        self.commit(tx).await?;
         Ok(a)
     }
 
@@ -483,7 +621,7 @@ impl Store for PgStore {
             sqlx::query(sql).bind(id.as_i64()).execute(&mut *tx).await.map_err(map_err)?;
         }
         let n = sqlx::query("DELETE FROM articles WHERE id = $1").bind(id.as_i64()).execute(&mut *tx).await.map_err(map_err)?;
-        tx.commit().await.map_err(map_err)?;
+        self.commit(tx).await?;
         Ok(n.rows_affected() == 1)
     }
 
@@ -535,40 +673,44 @@ impl Store for PgStore {
                 .await
             }
             ArticleFilter::Match { tag, author, favorited_by } => {
-                self.counted();
-                // several filters at once: rare, so one general statement
-                const WHERE: &str = "WHERE ($1::text IS NULL OR id IN (SELECT article_id FROM article_tags WHERE tag = $1))
-                       AND ($2::bigint IS NULL OR author_id = $2)
-                       AND ($3::bigint IS NULL OR id IN (SELECT article_id FROM favorites WHERE user_id = $3))";
-                let (a, f) = (author.map(Id::as_i64), favorited_by.map(Id::as_i64));
-                let ids: Vec<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT id FROM articles {WHERE} ORDER BY id DESC LIMIT $4 OFFSET $5")))
-                    .bind(tag.clone())
-                    .bind(a)
-                    .bind(f)
-                    .bind(i64::from(page.limit))
-                    .bind(i64::from(page.offset))
-                    .fetch_all(&self.pool)
-                    .await
-                    .map_err(map_err)?;
-                let total: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM articles {WHERE}")))
-                    .bind(tag.clone())
-                    .bind(a)
-                    .bind(f)
-                    .fetch_one(&self.pool)
-                    .await
-                    .map_err(map_err)?;
-                Ok(IdPage { ids: ids.into_iter().map(Id::from_i64).collect(), total: total as u64 })
+                self.read(|pool| async move {
+                    // several filters at once: rare, so one general statement
+                    const WHERE: &str = "WHERE ($1::text IS NULL OR id IN (SELECT article_id FROM article_tags WHERE tag = $1))
+                           AND ($2::bigint IS NULL OR author_id = $2)
+                           AND ($3::bigint IS NULL OR id IN (SELECT article_id FROM favorites WHERE user_id = $3))";
+                    let (a, f) = (author.map(Id::as_i64), favorited_by.map(Id::as_i64));
+                    let ids: Vec<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT id FROM articles {WHERE} ORDER BY id DESC LIMIT $4 OFFSET $5")))
+                        .bind(tag.clone())
+                        .bind(a)
+                        .bind(f)
+                        .bind(i64::from(page.limit))
+                        .bind(i64::from(page.offset))
+                        .fetch_all(&pool)
+                        .await
+                        .map_err(map_err)?;
+                    let total: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM articles {WHERE}")))
+                        .bind(tag.clone())
+                        .bind(a)
+                        .bind(f)
+                        .fetch_one(&pool)
+                        .await
+                        .map_err(map_err)?;
+                    Ok(IdPage { ids: ids.into_iter().map(Id::from_i64).collect(), total: total as u64 })
+                })
+                .await
             }
         }
     }
 
     async fn popular_tags(&self, limit: u32) -> StoreResult<Vec<String>> {
-        self.counted();
-        sqlx::query_scalar("SELECT tag FROM article_tags GROUP BY tag ORDER BY COUNT(*) DESC, tag LIMIT $1")
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(map_err)
+        self.read(|pool| async move {
+            sqlx::query_scalar("SELECT tag FROM article_tags GROUP BY tag ORDER BY COUNT(*) DESC, tag LIMIT $1")
+                .bind(i64::from(limit))
+                .fetch_all(&pool)
+                .await
+                .map_err(map_err)
+        })
+        .await
     }
 
     async fn favorite(&self, user: Id, article: Id) -> StoreResult<bool> {
@@ -598,7 +740,7 @@ impl Store for PgStore {
                 .await
                 .map_err(map_err)?;
         }
-        tx.commit().await.map_err(map_err)?;
+        self.commit(tx).await?;
         Ok(added)
     }
 
@@ -619,18 +761,20 @@ impl Store for PgStore {
                 .await
                 .map_err(map_err)?;
         }
-        tx.commit().await.map_err(map_err)?;
+        self.commit(tx).await?;
         Ok(removed)
     }
 
     async fn favorite_ids(&self, user: Id) -> StoreResult<Vec<Id>> {
-        self.counted();
-        let ids: Vec<i64> = sqlx::query_scalar("SELECT article_id FROM favorites WHERE user_id = $1 ORDER BY article_id DESC")
-            .bind(user.as_i64())
-            .fetch_all(&self.pool)
-            .await
-            .map_err(map_err)?;
-        Ok(ids.into_iter().map(Id::from_i64).collect())
+        self.read(|pool| async move {
+            let ids: Vec<i64> = sqlx::query_scalar("SELECT article_id FROM favorites WHERE user_id = $1 ORDER BY article_id DESC")
+                .bind(user.as_i64())
+                .fetch_all(&pool)
+                .await
+                .map_err(map_err)?;
+            Ok(ids.into_iter().map(Id::from_i64).collect())
+        })
+        .await
     }
 
     async fn create_comment(&self, article: Id, author: Id, body: String) -> StoreResult<CommentRecord> {
@@ -655,43 +799,48 @@ impl Store for PgStore {
         .fetch_one(&mut *tx)
         .await
         .map_err(map_err)?;
-        tx.commit().await.map_err(map_err)?;
+        self.commit(tx).await?;
         Ok(CommentRecord { id: CommentId::from_i64(id), article_id: article, author_id: author, body, created_at: now, updated_at: now })
     }
 
     async fn comments_for(&self, article: Id) -> StoreResult<Vec<CommentRecord>> {
-        self.counted();
-        let rows = sqlx::query(
-            "SELECT id, article_id, author_id, body, created_at, updated_at FROM comments WHERE article_id = $1 ORDER BY id",
-        )
-        .bind(article.as_i64())
-        .fetch_all(&self.pool)
+        self.read(|pool| async move {
+            let rows = sqlx::query(
+                "SELECT id, article_id, author_id, body, created_at, updated_at FROM comments WHERE article_id = $1 ORDER BY id",
+            )
+            .bind(article.as_i64())
+            .fetch_all(&pool)
+            .await
+            .map_err(map_err)?;
+            Ok(rows.iter().map(comment_row).collect())
+        })
         .await
-        .map_err(map_err)?;
-        Ok(rows.iter().map(comment_row).collect())
     }
 
     async fn comment(&self, article: Id, id: CommentId) -> StoreResult<Option<CommentRecord>> {
-        self.counted();
-        let row = sqlx::query(
-            "SELECT id, article_id, author_id, body, created_at, updated_at FROM comments WHERE id = $1 AND article_id = $2",
-        )
-        .bind(id.as_i64())
-        .bind(article.as_i64())
-        .fetch_optional(&self.pool)
+        self.read(|pool| async move {
+            let row = sqlx::query(
+                "SELECT id, article_id, author_id, body, created_at, updated_at FROM comments WHERE id = $1 AND article_id = $2",
+            )
+            .bind(id.as_i64())
+            .bind(article.as_i64())
+            .fetch_optional(&pool)
+            .await
+            .map_err(map_err)?;
+            Ok(row.as_ref().map(comment_row))
+        })
         .await
-        .map_err(map_err)?;
-        Ok(row.as_ref().map(comment_row))
     }
 
     async fn delete_comment(&self, article: Id, id: CommentId) -> StoreResult<bool> {
-        self.counted();
+        let mut tx = self.begin().await?;
         let n = sqlx::query("DELETE FROM comments WHERE id = $1 AND article_id = $2")
             .bind(id.as_i64())
             .bind(article.as_i64())
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await
             .map_err(map_err)?;
+        self.commit(tx).await?;
         Ok(n.rows_affected() == 1)
     }
 }

@@ -9,9 +9,12 @@
 //! [`conformance`] holds the behaviour every backend must show; a backend's tests run it
 //! with [`store_conformance_tests!`].
 //!
+//! Replicas and read-your-writes: [`fence`] carries, per request, how fresh reads must be.
+//!
 //! This crate names no database driver.
 
 pub mod conformance;
+pub mod fence;
 mod records;
 
 pub use records::*;

@@ -5,8 +5,13 @@
 //! The server runs as the `postgres` user (PostgreSQL refuses to run as root), with its
 //! socket and log in its own directory, `fsync=off` (these are disposable servers), and
 //! listens on 127.0.0.1 on a port picked free.
+//!
+//! [`Postgres::replica_of`] makes a streaming replica of a running server with
+//! `pg_basebackup -R`, named by its `application_name` (for `synchronous_standby_names`).
+//! [`Postgres::kill`] and [`Postgres::restart`] let tests fail and revive a server.
 
 use anyhow::{bail, Context};
+use std::io::Write;
 use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -21,6 +26,7 @@ pub struct Postgres {
     child: Child,
     port: u16,
     dir: tempfile::TempDir,
+    settings: Vec<(String, String)>,
 }
 
 impl std::fmt::Debug for Postgres {
@@ -111,13 +117,55 @@ impl Postgres {
         let template = template()?;
         let dir = tempfile::Builder::new().prefix("crescendo-pg-").tempdir()?;
         chown_to_postgres(dir.path())?;
+        copy_dir(&template, &dir.path().join("data"))?;
+        Self::boot(dir, settings)
+    }
+
+    /// Starts a streaming replica of `primary`, with `application_name` `name` and extra
+    /// settings (e.g. `recovery_min_apply_delay`), and waits until the primary reports it
+    /// streaming.
+    ///
+    /// # Errors
+    /// As [`Postgres::start`], or a base backup that fails.
+    pub fn replica_of(primary: &Postgres, name: &str, settings: &[(&str, &str)]) -> anyhow::Result<Self> {
+        let dir = tempfile::Builder::new().prefix("crescendo-pg-replica-").tempdir()?;
+        chown_to_postgres(dir.path())?;
         let data = dir.path().join("data");
-        copy_dir(&template, &data)?;
+        let mut cmd = Command::new(bin("pg_basebackup")?);
+        cmd.args(["-h", "127.0.0.1", "-p", &primary.port.to_string(), "-U", "postgres", "-D"])
+            .arg(&data)
+            .args(["-R", "-X", "stream", "-c", "fast", "--no-sync"]);
+        run_as_postgres(cmd, "pg_basebackup")?;
+        // -R wrote a primary_conninfo; a later line wins, and this one carries the name
+        let conninfo = format!(
+            "\nprimary_conninfo = 'host=127.0.0.1 port={} user=postgres application_name={name}'\n",
+            primary.port
+        );
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(data.join("postgresql.auto.conf"))?
+            .write_all(conninfo.as_bytes())
+            .context("writing primary_conninfo")?;
+        let replica = Self::boot(dir, settings)?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let query = format!("SELECT count(*) FROM pg_stat_replication WHERE application_name = '{name}' AND state = 'streaming'");
+        while primary.query(&query)? != "1" {
+            if Instant::now() > deadline {
+                bail!("replica {name} is not streaming after 30 s:\n{}", replica.log_tail());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Ok(replica)
+    }
+
+    /// Launches the server in `dir/data` on a free port and waits until it answers.
+    fn boot(dir: tempfile::TempDir, settings: &[(&str, &str)]) -> anyhow::Result<Self> {
+        let settings: Vec<(String, String)> = settings.iter().map(|(k, v)| ((*k).to_string(), (*v).to_string())).collect();
         // a port found free can be taken before postgres binds it: then try another
         let mut last_error = None;
         for _ in 0..5 {
             let port = free_port()?;
-            let mut child = match Self::launch(dir.path(), &data, port, settings) {
+            let mut child = match Self::launch(dir.path(), port, &settings) {
                 Ok(c) => c,
                 Err(e) => {
                     last_error = Some(e);
@@ -125,7 +173,7 @@ impl Postgres {
                 }
             };
             match wait_ready(&mut child, port, dir.path(), Duration::from_secs(60)) {
-                Ok(()) => return Ok(Postgres { child, port, dir }),
+                Ok(()) => return Ok(Postgres { child, port, dir, settings }),
                 Err(e) => {
                     let _ = child.kill();
                     let _ = child.wait();
@@ -136,16 +184,63 @@ impl Postgres {
         Err(last_error.unwrap_or_else(|| anyhow::anyhow!("postgres did not start")))
     }
 
-    fn launch(dir: &Path, data: &Path, port: u16, settings: &[(&str, &str)]) -> anyhow::Result<Child> {
-        let log = std::fs::File::create(dir.join("postgres.log"))?;
+    /// Kills the postmaster with SIGKILL (a crash, as far as clients can tell) and reaps it.
+    /// Its data stay until [`Postgres::restart`] or drop.
+    pub fn kill(&mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+        let _ = self.child.wait();
+        // the backends notice their postmaster is gone and exit within about a second
+        let _ = nix::sys::signal::killpg(pid, nix::sys::signal::Signal::SIGKILL);
+    }
+
+    /// Starts the server again on its port, with its data, after [`Postgres::kill`].
+    ///
+    /// # Errors
+    /// It does not come back within 60 s.
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        let mut child = Self::launch(self.dir.path(), self.port, &self.settings)?;
+        match wait_ready(&mut child, self.port, self.dir.path(), Duration::from_secs(60)) {
+            Ok(()) => {
+                self.child = child;
+                Ok(())
+            }
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                Err(e)
+            }
+        }
+    }
+
+    /// Runs one SQL statement with `psql` and returns its unaligned output.
+    ///
+    /// # Errors
+    /// psql fails (the message includes its stderr).
+    pub fn query(&self, sql: &str) -> anyhow::Result<String> {
+        let out = Command::new(bin("psql")?)
+            .args(["-X", "-q", "-At", "-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "postgres", "-d", "postgres", "-c", sql])
+            .stdin(Stdio::null())
+            .output()
+            .context("running psql")?;
+        if !out.status.success() {
+            bail!("psql: {}", String::from_utf8_lossy(&out.stderr).trim());
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    }
+
+    fn launch(dir: &Path, port: u16, settings: &[(String, String)]) -> anyhow::Result<Child> {
+        let data = dir.join("data");
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("postgres.log"))?;
         chown_to_postgres(&dir.join("postgres.log"))?;
         let mut cmd = Command::new(bin("postgres")?);
-        cmd.arg("-D").arg(data).arg("-p").arg(port.to_string());
+        cmd.arg("-D").arg(&data).arg("-p").arg(port.to_string());
         cmd.args(["-c", "listen_addresses=127.0.0.1"]);
         cmd.arg("-c").arg(format!("unix_socket_directories={}", dir.display()));
         for (k, v) in [("fsync", "off"), ("full_page_writes", "off"), ("max_connections", "200")]
             .iter()
-            .chain(settings.iter())
+            .copied()
+            .chain(settings.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         {
             cmd.arg("-c").arg(format!("{k}={v}"));
         }
@@ -195,7 +290,8 @@ fn wait_ready(child: &mut Child, port: u16, dir: &Path, limit: Duration) -> anyh
         }
         if let Ok(text) = std::fs::read_to_string(&pid_file) {
             let ours = text.lines().next().and_then(|l| l.trim().parse::<u32>().ok()) == Some(child.id());
-            let ready = text.lines().nth(7).is_some_and(|l| l.trim() == "ready");
+            // a primary says "ready", a hot standby "standby"
+            let ready = text.lines().nth(7).is_some_and(|l| matches!(l.trim(), "ready" | "standby"));
             if ours && ready && std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
                 return Ok(());
             }
@@ -238,5 +334,29 @@ mod tests {
         drop(pg);
         assert!(!Path::new(&format!("/proc/{pid}")).exists(), "stopped and reaped");
         assert!(!dir.exists(), "its directory is removed");
+    }
+}
+
+#[cfg(test)]
+mod replica_tests {
+    use super::*;
+
+    #[test]
+    fn a_replica_streams_replays_and_survives_a_restart() {
+        let primary = Postgres::start(&[]).expect("primary starts");
+        let mut replica = Postgres::replica_of(&primary, "r1", &[]).expect("replica starts");
+        assert_eq!(replica.query("SELECT pg_is_in_recovery()").unwrap(), "t");
+        primary.query("CREATE TABLE t (x int); INSERT INTO t VALUES (42)").unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while replica.query("SELECT x FROM t").ok().as_deref() != Some("42") {
+            assert!(Instant::now() < deadline, "the row reaches the replica");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let pid = replica.pid();
+        replica.kill();
+        assert!(replica.query("SELECT 1").is_err(), "a killed server does not answer");
+        replica.restart().expect("it comes back");
+        assert_ne!(replica.pid(), pid);
+        assert_eq!(replica.query("SELECT x FROM t").unwrap(), "42");
     }
 }

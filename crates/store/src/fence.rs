@@ -1,0 +1,101 @@
+//! Read fences: how a request tells the store how fresh its reads must be.
+//!
+//! A backend with replicas (PostgreSQL) reports the position of each write it commits (its
+//! WAL position), and serves a read from a replica only once that replica has replayed the
+//! request's fence; otherwise from the primary. Positions are opaque, increasing numbers;
+//! 0 means "any copy will do". Backends without replicas ignore all of this.
+//!
+//! The fence travels in a task-local [`scope`], so the `Store` trait needs no extra
+//! arguments: the web tier opens a scope per request, raises the fence to the last write of
+//! the authenticated user (read-your-writes), and the cache raises it for a load to the
+//! position of the write that last invalidated the key (no cache fill from a stale copy).
+
+use std::cell::Cell;
+use std::future::Future;
+
+#[derive(Default)]
+struct Fence {
+    /// Reads must see at least this position.
+    read_after: Cell<u64>,
+    /// The highest position this scope's writes committed at.
+    wrote: Cell<u64>,
+}
+
+tokio::task_local! {
+    static FENCE: Fence;
+}
+
+/// Runs `fut` in a fresh scope whose reads must see `read_after`; returns its output and
+/// the highest position its writes committed at (0: it wrote nothing).
+pub async fn scope<F: Future>(read_after: u64, fut: F) -> (F::Output, u64) {
+    FENCE
+        .scope(Fence { read_after: Cell::new(read_after), wrote: Cell::new(0) }, async move {
+            let out = fut.await;
+            (out, FENCE.with(|f| f.wrote.get()))
+        })
+        .await
+}
+
+/// Runs `fut` with reads fenced at least at `position` (and at the enclosing scope's fence);
+/// writes inside count towards the enclosing scope too.
+pub async fn reading_after<F: Future>(position: u64, fut: F) -> F::Output {
+    let outer = FENCE.try_with(|f| f.read_after.get()).unwrap_or(0);
+    let (out, wrote) = scope(outer.max(position), fut).await;
+    note_write(wrote);
+    out
+}
+
+/// Raises the current scope's fence to `position` (no effect outside a scope).
+pub fn raise(position: u64) {
+    let _ = FENCE.try_with(|f| f.read_after.set(f.read_after.get().max(position)));
+}
+
+/// The position reads in this scope must see (0 outside a scope).
+pub fn read_after() -> u64 {
+    FENCE.try_with(|f| f.read_after.get()).unwrap_or(0)
+}
+
+/// Records that a write committed at `position`; later reads in the scope must see it.
+/// Backends call this after each commit.
+pub fn note_write(position: u64) {
+    if position == 0 {
+        return;
+    }
+    let _ = FENCE.try_with(|f| {
+        f.wrote.set(f.wrote.get().max(position));
+        f.read_after.set(f.read_after.get().max(position));
+    });
+}
+
+/// The highest position this scope's writes committed at so far (0 outside a scope).
+pub fn wrote() -> u64 {
+    FENCE.try_with(|f| f.wrote.get()).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn scopes_carry_fences_and_report_writes() {
+        assert_eq!(read_after(), 0, "no scope: any copy");
+        note_write(5); // outside a scope: ignored
+        let ((), wrote) = scope(10, async {
+            assert_eq!(read_after(), 10);
+            raise(7);
+            assert_eq!(read_after(), 10, "raising never lowers");
+            note_write(12);
+            assert_eq!(read_after(), 12, "a write raises the fence");
+            reading_after(20, async {
+                assert_eq!(read_after(), 20);
+                note_write(25);
+            })
+            .await;
+            assert_eq!(read_after(), 25, "a nested write counts outside");
+            assert_eq!(wrote(), 25);
+        })
+        .await;
+        assert_eq!(wrote, 25);
+        assert_eq!(read_after(), 0);
+    }
+}
