@@ -145,6 +145,9 @@ impl Report {
             fmt(s.cpu_ms_per_request, 3),
             fmt(s.peak_rss_mib, 1)
         );
+        if let Some(share) = s.primary_read_share {
+            let _ = writeln!(t, "  database   the primary served {:.1} % of reads", share * 100.0);
+        }
         t
     }
 

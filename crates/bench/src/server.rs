@@ -15,6 +15,10 @@ pub struct Scrape {
     pub cache_hits: f64,
     /// `crescendo_cache_misses_total{layer="local"}`.
     pub cache_misses: f64,
+    /// `crescendo_db_queries_total{op="read",role="primary"}`.
+    pub primary_reads: f64,
+    /// `crescendo_db_queries_total{op="read",role="replica"}`.
+    pub replica_reads: f64,
 }
 
 /// Sums each metric of Prometheus text over its label sets (the `layer="local"` ones only for
@@ -31,7 +35,16 @@ pub fn parse(text: &str) -> Scrape {
         let local = series.contains("layer=\"local\"");
         match name {
             "crescendo_http_requests_total" => s.http_requests += v,
-            "crescendo_db_queries_total" => s.db_queries += v,
+            "crescendo_db_queries_total" => {
+                s.db_queries += v;
+                if series.contains("op=\"read\"") {
+                    if series.contains("role=\"replica\"") {
+                        s.replica_reads += v;
+                    } else if series.contains("role=\"primary\"") {
+                        s.primary_reads += v;
+                    }
+                }
+            }
             "crescendo_cache_hits_total" if local => s.cache_hits += v,
             "crescendo_cache_misses_total" if local => s.cache_misses += v,
             _ => {}
@@ -83,6 +96,10 @@ pub struct ServerView {
     pub db_queries_per_request: Option<f64>,
     /// Share of cache reads served by the local tier.
     pub cache_hit_ratio: Option<f64>,
+    /// With PostgreSQL: the share of database reads the primary served (the rest went to
+    /// replicas).
+    #[serde(default)]
+    pub primary_read_share: Option<f64>,
     /// Server CPU milliseconds per request (local server with known PID).
     pub cpu_ms_per_request: Option<f64>,
     /// Server peak resident memory, MiB (local server with known PID).
@@ -107,6 +124,10 @@ impl ServerView {
             let (hits, misses) = (a.cache_hits - b.cache_hits, a.cache_misses - b.cache_misses);
             if hits + misses > 0.0 {
                 v.cache_hit_ratio = Some(hits / (hits + misses));
+            }
+            let (primary, replica) = (a.primary_reads - b.primary_reads, a.replica_reads - b.replica_reads);
+            if primary + replica > 0.0 {
+                v.primary_read_share = Some(primary / (primary + replica));
             }
         }
         if let (Some(b), Some(a)) = (p_before, p_after) {
@@ -137,6 +158,9 @@ mod tests {
 crescendo_http_requests_total{method="GET",route="/api/articles",status="200"} 90
 crescendo_http_requests_total{method="POST",route="/api/articles",status="201"} 10
 crescendo_db_queries_total{role="sqlite"} 25
+crescendo_db_queries_total{node="a:1",op="read",role="primary"} 10
+crescendo_db_queries_total{node="a:1",op="write",role="primary"} 5
+crescendo_db_queries_total{node="b:2",op="read",role="replica"} 30
 crescendo_cache_hits_total{layer="local"} 950
 crescendo_cache_hits_total{layer="shared"} 30
 crescendo_cache_misses_total{layer="local"} 50
@@ -146,7 +170,17 @@ crescendo_http_request_duration_seconds_bucket{le="0.1"} 7
     #[test]
     fn scrapes_sum_over_labels() {
         let s = parse(TEXT);
-        assert_eq!(s, Scrape { http_requests: 100.0, db_queries: 25.0, cache_hits: 950.0, cache_misses: 50.0 });
+        assert_eq!(
+            s,
+            Scrape {
+                http_requests: 100.0,
+                db_queries: 70.0,
+                cache_hits: 950.0,
+                cache_misses: 50.0,
+                primary_reads: 10.0,
+                replica_reads: 30.0
+            }
+        );
         assert_eq!(labels(r#"x{layer="local",a="b"}"#)["layer"], "local");
     }
 
@@ -158,6 +192,8 @@ crescendo_http_request_duration_seconds_bucket{le="0.1"} 7
         after.db_queries += 50.0;
         after.cache_hits += 900.0;
         after.cache_misses += 100.0;
+        after.primary_reads += 5.0;
+        after.replica_reads += 95.0;
         let v = ServerView::between(
             Some(&before),
             Some(&after),
@@ -167,6 +203,7 @@ crescendo_http_request_duration_seconds_bucket{le="0.1"} 7
         assert_eq!(v.requests, Some(1000.0));
         assert_eq!(v.db_queries_per_request, Some(0.05));
         assert_eq!(v.cache_hit_ratio, Some(0.9));
+        assert_eq!(v.primary_read_share, Some(0.05));
         assert_eq!(v.cpu_ms_per_request, Some(1.0));
         assert_eq!(v.peak_rss_mib, Some(60.0));
         assert_eq!(ServerView::between(None, None, None, None), ServerView::default());

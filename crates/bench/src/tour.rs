@@ -2,7 +2,10 @@
 //! stopped here, and one report comparing them, with the playbook's claim for each rung and
 //! the number measured for or against it.
 //!
-//! Rungs join the tour as they land; today the tour has rung 1.
+//! Rungs join the tour as they land; today it has rung 1 (`crescendo serve`), rung 2
+//! (`crescendo web` on its own PostgreSQL server) and rung 4 (the same on a primary with two
+//! synchronous streaming replicas). The PostgreSQL servers are private ones, started here
+//! with `fsync` on, so every rung's writes are as durable as rung 1's.
 
 use crate::report::{esc, page_head, Report};
 use crate::{bench, BenchOptions};
@@ -25,11 +28,23 @@ pub struct Rung {
 }
 
 /// The rungs that exist.
-pub const RUNGS: &[Rung] = &[Rung {
-    number: 1,
-    name: "single server",
-    claim: "one process on embedded defaults serves the whole API, with hot reads from its in-process cache",
-}];
+pub const RUNGS: &[Rung] = &[
+    Rung {
+        number: 1,
+        name: "single server",
+        claim: "one process on embedded defaults serves the whole API, with hot reads from its in-process cache",
+    },
+    Rung {
+        number: 2,
+        name: "separate database",
+        claim: "a stateless web node on its own PostgreSQL server serves the same API with the data off the web tier",
+    },
+    Rung {
+        number: 4,
+        name: "replication",
+        claim: "two replicas take the reads (the primary serves at most 10 % of them) while each user still reads their own writes",
+    },
+];
 
 /// One rung's line in the comparison.
 #[derive(Clone, Debug, Serialize)]
@@ -52,6 +67,8 @@ pub struct TourRow {
     pub db_queries_per_request: Option<f64>,
     /// Share of cache reads served locally.
     pub cache_hit_ratio: Option<f64>,
+    /// Share of database reads the primary served (PostgreSQL rungs).
+    pub primary_read_share: Option<f64>,
     /// The claim against the numbers, in one sentence.
     pub verdict: String,
 }
@@ -70,6 +87,8 @@ struct Started {
     child: Child,
     url: String,
     _data: tempfile::TempDir,
+    /// Database servers, stopped after the web node.
+    _postgres: Vec<crescendo_topology::pg::Postgres>,
 }
 
 impl Drop for Started {
@@ -88,12 +107,41 @@ impl Drop for Started {
     }
 }
 
-/// Starts rung 1: `crescendo serve` on a free port with a fresh data directory.
-fn start_rung1(exe: &Path) -> anyhow::Result<Started> {
+/// Starts a rung: for 1, `crescendo serve`; for 2 and 4, private PostgreSQL servers (a
+/// primary, and for 4 two synchronous replicas) and `crescendo web` on them. The node listens
+/// on a free port with a fresh data directory.
+fn start_rung(exe: &Path, rung: u8) -> anyhow::Result<Started> {
+    use crescendo_topology::pg::Postgres;
+    let durable = [("fsync", "on"), ("full_page_writes", "on")];
+    let (role, postgres, env): (&str, Vec<Postgres>, Vec<(&str, String)>) = match rung {
+        1 => ("serve", Vec::new(), Vec::new()),
+        2 => {
+            let primary = Postgres::start(&durable)?;
+            let env = vec![("CRESCENDO_STORE__BACKEND", "postgres".into()), ("CRESCENDO_STORE__POSTGRES_URL", primary.url("postgres"))];
+            ("web", vec![primary], env)
+        }
+        4 => {
+            let mut settings = durable.to_vec();
+            settings.push(("synchronous_standby_names", "ANY 1 (r1, r2)"));
+            let primary = Postgres::start(&settings)?;
+            let replicas = ["r1", "r2"].iter().map(|n| Postgres::replica_of(&primary, n, &durable)).collect::<Result<Vec<_>, _>>()?;
+            let urls: Vec<String> = replicas.iter().map(|r| format!("\"{}\"", r.url("postgres"))).collect();
+            let env = vec![
+                ("CRESCENDO_STORE__BACKEND", "postgres".into()),
+                ("CRESCENDO_STORE__POSTGRES_URL", primary.url("postgres")),
+                ("CRESCENDO_STORE__POSTGRES_REPLICA_URLS", format!("[{}]", urls.join(", "))),
+            ];
+            let mut all = vec![primary];
+            all.extend(replicas);
+            ("web", all, env)
+        }
+        n => bail!("rung {n} cannot be started yet"),
+    };
     let data = tempfile::tempdir()?;
     let mut child = Command::new(exe)
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .args([role, "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data.path())
+        .envs(env)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -111,20 +159,22 @@ fn start_rung1(exe: &Path) -> anyhow::Result<Started> {
             _ => {
                 let _ = child.kill();
                 let _ = child.wait();
-                bail!("rung 1 exited before it listened");
+                bail!("rung {rung} exited before it listened");
             }
         }
     };
     std::thread::spawn(move || for _ in lines {});
-    Ok(Started { child, url, _data: data })
+    Ok(Started { child, url, _data: data, _postgres: postgres })
 }
 
 fn verdict(rung: &Rung, r: &Report) -> String {
     let hits = r.server.cache_hit_ratio.map(|h| format!(", {:.1} % of cache reads served in-process", h * 100.0)).unwrap_or_default();
     let dbq = r.server.db_queries_per_request.map(|q| format!(", {q:.3} database queries per request")).unwrap_or_default();
-    let holds = if r.errors == 0 { "holds" } else { "holds only in part" };
+    let primary = r.server.primary_read_share.map(|p| format!(", the primary served {:.1} % of database reads", p * 100.0)).unwrap_or_default();
+    let share_ok = rung.number != 4 || r.server.primary_read_share.is_some_and(|p| p <= 0.10);
+    let holds = if r.errors == 0 && share_ok { "holds" } else { "holds only in part" };
     format!(
-        "Rung {}: the claim that {} {holds}: {:.0} requests/s at p99 {:.1} ms with {} errors{hits}{dbq}.",
+        "Rung {}: the claim that {} {holds}: {:.0} requests/s at p99 {:.1} ms with {} errors{hits}{dbq}{primary}.",
         rung.number, rung.claim, r.throughput, r.latency.p99_ms, r.errors
     )
 }
@@ -138,14 +188,11 @@ pub async fn tour(exe: &Path, template: &BenchOptions, out: &Path) -> anyhow::Re
     let mut rows = Vec::new();
     for rung in RUNGS {
         eprintln!("rung {}: {} — starting", rung.number, rung.name);
-        let server = match rung.number {
-            1 => tokio::task::spawn_blocking({
-                let exe = exe.to_path_buf();
-                move || start_rung1(&exe)
-            })
-            .await??,
-            n => bail!("rung {n} cannot be started yet"),
-        };
+        let server = tokio::task::spawn_blocking({
+            let (exe, number) = (exe.to_path_buf(), rung.number);
+            move || start_rung(&exe, number)
+        })
+        .await??;
         let mut o = template.clone();
         o.target = server.url.clone();
         o.pid = Some(server.child.id());
@@ -162,6 +209,7 @@ pub async fn tour(exe: &Path, template: &BenchOptions, out: &Path) -> anyhow::Re
             errors: report.errors,
             db_queries_per_request: report.server.db_queries_per_request,
             cache_hit_ratio: report.server.cache_hit_ratio,
+            primary_read_share: report.server.primary_read_share,
             verdict: verdict(rung, &report),
         });
         drop(server);
@@ -180,11 +228,11 @@ pub fn write(t: &TourReport, out: &Path) -> std::io::Result<PathBuf> {
     std::fs::write(out.join("tour.json"), serde_json::to_vec_pretty(t).expect("reports serialise"))?;
     let mut h = page_head(&format!("Crescendo tour: {} scenario", t.scenario));
     h.push_str(&format!("<h1>The ladder, measured: {} scenario</h1>", esc(&t.scenario)));
-    h.push_str("<table><tr><th>rung</th><th>name</th><th>req/s</th><th>p50 ms</th><th>p99 ms</th><th>errors</th><th>DB queries/request</th><th>cache hit ratio</th><th>report</th></tr>");
+    h.push_str("<table><tr><th>rung</th><th>name</th><th>req/s</th><th>p50 ms</th><th>p99 ms</th><th>errors</th><th>DB queries/request</th><th>cache hit ratio</th><th>primary share of DB reads</th><th>report</th></tr>");
     let opt = |v: Option<f64>| v.map(|x| format!("{x:.3}")).unwrap_or_else(|| "n/a".into());
     for r in &t.rungs {
         h.push_str(&format!(
-            "<tr><td>{}</td><td style=\"text-align:left\">{}</td><td>{:.0}</td><td>{:.2}</td><td>{:.2}</td><td>{}</td><td>{}</td><td>{}</td><td><a href=\"rung-{}/report.html\">details</a></td></tr>",
+            "<tr><td>{}</td><td style=\"text-align:left\">{}</td><td>{:.0}</td><td>{:.2}</td><td>{:.2}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><a href=\"rung-{}/report.html\">details</a></td></tr>",
             r.rung,
             esc(&r.name),
             r.throughput,
@@ -193,6 +241,7 @@ pub fn write(t: &TourReport, out: &Path) -> std::io::Result<PathBuf> {
             r.errors,
             opt(r.db_queries_per_request),
             opt(r.cache_hit_ratio),
+            opt(r.primary_read_share),
             r.rung
         ));
     }

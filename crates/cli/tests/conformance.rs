@@ -166,7 +166,7 @@ fn a_bad_setting_fails_at_start_naming_the_key() {
 }
 
 #[test]
-fn the_tour_starts_rung_one_measures_it_and_stops_it() {
+fn the_tour_starts_each_rung_measures_it_and_stops_it() {
     let out = tempfile::tempdir().unwrap();
     let status = Command::new(env!("CARGO_BIN_EXE_crescendo"))
         .args(["tour", "--scenario", "social", "--duration", "1s", "--connections", "4"])
@@ -178,11 +178,17 @@ fn the_tour_starts_rung_one_measures_it_and_stops_it() {
         .expect("crescendo runs");
     assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
     let tour: serde_json::Value = serde_json::from_slice(&std::fs::read(out.path().join("tour.json")).unwrap()).unwrap();
-    let rung = &tour["rungs"][0];
-    assert_eq!(rung["rung"], 1);
-    assert_eq!(rung["errors"], 0, "{tour}");
-    assert!(rung["throughput"].as_f64().unwrap() > 0.0);
-    assert!(rung["verdict"].as_str().unwrap().starts_with("Rung 1: "));
+    let rungs = tour["rungs"].as_array().unwrap();
+    assert_eq!(rungs.iter().map(|r| r["rung"].as_u64().unwrap()).collect::<Vec<_>>(), [1, 2, 4], "{tour}");
+    for rung in rungs {
+        let n = rung["rung"].as_u64().unwrap();
+        assert_eq!(rung["errors"], 0, "{tour}");
+        assert!(rung["throughput"].as_f64().unwrap() > 0.0);
+        assert!(rung["verdict"].as_str().unwrap().starts_with(&format!("Rung {n}: ")));
+        assert!(out.path().join(format!("rung-{n}/report.html")).is_file());
+    }
+    assert!(rungs[0]["primary_read_share"].is_null(), "SQLite has no primary");
+    assert_eq!(rungs[1]["primary_read_share"], 1.0, "without replicas the primary serves every read");
+    assert!(rungs[2]["primary_read_share"].as_f64().unwrap() < 1.0, "with replicas some reads leave the primary: {tour}");
     assert!(out.path().join("tour.html").is_file());
-    assert!(out.path().join("rung-1/report.html").is_file());
 }

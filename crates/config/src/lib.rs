@@ -95,6 +95,9 @@ pub struct StoreSettings {
     pub postgres_replica_urls: Vec<String>,
     /// With `postgres`: most connections in each server's pool.
     pub postgres_max_connections: u32,
+    /// With `postgres`: how long a query waits for a free (or new) connection before the
+    /// request fails with 503.
+    pub postgres_acquire_timeout_ms: u64,
     /// A replica further behind the primary than this gets no reads (and a user's own
     /// writes are never read from a replica that has not replayed them).
     pub replica_max_lag_ms: u64,
@@ -266,6 +269,7 @@ impl Default for StoreSettings {
             postgres_url: String::new(),
             postgres_replica_urls: Vec::new(),
             postgres_max_connections: 16,
+            postgres_acquire_timeout_ms: 2000,
             replica_max_lag_ms: 1000,
             replica_check_interval_ms: 200,
             sqlite_readers: 4,

@@ -79,6 +79,7 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Built> {
         StoreBackend::Postgres => {
             let mut opts = PgOptions::new(settings.store.postgres_url.clone());
             opts.max_connections = settings.store.postgres_max_connections.max(1);
+            opts.acquire_timeout = Duration::from_millis(settings.store.postgres_acquire_timeout_ms.max(1));
             opts.replicas = settings.store.postgres_replica_urls.clone();
             opts.max_replica_lag = Duration::from_millis(settings.store.replica_max_lag_ms);
             opts.check_interval = Duration::from_millis(settings.store.replica_check_interval_ms.max(10));

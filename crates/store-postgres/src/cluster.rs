@@ -42,6 +42,7 @@ pub(crate) struct Node {
     lsn: AtomicU64,
     lag_ms: AtomicU64,
     replica_reads: metrics::Counter,
+    replica_checks: metrics::Counter,
     primary_reads: metrics::Counter,
     primary_writes: metrics::Counter,
 }
@@ -64,10 +65,36 @@ impl Node {
             lsn: AtomicU64::new(0),
             lag_ms: AtomicU64::new(0),
             replica_reads: metrics::counter!(names::DB_QUERIES, "role" => "replica", "op" => "read", "node" => name.clone()),
+            replica_checks: metrics::counter!(names::DB_QUERIES, "role" => "replica", "op" => "check", "node" => name.clone()),
             primary_reads: metrics::counter!(names::DB_QUERIES, "role" => "primary", "op" => "read", "node" => name.clone()),
             primary_writes: metrics::counter!(names::DB_QUERIES, "role" => "primary", "op" => "write", "node" => name.clone()),
             name,
         })
+    }
+
+    /// Whether the last check (or query) found it answering.
+    pub fn is_up(&self) -> bool {
+        self.up.load(Ordering::Acquire)
+    }
+
+    /// Asks the replica whether it has replayed `fence` (one round trip), and remembers the
+    /// position it reports. A replica that does not answer is taken out of rotation.
+    pub async fn has_replayed(&self, fence: u64) -> bool {
+        self.replica_checks.increment(1);
+        let replayed = sqlx::query_scalar::<_, i64>("SELECT (COALESCE(pg_last_wal_replay_lsn(), '0/0') - '0/0'::pg_lsn)::bigint")
+            .fetch_one(&self.pool)
+            .await;
+        match replayed {
+            Ok(p) => {
+                let p = p as u64;
+                self.lsn.fetch_max(p, Ordering::AcqRel);
+                p >= fence
+            }
+            Err(_) => {
+                self.mark_down();
+                false
+            }
+        }
     }
 
     /// Takes the node out of the read rotation until the next healthy check.
@@ -104,6 +131,9 @@ pub(crate) struct Cluster {
     pub nodes: Vec<Arc<Node>>,
     primary: AtomicUsize,
     next: AtomicUsize,
+    /// Every read must see at least this position: that of the last schema migration, so
+    /// no replica is read before it has the tables.
+    floor: AtomicU64,
     max_lag: Duration,
     check_interval: Duration,
     /// (when, the primary's WAL position then), oldest first.
@@ -136,6 +166,7 @@ impl Cluster {
             nodes,
             primary: AtomicUsize::new(0),
             next: AtomicUsize::new(0),
+            floor: AtomicU64::new(0),
             max_lag: opts.max_replica_lag,
             check_interval: opts.check_interval,
             samples: Mutex::new(VecDeque::new()),
@@ -144,6 +175,11 @@ impl Cluster {
             tokio::spawn(monitor(Arc::downgrade(&cluster)));
         }
         Ok(cluster)
+    }
+
+    /// How often the servers are checked.
+    pub fn check_interval(&self) -> Duration {
+        self.check_interval
     }
 
     pub fn has_replicas(&self) -> bool {
@@ -162,8 +198,28 @@ impl Cluster {
             && n.lsn.load(Ordering::Acquire) >= fence
     }
 
-    /// A replica for a read that must see `fence`, round-robin; `None`: use the primary.
+    /// Makes every later read see `position` (after a schema change).
+    pub fn raise_floor(&self, position: u64) {
+        self.floor.fetch_max(position, Ordering::AcqRel);
+    }
+
+    /// A replica for a read that must see `fence`: one known to have replayed it, else one
+    /// that says so when asked (a fence is usually younger than the last check); `None`:
+    /// use the primary.
+    pub async fn replica_for_read(&self, fence: u64) -> Option<&Arc<Node>> {
+        if let Some(n) = self.replica_for(fence) {
+            return Some(n);
+        }
+        if fence == u64::MAX {
+            return None;
+        }
+        let n = self.replica_for(0)?;
+        n.has_replayed(fence.max(self.floor.load(Ordering::Acquire))).await.then_some(n)
+    }
+
+    /// A replica known to have replayed `fence`, round-robin.
     pub fn replica_for(&self, fence: u64) -> Option<&Arc<Node>> {
+        let fence = fence.max(self.floor.load(Ordering::Acquire));
         let count = self.nodes.len();
         if count < 2 {
             return None;

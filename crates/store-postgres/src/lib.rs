@@ -51,13 +51,13 @@ pub struct PgOptions {
 }
 
 impl PgOptions {
-    /// Defaults for `url`: no replicas, 16 connections per server, 5 s acquire time-out,
+    /// Defaults for `url`: no replicas, 16 connections per server, 2 s acquire time-out,
     /// replicas checked every 200 ms and skipped beyond 1 s of lag.
     pub fn new(url: impl Into<String>) -> Self {
         Self {
             url: url.into(),
             max_connections: 16,
-            acquire_timeout: Duration::from_secs(5),
+            acquire_timeout: Duration::from_secs(2),
             replicas: Vec::new(),
             max_replica_lag: Duration::from_secs(1),
             check_interval: Duration::from_millis(200),
@@ -117,7 +117,7 @@ impl PgStore {
         F: Fn(PgPool) -> Fut,
         Fut: Future<Output = StoreResult<T>>,
     {
-        if let Some(node) = self.cluster.replica_for(fence::read_after()) {
+        if let Some(node) = self.cluster.replica_for_read(fence::read_after()).await {
             self.cluster.count_read(node);
             match f(node.pool.clone()).await {
                 Err(StoreError::Unavailable(why)) => {
@@ -138,11 +138,21 @@ impl PgStore {
     {
         let primary = self.cluster.primary();
         self.cluster.count_read(primary);
+        self.primary_answering()?;
         Self::pool_gauges(&primary.pool);
         match f(primary.pool.clone()).await {
             Err(StoreError::Unavailable(_)) => f(self.cluster.primary().pool.clone()).await,
             done => done,
         }
+    }
+
+    /// Fails fast while the primary is known to be down (a failover is due), instead of
+    /// waiting out the pool's acquire time-out on a server that is gone.
+    fn primary_answering(&self) -> StoreResult<()> {
+        if self.cluster.has_replicas() && !self.cluster.primary().is_up() {
+            return Err(StoreError::Unavailable(format!("primary {} is not answering", self.cluster.primary().name)));
+        }
+        Ok(())
     }
 
     /// Notes the position a write committed at, for read-your-writes. Only replicas
@@ -333,6 +343,14 @@ impl PgStore {
         }
         .await;
         let _ = sqlx::query("SELECT pg_advisory_unlock(774411)").execute(&mut *conn).await;
+        // replicas get reads only once they have the schema (this node's or another's)
+        if self.cluster.has_replicas() {
+            let position: i64 = sqlx::query_scalar("SELECT (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint")
+                .fetch_one(&mut *conn)
+                .await
+                .map_err(map_err)?;
+            self.cluster.raise_floor(position as u64);
+        }
         result
     }
 
@@ -340,9 +358,29 @@ impl PgStore {
     /// is retried once.
     async fn begin(&self) -> StoreResult<Tx<'static>> {
         self.cluster.count_write();
-        match self.cluster.primary().pool.begin().await {
+        self.primary_answering()?;
+        match self.begin_on_primary().await {
             Ok(tx) => Ok(tx),
-            Err(_) => self.cluster.primary().pool.begin().await.map_err(map_err),
+            Err(_) => self.begin_on_primary().await,
+        }
+    }
+
+    /// BEGIN on the primary, given up as soon as the monitor finds the primary down (a
+    /// connection attempt to a dead server would otherwise wait out the acquire time-out).
+    async fn begin_on_primary(&self) -> StoreResult<Tx<'static>> {
+        let primary = Arc::clone(self.cluster.primary());
+        let begin = primary.pool.begin();
+        tokio::pin!(begin);
+        let mut tick = tokio::time::interval(self.cluster.check_interval());
+        loop {
+            tokio::select! {
+                tx = &mut begin => return tx.map_err(map_err),
+                _ = tick.tick() => {
+                    if self.cluster.has_replicas() && (!primary.is_up() || !Arc::ptr_eq(&primary, self.cluster.primary())) {
+                        return Err(StoreError::Unavailable(format!("primary {} is not answering", primary.name)));
+                    }
+                }
+            }
         }
     }
 

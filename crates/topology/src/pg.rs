@@ -187,11 +187,10 @@ impl Postgres {
     /// Kills the postmaster with SIGKILL (a crash, as far as clients can tell) and reaps it.
     /// Its data stay until [`Postgres::restart`] or drop.
     pub fn kill(&mut self) {
+        // the whole process group at once: a backend left alive could still commit
         let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
-        let _ = self.child.wait();
-        // the backends notice their postmaster is gone and exit within about a second
         let _ = nix::sys::signal::killpg(pid, nix::sys::signal::Signal::SIGKILL);
+        let _ = self.child.wait();
     }
 
     /// Starts the server again on its port, with its data, after [`Postgres::kill`].
