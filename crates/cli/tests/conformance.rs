@@ -192,3 +192,34 @@ fn the_tour_starts_each_rung_measures_it_and_stops_it() {
     assert!(rungs[2]["primary_read_share"].as_f64().unwrap() < 1.0, "with replicas some reads leave the primary: {tour}");
     assert!(out.path().join("tour.html").is_file());
 }
+
+#[test]
+fn failover_refuses_while_the_primary_answers_and_promotes_a_replica_once_it_is_gone() {
+    use crescendo_topology::pg::Postgres;
+    let mut primary = Postgres::start(&[]).expect("primary starts");
+    let replicas: Vec<Postgres> = ["r1", "r2"].iter().map(|n| Postgres::replica_of(&primary, n, &[]).expect("replica starts")).collect();
+    let urls: Vec<String> = replicas.iter().map(|r| format!("\"{}\"", r.url("postgres"))).collect();
+    let failover = || {
+        Command::new(env!("CARGO_BIN_EXE_crescendo"))
+            .arg("failover")
+            .env("CRESCENDO_STORE__BACKEND", "postgres")
+            .env("CRESCENDO_STORE__POSTGRES_URL", primary.url("postgres"))
+            .env("CRESCENDO_STORE__POSTGRES_REPLICA_URLS", format!("[{}]", urls.join(", ")))
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap()
+    };
+    let out = failover();
+    assert!(!out.status.success(), "a live primary is never failed over from");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("still answers as the primary"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(replicas.iter().all(|r| r.query("SELECT pg_is_in_recovery()").unwrap() == "t"), "nothing was promoted");
+
+    primary.kill();
+    let out = failover();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    let promoted: Vec<&Postgres> = replicas.iter().filter(|r| r.query("SELECT pg_is_in_recovery()").unwrap() == "f").collect();
+    assert_eq!(promoted.len(), 1, "exactly one replica is promoted: {text}");
+    assert!(text.contains(&format!("promoted 127.0.0.1:{}", promoted[0].port())), "{text}");
+    assert!(text.contains("re-pointed"), "{text}");
+}
