@@ -199,11 +199,12 @@ fn failover_refuses_while_the_primary_answers_and_promotes_a_replica_once_it_is_
     let mut primary = Postgres::start(&[]).expect("primary starts");
     let replicas: Vec<Postgres> = ["r1", "r2"].iter().map(|n| Postgres::replica_of(&primary, n, &[]).expect("replica starts")).collect();
     let urls: Vec<String> = replicas.iter().map(|r| format!("\"{}\"", r.url("postgres"))).collect();
+    let primary_url = primary.url("postgres");
     let failover = || {
         Command::new(env!("CARGO_BIN_EXE_crescendo"))
             .arg("failover")
             .env("CRESCENDO_STORE__BACKEND", "postgres")
-            .env("CRESCENDO_STORE__POSTGRES_URL", primary.url("postgres"))
+            .env("CRESCENDO_STORE__POSTGRES_URL", &primary_url)
             .env("CRESCENDO_STORE__POSTGRES_REPLICA_URLS", format!("[{}]", urls.join(", ")))
             .env("RUST_LOG", "warn")
             .output()
