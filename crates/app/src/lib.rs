@@ -157,11 +157,17 @@ impl App {
     /// [`AppError::Unauthorized`] for a bad or expired token.
     pub fn authenticate(&self, token: &str) -> AppResult<Id> {
         let user = self.inner.tokens.verify(token)?;
+        self.act_as(user);
+        Ok(user)
+    }
+
+    /// Names the user this request acts for, when something other than a token proved it
+    /// (a web session): within [`App::in_request`], their reads see their own writes.
+    pub fn act_as(&self, user: Id) {
         let _ = PRINCIPAL.try_with(|p| p.set(Some(user)));
         if let Some(position) = self.inner.fences.get(&user) {
             fence::raise(position);
         }
-        Ok(user)
     }
 
     /// Runs one request's work so that its user reads their own writes (DESIGN.md's

@@ -173,6 +173,14 @@ impl App {
         Ok(self.user_view(user))
     }
 
+    /// A user's public profile by ID (cached), e.g. for a page's header.
+    ///
+    /// # Errors
+    /// The store is unavailable.
+    pub async fn profile_by_id(&self, id: Id) -> AppResult<Option<Arc<Cached<Profile>>>> {
+        self.profile_record(id).await
+    }
+
     /// A user's public profile, cached.
     pub(crate) async fn profile_record(&self, id: Id) -> AppResult<Option<Arc<Cached<Profile>>>> {
         self.cached(&keys::profile(id), || async {

@@ -58,8 +58,21 @@ pub struct Settings {
     pub sessions: SessionSettings,
     /// Tokens and passwords.
     pub auth: Auth,
+    /// The web pages.
+    pub web: WebSettings,
     /// Logs.
     pub log: Log,
+}
+
+/// The web pages.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebSettings {
+    /// Where pages link the stylesheet and script from: empty for this site, or a CDN
+    /// origin such as `https://cdn.example.com` (it must serve `/assets/…` from this site).
+    pub asset_base_url: String,
+    /// Mark the session cookie `Secure` (the site is served over HTTPS).
+    pub secure_cookies: bool,
 }
 
 /// The HTTP listener.
@@ -244,6 +257,7 @@ impl Default for Settings {
             blobs: BlobSettings::default(),
             sessions: SessionSettings::default(),
             auth: Auth::default(),
+            web: WebSettings::default(),
             log: Log::default(),
         }
     }

@@ -50,28 +50,27 @@ struct Health {
 ///
 /// Layers that need the matched route (`observe`) or must be seen by it (time-out, panic)
 /// wrap the routes; the rest wrap the router once, outside.
-pub(crate) fn service(app: App, settings: &Settings, ready: Arc<AtomicBool>) -> Service {
+pub(crate) fn service(app: App, web: crescendo_web::WebConfig, settings: &Settings, ready: Arc<AtomicBool>) -> Router {
     let timeout = Duration::from_secs(settings.http.request_timeout_secs);
     let health = Health { app: app.clone(), ready };
     let ops = Router::new()
         .route("/health", get(|| async { "ok" }))
         .route("/ready", get(ready_check))
         .route("/metrics", get(metrics_text))
-        .route("/", get(index))
         .with_state(health);
     let routes = Router::new()
-        .nest("/api", crescendo_api::router(app))
+        .nest("/api", crescendo_api::router(app.clone()))
         .merge(ops)
-        .fallback(|| async { ApiError::not_found("page") })
+        .merge(crescendo_web::router(app, web))
+        .fallback(not_found_page)
         .layer(axum::extract::DefaultBodyLimit::max(settings.http.body_limit_bytes))
         .layer(middleware::from_fn(move |req, next| with_timeout(timeout, req, next)))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
             ApiError::from(crescendo_app::AppError::Internal(anyhow::anyhow!("handler panicked"))).into_response()
         }))
         .layer(middleware::from_fn(observe));
-    tower::ServiceBuilder::new()
-        .layer(SetRequestIdLayer::new(X_REQUEST_ID.clone(), MakeId))
-        .layer(PropagateRequestIdLayer::new(X_REQUEST_ID.clone()))
+    // outermost last: the request ID is set before anything else sees the request
+    routes
         .layer(
             CorsLayer::new()
                 .allow_origin(Any)
@@ -80,19 +79,20 @@ pub(crate) fn service(app: App, settings: &Settings, ready: Arc<AtomicBool>) -> 
                 .expose_headers([X_REQUEST_ID.clone()])
                 .max_age(Duration::from_secs(3600)),
         )
-        .service(routes)
+        .layer(PropagateRequestIdLayer::new(X_REQUEST_ID.clone()))
+        .layer(SetRequestIdLayer::new(X_REQUEST_ID.clone(), MakeId))
 }
 
-/// The type of [`service`]'s result.
-pub(crate) type Service = tower_http::request_id::SetRequestId<
-    tower_http::request_id::PropagateRequestId<
-        tower_http::cors::Cors<Router>,
-    >,
-    MakeId,
->;
-
-async fn index() -> &'static str {
-    "Crescendo: the RealWorld (Conduit) API is at /api (e.g. /api/articles); /health, /ready and /metrics are for operators.\n"
+/// Paths that are neither pages, API routes nor operations: an HTML page for browsers.
+async fn not_found_page() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Not found · Crescendo</title></head>\
+         <body><main><h1>Not found</h1><p>There is no page here. <a href=\"/\">Go to the home page</a>; the JSON API \
+         is under <code>/api</code>.</p></main></body></html>",
+    )
+        .into_response()
 }
 
 async fn ready_check(State(h): State<Health>) -> Response {

@@ -44,7 +44,7 @@ pub async fn serve(settings: Settings, shutdown: impl Future<Output = ()> + Send
         .with_context(|| format!("binding http.listen = {}", settings.http.listen))?;
     let addr = listener.local_addr()?;
     let ready = Arc::new(AtomicBool::new(true));
-    let service = http::service(built.app.clone(), &settings, Arc::clone(&ready));
+    let service = http::service(built.app.clone(), built.web.clone(), &settings, Arc::clone(&ready));
     let grace = Duration::from_secs(settings.http.shutdown_grace_secs);
     let drain_delay = Duration::from_millis(settings.http.drain_delay_ms);
 
@@ -61,7 +61,8 @@ pub async fn serve(settings: Settings, shutdown: impl Future<Output = ()> + Send
     let mut stop_rx2 = stop_rx.clone();
     let done = tokio::spawn(async move {
         let mut stop = stop_rx;
-        let server = axum::serve(listener, tower::make::Shared::new(service))
+        // each request carries its connection's peer address (sign-in limits per client)
+        let server = axum::serve(listener, service.into_make_service_with_connect_info::<std::net::SocketAddr>())
             .with_graceful_shutdown(async move {
                 let _ = stop.wait_for(|s| *s).await;
             });

@@ -15,6 +15,8 @@ use std::time::Duration;
 pub struct Built {
     /// The application.
     pub app: App,
+    /// The web pages' set-up (session keys derived from the token key).
+    pub web: crescendo_web::WebConfig,
 }
 
 /// Reads the token key from settings, or from `data_dir/jwt.key`, creating it (32 random
@@ -126,5 +128,9 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Built> {
         ttl,
         max_page_size: settings.http.max_page_size,
     });
-    Ok(Built { app })
+    let web = crescendo_web::WebConfig {
+        keys: crescendo_web::session::SessionKeys::derive(&key, settings.web.secure_cookies),
+        asset_base_url: settings.web.asset_base_url.clone(),
+    };
+    Ok(Built { app, web })
 }

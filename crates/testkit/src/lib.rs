@@ -249,3 +249,125 @@ impl PgCluster {
         settings.store.replica_check_interval_ms = 50;
     }
 }
+
+/// A page as a browser got it: status, `Location`, headers and body text.
+#[derive(Debug)]
+pub struct Page {
+    /// Status code.
+    pub status: StatusCode,
+    /// Where a redirect points.
+    pub location: Option<String>,
+    /// Headers.
+    pub headers: reqwest::header::HeaderMap,
+    /// The body.
+    pub body: String,
+}
+
+impl Page {
+    /// The CSRF token of the first form on the page.
+    pub fn csrf(&self) -> String {
+        let at = self.body.find("name=\"csrf\" value=\"").expect("the page has a form with a CSRF token");
+        let rest = &self.body[at + "name=\"csrf\" value=\"".len()..];
+        rest[..rest.find('"').expect("closing quote")].to_string()
+    }
+}
+
+/// A browser without JavaScript: keeps the session cookie, posts forms, and does not follow
+/// redirects (tests look at them).
+pub struct Browser {
+    client: reqwest::Client,
+    base: String,
+    cookie: Option<String>,
+}
+
+fn form_encode(fields: &[(&str, &str)]) -> String {
+    let enc = |s: &str| -> String {
+        s.bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+                b' ' => "+".to_string(),
+                _ => format!("%{b:02X}"),
+            })
+            .collect()
+    };
+    fields.iter().map(|(k, v)| format!("{}={}", enc(k), enc(v))).collect::<Vec<_>>().join("&")
+}
+
+impl Browser {
+    /// A browser pointed at `app`, with no cookie yet.
+    pub fn new(app: &TestApp) -> Self {
+        let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+        Browser { client, base: format!("http://{}", app.addr), cookie: None }
+    }
+
+    /// The session cookie's `name=value`, if any.
+    pub fn cookie(&self) -> Option<&str> {
+        self.cookie.as_deref()
+    }
+
+    async fn send(&mut self, r: reqwest::RequestBuilder) -> Page {
+        let r = match &self.cookie {
+            Some(c) => r.header("cookie", c),
+            None => r,
+        };
+        let res = r.send().await.expect("request sent");
+        for c in res.headers().get_all("set-cookie") {
+            let c = c.to_str().expect("ASCII cookie");
+            let pair = c.split(';').next().unwrap_or_default().trim().to_string();
+            if c.contains("Max-Age=0") {
+                self.cookie = None;
+            } else {
+                self.cookie = Some(pair);
+            }
+        }
+        let status = res.status();
+        let headers = res.headers().clone();
+        let location = headers.get("location").and_then(|l| l.to_str().ok()).map(str::to_string);
+        let body = res.text().await.expect("body read");
+        Page { status, location, headers, body }
+    }
+
+    /// GET `path`.
+    pub async fn get(&mut self, path: &str) -> Page {
+        let r = self.client.get(format!("{}{path}", self.base));
+        self.send(r).await
+    }
+
+    /// POSTs a form to `path`.
+    pub async fn post(&mut self, path: &str, fields: &[(&str, &str)]) -> Page {
+        let r = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form_encode(fields));
+        self.send(r).await
+    }
+
+    /// POSTs a form as the page's script does, asking for JSON.
+    pub async fn post_json(&mut self, path: &str, fields: &[(&str, &str)]) -> Page {
+        let r = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("accept", "application/json")
+            .body(form_encode(fields));
+        self.send(r).await
+    }
+
+    /// Signs up through the form (password `password123`) and checks the redirect home.
+    pub async fn sign_up(&mut self, username: &str) {
+        let form = self.get("/register").await;
+        let csrf = form.csrf();
+        let email = format!("{username}@example.com");
+        let p = self
+            .post("/register", &[("username", username), ("email", &email), ("password", "password123"), ("csrf", &csrf)])
+            .await;
+        assert_eq!(p.status, StatusCode::SEE_OTHER, "sign-up of {username}: {}", p.body);
+        assert_eq!(p.location.as_deref(), Some("/"));
+    }
+
+    /// A fresh CSRF token: the one in the form at `path`.
+    pub async fn csrf_from(&mut self, path: &str) -> String {
+        self.get(path).await.csrf()
+    }
+}

@@ -1,7 +1,9 @@
-//! HTTP tests: every endpoint and every error class, against a real server on port 0.
+//! HTTP tests: every endpoint and every error class, and the web pages, against a real
+//! server on port 0.
 
 mod articles;
 mod comments;
 mod errors;
 mod ops;
 mod users;
+mod web;

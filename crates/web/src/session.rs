@@ -1,0 +1,219 @@
+//! Browser sessions: a signed cookie that holds only a session ID; the session itself (who
+//! is signed in, the CSRF token) lives in the `Sessions` seam, so any web node can serve
+//! any request once that seam is shared.
+//!
+//! The cookie is `crescendo_sid=<id>.<mac>`: 24 random bytes, and an HMAC-SHA256 of them
+//! under a key derived from the token key (every node of a topology shares it). It is
+//! `HttpOnly`, `SameSite=Lax` and `Path=/`, and `Secure` when the site is served over
+//! HTTPS. Signing in issues a new ID (no session fixation); signing out deletes the session.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use base64::Engine;
+use bytes::Bytes;
+use crescendo_app::App;
+use crescendo_domain::Id;
+use hmac::{Hmac, Mac};
+use http::header::{COOKIE, SET_COOKIE};
+use http::{HeaderMap, HeaderValue};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+use std::time::Duration;
+
+/// The cookie's name.
+pub const COOKIE_NAME: &str = "crescendo_sid";
+/// How long a session lives without being renewed by a sign-in.
+pub const SESSION_TTL: Duration = Duration::from_secs(14 * 24 * 3600);
+
+/// Signs and checks session cookies.
+#[derive(Clone)]
+pub struct SessionKeys {
+    mac: Hmac<Sha256>,
+    secure: bool,
+}
+
+impl std::fmt::Debug for SessionKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionKeys").field("secure", &self.secure).finish_non_exhaustive()
+    }
+}
+
+impl SessionKeys {
+    /// Keys derived from the service's token key (so a topology's nodes agree), with
+    /// `secure` cookies when the site is served over HTTPS.
+    pub fn derive(token_key: &[u8], secure: bool) -> Self {
+        let mut m = Hmac::<Sha256>::new_from_slice(token_key).expect("HMAC takes any key length");
+        m.update(b"crescendo web session cookie v1");
+        let derived = m.finalize().into_bytes();
+        Self { mac: Hmac::new_from_slice(&derived).expect("HMAC takes any key length"), secure }
+    }
+
+    fn sign(&self, id: &str) -> String {
+        let mut m = self.mac.clone();
+        m.update(id.as_bytes());
+        B64.encode(m.finalize().into_bytes())
+    }
+
+    /// The session ID of a cookie value whose MAC is right.
+    fn verify<'a>(&self, value: &'a str) -> Option<&'a str> {
+        let (id, mac) = value.split_once('.')?;
+        let mac = B64.decode(mac).ok()?;
+        let mut m = self.mac.clone();
+        m.update(id.as_bytes());
+        m.verify_slice(&mac).ok()?;
+        Some(id)
+    }
+
+    /// `Set-Cookie` for session `id`.
+    pub fn cookie(&self, id: &str) -> HeaderValue {
+        let secure = if self.secure { "; Secure" } else { "" };
+        let v = format!(
+            "{COOKIE_NAME}={id}.{}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}{secure}",
+            self.sign(id),
+            SESSION_TTL.as_secs()
+        );
+        HeaderValue::from_str(&v).expect("cookie is ASCII")
+    }
+
+    /// `Set-Cookie` that removes the cookie.
+    pub fn clear_cookie(&self) -> HeaderValue {
+        HeaderValue::from_static("crescendo_sid=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0")
+    }
+}
+
+/// What the store keeps per session.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+struct Stored {
+    /// The signed-in user.
+    u: Option<i64>,
+    /// The CSRF token forms must carry.
+    csrf: String,
+}
+
+/// A browser's session, as loaded for one request.
+#[derive(Clone, Debug, Default)]
+pub struct Session {
+    id: Option<String>,
+    /// The signed-in user, if any.
+    pub user: Option<Id>,
+    /// The CSRF token forms must carry (empty when there is no session yet).
+    pub csrf: String,
+    /// A cookie to set on the response (a new or renewed session).
+    pub set_cookie: Option<HeaderValue>,
+}
+
+fn random_token() -> String {
+    let mut b = [0u8; 24];
+    getrandom::fill(&mut b).expect("the OS has randomness");
+    B64.encode(b)
+}
+
+fn key(id: &str) -> String {
+    format!("web:session:{id}")
+}
+
+impl Session {
+    /// The session named by the request's cookie, if its MAC is right and the store still has
+    /// it; else an empty session.
+    pub async fn load(app: &App, keys: &SessionKeys, headers: &HeaderMap) -> Self {
+        let Some(id) = cookie_value(headers).and_then(|v| keys.verify(v)) else { return Self::default() };
+        let stored = match app.sessions().get(&key(id)).await {
+            Ok(Some(bytes)) => serde_json::from_slice::<Stored>(&bytes).unwrap_or_default(),
+            Ok(None) => return Self::default(),
+            Err(e) => {
+                tracing::warn!(error = %e, "session store unavailable; treating the request as signed out");
+                return Self::default();
+            }
+        };
+        Session { id: Some(id.to_string()), user: stored.u.map(Id::from_i64), csrf: stored.csrf, set_cookie: None }
+    }
+
+    /// Makes sure there is a stored session with a CSRF token (for a page that shows a
+    /// form); a new one sets its cookie on the response.
+    pub async fn ensure(&mut self, app: &App, keys: &SessionKeys) -> Result<(), crescendo_cache::CacheError> {
+        if self.id.is_some() && !self.csrf.is_empty() {
+            return Ok(());
+        }
+        self.start(app, keys, self.user).await
+    }
+
+    /// Starts a new session for `user` (a fresh ID and CSRF token), replacing the current one.
+    pub async fn start(&mut self, app: &App, keys: &SessionKeys, user: Option<Id>) -> Result<(), crescendo_cache::CacheError> {
+        if let Some(old) = self.id.take() {
+            app.sessions().delete(&key(&old)).await?;
+        }
+        let id = random_token();
+        let stored = Stored { u: user.map(Id::as_i64), csrf: random_token() };
+        let bytes = Bytes::from(serde_json::to_vec(&stored).expect("sessions serialise"));
+        app.sessions().put(&key(&id), bytes, SESSION_TTL).await?;
+        self.set_cookie = Some(keys.cookie(&id));
+        self.id = Some(id);
+        self.user = user;
+        self.csrf = stored.csrf;
+        Ok(())
+    }
+
+    /// Ends the session: deletes it from the store and clears the cookie.
+    pub async fn end(&mut self, app: &App, keys: &SessionKeys) -> Result<(), crescendo_cache::CacheError> {
+        if let Some(id) = self.id.take() {
+            app.sessions().delete(&key(&id)).await?;
+        }
+        self.user = None;
+        self.csrf.clear();
+        self.set_cookie = Some(keys.clear_cookie());
+        Ok(())
+    }
+
+    /// Whether a submitted form's token is this session's (compared in constant time).
+    pub fn csrf_ok(&self, submitted: &str) -> bool {
+        if self.csrf.is_empty() || submitted.len() != self.csrf.len() {
+            return false;
+        }
+        submitted.bytes().zip(self.csrf.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+    }
+
+    /// Adds the session cookie, if one is due, to response headers.
+    pub fn apply(&self, headers: &mut HeaderMap) {
+        if let Some(c) = &self.set_cookie {
+            headers.append(SET_COOKIE, c.clone());
+        }
+    }
+}
+
+/// The value of our cookie in the request's `Cookie` headers.
+fn cookie_value(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|h| h.to_str().ok())
+        .flat_map(|h| h.split(';'))
+        .find_map(|kv| kv.trim().strip_prefix(COOKIE_NAME)?.strip_prefix('='))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cookies_verify_only_with_their_own_mac_and_key() {
+        let keys = SessionKeys::derive(b"0123456789abcdef0123456789abcdef", false);
+        let c = keys.cookie("abc").to_str().unwrap().to_string();
+        assert!(c.contains("HttpOnly") && c.contains("SameSite=Lax") && !c.contains("Secure"), "{c}");
+        let value = c.split(';').next().unwrap().strip_prefix("crescendo_sid=").unwrap();
+        assert_eq!(keys.verify(value), Some("abc"));
+        assert_eq!(keys.verify(&value.replace("abc", "abd")), None, "another ID with the same MAC fails");
+        let other = SessionKeys::derive(b"another key, also 32 bytes long!", true);
+        assert_eq!(other.verify(value), None, "another key fails");
+        assert!(other.cookie("x").to_str().unwrap().ends_with("; Secure"));
+        let mut h = HeaderMap::new();
+        h.insert(COOKIE, HeaderValue::from_str(&format!("a=1; {COOKIE_NAME}={value}; b=2")).unwrap());
+        assert_eq!(cookie_value(&h), Some(value));
+    }
+
+    #[test]
+    fn csrf_tokens_must_match_exactly() {
+        let s = Session { csrf: "token".into(), ..Default::default() };
+        assert!(s.csrf_ok("token"));
+        assert!(!s.csrf_ok("tokem") && !s.csrf_ok("") && !s.csrf_ok("token2"));
+        assert!(!Session::default().csrf_ok(""), "no session, no valid token");
+    }
+}
