@@ -9,6 +9,8 @@
 //! (started from the machine's binaries, stopped with the app) instead of SQLite, so the same
 //! HTTP tests check both backends.
 
+pub mod webdriver;
+
 use crescendo_config::{Overrides, Settings};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};

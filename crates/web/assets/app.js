@@ -1,6 +1,7 @@
 // Progressive enhancement: favourite and follow buttons post in the background and update
 // in place. Without this script the same forms post and the page reloads.
 "use strict";
+window.crescendoEnhanced = true;
 document.addEventListener("submit", async (event) => {
   const form = event.target;
   const kind = form.dataset && form.dataset.enhance;
@@ -10,7 +11,8 @@ document.addEventListener("submit", async (event) => {
   const action = form.querySelector('input[name="action"]');
   button.disabled = true;
   try {
-    const res = await fetch(form.action, {
+    // getAttribute: the form's hidden input named "action" shadows the form.action property
+    const res = await fetch(form.getAttribute("action"), {
       method: "POST",
       body: new URLSearchParams(new FormData(form)),
       headers: { Accept: "application/json" },
