@@ -36,19 +36,21 @@ impl FromRequestParts<Web> for Session {
     }
 }
 
-/// Security headers on every page; pages are per-visitor, so never stored by a shared cache.
+/// Security headers on every page. A page is `private` unless its handler made it public
+/// (anonymous views without forms); every page varies by cookie.
 pub(crate) async fn page_headers(State(w): State<Web>, req: Request, next: Next) -> Response {
     let mut res = next.run(req).await;
     let h = res.headers_mut();
     let assets = w.assets.origin().map(|o| format!(" {o}")).unwrap_or_default();
     let csp = format!(
-        "default-src 'self'; img-src * data:; style-src 'self'{assets}; script-src 'self'{assets}; \
+        "default-src 'self'; img-src 'self' https: http:{assets}; style-src 'self'{assets}; script-src 'self'{assets}; \
          form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
     );
     h.insert("content-security-policy", HeaderValue::from_str(&csp).expect("ASCII policy"));
     h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
     h.insert("referrer-policy", HeaderValue::from_static("same-origin"));
     h.entry(CACHE_CONTROL).or_insert(HeaderValue::from_static("private, no-cache"));
+    h.insert(http::header::VARY, HeaderValue::from_static("Cookie"));
     res
 }
 
@@ -59,6 +61,7 @@ pub(crate) struct Chrome {
     csrf: String,
     css: String,
     js: String,
+    icon: String,
     /// Which navigation link is the current page.
     here: &'static str,
 }
@@ -68,7 +71,7 @@ async fn chrome(w: &Web, s: &Session, title: impl Into<String>, here: &'static s
         Some(id) => w.app.profile_by_id(id).await.ok().flatten().map(|p| p.username.clone()),
         None => None,
     };
-    Chrome { title: title.into(), user, csrf: s.csrf.clone(), css: w.assets.css_href(), js: w.assets.js_href(), here }
+    Chrome { title: title.into(), user, csrf: s.csrf.clone(), css: w.assets.css_href(), js: w.assets.js_href(), icon: w.assets.icon_href(), here }
 }
 
 fn html(s: &Session, status: StatusCode, body: Result<String, askama::Error>) -> Response {
@@ -83,6 +86,17 @@ fn html(s: &Session, status: StatusCode, body: Result<String, askama::Error>) ->
             (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
         }
     }
+}
+
+/// Lets shared caches (a CDN) keep an anonymous page for a few seconds: only pages that
+/// show no form and set no cookie, for a visitor who is not signed in.
+const PUBLIC_PAGE: &str = "public, max-age=5";
+
+fn public_if_anonymous(s: &Session, mut res: Response) -> Response {
+    if s.user.is_none() && s.set_cookie.is_none() && res.status() == StatusCode::OK {
+        res.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static(PUBLIC_PAGE));
+    }
+    res
 }
 
 fn redirect(s: &Session, to: &str) -> Response {
@@ -216,7 +230,7 @@ pub(crate) async fn home(State(w): State<Web>, s: Session, Query(q): Query<HomeQ
         pages,
         tags,
     };
-    html(&s, StatusCode::OK, t.render())
+    public_if_anonymous(&s, html(&s, StatusCode::OK, t.render()))
 }
 
 // --- sign in, sign up, sign out ---
@@ -542,7 +556,7 @@ pub(crate) async fn article(State(w): State<Web>, mut s: Session, Path(slug): Pa
         comments: comments.iter().map(|c| Remark::new(c, viewer.as_deref())).collect(),
         chrome,
     };
-    html(&s, StatusCode::OK, t.render())
+    public_if_anonymous(&s, html(&s, StatusCode::OK, t.render()))
 }
 
 pub(crate) async fn delete_article(State(w): State<Web>, s: Session, Path(slug): Path<String>, Form(f): Form<TokenForm>) -> Response {
@@ -662,7 +676,7 @@ async fn profile_page(w: &Web, mut s: Session, username: &str, favorites: bool, 
         cards: articles.iter().map(Card::from).collect(),
         pages: views::pager(total, PER_PAGE, page, |n| format!("{base}?page={n}")),
     };
-    html(&s, StatusCode::OK, t.render())
+    public_if_anonymous(&s, html(&s, StatusCode::OK, t.render()))
 }
 
 pub(crate) async fn profile(State(w): State<Web>, s: Session, Path(username): Path<String>, Query(q): Query<PageQuery>) -> Response {

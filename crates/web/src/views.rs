@@ -27,7 +27,7 @@ impl From<&ArticleView> for Card {
             description: a.description.clone(),
             tags: a.tags.iter().map(|t| TagLink::new(t)).collect(),
             author: v.author.profile.username.clone(),
-            author_image: v.author.profile.image.clone(),
+            author_image: image_url(&v.author.profile.image),
             date: date(a.created_at),
             favorites: a.favorites_count.max(0) as u32,
             favorited: v.favorited,
@@ -72,7 +72,7 @@ impl From<&ProfileView> for Person {
         Person {
             username: p.profile.username.clone(),
             bio: p.profile.bio.clone(),
-            image: p.profile.image.clone(),
+            image: image_url(&p.profile.image),
             following: p.following,
         }
     }
@@ -97,7 +97,7 @@ impl Remark {
             body: c.comment.body.clone(),
             mine: viewer == Some(author.as_str()),
             author,
-            author_image: c.author.profile.image.clone(),
+            author_image: image_url(&c.author.profile.image),
             date: date(c.comment.created_at),
         }
     }
@@ -119,6 +119,14 @@ pub fn pager(total: u64, per_page: u32, current: u32, href: impl Fn(u32) -> Stri
         return Vec::new();
     }
     (1..=pages).map(|n| PageLink { number: n, href: href(n), current: n == current }).collect()
+}
+
+/// A user-given picture URL if it is `http(s)://`, else nothing: no `javascript:`, `data:`
+/// or other scheme reaches a page.
+pub fn image_url(url: &str) -> String {
+    let u = url.trim();
+    let lower = u.get(..8).unwrap_or(u).to_ascii_lowercase();
+    if lower.starts_with("https://") || lower.starts_with("http://") { u.to_string() } else { String::new() }
 }
 
 /// "November 28, 2026" for milliseconds since the epoch.
@@ -175,6 +183,21 @@ mod tests {
     #[test]
     fn tag_links_encode_what_urls_reserve() {
         assert_eq!(TagLink::new("c# & go?").href, "/?tag=c%23%20%26%20go%3F");
+    }
+
+    #[test]
+    fn only_web_urls_are_pictures() {
+        assert_eq!(image_url(" https://x.example/a.png "), "https://x.example/a.png");
+        assert_eq!(image_url("HTTP://x.example/a.png"), "HTTP://x.example/a.png");
+        for bad in ["javascript:alert(1)", "data:image/svg+xml;base64,AAAA", "//evil.example/x", "vbscript:x", ""] {
+            assert_eq!(image_url(bad), "", "{bad}");
+        }
+    }
+
+    #[test]
+    fn markdown_drops_data_urls() {
+        let h = markdown("![x](data:image/svg+xml;base64,PHN2Zz4=) [y](data:text/html,<script>alert(1)</script>)");
+        assert!(!h.contains("data:"), "{h}");
     }
 
     #[test]

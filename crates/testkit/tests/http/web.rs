@@ -48,21 +48,53 @@ async fn anonymous_visitors_see_the_home_article_tag_and_profile_pages() {
 }
 
 #[tokio::test]
-async fn assets_have_hashed_names_and_are_cacheable_for_a_year() {
+async fn assets_have_hashed_names_are_cacheable_for_a_year_and_come_compressed() {
     let app = TestApp::spawn().await;
     let mut b = Browser::new(&app);
     let home = b.get("/").await;
-    for ext in ["css", "js"] {
+    let client = reqwest::Client::new();
+    for ext in ["css", "js", "svg"] {
         let at = home.body.find(&format!(".{ext}\"")).expect("the page links the asset");
         let start = home.body[..at].rfind("\"/assets/").expect("a local asset link") + 1;
         let href = &home.body[start..at + ext.len() + 1];
         let asset = b.get(href).await;
         assert_eq!(asset.status, StatusCode::OK, "{href}");
         assert_eq!(asset.headers["cache-control"], "public, max-age=31536000, immutable");
-        assert!(asset.headers.contains_key("etag"));
+        assert_eq!(asset.headers["vary"], "Accept-Encoding");
+        assert!(!asset.headers.contains_key("content-encoding"), "no Accept-Encoding, no encoding");
         assert!(!asset.body.is_empty());
+        let etag = asset.headers["etag"].clone();
+
+        let again = client.get(app.url(href)).header("if-none-match", etag).send().await.unwrap();
+        assert_eq!(again.status(), StatusCode::NOT_MODIFIED, "{href}: a matching ETag is 304");
+        for (accept, encoding) in [("gzip, deflate, br", "br"), ("gzip", "gzip")] {
+            let res = client.get(app.url(href)).header("accept-encoding", accept).send().await.unwrap();
+            assert_eq!(res.headers()["content-encoding"], encoding, "{href} with {accept}");
+            let len = res.bytes().await.unwrap().len();
+            assert!(len > 0 && len < asset.body.len(), "{href}: {encoding} is smaller ({len} vs {})", asset.body.len());
+        }
     }
     assert_eq!(b.get("/assets/app.00000000.css").await.status, StatusCode::NOT_FOUND, "an old name is gone, not stale");
+}
+
+#[tokio::test]
+async fn anonymous_pages_may_be_cached_briefly_and_signed_in_pages_are_private() {
+    let app = TestApp::spawn().await;
+    let token = app.register("judy").await;
+    let slug = app.create_article(&token, "Cache me", &[]).await["slug"].as_str().unwrap().to_string();
+    let mut anon = Browser::new(&app);
+    for path in ["/".to_string(), format!("/article/{slug}"), "/profile/judy".to_string()] {
+        let p = anon.get(&path).await;
+        assert_eq!(p.headers["cache-control"], "public, max-age=5", "{path}");
+        assert_eq!(p.headers["vary"], "Cookie", "{path}");
+    }
+    let login = anon.get("/login").await;
+    assert_eq!(login.headers["cache-control"], "private, no-cache", "a page with a form and a cookie is private");
+    let mut signed_in = Browser::new(&app);
+    signed_in.sign_up("kim").await;
+    for path in ["/".to_string(), format!("/article/{slug}"), "/profile/judy".to_string(), "/settings".to_string()] {
+        assert_eq!(signed_in.get(&path).await.headers["cache-control"], "private, no-cache", "{path}");
+    }
 }
 
 #[tokio::test]
@@ -236,12 +268,12 @@ async fn script_in_titles_bodies_bios_and_comments_is_rendered_inert() {
     let app = TestApp::spawn().await;
     let payload = "<script>alert('x')</script><img src=x onerror=alert(1)>";
     let token = app.register("grace").await;
-    app.put("/api/user", Some(&token), json!({"user": {"bio": payload}})).await;
+    app.put("/api/user", Some(&token), json!({"user": {"bio": payload, "image": "javascript:alert(1)"}})).await;
     let a = app
         .post(
             "/api/articles",
             Some(&token),
-            json!({"article": {"title": format!("T {payload}"), "description": payload, "body": format!("text {payload} [a](javascript:alert(1))"), "tagList": ["<script>x</script>"]}}),
+            json!({"article": {"title": format!("T {payload}"), "description": payload, "body": format!("text {payload} [a](javascript:alert(1)) ![i](data:image/svg+xml;base64,PHN2Zz4=)"), "tagList": ["<script>x</script>"]}}),
         )
         .await;
     let slug = a.json["article"]["slug"].as_str().unwrap().to_string();
@@ -253,6 +285,7 @@ async fn script_in_titles_bodies_bios_and_comments_is_rendered_inert() {
         assert!(!page.body.contains("<script>alert"), "{path}: raw script tag");
         assert!(!page.body.contains("<img src=x onerror"), "{path}: raw event handler");
         assert!(!page.body.contains("href=\"javascript:"), "{path}: script URL");
+        assert!(!page.body.contains("src=\"javascript:") && !page.body.contains("src=\"data:"), "{path}: picture URLs are web URLs only");
         assert!(page.body.contains("&#60;script&#62;") || page.body.contains("&lt;script&gt;"), "{path}: the text is shown, escaped");
     }
 }
