@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every Crescendo test on a Debian machine, first installing what the tests need and
 # the machine lacks: PostgreSQL 15 (the tests start private servers from its binaries),
-# Node.js and npm (for newman, which runs the RealWorld conformance collection), newman
-# itself, and Chromium with its WebDriver (the end-to-end browser tests). Safe to run
+# HAProxy (the load-balancer tier), Node.js and npm (for newman, which runs the RealWorld
+# conformance collection), newman itself, and Chromium with its WebDriver (the end-to-end
+# browser tests). Safe to run
 # again: it installs only what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,6 +15,7 @@ missing=()
 [ -x /usr/lib/postgresql/15/bin/postgres ] || missing+=(postgresql-15)
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
+[ -x /usr/sbin/haproxy ] || missing+=(haproxy)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
 if [ ${#missing[@]} -gt 0 ]; then

@@ -38,6 +38,13 @@ enum Command {
     /// replicas at it, and make one of them its synchronous standby. Refuses while a
     /// primary answers. Web nodes follow the new primary on their own.
     Failover(FailoverArgs),
+    /// Start every tier of a topology (`topologies/*.toml`) on this machine: PostgreSQL, web
+    /// nodes, HAProxy. Prints the public URL and a live status; Ctrl-C stops everything.
+    Up(UpArgs),
+    /// Stop the topology started from the run directory (`up --detach`).
+    Down(RunDirArgs),
+    /// Every process of the running topology: role, PID, address, health, req/s, p99, 5xx.
+    Status(StatusArgs),
     /// Create or upgrade the database schema, then exit (`serve` also does this at start).
     Migrate(Common),
     /// Measure a running Crescendo: seed data through its API, drive a scenario at it, and
@@ -118,6 +125,39 @@ struct BenchArgs {
     /// Where the report goes.
     #[arg(long, default_value = "bench-out", value_name = "DIR")]
     out: PathBuf,
+}
+
+/// Where a topology keeps its state.
+#[derive(Args, Debug)]
+struct RunDirArgs {
+    /// The run directory: state, each process's configuration and log.
+    #[arg(long, default_value = "crescendo-run", value_name = "DIR")]
+    run_dir: PathBuf,
+}
+
+/// Flags of `up`.
+#[derive(Args, Debug)]
+struct UpArgs {
+    /// The topology file, e.g. topologies/03-load-balancer.toml.
+    file: PathBuf,
+    /// Return once everything is ready (prints `url: http://ADDR`); `crescendo down` stops it.
+    #[arg(long)]
+    detach: bool,
+    /// The public address, instead of the file's (default 127.0.0.1:8000).
+    #[arg(long, value_name = "ADDR")]
+    public: Option<SocketAddr>,
+    #[command(flatten)]
+    run: RunDirArgs,
+}
+
+/// Flags of `status`.
+#[derive(Args, Debug)]
+struct StatusArgs {
+    /// Print JSON: {"processes":[{"role","name","pid","addr","healthy",…}]}.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    run: RunDirArgs,
 }
 
 /// Flags of `failover`.
@@ -216,6 +256,21 @@ fn main() -> anyhow::Result<()> {
                 serve(settings).await
             }
             Command::Failover(a) => failover(a).await,
+            Command::Up(a) => up(a).await,
+            Command::Down(a) => {
+                let stopped = tokio::task::spawn_blocking(move || crescendo_topology::deploy::down(&a.run_dir)).await??;
+                println!("stopped {}", stopped.join(", "));
+                Ok(())
+            }
+            Command::Status(a) => {
+                let s = tokio::task::spawn_blocking(move || crescendo_topology::deploy::status(&a.run.run_dir)).await??;
+                if a.json {
+                    println!("{}", serde_json::to_string_pretty(&s)?);
+                } else {
+                    print!("{}", s.table());
+                }
+                Ok(())
+            }
             Command::Migrate(common) => {
                 let settings = common.settings()?;
                 crescendo_telemetry::init_logs(settings.log.format, &settings.log.filter);
@@ -253,6 +308,44 @@ async fn tour(a: TourArgs) -> anyhow::Result<()> {
         println!("{}", r.verdict);
     }
     println!("comparison: {}", a.out.join("tour.html").display());
+    Ok(())
+}
+
+async fn up(a: UpArgs) -> anyhow::Result<()> {
+    use crescendo_topology::deploy;
+    let topology = deploy::Topology::load(&a.file)?;
+    eprintln!("{} (rung {}): {}", topology.name, topology.rung, topology.description);
+    let opts = deploy::UpOptions {
+        exe: std::env::current_exe()?,
+        run_dir: a.run.run_dir.clone(),
+        public: a.public,
+        progress: |line| eprintln!("  {line}"),
+    };
+    let running = tokio::task::spawn_blocking(move || deploy::up(&topology, &opts)).await??;
+    println!("url: {}", running.state.url);
+    if a.detach {
+        running.detach();
+        eprintln!("running in the background; `crescendo status` to watch, `crescendo down` to stop");
+        return Ok(());
+    }
+    eprintln!("Ctrl-C stops everything");
+    let run_dir = a.run.run_dir.clone();
+    let watch = async {
+        loop {
+            let dir = run_dir.clone();
+            if let Ok(Ok(s)) = tokio::task::spawn_blocking(move || deploy::status(&dir)).await {
+                eprint!("\n{}", s.table());
+            }
+            tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+        }
+    };
+    tokio::select! {
+        _ = crescendo_server::shutdown_signal() => {}
+        _ = watch => {}
+    }
+    eprintln!("stopping…");
+    tokio::task::spawn_blocking(move || drop(running)).await?;
+    eprintln!("stopped");
     Ok(())
 }
 

@@ -4,8 +4,13 @@
 //! another user's server holds must not pass for ours), and stops and reaps it when dropped.
 //!
 //! - [`pg::Postgres`]: PostgreSQL 15 from `/usr/lib/postgresql/15/bin`, run as the
-//!   `postgres` user, started from a template data directory made once by `initdb`.
+//!   `postgres` user, started from a template data directory made once by `initdb`, and its
+//!   streaming replicas.
+//! - [`haproxy::Haproxy`]: HAProxy with a generated configuration, reloadable.
+//! - [`deploy`]: whole topologies from `topologies/*.toml` (`crescendo up`, `down`, `status`).
 //!
 //! A missing binary is an error that names the Debian package to install.
 
+pub mod deploy;
+pub mod haproxy;
 pub mod pg;

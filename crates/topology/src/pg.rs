@@ -25,7 +25,9 @@ pub const BIN_DIR: &str = "/usr/lib/postgresql/15/bin";
 pub struct Postgres {
     child: Child,
     port: u16,
-    dir: tempfile::TempDir,
+    /// Removed on drop, unless detached.
+    dir: Option<tempfile::TempDir>,
+    path: PathBuf,
     settings: Vec<(String, String)>,
 }
 
@@ -114,8 +116,16 @@ impl Postgres {
     /// Missing binaries (naming the package), or a server that does not come up within
     /// 60 s (with the end of its log).
     pub fn start(settings: &[(&str, &str)]) -> anyhow::Result<Self> {
+        Self::start_in(&std::env::temp_dir(), settings)
+    }
+
+    /// [`Postgres::start`] with its directory under `parent` (a topology's run directory).
+    ///
+    /// # Errors
+    /// As [`Postgres::start`].
+    pub fn start_in(parent: &Path, settings: &[(&str, &str)]) -> anyhow::Result<Self> {
         let template = template()?;
-        let dir = tempfile::Builder::new().prefix("crescendo-pg-").tempdir()?;
+        let dir = tempfile::Builder::new().prefix("crescendo-pg-primary-").tempdir_in(parent)?;
         chown_to_postgres(dir.path())?;
         copy_dir(&template, &dir.path().join("data"))?;
         Self::boot(dir, settings)
@@ -128,7 +138,15 @@ impl Postgres {
     /// # Errors
     /// As [`Postgres::start`], or a base backup that fails.
     pub fn replica_of(primary: &Postgres, name: &str, settings: &[(&str, &str)]) -> anyhow::Result<Self> {
-        let dir = tempfile::Builder::new().prefix("crescendo-pg-replica-").tempdir()?;
+        Self::replica_in(&std::env::temp_dir(), primary, name, settings)
+    }
+
+    /// [`Postgres::replica_of`] with its directory under `parent`.
+    ///
+    /// # Errors
+    /// As [`Postgres::replica_of`].
+    pub fn replica_in(parent: &Path, primary: &Postgres, name: &str, settings: &[(&str, &str)]) -> anyhow::Result<Self> {
+        let dir = tempfile::Builder::new().prefix(&format!("crescendo-pg-{name}-")).tempdir_in(parent)?;
         chown_to_postgres(dir.path())?;
         let data = dir.path().join("data");
         let mut cmd = Command::new(bin("pg_basebackup")?);
@@ -173,7 +191,10 @@ impl Postgres {
                 }
             };
             match wait_ready(&mut child, port, dir.path(), Duration::from_secs(60)) {
-                Ok(()) => return Ok(Postgres { child, port, dir, settings }),
+                Ok(()) => {
+                    let path = dir.path().to_path_buf();
+                    return Ok(Postgres { child, port, dir: Some(dir), path, settings });
+                }
                 Err(e) => {
                     let _ = child.kill();
                     let _ = child.wait();
@@ -198,8 +219,8 @@ impl Postgres {
     /// # Errors
     /// It does not come back within 60 s.
     pub fn restart(&mut self) -> anyhow::Result<()> {
-        let mut child = Self::launch(self.dir.path(), self.port, &self.settings)?;
-        match wait_ready(&mut child, self.port, self.dir.path(), Duration::from_secs(60)) {
+        let mut child = Self::launch(&self.path, self.port, &self.settings)?;
+        match wait_ready(&mut child, self.port, &self.path, Duration::from_secs(60)) {
             Ok(()) => {
                 self.child = child;
                 Ok(())
@@ -253,7 +274,23 @@ impl Postgres {
 
     /// The last lines of the server's log.
     pub fn log_tail(&self) -> String {
-        log_tail(self.dir.path())
+        log_tail(&self.path)
+    }
+
+    /// Its directory (data in `data/`, log in `postgres.log`).
+    pub fn dir(&self) -> &Path {
+        &self.path
+    }
+
+    /// Leaves the server running, and its directory in place, after this handle is gone
+    /// (`crescendo up --detach`; `crescendo down` stops it by PID). Returns the PID.
+    pub fn detach(mut self) -> u32 {
+        if let Some(d) = self.dir.take() {
+            let _ = d.keep();
+        }
+        let pid = self.child.id();
+        std::mem::forget(self);
+        pid
     }
 
     /// The port it listens on (127.0.0.1).
@@ -304,6 +341,9 @@ fn wait_ready(child: &mut Child, port: u16, dir: &Path, limit: Duration) -> anyh
 
 impl Drop for Postgres {
     fn drop(&mut self) {
+        if self.dir.is_none() {
+            return;
+        }
         // SIGINT is PostgreSQL's fast shutdown
         let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
         let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT);
@@ -329,7 +369,7 @@ mod tests {
         let pid = pg.pid();
         std::net::TcpStream::connect(("127.0.0.1", pg.port())).expect("it listens");
         assert!(Path::new(&format!("/proc/{pid}")).exists());
-        let dir = pg.dir.path().to_path_buf();
+        let dir = pg.dir().to_path_buf();
         drop(pg);
         assert!(!Path::new(&format!("/proc/{pid}")).exists(), "stopped and reaped");
         assert!(!dir.exists(), "its directory is removed");

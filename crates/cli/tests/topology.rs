@@ -1,0 +1,205 @@
+//! `crescendo up`, `status` and `down` with the rung-3 topology: HAProxy in front of three
+//! web nodes on PostgreSQL, all real processes. Through the load balancer: the RealWorld
+//! collection passes, and under steady load a node stopped with SIGTERM fails no request
+//! and a node killed with SIGKILL fails no read.
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+fn crescendo(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_crescendo")).args(args).env("RUST_LOG", "warn").output().expect("crescendo runs")
+}
+
+fn topology(name: &str) -> String {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../topologies").join(name).to_string_lossy().into_owned()
+}
+
+/// Stops the topology however the test ends.
+struct Down(PathBuf);
+
+impl Drop for Down {
+    fn drop(&mut self) {
+        let _ = crescendo(&["down", "--run-dir", &self.0.to_string_lossy()]);
+    }
+}
+
+fn status(run_dir: &Path) -> Value {
+    let out = crescendo(&["status", "--json", "--run-dir", &run_dir.to_string_lossy()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("status --json is JSON")
+}
+
+fn web_pid(s: &Value, name: &str) -> u32 {
+    s["processes"].as_array().unwrap().iter().find(|p| p["name"] == name).unwrap()["pid"].as_u64().unwrap() as u32
+}
+
+fn up_nodes(s: &Value) -> usize {
+    let lb = s["processes"].as_array().unwrap().iter().find(|p| p["role"] == "lb").unwrap();
+    lb["backends"].as_array().map_or(0, |b| b.iter().filter(|x| x[1] == "UP").count())
+}
+
+/// Readers and writers through the load balancer until stopped; failures are kept.
+struct Load {
+    stop: Arc<AtomicBool>,
+    ok: Arc<AtomicU64>,
+    failed_reads: Arc<Mutex<Vec<String>>>,
+    failed_writes: Arc<AtomicU64>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Load {
+    fn start(url: &str, token: &str) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let ok = Arc::new(AtomicU64::new(0));
+        let failed_reads = Arc::new(Mutex::new(Vec::new()));
+        let failed_writes = Arc::new(AtomicU64::new(0));
+        let mut tasks = Vec::new();
+        for i in 0..6 {
+            let (stop, ok, failed_reads, failed_writes) = (stop.clone(), ok.clone(), failed_reads.clone(), failed_writes.clone());
+            let (url, token) = (url.to_string(), token.to_string());
+            tasks.push(tokio::spawn(async move {
+                let client = reqwest::Client::new();
+                let mut n = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    n += 1;
+                    if i == 0 && n % 4 == 0 {
+                        // a writer: without an idempotency key a write may fail, but only visibly
+                        let r = client
+                            .post(format!("{url}/api/articles"))
+                            .header("authorization", format!("Token {token}"))
+                            .json(&json!({"article": {"title": format!("load {n}"), "description": "d", "body": "b"}}))
+                            .send()
+                            .await;
+                        match r {
+                            Ok(r) if r.status() == StatusCode::CREATED => ok.fetch_add(1, Ordering::Relaxed),
+                            _ => failed_writes.fetch_add(1, Ordering::Relaxed),
+                        };
+                        continue;
+                    }
+                    let path = if n % 2 == 0 { "/api/articles?limit=5" } else { "/api/tags" };
+                    match client.get(format!("{url}{path}")).send().await {
+                        Ok(r) if r.status() == StatusCode::OK => {
+                            ok.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Ok(r) => failed_reads.lock().unwrap().push(format!("{path}: {}", r.status())),
+                        Err(e) => failed_reads.lock().unwrap().push(format!("{path}: {e}")),
+                    }
+                }
+            }));
+        }
+        Load { stop, ok, failed_reads, failed_writes, tasks }
+    }
+
+    async fn finish(self) -> (u64, Vec<String>, u64) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.tasks {
+            t.await.unwrap();
+        }
+        (self.ok.load(Ordering::Relaxed), self.failed_reads.lock().unwrap().clone(), self.failed_writes.load(Ordering::Relaxed))
+    }
+}
+
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.rsplit_once(')').is_some_and(|(_, r)| !r.trim_start().starts_with('Z')))
+}
+
+async fn wait_for(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !ok() {
+        assert!(started.elapsed() < limit, "{what}: not within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rung_three_comes_up_serves_through_the_balancer_and_survives_losing_nodes() {
+    let run = tempfile::tempdir().unwrap();
+    let run_dir = run.path().join("run");
+    let public = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let out = crescendo(&["up", &topology("03-load-balancer.toml"), "--detach", "--public", &public.to_string(), "--run-dir", &run_dir.to_string_lossy()]);
+    let _down = Down(run_dir.clone());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    let url = stdout.lines().find_map(|l| l.strip_prefix("url: ")).expect("up prints the URL").trim().to_string();
+    assert_eq!(url, format!("http://{public}"));
+
+    // every process is there and healthy; the balancer sees three nodes up
+    let mut s = status(&run_dir);
+    let roles: Vec<String> = s["processes"].as_array().unwrap().iter().map(|p| p["role"].as_str().unwrap().to_string()).collect();
+    assert_eq!(roles, ["pg-primary", "web", "web", "web", "lb"]);
+    for _ in 0..50 {
+        if up_nodes(&s) == 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        s = status(&run_dir);
+    }
+    assert_eq!(up_nodes(&s), 3, "{s}");
+    assert!(s["processes"].as_array().unwrap().iter().all(|p| p["healthy"] == true), "{s}");
+    for p in s["processes"].as_array().unwrap().iter().filter(|p| p["role"] == "web") {
+        assert!(p["addr"].as_str().unwrap().starts_with("127.0.1."), "web nodes are on private addresses: {p}");
+    }
+    let table = crescendo(&["status", "--run-dir", &run_dir.to_string_lossy()]);
+    assert!(String::from_utf8_lossy(&table.stdout).contains("3/3 nodes"));
+
+    // the RealWorld collection through the balancer
+    let collection = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/realworld/Conduit.postman_collection.json");
+    let suffix = std::process::id();
+    let newman = Command::new("newman")
+        .arg("run")
+        .arg(&collection)
+        .args(["--global-var", &format!("APIURL={url}/api")])
+        .args(["--global-var", &format!("USERNAME=lb{suffix}")])
+        .args(["--global-var", &format!("EMAIL=lb{suffix}@example.com")])
+        .args(["--global-var", "PASSWORD=password123"])
+        .args(["--reporters", "cli", "--color", "off", "--disable-unicode"])
+        .output()
+        .expect("newman is installed");
+    assert!(newman.status.success(), "{}", String::from_utf8_lossy(&newman.stdout));
+
+    // a user and some data, then steady load
+    let client = reqwest::Client::new();
+    let reg = client
+        .post(format!("{url}/api/users"))
+        .json(&json!({"user": {"username": "loader", "email": "loader@example.com", "password": "password123"}}))
+        .send()
+        .await
+        .unwrap();
+    let token = reg.json::<Value>().await.unwrap()["user"]["token"].as_str().unwrap().to_string();
+    let load = Load::start(&url, &token);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+
+    // SIGTERM: the node fails /ready, HAProxy stops sending, in-flight requests finish
+    let pid = web_pid(&s, "web-1");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+    wait_for("web-1 exits after draining", Duration::from_secs(20), || !alive(pid)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (ok, failed_reads, failed_writes) = load.finish().await;
+    eprintln!("SIGTERM of one node: {ok} requests ok, {} reads failed, {failed_writes} writes failed", failed_reads.len());
+    assert!(failed_reads.is_empty() && failed_writes == 0, "a drained node fails no request: {failed_reads:?}, {failed_writes} writes");
+    assert!(ok > 100, "load ran: {ok}");
+
+    // SIGKILL: requests in flight on the node are retried elsewhere; no read fails
+    let load = Load::start(&url, &token);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let pid = web_pid(&s, "web-2");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL).unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (ok, failed_reads, failed_writes) = load.finish().await;
+    eprintln!("SIGKILL of one node: {ok} requests ok, {} reads failed, {failed_writes} writes failed (visibly)", failed_reads.len());
+    assert!(failed_reads.is_empty(), "no read fails when a node dies: {failed_reads:?}");
+    let s = status(&run_dir);
+    assert_eq!(up_nodes(&s), 1, "the balancer marked both gone nodes down: {s}");
+
+    // down stops everything it started
+    let pids: Vec<u32> = s["processes"].as_array().unwrap().iter().map(|p| p["pid"].as_u64().unwrap() as u32).collect();
+    let out = crescendo(&["down", "--run-dir", &run_dir.to_string_lossy()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(pids.iter().all(|p| !alive(*p)), "no process is left behind");
+    assert!(std::net::TcpStream::connect(public).is_err());
+}

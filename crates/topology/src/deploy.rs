@@ -1,0 +1,634 @@
+//! Whole topologies on one machine: what `crescendo up`, `down` and `status` run.
+//!
+//! A topology file (`topologies/*.toml`) names the tiers; [`up`] starts them in order
+//! (PostgreSQL primary, its replicas, the web nodes, the load balancer), each on a private
+//! loopback address and only the load balancer (or a lone web node) on the public one, and
+//! records every process in `RUN_DIR/state.json`. Each process keeps its configuration and
+//! log in the run directory. [`down`] stops what the state file names, by PID, checking
+//! first that the PID still runs the program it started; [`status`] reports each process.
+
+use crate::haproxy::{Backend, Haproxy, LbConfig};
+use crate::pg::Postgres;
+use anyhow::{bail, Context};
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A topology file.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Topology {
+    /// A short name.
+    pub name: String,
+    /// Its rung on the ladder.
+    pub rung: u8,
+    /// What it shows, for `up`'s banner.
+    #[serde(default)]
+    pub description: String,
+    /// The public address. [default: 127.0.0.1:8000]
+    #[serde(default = "default_public")]
+    pub public: SocketAddr,
+    /// The web tier.
+    pub web: WebTier,
+    /// The database tier.
+    pub postgres: PgTier,
+    /// HAProxy in front of the web nodes; without it, the one web node is public.
+    pub load_balancer: Option<LbTier>,
+}
+
+fn default_public() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8000))
+}
+
+/// Web nodes.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebTier {
+    /// How many.
+    pub count: usize,
+}
+
+/// PostgreSQL.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PgTier {
+    /// Streaming replicas of the primary.
+    #[serde(default)]
+    pub replicas: usize,
+    /// The primary waits for one replica on each commit (`ANY 1 (…)`).
+    #[serde(default)]
+    pub synchronous: bool,
+}
+
+/// HAProxy.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LbTier {
+    /// Pin each browser to one web node with a cookie (the stateful rung).
+    #[serde(default)]
+    pub sticky: bool,
+}
+
+impl Topology {
+    /// Reads and checks a topology file.
+    ///
+    /// # Errors
+    /// Unreadable, not TOML, an unknown key, or tiers that do not fit together.
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let t: Topology = toml::from_str(&text).with_context(|| format!("{} is not a valid topology", path.display()))?;
+        if t.web.count == 0 {
+            bail!("{}: web.count must be at least 1", path.display());
+        }
+        if t.load_balancer.is_none() && t.web.count > 1 {
+            bail!("{}: {} web nodes need a [load_balancer]", path.display(), t.web.count);
+        }
+        if t.postgres.synchronous && t.postgres.replicas == 0 {
+            bail!("{}: postgres.synchronous needs replicas", path.display());
+        }
+        Ok(t)
+    }
+}
+
+/// One process of a running topology, as `state.json` and `status --json` show it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Process {
+    /// `lb`, `web`, `pg-primary`, `pg-replica`.
+    pub role: String,
+    /// `web-1`, `pg-r1`…
+    pub name: String,
+    /// Its PID.
+    pub pid: u32,
+    /// Where it listens.
+    pub addr: String,
+    /// Its log file.
+    pub log: PathBuf,
+    /// A directory of its own that `down` removes once it has stopped (database servers keep
+    /// their data under the system temp dir, where the `postgres` user can reach it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dir: Option<PathBuf>,
+}
+
+/// What `state.json` holds.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct State {
+    /// The topology's name.
+    pub name: String,
+    /// Its rung.
+    pub rung: u8,
+    /// The public URL.
+    pub url: String,
+    /// Every process, in start order.
+    pub processes: Vec<Process>,
+}
+
+impl State {
+    /// Reads `run_dir/state.json`.
+    ///
+    /// # Errors
+    /// There is no running topology in `run_dir`.
+    pub fn read(run_dir: &Path) -> anyhow::Result<Self> {
+        let path = run_dir.join("state.json");
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("no topology is running from {} (no state.json)", run_dir.display()))?;
+        serde_json::from_str(&text).with_context(|| format!("reading {}", path.display()))
+    }
+
+    fn write(&self, run_dir: &Path) -> anyhow::Result<()> {
+        let tmp = run_dir.join("state.json.new");
+        std::fs::write(&tmp, serde_json::to_vec_pretty(self)?)?;
+        std::fs::rename(tmp, run_dir.join("state.json"))?;
+        Ok(())
+    }
+}
+
+/// A web node this process started.
+struct WebNode {
+    child: Child,
+}
+
+/// A running topology started by this process; stopped when dropped unless detached.
+pub struct Running {
+    /// What was started.
+    pub state: State,
+    run_dir: PathBuf,
+    lb: Option<Haproxy>,
+    webs: Vec<WebNode>,
+    replicas: Vec<Postgres>,
+    primary: Option<Postgres>,
+}
+
+/// How `up` starts things.
+#[derive(Clone, Debug)]
+pub struct UpOptions {
+    /// The `crescendo` binary (web nodes run `EXE web`).
+    pub exe: PathBuf,
+    /// Where state, configuration and logs go.
+    pub run_dir: PathBuf,
+    /// Overrides the topology's public address.
+    pub public: Option<SocketAddr>,
+    /// Called with a line of progress for each step.
+    pub progress: fn(&str),
+}
+
+/// A free port on `ip`.
+fn free_port(ip: [u8; 4]) -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind(SocketAddr::from((ip, 0)))?.local_addr()?.port())
+}
+
+/// The shared token key of a run directory, made on first use.
+fn shared_secret(run_dir: &Path) -> anyhow::Result<String> {
+    let path = run_dir.join("jwt.secret");
+    if let Ok(s) = std::fs::read_to_string(&path)
+        && s.trim().len() >= 32
+    {
+        return Ok(s.trim().to_string());
+    }
+    let mut bytes = [0u8; 32];
+    std::fs::File::open("/dev/urandom").and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes))?;
+    let key: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    std::fs::write(&path, &key)?;
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+    Ok(key)
+}
+
+/// Starts `exe web` as web node `n` listening on `addr` (port 0: any), and waits for its
+/// "listening on" line.
+fn start_web(o: &UpOptions, n: usize, addr: SocketAddr, env: &[(String, String)]) -> anyhow::Result<(Child, SocketAddr, PathBuf)> {
+    use std::os::unix::process::CommandExt;
+    let name = format!("web-{n}");
+    let data = o.run_dir.join(&name);
+    std::fs::create_dir_all(&data)?;
+    let log_path = o.run_dir.join(format!("{name}.log"));
+    let log = std::fs::File::create(&log_path)?;
+    let mut child = Command::new(&o.exe)
+        .arg("web")
+        .arg("--listen")
+        .arg(addr.to_string())
+        .arg("--data-dir")
+        .arg(&data)
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .process_group(0)
+        .spawn()
+        .with_context(|| format!("starting {}", o.exe.display()))?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(status) = child.try_wait()? {
+            bail!("{name} exited ({status}):\n{}", tail(&log_path));
+        }
+        let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+        if let Some(a) = text.lines().find_map(|l| l.strip_prefix("listening on http://")).and_then(|a| a.trim().parse().ok()) {
+            return Ok((child, a, log_path));
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("{name} did not listen within 60 s:\n{}", tail(&log_path));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn tail(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(15)..].join("\n")
+}
+
+/// Starts every tier of `t`.
+///
+/// # Errors
+/// A topology is already running from the run directory, a server binary is missing (the
+/// message names its package), or a process does not come up.
+pub fn up(t: &Topology, o: &UpOptions) -> anyhow::Result<Running> {
+    if let Ok(s) = State::read(&o.run_dir)
+        && s.processes.iter().any(|p| alive(p.pid))
+    {
+        bail!("{} is already running from {} ({}); run `crescendo down` first", s.name, o.run_dir.display(), s.url);
+    }
+    std::fs::create_dir_all(&o.run_dir).with_context(|| format!("creating {}", o.run_dir.display()))?;
+    let run_dir = o.run_dir.canonicalize()?;
+    let o = UpOptions { run_dir: run_dir.clone(), ..o.clone() };
+    let public = o.public.unwrap_or(t.public);
+    let mut state = State { name: t.name.clone(), rung: t.rung, url: format!("http://{public}"), processes: Vec::new() };
+    let mut running = Running { state: state.clone(), run_dir: run_dir.clone(), lb: None, webs: Vec::new(), replicas: Vec::new(), primary: None };
+
+    // the database: primary, then replicas streaming from it
+    let names: Vec<String> = (1..=t.postgres.replicas).map(|i| format!("r{i}")).collect();
+    let sync = format!("ANY 1 ({})", names.join(", "));
+    let mut settings: Vec<(&str, &str)> = vec![("fsync", "on"), ("full_page_writes", "on")];
+    if t.postgres.synchronous {
+        settings.push(("synchronous_standby_names", sync.as_str()));
+    }
+    (o.progress)("starting PostgreSQL primary");
+    let pg_parent = std::env::temp_dir();
+    let primary = Postgres::start_in(&pg_parent, &settings)?;
+    state.processes.push(Process {
+        role: "pg-primary".into(),
+        name: "pg-primary".into(),
+        pid: primary.pid(),
+        addr: format!("127.0.0.1:{}", primary.port()),
+        log: primary.dir().join("postgres.log"),
+        dir: Some(primary.dir().to_path_buf()),
+    });
+    let mut replica_urls = Vec::new();
+    for n in &names {
+        (o.progress)(&format!("starting PostgreSQL replica {n}"));
+        let r = Postgres::replica_in(&pg_parent, &primary, n, &[("fsync", "on")])?;
+        state.processes.push(Process {
+            role: "pg-replica".into(),
+            name: format!("pg-{n}"),
+            pid: r.pid(),
+            addr: format!("127.0.0.1:{}", r.port()),
+            log: r.dir().join("postgres.log"),
+            dir: Some(r.dir().to_path_buf()),
+        });
+        replica_urls.push(format!("\"{}\"", r.url("postgres")));
+        running.replicas.push(r);
+    }
+    let mut env = vec![
+        ("CRESCENDO_STORE__BACKEND".to_string(), "postgres".to_string()),
+        ("CRESCENDO_STORE__POSTGRES_URL".to_string(), primary.url("postgres")),
+        ("CRESCENDO_AUTH__JWT_SECRET".to_string(), shared_secret(&run_dir)?),
+        // fail /ready for a second before closing, so HAProxy's checks see the drain
+        ("CRESCENDO_HTTP__DRAIN_DELAY_MS".to_string(), if t.load_balancer.is_some() { "1000" } else { "0" }.to_string()),
+    ];
+    if !replica_urls.is_empty() {
+        env.push(("CRESCENDO_STORE__POSTGRES_REPLICA_URLS".into(), format!("[{}]", replica_urls.join(", "))));
+    }
+    running.primary = Some(primary);
+
+    // web nodes: each on its own loopback address, or the public one when it stands alone
+    let mut backends = Vec::new();
+    for n in 1..=t.web.count {
+        let addr = if t.load_balancer.is_some() {
+            let ip = [127, 0, 1, n as u8];
+            SocketAddr::from((ip, free_port(ip)?))
+        } else {
+            public
+        };
+        (o.progress)(&format!("starting web-{n} on {addr}"));
+        let (child, addr, log) = start_web(&o, n, addr, &env)?;
+        state.processes.push(Process { role: "web".into(), name: format!("web-{n}"), pid: child.id(), addr: addr.to_string(), log, dir: None });
+        backends.push(Backend { name: format!("web-{n}"), addr });
+        running.webs.push(WebNode { child });
+    }
+
+    if let Some(lb) = &t.load_balancer {
+        (o.progress)(&format!("starting HAProxy on {public}"));
+        let h = Haproxy::start(&run_dir.join("haproxy"), &LbConfig { public, backends, sticky: lb.sticky })?;
+        state.processes.push(Process {
+            role: "lb".into(),
+            name: "haproxy".into(),
+            pid: h.pid(),
+            addr: public.to_string(),
+            log: run_dir.join("haproxy/haproxy.log"),
+            dir: None,
+        });
+        running.lb = Some(h);
+    }
+    state.write(&run_dir)?;
+    running.state = state;
+    Ok(running)
+}
+
+impl Running {
+    /// Leaves everything running after this process exits; `crescendo down` stops it.
+    pub fn detach(mut self) {
+        if let Some(lb) = self.lb.take() {
+            lb.detach();
+        }
+        for w in self.webs.drain(..) {
+            std::mem::forget(w.child);
+        }
+        for r in self.replicas.drain(..) {
+            r.detach();
+        }
+        if let Some(p) = self.primary.take() {
+            p.detach();
+        }
+        // the state file stays: `down` and `status` read it
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        // web nodes drain first (SIGTERM), then the balancer and the database stop
+        for w in &self.webs {
+            signal(w.child.id(), nix::sys::signal::Signal::SIGTERM);
+        }
+        for w in &mut self.webs {
+            wait_child(&mut w.child, Duration::from_secs(15));
+        }
+        self.lb.take();
+        self.replicas.clear();
+        self.primary.take();
+        let _ = std::fs::remove_file(self.run_dir.join("state.json"));
+    }
+}
+
+fn wait_child(c: &mut Child, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if matches!(c.try_wait(), Ok(Some(_))) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = c.kill();
+    let _ = c.wait();
+}
+
+fn signal(pid: u32, sig: nix::sys::signal::Signal) {
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig);
+}
+
+/// Whether `pid` is a live process (not a zombie).
+pub fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat.rsplit_once(')').is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
+/// Whether `pid` still runs what `p` started (guards against a reused PID).
+fn ours(p: &Process) -> bool {
+    let Ok(cmdline) = std::fs::read(format!("/proc/{}/cmdline", p.pid)) else { return false };
+    let cmd = String::from_utf8_lossy(&cmdline);
+    match p.role.as_str() {
+        "web" => cmd.contains("web") && cmd.contains(&p.name),
+        "lb" => cmd.contains("haproxy"),
+        _ => cmd.contains("postgres"),
+    }
+}
+
+/// Stops every process of the topology in `run_dir`: web nodes drain (SIGTERM), then the
+/// balancer and the database servers stop. Returns the names stopped.
+///
+/// # Errors
+/// No topology runs from `run_dir`.
+pub fn down(run_dir: &Path) -> anyhow::Result<Vec<String>> {
+    let state = State::read(run_dir)?;
+    let mut stopped = Vec::new();
+    let order = ["web", "lb", "pg-replica", "pg-primary"];
+    for role in order {
+        let group: Vec<&Process> = state.processes.iter().filter(|p| p.role == role && alive(p.pid) && ours(p)).collect();
+        for p in &group {
+            let sig = if role.starts_with("pg") { nix::sys::signal::Signal::SIGINT } else { nix::sys::signal::Signal::SIGTERM };
+            signal(p.pid, sig);
+        }
+        let deadline = Instant::now() + Duration::from_secs(20);
+        for p in group {
+            while alive(p.pid) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            if alive(p.pid) {
+                let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(p.pid as i32), nix::sys::signal::Signal::SIGKILL);
+            }
+            stopped.push(p.name.clone());
+        }
+    }
+    for p in &state.processes {
+        if let Some(dir) = &p.dir
+            && !alive(p.pid)
+        {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+    let _ = std::fs::remove_file(run_dir.join("state.json"));
+    Ok(stopped)
+}
+
+/// A process as `status` reports it.
+#[derive(Clone, Debug, Serialize)]
+pub struct ProcessStatus {
+    /// As recorded.
+    #[serde(flatten)]
+    pub process: Process,
+    /// The process is alive and answers (web: `/ready` is 200; others: the port accepts).
+    pub healthy: bool,
+    /// Web nodes: requests per second over the sampling second.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rps: Option<f64>,
+    /// Web nodes: 99th percentile latency since start, ms (from the histogram buckets).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub p99_ms: Option<f64>,
+    /// Web nodes: 5xx answers since start.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub errors: Option<f64>,
+    /// The load balancer's view of each web node (`UP`, `DOWN`…).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub backends: Vec<(String, String)>,
+}
+
+/// The whole status report.
+#[derive(Clone, Debug, Serialize)]
+pub struct Status {
+    /// The topology's name.
+    pub name: String,
+    /// Its rung.
+    pub rung: u8,
+    /// The public URL.
+    pub url: String,
+    /// Every process.
+    pub processes: Vec<ProcessStatus>,
+}
+
+/// A plain HTTP/1.0 GET with a short time-out: (status, body).
+pub fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let sock: SocketAddr = addr.parse().ok()?;
+    let mut s = std::net::TcpStream::connect_timeout(&sock, Duration::from_millis(500)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    let status = text.split_whitespace().nth(1)?.parse().ok()?;
+    Some((status, text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default()))
+}
+
+/// (requests, 5xx, p99 ms) from a node's `/metrics` text, leaving out the operators'
+/// routes (health checks and scrapes are not traffic).
+fn figures(metrics: &str) -> (f64, f64, Option<f64>) {
+    let (mut total, mut errors) = (0.0, 0.0);
+    let mut buckets: Vec<(f64, f64)> = Vec::new();
+    for line in metrics.lines() {
+        let Some((series, value)) = line.rsplit_once(' ') else { continue };
+        let Ok(v) = value.parse::<f64>() else { continue };
+        if ["route=\"/ready\"", "route=\"/health\"", "route=\"/metrics\""].iter().any(|r| series.contains(r)) {
+            continue;
+        }
+        if series.starts_with("crescendo_http_requests_total{") {
+            total += v;
+            if series.contains("status=\"5") {
+                errors += v;
+            }
+        } else if series.starts_with("crescendo_http_request_duration_seconds_bucket{")
+            && let Some(le) = series.split("le=\"").nth(1).and_then(|r| r.split('"').next())
+        {
+            let le = if le == "+Inf" { f64::INFINITY } else { le.parse().unwrap_or(f64::INFINITY) };
+            match buckets.iter_mut().find(|(b, _)| *b == le) {
+                Some(b) => b.1 += v,
+                None => buckets.push((le, v)),
+            }
+        }
+    }
+    buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let count = buckets.last().map_or(0.0, |b| b.1);
+    let p99 = (count > 0.0).then(|| buckets.iter().find(|(_, c)| *c >= count * 0.99).map_or(f64::NAN, |(le, _)| le * 1000.0));
+    (total, errors, p99)
+}
+
+/// Checks every process of the topology in `run_dir`, sampling web nodes' counters over
+/// one second.
+///
+/// # Errors
+/// No topology runs from `run_dir`.
+pub fn status(run_dir: &Path) -> anyhow::Result<Status> {
+    let state = State::read(run_dir)?;
+    let first: Vec<Option<f64>> = state
+        .processes
+        .iter()
+        .map(|p| if p.role == "web" { http_get(&p.addr, "/metrics").map(|(_, m)| figures(&m).0) } else { None })
+        .collect();
+    let started = Instant::now();
+    if state.processes.iter().any(|p| p.role == "web") {
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    let mut out = Vec::new();
+    for (p, before) in state.processes.iter().zip(first) {
+        let live = alive(p.pid);
+        let mut s = ProcessStatus { process: p.clone(), healthy: false, rps: None, p99_ms: None, errors: None, backends: Vec::new() };
+        match p.role.as_str() {
+            "web" => {
+                s.healthy = live && http_get(&p.addr, "/ready").is_some_and(|(code, _)| code == 200);
+                if let Some((_, m)) = http_get(&p.addr, "/metrics") {
+                    let (total, errors, p99) = figures(&m);
+                    s.rps = before.map(|b| (total - b) / started.elapsed().as_secs_f64());
+                    s.errors = Some(errors);
+                    s.p99_ms = p99;
+                }
+            }
+            _ => {
+                s.healthy = live && p.addr.parse::<SocketAddr>().is_ok_and(|a| std::net::TcpStream::connect_timeout(&a, Duration::from_millis(500)).is_ok());
+                if p.role == "lb" {
+                    s.backends = Haproxy::backend_states(&run_dir.join("haproxy"));
+                }
+            }
+        }
+        out.push(s);
+    }
+    Ok(Status { name: state.name, rung: state.rung, url: state.url, processes: out })
+}
+
+impl Status {
+    /// A table for people.
+    pub fn table(&self) -> String {
+        let mut t = format!("{} (rung {}) at {}\n", self.name, self.rung, self.url);
+        t.push_str(&format!("{:<11} {:<11} {:>8} {:<22} {:<16} {:>8} {:>8} {:>7}\n", "ROLE", "NAME", "PID", "ADDRESS", "HEALTH", "REQ/S", "P99 MS", "5XX"));
+        for p in &self.processes {
+            let f = |v: Option<f64>, d: usize| v.map_or("-".to_string(), |x| format!("{x:.d$}"));
+            let mut health = if p.healthy { "up" } else { "DOWN" }.to_string();
+            if !p.backends.is_empty() {
+                let up = p.backends.iter().filter(|(_, s)| s == "UP").count();
+                health = format!("{health} ({up}/{} nodes)", p.backends.len());
+            }
+            t.push_str(&format!(
+                "{:<11} {:<11} {:>8} {:<22} {:<16} {:>8} {:>8} {:>7}\n",
+                p.process.role,
+                p.process.name,
+                p.process.pid,
+                p.process.addr,
+                health,
+                f(p.rps, 1),
+                f(p.p99_ms, 1),
+                f(p.errors, 0)
+            ));
+        }
+        t
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_topology_files_load_and_bad_ones_say_why() {
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../topologies");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                let t = Topology::load(&path).unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
+                assert!(path.file_name().unwrap().to_string_lossy().starts_with(&format!("{:02}-", t.rung)));
+                seen += 1;
+            }
+        }
+        assert!(seen >= 3);
+        let bad = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(bad.path(), "name = 'x'\nrung = 3\n[web]\ncount = 2\n[postgres]\n").unwrap();
+        assert!(format!("{:#}", Topology::load(bad.path()).unwrap_err()).contains("load_balancer"));
+        std::fs::write(bad.path(), "name = 'x'\nrung = 3\nwebs = 1\n").unwrap();
+        assert!(format!("{:#}", Topology::load(bad.path()).unwrap_err()).contains("webs"));
+    }
+
+    #[test]
+    fn node_figures_come_from_the_metrics_text() {
+        let m = "crescendo_http_requests_total{method=\"GET\",route=\"/api/articles\",status=\"200\"} 98\n\
+                 crescendo_http_requests_total{method=\"GET\",route=\"/api/articles\",status=\"503\"} 2\n\
+                 crescendo_http_requests_total{method=\"GET\",route=\"/ready\",status=\"200\"} 500\n\
+                 crescendo_http_request_duration_seconds_bucket{method=\"GET\",le=\"0.005\"} 90\n\
+                 crescendo_http_request_duration_seconds_bucket{method=\"GET\",le=\"0.01\"} 99\n\
+                 crescendo_http_request_duration_seconds_bucket{method=\"GET\",le=\"+Inf\"} 100\n";
+        let (total, errors, p99) = figures(m);
+        assert_eq!((total, errors), (100.0, 2.0));
+        assert_eq!(p99, Some(10.0));
+    }
+}
