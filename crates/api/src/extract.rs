@@ -11,7 +11,13 @@ use crescendo_domain::Id;
 use serde::de::DeserializeOwned;
 
 fn token(parts: &Parts) -> Result<Option<&str>, ApiError> {
-    let Some(value) = parts.headers.get(header::AUTHORIZATION) else { return Ok(None) };
+    bearer(&parts.headers)
+}
+
+/// The token of `Authorization: Token <jwt>` (or `Bearer`), if the header is there; 401 for
+/// another scheme or a malformed header.
+pub(crate) fn bearer(headers: &axum::http::HeaderMap) -> Result<Option<&str>, ApiError> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else { return Ok(None) };
     let value = value.to_str().map_err(|_| ApiError::unauthorized())?;
     let (scheme, token) = value.trim().split_once(' ').ok_or_else(ApiError::unauthorized)?;
     if scheme.eq_ignore_ascii_case("token") || scheme.eq_ignore_ascii_case("bearer") {

@@ -10,6 +10,7 @@
 mod articles;
 mod error;
 mod extract;
+mod idempotency;
 mod users;
 mod wire;
 
@@ -40,6 +41,8 @@ pub fn router(app: App) -> Router {
         .route("/tags", get(articles::tags))
         .fallback(|| async { ApiError::not_found("route") })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
+        // repeats of a write with the same Idempotency-Key get the first outcome
+        .layer(axum::middleware::from_fn_with_state(app.clone(), idempotency::idempotency))
         // read-your-writes: each request runs in the application's consistency scope
         .layer(axum::middleware::from_fn_with_state(app.clone(), in_request))
         .with_state(app)

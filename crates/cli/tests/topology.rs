@@ -49,36 +49,48 @@ struct Load {
     ok: Arc<AtomicU64>,
     failed_reads: Arc<Mutex<Vec<String>>>,
     failed_writes: Arc<AtomicU64>,
+    acked: Arc<Mutex<Vec<String>>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Load {
-    fn start(url: &str, token: &str) -> Load {
+    fn start(url: &str, token: &str, phase: &str) -> Load {
         let stop = Arc::new(AtomicBool::new(false));
         let ok = Arc::new(AtomicU64::new(0));
         let failed_reads = Arc::new(Mutex::new(Vec::new()));
         let failed_writes = Arc::new(AtomicU64::new(0));
+        let acked = Arc::new(Mutex::new(Vec::new()));
         let mut tasks = Vec::new();
         for i in 0..6 {
-            let (stop, ok, failed_reads, failed_writes) = (stop.clone(), ok.clone(), failed_reads.clone(), failed_writes.clone());
+            let (stop, ok, failed_reads, failed_writes, acked) =
+                (stop.clone(), ok.clone(), failed_reads.clone(), failed_writes.clone(), acked.clone());
+            let phase = phase.to_string();
             let (url, token) = (url.to_string(), token.to_string());
             tasks.push(tokio::spawn(async move {
                 let client = reqwest::Client::new();
                 let mut n = 0;
                 while !stop.load(Ordering::Relaxed) {
                     n += 1;
-                    if i == 0 && n % 4 == 0 {
-                        // a writer: without an idempotency key a write may fail, but only visibly
-                        let r = client
-                            .post(format!("{url}/api/articles"))
-                            .header("authorization", format!("Token {token}"))
-                            .json(&json!({"article": {"title": format!("load {n}"), "description": "d", "body": "b"}}))
-                            .send()
-                            .await;
-                        match r {
-                            Ok(r) if r.status() == StatusCode::CREATED => ok.fetch_add(1, Ordering::Relaxed),
-                            _ => failed_writes.fetch_add(1, Ordering::Relaxed),
-                        };
+                    if i < 2 && n % 4 == 0 {
+                        // a writer: each write has its own Idempotency-Key, and a failed one is
+                        // retried with the same key until it succeeds
+                        let title = format!("load {phase} {i} {n}");
+                        for _ in 0..10 {
+                            let r = client
+                                .post(format!("{url}/api/articles"))
+                                .header("authorization", format!("Token {token}"))
+                                .header("idempotency-key", format!("{phase}-{i}-{n}"))
+                                .json(&json!({"article": {"title": title, "description": "d", "body": "b"}}))
+                                .send()
+                                .await;
+                            if matches!(&r, Ok(r) if r.status() == StatusCode::CREATED) {
+                                ok.fetch_add(1, Ordering::Relaxed);
+                                acked.lock().unwrap().push(title.clone());
+                                break;
+                            }
+                            failed_writes.fetch_add(1, Ordering::Relaxed);
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
                         continue;
                     }
                     let path = if n % 2 == 0 { "/api/articles?limit=5" } else { "/api/tags" };
@@ -92,15 +104,37 @@ impl Load {
                 }
             }));
         }
-        Load { stop, ok, failed_reads, failed_writes, tasks }
+        Load { stop, ok, failed_reads, failed_writes, acked, tasks }
     }
 
-    async fn finish(self) -> (u64, Vec<String>, u64) {
+    async fn finish(self) -> (u64, Vec<String>, u64, Vec<String>) {
         self.stop.store(true, Ordering::Relaxed);
         for t in self.tasks {
             t.await.unwrap();
         }
-        (self.ok.load(Ordering::Relaxed), self.failed_reads.lock().unwrap().clone(), self.failed_writes.load(Ordering::Relaxed))
+        let acked = self.acked.lock().unwrap().clone();
+        (self.ok.load(Ordering::Relaxed), self.failed_reads.lock().unwrap().clone(), self.failed_writes.load(Ordering::Relaxed), acked)
+    }
+}
+
+/// Every title of `author`'s articles, through the API.
+async fn titles(url: &str, author: &str) -> Vec<String> {
+    let client = reqwest::Client::new();
+    let mut out = Vec::new();
+    loop {
+        let page: Value = client
+            .get(format!("{url}/api/articles?author={author}&limit=100&offset={}", out.len()))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let items = page["articles"].as_array().unwrap();
+        if items.is_empty() {
+            return out;
+        }
+        out.extend(items.iter().map(|a| a["title"].as_str().unwrap().to_string()));
     }
 }
 
@@ -171,7 +205,7 @@ async fn rung_three_comes_up_serves_through_the_balancer_and_survives_losing_nod
         .await
         .unwrap();
     let token = reg.json::<Value>().await.unwrap()["user"]["token"].as_str().unwrap().to_string();
-    let load = Load::start(&url, &token);
+    let load = Load::start(&url, &token, "term");
     tokio::time::sleep(Duration::from_millis(800)).await;
 
     // SIGTERM: the node fails /ready, HAProxy stops sending, in-flight requests finish
@@ -179,20 +213,30 @@ async fn rung_three_comes_up_serves_through_the_balancer_and_survives_losing_nod
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
     wait_for("web-1 exits after draining", Duration::from_secs(20), || !alive(pid)).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let (ok, failed_reads, failed_writes) = load.finish().await;
+    let (ok, failed_reads, failed_writes, mut acked) = load.finish().await;
     eprintln!("SIGTERM of one node: {ok} requests ok, {} reads failed, {failed_writes} writes failed", failed_reads.len());
     assert!(failed_reads.is_empty() && failed_writes == 0, "a drained node fails no request: {failed_reads:?}, {failed_writes} writes");
     assert!(ok > 100, "load ran: {ok}");
 
     // SIGKILL: requests in flight on the node are retried elsewhere; no read fails
-    let load = Load::start(&url, &token);
+    let load = Load::start(&url, &token, "kill");
     tokio::time::sleep(Duration::from_millis(800)).await;
     let pid = web_pid(&s, "web-2");
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL).unwrap();
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let (ok, failed_reads, failed_writes) = load.finish().await;
-    eprintln!("SIGKILL of one node: {ok} requests ok, {} reads failed, {failed_writes} writes failed (visibly)", failed_reads.len());
+    let (ok, failed_reads, failed_writes, acked_kill) = load.finish().await;
+    eprintln!(
+        "SIGKILL of one node: {ok} requests ok, {} reads failed, {failed_writes} write attempts failed visibly and were retried",
+        failed_reads.len()
+    );
     assert!(failed_reads.is_empty(), "no read fails when a node dies: {failed_reads:?}");
+    // every acknowledged write is there exactly once, retries included
+    acked.extend(acked_kill);
+    let mut stored = titles(&url, "loader").await;
+    stored.sort();
+    let mut expected = acked.clone();
+    expected.sort();
+    assert_eq!(stored, expected, "each write applied exactly once ({} acknowledged)", acked.len());
     let s = status(&run_dir);
     assert_eq!(up_nodes(&s), 1, "the balancer marked both gone nodes down: {s}");
 

@@ -75,7 +75,7 @@ pub(crate) fn service(app: App, web: crescendo_web::WebConfig, settings: &Settin
             CorsLayer::new()
                 .allow_origin(Any)
                 .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE, Method::OPTIONS])
-                .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, X_REQUEST_ID.clone()])
+                .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, X_REQUEST_ID.clone(), HeaderName::from_static("idempotency-key")])
                 .expose_headers([X_REQUEST_ID.clone()])
                 .max_age(Duration::from_secs(3600)),
         )

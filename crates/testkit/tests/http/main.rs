@@ -4,6 +4,7 @@
 mod articles;
 mod comments;
 mod errors;
+mod idempotency;
 mod ops;
 mod users;
 mod web;
