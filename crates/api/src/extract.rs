@@ -34,7 +34,7 @@ impl FromRequestParts<App> for AuthUser {
     type Rejection = ApiError;
     async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, ApiError> {
         let t = token(parts)?.ok_or_else(ApiError::unauthorized)?;
-        Ok(AuthUser(app.authenticate(t)?))
+        Ok(AuthUser(app.authenticate(t).await?))
     }
 }
 
@@ -45,7 +45,7 @@ impl FromRequestParts<App> for MaybeUser {
     type Rejection = ApiError;
     async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, ApiError> {
         match token(parts)? {
-            Some(t) => Ok(MaybeUser(Some(app.authenticate(t)?))),
+            Some(t) => Ok(MaybeUser(Some(app.authenticate(t).await?))),
             None => Ok(MaybeUser(None)),
         }
     }

@@ -54,7 +54,7 @@ pub async fn idempotency(State(app): State<App>, req: Request, next: Next) -> Re
         _ => return conflict(StatusCode::UNPROCESSABLE_ENTITY, "must be 1 to 255 visible ASCII characters"),
     };
     let scope = match crate::extract::bearer(req.headers()) {
-        Ok(Some(token)) => match app.authenticate(token) {
+        Ok(Some(token)) => match app.authenticate(token).await {
             Ok(user) => format!("user:{}", user.as_i64()),
             Err(e) => return ApiError::from(e).into_response(),
         },

@@ -58,13 +58,17 @@ struct Inner {
     max_page_size: u32,
     /// Hydrated windows of cached list heads (see `lists::PageSnapshot`).
     pages: moka::sync::Cache<String, Arc<lists::PageSnapshot>>,
-    /// Each recent writer's last write position (see [`App::in_request`]).
-    fences: moka::sync::Cache<Id, u64>,
+    /// Whether users' write positions are kept and read (reads may go to a replica).
+    read_fences: bool,
 }
 
 /// How long a user's last write position is kept. Replicas that lag more than their bound
 /// (1 s by default) get no reads, so any bound up to this is safe.
 const FENCE_TTL: Duration = Duration::from_secs(300);
+
+fn fence_key(user: Id) -> String {
+    format!("fence:{}", user.as_i64())
+}
 
 tokio::task_local! {
     /// The user a request is authenticated as, set by [`App::authenticate`].
@@ -91,6 +95,9 @@ pub struct Parts {
     pub ttl: Duration,
     /// Largest page size.
     pub max_page_size: u32,
+    /// Keep each user's last write position in `sessions` and fence their reads with it
+    /// (when reads may go to a replica).
+    pub read_fences: bool,
 }
 
 impl std::fmt::Debug for App {
@@ -112,7 +119,7 @@ impl App {
                 tokens: p.tokens,
                 passwords: p.passwords,
                 pages: moka::sync::Cache::builder().max_capacity(lists::PAGE_SNAPSHOTS).time_to_live(p.ttl).build(),
-                fences: moka::sync::Cache::builder().max_capacity(1_000_000).time_to_live(FENCE_TTL).build(),
+                read_fences: p.read_fences,
                 ttl: p.ttl,
                 max_page_size: p.max_page_size,
             }),
@@ -155,18 +162,31 @@ impl App {
     ///
     /// # Errors
     /// [`AppError::Unauthorized`] for a bad or expired token.
-    pub fn authenticate(&self, token: &str) -> AppResult<Id> {
+    pub async fn authenticate(&self, token: &str) -> AppResult<Id> {
         let user = self.inner.tokens.verify(token)?;
-        self.act_as(user);
+        self.act_as(user).await;
         Ok(user)
     }
 
     /// Names the user this request acts for, when something other than a token proved it
     /// (a web session): within [`App::in_request`], their reads see their own writes.
-    pub fn act_as(&self, user: Id) {
+    pub async fn act_as(&self, user: Id) {
         let _ = PRINCIPAL.try_with(|p| p.set(Some(user)));
-        if let Some(position) = self.inner.fences.get(&user) {
-            fence::raise(position);
+        if !self.inner.read_fences {
+            return;
+        }
+        match self.inner.sessions.get(&fence_key(user)).await {
+            Ok(Some(b)) => {
+                if let Some(position) = std::str::from_utf8(&b).ok().and_then(|s| s.parse::<u64>().ok()) {
+                    fence::raise(position);
+                }
+            }
+            Ok(None) => {}
+            Err(e) => {
+                // unknown: read this user's data from the primary
+                tracing::warn!(error = %e, "read fences unavailable; reading from the primary");
+                fence::raise(u64::MAX);
+            }
         }
     }
 
@@ -176,8 +196,8 @@ impl App {
     /// writes, that position is kept for the user's next requests. Reads of anyone else's
     /// data may come from a replica up to its lag bound.
     ///
-    /// The positions are this node's memory: with several web nodes they belong in the
-    /// shared store (the stateless-web rung).
+    /// The positions are kept in the `Sessions` store, so with a shared backend (Redis, the
+    /// stateless-web rung) a user's next request reads their write on whichever node serves it.
     pub async fn in_request<F: Future>(&self, work: F) -> F::Output {
         let ((out, wrote), user) = PRINCIPAL
             .scope(Cell::new(None), async {
@@ -186,9 +206,11 @@ impl App {
             })
             .await;
         if wrote > 0
+            && self.inner.read_fences
             && let Some(user) = user
+            && let Err(e) = self.inner.sessions.put(&fence_key(user), bytes::Bytes::from(wrote.to_string()), FENCE_TTL).await
         {
-            self.inner.fences.insert(user, wrote);
+            tracing::warn!(error = %e, "could not keep a write position; the user may read a replica that lags");
         }
         out
     }

@@ -138,6 +138,53 @@ async fn titles(url: &str, author: &str) -> Vec<String> {
     }
 }
 
+/// A browser without JavaScript: keeps cookies, posts forms, does not follow redirects.
+struct Visitor {
+    client: reqwest::Client,
+    url: String,
+    cookies: std::collections::BTreeMap<String, String>,
+}
+
+impl Visitor {
+    fn new(url: &str) -> Self {
+        let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+        Visitor { client, url: url.to_string(), cookies: Default::default() }
+    }
+
+    async fn send(&mut self, r: reqwest::RequestBuilder) -> (StatusCode, String) {
+        let cookie: Vec<String> = self.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let res = r.header("cookie", cookie.join("; ")).send().await.unwrap();
+        for c in res.headers().get_all("set-cookie") {
+            let pair = c.to_str().unwrap().split(';').next().unwrap();
+            if let Some((k, v)) = pair.split_once('=') {
+                self.cookies.insert(k.trim().to_string(), v.to_string());
+            }
+        }
+        (res.status(), res.text().await.unwrap())
+    }
+
+    async fn get(&mut self, path: &str) -> (StatusCode, String) {
+        let r = self.client.get(format!("{}{path}", self.url));
+        self.send(r).await
+    }
+
+    async fn sign_up(&mut self, name: &str) {
+        let (_, page) = self.get("/register").await;
+        let marker = "name=\"csrf\" value=\"";
+        let at = page.find(marker).unwrap() + marker.len();
+        let csrf = page[at..at + page[at..].find('"').unwrap()].to_string();
+        let form = format!("username={name}&email={name}%40example.com&password=password123&csrf={}", csrf.replace('+', "%2B"));
+        let r = self.client.post(format!("{}/register", self.url)).header("content-type", "application/x-www-form-urlencoded").body(form);
+        let (status, body) = self.send(r).await;
+        assert_eq!(status, StatusCode::SEE_OTHER, "{body}");
+    }
+
+    /// Whether the visitor is still signed in.
+    async fn signed_in(&mut self) -> bool {
+        self.get("/settings").await.0 == StatusCode::OK
+    }
+}
+
 fn alive(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.rsplit_once(')').is_some_and(|(_, r)| !r.trim_start().starts_with('Z')))
 }
@@ -205,6 +252,12 @@ async fn rung_three_comes_up_serves_through_the_balancer_and_survives_losing_nod
         .await
         .unwrap();
     let token = reg.json::<Value>().await.unwrap()["user"]["token"].as_str().unwrap().to_string();
+    // a browser pinned to web-1 by HAProxy's cookie, with its session in web-1's memory
+    let mut pinned = Visitor::new(&url);
+    pinned.cookies.insert("CRESCENDO_NODE".into(), "web-1".into());
+    pinned.sign_up("pinned").await;
+    assert!(pinned.signed_in().await);
+
     let load = Load::start(&url, &token, "term");
     tokio::time::sleep(Duration::from_millis(800)).await;
 
@@ -217,6 +270,7 @@ async fn rung_three_comes_up_serves_through_the_balancer_and_survives_losing_nod
     eprintln!("SIGTERM of one node: {ok} requests ok, {} reads failed, {failed_writes} writes failed", failed_reads.len());
     assert!(failed_reads.is_empty() && failed_writes == 0, "a drained node fails no request: {failed_reads:?}, {failed_writes} writes");
     assert!(ok > 100, "load ran: {ok}");
+    assert!(!pinned.signed_in().await, "rung 3 keeps sessions in a node's memory: web-1's browser is signed out");
 
     // SIGKILL: requests in flight on the node are retried elsewhere; no read fails
     let load = Load::start(&url, &token, "kill");
@@ -246,4 +300,79 @@ async fn rung_three_comes_up_serves_through_the_balancer_and_survives_losing_nod
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(pids.iter().all(|p| !alive(*p)), "no process is left behind");
     assert!(std::net::TcpStream::connect(public).is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rung_seven_keeps_sessions_and_reads_your_writes_on_any_node() {
+    let run = tempfile::tempdir().unwrap();
+    let run_dir = run.path().join("run");
+    let public = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let out = crescendo(&["up", &topology("07-stateless.toml"), "--detach", "--public", &public.to_string(), "--run-dir", &run_dir.to_string_lossy()]);
+    let _down = Down(run_dir.clone());
+    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let url = format!("http://{public}");
+    let mut s = status(&run_dir);
+    let roles: Vec<String> = s["processes"].as_array().unwrap().iter().map(|p| p["role"].as_str().unwrap().to_string()).collect();
+    assert_eq!(roles, ["pg-primary", "pg-replica", "pg-replica", "redis", "web", "web", "web", "lb"]);
+    for _ in 0..50 {
+        if up_nodes(&s) == 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        s = status(&run_dir);
+    }
+    assert_eq!(up_nodes(&s), 3, "{s}");
+
+    // API clients read their own writes whichever node answers (positions are in Redis)
+    let client = reqwest::Client::new();
+    let reg: Value = client
+        .post(format!("{url}/api/users"))
+        .json(&json!({"user": {"username": "anywhere", "email": "anywhere@example.com", "password": "password123"}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = reg["user"]["token"].as_str().unwrap().to_string();
+    for i in 0..20 {
+        let a: Value = client
+            .post(format!("{url}/api/articles"))
+            .header("authorization", format!("Token {token}"))
+            .json(&json!({"article": {"title": format!("Everywhere {i}"), "description": "d", "body": "b"}}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let slug = a["article"]["slug"].as_str().unwrap();
+        let got = client.get(format!("{url}/api/articles/{slug}")).header("authorization", format!("Token {token}")).send().await.unwrap();
+        assert_eq!(got.status(), StatusCode::OK, "round {i}: the author reads the new article at once");
+        let bio = format!("bio {i}");
+        client
+            .put(format!("{url}/api/user"))
+            .header("authorization", format!("Token {token}"))
+            .json(&json!({"user": {"bio": bio}}))
+            .send()
+            .await
+            .unwrap();
+        let me: Value = client.get(format!("{url}/api/user")).header("authorization", format!("Token {token}")).send().await.unwrap().json().await.unwrap();
+        assert_eq!(me["user"]["bio"], bio.as_str(), "round {i}");
+    }
+
+    // a browser session started on some node survives losing two of the three
+    let mut visitor = Visitor::new(&url);
+    visitor.sign_up("stateless").await;
+    assert!(!visitor.cookies.contains_key("CRESCENDO_NODE"), "nobody is pinned");
+    for _ in 0..6 {
+        assert!(visitor.signed_in().await, "every node knows the session");
+    }
+    for name in ["web-1", "web-2"] {
+        let pid = web_pid(&s, name);
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL).unwrap();
+    }
+    for _ in 0..6 {
+        assert!(visitor.signed_in().await, "still signed in with two of three nodes gone");
+    }
 }

@@ -207,8 +207,10 @@ pub enum BlobBackend {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SessionSettings {
-    /// `memory` (in-process).
+    /// `memory` (in-process: one node's own) or `redis` (shared by every node).
     pub backend: SessionBackend,
+    /// With `redis`: the server, e.g. `redis://10.0.0.7:6379`.
+    pub redis_url: String,
 }
 
 /// Session backends.
@@ -217,6 +219,8 @@ pub struct SessionSettings {
 pub enum SessionBackend {
     /// In-process.
     Memory,
+    /// A Redis server at `sessions.redis_url`.
+    Redis,
 }
 
 /// Tokens and passwords.
@@ -318,7 +322,7 @@ impl Default for BlobSettings {
 
 impl Default for SessionSettings {
     fn default() -> Self {
-        Self { backend: SessionBackend::Memory }
+        Self { backend: SessionBackend::Memory, redis_url: String::new() }
     }
 }
 
@@ -431,6 +435,9 @@ impl Settings {
         }
         if self.auth.hash_concurrency == 0 {
             return Err(ConfigError("auth.hash_concurrency must be at least 1".into()));
+        }
+        if self.sessions.backend == SessionBackend::Redis && self.sessions.redis_url.is_empty() {
+            return Err(ConfigError("sessions.backend = \"redis\" needs sessions.redis_url".into()));
         }
         if self.store.backend == StoreBackend::Postgres && self.store.postgres_url.is_empty() {
             return Err(ConfigError("store.backend = \"postgres\" needs store.postgres_url".into()));

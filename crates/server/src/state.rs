@@ -109,6 +109,11 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Built> {
     };
     let sessions: Arc<dyn crescendo_cache::Sessions> = match settings.sessions.backend {
         SessionBackend::Memory => Arc::new(MemorySessions::new()),
+        SessionBackend::Redis => Arc::new(
+            crescendo_cache_redis::RedisSessions::connect(&settings.sessions.redis_url)
+                .await
+                .with_context(|| format!("sessions.redis_url = {}", settings.sessions.redis_url))?,
+        ),
     };
     let key = jwt_key(settings)?;
     let a = &settings.auth;
@@ -127,6 +132,8 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Built> {
         passwords,
         ttl,
         max_page_size: settings.http.max_page_size,
+        // users' write positions matter only when reads can go to a replica
+        read_fences: settings.store.backend == StoreBackend::Postgres && !settings.store.postgres_replica_urls.is_empty(),
     });
     let web = crescendo_web::WebConfig {
         keys: crescendo_web::session::SessionKeys::derive(&key, settings.web.secure_cookies),

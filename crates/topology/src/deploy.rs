@@ -9,6 +9,7 @@
 
 use crate::haproxy::{Backend, Haproxy, LbConfig};
 use crate::pg::Postgres;
+use crate::redis::Redis;
 use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
@@ -36,6 +37,22 @@ pub struct Topology {
     pub postgres: PgTier,
     /// HAProxy in front of the web nodes; without it, the one web node is public.
     pub load_balancer: Option<LbTier>,
+    /// Redis for state every web node shares (sessions, rate limits, idempotency records,
+    /// read fences): the stateless rung.
+    pub redis: Option<RedisTier>,
+}
+
+/// Redis.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisTier {
+    /// Most memory it uses, MiB (then it evicts least recently used keys).
+    #[serde(default = "default_redis_mb")]
+    pub maxmemory_mb: u32,
+}
+
+fn default_redis_mb() -> u32 {
+    64
 }
 
 fn default_public() -> SocketAddr {
@@ -156,6 +173,7 @@ pub struct Running {
     run_dir: PathBuf,
     lb: Option<Haproxy>,
     webs: Vec<WebNode>,
+    redis: Option<Redis>,
     replicas: Vec<Postgres>,
     primary: Option<Postgres>,
 }
@@ -256,7 +274,8 @@ pub fn up(t: &Topology, o: &UpOptions) -> anyhow::Result<Running> {
     let o = UpOptions { run_dir: run_dir.clone(), ..o.clone() };
     let public = o.public.unwrap_or(t.public);
     let mut state = State { name: t.name.clone(), rung: t.rung, url: format!("http://{public}"), processes: Vec::new() };
-    let mut running = Running { state: state.clone(), run_dir: run_dir.clone(), lb: None, webs: Vec::new(), replicas: Vec::new(), primary: None };
+    let mut running =
+        Running { state: state.clone(), run_dir: run_dir.clone(), lb: None, webs: Vec::new(), redis: None, replicas: Vec::new(), primary: None };
 
     // the database: primary, then replicas streaming from it
     let names: Vec<String> = (1..=t.postgres.replicas).map(|i| format!("r{i}")).collect();
@@ -303,6 +322,22 @@ pub fn up(t: &Topology, o: &UpOptions) -> anyhow::Result<Running> {
     }
     running.primary = Some(primary);
 
+    if let Some(r) = &t.redis {
+        (o.progress)("starting Redis (shared sessions)");
+        let redis = Redis::start(&run_dir.join("redis"), [127, 0, 2, 1], r.maxmemory_mb)?;
+        state.processes.push(Process {
+            role: "redis".into(),
+            name: "redis".into(),
+            pid: redis.pid(),
+            addr: redis.addr().to_string(),
+            log: redis.log(),
+            dir: None,
+        });
+        env.push(("CRESCENDO_SESSIONS__BACKEND".into(), "redis".into()));
+        env.push(("CRESCENDO_SESSIONS__REDIS_URL".into(), redis.url()));
+        running.redis = Some(redis);
+    }
+
     // web nodes: each on its own loopback address, or the public one when it stands alone
     let mut backends = Vec::new();
     for n in 1..=t.web.count {
@@ -346,6 +381,9 @@ impl Running {
         for w in self.webs.drain(..) {
             std::mem::forget(w.child);
         }
+        if let Some(r) = self.redis.take() {
+            r.detach();
+        }
         for r in self.replicas.drain(..) {
             r.detach();
         }
@@ -367,6 +405,7 @@ impl Drop for Running {
             wait_child(&mut w.child, Duration::from_secs(15));
         }
         self.lb.take();
+        self.redis.take();
         self.replicas.clear();
         self.primary.take();
         let _ = std::fs::remove_file(self.run_dir.join("state.json"));
@@ -404,6 +443,7 @@ fn ours(p: &Process) -> bool {
     match p.role.as_str() {
         "web" => cmd.contains("web") && cmd.contains(&p.name),
         "lb" => cmd.contains("haproxy"),
+        "redis" => cmd.contains("redis-server"),
         _ => cmd.contains("postgres"),
     }
 }
@@ -416,7 +456,7 @@ fn ours(p: &Process) -> bool {
 pub fn down(run_dir: &Path) -> anyhow::Result<Vec<String>> {
     let state = State::read(run_dir)?;
     let mut stopped = Vec::new();
-    let order = ["web", "lb", "pg-replica", "pg-primary"];
+    let order = ["web", "lb", "redis", "pg-replica", "pg-primary"];
     for role in order {
         let group: Vec<&Process> = state.processes.iter().filter(|p| p.role == role && alive(p.pid) && ours(p)).collect();
         for p in &group {

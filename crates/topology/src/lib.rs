@@ -7,6 +7,7 @@
 //!   `postgres` user, started from a template data directory made once by `initdb`, and its
 //!   streaming replicas.
 //! - [`haproxy::Haproxy`]: HAProxy with a generated configuration, reloadable.
+//! - [`redis::Redis`]: Redis with bounded memory and LRU eviction.
 //! - [`deploy`]: whole topologies from `topologies/*.toml` (`crescendo up`, `down`, `status`).
 //!
 //! A missing binary is an error that names the Debian package to install.
@@ -14,3 +15,4 @@
 pub mod deploy;
 pub mod haproxy;
 pub mod pg;
+pub mod redis;

@@ -30,7 +30,7 @@ impl FromRequestParts<Web> for Session {
     async fn from_request_parts(parts: &mut Parts, w: &Web) -> Result<Self, Infallible> {
         let s = Session::load(&w.app, &w.keys, &parts.headers).await;
         if let Some(user) = s.user {
-            w.app.act_as(user);
+            w.app.act_as(user).await;
         }
         Ok(s)
     }

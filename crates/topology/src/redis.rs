@@ -1,0 +1,143 @@
+//! Redis 7 (Debian's `redis-server`): no persistence (`--save ''`, no AOF), bounded memory
+//! with `allkeys-lru` eviction, listening on loopback only, its log in its own directory.
+//! Ready when our own process answers `PING`.
+
+use anyhow::{bail, Context};
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A running private Redis; stopped (SIGTERM) and its directory removed when dropped,
+/// unless detached.
+pub struct Redis {
+    child: Option<Child>,
+    pid: u32,
+    addr: SocketAddr,
+    dir: PathBuf,
+}
+
+/// Sends `PING` to `addr` and checks for `+PONG`.
+pub fn ping(addr: SocketAddr) -> bool {
+    let Ok(mut s) = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(300)) else { return false };
+    let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
+    let mut buf = [0u8; 7];
+    s.write_all(b"PING\r\n").is_ok() && s.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n"
+}
+
+impl Redis {
+    /// Starts Redis in `dir` (created) on a free port of `ip`, with at most `maxmemory_mb`.
+    ///
+    /// # Errors
+    /// `redis-server` is missing (the message names the package) or it does not answer in 10 s.
+    pub fn start(dir: &Path, ip: [u8; 4], maxmemory_mb: u32) -> anyhow::Result<Self> {
+        if !Path::new("/usr/bin/redis-server").is_file() {
+            bail!("redis-server is missing: install the Debian package redis-server (apt-get install redis-server)");
+        }
+        std::fs::create_dir_all(dir)?;
+        let mut last = None;
+        for _ in 0..5 {
+            let port = std::net::TcpListener::bind(SocketAddr::from((ip, 0)))?.local_addr()?.port();
+            let addr = SocketAddr::from((ip, port));
+            let log = std::fs::File::create(dir.join("redis.log"))?;
+            let mut child = Command::new("/usr/bin/redis-server")
+                .args(["--port", &port.to_string(), "--bind", &addr.ip().to_string(), "--save", "", "--appendonly", "no"])
+                .args(["--maxmemory", &format!("{maxmemory_mb}mb"), "--maxmemory-policy", "allkeys-lru"])
+                .args(["--protected-mode", "no", "--daemonize", "no"])
+                .arg("--dir")
+                .arg(dir)
+                .stdin(Stdio::null())
+                .stdout(log.try_clone()?)
+                .stderr(log)
+                .process_group(0)
+                .spawn()
+                .context("starting redis-server")?;
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                if let Some(status) = child.try_wait()? {
+                    last = Some(anyhow::anyhow!("redis-server exited ({status}): {}", std::fs::read_to_string(dir.join("redis.log")).unwrap_or_default()));
+                    break;
+                }
+                if ping(addr) {
+                    let pid = child.id();
+                    return Ok(Redis { child: Some(child), pid, addr, dir: dir.to_path_buf() });
+                }
+                if Instant::now() > deadline {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    bail!("redis-server does not answer on {addr} after 10 s");
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+        Err(last.unwrap_or_else(|| anyhow::anyhow!("redis-server did not start")))
+    }
+
+    /// Where it listens.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `redis://ADDR`.
+    pub fn url(&self) -> String {
+        format!("redis://{}", self.addr)
+    }
+
+    /// Its PID.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// Its log file.
+    pub fn log(&self) -> PathBuf {
+        self.dir.join("redis.log")
+    }
+
+    /// Leaves it running after this handle is dropped; returns its PID.
+    pub fn detach(mut self) -> u32 {
+        self.child = None;
+        self.pid
+    }
+
+    /// SIGKILLs it (a crash) and reaps it.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid as i32), nix::sys::signal::Signal::SIGTERM);
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline {
+                if matches!(c.try_wait(), Ok(Some(_))) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_private_redis_answers_and_stops() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = Redis::start(dir.path(), [127, 0, 0, 1], 16).expect("redis starts");
+        assert!(ping(r.addr()));
+        let addr = r.addr();
+        drop(r);
+        assert!(!ping(addr));
+    }
+}
