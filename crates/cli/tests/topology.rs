@@ -284,13 +284,13 @@ async fn rung_three_comes_up_serves_through_the_balancer_and_survives_losing_nod
         failed_reads.len()
     );
     assert!(failed_reads.is_empty(), "no read fails when a node dies: {failed_reads:?}");
-    // every acknowledged write is there exactly once, retries included
+    // every acknowledged write is stored; at this rung idempotency records live in each
+    // node's memory, so a retry that lands on another node may apply a write again
     acked.extend(acked_kill);
-    let mut stored = titles(&url, "loader").await;
-    stored.sort();
-    let mut expected = acked.clone();
-    expected.sort();
-    assert_eq!(stored, expected, "each write applied exactly once ({} acknowledged)", acked.len());
+    let stored = titles(&url, "loader").await;
+    let missing: Vec<&String> = acked.iter().filter(|t| !stored.contains(t)).collect();
+    assert!(missing.is_empty(), "acknowledged writes missing: {missing:?}");
+    eprintln!("rung 3: {} writes acknowledged, {} stored", acked.len(), stored.len());
     let s = status(&run_dir);
     assert_eq!(up_nodes(&s), 1, "the balancer marked both gone nodes down: {s}");
 
@@ -361,17 +361,31 @@ async fn rung_seven_keeps_sessions_and_reads_your_writes_on_any_node() {
         assert_eq!(me["user"]["bio"], bio.as_str(), "round {i}");
     }
 
-    // a browser session started on some node survives losing two of the three
+    // a browser session, started on whichever node answered
     let mut visitor = Visitor::new(&url);
     visitor.sign_up("stateless").await;
     assert!(!visitor.cookies.contains_key("CRESCENDO_NODE"), "nobody is pinned");
     for _ in 0..6 {
         assert!(visitor.signed_in().await, "every node knows the session");
     }
-    for name in ["web-1", "web-2"] {
-        let pid = web_pid(&s, name);
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL).unwrap();
-    }
+
+    // SIGKILL under load: no read fails, and a write retried with its key is applied once,
+    // even when the retry lands on another node (the records are in Redis)
+    let load = Load::start(&url, &token, "kill7");
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(web_pid(&s, "web-1") as i32), nix::sys::signal::Signal::SIGKILL).unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (ok, failed_reads, failed_writes, acked) = load.finish().await;
+    eprintln!("rung 7, SIGKILL of one node: {ok} requests ok, {} reads failed, {failed_writes} write attempts retried", failed_reads.len());
+    assert!(failed_reads.is_empty(), "no read fails when a node dies: {failed_reads:?}");
+    let mut stored: Vec<String> = titles(&url, "anywhere").await.into_iter().filter(|t| t.starts_with("load ")).collect();
+    stored.sort();
+    let mut expected = acked.clone();
+    expected.sort();
+    assert_eq!(stored, expected, "each write applied exactly once ({} acknowledged)", acked.len());
+
+    // the browser survives losing two of the three nodes
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(web_pid(&s, "web-2") as i32), nix::sys::signal::Signal::SIGKILL).unwrap();
     for _ in 0..6 {
         assert!(visitor.signed_in().await, "still signed in with two of three nodes gone");
     }
