@@ -52,8 +52,9 @@ pub struct BenchOptions {
     pub seed: SeedPlan,
     /// Whether to seed.
     pub seed_mode: SeedMode,
-    /// The target's metrics; default `<origin>/metrics`.
-    pub metrics: Option<String>,
+    /// The target's metrics endpoints, summed (one per web node behind a load balancer);
+    /// empty: `<origin>/metrics`.
+    pub metrics: Vec<String>,
     /// PID of a local target, for CPU time and peak memory.
     pub pid: Option<u32>,
     /// Where `report.json`, `report.html`, `tokens.txt` and `slugs.txt` go.
@@ -104,8 +105,8 @@ pub async fn bench(o: &BenchOptions) -> anyhow::Result<Option<report::Report>> {
         return Ok(None);
     }
     anyhow::ensure!(!seeded.tokens.is_empty(), "no users to send requests as");
-    let metrics_url = o.metrics.clone().unwrap_or_else(|| format!("{base}/metrics"));
-    let before = server::scrape(&metrics_url).await;
+    let metrics_urls = if o.metrics.is_empty() { vec![format!("{base}/metrics")] } else { o.metrics.clone() };
+    let before = server::scrape_all(&metrics_urls).await;
     let p_before = o.pid.and_then(server::sample_process);
 
     let run = load::Run {
@@ -148,7 +149,7 @@ pub async fn bench(o: &BenchOptions) -> anyhow::Result<Option<report::Report>> {
     if let Some(b) = bar {
         b.finish_and_clear();
     }
-    let after = server::scrape(&metrics_url).await;
+    let after = server::scrape_all(&metrics_urls).await;
     let p_after = o.pid.and_then(server::sample_process);
     let view = server::ServerView::between(before.as_ref(), after.as_ref(), p_before, p_after);
     let report = report::Report::new(&base, o.scenario, o.model, elapsed, &stats, view);

@@ -62,6 +62,22 @@ pub async fn scrape(url: &str) -> Option<Scrape> {
     Some(parse(&res.text().await.ok()?))
 }
 
+/// Reads every endpoint and sums their counters (the web nodes behind one balancer);
+/// `None` if any does not answer, so a run is never compared with half its servers.
+pub async fn scrape_all(urls: &[String]) -> Option<Scrape> {
+    let mut total = Scrape::default();
+    for url in urls {
+        let s = scrape(url).await?;
+        total.http_requests += s.http_requests;
+        total.db_queries += s.db_queries;
+        total.cache_hits += s.cache_hits;
+        total.cache_misses += s.cache_misses;
+        total.primary_reads += s.primary_reads;
+        total.replica_reads += s.replica_reads;
+    }
+    Some(total)
+}
+
 /// CPU seconds used so far and peak resident memory of a local process.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct ProcessSample {

@@ -2,10 +2,11 @@
 //! stopped here, and one report comparing them, with the playbook's claim for each rung and
 //! the number measured for or against it.
 //!
-//! Rungs join the tour as they land; today it has rung 1 (`crescendo serve`), rung 2
-//! (`crescendo web` on its own PostgreSQL server) and rung 4 (the same on a primary with two
-//! synchronous streaming replicas). The PostgreSQL servers are private ones, started here
-//! with `fsync` on, so every rung's writes are as durable as rung 1's.
+//! Rungs join the tour as they land; today it has rung 1 (`crescendo serve`) and the
+//! topologies of rungs 2, 3, 4 and 7 (`topologies/*.toml`, compiled in), each started with
+//! `crescendo up`'s code in a temporary run directory. Their PostgreSQL servers run with
+//! `fsync` on, so every rung's writes are as durable as rung 1's. Behind a load balancer the
+//! server's view is the sum of every web node's `/metrics`.
 
 use crate::report::{esc, page_head, Report};
 use crate::{bench, BenchOptions};
@@ -40,11 +41,32 @@ pub const RUNGS: &[Rung] = &[
         claim: "a stateless web node on its own PostgreSQL server serves the same API with the data off the web tier",
     },
     Rung {
+        number: 3,
+        name: "load balancer",
+        claim: "three web nodes behind HAProxy serve the same API through one public address",
+    },
+    Rung {
         number: 4,
         name: "replication",
         claim: "two replicas take the reads (the primary serves at most 10 % of them) while each user still reads their own writes",
     },
+    Rung {
+        number: 7,
+        name: "stateless web",
+        claim: "with shared state in Redis any web node serves any request, and the replicas still take the reads",
+    },
 ];
+
+/// The topology file of each rung the tour starts that way.
+fn topology(rung: u8) -> Option<(&'static str, &'static str)> {
+    Some(match rung {
+        2 => ("02-separate-db.toml", include_str!("../../../topologies/02-separate-db.toml")),
+        3 => ("03-load-balancer.toml", include_str!("../../../topologies/03-load-balancer.toml")),
+        4 => ("04-replication.toml", include_str!("../../../topologies/04-replication.toml")),
+        7 => ("07-stateless.toml", include_str!("../../../topologies/07-stateless.toml")),
+        _ => return None,
+    })
+}
 
 /// One rung's line in the comparison.
 #[derive(Clone, Debug, Serialize)]
@@ -84,64 +106,55 @@ pub struct TourReport {
 
 /// A server the tour started; stopped (SIGTERM, then SIGKILL after 10 s) when dropped.
 struct Started {
-    child: Child,
+    /// Rung 1's `crescendo serve`.
+    child: Option<Child>,
+    /// A topology's processes, stopped when dropped.
+    topology: Option<crescendo_topology::deploy::Running>,
     url: String,
+    /// Each web node's metrics endpoint.
+    metrics: Vec<String>,
     _data: tempfile::TempDir,
-    /// Database servers, stopped after the web node.
-    _postgres: Vec<crescendo_topology::pg::Postgres>,
 }
 
 impl Drop for Started {
     fn drop(&mut self) {
-        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        self.topology.take();
+        let Some(child) = &mut self.child else { return };
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
         let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
-            if matches!(self.child.try_wait(), Ok(Some(_))) {
+            if matches!(child.try_wait(), Ok(Some(_))) {
                 return;
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let _ = child.kill();
+        let _ = child.wait();
     }
 }
 
-/// Starts a rung: for 1, `crescendo serve`; for 2 and 4, private PostgreSQL servers (a
-/// primary, and for 4 two synchronous replicas) and `crescendo web` on them. The node listens
-/// on a free port with a fresh data directory.
+/// Starts a rung: for 1, `crescendo serve` on a free port with a fresh data directory;
+/// for the others, its topology on a free public port in a temporary run directory.
 fn start_rung(exe: &Path, rung: u8) -> anyhow::Result<Started> {
-    use crescendo_topology::pg::Postgres;
-    let durable = [("fsync", "on"), ("full_page_writes", "on")];
-    let (role, postgres, env): (&str, Vec<Postgres>, Vec<(&str, String)>) = match rung {
-        1 => ("serve", Vec::new(), Vec::new()),
-        2 => {
-            let primary = Postgres::start(&durable)?;
-            let env = vec![("CRESCENDO_STORE__BACKEND", "postgres".into()), ("CRESCENDO_STORE__POSTGRES_URL", primary.url("postgres"))];
-            ("web", vec![primary], env)
-        }
-        4 => {
-            let mut settings = durable.to_vec();
-            settings.push(("synchronous_standby_names", "ANY 1 (r1, r2)"));
-            let primary = Postgres::start(&settings)?;
-            let replicas = ["r1", "r2"].iter().map(|n| Postgres::replica_of(&primary, n, &durable)).collect::<Result<Vec<_>, _>>()?;
-            let urls: Vec<String> = replicas.iter().map(|r| format!("\"{}\"", r.url("postgres"))).collect();
-            let env = vec![
-                ("CRESCENDO_STORE__BACKEND", "postgres".into()),
-                ("CRESCENDO_STORE__POSTGRES_URL", primary.url("postgres")),
-                ("CRESCENDO_STORE__POSTGRES_REPLICA_URLS", format!("[{}]", urls.join(", "))),
-            ];
-            let mut all = vec![primary];
-            all.extend(replicas);
-            ("web", all, env)
-        }
-        n => bail!("rung {n} cannot be started yet"),
-    };
+    use crescendo_topology::deploy;
     let data = tempfile::tempdir()?;
+    if let Some((name, text)) = topology(rung) {
+        let t = deploy::Topology::parse(text, name)?;
+        let public = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+        let opts = deploy::UpOptions { exe: exe.to_path_buf(), run_dir: data.path().join("run"), public: Some(public), progress: |_| {} };
+        let running = deploy::up(&t, &opts)?;
+        let metrics = running.state.processes.iter().filter(|p| p.role == "web").map(|p| format!("http://{}/metrics", p.addr)).collect();
+        // let the balancer's first health checks pass before load starts
+        std::thread::sleep(Duration::from_millis(800));
+        return Ok(Started { child: None, url: running.state.url.clone(), topology: Some(running), metrics, _data: data });
+    }
+    if rung != 1 {
+        bail!("rung {rung} cannot be started yet");
+    }
     let mut child = Command::new(exe)
-        .args([role, "--listen", "127.0.0.1:0", "--data-dir"])
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data.path())
-        .envs(env)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -159,19 +172,20 @@ fn start_rung(exe: &Path, rung: u8) -> anyhow::Result<Started> {
             _ => {
                 let _ = child.kill();
                 let _ = child.wait();
-                bail!("rung {rung} exited before it listened");
+                bail!("rung 1 exited before it listened");
             }
         }
     };
     std::thread::spawn(move || for _ in lines {});
-    Ok(Started { child, url, _data: data, _postgres: postgres })
+    let metrics = vec![format!("{url}/metrics")];
+    Ok(Started { child: Some(child), topology: None, url, metrics, _data: data })
 }
 
 fn verdict(rung: &Rung, r: &Report) -> String {
     let hits = r.server.cache_hit_ratio.map(|h| format!(", {:.1} % of cache reads served in-process", h * 100.0)).unwrap_or_default();
     let dbq = r.server.db_queries_per_request.map(|q| format!(", {q:.3} database queries per request")).unwrap_or_default();
     let primary = r.server.primary_read_share.map(|p| format!(", the primary served {:.1} % of database reads", p * 100.0)).unwrap_or_default();
-    let share_ok = rung.number != 4 || r.server.primary_read_share.is_some_and(|p| p <= 0.10);
+    let share_ok = !matches!(rung.number, 4 | 7) || r.server.primary_read_share.is_some_and(|p| p <= 0.10);
     let holds = if r.errors == 0 && share_ok { "holds" } else { "holds only in part" };
     format!(
         "Rung {}: the claim that {} {holds}: {:.0} requests/s at p99 {:.1} ms with {} errors{hits}{dbq}{primary}.",
@@ -195,7 +209,9 @@ pub async fn tour(exe: &Path, template: &BenchOptions, out: &Path) -> anyhow::Re
         .await??;
         let mut o = template.clone();
         o.target = server.url.clone();
-        o.pid = Some(server.child.id());
+        // CPU and memory per request are measured for a single process only
+        o.pid = server.child.as_ref().map(Child::id);
+        o.metrics = server.metrics.clone();
         o.out = out.join(format!("rung-{}", rung.number));
         let report = bench(&o).await?.context("the tour does not seed only")?;
         eprint!("{}", report.table());
@@ -212,7 +228,7 @@ pub async fn tour(exe: &Path, template: &BenchOptions, out: &Path) -> anyhow::Re
             primary_read_share: report.server.primary_read_share,
             verdict: verdict(rung, &report),
         });
-        drop(server);
+        tokio::task::spawn_blocking(move || drop(server)).await?;
     }
     let t = TourReport { scenario: crate::report::scenario_name(template.scenario).into(), rungs: rows };
     write(&t, out)?;

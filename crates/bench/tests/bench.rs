@@ -15,7 +15,7 @@ fn options(app: &TestApp, out: &std::path::Path, scenario: Scenario, model: Mode
         timeout: Duration::from_secs(10),
         seed: SeedPlan { users: 6, follows_per_user: 3, articles: 24, favorites_per_user: 2, comments: 10, concurrency: 4, ..SeedPlan::default() },
         seed_mode: SeedMode::Seed,
-        metrics: None,
+        metrics: Vec::new(),
         pid: Some(std::process::id()),
         out: out.to_path_buf(),
         progress: false,

@@ -45,6 +45,12 @@ enum Command {
     Down(RunDirArgs),
     /// Every process of the running topology: role, PID, address, health, req/s, p99, 5xx.
     Status(StatusArgs),
+    /// Set the number of web nodes behind the load balancer (`web=N`), without dropping
+    /// requests: new nodes take traffic once ready; leaving ones are taken out, then drain.
+    Scale(ScaleArgs),
+    /// Rolling restart of the web tier: each node is replaced by a fresh one, one at a time,
+    /// without dropping requests.
+    Restart(RunDirArgs),
     /// Create or upgrade the database schema, then exit (`serve` also does this at start).
     Migrate(Common),
     /// Measure a running Crescendo: seed data through its API, drive a scenario at it, and
@@ -116,9 +122,10 @@ struct BenchArgs {
     /// Do not seed: sign the seeded users in and load what is there.
     #[arg(long)]
     no_seed: bool,
-    /// The target's metrics endpoint. [default: <target origin>/metrics]
+    /// The target's metrics endpoint; repeat it for each web node behind a load balancer
+    /// (their counters are summed). [default: <target origin>/metrics]
     #[arg(long, value_name = "URL")]
-    metrics: Option<String>,
+    metrics: Vec<String>,
     /// PID of the target when it runs on this machine: adds CPU time per request and peak memory.
     #[arg(long)]
     pid: Option<u32>,
@@ -146,6 +153,16 @@ struct UpArgs {
     /// The public address, instead of the file's (default 127.0.0.1:8000).
     #[arg(long, value_name = "ADDR")]
     public: Option<SocketAddr>,
+    #[command(flatten)]
+    run: RunDirArgs,
+}
+
+/// Flags of `scale`.
+#[derive(Args, Debug)]
+struct ScaleArgs {
+    /// What to scale, e.g. web=5.
+    #[arg(value_name = "TIER=COUNT")]
+    target: String,
     #[command(flatten)]
     run: RunDirArgs,
 }
@@ -209,7 +226,7 @@ impl LoadArgs {
             timeout: self.timeout,
             seed,
             seed_mode: crescendo_bench::SeedMode::Seed,
-            metrics: None,
+            metrics: Vec::new(),
             pid: None,
             out,
             progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
@@ -260,6 +277,27 @@ fn main() -> anyhow::Result<()> {
             Command::Down(a) => {
                 let stopped = tokio::task::spawn_blocking(move || crescendo_topology::deploy::down(&a.run_dir)).await??;
                 println!("stopped {}", stopped.join(", "));
+                Ok(())
+            }
+            Command::Scale(a) => {
+                let count = match a.target.split_once('=') {
+                    Some(("web", n)) => n.parse::<usize>().map_err(|_| anyhow::anyhow!("{}: the count must be a number", a.target))?,
+                    _ => anyhow::bail!("{}: only the web tier scales for now, as web=N", a.target),
+                };
+                let run_dir = a.run.run_dir.clone();
+                let names = tokio::task::spawn_blocking(move || {
+                    crescendo_topology::deploy::scale(&run_dir, count, |line| eprintln!("  {line}"))
+                })
+                .await??;
+                println!("web nodes: {}", names.join(", "));
+                Ok(())
+            }
+            Command::Restart(a) => {
+                let names = tokio::task::spawn_blocking(move || {
+                    crescendo_topology::deploy::restart_web(&a.run_dir, |line| eprintln!("  {line}"))
+                })
+                .await??;
+                println!("web nodes: {}", names.join(", "));
                 Ok(())
             }
             Command::Status(a) => {

@@ -95,15 +95,23 @@ impl Topology {
     /// Unreadable, not TOML, an unknown key, or tiers that do not fit together.
     pub fn load(path: &Path) -> anyhow::Result<Self> {
         let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        let t: Topology = toml::from_str(&text).with_context(|| format!("{} is not a valid topology", path.display()))?;
+        Self::parse(&text, &path.display().to_string())
+    }
+
+    /// Parses and checks a topology's text; `origin` names it in errors.
+    ///
+    /// # Errors
+    /// As [`Topology::load`].
+    pub fn parse(text: &str, origin: &str) -> anyhow::Result<Self> {
+        let t: Topology = toml::from_str(text).with_context(|| format!("{origin} is not a valid topology"))?;
         if t.web.count == 0 {
-            bail!("{}: web.count must be at least 1", path.display());
+            bail!("{origin}: web.count must be at least 1");
         }
         if t.load_balancer.is_none() && t.web.count > 1 {
-            bail!("{}: {} web nodes need a [load_balancer]", path.display(), t.web.count);
+            bail!("{origin}: {} web nodes need a [load_balancer]", t.web.count);
         }
         if t.postgres.synchronous && t.postgres.replicas == 0 {
-            bail!("{}: postgres.synchronous needs replicas", path.display());
+            bail!("{origin}: postgres.synchronous needs replicas");
         }
         Ok(t)
     }
@@ -139,6 +147,15 @@ pub struct State {
     pub url: String,
     /// Every process, in start order.
     pub processes: Vec<Process>,
+    /// What a web node is started with (for `scale` and `restart`).
+    #[serde(default)]
+    pub web_env: Vec<(String, String)>,
+    /// The load balancer's public address and stickiness, when there is one.
+    #[serde(default)]
+    pub lb: Option<(SocketAddr, bool)>,
+    /// The `crescendo` binary web nodes run.
+    #[serde(default)]
+    pub exe: PathBuf,
 }
 
 impl State {
@@ -273,7 +290,15 @@ pub fn up(t: &Topology, o: &UpOptions) -> anyhow::Result<Running> {
     let run_dir = o.run_dir.canonicalize()?;
     let o = UpOptions { run_dir: run_dir.clone(), ..o.clone() };
     let public = o.public.unwrap_or(t.public);
-    let mut state = State { name: t.name.clone(), rung: t.rung, url: format!("http://{public}"), processes: Vec::new() };
+    let mut state = State {
+        name: t.name.clone(),
+        rung: t.rung,
+        url: format!("http://{public}"),
+        processes: Vec::new(),
+        web_env: Vec::new(),
+        lb: t.load_balancer.as_ref().map(|lb| (public, lb.sticky)),
+        exe: o.exe.clone(),
+    };
     let mut running =
         Running { state: state.clone(), run_dir: run_dir.clone(), lb: None, webs: Vec::new(), redis: None, replicas: Vec::new(), primary: None };
 
@@ -367,9 +392,162 @@ pub fn up(t: &Topology, o: &UpOptions) -> anyhow::Result<Running> {
         });
         running.lb = Some(h);
     }
+    state.web_env = env;
     state.write(&run_dir)?;
     running.state = state;
     Ok(running)
+}
+
+/// The web nodes of `state`, as HAProxy backends.
+fn backends(state: &State) -> Vec<Backend> {
+    state
+        .processes
+        .iter()
+        .filter(|p| p.role == "web")
+        .filter_map(|p| Some(Backend { name: p.name.clone(), addr: p.addr.parse().ok()? }))
+        .collect()
+}
+
+/// Rewrites HAProxy's configuration for `state`'s web nodes and reloads it.
+fn reload_lb(run_dir: &Path, state: &State) -> anyhow::Result<()> {
+    let (public, sticky) = state.lb.context("this topology has no load balancer to scale behind")?;
+    let lb = state.processes.iter().find(|p| p.role == "lb").context("no load balancer process")?;
+    Haproxy::reload_running(&run_dir.join("haproxy"), lb.pid, &LbConfig { public, backends: backends(state), sticky })
+}
+
+/// Waits until HAProxy reports `name` as `UP`.
+fn wait_up(run_dir: &Path, name: &str, limit: Duration) -> anyhow::Result<()> {
+    let deadline = Instant::now() + limit;
+    while !Haproxy::backend_states(&run_dir.join("haproxy")).iter().any(|(n, s)| n == name && s == "UP") {
+        if Instant::now() > deadline {
+            bail!("{name} is not UP in the load balancer after {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
+}
+
+/// Starts one more web node behind the balancer and waits until it takes traffic.
+fn add_web(run_dir: &Path, state: &mut State, progress: fn(&str)) -> anyhow::Result<String> {
+    let n = state
+        .processes
+        .iter()
+        .filter_map(|p| p.name.strip_prefix("web-").and_then(|n| n.parse::<usize>().ok()))
+        .max()
+        .unwrap_or(0)
+        + 1;
+    let ip = [127, 0, 1, n.min(250) as u8];
+    let addr = SocketAddr::from((ip, free_port(ip)?));
+    progress(&format!("starting web-{n} on {addr}"));
+    let o = UpOptions { exe: state.exe.clone(), run_dir: run_dir.to_path_buf(), public: None, progress };
+    let (child, addr, log) = start_web(&o, n, addr, &state.web_env)?;
+    let name = format!("web-{n}");
+    state.processes.push(Process { role: "web".into(), name: name.clone(), pid: child.id(), addr: addr.to_string(), log, dir: None });
+    // it runs on after this process: `down` stops it by PID
+    std::mem::forget(child);
+    match state.lb {
+        Some((public, false)) => {
+            Haproxy::write_config(&run_dir.join("haproxy"), &LbConfig { public, backends: backends(state), sticky: false })?;
+            Haproxy::add_live(&run_dir.join("haproxy"), &Backend { name: name.clone(), addr })?;
+        }
+        _ => reload_lb(run_dir, state)?,
+    }
+    state.write(run_dir)?;
+    wait_up(run_dir, &name, Duration::from_secs(15))?;
+    Ok(name)
+}
+
+/// Takes web node `name` out of the balancer, then stops it (it drains in-flight requests).
+fn remove_web(run_dir: &Path, state: &mut State, name: &str, progress: fn(&str)) -> anyhow::Result<()> {
+    let Some(i) = state.processes.iter().position(|p| p.role == "web" && p.name == name) else { bail!("no web node {name}") };
+    let p = state.processes.remove(i);
+    progress(&format!("stopping {name}"));
+    let live = matches!(state.lb, Some((_, false)));
+    if live {
+        // no new requests for it; those in flight finish
+        let dir = run_dir.join("haproxy");
+        Haproxy::drain_live(&dir, name)?;
+        let (public, _) = state.lb.expect("a balancer");
+        Haproxy::write_config(&dir, &LbConfig { public, backends: backends(state), sticky: false })?;
+    } else {
+        reload_lb(run_dir, state)?;
+    }
+    state.write(run_dir)?;
+    // HAProxy finishes what it sent; the node then drains and exits
+    std::thread::sleep(Duration::from_millis(500));
+    if alive(p.pid) && ours(&p) {
+        signal(p.pid, nix::sys::signal::Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while alive(p.pid) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    if live {
+        Haproxy::remove_live(&run_dir.join("haproxy"), name)?;
+    }
+    Ok(())
+}
+
+/// Drops web nodes that are no longer running from the state and the balancer.
+fn prune(run_dir: &Path, state: &mut State) -> anyhow::Result<()> {
+    let dead: Vec<String> = state.processes.iter().filter(|p| p.role == "web" && !alive(p.pid)).map(|p| p.name.clone()).collect();
+    if dead.is_empty() {
+        return Ok(());
+    }
+    state.processes.retain(|p| p.role != "web" || alive(p.pid));
+    match state.lb {
+        Some((public, false)) => {
+            let dir = run_dir.join("haproxy");
+            for name in &dead {
+                Haproxy::drain_live(&dir, name)?;
+                Haproxy::remove_live(&dir, name)?;
+            }
+            Haproxy::write_config(&dir, &LbConfig { public, backends: backends(state), sticky: false })?;
+        }
+        _ => reload_lb(run_dir, state)?,
+    }
+    state.write(run_dir)?;
+    Ok(())
+}
+
+/// Sets the number of web nodes behind the balancer, adding or removing nodes without
+/// dropping requests. Returns the web nodes' names afterwards.
+///
+/// # Errors
+/// No topology runs from `run_dir`, it has no load balancer, or a node does not come up.
+pub fn scale(run_dir: &Path, web: usize, progress: fn(&str)) -> anyhow::Result<Vec<String>> {
+    if web == 0 {
+        bail!("at least one web node must run");
+    }
+    let mut state = State::read(run_dir)?;
+    prune(run_dir, &mut state)?;
+    loop {
+        let names: Vec<String> = state.processes.iter().filter(|p| p.role == "web").map(|p| p.name.clone()).collect();
+        match names.len().cmp(&web) {
+            std::cmp::Ordering::Less => {
+                add_web(run_dir, &mut state, progress)?;
+            }
+            std::cmp::Ordering::Greater => remove_web(run_dir, &mut state, names.last().expect("more than one"), progress)?,
+            std::cmp::Ordering::Equal => return Ok(names),
+        }
+    }
+}
+
+/// Replaces every web node, one at a time: a new node starts and takes traffic before an
+/// old one leaves the balancer and drains. Returns the new nodes' names.
+///
+/// # Errors
+/// As [`scale`].
+pub fn restart_web(run_dir: &Path, progress: fn(&str)) -> anyhow::Result<Vec<String>> {
+    let mut state = State::read(run_dir)?;
+    prune(run_dir, &mut state)?;
+    let old: Vec<String> = state.processes.iter().filter(|p| p.role == "web").map(|p| p.name.clone()).collect();
+    let mut new = Vec::new();
+    for name in old {
+        new.push(add_web(run_dir, &mut state, progress)?);
+        remove_web(run_dir, &mut state, &name, progress)?;
+    }
+    Ok(new)
 }
 
 impl Running {

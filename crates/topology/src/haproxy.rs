@@ -140,7 +140,11 @@ impl Haproxy {
         Ok(Haproxy { child: Some(child), pid, dir: dir.to_path_buf(), public: cfg.public })
     }
 
-    fn write_config(dir: &Path, cfg: &LbConfig) -> anyhow::Result<()> {
+    /// Writes (and checks) the configuration without applying it: what a restart would read.
+    ///
+    /// # Errors
+    /// The configuration is refused.
+    pub fn write_config(dir: &Path, cfg: &LbConfig) -> anyhow::Result<()> {
         let path = dir.join("haproxy.cfg");
         let staged = dir.join("haproxy.cfg.new");
         std::fs::write(&staged, config_text(cfg, &dir.join("admin.sock")))?;
@@ -162,6 +166,20 @@ impl Haproxy {
         Ok(())
     }
 
+    /// Rewrites the configuration of the HAProxy in `dir` whose master is `pid` (started by
+    /// another process, e.g. `crescendo up --detach`) and reloads it gracefully: requests in
+    /// flight finish on the old worker, but an idle keep-alive connection the old worker
+    /// closes can meet a client's next request (so non-sticky balancers change servers
+    /// through the admin socket instead).
+    ///
+    /// # Errors
+    /// The new configuration is refused (the running one stays).
+    pub fn reload_running(dir: &Path, pid: u32, cfg: &LbConfig) -> anyhow::Result<()> {
+        Self::write_config(dir, cfg)?;
+        signal(pid, nix::sys::signal::Signal::SIGUSR2);
+        Ok(())
+    }
+
     /// The master's PID.
     pub fn pid(&self) -> u32 {
         self.pid
@@ -170,6 +188,65 @@ impl Haproxy {
     /// The public address.
     pub fn public(&self) -> SocketAddr {
         self.public
+    }
+
+    /// Sends one command to the admin socket of the HAProxy in `dir` and returns its answer.
+    ///
+    /// # Errors
+    /// The socket does not answer.
+    pub fn admin(dir: &Path, command: &str) -> anyhow::Result<String> {
+        use std::io::{Read, Write};
+        let mut s = std::os::unix::net::UnixStream::connect(dir.join("admin.sock")).context("connecting to HAProxy's admin socket")?;
+        s.set_read_timeout(Some(Duration::from_secs(2)))?;
+        s.write_all(format!("{command}\n").as_bytes())?;
+        let mut text = String::new();
+        s.read_to_string(&mut text)?;
+        Ok(text.trim().to_string())
+    }
+
+    /// Adds a web node to the running balancer through its admin socket, with health checks,
+    /// ready for traffic: no reload, so no client connection is closed. (Dynamic servers
+    /// take no cookie, so sticky balancers reload instead.)
+    ///
+    /// # Errors
+    /// HAProxy refuses a step.
+    pub fn add_live(dir: &Path, b: &Backend) -> anyhow::Result<()> {
+        let added = Self::admin(dir, &format!("add server web/{} {} check", b.name, b.addr))?;
+        if !added.contains("New server registered") {
+            bail!("HAProxy would not add {}: {added}", b.name);
+        }
+        for cmd in [format!("enable health web/{}", b.name), format!("set server web/{} state ready", b.name)] {
+            let answer = Self::admin(dir, &cmd)?;
+            if !answer.is_empty() {
+                bail!("HAProxy: {cmd}: {answer}");
+            }
+        }
+        Ok(())
+    }
+
+    /// Stops sending new requests to a node (requests in flight finish).
+    ///
+    /// # Errors
+    /// HAProxy refuses.
+    pub fn drain_live(dir: &Path, name: &str) -> anyhow::Result<()> {
+        let answer = Self::admin(dir, &format!("set server web/{name} state maint"))?;
+        if !answer.is_empty() {
+            bail!("HAProxy: maint {name}: {answer}");
+        }
+        Ok(())
+    }
+
+    /// Removes a drained node from the running balancer.
+    ///
+    /// # Errors
+    /// HAProxy refuses.
+    pub fn remove_live(dir: &Path, name: &str) -> anyhow::Result<()> {
+        Self::admin(dir, &format!("shutdown sessions server web/{name}"))?;
+        let answer = Self::admin(dir, &format!("del server web/{name}"))?;
+        if !answer.contains("Server deleted") {
+            bail!("HAProxy would not delete {name}: {answer}");
+        }
+        Ok(())
     }
 
     /// Each backend's state from the admin socket's `show stat` (`UP`, `DOWN`, `MAINT`…).
