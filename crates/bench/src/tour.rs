@@ -91,6 +91,9 @@ pub struct TourRow {
     pub cache_hit_ratio: Option<f64>,
     /// Share of database reads the primary served (PostgreSQL rungs).
     pub primary_read_share: Option<f64>,
+    /// Behind a load balancer: whether a browser signed in through `web-1` was still signed
+    /// in after `web-1` was killed (sticky in-memory sessions lose it; shared ones keep it).
+    pub session_survives_node_loss: Option<bool>,
     /// The claim against the numbers, in one sentence.
     pub verdict: String,
 }
@@ -181,14 +184,54 @@ fn start_rung(exe: &Path, rung: u8) -> anyhow::Result<Started> {
     Ok(Started { child: Some(child), topology: None, url, metrics, _data: data })
 }
 
-fn verdict(rung: &Rung, r: &Report) -> String {
+/// Signs a browser up through the balancer, pinned to `web-1` when the balancer pins
+/// (its cookie is harmless otherwise), kills `web-1`, and says whether the browser is still
+/// signed in.
+async fn session_survives(url: &str, running: &crescendo_topology::deploy::Running) -> anyhow::Result<bool> {
+    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build()?;
+    let mut cookies = vec!["CRESCENDO_NODE=web-1".to_string()];
+    let send = |r: reqwest::RequestBuilder, cookies: &Vec<String>| r.header("cookie", cookies.join("; ")).send();
+    let page = send(client.get(format!("{url}/register")), &cookies).await?;
+    let keep = |res: &reqwest::Response, cookies: &mut Vec<String>| {
+        for c in res.headers().get_all("set-cookie") {
+            if let Some(pair) = c.to_str().ok().and_then(|c| c.split(';').next()) {
+                let name = pair.split('=').next().unwrap_or_default().to_string();
+                cookies.retain(|k| !k.starts_with(&format!("{name}=")));
+                cookies.push(pair.to_string());
+            }
+        }
+    };
+    keep(&page, &mut cookies);
+    let body = page.text().await?;
+    let marker = "name=\"csrf\" value=\"";
+    let at = body.find(marker).context("no sign-up form")? + marker.len();
+    let csrf = &body[at..at + body[at..].find('"').context("no token")?];
+    let name = format!("tour{}", std::process::id());
+    let form = format!("username={name}&email={name}%40example.com&password=password123&csrf={csrf}");
+    let res = send(client.post(format!("{url}/register")).header("content-type", "application/x-www-form-urlencoded").body(form), &cookies).await?;
+    anyhow::ensure!(res.status() == reqwest::StatusCode::SEE_OTHER, "signing up answered {}", res.status());
+    keep(&res, &mut cookies);
+    let web1 = running.state.processes.iter().find(|p| p.name == "web-1").context("no web-1")?;
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(web1.pid as i32), nix::sys::signal::Signal::SIGKILL);
+    // the balancer's checks mark it down within a second
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let res = send(client.get(format!("{url}/settings")), &cookies).await?;
+    Ok(res.status() == reqwest::StatusCode::OK)
+}
+
+fn verdict(rung: &Rung, r: &Report, survives: Option<bool>) -> String {
     let hits = r.server.cache_hit_ratio.map(|h| format!(", {:.1} % of cache reads served in-process", h * 100.0)).unwrap_or_default();
     let dbq = r.server.db_queries_per_request.map(|q| format!(", {q:.3} database queries per request")).unwrap_or_default();
     let primary = r.server.primary_read_share.map(|p| format!(", the primary served {:.1} % of database reads", p * 100.0)).unwrap_or_default();
     let share_ok = !matches!(rung.number, 4 | 7) || r.server.primary_read_share.is_some_and(|p| p <= 0.10);
     let holds = if r.errors == 0 && share_ok { "holds" } else { "holds only in part" };
+    let sessions = match survives {
+        Some(true) => "; a browser signed in through a node that was then killed stayed signed in",
+        Some(false) => "; a browser signed in through a node that was then killed was signed out (its session lived in that node's memory)",
+        None => "",
+    };
     format!(
-        "Rung {}: the claim that {} {holds}: {:.0} requests/s at p99 {:.1} ms with {} errors{hits}{dbq}{primary}.",
+        "Rung {}: the claim that {} {holds}: {:.0} requests/s at p99 {:.1} ms with {} errors{hits}{dbq}{primary}{sessions}.",
         rung.number, rung.claim, r.throughput, r.latency.p99_ms, r.errors
     )
 }
@@ -215,6 +258,11 @@ pub async fn tour(exe: &Path, template: &BenchOptions, out: &Path) -> anyhow::Re
         o.out = out.join(format!("rung-{}", rung.number));
         let report = bench(&o).await?.context("the tour does not seed only")?;
         eprint!("{}", report.table());
+        // after the measurement: does a signed-in browser outlive its node?
+        let survives = match &server.topology {
+            Some(t) if t.state.lb.is_some() => Some(session_survives(&server.url, t).await?),
+            _ => None,
+        };
         rows.push(TourRow {
             rung: rung.number,
             name: rung.name.into(),
@@ -226,7 +274,8 @@ pub async fn tour(exe: &Path, template: &BenchOptions, out: &Path) -> anyhow::Re
             db_queries_per_request: report.server.db_queries_per_request,
             cache_hit_ratio: report.server.cache_hit_ratio,
             primary_read_share: report.server.primary_read_share,
-            verdict: verdict(rung, &report),
+            session_survives_node_loss: survives,
+            verdict: verdict(rung, &report, survives),
         });
         tokio::task::spawn_blocking(move || drop(server)).await?;
     }

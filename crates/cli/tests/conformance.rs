@@ -1,6 +1,7 @@
 //! The RealWorld Postman collection (`shared/realworld/`), run by newman against the real
 //! `crescendo serve` binary, as a user would start it: every assertion must pass.
 
+use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -190,6 +191,8 @@ fn the_tour_starts_each_rung_measures_it_and_stops_it() {
     assert!(rungs[0]["primary_read_share"].is_null(), "SQLite has no primary");
     assert_eq!(rungs[1]["primary_read_share"], 1.0, "without replicas the primary serves every read");
     assert_eq!(rungs[2]["primary_read_share"], 1.0, "rung 3 has no replicas");
+    let survives: Vec<&Value> = rungs.iter().map(|r| &r["session_survives_node_loss"]).collect();
+    assert_eq!(survives, [&Value::Null, &Value::Null, &Value::Bool(false), &Value::Bool(false), &Value::Bool(true)], "sticky rungs lose a dead node's sessions, rung 7 keeps them: {tour}");
     for r in [&rungs[3], &rungs[4]] {
         assert!(r["primary_read_share"].as_f64().unwrap() < 1.0, "with replicas some reads leave the primary: {tour}");
     }
