@@ -15,7 +15,7 @@ use serde::Serialize;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// A rung the tour can start.
 #[derive(Clone, Copy, Debug)]
@@ -122,18 +122,9 @@ struct Started {
 impl Drop for Started {
     fn drop(&mut self) {
         self.topology.take();
-        let Some(child) = &mut self.child else { return };
-        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if matches!(child.try_wait(), Ok(Some(_))) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        if let Some(child) = &mut self.child {
+            crescendo_topology::stop(child, Some(nix::sys::signal::Signal::SIGTERM), Duration::from_secs(10));
         }
-        let _ = child.kill();
-        let _ = child.wait();
     }
 }
 

@@ -580,7 +580,7 @@ impl Drop for Running {
             signal(w.child.id(), nix::sys::signal::Signal::SIGTERM);
         }
         for w in &mut self.webs {
-            wait_child(&mut w.child, Duration::from_secs(15));
+            crate::stop(&mut w.child, None, Duration::from_secs(15));
         }
         self.lb.take();
         self.redis.take();
@@ -588,18 +588,6 @@ impl Drop for Running {
         self.primary.take();
         let _ = std::fs::remove_file(self.run_dir.join("state.json"));
     }
-}
-
-fn wait_child(c: &mut Child, limit: Duration) {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if matches!(c.try_wait(), Ok(Some(_))) {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let _ = c.kill();
-    let _ = c.wait();
 }
 
 fn signal(pid: u32, sig: nix::sys::signal::Signal) {

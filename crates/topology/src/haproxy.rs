@@ -282,16 +282,7 @@ fn signal(pid: u32, sig: nix::sys::signal::Signal) {
 impl Drop for Haproxy {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            signal(self.pid, nix::sys::signal::Signal::SIGTERM);
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while Instant::now() < deadline {
-                if matches!(child.try_wait(), Ok(Some(_))) {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(self.pid as i32), nix::sys::signal::Signal::SIGKILL);
-            let _ = child.wait();
+            crate::stop(&mut child, Some(nix::sys::signal::Signal::SIGTERM), Duration::from_secs(5));
         }
     }
 }

@@ -16,3 +16,25 @@ pub mod deploy;
 pub mod haproxy;
 pub mod pg;
 pub mod redis;
+
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+/// Stops a child we started: sends `signal` (unless `None`: it was sent already), waits up to
+/// `limit` for it to exit, then SIGKILLs it and its process group; always reaps it.
+pub fn stop(child: &mut Child, signal: Option<nix::sys::signal::Signal>, limit: Duration) {
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    if let Some(sig) = signal {
+        let _ = nix::sys::signal::kill(pid, sig);
+    }
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if matches!(child.try_wait(), Ok(Some(_))) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let _ = nix::sys::signal::killpg(pid, nix::sys::signal::Signal::SIGKILL);
+    let _ = child.kill();
+    let _ = child.wait();
+}
