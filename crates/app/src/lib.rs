@@ -98,6 +98,9 @@ pub struct Parts {
     /// Keep each user's last write position in `sessions` and fence their reads with it
     /// (when reads may go to a replica).
     pub read_fences: bool,
+    /// Keep hydrated list windows in this process (only when this process sees every
+    /// write: one node, or a cache tier that tells it).
+    pub local_snapshots: bool,
 }
 
 impl std::fmt::Debug for App {
@@ -118,7 +121,10 @@ impl App {
                 sessions: p.sessions,
                 tokens: p.tokens,
                 passwords: p.passwords,
-                pages: moka::sync::Cache::builder().max_capacity(lists::PAGE_SNAPSHOTS).time_to_live(p.ttl).build(),
+                pages: moka::sync::Cache::builder()
+                    .max_capacity(if p.local_snapshots { lists::PAGE_SNAPSHOTS } else { 0 })
+                    .time_to_live(p.ttl)
+                    .build(),
                 read_fences: p.read_fences,
                 ttl: p.ttl,
                 max_page_size: p.max_page_size,

@@ -1,7 +1,8 @@
 //! The `Cache` and `Sessions` seams.
 //!
 //! - [`Cache`]: bytes in, bytes out, with a TTL per entry. Backends: [`MemoryCache`]
-//!   (in-process, moka) now; a Redis ring later.
+//!   (in-process, moka) and [`NoCache`] (caches nothing: for several web nodes until the
+//!   shared cache tier); a Redis ring later.
 //! - [`ReadThrough`]: the typed layer the application uses. It keeps decoded values in a
 //!   local (near) tier in front of a [`Cache`], loads each missing key once at a time
 //!   (single-flight), caches "not found" too, adds jitter to TTLs, and never lets a load that
@@ -32,6 +33,24 @@ pub enum CacheError {
     /// A stored value could not be decoded (e.g. written by another version).
     #[error("cache value undecodable: {0}")]
     Decode(String),
+}
+
+/// A cache that keeps nothing: every read misses. What several web nodes run on until they
+/// share a cache tier, since one node's cache cannot see another node's writes.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoCache;
+
+#[async_trait]
+impl Cache for NoCache {
+    async fn get(&self, _key: &str) -> Result<Option<Bytes>, CacheError> {
+        Ok(None)
+    }
+    async fn set(&self, _key: &str, _value: Bytes, _ttl: Duration) -> Result<(), CacheError> {
+        Ok(())
+    }
+    async fn delete(&self, _keys: &[String]) -> Result<(), CacheError> {
+        Ok(())
+    }
 }
 
 /// A byte cache with per-entry TTL.

@@ -147,7 +147,8 @@ pub enum SqliteSync {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CacheSettings {
-    /// `memory` (in-process).
+    /// `memory` (in-process: one node's own) or `none` (several web nodes, until they share
+    /// a cache tier).
     pub backend: CacheBackend,
     /// Bound of the in-process byte cache.
     pub memory_max_bytes: u64,
@@ -165,6 +166,9 @@ pub struct CacheSettings {
 pub enum CacheBackend {
     /// In-process (moka).
     Memory,
+    /// No cache: every read goes to the store. For several web nodes without a shared
+    /// cache tier, where one node's cache could not see another node's writes.
+    None,
 }
 
 /// The job queue.

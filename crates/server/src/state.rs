@@ -99,11 +99,13 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Built> {
             None => Arc::new(sqlite("queue.db").await?.queue(settings.queue.max_attempts)),
         },
     };
-    let shared: Arc<dyn crescendo_cache::Cache> = match settings.cache.backend {
-        CacheBackend::Memory => Arc::new(MemoryCache::new(settings.cache.memory_max_bytes)),
+    let (shared, local_bytes): (Arc<dyn crescendo_cache::Cache>, u64) = match settings.cache.backend {
+        CacheBackend::Memory => (Arc::new(MemoryCache::new(settings.cache.memory_max_bytes)), settings.cache.local_max_bytes),
+        // nothing kept in this process either: another node's write could not reach it
+        CacheBackend::None => (Arc::new(crescendo_cache::NoCache), 0),
     };
     let ttl = Duration::from_secs(settings.cache.ttl_secs);
-    let cache = ReadThrough::new(shared, settings.cache.local_max_bytes, ttl, Duration::from_secs(settings.cache.negative_ttl_secs));
+    let cache = ReadThrough::new(shared, local_bytes, ttl, Duration::from_secs(settings.cache.negative_ttl_secs));
     let blobs: Arc<dyn crescendo_blobs::Blobs> = match settings.blobs.backend {
         BlobBackend::Local => Arc::new(LocalBlobs::new(settings.blob_dir())),
     };
@@ -133,6 +135,7 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Built> {
         ttl,
         max_page_size: settings.http.max_page_size,
         // users' write positions matter only when reads can go to a replica
+        local_snapshots: settings.cache.backend == CacheBackend::Memory,
         read_fences: settings.store.backend == StoreBackend::Postgres && !settings.store.postgres_replica_urls.is_empty(),
     });
     let web = crescendo_web::WebConfig {

@@ -345,6 +345,12 @@ pub fn up(t: &Topology, o: &UpOptions) -> anyhow::Result<Running> {
     if !replica_urls.is_empty() {
         env.push(("CRESCENDO_STORE__POSTGRES_REPLICA_URLS".into(), format!("[{}]", replica_urls.join(", "))));
     }
+    if t.load_balancer.is_some() {
+        // one node's cache cannot see another node's writes: until the nodes share a cache
+        // tier, they keep none (DESIGN.md's contract: no cache serves data older than the
+        // last acknowledged write)
+        env.push(("CRESCENDO_CACHE__BACKEND".into(), "none".into()));
+    }
     running.primary = Some(primary);
 
     if let Some(r) = &t.redis {
