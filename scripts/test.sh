@@ -39,3 +39,6 @@ echo "==> the HTTP tests and the RealWorld collection again, on PostgreSQL"
 # (--workspace keeps the build of the first pass: a narrower selection would re-resolve features)
 # (tests that bring their own PostgreSQL servers ran in the first pass)
 TEST_STORE=postgres cargo test --workspace --locked --test http --test conformance "$@" -- --skip replicas --skip tour --skip failover --skip web_refuses
+
+echo "==> the HTTP tests again with no cache (the read paths of several web nodes)"
+TEST_CACHE=none cargo test --workspace --locked --test http "$@"

@@ -91,6 +91,15 @@ impl App {
     async fn views(&self, viewer: Option<Id>, articles: Vec<Arc<Cached<ArticleRecord>>>) -> AppResult<Vec<ArticleView>> {
         let mut items = Vec::with_capacity(articles.len());
         let mut authors: HashMap<Id, Arc<Cached<Profile>>> = HashMap::new();
+        if !self.caching() {
+            // no cache to ask one by one: every author in one query
+            let mut ids: Vec<Id> = articles.iter().map(|a| a.author_id).collect();
+            ids.sort_unstable();
+            ids.dedup();
+            for u in self.store().users_by_ids(&ids).await? {
+                authors.insert(u.id, Arc::new(Cached::new(Profile { id: u.id, username: u.username, bio: u.bio, image: u.image })));
+            }
+        }
         for a in articles {
             let author = match authors.get(&a.author_id) {
                 Some(p) => Arc::clone(p),
@@ -144,6 +153,12 @@ impl App {
     }
 
     async fn hydrate(&self, viewer: Option<Id>, ids: &[Id]) -> AppResult<Vec<ArticleView>> {
+        if !self.caching() {
+            // one query for the whole window, kept in the list's order
+            let mut found: HashMap<Id, ArticleRecord> = self.store().articles_by_ids(ids).await?.into_iter().map(|a| (a.id, a)).collect();
+            let records = ids.iter().filter_map(|id| found.remove(id)).map(|a| Arc::new(Cached::new(a))).collect();
+            return self.views(viewer, records).await;
+        }
         let mut records = Vec::with_capacity(ids.len());
         for &id in ids {
             // an article deleted since the list was read is simply left out

@@ -60,6 +60,8 @@ struct Inner {
     pages: moka::sync::Cache<String, Arc<lists::PageSnapshot>>,
     /// Whether users' write positions are kept and read (reads may go to a replica).
     read_fences: bool,
+    /// Whether anything is cached (see [`Parts::caching`]).
+    caching: bool,
 }
 
 /// How long a user's last write position is kept. Replicas that lag more than their bound
@@ -98,9 +100,9 @@ pub struct Parts {
     /// Keep each user's last write position in `sessions` and fence their reads with it
     /// (when reads may go to a replica).
     pub read_fences: bool,
-    /// Keep hydrated list windows in this process (only when this process sees every
-    /// write: one node, or a cache tier that tells it).
-    pub local_snapshots: bool,
+    /// Whether anything is cached (this process sees every write: one node). Without a
+    /// cache, lists are read with one query each and hydrated in batches.
+    pub caching: bool,
 }
 
 impl std::fmt::Debug for App {
@@ -122,10 +124,11 @@ impl App {
                 tokens: p.tokens,
                 passwords: p.passwords,
                 pages: moka::sync::Cache::builder()
-                    .max_capacity(if p.local_snapshots { lists::PAGE_SNAPSHOTS } else { 0 })
+                    .max_capacity(if p.caching { lists::PAGE_SNAPSHOTS } else { 0 })
                     .time_to_live(p.ttl)
                     .build(),
                 read_fences: p.read_fences,
+                caching: p.caching,
                 ttl: p.ttl,
                 max_page_size: p.max_page_size,
             }),
@@ -138,6 +141,10 @@ impl App {
 
     pub(crate) fn cache(&self) -> &ReadThrough {
         &self.inner.cache
+    }
+
+    pub(crate) fn caching(&self) -> bool {
+        self.inner.caching
     }
 
     pub(crate) fn ttl(&self) -> Duration {

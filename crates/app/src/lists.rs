@@ -79,6 +79,10 @@ impl App {
 
     /// The IDs in a window of a list, and the list's total.
     pub(crate) async fn list_ids(&self, filter: &ArticleFilter, page: Page) -> AppResult<IdPage> {
+        if !self.caching() {
+            // nothing to keep a head in: one query for the window and its total
+            return Ok(self.store().list_article_ids(filter, page).await?);
+        }
         let within_head = u64::from(page.offset) + u64::from(page.limit) <= u64::from(HEAD_LEN);
         let key = match filter {
             ArticleFilter::All => Some(keys::head_all()),
@@ -96,6 +100,9 @@ impl App {
     /// The hydrated window of a list that has a cached head, or `None` for lists without
     /// one and windows deeper than snapshots go.
     pub(crate) async fn head_page(&self, filter: &ArticleFilter, page: Page) -> AppResult<Option<Arc<PageSnapshot>>> {
+        if !self.caching() {
+            return Ok(None);
+        }
         let head_key = match filter {
             ArticleFilter::All => keys::head_all(),
             ArticleFilter::Tag(t) => keys::head_tag(t),

@@ -135,7 +135,7 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Built> {
         ttl,
         max_page_size: settings.http.max_page_size,
         // users' write positions matter only when reads can go to a replica
-        local_snapshots: settings.cache.backend == CacheBackend::Memory,
+        caching: settings.cache.backend == CacheBackend::Memory,
         read_fences: settings.store.backend == StoreBackend::Postgres && !settings.store.postgres_replica_urls.is_empty(),
     });
     let web = crescendo_web::WebConfig {

@@ -7,7 +7,8 @@
 //!
 //! With `TEST_STORE=postgres`, each `TestApp` runs on its own private PostgreSQL server
 //! (started from the machine's binaries, stopped with the app) instead of SQLite, so the same
-//! HTTP tests check both backends.
+//! HTTP tests check both backends. With `TEST_CACHE=none` nothing is cached (as on several
+//! web nodes behind a balancer), which takes the uncached read paths.
 
 pub mod webdriver;
 
@@ -67,6 +68,9 @@ impl TestApp {
             std::iter::empty(),
         )
         .expect("default settings load");
+        if std::env::var("TEST_CACHE").as_deref() == Ok("none") {
+            settings.cache.backend = crescendo_config::CacheBackend::None;
+        }
         tweak(&mut settings);
         // a test that brings its own database keeps it; the others get a private server
         let own_postgres = settings.store.backend == crescendo_config::StoreBackend::Postgres;
