@@ -25,11 +25,11 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Run the whole service in one process (rung 1): JSON API, embedded SQLite database,
+    /// Run the whole service in one process (rung 1): JSON API, web pages, embedded SQLite database,
     /// in-process cache and job queue, local files. Zero set-up: the first run creates
     /// everything under the data directory.
     Serve(Common),
-    /// Run a stateless web node (rungs 2 and up): the JSON API on a PostgreSQL primary
+    /// Run a stateless web node (rungs 2 and up): the JSON API and web pages on a PostgreSQL primary
     /// (`store.postgres_url`) and its replicas (`store.postgres_replica_urls`). Reads go to
     /// healthy replicas, writes to the primary; a promoted replica is followed without a
     /// restart.
@@ -39,7 +39,7 @@ enum Command {
     /// primary answers. Web nodes follow the new primary on their own.
     Failover(FailoverArgs),
     /// Start every tier of a topology (`topologies/*.toml`) on this machine: PostgreSQL, web
-    /// nodes, HAProxy. Prints the public URL and a live status; Ctrl-C stops everything.
+    /// nodes, HAProxy, Redis. Prints the public URL and a live status; Ctrl-C stops everything.
     Up(UpArgs),
     /// Stop the topology started from the run directory (`up --detach`).
     Down(RunDirArgs),
