@@ -41,17 +41,9 @@ pub fn router(app: App) -> Router {
         .route("/tags", get(articles::tags))
         .fallback(|| async { ApiError::not_found("route") })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
-        // repeats of a write with the same Idempotency-Key get the first outcome
+        // repeats of a write with the same Idempotency-Key get the first outcome (the server
+        // runs every request in the application's consistency scope, around this)
         .layer(axum::middleware::from_fn_with_state(app.clone(), idempotency::idempotency))
-        // read-your-writes: each request runs in the application's consistency scope
-        .layer(axum::middleware::from_fn_with_state(app.clone(), in_request))
         .with_state(app)
 }
 
-async fn in_request(
-    axum::extract::State(app): axum::extract::State<App>,
-    req: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
-    app.in_request(next.run(req)).await
-}

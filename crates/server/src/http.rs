@@ -61,8 +61,11 @@ pub(crate) fn service(app: App, web: crescendo_web::WebConfig, settings: &Settin
     let routes = Router::new()
         .nest("/api", crescendo_api::router(app.clone()))
         .merge(ops)
-        .merge(crescendo_web::router(app, web))
+        .merge(crescendo_web::router(app.clone(), web))
         .fallback(not_found_page)
+        // read-your-writes for the API and the pages alike: each request runs in the
+        // application's consistency scope (see App::in_request)
+        .layer(middleware::from_fn_with_state(app, in_request))
         .layer(axum::extract::DefaultBodyLimit::max(settings.http.body_limit_bytes))
         .layer(middleware::from_fn(move |req, next| with_timeout(timeout, req, next)))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
@@ -81,6 +84,10 @@ pub(crate) fn service(app: App, web: crescendo_web::WebConfig, settings: &Settin
         )
         .layer(PropagateRequestIdLayer::new(X_REQUEST_ID.clone()))
         .layer(SetRequestIdLayer::new(X_REQUEST_ID.clone(), MakeId))
+}
+
+async fn in_request(State(app): State<App>, req: Request, next: Next) -> Response {
+    app.in_request(next.run(req)).await
 }
 
 /// Paths that are neither pages, API routes nor operations: an HTML page for browsers.

@@ -62,17 +62,8 @@ pub fn router(app: App, cfg: WebConfig) -> Router {
         .route("/profile/{username}/favorites", get(pages::profile_favorites))
         .route("/profile/{username}/follow", post(pages::follow))
         .layer(axum::middleware::from_fn_with_state(web.clone(), pages::page_headers))
-        // read-your-writes, as for the API: the session's user reads their own writes
-        .layer(axum::middleware::from_fn_with_state(app, in_request))
         .with_state(web);
     let assets = Router::new().route("/assets/{name}", get(assets::serve)).with_state(assets);
     pages.merge(assets)
 }
 
-async fn in_request(
-    axum::extract::State(app): axum::extract::State<App>,
-    req: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
-    app.in_request(next.run(req)).await
-}
