@@ -59,7 +59,7 @@ fn cache_hit(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
     let cache = ReadThrough::new(Arc::new(MemoryCache::new(1 << 24)), 1 << 24, Duration::from_secs(300), Duration::from_secs(30));
     let value = page().remove(0).article;
-    rt.block_on(cache.get_or_load("article:1", Duration::from_secs(300), || async {
+    rt.block_on(cache.get_or_load("article:1", Duration::from_secs(300), |_| async {
         Ok::<_, ()>(Some((*value).clone_record()))
     }))
     .expect("filled");
@@ -67,7 +67,7 @@ fn cache_hit(c: &mut Criterion) {
         b.to_async(&rt).iter(|| async {
             black_box(
                 cache
-                    .get_or_load::<ArticleRecord, (), _, _>("article:1", Duration::from_secs(300), || async { Ok(None) })
+                    .get_or_load::<ArticleRecord, (), _, _>("article:1", Duration::from_secs(300), |_| async { Ok(None) })
                     .await
                     .expect("hit"),
             )

@@ -100,8 +100,9 @@ pub struct Parts {
     /// Keep each user's last write position in `sessions` and fence their reads with it
     /// (when reads may go to a replica).
     pub read_fences: bool,
-    /// Whether anything is cached (this process sees every write: one node). Without a
-    /// cache, lists are read with one query each and hydrated in batches.
+    /// Whether anything is cached (in a cache every writer invalidates: this process's own
+    /// on one node, or a tier shared by every node). Without a cache, lists are read with
+    /// one query each and hydrated in batches.
     pub caching: bool,
 }
 
@@ -236,13 +237,7 @@ impl App {
         F: FnOnce() -> Fut,
         Fut: Future<Output = AppResult<Option<T>>>,
     {
-        self.cache()
-            .get_or_load(key, self.ttl(), || async {
-                // read after get_or_load took the generation: see ReadThrough::invalidate_at
-                let position = self.cache().fence(key);
-                fence::reading_after(position, load()).await
-            })
-            .await
+        self.cache().get_or_load(key, self.ttl(), |position| fence::reading_after(position, load())).await
     }
 
     /// Whether the service can serve: the store answers.

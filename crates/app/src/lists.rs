@@ -114,18 +114,24 @@ impl App {
         }
         let key = format!("{head_key}|{}|{}", page.limit, page.offset);
         if let Some(snap) = self.inner.pages.get(&key)
-            && self.cache().stamps_current(&snap.stamps)
+            && self.cache().stamps_current(&snap.stamps).await
         {
             return Ok(Some(snap));
         }
+        // every key is stamped before it is read; see Stamp
         let cache = self.cache();
-        let mut stamps = vec![cache.stamp(&head_key)];
+        let mut stamps = cache.stamps(vec![head_key]).await;
         let ids = self.list_ids(filter, page).await?;
-        let mut items = Vec::with_capacity(ids.ids.len());
-        for id in ids.ids {
-            stamps.push(cache.stamp(&keys::article(id)));
-            let Some(article) = self.article_record(id).await? else { continue };
-            stamps.push(cache.stamp(&keys::profile(article.author_id)));
+        stamps.extend(cache.stamps(ids.ids.iter().map(|&id| keys::article(id)).collect()).await);
+        let mut articles = Vec::with_capacity(ids.ids.len());
+        for &id in &ids.ids {
+            if let Some(article) = self.article_record(id).await? {
+                articles.push(article);
+            }
+        }
+        stamps.extend(cache.stamps(articles.iter().map(|a| keys::profile(a.author_id)).collect()).await);
+        let mut items = Vec::with_capacity(articles.len());
+        for article in articles {
             let Some(author) = self.profile_record(article.author_id).await? else { continue };
             items.push((article, author));
         }

@@ -1,11 +1,18 @@
 //! Redis backends of Crescendo's seams.
 //!
+//! [`RedisCache`] is the `Cache` seam on a consistent-hash ring of independent Redis servers
+//! (the cache-tier rung); see its module for placement, versions and membership.
+//!
 //! [`RedisSessions`] is the `Sessions` seam on one Redis server, shared by every web node of
 //! a topology (the stateless-web rung): web sessions, CSRF tokens, sign-in counters,
 //! idempotency records and users' read fences live there, so any node serves any request.
 //! Every operation is one command (or one small Lua script), so it is atomic on the server:
 //! `put_if_absent` is `SET NX PX`, and a counter's window starts with its first increment.
 //! The connection is a `ConnectionManager`: it reconnects on its own after Redis comes back.
+
+mod ring;
+
+pub use ring::{RedisCache, RingOptions};
 
 use async_trait::async_trait;
 use bytes::Bytes;

@@ -1,14 +1,14 @@
 //! The `Cache` and `Sessions` seams.
 //!
-//! - [`Cache`]: bytes in, bytes out, with a TTL per entry. Backends: [`MemoryCache`]
-//!   (in-process, moka) and [`NoCache`] (caches nothing: for several web nodes until the
-//!   shared cache tier); a Redis ring later.
+//! - [`Cache`]: bytes in, bytes out, with a TTL per entry and a version per key. Backends:
+//!   [`MemoryCache`] (in-process, moka), [`NoCache`] (caches nothing) and, in
+//!   `crescendo-cache-redis`, a ring of Redis servers shared by every web node.
 //! - [`ReadThrough`]: the typed layer the application uses. It keeps decoded values in a
 //!   local (near) tier in front of a [`Cache`], loads each missing key once at a time
 //!   (single-flight), caches "not found" too, adds jitter to TTLs, and never lets a load that
 //!   raced with a write fill the cache (see [`ReadThrough::invalidate`]).
 //! - [`Sessions`]: small shared state with expiry (web sessions, CSRF, rate-limit counters,
-//!   idempotency records). Backend: [`MemorySessions`] now; Redis later.
+//!   idempotency records). Backends: [`MemorySessions`]; Redis in `crescendo-cache-redis`.
 //!
 //! This crate names no Redis types.
 
@@ -18,6 +18,7 @@ mod sessions;
 
 pub use memory::MemoryCache;
 pub use read_through::{CacheStats, ReadThrough, Stamp};
+pub use read_through::stable_hash;
 pub use sessions::{MemorySessions, Sessions};
 
 use async_trait::async_trait;
@@ -35,31 +36,70 @@ pub enum CacheError {
     Decode(String),
 }
 
-/// A cache that keeps nothing: every read misses. What several web nodes run on until they
-/// share a cache tier, since one node's cache cannot see another node's writes.
+/// What a [`Cache`] holds for a key.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Lookup {
+    /// The key's version: a random number replaced by every invalidation of the key, so a
+    /// fill or a near copy made under an older version is recognised as stale. 0 when the
+    /// backend keeps no versions (it is written by one process only).
+    pub version: u64,
+    /// The lowest store position (see `crescendo_store::fence`) a load of this key must
+    /// read: that of the last write that invalidated it. [`UNKNOWN_FENCE`] when the cache
+    /// cannot tell (it lost its entries), so the load reads the freshest copy.
+    pub fence: u64,
+    /// The value stored under `version`, unless the caller already holds that version.
+    pub value: Option<Bytes>,
+}
+
+/// [`Lookup::fence`] when the cache does not know which writes a load must see.
+pub const UNKNOWN_FENCE: u64 = u64::MAX;
+
+/// A cache that keeps nothing: every read misses. For several web nodes without a shared
+/// cache tier, since one node's cache cannot see another node's writes.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct NoCache;
 
 #[async_trait]
 impl Cache for NoCache {
-    async fn get(&self, _key: &str) -> Result<Option<Bytes>, CacheError> {
-        Ok(None)
+    async fn lookup(&self, _key: &str, _known: u64) -> Result<Lookup, CacheError> {
+        Ok(Lookup::default())
     }
-    async fn set(&self, _key: &str, _value: Bytes, _ttl: Duration) -> Result<(), CacheError> {
+    async fn fill(&self, _key: &str, _version: u64, _value: Bytes, _ttl: Duration) -> Result<(), CacheError> {
         Ok(())
     }
-    async fn delete(&self, _keys: &[String]) -> Result<(), CacheError> {
+    async fn invalidate(&self, _keys: &[String], _position: u64) -> Result<(), CacheError> {
         Ok(())
     }
 }
 
-/// A byte cache with per-entry TTL.
+/// A byte cache with a TTL per entry and, when several processes share it, a version per key.
+///
+/// The protocol that keeps every reader on every node from seeing data older than the last
+/// acknowledged write (DESIGN.md's consistency contract):
+/// 1. a reader calls [`Cache::lookup`]: the key's current version (created when absent) and
+///    the value stored under it;
+/// 2. on a miss it loads from the store, reading at least at [`Lookup::fence`], and calls
+///    [`Cache::fill`] with the version from step 1, which stores the value only if the key
+///    still has that version: a load that raced a write never fills;
+/// 3. a writer, after the store commits and before it answers, calls [`Cache::invalidate`],
+///    which gives each key a new version and drops its value.
 #[async_trait]
 pub trait Cache: Send + Sync + 'static {
-    /// The value under `key`, if present and not expired.
-    async fn get(&self, key: &str) -> Result<Option<Bytes>, CacheError>;
-    /// Stores `value` under `key` for `ttl`.
-    async fn set(&self, key: &str, value: Bytes, ttl: Duration) -> Result<(), CacheError>;
-    /// Removes the keys (absent keys are fine).
-    async fn delete(&self, keys: &[String]) -> Result<(), CacheError>;
+    /// Whether processes other than this one write through the cache, so a near copy of an
+    /// entry must be checked against the entry's version before it is served.
+    fn versioned(&self) -> bool {
+        false
+    }
+    /// The key's version and value; `value` is left out when the version is `known`
+    /// (the caller holds a copy of it already).
+    async fn lookup(&self, key: &str, known: u64) -> Result<Lookup, CacheError>;
+    /// Stores `value` under `key` for `ttl` if the key's version is still `version`.
+    async fn fill(&self, key: &str, version: u64, value: Bytes, ttl: Duration) -> Result<(), CacheError>;
+    /// Gives the keys new versions and drops their values; `position` is the store position
+    /// of the write (0 when the store has none), which later loads of the keys must read.
+    async fn invalidate(&self, keys: &[String], position: u64) -> Result<(), CacheError>;
+    /// The current versions of `keys`, 0 for a key that has none; one round trip per server.
+    async fn versions(&self, keys: &[&str]) -> Result<Vec<u64>, CacheError> {
+        Ok(vec![0; keys.len()])
+    }
 }

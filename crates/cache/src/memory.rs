@@ -1,6 +1,6 @@
 //! `MemoryCache`: the in-process `Cache` backend on moka.
 
-use crate::{Cache, CacheError};
+use crate::{Cache, CacheError, Lookup};
 use async_trait::async_trait;
 use bytes::Bytes;
 use std::time::{Duration, Instant};
@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 ///
 /// moka evicts by TinyLFU admission and LRU eviction; since every write path deletes the
 /// keys it changes, a refused admission only costs a later miss, never a stale read.
+/// It keeps no versions: only this process writes through it, and [`crate::ReadThrough`]'s
+/// own generations keep a load that raced a write from filling it.
 #[derive(Clone)]
 pub struct MemoryCache {
     inner: moka::sync::Cache<String, (Bytes, Duration)>,
@@ -49,16 +51,22 @@ impl MemoryCache {
     }
 }
 
+impl MemoryCache {
+    fn get(&self, key: &str) -> Option<Bytes> {
+        self.inner.get(key).map(|(b, _)| b)
+    }
+}
+
 #[async_trait]
 impl Cache for MemoryCache {
-    async fn get(&self, key: &str) -> Result<Option<Bytes>, CacheError> {
-        Ok(self.inner.get(key).map(|(b, _)| b))
+    async fn lookup(&self, key: &str, _known: u64) -> Result<Lookup, CacheError> {
+        Ok(Lookup { version: 0, fence: 0, value: self.get(key) })
     }
-    async fn set(&self, key: &str, value: Bytes, ttl: Duration) -> Result<(), CacheError> {
+    async fn fill(&self, key: &str, _version: u64, value: Bytes, ttl: Duration) -> Result<(), CacheError> {
         self.inner.insert(key.to_string(), (value, ttl));
         Ok(())
     }
-    async fn delete(&self, keys: &[String]) -> Result<(), CacheError> {
+    async fn invalidate(&self, keys: &[String], _position: u64) -> Result<(), CacheError> {
         for k in keys {
             self.inner.invalidate(k);
         }
@@ -73,21 +81,21 @@ mod tests {
     #[tokio::test]
     async fn values_expire_after_their_own_ttl() {
         let c = MemoryCache::new(1 << 20);
-        c.set("short", Bytes::from_static(b"1"), Duration::from_millis(20)).await.unwrap();
-        c.set("long", Bytes::from_static(b"2"), Duration::from_secs(60)).await.unwrap();
-        assert_eq!(c.get("short").await.unwrap(), Some(Bytes::from_static(b"1")));
+        c.fill("short", 0, Bytes::from_static(b"1"), Duration::from_millis(20)).await.unwrap();
+        c.fill("long", 0, Bytes::from_static(b"2"), Duration::from_secs(60)).await.unwrap();
+        assert_eq!(c.lookup("short", 0).await.unwrap().value, Some(Bytes::from_static(b"1")));
         std::thread::sleep(Duration::from_millis(40));
-        assert_eq!(c.get("short").await.unwrap(), None);
-        assert_eq!(c.get("long").await.unwrap(), Some(Bytes::from_static(b"2")));
-        c.delete(&["long".into(), "absent".into()]).await.unwrap();
-        assert_eq!(c.get("long").await.unwrap(), None);
+        assert_eq!(c.lookup("short", 0).await.unwrap().value, None);
+        assert_eq!(c.lookup("long", 0).await.unwrap().value, Some(Bytes::from_static(b"2")));
+        c.invalidate(&["long".into(), "absent".into()], 0).await.unwrap();
+        assert_eq!(c.lookup("long", 0).await.unwrap().value, None);
     }
 
     #[tokio::test]
     async fn the_byte_bound_holds() {
         let c = MemoryCache::new(64 * 1024);
         for i in 0..1000 {
-            c.set(&format!("k{i}"), Bytes::from(vec![0u8; 1024]), Duration::from_secs(60)).await.unwrap();
+            c.fill(&format!("k{i}"), 0, Bytes::from(vec![0u8; 1024]), Duration::from_secs(60)).await.unwrap();
         }
         c.inner.run_pending_tasks();
         assert!(c.inner.weighted_size() <= 64 * 1024, "{}", c.inner.weighted_size());

@@ -147,17 +147,28 @@ pub enum SqliteSync {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CacheSettings {
-    /// `memory` (in-process: one node's own) or `none` (several web nodes, until they share
-    /// a cache tier).
+    /// `memory` (in-process: one node's own), `redis` (a ring of Redis servers shared by
+    /// every web node) or `none`.
     pub backend: CacheBackend,
-    /// Bound of the in-process byte cache.
+    /// Bound of the in-process byte cache (`memory`).
     pub memory_max_bytes: u64,
-    /// Bound of each process's local tier of decoded values, weighed by encoded size.
+    /// Bound of each process's local (near) tier of decoded values, weighed by encoded size.
     pub local_max_bytes: u64,
+    /// Lifetime of a near-tier entry. With `redis`, every near hit is first checked against
+    /// the entry's version in Redis, so this bounds memory, not staleness.
+    pub local_ttl_secs: u64,
     /// Lifetime of cached entries (with ±10% jitter).
     pub ttl_secs: u64,
     /// Lifetime of cached "not found" answers.
     pub negative_ttl_secs: u64,
+    /// The cache servers (`redis`), e.g. `["redis://127.0.0.1:6379", …]`. They must hold
+    /// nothing else: a server that rejoins the ring after an outage is flushed.
+    pub redis_urls: Vec<String>,
+    /// Bound on each cache command (`redis`); a server slower than this leaves the ring
+    /// until it answers again.
+    pub redis_timeout_ms: u64,
+    /// How often each cache server is checked (`redis`).
+    pub redis_check_interval_ms: u64,
 }
 
 /// Cache backends.
@@ -166,6 +177,9 @@ pub struct CacheSettings {
 pub enum CacheBackend {
     /// In-process (moka).
     Memory,
+    /// A consistent-hash ring of Redis servers, shared by every web node, with a near tier
+    /// in each node.
+    Redis,
     /// No cache: every read goes to the store. For several web nodes without a shared
     /// cache tier, where one node's cache could not see another node's writes.
     None,
@@ -306,8 +320,12 @@ impl Default for CacheSettings {
             backend: CacheBackend::Memory,
             memory_max_bytes: 8 * 1024 * 1024,
             local_max_bytes: 24 * 1024 * 1024,
+            local_ttl_secs: 60,
             ttl_secs: 300,
             negative_ttl_secs: 30,
+            redis_urls: Vec::new(),
+            redis_timeout_ms: 500,
+            redis_check_interval_ms: 200,
         }
     }
 }

@@ -99,13 +99,26 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Built> {
             None => Arc::new(sqlite("queue.db").await?.queue(settings.queue.max_attempts)),
         },
     };
-    let (shared, local_bytes): (Arc<dyn crescendo_cache::Cache>, u64) = match settings.cache.backend {
-        CacheBackend::Memory => (Arc::new(MemoryCache::new(settings.cache.memory_max_bytes)), settings.cache.local_max_bytes),
+    let c = &settings.cache;
+    let (shared, local_bytes): (Arc<dyn crescendo_cache::Cache>, u64) = match c.backend {
+        CacheBackend::Memory => (Arc::new(MemoryCache::new(c.memory_max_bytes)), c.local_max_bytes),
+        CacheBackend::Redis => {
+            let mut opts = crescendo_cache_redis::RingOptions::new(c.redis_urls.clone());
+            opts.timeout = Duration::from_millis(c.redis_timeout_ms.max(1));
+            opts.check_interval = Duration::from_millis(c.redis_check_interval_ms.max(10));
+            let ring = crescendo_cache_redis::RedisCache::connect(&opts).await.context("cache.redis_urls")?;
+            tracing::info!(servers = c.redis_urls.len(), members = ?ring.members(), "cache ring");
+            (Arc::new(ring), c.local_max_bytes)
+        }
         // nothing kept in this process either: another node's write could not reach it
         CacheBackend::None => (Arc::new(crescendo_cache::NoCache), 0),
     };
-    let ttl = Duration::from_secs(settings.cache.ttl_secs);
-    let cache = ReadThrough::new(shared, local_bytes, ttl, Duration::from_secs(settings.cache.negative_ttl_secs));
+    let ttl = Duration::from_secs(c.ttl_secs);
+    let local_ttl = match c.backend {
+        CacheBackend::Redis => Duration::from_secs(c.local_ttl_secs.max(1)),
+        _ => ttl,
+    };
+    let cache = ReadThrough::new(shared, local_bytes, local_ttl, Duration::from_secs(c.negative_ttl_secs));
     let blobs: Arc<dyn crescendo_blobs::Blobs> = match settings.blobs.backend {
         BlobBackend::Local => Arc::new(LocalBlobs::new(settings.blob_dir())),
     };
@@ -135,7 +148,7 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Built> {
         ttl,
         max_page_size: settings.http.max_page_size,
         // users' write positions matter only when reads can go to a replica
-        caching: settings.cache.backend == CacheBackend::Memory,
+        caching: settings.cache.backend != CacheBackend::None,
         read_fences: settings.store.backend == StoreBackend::Postgres && !settings.store.postgres_replica_urls.is_empty(),
     });
     let web = crescendo_web::WebConfig {

@@ -26,6 +26,17 @@ pub mod names {
     pub const CACHE_MISSES: &str = "crescendo_cache_misses_total";
     /// Counter of loads from the store made on cache misses (after single-flight).
     pub const CACHE_LOADS: &str = "crescendo_cache_loads_total";
+    /// Histogram of how long those loads take, in seconds.
+    pub const CACHE_LOAD_DURATION: &str = "crescendo_cache_load_duration_seconds";
+    /// Counter of entries the local (near) tier evicted to stay within its bound.
+    pub const CACHE_EVICTIONS: &str = "crescendo_cache_evictions_total";
+    /// Gauge of keys a cache server evicted under its `maxmemory` (its own counter, read
+    /// from `INFO stats`); label `node`.
+    pub const CACHE_SERVER_EVICTED: &str = "crescendo_cache_server_evicted_keys";
+    /// Gauge per cache server: 1 while it is in the hash ring, 0 while it is out; label `node`.
+    pub const CACHE_RING_MEMBER: &str = "crescendo_cache_ring_member";
+    /// Counter of cache servers leaving and joining the ring; labels `node`, `event`.
+    pub const CACHE_RING_CHANGES: &str = "crescendo_cache_ring_changes_total";
     /// Gauge of pending jobs; label `queue`.
     pub const QUEUE_DEPTH: &str = "crescendo_queue_depth";
     /// Counter of finished jobs; labels `queue`, `outcome` (`ok`, `retry`, `dead`).

@@ -7,8 +7,9 @@
 //!
 //! With `TEST_STORE=postgres`, each `TestApp` runs on its own private PostgreSQL server
 //! (started from the machine's binaries, stopped with the app) instead of SQLite, so the same
-//! HTTP tests check both backends. With `TEST_CACHE=none` nothing is cached (as on several
-//! web nodes behind a balancer), which takes the uncached read paths.
+//! HTTP tests check both backends. With `TEST_CACHE=none` nothing is cached, which takes the
+//! uncached read paths; with `TEST_CACHE=redis` each `TestApp` caches on a ring of two
+//! private Redis servers (the cache-tier rung's backend) with its near tier in front.
 
 pub mod webdriver;
 
@@ -31,6 +32,8 @@ pub struct TestApp {
     _dir: tempfile::TempDir,
     /// The private PostgreSQL server, with `TEST_STORE=postgres`; dropped after the app.
     _postgres: Option<crescendo_topology::pg::Postgres>,
+    /// The private cache servers, with `TEST_CACHE=redis`.
+    _redis: Vec<crescendo_topology::redis::Redis>,
 }
 
 mod anyhow_free {
@@ -68,8 +71,24 @@ impl TestApp {
             std::iter::empty(),
         )
         .expect("default settings load");
-        if std::env::var("TEST_CACHE").as_deref() == Ok("none") {
-            settings.cache.backend = crescendo_config::CacheBackend::None;
+        let mut redis = Vec::new();
+        match std::env::var("TEST_CACHE").as_deref() {
+            Ok("none") => settings.cache.backend = crescendo_config::CacheBackend::None,
+            Ok("redis") => {
+                let root = dir.path().join("redis");
+                redis = tokio::task::spawn_blocking(move || {
+                    (0..2)
+                        .map(|i| crescendo_topology::redis::Redis::start(&root.join(i.to_string()), [127, 0, 0, 1], 32))
+                        .collect::<Result<Vec<_>, _>>()
+                })
+                .await
+                .expect("launcher thread")
+                .expect("private Redis servers start (TEST_CACHE=redis)");
+                settings.cache.backend = crescendo_config::CacheBackend::Redis;
+                settings.cache.redis_urls = redis.iter().map(crescendo_topology::redis::Redis::url).collect();
+            }
+            Ok("memory") | Err(_) => {}
+            Ok(other) => panic!("TEST_CACHE={other}: use memory, none or redis"),
         }
         tweak(&mut settings);
         // a test that brings its own database keeps it; the others get a private server
@@ -110,6 +129,7 @@ impl TestApp {
             done: Some(done),
             _dir: dir,
             _postgres: postgres,
+            _redis: redis,
         }
     }
 

@@ -17,6 +17,39 @@ pub struct Redis {
     pid: u32,
     addr: SocketAddr,
     dir: PathBuf,
+    maxmemory_mb: u32,
+}
+
+/// Runs `redis-server` on `addr` and waits until it answers.
+fn spawn(dir: &Path, addr: SocketAddr, maxmemory_mb: u32) -> anyhow::Result<Child> {
+    let log = std::fs::File::create(dir.join("redis.log"))?;
+    let mut child = Command::new("/usr/bin/redis-server")
+        .args(["--port", &addr.port().to_string(), "--bind", &addr.ip().to_string(), "--save", "", "--appendonly", "no"])
+        .args(["--maxmemory", &format!("{maxmemory_mb}mb"), "--maxmemory-policy", "allkeys-lru"])
+        .args(["--protected-mode", "no", "--daemonize", "no"])
+        .arg("--dir")
+        .arg(dir)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .process_group(0)
+        .spawn()
+        .context("starting redis-server")?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(status) = child.try_wait()? {
+            bail!("redis-server exited ({status}): {}", std::fs::read_to_string(dir.join("redis.log")).unwrap_or_default());
+        }
+        if ping(addr) {
+            return Ok(child);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("redis-server does not answer on {addr} after 10 s");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
 }
 
 /// Sends `PING` to `addr` and checks for `+PONG`.
@@ -41,38 +74,25 @@ impl Redis {
         for _ in 0..5 {
             let port = std::net::TcpListener::bind(SocketAddr::from((ip, 0)))?.local_addr()?.port();
             let addr = SocketAddr::from((ip, port));
-            let log = std::fs::File::create(dir.join("redis.log"))?;
-            let mut child = Command::new("/usr/bin/redis-server")
-                .args(["--port", &port.to_string(), "--bind", &addr.ip().to_string(), "--save", "", "--appendonly", "no"])
-                .args(["--maxmemory", &format!("{maxmemory_mb}mb"), "--maxmemory-policy", "allkeys-lru"])
-                .args(["--protected-mode", "no", "--daemonize", "no"])
-                .arg("--dir")
-                .arg(dir)
-                .stdin(Stdio::null())
-                .stdout(log.try_clone()?)
-                .stderr(log)
-                .process_group(0)
-                .spawn()
-                .context("starting redis-server")?;
-            let deadline = Instant::now() + Duration::from_secs(10);
-            loop {
-                if let Some(status) = child.try_wait()? {
-                    last = Some(anyhow::anyhow!("redis-server exited ({status}): {}", std::fs::read_to_string(dir.join("redis.log")).unwrap_or_default()));
-                    break;
-                }
-                if ping(addr) {
-                    let pid = child.id();
-                    return Ok(Redis { child: Some(child), pid, addr, dir: dir.to_path_buf() });
-                }
-                if Instant::now() > deadline {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    bail!("redis-server does not answer on {addr} after 10 s");
-                }
-                std::thread::sleep(Duration::from_millis(5));
+            match spawn(dir, addr, maxmemory_mb) {
+                Ok(child) => return Ok(Redis { pid: child.id(), child: Some(child), addr, dir: dir.to_path_buf(), maxmemory_mb }),
+                // most likely the port was taken between the probe and the start: try another
+                Err(e) => last = Some(e),
             }
         }
         Err(last.unwrap_or_else(|| anyhow::anyhow!("redis-server did not start")))
+    }
+
+    /// Starts it again on its own address (after [`Redis::kill`]), empty.
+    ///
+    /// # Errors
+    /// As [`Redis::start`].
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        self.kill();
+        let child = spawn(&self.dir, self.addr, self.maxmemory_mb)?;
+        self.pid = child.id();
+        self.child = Some(child);
+        Ok(())
     }
 
     /// Where it listens.

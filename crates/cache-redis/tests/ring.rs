@@ -1,0 +1,249 @@
+//! The Redis ring under `ReadThrough`, on real Redis servers the tests start: two "web
+//! nodes" (two `ReadThrough`s, each with its own ring client) share three servers.
+
+use crescendo_cache::{Cache, ReadThrough};
+use crescendo_cache_redis::{RedisCache, RingOptions};
+use crescendo_topology::redis::Redis;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const TTL: Duration = Duration::from_secs(60);
+
+struct Servers {
+    servers: Vec<Redis>,
+    _dir: tempfile::TempDir,
+}
+
+async fn servers(n: usize) -> Servers {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_path_buf();
+    let servers = tokio::task::spawn_blocking(move || {
+        (0..n).map(|i| Redis::start(&root.join(format!("r{i}")), [127, 0, 0, 1], 32).expect("redis starts")).collect()
+    })
+    .await
+    .unwrap();
+    Servers { servers, _dir: dir }
+}
+
+impl Servers {
+    fn urls(&self) -> Vec<String> {
+        self.servers.iter().map(Redis::url).collect()
+    }
+}
+
+async fn node(s: &Servers) -> (ReadThrough, RedisCache) {
+    let ring = RedisCache::connect(&RingOptions::new(s.urls())).await.expect("ring connects");
+    let rt = ReadThrough::new(Arc::new(ring.clone()), 1 << 20, TTL, Duration::from_secs(5));
+    (rt, ring)
+}
+
+/// A "store": one value per key, and a count of loads.
+#[derive(Default)]
+struct Db {
+    value: std::sync::Mutex<String>,
+    loads: AtomicUsize,
+}
+
+impl Db {
+    async fn read(&self, c: &ReadThrough, key: &str) -> String {
+        let v = c
+            .get_or_load(key, TTL, |_| async {
+                self.loads.fetch_add(1, Ordering::SeqCst);
+                Ok::<_, ()>(Some(self.value.lock().unwrap().clone()))
+            })
+            .await
+            .unwrap();
+        (*v.unwrap()).clone()
+    }
+    fn set(&self, v: &str) {
+        *self.value.lock().unwrap() = v.to_string();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_through_one_node_is_read_by_the_other() {
+    let s = servers(3).await;
+    let ((a, _), (b, _)) = (node(&s).await, node(&s).await);
+    let db = Db::default();
+    for round in 0..20 {
+        let key = format!("article:{}", round % 4);
+        let value = format!("v{round}");
+        // both nodes hold the old value in their near tiers
+        db.read(&a, &key).await;
+        db.read(&b, &key).await;
+        // node A writes: the store commits, then A invalidates before acknowledging
+        db.set(&value);
+        a.invalidate(&[key.clone()]).await.unwrap();
+        assert_eq!(db.read(&b, &key).await, value, "round {round}: B must not serve its near copy");
+        assert_eq!(db.read(&a, &key).await, value, "round {round}");
+    }
+    // and unchanged keys are served from the near tier after a one-round-trip version check
+    let before = b.stats();
+    for _ in 0..10 {
+        db.read(&b, "article:1").await;
+    }
+    assert_eq!(b.stats().local_hits - before.local_hits, 10);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_load_that_raced_another_nodes_write_fills_nothing() {
+    let s = servers(2).await;
+    let ((a, _), (b, _)) = (node(&s).await, node(&s).await);
+    let (started_tx, started_rx) = tokio::sync::oneshot::channel::<()>();
+    let (go_tx, go_rx) = tokio::sync::oneshot::channel::<()>();
+    let a = Arc::new(a);
+    let a2 = Arc::clone(&a);
+    let slow = tokio::spawn(async move {
+        a2.get_or_load("k", TTL, |_| async move {
+            started_tx.send(()).unwrap();
+            go_rx.await.unwrap();
+            Ok::<_, ()>(Some("old".to_string()))
+        })
+        .await
+    });
+    started_rx.await.unwrap();
+    // node B's write commits and invalidates while A's load of the old value is in flight
+    b.invalidate(&["k".into()]).await.unwrap();
+    go_tx.send(()).unwrap();
+    slow.await.unwrap().unwrap();
+    for c in [&*a, &b] {
+        let v = c.get_or_load("k", TTL, |_| async { Ok::<_, ()>(Some("new".to_string())) }).await.unwrap();
+        assert_eq!(v.as_deref().map(String::as_str), Some("new"), "the stale load must not have filled the cache");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_concurrent_reads_of_a_cold_key_load_once_per_node() {
+    let s = servers(3).await;
+    let (a, b) = (Arc::new(node(&s).await.0), Arc::new(node(&s).await.0));
+    let loads = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for i in 0..1000 {
+        let (c, loads) = (Arc::clone(if i % 2 == 0 { &a } else { &b }), Arc::clone(&loads));
+        tasks.push(tokio::spawn(async move {
+            c.get_or_load("hot", TTL, |_| async {
+                loads.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                Ok::<_, ()>(Some(42u64))
+            })
+            .await
+            .unwrap()
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap().as_deref(), Some(&42));
+    }
+    let n = loads.load(Ordering::SeqCst);
+    assert!((1..=2).contains(&n), "{n} loads for two nodes");
+    assert_eq!(a.stats().loads + b.stats().loads, n as u64);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_spread_over_the_servers_and_only_a_lost_servers_keys_move() {
+    let mut s = servers(3).await;
+    let ring = RedisCache::connect(&RingOptions::new(s.urls())).await.unwrap();
+    let keys: Vec<String> = (0..3000).map(|i| format!("article:{i}")).collect();
+    let before: Vec<String> = keys.iter().map(|k| ring.owner_of(k).unwrap()).collect();
+    for (name, _) in ring.members() {
+        let share = before.iter().filter(|o| **o == name).count();
+        assert!((600..=1400).contains(&share), "{name} owns {share} of 3000 keys");
+    }
+    let lost = s.servers[1].addr().to_string();
+    s.servers[1].kill();
+    // a command to the lost server takes it out of the ring at once
+    let _ = ring.lookup("article:0", 0).await;
+    let _ = ring.versions(&keys.iter().map(String::as_str).collect::<Vec<_>>()).await;
+    let started = Instant::now();
+    while ring.members().iter().any(|(n, live)| *n == lost && *live) {
+        assert!(started.elapsed() < Duration::from_secs(1), "the lost server is still in the ring");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    for (k, owner) in keys.iter().zip(&before) {
+        let now = ring.owner_of(k).unwrap();
+        if *owner == lost {
+            assert_ne!(now, lost);
+        } else {
+            assert_eq!(&now, owner, "{k} moved although its server is still there");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_server_leaves_within_a_second_and_rejoins_flushed() {
+    let mut s = servers(3).await;
+    let ((a, ring_a), (b, _)) = (node(&s).await, node(&s).await);
+    let db = Db::default();
+    db.set("one");
+    let keys: Vec<String> = (0..50).map(|i| format!("profile:{i}")).collect();
+    for k in &keys {
+        db.read(&a, k).await;
+    }
+    let victim = 0;
+    let victim_name = s.servers[victim].addr().to_string();
+    // a key the victim owns, read by B before the kill
+    let owned = keys.iter().find(|k| ring_a.owner_of(k).unwrap() == victim_name).unwrap().clone();
+    db.read(&b, &owned).await;
+    s.servers[victim].kill();
+    let killed = Instant::now();
+    // the monitor notices on its own, without any command sent to the server
+    while ring_a.members()[victim].1 {
+        assert!(killed.elapsed() < Duration::from_secs(1), "still in the ring after {:?}", killed.elapsed());
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let left_after = killed.elapsed();
+    // reads go on (from the other servers, or the store), and writes are still seen
+    db.set("two");
+    a.invalidate(&keys).await.unwrap();
+    for k in &keys {
+        assert_eq!(db.read(&b, k).await, "two");
+        assert_eq!(db.read(&a, k).await, "two");
+    }
+    // the server comes back, empty
+    tokio::task::block_in_place(|| s.servers[victim].restart().unwrap());
+    let back = Instant::now();
+    while !ring_a.members()[victim].1 {
+        assert!(back.elapsed() < Duration::from_secs(3), "not back in the ring after {:?}", back.elapsed());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    eprintln!("left the ring {left_after:?} after the kill; rejoined {:?} after the restart", back.elapsed());
+    assert_eq!(ring_a.owner_of(&owned).unwrap(), victim_name, "its keys return to it");
+    assert_eq!(db.read(&b, &owned).await, "two");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_stalled_through_a_write_is_flushed_before_it_is_read_again() {
+    use nix::sys::signal::{kill, Signal};
+    use nix::unistd::Pid;
+    let s = servers(3).await;
+    let ((a, ring_a), (b, ring_b)) = (node(&s).await, node(&s).await);
+    let db = Db::default();
+    db.set("before");
+    let victim = 2;
+    let victim_name = s.servers[victim].addr().to_string();
+    let key = (0..).map(|i| format!("article:{i}")).find(|k| ring_a.owner_of(k).unwrap() == victim_name).unwrap();
+    db.read(&a, &key).await;
+    db.read(&b, &key).await;
+    // the server stops answering but keeps its memory (SIGSTOP), so it still holds "before"
+    let pid = Pid::from_raw(s.servers[victim].pid() as i32);
+    kill(pid, Signal::SIGSTOP).unwrap();
+    let stopped = Instant::now();
+    while ring_a.members()[victim].1 || ring_b.members()[victim].1 {
+        assert!(stopped.elapsed() < Duration::from_secs(1), "a stalled server stays in the ring");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let left_after = stopped.elapsed();
+    db.set("after");
+    a.invalidate(std::slice::from_ref(&key)).await.unwrap();
+    assert_eq!(db.read(&b, &key).await, "after");
+    kill(pid, Signal::SIGCONT).unwrap();
+    let back = Instant::now();
+    while !(ring_a.members()[victim].1 && ring_b.members()[victim].1) {
+        assert!(back.elapsed() < Duration::from_secs(3), "not back in the ring");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    eprintln!("a stalled server left the ring after {left_after:?}; rejoined {:?} after it resumed", back.elapsed());
+    assert_eq!(ring_b.owner_of(&key).unwrap(), victim_name);
+    assert_eq!(db.read(&b, &key).await, "after", "the server's stale entry was flushed");
+    assert_eq!(db.read(&a, &key).await, "after");
+}
