@@ -42,3 +42,6 @@ TEST_STORE=postgres cargo test --workspace --locked --test http --test conforman
 
 echo "==> the HTTP tests again with no cache (the read paths of several web nodes)"
 TEST_CACHE=none cargo test --workspace --locked --test http "$@"
+
+echo "==> the HTTP tests again on a ring of two Redis cache servers (the cache tier's read paths)"
+TEST_CACHE=redis cargo test --workspace --locked --test http "$@"

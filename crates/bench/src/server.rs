@@ -19,6 +19,10 @@ pub struct Scrape {
     pub primary_reads: f64,
     /// `crescendo_db_queries_total{op="read",role="replica"}`.
     pub replica_reads: f64,
+    /// `crescendo_http_requests_total{method="GET"}`.
+    pub read_requests: f64,
+    /// `crescendo_cache_hits_total{layer="shared"}`.
+    pub shared_hits: f64,
 }
 
 /// Sums each metric of Prometheus text over its label sets (the `layer="local"` ones only for
@@ -34,7 +38,12 @@ pub fn parse(text: &str) -> Scrape {
         let name = series.split('{').next().unwrap_or(series);
         let local = series.contains("layer=\"local\"");
         match name {
-            "crescendo_http_requests_total" => s.http_requests += v,
+            "crescendo_http_requests_total" => {
+                s.http_requests += v;
+                if series.contains("method=\"GET\"") {
+                    s.read_requests += v;
+                }
+            }
             "crescendo_db_queries_total" => {
                 s.db_queries += v;
                 if series.contains("op=\"read\"") {
@@ -46,6 +55,7 @@ pub fn parse(text: &str) -> Scrape {
                 }
             }
             "crescendo_cache_hits_total" if local => s.cache_hits += v,
+            "crescendo_cache_hits_total" if series.contains("layer=\"shared\"") => s.shared_hits += v,
             "crescendo_cache_misses_total" if local => s.cache_misses += v,
             _ => {}
         }
@@ -74,6 +84,8 @@ pub async fn scrape_all(urls: &[String]) -> Option<Scrape> {
         total.cache_misses += s.cache_misses;
         total.primary_reads += s.primary_reads;
         total.replica_reads += s.replica_reads;
+        total.read_requests += s.read_requests;
+        total.shared_hits += s.shared_hits;
     }
     Some(total)
 }
@@ -112,6 +124,14 @@ pub struct ServerView {
     pub db_queries_per_request: Option<f64>,
     /// Share of cache reads served by the local tier.
     pub cache_hit_ratio: Option<f64>,
+    /// Share of cache reads served by either tier (local, or a shared tier such as Redis):
+    /// the rest were loaded from the store.
+    #[serde(default)]
+    pub cache_served_ratio: Option<f64>,
+    /// With PostgreSQL: database reads per read (GET) request. Reads made by writes count
+    /// too, so this is an upper bound.
+    #[serde(default)]
+    pub db_reads_per_read_request: Option<f64>,
     /// With PostgreSQL: the share of database reads the primary served (the rest went to
     /// replicas).
     #[serde(default)]
@@ -140,6 +160,11 @@ impl ServerView {
             let (hits, misses) = (a.cache_hits - b.cache_hits, a.cache_misses - b.cache_misses);
             if hits + misses > 0.0 {
                 v.cache_hit_ratio = Some(hits / (hits + misses));
+                v.cache_served_ratio = Some((hits + a.shared_hits - b.shared_hits) / (hits + misses));
+            }
+            let (reads, read_requests) = (a.primary_reads + a.replica_reads - b.primary_reads - b.replica_reads, a.read_requests - b.read_requests);
+            if read_requests > 0.0 && a.primary_reads + a.replica_reads > 0.0 {
+                v.db_reads_per_read_request = Some(reads / read_requests);
             }
             let (primary, replica) = (a.primary_reads - b.primary_reads, a.replica_reads - b.replica_reads);
             if primary + replica > 0.0 {
@@ -194,7 +219,9 @@ crescendo_http_request_duration_seconds_bucket{le="0.1"} 7
                 cache_hits: 950.0,
                 cache_misses: 50.0,
                 primary_reads: 10.0,
-                replica_reads: 30.0
+                replica_reads: 30.0,
+                read_requests: 90.0,
+                shared_hits: 30.0,
             }
         );
         assert_eq!(labels(r#"x{layer="local",a="b"}"#)["layer"], "local");
@@ -210,6 +237,8 @@ crescendo_http_request_duration_seconds_bucket{le="0.1"} 7
         after.cache_misses += 100.0;
         after.primary_reads += 5.0;
         after.replica_reads += 95.0;
+        after.read_requests += 800.0;
+        after.shared_hits += 60.0;
         let v = ServerView::between(
             Some(&before),
             Some(&after),
@@ -219,6 +248,8 @@ crescendo_http_request_duration_seconds_bucket{le="0.1"} 7
         assert_eq!(v.requests, Some(1000.0));
         assert_eq!(v.db_queries_per_request, Some(0.05));
         assert_eq!(v.cache_hit_ratio, Some(0.9));
+        assert_eq!(v.cache_served_ratio, Some(0.96));
+        assert_eq!(v.db_reads_per_read_request, Some(0.125));
         assert_eq!(v.primary_read_share, Some(0.05));
         assert_eq!(v.cpu_ms_per_request, Some(1.0));
         assert_eq!(v.peak_rss_mib, Some(60.0));

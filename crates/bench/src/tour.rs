@@ -3,7 +3,7 @@
 //! the number measured for or against it.
 //!
 //! Rungs join the tour as they land; today it has rung 1 (`crescendo serve`) and the
-//! topologies of rungs 2, 3, 4 and 7 (`topologies/*.toml`, compiled in), each started with
+//! topologies of rungs 2, 3, 4, 5 and 7 (`topologies/*.toml`, compiled in), each started with
 //! `crescendo up`'s code in a temporary run directory. Their PostgreSQL servers run with
 //! `fsync` on, so every rung's writes are as durable as rung 1's. Behind a load balancer the
 //! server's view is the sum of every web node's `/metrics`.
@@ -51,6 +51,11 @@ pub const RUNGS: &[Rung] = &[
         claim: "two replicas take the reads (the primary serves at most 10 % of them) while each user still reads their own writes",
     },
     Rung {
+        number: 5,
+        name: "cache tier",
+        claim: "with a read-through cache on three Redis servers and a near cache in each node, a read request needs at most 0.1 database reads",
+    },
+    Rung {
         number: 7,
         name: "stateless web",
         claim: "with shared state in Redis any web node serves any request, and the replicas still take the reads",
@@ -63,6 +68,7 @@ fn topology(rung: u8) -> Option<(&'static str, &'static str)> {
         2 => ("02-separate-db.toml", include_str!("../../../topologies/02-separate-db.toml")),
         3 => ("03-load-balancer.toml", include_str!("../../../topologies/03-load-balancer.toml")),
         4 => ("04-replication.toml", include_str!("../../../topologies/04-replication.toml")),
+        5 => ("05-cache.toml", include_str!("../../../topologies/05-cache.toml")),
         7 => ("07-stateless.toml", include_str!("../../../topologies/07-stateless.toml")),
         _ => return None,
     })
@@ -89,6 +95,12 @@ pub struct TourRow {
     pub db_queries_per_request: Option<f64>,
     /// Share of cache reads served locally.
     pub cache_hit_ratio: Option<f64>,
+    /// Share of cache reads served by either cache tier.
+    #[serde(default)]
+    pub cache_served_ratio: Option<f64>,
+    /// Database reads per read request (PostgreSQL rungs).
+    #[serde(default)]
+    pub db_reads_per_read_request: Option<f64>,
     /// Share of database reads the primary served (PostgreSQL rungs).
     pub primary_read_share: Option<f64>,
     /// Behind a load balancer: whether a browser signed in through `web-1` was still signed
@@ -212,17 +224,24 @@ async fn session_survives(url: &str, running: &crescendo_topology::deploy::Runni
 
 fn verdict(rung: &Rung, r: &Report, survives: Option<bool>) -> String {
     let hits = r.server.cache_hit_ratio.map(|h| format!(", {:.1} % of cache reads served in-process", h * 100.0)).unwrap_or_default();
+    let served = match (r.server.cache_served_ratio, r.server.cache_hit_ratio) {
+        (Some(s), Some(h)) if s > h => format!(" ({:.1} % from either cache tier)", s * 100.0),
+        _ => String::new(),
+    };
+    let hits = hits + &served;
+    let reads = r.server.db_reads_per_read_request.map(|q| format!(", {q:.3} database reads per read request")).unwrap_or_default();
     let dbq = r.server.db_queries_per_request.map(|q| format!(", {q:.3} database queries per request")).unwrap_or_default();
     let primary = r.server.primary_read_share.map(|p| format!(", the primary served {:.1} % of database reads", p * 100.0)).unwrap_or_default();
     let share_ok = !matches!(rung.number, 4 | 7) || r.server.primary_read_share.is_some_and(|p| p <= 0.10);
-    let holds = if r.errors == 0 && share_ok { "holds" } else { "holds only in part" };
+    let reads_ok = rung.number != 5 || r.server.db_reads_per_read_request.is_some_and(|q| q <= 0.10);
+    let holds = if r.errors == 0 && share_ok && reads_ok { "holds" } else { "holds only in part" };
     let sessions = match survives {
         Some(true) => "; a browser signed in through a node that was then killed stayed signed in",
         Some(false) => "; a browser signed in through a node that was then killed was signed out (its session lived in that node's memory)",
         None => "",
     };
     format!(
-        "Rung {}: the claim that {} {holds}: {:.0} requests/s at p99 {:.1} ms with {} errors{hits}{dbq}{primary}{sessions}.",
+        "Rung {}: the claim that {} {holds}: {:.0} requests/s at p99 {:.1} ms with {} errors{hits}{dbq}{reads}{primary}{sessions}.",
         rung.number, rung.claim, r.throughput, r.latency.p99_ms, r.errors
     )
 }
@@ -264,6 +283,8 @@ pub async fn tour(exe: &Path, template: &BenchOptions, out: &Path) -> anyhow::Re
             errors: report.errors,
             db_queries_per_request: report.server.db_queries_per_request,
             cache_hit_ratio: report.server.cache_hit_ratio,
+            cache_served_ratio: report.server.cache_served_ratio,
+            db_reads_per_read_request: report.server.db_reads_per_read_request,
             primary_read_share: report.server.primary_read_share,
             session_survives_node_loss: survives,
             verdict: verdict(rung, &report, survives),
@@ -284,11 +305,11 @@ pub fn write(t: &TourReport, out: &Path) -> std::io::Result<PathBuf> {
     std::fs::write(out.join("tour.json"), serde_json::to_vec_pretty(t).expect("reports serialise"))?;
     let mut h = page_head(&format!("Crescendo tour: {} scenario", t.scenario));
     h.push_str(&format!("<h1>The ladder, measured: {} scenario</h1>", esc(&t.scenario)));
-    h.push_str("<table><tr><th>rung</th><th>name</th><th>req/s</th><th>p50 ms</th><th>p99 ms</th><th>errors</th><th>DB queries/request</th><th>cache hit ratio</th><th>primary share of DB reads</th><th>report</th></tr>");
+    h.push_str("<table><tr><th>rung</th><th>name</th><th>req/s</th><th>p50 ms</th><th>p99 ms</th><th>errors</th><th>DB queries/request</th><th>DB reads/read request</th><th>near-cache hit ratio</th><th>cache-served ratio</th><th>primary share of DB reads</th><th>report</th></tr>");
     let opt = |v: Option<f64>| v.map(|x| format!("{x:.3}")).unwrap_or_else(|| "n/a".into());
     for r in &t.rungs {
         h.push_str(&format!(
-            "<tr><td>{}</td><td style=\"text-align:left\">{}</td><td>{:.0}</td><td>{:.2}</td><td>{:.2}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><a href=\"rung-{}/report.html\">details</a></td></tr>",
+            "<tr><td>{}</td><td style=\"text-align:left\">{}</td><td>{:.0}</td><td>{:.2}</td><td>{:.2}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><a href=\"rung-{}/report.html\">details</a></td></tr>",
             r.rung,
             esc(&r.name),
             r.throughput,
@@ -296,7 +317,9 @@ pub fn write(t: &TourReport, out: &Path) -> std::io::Result<PathBuf> {
             r.p99_ms,
             r.errors,
             opt(r.db_queries_per_request),
+            opt(r.db_reads_per_read_request),
             opt(r.cache_hit_ratio),
+            opt(r.cache_served_ratio),
             opt(r.primary_read_share),
             r.rung
         ));

@@ -313,7 +313,7 @@ async fn rung_seven_keeps_sessions_and_reads_your_writes_on_any_node() {
     let url = format!("http://{public}");
     let mut s = status(&run_dir);
     let roles: Vec<String> = s["processes"].as_array().unwrap().iter().map(|p| p["role"].as_str().unwrap().to_string()).collect();
-    assert_eq!(roles, ["pg-primary", "pg-replica", "pg-replica", "redis", "web", "web", "web", "lb"]);
+    assert_eq!(roles, ["pg-primary", "pg-replica", "pg-replica", "redis", "redis", "redis", "redis", "web", "web", "web", "lb"]);
     for _ in 0..50 {
         if up_nodes(&s) == 3 {
             break;
@@ -448,4 +448,175 @@ async fn rung_seven_keeps_sessions_and_reads_your_writes_on_any_node() {
     for _ in 0..6 {
         assert!(visitor.signed_in().await, "still signed in after its nodes are gone");
     }
+}
+
+/// The sum of a metric's series on one node whose labels contain `filter`.
+async fn metric(addr: &str, name: &str, filter: &str) -> f64 {
+    let text = reqwest::get(format!("http://{addr}/metrics")).await.unwrap().text().await.unwrap();
+    text.lines()
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']) && l.contains(filter))
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rung_five_caches_on_a_redis_ring_that_survives_losing_a_server() {
+    let run = tempfile::tempdir().unwrap();
+    let run_dir = run.path().join("run");
+    let public = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let out = crescendo(&["up", &topology("05-cache.toml"), "--detach", "--public", &public.to_string(), "--run-dir", &run_dir.to_string_lossy()]);
+    let _down = Down(run_dir.clone());
+    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let url = format!("http://{public}");
+    let mut s = status(&run_dir);
+    let roles: Vec<String> = s["processes"].as_array().unwrap().iter().map(|p| p["role"].as_str().unwrap().to_string()).collect();
+    assert_eq!(roles, ["pg-primary", "pg-replica", "pg-replica", "redis", "redis", "redis", "web", "web", "web", "lb"]);
+    for _ in 0..50 {
+        if up_nodes(&s) == 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        s = status(&run_dir);
+    }
+    assert_eq!(up_nodes(&s), 3, "{s}");
+    let addr_of = |name: &str| s["processes"].as_array().unwrap().iter().find(|p| p["name"] == name).unwrap()["addr"].as_str().unwrap().to_string();
+    let webs: Vec<String> = (1..=3).map(|i| addr_of(&format!("web-{i}"))).collect();
+    let client = reqwest::Client::new();
+    let reg: Value = client
+        .post(format!("{url}/api/users"))
+        .json(&json!({"user": {"username": "cached", "email": "cached@example.com", "password": "password123"}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = reg["user"]["token"].as_str().unwrap().to_string();
+    let auth = format!("Token {token}");
+    let create = |title: String| {
+        let (client, url, auth) = (client.clone(), url.clone(), auth.clone());
+        async move {
+            let a: Value = client
+                .post(format!("{url}/api/articles"))
+                .header("authorization", auth)
+                .json(&json!({"article": {"title": title, "description": "d", "body": "b", "tagList": ["cached"]}}))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            a["article"]["slug"].as_str().unwrap().to_string()
+        }
+    };
+
+    // A write through any node is read at once through every node, each of which had the old
+    // value in its near cache and in Redis: the article itself, and the lists it is in.
+    let slug = create("t start".into()).await;
+    let mut title = "t start".to_string();
+    for round in 0..9 {
+        for w in &webs {
+            for _ in 0..2 {
+                let got: Value = client.get(format!("http://{w}/api/articles/{slug}")).send().await.unwrap().json().await.unwrap();
+                assert_eq!(got["article"]["title"], title.as_str(), "round {round}, {w}");
+            }
+            let list: Value = client.get(format!("http://{w}/api/articles?tag=cached&limit=5")).send().await.unwrap().json().await.unwrap();
+            assert_eq!(list["articles"][0]["title"], title.as_str(), "round {round}, {w}");
+        }
+        title = format!("t {round}");
+        let put = client
+            .put(format!("http://{}/api/articles/{slug}", webs[round % 3]))
+            .header("authorization", &auth)
+            .json(&json!({"article": {"title": title}}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(put.status(), StatusCode::OK);
+        for w in &webs {
+            let got: Value = client.get(format!("http://{w}/api/articles/{slug}")).send().await.unwrap().json().await.unwrap();
+            assert_eq!(got["article"]["title"], title.as_str(), "round {round}: {w} served data older than an acknowledged write");
+            let list: Value = client.get(format!("http://{w}/api/articles?tag=cached&limit=5")).send().await.unwrap().json().await.unwrap();
+            assert_eq!(list["articles"][0]["title"], title.as_str(), "round {round}: {w}'s list is stale");
+        }
+    }
+    let near_hits: f64 = {
+        let mut n = 0.0;
+        for w in &webs {
+            n += metric(w, "crescendo_cache_hits_total", "layer=\"local\"").await;
+        }
+        n
+    };
+    assert!(near_hits > 0.0, "unchanged entries are served from the near caches");
+
+    // Stampede: 1,000 concurrent reads of one cold key make at most one load per node.
+    let cold = create("a cold one".into()).await;
+    let mut loads_before = Vec::new();
+    for w in &webs {
+        loads_before.push(metric(w, "crescendo_cache_loads_total", "").await);
+    }
+    let mut tasks = Vec::new();
+    for i in 0..1000 {
+        let (client, w, cold) = (client.clone(), webs[i % 3].clone(), cold.clone());
+        tasks.push(tokio::spawn(async move { client.get(format!("http://{w}/api/articles/{cold}")).send().await.map(|r| r.status()) }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap().unwrap(), StatusCode::OK);
+    }
+    let mut loads = Vec::new();
+    for (w, before) in webs.iter().zip(&loads_before) {
+        loads.push(metric(w, "crescendo_cache_loads_total", "").await - before);
+    }
+    eprintln!("rung 5, 1,000 concurrent reads of a cold article over 3 nodes: store loads per node {loads:?}");
+    assert!(loads.iter().all(|l| *l <= 1.0), "more than one load per node: {loads:?}");
+    assert!(loads.iter().sum::<f64>() >= 1.0);
+
+    // SIGKILL one Redis server under load: no request fails, it leaves every node's ring
+    // within a second, and it rejoins when a server is back on its address.
+    let victim = s["processes"].as_array().unwrap().iter().find(|p| p["name"] == "cache-2").unwrap().clone();
+    let victim_addr: std::net::SocketAddr = victim["addr"].as_str().unwrap().parse().unwrap();
+    let member = format!("node=\"{victim_addr}\"");
+    for w in &webs {
+        assert_eq!(metric(w, "crescendo_cache_ring_member", &member).await, 1.0);
+    }
+    let load = Load::start(&url, &token, "cachekill");
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(victim["pid"].as_u64().unwrap() as i32), nix::sys::signal::Signal::SIGKILL).unwrap();
+    let killed = Instant::now();
+    for w in &webs {
+        while metric(w, "crescendo_cache_ring_member", &member).await != 0.0 {
+            assert!(killed.elapsed() < Duration::from_secs(1), "{w} still has the dead server in its ring");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let left = killed.elapsed();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let dir = run.path().join("cache-2-again");
+    let again = tokio::task::spawn_blocking(move || crescendo_topology::redis::Redis::start_at(&dir, victim_addr, 64)).await.unwrap().unwrap();
+    let back = Instant::now();
+    for w in &webs {
+        while metric(w, "crescendo_cache_ring_member", &member).await != 1.0 {
+            assert!(back.elapsed() < Duration::from_secs(3), "{w} did not take the server back");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let rejoined = back.elapsed();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let (ok, failed_reads, failed_writes, acked) = load.finish().await;
+    eprintln!(
+        "rung 5, SIGKILL of a Redis server: left every ring {left:?} after, rejoined {rejoined:?} after a restart; {ok} requests ok, {} reads failed, {failed_writes} writes failed",
+        failed_reads.len()
+    );
+    assert!(failed_reads.is_empty(), "reads failed: {failed_reads:?}");
+    assert_eq!(failed_writes, 0, "no write fails when a cache server dies");
+    let stored = titles(&url, "cached").await;
+    let missing: Vec<&String> = acked.iter().filter(|t| !stored.contains(t)).collect();
+    assert!(missing.is_empty(), "acknowledged writes missing: {missing:?}");
+    // and the cache is still exact with the server back in the ring
+    title = "after the outage".into();
+    client.put(format!("http://{}/api/articles/{slug}", webs[0])).header("authorization", &auth).json(&json!({"article": {"title": title}})).send().await.unwrap();
+    for w in &webs {
+        let got: Value = client.get(format!("http://{w}/api/articles/{slug}")).send().await.unwrap().json().await.unwrap();
+        assert_eq!(got["article"]["title"], title.as_str());
+    }
+    drop(again);
 }

@@ -40,6 +40,19 @@ pub struct Topology {
     /// Redis for state every web node shares (sessions, rate limits, idempotency records,
     /// read fences): the stateless rung.
     pub redis: Option<RedisTier>,
+    /// Several Redis servers holding the read-through cache on a hash ring: the cache rung.
+    pub cache: Option<CacheTier>,
+}
+
+/// The cache servers.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheTier {
+    /// How many Redis servers share the keys.
+    pub servers: usize,
+    /// Most memory each uses, MiB (then it evicts least recently used keys).
+    #[serde(default = "default_redis_mb")]
+    pub maxmemory_mb: u32,
 }
 
 /// Redis.
@@ -112,6 +125,9 @@ impl Topology {
         }
         if t.postgres.synchronous && t.postgres.replicas == 0 {
             bail!("{origin}: postgres.synchronous needs replicas");
+        }
+        if t.cache.as_ref().is_some_and(|c| c.servers == 0 || c.servers > 200) {
+            bail!("{origin}: cache.servers must be between 1 and 200");
         }
         Ok(t)
     }
@@ -190,7 +206,7 @@ pub struct Running {
     run_dir: PathBuf,
     lb: Option<Haproxy>,
     webs: Vec<WebNode>,
-    redis: Option<Redis>,
+    redis: Vec<Redis>,
     replicas: Vec<Postgres>,
     primary: Option<Postgres>,
 }
@@ -300,7 +316,7 @@ pub fn up(t: &Topology, o: &UpOptions) -> anyhow::Result<Running> {
         exe: o.exe.clone(),
     };
     let mut running =
-        Running { state: state.clone(), run_dir: run_dir.clone(), lb: None, webs: Vec::new(), redis: None, replicas: Vec::new(), primary: None };
+        Running { state: state.clone(), run_dir: run_dir.clone(), lb: None, webs: Vec::new(), redis: Vec::new(), replicas: Vec::new(), primary: None };
 
     // the database: primary, then replicas streaming from it
     let names: Vec<String> = (1..=t.postgres.replicas).map(|i| format!("r{i}")).collect();
@@ -345,13 +361,32 @@ pub fn up(t: &Topology, o: &UpOptions) -> anyhow::Result<Running> {
     if !replica_urls.is_empty() {
         env.push(("CRESCENDO_STORE__POSTGRES_REPLICA_URLS".into(), format!("[{}]", replica_urls.join(", "))));
     }
-    if t.load_balancer.is_some() {
-        // one node's cache cannot see another node's writes: until the nodes share a cache
-        // tier, they keep none (DESIGN.md's contract: no cache serves data older than the
-        // last acknowledged write)
+    running.primary = Some(primary);
+
+    if let Some(c) = &t.cache {
+        let mut urls = Vec::new();
+        for i in 1..=c.servers {
+            (o.progress)(&format!("starting Redis cache-{i}"));
+            let r = Redis::start(&run_dir.join(format!("cache-{i}")), [127, 0, 3, i as u8], c.maxmemory_mb)?;
+            state.processes.push(Process {
+                role: "redis".into(),
+                name: format!("cache-{i}"),
+                pid: r.pid(),
+                addr: r.addr().to_string(),
+                log: r.log(),
+                dir: None,
+            });
+            urls.push(format!("\"{}\"", r.url()));
+            running.redis.push(r);
+        }
+        env.push(("CRESCENDO_CACHE__BACKEND".into(), "redis".into()));
+        env.push(("CRESCENDO_CACHE__REDIS_URLS".into(), format!("[{}]", urls.join(", "))));
+    } else if t.load_balancer.is_some() {
+        // one node's cache cannot see another node's writes: without a shared cache tier,
+        // they keep none (DESIGN.md's contract: no cache serves data older than the last
+        // acknowledged write)
         env.push(("CRESCENDO_CACHE__BACKEND".into(), "none".into()));
     }
-    running.primary = Some(primary);
 
     if let Some(r) = &t.redis {
         (o.progress)("starting Redis (shared sessions)");
@@ -366,7 +401,7 @@ pub fn up(t: &Topology, o: &UpOptions) -> anyhow::Result<Running> {
         });
         env.push(("CRESCENDO_SESSIONS__BACKEND".into(), "redis".into()));
         env.push(("CRESCENDO_SESSIONS__REDIS_URL".into(), redis.url()));
-        running.redis = Some(redis);
+        running.redis.push(redis);
     }
 
     // web nodes: each on its own loopback address, or the public one when it stands alone
@@ -565,7 +600,7 @@ impl Running {
         for w in self.webs.drain(..) {
             std::mem::forget(w.child);
         }
-        if let Some(r) = self.redis.take() {
+        for r in self.redis.drain(..) {
             r.detach();
         }
         for r in self.replicas.drain(..) {
@@ -589,7 +624,7 @@ impl Drop for Running {
             crate::stop(&mut w.child, None, Duration::from_secs(15));
         }
         self.lb.take();
-        self.redis.take();
+        self.redis.clear();
         self.replicas.clear();
         self.primary.take();
         let _ = std::fs::remove_file(self.run_dir.join("state.json"));

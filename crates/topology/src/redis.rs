@@ -83,6 +83,16 @@ impl Redis {
         Err(last.unwrap_or_else(|| anyhow::anyhow!("redis-server did not start")))
     }
 
+    /// Starts Redis in `dir` (created) on `addr`, e.g. again where one that was lost ran.
+    ///
+    /// # Errors
+    /// As [`Redis::start`], or the address is taken.
+    pub fn start_at(dir: &Path, addr: SocketAddr, maxmemory_mb: u32) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        let child = spawn(dir, addr, maxmemory_mb)?;
+        Ok(Redis { pid: child.id(), child: Some(child), addr, dir: dir.to_path_buf(), maxmemory_mb })
+    }
+
     /// Starts it again on its own address (after [`Redis::kill`]), empty.
     ///
     /// # Errors
