@@ -10,6 +10,7 @@
 //! the head is exact; a deeper one goes to the store.
 
 use crate::users::Profile;
+use futures_util::future::try_join_all;
 use crate::{keys, App, AppError, AppResult, Cached};
 use crescendo_cache::Stamp;
 use crescendo_domain::Id;
@@ -123,18 +124,10 @@ impl App {
         let mut stamps = cache.stamps(vec![head_key]).await;
         let ids = self.list_ids(filter, page).await?;
         stamps.extend(cache.stamps(ids.ids.iter().map(|&id| keys::article(id)).collect()).await);
-        let mut articles = Vec::with_capacity(ids.ids.len());
-        for &id in &ids.ids {
-            if let Some(article) = self.article_record(id).await? {
-                articles.push(article);
-            }
-        }
+        let articles: Vec<_> = try_join_all(ids.ids.iter().map(|&id| self.article_record(id))).await?.into_iter().flatten().collect();
         stamps.extend(cache.stamps(articles.iter().map(|a| keys::profile(a.author_id)).collect()).await);
-        let mut items = Vec::with_capacity(articles.len());
-        for article in articles {
-            let Some(author) = self.profile_record(article.author_id).await? else { continue };
-            items.push((article, author));
-        }
+        let authors = try_join_all(articles.iter().map(|a| self.profile_record(a.author_id))).await?;
+        let items = articles.into_iter().zip(authors).filter_map(|(article, author)| Some((article, author?))).collect();
         let snap = Arc::new(PageSnapshot { stamps, total: ids.total, items });
         self.inner.pages.insert(key, Arc::clone(&snap));
         Ok(Some(snap))
@@ -146,10 +139,7 @@ impl App {
         if followees.len() > MAX_MERGED_AUTHORS {
             return Ok(self.store().list_article_ids(&ArticleFilter::Feed(viewer), page).await?);
         }
-        let mut heads = Vec::with_capacity(followees.len());
-        for &author in followees.iter() {
-            heads.push(self.head(keys::head_author(author), ArticleFilter::Author(author)).await?);
-        }
+        let heads = try_join_all(followees.iter().map(|&author| self.head(keys::head_author(author), ArticleFilter::Author(author)))).await?;
         let total = heads.iter().map(|h| h.total).sum();
         // Each head holds an author's newest HEAD_LEN IDs and offset + limit <= HEAD_LEN, so
         // every ID of the merged window is in some head: the window is exact.

@@ -149,7 +149,7 @@ impl Report {
             let _ = writeln!(t, "  database   the primary served {:.1} % of reads", share * 100.0);
         }
         if let (Some(served), Some(reads)) = (s.cache_served_ratio, s.db_reads_per_read_request) {
-            let _ = writeln!(t, "  cache      {:.1} % of cache reads served from a cache tier; {reads:.3} database reads per read request", served * 100.0);
+            let _ = writeln!(t, "  cache      {:.1} % of cache reads served by a cache tier; {reads:.3} database queries per read request", served * 100.0);
         }
         t
     }

@@ -23,6 +23,8 @@ pub struct Scrape {
     pub read_requests: f64,
     /// `crescendo_cache_hits_total{layer="shared"}`.
     pub shared_hits: f64,
+    /// `crescendo_http_db_queries_total{method="GET"}`: what read requests cost the database.
+    pub read_request_queries: f64,
 }
 
 /// Sums each metric of Prometheus text over its label sets (the `layer="local"` ones only for
@@ -54,6 +56,7 @@ pub fn parse(text: &str) -> Scrape {
                     }
                 }
             }
+            "crescendo_http_db_queries_total" if series.contains("method=\"GET\"") => s.read_request_queries += v,
             "crescendo_cache_hits_total" if local => s.cache_hits += v,
             "crescendo_cache_hits_total" if series.contains("layer=\"shared\"") => s.shared_hits += v,
             "crescendo_cache_misses_total" if local => s.cache_misses += v,
@@ -86,6 +89,7 @@ pub async fn scrape_all(urls: &[String]) -> Option<Scrape> {
         total.replica_reads += s.replica_reads;
         total.read_requests += s.read_requests;
         total.shared_hits += s.shared_hits;
+        total.read_request_queries += s.read_request_queries;
     }
     Some(total)
 }
@@ -128,8 +132,7 @@ pub struct ServerView {
     /// the rest were loaded from the store.
     #[serde(default)]
     pub cache_served_ratio: Option<f64>,
-    /// With PostgreSQL: database reads per read (GET) request. Reads made by writes count
-    /// too, so this is an upper bound.
+    /// Database queries per read (GET) request, as the server counted them per request.
     #[serde(default)]
     pub db_reads_per_read_request: Option<f64>,
     /// With PostgreSQL: the share of database reads the primary served (the rest went to
@@ -162,8 +165,8 @@ impl ServerView {
                 v.cache_hit_ratio = Some(hits / (hits + misses));
                 v.cache_served_ratio = Some((hits + a.shared_hits - b.shared_hits) / (hits + misses));
             }
-            let (reads, read_requests) = (a.primary_reads + a.replica_reads - b.primary_reads - b.replica_reads, a.read_requests - b.read_requests);
-            if read_requests > 0.0 && a.primary_reads + a.replica_reads > 0.0 {
+            let (reads, read_requests) = (a.read_request_queries - b.read_request_queries, a.read_requests - b.read_requests);
+            if read_requests > 0.0 {
                 v.db_reads_per_read_request = Some(reads / read_requests);
             }
             let (primary, replica) = (a.primary_reads - b.primary_reads, a.replica_reads - b.replica_reads);
@@ -205,6 +208,8 @@ crescendo_db_queries_total{node="b:2",op="read",role="replica"} 30
 crescendo_cache_hits_total{layer="local"} 950
 crescendo_cache_hits_total{layer="shared"} 30
 crescendo_cache_misses_total{layer="local"} 50
+crescendo_http_db_queries_total{method="GET"} 9
+crescendo_http_db_queries_total{method="other"} 30
 crescendo_http_request_duration_seconds_bucket{le="0.1"} 7
 "#;
 
@@ -222,6 +227,7 @@ crescendo_http_request_duration_seconds_bucket{le="0.1"} 7
                 replica_reads: 30.0,
                 read_requests: 90.0,
                 shared_hits: 30.0,
+                read_request_queries: 9.0,
             }
         );
         assert_eq!(labels(r#"x{layer="local",a="b"}"#)["layer"], "local");
@@ -239,6 +245,7 @@ crescendo_http_request_duration_seconds_bucket{le="0.1"} 7
         after.replica_reads += 95.0;
         after.read_requests += 800.0;
         after.shared_hits += 60.0;
+        after.read_request_queries += 100.0;
         let v = ServerView::between(
             Some(&before),
             Some(&after),

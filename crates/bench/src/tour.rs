@@ -98,7 +98,7 @@ pub struct TourRow {
     /// Share of cache reads served by either cache tier.
     #[serde(default)]
     pub cache_served_ratio: Option<f64>,
-    /// Database reads per read request (PostgreSQL rungs).
+    /// Database queries per read (GET) request.
     #[serde(default)]
     pub db_reads_per_read_request: Option<f64>,
     /// Share of database reads the primary served (PostgreSQL rungs).
@@ -229,7 +229,7 @@ fn verdict(rung: &Rung, r: &Report, survives: Option<bool>) -> String {
         _ => String::new(),
     };
     let hits = hits + &served;
-    let reads = r.server.db_reads_per_read_request.map(|q| format!(", {q:.3} database reads per read request")).unwrap_or_default();
+    let reads = r.server.db_reads_per_read_request.map(|q| format!(", {q:.3} database queries per read request")).unwrap_or_default();
     let dbq = r.server.db_queries_per_request.map(|q| format!(", {q:.3} database queries per request")).unwrap_or_default();
     let primary = r.server.primary_read_share.map(|p| format!(", the primary served {:.1} % of database reads", p * 100.0)).unwrap_or_default();
     let share_ok = !matches!(rung.number, 4 | 7) || r.server.primary_read_share.is_some_and(|p| p <= 0.10);
@@ -305,7 +305,7 @@ pub fn write(t: &TourReport, out: &Path) -> std::io::Result<PathBuf> {
     std::fs::write(out.join("tour.json"), serde_json::to_vec_pretty(t).expect("reports serialise"))?;
     let mut h = page_head(&format!("Crescendo tour: {} scenario", t.scenario));
     h.push_str(&format!("<h1>The ladder, measured: {} scenario</h1>", esc(&t.scenario)));
-    h.push_str("<table><tr><th>rung</th><th>name</th><th>req/s</th><th>p50 ms</th><th>p99 ms</th><th>errors</th><th>DB queries/request</th><th>DB reads/read request</th><th>near-cache hit ratio</th><th>cache-served ratio</th><th>primary share of DB reads</th><th>report</th></tr>");
+    h.push_str("<table><tr><th>rung</th><th>name</th><th>req/s</th><th>p50 ms</th><th>p99 ms</th><th>errors</th><th>DB queries/request</th><th>DB queries/read request</th><th>near-cache hit ratio</th><th>cache-served ratio</th><th>primary share of DB reads</th><th>report</th></tr>");
     let opt = |v: Option<f64>| v.map(|x| format!("{x:.3}")).unwrap_or_else(|| "n/a".into());
     for r in &t.rungs {
         h.push_str(&format!(

@@ -87,8 +87,25 @@ pub(crate) fn service(app: App, web: crescendo_web::WebConfig, settings: &Settin
 }
 
 async fn in_request(State(app): State<App>, req: Request, next: Next) -> Response {
-    app.in_request(next.run(req)).await
+    let counter = match *req.method() {
+        Method::GET => &*DB_QUERIES_GET,
+        _ => &*DB_QUERIES_OTHER,
+    };
+    let (res, queries) = app
+        .in_request(async {
+            let res = next.run(req).await;
+            (res, crescendo_store::fence::queries())
+        })
+        .await;
+    counter.increment(u64::from(queries));
+    res
 }
+
+/// Database round trips made by read requests and by the rest, registered once.
+static DB_QUERIES_GET: std::sync::LazyLock<metrics::Counter> =
+    std::sync::LazyLock::new(|| metrics::counter!(crescendo_telemetry::names::HTTP_DB_QUERIES, "method" => "GET"));
+static DB_QUERIES_OTHER: std::sync::LazyLock<metrics::Counter> =
+    std::sync::LazyLock::new(|| metrics::counter!(crescendo_telemetry::names::HTTP_DB_QUERIES, "method" => "other"));
 
 /// Paths that are neither pages, API routes nor operations: an HTML page for browsers.
 async fn not_found_page() -> Response {

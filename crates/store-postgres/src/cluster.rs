@@ -81,6 +81,7 @@ impl Node {
     /// position it reports. A replica that does not answer is taken out of rotation.
     pub async fn has_replayed(&self, fence: u64) -> bool {
         self.replica_checks.increment(1);
+        crescendo_store::fence::note_query();
         let replayed = sqlx::query_scalar::<_, i64>("SELECT (COALESCE(pg_last_wal_replay_lsn(), '0/0') - '0/0'::pg_lsn)::bigint")
             .fetch_one(&self.pool)
             .await;
@@ -236,11 +237,14 @@ impl Cluster {
         } else {
             node.replica_reads.increment(1);
         }
+        crescendo_store::fence::note_query();
     }
 
     /// Counts a write (a transaction or statement) on the primary.
     pub fn count_write(&self) {
         self.primary().primary_writes.increment(1);
+        crescendo_store::fence::note_query();
+
     }
 
     /// Checks every server once and updates roles, positions and lag.

@@ -142,6 +142,7 @@ where
 {
     let _permit = pool.permits.acquire().await.map_err(|_| StoreError::Unavailable("pool closed".into()))?;
     metrics::counter!(names::DB_QUERIES, "role" => "sqlite").increment(1);
+    crescendo_store::fence::note_query();
     let pool2 = Arc::clone(pool);
     let gauge = metrics::gauge!(names::DB_POOL_IN_USE, "role" => pool.role);
     gauge.increment(1.0);

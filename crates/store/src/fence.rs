@@ -19,6 +19,8 @@ struct Fence {
     read_after: Cell<u64>,
     /// The highest position this scope's writes committed at.
     wrote: Cell<u64>,
+    /// Database round trips made in this scope (nested scopes included).
+    queries: Cell<u32>,
 }
 
 tokio::task_local! {
@@ -28,21 +30,39 @@ tokio::task_local! {
 /// Runs `fut` in a fresh scope whose reads must see `read_after`; returns its output and
 /// the highest position its writes committed at (0: it wrote nothing).
 pub async fn scope<F: Future>(read_after: u64, fut: F) -> (F::Output, u64) {
+    let (out, wrote, _) = counted(read_after, fut).await;
+    (out, wrote)
+}
+
+/// [`scope`], also returning how many database round trips `fut` made.
+async fn counted<F: Future>(read_after: u64, fut: F) -> (F::Output, u64, u32) {
     FENCE
-        .scope(Fence { read_after: Cell::new(read_after), wrote: Cell::new(0) }, async move {
+        .scope(Fence { read_after: Cell::new(read_after), wrote: Cell::new(0), queries: Cell::new(0) }, async move {
             let out = fut.await;
-            (out, FENCE.with(|f| f.wrote.get()))
+            FENCE.with(|f| (out, f.wrote.get(), f.queries.get()))
         })
         .await
 }
 
 /// Runs `fut` with reads fenced at least at `position` (and at the enclosing scope's fence);
-/// writes inside count towards the enclosing scope too.
+/// writes and queries inside count towards the enclosing scope too.
 pub async fn reading_after<F: Future>(position: u64, fut: F) -> F::Output {
     let outer = FENCE.try_with(|f| f.read_after.get()).unwrap_or(0);
-    let (out, wrote) = scope(outer.max(position), fut).await;
+    let (out, wrote, queries) = counted(outer.max(position), fut).await;
     note_write(wrote);
+    let _ = FENCE.try_with(|f| f.queries.set(f.queries.get().saturating_add(queries)));
     out
+}
+
+/// Records one database round trip in the current scope. Backends call this once per
+/// statement or transaction, where they count `crescendo_db_queries_total`.
+pub fn note_query() {
+    let _ = FENCE.try_with(|f| f.queries.set(f.queries.get().saturating_add(1)));
+}
+
+/// Database round trips made in this scope so far (0 outside a scope).
+pub fn queries() -> u32 {
+    FENCE.try_with(|f| f.queries.get()).unwrap_or(0)
 }
 
 /// Raises the current scope's fence to `position` (no effect outside a scope).
@@ -75,6 +95,22 @@ pub fn wrote() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn queries_are_counted_per_scope_nested_ones_included() {
+        note_query(); // outside any scope: ignored
+        let ((), _) = scope(0, async {
+            note_query();
+            reading_after(5, async {
+                note_query();
+                note_query();
+            })
+            .await;
+            assert_eq!(queries(), 3);
+        })
+        .await;
+        assert_eq!(queries(), 0);
+    }
 
     #[tokio::test]
     async fn scopes_carry_fences_and_report_writes() {

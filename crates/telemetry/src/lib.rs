@@ -16,6 +16,9 @@ pub mod names {
     /// Counter of database round trips (one statement or one transaction); label `role`
     /// (`sqlite`, `primary`, `replica`).
     pub const DB_QUERIES: &str = "crescendo_db_queries_total";
+    /// Counter of database round trips made while serving HTTP requests; label `method`
+    /// (so reads per read request can be told from what writes cost).
+    pub const HTTP_DB_QUERIES: &str = "crescendo_http_db_queries_total";
     /// Gauge of database connections in use; label `role`.
     pub const DB_POOL_IN_USE: &str = "crescendo_db_pool_connections_in_use";
     /// Gauge of open database connections; label `role`.
