@@ -53,7 +53,7 @@ pub const RUNGS: &[Rung] = &[
     Rung {
         number: 5,
         name: "cache tier",
-        claim: "with a read-through cache on three Redis servers and a near cache in each node, a read request needs at most 0.1 database reads",
+        claim: "with a read-through cache on three Redis servers and a near cache in each node, a read request needs at most 0.1 database queries",
     },
     Rung {
         number: 7,
