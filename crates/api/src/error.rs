@@ -71,6 +71,7 @@ impl From<AppError> for ApiError {
             AppError::Forbidden => Self::new(StatusCode::FORBIDDEN, "you may not change what another user wrote"),
             AppError::NotFound(what) => Self::not_found(what),
             AppError::Conflict { field } => Self::invalid(field, "has already been taken"),
+            AppError::UnsupportedMedia(why) => Self::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, why),
             AppError::Unavailable => Self::new(StatusCode::SERVICE_UNAVAILABLE, "service unavailable, try again shortly"),
             AppError::Internal(cause) => Self {
                 status: StatusCode::INTERNAL_SERVER_ERROR,

@@ -11,6 +11,7 @@ mod articles;
 mod error;
 mod extract;
 mod idempotency;
+mod uploads;
 mod users;
 mod wire;
 
@@ -23,7 +24,11 @@ use crescendo_app::App;
 
 /// The `/api` routes (mount with `Router::nest("/api", crescendo_api::router(app))`).
 pub fn router(app: App) -> Router {
+    // room for the multipart framing around the largest upload
+    let upload_limit = usize::try_from(app.max_upload_bytes()).unwrap_or(usize::MAX).saturating_add(64 * 1024);
     Router::new()
+        .route("/uploads", post(uploads::create_upload).layer(axum::extract::DefaultBodyLimit::max(upload_limit)))
+        .route("/uploads/{id}", get(uploads::get_upload))
         .route("/users", post(users::register))
         .route("/users/login", post(users::login))
         .route("/user", get(users::current_user).put(users::update_user))

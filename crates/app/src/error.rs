@@ -49,6 +49,9 @@ pub enum AppError {
         /// `username` or `email`.
         field: &'static str,
     },
+    /// The content is of a type this does not take (an upload that is not a supported image).
+    #[error("unsupported media type: {0}")]
+    UnsupportedMedia(String),
     /// A tier this needs is down; try again later.
     #[error("service unavailable")]
     Unavailable,

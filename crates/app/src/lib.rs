@@ -18,6 +18,7 @@ mod comments;
 mod error;
 pub mod keys;
 mod lists;
+mod uploads;
 mod users;
 
 pub use articles::{ArticleInput, ArticleView, ListQuery};
@@ -25,6 +26,7 @@ pub use auth::{Passwords, Tokens};
 pub use cached::{Cached, RenderSlot, Renders};
 pub use comments::CommentView;
 pub use error::{AppError, AppResult, FieldErrors};
+pub use uploads::{variant_key, UploadView, IMAGES_QUEUE};
 pub use users::{Profile, ProfileView, UserChangesInput, UserView};
 
 use crescendo_blobs::Blobs;
@@ -62,6 +64,14 @@ struct Inner {
     read_fences: bool,
     /// Whether anything is cached (see [`Parts::caching`]).
     caching: bool,
+    /// Where blobs are served from (see [`Parts::media_base_url`]).
+    media_base_url: String,
+    /// Most pixels an uploaded image may have.
+    max_upload_pixels: u64,
+    /// Largest upload, bytes.
+    max_upload_bytes: u64,
+    /// Woken when this process adds to the outbox, so the relay need not wait for its poll.
+    outbox: tokio::sync::Notify,
 }
 
 /// How long a user's last write position is kept. Replicas that lag more than their bound
@@ -104,6 +114,13 @@ pub struct Parts {
     /// on one node, or a tier shared by every node). Without a cache, lists are read with
     /// one query each and hydrated in batches.
     pub caching: bool,
+    /// The base URL of media (uploads and their variants): `/media` when this server serves
+    /// them, or a CDN's URL in front of it.
+    pub media_base_url: String,
+    /// Most pixels an uploaded image may have (width × height).
+    pub max_upload_pixels: u64,
+    /// Largest upload, bytes.
+    pub max_upload_bytes: u64,
 }
 
 impl std::fmt::Debug for App {
@@ -130,6 +147,10 @@ impl App {
                     .build(),
                 read_fences: p.read_fences,
                 caching: p.caching,
+                media_base_url: p.media_base_url,
+                max_upload_pixels: p.max_upload_pixels,
+                max_upload_bytes: p.max_upload_bytes,
+                outbox: tokio::sync::Notify::new(),
                 ttl: p.ttl,
                 max_page_size: p.max_page_size,
             }),
@@ -155,6 +176,11 @@ impl App {
     /// The job queue (workers claim from it).
     pub fn queue(&self) -> &Arc<dyn Queue> {
         &self.inner.queue
+    }
+
+    /// Largest upload, bytes.
+    pub fn max_upload_bytes(&self) -> u64 {
+        self.inner.max_upload_bytes
     }
 
     /// The blob store.

@@ -193,6 +193,8 @@ pub struct QueueSettings {
     pub backend: QueueBackend,
     /// Failed deliveries before a job becomes a dead letter.
     pub max_attempts: u32,
+    /// Workers in this process (image variants); 0 runs none here.
+    pub workers: usize,
 }
 
 /// Queue backends.
@@ -211,6 +213,14 @@ pub struct BlobSettings {
     pub backend: BlobBackend,
     /// Directory for `local`; empty means `data_dir/blobs`.
     pub dir: PathBuf,
+    /// Base URL of uploaded images and their variants: `/media` (this server serves them),
+    /// or the URL of a CDN in front of it.
+    pub media_base_url: String,
+    /// Largest upload, in bytes (larger ones are refused with 413).
+    pub max_upload_bytes: u64,
+    /// Most pixels (width × height) an uploaded image may have (more are refused with 422,
+    /// read from the header, so a decompression bomb is never decoded).
+    pub max_upload_pixels: u64,
 }
 
 /// Blob backends.
@@ -332,13 +342,19 @@ impl Default for CacheSettings {
 
 impl Default for QueueSettings {
     fn default() -> Self {
-        Self { backend: QueueBackend::Sqlite, max_attempts: 5 }
+        Self { backend: QueueBackend::Sqlite, max_attempts: 5, workers: 2 }
     }
 }
 
 impl Default for BlobSettings {
     fn default() -> Self {
-        Self { backend: BlobBackend::Local, dir: PathBuf::new() }
+        Self {
+            backend: BlobBackend::Local,
+            dir: PathBuf::new(),
+            media_base_url: "/media".into(),
+            max_upload_bytes: 10 * 1024 * 1024,
+            max_upload_pixels: 50_000_000,
+        }
     }
 }
 

@@ -61,6 +61,7 @@ pub(crate) fn service(app: App, web: crescendo_web::WebConfig, settings: &Settin
     let routes = Router::new()
         .nest("/api", crescendo_api::router(app.clone()))
         .merge(ops)
+        .merge(Router::new().route("/media/{*key}", get(media)).with_state(app.clone()))
         .merge(crescendo_web::router(app.clone(), web))
         .fallback(not_found_page)
         // read-your-writes for the API and the pages alike: each request runs in the
@@ -84,6 +85,34 @@ pub(crate) fn service(app: App, web: crescendo_web::WebConfig, settings: &Settin
         )
         .layer(PropagateRequestIdLayer::new(X_REQUEST_ID.clone()))
         .layer(SetRequestIdLayer::new(X_REQUEST_ID.clone(), MakeId))
+}
+
+/// An uploaded image or a variant from the blob store. Keys never change content, so they
+/// are cacheable for a year by browsers and CDNs alike.
+async fn media(State(app): State<App>, axum::extract::Path(key): axum::extract::Path<String>) -> Response {
+    let not_found = || (StatusCode::NOT_FOUND, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], "no such file\n").into_response();
+    if crescendo_blobs::check_key(&key).is_err() {
+        return not_found();
+    }
+    match app.blobs().get(&key).await {
+        Ok(Some(bytes)) => {
+            let mime = crescendo_media::mime_of(&bytes).unwrap_or("application/octet-stream");
+            (
+                [
+                    (header::CONTENT_TYPE, mime),
+                    (header::CACHE_CONTROL, "public, max-age=31536000, immutable"),
+                    (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+                ],
+                bytes,
+            )
+                .into_response()
+        }
+        Ok(None) => not_found(),
+        Err(e) => {
+            tracing::error!(key, error = %e, "blob store failed");
+            (StatusCode::SERVICE_UNAVAILABLE, "try again shortly\n").into_response()
+        }
+    }
 }
 
 async fn in_request(State(app): State<App>, req: Request, next: Next) -> Response {

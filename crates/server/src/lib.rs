@@ -8,6 +8,7 @@
 //! finish, then the listener closes.
 
 mod http;
+mod jobs;
 mod state;
 
 pub use state::{build, Built};
@@ -49,6 +50,9 @@ pub async fn serve(settings: Settings, shutdown: impl Future<Output = ()> + Send
     let drain_delay = Duration::from_millis(settings.http.drain_delay_ms);
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    // jobs: the outbox relay always, workers when this process runs some
+    let relay = tokio::spawn(jobs::relay(built.app.clone(), stop_rx.clone()));
+    let workers = (settings.queue.workers > 0).then(|| tokio::spawn(jobs::workers(built.app.clone(), settings.queue.workers, stop_rx.clone())));
     let draining = Arc::clone(&ready);
     tokio::spawn(async move {
         shutdown.await;
@@ -73,6 +77,11 @@ pub async fn serve(settings: Settings, shutdown: impl Future<Output = ()> + Send
                 let _ = stop_rx2.wait_for(|s| *s).await;
                 tokio::time::sleep(grace).await;
             } => tracing::warn!(grace_secs = grace.as_secs(), "requests still running after the grace period; stopping anyway"),
+        }
+        // the jobs in hand finish (their leases would hand them to another worker anyway)
+        let _ = relay.await;
+        if let Some(w) = workers {
+            let _ = tokio::time::timeout(grace, w).await;
         }
         tracing::info!("stopped");
         Ok(())

@@ -150,6 +150,9 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Built> {
         // users' write positions matter only when reads can go to a replica
         caching: settings.cache.backend != CacheBackend::None,
         read_fences: settings.store.backend == StoreBackend::Postgres && !settings.store.postgres_replica_urls.is_empty(),
+        media_base_url: settings.blobs.media_base_url.clone(),
+        max_upload_pixels: settings.blobs.max_upload_pixels.max(1),
+        max_upload_bytes: settings.blobs.max_upload_bytes.max(1),
     });
     let web = crescendo_web::WebConfig {
         keys: crescendo_web::session::SessionKeys::derive(&key, settings.web.secure_cookies),

@@ -30,8 +30,10 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// (version, name, SQL), in order.
-const MIGRATIONS: &[(i64, &str, &str)] =
-    &[(1, "0001_initial.sql", include_str!("../../../migrations/postgres/0001_initial.sql"))];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "0001_initial.sql", include_str!("../../../migrations/postgres/0001_initial.sql")),
+    (2, "0002_uploads.sql", include_str!("../../../migrations/postgres/0002_uploads.sql")),
+];
 
 /// How to connect.
 #[derive(Clone, Debug)]
@@ -880,5 +882,116 @@ impl Store for PgStore {
             .map_err(map_err)?;
         self.commit(tx).await?;
         Ok(n.rows_affected() == 1)
+    }
+
+    async fn create_upload(&self, new: NewUpload, queue: &str) -> StoreResult<UploadRecord> {
+        let mut tx = self.begin().await?;
+        let now = now_ms();
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO uploads (id, owner_id, mime, original, width, height, created_at)
+             VALUES (next_id($1), $2, $3, $4, $5, $6, $7) RETURNING id",
+        )
+        .bind(i32::from(new.owner_id.shard().get()))
+        .bind(new.owner_id.as_i64())
+        .bind(&new.mime)
+        .bind(&new.original)
+        .bind(i64::from(new.width))
+        .bind(i64::from(new.height))
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        sqlx::query("INSERT INTO outbox (queue, payload, created_at) VALUES ($1, $2, $3)")
+            .bind(queue)
+            .bind(id.to_string().into_bytes())
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        self.commit(tx).await?;
+        Ok(UploadRecord {
+            id: Id::from_i64(id),
+            owner_id: new.owner_id,
+            state: UploadState::Processing,
+            reason: None,
+            mime: new.mime,
+            original: new.original,
+            width: new.width,
+            height: new.height,
+            created_at: now,
+        })
+    }
+
+    async fn upload(&self, id: Id) -> StoreResult<Option<UploadRecord>> {
+        self.read(|pool| async move {
+            let row = sqlx::query("SELECT id, owner_id, state, reason, mime, original, width, height, created_at FROM uploads WHERE id = $1")
+                .bind(id.as_i64())
+                .fetch_optional(&pool)
+                .await
+                .map_err(map_err)?;
+            row.map(|r| -> Result<UploadRecord, sqlx::Error> {
+                let state: String = r.try_get(2)?;
+                Ok(UploadRecord {
+                    id: Id::from_i64(r.try_get(0)?),
+                    owner_id: Id::from_i64(r.try_get(1)?),
+                    state: UploadState::parse(&state).unwrap_or(UploadState::Failed),
+                    reason: r.try_get(3)?,
+                    mime: r.try_get(4)?,
+                    original: r.try_get(5)?,
+                    width: u32::try_from(r.try_get::<i32, _>(6)?).unwrap_or(0),
+                    height: u32::try_from(r.try_get::<i32, _>(7)?).unwrap_or(0),
+                    created_at: r.try_get(8)?,
+                })
+            })
+            .transpose()
+            .map_err(map_err)
+        })
+        .await
+    }
+
+    async fn settle_upload(&self, id: Id, state: UploadState, reason: Option<String>) -> StoreResult<bool> {
+        let mut tx = self.begin().await?;
+        let n = sqlx::query("UPDATE uploads SET state = $2, reason = $3 WHERE id = $1 AND state = 'processing'")
+            .bind(id.as_i64())
+            .bind(state.as_str())
+            .bind(reason)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        self.commit(tx).await?;
+        Ok(n.rows_affected() == 1)
+    }
+
+    async fn claim_outbox(&self, limit: u32, lease_ms: i64) -> StoreResult<Vec<OutboxEntry>> {
+        let mut tx = self.begin().await?;
+        let now = now_ms();
+        let rows = sqlx::query(
+            "UPDATE outbox SET lease_until = $1 + $2
+             WHERE id IN (SELECT id FROM outbox WHERE lease_until <= $1 ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED)
+             RETURNING id, queue, payload",
+        )
+        .bind(now)
+        .bind(lease_ms)
+        .bind(i64::from(limit))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        self.commit(tx).await?;
+        let mut out = rows
+            .iter()
+            .map(|r| Ok(OutboxEntry { id: r.try_get(0)?, queue: r.try_get(1)?, payload: r.try_get(2)? }))
+            .collect::<Result<Vec<_>, sqlx::Error>>()
+            .map_err(map_err)?;
+        out.sort_by_key(|e| e.id);
+        Ok(out)
+    }
+
+    async fn remove_outbox(&self, ids: &[i64]) -> StoreResult<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.begin().await?;
+        sqlx::query("DELETE FROM outbox WHERE id = ANY($1)").bind(ids).execute(&mut *tx).await.map_err(map_err)?;
+        self.commit(tx).await
     }
 }

@@ -7,6 +7,7 @@ use rusqlite::Connection;
 const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "0001_initial.sql", include_str!("../../../migrations/sqlite/0001_initial.sql")),
     (2, "0002_jobs.sql", include_str!("../../../migrations/sqlite/0002_jobs.sql")),
+    (3, "0003_uploads.sql", include_str!("../../../migrations/sqlite/0003_uploads.sql")),
 ];
 
 /// Brings the schema up to date; returns how many migrations ran.

@@ -512,6 +512,104 @@ impl Store for SqliteStore {
             })
             .await
     }
+
+    async fn create_upload(&self, new: NewUpload, queue: &str) -> StoreResult<UploadRecord> {
+        let id = self.ids.next_id(new.owner_id.shard());
+        let queue = queue.to_string();
+        self.db
+            .write(move |tx| {
+                let now = now_ms();
+                tx.prepare_cached("INSERT INTO uploads (id, owner_id, mime, original, width, height, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")
+                    .and_then(|mut st| st.execute(params![id.as_i64(), new.owner_id.as_i64(), new.mime, new.original, new.width, new.height, now]))
+                    .map_err(map_err)?;
+                tx.prepare_cached("INSERT INTO outbox (queue, payload, created_at) VALUES (?1, ?2, ?3)")
+                    .and_then(|mut st| st.execute(params![queue, id.as_i64().to_string().into_bytes(), now]))
+                    .map_err(map_err)?;
+                Ok(UploadRecord {
+                    id,
+                    owner_id: new.owner_id,
+                    state: UploadState::Processing,
+                    reason: None,
+                    mime: new.mime,
+                    original: new.original,
+                    width: new.width,
+                    height: new.height,
+                    created_at: now,
+                })
+            })
+            .await
+    }
+
+    async fn upload(&self, id: Id) -> StoreResult<Option<UploadRecord>> {
+        self.db
+            .read(move |c| {
+                c.prepare_cached("SELECT id, owner_id, state, reason, mime, original, width, height, created_at FROM uploads WHERE id = ?1")
+                    .and_then(|mut st| st.query_row([id.as_i64()], upload_row).optional())
+                    .map_err(map_err)
+            })
+            .await
+    }
+
+    async fn settle_upload(&self, id: Id, state: UploadState, reason: Option<String>) -> StoreResult<bool> {
+        self.db
+            .write(move |tx| {
+                tx.prepare_cached("UPDATE uploads SET state = ?2, reason = ?3 WHERE id = ?1 AND state = 'processing'")
+                    .and_then(|mut st| st.execute(params![id.as_i64(), state.as_str(), reason]))
+                    .map(|n| n == 1)
+                    .map_err(map_err)
+            })
+            .await
+    }
+
+    async fn claim_outbox(&self, limit: u32, lease_ms: i64) -> StoreResult<Vec<OutboxEntry>> {
+        self.db
+            .write(move |tx| {
+                let now = now_ms();
+                tx.prepare_cached(
+                    "UPDATE outbox SET lease_until = ?1 + ?2
+                     WHERE id IN (SELECT id FROM outbox WHERE lease_until <= ?1 ORDER BY id LIMIT ?3)
+                     RETURNING id, queue, payload",
+                )
+                .and_then(|mut st| {
+                    st.query_map(params![now, lease_ms, limit], |r| Ok(OutboxEntry { id: r.get(0)?, queue: r.get(1)?, payload: r.get(2)? }))?
+                        .collect::<rusqlite::Result<Vec<_>>>()
+                })
+                .map(|mut v| {
+                    v.sort_by_key(|e| e.id);
+                    v
+                })
+                .map_err(map_err)
+            })
+            .await
+    }
+
+    async fn remove_outbox(&self, ids: &[i64]) -> StoreResult<()> {
+        let ids = ids.to_vec();
+        self.db
+            .write(move |tx| {
+                let mut st = tx.prepare_cached("DELETE FROM outbox WHERE id = ?1").map_err(map_err)?;
+                for id in ids {
+                    st.execute([id]).map_err(map_err)?;
+                }
+                Ok(())
+            })
+            .await
+    }
+}
+
+fn upload_row(r: &Row<'_>) -> rusqlite::Result<UploadRecord> {
+    let state: String = r.get(2)?;
+    Ok(UploadRecord {
+        id: Id::from_i64(r.get(0)?),
+        owner_id: Id::from_i64(r.get(1)?),
+        state: UploadState::parse(&state).unwrap_or(UploadState::Failed),
+        reason: r.get(3)?,
+        mime: r.get(4)?,
+        original: r.get(5)?,
+        width: r.get(6)?,
+        height: r.get(7)?,
+        created_at: r.get(8)?,
+    })
 }
 
 fn comment_row(r: &Row<'_>) -> rusqlite::Result<CommentRecord> {

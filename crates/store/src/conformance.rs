@@ -27,7 +27,8 @@ macro_rules! store_conformance_tests {
             favorites_are_counted_once,
             deleting_an_article_removes_what_hangs_on_it,
             comments_round_trip,
-            popular_tags_are_ordered_by_use
+            popular_tags_are_ordered_by_use,
+            uploads_come_with_their_job_and_settle_once
         );
     };
 }
@@ -379,4 +380,48 @@ pub async fn popular_tags_are_ordered_by_use(s: &dyn Store) {
     article(s, u.id, "3", &["b", "c"]).await;
     assert_eq!(s.popular_tags(10).await.unwrap(), vec!["b", "c", "a"]);
     assert_eq!(s.popular_tags(2).await.unwrap(), vec!["b", "c"]);
+}
+
+/// An upload is recorded with its job in the outbox; relays hold entries while they publish
+/// them; an upload settles once.
+pub async fn uploads_come_with_their_job_and_settle_once(s: &dyn Store) {
+    let u = user(s, "Pat").await;
+    let up = s
+        .create_upload(NewUpload { owner_id: u.id, mime: "image/png".into(), original: "originals/a".into(), width: 40, height: 20 }, "images.variants")
+        .await
+        .unwrap();
+    assert_eq!(up.state, UploadState::Processing);
+    assert_eq!(up.id.shard(), u.id.shard(), "an upload lives on its owner's shard");
+    assert_eq!(s.upload(up.id).await.unwrap(), Some(up.clone()));
+    assert_eq!(s.upload(Id::from_i64(1)).await.unwrap(), None);
+    let second = s
+        .create_upload(NewUpload { owner_id: u.id, mime: "image/jpeg".into(), original: "originals/b".into(), width: 1, height: 1 }, "images.variants")
+        .await
+        .unwrap();
+
+    let claimed = s.claim_outbox(10, 60_000).await.unwrap();
+    let payloads: Vec<String> = claimed.iter().map(|e| String::from_utf8(e.payload.clone()).unwrap()).collect();
+    assert_eq!(payloads, [up.id.as_i64().to_string(), second.id.as_i64().to_string()]);
+    assert!(claimed.iter().all(|e| e.queue == "images.variants"));
+    assert!(s.claim_outbox(10, 60_000).await.unwrap().is_empty(), "held entries are not handed out twice");
+    s.remove_outbox(&[claimed[0].id, claimed[1].id]).await.unwrap();
+    // an entry whose lease ran out (its relay died before removing it) is handed out again
+    let third = s
+        .create_upload(NewUpload { owner_id: u.id, mime: "image/gif".into(), original: "originals/c".into(), width: 2, height: 2 }, "images.variants")
+        .await
+        .unwrap();
+    let first_try = s.claim_outbox(10, 1).await.unwrap();
+    assert_eq!(first_try.len(), 1);
+    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    let retry = s.claim_outbox(10, 60_000).await.unwrap();
+    assert_eq!(retry, first_try, "{}", third.id);
+    s.remove_outbox(&[retry[0].id]).await.unwrap();
+    assert!(s.claim_outbox(10, 0).await.unwrap().is_empty());
+
+    assert!(s.settle_upload(up.id, UploadState::Ready, None).await.unwrap());
+    assert!(!s.settle_upload(up.id, UploadState::Failed, Some("late".into())).await.unwrap(), "settled once");
+    assert_eq!(s.upload(up.id).await.unwrap().unwrap().state, UploadState::Ready);
+    assert!(s.settle_upload(second.id, UploadState::Failed, Some("not an image".into())).await.unwrap());
+    let failed = s.upload(second.id).await.unwrap().unwrap();
+    assert_eq!((failed.state, failed.reason.as_deref()), (UploadState::Failed, Some("not an image")));
 }

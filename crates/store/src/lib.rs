@@ -1,5 +1,6 @@
-//! The `Store` seam: every read and write of users, follows, articles, tags, favorites
-//! and comments, as one object-safe async trait.
+//! The `Store` seam: every read and write of users, follows, articles, tags, favorites,
+//! comments and uploads, as one object-safe async trait, and the outbox of jobs written in
+//! the same transactions as the data they concern.
 //!
 //! Backends: `crescendo-store-sqlite` (rung 1) and, later, PostgreSQL. Each method is one
 //! transaction: it either happens whole or not at all. Backends assign IDs ([`Id`],
@@ -127,4 +128,18 @@ pub trait Store: Send + Sync + 'static {
     async fn comment(&self, article: Id, id: CommentId) -> StoreResult<Option<CommentRecord>>;
     /// Deletes a comment; `false` if there was none.
     async fn delete_comment(&self, article: Id, id: CommentId) -> StoreResult<bool>;
+
+    /// Records an upload and, in the same transaction, a job for `queue` whose payload is the
+    /// upload's ID in decimal (the outbox: the job exists exactly when the upload does).
+    async fn create_upload(&self, new: NewUpload, queue: &str) -> StoreResult<UploadRecord>;
+    /// An upload by ID.
+    async fn upload(&self, id: Id) -> StoreResult<Option<UploadRecord>>;
+    /// Settles an upload that is still processing as `state` (with `reason` for a failure);
+    /// false when it was already settled (a job run twice changes nothing).
+    async fn settle_upload(&self, id: Id, state: UploadState, reason: Option<String>) -> StoreResult<bool>;
+    /// Takes up to `limit` outbox entries, oldest first, that no other relay holds, and
+    /// holds them for `lease_ms`; the caller publishes them, then removes them.
+    async fn claim_outbox(&self, limit: u32, lease_ms: i64) -> StoreResult<Vec<OutboxEntry>>;
+    /// Removes outbox entries that were published.
+    async fn remove_outbox(&self, ids: &[i64]) -> StoreResult<()>;
 }

@@ -191,6 +191,88 @@ pub struct CommentRecord {
     pub updated_at: i64,
 }
 
+/// Where an upload's processing stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UploadState {
+    /// Its variants are being made.
+    Processing,
+    /// Its variants exist.
+    Ready,
+    /// It could not be processed; the record says why.
+    Failed,
+}
+
+impl UploadState {
+    /// The name stored and shown.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UploadState::Processing => "processing",
+            UploadState::Ready => "ready",
+            UploadState::Failed => "failed",
+        }
+    }
+
+    /// The state named `s`.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "processing" => UploadState::Processing,
+            "ready" => UploadState::Ready,
+            "failed" => UploadState::Failed,
+            _ => return None,
+        })
+    }
+}
+
+/// An uploaded image.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UploadRecord {
+    /// Its ID.
+    pub id: Id,
+    /// Who uploaded it.
+    pub owner_id: Id,
+    /// Where its processing stands.
+    pub state: UploadState,
+    /// Why it failed, when it did.
+    pub reason: Option<String>,
+    /// Its MIME type, from its content.
+    pub mime: String,
+    /// The blob key of the original bytes.
+    pub original: String,
+    /// Width in pixels, as stored.
+    pub width: u32,
+    /// Height in pixels, as stored.
+    pub height: u32,
+    /// Creation time, ms since the Unix epoch.
+    pub created_at: i64,
+}
+
+/// What [`crate::Store::create_upload`] records.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewUpload {
+    /// Who uploads it.
+    pub owner_id: Id,
+    /// Its MIME type.
+    pub mime: String,
+    /// The blob key of the original bytes, stored before the upload is recorded.
+    pub original: String,
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+}
+
+/// A job waiting in the outbox to be handed to the queue.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutboxEntry {
+    /// Its ID in the outbox.
+    pub id: i64,
+    /// The queue it goes to.
+    pub queue: String,
+    /// The job's payload.
+    pub payload: Vec<u8>,
+}
+
 /// Which articles a list shows.
 ///
 /// Cross-user lists (`All`, `Tag`, `Feed`) are the ones that become scatter-gather merges

@@ -127,6 +127,7 @@ async fn failed(w: &Web, s: &Session, e: AppError) -> Response {
         AppError::Validation(_) | AppError::Conflict { .. } => {
             error_page(w, s, StatusCode::UNPROCESSABLE_ENTITY, "That did not work", &problems(&e).join(" ")).await
         }
+        AppError::UnsupportedMedia(why) => error_page(w, s, StatusCode::UNSUPPORTED_MEDIA_TYPE, "Not an image we take", &why).await,
         AppError::Unavailable => {
             error_page(w, s, StatusCode::SERVICE_UNAVAILABLE, "Try again in a moment", "Part of the service is unavailable.").await
         }

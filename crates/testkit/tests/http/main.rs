@@ -6,5 +6,6 @@ mod comments;
 mod errors;
 mod idempotency;
 mod ops;
+mod uploads;
 mod users;
 mod web;

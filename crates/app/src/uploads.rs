@@ -1,0 +1,164 @@
+//! Uploaded images: taking one ([`App::create_upload`]), showing where it stands
+//! ([`App::upload`]), and making its variants ([`App::process_upload`], run by a worker).
+//!
+//! An upload is checked by its content before anything is stored (type by magic bytes,
+//! pixel count from the header), its original is written to the blob store, and then its row
+//! and its job are committed in one transaction (the outbox); the answer does not wait for
+//! the variants. [`App::relay_outbox`] hands committed jobs to the queue.
+
+use crate::{App, AppError, AppResult};
+use bytes::Bytes;
+use crescendo_domain::Id;
+use crescendo_media::{Refused, WIDTHS};
+use crescendo_store::{fence, NewUpload, UploadRecord, UploadState};
+
+/// The queue of variant jobs.
+pub const IMAGES_QUEUE: &str = "images.variants";
+
+/// How long a relay holds outbox entries it is publishing.
+const RELAY_LEASE_MS: i64 = 30_000;
+
+/// An upload and the URLs of its files.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UploadView {
+    /// The record.
+    pub record: UploadRecord,
+    /// The original's URL.
+    pub original: String,
+    /// Each variant's width and URL (the files exist once the state is `ready`).
+    pub variants: Vec<(u32, String)>,
+}
+
+/// The blob key of a variant.
+pub fn variant_key(upload: Id, width: u32) -> String {
+    format!("uploads/{}/{width}.jpg", upload.as_i64())
+}
+
+fn random_hex() -> String {
+    let mut b = [0u8; 16];
+    getrandom::fill(&mut b).expect("the system has randomness");
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+impl App {
+    fn media_url(&self, key: &str) -> String {
+        format!("{}/{key}", self.inner.media_base_url.trim_end_matches('/'))
+    }
+
+    fn upload_view(&self, record: UploadRecord) -> UploadView {
+        UploadView {
+            original: self.media_url(&record.original),
+            variants: WIDTHS.iter().map(|&w| (w, self.media_url(&variant_key(record.id, w)))).collect(),
+            record,
+        }
+    }
+
+    /// Takes an uploaded image from `owner`: checks it, stores the original, and records the
+    /// upload with its processing job.
+    ///
+    /// # Errors
+    /// [`AppError::UnsupportedMedia`] when it is not a JPEG, PNG, WebP or GIF by content;
+    /// [`AppError::Validation`] (`file`) when it cannot be read or has too many pixels.
+    pub async fn create_upload(&self, owner: Id, bytes: Bytes) -> AppResult<UploadView> {
+        let max_pixels = self.inner.max_upload_pixels;
+        let found = crescendo_media::inspect(&bytes, max_pixels).map_err(|e| match e {
+            Refused::Type => AppError::UnsupportedMedia(e.to_string()),
+            other => AppError::invalid("file", other.to_string()),
+        })?;
+        // the original first: a job must never find its file missing
+        let original = format!("originals/{}/{}", owner.as_i64(), random_hex());
+        self.blobs().put(&original, bytes).await.map_err(|e| AppError::Internal(anyhow::anyhow!(e).context("storing an upload")))?;
+        let record = self
+            .store()
+            .create_upload(
+                NewUpload { owner_id: owner, mime: found.kind.mime().into(), original, width: found.width, height: found.height },
+                IMAGES_QUEUE,
+            )
+            .await?;
+        self.inner.outbox.notify_one();
+        Ok(self.upload_view(record))
+    }
+
+    /// An upload, as it stands now.
+    ///
+    /// # Errors
+    /// [`AppError::NotFound`].
+    pub async fn upload(&self, id: Id) -> AppResult<UploadView> {
+        let record = self.store().upload(id).await?.ok_or(AppError::NotFound("upload"))?;
+        Ok(self.upload_view(record))
+    }
+
+    /// Makes an upload's variants and marks it ready, or failed with the reason when its
+    /// content cannot be processed. Idempotent: a settled upload is left alone, and variants
+    /// are written under fixed keys, so a job run twice makes nothing twice.
+    ///
+    /// # Errors
+    /// A passing failure (the store or blob store unavailable): the job should be retried.
+    pub async fn process_upload(&self, id: Id) -> Result<(), String> {
+        // from the primary: the job may run before a replica has the row
+        let record = fence::reading_after(u64::MAX, self.store().upload(id))
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("upload {id} is not in the store"))?;
+        if record.state != UploadState::Processing {
+            return Ok(());
+        }
+        let original = self.blobs().get(&record.original).await.map_err(|e| e.to_string())?;
+        let Some(original) = original else {
+            return self.settle(id, UploadState::Failed, Some("the original file is missing".into())).await;
+        };
+        let max_pixels = self.inner.max_upload_pixels;
+        let made = tokio::task::spawn_blocking(move || crescendo_media::variants(&original, max_pixels))
+            .await
+            .map_err(|e| format!("image worker thread: {e}"))?;
+        match made {
+            Ok(variants) => {
+                for v in variants {
+                    self.blobs().put(&variant_key(id, v.name), Bytes::from(v.jpeg)).await.map_err(|e| e.to_string())?;
+                }
+                self.settle(id, UploadState::Ready, None).await
+            }
+            Err(refused) => {
+                tracing::info!(upload = %id, reason = %refused, "upload refused by the image worker");
+                self.settle(id, UploadState::Failed, Some(refused.to_string())).await
+            }
+        }
+    }
+
+    async fn settle(&self, id: Id, state: UploadState, reason: Option<String>) -> Result<(), String> {
+        self.store().settle_upload(id, state, reason).await.map(|_| ()).map_err(|e| e.to_string())
+    }
+
+    /// Hands committed outbox jobs to the queue; returns how many. A job published but not
+    /// yet removed when the process dies is published again by the next relay (handlers are
+    /// idempotent).
+    ///
+    /// # Errors
+    /// The store or the queue is unavailable.
+    pub async fn relay_outbox(&self) -> Result<usize, String> {
+        let entries = self.store().claim_outbox(100, RELAY_LEASE_MS).await.map_err(|e| e.to_string())?;
+        let mut done = Vec::with_capacity(entries.len());
+        let mut failed = None;
+        for e in &entries {
+            match self.queue().publish(&e.queue, &e.payload).await {
+                Ok(_) => done.push(e.id),
+                Err(err) => {
+                    failed = Some(err.to_string());
+                    break;
+                }
+            }
+        }
+        if !done.is_empty() {
+            self.store().remove_outbox(&done).await.map_err(|e| e.to_string())?;
+        }
+        match failed {
+            Some(err) => Err(err),
+            None => Ok(done.len()),
+        }
+    }
+
+    /// Waits until an upload in this process adds to the outbox, or `timeout` passes.
+    pub async fn outbox_signal(&self, timeout: std::time::Duration) {
+        let _ = tokio::time::timeout(timeout, self.inner.outbox.notified()).await;
+    }
+}

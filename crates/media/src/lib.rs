@@ -1,0 +1,202 @@
+//! Images: checking an upload by its content ([`inspect`]) and making its variants
+//! ([`variants`]).
+//!
+//! An upload is judged by its bytes, never its name: the format comes from the magic bytes,
+//! and the size from the header, read before anything is decoded, so a decompression bomb
+//! (a small file that claims 30,000 × 30,000 pixels) is refused without allocating for it.
+//! The decoder runs with limits too, in case a header lies.
+//!
+//! Variants are JPEG at 64, 320 and 1280 pixels wide (never wider than the original),
+//! turned upright by the EXIF orientation, and re-encoded from pixels, so no metadata of the
+//! original (EXIF, GPS position, camera serial) survives.
+
+use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader};
+use std::io::Cursor;
+
+/// The widths of the variants, in pixels.
+pub const WIDTHS: [u32; 3] = [64, 320, 1280];
+
+/// An image format uploads may use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// JPEG.
+    Jpeg,
+    /// PNG.
+    Png,
+    /// WebP.
+    WebP,
+    /// GIF (its first frame).
+    Gif,
+}
+
+impl Kind {
+    /// The MIME type.
+    pub fn mime(self) -> &'static str {
+        match self {
+            Kind::Jpeg => "image/jpeg",
+            Kind::Png => "image/png",
+            Kind::WebP => "image/webp",
+            Kind::Gif => "image/gif",
+        }
+    }
+
+    fn format(self) -> ImageFormat {
+        match self {
+            Kind::Jpeg => ImageFormat::Jpeg,
+            Kind::Png => ImageFormat::Png,
+            Kind::WebP => ImageFormat::WebP,
+            Kind::Gif => ImageFormat::Gif,
+        }
+    }
+}
+
+/// The MIME type of an image, by its magic bytes; `None` for anything else.
+pub fn mime_of(bytes: &[u8]) -> Option<&'static str> {
+    Some(match image::guess_format(bytes).ok()? {
+        ImageFormat::Jpeg => Kind::Jpeg.mime(),
+        ImageFormat::Png => Kind::Png.mime(),
+        ImageFormat::WebP => Kind::WebP.mime(),
+        ImageFormat::Gif => Kind::Gif.mime(),
+        _ => return None,
+    })
+}
+
+/// What an upload is, by its content.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Inspected {
+    /// Its format.
+    pub kind: Kind,
+    /// Width in pixels, as stored (before any EXIF rotation).
+    pub width: u32,
+    /// Height in pixels, as stored.
+    pub height: u32,
+}
+
+/// Why an image is refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum Refused {
+    /// Not JPEG, PNG, WebP or GIF by its content.
+    #[error("not an image of a supported type (JPEG, PNG, WebP or GIF)")]
+    Type,
+    /// The header or the pixels cannot be read (a truncated or damaged file).
+    #[error("the image cannot be read: {0}")]
+    Unreadable(String),
+    /// More pixels than allowed.
+    #[error("the image has {width} × {height} pixels, more than the {max} allowed")]
+    TooManyPixels {
+        /// Width.
+        width: u32,
+        /// Height.
+        height: u32,
+        /// The bound on width × height.
+        max: u64,
+    },
+}
+
+/// Checks an upload: a supported format by its magic bytes, a readable header, and at most
+/// `max_pixels` pixels. Decodes no pixels.
+///
+/// # Errors
+/// [`Refused`], saying why.
+pub fn inspect(bytes: &[u8], max_pixels: u64) -> Result<Inspected, Refused> {
+    let kind = match image::guess_format(bytes) {
+        Ok(ImageFormat::Jpeg) => Kind::Jpeg,
+        Ok(ImageFormat::Png) => Kind::Png,
+        Ok(ImageFormat::WebP) => Kind::WebP,
+        Ok(ImageFormat::Gif) => Kind::Gif,
+        _ => return Err(Refused::Type),
+    };
+    let mut reader = ImageReader::with_format(Cursor::new(bytes), kind.format());
+    // only the header is read here; the pixel bound below is the limit that matters
+    reader.no_limits();
+    let (width, height) = reader
+        .into_dimensions()
+        .map_err(|e| Refused::Unreadable(e.to_string()))?;
+    if width == 0 || height == 0 {
+        return Err(Refused::Unreadable("it has no pixels".into()));
+    }
+    if u64::from(width) * u64::from(height) > max_pixels {
+        return Err(Refused::TooManyPixels { width, height, max: max_pixels });
+    }
+    Ok(Inspected { kind, width, height })
+}
+
+/// One variant.
+#[derive(Clone, Debug)]
+pub struct Variant {
+    /// The width it was made for (one of [`WIDTHS`]); the image may be narrower.
+    pub name: u32,
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+    /// The JPEG bytes.
+    pub jpeg: Vec<u8>,
+}
+
+/// Makes the variants of an upload: upright, at each of [`WIDTHS`] (at most the original's
+/// width), as JPEG without metadata. CPU-bound: run it on a blocking thread.
+///
+/// # Errors
+/// [`Refused`] when the upload fails [`inspect`] or its pixels cannot be decoded.
+pub fn variants(bytes: &[u8], max_pixels: u64) -> Result<Vec<Variant>, Refused> {
+    let found = inspect(bytes, max_pixels)?;
+    let mut decoder = ImageReader::with_format(Cursor::new(bytes), found.kind.format())
+        .into_decoder()
+        .map_err(|e| Refused::Unreadable(e.to_string()))?;
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(found.width);
+    limits.max_image_height = Some(found.height);
+    // room for the decoded pixels (up to 16 bytes each) and little more
+    limits.max_alloc = Some(max_pixels.saturating_mul(16).saturating_add(64 << 20));
+    decoder.set_limits(limits).map_err(|e| Refused::Unreadable(e.to_string()))?;
+    let orientation = decoder.orientation().unwrap_or(image::metadata::Orientation::NoTransforms);
+    let mut img = DynamicImage::from_decoder(decoder).map_err(|e| Refused::Unreadable(e.to_string()))?;
+    img.apply_orientation(orientation);
+    let mut out = Vec::with_capacity(WIDTHS.len());
+    for name in WIDTHS {
+        let width = name.min(img.width());
+        let height = ((u64::from(img.height()) * u64::from(width) + u64::from(img.width()) / 2) / u64::from(img.width())).max(1) as u32;
+        let small = if width == img.width() { img.clone() } else { img.thumbnail_exact(width, height) };
+        let rgb = small.to_rgb8();
+        let mut jpeg = Vec::new();
+        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 82)
+            .encode_image(&rgb)
+            .map_err(|e| Refused::Unreadable(e.to_string()))?;
+        out.push(Variant { name, width, height, jpeg });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn png(width: u32, height: u32) -> Vec<u8> {
+        let img = image::RgbImage::from_fn(width, height, |x, y| image::Rgb([(x % 256) as u8, (y % 256) as u8, 128]));
+        let mut out = Cursor::new(Vec::new());
+        img.write_to(&mut out, ImageFormat::Png).unwrap();
+        out.into_inner()
+    }
+
+    #[test]
+    fn types_come_from_the_content() {
+        let p = png(10, 5);
+        assert_eq!(inspect(&p, 1000).unwrap(), Inspected { kind: Kind::Png, width: 10, height: 5 });
+        assert!(matches!(inspect(b"GIF89a", 1000), Err(Refused::Unreadable(_))), "a header cut short");
+        assert_eq!(inspect(b"<svg xmlns='http://www.w3.org/2000/svg'/>", 1000), Err(Refused::Type));
+        assert_eq!(inspect(&p[..20], 1000).map_err(|e| matches!(e, Refused::Unreadable(_))), Err(true));
+        assert!(matches!(inspect(&p, 49), Err(Refused::TooManyPixels { width: 10, height: 5, max: 49 })));
+    }
+
+    #[test]
+    fn variants_are_never_wider_than_the_original_and_keep_its_shape() {
+        let v = variants(&png(400, 200), 1_000_000).unwrap();
+        let sizes: Vec<(u32, u32, u32)> = v.iter().map(|v| (v.name, v.width, v.height)).collect();
+        assert_eq!(sizes, [(64, 64, 32), (320, 320, 160), (1280, 400, 200)]);
+        for v in &v {
+            let back = image::load_from_memory_with_format(&v.jpeg, ImageFormat::Jpeg).unwrap();
+            assert_eq!((back.width(), back.height()), (v.width, v.height));
+        }
+    }
+}

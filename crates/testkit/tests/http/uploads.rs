@@ -1,0 +1,192 @@
+//! Uploads: an image is taken at once, its variants appear, and hostile files are refused
+//! or cleaned while the worker keeps running.
+
+use crescendo_testkit::TestApp;
+use image::{GenericImageView, ImageFormat};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use std::io::Cursor;
+use std::time::{Duration, Instant};
+
+/// A multipart body with one field (no multipart support needed in the client).
+fn multipart(field: &str, filename: &str, content_type: &str, bytes: &[u8]) -> (String, Vec<u8>) {
+    let boundary = "crescendo-test-boundary-7d3a";
+    let mut body = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"{field}\"; filename=\"{filename}\"\r\nContent-Type: {content_type}\r\n\r\n"
+    )
+    .into_bytes();
+    body.extend_from_slice(bytes);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+async fn upload(app: &TestApp, token: Option<&str>, field: &str, name: &str, bytes: &[u8]) -> (StatusCode, Value) {
+    let (ct, body) = multipart(field, name, "image/png", bytes);
+    let res = app.request(reqwest::Method::POST, "/api/uploads", token).header("content-type", ct).body(body).send().await.unwrap();
+    let status = res.status();
+    (status, res.json().await.unwrap_or(Value::Null))
+}
+
+fn png(width: u32, height: u32) -> Vec<u8> {
+    let img = image::RgbImage::from_fn(width, height, |x, y| image::Rgb([(x * 7 % 256) as u8, (y * 3 % 256) as u8, 90]));
+    let mut out = Cursor::new(Vec::new());
+    img.write_to(&mut out, ImageFormat::Png).unwrap();
+    out.into_inner()
+}
+
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut c = !0u32;
+    for &b in bytes {
+        c ^= u32::from(b);
+        for _ in 0..8 {
+            c = if c & 1 == 1 { (c >> 1) ^ 0xedb8_8320 } else { c >> 1 };
+        }
+    }
+    !c
+}
+
+fn chunk(kind: &[u8; 4], data: &[u8]) -> Vec<u8> {
+    let mut out = (data.len() as u32).to_be_bytes().to_vec();
+    out.extend_from_slice(kind);
+    out.extend_from_slice(data);
+    let mut crc_input = kind.to_vec();
+    crc_input.extend_from_slice(data);
+    out.extend_from_slice(&crc32(&crc_input).to_be_bytes());
+    out
+}
+
+/// A small PNG whose header claims 30,000 × 30,000 pixels (a decompression bomb).
+fn png_bomb() -> Vec<u8> {
+    let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
+    let mut ihdr = 30_000u32.to_be_bytes().to_vec();
+    ihdr.extend_from_slice(&30_000u32.to_be_bytes());
+    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
+    out.extend(chunk(b"IHDR", &ihdr));
+    out.extend(chunk(b"IDAT", &[0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01]));
+    out.extend(chunk(b"IEND", &[]));
+    out
+}
+
+/// A 40 × 20 JPEG with EXIF: orientation 6 (shown turned a quarter clockwise) and a GPS
+/// position.
+fn jpeg_with_exif_gps() -> Vec<u8> {
+    let img = image::RgbImage::from_fn(40, 20, |x, _| if x < 20 { image::Rgb([250, 0, 0]) } else { image::Rgb([0, 0, 250]) });
+    let mut plain = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut plain, 90).encode_image(&img).unwrap();
+    // TIFF, little-endian: IFD0 with Orientation and a GPS IFD pointer; the GPS IFD with
+    // latitude ref 'N'
+    let mut tiff = b"II*\x00\x08\x00\x00\x00".to_vec();
+    tiff.extend_from_slice(&2u16.to_le_bytes());
+    tiff.extend_from_slice(&[0x12, 0x01, 3, 0, 1, 0, 0, 0, 6, 0, 0, 0]); // Orientation = 6
+    tiff.extend_from_slice(&[0x25, 0x88, 4, 0, 1, 0, 0, 0, 38, 0, 0, 0]); // GPS IFD at 38
+    tiff.extend_from_slice(&0u32.to_le_bytes());
+    tiff.extend_from_slice(&1u16.to_le_bytes());
+    tiff.extend_from_slice(&[0x01, 0x00, 2, 0, 2, 0, 0, 0, b'N', 0, 0, 0]); // GPSLatitudeRef "N"
+    tiff.extend_from_slice(&0u32.to_le_bytes());
+    let mut app1 = b"Exif\x00\x00".to_vec();
+    app1.extend_from_slice(&tiff);
+    let mut out = vec![0xff, 0xd8, 0xff, 0xe1];
+    out.extend_from_slice(&((app1.len() + 2) as u16).to_be_bytes());
+    out.extend_from_slice(&app1);
+    out.extend_from_slice(&plain[2..]);
+    out
+}
+
+async fn wait_settled(app: &TestApp, id: &str) -> Value {
+    let started = Instant::now();
+    loop {
+        let u = app.get(&format!("/api/uploads/{id}"), None).await;
+        assert_eq!(u.status, StatusCode::OK);
+        if u.json["upload"]["state"] != "processing" {
+            return u.json["upload"].clone();
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "still processing: {}", u.json);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn fetch(app: &TestApp, url: &str) -> reqwest::Response {
+    reqwest::get(app.url(url)).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_answers_at_once_and_its_variants_appear() {
+    let app = TestApp::spawn().await;
+    let token = app.register("painter").await;
+    let (status, body) = upload(&app, Some(&token), "file", "wide.png", &png(1600, 800)).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let u = &body["upload"];
+    assert_eq!(u["state"], "processing");
+    let id = u["id"].as_str().unwrap().to_string();
+    let done = wait_settled(&app, &id).await;
+    assert_eq!(done["state"], "ready", "{done}");
+    for (name, want) in [("64", (64, 32)), ("320", (320, 160)), ("1280", (1280, 640))] {
+        let url = done["variants"][name].as_str().unwrap();
+        assert!(url.starts_with("/media/uploads/"), "{url}");
+        let res = fetch(&app, url).await;
+        assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(res.headers()["content-type"], "image/jpeg");
+        assert!(res.headers()["cache-control"].to_str().unwrap().contains("immutable"));
+        let img = image::load_from_memory(&res.bytes().await.unwrap()).unwrap();
+        assert_eq!(img.dimensions(), want, "variant {name}");
+    }
+    let original = fetch(&app, done["original"].as_str().unwrap()).await;
+    assert_eq!(original.headers()["content-type"], "image/png");
+
+    // an avatar is an upload's URL
+    let avatar = done["variants"]["320"].as_str().unwrap();
+    let put = app.put("/api/user", Some(&token), json!({"user": {"image": avatar}})).await;
+    assert_eq!(put.status, StatusCode::OK, "{}", put.json);
+    assert_eq!(app.get("/api/profiles/painter", None).await.json["profile"]["image"], avatar);
+    assert_eq!(app.get("/api/uploads/999", None).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(app.get("/api/uploads/nonsense", None).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(fetch(&app, "/media/uploads/1/64.jpg").await.status(), StatusCode::NOT_FOUND);
+    assert_eq!(fetch(&app, "/media/../etc/passwd").await.status(), StatusCode::NOT_FOUND);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_files_are_refused_with_clear_errors_and_the_worker_keeps_going() {
+    let app = TestApp::spawn_with(|s| s.blobs.max_upload_bytes = 300_000).await;
+    let token = app.register("mallory").await;
+    let t = Some(token.as_str());
+
+    let (status, body) = upload(&app, None, "file", "a.png", &png(10, 10)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    let (status, body) = upload(&app, t, "file", "fake.png", b"<html><script>alert(1)</script></html>").await;
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "wrong magic bytes: {body}");
+    let good = png(64, 64);
+    let (status, body) = upload(&app, t, "file", "cut.png", &good[..good.len() / 2 - 40]).await;
+    assert_eq!(status, StatusCode::CREATED, "a truncated file with a readable header is taken: {body}");
+    let truncated = body["upload"]["id"].as_str().unwrap().to_string();
+    let (status, body) = upload(&app, t, "file", "cut.png", &good[..20]).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "a header cut short: {body}");
+    assert!(body["errors"]["file"][0].as_str().unwrap().contains("cannot be read"), "{body}");
+    let (status, body) = upload(&app, t, "file", "bomb.png", &png_bomb()).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "a decompression bomb: {body}");
+    assert!(body["errors"]["file"][0].as_str().unwrap().contains("30000 × 30000"), "{body}");
+    let (status, body) = upload(&app, t, "file", "big.png", &vec![0x89; 400_000]).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+    assert!(body["errors"]["body"][0].as_str().unwrap().contains("300000"), "{body}");
+    let (status, body) = upload(&app, t, "picture", "a.png", &good).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "no `file` field: {body}");
+    let res = app.request(reqwest::Method::POST, "/api/uploads", t).json(&json!({"file": "x"})).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE, "not multipart");
+
+    // the truncated one fails in the worker, with a reason, and the worker goes on
+    let failed = wait_settled(&app, &truncated).await;
+    assert_eq!(failed["state"], "failed", "{failed}");
+    assert!(failed["reason"].as_str().unwrap().contains("cannot be read"), "{failed}");
+
+    // EXIF: turned upright, and nothing of it (orientation, GPS) is in the variants
+    let (status, body) = upload(&app, t, "file", "phone.jpg", &jpeg_with_exif_gps()).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let done = wait_settled(&app, body["upload"]["id"].as_str().unwrap()).await;
+    assert_eq!(done["state"], "ready", "{done}");
+    let bytes = fetch(&app, done["variants"]["64"].as_str().unwrap()).await.bytes().await.unwrap();
+    assert!(!bytes.windows(4).any(|w| w == b"Exif"), "EXIF survived");
+    let img = image::load_from_memory(&bytes).unwrap();
+    assert_eq!(img.dimensions(), (20, 40), "orientation 6 turns the 40 × 20 image upright");
+    // the red half (left, before turning) is now on top
+    let top = img.get_pixel(10, 5);
+    assert!(top[0] > 150 && top[2] < 100, "top is {top:?}");
+}

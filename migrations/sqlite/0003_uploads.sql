@@ -1,0 +1,25 @@
+-- 0003: uploaded images, and the outbox of jobs written with the rows they concern.
+
+CREATE TABLE uploads (
+    id          INTEGER PRIMARY KEY,
+    owner_id    INTEGER NOT NULL REFERENCES users (id),
+    -- 'processing', 'ready' or 'failed'
+    state       TEXT    NOT NULL DEFAULT 'processing',
+    reason      TEXT,
+    mime        TEXT    NOT NULL,
+    -- where the original bytes are in the blob store (written before this row)
+    original    TEXT    NOT NULL,
+    width       INTEGER NOT NULL,
+    height      INTEGER NOT NULL,
+    created_at  INTEGER NOT NULL
+) STRICT;
+
+-- Jobs committed in the same transaction as their data; a relay hands them to the queue
+-- and then deletes them. A relay holds the entries it is publishing until lease_until.
+CREATE TABLE outbox (
+    id          INTEGER PRIMARY KEY,
+    queue       TEXT    NOT NULL,
+    payload     BLOB    NOT NULL,
+    lease_until INTEGER NOT NULL DEFAULT 0,
+    created_at  INTEGER NOT NULL
+) STRICT;
