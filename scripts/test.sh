@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every Crescendo test on a Debian machine, first installing what the tests need and
 # the machine lacks: PostgreSQL 15 (the tests start private servers from its binaries),
-# HAProxy (the load-balancer tier), Redis (shared state), Node.js and npm (for newman, which runs the RealWorld
+# HAProxy (the load-balancer tier), Redis (shared state and the cache tier), NATS with
+# JetStream (the message queue), Node.js and npm (for newman, which runs the RealWorld
 # conformance collection), newman itself, and Chromium with its WebDriver (the end-to-end
 # browser tests). Safe to run
 # again: it installs only what is missing.
@@ -17,6 +18,7 @@ command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
 [ -x /usr/sbin/haproxy ] || missing+=(haproxy)
 [ -x /usr/bin/redis-server ] || missing+=(redis-server)
+[ -x /usr/sbin/nats-server ] || missing+=(nats-server)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
 if [ ${#missing[@]} -gt 0 ]; then

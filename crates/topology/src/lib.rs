@@ -8,12 +8,14 @@
 //!   streaming replicas.
 //! - [`haproxy::Haproxy`]: HAProxy with a generated configuration, reloadable.
 //! - [`redis::Redis`]: Redis with bounded memory and LRU eviction.
+//! - [`nats::Nats`]: NATS with JetStream, stoppable and restartable on its own data.
 //! - [`deploy`]: whole topologies from `topologies/*.toml` (`crescendo up`, `down`, `status`).
 //!
 //! A missing binary is an error that names the Debian package to install.
 
 pub mod deploy;
 pub mod haproxy;
+pub mod nats;
 pub mod pg;
 pub mod redis;
 

@@ -1,0 +1,163 @@
+//! NATS with JetStream (Debian's `nats-server`, 2.9): listening on loopback only, its
+//! JetStream data and log in its own directory. Ready when its monitor port says JetStream
+//! is enabled (`/healthz?js-enabled-only=true`).
+
+use anyhow::{bail, Context};
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BINARY: &str = "/usr/sbin/nats-server";
+
+/// A running private NATS server; stopped (SIGTERM) and left on disk when dropped, unless
+/// detached. Its JetStream data survives a restart in the same directory.
+pub struct Nats {
+    child: Option<Child>,
+    pid: u32,
+    addr: SocketAddr,
+    monitor: SocketAddr,
+    dir: PathBuf,
+}
+
+fn free_port(ip: [u8; 4]) -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind(SocketAddr::from((ip, 0)))?.local_addr()?.port())
+}
+
+/// Whether the monitor at `monitor` says JetStream is up.
+pub fn healthy(monitor: SocketAddr) -> bool {
+    let Ok(mut s) = std::net::TcpStream::connect_timeout(&monitor, Duration::from_millis(300)) else { return false };
+    let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
+    let req = format!("GET /healthz?js-enabled-only=true HTTP/1.0\r\nHost: {monitor}\r\n\r\n");
+    let mut out = String::new();
+    if s.write_all(req.as_bytes()).is_err() {
+        return false;
+    }
+    let _ = s.read_to_string(&mut out);
+    out.starts_with("HTTP/1.0 200") || out.starts_with("HTTP/1.1 200")
+}
+
+fn spawn(dir: &Path, addr: SocketAddr, monitor: SocketAddr) -> anyhow::Result<Child> {
+    let log = std::fs::File::create(dir.join("nats.log"))?;
+    let mut child = Command::new(BINARY)
+        .args(["-a", &addr.ip().to_string(), "-p", &addr.port().to_string()])
+        // the monitor listens on the same host as clients
+        .args(["-m", &monitor.port().to_string()])
+        .args(["-js", "-n", "crescendo-nats"])
+        .arg("-sd")
+        .arg(dir.join("jetstream"))
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .process_group(0)
+        .spawn()
+        .context("starting nats-server")?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(status) = child.try_wait()? {
+            bail!("nats-server exited ({status}): {}", std::fs::read_to_string(dir.join("nats.log")).unwrap_or_default());
+        }
+        if healthy(monitor) {
+            return Ok(child);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("nats-server does not answer on {monitor} after 10 s");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+impl Nats {
+    /// Starts NATS with JetStream in `dir` (created) on free ports of `ip`.
+    ///
+    /// # Errors
+    /// `nats-server` is missing (the message names the package) or it does not become
+    /// healthy in 10 s.
+    pub fn start(dir: &Path, ip: [u8; 4]) -> anyhow::Result<Self> {
+        if !Path::new(BINARY).is_file() {
+            bail!("nats-server is missing: install the Debian package nats-server (apt-get install nats-server)");
+        }
+        std::fs::create_dir_all(dir)?;
+        let mut last = None;
+        for _ in 0..5 {
+            let addr = SocketAddr::from((ip, free_port(ip)?));
+            let monitor = SocketAddr::from((ip, free_port(ip)?));
+            match spawn(dir, addr, monitor) {
+                Ok(child) => return Ok(Nats { pid: child.id(), child: Some(child), addr, monitor, dir: dir.to_path_buf() }),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| anyhow::anyhow!("nats-server did not start")))
+    }
+
+    /// `nats://ADDR`.
+    pub fn url(&self) -> String {
+        format!("nats://{}", self.addr)
+    }
+
+    /// Where clients connect.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Its PID.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// Its log file.
+    pub fn log(&self) -> PathBuf {
+        self.dir.join("nats.log")
+    }
+
+    /// Stops it (SIGTERM: JetStream data stays on disk), as when the broker is taken down.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            crate::stop(&mut c, Some(nix::sys::signal::Signal::SIGTERM), Duration::from_secs(10));
+        }
+    }
+
+    /// Starts it again on its own addresses and data (after [`Nats::stop`]).
+    ///
+    /// # Errors
+    /// As [`Nats::start`].
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        self.stop();
+        let child = spawn(&self.dir, self.addr, self.monitor)?;
+        self.pid = child.id();
+        self.child = Some(child);
+        Ok(())
+    }
+
+    /// Leaves it running after this handle is dropped; returns its PID.
+    pub fn detach(mut self) -> u32 {
+        self.child = None;
+        self.pid
+    }
+}
+
+impl Drop for Nats {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_private_nats_with_jetstream_answers_stops_and_restarts() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut n = Nats::start(dir.path(), [127, 0, 0, 1]).expect("nats starts");
+        assert!(healthy(n.monitor));
+        n.stop();
+        assert!(!healthy(n.monitor));
+        n.restart().unwrap();
+        assert!(healthy(n.monitor));
+    }
+}
