@@ -1,0 +1,225 @@
+//! [`NatsQueue`]: the `Queue` seam on NATS JetStream (server 2.9, Debian's `nats-server`).
+//!
+//! - **Stream** `CRESCENDO_JOBS` on subjects `jobs.>`, work-queue retention (a message is
+//!   removed once acknowledged), file storage, and a two-minute duplicate window: a job is
+//!   published with a message ID (the outbox entry's), so a relay that publishes again after
+//!   losing the answer does not make a second job.
+//! - **Consumers**: one durable pull consumer per queue (`workers-images-variants` for
+//!   `images.variants`), explicit acks, an ack wait equal to the lease. Every worker process
+//!   pulls from the same consumer, so each job goes to one of them at a time; one that dies
+//!   without an answer leaves the job to be delivered again when the ack wait ends.
+//! - **Dead letters**: NATS 2.9 has none built in. A job that fails on its last attempt, or is
+//!   delivered more than `max_attempts` times (its workers died), is published to the stream
+//!   `CRESCENDO_DEAD` (`dead.<queue>`, with the reason in a header) and then terminated.
+//!
+//! A claim holds the JetStream message in this process until [`Queue::ack`] or
+//! [`Queue::fail`]; the job's ID is its stream sequence.
+
+use async_nats::jetstream::{self, consumer::pull, stream, AckKind};
+use async_trait::async_trait;
+use crescendo_queue::{Job, Queue, QueueDepth, QueueError};
+use futures_util::StreamExt;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+const JOBS: &str = "CRESCENDO_JOBS";
+const DEAD: &str = "CRESCENDO_DEAD";
+
+/// The `Queue` seam on NATS JetStream; see the crate docs.
+pub struct NatsQueue {
+    js: jetstream::Context,
+    /// Per queue, its durable pull consumer (made on first use).
+    consumers: tokio::sync::Mutex<HashMap<String, jetstream::consumer::PullConsumer>>,
+    /// Claimed jobs not yet answered, by stream sequence.
+    held: Mutex<HashMap<i64, jetstream::Message>>,
+    max_attempts: u32,
+    /// How long a claim holds a job (the consumers' ack wait).
+    lease: Duration,
+}
+
+impl std::fmt::Debug for NatsQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NatsQueue").field("max_attempts", &self.max_attempts).finish_non_exhaustive()
+    }
+}
+
+fn unavailable(e: impl std::fmt::Display) -> QueueError {
+    QueueError::Unavailable(e.to_string())
+}
+
+/// `images.variants` → `images-variants` (consumer names take no dots).
+fn consumer_name(queue: &str) -> String {
+    format!("workers-{}", queue.replace('.', "-"))
+}
+
+impl NatsQueue {
+    /// Connects to `url` (`nats://host:port`) and makes the streams if they are missing.
+    /// Jobs are delivered at most `max_attempts` times and held `lease` per claim.
+    ///
+    /// # Errors
+    /// The server cannot be reached, or refuses the streams.
+    pub async fn connect(url: &str, max_attempts: u32, lease: Duration) -> Result<Self, QueueError> {
+        let client = async_nats::ConnectOptions::new()
+            .connection_timeout(Duration::from_secs(2))
+            .request_timeout(Some(Duration::from_secs(2)))
+            .connect(url)
+            .await
+            .map_err(unavailable)?;
+        let js = jetstream::new(client);
+        let q = Self { js, consumers: Default::default(), held: Default::default(), max_attempts: max_attempts.max(1), lease };
+        q.streams().await?;
+        Ok(q)
+    }
+
+    async fn streams(&self) -> Result<(), QueueError> {
+        self.js
+            .get_or_create_stream(stream::Config {
+                name: JOBS.into(),
+                subjects: vec!["jobs.>".into()],
+                retention: stream::RetentionPolicy::WorkQueue,
+                storage: stream::StorageType::File,
+                duplicate_window: Duration::from_secs(120),
+                ..Default::default()
+            })
+            .await
+            .map_err(unavailable)?;
+        self.js
+            .get_or_create_stream(stream::Config {
+                name: DEAD.into(),
+                subjects: vec!["dead.>".into()],
+                storage: stream::StorageType::File,
+                ..Default::default()
+            })
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn consumer(&self, queue: &str) -> Result<jetstream::consumer::PullConsumer, QueueError> {
+        let mut consumers = self.consumers.lock().await;
+        if let Some(c) = consumers.get(queue) {
+            return Ok(c.clone());
+        }
+        let name = consumer_name(queue);
+        let stream = self.js.get_stream(JOBS).await.map_err(unavailable)?;
+        let c = stream
+            .get_or_create_consumer(
+                &name,
+                pull::Config {
+                    durable_name: Some(name.clone()),
+                    filter_subject: format!("jobs.{queue}"),
+                    ack_policy: jetstream::consumer::AckPolicy::Explicit,
+                    ack_wait: self.lease,
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(unavailable)?;
+        consumers.insert(queue.to_string(), c.clone());
+        Ok(c)
+    }
+
+    /// Publishes `payload` to `queue` with a message ID: within two minutes, a second publish
+    /// with the same ID is recognised by the server and stored once.
+    ///
+    /// # Errors
+    /// The server did not confirm the job.
+    pub async fn publish_once(&self, queue: &str, payload: &[u8], message_id: &str) -> Result<i64, QueueError> {
+        let publish = jetstream::message::PublishMessage::build().payload(bytes::Bytes::copy_from_slice(payload)).message_id(message_id);
+        self.send(queue, publish).await
+    }
+
+    async fn send(&self, queue: &str, publish: jetstream::message::PublishMessage) -> Result<i64, QueueError> {
+        let ack = self.js.send_publish(format!("jobs.{queue}"), publish).await.map_err(unavailable)?.await.map_err(unavailable)?;
+        Ok(ack.sequence as i64)
+    }
+
+    /// Moves a held job to the dead-letter stream with `reason`, then stops its delivery.
+    async fn bury(&self, queue: &str, msg: &jetstream::Message, reason: &str) -> Result<(), QueueError> {
+        let publish = jetstream::message::PublishMessage::build()
+            .payload(msg.payload.clone())
+            .header("Crescendo-Reason", reason.replace(['\r', '\n'], " "));
+        self.js.send_publish(format!("dead.{queue}"), publish).await.map_err(unavailable)?.await.map_err(unavailable)?;
+        msg.ack_with(AckKind::Term).await.map_err(unavailable)?;
+        tracing::warn!(queue, reason, "job dead-lettered");
+        Ok(())
+    }
+
+    /// Dead letters of `queue`: each job's payload and the reason it died, oldest first.
+    ///
+    /// # Errors
+    /// The server cannot be reached.
+    pub async fn dead_letters(&self, queue: &str) -> Result<Vec<(Vec<u8>, String)>, QueueError> {
+        let stream = self.js.get_stream(DEAD).await.map_err(unavailable)?;
+        let consumer = stream
+            .create_consumer(pull::Config {
+                filter_subject: format!("dead.{queue}"),
+                ack_policy: jetstream::consumer::AckPolicy::None,
+                ..Default::default()
+            })
+            .await
+            .map_err(unavailable)?;
+        let mut out = Vec::new();
+        let mut batch = consumer.fetch().max_messages(1000).messages().await.map_err(unavailable)?;
+        while let Some(m) = batch.next().await {
+            let m = m.map_err(unavailable)?;
+            let reason = m.headers.as_ref().and_then(|h| h.get("Crescendo-Reason")).map(|v| v.as_str().to_string()).unwrap_or_default();
+            out.push((m.payload.to_vec(), reason));
+        }
+        Ok(out)
+    }
+}
+
+#[async_trait]
+impl Queue for NatsQueue {
+    async fn publish(&self, queue: &str, payload: &[u8]) -> Result<i64, QueueError> {
+        self.send(queue, jetstream::message::PublishMessage::build().payload(bytes::Bytes::copy_from_slice(payload))).await
+    }
+
+    async fn claim(&self, queue: &str, _lease: Duration) -> Result<Option<Job>, QueueError> {
+        let consumer = self.consumer(queue).await?;
+        loop {
+            let mut batch = consumer.fetch().max_messages(1).messages().await.map_err(unavailable)?;
+            let Some(msg) = batch.next().await else { return Ok(None) };
+            let msg = msg.map_err(unavailable)?;
+            let (seq, delivered) = {
+                let info = msg.info().map_err(unavailable)?;
+                (info.stream_sequence as i64, info.delivered.max(1) as u32)
+            };
+            if delivered > self.max_attempts {
+                // delivered again and again without an answer: its workers died or hung
+                let reason = format!("delivered {delivered} times without an answer (workers died or timed out)");
+                self.bury(queue, &msg, &reason).await?;
+                continue;
+            }
+            let job = Job { id: seq, queue: queue.to_string(), payload: msg.payload.to_vec(), attempts: delivered };
+            self.held.lock().expect("held lock is never poisoned").insert(seq, msg);
+            return Ok(Some(job));
+        }
+    }
+
+    async fn ack(&self, job: &Job) -> Result<(), QueueError> {
+        let msg = self.held.lock().expect("held lock is never poisoned").remove(&job.id).ok_or(QueueError::LeaseLost(job.id))?;
+        // confirmed by the server: an ack lost on the way would let the job run again
+        msg.double_ack().await.map_err(|_| QueueError::LeaseLost(job.id))
+    }
+
+    async fn fail(&self, job: &Job, reason: &str, retry_after: Duration) -> Result<(), QueueError> {
+        let msg = self.held.lock().expect("held lock is never poisoned").remove(&job.id).ok_or(QueueError::LeaseLost(job.id))?;
+        if job.attempts >= self.max_attempts {
+            return self.bury(&job.queue, &msg, reason).await;
+        }
+        msg.ack_with(AckKind::Nak(Some(retry_after))).await.map_err(unavailable)
+    }
+
+    async fn depth(&self, queue: &str) -> Result<QueueDepth, QueueError> {
+        let consumer = self.consumer(queue).await?;
+        let info = consumer.get_info().await.map_err(unavailable)?;
+        let dead = match self.js.get_stream(DEAD).await {
+            Ok(s) => s.get_info().await.map(|i| i.state.messages).unwrap_or(0),
+            Err(_) => 0,
+        };
+        Ok(QueueDepth { pending: info.num_pending + info.num_ack_pending as u64, dead, oldest_ms: 0 })
+    }
+}
