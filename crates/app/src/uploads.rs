@@ -140,7 +140,7 @@ impl App {
         let mut done = Vec::with_capacity(entries.len());
         let mut failed = None;
         for e in &entries {
-            match self.queue().publish(&e.queue, &e.payload).await {
+            match self.queue().publish_keyed(&e.queue, &e.payload, &format!("outbox-{}", e.id)).await {
                 Ok(_) => done.push(e.id),
                 Err(err) => {
                     failed = Some(err.to_string());

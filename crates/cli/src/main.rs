@@ -34,6 +34,11 @@ enum Command {
     /// healthy replicas, writes to the primary; a promoted replica is followed without a
     /// restart.
     Web(Common),
+    /// Run a worker process (rung 9): it takes jobs (image variants) from the queue
+    /// (`queue.backend = "nats"`, `queue.nats_url`), `queue.workers` at a time, relays the
+    /// outbox, and serves /health, /ready and /metrics on --listen. SIGTERM stops claiming
+    /// and waits for the jobs in hand.
+    Worker(Common),
     /// Promote the most advanced replica when the primary is gone, re-point the other
     /// replicas at it, and make one of them its synchronous standby. Refuses while a
     /// primary answers. Web nodes follow the new primary on their own.
@@ -271,6 +276,16 @@ fn main() -> anyhow::Result<()> {
                     );
                 }
                 serve(settings).await
+            }
+            Command::Worker(common) => {
+                let settings = common.settings()?;
+                crescendo_telemetry::init_logs(settings.log.format, &settings.log.filter);
+                let _ = crescendo_telemetry::metrics_handle();
+                let running = crescendo_server::work(settings, crescendo_server::shutdown_signal()).await?;
+                tracing::info!(addr = %running.addr, "working");
+                println!("listening on http://{}", running.addr);
+                running.done.await??;
+                Ok(())
             }
             Command::Failover(a) => failover(a).await,
             Command::Up(a) => up(a).await,

@@ -620,3 +620,127 @@ async fn rung_five_caches_on_a_redis_ring_that_survives_losing_a_server() {
     }
     drop(again);
 }
+
+/// A PNG of `w` × `h` pixels of noise (so it does not compress to nothing).
+fn noise_png(w: u32, h: u32, seed: u32) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(2_654_435_761).max(1);
+    let img = image::RgbImage::from_fn(w, h, |_, _| {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        image::Rgb([x as u8, (x >> 8) as u8, (x >> 16) as u8])
+    });
+    let mut out = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Png).unwrap();
+    out.into_inner()
+}
+
+async fn upload(url: &str, token: &str, png: Vec<u8>) -> (StatusCode, Value) {
+    let boundary = "b0undary-crescendo";
+    let mut body = format!("--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"p.png\"\r\nContent-Type: image/png\r\n\r\n").into_bytes();
+    body.extend(png);
+    body.extend(format!("\r\n--{boundary}--\r\n").into_bytes());
+    let res = reqwest::Client::new()
+        .post(format!("{url}/api/uploads"))
+        .header("authorization", format!("Token {token}"))
+        .header("content-type", format!("multipart/form-data; boundary={boundary}"))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = res.status();
+    (status, res.json().await.unwrap_or(Value::Null))
+}
+
+async fn upload_state(url: &str, id: &str) -> Value {
+    reqwest::get(format!("{url}/api/uploads/{id}")).await.unwrap().json::<Value>().await.unwrap()["upload"].clone()
+}
+
+async fn all_ready(url: &str, ids: &[String], limit: Duration) -> Vec<Value> {
+    let started = Instant::now();
+    loop {
+        let mut states = Vec::new();
+        for id in ids {
+            states.push(upload_state(url, id).await);
+        }
+        if states.iter().all(|s| s["state"] != "processing") || started.elapsed() > limit {
+            return states;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rung_nine_processes_uploads_on_workers_and_keeps_jobs_while_the_broker_is_down() {
+    let run = tempfile::tempdir().unwrap();
+    let run_dir = run.path().join("run");
+    let public = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let out = crescendo(&["up", &topology("09-queue.toml"), "--detach", "--public", &public.to_string(), "--run-dir", &run_dir.to_string_lossy()]);
+    let _down = Down(run_dir.clone());
+    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let url = format!("http://{public}");
+    let mut s = status(&run_dir);
+    for _ in 0..50 {
+        if up_nodes(&s) == 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        s = status(&run_dir);
+    }
+    let roles: Vec<String> = s["processes"].as_array().unwrap().iter().map(|p| p["role"].as_str().unwrap().to_string()).collect();
+    assert_eq!(roles.iter().filter(|r| *r == "worker").count(), 2, "{roles:?}");
+    assert!(roles.contains(&"nats".to_string()));
+    let workers_up = s["processes"].as_array().unwrap().iter().filter(|p| p["role"] == "worker" && p["healthy"] == true).count();
+    assert_eq!(workers_up, 2, "{s}");
+
+    let client = reqwest::Client::new();
+    let reg: Value = client
+        .post(format!("{url}/api/users"))
+        .json(&json!({"user": {"username": "photog", "email": "photog@example.com", "password": "password123"}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = reg["user"]["token"].as_str().unwrap().to_string();
+
+    // uploads through the balancer are processed by the workers; any node serves the files
+    let mut ids = Vec::new();
+    for i in 0..4 {
+        let (status, body) = upload(&url, &token, noise_png(300, 200, i)).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        ids.push(body["upload"]["id"].as_str().unwrap().to_string());
+    }
+    let states = all_ready(&url, &ids, Duration::from_secs(30)).await;
+    assert!(states.iter().all(|s| s["state"] == "ready"), "{states:?}");
+    for s in &states {
+        let res = reqwest::get(format!("{url}{}", s["variants"]["320"].as_str().unwrap())).await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(res.headers()["content-type"], "image/jpeg");
+    }
+
+    // the broker stops: uploads are still taken, their jobs wait in the outbox
+    let nats = s["processes"].as_array().unwrap().iter().find(|p| p["role"] == "nats").unwrap().clone();
+    let nats_addr: std::net::SocketAddr = nats["addr"].as_str().unwrap().parse().unwrap();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(nats["pid"].as_u64().unwrap() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+    wait_for("the broker stops", Duration::from_secs(10), || !alive(nats["pid"].as_u64().unwrap() as u32)).await;
+    let mut waiting = Vec::new();
+    for i in 0..5 {
+        let (status, body) = upload(&url, &token, noise_png(200, 200, 100 + i)).await;
+        assert_eq!(status, StatusCode::CREATED, "uploads are taken while the broker is down: {body}");
+        waiting.push(body["upload"]["id"].as_str().unwrap().to_string());
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let during = all_ready(&url, &waiting, Duration::ZERO).await;
+    assert!(during.iter().all(|s| s["state"] == "processing"), "nothing can be processed without the broker: {during:?}");
+
+    // it comes back on its own data: every waiting job flows, none is lost
+    let dir = run_dir.join("nats");
+    let again = tokio::task::spawn_blocking(move || crescendo_topology::nats::Nats::start_at(&dir, nats_addr)).await.unwrap().unwrap();
+    let back = Instant::now();
+    let after = all_ready(&url, &waiting, Duration::from_secs(60)).await;
+    eprintln!("rung 9: 5 uploads taken while the broker was down were all processed {:?} after it returned", back.elapsed());
+    assert!(after.iter().all(|s| s["state"] == "ready"), "{after:?}");
+    drop(again);
+}

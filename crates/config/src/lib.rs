@@ -189,8 +189,13 @@ pub enum CacheBackend {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct QueueSettings {
-    /// `sqlite`: the job table in the database file.
+    /// `sqlite` (the job table in the database file) or `nats` (NATS JetStream, shared by
+    /// every web node and worker).
     pub backend: QueueBackend,
+    /// With `nats`: the server, e.g. `nats://10.0.0.9:4222`.
+    pub nats_url: String,
+    /// How long a worker holds a job before another may take it, seconds.
+    pub lease_secs: u64,
     /// Failed deliveries before a job becomes a dead letter.
     pub max_attempts: u32,
     /// Workers in this process (image variants); 0 runs none here.
@@ -203,6 +208,8 @@ pub struct QueueSettings {
 pub enum QueueBackend {
     /// The job table in the SQLite database.
     Sqlite,
+    /// NATS JetStream.
+    Nats,
 }
 
 /// Uploaded files.
@@ -342,7 +349,7 @@ impl Default for CacheSettings {
 
 impl Default for QueueSettings {
     fn default() -> Self {
-        Self { backend: QueueBackend::Sqlite, max_attempts: 5, workers: 2 }
+        Self { backend: QueueBackend::Sqlite, nats_url: String::new(), lease_secs: 60, max_attempts: 5, workers: 2 }
     }
 }
 

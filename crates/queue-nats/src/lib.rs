@@ -177,6 +177,10 @@ impl Queue for NatsQueue {
         self.send(queue, jetstream::message::PublishMessage::build().payload(bytes::Bytes::copy_from_slice(payload))).await
     }
 
+    async fn publish_keyed(&self, queue: &str, payload: &[u8], key: &str) -> Result<i64, QueueError> {
+        self.publish_once(queue, payload, key).await
+    }
+
     async fn claim(&self, queue: &str, _lease: Duration) -> Result<Option<Job>, QueueError> {
         let consumer = self.consumer(queue).await?;
         loop {

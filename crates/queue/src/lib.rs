@@ -6,7 +6,8 @@
 //! letter with the reason kept. A worker that dies without acknowledging leaves the job to be
 //! claimed again once the lease runs out, so handlers must be idempotent.
 //!
-//! Backends: the SQLite job table (`crescendo-store-sqlite`), NATS JetStream later.
+//! Backends: the SQLite job table (`crescendo-store-sqlite`) and NATS JetStream
+//! (`crescendo-queue-nats`).
 //! This crate names no broker or database types.
 
 use async_trait::async_trait;
@@ -56,6 +57,12 @@ pub enum QueueError {
 pub trait Queue: Send + Sync + 'static {
     /// Adds a job to `queue`.
     async fn publish(&self, queue: &str, payload: &[u8]) -> Result<i64, QueueError>;
+    /// Adds a job to `queue` under a key: a backend that can (NATS JetStream) stores a
+    /// second publish with the same key, within minutes, only once. Used by the outbox relay,
+    /// whose key is the outbox entry.
+    async fn publish_keyed(&self, queue: &str, payload: &[u8], _key: &str) -> Result<i64, QueueError> {
+        self.publish(queue, payload).await
+    }
     /// Claims the oldest runnable job of `queue` for `lease`; `None` when there is none.
     async fn claim(&self, queue: &str, lease: Duration) -> Result<Option<Job>, QueueError>;
     /// Marks a claimed job done; it is removed.

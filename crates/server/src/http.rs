@@ -46,18 +46,22 @@ struct Health {
     ready: Arc<AtomicBool>,
 }
 
+/// `/health`, `/ready` and `/metrics`: all a worker process serves.
+pub(crate) fn ops(app: App, ready: Arc<AtomicBool>) -> Router {
+    Router::new()
+        .route("/health", get(|| async { "ok" }))
+        .route("/ready", get(ready_check))
+        .route("/metrics", get(metrics_text))
+        .with_state(Health { app, ready })
+}
+
 /// The whole HTTP service: routes, and the middleware around them.
 ///
 /// Layers that need the matched route (`observe`) or must be seen by it (time-out, panic)
 /// wrap the routes; the rest wrap the router once, outside.
 pub(crate) fn service(app: App, web: crescendo_web::WebConfig, settings: &Settings, ready: Arc<AtomicBool>) -> Router {
     let timeout = Duration::from_secs(settings.http.request_timeout_secs);
-    let health = Health { app: app.clone(), ready };
-    let ops = Router::new()
-        .route("/health", get(|| async { "ok" }))
-        .route("/ready", get(ready_check))
-        .route("/metrics", get(metrics_text))
-        .with_state(health);
+    let ops = ops(app.clone(), ready);
     let routes = Router::new()
         .nest("/api", crescendo_api::router(app.clone()))
         .merge(ops)

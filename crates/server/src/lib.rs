@@ -89,6 +89,47 @@ pub async fn serve(settings: Settings, shutdown: impl Future<Output = ()> + Send
     Ok(Running { addr, app: built.app, done })
 }
 
+/// Runs a worker process: `settings.queue.workers` workers (at least one) on the queue, the
+/// outbox relay, and `/health`, `/ready` and `/metrics` on `settings.http.listen`, until
+/// `shutdown` resolves; then it stops claiming and waits for the jobs in hand.
+///
+/// # Errors
+/// The application could not be built or the address could not be bound.
+pub async fn work(settings: Settings, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<Running> {
+    let built = build(&settings).await?;
+    let listener = TcpListener::bind(settings.http.listen)
+        .await
+        .with_context(|| format!("binding http.listen = {}", settings.http.listen))?;
+    let addr = listener.local_addr()?;
+    let ready = Arc::new(AtomicBool::new(true));
+    let router = http::ops(built.app.clone(), Arc::clone(&ready));
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let relay = tokio::spawn(jobs::relay(built.app.clone(), stop_rx.clone()));
+    let workers = tokio::spawn(jobs::workers(built.app.clone(), settings.queue.workers.max(1), stop_rx.clone()));
+    let grace = Duration::from_secs(settings.http.shutdown_grace_secs.max(settings.queue.lease_secs));
+    let done = tokio::spawn(async move {
+        let mut stop = stop_rx;
+        let server = axum::serve(listener, router).with_graceful_shutdown(async move {
+            let _ = stop.wait_for(|s| *s).await;
+        });
+        let stopper = tokio::spawn(async move {
+            shutdown.await;
+            ready.store(false, Ordering::SeqCst);
+            tracing::info!("stopping: no new jobs are claimed; the jobs in hand finish");
+            let _ = stop_tx.send(true);
+        });
+        server.await.context("http server")?;
+        let _ = relay.await;
+        if tokio::time::timeout(grace, workers).await.is_err() {
+            tracing::warn!("jobs still running after the grace period; their leases hand them to other workers");
+        }
+        stopper.abort();
+        tracing::info!("stopped");
+        Ok(())
+    });
+    Ok(Running { addr, app: built.app, done })
+}
+
 /// Resolves on SIGTERM or SIGINT (Ctrl-C).
 pub async fn shutdown_signal() {
     let ctrl_c = async {

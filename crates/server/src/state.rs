@@ -94,10 +94,19 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Built> {
     let queue: Arc<dyn crescendo_queue::Queue> = match settings.queue.backend {
         QueueBackend::Sqlite => match &sqlite_store {
             Some(s) => Arc::new(s.queue(settings.queue.max_attempts)),
-            // With PostgreSQL holding the data, the embedded queue keeps its own file until
-            // the queue tier lands; no job is published in the same transaction as data yet.
+            // With PostgreSQL holding the data (and the outbox), a node without a queue
+            // tier keeps its jobs in a file of its own
             None => Arc::new(sqlite("queue.db").await?.queue(settings.queue.max_attempts)),
         },
+        QueueBackend::Nats => Arc::new(
+            crescendo_queue_nats::NatsQueue::connect(
+                &settings.queue.nats_url,
+                settings.queue.max_attempts,
+                Duration::from_secs(settings.queue.lease_secs.max(1)),
+            )
+            .await
+            .with_context(|| format!("queue.nats_url = {}", settings.queue.nats_url))?,
+        ),
     };
     let c = &settings.cache;
     let (shared, local_bytes): (Arc<dyn crescendo_cache::Cache>, u64) = match c.backend {

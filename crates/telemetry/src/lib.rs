@@ -44,6 +44,8 @@ pub mod names {
     pub const QUEUE_DEPTH: &str = "crescendo_queue_depth";
     /// Counter of finished jobs; labels `queue`, `outcome` (`ok`, `retry`, `dead`).
     pub const JOBS: &str = "crescendo_jobs_total";
+    /// Gauge of jobs a worker process is running now; label `queue`.
+    pub const JOBS_IN_PROGRESS: &str = "crescendo_jobs_in_progress";
     /// Counter of password hashes computed; label `op` (`hash`, `verify`).
     pub const PASSWORD_HASHES: &str = "crescendo_password_hashes_total";
 }

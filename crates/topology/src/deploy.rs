@@ -9,6 +9,7 @@
 
 use crate::haproxy::{Backend, Haproxy, LbConfig};
 use crate::pg::Postgres;
+use crate::nats::Nats;
 use crate::redis::Redis;
 use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
@@ -42,6 +43,23 @@ pub struct Topology {
     pub redis: Option<RedisTier>,
     /// Several Redis servers holding the read-through cache on a hash ring: the cache rung.
     pub cache: Option<CacheTier>,
+    /// NATS JetStream for jobs, and worker processes taking them: the message-queue rung.
+    pub queue: Option<QueueTier>,
+}
+
+/// The message queue and its workers.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueTier {
+    /// Worker processes (`crescendo worker`).
+    pub workers: usize,
+    /// Jobs each worker process runs at once.
+    #[serde(default = "default_worker_concurrency")]
+    pub concurrency: usize,
+}
+
+fn default_worker_concurrency() -> usize {
+    2
 }
 
 /// The cache servers.
@@ -126,6 +144,9 @@ impl Topology {
         if t.postgres.synchronous && t.postgres.replicas == 0 {
             bail!("{origin}: postgres.synchronous needs replicas");
         }
+        if t.queue.as_ref().is_some_and(|q| q.workers == 0 || q.workers > 200 || q.concurrency == 0) {
+            bail!("{origin}: queue.workers must be between 1 and 200, queue.concurrency at least 1");
+        }
         if t.cache.as_ref().is_some_and(|c| c.servers == 0 || c.servers > 200) {
             bail!("{origin}: cache.servers must be between 1 and 200");
         }
@@ -206,6 +227,8 @@ pub struct Running {
     run_dir: PathBuf,
     lb: Option<Haproxy>,
     webs: Vec<WebNode>,
+    workers: Vec<WebNode>,
+    nats: Option<Nats>,
     redis: Vec<Redis>,
     replicas: Vec<Postgres>,
     primary: Option<Postgres>,
@@ -248,14 +271,19 @@ fn shared_secret(run_dir: &Path) -> anyhow::Result<String> {
 /// Starts `exe web` as web node `n` listening on `addr` (port 0: any), and waits for its
 /// "listening on" line.
 fn start_web(o: &UpOptions, n: usize, addr: SocketAddr, env: &[(String, String)]) -> anyhow::Result<(Child, SocketAddr, PathBuf)> {
+    start_node(o, "web", n, addr, env)
+}
+
+/// Starts `crescendo ROLE` (`web` or `worker`) number `n` on `addr`, and waits until it listens.
+fn start_node(o: &UpOptions, role: &str, n: usize, addr: SocketAddr, env: &[(String, String)]) -> anyhow::Result<(Child, SocketAddr, PathBuf)> {
     use std::os::unix::process::CommandExt;
-    let name = format!("web-{n}");
+    let name = format!("{role}-{n}");
     let data = o.run_dir.join(&name);
     std::fs::create_dir_all(&data)?;
     let log_path = o.run_dir.join(format!("{name}.log"));
     let log = std::fs::File::create(&log_path)?;
     let mut child = Command::new(&o.exe)
-        .arg("web")
+        .arg(role)
         .arg("--listen")
         .arg(addr.to_string())
         .arg("--data-dir")
@@ -316,7 +344,7 @@ pub fn up(t: &Topology, o: &UpOptions) -> anyhow::Result<Running> {
         exe: o.exe.clone(),
     };
     let mut running =
-        Running { state: state.clone(), run_dir: run_dir.clone(), lb: None, webs: Vec::new(), redis: Vec::new(), replicas: Vec::new(), primary: None };
+        Running { state: state.clone(), run_dir: run_dir.clone(), lb: None, webs: Vec::new(), workers: Vec::new(), nats: None, redis: Vec::new(), replicas: Vec::new(), primary: None };
 
     // the database: primary, then replicas streaming from it
     let names: Vec<String> = (1..=t.postgres.replicas).map(|i| format!("r{i}")).collect();
@@ -402,6 +430,36 @@ pub fn up(t: &Topology, o: &UpOptions) -> anyhow::Result<Running> {
         env.push(("CRESCENDO_SESSIONS__BACKEND".into(), "redis".into()));
         env.push(("CRESCENDO_SESSIONS__REDIS_URL".into(), redis.url()));
         running.redis.push(redis);
+    }
+
+    if let Some(q) = &t.queue {
+        (o.progress)("starting NATS with JetStream (the job queue)");
+        let nats = Nats::start(&run_dir.join("nats"), [127, 0, 4, 1])?;
+        state.processes.push(Process {
+            role: "nats".into(),
+            name: "nats".into(),
+            pid: nats.pid(),
+            addr: nats.addr().to_string(),
+            log: nats.log(),
+            dir: None,
+        });
+        env.push(("CRESCENDO_QUEUE__BACKEND".into(), "nats".into()));
+        env.push(("CRESCENDO_QUEUE__NATS_URL".into(), nats.url()));
+        // every process reads and writes the same files: one machine's shared blob directory
+        env.push(("CRESCENDO_BLOBS__DIR".into(), run_dir.join("blobs").to_string_lossy().into_owned()));
+        running.nats = Some(nats);
+        let mut worker_env = env.clone();
+        worker_env.push(("CRESCENDO_QUEUE__WORKERS".into(), q.concurrency.to_string()));
+        for n in 1..=q.workers {
+            let ip = [127, 0, 5, n as u8];
+            let addr = SocketAddr::from((ip, free_port(ip)?));
+            (o.progress)(&format!("starting worker-{n} on {addr}"));
+            let (child, addr, log) = start_node(&o, "worker", n, addr, &worker_env)?;
+            state.processes.push(Process { role: "worker".into(), name: format!("worker-{n}"), pid: child.id(), addr: addr.to_string(), log, dir: None });
+            running.workers.push(WebNode { child });
+        }
+        // the web nodes take uploads and relay their jobs; the workers do the work
+        env.push(("CRESCENDO_QUEUE__WORKERS".into(), "0".into()));
     }
 
     // web nodes: each on its own loopback address, or the public one when it stands alone
@@ -597,8 +655,11 @@ impl Running {
         if let Some(lb) = self.lb.take() {
             lb.detach();
         }
-        for w in self.webs.drain(..) {
+        for w in self.webs.drain(..).chain(self.workers.drain(..)) {
             std::mem::forget(w.child);
+        }
+        if let Some(n) = self.nats.take() {
+            n.detach();
         }
         for r in self.redis.drain(..) {
             r.detach();
@@ -623,6 +684,13 @@ impl Drop for Running {
         for w in &mut self.webs {
             crate::stop(&mut w.child, None, Duration::from_secs(15));
         }
+        for w in &self.workers {
+            signal(w.child.id(), nix::sys::signal::Signal::SIGTERM);
+        }
+        for w in &mut self.workers {
+            crate::stop(&mut w.child, None, Duration::from_secs(70));
+        }
+        self.nats.take();
         self.lb.take();
         self.redis.clear();
         self.replicas.clear();
@@ -649,6 +717,8 @@ fn ours(p: &Process) -> bool {
     let cmd = String::from_utf8_lossy(&cmdline);
     match p.role.as_str() {
         "web" => cmd.contains("web") && cmd.contains(&p.name),
+        "worker" => cmd.contains("worker") && cmd.contains(&p.name),
+        "nats" => cmd.contains("nats-server"),
         "lb" => cmd.contains("haproxy"),
         "redis" => cmd.contains("redis-server"),
         _ => cmd.contains("postgres"),
@@ -663,7 +733,7 @@ fn ours(p: &Process) -> bool {
 pub fn down(run_dir: &Path) -> anyhow::Result<Vec<String>> {
     let state = State::read(run_dir)?;
     let mut stopped = Vec::new();
-    let order = ["web", "lb", "redis", "pg-replica", "pg-primary"];
+    let order = ["web", "lb", "worker", "nats", "redis", "pg-replica", "pg-primary"];
     for role in order {
         let group: Vec<&Process> = state.processes.iter().filter(|p| p.role == role && alive(p.pid) && ours(p)).collect();
         for p in &group {
@@ -793,6 +863,7 @@ pub fn status(run_dir: &Path) -> anyhow::Result<Status> {
         let live = alive(p.pid);
         let mut s = ProcessStatus { process: p.clone(), healthy: false, rps: None, p99_ms: None, errors: None, backends: Vec::new() };
         match p.role.as_str() {
+            "worker" => s.healthy = live && http_get(&p.addr, "/ready").is_some_and(|(code, _)| code == 200),
             "web" => {
                 s.healthy = live && http_get(&p.addr, "/ready").is_some_and(|(code, _)| code == 200);
                 if let Some((_, m)) = http_get(&p.addr, "/metrics") {

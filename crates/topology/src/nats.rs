@@ -94,6 +94,21 @@ impl Nats {
         Err(last.unwrap_or_else(|| anyhow::anyhow!("nats-server did not start")))
     }
 
+    /// Starts NATS in `dir` on `addr`, e.g. again where one that was stopped ran, on its
+    /// JetStream data.
+    ///
+    /// # Errors
+    /// As [`Nats::start`], or the address is taken.
+    pub fn start_at(dir: &Path, addr: SocketAddr) -> anyhow::Result<Self> {
+        let ip = match addr.ip() {
+            std::net::IpAddr::V4(v4) => v4.octets(),
+            std::net::IpAddr::V6(_) => bail!("NATS listens on IPv4 loopback here"),
+        };
+        let monitor = SocketAddr::from((ip, free_port(ip)?));
+        let child = spawn(dir, addr, monitor)?;
+        Ok(Nats { pid: child.id(), child: Some(child), addr, monitor, dir: dir.to_path_buf() })
+    }
+
     /// `nats://ADDR`.
     pub fn url(&self) -> String {
         format!("nats://{}", self.addr)

@@ -7,8 +7,8 @@
 //! worker, which is why handlers must be idempotent. On shutdown the worker stops claiming
 //! and waits for the jobs it holds.
 //!
-//! Metrics: `crescendo_jobs_total{queue, outcome}` (`ok`, `retry`, `lease_lost`) and
-//! `crescendo_queue_depth{queue}`.
+//! Metrics: `crescendo_jobs_total{queue, outcome}` (`ok`, `retry`, `lease_lost`),
+//! `crescendo_jobs_in_progress{queue}` and `crescendo_queue_depth{queue}`.
 
 use async_trait::async_trait;
 use crescendo_queue::{Job, Queue};
@@ -88,8 +88,11 @@ impl Worker {
                     Ok(Some(job)) => {
                         claimed = true;
                         let (queue, handler) = (Arc::clone(&self.queue), Arc::clone(handler));
+                        let in_progress = metrics::gauge!(names::JOBS_IN_PROGRESS, "queue" => handler.queue());
+                        in_progress.increment(1.0);
                         tokio::spawn(async move {
                             run_one(&*queue, &*handler, job).await;
+                            in_progress.decrement(1.0);
                             drop(permit);
                         });
                     }
