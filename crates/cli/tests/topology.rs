@@ -675,7 +675,13 @@ async fn rung_nine_processes_uploads_on_workers_and_keeps_jobs_while_the_broker_
     let run = tempfile::tempdir().unwrap();
     let run_dir = run.path().join("run");
     let public = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
-    let out = crescendo(&["up", &topology("09-queue.toml"), "--detach", "--public", &public.to_string(), "--run-dir", &run_dir.to_string_lossy()]);
+    // a short lease, so a job whose worker dies is delivered again within seconds
+    let out = Command::new(env!("CARGO_BIN_EXE_crescendo"))
+        .args(["up", &topology("09-queue.toml"), "--detach", "--public", &public.to_string(), "--run-dir", &run_dir.to_string_lossy()])
+        .env("RUST_LOG", "warn")
+        .env("CRESCENDO_QUEUE__LEASE_SECS", "3")
+        .output()
+        .expect("crescendo runs");
     let _down = Down(run_dir.clone());
     assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     let url = format!("http://{public}");
@@ -742,5 +748,44 @@ async fn rung_nine_processes_uploads_on_workers_and_keeps_jobs_while_the_broker_
     let after = all_ready(&url, &waiting, Duration::from_secs(60)).await;
     eprintln!("rung 9: 5 uploads taken while the broker was down were all processed {:?} after it returned", back.elapsed());
     assert!(after.iter().all(|s| s["state"] == "ready"), "{after:?}");
+
+    // a worker SIGKILLed in the middle of a job: the job is delivered again and done once
+    let workers: Vec<Value> = s["processes"].as_array().unwrap().iter().filter(|p| p["role"] == "worker").cloned().collect();
+    let ok_jobs = |addr: String| async move { metric(&addr, "crescendo_jobs_total", "outcome=\"ok\"").await };
+    let (status, body) = upload(&url, &token, big_png(2000, 2000)).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let big = body["upload"]["id"].as_str().unwrap().to_string();
+    let started = Instant::now();
+    let (victim, survivor) = loop {
+        let mut busy = None;
+        for (i, w) in workers.iter().enumerate() {
+            if metric(w["addr"].as_str().unwrap(), "crescendo_jobs_in_progress", "").await > 0.0 {
+                busy = Some(i);
+            }
+        }
+        if let Some(i) = busy {
+            break (workers[i].clone(), workers[1 - i].clone());
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "no worker took the job");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let survivor_ok = ok_jobs(survivor["addr"].as_str().unwrap().to_string()).await;
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(victim["pid"].as_u64().unwrap() as i32), nix::sys::signal::Signal::SIGKILL).unwrap();
+    let killed = Instant::now();
+    assert_eq!(upload_state(&url, &big).await["state"], "processing", "killed mid-job");
+    let done = all_ready(&url, &[big.clone()], Duration::from_secs(90)).await;
+    eprintln!("rung 9: a job whose worker was SIGKILLed mid-job was done by the other worker {:?} after the kill", killed.elapsed());
+    assert_eq!(done[0]["state"], "ready", "{done:?}");
+    assert_eq!(ok_jobs(survivor["addr"].as_str().unwrap().to_string()).await - survivor_ok, 1.0, "done once, by the survivor");
+    let res = reqwest::get(format!("{url}{}", done[0]["variants"]["1280"].as_str().unwrap())).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
     drop(again);
+}
+
+/// A smooth PNG (it compresses well) with many pixels: slow to decode in a debug build.
+fn big_png(w: u32, h: u32) -> Vec<u8> {
+    let img = image::RgbImage::from_fn(w, h, |x, y| image::Rgb([(x / 12) as u8, (y / 12) as u8, ((x + y) / 24) as u8]));
+    let mut out = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Png).unwrap();
+    out.into_inner()
 }
