@@ -7,6 +7,8 @@ use clap::{Args, Parser, Subcommand};
 use crescendo_config::{Overrides, Settings};
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
+use anyhow::Context as _;
 
 /// mimalloc instead of the system allocator: a request allocates and frees many small
 /// buffers on whichever worker thread runs it, which glibc's per-thread arenas serve
@@ -56,6 +58,11 @@ enum Command {
     /// Rolling restart of the web tier: each node is replaced by a fresh one, one at a time,
     /// without dropping requests.
     Restart(RunDirArgs),
+    /// Keep the worker tier of the topology in the run directory sized to its queue: more
+    /// workers at once when jobs pile up (up to `[queue] max_workers`), one fewer at a time
+    /// after the backlog has stayed small for `scale_down_after_secs`, and a replacement for
+    /// a worker that died. `up` starts it for topologies that scale; `status` shows it.
+    Autoscale(RunDirArgs),
     /// Create or upgrade the database schema, then exit (`serve` also does this at start).
     Migrate(Common),
     /// Measure a running Crescendo: seed data through its API, drive a scenario at it, and
@@ -287,6 +294,7 @@ fn main() -> anyhow::Result<()> {
                 running.done.await??;
                 Ok(())
             }
+            Command::Autoscale(a) => autoscale(a.run_dir).await,
             Command::Failover(a) => failover(a).await,
             Command::Up(a) => up(a).await,
             Command::Down(a) => {
@@ -427,5 +435,83 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     tracing::info!(addr = %running.addr, data_dir = %data_dir.display(), "serving");
     println!("listening on http://{}", running.addr);
     running.done.await??;
+    Ok(())
+}
+
+/// The worker autoscaler's loop; see `Command::Autoscale`.
+async fn autoscale(run_dir: PathBuf) -> anyhow::Result<()> {
+    use crescendo_queue::Queue;
+    use crescendo_topology::deploy::{self, State};
+    crescendo_telemetry::init_logs(Default::default(), "info");
+    let state = State::read(&run_dir)?;
+    let scaling = state.workers.clone().context("this topology has no queue tier to scale")?;
+    let nats_url = state
+        .worker_env
+        .iter()
+        .find(|(k, _)| k == "CRESCENDO_QUEUE__NATS_URL")
+        .map(|(_, v)| v.clone())
+        .context("the workers have no NATS URL")?;
+    let queue = crescendo_queue_nats::NatsQueue::connect(&nats_url, 5, Duration::from_secs(60)).await?;
+    tracing::info!(min = scaling.min, max = scaling.max, jobs_per_worker = scaling.jobs_per_worker, "autoscaling the worker tier");
+    let mut children: Vec<std::process::Child> = Vec::new();
+    let mut low_since = None;
+    let mut term = std::pin::pin!(crescendo_server::shutdown_signal());
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_millis(500)) => {}
+            () = &mut term => break,
+        }
+        // reap the workers this process started that have exited
+        children.retain_mut(|c| c.try_wait().ok().flatten().is_none());
+        let Ok(state) = State::read(&run_dir) else {
+            tracing::info!("the topology is gone; stopping");
+            break;
+        };
+        let running: Vec<&deploy::Process> = state.processes.iter().filter(|p| p.role == "worker" && deploy::alive(p.pid)).collect();
+        let pending = match queue.depth(crescendo_app::IMAGES_QUEUE).await {
+            Ok(d) => d.pending,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the queue's depth; keeping the workers as they are");
+                continue;
+            }
+        };
+        let (want, low) = deploy::desired_workers(&scaling, running.len(), pending, low_since, Instant::now());
+        low_since = low;
+        let mut note = String::from("steady");
+        if want > running.len() {
+            note = format!("adding {} for {pending} jobs", want - running.len());
+            tracing::info!(from = running.len(), to = want, pending, "scaling the workers up");
+            for _ in running.len()..want {
+                let rd = run_dir.clone();
+                match tokio::task::spawn_blocking(move || {
+                    let mut st = State::read(&rd)?;
+                    deploy::add_worker(&rd, &mut st)
+                })
+                .await?
+                {
+                    Ok((name, child)) => {
+                        tracing::info!(worker = %name, "worker started");
+                        children.push(child);
+                    }
+                    Err(e) => tracing::warn!(error = %e, "a worker did not start"),
+                }
+            }
+        } else if want < running.len() {
+            // the newest leaves first; it finishes the jobs in hand
+            let newest = running.iter().max_by_key(|p| p.name.trim_start_matches("worker-").parse::<usize>().unwrap_or(0)).map(|p| p.name.clone());
+            if let Some(name) = newest {
+                note = format!("removing {name}: the backlog stayed small");
+                tracing::info!(from = running.len(), to = want, pending, worker = %name, "scaling the workers down");
+                let mut st = state.clone();
+                deploy::remove_worker(&run_dir, &mut st, &name)?;
+            }
+        } else if low_since.is_some() {
+            note = format!("backlog small; one fewer after {} s", scaling.scale_down_after_secs);
+        }
+        let summary = serde_json::json!({
+            "min": scaling.min, "max": scaling.max, "workers": want, "pending": pending, "note": note,
+        });
+        std::fs::write(run_dir.join("autoscale.json"), serde_json::to_vec(&summary)?)?;
+    }
     Ok(())
 }

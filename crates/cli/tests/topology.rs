@@ -789,3 +789,73 @@ fn big_png(w: u32, h: u32) -> Vec<u8> {
     img.write_to(&mut out, image::ImageFormat::Png).unwrap();
     out.into_inner()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_uploads_adds_workers_and_they_leave_when_the_queue_drains() {
+    let run = tempfile::tempdir().unwrap();
+    let run_dir = run.path().join("run");
+    let file = run.path().join("autoscale.toml");
+    std::fs::write(
+        &file,
+        "name = \"autoscaling\"\nrung = 9\n[web]\ncount = 1\n[postgres]\n\
+         [queue]\nworkers = 1\nmax_workers = 3\njobs_per_worker = 2\nscale_down_after_secs = 2\nconcurrency = 1\n",
+    )
+    .unwrap();
+    let public = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let out = crescendo(&["up", &file.to_string_lossy(), "--detach", "--public", &public.to_string(), "--run-dir", &run_dir.to_string_lossy()]);
+    let _down = Down(run_dir.clone());
+    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let url = format!("http://{public}");
+    let workers = |s: &Value| s["processes"].as_array().unwrap().iter().filter(|p| p["role"] == "worker" && p["healthy"] == true).count();
+    let s = status(&run_dir);
+    assert_eq!(workers(&s), 1, "{s}");
+    assert!(s["processes"].as_array().unwrap().iter().any(|p| p["role"] == "supervisor" && p["healthy"] == true), "{s}");
+
+    let client = reqwest::Client::new();
+    let reg: Value = client
+        .post(format!("{url}/api/users"))
+        .json(&json!({"user": {"username": "burst", "email": "burst@example.com", "password": "password123"}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = reg["user"]["token"].as_str().unwrap().to_string();
+    let mut ids = Vec::new();
+    // made once: a debug build takes a while to encode it, and the burst must be quick
+    let png = big_png(1200, 1200);
+    for _ in 0..14 {
+        let (status, body) = upload(&url, &token, png.clone()).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        ids.push(body["upload"]["id"].as_str().unwrap().to_string());
+    }
+    let burst = Instant::now();
+    let mut most = 1;
+    let mut seen_autoscale = Value::Null;
+    while burst.elapsed() < Duration::from_secs(60) {
+        let s = status(&run_dir);
+        most = most.max(workers(&s));
+        if most == 3 {
+            seen_autoscale = s["autoscale"].clone();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    eprintln!("autoscaling: 3 workers {:?} after a burst of 14 uploads ({seen_autoscale})", burst.elapsed());
+    assert_eq!(most, 3, "the burst raised the worker count to its maximum");
+    let states = all_ready(&url, &ids, Duration::from_secs(120)).await;
+    assert!(states.iter().all(|s| s["state"] == "ready"), "{states:?}");
+    let drained = Instant::now();
+    loop {
+        let s = status(&run_dir);
+        if workers(&s) == 1 && s["processes"].as_array().unwrap().iter().filter(|p| p["role"] == "worker").count() == 1 {
+            break;
+        }
+        assert!(drained.elapsed() < Duration::from_secs(40), "the workers did not fall back: {s}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    eprintln!("autoscaling: back to 1 worker {:?} after the queue drained", drained.elapsed());
+    let out = crescendo(&["status", "--run-dir", &run_dir.to_string_lossy()]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("autoscaler: 1 workers (min 1, max 3)"), "{}", String::from_utf8_lossy(&out.stdout));
+}

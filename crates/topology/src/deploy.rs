@@ -51,11 +51,61 @@ pub struct Topology {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct QueueTier {
-    /// Worker processes (`crescendo worker`).
+    /// Worker processes (`crescendo worker`) at start, and the fewest the autoscaler keeps.
     pub workers: usize,
+    /// The most worker processes the autoscaler starts; without it, the count stays fixed.
+    #[serde(default)]
+    pub max_workers: Option<usize>,
+    /// Jobs waiting per worker process the autoscaler aims at.
+    #[serde(default = "default_jobs_per_worker")]
+    pub jobs_per_worker: u64,
+    /// How long the backlog must stay small before a worker is removed, seconds.
+    #[serde(default = "default_scale_down_after")]
+    pub scale_down_after_secs: u64,
     /// Jobs each worker process runs at once.
     #[serde(default = "default_worker_concurrency")]
     pub concurrency: usize,
+}
+
+fn default_jobs_per_worker() -> u64 {
+    4
+}
+
+fn default_scale_down_after() -> u64 {
+    10
+}
+
+/// How the autoscaler sizes the worker tier (from the topology's `[queue]`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerScaling {
+    /// Fewest worker processes.
+    pub min: usize,
+    /// Most worker processes.
+    pub max: usize,
+    /// Jobs waiting per worker the tier aims at.
+    pub jobs_per_worker: u64,
+    /// How long the backlog must stay small before a worker is removed, seconds.
+    pub scale_down_after_secs: u64,
+}
+
+/// The autoscaler's decision for one look at the queue: how many workers to run now, and
+/// since when the backlog has wanted fewer than run (`None`: it does not). Up at once, to
+/// the count the backlog needs; down one worker at a time, and only after the backlog has
+/// wanted fewer for `scale_down_after_secs` (hysteresis: a short lull removes nobody).
+pub fn desired_workers(s: &WorkerScaling, current: usize, pending: u64, low_since: Option<Instant>, now: Instant) -> (usize, Option<Instant>) {
+    let per = s.jobs_per_worker.max(1);
+    let want = (pending.div_ceil(per) as usize).clamp(s.min, s.max.max(s.min));
+    if want > current {
+        return (want, None);
+    }
+    if want == current {
+        return (current, None);
+    }
+    match low_since {
+        Some(since) if now.duration_since(since) >= Duration::from_secs(s.scale_down_after_secs) => (current - 1, Some(now)),
+        Some(since) => (current, Some(since)),
+        None => (current, Some(now)),
+    }
 }
 
 fn default_worker_concurrency() -> usize {
@@ -193,6 +243,12 @@ pub struct State {
     /// The `crescendo` binary web nodes run.
     #[serde(default)]
     pub exe: PathBuf,
+    /// What a worker process is started with.
+    #[serde(default)]
+    pub worker_env: Vec<(String, String)>,
+    /// The worker tier's scaling, when the topology has a queue.
+    #[serde(default)]
+    pub workers: Option<WorkerScaling>,
 }
 
 impl State {
@@ -313,6 +369,64 @@ fn start_node(o: &UpOptions, role: &str, n: usize, addr: SocketAddr, env: &[(Str
     }
 }
 
+/// Starts `crescendo autoscale` for the run directory.
+fn start_autoscaler(o: &UpOptions) -> anyhow::Result<Child> {
+    use std::os::unix::process::CommandExt;
+    let log = std::fs::File::create(o.run_dir.join("autoscaler.log"))?;
+    Command::new(&o.exe)
+        .arg("autoscale")
+        .arg("--run-dir")
+        .arg(&o.run_dir)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .process_group(0)
+        .spawn()
+        .with_context(|| format!("starting {}", o.exe.display()))
+}
+
+/// Starts one more worker process for the topology in `run_dir`; returns its name and the
+/// process (the caller reaps it).
+///
+/// # Errors
+/// The topology has no queue tier, or the worker does not come up.
+pub fn add_worker(run_dir: &Path, state: &mut State) -> anyhow::Result<(String, Child)> {
+    if state.workers.is_none() {
+        bail!("this topology has no queue tier");
+    }
+    let n = state
+        .processes
+        .iter()
+        .filter_map(|p| p.name.strip_prefix("worker-").and_then(|n| n.parse::<usize>().ok()))
+        .max()
+        .unwrap_or(0)
+        + 1;
+    let ip = [127, 0, 5, n.min(250) as u8];
+    let addr = SocketAddr::from((ip, free_port(ip)?));
+    let o = UpOptions { exe: state.exe.clone(), run_dir: run_dir.to_path_buf(), public: None, progress: |_| {} };
+    let (child, addr, log) = start_node(&o, "worker", n, addr, &state.worker_env)?;
+    let name = format!("worker-{n}");
+    state.processes.push(Process { role: "worker".into(), name: name.clone(), pid: child.id(), addr: addr.to_string(), log, dir: None });
+    state.write(run_dir)?;
+    Ok((name, child))
+}
+
+/// Removes worker `name` from the topology and sends it SIGTERM: it stops claiming and
+/// finishes the jobs in hand (the caller reaps it, or it outlives its leases and its jobs go
+/// to other workers).
+///
+/// # Errors
+/// No such worker, or the state cannot be written.
+pub fn remove_worker(run_dir: &Path, state: &mut State, name: &str) -> anyhow::Result<()> {
+    let Some(i) = state.processes.iter().position(|p| p.role == "worker" && p.name == name) else { bail!("no worker {name}") };
+    let p = state.processes.remove(i);
+    state.write(run_dir)?;
+    if alive(p.pid) && ours(&p) {
+        signal(p.pid, nix::sys::signal::Signal::SIGTERM);
+    }
+    Ok(())
+}
+
 fn tail(path: &Path) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
@@ -342,6 +456,8 @@ pub fn up(t: &Topology, o: &UpOptions) -> anyhow::Result<Running> {
         web_env: Vec::new(),
         lb: t.load_balancer.as_ref().map(|lb| (public, lb.sticky)),
         exe: o.exe.clone(),
+        worker_env: Vec::new(),
+        workers: None,
     };
     let mut running =
         Running { state: state.clone(), run_dir: run_dir.clone(), lb: None, webs: Vec::new(), workers: Vec::new(), nats: None, redis: Vec::new(), replicas: Vec::new(), primary: None };
@@ -450,6 +566,13 @@ pub fn up(t: &Topology, o: &UpOptions) -> anyhow::Result<Running> {
         running.nats = Some(nats);
         let mut worker_env = env.clone();
         worker_env.push(("CRESCENDO_QUEUE__WORKERS".into(), q.concurrency.to_string()));
+        state.worker_env = worker_env.clone();
+        state.workers = Some(WorkerScaling {
+            min: q.workers,
+            max: q.max_workers.unwrap_or(q.workers).max(q.workers),
+            jobs_per_worker: q.jobs_per_worker,
+            scale_down_after_secs: q.scale_down_after_secs,
+        });
         for n in 1..=q.workers {
             let ip = [127, 0, 5, n as u8];
             let addr = SocketAddr::from((ip, free_port(ip)?));
@@ -493,6 +616,20 @@ pub fn up(t: &Topology, o: &UpOptions) -> anyhow::Result<Running> {
     }
     state.web_env = env;
     state.write(&run_dir)?;
+    if let Some(w) = state.workers.as_ref().filter(|w| w.max > w.min) {
+        (o.progress)(&format!("starting the worker autoscaler ({} to {} workers)", w.min, w.max));
+        let child = start_autoscaler(&o)?;
+        state.processes.push(Process {
+            role: "supervisor".into(),
+            name: "autoscaler".into(),
+            pid: child.id(),
+            addr: String::new(),
+            log: run_dir.join("autoscaler.log"),
+            dir: None,
+        });
+        running.workers.push(WebNode { child });
+        state.write(&run_dir)?;
+    }
     running.state = state;
     Ok(running)
 }
@@ -718,6 +855,7 @@ fn ours(p: &Process) -> bool {
     match p.role.as_str() {
         "web" => cmd.contains("web") && cmd.contains(&p.name),
         "worker" => cmd.contains("worker") && cmd.contains(&p.name),
+        "supervisor" => cmd.contains("autoscale"),
         "nats" => cmd.contains("nats-server"),
         "lb" => cmd.contains("haproxy"),
         "redis" => cmd.contains("redis-server"),
@@ -733,7 +871,7 @@ fn ours(p: &Process) -> bool {
 pub fn down(run_dir: &Path) -> anyhow::Result<Vec<String>> {
     let state = State::read(run_dir)?;
     let mut stopped = Vec::new();
-    let order = ["web", "lb", "worker", "nats", "redis", "pg-replica", "pg-primary"];
+    let order = ["supervisor", "web", "lb", "worker", "nats", "redis", "pg-replica", "pg-primary"];
     for role in order {
         let group: Vec<&Process> = state.processes.iter().filter(|p| p.role == role && alive(p.pid) && ours(p)).collect();
         for p in &group {
@@ -795,6 +933,9 @@ pub struct Status {
     pub url: String,
     /// Every process.
     pub processes: Vec<ProcessStatus>,
+    /// The worker autoscaler's last decision (`autoscale.json`), when one runs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub autoscale: Option<serde_json::Value>,
 }
 
 /// A plain HTTP/1.0 GET with a short time-out: (status, body).
@@ -864,6 +1005,7 @@ pub fn status(run_dir: &Path) -> anyhow::Result<Status> {
         let mut s = ProcessStatus { process: p.clone(), healthy: false, rps: None, p99_ms: None, errors: None, backends: Vec::new() };
         match p.role.as_str() {
             "worker" => s.healthy = live && http_get(&p.addr, "/ready").is_some_and(|(code, _)| code == 200),
+            "supervisor" => s.healthy = live,
             "web" => {
                 s.healthy = live && http_get(&p.addr, "/ready").is_some_and(|(code, _)| code == 200);
                 if let Some((_, m)) = http_get(&p.addr, "/metrics") {
@@ -882,7 +1024,8 @@ pub fn status(run_dir: &Path) -> anyhow::Result<Status> {
         }
         out.push(s);
     }
-    Ok(Status { name: state.name, rung: state.rung, url: state.url, processes: out })
+    let autoscale = std::fs::read(run_dir.join("autoscale.json")).ok().and_then(|b| serde_json::from_slice(&b).ok());
+    Ok(Status { name: state.name, rung: state.rung, url: state.url, processes: out, autoscale })
 }
 
 impl Status {
@@ -909,6 +1052,12 @@ impl Status {
                 f(p.errors, 0)
             ));
         }
+        if let Some(a) = &self.autoscale {
+            t.push_str(&format!(
+                "autoscaler: {} workers (min {}, max {}), {} jobs waiting or running; {}\n",
+                a["workers"], a["min"], a["max"], a["pending"], a["note"].as_str().unwrap_or("")
+            ));
+        }
         t
     }
 }
@@ -916,6 +1065,27 @@ impl Status {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn workers_scale_up_at_once_and_down_one_at_a_time_after_a_quiet_spell() {
+        let s = WorkerScaling { min: 1, max: 4, jobs_per_worker: 4, scale_down_after_secs: 10 };
+        let t0 = Instant::now();
+        let at = |secs: u64| t0 + Duration::from_secs(secs);
+        assert_eq!(desired_workers(&s, 1, 0, None, t0), (1, None));
+        assert_eq!(desired_workers(&s, 1, 9, None, t0), (3, None), "9 jobs need 3 workers, now");
+        assert_eq!(desired_workers(&s, 3, 100, None, t0), (4, None), "never above max");
+        // the backlog drains: nobody leaves before the quiet spell, then one at a time
+        let (n, low) = desired_workers(&s, 4, 0, None, at(1));
+        assert_eq!((n, low), (4, Some(at(1))));
+        assert_eq!(desired_workers(&s, 4, 0, low, at(5)), (4, low));
+        let (n, low) = desired_workers(&s, 4, 0, low, at(11));
+        assert_eq!((n, low), (3, Some(at(11))));
+        assert_eq!(desired_workers(&s, 3, 0, low, at(15)).0, 3, "the spell starts again after each step");
+        assert_eq!(desired_workers(&s, 3, 0, low, at(21)).0, 2);
+        // a burst during the spell resets it
+        assert_eq!(desired_workers(&s, 3, 12, Some(at(1)), at(30)), (3, None));
+        assert_eq!(desired_workers(&s, 1, 0, Some(at(0)), at(100)), (1, None), "never below min");
+    }
 
     #[test]
     fn the_topology_files_load_and_bad_ones_say_why() {
