@@ -1,4 +1,4 @@
--- 0002: uploaded images, and the outbox of jobs written with the rows they concern.
+-- 0002: uploaded images, articles' cover images, and the outbox of jobs written with the rows they concern.
 
 CREATE TABLE uploads (
     id          BIGINT  PRIMARY KEY,
@@ -23,3 +23,6 @@ CREATE TABLE outbox (
     lease_until BIGINT  NOT NULL DEFAULT 0,
     created_at  BIGINT  NOT NULL
 );
+
+-- an article's cover image: an upload's URL, or empty
+ALTER TABLE articles ADD COLUMN cover_image TEXT NOT NULL DEFAULT '';

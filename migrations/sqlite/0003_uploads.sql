@@ -1,4 +1,4 @@
--- 0003: uploaded images, and the outbox of jobs written with the rows they concern.
+-- 0003: uploaded images, articles' cover images, and the outbox of jobs written with the rows they concern.
 
 CREATE TABLE uploads (
     id          INTEGER PRIMARY KEY,
@@ -23,3 +23,6 @@ CREATE TABLE outbox (
     lease_until INTEGER NOT NULL DEFAULT 0,
     created_at  INTEGER NOT NULL
 ) STRICT;
+
+-- an article's cover image: an upload's URL, or empty
+ALTER TABLE articles ADD COLUMN cover_image TEXT NOT NULL DEFAULT '';

@@ -28,6 +28,7 @@ fn page() -> Vec<ArticleView> {
                 created_at: 1_790_000_000_000 + i,
                 updated_at: 1_790_000_000_000 + i,
                 favorites_count: i,
+                cover_image: String::new(),
             };
             let profile = Profile { id: Id::from_i64(7), username: "bench_7".into(), bio: "".into(), image: "".into() };
             ArticleView {

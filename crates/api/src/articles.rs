@@ -68,7 +68,7 @@ fn one(status: StatusCode, v: &ArticleView) -> Response {
 }
 
 fn input(b: wire::ArticleInput) -> crescendo_app::ArticleInput {
-    crescendo_app::ArticleInput { title: b.title, description: b.description, body: b.body, tags: b.tag_list }
+    crescendo_app::ArticleInput { title: b.title, description: b.description, body: b.body, tags: b.tag_list, cover_image: b.cover_image }
 }
 
 /// `GET /api/articles` (GetArticles): filters `tag`, `author`, `favorited`; `limit`, `offset`.

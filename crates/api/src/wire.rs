@@ -62,6 +62,9 @@ struct ArticleShared<'a> {
     created_at: String,
     updated_at: String,
     favorites_count: i64,
+    /// An addition to the spec: the cover image's URL, or `null`. Clients that do not know
+    /// it ignore it.
+    cover_image: Option<&'a str>,
 }
 
 /// `value` as a JSON object without its closing brace, so fields can follow.
@@ -101,6 +104,7 @@ pub(crate) fn write_article(out: &mut Vec<u8>, v: &ArticleView, full: bool) {
             created_at: timestamp(a.created_at),
             updated_at: timestamp(a.updated_at),
             favorites_count: a.favorites_count,
+            cover_image: (!a.cover_image.is_empty()).then_some(a.cover_image.as_str()),
         })
     });
     out.extend_from_slice(shared);
@@ -173,7 +177,7 @@ pub(crate) struct UpdateUserBody {
     pub user: UpdateUser,
 }
 
-/// `null` for `bio` or `image` clears it; an absent field stays as it is.
+/// `null` for `bio`, `image` or `coverImage` clears it; an absent field stays as it is.
 fn nullable<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
     Ok(Some(Option::<String>::deserialize(d)?.unwrap_or_default()))
 }
@@ -201,6 +205,9 @@ pub(crate) struct ArticleInput {
     pub description: Option<String>,
     pub body: Option<String>,
     pub tag_list: Option<Vec<String>>,
+    /// An addition to the spec: an upload's URL as the cover image (`null` or empty removes it).
+    #[serde(default, deserialize_with = "nullable")]
+    pub cover_image: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -242,6 +249,7 @@ mod render_tests {
             created_at: 0,
             updated_at: 1,
             favorites_count: 3,
+            cover_image: String::new(),
         };
         let profile = Profile { id: Id::from_i64(2), username: "jake".into(), bio: "".into(), image: "".into() };
         ArticleView {

@@ -33,6 +33,8 @@ pub struct ArticleInput {
     pub body: Option<String>,
     /// Tags.
     pub tags: Option<Vec<String>>,
+    /// Cover image URL (an upload's); empty removes it.
+    pub cover_image: Option<String>,
 }
 
 /// A list request: at most one of each filter, and a window.
@@ -61,6 +63,16 @@ fn validate_tags(errs: &mut FieldErrors, tags: Option<&Vec<String>>) -> Option<V
         out.push(errs.check(Tag::parse(t))?.into_string());
     }
     Some(out)
+}
+
+/// A cover image URL: empty (none), an http(s) URL, or a path on this site (`/media/…`).
+fn validate_cover(errs: &mut FieldErrors, cover: Option<&str>) -> Option<String> {
+    let c = errs.check(Text::optional("coverImage", cover?, 2_000))?;
+    if !c.is_empty() && !(c.starts_with("https://") || c.starts_with("http://") || c.starts_with('/')) {
+        errs.0.push(FieldError::new("coverImage", "must be an http(s) URL"));
+        return None;
+    }
+    Some(c)
 }
 
 impl App {
@@ -236,6 +248,7 @@ impl App {
         let description = errs.check(Text::required("description", input.description.as_deref().unwrap_or(""), 1_000));
         let body = errs.check(Text::required("body", input.body.as_deref().unwrap_or(""), 100_000));
         let tags = validate_tags(&mut errs, input.tags.as_ref()).unwrap_or_default();
+        let cover_image = validate_cover(&mut errs, input.cover_image.as_deref()).unwrap_or_default();
         errs.into_result()?;
         let a = self
             .store()
@@ -245,6 +258,7 @@ impl App {
                 description: description.expect("checked"),
                 body: body.expect("checked"),
                 tags,
+                cover_image,
             })
             .await?;
         self.invalidate(Self::article_keys(&a, &[])).await?;
@@ -267,8 +281,9 @@ impl App {
         let description = input.description.as_deref().and_then(|d| errs.check(Text::required("description", d, 1_000)));
         let body = input.body.as_deref().and_then(|b| errs.check(Text::required("body", b, 100_000)));
         let tags = validate_tags(&mut errs, input.tags.as_ref());
+        let cover_image = validate_cover(&mut errs, input.cover_image.as_deref());
         errs.into_result()?;
-        let a = self.store().update_article(old.id, ArticleChanges { title, description, body, tags }).await?;
+        let a = self.store().update_article(old.id, ArticleChanges { title, description, body, tags, cover_image }).await?;
         self.invalidate(Self::article_keys(&a, &old.tags)).await?;
         self.view(Some(user), Arc::new(Cached::new(a))).await
     }

@@ -23,15 +23,26 @@ const RELAY_LEASE_MS: i64 = 30_000;
 pub struct UploadView {
     /// The record.
     pub record: UploadRecord,
-    /// The original's URL.
+    /// The URL of the full-size variant, cleaned of metadata (the uploaded bytes are never
+    /// served).
     pub original: String,
     /// Each variant's width and URL (the files exist once the state is `ready`).
     pub variants: Vec<(u32, String)>,
 }
 
-/// The blob key of a variant.
+/// The blob key of a variant ([`crescendo_media::FULL`]: the full-size one).
 pub fn variant_key(upload: Id, width: u32) -> String {
-    format!("uploads/{}/{width}.jpg", upload.as_i64())
+    if width == crescendo_media::FULL {
+        format!("uploads/{}/original.jpg", upload.as_i64())
+    } else {
+        format!("uploads/{}/{width}.jpg", upload.as_i64())
+    }
+}
+
+/// Whether a blob key may be served: variants yes, uploaded bytes never (they may carry
+/// EXIF and GPS data; the full-size variant stands in for them).
+pub fn is_public_key(key: &str) -> bool {
+    key.starts_with("uploads/")
 }
 
 fn random_hex() -> String {
@@ -47,7 +58,7 @@ impl App {
 
     fn upload_view(&self, record: UploadRecord) -> UploadView {
         UploadView {
-            original: self.media_url(&record.original),
+            original: self.media_url(&variant_key(record.id, crescendo_media::FULL)),
             variants: WIDTHS.iter().map(|&w| (w, self.media_url(&variant_key(record.id, w)))).collect(),
             record,
         }

@@ -6,15 +6,20 @@
 //! (a small file that claims 30,000 × 30,000 pixels) is refused without allocating for it.
 //! The decoder runs with limits too, in case a header lies.
 //!
-//! Variants are JPEG at 64, 320 and 1280 pixels wide (never wider than the original),
-//! turned upright by the EXIF orientation, and re-encoded from pixels, so no metadata of the
-//! original (EXIF, GPS position, camera serial) survives.
+//! Variants are JPEG at 64, 320 and 1280 pixels wide (never wider than the original) and
+//! one at the original's full size, turned upright by the EXIF orientation, and re-encoded
+//! from pixels, so no metadata of the original (EXIF, GPS position, camera serial) survives.
+//! The uploaded bytes themselves are never shown to anyone: the full-size variant stands in
+//! for them.
 
 use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader};
 use std::io::Cursor;
 
 /// The widths of the variants, in pixels.
 pub const WIDTHS: [u32; 3] = [64, 320, 1280];
+
+/// The [`Variant::name`] of the full-size variant.
+pub const FULL: u32 = 0;
 
 /// An image format uploads may use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -124,7 +129,7 @@ pub fn inspect(bytes: &[u8], max_pixels: u64) -> Result<Inspected, Refused> {
 /// One variant.
 #[derive(Clone, Debug)]
 pub struct Variant {
-    /// The width it was made for (one of [`WIDTHS`]); the image may be narrower.
+    /// The width it was made for (one of [`WIDTHS`], or [`FULL`]); the image may be narrower.
     pub name: u32,
     /// Width in pixels.
     pub width: u32,
@@ -135,7 +140,8 @@ pub struct Variant {
 }
 
 /// Makes the variants of an upload: upright, at each of [`WIDTHS`] (at most the original's
-/// width), as JPEG without metadata. CPU-bound: run it on a blocking thread.
+/// width) and at full size ([`FULL`], last), as JPEG without metadata. CPU-bound: run it on
+/// a blocking thread.
 ///
 /// # Errors
 /// [`Refused`] when the upload fails [`inspect`] or its pixels cannot be decoded.
@@ -153,9 +159,9 @@ pub fn variants(bytes: &[u8], max_pixels: u64) -> Result<Vec<Variant>, Refused> 
     let orientation = decoder.orientation().unwrap_or(image::metadata::Orientation::NoTransforms);
     let mut img = DynamicImage::from_decoder(decoder).map_err(|e| Refused::Unreadable(e.to_string()))?;
     img.apply_orientation(orientation);
-    let mut out = Vec::with_capacity(WIDTHS.len());
-    for name in WIDTHS {
-        let width = name.min(img.width());
+    let mut out = Vec::with_capacity(WIDTHS.len() + 1);
+    for name in WIDTHS.into_iter().chain([FULL]) {
+        let width = if name == FULL { img.width() } else { name.min(img.width()) };
         let height = ((u64::from(img.height()) * u64::from(width) + u64::from(img.width()) / 2) / u64::from(img.width())).max(1) as u32;
         let small = if width == img.width() { img.clone() } else { img.thumbnail_exact(width, height) };
         let rgb = small.to_rgb8();
@@ -193,7 +199,7 @@ mod tests {
     fn variants_are_never_wider_than_the_original_and_keep_its_shape() {
         let v = variants(&png(400, 200), 1_000_000).unwrap();
         let sizes: Vec<(u32, u32, u32)> = v.iter().map(|v| (v.name, v.width, v.height)).collect();
-        assert_eq!(sizes, [(64, 64, 32), (320, 320, 160), (1280, 400, 200)]);
+        assert_eq!(sizes, [(64, 64, 32), (320, 320, 160), (1280, 400, 200), (FULL, 400, 200)]);
         for v in &v {
             let back = image::load_from_memory_with_format(&v.jpeg, ImageFormat::Jpeg).unwrap();
             assert_eq!((back.width(), back.height()), (v.width, v.height));

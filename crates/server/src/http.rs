@@ -95,7 +95,7 @@ pub(crate) fn service(app: App, web: crescendo_web::WebConfig, settings: &Settin
 /// are cacheable for a year by browsers and CDNs alike.
 async fn media(State(app): State<App>, axum::extract::Path(key): axum::extract::Path<String>) -> Response {
     let not_found = || (StatusCode::NOT_FOUND, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], "no such file\n").into_response();
-    if crescendo_blobs::check_key(&key).is_err() {
+    if crescendo_blobs::check_key(&key).is_err() || !crescendo_app::is_public_key(&key) {
         return not_found();
     }
     match app.blobs().get(&key).await {

@@ -180,7 +180,7 @@ impl PgStore {
 type Tx<'a> = Transaction<'a, Postgres>;
 
 const USER_COLS: &str = "id, username, email, password_hash, bio, image";
-const ARTICLE_COLS: &str = "id, author_id, slug, title, description, body, created_at, updated_at, favorites_count";
+const ARTICLE_COLS: &str = "id, author_id, slug, title, description, body, created_at, updated_at, favorites_count, cover_image";
 
 fn user_row(r: &sqlx::postgres::PgRow) -> UserRecord {
     UserRecord {
@@ -205,6 +205,7 @@ fn article_row(r: &sqlx::postgres::PgRow) -> ArticleRecord {
         created_at: r.get(6),
         updated_at: r.get(7),
         favorites_count: r.get(8),
+        cover_image: r.get(9),
     }
 }
 
@@ -600,8 +601,8 @@ impl Store for PgStore {
             .map_err(map_err)?;
         let a = new.into_record(Id::from_i64(id), now);
         sqlx::query(
-            "INSERT INTO articles (id, author_id, slug, title, description, body, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
+            "INSERT INTO articles (id, author_id, slug, title, description, body, created_at, updated_at, cover_image)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8)",
         )
         .bind(a.id.as_i64())
         .bind(a.author_id.as_i64())
@@ -610,6 +611,7 @@ impl Store for PgStore {
         .bind(&a.description)
         .bind(&a.body)
         .bind(a.created_at)
+        .bind(&a.cover_image)
         .execute(&mut *tx)
         .await
         .map_err(map_err)?;
@@ -629,13 +631,14 @@ impl Store for PgStore {
         let mut tx = self.begin().await?;
         let mut a = article_in_tx(&mut tx, id).await?;
         let tags_replaced = ch.apply_to(&mut a, now_ms());
-        sqlx::query("UPDATE articles SET slug = $2, title = $3, description = $4, body = $5, updated_at = $6 WHERE id = $1")
+        sqlx::query("UPDATE articles SET slug = $2, title = $3, description = $4, body = $5, updated_at = $6, cover_image = $7 WHERE id = $1")
             .bind(id.as_i64())
             .bind(&a.slug)
             .bind(&a.title)
             .bind(&a.description)
             .bind(&a.body)
             .bind(a.updated_at)
+            .bind(&a.cover_image)
             .execute(&mut *tx)
             .await
             .map_err(map_err)?;

@@ -72,7 +72,7 @@ fn user_by_id(c: &Connection, id: Id) -> Result<Option<UserRecord>, StoreError> 
         .map_err(map_err)
 }
 
-const ARTICLE_COLS: &str = "id, author_id, slug, title, description, body, created_at, updated_at, favorites_count";
+const ARTICLE_COLS: &str = "id, author_id, slug, title, description, body, created_at, updated_at, favorites_count, cover_image";
 
 fn article_row(r: &Row<'_>) -> rusqlite::Result<ArticleRecord> {
     Ok(ArticleRecord {
@@ -86,6 +86,7 @@ fn article_row(r: &Row<'_>) -> rusqlite::Result<ArticleRecord> {
         created_at: r.get(6)?,
         updated_at: r.get(7)?,
         favorites_count: r.get(8)?,
+        cover_image: r.get(9)?,
     })
 }
 
@@ -274,11 +275,11 @@ impl Store for SqliteStore {
             .write(move |tx| {
                 let a = new.into_record(id, now_ms());
                 tx.prepare_cached(
-                    "INSERT INTO articles (id, author_id, slug, title, description, body, created_at, updated_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)",
+                    "INSERT INTO articles (id, author_id, slug, title, description, body, created_at, updated_at, cover_image)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8)",
                 )
                 .and_then(|mut st| {
-                    st.execute(params![id.as_i64(), a.author_id.as_i64(), a.slug, a.title, a.description, a.body, a.created_at])
+                    st.execute(params![id.as_i64(), a.author_id.as_i64(), a.slug, a.title, a.description, a.body, a.created_at, a.cover_image])
                 })
                 .map_err(map_err)?;
                 insert_tags(tx, id, &a.tags)?;
@@ -298,9 +299,9 @@ impl Store for SqliteStore {
                 let mut a = article_by_id(tx, id)?;
                 let tags_replaced = ch.apply_to(&mut a, now_ms());
                 tx.prepare_cached(
-                    "UPDATE articles SET slug = ?2, title = ?3, description = ?4, body = ?5, updated_at = ?6 WHERE id = ?1",
+                    "UPDATE articles SET slug = ?2, title = ?3, description = ?4, body = ?5, updated_at = ?6, cover_image = ?7 WHERE id = ?1",
                 )
-                .and_then(|mut st| st.execute(params![id.as_i64(), a.slug, a.title, a.description, a.body, a.updated_at]))
+                .and_then(|mut st| st.execute(params![id.as_i64(), a.slug, a.title, a.description, a.body, a.updated_at, a.cover_image]))
                 .map_err(map_err)?;
                 if tags_replaced {
                     tx.prepare_cached("DELETE FROM article_tags WHERE article_id = ?1")

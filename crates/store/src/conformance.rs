@@ -72,6 +72,7 @@ async fn article(s: &dyn Store, author: Id, title: &str, tags: &[&str]) -> Artic
         description: format!("about {title}"),
         body: format!("body of {title}"),
         tags: tags.iter().map(|t| t.to_string()).collect(),
+        cover_image: String::new(),
     })
     .await
     .expect("create article")
@@ -231,6 +232,11 @@ pub async fn updating_a_title_moves_the_slug(s: &dyn Store) {
     assert_eq!(c.slug, b.slug);
     let page = s.list_article_ids(&ArticleFilter::Tag("x".into()), all(10, 0)).await.unwrap();
     assert_eq!(page.total, 0, "old tags are gone");
+    assert_eq!(c.cover_image, "");
+    let d = s.update_article(a.id, ArticleChanges { cover_image: Some("/media/uploads/1/1280.jpg".into()), ..Default::default() }).await.unwrap();
+    assert_eq!(d.cover_image, "/media/uploads/1/1280.jpg");
+    assert_eq!(s.articles_by_ids(&[a.id]).await.unwrap()[0].cover_image, "/media/uploads/1/1280.jpg", "stored");
+    assert_eq!(d.body, "new body");
     let err = s.update_article(Id::from_i64(77), ArticleChanges::default()).await.unwrap_err();
     assert!(matches!(err, StoreError::NotFound), "{err:?}");
 }

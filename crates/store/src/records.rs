@@ -94,6 +94,9 @@ pub struct ArticleRecord {
     pub updated_at: i64,
     /// How many users favourited it.
     pub favorites_count: i64,
+    /// The URL of its cover image (an upload's), empty when it has none.
+    #[serde(default)]
+    pub cover_image: String,
 }
 
 /// An article to create.
@@ -109,6 +112,8 @@ pub struct NewArticle {
     pub body: String,
     /// Validated tags (duplicates are dropped by the store).
     pub tags: Vec<String>,
+    /// Validated cover image URL, empty for none.
+    pub cover_image: String,
 }
 
 /// Fields of an article to change; `None` leaves a field as it is.
@@ -122,6 +127,8 @@ pub struct ArticleChanges {
     pub body: Option<String>,
     /// New tag list, replacing the old one.
     pub tags: Option<Vec<String>>,
+    /// New cover image URL (empty removes it).
+    pub cover_image: Option<String>,
 }
 
 impl NewArticle {
@@ -142,6 +149,7 @@ impl NewArticle {
             created_at: now_ms,
             updated_at: now_ms,
             favorites_count: 0,
+            cover_image: self.cover_image,
         }
     }
 }
@@ -160,6 +168,9 @@ impl ArticleChanges {
         }
         if let Some(b) = self.body {
             a.body = b;
+        }
+        if let Some(c) = self.cover_image {
+            a.cover_image = c;
         }
         a.updated_at = now_ms.max(a.updated_at);
         match self.tags {

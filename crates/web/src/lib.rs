@@ -44,6 +44,7 @@ pub(crate) struct Web {
 /// The pages (mount at `/`, beside `/api`).
 pub fn router(app: App, cfg: WebConfig) -> Router {
     let assets = Arc::new(assets::Assets::new(&cfg.asset_base_url));
+    let upload_limit = usize::try_from(app.max_upload_bytes()).unwrap_or(usize::MAX).saturating_add(64 * 1024);
     let web = Web { app: app.clone(), keys: cfg.keys, assets: Arc::clone(&assets) };
     let pages = Router::new()
         .route("/", get(pages::home))
@@ -51,6 +52,8 @@ pub fn router(app: App, cfg: WebConfig) -> Router {
         .route("/register", get(pages::register_form).post(pages::register))
         .route("/logout", post(pages::logout))
         .route("/settings", get(pages::settings_form).post(pages::settings))
+        .route("/settings/picture", post(pages::upload_picture).layer(axum::extract::DefaultBodyLimit::max(upload_limit)))
+        .route("/article/{slug}/cover", post(pages::upload_cover).layer(axum::extract::DefaultBodyLimit::max(upload_limit)))
         .route("/editor", get(pages::new_article_form).post(pages::create_article))
         .route("/editor/{slug}", get(pages::edit_article_form).post(pages::update_article))
         .route("/article/{slug}", get(pages::article))

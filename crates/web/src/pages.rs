@@ -5,7 +5,7 @@ use crate::session::Session;
 use crate::views::{self, urlencode, Card, PageLink, Person, Remark, TagLink};
 use crate::Web;
 use askama::Template;
-use axum::extract::{ConnectInfo, FromRequestParts, Path, Query, Request, State};
+use axum::extract::{ConnectInfo, FromRequestParts, Multipart, Path, Query, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Form;
@@ -422,6 +422,82 @@ pub(crate) async fn settings(State(w): State<Web>, s: Session, Form(f): Form<Set
     }
 }
 
+// --- image uploads from the pages ---
+
+/// A multipart form with a CSRF token and one image: `(csrf, file bytes)`.
+async fn image_form(mut form: Multipart) -> Result<(String, Option<bytes::Bytes>), AppError> {
+    let (mut csrf, mut file) = (String::new(), None);
+    loop {
+        let field = match form.next_field().await {
+            Ok(Some(f)) => f,
+            Ok(None) => break,
+            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => return Err(AppError::invalid("file", "is too large")),
+            Err(e) => return Err(AppError::invalid("file", e.body_text())),
+        };
+        match field.name() {
+            Some("csrf") => csrf = field.text().await.unwrap_or_default(),
+            Some("file") => {
+                let bytes = field.bytes().await.map_err(|e| {
+                    if e.status() == StatusCode::PAYLOAD_TOO_LARGE { AppError::invalid("file", "is too large") } else { AppError::invalid("file", e.body_text()) }
+                })?;
+                file = Some(bytes).filter(|b| !b.is_empty());
+            }
+            _ => {}
+        }
+    }
+    Ok((csrf, file))
+}
+
+/// Turns an upload error into a page: what was wrong, and a way back.
+async fn upload_failed(w: &Web, s: &Session, e: AppError) -> Response {
+    match e {
+        AppError::Validation(_) => error_page(w, s, StatusCode::UNPROCESSABLE_ENTITY, "That image did not work", &problems(&e).join(" ")).await,
+        other => failed(w, s, other).await,
+    }
+}
+
+/// `POST /settings/picture`: uploads an image and makes its 320 px variant the user's picture.
+pub(crate) async fn upload_picture(State(w): State<Web>, s: Session, form: Multipart) -> Response {
+    let user = signed_in!(s);
+    let (csrf, file) = match image_form(form).await {
+        Ok(f) => f,
+        Err(e) => return upload_failed(&w, &s, e).await,
+    };
+    check_csrf!(w, s, csrf);
+    let Some(file) = file else { return upload_failed(&w, &s, AppError::invalid("file", "is missing: choose an image")).await };
+    let up = match w.app.create_upload(user, file).await {
+        Ok(u) => u,
+        Err(e) => return upload_failed(&w, &s, e).await,
+    };
+    let picture = up.variants.iter().find(|(width, _)| *width == 320).map(|(_, url)| url.clone()).unwrap_or(up.original);
+    let input = UserChangesInput { image: Some(picture), ..Default::default() };
+    match w.app.update_user(user, input).await {
+        Ok(_) => redirect(&s, "/settings"),
+        Err(e) => upload_failed(&w, &s, e).await,
+    }
+}
+
+/// `POST /article/{slug}/cover`: uploads an image and makes its 1280 px variant the cover.
+pub(crate) async fn upload_cover(State(w): State<Web>, s: Session, Path(slug): Path<String>, form: Multipart) -> Response {
+    let user = signed_in!(s);
+    let (csrf, file) = match image_form(form).await {
+        Ok(f) => f,
+        Err(e) => return upload_failed(&w, &s, e).await,
+    };
+    check_csrf!(w, s, csrf);
+    let Some(file) = file else { return upload_failed(&w, &s, AppError::invalid("file", "is missing: choose an image")).await };
+    let up = match w.app.create_upload(user, file).await {
+        Ok(u) => u,
+        Err(e) => return upload_failed(&w, &s, e).await,
+    };
+    let cover = up.variants.iter().find(|(width, _)| *width == 1280).map(|(_, url)| url.clone()).unwrap_or(up.original);
+    let input = ArticleInput { cover_image: Some(cover), ..Default::default() };
+    match w.app.update_article(user, &slug, input).await {
+        Ok(a) => redirect(&s, &format!("/article/{}", a.article.slug)),
+        Err(e) => upload_failed(&w, &s, e).await,
+    }
+}
+
 // --- editor ---
 
 #[derive(Template)]
@@ -435,6 +511,7 @@ struct Editor {
     description: String,
     body: String,
     tags: String,
+    cover: String,
 }
 
 #[derive(Deserialize)]
@@ -448,6 +525,8 @@ pub(crate) struct ArticleForm {
     #[serde(default)]
     tags: String,
     #[serde(default)]
+    cover: String,
+    #[serde(default)]
     csrf: String,
 }
 
@@ -458,6 +537,7 @@ impl ArticleForm {
             description: Some(self.description.clone()),
             body: Some(self.body.clone()),
             tags: Some(views::split_tags(&self.tags)),
+            cover_image: Some(self.cover.clone()),
         }
     }
 }
@@ -471,13 +551,21 @@ async fn editor_page(w: &Web, s: &Session, status: StatusCode, action: String, f
         description: f.description,
         body: f.body,
         tags: f.tags,
+        cover: f.cover,
     };
     html(s, status, t.render())
 }
 
 pub(crate) async fn new_article_form(State(w): State<Web>, s: Session) -> Response {
     signed_in!(s);
-    let empty = ArticleForm { title: String::new(), description: String::new(), body: String::new(), tags: String::new(), csrf: String::new() };
+    let empty = ArticleForm {
+        title: String::new(),
+        description: String::new(),
+        body: String::new(),
+        tags: String::new(),
+        cover: String::new(),
+        csrf: String::new(),
+    };
     editor_page(&w, &s, StatusCode::OK, "/editor".into(), empty, Vec::new()).await
 }
 
@@ -505,6 +593,7 @@ pub(crate) async fn edit_article_form(State(w): State<Web>, s: Session, Path(slu
         description: a.article.description.clone(),
         body: a.article.body.clone(),
         tags: a.article.tags.join(" "),
+        cover: a.article.cover_image.clone(),
         csrf: String::new(),
     };
     editor_page(&w, &s, StatusCode::OK, format!("/editor/{}", a.article.slug), f, Vec::new()).await

@@ -16,6 +16,8 @@ pub struct Card {
     pub date: String,
     pub favorites: u32,
     pub favorited: bool,
+    /// The cover image's URL, empty when none.
+    pub cover: String,
 }
 
 impl From<&ArticleView> for Card {
@@ -31,6 +33,7 @@ impl From<&ArticleView> for Card {
             date: date(a.created_at),
             favorites: a.favorites_count.max(0) as u32,
             favorited: v.favorited,
+            cover: image_url(&a.cover_image),
         }
     }
 }
@@ -126,7 +129,9 @@ pub fn pager(total: u64, per_page: u32, current: u32, href: impl Fn(u32) -> Stri
 pub fn image_url(url: &str) -> String {
     let u = url.trim();
     let lower = u.get(..8).unwrap_or(u).to_ascii_lowercase();
-    if lower.starts_with("https://") || lower.starts_with("http://") { u.to_string() } else { String::new() }
+    // http(s), or a path on this site (uploads under /media), never `//host` or a scheme
+    let local = u.starts_with('/') && !u.starts_with("//");
+    if lower.starts_with("https://") || lower.starts_with("http://") || local { u.to_string() } else { String::new() }
 }
 
 /// "November 28, 2026" for milliseconds since the epoch.

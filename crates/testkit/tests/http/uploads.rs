@@ -105,6 +105,10 @@ async fn wait_settled(app: &TestApp, id: &str) -> Value {
     }
 }
 
+fn crescendo_app_id(id: &str) -> crescendo_domain::Id {
+    crescendo_domain::Id::from_i64(id.parse().unwrap())
+}
+
 async fn fetch(app: &TestApp, url: &str) -> reqwest::Response {
     reqwest::get(app.url(url)).await.unwrap()
 }
@@ -130,8 +134,11 @@ async fn an_upload_answers_at_once_and_its_variants_appear() {
         let img = image::load_from_memory(&res.bytes().await.unwrap()).unwrap();
         assert_eq!(img.dimensions(), want, "variant {name}");
     }
+    // the full-size image is a cleaned re-encoding; the uploaded bytes are never served
     let original = fetch(&app, done["original"].as_str().unwrap()).await;
-    assert_eq!(original.headers()["content-type"], "image/png");
+    assert_eq!(original.headers()["content-type"], "image/jpeg");
+    let full = image::load_from_memory(&original.bytes().await.unwrap()).unwrap();
+    assert_eq!(full.dimensions(), (1600, 800));
 
     // an avatar is an upload's URL
     let avatar = done["variants"]["320"].as_str().unwrap();
@@ -142,6 +149,9 @@ async fn an_upload_answers_at_once_and_its_variants_appear() {
     assert_eq!(app.get("/api/uploads/nonsense", None).await.status, StatusCode::NOT_FOUND);
     assert_eq!(fetch(&app, "/media/uploads/1/64.jpg").await.status(), StatusCode::NOT_FOUND);
     assert_eq!(fetch(&app, "/media/../etc/passwd").await.status(), StatusCode::NOT_FOUND);
+    let raw = format!("/media/{}", app.app.upload(crescendo_app_id(&id)).await.unwrap().record.original);
+    assert!(raw.starts_with("/media/originals/"), "{raw}");
+    assert_eq!(fetch(&app, &raw).await.status(), StatusCode::NOT_FOUND, "uploaded bytes are private");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -189,4 +199,34 @@ async fn hostile_files_are_refused_with_clear_errors_and_the_worker_keeps_going(
     // the red half (left, before turning) is now on top
     let top = img.get_pixel(10, 5);
     assert!(top[0] > 150 && top[2] < 100, "top is {top:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_article_takes_an_uploads_url_as_its_cover_and_its_page_shows_it() {
+    let app = TestApp::spawn().await;
+    let token = app.register("coverer").await;
+    let (_, body) = upload(&app, Some(&token), "file", "c.png", &png(1400, 700)).await;
+    let done = wait_settled(&app, body["upload"]["id"].as_str().unwrap()).await;
+    let cover = done["variants"]["1280"].as_str().unwrap().to_string();
+
+    let a = app.post("/api/articles", Some(&token), json!({"article": {"title": "Covered", "description": "d", "body": "b", "coverImage": cover}})).await;
+    assert_eq!(a.status, StatusCode::CREATED, "{}", a.json);
+    assert_eq!(a.json["article"]["coverImage"], cover.as_str());
+    let slug = a.json["article"]["slug"].as_str().unwrap().to_string();
+    let plain = app.post("/api/articles", Some(&token), json!({"article": {"title": "Plain", "description": "d", "body": "b"}})).await;
+    assert_eq!(plain.json["article"]["coverImage"], Value::Null, "no cover: null");
+    let bad = app.put(&format!("/api/articles/{slug}"), Some(&token), json!({"article": {"coverImage": "javascript:alert(1)"}})).await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(bad.json["errors"]["coverImage"].is_array(), "{}", bad.json);
+
+    // the page shows the cover; the list shows it too
+    let page = reqwest::get(app.url(&format!("/article/{slug}"))).await.unwrap().text().await.unwrap();
+    assert!(page.contains(&format!("<img class=\"cover\" src=\"{cover}\"")), "the article page shows its cover");
+    let list = app.get("/api/articles?limit=5", None).await;
+    assert_eq!(list.json["articles"][1]["coverImage"], cover.as_str());
+    // and null removes it
+    let cleared = app.put(&format!("/api/articles/{slug}"), Some(&token), json!({"article": {"coverImage": null}})).await;
+    assert_eq!(cleared.json["article"]["coverImage"], Value::Null);
+    let page = reqwest::get(app.url(&format!("/article/{slug}"))).await.unwrap().text().await.unwrap();
+    assert!(!page.contains("class=\"cover\""));
 }
