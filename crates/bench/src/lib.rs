@@ -141,6 +141,12 @@ pub async fn bench(o: &BenchOptions) -> anyhow::Result<Option<report::Report>> {
         })
     });
     let started = Instant::now();
+    // the upload scenario: a probe measures how long uploads take to become ready
+    let probe = (o.scenario == scenario::Scenario::Upload).then(|| {
+        let (base, token) = (base.clone(), run.data.tokens[0].clone());
+        let until = started + o.duration;
+        tokio::spawn(probe_uploads(base, token, until))
+    });
     let stats = load::run(&run, progress).await?;
     let elapsed = started.elapsed().as_secs_f64().max(o.duration.as_secs_f64().min(started.elapsed().as_secs_f64()));
     if let Some(t) = ticker {
@@ -152,9 +158,49 @@ pub async fn bench(o: &BenchOptions) -> anyhow::Result<Option<report::Report>> {
     let after = server::scrape_all(&metrics_urls).await;
     let p_after = o.pid.and_then(server::sample_process);
     let view = server::ServerView::between(before.as_ref(), after.as_ref(), p_before, p_after);
-    let report = report::Report::new(&base, o.scenario, o.model, elapsed, &stats, view);
+    let mut report = report::Report::new(&base, o.scenario, o.model, elapsed, &stats, view);
+    if let Some(p) = probe {
+        report.upload_ready = Some(p.await?.summary());
+        if let (Some(b), Some(a)) = (&before, &after) {
+            report.jobs_per_second = Some((a.jobs_ok - b.jobs_ok) / elapsed);
+        }
+    }
     report.write(&o.out).with_context(|| format!("writing the report into {}", o.out.display()))?;
     Ok(Some(report))
+}
+
+/// Until `until`, uploads one image at a time as `token` and times it from the answer to
+/// `ready` (or `failed`), polling every 20 ms; waits at most a minute for the last one.
+async fn probe_uploads(base: String, token: String, until: Instant) -> hist::Latency {
+    let client = reqwest::Client::new();
+    let mut h = hist::Latency::new();
+    let (content_type, body) = scenario::upload_body();
+    while Instant::now() < until {
+        let sent = client
+            .post(format!("{base}/api/uploads"))
+            .header("authorization", format!("Token {token}"))
+            .header("content-type", content_type.as_str())
+            .body(body.clone())
+            .send()
+            .await;
+        let Ok(res) = sent else { continue };
+        let Ok(v) = res.json::<serde_json::Value>().await else { continue };
+        let Some(id) = v["upload"]["id"].as_str().map(str::to_string) else { continue };
+        let answered = Instant::now();
+        while answered.elapsed() < Duration::from_secs(60) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let state = match client.get(format!("{base}/api/uploads/{id}")).send().await {
+                Ok(r) => r.json::<serde_json::Value>().await.ok().and_then(|v| v["upload"]["state"].as_str().map(str::to_string)),
+                Err(_) => None,
+            };
+            if state.as_deref().is_some_and(|s| s != "processing") {
+                h.record(answered.elapsed());
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    h
 }
 
 #[cfg(test)]

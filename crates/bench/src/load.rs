@@ -147,6 +147,9 @@ async fn send(client: &reqwest::Client, base: &str, r: Request) -> Result<u16, &
     if let Some(body) = r.body {
         b = b.json(&body);
     }
+    if let Some((content_type, bytes)) = r.raw {
+        b = b.header("content-type", content_type.as_str()).body(bytes.clone());
+    }
     match b.send().await {
         Ok(res) => {
             let status = res.status().as_u16();

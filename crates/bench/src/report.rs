@@ -67,6 +67,13 @@ pub struct Report {
     pub distribution: Vec<(f64, f64)>,
     /// What the server itself counted.
     pub server: ServerView,
+    /// Upload scenario: how long probe uploads took from the answer to `ready`.
+    #[serde(default)]
+    pub upload_ready: Option<Summary>,
+    /// Upload scenario: jobs the workers finished per second (summed over every metrics
+    /// endpoint given, workers included).
+    #[serde(default)]
+    pub jobs_per_second: Option<f64>,
 }
 
 impl Report {
@@ -104,6 +111,8 @@ impl Report {
                 .collect(),
             distribution: stats.overall.distribution(),
             server,
+            upload_ready: None,
+            jobs_per_second: None,
         }
     }
 
@@ -145,6 +154,12 @@ impl Report {
             fmt(s.cpu_ms_per_request, 3),
             fmt(s.peak_rss_mib, 1)
         );
+        if let Some(r) = &self.upload_ready {
+            let _ = writeln!(t, "  uploads    {} probes ready after p50 {:.0} ms, p99 {:.0} ms", r.count, r.p50_ms, r.p99_ms);
+        }
+        if let Some(j) = self.jobs_per_second {
+            let _ = writeln!(t, "  workers    {j:.1} jobs/s");
+        }
         if let Some(share) = s.primary_read_share {
             let _ = writeln!(t, "  database   the primary served {:.1} % of reads", share * 100.0);
         }
@@ -208,6 +223,7 @@ pub fn scenario_name(s: Scenario) -> &'static str {
         Scenario::Profile => "profile",
         Scenario::Write => "write",
         Scenario::Social => "social",
+        Scenario::Upload => "upload",
     }
 }
 

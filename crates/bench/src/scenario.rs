@@ -20,6 +20,35 @@ pub enum Scenario {
     /// After DeathStarBench's social network: 60 % home feeds, 30 % author timelines and
     /// article reads, 10 % writes.
     Social,
+    /// `POST /api/uploads` of an 800 × 600 PNG photo, as random seeded users; a probe
+    /// measures how long each upload takes to become ready.
+    Upload,
+}
+
+/// The multipart body of the upload scenario's image: (content type, bytes), made once.
+pub fn upload_body() -> &'static (String, bytes::Bytes) {
+    static BODY: std::sync::OnceLock<(String, bytes::Bytes)> = std::sync::OnceLock::new();
+    BODY.get_or_init(|| {
+        let mut x: u32 = 0x9e37_79b9;
+        // a photo-like image: smooth gradients with a little noise (compresses like a photo)
+        let img = image::RgbImage::from_fn(800, 600, |px, py| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            let n = (x % 24) as u8;
+            image::Rgb([(px / 4) as u8 ^ n, (py / 3) as u8 ^ n, ((px + py) / 6) as u8])
+        });
+        let mut png = std::io::Cursor::new(Vec::new());
+        img.write_to(&mut png, image::ImageFormat::Png).expect("a PNG encodes");
+        let boundary = "crescendo-bench-upload";
+        let mut body = format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"photo.png\"\r\nContent-Type: image/png\r\n\r\n"
+        )
+        .into_bytes();
+        body.extend_from_slice(png.get_ref());
+        body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+        (format!("multipart/form-data; boundary={boundary}"), bytes::Bytes::from(body))
+    })
 }
 
 /// One request to send.
@@ -35,10 +64,12 @@ pub struct Request {
     pub token: Option<String>,
     /// JSON body.
     pub body: Option<serde_json::Value>,
+    /// A body that is not JSON: (content type, bytes).
+    pub raw: Option<&'static (String, bytes::Bytes)>,
 }
 
 fn get(kind: &'static str, path: String, token: Option<String>) -> Request {
-    Request { kind, method: reqwest::Method::GET, path, token, body: None }
+    Request { kind, method: reqwest::Method::GET, path, token, body: None, raw: None }
 }
 
 impl Scenario {
@@ -70,6 +101,7 @@ impl Scenario {
                             "body": "Lorem ipsum dolor sit amet, consectetur adipiscing elit.",
                             "tagList": ["bench", "load"]
                         }})),
+                        raw: None,
                     },
                     1 => Request {
                         kind: "write.comment",
@@ -77,6 +109,7 @@ impl Scenario {
                         path: format!("/api/articles/{target}/comments"),
                         token,
                         body: Some(json!({"comment": {"body": format!("comment {n}")}})),
+                        raw: None,
                     },
                     2 => Request {
                         kind: "write.favorite",
@@ -84,6 +117,7 @@ impl Scenario {
                         path: format!("/api/articles/{target}/favorite"),
                         token,
                         body: None,
+                        raw: None,
                     },
                     _ if other != username(user) => Request {
                         kind: "write.follow",
@@ -91,6 +125,7 @@ impl Scenario {
                         path: format!("/api/profiles/{other}/follow"),
                         token,
                         body: None,
+                        raw: None,
                     },
                     _ => Request {
                         kind: "write.favorite",
@@ -98,9 +133,18 @@ impl Scenario {
                         path: format!("/api/articles/{target}/favorite"),
                         token,
                         body: None,
+                        raw: None,
                     },
                 }
             }
+            Scenario::Upload => Request {
+                kind: "upload",
+                method: reqwest::Method::POST,
+                path: "/api/uploads".into(),
+                token,
+                body: None,
+                raw: Some(upload_body()),
+            },
             Scenario::Social => match rng.below(100) {
                 0..60 => get("feed", "/api/articles/feed?limit=20".into(), token),
                 60..75 => get(

@@ -25,6 +25,8 @@ pub struct Scrape {
     pub shared_hits: f64,
     /// `crescendo_http_db_queries_total{method="GET"}`: what read requests cost the database.
     pub read_request_queries: f64,
+    /// `crescendo_jobs_total{outcome="ok"}`.
+    pub jobs_ok: f64,
 }
 
 /// Sums each metric of Prometheus text over its label sets (the `layer="local"` ones only for
@@ -57,6 +59,7 @@ pub fn parse(text: &str) -> Scrape {
                 }
             }
             "crescendo_http_db_queries_total" if series.contains("method=\"GET\"") => s.read_request_queries += v,
+            "crescendo_jobs_total" if series.contains("outcome=\"ok\"") => s.jobs_ok += v,
             "crescendo_cache_hits_total" if local => s.cache_hits += v,
             "crescendo_cache_hits_total" if series.contains("layer=\"shared\"") => s.shared_hits += v,
             "crescendo_cache_misses_total" if local => s.cache_misses += v,
@@ -90,6 +93,7 @@ pub async fn scrape_all(urls: &[String]) -> Option<Scrape> {
         total.read_requests += s.read_requests;
         total.shared_hits += s.shared_hits;
         total.read_request_queries += s.read_request_queries;
+        total.jobs_ok += s.jobs_ok;
     }
     Some(total)
 }

@@ -3,7 +3,7 @@
 //! the number measured for or against it.
 //!
 //! Rungs join the tour as they land; today it has rung 1 (`crescendo serve`) and the
-//! topologies of rungs 2, 3, 4, 5 and 7 (`topologies/*.toml`, compiled in), each started with
+//! topologies of rungs 2, 3, 4, 5, 7 and 9 (`topologies/*.toml`, compiled in), each started with
 //! `crescendo up`'s code in a temporary run directory. Their PostgreSQL servers run with
 //! `fsync` on, so every rung's writes are as durable as rung 1's. Behind a load balancer the
 //! server's view is the sum of every web node's `/metrics`.
@@ -60,6 +60,11 @@ pub const RUNGS: &[Rung] = &[
         name: "stateless web",
         claim: "with shared state in Redis any web node serves any request, and the replicas still take the reads",
     },
+    Rung {
+        number: 9,
+        name: "message queue",
+        claim: "uploads are answered at once while workers behind NATS JetStream make the variants, so upload latency stays flat as the backlog grows",
+    },
 ];
 
 /// The topology file of each rung the tour starts that way.
@@ -70,6 +75,7 @@ fn topology(rung: u8) -> Option<(&'static str, &'static str)> {
         4 => ("04-replication.toml", include_str!("../../../topologies/04-replication.toml")),
         5 => ("05-cache.toml", include_str!("../../../topologies/05-cache.toml")),
         7 => ("07-stateless.toml", include_str!("../../../topologies/07-stateless.toml")),
+        9 => ("09-queue.toml", include_str!("../../../topologies/09-queue.toml")),
         _ => return None,
     })
 }
@@ -106,8 +112,31 @@ pub struct TourRow {
     /// Behind a load balancer: whether a browser signed in through `web-1` was still signed
     /// in after `web-1` was killed (sticky in-memory sessions lose it; shared ones keep it).
     pub session_survives_node_loss: Option<bool>,
+    /// Rung 9: a second run of the `upload` scenario: upload p50/p99 (ms), time from the
+    /// answer to ready at p50/p99 (ms), and jobs the workers finished per second.
+    #[serde(default)]
+    pub uploads: Option<UploadFigures>,
     /// The claim against the numbers, in one sentence.
     pub verdict: String,
+}
+
+/// What the `upload` scenario measured on a rung with workers.
+#[derive(Clone, Debug, Serialize)]
+pub struct UploadFigures {
+    /// Uploads per second answered.
+    pub throughput: f64,
+    /// Upload latency, median (ms).
+    pub p50_ms: f64,
+    /// Upload latency, 99th percentile (ms).
+    pub p99_ms: f64,
+    /// Failed uploads.
+    pub errors: u64,
+    /// From the answer to ready, median (ms).
+    pub ready_p50_ms: f64,
+    /// From the answer to ready, 99th percentile (ms).
+    pub ready_p99_ms: f64,
+    /// Jobs finished per second by all workers.
+    pub jobs_per_second: f64,
 }
 
 /// The tour's comparison.
@@ -150,7 +179,13 @@ fn start_rung(exe: &Path, rung: u8) -> anyhow::Result<Started> {
         let public = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
         let opts = deploy::UpOptions { exe: exe.to_path_buf(), run_dir: data.path().join("run"), public: Some(public), progress: |_| {} };
         let running = deploy::up(&t, &opts)?;
-        let metrics = running.state.processes.iter().filter(|p| p.role == "web").map(|p| format!("http://{}/metrics", p.addr)).collect();
+        let metrics = running
+            .state
+            .processes
+            .iter()
+            .filter(|p| p.role == "web" || p.role == "worker")
+            .map(|p| format!("http://{}/metrics", p.addr))
+            .collect();
         // let the balancer's first health checks pass before load starts
         std::thread::sleep(Duration::from_millis(800));
         return Ok(Started { child: None, url: running.state.url.clone(), topology: Some(running), metrics, _data: data });
@@ -222,7 +257,7 @@ async fn session_survives(url: &str, running: &crescendo_topology::deploy::Runni
     Ok(res.status() == reqwest::StatusCode::OK)
 }
 
-fn verdict(rung: &Rung, r: &Report, survives: Option<bool>) -> String {
+fn verdict(rung: &Rung, r: &Report, survives: Option<bool>, uploads: Option<&UploadFigures>) -> String {
     let hits = r.server.cache_hit_ratio.map(|h| format!(", {:.1} % of cache reads served in-process", h * 100.0)).unwrap_or_default();
     let served = match (r.server.cache_served_ratio, r.server.cache_hit_ratio) {
         (Some(s), Some(h)) if s > h => format!(" ({:.1} % from either cache tier)", s * 100.0),
@@ -234,14 +269,23 @@ fn verdict(rung: &Rung, r: &Report, survives: Option<bool>) -> String {
     let primary = r.server.primary_read_share.map(|p| format!(", the primary served {:.1} % of database reads", p * 100.0)).unwrap_or_default();
     let share_ok = !matches!(rung.number, 4 | 7) || r.server.primary_read_share.is_some_and(|p| p <= 0.10);
     let reads_ok = rung.number != 5 || r.server.db_reads_per_read_request.is_some_and(|q| q <= 0.10);
-    let holds = if r.errors == 0 && share_ok && reads_ok { "holds" } else { "holds only in part" };
+    let uploads_ok = uploads.is_none_or(|u| u.errors == 0 && u.jobs_per_second > 0.0);
+    let holds = if r.errors == 0 && share_ok && reads_ok && uploads_ok { "holds" } else { "holds only in part" };
+    let uploads = uploads
+        .map(|u| {
+            format!(
+                "; uploads: {:.0}/s at p50 {:.0} ms, p99 {:.0} ms, {} failed, ready {:.0} ms (p50) and {:.0} ms (p99) after the answer, {:.1} jobs/s done",
+                u.throughput, u.p50_ms, u.p99_ms, u.errors, u.ready_p50_ms, u.ready_p99_ms, u.jobs_per_second
+            )
+        })
+        .unwrap_or_default();
     let sessions = match survives {
         Some(true) => "; a browser signed in through a node that was then killed stayed signed in",
         Some(false) => "; a browser signed in through a node that was then killed was signed out (its session lived in that node's memory)",
         None => "",
     };
     format!(
-        "Rung {}: the claim that {} {holds}: {:.0} requests/s at p99 {:.1} ms with {} errors{hits}{dbq}{reads}{primary}{sessions}.",
+        "Rung {}: the claim that {} {holds}: {:.0} requests/s at p99 {:.1} ms with {} errors{hits}{dbq}{reads}{primary}{sessions}{uploads}.",
         rung.number, rung.claim, r.throughput, r.latency.p99_ms, r.errors
     )
 }
@@ -268,6 +312,27 @@ pub async fn tour(exe: &Path, template: &BenchOptions, out: &Path) -> anyhow::Re
         o.out = out.join(format!("rung-{}", rung.number));
         let report = bench(&o).await?.context("the tour does not seed only")?;
         eprint!("{}", report.table());
+        // rung 9's point is the upload path: measure it too, on the data already seeded
+        let uploads = if rung.number == 9 {
+            let mut u = o.clone();
+            u.scenario = crate::scenario::Scenario::Upload;
+            u.seed_mode = crate::SeedMode::NoSeed;
+            u.out = out.join("rung-9-upload");
+            let r = bench(&u).await?.context("the upload run")?;
+            eprint!("{}", r.table());
+            let ready = r.upload_ready.clone().unwrap_or_default();
+            Some(UploadFigures {
+                throughput: r.throughput,
+                p50_ms: r.latency.p50_ms,
+                p99_ms: r.latency.p99_ms,
+                errors: r.errors,
+                ready_p50_ms: ready.p50_ms,
+                ready_p99_ms: ready.p99_ms,
+                jobs_per_second: r.jobs_per_second.unwrap_or(0.0),
+            })
+        } else {
+            None
+        };
         // after the measurement: does a signed-in browser outlive its node?
         let survives = match &server.topology {
             Some(t) if t.state.lb.is_some() => Some(session_survives(&server.url, t).await?),
@@ -287,7 +352,8 @@ pub async fn tour(exe: &Path, template: &BenchOptions, out: &Path) -> anyhow::Re
             db_reads_per_read_request: report.server.db_reads_per_read_request,
             primary_read_share: report.server.primary_read_share,
             session_survives_node_loss: survives,
-            verdict: verdict(rung, &report, survives),
+            verdict: verdict(rung, &report, survives, uploads.as_ref()),
+            uploads,
         });
         tokio::task::spawn_blocking(move || drop(server)).await?;
     }

@@ -180,7 +180,7 @@ fn the_tour_starts_each_rung_measures_it_and_stops_it() {
     assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
     let tour: serde_json::Value = serde_json::from_slice(&std::fs::read(out.path().join("tour.json")).unwrap()).unwrap();
     let rungs = tour["rungs"].as_array().unwrap();
-    assert_eq!(rungs.iter().map(|r| r["rung"].as_u64().unwrap()).collect::<Vec<_>>(), [1, 2, 3, 4, 5, 7], "{tour}");
+    assert_eq!(rungs.iter().map(|r| r["rung"].as_u64().unwrap()).collect::<Vec<_>>(), [1, 2, 3, 4, 5, 7, 9], "{tour}");
     for rung in rungs {
         let n = rung["rung"].as_u64().unwrap();
         assert_eq!(rung["errors"], 0, "{tour}");
@@ -193,7 +193,11 @@ fn the_tour_starts_each_rung_measures_it_and_stops_it() {
     assert_eq!(rungs[2]["primary_read_share"], 1.0, "rung 3 has no replicas");
     let survives: Vec<&Value> = rungs.iter().map(|r| &r["session_survives_node_loss"]).collect();
     let (f, t) = (Value::Bool(false), Value::Bool(true));
-    assert_eq!(survives, [&Value::Null, &Value::Null, &f, &f, &f, &t], "sticky rungs lose a dead node's sessions, rung 7 keeps them: {tour}");
+    assert_eq!(survives, [&Value::Null, &Value::Null, &f, &f, &f, &t, &t], "sticky rungs lose a dead node's sessions, rungs 7 and 9 keep them: {tour}");
+    let uploads = &rungs[6]["uploads"];
+    assert_eq!(uploads["errors"], 0, "{tour}");
+    assert!(uploads["throughput"].as_f64().unwrap() > 0.0 && uploads["ready_p50_ms"].as_f64().unwrap() > 0.0, "rung 9 measures uploads: {tour}");
+    assert!(out.path().join("rung-9-upload/report.html").is_file());
     assert_eq!(rungs[3]["cache_served_ratio"], 0.0, "rung 4 caches nothing: {tour}");
     for r in [&rungs[4], &rungs[5]] {
         assert!(r["cache_served_ratio"].as_f64().unwrap() > 0.0, "rungs 5 and 7 cache on Redis: {tour}");
