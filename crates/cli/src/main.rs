@@ -46,7 +46,8 @@ enum Command {
     /// primary answers. Web nodes follow the new primary on their own.
     Failover(FailoverArgs),
     /// Start every tier of a topology (`topologies/*.toml`) on this machine: PostgreSQL, web
-    /// nodes, HAProxy, Redis. Prints the public URL and a live status; Ctrl-C stops everything.
+    /// nodes, HAProxy, Redis, NATS and workers. Prints the public URL and a live status; Ctrl-C
+    /// stops everything.
     Up(UpArgs),
     /// Stop the topology started from the run directory (`up --detach`).
     Down(RunDirArgs),
