@@ -214,6 +214,8 @@ crescendo_cache_hits_total{layer="shared"} 30
 crescendo_cache_misses_total{layer="local"} 50
 crescendo_http_db_queries_total{method="GET"} 9
 crescendo_http_db_queries_total{method="other"} 30
+crescendo_jobs_total{outcome="ok",queue="images.variants"} 4
+crescendo_jobs_total{outcome="retry",queue="images.variants"} 1
 crescendo_http_request_duration_seconds_bucket{le="0.1"} 7
 "#;
 
@@ -232,6 +234,7 @@ crescendo_http_request_duration_seconds_bucket{le="0.1"} 7
                 read_requests: 90.0,
                 shared_hits: 30.0,
                 read_request_queries: 9.0,
+                jobs_ok: 4.0,
             }
         );
         assert_eq!(labels(r#"x{layer="local",a="b"}"#)["layer"], "local");

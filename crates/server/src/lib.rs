@@ -5,7 +5,8 @@
 //! serve), `/metrics` (Prometheus text), with request IDs (`x-request-id` honoured or made,
 //! and echoed), one log span per request, CORS open to any origin, a body limit, a request
 //! time-out, and a graceful drain on shutdown: `/ready` fails first, in-flight requests
-//! finish, then the listener closes.
+//! finish, then the listener closes. Beside the requests it runs the outbox relay and, when
+//! `queue.workers` > 0, workers; [`work`] runs a worker process (`crescendo worker`).
 
 mod http;
 mod jobs;
