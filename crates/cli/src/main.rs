@@ -469,18 +469,18 @@ async fn autoscale(run_dir: PathBuf) -> anyhow::Result<()> {
             break;
         };
         let running: Vec<&deploy::Process> = state.processes.iter().filter(|p| p.role == "worker" && deploy::alive(p.pid)).collect();
-        let pending = match queue.depth(crescendo_app::IMAGES_QUEUE).await {
-            Ok(d) => d.pending,
+        let (pending, oldest_ms) = match queue.depth(crescendo_app::IMAGES_QUEUE).await {
+            Ok(d) => (d.pending, d.oldest_ms),
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read the queue's depth; keeping the workers as they are");
                 continue;
             }
         };
-        let (want, low) = deploy::desired_workers(&scaling, running.len(), pending, low_since, Instant::now());
+        let (want, low) = deploy::desired_workers(&scaling, running.len(), pending, oldest_ms, low_since, Instant::now());
         low_since = low;
         let mut note = String::from("steady");
         if want > running.len() {
-            note = format!("adding {} for {pending} jobs", want - running.len());
+            note = format!("adding {} for {pending} jobs, the oldest {:.1} s old", want - running.len(), oldest_ms as f64 / 1000.0);
             tracing::info!(from = running.len(), to = want, pending, "scaling the workers up");
             for _ in running.len()..want {
                 let rd = run_dir.clone();
@@ -510,7 +510,7 @@ async fn autoscale(run_dir: PathBuf) -> anyhow::Result<()> {
             note = format!("backlog small; one fewer after {} s", scaling.scale_down_after_secs);
         }
         let summary = serde_json::json!({
-            "min": scaling.min, "max": scaling.max, "workers": want, "pending": pending, "note": note,
+            "min": scaling.min, "max": scaling.max, "workers": want, "pending": pending, "oldest_ms": oldest_ms, "note": note,
         });
         std::fs::write(run_dir.join("autoscale.json"), serde_json::to_vec(&summary)?)?;
     }

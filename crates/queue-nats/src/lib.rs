@@ -224,6 +224,16 @@ impl Queue for NatsQueue {
             Ok(s) => s.get_info().await.map(|i| i.state.messages).unwrap_or(0),
             Err(_) => 0,
         };
-        Ok(QueueDepth { pending: info.num_pending + info.num_ack_pending as u64, dead, oldest_ms: 0 })
+        let pending = info.num_pending + info.num_ack_pending as u64;
+        // a work-queue stream drops acknowledged jobs, so its first message is the oldest job
+        // not yet done (of any queue: there is one today)
+        let oldest_ms = match (pending, self.js.get_stream(JOBS).await) {
+            (1.., Ok(s)) => s.get_info().await.ok().filter(|i| i.state.messages > 0).map_or(0, |i| {
+                let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i128);
+                ((now - i.state.first_timestamp.unix_timestamp_nanos()) / 1_000_000).max(0) as u64
+            }),
+            _ => 0,
+        };
+        Ok(QueueDepth { pending, dead, oldest_ms })
     }
 }

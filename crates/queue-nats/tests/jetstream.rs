@@ -35,9 +35,12 @@ async fn jobs_are_claimed_once_acknowledged_retried_and_dead_lettered() {
     let job = q.claim(Q, Duration::from_secs(1)).await.unwrap().expect("a job");
     assert_eq!((job.payload.as_slice(), job.attempts), (&b"1"[..], 1));
     assert!(q.claim(Q, Duration::from_secs(1)).await.unwrap().is_none(), "held by its claim");
-    assert_eq!(q.depth(Q).await.unwrap().pending, 1);
+    tokio::time::sleep(Duration::from_millis(120)).await;
+    let d = q.depth(Q).await.unwrap();
+    assert_eq!(d.pending, 1);
+    assert!((100..60_000).contains(&d.oldest_ms), "the oldest job's age: {} ms", d.oldest_ms);
     q.ack(&job).await.unwrap();
-    assert_eq!(q.depth(Q).await.unwrap().pending, 0);
+    assert_eq!(q.depth(Q).await.unwrap(), crescendo_queue::QueueDepth { pending: 0, dead: 0, oldest_ms: 0 });
     assert!(q.ack(&job).await.is_err(), "acknowledged once");
 
     // a failed job comes back after its back-off, then dies on its last attempt with the reason

@@ -62,6 +62,9 @@ pub struct QueueTier {
     /// How long the backlog must stay small before a worker is removed, seconds.
     #[serde(default = "default_scale_down_after")]
     pub scale_down_after_secs: u64,
+    /// How long the oldest job may wait before a worker is added whatever the depth, seconds.
+    #[serde(default = "default_max_wait")]
+    pub max_wait_secs: u64,
     /// Jobs each worker process runs at once.
     #[serde(default = "default_worker_concurrency")]
     pub concurrency: usize,
@@ -75,6 +78,10 @@ fn default_scale_down_after() -> u64 {
     10
 }
 
+fn default_max_wait() -> u64 {
+    30
+}
+
 /// How the autoscaler sizes the worker tier (from the topology's `[queue]`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WorkerScaling {
@@ -86,15 +93,31 @@ pub struct WorkerScaling {
     pub jobs_per_worker: u64,
     /// How long the backlog must stay small before a worker is removed, seconds.
     pub scale_down_after_secs: u64,
+    /// How long the oldest job may wait before a worker is added whatever the depth, seconds.
+    #[serde(default = "default_max_wait")]
+    pub max_wait_secs: u64,
 }
 
-/// The autoscaler's decision for one look at the queue: how many workers to run now, and
-/// since when the backlog has wanted fewer than run (`None`: it does not). Up at once, to
-/// the count the backlog needs; down one worker at a time, and only after the backlog has
-/// wanted fewer for `scale_down_after_secs` (hysteresis: a short lull removes nobody).
-pub fn desired_workers(s: &WorkerScaling, current: usize, pending: u64, low_since: Option<Instant>, now: Instant) -> (usize, Option<Instant>) {
+/// The autoscaler's decision for one look at the queue (`pending` jobs, the oldest
+/// `oldest_ms` old): how many workers to run now, and since when the backlog has wanted fewer
+/// than run (`None`: it does not). Up at once, to the count the backlog's depth needs, and by
+/// one more while the oldest job has waited longer than `max_wait_secs`; down one worker at a
+/// time, and only after the backlog has wanted fewer for `scale_down_after_secs` (hysteresis:
+/// a short lull removes nobody).
+pub fn desired_workers(
+    s: &WorkerScaling,
+    current: usize,
+    pending: u64,
+    oldest_ms: u64,
+    low_since: Option<Instant>,
+    now: Instant,
+) -> (usize, Option<Instant>) {
     let per = s.jobs_per_worker.max(1);
-    let want = (pending.div_ceil(per) as usize).clamp(s.min, s.max.max(s.min));
+    let mut want = pending.div_ceil(per) as usize;
+    if pending > 0 && oldest_ms > s.max_wait_secs.saturating_mul(1000) {
+        want = want.max(current + 1);
+    }
+    let want = want.clamp(s.min, s.max.max(s.min));
     if want > current {
         return (want, None);
     }
@@ -572,6 +595,7 @@ pub fn up(t: &Topology, o: &UpOptions) -> anyhow::Result<Running> {
             max: q.max_workers.unwrap_or(q.workers).max(q.workers),
             jobs_per_worker: q.jobs_per_worker,
             scale_down_after_secs: q.scale_down_after_secs,
+            max_wait_secs: q.max_wait_secs,
         });
         for n in 1..=q.workers {
             let ip = [127, 0, 5, n as u8];
@@ -1068,23 +1092,27 @@ mod tests {
 
     #[test]
     fn workers_scale_up_at_once_and_down_one_at_a_time_after_a_quiet_spell() {
-        let s = WorkerScaling { min: 1, max: 4, jobs_per_worker: 4, scale_down_after_secs: 10 };
+        let s = WorkerScaling { min: 1, max: 4, jobs_per_worker: 4, scale_down_after_secs: 10, max_wait_secs: 30 };
         let t0 = Instant::now();
         let at = |secs: u64| t0 + Duration::from_secs(secs);
-        assert_eq!(desired_workers(&s, 1, 0, None, t0), (1, None));
-        assert_eq!(desired_workers(&s, 1, 9, None, t0), (3, None), "9 jobs need 3 workers, now");
-        assert_eq!(desired_workers(&s, 3, 100, None, t0), (4, None), "never above max");
+        assert_eq!(desired_workers(&s, 1, 0, 0, None, t0), (1, None));
+        assert_eq!(desired_workers(&s, 1, 9, 0, None, t0), (3, None), "9 jobs need 3 workers, now");
+        assert_eq!(desired_workers(&s, 3, 100, 0, None, t0), (4, None), "never above max");
         // the backlog drains: nobody leaves before the quiet spell, then one at a time
-        let (n, low) = desired_workers(&s, 4, 0, None, at(1));
+        let (n, low) = desired_workers(&s, 4, 0, 0, None, at(1));
         assert_eq!((n, low), (4, Some(at(1))));
-        assert_eq!(desired_workers(&s, 4, 0, low, at(5)), (4, low));
-        let (n, low) = desired_workers(&s, 4, 0, low, at(11));
+        assert_eq!(desired_workers(&s, 4, 0, 0, low, at(5)), (4, low));
+        let (n, low) = desired_workers(&s, 4, 0, 0, low, at(11));
         assert_eq!((n, low), (3, Some(at(11))));
-        assert_eq!(desired_workers(&s, 3, 0, low, at(15)).0, 3, "the spell starts again after each step");
-        assert_eq!(desired_workers(&s, 3, 0, low, at(21)).0, 2);
+        assert_eq!(desired_workers(&s, 3, 0, 0, low, at(15)).0, 3, "the spell starts again after each step");
+        assert_eq!(desired_workers(&s, 3, 0, 0, low, at(21)).0, 2);
         // a burst during the spell resets it
-        assert_eq!(desired_workers(&s, 3, 12, Some(at(1)), at(30)), (3, None));
-        assert_eq!(desired_workers(&s, 1, 0, Some(at(0)), at(100)), (1, None), "never below min");
+        assert_eq!(desired_workers(&s, 3, 12, 0, Some(at(1)), at(30)), (3, None));
+        assert_eq!(desired_workers(&s, 1, 0, 0, Some(at(0)), at(100)), (1, None), "never below min");
+        // few jobs, but old ones: one more worker, and nobody leaves while they wait
+        assert_eq!(desired_workers(&s, 1, 2, 31_000, None, t0), (2, None), "the oldest job waited 31 s");
+        assert_eq!(desired_workers(&s, 2, 2, 31_000, Some(t0), at(60)), (3, None));
+        assert_eq!(desired_workers(&s, 2, 2, 5_000, None, t0).0, 2, "young jobs: the depth decides, and it waits to step down");
     }
 
     #[test]
