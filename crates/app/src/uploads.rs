@@ -30,6 +30,14 @@ pub struct UploadView {
     pub variants: Vec<(u32, String)>,
 }
 
+impl UploadView {
+    /// The URL of the variant `width` wide (one of `crescendo_media::WIDTHS`), or the
+    /// full-size one's for any other width.
+    pub fn variant(&self, width: u32) -> String {
+        self.variants.iter().find(|(w, _)| *w == width).map_or_else(|| self.original.clone(), |(_, url)| url.clone())
+    }
+}
+
 /// The blob key of a variant ([`crescendo_media::FULL`]: the full-size one).
 pub fn variant_key(upload: Id, width: u32) -> String {
     if width == crescendo_media::FULL {

@@ -33,6 +33,16 @@ pub struct Running {
     pub done: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
 
+/// Builds the application and binds `settings.http.listen`: what every role starts with.
+async fn start(settings: &Settings) -> anyhow::Result<(Built, TcpListener, SocketAddr)> {
+    let built = build(settings).await?;
+    let listener = TcpListener::bind(settings.http.listen)
+        .await
+        .with_context(|| format!("binding http.listen = {}", settings.http.listen))?;
+    let addr = listener.local_addr()?;
+    Ok((built, listener, addr))
+}
+
 /// Binds `settings.http.listen`, then serves until `shutdown` resolves, then drains.
 ///
 /// Returns once listening; the server runs on a spawned task (see [`Running::done`]).
@@ -40,11 +50,7 @@ pub struct Running {
 /// # Errors
 /// The application could not be built (database, keys) or the address could not be bound.
 pub async fn serve(settings: Settings, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<Running> {
-    let built = build(&settings).await?;
-    let listener = TcpListener::bind(settings.http.listen)
-        .await
-        .with_context(|| format!("binding http.listen = {}", settings.http.listen))?;
-    let addr = listener.local_addr()?;
+    let (built, listener, addr) = start(&settings).await?;
     let ready = Arc::new(AtomicBool::new(true));
     let service = http::service(built.app.clone(), built.web.clone(), &settings, Arc::clone(&ready));
     let grace = Duration::from_secs(settings.http.shutdown_grace_secs);
@@ -97,11 +103,7 @@ pub async fn serve(settings: Settings, shutdown: impl Future<Output = ()> + Send
 /// # Errors
 /// The application could not be built or the address could not be bound.
 pub async fn work(settings: Settings, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<Running> {
-    let built = build(&settings).await?;
-    let listener = TcpListener::bind(settings.http.listen)
-        .await
-        .with_context(|| format!("binding http.listen = {}", settings.http.listen))?;
-    let addr = listener.local_addr()?;
+    let (built, listener, addr) = start(&settings).await?;
     let ready = Arc::new(AtomicBool::new(true));
     let router = http::ops(built.app.clone(), Arc::clone(&ready));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

@@ -912,17 +912,7 @@ impl Store for PgStore {
             .await
             .map_err(map_err)?;
         self.commit(tx).await?;
-        Ok(UploadRecord {
-            id: Id::from_i64(id),
-            owner_id: new.owner_id,
-            state: UploadState::Processing,
-            reason: None,
-            mime: new.mime,
-            original: new.original,
-            width: new.width,
-            height: new.height,
-            created_at: now,
-        })
+        Ok(new.into_record(Id::from_i64(id), now))
     }
 
     async fn upload(&self, id: Id) -> StoreResult<Option<UploadRecord>> {

@@ -526,17 +526,7 @@ impl Store for SqliteStore {
                 tx.prepare_cached("INSERT INTO outbox (queue, payload, created_at) VALUES (?1, ?2, ?3)")
                     .and_then(|mut st| st.execute(params![queue, id.as_i64().to_string().into_bytes(), now]))
                     .map_err(map_err)?;
-                Ok(UploadRecord {
-                    id,
-                    owner_id: new.owner_id,
-                    state: UploadState::Processing,
-                    reason: None,
-                    mime: new.mime,
-                    original: new.original,
-                    width: new.width,
-                    height: new.height,
-                    created_at: now,
-                })
+                Ok(new.into_record(id, now))
             })
             .await
     }

@@ -273,6 +273,23 @@ pub struct NewUpload {
     pub height: u32,
 }
 
+impl NewUpload {
+    /// The record of this upload once stored under `id` at `now_ms`: still processing.
+    pub fn into_record(self, id: Id, now_ms: i64) -> UploadRecord {
+        UploadRecord {
+            id,
+            owner_id: self.owner_id,
+            state: UploadState::Processing,
+            reason: None,
+            mime: self.mime,
+            original: self.original,
+            width: self.width,
+            height: self.height,
+            created_at: now_ms,
+        }
+    }
+}
+
 /// A job waiting in the outbox to be handed to the queue.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OutboxEntry {

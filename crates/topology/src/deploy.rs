@@ -417,13 +417,7 @@ pub fn add_worker(run_dir: &Path, state: &mut State) -> anyhow::Result<(String, 
     if state.workers.is_none() {
         bail!("this topology has no queue tier");
     }
-    let n = state
-        .processes
-        .iter()
-        .filter_map(|p| p.name.strip_prefix("worker-").and_then(|n| n.parse::<usize>().ok()))
-        .max()
-        .unwrap_or(0)
-        + 1;
+    let n = next_number(state, "worker-");
     let ip = [127, 0, 5, n.min(250) as u8];
     let addr = SocketAddr::from((ip, free_port(ip)?));
     let o = UpOptions { exe: state.exe.clone(), run_dir: run_dir.to_path_buf(), public: None, progress: |_| {} };
@@ -688,14 +682,13 @@ fn wait_up(run_dir: &Path, name: &str, limit: Duration) -> anyhow::Result<()> {
 }
 
 /// Starts one more web node behind the balancer and waits until it takes traffic.
+/// One more than the highest N of the processes named `{prefix}N`.
+fn next_number(state: &State, prefix: &str) -> usize {
+    state.processes.iter().filter_map(|p| p.name.strip_prefix(prefix).and_then(|n| n.parse::<usize>().ok())).max().unwrap_or(0) + 1
+}
+
 fn add_web(run_dir: &Path, state: &mut State, progress: fn(&str)) -> anyhow::Result<String> {
-    let n = state
-        .processes
-        .iter()
-        .filter_map(|p| p.name.strip_prefix("web-").and_then(|n| n.parse::<usize>().ok()))
-        .max()
-        .unwrap_or(0)
-        + 1;
+    let n = next_number(state, "web-");
     let ip = [127, 0, 1, n.min(250) as u8];
     let addr = SocketAddr::from((ip, free_port(ip)?));
     progress(&format!("starting web-{n} on {addr}"));

@@ -456,21 +456,30 @@ async fn upload_failed(w: &Web, s: &Session, e: AppError) -> Response {
     }
 }
 
+/// The upload a page's image form sends (signed in, CSRF checked), or the page to answer.
+async fn take_upload(w: &Web, s: &Session, user: Id, form: Multipart) -> Result<crescendo_app::UploadView, Response> {
+    let (csrf, file) = match image_form(form).await {
+        Ok(f) => f,
+        Err(e) => return Err(upload_failed(w, s, e).await),
+    };
+    if !s.csrf_ok(&csrf) {
+        return Err(csrf_refused(w, s).await);
+    }
+    let Some(file) = file else { return Err(upload_failed(w, s, AppError::invalid("file", "is missing: choose an image")).await) };
+    match w.app.create_upload(user, file).await {
+        Ok(u) => Ok(u),
+        Err(e) => Err(upload_failed(w, s, e).await),
+    }
+}
+
 /// `POST /settings/picture`: uploads an image and makes its 320 px variant the user's picture.
 pub(crate) async fn upload_picture(State(w): State<Web>, s: Session, form: Multipart) -> Response {
     let user = signed_in!(s);
-    let (csrf, file) = match image_form(form).await {
-        Ok(f) => f,
-        Err(e) => return upload_failed(&w, &s, e).await,
-    };
-    check_csrf!(w, s, csrf);
-    let Some(file) = file else { return upload_failed(&w, &s, AppError::invalid("file", "is missing: choose an image")).await };
-    let up = match w.app.create_upload(user, file).await {
+    let up = match take_upload(&w, &s, user, form).await {
         Ok(u) => u,
-        Err(e) => return upload_failed(&w, &s, e).await,
+        Err(page) => return page,
     };
-    let picture = up.variants.iter().find(|(width, _)| *width == 320).map(|(_, url)| url.clone()).unwrap_or(up.original);
-    let input = UserChangesInput { image: Some(picture), ..Default::default() };
+    let input = UserChangesInput { image: Some(up.variant(320)), ..Default::default() };
     match w.app.update_user(user, input).await {
         Ok(_) => redirect(&s, "/settings"),
         Err(e) => upload_failed(&w, &s, e).await,
@@ -480,18 +489,11 @@ pub(crate) async fn upload_picture(State(w): State<Web>, s: Session, form: Multi
 /// `POST /article/{slug}/cover`: uploads an image and makes its 1280 px variant the cover.
 pub(crate) async fn upload_cover(State(w): State<Web>, s: Session, Path(slug): Path<String>, form: Multipart) -> Response {
     let user = signed_in!(s);
-    let (csrf, file) = match image_form(form).await {
-        Ok(f) => f,
-        Err(e) => return upload_failed(&w, &s, e).await,
-    };
-    check_csrf!(w, s, csrf);
-    let Some(file) = file else { return upload_failed(&w, &s, AppError::invalid("file", "is missing: choose an image")).await };
-    let up = match w.app.create_upload(user, file).await {
+    let up = match take_upload(&w, &s, user, form).await {
         Ok(u) => u,
-        Err(e) => return upload_failed(&w, &s, e).await,
+        Err(page) => return page,
     };
-    let cover = up.variants.iter().find(|(width, _)| *width == 1280).map(|(_, url)| url.clone()).unwrap_or(up.original);
-    let input = ArticleInput { cover_image: Some(cover), ..Default::default() };
+    let input = ArticleInput { cover_image: Some(up.variant(1280)), ..Default::default() };
     match w.app.update_article(user, &slug, input).await {
         Ok(a) => redirect(&s, &format!("/article/{}", a.article.slug)),
         Err(e) => upload_failed(&w, &s, e).await,
