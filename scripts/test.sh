@@ -34,6 +34,9 @@ if ! command -v newman >/dev/null 2>&1; then
     $SUDO npm install -g --no-audit --no-fund newman@6
 fi
 
+# One build, never rebuilt piecemeal: incremental state would only take disk.
+export CARGO_INCREMENTAL=0
+
 echo "==> cargo test"
 cargo test --workspace --locked "$@"
 

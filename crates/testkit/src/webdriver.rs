@@ -92,6 +92,25 @@ impl Tab<'_> {
         v
     }
 
+    /// Runs `action` (a path under the element, e.g. `/click`) on the element matching `css`.
+    /// A page that is still being replaced (after a submit or a click on a link) can turn
+    /// the element found into a stale one: then it is found again, for up to 10 s.
+    async fn on_element(&self, css: &str, method: reqwest::Method, action: &str, body: Option<Value>) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let id = self.find(css).await;
+            let path = format!("/session/{}/element/{id}{action}", self.session);
+            let v = self.driver.call(method.clone(), &path, body.clone()).await;
+            match v.get("error").and_then(Value::as_str) {
+                None => return v,
+                Some("stale element reference") if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Some(err) => panic!("webdriver {css} {action}: {err}: {}", v["message"]),
+            }
+        }
+    }
+
     /// Loads `url` and waits for the page.
     pub async fn goto(&self, url: &str) {
         self.cmd(reqwest::Method::POST, "/url", Some(json!({"url": url}))).await;
@@ -125,21 +144,18 @@ impl Tab<'_> {
 
     /// Types `text` into the field matching `css`, replacing what it held.
     pub async fn fill(&self, css: &str, text: &str) {
-        let id = self.find(css).await;
-        self.cmd(reqwest::Method::POST, &format!("/element/{id}/clear"), Some(json!({}))).await;
-        self.cmd(reqwest::Method::POST, &format!("/element/{id}/value"), Some(json!({"text": text}))).await;
+        self.on_element(css, reqwest::Method::POST, "/clear", Some(json!({}))).await;
+        self.on_element(css, reqwest::Method::POST, "/value", Some(json!({"text": text}))).await;
     }
 
     /// Clicks the element matching `css`.
     pub async fn click(&self, css: &str) {
-        let id = self.find(css).await;
-        self.cmd(reqwest::Method::POST, &format!("/element/{id}/click"), Some(json!({}))).await;
+        self.on_element(css, reqwest::Method::POST, "/click", Some(json!({}))).await;
     }
 
     /// The visible text of the element matching `css`.
     pub async fn text(&self, css: &str) -> String {
-        let id = self.find(css).await;
-        self.cmd(reqwest::Method::GET, &format!("/element/{id}/text"), None).await.as_str().unwrap_or_default().to_string()
+        self.on_element(css, reqwest::Method::GET, "/text", None).await.as_str().unwrap_or_default().to_string()
     }
 
     /// Runs `script` in the page and returns its result.
