@@ -23,6 +23,11 @@ fn upload_json(v: &UploadView) -> Value {
         "height": v.record.height,
         "contentType": v.record.mime,
     });
+    // lossless uploads (PNG, GIF) also have WebP variants; photographs have none
+    if !v.webp.is_empty() {
+        let webp: Map<String, Value> = v.webp.iter().map(|(w, url)| (w.to_string(), Value::String(url.clone()))).collect();
+        u["webp"] = Value::Object(webp);
+    }
     if let Some(reason) = &v.record.reason {
         u["reason"] = Value::String(reason.clone());
     }

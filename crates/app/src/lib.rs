@@ -26,7 +26,7 @@ pub use auth::{Passwords, Tokens};
 pub use cached::{Cached, RenderSlot, Renders};
 pub use comments::CommentView;
 pub use error::{AppError, AppResult, FieldErrors};
-pub use uploads::{is_public_key, variant_key, UploadView, IMAGES_QUEUE};
+pub use uploads::{is_public_key, variant_key, webp_key, UploadView, IMAGES_QUEUE};
 pub use users::{Profile, ProfileView, UserChangesInput, UserView};
 
 use crescendo_blobs::Blobs;

@@ -28,6 +28,9 @@ pub struct UploadView {
     pub original: String,
     /// Each variant's width and URL (the files exist once the state is `ready`).
     pub variants: Vec<(u32, String)>,
+    /// Each variant's width and URL as lossless WebP, for uploads of a kind that gets them
+    /// (PNG, GIF); empty for photographs.
+    pub webp: Vec<(u32, String)>,
 }
 
 impl UploadView {
@@ -45,6 +48,11 @@ pub fn variant_key(upload: Id, width: u32) -> String {
     } else {
         format!("uploads/{}/{width}.jpg", upload.as_i64())
     }
+}
+
+/// The blob key of a sized variant's WebP.
+pub fn webp_key(upload: Id, width: u32) -> String {
+    format!("uploads/{}/{width}.webp", upload.as_i64())
 }
 
 /// Whether a blob key may be served: variants yes, uploaded bytes never (they may carry
@@ -68,6 +76,11 @@ impl App {
         UploadView {
             original: self.media_url(&variant_key(record.id, crescendo_media::FULL)),
             variants: WIDTHS.iter().map(|&w| (w, self.media_url(&variant_key(record.id, w)))).collect(),
+            webp: if crescendo_media::Kind::from_mime(&record.mime).is_some_and(crescendo_media::Kind::gets_webp) {
+                WIDTHS.iter().map(|&w| (w, self.media_url(&webp_key(record.id, w)))).collect()
+            } else {
+                Vec::new()
+            },
             record,
         }
     }
@@ -86,7 +99,11 @@ impl App {
         })?;
         // the original first: a job must never find its file missing
         let original = format!("originals/{}/{}", owner.as_i64(), random_hex());
-        self.blobs().put(&original, bytes).await.map_err(|e| AppError::Internal(anyhow::anyhow!(e).context("storing an upload")))?;
+        // a blob store that does not answer is a passing failure: 503, try again
+        self.blobs().put(&original, bytes).await.map_err(|e| {
+            tracing::warn!(error = %e, "the blob store did not take an upload");
+            AppError::Unavailable
+        })?;
         let record = self
             .store()
             .create_upload(
@@ -133,6 +150,9 @@ impl App {
         match made {
             Ok(variants) => {
                 for v in variants {
+                    if let Some(webp) = v.webp {
+                        self.blobs().put(&webp_key(id, v.name), Bytes::from(webp)).await.map_err(|e| e.to_string())?;
+                    }
                     self.blobs().put(&variant_key(id, v.name), Bytes::from(v.jpeg)).await.map_err(|e| e.to_string())?;
                 }
                 self.settle(id, UploadState::Ready, None).await

@@ -1,8 +1,9 @@
 //! The `Blobs` seam: bytes by key, for uploaded images and their variants.
 //!
-//! Backends: [`LocalBlobs`] (a directory, for the single server) now; the S3 API later.
-//! Keys are `/`-separated relative paths of `[A-Za-z0-9._-]` segments, so the same key is
-//! valid on every backend and can never escape the local root.
+//! Backends: [`LocalBlobs`] (a directory, for the single server) here, and the S3 API in
+//! `crescendo-blobs-s3`. Keys are `/`-separated relative paths of `[A-Za-z0-9._-]`
+//! segments, so the same key is valid on every backend and can never escape the local root.
+//! [`conformance`] is the behaviour every backend's tests check.
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -17,6 +18,9 @@ pub enum BlobError {
     /// The backend failed.
     #[error("blob store error: {0}")]
     Io(#[from] std::io::Error),
+    /// A remote backend failed or refused.
+    #[error("blob store error: {0}")]
+    Backend(String),
 }
 
 /// Bytes by key.
@@ -96,23 +100,58 @@ impl Blobs for LocalBlobs {
     }
 }
 
+/// The behaviour every `Blobs` backend shows; a backend's tests call [`conformance::run`].
+pub mod conformance {
+    use super::{Blobs, Bytes};
+
+    /// Round trip, replace, absent keys, delete twice, binary bytes, invalid keys, and
+    /// concurrent writers of one key (a reader sees one writer's bytes whole).
+    ///
+    /// # Panics
+    /// When the backend behaves otherwise.
+    pub async fn run(b: &dyn Blobs) {
+        let key = format!("uploads/conformance/{:016x}.jpg", getrandom::u64().unwrap_or(7));
+        assert_eq!(b.get(&key).await.unwrap(), None, "absent before any put");
+        b.put(&key, Bytes::from_static(b"jpeg")).await.unwrap();
+        assert_eq!(b.get(&key).await.unwrap(), Some(Bytes::from_static(b"jpeg")));
+        b.put(&key, Bytes::from_static(b"new")).await.unwrap();
+        assert_eq!(b.get(&key).await.unwrap(), Some(Bytes::from_static(b"new")), "a put replaces");
+
+        let binary: Vec<u8> = (0..=255u8).cycle().take(300_000).collect();
+        let big = format!("{key}.bin");
+        b.put(&big, Bytes::from(binary.clone())).await.unwrap();
+        assert_eq!(b.get(&big).await.unwrap().as_deref(), Some(&binary[..]), "every byte value, 300 kB");
+
+        let writers: Vec<Vec<u8>> = (0..4u8).map(|i| vec![i; 100_000]).collect();
+        let puts = writers.iter().map(|w| b.put(&big, Bytes::from(w.clone())));
+        for r in futures_util::future::join_all(puts).await {
+            r.unwrap();
+        }
+        let got = b.get(&big).await.unwrap().expect("written");
+        assert!(writers.iter().any(|w| w[..] == got[..]), "one writer's bytes, whole");
+
+        b.delete(&key).await.unwrap();
+        b.delete(&key).await.unwrap();
+        b.delete(&big).await.unwrap();
+        assert_eq!(b.get(&key).await.unwrap(), None, "gone after delete");
+        for bad in ["../escape", "a//b", "with space"] {
+            assert!(b.put(bad, Bytes::from_static(b"x")).await.is_err(), "{bad:?} refused");
+            assert!(b.get(bad).await.is_err(), "{bad:?} refused");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn blobs_round_trip_and_delete() {
+    async fn local_blobs_conform_and_leave_no_temp_files() {
         let dir = tempfile::tempdir().unwrap();
         let b = LocalBlobs::new(dir.path());
-        b.put("uploads/ab/cd.jpg", Bytes::from_static(b"jpeg")).await.unwrap();
-        assert_eq!(b.get("uploads/ab/cd.jpg").await.unwrap(), Some(Bytes::from_static(b"jpeg")));
-        b.put("uploads/ab/cd.jpg", Bytes::from_static(b"new")).await.unwrap();
-        assert_eq!(b.get("uploads/ab/cd.jpg").await.unwrap(), Some(Bytes::from_static(b"new")));
-        b.delete("uploads/ab/cd.jpg").await.unwrap();
-        b.delete("uploads/ab/cd.jpg").await.unwrap();
-        assert_eq!(b.get("uploads/ab/cd.jpg").await.unwrap(), None);
-        let leftovers: Vec<_> = std::fs::read_dir(dir.path().join("uploads/ab")).unwrap().collect();
-        assert!(leftovers.is_empty(), "no temp files remain");
+        conformance::run(&b).await;
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path().join("uploads/conformance")).unwrap().collect();
+        assert!(leftovers.is_empty(), "no temp files remain: {leftovers:?}");
     }
 
     #[test]

@@ -696,6 +696,7 @@ async fn rung_nine_processes_uploads_on_workers_and_keeps_jobs_while_the_broker_
     let roles: Vec<String> = s["processes"].as_array().unwrap().iter().map(|p| p["role"].as_str().unwrap().to_string()).collect();
     assert_eq!(roles.iter().filter(|r| *r == "worker").count(), 2, "{roles:?}");
     assert!(roles.contains(&"nats".to_string()));
+    assert!(roles.contains(&"s3".to_string()), "uploads go to the S3 object server: {roles:?}");
     let workers_up = s["processes"].as_array().unwrap().iter().filter(|p| p["role"] == "worker" && p["healthy"] == true).count();
     assert_eq!(workers_up, 2, "{s}");
 
@@ -724,7 +725,11 @@ async fn rung_nine_processes_uploads_on_workers_and_keeps_jobs_while_the_broker_
         let res = reqwest::get(format!("{url}{}", s["variants"]["320"].as_str().unwrap())).await.unwrap();
         assert_eq!(res.status(), StatusCode::OK);
         assert_eq!(res.headers()["content-type"], "image/jpeg");
+        // written by a worker, served by a web node: both through the S3 API
+        let key = s["variants"]["320"].as_str().unwrap().trim_start_matches("/media/");
+        assert!(run_dir.join("s3/objects").join(crescendo_topology::s3::BUCKET).join(key).is_file(), "{key} is an object in the bucket");
     }
+    assert!(!run_dir.join("blobs").exists(), "no blob is kept on a shared local directory");
 
     // the broker stops: uploads are still taken, their jobs wait in the outbox
     let nats = s["processes"].as_array().unwrap().iter().find(|p| p["role"] == "nats").unwrap().clone();

@@ -216,10 +216,24 @@ pub enum QueueBackend {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BlobSettings {
-    /// `local`: files under `dir`.
+    /// `local`: files under `dir` (one machine); `s3`: objects in an S3 bucket, shared by
+    /// every node and worker.
     pub backend: BlobBackend,
     /// Directory for `local`; empty means `data_dir/blobs`.
     pub dir: PathBuf,
+    /// With `s3`: the server's URL, e.g. `http://10.0.0.9:9000` for an S3-compatible
+    /// server (path-style requests); empty means AWS S3 itself.
+    pub s3_endpoint: String,
+    /// With `s3`: the bucket (it must exist).
+    pub s3_bucket: String,
+    /// With `s3`: the region requests are signed for.
+    pub s3_region: String,
+    /// With `s3`: the access key ID; empty means the environment's AWS credentials.
+    pub s3_access_key: String,
+    /// With `s3`: the secret key (better set as `CRESCENDO_BLOBS__S3_SECRET_KEY`).
+    pub s3_secret_key: Option<Secret>,
+    /// With `s3`: the bound on one request, in milliseconds (a few retries follow).
+    pub s3_timeout_ms: u64,
     /// Base URL of uploaded images and their variants: `/media` (this server serves them),
     /// or the URL of a CDN in front of it.
     pub media_base_url: String,
@@ -236,6 +250,8 @@ pub struct BlobSettings {
 pub enum BlobBackend {
     /// A local directory.
     Local,
+    /// An S3 bucket (AWS or an S3-compatible server).
+    S3,
 }
 
 /// Small shared state.
@@ -358,6 +374,12 @@ impl Default for BlobSettings {
         Self {
             backend: BlobBackend::Local,
             dir: PathBuf::new(),
+            s3_endpoint: String::new(),
+            s3_bucket: String::new(),
+            s3_region: "us-east-1".into(),
+            s3_access_key: String::new(),
+            s3_secret_key: None,
+            s3_timeout_ms: 10_000,
             media_base_url: "/media".into(),
             max_upload_bytes: 10 * 1024 * 1024,
             max_upload_pixels: 50_000_000,
@@ -486,6 +508,12 @@ impl Settings {
         }
         if self.store.backend == StoreBackend::Postgres && self.store.postgres_url.is_empty() {
             return Err(ConfigError("store.backend = \"postgres\" needs store.postgres_url".into()));
+        }
+        if self.blobs.backend == BlobBackend::S3 && self.blobs.s3_bucket.is_empty() {
+            return Err(ConfigError("blobs.backend = \"s3\" needs blobs.s3_bucket".into()));
+        }
+        if self.blobs.backend == BlobBackend::S3 && !self.blobs.s3_access_key.is_empty() && self.blobs.s3_secret_key.is_none() {
+            return Err(ConfigError("blobs.s3_access_key needs blobs.s3_secret_key".into()));
         }
         if self.http.max_page_size == 0 {
             return Err(ConfigError("http.max_page_size must be at least 1".into()));

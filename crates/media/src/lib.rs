@@ -11,6 +11,11 @@
 //! from pixels, so no metadata of the original (EXIF, GPS position, camera serial) survives.
 //! The uploaded bytes themselves are never shown to anyone: the full-size variant stands in
 //! for them.
+//!
+//! An upload of a lossless kind (PNG, GIF: drawings, screenshots, logos) also gets its sized
+//! variants as WebP. The encoder writes lossless WebP only, which is exact and smaller than
+//! PNG for such images, but several times larger than JPEG for photographs: photographs get
+//! JPEG alone ([`Kind::gets_webp`]).
 
 use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader};
 use std::io::Cursor;
@@ -43,6 +48,16 @@ impl Kind {
             Kind::WebP => "image/webp",
             Kind::Gif => "image/gif",
         }
+    }
+
+    /// Whether variants of this kind are made as (lossless) WebP too.
+    pub fn gets_webp(self) -> bool {
+        matches!(self, Kind::Png | Kind::Gif)
+    }
+
+    /// The kind with MIME type `mime`.
+    pub fn from_mime(mime: &str) -> Option<Kind> {
+        [Kind::Jpeg, Kind::Png, Kind::WebP, Kind::Gif].into_iter().find(|k| k.mime() == mime)
     }
 
     fn format(self) -> ImageFormat {
@@ -137,11 +152,13 @@ pub struct Variant {
     pub height: u32,
     /// The JPEG bytes.
     pub jpeg: Vec<u8>,
+    /// The lossless WebP bytes, for a sized variant of a kind that [`Kind::gets_webp`].
+    pub webp: Option<Vec<u8>>,
 }
 
 /// Makes the variants of an upload: upright, at each of [`WIDTHS`] (at most the original's
-/// width) and at full size ([`FULL`], last), as JPEG without metadata. CPU-bound: run it on
-/// a blocking thread.
+/// width) and at full size ([`FULL`], last), as JPEG without metadata, and the sized ones as
+/// WebP too when the kind [`Kind::gets_webp`]. CPU-bound: run it on a blocking thread.
 ///
 /// # Errors
 /// [`Refused`] when the upload fails [`inspect`] or its pixels cannot be decoded.
@@ -169,7 +186,18 @@ pub fn variants(bytes: &[u8], max_pixels: u64) -> Result<Vec<Variant>, Refused> 
         image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 82)
             .encode_image(&rgb)
             .map_err(|e| Refused::Unreadable(e.to_string()))?;
-        out.push(Variant { name, width, height, jpeg });
+        let webp = if found.kind.gets_webp() && name != FULL {
+            // with its alpha channel: a transparent logo stays transparent
+            let rgba = small.to_rgba8();
+            let mut webp = Vec::new();
+            image::codecs::webp::WebPEncoder::new_lossless(&mut webp)
+                .encode(rgba.as_raw(), width, height, image::ExtendedColorType::Rgba8)
+                .map_err(|e| Refused::Unreadable(e.to_string()))?;
+            Some(webp)
+        } else {
+            None
+        };
+        out.push(Variant { name, width, height, jpeg, webp });
     }
     Ok(out)
 }
@@ -204,5 +232,31 @@ mod tests {
             let back = image::load_from_memory_with_format(&v.jpeg, ImageFormat::Jpeg).unwrap();
             assert_eq!((back.width(), back.height()), (v.width, v.height));
         }
+    }
+
+    #[test]
+    fn lossless_uploads_get_exact_webp_variants_and_photographs_none() {
+        let v = variants(&png(400, 200), 1_000_000).unwrap();
+        for v in &v {
+            match (&v.webp, v.name) {
+                (None, FULL) => {}
+                (Some(webp), _) => {
+                    assert_eq!(mime_of(webp), Some("image/webp"));
+                    let back = image::load_from_memory_with_format(webp, ImageFormat::WebP).unwrap();
+                    assert_eq!((back.width(), back.height()), (v.width, v.height));
+                    if v.width == 400 {
+                        // not resized: lossless means every pixel as uploaded
+                        let want = image::load_from_memory(&png(400, 200)).unwrap().to_rgba8();
+                        assert!(back.to_rgba8() == want, "lossless WebP keeps every pixel");
+                    }
+                }
+                (None, name) => panic!("no WebP for the {name} px variant of a PNG"),
+            }
+        }
+        let rgb = image::RgbImage::from_fn(64, 48, |x, y| image::Rgb([x as u8 * 4, y as u8 * 5, 9]));
+        let mut jpeg = Cursor::new(Vec::new());
+        rgb.write_to(&mut jpeg, ImageFormat::Jpeg).unwrap();
+        let v = variants(jpeg.get_ref(), 1_000_000).unwrap();
+        assert!(v.iter().all(|v| v.webp.is_none()), "a photograph gets JPEG only");
     }
 }

@@ -130,6 +130,18 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Built> {
     let cache = ReadThrough::new(shared, local_bytes, local_ttl, Duration::from_secs(c.negative_ttl_secs));
     let blobs: Arc<dyn crescendo_blobs::Blobs> = match settings.blobs.backend {
         BlobBackend::Local => Arc::new(LocalBlobs::new(settings.blob_dir())),
+        BlobBackend::S3 => {
+            let b = &settings.blobs;
+            let options = crescendo_blobs_s3::S3Options {
+                endpoint: b.s3_endpoint.clone(),
+                bucket: b.s3_bucket.clone(),
+                region: b.s3_region.clone(),
+                access_key: b.s3_access_key.clone(),
+                secret_key: b.s3_secret_key.as_ref().map(|s| s.expose().to_string()).unwrap_or_default(),
+                timeout: Duration::from_millis(b.s3_timeout_ms.max(1)),
+            };
+            Arc::new(crescendo_blobs_s3::S3Blobs::new(&options).context("blobs.backend = \"s3\"")?)
+        }
     };
     let sessions: Arc<dyn crescendo_cache::Sessions> = match settings.sessions.backend {
         SessionBackend::Memory => Arc::new(MemorySessions::new()),

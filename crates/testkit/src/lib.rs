@@ -9,7 +9,8 @@
 //! (started from the machine's binaries, stopped with the app) instead of SQLite, so the same
 //! HTTP tests check both backends. With `TEST_CACHE=none` nothing is cached, which takes the
 //! uncached read paths; with `TEST_CACHE=redis` each `TestApp` caches on a ring of two
-//! private Redis servers (the cache-tier rung's backend) with its near tier in front.
+//! private Redis servers (the cache-tier rung's backend) with its near tier in front. With
+//! `TEST_BLOBS=s3` uploads and their variants go to a private S3-compatible server (s3s-fs).
 
 pub mod webdriver;
 
@@ -34,6 +35,8 @@ pub struct TestApp {
     _postgres: Option<crescendo_topology::pg::Postgres>,
     /// The private cache servers, with `TEST_CACHE=redis`.
     _redis: Vec<crescendo_topology::redis::Redis>,
+    /// The private S3 server, with `TEST_BLOBS=s3`.
+    _s3: Option<crescendo_topology::s3::S3>,
 }
 
 mod anyhow_free {
@@ -90,6 +93,25 @@ impl TestApp {
             Ok("memory") | Err(_) => {}
             Ok(other) => panic!("TEST_CACHE={other}: use memory, none or redis"),
         }
+        let s3 = match std::env::var("TEST_BLOBS").as_deref() {
+            Ok("s3") => {
+                let root = dir.path().join("s3");
+                let s3 = tokio::task::spawn_blocking(move || crescendo_topology::s3::S3::start(&root, "127.0.0.1:0".parse().expect("address")))
+                    .await
+                    .expect("launcher thread")
+                    .expect("a private S3 server starts (TEST_BLOBS=s3)");
+                let b = &mut settings.blobs;
+                b.backend = crescendo_config::BlobBackend::S3;
+                b.s3_endpoint = s3.endpoint();
+                b.s3_bucket = crescendo_topology::s3::BUCKET.into();
+                b.s3_region = crescendo_topology::s3::REGION.into();
+                b.s3_access_key = s3.access_key().into();
+                b.s3_secret_key = Some(crescendo_config::Secret::new(s3.secret_key()));
+                Some(s3)
+            }
+            Ok("local") | Err(_) => None,
+            Ok(other) => panic!("TEST_BLOBS={other}: use local or s3"),
+        };
         tweak(&mut settings);
         // a test that brings its own database keeps it; the others get a private server
         let own_postgres = settings.store.backend == crescendo_config::StoreBackend::Postgres;
@@ -130,6 +152,7 @@ impl TestApp {
             _dir: dir,
             _postgres: postgres,
             _redis: redis,
+            _s3: s3,
         }
     }
 

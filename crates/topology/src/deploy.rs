@@ -10,6 +10,7 @@
 use crate::haproxy::{Backend, Haproxy, LbConfig};
 use crate::pg::Postgres;
 use crate::nats::Nats;
+use crate::s3::S3;
 use crate::redis::Redis;
 use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
@@ -45,6 +46,26 @@ pub struct Topology {
     pub cache: Option<CacheTier>,
     /// NATS JetStream for jobs, and worker processes taking them: the message-queue rung.
     pub queue: Option<QueueTier>,
+    /// Where uploads and their variants are kept; without it, one directory on this machine
+    /// that every process shares.
+    pub blobs: Option<BlobsTier>,
+}
+
+/// The blob store.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BlobsTier {
+    /// `s3`: an S3-compatible object server (`s3s-fs`) that every web node and worker
+    /// reaches over HTTP, as they would reach S3 itself.
+    pub backend: BlobsBackend,
+}
+
+/// Blob stores a topology can run.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum BlobsBackend {
+    /// An S3-compatible object server.
+    S3,
 }
 
 /// The message queue and its workers.
@@ -308,6 +329,7 @@ pub struct Running {
     webs: Vec<WebNode>,
     workers: Vec<WebNode>,
     nats: Option<Nats>,
+    s3: Option<S3>,
     redis: Vec<Redis>,
     replicas: Vec<Postgres>,
     primary: Option<Postgres>,
@@ -477,7 +499,7 @@ pub fn up(t: &Topology, o: &UpOptions) -> anyhow::Result<Running> {
         workers: None,
     };
     let mut running =
-        Running { state: state.clone(), run_dir: run_dir.clone(), lb: None, webs: Vec::new(), workers: Vec::new(), nats: None, redis: Vec::new(), replicas: Vec::new(), primary: None };
+        Running { state: state.clone(), run_dir: run_dir.clone(), lb: None, webs: Vec::new(), workers: Vec::new(), nats: None, s3: None, redis: Vec::new(), replicas: Vec::new(), primary: None };
 
     // the database: primary, then replicas streaming from it
     let names: Vec<String> = (1..=t.postgres.replicas).map(|i| format!("r{i}")).collect();
@@ -565,6 +587,29 @@ pub fn up(t: &Topology, o: &UpOptions) -> anyhow::Result<Running> {
         running.redis.push(redis);
     }
 
+    if t.blobs.as_ref().is_some_and(|b| b.backend == BlobsBackend::S3) {
+        (o.progress)("starting the S3 object server (uploads and their variants)");
+        let s3 = S3::start(&run_dir.join("s3"), SocketAddr::from(([127, 0, 6, 1], 0)))?;
+        state.processes.push(Process {
+            role: "s3".into(),
+            name: "s3".into(),
+            pid: s3.pid(),
+            addr: s3.endpoint().trim_start_matches("http://").to_string(),
+            log: run_dir.join("s3/s3.log"),
+            dir: None,
+        });
+        env.push(("CRESCENDO_BLOBS__BACKEND".into(), "s3".into()));
+        env.push(("CRESCENDO_BLOBS__S3_ENDPOINT".into(), s3.endpoint()));
+        env.push(("CRESCENDO_BLOBS__S3_BUCKET".into(), crate::s3::BUCKET.into()));
+        env.push(("CRESCENDO_BLOBS__S3_REGION".into(), crate::s3::REGION.into()));
+        env.push(("CRESCENDO_BLOBS__S3_ACCESS_KEY".into(), s3.access_key().into()));
+        env.push(("CRESCENDO_BLOBS__S3_SECRET_KEY".into(), s3.secret_key().into()));
+        running.s3 = Some(s3);
+    } else {
+        // every process reads and writes the same files: one machine's shared blob directory
+        env.push(("CRESCENDO_BLOBS__DIR".into(), run_dir.join("blobs").to_string_lossy().into_owned()));
+    }
+
     if let Some(q) = &t.queue {
         (o.progress)("starting NATS with JetStream (the job queue)");
         let nats = Nats::start(&run_dir.join("nats"), [127, 0, 4, 1])?;
@@ -578,8 +623,6 @@ pub fn up(t: &Topology, o: &UpOptions) -> anyhow::Result<Running> {
         });
         env.push(("CRESCENDO_QUEUE__BACKEND".into(), "nats".into()));
         env.push(("CRESCENDO_QUEUE__NATS_URL".into(), nats.url()));
-        // every process reads and writes the same files: one machine's shared blob directory
-        env.push(("CRESCENDO_BLOBS__DIR".into(), run_dir.join("blobs").to_string_lossy().into_owned()));
         running.nats = Some(nats);
         let mut worker_env = env.clone();
         worker_env.push(("CRESCENDO_QUEUE__WORKERS".into(), q.concurrency.to_string()));
@@ -815,6 +858,9 @@ impl Running {
         if let Some(n) = self.nats.take() {
             n.detach();
         }
+        if let Some(s) = self.s3.take() {
+            s.detach();
+        }
         for r in self.redis.drain(..) {
             r.detach();
         }
@@ -845,6 +891,7 @@ impl Drop for Running {
             crate::stop(&mut w.child, None, Duration::from_secs(70));
         }
         self.nats.take();
+        self.s3.take();
         self.lb.take();
         self.redis.clear();
         self.replicas.clear();
@@ -874,6 +921,7 @@ fn ours(p: &Process) -> bool {
         "worker" => cmd.contains("worker") && cmd.contains(&p.name),
         "supervisor" => cmd.contains("autoscale"),
         "nats" => cmd.contains("nats-server"),
+        "s3" => cmd.contains("s3s-fs"),
         "lb" => cmd.contains("haproxy"),
         "redis" => cmd.contains("redis-server"),
         _ => cmd.contains("postgres"),
@@ -888,7 +936,7 @@ fn ours(p: &Process) -> bool {
 pub fn down(run_dir: &Path) -> anyhow::Result<Vec<String>> {
     let state = State::read(run_dir)?;
     let mut stopped = Vec::new();
-    let order = ["supervisor", "web", "lb", "worker", "nats", "redis", "pg-replica", "pg-primary"];
+    let order = ["supervisor", "web", "lb", "worker", "nats", "s3", "redis", "pg-replica", "pg-primary"];
     for role in order {
         let group: Vec<&Process> = state.processes.iter().filter(|p| p.role == role && alive(p.pid) && ours(p)).collect();
         for p in &group {

@@ -9,6 +9,7 @@
 //! - [`haproxy::Haproxy`]: HAProxy with a generated configuration, reloadable.
 //! - [`redis::Redis`]: Redis with bounded memory and LRU eviction.
 //! - [`nats::Nats`]: NATS with JetStream, stoppable and restartable on its own data.
+//! - [`s3::S3`]: an S3-compatible object server (`s3s-fs`, a cargo binary) for blobs.
 //! - [`deploy`]: whole topologies from `topologies/*.toml` (`crescendo up`, `down`, `status`).
 //!
 //! A missing binary is an error that names the Debian package to install.
@@ -18,6 +19,7 @@ pub mod haproxy;
 pub mod nats;
 pub mod pg;
 pub mod redis;
+pub mod s3;
 
 use std::process::Child;
 use std::time::{Duration, Instant};

@@ -134,6 +134,16 @@ async fn an_upload_answers_at_once_and_its_variants_appear() {
         let img = image::load_from_memory(&res.bytes().await.unwrap()).unwrap();
         assert_eq!(img.dimensions(), want, "variant {name}");
     }
+    // a PNG (a lossless kind) has WebP variants too
+    for (name, want) in [("64", (64, 32)), ("320", (320, 160)), ("1280", (1280, 640))] {
+        let url = done["webp"][name].as_str().unwrap_or_else(|| panic!("a WebP {name}: {done}"));
+        assert!(url.ends_with(".webp"), "{url}");
+        let res = fetch(&app, url).await;
+        assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(res.headers()["content-type"], "image/webp");
+        let img = image::load_from_memory_with_format(&res.bytes().await.unwrap(), ImageFormat::WebP).unwrap();
+        assert_eq!(img.dimensions(), want, "WebP variant {name}");
+    }
     // the full-size image is a cleaned re-encoding; the uploaded bytes are never served
     let original = fetch(&app, done["original"].as_str().unwrap()).await;
     assert_eq!(original.headers()["content-type"], "image/jpeg");
@@ -194,6 +204,7 @@ async fn hostile_files_are_refused_with_clear_errors_and_the_worker_keeps_going(
     assert_eq!(done["state"], "ready", "{done}");
     let bytes = fetch(&app, done["variants"]["64"].as_str().unwrap()).await.bytes().await.unwrap();
     assert!(!bytes.windows(4).any(|w| w == b"Exif"), "EXIF survived");
+    assert_eq!(done["webp"], Value::Null, "a photograph gets JPEG variants only");
     let img = image::load_from_memory(&bytes).unwrap();
     assert_eq!(img.dimensions(), (20, 40), "orientation 6 turns the 40 × 20 image upright");
     // the red half (left, before turning) is now on top
@@ -229,4 +240,42 @@ async fn an_article_takes_an_uploads_url_as_its_cover_and_its_page_shows_it() {
     assert_eq!(cleared.json["article"]["coverImage"], Value::Null);
     let page = reqwest::get(app.url(&format!("/article/{slug}"))).await.unwrap().text().await.unwrap();
     assert!(!page.contains("class=\"cover\""));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_on_s3_survive_the_object_server_going_away_with_503s_not_500s() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s3 = crescendo_topology::s3::S3::start(dir.path(), "127.0.0.1:0".parse().unwrap()).expect("s3s-fs starts");
+    let (endpoint, access, secret) = (s3.endpoint(), s3.access_key().to_string(), s3.secret_key().to_string());
+    let app = TestApp::spawn_with(move |s| {
+        s.blobs.backend = crescendo_config::BlobBackend::S3;
+        s.blobs.s3_endpoint = endpoint;
+        s.blobs.s3_bucket = crescendo_topology::s3::BUCKET.into();
+        s.blobs.s3_access_key = access;
+        s.blobs.s3_secret_key = Some(crescendo_config::Secret::new(secret));
+        s.blobs.s3_timeout_ms = 500;
+    })
+    .await;
+    let token = app.register("cloudy").await;
+    let (status, body) = upload(&app, Some(&token), "file", "a.png", &png(300, 200)).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let done = wait_settled(&app, body["upload"]["id"].as_str().unwrap()).await;
+    assert_eq!(done["state"], "ready", "{done}");
+    let variant = done["variants"]["64"].as_str().unwrap().to_string();
+    let key = variant.trim_start_matches("/media/");
+    assert!(s3.objects().join(crescendo_topology::s3::BUCKET).join(key).is_file(), "the variant is an object in the bucket");
+
+    s3.stop();
+    let (status, body) = upload(&app, Some(&token), "file", "b.png", &png(30, 20)).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "no blob store, no upload: {body}");
+    assert!(body["errors"].is_object(), "the API's error format: {body}");
+    assert_eq!(fetch(&app, &variant).await.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let records = app.get("/api/articles", None).await;
+    assert_eq!(records.status, StatusCode::OK, "the rest of the service goes on");
+
+    s3.restart().unwrap();
+    assert_eq!(fetch(&app, &variant).await.status(), StatusCode::OK, "served again after the restart");
+    let (status, body) = upload(&app, Some(&token), "file", "c.png", &png(30, 20)).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(wait_settled(&app, body["upload"]["id"].as_str().unwrap()).await["state"], "ready");
 }

@@ -1,0 +1,166 @@
+//! An S3-compatible object server for the blob tier: `s3s-fs`, which keeps each bucket as a
+//! directory and each object as a file, and checks AWS Signature V4 on every request. It is a
+//! cargo binary, not a Debian package: `scripts/test.sh` installs it with
+//! `cargo install s3s-fs@0.14.1 --features binary --locked`.
+//!
+//! Ready when its port accepts connections while our own child is alive.
+
+use anyhow::{bail, Context};
+use std::net::SocketAddr;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The bucket every Crescendo topology and test uses.
+pub const BUCKET: &str = "crescendo";
+/// The region the server is addressed in (s3s-fs accepts any; clients must sign with one).
+pub const REGION: &str = "us-east-1";
+
+/// Where `s3s-fs` is: on `PATH`, else in cargo's binary directory.
+///
+/// # Errors
+/// It is not installed; the message says how to install it.
+pub fn binary() -> anyhow::Result<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH").map(|p| std::env::split_paths(&p).collect()).unwrap_or_default();
+    if let Some(home) = std::env::var_os("CARGO_HOME") {
+        dirs.push(PathBuf::from(home).join("bin"));
+    }
+    if let Some(home) = std::env::var_os("HOME") {
+        dirs.push(PathBuf::from(home).join(".cargo/bin"));
+    }
+    dirs.into_iter().map(|d| d.join("s3s-fs")).find(|p| p.is_file()).ok_or_else(|| {
+        anyhow::anyhow!("s3s-fs is missing: install it with `cargo install s3s-fs@0.14.1 --features binary --locked` (scripts/test.sh does)")
+    })
+}
+
+/// A running private S3 server; stopped when dropped, unless detached. Its objects stay in
+/// its directory.
+pub struct S3 {
+    child: Option<Child>,
+    pid: u32,
+    addr: SocketAddr,
+    dir: PathBuf,
+    access_key: String,
+    secret_key: String,
+}
+
+fn spawn(bin: &Path, dir: &Path, addr: SocketAddr, access_key: &str, secret_key: &str) -> anyhow::Result<Child> {
+    let root = dir.join("objects");
+    // s3s-fs keeps a bucket as a directory under its root
+    std::fs::create_dir_all(root.join(BUCKET))?;
+    let log = std::fs::File::create(dir.join("s3.log"))?;
+    let mut child = Command::new(bin)
+        .args(["--host", &addr.ip().to_string(), "--port", &addr.port().to_string()])
+        .args(["--access-key", access_key, "--secret-key", secret_key])
+        .arg(&root)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .process_group(0)
+        .spawn()
+        .with_context(|| format!("starting {}", bin.display()))?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(status) = child.try_wait()? {
+            bail!("s3s-fs exited ({status}): {}", std::fs::read_to_string(dir.join("s3.log")).unwrap_or_default());
+        }
+        if std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return Ok(child);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("s3s-fs does not answer on {addr} after 10 s");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn credential(len: usize) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    let mut bytes = vec![0u8; len];
+    getrandom::fill(&mut bytes).expect("the OS gives random bytes");
+    bytes.iter().map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char).collect()
+}
+
+impl S3 {
+    /// Starts a server in `dir` (created) on `addr`, or a free port of `addr`'s IP when its
+    /// port is 0, with fresh credentials and the bucket [`BUCKET`].
+    ///
+    /// # Errors
+    /// `s3s-fs` is missing, or it does not answer in 10 s.
+    pub fn start(dir: &Path, addr: SocketAddr) -> anyhow::Result<Self> {
+        let bin = binary()?;
+        std::fs::create_dir_all(dir)?;
+        let (access_key, secret_key) = (format!("AK{}", credential(18)), credential(40));
+        let mut last = None;
+        for _ in 0..5 {
+            let addr = if addr.port() == 0 { std::net::TcpListener::bind(addr)?.local_addr()? } else { addr };
+            match spawn(&bin, dir, addr, &access_key, &secret_key) {
+                Ok(child) => {
+                    return Ok(S3 { pid: child.id(), child: Some(child), addr, dir: dir.to_path_buf(), access_key, secret_key });
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| anyhow::anyhow!("s3s-fs did not start")))
+    }
+
+    /// `http://ADDR`: the endpoint clients use (path-style).
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The access key ID clients sign with.
+    pub fn access_key(&self) -> &str {
+        &self.access_key
+    }
+
+    /// The secret key clients sign with.
+    pub fn secret_key(&self) -> &str {
+        &self.secret_key
+    }
+
+    /// Where the object files are (`objects/BUCKET/KEY`).
+    pub fn objects(&self) -> PathBuf {
+        self.dir.join("objects")
+    }
+
+    /// Its PID.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// Stops it (SIGTERM); the objects stay on disk.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            crate::stop(&mut c, Some(nix::sys::signal::Signal::SIGTERM), Duration::from_secs(5));
+        }
+    }
+
+    /// Starts it again on its own address, objects and credentials (after [`S3::stop`]).
+    ///
+    /// # Errors
+    /// As [`S3::start`].
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        self.stop();
+        let child = spawn(&binary()?, &self.dir, self.addr, &self.access_key, &self.secret_key)?;
+        self.pid = child.id();
+        self.child = Some(child);
+        Ok(())
+    }
+
+    /// Leaves it running after this handle is dropped; returns its PID.
+    pub fn detach(mut self) -> u32 {
+        self.child = None;
+        self.pid
+    }
+}
+
+impl Drop for S3 {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
