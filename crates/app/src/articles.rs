@@ -68,7 +68,7 @@ fn validate_tags(errs: &mut FieldErrors, tags: Option<&Vec<String>>) -> Option<V
 /// A cover image URL: empty (none), an http(s) URL, or a path on this site (`/media/…`).
 fn validate_cover(errs: &mut FieldErrors, cover: Option<&str>) -> Option<String> {
     let c = errs.check(Text::optional("coverImage", cover?, 2_000))?;
-    if !c.is_empty() && !(c.starts_with("https://") || c.starts_with("http://") || c.starts_with('/')) {
+    if !(c.is_empty() || c.starts_with("https://") || c.starts_with("http://") || c.starts_with('/')) {
         errs.0.push(FieldError::new("coverImage", "must be an http(s) URL"));
         return None;
     }

@@ -169,36 +169,47 @@ pub async fn bench(o: &BenchOptions) -> anyhow::Result<Option<report::Report>> {
     Ok(Some(report))
 }
 
-/// Until `until`, uploads one image at a time as `token` and times it from the answer to
-/// `ready` (or `failed`), polling every 20 ms; waits at most a minute for the last one.
+/// Until `until`, starts a probe upload as `token` every 250 ms, each timed from its answer
+/// to `ready` (or `failed`) by polling every 20 ms on its own task, so a slow one never
+/// delays the next; waits at most a minute for each.
 async fn probe_uploads(base: String, token: String, until: Instant) -> hist::Latency {
     let client = reqwest::Client::new();
-    let mut h = hist::Latency::new();
     let (content_type, body) = scenario::upload_body();
+    let mut probes = Vec::new();
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
     while Instant::now() < until {
-        let sent = client
-            .post(format!("{base}/api/uploads"))
-            .header("authorization", format!("Token {token}"))
-            .header("content-type", content_type.as_str())
-            .body(body.clone())
-            .send()
-            .await;
-        let Ok(res) = sent else { continue };
-        let Ok(v) = res.json::<serde_json::Value>().await else { continue };
-        let Some(id) = v["upload"]["id"].as_str().map(str::to_string) else { continue };
-        let answered = Instant::now();
-        while answered.elapsed() < Duration::from_secs(60) {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-            let state = match client.get(format!("{base}/api/uploads/{id}")).send().await {
-                Ok(r) => r.json::<serde_json::Value>().await.ok().and_then(|v| v["upload"]["state"].as_str().map(str::to_string)),
-                Err(_) => None,
-            };
-            if state.as_deref().is_some_and(|s| s != "processing") {
-                h.record(answered.elapsed());
-                break;
+        tick.tick().await;
+        let (client, base, token) = (client.clone(), base.clone(), token.clone());
+        probes.push(tokio::spawn(async move {
+            let res = client
+                .post(format!("{base}/api/uploads"))
+                .header("authorization", format!("Token {token}"))
+                .header("content-type", content_type.as_str())
+                .body(body.clone())
+                .send()
+                .await
+                .ok()?;
+            let v = res.json::<serde_json::Value>().await.ok()?;
+            let id = v["upload"]["id"].as_str()?.to_string();
+            let answered = Instant::now();
+            while answered.elapsed() < Duration::from_secs(60) {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                let state = match client.get(format!("{base}/api/uploads/{id}")).send().await {
+                    Ok(r) => r.json::<serde_json::Value>().await.ok().and_then(|v| v["upload"]["state"].as_str().map(str::to_string)),
+                    Err(_) => None,
+                };
+                if state.as_deref().is_some_and(|s| s != "processing") {
+                    return Some(answered.elapsed());
+                }
             }
+            None
+        }));
+    }
+    let mut h = hist::Latency::new();
+    for p in probes {
+        if let Ok(Some(took)) = p.await {
+            h.record(took);
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
     }
     h
 }

@@ -242,7 +242,7 @@ async fn monitor(ring: Weak<Ring>, interval: Duration) {
         let Some(ring) = ring.upgrade() else { return };
         round += 1;
         // evictions change slowly: read them about every 5 s
-        let read_info = round % (5_000 / ms(interval)).max(1) == 0;
+        let read_info = round.is_multiple_of((5_000 / ms(interval)).max(1));
         join_all((0..ring.nodes.len()).map(|i| ring.check(i, read_info))).await;
     }
 }
