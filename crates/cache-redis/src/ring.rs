@@ -50,6 +50,10 @@ const FENCE_KEY: &str = "c|fence";
 /// not yet filled).
 const STUB_TTL: Duration = Duration::from_secs(120);
 
+/// How long a load lease holds: longer than a load takes, short enough that readers waiting
+/// on a loader that died soon load themselves.
+const LOAD_LEASE: Duration = Duration::from_millis(500);
+
 /// Settings of a [`RedisCache`].
 #[derive(Clone, Debug)]
 pub struct RingOptions {
@@ -124,6 +128,14 @@ fn ms(d: Duration) -> u64 {
 fn entry_key(key: &str) -> String {
     let mut k = String::with_capacity(key.len() + 2);
     k.push_str("c:");
+    k.push_str(key);
+    k
+}
+
+/// The key of an entry's load lease (its value: the version being loaded).
+fn lease_key(key: &str) -> String {
+    let mut k = String::with_capacity(key.len() + 3);
+    k.push_str("cl:");
     k.push_str(key);
     k
 }
@@ -323,23 +335,30 @@ impl RedisCache {
     }
 }
 
-/// KEYS: entry, fence key. ARGV: a new version, the version the caller holds, stub TTL (ms).
-/// Returns {version, fence[, value]}; creates the version (with the highest fence the server
-/// has seen, or "unknown") when the entry is absent.
+/// KEYS: entry, fence key, lease key. ARGV: a new version, the version the caller holds,
+/// stub TTL (ms), lease TTL (ms). Returns {version, fence, wait[, value]}. Creates the version
+/// (with the highest fence the server has seen, or "unknown") when the entry is absent. With
+/// no value to give, the caller gets the load lease (wait '0') unless another holds it
+/// (wait '1').
 const LOOKUP: &str = r"
 local e = redis.call('HMGET', KEYS[1], 'v', 'f', 'd')
-if not e[1] then
-  local f = redis.call('GET', KEYS[2]) or 'unknown'
-  redis.call('HSET', KEYS[1], 'v', ARGV[1], 'f', f)
+if e[1] and e[1] == ARGV[2] then return {e[1], e[2], '0'} end
+if e[1] and e[3] then return {e[1], e[2], '0', e[3]} end
+local v, f = e[1], e[2]
+if not v then
+  v = ARGV[1]
+  f = redis.call('GET', KEYS[2]) or 'unknown'
+  redis.call('HSET', KEYS[1], 'v', v, 'f', f)
   redis.call('PEXPIRE', KEYS[1], ARGV[3])
-  return {ARGV[1], f}
 end
-if e[1] == ARGV[2] or not e[3] then return {e[1], e[2]} end
-return {e[1], e[2], e[3]}
+if redis.call('SET', KEYS[3], v, 'NX', 'PX', ARGV[4]) then return {v, f, '0'} end
+return {v, f, '1'}
 ";
 
-/// KEYS: entry. ARGV: version, value, TTL (ms). Stores the value if the version is current.
+/// KEYS: entry, lease key. ARGV: version, value, TTL (ms). Stores the value if the version is
+/// current, and ends the lease taken for that version.
 const FILL: &str = r"
+if redis.call('GET', KEYS[2]) == ARGV[1] then redis.call('DEL', KEYS[2]) end
 if redis.call('HGET', KEYS[1], 'v') == ARGV[1] then
   redis.call('HSET', KEYS[1], 'd', ARGV[2])
   redis.call('PEXPIRE', KEYS[1], ARGV[3])
@@ -348,21 +367,22 @@ end
 return 0
 ";
 
-/// KEYS: entries..., fence key. ARGV: write position, stub TTL (ms), a new version per entry.
-/// Raises the server's highest fence, and gives each entry its new version, no value, and a
-/// fence of at least the write's position.
+/// KEYS: entries..., their lease keys..., fence key. ARGV: write position, stub TTL (ms), a
+/// new version per entry. Raises the server's highest fence, gives each entry its new
+/// version, no value, and a fence of at least the write's position, and ends its load lease
+/// (a load under the old version can no longer fill).
 const INVALIDATE: &str = r"
-local n = #KEYS - 1
+local n = (#KEYS - 1) / 2
 local p = tonumber(ARGV[1])
-local m = tonumber(redis.call('GET', KEYS[n + 1]) or '0') or 0
+local m = tonumber(redis.call('GET', KEYS[2 * n + 1]) or '0') or 0
 if p > m then
-  redis.call('SET', KEYS[n + 1], ARGV[1])
+  redis.call('SET', KEYS[2 * n + 1], ARGV[1])
   m = p
 end
 for i = 1, n do
   local f = tonumber(redis.call('HGET', KEYS[i], 'f') or '0') or m
   if p > f then f = p end
-  redis.call('DEL', KEYS[i])
+  redis.call('DEL', KEYS[i], KEYS[n + i])
   redis.call('HSET', KEYS[i], 'v', ARGV[i + 2], 'f', string.format('%.0f', f))
   redis.call('PEXPIRE', KEYS[i], ARGV[2])
 end
@@ -391,9 +411,11 @@ impl Cache for RedisCache {
                     .lookup
                     .key(entry_key(key))
                     .key(FENCE_KEY)
+                    .key(lease_key(key))
                     .arg(new_version())
                     .arg(known)
                     .arg(ms(STUB_TTL))
+                    .arg(ms(LOAD_LEASE))
                     .invoke_async(&mut c)
                     .await
             })
@@ -401,14 +423,23 @@ impl Cache for RedisCache {
         let field = |n: usize| reply.get(n).cloned().flatten();
         let version = field(0).as_deref().and_then(parse_u64).ok_or_else(|| CacheError::Decode(format!("{key}: no version")))?;
         let fence = field(1).as_deref().and_then(parse_u64).unwrap_or(UNKNOWN_FENCE);
-        Ok(Lookup { version, fence, value: field(2).map(Bytes::from) })
+        let wait = field(2).as_deref() == Some(b"1");
+        Ok(Lookup { version, fence, value: field(3).map(Bytes::from), wait })
     }
 
     async fn fill(&self, key: &str, version: u64, value: Bytes, ttl: Duration) -> Result<(), CacheError> {
         let ring = &self.ring;
         let i = ring.owner(key).ok_or_else(|| CacheError::Unavailable("no cache server is in the ring".into()))?;
         ring.on(i, |mut c| async move {
-            ring.scripts.fill.key(entry_key(key)).arg(version).arg(value.as_ref()).arg(ms(ttl)).invoke_async::<i64>(&mut c).await
+            ring.scripts
+                .fill
+                .key(entry_key(key))
+                .key(lease_key(key))
+                .arg(version)
+                .arg(value.as_ref())
+                .arg(ms(ttl))
+                .invoke_async::<i64>(&mut c)
+                .await
         })
         .await
         .map(|_| ())
@@ -429,6 +460,9 @@ impl Cache for RedisCache {
                 let mut inv = ring.scripts.invalidate.prepare_invoke();
                 for k in keys {
                     inv.key(entry_key(k));
+                }
+                for k in keys {
+                    inv.key(lease_key(k));
                 }
                 inv.key(FENCE_KEY).arg(position).arg(ms(STUB_TTL));
                 for _ in keys {

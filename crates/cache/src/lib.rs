@@ -49,6 +49,10 @@ pub struct Lookup {
     pub fence: u64,
     /// The value stored under `version`, unless the caller already holds that version.
     pub value: Option<Bytes>,
+    /// With no value: another process holds the load lease of this key (it is loading it
+    /// now), so the caller should wait for its fill rather than load the key again. False
+    /// when the caller got the lease, or the backend keeps none.
+    pub wait: bool,
 }
 
 /// [`Lookup::fence`] when the cache does not know which writes a load must see.
@@ -80,7 +84,9 @@ impl Cache for NoCache {
 ///    the value stored under it;
 /// 2. on a miss it loads from the store, reading at least at [`Lookup::fence`], and calls
 ///    [`Cache::fill`] with the version from step 1, which stores the value only if the key
-///    still has that version: a load that raced a write never fills;
+///    still has that version: a load that raced a write never fills. When a shared backend
+///    says [`Lookup::wait`], another process is loading the key: the reader looks again
+///    shortly instead, so one load serves every node;
 /// 3. a writer, after the store commits and before it answers, calls [`Cache::invalidate`],
 ///    which gives each key a new version and drops its value.
 #[async_trait]

@@ -60,7 +60,7 @@ impl MemoryCache {
 #[async_trait]
 impl Cache for MemoryCache {
     async fn lookup(&self, key: &str, _known: u64) -> Result<Lookup, CacheError> {
-        Ok(Lookup { version: 0, fence: 0, value: self.get(key) })
+        Ok(Lookup { version: 0, fence: 0, value: self.get(key), wait: false })
     }
     async fn fill(&self, key: &str, _version: u64, value: Bytes, ttl: Duration) -> Result<(), CacheError> {
         self.inner.insert(key.to_string(), (value, ttl));

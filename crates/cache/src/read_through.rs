@@ -21,7 +21,9 @@
 //!   refused if the key changed meanwhile.
 //!
 //! Single-flight is per (key, generation, version), so a read that starts after an
-//! invalidation never joins a load that started before it.
+//! invalidation never joins a load that started before it. Across processes, a shared tier
+//! that keeps load leases ([`Lookup::wait`]) lets one node load a missing key while the
+//! others wait briefly for its fill: after a write, the key is loaded once, not once per node.
 
 use crate::{Cache, CacheError, Lookup, UNKNOWN_FENCE};
 use bytes::Bytes;
@@ -289,6 +291,14 @@ impl ReadThrough {
         );
         let result = flight
             .get_or_try_init(|| async {
+                let (mut looked, mut version, mut fence) = (looked, version, fence);
+                if let Some(l) = looked.as_ref().filter(|l| l.wait && l.value.is_none())
+                    && let Some(now) = self.await_fill(key, l.version).await
+                {
+                    fence = now.fence.max(self.fences[stripe_of(key)].load(Ordering::Acquire));
+                    version = now.version;
+                    looked = Some(now);
+                }
                 let from_shared = match looked {
                     Some(Lookup { value: Some(bytes), .. }) => self.decode::<T>(key, &bytes),
                     Some(_) => {
@@ -328,6 +338,27 @@ impl ReadThrough {
         }
         let value = result?;
         Ok(value.downcast_ref::<Option<Arc<T>>>().cloned().flatten())
+    }
+
+    /// Waits while another process loads `key` (it holds the shared tier's load lease for
+    /// `version`), looking again after 1, 2, 4… ms (at most 16 ms apart, 1 s in all). Returns
+    /// the lookup that ends the wait: one with the value, or one that gave this process the
+    /// lease (the other loader died, or a write made a new version); `None` when the shared
+    /// tier fails or the wait runs out, and the caller loads.
+    async fn await_fill(&self, key: &str, version: u64) -> Option<Lookup> {
+        let deadline = Instant::now() + Duration::from_secs(1);
+        let mut pause = Duration::from_millis(1);
+        while Instant::now() < deadline {
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(16));
+            match self.shared.lookup(key, 0).await {
+                Ok(l) if l.value.is_some() || !l.wait => return Some(l),
+                Ok(l) if l.version != version => tracing::debug!(key, "invalidated while waiting for another node's load"),
+                Ok(_) => {}
+                Err(_) => return None,
+            }
+        }
+        None
     }
 
     /// A value the shared tier sent, decoded, and its encoded size.
