@@ -93,6 +93,7 @@ struct Scripts {
     fill: redis::Script,
     invalidate: redis::Script,
     versions: redis::Script,
+    release: redis::Script,
 }
 
 struct Ring {
@@ -102,6 +103,9 @@ struct Ring {
     scripts: Scripts,
     timeout: Duration,
     check_interval: Duration,
+    /// This process's name in load leases: a lease it holds already is its own, and it
+    /// loads rather than waiting for itself.
+    token: u64,
 }
 
 /// The `Cache` seam on a ring of Redis servers; see the module docs.
@@ -132,7 +136,8 @@ fn entry_key(key: &str) -> String {
     k
 }
 
-/// The key of an entry's load lease (its value: the version being loaded).
+/// The key of an entry's load lease (its value: `TOKEN:VERSION`, the holder's lease token and
+/// the version it loads).
 fn lease_key(key: &str) -> String {
     let mut k = String::with_capacity(key.len() + 3);
     k.push_str("cl:");
@@ -298,9 +303,11 @@ impl RedisCache {
                 fill: redis::Script::new(FILL),
                 invalidate: redis::Script::new(INVALIDATE),
                 versions: redis::Script::new(VERSIONS),
+                release: redis::Script::new(RELEASE),
             },
             timeout: opts.timeout,
             check_interval: opts.check_interval,
+            token: new_version(),
         });
         join_all((0..ring.nodes.len()).map(|i| {
             let ring = Arc::clone(&ring);
@@ -336,10 +343,11 @@ impl RedisCache {
 }
 
 /// KEYS: entry, fence key, lease key. ARGV: a new version, the version the caller holds,
-/// stub TTL (ms), lease TTL (ms). Returns {version, fence, wait[, value]}. Creates the version
-/// (with the highest fence the server has seen, or "unknown") when the entry is absent. With
-/// no value to give, the caller gets the load lease (wait '0') unless another holds it
-/// (wait '1').
+/// stub TTL (ms), lease TTL (ms), the caller's lease token. Returns {version, fence, wait[,
+/// value]}. Creates the version (with the highest fence the server has seen, or "unknown")
+/// when the entry is absent. With no value to give, the caller gets the load lease of that
+/// version (wait '0'; a lease the caller's process holds already counts as its own) unless
+/// another process holds it (wait '1').
 const LOOKUP: &str = r"
 local e = redis.call('HMGET', KEYS[1], 'v', 'f', 'd')
 if e[1] and e[1] == ARGV[2] then return {e[1], e[2], '0'} end
@@ -351,19 +359,28 @@ if not v then
   redis.call('HSET', KEYS[1], 'v', v, 'f', f)
   redis.call('PEXPIRE', KEYS[1], ARGV[3])
 end
-if redis.call('SET', KEYS[3], v, 'NX', 'PX', ARGV[4]) then return {v, f, '0'} end
+local mine = ARGV[5] .. ':' .. v
+if redis.call('SET', KEYS[3], mine, 'NX', 'PX', ARGV[4]) then return {v, f, '0'} end
+if redis.call('GET', KEYS[3]) == mine then return {v, f, '0'} end
 return {v, f, '1'}
 ";
 
-/// KEYS: entry, lease key. ARGV: version, value, TTL (ms). Stores the value if the version is
-/// current, and ends the lease taken for that version.
+/// KEYS: entry, lease key. ARGV: version, value, TTL (ms), the caller's lease token. Stores
+/// the value if the version is current, and ends the caller's lease for that version.
 const FILL: &str = r"
-if redis.call('GET', KEYS[2]) == ARGV[1] then redis.call('DEL', KEYS[2]) end
+if redis.call('GET', KEYS[2]) == ARGV[4] .. ':' .. ARGV[1] then redis.call('DEL', KEYS[2]) end
 if redis.call('HGET', KEYS[1], 'v') == ARGV[1] then
   redis.call('HSET', KEYS[1], 'd', ARGV[2])
   redis.call('PEXPIRE', KEYS[1], ARGV[3])
   return 1
 end
+return 0
+";
+
+/// KEYS: lease key. ARGV: version, the caller's lease token. Ends the caller's lease for
+/// that version.
+const RELEASE: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[2] .. ':' .. ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 ";
 
@@ -416,6 +433,7 @@ impl Cache for RedisCache {
                     .arg(known)
                     .arg(ms(STUB_TTL))
                     .arg(ms(LOAD_LEASE))
+                    .arg(ring.token)
                     .invoke_async(&mut c)
                     .await
             })
@@ -438,11 +456,20 @@ impl Cache for RedisCache {
                 .arg(version)
                 .arg(value.as_ref())
                 .arg(ms(ttl))
+                .arg(ring.token)
                 .invoke_async::<i64>(&mut c)
                 .await
         })
         .await
         .map(|_| ())
+    }
+
+    async fn release(&self, key: &str, version: u64) -> Result<(), CacheError> {
+        let ring = &self.ring;
+        let i = ring.owner(key).ok_or_else(|| CacheError::Unavailable("no cache server is in the ring".into()))?;
+        ring.on(i, |mut c| async move { ring.scripts.release.key(lease_key(key)).arg(version).arg(ring.token).invoke_async::<i64>(&mut c).await })
+            .await
+            .map(|_| ())
     }
 
     async fn invalidate(&self, keys: &[String], position: u64) -> Result<(), CacheError> {

@@ -137,6 +137,10 @@ async fn a_thousand_concurrent_reads_of_a_cold_key_over_two_nodes_load_it_once()
     // one node holds the load lease; the other waits for its fill instead of loading too
     assert_eq!(loads.load(Ordering::SeqCst), 1, "one load for both nodes");
     assert_eq!(a.stats().loads + b.stats().loads, 1);
+    // and the loading node never waited on its own lease (a request that found the lease
+    // taken by its own process must not wait for it)
+    let loader = if a.stats().loads == 1 { &a } else { &b };
+    assert_eq!(loader.stats().lease_waits, 0, "the loading node waited on itself");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -308,4 +312,38 @@ async fn a_server_that_stalled_through_a_write_is_flushed_before_it_is_read_agai
     assert_eq!(ring_b.owner_of(&key).unwrap(), victim_name);
     assert_eq!(db.read(&b, &key).await, "after", "the server's stale entry was flushed");
     assert_eq!(db.read(&a, &key).await, "after");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_load_that_fails_lets_the_waiting_nodes_load_at_once() {
+    let s = servers(1).await;
+    let ((a, _), (b, _)) = (node(&s).await, node(&s).await);
+    let a = Arc::new(a);
+    let a2 = Arc::clone(&a);
+    let (started_tx, started_rx) = tokio::sync::oneshot::channel::<()>();
+    let (fail_tx, fail_rx) = tokio::sync::oneshot::channel::<()>();
+    // node A takes the lease, then its store read fails
+    let failing = tokio::spawn(async move {
+        a2.get_or_load("k", TTL, |_| async move {
+            started_tx.send(()).unwrap();
+            fail_rx.await.unwrap();
+            Err::<Option<String>, &str>("the store is down")
+        })
+        .await
+    });
+    started_rx.await.unwrap();
+    let b = Arc::new(b);
+    let b2 = Arc::clone(&b);
+    let waiting = tokio::spawn(async move { b2.get_or_load("k", TTL, |_| async { Ok::<_, ()>(Some("from b".to_string())) }).await });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(!waiting.is_finished(), "B waits while A holds the lease");
+    let t = std::time::Instant::now();
+    fail_tx.send(()).unwrap();
+    assert!(failing.await.unwrap().is_err());
+    let v = waiting.await.unwrap().unwrap();
+    let after = t.elapsed();
+    assert_eq!(v.as_deref().map(String::as_str), Some("from b"));
+    eprintln!("B loaded {after:?} after A's load failed");
+    // the lease was let go, not waited out (it would have held for 500 ms)
+    assert!(after < Duration::from_millis(400), "B waited out the lease: {after:?}");
 }

@@ -104,6 +104,12 @@ pub trait Cache: Send + Sync + 'static {
     /// Gives the keys new versions and drops their values; `position` is the store position
     /// of the write (0 when the store has none), which later loads of the keys must read.
     async fn invalidate(&self, keys: &[String], position: u64) -> Result<(), CacheError>;
+    /// Ends the load lease this process got for `key` at `version` without filling it (its
+    /// load failed, or must not fill), so readers waiting on other nodes load at once
+    /// instead of waiting out the lease.
+    async fn release(&self, _key: &str, _version: u64) -> Result<(), CacheError> {
+        Ok(())
+    }
     /// The current versions of `keys`, 0 for a key that has none; one round trip per server.
     async fn versions(&self, keys: &[&str]) -> Result<Vec<u64>, CacheError> {
         Ok(vec![0; keys.len()])

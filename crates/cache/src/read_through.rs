@@ -80,6 +80,8 @@ pub struct CacheStats {
     pub misses: u64,
     /// Loader calls (misses of both tiers, after single-flight).
     pub loads: u64,
+    /// Waits for another process's load of a key (it held the key's load lease).
+    pub lease_waits: u64,
 }
 
 /// Typed read-through cache; see the module docs for its consistency rules.
@@ -99,7 +101,7 @@ pub struct ReadThrough {
     negative_ttl: Duration,
     /// Upper bound on how long a local entry lives.
     local_ttl: Duration,
-    stats: [AtomicU64; 4],
+    stats: [AtomicU64; 5],
     /// Registered once: looking a labelled metric up costs more than the cache hit it counts.
     counters: Counters,
 }
@@ -234,7 +236,7 @@ impl ReadThrough {
     /// The counters so far.
     pub fn stats(&self) -> CacheStats {
         let g = |i: usize| self.stats[i].load(Ordering::Relaxed);
-        CacheStats { local_hits: g(0), shared_hits: g(1), misses: g(2), loads: g(3) }
+        CacheStats { local_hits: g(0), shared_hits: g(1), misses: g(2), loads: g(3), lease_waits: g(4) }
     }
 
     /// The value under `key`: cached, or loaded by `load` (once per key at a time per
@@ -299,6 +301,8 @@ impl ReadThrough {
                     version = now.version;
                     looked = Some(now);
                 }
+                // this process holds the key's load lease: it must fill it or let it go
+                let leased = self.versioned && looked.as_ref().is_some_and(|l| l.value.is_none() && !l.wait);
                 let from_shared = match looked {
                     Some(Lookup { value: Some(bytes), .. }) => self.decode::<T>(key, &bytes),
                     Some(_) => {
@@ -312,11 +316,21 @@ impl ReadThrough {
                     None => {
                         self.count(3);
                         let started = Instant::now();
-                        let loaded = load(fence).await?.map(Arc::new);
+                        let loaded = match load(fence).await {
+                            Ok(v) => v.map(Arc::new),
+                            Err(e) => {
+                                if leased {
+                                    let _ = self.shared.release(key, version).await;
+                                }
+                                return Err(e);
+                            }
+                        };
                         self.counters.load_time.record(started.elapsed().as_secs_f64());
                         let mut len = 0;
                         if keep && self.generation(key) == generation {
                             len = self.to_shared(key, version, &loaded, ttl).await;
+                        } else if leased {
+                            let _ = self.shared.release(key, version).await;
                         }
                         (loaded, len)
                     }
@@ -346,18 +360,31 @@ impl ReadThrough {
     /// lease (the other loader died, or a write made a new version); `None` when the shared
     /// tier fails or the wait runs out, and the caller loads.
     async fn await_fill(&self, key: &str, version: u64) -> Option<Lookup> {
-        let deadline = Instant::now() + Duration::from_secs(1);
+        self.stats[4].fetch_add(1, Ordering::Relaxed);
+        let started = Instant::now();
+        let waited = |outcome: &'static str| {
+            metrics::histogram!(names::CACHE_LEASE_WAIT, "outcome" => outcome).record(started.elapsed().as_secs_f64());
+        };
         let mut pause = Duration::from_millis(1);
-        while Instant::now() < deadline {
+        while started.elapsed() < Duration::from_secs(1) {
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(Duration::from_millis(16));
             match self.shared.lookup(key, 0).await {
-                Ok(l) if l.value.is_some() || !l.wait => return Some(l),
+                Ok(l) if l.value.is_some() => {
+                    waited("filled");
+                    return Some(l);
+                }
+                Ok(l) if !l.wait => {
+                    waited("leased");
+                    return Some(l);
+                }
                 Ok(l) if l.version != version => tracing::debug!(key, "invalidated while waiting for another node's load"),
                 Ok(_) => {}
-                Err(_) => return None,
+                Err(_) => break,
             }
         }
+        waited("gave_up");
+        tracing::warn!(key, waited_ms = started.elapsed().as_millis() as u64, "gave up waiting for another node's load");
         None
     }
 
@@ -475,7 +502,7 @@ mod tests {
         assert_eq!(v.as_deref(), Some(&7));
         let v = c.get_or_load("k", Duration::from_secs(60), |_| async { Ok::<_, ()>(Some(8u32)) }).await.unwrap();
         assert_eq!(v.as_deref(), Some(&7));
-        assert_eq!(c.stats(), CacheStats { local_hits: 1, shared_hits: 0, misses: 1, loads: 1 });
+        assert_eq!(c.stats(), CacheStats { local_hits: 1, shared_hits: 0, misses: 1, loads: 1, lease_waits: 0 });
     }
 
     #[tokio::test]

@@ -31,6 +31,10 @@ pub mod names {
     pub const CACHE_LOADS: &str = "crescendo_cache_loads_total";
     /// Histogram of how long those loads take, in seconds.
     pub const CACHE_LOAD_DURATION: &str = "crescendo_cache_load_duration_seconds";
+    /// Histogram of how long readers waited for another node's load of a key (its load
+    /// lease), in seconds; label `outcome`: `filled` (the value came), `leased` (the lease
+    /// passed to this reader, which loaded), `gave_up` (the wait ran out or the cache failed).
+    pub const CACHE_LEASE_WAIT: &str = "crescendo_cache_lease_wait_seconds";
     /// Counter of entries the local (near) tier evicted to stay within its bound.
     pub const CACHE_EVICTIONS: &str = "crescendo_cache_evictions_total";
     /// Gauge of keys a cache server evicted under its `maxmemory` (its own counter, read
