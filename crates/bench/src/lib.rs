@@ -169,16 +169,21 @@ pub async fn bench(o: &BenchOptions) -> anyhow::Result<Option<report::Report>> {
     Ok(Some(report))
 }
 
-/// Until `until`, starts a probe upload as `token` every 250 ms, each timed from its answer
-/// to `ready` (or `failed`) by polling every 20 ms on its own task, so a slow one never
-/// delays the next; waits at most a minute for each.
+/// Until `until`, starts a probe upload as `token` every 250 ms while fewer than
+/// [`PROBES_AT_ONCE`] are waiting, each timed from its answer to `ready` (or `failed`) by
+/// polling every 50 ms on its own task, so a slow one never delays the next; waits at most
+/// a minute for each. The cap keeps the probes' polling from becoming load of its own.
 async fn probe_uploads(base: String, token: String, until: Instant) -> hist::Latency {
+    const PROBES_AT_ONCE: usize = 4;
     let client = reqwest::Client::new();
     let (content_type, body) = scenario::upload_body();
-    let mut probes = Vec::new();
+    let mut probes: Vec<tokio::task::JoinHandle<Option<Duration>>> = Vec::new();
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     while Instant::now() < until {
         tick.tick().await;
+        if probes.iter().filter(|p| !p.is_finished()).count() >= PROBES_AT_ONCE {
+            continue;
+        }
         let (client, base, token) = (client.clone(), base.clone(), token.clone());
         probes.push(tokio::spawn(async move {
             let res = client
@@ -193,7 +198,7 @@ async fn probe_uploads(base: String, token: String, until: Instant) -> hist::Lat
             let id = v["upload"]["id"].as_str()?.to_string();
             let answered = Instant::now();
             while answered.elapsed() < Duration::from_secs(60) {
-                tokio::time::sleep(Duration::from_millis(20)).await;
+                tokio::time::sleep(Duration::from_millis(50)).await;
                 let state = match client.get(format!("{base}/api/uploads/{id}")).send().await {
                     Ok(r) => r.json::<serde_json::Value>().await.ok().and_then(|v| v["upload"]["state"].as_str().map(str::to_string)),
                     Err(_) => None,
