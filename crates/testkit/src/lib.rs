@@ -403,6 +403,28 @@ impl Browser {
         self.send(r).await
     }
 
+    /// POSTs a `multipart/form-data` form to `path`, as a page's file form does: `fields`,
+    /// then `file_field` holding `file` (named `photo`).
+    pub async fn post_multipart(&mut self, path: &str, fields: &[(&str, &str)], file_field: &str, file: &[u8]) -> Page {
+        let boundary = "crescendo-browser-boundary-41c9";
+        let mut body = Vec::new();
+        for (k, v) in fields {
+            body.extend_from_slice(format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{k}\"\r\n\r\n{v}\r\n").as_bytes());
+        }
+        body.extend_from_slice(
+            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{file_field}\"; filename=\"photo\"\r\nContent-Type: application/octet-stream\r\n\r\n")
+                .as_bytes(),
+        );
+        body.extend_from_slice(file);
+        body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+        let r = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .header("content-type", format!("multipart/form-data; boundary={boundary}"))
+            .body(body);
+        self.send(r).await
+    }
+
     /// Signs up through the form (password `password123`) and checks the redirect home.
     pub async fn sign_up(&mut self, username: &str) {
         let form = self.get("/register").await;

@@ -1,7 +1,7 @@
 //! Uploads: an image is taken at once, its variants appear, and hostile files are refused
 //! or cleaned while the worker keeps running.
 
-use crescendo_testkit::TestApp;
+use crescendo_testkit::{Browser, TestApp};
 use image::{GenericImageView, ImageFormat};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -278,4 +278,58 @@ async fn uploads_on_s3_survive_the_object_server_going_away_with_503s_not_500s()
     let (status, body) = upload(&app, Some(&token), "file", "c.png", &png(30, 20)).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     assert_eq!(wait_settled(&app, body["upload"]["id"].as_str().unwrap()).await["state"], "ready");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pages_upload_forms_set_a_picture_and_a_cover() {
+    let app = TestApp::spawn().await;
+    let mut b = Browser::new(&app);
+    b.sign_up("framer").await;
+
+    // the settings page's picture form
+    let csrf = b.csrf_from("/settings").await;
+    let p = b.post_multipart("/settings/picture", &[("csrf", &csrf)], "file", &png(500, 250)).await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
+    assert_eq!(p.location.as_deref(), Some("/settings"));
+    let image = app.get("/api/profiles/framer", None).await.json["profile"]["image"].as_str().unwrap().to_string();
+    assert!(image.starts_with("/media/uploads/") && image.ends_with("/320.jpg"), "{image}");
+    assert!(b.get("/settings").await.body.contains(&image), "the settings page shows the picture");
+    let started = Instant::now();
+    while fetch(&app, &image).await.status() != StatusCode::OK {
+        assert!(started.elapsed() < Duration::from_secs(20), "the picture never appeared");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // an article written through the editor, then its page's cover form
+    let csrf = b.csrf_from("/editor").await;
+    let p = b.post("/editor", &[("title", "Framed"), ("description", "d"), ("body", "b"), ("tags", ""), ("cover", ""), ("csrf", &csrf)]).await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
+    let page = p.location.unwrap();
+    let csrf = b.csrf_from(&page).await;
+    let p = b.post_multipart(&format!("{page}/cover"), &[("csrf", &csrf)], "file", &png(1400, 700)).await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
+    assert_eq!(p.location.as_deref(), Some(page.as_str()));
+    let shown = b.get(&page).await.body;
+    let slug = page.trim_start_matches("/article/");
+    let cover = app.get(&format!("/api/articles/{slug}"), None).await.json["article"]["coverImage"].as_str().unwrap().to_string();
+    assert!(cover.ends_with("/1280.jpg"), "{cover}");
+    assert!(shown.contains(&format!("class=\"cover\" src=\"{cover}\"")), "the article's page shows the cover");
+
+    // what the forms refuse, as pages
+    let csrf = b.csrf_from("/settings").await;
+    let p = b.post_multipart("/settings/picture", &[("csrf", "forged")], "file", &png(10, 10)).await;
+    assert_eq!(p.status, StatusCode::FORBIDDEN, "a forged CSRF token");
+    let p = b.post_multipart("/settings/picture", &[("csrf", &csrf)], "file", b"not an image at all").await;
+    assert_eq!(p.status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{}", p.body);
+    let p = b.post_multipart("/settings/picture", &[("csrf", &csrf)], "file", b"").await;
+    assert_eq!(p.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", p.body);
+    assert!(p.body.contains("choose an image"), "{}", p.body);
+    let other = {
+        let mut o = Browser::new(&app);
+        o.sign_up("stranger").await;
+        let csrf = o.csrf_from(&page).await;
+        o.post_multipart(&format!("{page}/cover"), &[("csrf", &csrf)], "file", &png(20, 20)).await
+    };
+    assert_eq!(other.status, StatusCode::FORBIDDEN, "only the author sets a cover: {}", other.body);
+    assert_eq!(app.get(&format!("/api/articles/{slug}"), None).await.json["article"]["coverImage"], cover.as_str());
 }
