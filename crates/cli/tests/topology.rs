@@ -22,6 +22,68 @@ fn topology(name: &str) -> String {
 /// Stops the topology however the test ends.
 struct Down(PathBuf);
 
+/// A topology brought up by `crescendo up --detach` for one test; stopped (`down`), then its
+/// run directory removed, when dropped.
+struct Deployed {
+    _down: Down,
+    /// The temporary directory that holds `run_dir`, for whatever else a test keeps.
+    root: tempfile::TempDir,
+    run_dir: PathBuf,
+    public: std::net::SocketAddr,
+    url: String,
+    /// What `up` printed.
+    stdout: String,
+}
+
+/// `crescendo up FILE` on a free public port, with `env` set for every process it starts;
+/// asserts that it succeeded.
+fn up(file: &str, env: &[(&str, &str)]) -> Deployed {
+    let run = tempfile::tempdir().unwrap();
+    let run_dir = run.path().join("run");
+    let public = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_crescendo"))
+        .args(["up", file, "--detach", "--public", &public.to_string(), "--run-dir", &run_dir.to_string_lossy()])
+        .env("RUST_LOG", "warn")
+        .envs(env.iter().copied())
+        .output()
+        .expect("crescendo runs");
+    let down = Down(run_dir.clone());
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    Deployed { _down: down, root: run, run_dir, public, url: format!("http://{public}"), stdout }
+}
+
+/// The topology's status once its balancer sees `nodes` web nodes up, or after 5 s.
+async fn status_with_nodes_up(run_dir: &Path, nodes: usize) -> Value {
+    let mut s = status(run_dir);
+    for _ in 0..50 {
+        if up_nodes(&s) == nodes {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        s = status(run_dir);
+    }
+    s
+}
+
+/// Registers `name` through the API at `url`; returns its token.
+async fn register(url: &str, name: &str) -> String {
+    let reg: Value = reqwest::Client::new()
+        .post(format!("{url}/api/users"))
+        .json(&json!({"user": {"username": name, "email": format!("{name}@example.com"), "password": "password123"}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    reg["user"]["token"].as_str().unwrap().to_string()
+}
+
+fn roles(s: &Value) -> Vec<String> {
+    s["processes"].as_array().unwrap().iter().map(|p| p["role"].as_str().unwrap().to_string()).collect()
+}
+
 impl Drop for Down {
     fn drop(&mut self) {
         let _ = crescendo(&["down", "--run-dir", &self.0.to_string_lossy()]);
@@ -199,27 +261,14 @@ async fn wait_for(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rung_three_comes_up_serves_through_the_balancer_and_survives_losing_nodes() {
-    let run = tempfile::tempdir().unwrap();
-    let run_dir = run.path().join("run");
-    let public = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
-    let out = crescendo(&["up", &topology("03-load-balancer.toml"), "--detach", "--public", &public.to_string(), "--run-dir", &run_dir.to_string_lossy()]);
-    let _down = Down(run_dir.clone());
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
-    let url = stdout.lines().find_map(|l| l.strip_prefix("url: ")).expect("up prints the URL").trim().to_string();
-    assert_eq!(url, format!("http://{public}"));
+    let t = up(&topology("03-load-balancer.toml"), &[]);
+    let (run_dir, public) = (t.run_dir.clone(), t.public);
+    let url = t.stdout.lines().find_map(|l| l.strip_prefix("url: ")).expect("up prints the URL").trim().to_string();
+    assert_eq!(url, t.url);
 
     // every process is there and healthy; the balancer sees three nodes up
-    let mut s = status(&run_dir);
-    let roles: Vec<String> = s["processes"].as_array().unwrap().iter().map(|p| p["role"].as_str().unwrap().to_string()).collect();
-    assert_eq!(roles, ["pg-primary", "web", "web", "web", "lb"]);
-    for _ in 0..50 {
-        if up_nodes(&s) == 3 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        s = status(&run_dir);
-    }
+    let s = status_with_nodes_up(&run_dir, 3).await;
+    assert_eq!(roles(&s), ["pg-primary", "web", "web", "web", "lb"]);
     assert_eq!(up_nodes(&s), 3, "{s}");
     assert!(s["processes"].as_array().unwrap().iter().all(|p| p["healthy"] == true), "{s}");
     for p in s["processes"].as_array().unwrap().iter().filter(|p| p["role"] == "web") {
@@ -244,14 +293,7 @@ async fn rung_three_comes_up_serves_through_the_balancer_and_survives_losing_nod
     assert!(newman.status.success(), "{}", String::from_utf8_lossy(&newman.stdout));
 
     // a user and some data, then steady load
-    let client = reqwest::Client::new();
-    let reg = client
-        .post(format!("{url}/api/users"))
-        .json(&json!({"user": {"username": "loader", "email": "loader@example.com", "password": "password123"}}))
-        .send()
-        .await
-        .unwrap();
-    let token = reg.json::<Value>().await.unwrap()["user"]["token"].as_str().unwrap().to_string();
+    let token = register(&url, "loader").await;
     // a browser pinned to web-1 by HAProxy's cookie, with its session in web-1's memory
     let mut pinned = Visitor::new(&url);
     pinned.cookies.insert("CRESCENDO_NODE".into(), "web-1".into());
@@ -304,37 +346,15 @@ async fn rung_three_comes_up_serves_through_the_balancer_and_survives_losing_nod
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rung_seven_keeps_sessions_and_reads_your_writes_on_any_node() {
-    let run = tempfile::tempdir().unwrap();
-    let run_dir = run.path().join("run");
-    let public = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
-    let out = crescendo(&["up", &topology("07-stateless.toml"), "--detach", "--public", &public.to_string(), "--run-dir", &run_dir.to_string_lossy()]);
-    let _down = Down(run_dir.clone());
-    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    let url = format!("http://{public}");
-    let mut s = status(&run_dir);
-    let roles: Vec<String> = s["processes"].as_array().unwrap().iter().map(|p| p["role"].as_str().unwrap().to_string()).collect();
-    assert_eq!(roles, ["pg-primary", "pg-replica", "pg-replica", "redis", "redis", "redis", "redis", "web", "web", "web", "lb"]);
-    for _ in 0..50 {
-        if up_nodes(&s) == 3 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        s = status(&run_dir);
-    }
+    let t = up(&topology("07-stateless.toml"), &[]);
+    let (run_dir, url) = (t.run_dir.clone(), t.url.clone());
+    let s = status_with_nodes_up(&run_dir, 3).await;
+    assert_eq!(roles(&s), ["pg-primary", "pg-replica", "pg-replica", "redis", "redis", "redis", "redis", "web", "web", "web", "lb"]);
     assert_eq!(up_nodes(&s), 3, "{s}");
 
     // API clients read their own writes whichever node answers (positions are in Redis)
     let client = reqwest::Client::new();
-    let reg: Value = client
-        .post(format!("{url}/api/users"))
-        .json(&json!({"user": {"username": "anywhere", "email": "anywhere@example.com", "password": "password123"}}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = reg["user"]["token"].as_str().unwrap().to_string();
+    let token = register(&url, "anywhere").await;
     for i in 0..20 {
         let a: Value = client
             .post(format!("{url}/api/articles"))
@@ -461,37 +481,15 @@ async fn metric(addr: &str, name: &str, filter: &str) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rung_five_caches_on_a_redis_ring_that_survives_losing_a_server() {
-    let run = tempfile::tempdir().unwrap();
-    let run_dir = run.path().join("run");
-    let public = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
-    let out = crescendo(&["up", &topology("05-cache.toml"), "--detach", "--public", &public.to_string(), "--run-dir", &run_dir.to_string_lossy()]);
-    let _down = Down(run_dir.clone());
-    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    let url = format!("http://{public}");
-    let mut s = status(&run_dir);
-    let roles: Vec<String> = s["processes"].as_array().unwrap().iter().map(|p| p["role"].as_str().unwrap().to_string()).collect();
-    assert_eq!(roles, ["pg-primary", "pg-replica", "pg-replica", "redis", "redis", "redis", "web", "web", "web", "lb"]);
-    for _ in 0..50 {
-        if up_nodes(&s) == 3 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        s = status(&run_dir);
-    }
+    let t = up(&topology("05-cache.toml"), &[]);
+    let (run_dir, url) = (t.run_dir.clone(), t.url.clone());
+    let s = status_with_nodes_up(&run_dir, 3).await;
+    assert_eq!(roles(&s), ["pg-primary", "pg-replica", "pg-replica", "redis", "redis", "redis", "web", "web", "web", "lb"]);
     assert_eq!(up_nodes(&s), 3, "{s}");
     let addr_of = |name: &str| s["processes"].as_array().unwrap().iter().find(|p| p["name"] == name).unwrap()["addr"].as_str().unwrap().to_string();
     let webs: Vec<String> = (1..=3).map(|i| addr_of(&format!("web-{i}"))).collect();
     let client = reqwest::Client::new();
-    let reg: Value = client
-        .post(format!("{url}/api/users"))
-        .json(&json!({"user": {"username": "cached", "email": "cached@example.com", "password": "password123"}}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = reg["user"]["token"].as_str().unwrap().to_string();
+    let token = register(&url, "cached").await;
     let auth = format!("Token {token}");
     let create = |title: String| {
         let (client, url, auth) = (client.clone(), url.clone(), auth.clone());
@@ -590,7 +588,7 @@ async fn rung_five_caches_on_a_redis_ring_that_survives_losing_a_server() {
     }
     let left = killed.elapsed();
     tokio::time::sleep(Duration::from_millis(1000)).await;
-    let dir = run.path().join("cache-2-again");
+    let dir = t.root.path().join("cache-2-again");
     let again = tokio::task::spawn_blocking(move || crescendo_topology::redis::Redis::start_at(&dir, victim_addr, 64)).await.unwrap().unwrap();
     let back = Instant::now();
     for w in &webs {
@@ -672,45 +670,18 @@ async fn all_ready(url: &str, ids: &[String], limit: Duration) -> Vec<Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rung_nine_processes_uploads_on_workers_and_keeps_jobs_while_the_broker_is_down() {
-    let run = tempfile::tempdir().unwrap();
-    let run_dir = run.path().join("run");
-    let public = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
     // a short lease, so a job whose worker dies is delivered again within seconds
-    let out = Command::new(env!("CARGO_BIN_EXE_crescendo"))
-        .args(["up", &topology("09-queue.toml"), "--detach", "--public", &public.to_string(), "--run-dir", &run_dir.to_string_lossy()])
-        .env("RUST_LOG", "warn")
-        .env("CRESCENDO_QUEUE__LEASE_SECS", "3")
-        .output()
-        .expect("crescendo runs");
-    let _down = Down(run_dir.clone());
-    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    let url = format!("http://{public}");
-    let mut s = status(&run_dir);
-    for _ in 0..50 {
-        if up_nodes(&s) == 3 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        s = status(&run_dir);
-    }
-    let roles: Vec<String> = s["processes"].as_array().unwrap().iter().map(|p| p["role"].as_str().unwrap().to_string()).collect();
+    let t = up(&topology("09-queue.toml"), &[("CRESCENDO_QUEUE__LEASE_SECS", "3")]);
+    let (run_dir, url) = (t.run_dir.clone(), t.url.clone());
+    let s = status_with_nodes_up(&run_dir, 3).await;
+    let roles = roles(&s);
     assert_eq!(roles.iter().filter(|r| *r == "worker").count(), 2, "{roles:?}");
     assert!(roles.contains(&"nats".to_string()));
     assert!(roles.contains(&"s3".to_string()), "uploads go to the S3 object server: {roles:?}");
     let workers_up = s["processes"].as_array().unwrap().iter().filter(|p| p["role"] == "worker" && p["healthy"] == true).count();
     assert_eq!(workers_up, 2, "{s}");
 
-    let client = reqwest::Client::new();
-    let reg: Value = client
-        .post(format!("{url}/api/users"))
-        .json(&json!({"user": {"username": "photog", "email": "photog@example.com", "password": "password123"}}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = reg["user"]["token"].as_str().unwrap().to_string();
+    let token = register(&url, "photog").await;
 
     // uploads through the balancer are processed by the workers; any node serves the files
     let mut ids = Vec::new();
@@ -797,36 +768,22 @@ fn big_png(w: u32, h: u32) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_of_uploads_adds_workers_and_they_leave_when_the_queue_drains() {
-    let run = tempfile::tempdir().unwrap();
-    let run_dir = run.path().join("run");
-    let file = run.path().join("autoscale.toml");
+    let spec = tempfile::tempdir().unwrap();
+    let file = spec.path().join("autoscale.toml");
     std::fs::write(
         &file,
         "name = \"autoscaling\"\nrung = 9\n[web]\ncount = 1\n[postgres]\n\
          [queue]\nworkers = 1\nmax_workers = 3\njobs_per_worker = 2\nscale_down_after_secs = 2\nconcurrency = 1\n",
     )
     .unwrap();
-    let public = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
-    let out = crescendo(&["up", &file.to_string_lossy(), "--detach", "--public", &public.to_string(), "--run-dir", &run_dir.to_string_lossy()]);
-    let _down = Down(run_dir.clone());
-    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    let url = format!("http://{public}");
+    let t = up(&file.to_string_lossy(), &[]);
+    let (run_dir, url) = (t.run_dir.clone(), t.url.clone());
     let workers = |s: &Value| s["processes"].as_array().unwrap().iter().filter(|p| p["role"] == "worker" && p["healthy"] == true).count();
     let s = status(&run_dir);
     assert_eq!(workers(&s), 1, "{s}");
     assert!(s["processes"].as_array().unwrap().iter().any(|p| p["role"] == "supervisor" && p["healthy"] == true), "{s}");
 
-    let client = reqwest::Client::new();
-    let reg: Value = client
-        .post(format!("{url}/api/users"))
-        .json(&json!({"user": {"username": "burst", "email": "burst@example.com", "password": "password123"}}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = reg["user"]["token"].as_str().unwrap().to_string();
+    let token = register(&url, "burst").await;
     let mut ids = Vec::new();
     // made once: a debug build takes a while to encode it, and the burst must be quick
     let png = big_png(1200, 1200);
