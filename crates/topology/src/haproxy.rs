@@ -16,7 +16,7 @@ use std::net::SocketAddr;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// One backend server.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -112,7 +112,7 @@ impl Haproxy {
         std::fs::create_dir_all(dir)?;
         Self::write_config(dir, cfg)?;
         let log = std::fs::File::create(dir.join("haproxy.log"))?;
-        let mut child = Command::new(bin)
+        let child = Command::new(bin)
             .args(["-W", "-db", "-f"])
             .arg(dir.join("haproxy.cfg"))
             .stdin(Stdio::null())
@@ -121,21 +121,9 @@ impl Haproxy {
             .process_group(0)
             .spawn()
             .context("starting haproxy")?;
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(status) = child.try_wait()? {
-                bail!("haproxy exited ({status}):\n{}", std::fs::read_to_string(dir.join("haproxy.log")).unwrap_or_default());
-            }
-            if std::net::TcpStream::connect(cfg.public).is_ok() {
-                break;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                bail!("haproxy does not listen on {} after 10 s", cfg.public);
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        let child = crate::await_ready(child, &format!("haproxy on {}", cfg.public), &dir.join("haproxy.log"), Duration::from_secs(10), || {
+            std::net::TcpStream::connect(cfg.public).is_ok()
+        })?;
         let pid = child.id();
         Ok(Haproxy { child: Some(child), pid, dir: dir.to_path_buf(), public: cfg.public })
     }
@@ -290,6 +278,7 @@ impl Drop for Haproxy {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Instant;
 
     #[test]
     fn the_configuration_checks_health_balances_and_pins_only_when_sticky() {

@@ -24,6 +24,27 @@ pub mod s3;
 use std::process::Child;
 use std::time::{Duration, Instant};
 
+/// Waits until a server we just started is ready, asking `ready` every 5 ms. Fails when it
+/// exits first (the error holds its log, `log`) or is not ready within `limit` (then it is
+/// killed and reaped). `what` names it in errors, e.g. "redis-server on 127.0.0.1:6379".
+pub(crate) fn await_ready(mut child: Child, what: &str, log: &std::path::Path, limit: Duration, ready: impl Fn() -> bool) -> anyhow::Result<Child> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait()? {
+            anyhow::bail!("{what} exited ({status}):\n{}", std::fs::read_to_string(log).unwrap_or_default());
+        }
+        if ready() {
+            return Ok(child);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            anyhow::bail!("{what} is not ready after {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 /// Stops a child we started: sends `signal` (unless `None`: it was sent already), waits up to
 /// `limit` for it to exit, then SIGKILLs it and its process group; always reaps it.
 pub fn stop(child: &mut Child, signal: Option<nix::sys::signal::Signal>, limit: Duration) {

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const BINARY: &str = "/usr/sbin/nats-server";
 
@@ -41,7 +41,7 @@ pub fn healthy(monitor: SocketAddr) -> bool {
 
 fn spawn(dir: &Path, addr: SocketAddr, monitor: SocketAddr) -> anyhow::Result<Child> {
     let log = std::fs::File::create(dir.join("nats.log"))?;
-    let mut child = Command::new(BINARY)
+    let child = Command::new(BINARY)
         .args(["-a", &addr.ip().to_string(), "-p", &addr.port().to_string()])
         // the monitor listens on the same host as clients
         .args(["-m", &monitor.port().to_string()])
@@ -54,21 +54,7 @@ fn spawn(dir: &Path, addr: SocketAddr, monitor: SocketAddr) -> anyhow::Result<Ch
         .process_group(0)
         .spawn()
         .context("starting nats-server")?;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(status) = child.try_wait()? {
-            bail!("nats-server exited ({status}): {}", std::fs::read_to_string(dir.join("nats.log")).unwrap_or_default());
-        }
-        if healthy(monitor) {
-            return Ok(child);
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            bail!("nats-server does not answer on {monitor} after 10 s");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    crate::await_ready(child, &format!("nats-server on {addr}"), &dir.join("nats.log"), Duration::from_secs(10), || healthy(monitor))
 }
 
 impl Nats {

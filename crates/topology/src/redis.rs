@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// A running private Redis; stopped (SIGTERM) and its directory removed when dropped,
 /// unless detached.
@@ -23,7 +23,7 @@ pub struct Redis {
 /// Runs `redis-server` on `addr` and waits until it answers.
 fn spawn(dir: &Path, addr: SocketAddr, maxmemory_mb: u32) -> anyhow::Result<Child> {
     let log = std::fs::File::create(dir.join("redis.log"))?;
-    let mut child = Command::new("/usr/bin/redis-server")
+    let child = Command::new("/usr/bin/redis-server")
         .args(["--port", &addr.port().to_string(), "--bind", &addr.ip().to_string(), "--save", "", "--appendonly", "no"])
         .args(["--maxmemory", &format!("{maxmemory_mb}mb"), "--maxmemory-policy", "allkeys-lru"])
         .args(["--protected-mode", "no", "--daemonize", "no"])
@@ -35,21 +35,7 @@ fn spawn(dir: &Path, addr: SocketAddr, maxmemory_mb: u32) -> anyhow::Result<Chil
         .process_group(0)
         .spawn()
         .context("starting redis-server")?;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(status) = child.try_wait()? {
-            bail!("redis-server exited ({status}): {}", std::fs::read_to_string(dir.join("redis.log")).unwrap_or_default());
-        }
-        if ping(addr) {
-            return Ok(child);
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            bail!("redis-server does not answer on {addr} after 10 s");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    crate::await_ready(child, &format!("redis-server on {addr}"), &dir.join("redis.log"), Duration::from_secs(10), || ping(addr))
 }
 
 /// Sends `PING` to `addr` and checks for `+PONG`.

@@ -5,12 +5,12 @@
 //!
 //! Ready when its port accepts connections while our own child is alive.
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use std::net::SocketAddr;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The bucket every Crescendo topology and test uses.
 pub const BUCKET: &str = "crescendo";
@@ -50,7 +50,7 @@ fn spawn(bin: &Path, dir: &Path, addr: SocketAddr, access_key: &str, secret_key:
     // s3s-fs keeps a bucket as a directory under its root
     std::fs::create_dir_all(root.join(BUCKET))?;
     let log = std::fs::File::create(dir.join("s3.log"))?;
-    let mut child = Command::new(bin)
+    let child = Command::new(bin)
         .args(["--host", &addr.ip().to_string(), "--port", &addr.port().to_string()])
         .args(["--access-key", access_key, "--secret-key", secret_key])
         .arg(&root)
@@ -61,21 +61,9 @@ fn spawn(bin: &Path, dir: &Path, addr: SocketAddr, access_key: &str, secret_key:
         .process_group(0)
         .spawn()
         .with_context(|| format!("starting {}", bin.display()))?;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(status) = child.try_wait()? {
-            bail!("s3s-fs exited ({status}): {}", std::fs::read_to_string(dir.join("s3.log")).unwrap_or_default());
-        }
-        if std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-            return Ok(child);
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            bail!("s3s-fs does not answer on {addr} after 10 s");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    crate::await_ready(child, &format!("s3s-fs on {addr}"), &dir.join("s3.log"), Duration::from_secs(10), || {
+        std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
+    })
 }
 
 fn credential(len: usize) -> String {
