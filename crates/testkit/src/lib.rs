@@ -44,6 +44,17 @@ mod anyhow_free {
     pub type Result = std::result::Result<(), Box<dyn std::error::Error + Send + Sync>>;
 }
 
+/// Points `settings` at the bucket of the private S3 server `s3`.
+pub fn keep_blobs_on(settings: &mut Settings, s3: &crescendo_topology::s3::S3) {
+    let b = &mut settings.blobs;
+    b.backend = crescendo_config::BlobBackend::S3;
+    b.s3_endpoint = s3.endpoint();
+    b.s3_bucket = crescendo_topology::s3::BUCKET.into();
+    b.s3_region = crescendo_topology::s3::REGION.into();
+    b.s3_access_key = s3.access_key().into();
+    b.s3_secret_key = Some(crescendo_config::Secret::new(s3.secret_key()));
+}
+
 /// An HTTP answer: status, headers and JSON body (`Value::Null` when empty or not JSON).
 #[derive(Debug)]
 pub struct Answer {
@@ -100,13 +111,7 @@ impl TestApp {
                     .await
                     .expect("launcher thread")
                     .expect("a private S3 server starts (TEST_BLOBS=s3)");
-                let b = &mut settings.blobs;
-                b.backend = crescendo_config::BlobBackend::S3;
-                b.s3_endpoint = s3.endpoint();
-                b.s3_bucket = crescendo_topology::s3::BUCKET.into();
-                b.s3_region = crescendo_topology::s3::REGION.into();
-                b.s3_access_key = s3.access_key().into();
-                b.s3_secret_key = Some(crescendo_config::Secret::new(s3.secret_key()));
+                keep_blobs_on(&mut settings, &s3);
                 Some(s3)
             }
             Ok("local") | Err(_) => None,

@@ -594,8 +594,8 @@ pub fn up(t: &Topology, o: &UpOptions) -> anyhow::Result<Running> {
             role: "s3".into(),
             name: "s3".into(),
             pid: s3.pid(),
-            addr: s3.endpoint().trim_start_matches("http://").to_string(),
-            log: run_dir.join("s3/s3.log"),
+            addr: s3.addr().to_string(),
+            log: s3.log(),
             dir: None,
         });
         env.push(("CRESCENDO_BLOBS__BACKEND".into(), "s3".into()));

@@ -101,6 +101,16 @@ impl S3 {
         format!("http://{}", self.addr)
     }
 
+    /// Where it listens.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Its log file.
+    pub fn log(&self) -> PathBuf {
+        self.dir.join("s3.log")
+    }
+
     /// The access key ID clients sign with.
     pub fn access_key(&self) -> &str {
         &self.access_key

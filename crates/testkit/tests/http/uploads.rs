@@ -246,13 +246,8 @@ async fn an_article_takes_an_uploads_url_as_its_cover_and_its_page_shows_it() {
 async fn uploads_on_s3_survive_the_object_server_going_away_with_503s_not_500s() {
     let dir = tempfile::tempdir().unwrap();
     let mut s3 = crescendo_topology::s3::S3::start(dir.path(), "127.0.0.1:0".parse().unwrap()).expect("s3s-fs starts");
-    let (endpoint, access, secret) = (s3.endpoint(), s3.access_key().to_string(), s3.secret_key().to_string());
-    let app = TestApp::spawn_with(move |s| {
-        s.blobs.backend = crescendo_config::BlobBackend::S3;
-        s.blobs.s3_endpoint = endpoint;
-        s.blobs.s3_bucket = crescendo_topology::s3::BUCKET.into();
-        s.blobs.s3_access_key = access;
-        s.blobs.s3_secret_key = Some(crescendo_config::Secret::new(secret));
+    let app = TestApp::spawn_with(|s| {
+        crescendo_testkit::keep_blobs_on(s, &s3);
         s.blobs.s3_timeout_ms = 500;
     })
     .await;
