@@ -281,11 +281,7 @@ impl ReadThrough {
         // With a versioned tier out of reach nothing can be checked later, so nothing is kept.
         let keep = !self.versioned || looked.as_ref().is_some_and(|l| l.version != 0);
         let version = looked.as_ref().map_or(0, |l| l.version);
-        let fence = match &looked {
-            Some(l) => l.fence.max(self.fences[stripe_of(key)].load(Ordering::Acquire)),
-            None if self.versioned => UNKNOWN_FENCE,
-            None => self.fences[stripe_of(key)].load(Ordering::Acquire),
-        };
+        let fence = self.load_fence(key, looked.as_ref());
 
         let flight_key = (key.to_string(), generation, version);
         let flight = Arc::clone(
@@ -297,7 +293,7 @@ impl ReadThrough {
                 if let Some(l) = looked.as_ref().filter(|l| l.wait && l.value.is_none())
                     && let Some(now) = self.await_fill(key, l.version).await
                 {
-                    fence = now.fence.max(self.fences[stripe_of(key)].load(Ordering::Acquire));
+                    fence = self.load_fence(key, Some(&now));
                     version = now.version;
                     looked = Some(now);
                 }
@@ -352,6 +348,18 @@ impl ReadThrough {
         }
         let value = result?;
         Ok(value.downcast_ref::<Option<Arc<T>>>().cloned().flatten())
+    }
+
+    /// The store position a load of `key` must read at least: the shared tier's fence for it
+    /// and this process's own invalidations of its stripe; [`UNKNOWN_FENCE`] when a versioned
+    /// tier could not be asked.
+    fn load_fence(&self, key: &str, looked: Option<&Lookup>) -> u64 {
+        let own = self.fences[stripe_of(key)].load(Ordering::Acquire);
+        match looked {
+            Some(l) => l.fence.max(own),
+            None if self.versioned => UNKNOWN_FENCE,
+            None => own,
+        }
     }
 
     /// Waits while another process loads `key` (it holds the shared tier's load lease for
