@@ -149,12 +149,18 @@ impl App {
             .map_err(|e| format!("image worker thread: {e}"))?;
         match made {
             Ok(variants) => {
+                // every file at once (each a round trip to an object store); the upload is
+                // ready only once all are stored
+                let mut files = Vec::with_capacity(variants.len() * 2);
                 for v in variants {
                     if let Some(webp) = v.webp {
-                        self.blobs().put(&webp_key(id, v.name), Bytes::from(webp)).await.map_err(|e| e.to_string())?;
+                        files.push((webp_key(id, v.name), Bytes::from(webp)));
                     }
-                    self.blobs().put(&variant_key(id, v.name), Bytes::from(v.jpeg)).await.map_err(|e| e.to_string())?;
+                    files.push((variant_key(id, v.name), Bytes::from(v.jpeg)));
                 }
+                futures_util::future::try_join_all(files.into_iter().map(|(key, bytes)| async move { self.blobs().put(&key, bytes).await }))
+                    .await
+                    .map_err(|e| e.to_string())?;
                 self.settle(id, UploadState::Ready, None).await
             }
             Err(refused) => {
