@@ -4,11 +4,11 @@
 //! - serialising a page of 20 articles (first time, and from cached renderings);
 //! - a cache hit through the read-through layer.
 
-use criterion::{criterion_group, criterion_main, Criterion};
 use crescendo_app::{ArticleView, Cached, Profile, ProfileView};
 use crescendo_cache::{MemoryCache, ReadThrough};
 use crescendo_domain::{Id, IdGen, LogicalShard, Slug};
 use crescendo_store::ArticleRecord;
+use criterion::{Criterion, criterion_group, criterion_main};
 use std::hint::black_box;
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,10 +30,18 @@ fn page() -> Vec<ArticleView> {
                 favorites_count: i,
                 cover_image: String::new(),
             };
-            let profile = Profile { id: Id::from_i64(7), username: "bench_7".into(), bio: "".into(), image: "".into() };
+            let profile = Profile {
+                id: Id::from_i64(7),
+                username: "bench_7".into(),
+                bio: "".into(),
+                image: "".into(),
+            };
             ArticleView {
                 article: Arc::new(Cached::new(article)),
-                author: ProfileView { profile: Arc::new(Cached::new(profile)), following: i % 2 == 0 },
+                author: ProfileView {
+                    profile: Arc::new(Cached::new(profile)),
+                    following: i % 2 == 0,
+                },
                 favorited: i % 3 == 0,
             }
         })
@@ -42,33 +50,56 @@ fn page() -> Vec<ArticleView> {
 
 fn ids_and_slugs(c: &mut Criterion) {
     let g = IdGen::new();
-    c.bench_function("id/next_id", |b| b.iter(|| black_box(g.next_id(LogicalShard::new(42)))));
+    c.bench_function("id/next_id", |b| {
+        b.iter(|| black_box(g.next_id(LogicalShard::new(42))))
+    });
     let slug = Slug::format("How to train your dragon", g.next_id(LogicalShard::new(1)));
-    c.bench_function("slug/parse_and_route", |b| b.iter(|| black_box(Slug::parse(black_box(&slug)).map(|s| s.id().shard()))));
+    c.bench_function("slug/parse_and_route", |b| {
+        b.iter(|| black_box(Slug::parse(black_box(&slug)).map(|s| s.id().shard())))
+    });
 }
 
 fn serialise(c: &mut Criterion) {
     c.bench_function("json/page_of_20_first_render", |b| {
-        b.iter_batched(page, |p| black_box(crescendo_api::articles_json(&p, 2000)), criterion::BatchSize::SmallInput)
+        b.iter_batched(
+            page,
+            |p| black_box(crescendo_api::articles_json(&p, 2000)),
+            criterion::BatchSize::SmallInput,
+        )
     });
     let p = page();
     crescendo_api::articles_json(&p, 2000);
-    c.bench_function("json/page_of_20_cached_renders", |b| b.iter(|| black_box(crescendo_api::articles_json(&p, 2000))));
+    c.bench_function("json/page_of_20_cached_renders", |b| {
+        b.iter(|| black_box(crescendo_api::articles_json(&p, 2000)))
+    });
 }
 
 fn cache_hit(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
-    let cache = ReadThrough::new(Arc::new(MemoryCache::new(1 << 24)), 1 << 24, Duration::from_secs(300), Duration::from_secs(30));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    let cache = ReadThrough::new(
+        Arc::new(MemoryCache::new(1 << 24)),
+        1 << 24,
+        Duration::from_secs(300),
+        Duration::from_secs(30),
+    );
     let value = page().remove(0).article;
-    rt.block_on(cache.get_or_load("article:1", Duration::from_secs(300), |_| async {
-        Ok::<_, ()>(Some((*value).clone_record()))
-    }))
+    rt.block_on(
+        cache.get_or_load("article:1", Duration::from_secs(300), |_| async {
+            Ok::<_, ()>(Some((*value).clone_record()))
+        }),
+    )
     .expect("filled");
     c.bench_function("cache/read_through_hit", |b| {
         b.to_async(&rt).iter(|| async {
             black_box(
                 cache
-                    .get_or_load::<ArticleRecord, (), _, _>("article:1", Duration::from_secs(300), |_| async { Ok(None) })
+                    .get_or_load::<ArticleRecord, (), _, _>(
+                        "article:1",
+                        Duration::from_secs(300),
+                        |_| async { Ok(None) },
+                    )
                     .await
                     .expect("hit"),
             )

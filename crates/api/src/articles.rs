@@ -1,14 +1,14 @@
 //! Handlers for articles, favourites, comments and tags (spec tags Articles, Favorites,
 //! Comments, Tags).
 
+use crate::ApiError;
 use crate::extract::{AuthUser, Body, MaybeUser};
 use crate::wire::{self, *};
-use crate::ApiError;
+use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use crescendo_app::{App, ArticleView, ListQuery};
 use crescendo_domain::CommentId;
 use serde::Deserialize;
@@ -26,7 +26,9 @@ pub(crate) struct ListParams {
 fn number(field: &str, v: Option<&str>, default: u32) -> Result<u32, ApiError> {
     match v {
         None | Some("") => Ok(default),
-        Some(s) => s.parse::<u32>().map_err(|_| ApiError::invalid(field, "must be a whole number from 0 to 4294967295")),
+        Some(s) => s
+            .parse::<u32>()
+            .map_err(|_| ApiError::invalid(field, "must be a whole number from 0 to 4294967295")),
     }
 }
 
@@ -43,7 +45,15 @@ fn params(q: Result<Query<ListParams>, QueryRejection>) -> Result<ListQuery, Api
 
 /// A JSON answer from bytes written by hand.
 pub(crate) fn json_bytes(status: StatusCode, body: Vec<u8>) -> Response {
-    (status, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response()
+    (
+        status,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response()
 }
 
 /// The JSON of a list answer: `{"articles":[…],"articlesCount":N}`.
@@ -68,7 +78,13 @@ fn one(status: StatusCode, v: &ArticleView) -> Response {
 }
 
 fn input(b: wire::ArticleInput) -> crescendo_app::ArticleInput {
-    crescendo_app::ArticleInput { title: b.title, description: b.description, body: b.body, tags: b.tag_list, cover_image: b.cover_image }
+    crescendo_app::ArticleInput {
+        title: b.title,
+        description: b.description,
+        body: b.body,
+        tags: b.tag_list,
+        cover_image: b.cover_image,
+    }
 }
 
 /// `GET /api/articles` (GetArticles): filters `tag`, `author`, `favorited`; `limit`, `offset`.
@@ -107,7 +123,10 @@ pub(crate) async fn create_article(
     AuthUser(id): AuthUser,
     Body(b): Body<ArticleInputBody>,
 ) -> Result<Response, ApiError> {
-    Ok(one(StatusCode::CREATED, &app.create_article(id, input(b.article)).await?))
+    Ok(one(
+        StatusCode::CREATED,
+        &app.create_article(id, input(b.article)).await?,
+    ))
 }
 
 /// `PUT /api/articles/{slug}` (UpdateArticle): the answer carries the new slug.
@@ -117,7 +136,10 @@ pub(crate) async fn update_article(
     Path(slug): Path<String>,
     Body(b): Body<ArticleInputBody>,
 ) -> Result<Response, ApiError> {
-    Ok(one(StatusCode::OK, &app.update_article(id, &slug, input(b.article)).await?))
+    Ok(one(
+        StatusCode::OK,
+        &app.update_article(id, &slug, input(b.article)).await?,
+    ))
 }
 
 /// `DELETE /api/articles/{slug}` (DeleteArticle): 204.
@@ -168,7 +190,9 @@ pub(crate) async fn add_comment(
     Path(slug): Path<String>,
     Body(b): Body<NewCommentBody>,
 ) -> Result<Response, ApiError> {
-    let c = app.add_comment(id, &slug, b.comment.body.as_deref()).await?;
+    let c = app
+        .add_comment(id, &slug, b.comment.body.as_deref())
+        .await?;
     let mut out = b"{\"comment\":".to_vec();
     write_comment(&mut out, &c);
     out.push(b'}');
@@ -181,8 +205,11 @@ pub(crate) async fn delete_comment(
     AuthUser(user): AuthUser,
     Path((slug, id)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    let id = id.parse::<i64>().map_err(|_| ApiError::not_found("comment"))?;
-    app.delete_comment(user, &slug, CommentId::from_i64(id)).await?;
+    let id = id
+        .parse::<i64>()
+        .map_err(|_| ApiError::not_found("comment"))?;
+    app.delete_comment(user, &slug, CommentId::from_i64(id))
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -1,9 +1,9 @@
 //! `ApiError`: the one place where failures become HTTP answers.
 
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use crescendo_app::AppError;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value, json};
 
 /// A failure as the API answers it.
 #[derive(Debug)]
@@ -24,7 +24,12 @@ pub struct ErrorReport(pub String);
 
 impl ApiError {
     fn new(status: StatusCode, msg: impl Into<String>) -> Self {
-        Self { status, body: vec![msg.into()], fields: Vec::new(), cause: None }
+        Self {
+            status,
+            body: vec![msg.into()],
+            fields: Vec::new(),
+            cause: None,
+        }
     }
 
     /// 404 naming what was not found.
@@ -64,15 +69,25 @@ impl From<AppError> for ApiError {
             AppError::Validation(errs) => Self {
                 status: StatusCode::UNPROCESSABLE_ENTITY,
                 body: errs.0.iter().map(ToString::to_string).collect(),
-                fields: errs.0.into_iter().map(|f| (f.field.to_string(), f.problem)).collect(),
+                fields: errs
+                    .0
+                    .into_iter()
+                    .map(|f| (f.field.to_string(), f.problem))
+                    .collect(),
                 cause: None,
             },
             AppError::Unauthorized => Self::unauthorized(),
-            AppError::Forbidden => Self::new(StatusCode::FORBIDDEN, "you may not change what another user wrote"),
+            AppError::Forbidden => Self::new(
+                StatusCode::FORBIDDEN,
+                "you may not change what another user wrote",
+            ),
             AppError::NotFound(what) => Self::not_found(what),
             AppError::Conflict { field } => Self::invalid(field, "has already been taken"),
             AppError::UnsupportedMedia(why) => Self::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, why),
-            AppError::Unavailable => Self::new(StatusCode::SERVICE_UNAVAILABLE, "service unavailable, try again shortly"),
+            AppError::Unavailable => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "service unavailable, try again shortly",
+            ),
             AppError::Internal(cause) => Self {
                 status: StatusCode::INTERNAL_SERVER_ERROR,
                 body: vec!["internal error".into()],
@@ -98,7 +113,8 @@ impl IntoResponse for ApiError {
         }
         let mut res = (self.status, axum::Json(json!({ "errors": errors }))).into_response();
         if self.status == StatusCode::UNAUTHORIZED {
-            res.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Token"));
+            res.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Token"));
         }
         let report = self.cause.unwrap_or_else(|| format!("{}", self.status));
         res.extensions_mut().insert(ErrorReport(report));

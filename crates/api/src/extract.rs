@@ -5,7 +5,7 @@ use crate::ApiError;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
-use axum::http::{header, StatusCode};
+use axum::http::{StatusCode, header};
 use crescendo_app::App;
 use crescendo_domain::Id;
 use serde::de::DeserializeOwned;
@@ -17,9 +17,14 @@ fn token(parts: &Parts) -> Result<Option<&str>, ApiError> {
 /// The token of `Authorization: Token <jwt>` (or `Bearer`), if the header is there; 401 for
 /// another scheme or a malformed header.
 pub(crate) fn bearer(headers: &axum::http::HeaderMap) -> Result<Option<&str>, ApiError> {
-    let Some(value) = headers.get(header::AUTHORIZATION) else { return Ok(None) };
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Ok(None);
+    };
     let value = value.to_str().map_err(|_| ApiError::unauthorized())?;
-    let (scheme, token) = value.trim().split_once(' ').ok_or_else(ApiError::unauthorized)?;
+    let (scheme, token) = value
+        .trim()
+        .split_once(' ')
+        .ok_or_else(ApiError::unauthorized)?;
     if scheme.eq_ignore_ascii_case("token") || scheme.eq_ignore_ascii_case("bearer") {
         Ok(Some(token.trim()))
     } else {
@@ -60,12 +65,14 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
         match axum::Json::<T>::from_request(req, state).await {
             Ok(axum::Json(v)) => Ok(Body(v)),
-            Err(JsonRejection::JsonDataError(e)) => {
-                Err(ApiError::status(StatusCode::UNPROCESSABLE_ENTITY, format!("request body has the wrong shape: {}", e.body_text())))
-            }
-            Err(JsonRejection::JsonSyntaxError(e)) => {
-                Err(ApiError::status(StatusCode::BAD_REQUEST, format!("request body is not valid JSON: {}", e.body_text())))
-            }
+            Err(JsonRejection::JsonDataError(e)) => Err(ApiError::status(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!("request body has the wrong shape: {}", e.body_text()),
+            )),
+            Err(JsonRejection::JsonSyntaxError(e)) => Err(ApiError::status(
+                StatusCode::BAD_REQUEST,
+                format!("request body is not valid JSON: {}", e.body_text()),
+            )),
             Err(JsonRejection::MissingJsonContentType(_)) => Err(ApiError::status(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "request body must be JSON with Content-Type: application/json",

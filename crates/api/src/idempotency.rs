@@ -14,7 +14,7 @@
 use crate::ApiError;
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
@@ -34,8 +34,15 @@ const MAX_BODY: usize = 16 * 1024 * 1024;
 #[derive(Serialize, Deserialize)]
 #[serde(tag = "state", rename_all = "lowercase")]
 enum Record {
-    Pending { fp: String },
-    Done { fp: String, status: u16, content_type: Option<String>, body: String },
+    Pending {
+        fp: String,
+    },
+    Done {
+        fp: String,
+        status: u16,
+        content_type: Option<String>,
+        body: String,
+    },
 }
 
 fn conflict(status: StatusCode, problem: &str) -> Response {
@@ -45,13 +52,23 @@ fn conflict(status: StatusCode, problem: &str) -> Response {
 
 /// The layer's function (mount with `axum::middleware::from_fn_with_state`).
 pub async fn idempotency(State(app): State<App>, req: Request, next: Next) -> Response {
-    if !matches!(*req.method(), Method::POST | Method::PUT | Method::PATCH | Method::DELETE) {
+    if !matches!(
+        *req.method(),
+        Method::POST | Method::PUT | Method::PATCH | Method::DELETE
+    ) {
         return next.run(req).await;
     }
-    let Some(key) = req.headers().get("idempotency-key").cloned() else { return next.run(req).await };
+    let Some(key) = req.headers().get("idempotency-key").cloned() else {
+        return next.run(req).await;
+    };
     let key = match key.to_str() {
         Ok(k) if !k.is_empty() && k.len() <= 255 => k.to_string(),
-        _ => return conflict(StatusCode::UNPROCESSABLE_ENTITY, "must be 1 to 255 visible ASCII characters"),
+        _ => {
+            return conflict(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "must be 1 to 255 visible ASCII characters",
+            );
+        }
     };
     let scope = match crate::extract::bearer(req.headers()) {
         Ok(Some(token)) => match app.authenticate(token).await {
@@ -64,46 +81,83 @@ pub async fn idempotency(State(app): State<App>, req: Request, next: Next) -> Re
     let (parts, body) = req.into_parts();
     let bytes = match axum::body::to_bytes(body, MAX_BODY).await {
         Ok(b) => b,
-        Err(_) => return ApiError::status(StatusCode::PAYLOAD_TOO_LARGE, "request body is too large").into_response(),
+        Err(_) => {
+            return ApiError::status(StatusCode::PAYLOAD_TOO_LARGE, "request body is too large")
+                .into_response();
+        }
     };
     let mut h = Sha256::new();
     h.update(parts.method.as_str().as_bytes());
     h.update(b" ");
-    h.update(parts.uri.path_and_query().map_or("", |p| p.as_str()).as_bytes());
+    h.update(
+        parts
+            .uri
+            .path_and_query()
+            .map_or("", |p| p.as_str())
+            .as_bytes(),
+    );
     h.update(b"\n");
     h.update(&bytes);
     let fp: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
     let store_key = format!("idem:{scope}:{key}");
     let sessions = app.sessions();
 
-    let pending = Bytes::from(serde_json::to_vec(&Record::Pending { fp: fp.clone() }).expect("records serialise"));
+    let pending = Bytes::from(
+        serde_json::to_vec(&Record::Pending { fp: fp.clone() }).expect("records serialise"),
+    );
     match sessions.put_if_absent(&store_key, pending, PENDING).await {
         Ok(true) => {}
         Ok(false) => {
-            return match sessions.get(&store_key).await.ok().flatten().and_then(|b| serde_json::from_slice::<Record>(&b).ok()) {
-                Some(Record::Done { fp: seen, .. } | Record::Pending { fp: seen }) if seen != fp => {
-                    conflict(StatusCode::UNPROCESSABLE_ENTITY, "was already used for a different request")
+            return match sessions
+                .get(&store_key)
+                .await
+                .ok()
+                .flatten()
+                .and_then(|b| serde_json::from_slice::<Record>(&b).ok())
+            {
+                Some(Record::Done { fp: seen, .. } | Record::Pending { fp: seen })
+                    if seen != fp =>
+                {
+                    conflict(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        "was already used for a different request",
+                    )
                 }
-                Some(Record::Pending { .. }) => conflict(StatusCode::CONFLICT, "is in use by a request that has not finished"),
-                Some(Record::Done { status, content_type, body, .. }) => {
-                    let mut res = (StatusCode::from_u16(status).unwrap_or(StatusCode::OK), body).into_response();
+                Some(Record::Pending { .. }) => conflict(
+                    StatusCode::CONFLICT,
+                    "is in use by a request that has not finished",
+                ),
+                Some(Record::Done {
+                    status,
+                    content_type,
+                    body,
+                    ..
+                }) => {
+                    let mut res = (StatusCode::from_u16(status).unwrap_or(StatusCode::OK), body)
+                        .into_response();
                     if let Some(ct) = content_type.and_then(|c| HeaderValue::from_str(&c).ok()) {
                         res.headers_mut().insert(header::CONTENT_TYPE, ct);
                     }
-                    res.headers_mut().insert("idempotency-replayed", HeaderValue::from_static("true"));
+                    res.headers_mut()
+                        .insert("idempotency-replayed", HeaderValue::from_static("true"));
                     res
                 }
                 // expired between the two calls: nothing to replay, and nothing recorded
-                None => ApiError::status(StatusCode::SERVICE_UNAVAILABLE, "try again").into_response(),
+                None => {
+                    ApiError::status(StatusCode::SERVICE_UNAVAILABLE, "try again").into_response()
+                }
             };
         }
         Err(e) => {
             tracing::warn!(error = %e, "idempotency records unavailable");
-            return ApiError::status(StatusCode::SERVICE_UNAVAILABLE, "service unavailable").into_response();
+            return ApiError::status(StatusCode::SERVICE_UNAVAILABLE, "service unavailable")
+                .into_response();
         }
     }
 
-    let res = next.run(Request::from_parts(parts, Body::from(bytes))).await;
+    let res = next
+        .run(Request::from_parts(parts, Body::from(bytes)))
+        .await;
     let status = res.status();
     if status.is_server_error() {
         // not done, or not known to be done: let a retry run
@@ -115,16 +169,28 @@ pub async fn idempotency(State(app): State<App>, req: Request, next: Next) -> Re
         Ok(b) => b,
         Err(_) => {
             let _ = sessions.delete(&store_key).await;
-            return ApiError::status(StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response();
+            return ApiError::status(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+                .into_response();
         }
     };
     let record = Record::Done {
         fp,
         status: status.as_u16(),
-        content_type: parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_string),
+        content_type: parts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string),
         body: String::from_utf8_lossy(&body).into_owned(),
     };
-    if let Err(e) = sessions.put(&store_key, Bytes::from(serde_json::to_vec(&record).expect("records serialise")), KEEP).await {
+    if let Err(e) = sessions
+        .put(
+            &store_key,
+            Bytes::from(serde_json::to_vec(&record).expect("records serialise")),
+            KEEP,
+        )
+        .await
+    {
         tracing::warn!(error = %e, "could not record an idempotent outcome; repeats get 409 until the pending record expires");
     }
     Response::from_parts(parts, Body::from(body))

@@ -18,37 +18,61 @@ mod wire;
 pub use articles::articles_json;
 pub use error::{ApiError, ErrorReport};
 
-use axum::routing::{get, post};
 use axum::Router;
+use axum::routing::{get, post};
 use crescendo_app::App;
 
 /// The `/api` routes (mount with `Router::nest("/api", crescendo_api::router(app))`).
 pub fn router(app: App) -> Router {
     // room for the multipart framing around the largest upload
-    let upload_limit = usize::try_from(app.max_upload_bytes()).unwrap_or(usize::MAX).saturating_add(64 * 1024);
+    let upload_limit = usize::try_from(app.max_upload_bytes())
+        .unwrap_or(usize::MAX)
+        .saturating_add(64 * 1024);
     Router::new()
-        .route("/uploads", post(uploads::create_upload).layer(axum::extract::DefaultBodyLimit::max(upload_limit)))
+        .route(
+            "/uploads",
+            post(uploads::create_upload).layer(axum::extract::DefaultBodyLimit::max(upload_limit)),
+        )
         .route("/uploads/{id}", get(uploads::get_upload))
         .route("/users", post(users::register))
         .route("/users/login", post(users::login))
         .route("/user", get(users::current_user).put(users::update_user))
         .route("/profiles/{username}", get(users::get_profile))
-        .route("/profiles/{username}/follow", post(users::follow_user).delete(users::unfollow_user))
-        .route("/articles", get(articles::list_articles).post(articles::create_article))
+        .route(
+            "/profiles/{username}/follow",
+            post(users::follow_user).delete(users::unfollow_user),
+        )
+        .route(
+            "/articles",
+            get(articles::list_articles).post(articles::create_article),
+        )
         .route("/articles/feed", get(articles::feed))
         .route(
             "/articles/{slug}",
-            get(articles::get_article).put(articles::update_article).delete(articles::delete_article),
+            get(articles::get_article)
+                .put(articles::update_article)
+                .delete(articles::delete_article),
         )
-        .route("/articles/{slug}/favorite", post(articles::favorite).delete(articles::unfavorite))
-        .route("/articles/{slug}/comments", get(articles::list_comments).post(articles::add_comment))
-        .route("/articles/{slug}/comments/{id}", axum::routing::delete(articles::delete_comment))
+        .route(
+            "/articles/{slug}/favorite",
+            post(articles::favorite).delete(articles::unfavorite),
+        )
+        .route(
+            "/articles/{slug}/comments",
+            get(articles::list_comments).post(articles::add_comment),
+        )
+        .route(
+            "/articles/{slug}/comments/{id}",
+            axum::routing::delete(articles::delete_comment),
+        )
         .route("/tags", get(articles::tags))
         .fallback(|| async { ApiError::not_found("route") })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
         // repeats of a write with the same Idempotency-Key get the first outcome (the server
         // runs every request in the application's consistency scope, around this)
-        .layer(axum::middleware::from_fn_with_state(app.clone(), idempotency::idempotency))
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            idempotency::idempotency,
+        ))
         .with_state(app)
 }
-

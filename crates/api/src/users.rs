@@ -1,12 +1,12 @@
 //! Handlers for users and profiles (spec tags User and Authentication, Profile).
 
+use crate::ApiError;
 use crate::extract::{AuthUser, Body, MaybeUser};
 use crate::wire::*;
-use crate::ApiError;
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use crescendo_app::{App, ProfileView, UserChangesInput};
 
 fn profile_answer(p: &ProfileView) -> Response {
@@ -17,22 +17,40 @@ fn profile_answer(p: &ProfileView) -> Response {
 }
 
 /// `POST /api/users` (CreateUser): 201 with the user and a token.
-pub(crate) async fn register(State(app): State<App>, Body(b): Body<NewUserBody>) -> Result<Response, ApiError> {
+pub(crate) async fn register(
+    State(app): State<App>,
+    Body(b): Body<NewUserBody>,
+) -> Result<Response, ApiError> {
     let u = b.user;
     let v = app
-        .register(u.username.as_deref().unwrap_or(""), u.email.as_deref().unwrap_or(""), u.password.as_deref().unwrap_or(""))
+        .register(
+            u.username.as_deref().unwrap_or(""),
+            u.email.as_deref().unwrap_or(""),
+            u.password.as_deref().unwrap_or(""),
+        )
         .await?;
     Ok((StatusCode::CREATED, Json(UserBody::from(&v))).into_response())
 }
 
 /// `POST /api/users/login` (Login).
-pub(crate) async fn login(State(app): State<App>, Body(b): Body<LoginBody>) -> Result<Response, ApiError> {
-    let v = app.login(b.user.email.as_deref().unwrap_or(""), b.user.password.as_deref().unwrap_or("")).await?;
+pub(crate) async fn login(
+    State(app): State<App>,
+    Body(b): Body<LoginBody>,
+) -> Result<Response, ApiError> {
+    let v = app
+        .login(
+            b.user.email.as_deref().unwrap_or(""),
+            b.user.password.as_deref().unwrap_or(""),
+        )
+        .await?;
     Ok(Json(UserBody::from(&v)).into_response())
 }
 
 /// `GET /api/user` (GetCurrentUser).
-pub(crate) async fn current_user(State(app): State<App>, AuthUser(id): AuthUser) -> Result<Response, ApiError> {
+pub(crate) async fn current_user(
+    State(app): State<App>,
+    AuthUser(id): AuthUser,
+) -> Result<Response, ApiError> {
     let v = app.current_user(id).await?;
     Ok(Json(UserBody::from(&v)).into_response())
 }
@@ -47,7 +65,13 @@ pub(crate) async fn update_user(
     let v = app
         .update_user(
             id,
-            UserChangesInput { email: u.email, username: u.username, password: u.password, bio: u.bio, image: u.image },
+            UserChangesInput {
+                email: u.email,
+                username: u.username,
+                password: u.password,
+                bio: u.bio,
+                image: u.image,
+            },
         )
         .await?;
     Ok(Json(UserBody::from(&v)).into_response())

@@ -33,7 +33,15 @@ pub(crate) struct User<'a> {
 
 impl<'a> From<&'a UserView> for UserBody<'a> {
     fn from(u: &'a UserView) -> Self {
-        UserBody { user: User { email: &u.email, token: &u.token, username: &u.username, bio: &u.bio, image: &u.image } }
+        UserBody {
+            user: User {
+                email: &u.email,
+                token: &u.token,
+                username: &u.username,
+                bio: &u.bio,
+                image: &u.image,
+            },
+        }
     }
 }
 
@@ -82,7 +90,11 @@ fn bool_bytes(b: bool) -> &'static [u8] {
 /// Appends a profile object: `{"username":…,"bio":…,"image":…,"following":…}`.
 pub(crate) fn write_profile(out: &mut Vec<u8>, p: &ProfileView) {
     let shared = p.profile.renders().get_or_render(RenderSlot::Full, || {
-        open_object(&ProfileShared { username: &p.profile.username, bio: &p.profile.bio, image: &p.profile.image })
+        open_object(&ProfileShared {
+            username: &p.profile.username,
+            bio: &p.profile.bio,
+            image: &p.profile.image,
+        })
     });
     out.extend_from_slice(shared);
     out.extend_from_slice(b",\"following\":");
@@ -93,7 +105,11 @@ pub(crate) fn write_profile(out: &mut Vec<u8>, p: &ProfileView) {
 /// Appends an article object; `full` includes the body.
 pub(crate) fn write_article(out: &mut Vec<u8>, v: &ArticleView, full: bool) {
     let a = &v.article;
-    let slot = if full { RenderSlot::Full } else { RenderSlot::Summary };
+    let slot = if full {
+        RenderSlot::Full
+    } else {
+        RenderSlot::Summary
+    };
     let shared = a.renders().get_or_render(slot, || {
         open_object(&ArticleShared {
             slug: &a.slug,
@@ -131,7 +147,11 @@ pub(crate) fn write_comment(out: &mut Vec<u8>, c: &CommentView) {
 }
 
 /// A JSON array of `items`, each written by `write`.
-pub(crate) fn write_list<T>(out: &mut Vec<u8>, items: &[T], mut write: impl FnMut(&mut Vec<u8>, &T)) {
+pub(crate) fn write_list<T>(
+    out: &mut Vec<u8>,
+    items: &[T],
+    mut write: impl FnMut(&mut Vec<u8>, &T),
+) {
     out.push(b'[');
     for (i, item) in items.iter().enumerate() {
         if i > 0 {
@@ -224,7 +244,10 @@ pub(crate) struct NewComment {
 mod tests {
     #[test]
     fn timestamps_are_rfc3339_with_milliseconds() {
-        assert_eq!(super::timestamp(1_764_304_707_123), "2025-11-28T04:38:27.123Z");
+        assert_eq!(
+            super::timestamp(1_764_304_707_123),
+            "2025-11-28T04:38:27.123Z"
+        );
         assert_eq!(super::timestamp(0), "1970-01-01T00:00:00.000Z");
     }
 }
@@ -251,10 +274,18 @@ mod render_tests {
             favorites_count: 3,
             cover_image: String::new(),
         };
-        let profile = Profile { id: Id::from_i64(2), username: "jake".into(), bio: "".into(), image: "".into() };
+        let profile = Profile {
+            id: Id::from_i64(2),
+            username: "jake".into(),
+            bio: "".into(),
+            image: "".into(),
+        };
         ArticleView {
             article: Arc::new(Cached::new(article)),
-            author: ProfileView { profile: Arc::new(Cached::new(profile)), following },
+            author: ProfileView {
+                profile: Arc::new(Cached::new(profile)),
+                following,
+            },
             favorited,
         }
     }
@@ -271,10 +302,15 @@ mod render_tests {
         assert_eq!(j["favoritesCount"], 3);
         assert_eq!(j["tagList"], serde_json::json!(["x", "y"]));
         assert_eq!(j["createdAt"], "1970-01-01T00:00:00.000Z");
-        assert_eq!(j["author"], serde_json::json!({"username": "jake", "bio": "", "image": "", "following": false}));
+        assert_eq!(
+            j["author"],
+            serde_json::json!({"username": "jake", "bio": "", "image": "", "following": false})
+        );
         // the summary has no body; the same cached record renders both
         let mut out = Vec::new();
-        write_list(&mut out, &[view(false, true)], |o, v| write_article(o, v, false));
+        write_list(&mut out, &[view(false, true)], |o, v| {
+            write_article(o, v, false)
+        });
         let j: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert!(j[0].get("body").is_none());
         assert_eq!(j[0]["author"]["following"], true);

@@ -1,10 +1,10 @@
 //! Articles: read, list, feed, write, favourite.
 
-use futures_util::future::{try_join, try_join_all};
 use crate::users::{Profile, ProfileView};
-use crate::{keys, App, AppError, AppResult, Cached, FieldErrors};
+use crate::{App, AppError, AppResult, Cached, FieldErrors, keys};
 use crescendo_domain::{FieldError, Id, Slug, Tag, Text};
 use crescendo_store::{ArticleChanges, ArticleFilter, ArticleRecord, NewArticle, Page};
+use futures_util::future::{try_join, try_join_all};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -55,7 +55,10 @@ pub struct ListQuery {
 fn validate_tags(errs: &mut FieldErrors, tags: Option<&Vec<String>>) -> Option<Vec<String>> {
     let tags = tags?;
     if tags.len() > MAX_TAGS {
-        errs.0.push(FieldError::new("tagList", format!("may hold at most {MAX_TAGS} tags")));
+        errs.0.push(FieldError::new(
+            "tagList",
+            format!("may hold at most {MAX_TAGS} tags"),
+        ));
         return None;
     }
     let mut out = Vec::with_capacity(tags.len());
@@ -68,8 +71,13 @@ fn validate_tags(errs: &mut FieldErrors, tags: Option<&Vec<String>>) -> Option<V
 /// A cover image URL: empty (none), an http(s) URL, or a path on this site (`/media/…`).
 fn validate_cover(errs: &mut FieldErrors, cover: Option<&str>) -> Option<String> {
     let c = errs.check(Text::optional("coverImage", cover?, 2_000))?;
-    if !(c.is_empty() || c.starts_with("https://") || c.starts_with("http://") || c.starts_with('/')) {
-        errs.0.push(FieldError::new("coverImage", "must be an http(s) URL"));
+    if !(c.is_empty()
+        || c.starts_with("https://")
+        || c.starts_with("http://")
+        || c.starts_with('/'))
+    {
+        errs.0
+            .push(FieldError::new("coverImage", "must be an http(s) URL"));
         return None;
     }
     Some(c)
@@ -77,16 +85,26 @@ fn validate_cover(errs: &mut FieldErrors, cover: Option<&str>) -> Option<String>
 
 impl App {
     /// An article's shared record, cached ("not found" too).
-    pub(crate) async fn article_record(&self, id: Id) -> AppResult<Option<Arc<Cached<ArticleRecord>>>> {
+    pub(crate) async fn article_record(
+        &self,
+        id: Id,
+    ) -> AppResult<Option<Arc<Cached<ArticleRecord>>>> {
         self.cached(&keys::article(id), || async {
-                Ok::<_, AppError>(self.store().articles_by_ids(&[id]).await?.pop().map(Cached::new))
-            })
-            .await
+            Ok::<_, AppError>(
+                self.store()
+                    .articles_by_ids(&[id])
+                    .await?
+                    .pop()
+                    .map(Cached::new),
+            )
+        })
+        .await
     }
 
     /// What `viewer` favourited, sorted, cached under the viewer's key.
     async fn favorites_of(&self, viewer: Id) -> AppResult<Arc<Vec<Id>>> {
-        let v = self.cached(&keys::favorites(viewer), || async {
+        let v = self
+            .cached(&keys::favorites(viewer), || async {
                 let mut ids = self.store().favorite_ids(viewer).await?;
                 ids.sort_unstable();
                 Ok::<_, AppError>(Some(ids))
@@ -97,11 +115,17 @@ impl App {
 
     async fn article_by_slug(&self, slug: &str) -> AppResult<Arc<Cached<ArticleRecord>>> {
         let id = Slug::parse(slug).ok_or(AppError::NotFound("article"))?.id();
-        self.article_record(id).await?.ok_or(AppError::NotFound("article"))
+        self.article_record(id)
+            .await?
+            .ok_or(AppError::NotFound("article"))
     }
 
     /// Joins shared records with the viewer's own facts, keeping the order given.
-    async fn views(&self, viewer: Option<Id>, articles: Vec<Arc<Cached<ArticleRecord>>>) -> AppResult<Vec<ArticleView>> {
+    async fn views(
+        &self,
+        viewer: Option<Id>,
+        articles: Vec<Arc<Cached<ArticleRecord>>>,
+    ) -> AppResult<Vec<ArticleView>> {
         let mut items = Vec::with_capacity(articles.len());
         let mut authors: HashMap<Id, Arc<Cached<Profile>>> = HashMap::new();
         if !self.caching() {
@@ -110,14 +134,31 @@ impl App {
             ids.sort_unstable();
             ids.dedup();
             for u in self.store().users_by_ids(&ids).await? {
-                authors.insert(u.id, Arc::new(Cached::new(Profile { id: u.id, username: u.username, bio: u.bio, image: u.image })));
+                authors.insert(
+                    u.id,
+                    Arc::new(Cached::new(Profile {
+                        id: u.id,
+                        username: u.username,
+                        bio: u.bio,
+                        image: u.image,
+                    })),
+                );
             }
         }
-        let mut missing: Vec<Id> = articles.iter().map(|a| a.author_id).filter(|id| !authors.contains_key(id)).collect();
+        let mut missing: Vec<Id> = articles
+            .iter()
+            .map(|a| a.author_id)
+            .filter(|id| !authors.contains_key(id))
+            .collect();
         missing.sort_unstable();
         missing.dedup();
         let profiles = try_join_all(missing.iter().map(|&id| self.profile_record(id))).await?;
-        authors.extend(missing.into_iter().zip(profiles).filter_map(|(id, p)| Some((id, p?))));
+        authors.extend(
+            missing
+                .into_iter()
+                .zip(profiles)
+                .filter_map(|(id, p)| Some((id, p?))),
+        );
         for a in articles {
             let Some(author) = authors.get(&a.author_id) else {
                 tracing::warn!(article_id = %a.id, "article without author; skipped");
@@ -144,21 +185,35 @@ impl App {
                 article: Arc::clone(a),
                 author: ProfileView {
                     profile: Arc::clone(p),
-                    following: viewer.is_some_and(|v| v != p.id) && followees.binary_search(&p.id).is_ok(),
+                    following: viewer.is_some_and(|v| v != p.id)
+                        && followees.binary_search(&p.id).is_ok(),
                 },
                 favorited: favorites.binary_search(&a.id).is_ok(),
             })
             .collect())
     }
 
-    async fn view(&self, viewer: Option<Id>, a: Arc<Cached<ArticleRecord>>) -> AppResult<ArticleView> {
-        let author = self.profile_record(a.author_id).await?.ok_or(AppError::NotFound("article"))?;
-        self.join_viewer(viewer, &[(a, author)]).await?.pop().ok_or(AppError::NotFound("article"))
+    async fn view(
+        &self,
+        viewer: Option<Id>,
+        a: Arc<Cached<ArticleRecord>>,
+    ) -> AppResult<ArticleView> {
+        let author = self
+            .profile_record(a.author_id)
+            .await?
+            .ok_or(AppError::NotFound("article"))?;
+        self.join_viewer(viewer, &[(a, author)])
+            .await?
+            .pop()
+            .ok_or(AppError::NotFound("article"))
     }
 
     fn page(&self, limit: u32, offset: u32) -> AppResult<Page> {
         if limit > self.inner.max_page_size {
-            return Err(AppError::invalid("limit", format!("must be at most {}", self.inner.max_page_size)));
+            return Err(AppError::invalid(
+                "limit",
+                format!("must be at most {}", self.inner.max_page_size),
+            ));
         }
         Ok(Page { limit, offset })
     }
@@ -166,21 +221,36 @@ impl App {
     async fn hydrate(&self, viewer: Option<Id>, ids: &[Id]) -> AppResult<Vec<ArticleView>> {
         if !self.caching() {
             // one query for the whole window, kept in the list's order
-            let mut found: HashMap<Id, ArticleRecord> = self.store().articles_by_ids(ids).await?.into_iter().map(|a| (a.id, a)).collect();
-            let records = ids.iter().filter_map(|id| found.remove(id)).map(|a| Arc::new(Cached::new(a))).collect();
+            let mut found: HashMap<Id, ArticleRecord> = self
+                .store()
+                .articles_by_ids(ids)
+                .await?
+                .into_iter()
+                .map(|a| (a.id, a))
+                .collect();
+            let records = ids
+                .iter()
+                .filter_map(|id| found.remove(id))
+                .map(|a| Arc::new(Cached::new(a)))
+                .collect();
             return self.views(viewer, records).await;
         }
         // all at once: with a cache tier across the network, one round trip's wait, not twenty
         let found = try_join_all(ids.iter().map(|&id| self.article_record(id))).await?;
         // an article deleted since the list was read is simply left out
-        self.views(viewer, found.into_iter().flatten().collect()).await
+        self.views(viewer, found.into_iter().flatten().collect())
+            .await
     }
 
     /// A page of articles, newest first, with the number of matching articles.
     ///
     /// # Errors
     /// [`AppError::Validation`] for a page size over the limit.
-    pub async fn list_articles(&self, viewer: Option<Id>, q: ListQuery) -> AppResult<(Vec<ArticleView>, u64)> {
+    pub async fn list_articles(
+        &self,
+        viewer: Option<Id>,
+        q: ListQuery,
+    ) -> AppResult<(Vec<ArticleView>, u64)> {
         let page = self.page(q.limit, q.offset)?;
         // an unknown username matches nothing
         let author = match &q.author {
@@ -202,7 +272,11 @@ impl App {
             (Some(t), None, None) => ArticleFilter::Tag(t),
             (None, Some(a), None) => ArticleFilter::Author(a),
             (None, None, Some(f)) => ArticleFilter::FavoritedBy(f),
-            (tag, author, favorited_by) => ArticleFilter::Match { tag, author, favorited_by },
+            (tag, author, favorited_by) => ArticleFilter::Match {
+                tag,
+                author,
+                favorited_by,
+            },
         };
         if let Some(snap) = self.head_page(&filter, page).await? {
             return Ok((self.join_viewer(viewer, &snap.items).await?, snap.total));
@@ -215,7 +289,12 @@ impl App {
     ///
     /// # Errors
     /// [`AppError::Validation`] for a page size over the limit.
-    pub async fn feed(&self, viewer: Id, limit: u32, offset: u32) -> AppResult<(Vec<ArticleView>, u64)> {
+    pub async fn feed(
+        &self,
+        viewer: Id,
+        limit: u32,
+        offset: u32,
+    ) -> AppResult<(Vec<ArticleView>, u64)> {
         let page = self.page(limit, offset)?;
         let ids = self.list_ids(&ArticleFilter::Feed(viewer), page).await?;
         Ok((self.hydrate(Some(viewer), &ids.ids).await?, ids.total))
@@ -232,7 +311,12 @@ impl App {
 
     /// Keys a change to article `a` makes stale: the record and every list it is in.
     fn article_keys(a: &ArticleRecord, extra_tags: &[String]) -> Vec<String> {
-        let mut k = vec![keys::article(a.id), keys::head_all(), keys::head_author(a.author_id), keys::popular_tags()];
+        let mut k = vec![
+            keys::article(a.id),
+            keys::head_all(),
+            keys::head_author(a.author_id),
+            keys::popular_tags(),
+        ];
         k.extend(a.tags.iter().chain(extra_tags).map(|t| keys::head_tag(t)));
         k
     }
@@ -244,11 +328,24 @@ impl App {
     #[tracing::instrument(skip_all, fields(user_id = %author))]
     pub async fn create_article(&self, author: Id, input: ArticleInput) -> AppResult<ArticleView> {
         let mut errs = FieldErrors::default();
-        let title = errs.check(Text::required("title", input.title.as_deref().unwrap_or(""), 300));
-        let description = errs.check(Text::required("description", input.description.as_deref().unwrap_or(""), 1_000));
-        let body = errs.check(Text::required("body", input.body.as_deref().unwrap_or(""), 100_000));
+        let title = errs.check(Text::required(
+            "title",
+            input.title.as_deref().unwrap_or(""),
+            300,
+        ));
+        let description = errs.check(Text::required(
+            "description",
+            input.description.as_deref().unwrap_or(""),
+            1_000,
+        ));
+        let body = errs.check(Text::required(
+            "body",
+            input.body.as_deref().unwrap_or(""),
+            100_000,
+        ));
         let tags = validate_tags(&mut errs, input.tags.as_ref()).unwrap_or_default();
-        let cover_image = validate_cover(&mut errs, input.cover_image.as_deref()).unwrap_or_default();
+        let cover_image =
+            validate_cover(&mut errs, input.cover_image.as_deref()).unwrap_or_default();
         errs.into_result()?;
         let a = self
             .store()
@@ -271,19 +368,45 @@ impl App {
     /// # Errors
     /// [`AppError::NotFound`], [`AppError::Forbidden`], [`AppError::Validation`].
     #[tracing::instrument(skip_all, fields(user_id = %user))]
-    pub async fn update_article(&self, user: Id, slug: &str, input: ArticleInput) -> AppResult<ArticleView> {
+    pub async fn update_article(
+        &self,
+        user: Id,
+        slug: &str,
+        input: ArticleInput,
+    ) -> AppResult<ArticleView> {
         let old = self.article_by_slug(slug).await?;
         if old.author_id != user {
             return Err(AppError::Forbidden);
         }
         let mut errs = FieldErrors::default();
-        let title = input.title.as_deref().and_then(|t| errs.check(Text::required("title", t, 300)));
-        let description = input.description.as_deref().and_then(|d| errs.check(Text::required("description", d, 1_000)));
-        let body = input.body.as_deref().and_then(|b| errs.check(Text::required("body", b, 100_000)));
+        let title = input
+            .title
+            .as_deref()
+            .and_then(|t| errs.check(Text::required("title", t, 300)));
+        let description = input
+            .description
+            .as_deref()
+            .and_then(|d| errs.check(Text::required("description", d, 1_000)));
+        let body = input
+            .body
+            .as_deref()
+            .and_then(|b| errs.check(Text::required("body", b, 100_000)));
         let tags = validate_tags(&mut errs, input.tags.as_ref());
         let cover_image = validate_cover(&mut errs, input.cover_image.as_deref());
         errs.into_result()?;
-        let a = self.store().update_article(old.id, ArticleChanges { title, description, body, tags, cover_image }).await?;
+        let a = self
+            .store()
+            .update_article(
+                old.id,
+                ArticleChanges {
+                    title,
+                    description,
+                    body,
+                    tags,
+                    cover_image,
+                },
+            )
+            .await?;
         self.invalidate(Self::article_keys(&a, &old.tags)).await?;
         self.view(Some(user), Arc::new(Cached::new(a))).await
     }
@@ -311,11 +434,15 @@ impl App {
     #[tracing::instrument(skip_all, fields(user_id = %user))]
     pub async fn favorite(&self, user: Id, slug: &str) -> AppResult<ArticleView> {
         let a = self.article_by_slug(slug).await?;
-        self.store().favorite(user, a.id).await.map_err(|e| match AppError::from(e) {
-            AppError::NotFound(_) => AppError::NotFound("article"),
-            other => other,
-        })?;
-        self.invalidate(vec![keys::article(a.id), keys::favorites(user)]).await?;
+        self.store()
+            .favorite(user, a.id)
+            .await
+            .map_err(|e| match AppError::from(e) {
+                AppError::NotFound(_) => AppError::NotFound("article"),
+                other => other,
+            })?;
+        self.invalidate(vec![keys::article(a.id), keys::favorites(user)])
+            .await?;
         let a = self.article_by_slug(slug).await?;
         self.view(Some(user), a).await
     }
@@ -328,7 +455,8 @@ impl App {
     pub async fn unfavorite(&self, user: Id, slug: &str) -> AppResult<ArticleView> {
         let a = self.article_by_slug(slug).await?;
         self.store().unfavorite(user, a.id).await?;
-        self.invalidate(vec![keys::article(a.id), keys::favorites(user)]).await?;
+        self.invalidate(vec![keys::article(a.id), keys::favorites(user)])
+            .await?;
         let a = self.article_by_slug(slug).await?;
         self.view(Some(user), a).await
     }
@@ -338,7 +466,8 @@ impl App {
     /// # Errors
     /// Store failures.
     pub async fn tags(&self) -> AppResult<Arc<Vec<String>>> {
-        let t = self.cached(&keys::popular_tags(), || async {
+        let t = self
+            .cached(&keys::popular_tags(), || async {
                 Ok::<_, AppError>(Some(self.store().popular_tags(100).await?))
             })
             .await?;

@@ -1,8 +1,8 @@
 //! API tokens (JWT, HS256) and password hashing (argon2id).
 
 use crate::{AppError, AppResult};
-use base64::engine::general_purpose::{STANDARD_NO_PAD as B64_STD, URL_SAFE_NO_PAD as B64};
 use base64::Engine;
+use base64::engine::general_purpose::{STANDARD_NO_PAD as B64_STD, URL_SAFE_NO_PAD as B64};
 use crescendo_domain::Id;
 use crescendo_telemetry::names;
 use hmac::{Hmac, Mac};
@@ -20,7 +20,9 @@ pub struct Tokens {
 
 impl std::fmt::Debug for Tokens {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Tokens").field("ttl", &self.ttl).finish_non_exhaustive()
+        f.debug_struct("Tokens")
+            .field("ttl", &self.ttl)
+            .finish_non_exhaustive()
     }
 }
 
@@ -33,13 +35,19 @@ struct Claims {
 }
 
 fn now_secs() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 impl Tokens {
     /// Tokens signed with `key`, valid for `ttl`.
     pub fn new(key: &[u8], ttl: Duration) -> Self {
-        Self { key: key.into(), ttl }
+        Self {
+            key: key.into(),
+            ttl,
+        }
     }
 
     fn mac(&self) -> Hmac<Sha256> {
@@ -50,7 +58,11 @@ impl Tokens {
     pub fn issue(&self, user: Id) -> String {
         let now = now_secs();
         let header = B64.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
-        let claims = Claims { sub: user.to_string(), iat: now, exp: now + self.ttl.as_secs() };
+        let claims = Claims {
+            sub: user.to_string(),
+            iat: now,
+            exp: now + self.ttl.as_secs(),
+        };
         let payload = B64.encode(serde_json::to_vec(&claims).expect("claims serialise"));
         let signing_input = format!("{header}.{payload}");
         let mut mac = self.mac();
@@ -66,7 +78,9 @@ impl Tokens {
     /// comparison is constant-time), not HS256, or expired.
     pub fn verify(&self, token: &str) -> AppResult<Id> {
         let mut parts = token.split('.');
-        let (Some(h), Some(p), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+        let (Some(h), Some(p), Some(s), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
             return Err(AppError::Unauthorized);
         };
         let sig = B64.decode(s).map_err(|_| AppError::Unauthorized)?;
@@ -76,16 +90,22 @@ impl Tokens {
         mac.update(p.as_bytes());
         mac.verify_slice(&sig).map_err(|_| AppError::Unauthorized)?;
         let header: serde_json::Value =
-            serde_json::from_slice(&B64.decode(h).map_err(|_| AppError::Unauthorized)?).map_err(|_| AppError::Unauthorized)?;
+            serde_json::from_slice(&B64.decode(h).map_err(|_| AppError::Unauthorized)?)
+                .map_err(|_| AppError::Unauthorized)?;
         if header.get("alg").and_then(|a| a.as_str()) != Some("HS256") {
             return Err(AppError::Unauthorized);
         }
         let claims: Claims =
-            serde_json::from_slice(&B64.decode(p).map_err(|_| AppError::Unauthorized)?).map_err(|_| AppError::Unauthorized)?;
+            serde_json::from_slice(&B64.decode(p).map_err(|_| AppError::Unauthorized)?)
+                .map_err(|_| AppError::Unauthorized)?;
         if claims.exp <= now_secs() {
             return Err(AppError::Unauthorized);
         }
-        claims.sub.parse::<i64>().map(Id::from_i64).map_err(|_| AppError::Unauthorized)
+        claims
+            .sub
+            .parse::<i64>()
+            .map(Id::from_i64)
+            .map_err(|_| AppError::Unauthorized)
     }
 }
 
@@ -108,7 +128,9 @@ pub struct Passwords {
 
 impl std::fmt::Debug for Passwords {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Passwords").field("params", &self.params).finish_non_exhaustive()
+        f.debug_struct("Passwords")
+            .field("params", &self.params)
+            .finish_non_exhaustive()
     }
 }
 
@@ -132,7 +154,13 @@ impl Passwords {
         let mut salt = [0u8; SALT_LEN];
         getrandom::fill(&mut salt).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
         let mut buf = p.buffer(p.params.block_count());
-        p.decoy = hash_with(&p.params, &format!("{:x}", getrandom::u64().unwrap_or(1)), &salt, &mut buf)?.into();
+        p.decoy = hash_with(
+            &p.params,
+            &format!("{:x}", getrandom::u64().unwrap_or(1)),
+            &salt,
+            &mut buf,
+        )?
+        .into();
         p.give_back(buf);
         Ok(p)
     }
@@ -148,7 +176,10 @@ impl Passwords {
     fn give_back(&self, buf: Vec<argon2::Block>) {
         // only buffers of the configured size are kept; odd ones (old hashes) are freed
         if buf.len() == self.params.block_count() {
-            self.buffers.lock().expect("buffer lock is never poisoned").push(buf);
+            self.buffers
+                .lock()
+                .expect("buffer lock is never poisoned")
+                .push(buf);
         }
     }
 
@@ -157,9 +188,14 @@ impl Passwords {
     /// # Errors
     /// Hashing failed (a bug).
     pub async fn hash(&self, password: &str) -> AppResult<String> {
-        let _permit = self.permits.acquire().await.map_err(|_| AppError::Unavailable)?;
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| AppError::Unavailable)?;
         let mut salt = [0u8; SALT_LEN];
-        getrandom::fill(&mut salt).map_err(|e| AppError::Internal(anyhow::anyhow!("no randomness: {e}")))?;
+        getrandom::fill(&mut salt)
+            .map_err(|e| AppError::Internal(anyhow::anyhow!("no randomness: {e}")))?;
         let (me, pw) = (self.clone(), password.to_string());
         metrics::counter!(names::PASSWORD_HASHES, "op" => "hash").increment(1);
         tokio::task::spawn_blocking(move || {
@@ -175,38 +211,70 @@ impl Passwords {
 
     /// Whether `password` matches `phc`; with `None`, checks against the decoy and fails.
     pub async fn verify(&self, password: &str, phc: Option<&str>) -> bool {
-        let Ok(_permit) = self.permits.acquire().await else { return false };
+        let Ok(_permit) = self.permits.acquire().await else {
+            return false;
+        };
         let known = phc.is_some();
-        let (me, pw, phc) = (self.clone(), password.to_string(), phc.unwrap_or(&self.decoy).to_string());
+        let (me, pw, phc) = (
+            self.clone(),
+            password.to_string(),
+            phc.unwrap_or(&self.decoy).to_string(),
+        );
         metrics::counter!(names::PASSWORD_HASHES, "op" => "verify").increment(1);
-        let ok = tokio::task::spawn_blocking(move || me.verify_blocking(&pw, &phc)).await.unwrap_or(false);
+        let ok = tokio::task::spawn_blocking(move || me.verify_blocking(&pw, &phc))
+            .await
+            .unwrap_or(false);
         ok && known
     }
 
     fn verify_blocking(&self, password: &str, phc: &str) -> bool {
-        let Ok(h) = argon2::password_hash::phc::PasswordHash::new(phc) else { return false };
+        let Ok(h) = argon2::password_hash::phc::PasswordHash::new(phc) else {
+            return false;
+        };
         if h.algorithm.as_str() != "argon2id" {
             return false;
         }
-        let (Ok(params), Some(salt), Some(expected)) = (argon2::Params::try_from(&h), h.salt, h.hash) else {
+        let (Ok(params), Some(salt), Some(expected)) =
+            (argon2::Params::try_from(&h), h.salt, h.hash)
+        else {
             return false;
         };
         let salt: &[u8] = salt.as_ref();
-        let Ok(params) = argon2::Params::new(params.m_cost(), params.t_cost(), params.p_cost(), Some(expected.len())) else {
+        let Ok(params) = argon2::Params::new(
+            params.m_cost(),
+            params.t_cost(),
+            params.p_cost(),
+            Some(expected.len()),
+        ) else {
             return false;
         };
         let mut out = vec![0u8; expected.len()];
         let mut buf = self.buffer(params.block_count());
-        let argon = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
+        let argon =
+            argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
         let r = argon.hash_password_into_with_memory(password.as_bytes(), salt, &mut out, &mut buf);
         self.give_back(buf);
         // constant-time comparison
-        r.is_ok() && out.iter().zip(expected.as_bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+        r.is_ok()
+            && out
+                .iter()
+                .zip(expected.as_bytes())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0
     }
 }
 
-fn hash_with(params: &argon2::Params, password: &str, salt: &[u8], buf: &mut [argon2::Block]) -> anyhow::Result<String> {
-    let argon = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params.clone());
+fn hash_with(
+    params: &argon2::Params,
+    password: &str,
+    salt: &[u8],
+    buf: &mut [argon2::Block],
+) -> anyhow::Result<String> {
+    let argon = argon2::Argon2::new(
+        argon2::Algorithm::Argon2id,
+        argon2::Version::V0x13,
+        params.clone(),
+    );
     let mut out = [0u8; HASH_LEN];
     argon
         .hash_password_into_with_memory(password.as_bytes(), salt, &mut out, buf)
@@ -231,21 +299,33 @@ mod tests {
         let id = Id::from_i64(1234567890123);
         let tok = t.issue(id);
         assert_eq!(t.verify(&tok).unwrap(), id);
-        let other = Tokens::new(b"another key another key another k", Duration::from_secs(60));
+        let other = Tokens::new(
+            b"another key another key another k",
+            Duration::from_secs(60),
+        );
         assert!(matches!(other.verify(&tok), Err(AppError::Unauthorized)));
         let mut parts: Vec<&str> = tok.split('.').collect();
         let forged = B64.encode(br#"{"sub":"1","iat":0,"exp":99999999999}"#);
         parts[1] = &forged;
-        assert!(matches!(t.verify(&parts.join(".")), Err(AppError::Unauthorized)));
+        assert!(matches!(
+            t.verify(&parts.join(".")),
+            Err(AppError::Unauthorized)
+        ));
         for junk in ["", "a.b", "a.b.c", "a.b.c.d", "...."] {
-            assert!(matches!(t.verify(junk), Err(AppError::Unauthorized)), "{junk}");
+            assert!(
+                matches!(t.verify(junk), Err(AppError::Unauthorized)),
+                "{junk}"
+            );
         }
     }
 
     #[test]
     fn expired_tokens_are_refused() {
         let t = Tokens::new(b"0123456789abcdef0123456789abcdef", Duration::ZERO);
-        assert!(matches!(t.verify(&t.issue(Id::from_i64(1))), Err(AppError::Unauthorized)));
+        assert!(matches!(
+            t.verify(&t.issue(Id::from_i64(1))),
+            Err(AppError::Unauthorized)
+        ));
     }
 
     #[tokio::test]
@@ -255,7 +335,10 @@ mod tests {
         assert!(h.starts_with("$argon2id$"), "{h}");
         assert!(p.verify("correct horse", Some(&h)).await);
         assert!(!p.verify("wrong horse", Some(&h)).await);
-        assert!(!p.verify("correct horse", None).await, "unknown accounts never verify");
+        assert!(
+            !p.verify("correct horse", None).await,
+            "unknown accounts never verify"
+        );
         assert!(!p.verify("x", Some("not a hash")).await);
         // hashes made with other parameters (an older configuration) still verify
         let old = Passwords::new(2048, 2, 1).unwrap();
@@ -269,8 +352,12 @@ mod tests {
         // a hash made by the argon2 crate's own PHC encoder verifies here
         use argon2::password_hash::PasswordHasher;
         let params = argon2::Params::new(1024, 1, 1, None).unwrap();
-        let argon = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
-        let phc = argon.hash_password(b"interop password").unwrap().to_string();
+        let argon =
+            argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
+        let phc = argon
+            .hash_password(b"interop password")
+            .unwrap()
+            .to_string();
         let p = Passwords::new(1024, 1, 1).unwrap();
         assert!(p.verify_blocking("interop password", &phc));
         assert!(!p.verify_blocking("other password", &phc));

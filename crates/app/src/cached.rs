@@ -41,7 +41,10 @@ pub struct Cached<T> {
 impl<T> Cached<T> {
     /// Wraps a value with no renderings yet.
     pub fn new(value: T) -> Self {
-        Self { value, renders: Renders::default() }
+        Self {
+            value,
+            renders: Renders::default(),
+        }
     }
 
     /// Renderings of this value.
@@ -74,13 +77,20 @@ mod tests {
         let c = Cached::new(vec![1u8, 2]);
         let mut calls = 0;
         for _ in 0..3 {
-            assert_eq!(c.renders().get_or_render(RenderSlot::Full, || {
-                calls += 1;
-                b"full".to_vec()
-            }), b"full");
+            assert_eq!(
+                c.renders().get_or_render(RenderSlot::Full, || {
+                    calls += 1;
+                    b"full".to_vec()
+                }),
+                b"full"
+            );
         }
         assert_eq!(calls, 1);
-        assert_eq!(c.renders().get_or_render(RenderSlot::Summary, || b"sum".to_vec()), b"sum");
+        assert_eq!(
+            c.renders()
+                .get_or_render(RenderSlot::Summary, || b"sum".to_vec()),
+            b"sum"
+        );
         assert_eq!(serde_json::to_string(&c).unwrap(), "[1,2]");
         let back: Cached<Vec<u8>> = serde_json::from_str("[1,2]").unwrap();
         assert_eq!(back, c);

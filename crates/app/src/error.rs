@@ -24,7 +24,11 @@ impl FieldErrors {
     /// # Errors
     /// [`AppError::Validation`] holding the recorded errors.
     pub fn into_result(self) -> Result<(), AppError> {
-        if self.0.is_empty() { Ok(()) } else { Err(AppError::Validation(self)) }
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(AppError::Validation(self))
+        }
     }
 }
 

@@ -26,7 +26,7 @@ pub use auth::{Passwords, Tokens};
 pub use cached::{Cached, RenderSlot, Renders};
 pub use comments::CommentView;
 pub use error::{AppError, AppResult, FieldErrors};
-pub use uploads::{is_public_key, variant_key, webp_key, UploadView, IMAGES_QUEUE};
+pub use uploads::{IMAGES_QUEUE, UploadView, is_public_key, variant_key, webp_key};
 pub use users::{Profile, ProfileView, UserChangesInput, UserView};
 
 use crescendo_blobs::Blobs;
@@ -217,7 +217,10 @@ impl App {
         }
         match self.inner.sessions.get(&fence_key(user)).await {
             Ok(Some(b)) => {
-                if let Some(position) = std::str::from_utf8(&b).ok().and_then(|s| s.parse::<u64>().ok()) {
+                if let Some(position) = std::str::from_utf8(&b)
+                    .ok()
+                    .and_then(|s| s.parse::<u64>().ok())
+                {
                     fence::raise(position);
                 }
             }
@@ -248,7 +251,15 @@ impl App {
         if wrote > 0
             && self.inner.read_fences
             && let Some(user) = user
-            && let Err(e) = self.inner.sessions.put(&fence_key(user), bytes::Bytes::from(wrote.to_string()), FENCE_TTL).await
+            && let Err(e) = self
+                .inner
+                .sessions
+                .put(
+                    &fence_key(user),
+                    bytes::Bytes::from(wrote.to_string()),
+                    FENCE_TTL,
+                )
+                .await
         {
             tracing::warn!(error = %e, "could not keep a write position; the user may read a replica that lags");
         }
@@ -263,7 +274,11 @@ impl App {
         F: FnOnce() -> Fut,
         Fut: Future<Output = AppResult<Option<T>>>,
     {
-        self.cache().get_or_load(key, self.ttl(), |position| fence::reading_after(position, load())).await
+        self.cache()
+            .get_or_load(key, self.ttl(), |position| {
+                fence::reading_after(position, load())
+            })
+            .await
     }
 
     /// Whether the service can serve: the store answers.
@@ -278,9 +293,12 @@ impl App {
     /// could see the old data, so the write's caller is told the service is unavailable
     /// (the write itself is committed; repeating it is safe for every use case).
     pub(crate) async fn invalidate(&self, keys: Vec<String>) -> AppResult<()> {
-        self.cache().invalidate_at(&keys, fence::wrote()).await.map_err(|e| {
-            tracing::error!(error = %e, ?keys, "cache invalidation failed");
-            AppError::Unavailable
-        })
+        self.cache()
+            .invalidate_at(&keys, fence::wrote())
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, ?keys, "cache invalidation failed");
+                AppError::Unavailable
+            })
     }
 }

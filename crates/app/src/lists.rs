@@ -10,11 +10,11 @@
 //! the head is exact; a deeper one goes to the store.
 
 use crate::users::Profile;
-use futures_util::future::try_join_all;
-use crate::{keys, App, AppError, AppResult, Cached};
+use crate::{App, AppError, AppResult, Cached, keys};
 use crescendo_cache::Stamp;
 use crescendo_domain::Id;
 use crescendo_store::{ArticleFilter, ArticleRecord, IdPage, Page};
+use futures_util::future::try_join_all;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::sync::Arc;
@@ -46,7 +46,10 @@ pub(crate) struct PageSnapshot {
 fn window(head: &IdPage, page: Page) -> IdPage {
     let start = (page.offset as usize).min(head.ids.len());
     let end = (start + page.limit as usize).min(head.ids.len());
-    IdPage { ids: head.ids[start..end].to_vec(), total: head.total }
+    IdPage {
+        ids: head.ids[start..end].to_vec(),
+        total: head.total,
+    }
 }
 
 /// Merges lists sorted newest first, keeping the first `n` IDs.
@@ -59,7 +62,9 @@ fn merge_newest(lists: &[Arc<IdPage>], n: usize) -> Vec<Id> {
     }
     let mut out = Vec::with_capacity(n);
     while out.len() < n {
-        let Some((id, Reverse(i), pos)) = heap.pop() else { break };
+        let Some((id, Reverse(i), pos)) = heap.pop() else {
+            break;
+        };
         out.push(id);
         if let Some(&next) = lists[i].ids.get(pos + 1) {
             heap.push((next, Reverse(i), pos + 1));
@@ -70,8 +75,12 @@ fn merge_newest(lists: &[Arc<IdPage>], n: usize) -> Vec<Id> {
 
 impl App {
     async fn head(&self, key: String, filter: ArticleFilter) -> AppResult<Arc<IdPage>> {
-        let head = self.cached(&key, || async {
-                let page = Page { limit: HEAD_LEN, offset: 0 };
+        let head = self
+            .cached(&key, || async {
+                let page = Page {
+                    limit: HEAD_LEN,
+                    offset: 0,
+                };
                 Ok::<_, AppError>(Some(self.store().list_article_ids(&filter, page).await?))
             })
             .await?;
@@ -89,7 +98,9 @@ impl App {
             ArticleFilter::All => Some(keys::head_all()),
             ArticleFilter::Tag(t) => Some(keys::head_tag(t)),
             ArticleFilter::Author(a) => Some(keys::head_author(*a)),
-            ArticleFilter::Feed(viewer) if within_head => return self.feed_ids(*viewer, page).await,
+            ArticleFilter::Feed(viewer) if within_head => {
+                return self.feed_ids(*viewer, page).await;
+            }
             _ => None,
         };
         match key {
@@ -100,7 +111,11 @@ impl App {
 
     /// The hydrated window of a list that has a cached head, or `None` for lists without
     /// one and windows deeper than snapshots go.
-    pub(crate) async fn head_page(&self, filter: &ArticleFilter, page: Page) -> AppResult<Option<Arc<PageSnapshot>>> {
+    pub(crate) async fn head_page(
+        &self,
+        filter: &ArticleFilter,
+        page: Page,
+    ) -> AppResult<Option<Arc<PageSnapshot>>> {
         if !self.caching() {
             return Ok(None);
         }
@@ -123,12 +138,38 @@ impl App {
         let cache = self.cache();
         let mut stamps = cache.stamps(vec![head_key]).await;
         let ids = self.list_ids(filter, page).await?;
-        stamps.extend(cache.stamps(ids.ids.iter().map(|&id| keys::article(id)).collect()).await);
-        let articles: Vec<_> = try_join_all(ids.ids.iter().map(|&id| self.article_record(id))).await?.into_iter().flatten().collect();
-        stamps.extend(cache.stamps(articles.iter().map(|a| keys::profile(a.author_id)).collect()).await);
-        let authors = try_join_all(articles.iter().map(|a| self.profile_record(a.author_id))).await?;
-        let items = articles.into_iter().zip(authors).filter_map(|(article, author)| Some((article, author?))).collect();
-        let snap = Arc::new(PageSnapshot { stamps, total: ids.total, items });
+        stamps.extend(
+            cache
+                .stamps(ids.ids.iter().map(|&id| keys::article(id)).collect())
+                .await,
+        );
+        let articles: Vec<_> = try_join_all(ids.ids.iter().map(|&id| self.article_record(id)))
+            .await?
+            .into_iter()
+            .flatten()
+            .collect();
+        stamps.extend(
+            cache
+                .stamps(
+                    articles
+                        .iter()
+                        .map(|a| keys::profile(a.author_id))
+                        .collect(),
+                )
+                .await,
+        );
+        let authors =
+            try_join_all(articles.iter().map(|a| self.profile_record(a.author_id))).await?;
+        let items = articles
+            .into_iter()
+            .zip(authors)
+            .filter_map(|(article, author)| Some((article, author?)))
+            .collect();
+        let snap = Arc::new(PageSnapshot {
+            stamps,
+            total: ids.total,
+            items,
+        });
         self.inner.pages.insert(key, Arc::clone(&snap));
         Ok(Some(snap))
     }
@@ -137,9 +178,16 @@ impl App {
     async fn feed_ids(&self, viewer: Id, page: Page) -> AppResult<IdPage> {
         let followees = self.followees(viewer).await?;
         if followees.len() > MAX_MERGED_AUTHORS {
-            return Ok(self.store().list_article_ids(&ArticleFilter::Feed(viewer), page).await?);
+            return Ok(self
+                .store()
+                .list_article_ids(&ArticleFilter::Feed(viewer), page)
+                .await?);
         }
-        let heads = try_join_all(followees.iter().map(|&author| self.head(keys::head_author(author), ArticleFilter::Author(author)))).await?;
+        let heads =
+            try_join_all(followees.iter().map(|&author| {
+                self.head(keys::head_author(author), ArticleFilter::Author(author))
+            }))
+            .await?;
         let total = heads.iter().map(|h| h.total).sum();
         // Each head holds an author's newest HEAD_LEN IDs and offset + limit <= HEAD_LEN, so
         // every ID of the merged window is in some head: the window is exact.
@@ -155,24 +203,52 @@ mod tests {
     use super::*;
 
     fn page(ids: &[i64]) -> Arc<IdPage> {
-        Arc::new(IdPage { ids: ids.iter().map(|&i| Id::from_i64(i)).collect(), total: ids.len() as u64 })
+        Arc::new(IdPage {
+            ids: ids.iter().map(|&i| Id::from_i64(i)).collect(),
+            total: ids.len() as u64,
+        })
     }
 
     #[test]
     fn merging_keeps_the_newest_in_order() {
         let lists = [page(&[9, 5, 1]), page(&[8, 7, 2]), page(&[]), page(&[6])];
-        let got: Vec<i64> = merge_newest(&lists, 5).into_iter().map(Id::as_i64).collect();
+        let got: Vec<i64> = merge_newest(&lists, 5)
+            .into_iter()
+            .map(Id::as_i64)
+            .collect();
         assert_eq!(got, vec![9, 8, 7, 6, 5]);
-        let all: Vec<i64> = merge_newest(&lists, 100).into_iter().map(Id::as_i64).collect();
+        let all: Vec<i64> = merge_newest(&lists, 100)
+            .into_iter()
+            .map(Id::as_i64)
+            .collect();
         assert_eq!(all, vec![9, 8, 7, 6, 5, 2, 1]);
     }
 
     #[test]
     fn windows_clip_to_the_head() {
-        let h = IdPage { ids: (1..=10).rev().map(Id::from_i64).collect(), total: 42 };
-        let w = window(&h, Page { limit: 3, offset: 8 });
+        let h = IdPage {
+            ids: (1..=10).rev().map(Id::from_i64).collect(),
+            total: 42,
+        };
+        let w = window(
+            &h,
+            Page {
+                limit: 3,
+                offset: 8,
+            },
+        );
         assert_eq!(w.ids, vec![Id::from_i64(2), Id::from_i64(1)]);
         assert_eq!(w.total, 42);
-        assert!(window(&h, Page { limit: 3, offset: 20 }).ids.is_empty());
+        assert!(
+            window(
+                &h,
+                Page {
+                    limit: 3,
+                    offset: 20
+                }
+            )
+            .ids
+            .is_empty()
+        );
     }
 }

@@ -10,7 +10,7 @@ use crate::{App, AppError, AppResult};
 use bytes::Bytes;
 use crescendo_domain::Id;
 use crescendo_media::{Refused, WIDTHS};
-use crescendo_store::{fence, NewUpload, UploadRecord, UploadState};
+use crescendo_store::{NewUpload, UploadRecord, UploadState, fence};
 
 /// The queue of variant jobs.
 pub const IMAGES_QUEUE: &str = "images.variants";
@@ -37,7 +37,10 @@ impl UploadView {
     /// The URL of the variant `width` wide (one of `crescendo_media::WIDTHS`), or the
     /// full-size one's for any other width.
     pub fn variant(&self, width: u32) -> String {
-        self.variants.iter().find(|(w, _)| *w == width).map_or_else(|| self.original.clone(), |(_, url)| url.clone())
+        self.variants
+            .iter()
+            .find(|(w, _)| *w == width)
+            .map_or_else(|| self.original.clone(), |(_, url)| url.clone())
     }
 }
 
@@ -75,9 +78,17 @@ impl App {
     fn upload_view(&self, record: UploadRecord) -> UploadView {
         UploadView {
             original: self.media_url(&variant_key(record.id, crescendo_media::FULL)),
-            variants: WIDTHS.iter().map(|&w| (w, self.media_url(&variant_key(record.id, w)))).collect(),
-            webp: if crescendo_media::Kind::from_mime(&record.mime).is_some_and(crescendo_media::Kind::gets_webp) {
-                WIDTHS.iter().map(|&w| (w, self.media_url(&webp_key(record.id, w)))).collect()
+            variants: WIDTHS
+                .iter()
+                .map(|&w| (w, self.media_url(&variant_key(record.id, w))))
+                .collect(),
+            webp: if crescendo_media::Kind::from_mime(&record.mime)
+                .is_some_and(crescendo_media::Kind::gets_webp)
+            {
+                WIDTHS
+                    .iter()
+                    .map(|&w| (w, self.media_url(&webp_key(record.id, w))))
+                    .collect()
             } else {
                 Vec::new()
             },
@@ -107,7 +118,13 @@ impl App {
         let record = self
             .store()
             .create_upload(
-                NewUpload { owner_id: owner, mime: found.kind.mime().into(), original, width: found.width, height: found.height },
+                NewUpload {
+                    owner_id: owner,
+                    mime: found.kind.mime().into(),
+                    original,
+                    width: found.width,
+                    height: found.height,
+                },
                 IMAGES_QUEUE,
             )
             .await?;
@@ -120,7 +137,11 @@ impl App {
     /// # Errors
     /// [`AppError::NotFound`].
     pub async fn upload(&self, id: Id) -> AppResult<UploadView> {
-        let record = self.store().upload(id).await?.ok_or(AppError::NotFound("upload"))?;
+        let record = self
+            .store()
+            .upload(id)
+            .await?
+            .ok_or(AppError::NotFound("upload"))?;
         Ok(self.upload_view(record))
     }
 
@@ -139,14 +160,25 @@ impl App {
         if record.state != UploadState::Processing {
             return Ok(());
         }
-        let original = self.blobs().get(&record.original).await.map_err(|e| e.to_string())?;
+        let original = self
+            .blobs()
+            .get(&record.original)
+            .await
+            .map_err(|e| e.to_string())?;
         let Some(original) = original else {
-            return self.settle(id, UploadState::Failed, Some("the original file is missing".into())).await;
+            return self
+                .settle(
+                    id,
+                    UploadState::Failed,
+                    Some("the original file is missing".into()),
+                )
+                .await;
         };
         let max_pixels = self.inner.max_upload_pixels;
-        let made = tokio::task::spawn_blocking(move || crescendo_media::variants(&original, max_pixels))
-            .await
-            .map_err(|e| format!("image worker thread: {e}"))?;
+        let made =
+            tokio::task::spawn_blocking(move || crescendo_media::variants(&original, max_pixels))
+                .await
+                .map_err(|e| format!("image worker thread: {e}"))?;
         match made {
             Ok(variants) => {
                 // every file at once (each a round trip to an object store); the upload is
@@ -158,20 +190,34 @@ impl App {
                     }
                     files.push((variant_key(id, v.name), Bytes::from(v.jpeg)));
                 }
-                futures_util::future::try_join_all(files.into_iter().map(|(key, bytes)| async move { self.blobs().put(&key, bytes).await }))
-                    .await
-                    .map_err(|e| e.to_string())?;
+                futures_util::future::try_join_all(
+                    files
+                        .into_iter()
+                        .map(|(key, bytes)| async move { self.blobs().put(&key, bytes).await }),
+                )
+                .await
+                .map_err(|e| e.to_string())?;
                 self.settle(id, UploadState::Ready, None).await
             }
             Err(refused) => {
                 tracing::info!(upload = %id, reason = %refused, "upload refused by the image worker");
-                self.settle(id, UploadState::Failed, Some(refused.to_string())).await
+                self.settle(id, UploadState::Failed, Some(refused.to_string()))
+                    .await
             }
         }
     }
 
-    async fn settle(&self, id: Id, state: UploadState, reason: Option<String>) -> Result<(), String> {
-        self.store().settle_upload(id, state, reason).await.map(|_| ()).map_err(|e| e.to_string())
+    async fn settle(
+        &self,
+        id: Id,
+        state: UploadState,
+        reason: Option<String>,
+    ) -> Result<(), String> {
+        self.store()
+            .settle_upload(id, state, reason)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
     }
 
     /// Hands committed outbox jobs to the queue; returns how many. A job published but not
@@ -181,11 +227,19 @@ impl App {
     /// # Errors
     /// The store or the queue is unavailable.
     pub async fn relay_outbox(&self) -> Result<usize, String> {
-        let entries = self.store().claim_outbox(100, RELAY_LEASE_MS).await.map_err(|e| e.to_string())?;
+        let entries = self
+            .store()
+            .claim_outbox(100, RELAY_LEASE_MS)
+            .await
+            .map_err(|e| e.to_string())?;
         let mut done = Vec::with_capacity(entries.len());
         let mut failed = None;
         for e in &entries {
-            match self.queue().publish_keyed(&e.queue, &e.payload, &format!("outbox-{}", e.id)).await {
+            match self
+                .queue()
+                .publish_keyed(&e.queue, &e.payload, &format!("outbox-{}", e.id))
+                .await
+            {
                 Ok(_) => done.push(e.id),
                 Err(err) => {
                     failed = Some(err.to_string());
@@ -194,7 +248,10 @@ impl App {
             }
         }
         if !done.is_empty() {
-            self.store().remove_outbox(&done).await.map_err(|e| e.to_string())?;
+            self.store()
+                .remove_outbox(&done)
+                .await
+                .map_err(|e| e.to_string())?;
         }
         match failed {
             Some(err) => Err(err),

@@ -1,6 +1,6 @@
 //! Users and profiles: register, login, settings, follow.
 
-use crate::{keys, App, AppError, AppResult, Cached, FieldErrors};
+use crate::{App, AppError, AppResult, Cached, FieldErrors, keys};
 use crescendo_domain::{Email, Id, Password, Text, Username};
 use crescendo_store::{NewUser, UserChanges, UserRecord};
 use serde::{Deserialize, Serialize};
@@ -78,15 +78,29 @@ impl App {
     /// [`AppError::Validation`] for bad fields; [`AppError::Conflict`] for a taken username
     /// or email.
     #[tracing::instrument(skip_all)]
-    pub async fn register(&self, username: &str, email: &str, password: &str) -> AppResult<UserView> {
+    pub async fn register(
+        &self,
+        username: &str,
+        email: &str,
+        password: &str,
+    ) -> AppResult<UserView> {
         let mut errs = FieldErrors::default();
         let username = errs.check(Username::parse(username));
         let email = errs.check(Email::parse(email));
         let password = errs.check(Password::parse(password));
         errs.into_result()?;
-        let (username, email, password) = (username.expect("checked"), email.expect("checked"), password.expect("checked"));
+        let (username, email, password) = (
+            username.expect("checked"),
+            email.expect("checked"),
+            password.expect("checked"),
+        );
         // Refuse taken names before paying for a hash; the store's unique keys still decide.
-        if self.store().user_id_by_username(username.as_str()).await?.is_some() {
+        if self
+            .store()
+            .user_id_by_username(username.as_str())
+            .await?
+            .is_some()
+        {
             return Err(AppError::Conflict { field: "username" });
         }
         if self.store().user_by_email(email.as_str()).await?.is_some() {
@@ -95,10 +109,15 @@ impl App {
         let password_hash = self.inner.passwords.hash(password.expose()).await?;
         let user = self
             .store()
-            .create_user(NewUser { username: username.into_string(), email: email.into_string(), password_hash })
+            .create_user(NewUser {
+                username: username.into_string(),
+                email: email.into_string(),
+                password_hash,
+            })
             .await?;
         // a cached "no such user" for this name must not outlive the sign-up
-        self.invalidate(vec![keys::username(&user.username)]).await?;
+        self.invalidate(vec![keys::username(&user.username)])
+            .await?;
         tracing::info!(user_id = %user.id, "user registered");
         Ok(self.user_view(user))
     }
@@ -113,11 +132,21 @@ impl App {
         let mut errs = FieldErrors::default();
         errs.check(Text::required("email", email, 254));
         if password.is_empty() {
-            errs.0.push(crescendo_domain::FieldError::new("password", "can't be blank"));
+            errs.0.push(crescendo_domain::FieldError::new(
+                "password",
+                "can't be blank",
+            ));
         }
         errs.into_result()?;
-        let user = self.store().user_by_email(&email.trim().to_lowercase()).await?;
-        let ok = self.inner.passwords.verify(password, user.as_ref().map(|u| u.password_hash.as_str())).await;
+        let user = self
+            .store()
+            .user_by_email(&email.trim().to_lowercase())
+            .await?;
+        let ok = self
+            .inner
+            .passwords
+            .verify(password, user.as_ref().map(|u| u.password_hash.as_str()))
+            .await;
         match user {
             Some(u) if ok => Ok(self.user_view(u)),
             _ => Err(AppError::Unauthorized),
@@ -129,7 +158,11 @@ impl App {
     /// # Errors
     /// [`AppError::Unauthorized`] if the token's user no longer exists.
     pub async fn current_user(&self, id: Id) -> AppResult<UserView> {
-        let u = self.store().user_by_id(id).await?.ok_or(AppError::Unauthorized)?;
+        let u = self
+            .store()
+            .user_by_id(id)
+            .await?
+            .ok_or(AppError::Unauthorized)?;
         Ok(self.user_view(u))
     }
 
@@ -140,19 +173,41 @@ impl App {
     #[tracing::instrument(skip_all, fields(user_id = %id))]
     pub async fn update_user(&self, id: Id, input: UserChangesInput) -> AppResult<UserView> {
         let mut errs = FieldErrors::default();
-        let username = input.username.as_deref().and_then(|u| errs.check(Username::parse(u)));
-        let email = input.email.as_deref().and_then(|e| errs.check(Email::parse(e)));
-        let password = input.password.as_deref().and_then(|p| errs.check(Password::parse(p)));
-        let bio = input.bio.as_deref().and_then(|b| errs.check(Text::optional("bio", b, 10_000)));
-        let image = input.image.as_deref().and_then(|i| errs.check(Text::optional("image", i, 2_000)));
+        let username = input
+            .username
+            .as_deref()
+            .and_then(|u| errs.check(Username::parse(u)));
+        let email = input
+            .email
+            .as_deref()
+            .and_then(|e| errs.check(Email::parse(e)));
+        let password = input
+            .password
+            .as_deref()
+            .and_then(|p| errs.check(Password::parse(p)));
+        let bio = input
+            .bio
+            .as_deref()
+            .and_then(|b| errs.check(Text::optional("bio", b, 10_000)));
+        let image = input
+            .image
+            .as_deref()
+            .and_then(|i| errs.check(Text::optional("image", i, 2_000)));
         if let Some(img) = &image
             && !img.is_empty()
             && !(img.starts_with("https://") || img.starts_with("http://") || img.starts_with('/'))
         {
-            errs.0.push(crescendo_domain::FieldError::new("image", "must be an http(s) URL"));
+            errs.0.push(crescendo_domain::FieldError::new(
+                "image",
+                "must be an http(s) URL",
+            ));
         }
         errs.into_result()?;
-        let old = self.store().user_by_id(id).await?.ok_or(AppError::Unauthorized)?;
+        let old = self
+            .store()
+            .user_by_id(id)
+            .await?
+            .ok_or(AppError::Unauthorized)?;
         let password_hash = match password {
             Some(p) => Some(self.inner.passwords.hash(p.expose()).await?),
             None => None,
@@ -184,16 +239,22 @@ impl App {
     /// A user's public profile, cached.
     pub(crate) async fn profile_record(&self, id: Id) -> AppResult<Option<Arc<Cached<Profile>>>> {
         self.cached(&keys::profile(id), || async {
-                Ok::<_, AppError>(self.store().user_by_id(id).await?.map(|u| {
-                    Cached::new(Profile { id: u.id, username: u.username, bio: u.bio, image: u.image })
-                }))
-            })
-            .await
+            Ok::<_, AppError>(self.store().user_by_id(id).await?.map(|u| {
+                Cached::new(Profile {
+                    id: u.id,
+                    username: u.username,
+                    bio: u.bio,
+                    image: u.image,
+                })
+            }))
+        })
+        .await
     }
 
     /// The ID behind a username (case-insensitive), cached, "no such user" too.
     pub(crate) async fn user_id(&self, username: &str) -> AppResult<Option<Id>> {
-        let id = self.cached(&keys::username(username), || async {
+        let id = self
+            .cached(&keys::username(username), || async {
                 Ok::<_, AppError>(self.store().user_id_by_username(username).await?)
             })
             .await?;
@@ -202,7 +263,8 @@ impl App {
 
     /// Whom `viewer` follows, sorted, cached under the viewer's key.
     pub(crate) async fn followees(&self, viewer: Id) -> AppResult<Arc<Vec<Id>>> {
-        let v = self.cached(&keys::followees(viewer), || async {
+        let v = self
+            .cached(&keys::followees(viewer), || async {
                 let mut ids = self.store().followees(viewer).await?;
                 ids.sort_unstable();
                 Ok::<_, AppError>(Some(ids))
@@ -211,17 +273,29 @@ impl App {
         Ok(v.unwrap_or_default())
     }
 
-    pub(crate) async fn profile_view(&self, viewer: Option<Id>, p: Arc<Cached<Profile>>) -> AppResult<ProfileView> {
+    pub(crate) async fn profile_view(
+        &self,
+        viewer: Option<Id>,
+        p: Arc<Cached<Profile>>,
+    ) -> AppResult<ProfileView> {
         let following = match viewer {
             Some(v) if v != p.id => self.followees(v).await?.binary_search(&p.id).is_ok(),
             _ => false,
         };
-        Ok(ProfileView { profile: p, following })
+        Ok(ProfileView {
+            profile: p,
+            following,
+        })
     }
 
     async fn profile_by_name(&self, username: &str) -> AppResult<Arc<Cached<Profile>>> {
-        let id = self.user_id(username).await?.ok_or(AppError::NotFound("profile"))?;
-        self.profile_record(id).await?.ok_or(AppError::NotFound("profile"))
+        let id = self
+            .user_id(username)
+            .await?
+            .ok_or(AppError::NotFound("profile"))?;
+        self.profile_record(id)
+            .await?
+            .ok_or(AppError::NotFound("profile"))
     }
 
     /// A profile by username, as `viewer` sees it.
@@ -245,7 +319,10 @@ impl App {
         }
         self.store().follow(viewer, p.id).await?;
         self.invalidate(vec![keys::followees(viewer)]).await?;
-        Ok(ProfileView { profile: p, following: true })
+        Ok(ProfileView {
+            profile: p,
+            following: true,
+        })
     }
 
     /// `viewer` stops following `username`.
@@ -257,6 +334,9 @@ impl App {
         let p = self.profile_by_name(username).await?;
         self.store().unfollow(viewer, p.id).await?;
         self.invalidate(vec![keys::followees(viewer)]).await?;
-        Ok(ProfileView { profile: p, following: false })
+        Ok(ProfileView {
+            profile: p,
+            following: false,
+        })
     }
 }

@@ -34,7 +34,10 @@ impl Default for Latency {
 impl Latency {
     /// An empty histogram.
     pub fn new() -> Self {
-        Self(hdrhistogram::Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid histogram bounds"))
+        Self(
+            hdrhistogram::Histogram::new_with_bounds(1, 3_600_000_000, 3)
+                .expect("valid histogram bounds"),
+        )
     }
 
     /// Records one latency.
@@ -81,7 +84,10 @@ impl Latency {
             return Vec::new();
         }
         let mut out = Vec::new();
-        for p in [0.0, 10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0, 75.0, 80.0, 85.0, 90.0, 92.5, 95.0, 97.5, 99.0, 99.5, 99.9, 99.95, 99.99, 99.999] {
+        for p in [
+            0.0, 10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0, 75.0, 80.0, 85.0, 90.0, 92.5, 95.0,
+            97.5, 99.0, 99.5, 99.9, 99.95, 99.99, 99.999,
+        ] {
             out.push((p, self.quantile_ms(p / 100.0)));
         }
         out

@@ -17,7 +17,7 @@ pub mod seed;
 pub mod server;
 pub mod tour;
 
-pub use seed::{read_graph, seed, SeedPlan, Seeded};
+pub use seed::{SeedPlan, Seeded, read_graph, seed};
 
 use anyhow::Context;
 use std::path::PathBuf;
@@ -75,8 +75,13 @@ pub fn origin(target: &str) -> String {
 /// Text that is not a number with one of those units.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    let (num, unit) = s.split_at(s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len()));
-    let n: f64 = num.parse().map_err(|_| format!("{s:?} is not a duration like 30s, 2m or 500ms"))?;
+    let (num, unit) = s.split_at(
+        s.find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(s.len()),
+    );
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration like 30s, 2m or 500ms"))?;
     let secs = match unit {
         "" | "s" => n,
         "ms" => n / 1000.0,
@@ -101,11 +106,20 @@ pub async fn bench(o: &BenchOptions) -> anyhow::Result<Option<report::Report>> {
     std::fs::write(o.out.join("tokens.txt"), seeded.tokens.join("\n") + "\n")?;
     std::fs::write(o.out.join("slugs.txt"), seeded.slugs.join("\n") + "\n")?;
     if o.seed_mode == SeedMode::SeedOnly {
-        eprintln!("seeded {} users and {} articles; tokens and slugs in {}", seeded.tokens.len(), seeded.slugs.len(), o.out.display());
+        eprintln!(
+            "seeded {} users and {} articles; tokens and slugs in {}",
+            seeded.tokens.len(),
+            seeded.slugs.len(),
+            o.out.display()
+        );
         return Ok(None);
     }
     anyhow::ensure!(!seeded.tokens.is_empty(), "no users to send requests as");
-    let metrics_urls = if o.metrics.is_empty() { vec![format!("{base}/metrics")] } else { o.metrics.clone() };
+    let metrics_urls = if o.metrics.is_empty() {
+        vec![format!("{base}/metrics")]
+    } else {
+        o.metrics.clone()
+    };
     let before = server::scrape_all(&metrics_urls).await;
     let p_before = o.pid.and_then(server::sample_process);
 
@@ -133,10 +147,16 @@ pub async fn bench(o: &BenchOptions) -> anyhow::Result<Option<report::Report>> {
             let start = Instant::now();
             loop {
                 tokio::time::sleep(Duration::from_millis(250)).await;
-                let (n, e) = (progress.requests.load(std::sync::atomic::Ordering::Relaxed), progress.errors.load(std::sync::atomic::Ordering::Relaxed));
+                let (n, e) = (
+                    progress.requests.load(std::sync::atomic::Ordering::Relaxed),
+                    progress.errors.load(std::sync::atomic::Ordering::Relaxed),
+                );
                 let secs = start.elapsed().as_secs_f64();
                 bar.set_position(secs as u64);
-                bar.set_message(format!("{:.0} req/s, {e} errors", n as f64 / secs.max(0.001)));
+                bar.set_message(format!(
+                    "{:.0} req/s, {e} errors",
+                    n as f64 / secs.max(0.001)
+                ));
             }
         })
     });
@@ -148,7 +168,11 @@ pub async fn bench(o: &BenchOptions) -> anyhow::Result<Option<report::Report>> {
         tokio::spawn(probe_uploads(base, token, until))
     });
     let stats = load::run(&run, progress).await?;
-    let elapsed = started.elapsed().as_secs_f64().max(o.duration.as_secs_f64().min(started.elapsed().as_secs_f64()));
+    let elapsed = started.elapsed().as_secs_f64().max(
+        o.duration
+            .as_secs_f64()
+            .min(started.elapsed().as_secs_f64()),
+    );
     if let Some(t) = ticker {
         t.abort();
     }
@@ -165,7 +189,9 @@ pub async fn bench(o: &BenchOptions) -> anyhow::Result<Option<report::Report>> {
             report.jobs_per_second = Some((a.jobs_ok - b.jobs_ok) / elapsed);
         }
     }
-    report.write(&o.out).with_context(|| format!("writing the report into {}", o.out.display()))?;
+    report
+        .write(&o.out)
+        .with_context(|| format!("writing the report into {}", o.out.display()))?;
     Ok(Some(report))
 }
 
@@ -200,7 +226,11 @@ async fn probe_uploads(base: String, token: String, until: Instant) -> hist::Lat
             while answered.elapsed() < Duration::from_secs(60) {
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 let state = match client.get(format!("{base}/api/uploads/{id}")).send().await {
-                    Ok(r) => r.json::<serde_json::Value>().await.ok().and_then(|v| v["upload"]["state"].as_str().map(str::to_string)),
+                    Ok(r) => r
+                        .json::<serde_json::Value>()
+                        .await
+                        .ok()
+                        .and_then(|v| v["upload"]["state"].as_str().map(str::to_string)),
                     Err(_) => None,
                 };
                 if state.as_deref().is_some_and(|s| s != "processing") {
@@ -231,7 +261,10 @@ mod tests {
         assert_eq!(parse_duration("1.5"), Ok(Duration::from_millis(1500)));
         assert!(parse_duration("fast").is_err());
         assert!(parse_duration("3d").is_err());
-        assert_eq!(origin("http://127.0.0.1:8080/api/"), "http://127.0.0.1:8080");
+        assert_eq!(
+            origin("http://127.0.0.1:8080/api/"),
+            "http://127.0.0.1:8080"
+        );
         assert_eq!(origin("http://127.0.0.1:8080"), "http://127.0.0.1:8080");
     }
 }

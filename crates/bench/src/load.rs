@@ -76,7 +76,13 @@ pub struct Stats {
 
 impl Stats {
     /// Records a request that started `offset` into the run.
-    pub fn record(&mut self, offset: Duration, kind: &'static str, latency: Duration, outcome: Result<u16, &'static str>) {
+    pub fn record(
+        &mut self,
+        offset: Duration,
+        kind: &'static str,
+        latency: Duration,
+        outcome: Result<u16, &'static str>,
+    ) {
         let failed = match outcome {
             Ok(status) => {
                 *self.by_status.entry(status).or_default() += 1;
@@ -117,7 +123,8 @@ impl Stats {
             *self.by_error.entry(k).or_default() += n;
         }
         if self.seconds.len() < other.seconds.len() {
-            self.seconds.resize_with(other.seconds.len(), Second::default);
+            self.seconds
+                .resize_with(other.seconds.len(), Second::default);
         }
         for (mine, theirs) in self.seconds.iter_mut().zip(other.seconds) {
             mine.requests += theirs.requests;
@@ -148,7 +155,9 @@ async fn send(client: &reqwest::Client, base: &str, r: Request) -> Result<u16, &
         b = b.json(&body);
     }
     if let Some((content_type, bytes)) = r.raw {
-        b = b.header("content-type", content_type.as_str()).body(bytes.clone());
+        b = b
+            .header("content-type", content_type.as_str())
+            .body(bytes.clone());
     }
     match b.send().await {
         Ok(res) => {
@@ -189,7 +198,10 @@ pub async fn run(r: &Run, progress: Arc<Progress>) -> anyhow::Result<Stats> {
         Model::Closed { connections } => connections,
         Model::Open { max_in_flight, .. } => max_in_flight.min(1024),
     };
-    let client = reqwest::Client::builder().pool_max_idle_per_host(pool).timeout(r.timeout).build()?;
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(pool)
+        .timeout(r.timeout)
+        .build()?;
     let t0 = Instant::now();
     match r.model {
         Model::Closed { connections } => {
@@ -222,20 +234,32 @@ pub async fn run(r: &Run, progress: Arc<Progress>) -> anyhow::Result<Stats> {
             }
             Ok(all)
         }
-        Model::Open { rate, max_in_flight } => {
+        Model::Open {
+            rate,
+            max_in_flight,
+        } => {
             let stats = Arc::new(Mutex::new(Stats::default()));
             let rng = Arc::new(Mutex::new(Rng(0x5eed)));
             let run_ = r.clone();
             open_loop(rate, r.duration, max_in_flight, |i, intended| {
-                let req = run_.scenario.next(&mut rng.lock().expect("rng lock"), &run_.data, i);
-                let (client, base, stats, progress) =
-                    (client.clone(), run_.base.clone(), Arc::clone(&stats), Arc::clone(&progress));
+                let req = run_
+                    .scenario
+                    .next(&mut rng.lock().expect("rng lock"), &run_.data, i);
+                let (client, base, stats, progress) = (
+                    client.clone(),
+                    run_.base.clone(),
+                    Arc::clone(&stats),
+                    Arc::clone(&progress),
+                );
                 async move {
                     let kind = req.kind;
                     let outcome = send(&client, &base, req).await;
                     // charged from when it was meant to go, not from when it went
                     let latency = intended.elapsed();
-                    stats.lock().expect("stats lock").record(intended - t0, kind, latency, outcome);
+                    stats
+                        .lock()
+                        .expect("stats lock")
+                        .record(intended - t0, kind, latency, outcome);
                     progress.requests.fetch_add(1, Ordering::Relaxed);
                     if !matches!(outcome, Ok(s) if s < 400) {
                         progress.errors.fetch_add(1, Ordering::Relaxed);
@@ -253,7 +277,12 @@ pub async fn run(r: &Run, progress: Arc<Progress>) -> anyhow::Result<Stats> {
 /// each on its own task, with at most `max_in_flight` unfinished; waits for all to finish.
 /// Returns how many were sent. When the bound is reached, the next send waits for a slot;
 /// its `intended` time does not move, so the wait counts in its latency.
-pub async fn open_loop<F, Fut>(rate: f64, duration: Duration, max_in_flight: usize, mut send: F) -> u64
+pub async fn open_loop<F, Fut>(
+    rate: f64,
+    duration: Duration,
+    max_in_flight: usize,
+    mut send: F,
+) -> u64
 where
     F: FnMut(u64, Instant) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
@@ -267,7 +296,10 @@ where
     for i in 0..total {
         let intended = start + period.mul_f64(i as f64);
         tokio::time::sleep_until(intended).await;
-        let permit = Arc::clone(&permits).acquire_owned().await.expect("semaphore open");
+        let permit = Arc::clone(&permits)
+            .acquire_owned()
+            .await
+            .expect("semaphore open");
         let fut = send(i, intended);
         tasks.spawn(async move {
             fut.await;
@@ -290,7 +322,9 @@ mod tests {
         let t0 = Instant::now();
         let t = Arc::clone(&times);
         let sent = open_loop(100.0, Duration::from_secs(2), 1000, move |i, intended| {
-            t.lock().unwrap().push((i, intended - t0, Instant::now() - t0));
+            t.lock()
+                .unwrap()
+                .push((i, intended - t0, Instant::now() - t0));
             async {}
         })
         .await;
@@ -325,16 +359,34 @@ mod tests {
         // request 11 was meant for 110 ms and could only go at 1.1 s
         assert!(of(11) >= Duration::from_millis(990), "{:?}", of(11));
         // a closed loop would have reported one slow request; here about a hundred are slow
-        let slow = lat.iter().filter(|(_, d)| *d >= Duration::from_millis(100)).count();
+        let slow = lat
+            .iter()
+            .filter(|(_, d)| *d >= Duration::from_millis(100))
+            .count();
         assert!(slow >= 90, "{slow} slow requests");
     }
 
     #[test]
     fn stats_count_statuses_errors_and_seconds() {
         let mut s = Stats::default();
-        s.record(Duration::from_millis(100), "feed", Duration::from_millis(2), Ok(200));
-        s.record(Duration::from_millis(1500), "feed", Duration::from_millis(4), Ok(503));
-        s.record(Duration::from_millis(1600), "write.comment", Duration::from_millis(9), Err("timeout"));
+        s.record(
+            Duration::from_millis(100),
+            "feed",
+            Duration::from_millis(2),
+            Ok(200),
+        );
+        s.record(
+            Duration::from_millis(1500),
+            "feed",
+            Duration::from_millis(4),
+            Ok(503),
+        );
+        s.record(
+            Duration::from_millis(1600),
+            "write.comment",
+            Duration::from_millis(9),
+            Err("timeout"),
+        );
         assert_eq!((s.ok, s.errors), (1, 2));
         assert_eq!(s.by_status, BTreeMap::from([(200, 1), (503, 1)]));
         assert_eq!(s.by_error, BTreeMap::from([("timeout", 1)]));
@@ -342,7 +394,12 @@ mod tests {
         assert_eq!((s.seconds[1].requests, s.seconds[1].errors), (2, 2));
         assert_eq!(s.per_kind["feed"].count(), 2);
         let mut t = Stats::default();
-        t.record(Duration::from_millis(2500), "feed", Duration::from_millis(1), Ok(200));
+        t.record(
+            Duration::from_millis(2500),
+            "feed",
+            Duration::from_millis(1),
+            Ok(200),
+        );
         s.merge(t);
         assert_eq!((s.ok, s.seconds.len(), s.overall.count()), (2, 3, 4));
     }

@@ -78,7 +78,14 @@ pub struct Report {
 
 impl Report {
     /// A report from a run's statistics.
-    pub fn new(target: &str, scenario: Scenario, model: Model, elapsed_secs: f64, stats: &Stats, server: ServerView) -> Self {
+    pub fn new(
+        target: &str,
+        scenario: Scenario,
+        model: Model,
+        elapsed_secs: f64,
+        stats: &Stats,
+        server: ServerView,
+    ) -> Self {
         let requests = stats.ok + stats.errors;
         Report {
             target: target.to_string(),
@@ -88,14 +95,30 @@ impl Report {
             requests,
             ok: stats.ok,
             errors: stats.errors,
-            throughput: if elapsed_secs > 0.0 { requests as f64 / elapsed_secs } else { 0.0 },
+            throughput: if elapsed_secs > 0.0 {
+                requests as f64 / elapsed_secs
+            } else {
+                0.0
+            },
             latency: stats.overall.summary(),
             statuses: stats.by_status.clone(),
-            transport_errors: stats.by_error.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+            transport_errors: stats
+                .by_error
+                .iter()
+                .map(|(k, v)| (k.to_string(), *v))
+                .collect(),
             per_kind: stats
                 .per_kind
                 .iter()
-                .map(|(k, h)| (k.to_string(), KindReport { requests: h.count(), latency: h.summary() }))
+                .map(|(k, h)| {
+                    (
+                        k.to_string(),
+                        KindReport {
+                            requests: h.count(),
+                            latency: h.summary(),
+                        },
+                    )
+                })
                 .collect(),
             timeline: stats
                 .seconds
@@ -128,8 +151,19 @@ impl Report {
     pub fn table(&self) -> String {
         let mut t = String::new();
         let l = &self.latency;
-        let _ = writeln!(t, "{} against {} ({}, {:.0} s)", scenario_name(self.scenario), self.target, self.model_text(), self.duration_secs);
-        let _ = writeln!(t, "  requests   {:>10}   ok {}   errors {}", self.requests, self.ok, self.errors);
+        let _ = writeln!(
+            t,
+            "{} against {} ({}, {:.0} s)",
+            scenario_name(self.scenario),
+            self.target,
+            self.model_text(),
+            self.duration_secs
+        );
+        let _ = writeln!(
+            t,
+            "  requests   {:>10}   ok {}   errors {}",
+            self.requests, self.ok, self.errors
+        );
         let _ = writeln!(t, "  throughput {:>10.1} req/s", self.throughput);
         let _ = writeln!(
             t,
@@ -137,15 +171,31 @@ impl Report {
             l.p50_ms, l.p90_ms, l.p99_ms, l.p999_ms, l.max_ms
         );
         if self.errors > 0 {
-            let statuses: Vec<String> = self.statuses.iter().filter(|(s, _)| **s >= 400).map(|(s, n)| format!("{s}: {n}")).collect();
-            let kinds: Vec<String> = self.transport_errors.iter().map(|(k, n)| format!("{k}: {n}")).collect();
+            let statuses: Vec<String> = self
+                .statuses
+                .iter()
+                .filter(|(s, _)| **s >= 400)
+                .map(|(s, n)| format!("{s}: {n}"))
+                .collect();
+            let kinds: Vec<String> = self
+                .transport_errors
+                .iter()
+                .map(|(k, n)| format!("{k}: {n}"))
+                .collect();
             let _ = writeln!(t, "  errors     {}", [statuses, kinds].concat().join(", "));
         }
         for (kind, k) in &self.per_kind {
-            let _ = writeln!(t, "  {:<16} {:>9} requests   p50 {:.2} ms   p99 {:.2} ms", kind, k.requests, k.latency.p50_ms, k.latency.p99_ms);
+            let _ = writeln!(
+                t,
+                "  {:<16} {:>9} requests   p50 {:.2} ms   p99 {:.2} ms",
+                kind, k.requests, k.latency.p50_ms, k.latency.p99_ms
+            );
         }
         let s = &self.server;
-        let fmt = |v: Option<f64>, digits: usize| v.map(|x| format!("{x:.digits$}")).unwrap_or_else(|| "n/a".into());
+        let fmt = |v: Option<f64>, digits: usize| {
+            v.map(|x| format!("{x:.digits$}"))
+                .unwrap_or_else(|| "n/a".into())
+        };
         let _ = writeln!(
             t,
             "  server     db queries/request {}   cache hit ratio {}   cpu ms/request {}   peak memory MiB {}",
@@ -155,16 +205,28 @@ impl Report {
             fmt(s.peak_rss_mib, 1)
         );
         if let Some(r) = &self.upload_ready {
-            let _ = writeln!(t, "  uploads    {} probes ready after p50 {:.0} ms, p99 {:.0} ms", r.count, r.p50_ms, r.p99_ms);
+            let _ = writeln!(
+                t,
+                "  uploads    {} probes ready after p50 {:.0} ms, p99 {:.0} ms",
+                r.count, r.p50_ms, r.p99_ms
+            );
         }
         if let Some(j) = self.jobs_per_second {
             let _ = writeln!(t, "  workers    {j:.1} jobs/s");
         }
         if let Some(share) = s.primary_read_share {
-            let _ = writeln!(t, "  database   the primary served {:.1} % of reads", share * 100.0);
+            let _ = writeln!(
+                t,
+                "  database   the primary served {:.1} % of reads",
+                share * 100.0
+            );
         }
         if let (Some(served), Some(reads)) = (s.cache_served_ratio, s.db_reads_per_read_request) {
-            let _ = writeln!(t, "  cache      {:.1} % of cache reads served by a cache tier; {reads:.3} database queries per read request", served * 100.0);
+            let _ = writeln!(
+                t,
+                "  cache      {:.1} % of cache reads served by a cache tier; {reads:.3} database queries per read request",
+                served * 100.0
+            );
         }
         t
     }
@@ -175,13 +237,19 @@ impl Report {
     /// The directory or files cannot be written.
     pub fn write(&self, dir: &Path) -> std::io::Result<()> {
         std::fs::create_dir_all(dir)?;
-        std::fs::write(dir.join("report.json"), serde_json::to_vec_pretty(self).expect("reports serialise"))?;
+        std::fs::write(
+            dir.join("report.json"),
+            serde_json::to_vec_pretty(self).expect("reports serialise"),
+        )?;
         std::fs::write(dir.join("report.html"), self.html())
     }
 
     /// The HTML report.
     pub fn html(&self) -> String {
-        let mut h = page_head(&format!("Crescendo bench: {} scenario", scenario_name(self.scenario)));
+        let mut h = page_head(&format!(
+            "Crescendo bench: {} scenario",
+            scenario_name(self.scenario)
+        ));
         let _ = write!(
             h,
             "<h1>{} scenario</h1><p>{} — {} for {:.0} s.</p>",
@@ -193,21 +261,59 @@ impl Report {
         h.push_str("<pre>");
         h.push_str(&esc(&self.table()));
         h.push_str("</pre>");
-        let rps: Vec<(f64, f64)> = self.timeline.iter().map(|p| (p.second as f64, p.requests as f64)).collect();
-        let errs: Vec<(f64, f64)> = self.timeline.iter().map(|p| (p.second as f64, p.errors as f64)).collect();
-        let p50: Vec<(f64, f64)> = self.timeline.iter().map(|p| (p.second as f64, p.p50_ms)).collect();
-        let p99: Vec<(f64, f64)> = self.timeline.iter().map(|p| (p.second as f64, p.p99_ms)).collect();
-        h.push_str(&line_chart("Throughput over time", "second", "requests/s", &[("requests", "#2563eb", &rps), ("errors", "#dc2626", &errs)], None));
-        h.push_str(&line_chart("Latency over time", "second", "ms", &[("p50", "#16a34a", &p50), ("p99", "#d97706", &p99)], None));
+        let rps: Vec<(f64, f64)> = self
+            .timeline
+            .iter()
+            .map(|p| (p.second as f64, p.requests as f64))
+            .collect();
+        let errs: Vec<(f64, f64)> = self
+            .timeline
+            .iter()
+            .map(|p| (p.second as f64, p.errors as f64))
+            .collect();
+        let p50: Vec<(f64, f64)> = self
+            .timeline
+            .iter()
+            .map(|p| (p.second as f64, p.p50_ms))
+            .collect();
+        let p99: Vec<(f64, f64)> = self
+            .timeline
+            .iter()
+            .map(|p| (p.second as f64, p.p99_ms))
+            .collect();
+        h.push_str(&line_chart(
+            "Throughput over time",
+            "second",
+            "requests/s",
+            &[("requests", "#2563eb", &rps), ("errors", "#dc2626", &errs)],
+            None,
+        ));
+        h.push_str(&line_chart(
+            "Latency over time",
+            "second",
+            "ms",
+            &[("p50", "#16a34a", &p50), ("p99", "#d97706", &p99)],
+            None,
+        ));
         // x on a "nines" scale: 0, 90, 99, 99.9 … are evenly spaced
-        let dist: Vec<(f64, f64)> =
-            self.distribution.iter().map(|&(p, ms)| (-(1.0 - p / 100.0).max(1e-5).log10(), ms)).collect();
+        let dist: Vec<(f64, f64)> = self
+            .distribution
+            .iter()
+            .map(|&(p, ms)| (-(1.0 - p / 100.0).max(1e-5).log10(), ms))
+            .collect();
         h.push_str(&line_chart(
             "Latency distribution",
             "percentile",
             "ms",
             &[("latency", "#7c3aed", &dist)],
-            Some(&[(0.0, "0"), (1.0, "90"), (2.0, "99"), (3.0, "99.9"), (4.0, "99.99"), (5.0, "99.999")]),
+            Some(&[
+                (0.0, "0"),
+                (1.0, "90"),
+                (2.0, "99"),
+                (3.0, "99.9"),
+                (4.0, "99.99"),
+                (5.0, "99.999"),
+            ]),
         ));
         h.push_str("</body></html>\n");
         h
@@ -229,7 +335,10 @@ pub fn scenario_name(s: Scenario) -> &'static str {
 
 /// Escapes text for HTML.
 pub fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 /// The start of a self-contained HTML page.
@@ -245,7 +354,13 @@ figure{{margin:1.5rem 0}}</style></head><body>",
 }
 
 /// A line chart as inline SVG. `x_ticks` replaces the numeric x labels.
-pub fn line_chart(title: &str, x_label: &str, y_label: &str, series: &[(&str, &str, &[(f64, f64)])], x_ticks: Option<&[(f64, &str)]>) -> String {
+pub fn line_chart(
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    series: &[(&str, &str, &[(f64, f64)])],
+    x_ticks: Option<&[(f64, &str)]>,
+) -> String {
     let (w, h, left, right, top, bottom) = (880.0, 280.0, 60.0, 20.0, 20.0, 40.0);
     let points = series.iter().flat_map(|(_, _, p)| p.iter());
     let (mut x_max, mut y_max) = (0.0f64, 0.0f64);
@@ -256,7 +371,10 @@ pub fn line_chart(title: &str, x_label: &str, y_label: &str, series: &[(&str, &s
     if let Some(t) = x_ticks {
         x_max = x_max.max(t.iter().map(|(x, _)| *x).fold(0.0, f64::max));
     }
-    let (x_max, y_max) = (if x_max > 0.0 { x_max } else { 1.0 }, if y_max > 0.0 { y_max * 1.1 } else { 1.0 });
+    let (x_max, y_max) = (
+        if x_max > 0.0 { x_max } else { 1.0 },
+        if y_max > 0.0 { y_max * 1.1 } else { 1.0 },
+    );
     let sx = |x: f64| left + x / x_max * (w - left - right);
     let sy = |y: f64| top + (1.0 - y / y_max) * (h - top - bottom);
     let mut s = format!(
@@ -264,8 +382,18 @@ pub fn line_chart(title: &str, x_label: &str, y_label: &str, series: &[(&str, &s
         esc(title),
         esc(title)
     );
-    let _ = write!(s, "<line x1=\"{left}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"#888\"/>", h - bottom, w - right, h - bottom);
-    let _ = write!(s, "<line x1=\"{left}\" y1=\"{top}\" x2=\"{left}\" y2=\"{}\" stroke=\"#888\"/>", h - bottom);
+    let _ = write!(
+        s,
+        "<line x1=\"{left}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"#888\"/>",
+        h - bottom,
+        w - right,
+        h - bottom
+    );
+    let _ = write!(
+        s,
+        "<line x1=\"{left}\" y1=\"{top}\" x2=\"{left}\" y2=\"{}\" stroke=\"#888\"/>",
+        h - bottom
+    );
     for i in 0..=4 {
         let y = y_max * f64::from(i) / 4.0;
         let _ = write!(
@@ -282,21 +410,52 @@ pub fn line_chart(title: &str, x_label: &str, y_label: &str, series: &[(&str, &s
     match x_ticks {
         Some(ticks) => {
             for (x, label) in ticks {
-                let _ = write!(s, "<text x=\"{:.1}\" y=\"{}\" text-anchor=\"middle\">{}</text>", sx(*x), h - bottom + 14.0, esc(label));
+                let _ = write!(
+                    s,
+                    "<text x=\"{:.1}\" y=\"{}\" text-anchor=\"middle\">{}</text>",
+                    sx(*x),
+                    h - bottom + 14.0,
+                    esc(label)
+                );
             }
         }
         None => {
             for i in 0..=4 {
                 let x = x_max * f64::from(i) / 4.0;
-                let _ = write!(s, "<text x=\"{:.1}\" y=\"{}\" text-anchor=\"middle\">{}</text>", sx(x), h - bottom + 14.0, short(x));
+                let _ = write!(
+                    s,
+                    "<text x=\"{:.1}\" y=\"{}\" text-anchor=\"middle\">{}</text>",
+                    sx(x),
+                    h - bottom + 14.0,
+                    short(x)
+                );
             }
         }
     }
-    let _ = write!(s, "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{}</text>", (left + w - right) / 2.0, h - 6.0, esc(x_label));
-    let _ = write!(s, "<text x=\"12\" y=\"{}\" transform=\"rotate(-90 12 {})\" text-anchor=\"middle\">{}</text>", h / 2.0, h / 2.0, esc(y_label));
+    let _ = write!(
+        s,
+        "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{}</text>",
+        (left + w - right) / 2.0,
+        h - 6.0,
+        esc(x_label)
+    );
+    let _ = write!(
+        s,
+        "<text x=\"12\" y=\"{}\" transform=\"rotate(-90 12 {})\" text-anchor=\"middle\">{}</text>",
+        h / 2.0,
+        h / 2.0,
+        esc(y_label)
+    );
     for (i, (name, color, pts)) in series.iter().enumerate() {
-        let path: Vec<String> = pts.iter().map(|&(x, y)| format!("{:.1},{:.1}", sx(x), sy(y))).collect();
-        let _ = write!(s, "<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"2\" points=\"{}\"/>", path.join(" "));
+        let path: Vec<String> = pts
+            .iter()
+            .map(|&(x, y)| format!("{:.1},{:.1}", sx(x), sy(y)))
+            .collect();
+        let _ = write!(
+            s,
+            "<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"2\" points=\"{}\"/>",
+            path.join(" ")
+        );
         let _ = write!(
             s,
             "<rect x=\"{}\" y=\"{}\" width=\"10\" height=\"10\" fill=\"{color}\"/><text x=\"{}\" y=\"{}\">{}</text>",
@@ -332,18 +491,37 @@ mod tests {
         let mut s = Stats::default();
         for i in 0..100u64 {
             let status = if i % 50 == 0 { 503 } else { 200 };
-            s.record(Duration::from_millis(i * 20), "feed", Duration::from_millis(1 + i % 10), Ok(status));
+            s.record(
+                Duration::from_millis(i * 20),
+                "feed",
+                Duration::from_millis(1 + i % 10),
+                Ok(status),
+            );
         }
-        s.record(Duration::from_millis(1999), "write.comment", Duration::from_secs(5), Err("timeout"));
+        s.record(
+            Duration::from_millis(1999),
+            "write.comment",
+            Duration::from_secs(5),
+            Err("timeout"),
+        );
         s
     }
 
     #[test]
     fn the_json_report_holds_the_figures() {
-        let r = Report::new("http://127.0.0.1:1", Scenario::Social, Model::Closed { connections: 4 }, 2.0, &stats(), ServerView::default());
+        let r = Report::new(
+            "http://127.0.0.1:1",
+            Scenario::Social,
+            Model::Closed { connections: 4 },
+            2.0,
+            &stats(),
+            ServerView::default(),
+        );
         let dir = tempfile::tempdir().unwrap();
         r.write(dir.path()).unwrap();
-        let j: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.path().join("report.json")).unwrap()).unwrap();
+        let j: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.path().join("report.json")).unwrap())
+                .unwrap();
         assert_eq!(j["requests"], 101);
         assert_eq!(j["errors"], 3);
         assert_eq!(j["ok"], 98);
@@ -359,12 +537,26 @@ mod tests {
 
     #[test]
     fn the_html_report_draws_its_charts_and_escapes_text() {
-        let r = Report::new("http://x/<script>", Scenario::Feed, Model::Open { rate: 100.0, max_in_flight: 10 }, 2.0, &stats(), ServerView::default());
+        let r = Report::new(
+            "http://x/<script>",
+            Scenario::Feed,
+            Model::Open {
+                rate: 100.0,
+                max_in_flight: 10,
+            },
+            2.0,
+            &stats(),
+            ServerView::default(),
+        );
         let html = r.html();
         assert_eq!(html.matches("<svg").count(), 3);
         assert!(html.contains("Throughput over time") && html.contains("Latency distribution"));
         assert!(html.contains("&lt;script&gt;") && !html.contains("<script>"));
         assert!(html.contains("open loop, 100 requests/s"));
-        assert!(r.table().contains("errors     503: 2, timeout: 1"), "{}", r.table());
+        assert!(
+            r.table().contains("errors     503: 2, timeout: 1"),
+            "{}",
+            r.table()
+        );
     }
 }

@@ -1,10 +1,12 @@
 //! Scenarios: what a load sends, request by request.
 
-use crate::seed::{username, Rng, Seeded};
+use crate::seed::{Rng, Seeded, username};
 use serde_json::json;
 
 /// A named mix of requests.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Scenario {
     /// `GET /api/articles?limit=20`, anonymous.
@@ -69,7 +71,14 @@ pub struct Request {
 }
 
 fn get(kind: &'static str, path: String, token: Option<String>) -> Request {
-    Request { kind, method: reqwest::Method::GET, path, token, body: None, raw: None }
+    Request {
+        kind,
+        method: reqwest::Method::GET,
+        path,
+        token,
+        body: None,
+        raw: None,
+    }
 }
 
 impl Scenario {
@@ -78,14 +87,24 @@ impl Scenario {
     pub fn next(self, rng: &mut Rng, data: &Seeded, n: u64) -> Request {
         let user = rng.below(data.tokens.len().max(1));
         let token = data.tokens.get(user).cloned();
-        let any_slug = |rng: &mut Rng| data.slugs.get(rng.below(data.slugs.len().max(1))).cloned().unwrap_or_default();
+        let any_slug = |rng: &mut Rng| {
+            data.slugs
+                .get(rng.below(data.slugs.len().max(1)))
+                .cloned()
+                .unwrap_or_default()
+        };
         match self {
             Scenario::List => get("list", "/api/articles?limit=20".into(), None),
             Scenario::Article => get("article", format!("/api/articles/{}", any_slug(rng)), None),
             Scenario::Feed => get("feed", "/api/articles/feed?limit=20".into(), token),
-            Scenario::Profile => {
-                get("profile", format!("/api/profiles/{}", username(rng.below(data.tokens.len().max(1)))), token)
-            }
+            Scenario::Profile => get(
+                "profile",
+                format!(
+                    "/api/profiles/{}",
+                    username(rng.below(data.tokens.len().max(1)))
+                ),
+                token,
+            ),
             Scenario::Write => {
                 let target = any_slug(rng);
                 let other = username(rng.below(data.tokens.len().max(1)));
@@ -149,7 +168,10 @@ impl Scenario {
                 0..60 => get("feed", "/api/articles/feed?limit=20".into(), token),
                 60..75 => get(
                     "timeline",
-                    format!("/api/articles?author={}&limit=10", username(rng.below(data.tokens.len().max(1)))),
+                    format!(
+                        "/api/articles?author={}&limit=10",
+                        username(rng.below(data.tokens.len().max(1)))
+                    ),
                     token,
                 ),
                 75..90 => get("article", format!("/api/articles/{}", any_slug(rng)), token),
@@ -164,7 +186,10 @@ mod tests {
     use super::*;
 
     fn data() -> Seeded {
-        Seeded { tokens: (0..10).map(|i| format!("t{i}")).collect(), slugs: (0..10).map(|i| format!("s-{i}")).collect() }
+        Seeded {
+            tokens: (0..10).map(|i| format!("t{i}")).collect(),
+            slugs: (0..10).map(|i| format!("s-{i}")).collect(),
+        }
     }
 
     #[test]

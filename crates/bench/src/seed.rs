@@ -6,10 +6,10 @@
 //! exist are signed in instead of registered, authors that already have their articles get no
 //! more, and follows and favourites are idempotent in the API itself.
 
-use anyhow::{bail, Context};
-use serde_json::{json, Value};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use anyhow::{Context, bail};
+use serde_json::{Value, json};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 use tokio::sync::Semaphore;
 
@@ -56,7 +56,8 @@ impl Default for SeedPlan {
 /// # Errors
 /// An unreadable file or a line that is not two numbers.
 pub fn read_graph(path: &std::path::Path) -> anyhow::Result<(Vec<(usize, usize)>, usize)> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let mut edges = Vec::new();
     let mut users = 0;
     for (n, line) in text.lines().enumerate() {
@@ -66,7 +67,11 @@ pub fn read_graph(path: &std::path::Path) -> anyhow::Result<(Vec<(usize, usize)>
         }
         let mut parts = line.split_whitespace().map(str::parse::<usize>);
         let (Some(Ok(a)), Some(Ok(b))) = (parts.next(), parts.next()) else {
-            bail!("{}:{}: expected two user indices, found {line:?}", path.display(), n + 1);
+            bail!(
+                "{}:{}: expected two user indices, found {line:?}",
+                path.display(),
+                n + 1
+            );
         };
         users = users.max(a + 1).max(b + 1);
         if a != b {
@@ -117,23 +122,55 @@ struct Zipf {
 impl Zipf {
     fn new(n: usize) -> Self {
         let mut acc = 0.0;
-        Self { cumulative: (0..n).map(|r| {
-            acc += 1.0 / (r as f64 + 1.0);
-            acc
-        }).collect() }
+        Self {
+            cumulative: (0..n)
+                .map(|r| {
+                    acc += 1.0 / (r as f64 + 1.0);
+                    acc
+                })
+                .collect(),
+        }
     }
     fn sample(&self, rng: &mut Rng) -> usize {
         let total = *self.cumulative.last().expect("non-empty");
         let x = (rng.next() as f64 / u64::MAX as f64) * total;
-        self.cumulative.partition_point(|&c| c < x).min(self.cumulative.len() - 1)
+        self.cumulative
+            .partition_point(|&c| c < x)
+            .min(self.cumulative.len() - 1)
     }
 }
 
 const TAGS: &[&str] = &[
-    "rust", "databases", "scaling", "caching", "queues", "sharding", "replication", "latency", "dragons",
-    "training", "cooking", "travel", "photography", "music", "books", "design", "testing", "security",
-    "networking", "linux", "postgres", "redis", "haproxy", "varnish", "nats", "metrics", "tracing", "web",
-    "mobile", "history",
+    "rust",
+    "databases",
+    "scaling",
+    "caching",
+    "queues",
+    "sharding",
+    "replication",
+    "latency",
+    "dragons",
+    "training",
+    "cooking",
+    "travel",
+    "photography",
+    "music",
+    "books",
+    "design",
+    "testing",
+    "security",
+    "networking",
+    "linux",
+    "postgres",
+    "redis",
+    "haproxy",
+    "varnish",
+    "nats",
+    "metrics",
+    "tracing",
+    "web",
+    "mobile",
+    "history",
 ];
 
 async fn send(req: reqwest::RequestBuilder) -> anyhow::Result<(reqwest::StatusCode, Value)> {
@@ -144,8 +181,15 @@ async fn send(req: reqwest::RequestBuilder) -> anyhow::Result<(reqwest::StatusCo
 }
 
 /// POSTs `body` (or nothing) to `url` as the holder of `token`; any answer but 2xx is an error.
-async fn post_as(client: &reqwest::Client, url: String, token: &str, body: Option<Value>) -> anyhow::Result<Value> {
-    let mut req = client.post(&url).header("authorization", format!("Token {token}"));
+async fn post_as(
+    client: &reqwest::Client,
+    url: String,
+    token: &str,
+    body: Option<Value>,
+) -> anyhow::Result<Value> {
+    let mut req = client
+        .post(&url)
+        .header("authorization", format!("Token {token}"));
     if let Some(b) = body {
         req = req.json(&b);
     }
@@ -196,7 +240,9 @@ fn heavy_tailed_follows(plan: &SeedPlan, rng: &mut Rng) -> Vec<(usize, usize)> {
     for i in 0..plan.users {
         let mut chosen = std::collections::BTreeSet::new();
         let mut tries = 0;
-        while chosen.len() < plan.follows_per_user.min(plan.users - 1) && tries < plan.follows_per_user * 50 {
+        while chosen.len() < plan.follows_per_user.min(plan.users - 1)
+            && tries < plan.follows_per_user * 50
+        {
             let t = zipf.sample(rng);
             if t != i {
                 chosen.insert(t);
@@ -212,12 +258,16 @@ fn heavy_tailed_follows(plan: &SeedPlan, rng: &mut Rng) -> Vec<(usize, usize)> {
 async fn all_slugs(client: &reqwest::Client, api: &str) -> anyhow::Result<Vec<String>> {
     let mut slugs = Vec::new();
     loop {
-        let (_, v) = send(client.get(format!("{api}/articles?limit=100&offset={}", slugs.len()))).await?;
+        let (_, v) =
+            send(client.get(format!("{api}/articles?limit=100&offset={}", slugs.len()))).await?;
         let page = v["articles"].as_array().cloned().unwrap_or_default();
         if page.is_empty() {
             return Ok(slugs);
         }
-        slugs.extend(page.iter().filter_map(|a| a["slug"].as_str().map(str::to_string)));
+        slugs.extend(
+            page.iter()
+                .filter_map(|a| a["slug"].as_str().map(str::to_string)),
+        );
     }
 }
 
@@ -227,9 +277,14 @@ async fn all_slugs(client: &reqwest::Client, api: &str) -> anyhow::Result<Vec<St
 /// The target refuses a request in a way seeding cannot work around.
 pub async fn seed(base: &str, plan: &SeedPlan) -> anyhow::Result<Seeded> {
     let api = format!("{}/api", base.trim_end_matches('/'));
-    let client = reqwest::Client::builder().pool_max_idle_per_host(plan.concurrency).build()?;
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(plan.concurrency)
+        .build()?;
     let mut rng = Rng(0x00c0_ffee);
-    eprintln!("seeding {api}: {} users, {} articles", plan.users, plan.articles);
+    eprintln!(
+        "seeding {api}: {} users, {} articles",
+        plan.users, plan.articles
+    );
 
     // users: register, or sign in when they exist already
     let tokens = Arc::new(std::sync::Mutex::new(vec![String::new(); plan.users]));
@@ -265,17 +320,33 @@ pub async fn seed(base: &str, plan: &SeedPlan) -> anyhow::Result<Seeded> {
 
     let follows = match &plan.graph {
         // a real graph: friendships, followed both ways
-        Some(edges) => edges.iter().flat_map(|&(a, b)| [(a, b), (b, a)]).filter(|&(a, b)| a < plan.users && b < plan.users).collect(),
+        Some(edges) => edges
+            .iter()
+            .flat_map(|&(a, b)| [(a, b), (b, a)])
+            .filter(|&(a, b)| a < plan.users && b < plan.users)
+            .collect(),
         None => heavy_tailed_follows(plan, &mut rng),
     };
     {
         let (api, client, tokens) = (api.clone(), client.clone(), tokens.clone());
-        each("follows", follows, plan.concurrency, move |(i, t): (usize, usize)| {
-            let (api, client, token) = (api.clone(), client.clone(), tokens[i].clone());
-            async move {
-                post_as(&client, format!("{api}/profiles/bench_{t}/follow"), &token, None).await.map(drop)
-            }
-        })
+        each(
+            "follows",
+            follows,
+            plan.concurrency,
+            move |(i, t): (usize, usize)| {
+                let (api, client, token) = (api.clone(), client.clone(), tokens[i].clone());
+                async move {
+                    post_as(
+                        &client,
+                        format!("{api}/profiles/bench_{t}/follow"),
+                        &token,
+                        None,
+                    )
+                    .await
+                    .map(drop)
+                }
+            },
+        )
         .await?;
     }
 
@@ -291,24 +362,39 @@ pub async fn seed(base: &str, plan: &SeedPlan) -> anyhow::Result<Seeded> {
             let mut tags: Vec<&str> = (0..ntags).map(|_| TAGS[rng.below(TAGS.len())]).collect();
             tags.dedup();
             let words = 50 + rng.below(400);
-            to_create.push((i, k, tags.iter().map(|t| t.to_string()).collect::<Vec<_>>(), words));
+            to_create.push((
+                i,
+                k,
+                tags.iter().map(|t| t.to_string()).collect::<Vec<_>>(),
+                words,
+            ));
         }
     }
     {
         let (api, client, tokens) = (api.clone(), client.clone(), tokens.clone());
-        each("articles", to_create, plan.concurrency, move |(i, k, tags, words)| {
-            let (api, client, token) = (api.clone(), client.clone(), tokens[i].clone());
-            async move {
-                let body: String = (0..words).map(|w| ["scale", "cache", "shard", "queue", "replica", "node"][w % 6]).collect::<Vec<_>>().join(" ");
-                let article = json!({"article": {
-                    "title": format!("Notes on {} number {k} by bench {i}", tags[0]),
-                    "description": format!("What bench_{i} learned about {}", tags.join(", ")),
-                    "body": body,
-                    "tagList": tags,
-                }});
-                post_as(&client, format!("{api}/articles"), &token, Some(article)).await.map(drop)
-            }
-        })
+        each(
+            "articles",
+            to_create,
+            plan.concurrency,
+            move |(i, k, tags, words)| {
+                let (api, client, token) = (api.clone(), client.clone(), tokens[i].clone());
+                async move {
+                    let body: String = (0..words)
+                        .map(|w| ["scale", "cache", "shard", "queue", "replica", "node"][w % 6])
+                        .collect::<Vec<_>>()
+                        .join(" ");
+                    let article = json!({"article": {
+                        "title": format!("Notes on {} number {k} by bench {i}", tags[0]),
+                        "description": format!("What bench_{i} learned about {}", tags.join(", ")),
+                        "body": body,
+                        "tagList": tags,
+                    }});
+                    post_as(&client, format!("{api}/articles"), &token, Some(article))
+                        .await
+                        .map(drop)
+                }
+            },
+        )
         .await?;
     }
 
@@ -327,14 +413,22 @@ pub async fn seed(base: &str, plan: &SeedPlan) -> anyhow::Result<Seeded> {
             favs.push((i, slugs[rng.below(slugs.len())].clone()));
         }
     }
-    let comments: Vec<(usize, String)> =
-        (0..plan.comments).map(|_| (rng.below(plan.users), slugs[rng.below(slugs.len())].clone())).collect();
+    let comments: Vec<(usize, String)> = (0..plan.comments)
+        .map(|_| (rng.below(plan.users), slugs[rng.below(slugs.len())].clone()))
+        .collect();
     {
         let (api, client, tokens) = (api.clone(), client.clone(), tokens.clone());
         each("favorites", favs, plan.concurrency, move |(i, slug)| {
             let (api, client, token) = (api.clone(), client.clone(), tokens[i].clone());
             async move {
-                post_as(&client, format!("{api}/articles/{slug}/favorite"), &token, None).await.map(drop)
+                post_as(
+                    &client,
+                    format!("{api}/articles/{slug}/favorite"),
+                    &token,
+                    None,
+                )
+                .await
+                .map(drop)
             }
         })
         .await?;
@@ -345,7 +439,14 @@ pub async fn seed(base: &str, plan: &SeedPlan) -> anyhow::Result<Seeded> {
             let (api, client, token) = (api.clone(), client.clone(), tokens[i].clone());
             async move {
                 let body = json!({"comment": {"body": format!("A thought from bench_{i}")}});
-                post_as(&client, format!("{api}/articles/{slug}/comments"), &token, Some(body)).await.map(drop)
+                post_as(
+                    &client,
+                    format!("{api}/articles/{slug}/comments"),
+                    &token,
+                    Some(body),
+                )
+                .await
+                .map(drop)
             }
         })
         .await?;
@@ -365,7 +466,15 @@ mod tests {
         for _ in 0..20_000 {
             counts[z.sample(&mut rng)] += 1;
         }
-        assert!(counts[0] > 10 * counts[100], "rank 0: {}, rank 100: {}", counts[0], counts[100]);
-        assert!(counts.iter().filter(|&&c| c > 0).count() > 150, "the tail is still reached");
+        assert!(
+            counts[0] > 10 * counts[100],
+            "rank 0: {}, rank 100: {}",
+            counts[0],
+            counts[100]
+        );
+        assert!(
+            counts.iter().filter(|&&c| c > 0).count() > 150,
+            "the tail is still reached"
+        );
     }
 }

@@ -37,8 +37,12 @@ pub fn parse(text: &str) -> Scrape {
         if line.starts_with('#') || line.trim().is_empty() {
             continue;
         }
-        let Some((series, value)) = line.rsplit_once(' ') else { continue };
-        let Ok(v) = value.trim().parse::<f64>() else { continue };
+        let Some((series, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let Ok(v) = value.trim().parse::<f64>() else {
+            continue;
+        };
         let name = series.split('{').next().unwrap_or(series);
         let local = series.contains("layer=\"local\"");
         match name {
@@ -58,10 +62,14 @@ pub fn parse(text: &str) -> Scrape {
                     }
                 }
             }
-            "crescendo_http_db_queries_total" if series.contains("method=\"GET\"") => s.read_request_queries += v,
+            "crescendo_http_db_queries_total" if series.contains("method=\"GET\"") => {
+                s.read_request_queries += v
+            }
             "crescendo_jobs_total" if series.contains("outcome=\"ok\"") => s.jobs_ok += v,
             "crescendo_cache_hits_total" if local => s.cache_hits += v,
-            "crescendo_cache_hits_total" if series.contains("layer=\"shared\"") => s.shared_hits += v,
+            "crescendo_cache_hits_total" if series.contains("layer=\"shared\"") => {
+                s.shared_hits += v
+            }
             "crescendo_cache_misses_total" if local => s.cache_misses += v,
             _ => {}
         }
@@ -120,7 +128,10 @@ pub fn sample_process(pid: u32) -> Option<ProcessSample> {
         .find_map(|l| l.strip_prefix("VmHWM:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())?;
     // clock ticks per second: 100 on Linux for every architecture this project runs on
-    Some(ProcessSample { cpu_secs: (utime + stime) / 100.0, peak_rss_mib: hwm_kib / 1024.0 })
+    Some(ProcessSample {
+        cpu_secs: (utime + stime) / 100.0,
+        peak_rss_mib: hwm_kib / 1024.0,
+    })
 }
 
 /// What the server says about a run.
@@ -167,13 +178,20 @@ impl ServerView {
             let (hits, misses) = (a.cache_hits - b.cache_hits, a.cache_misses - b.cache_misses);
             if hits + misses > 0.0 {
                 v.cache_hit_ratio = Some(hits / (hits + misses));
-                v.cache_served_ratio = Some((hits + a.shared_hits - b.shared_hits) / (hits + misses));
+                v.cache_served_ratio =
+                    Some((hits + a.shared_hits - b.shared_hits) / (hits + misses));
             }
-            let (reads, read_requests) = (a.read_request_queries - b.read_request_queries, a.read_requests - b.read_requests);
+            let (reads, read_requests) = (
+                a.read_request_queries - b.read_request_queries,
+                a.read_requests - b.read_requests,
+            );
             if read_requests > 0.0 {
                 v.db_reads_per_read_request = Some(reads / read_requests);
             }
-            let (primary, replica) = (a.primary_reads - b.primary_reads, a.replica_reads - b.replica_reads);
+            let (primary, replica) = (
+                a.primary_reads - b.primary_reads,
+                a.replica_reads - b.replica_reads,
+            );
             if primary + replica > 0.0 {
                 v.primary_read_share = Some(primary / (primary + replica));
             }
@@ -190,7 +208,12 @@ impl ServerView {
 
 /// Labels of a series, for tests and debugging.
 pub fn labels(series: &str) -> HashMap<String, String> {
-    let Some(inner) = series.split_once('{').and_then(|(_, r)| r.strip_suffix('}')) else { return HashMap::new() };
+    let Some(inner) = series
+        .split_once('{')
+        .and_then(|(_, r)| r.strip_suffix('}'))
+    else {
+        return HashMap::new();
+    };
     inner
         .split(',')
         .filter_map(|kv| kv.split_once('='))
@@ -256,8 +279,14 @@ crescendo_http_request_duration_seconds_bucket{le="0.1"} 7
         let v = ServerView::between(
             Some(&before),
             Some(&after),
-            Some(ProcessSample { cpu_secs: 1.0, peak_rss_mib: 50.0 }),
-            Some(ProcessSample { cpu_secs: 2.0, peak_rss_mib: 60.0 }),
+            Some(ProcessSample {
+                cpu_secs: 1.0,
+                peak_rss_mib: 50.0,
+            }),
+            Some(ProcessSample {
+                cpu_secs: 2.0,
+                peak_rss_mib: 60.0,
+            }),
         );
         assert_eq!(v.requests, Some(1000.0));
         assert_eq!(v.db_queries_per_request, Some(0.05));
@@ -267,7 +296,10 @@ crescendo_http_request_duration_seconds_bucket{le="0.1"} 7
         assert_eq!(v.primary_read_share, Some(0.05));
         assert_eq!(v.cpu_ms_per_request, Some(1.0));
         assert_eq!(v.peak_rss_mib, Some(60.0));
-        assert_eq!(ServerView::between(None, None, None, None), ServerView::default());
+        assert_eq!(
+            ServerView::between(None, None, None, None),
+            ServerView::default()
+        );
     }
 
     #[test]

@@ -8,9 +8,9 @@
 //! `fsync` on, so every rung's writes are as durable as rung 1's. Behind a load balancer the
 //! server's view is the sum of every web node's `/metrics`.
 
-use crate::report::{esc, page_head, Report};
-use crate::{bench, BenchOptions};
-use anyhow::{bail, Context};
+use crate::report::{Report, esc, page_head};
+use crate::{BenchOptions, bench};
+use anyhow::{Context, bail};
 use serde::Serialize;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -70,12 +70,30 @@ pub const RUNGS: &[Rung] = &[
 /// The topology file of each rung the tour starts that way.
 fn topology(rung: u8) -> Option<(&'static str, &'static str)> {
     Some(match rung {
-        2 => ("02-separate-db.toml", include_str!("../../../topologies/02-separate-db.toml")),
-        3 => ("03-load-balancer.toml", include_str!("../../../topologies/03-load-balancer.toml")),
-        4 => ("04-replication.toml", include_str!("../../../topologies/04-replication.toml")),
-        5 => ("05-cache.toml", include_str!("../../../topologies/05-cache.toml")),
-        7 => ("07-stateless.toml", include_str!("../../../topologies/07-stateless.toml")),
-        9 => ("09-queue.toml", include_str!("../../../topologies/09-queue.toml")),
+        2 => (
+            "02-separate-db.toml",
+            include_str!("../../../topologies/02-separate-db.toml"),
+        ),
+        3 => (
+            "03-load-balancer.toml",
+            include_str!("../../../topologies/03-load-balancer.toml"),
+        ),
+        4 => (
+            "04-replication.toml",
+            include_str!("../../../topologies/04-replication.toml"),
+        ),
+        5 => (
+            "05-cache.toml",
+            include_str!("../../../topologies/05-cache.toml"),
+        ),
+        7 => (
+            "07-stateless.toml",
+            include_str!("../../../topologies/07-stateless.toml"),
+        ),
+        9 => (
+            "09-queue.toml",
+            include_str!("../../../topologies/09-queue.toml"),
+        ),
         _ => return None,
     })
 }
@@ -164,7 +182,11 @@ impl Drop for Started {
     fn drop(&mut self) {
         self.topology.take();
         if let Some(child) = &mut self.child {
-            crescendo_topology::stop(child, Some(nix::sys::signal::Signal::SIGTERM), Duration::from_secs(10));
+            crescendo_topology::stop(
+                child,
+                Some(nix::sys::signal::Signal::SIGTERM),
+                Duration::from_secs(10),
+            );
         }
     }
 }
@@ -177,7 +199,12 @@ fn start_rung(exe: &Path, rung: u8) -> anyhow::Result<Started> {
     if let Some((name, text)) = topology(rung) {
         let t = deploy::Topology::parse(text, name)?;
         let public = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
-        let opts = deploy::UpOptions { exe: exe.to_path_buf(), run_dir: data.path().join("run"), public: Some(public), progress: |_| {} };
+        let opts = deploy::UpOptions {
+            exe: exe.to_path_buf(),
+            run_dir: data.path().join("run"),
+            public: Some(public),
+            progress: |_| {},
+        };
         let running = deploy::up(&t, &opts)?;
         let metrics = running
             .state
@@ -188,7 +215,13 @@ fn start_rung(exe: &Path, rung: u8) -> anyhow::Result<Started> {
             .collect();
         // let the balancer's first health checks pass before load starts
         std::thread::sleep(Duration::from_millis(800));
-        return Ok(Started { child: None, url: running.state.url.clone(), topology: Some(running), metrics, _data: data });
+        return Ok(Started {
+            child: None,
+            url: running.state.url.clone(),
+            topology: Some(running),
+            metrics,
+            _data: data,
+        });
     }
     if rung != 1 {
         bail!("rung {rung} cannot be started yet");
@@ -219,16 +252,29 @@ fn start_rung(exe: &Path, rung: u8) -> anyhow::Result<Started> {
     };
     std::thread::spawn(move || for _ in lines {});
     let metrics = vec![format!("{url}/metrics")];
-    Ok(Started { child: Some(child), topology: None, url, metrics, _data: data })
+    Ok(Started {
+        child: Some(child),
+        topology: None,
+        url,
+        metrics,
+        _data: data,
+    })
 }
 
 /// Signs a browser up through the balancer, pinned to `web-1` when the balancer pins
 /// (its cookie is harmless otherwise), kills `web-1`, and says whether the browser is still
 /// signed in.
-async fn session_survives(url: &str, running: &crescendo_topology::deploy::Running) -> anyhow::Result<bool> {
-    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build()?;
+async fn session_survives(
+    url: &str,
+    running: &crescendo_topology::deploy::Running,
+) -> anyhow::Result<bool> {
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?;
     let mut cookies = vec!["CRESCENDO_NODE=web-1".to_string()];
-    let send = |r: reqwest::RequestBuilder, cookies: &Vec<String>| r.header("cookie", cookies.join("; ")).send();
+    let send = |r: reqwest::RequestBuilder, cookies: &Vec<String>| {
+        r.header("cookie", cookies.join("; ")).send()
+    };
     let page = send(client.get(format!("{url}/register")), &cookies).await?;
     let keep = |res: &reqwest::Response, cookies: &mut Vec<String>| {
         for c in res.headers().get_all("set-cookie") {
@@ -245,32 +291,81 @@ async fn session_survives(url: &str, running: &crescendo_topology::deploy::Runni
     let at = body.find(marker).context("no sign-up form")? + marker.len();
     let csrf = &body[at..at + body[at..].find('"').context("no token")?];
     let name = format!("tour{}", std::process::id());
-    let form = format!("username={name}&email={name}%40example.com&password=password123&csrf={csrf}");
-    let res = send(client.post(format!("{url}/register")).header("content-type", "application/x-www-form-urlencoded").body(form), &cookies).await?;
-    anyhow::ensure!(res.status() == reqwest::StatusCode::SEE_OTHER, "signing up answered {}", res.status());
+    let form =
+        format!("username={name}&email={name}%40example.com&password=password123&csrf={csrf}");
+    let res = send(
+        client
+            .post(format!("{url}/register"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form),
+        &cookies,
+    )
+    .await?;
+    anyhow::ensure!(
+        res.status() == reqwest::StatusCode::SEE_OTHER,
+        "signing up answered {}",
+        res.status()
+    );
     keep(&res, &mut cookies);
-    let web1 = running.state.processes.iter().find(|p| p.name == "web-1").context("no web-1")?;
-    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(web1.pid as i32), nix::sys::signal::Signal::SIGKILL);
+    let web1 = running
+        .state
+        .processes
+        .iter()
+        .find(|p| p.name == "web-1")
+        .context("no web-1")?;
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(web1.pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    );
     // the balancer's checks mark it down within a second
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let res = send(client.get(format!("{url}/settings")), &cookies).await?;
     Ok(res.status() == reqwest::StatusCode::OK)
 }
 
-fn verdict(rung: &Rung, r: &Report, survives: Option<bool>, uploads: Option<&UploadFigures>) -> String {
-    let hits = r.server.cache_hit_ratio.map(|h| format!(", {:.1} % of cache reads served in-process", h * 100.0)).unwrap_or_default();
+fn verdict(
+    rung: &Rung,
+    r: &Report,
+    survives: Option<bool>,
+    uploads: Option<&UploadFigures>,
+) -> String {
+    let hits = r
+        .server
+        .cache_hit_ratio
+        .map(|h| format!(", {:.1} % of cache reads served in-process", h * 100.0))
+        .unwrap_or_default();
     let served = match (r.server.cache_served_ratio, r.server.cache_hit_ratio) {
         (Some(s), Some(h)) if s > h => format!(" ({:.1} % from either cache tier)", s * 100.0),
         _ => String::new(),
     };
     let hits = hits + &served;
-    let reads = r.server.db_reads_per_read_request.map(|q| format!(", {q:.3} database queries per read request")).unwrap_or_default();
-    let dbq = r.server.db_queries_per_request.map(|q| format!(", {q:.3} database queries per request")).unwrap_or_default();
-    let primary = r.server.primary_read_share.map(|p| format!(", the primary served {:.1} % of database reads", p * 100.0)).unwrap_or_default();
-    let share_ok = !matches!(rung.number, 4 | 7) || r.server.primary_read_share.is_some_and(|p| p <= 0.10);
-    let reads_ok = rung.number != 5 || r.server.db_reads_per_read_request.is_some_and(|q| q <= 0.10);
+    let reads = r
+        .server
+        .db_reads_per_read_request
+        .map(|q| format!(", {q:.3} database queries per read request"))
+        .unwrap_or_default();
+    let dbq = r
+        .server
+        .db_queries_per_request
+        .map(|q| format!(", {q:.3} database queries per request"))
+        .unwrap_or_default();
+    let primary = r
+        .server
+        .primary_read_share
+        .map(|p| format!(", the primary served {:.1} % of database reads", p * 100.0))
+        .unwrap_or_default();
+    let share_ok =
+        !matches!(rung.number, 4 | 7) || r.server.primary_read_share.is_some_and(|p| p <= 0.10);
+    let reads_ok = rung.number != 5
+        || r.server
+            .db_reads_per_read_request
+            .is_some_and(|q| q <= 0.10);
     let uploads_ok = uploads.is_none_or(|u| u.errors == 0 && u.jobs_per_second > 0.0);
-    let holds = if r.errors == 0 && share_ok && reads_ok && uploads_ok { "holds" } else { "holds only in part" };
+    let holds = if r.errors == 0 && share_ok && reads_ok && uploads_ok {
+        "holds"
+    } else {
+        "holds only in part"
+    };
     let uploads = uploads
         .map(|u| {
             format!(
@@ -281,7 +376,9 @@ fn verdict(rung: &Rung, r: &Report, survives: Option<bool>, uploads: Option<&Upl
         .unwrap_or_default();
     let sessions = match survives {
         Some(true) => "; a browser signed in through a node that was then killed stayed signed in",
-        Some(false) => "; a browser signed in through a node that was then killed was signed out (its session lived in that node's memory)",
+        Some(false) => {
+            "; a browser signed in through a node that was then killed was signed out (its session lived in that node's memory)"
+        }
         None => "",
     };
     format!(
@@ -357,7 +454,10 @@ pub async fn tour(exe: &Path, template: &BenchOptions, out: &Path) -> anyhow::Re
         });
         tokio::task::spawn_blocking(move || drop(server)).await?;
     }
-    let t = TourReport { scenario: crate::report::scenario_name(template.scenario).into(), rungs: rows };
+    let t = TourReport {
+        scenario: crate::report::scenario_name(template.scenario).into(),
+        rungs: rows,
+    };
     write(&t, out)?;
     Ok(t)
 }
@@ -368,9 +468,15 @@ pub async fn tour(exe: &Path, template: &BenchOptions, out: &Path) -> anyhow::Re
 /// The files cannot be written.
 pub fn write(t: &TourReport, out: &Path) -> std::io::Result<PathBuf> {
     std::fs::create_dir_all(out)?;
-    std::fs::write(out.join("tour.json"), serde_json::to_vec_pretty(t).expect("reports serialise"))?;
+    std::fs::write(
+        out.join("tour.json"),
+        serde_json::to_vec_pretty(t).expect("reports serialise"),
+    )?;
     let mut h = page_head(&format!("Crescendo tour: {} scenario", t.scenario));
-    h.push_str(&format!("<h1>The ladder, measured: {} scenario</h1>", esc(&t.scenario)));
+    h.push_str(&format!(
+        "<h1>The ladder, measured: {} scenario</h1>",
+        esc(&t.scenario)
+    ));
     h.push_str("<table><tr><th>rung</th><th>name</th><th>req/s</th><th>p50 ms</th><th>p99 ms</th><th>errors</th><th>DB queries/request</th><th>DB queries/read request</th><th>near-cache hit ratio</th><th>cache-served ratio</th><th>primary share of DB reads</th><th>report</th></tr>");
     let opt = |v: Option<f64>| v.map(|x| format!("{x:.3}")).unwrap_or_else(|| "n/a".into());
     for r in &t.rungs {

@@ -2,7 +2,7 @@
 
 use crescendo_bench::load::Model;
 use crescendo_bench::scenario::Scenario;
-use crescendo_bench::{bench, BenchOptions, SeedMode, SeedPlan};
+use crescendo_bench::{BenchOptions, SeedMode, SeedPlan, bench};
 use crescendo_testkit::TestApp;
 use std::time::Duration;
 
@@ -13,7 +13,15 @@ fn options(app: &TestApp, out: &std::path::Path, scenario: Scenario, model: Mode
         model,
         duration: Duration::from_secs(1),
         timeout: Duration::from_secs(10),
-        seed: SeedPlan { users: 6, follows_per_user: 3, articles: 24, favorites_per_user: 2, comments: 10, concurrency: 4, ..SeedPlan::default() },
+        seed: SeedPlan {
+            users: 6,
+            follows_per_user: 3,
+            articles: 24,
+            favorites_per_user: 2,
+            comments: 10,
+            concurrency: 4,
+            ..SeedPlan::default()
+        },
         seed_mode: SeedMode::Seed,
         metrics: Vec::new(),
         pid: Some(std::process::id()),
@@ -26,7 +34,12 @@ fn options(app: &TestApp, out: &std::path::Path, scenario: Scenario, model: Mode
 async fn a_closed_loop_social_run_reports_what_it_measured() {
     let app = TestApp::spawn_with(|s| s.auth.argon2_memory_kib = 1024).await;
     let out = tempfile::tempdir().unwrap();
-    let o = options(&app, out.path(), Scenario::Social, Model::Closed { connections: 4 });
+    let o = options(
+        &app,
+        out.path(),
+        Scenario::Social,
+        Model::Closed { connections: 4 },
+    );
     let r = bench(&o).await.unwrap().expect("a report");
     assert!(r.requests > 50, "{} requests", r.requests);
     assert_eq!(r.errors, 0, "{}", r.table());
@@ -35,24 +48,48 @@ async fn a_closed_loop_social_run_reports_what_it_measured() {
     // the server saw the run: its counters moved, and this process's own figures were read
     let s = &r.server;
     assert!(s.requests.unwrap() >= r.requests as f64, "{s:?}");
-    assert!(s.db_queries_per_request.is_some() && s.cache_hit_ratio.unwrap() > 0.0, "{s:?}");
+    assert!(
+        s.db_queries_per_request.is_some() && s.cache_hit_ratio.unwrap() > 0.0,
+        "{s:?}"
+    );
     assert!(s.peak_rss_mib.unwrap() > 0.0);
     for f in ["report.json", "report.html", "tokens.txt", "slugs.txt"] {
         assert!(out.path().join(f).is_file(), "{f} missing");
     }
     // seeding again is idempotent: same users and articles
-    let again = bench(&BenchOptions { seed_mode: SeedMode::SeedOnly, ..o.clone() }).await.unwrap();
+    let again = bench(&BenchOptions {
+        seed_mode: SeedMode::SeedOnly,
+        ..o.clone()
+    })
+    .await
+    .unwrap();
     assert!(again.is_none());
     let slugs = std::fs::read_to_string(out.path().join("slugs.txt")).unwrap();
-    let written = r.per_kind.get("write.article").map(|k| k.requests).unwrap_or(0) as usize;
-    assert_eq!(slugs.lines().count(), 24 + written, "no articles were added by seeding twice");
+    let written = r
+        .per_kind
+        .get("write.article")
+        .map(|k| k.requests)
+        .unwrap_or(0) as usize;
+    assert_eq!(
+        slugs.lines().count(),
+        24 + written,
+        "no articles were added by seeding twice"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_open_loop_run_sends_at_the_asked_rate() {
     let app = TestApp::spawn_with(|s| s.auth.argon2_memory_kib = 1024).await;
     let out = tempfile::tempdir().unwrap();
-    let mut o = options(&app, out.path(), Scenario::Article, Model::Open { rate: 200.0, max_in_flight: 64 });
+    let mut o = options(
+        &app,
+        out.path(),
+        Scenario::Article,
+        Model::Open {
+            rate: 200.0,
+            max_in_flight: 64,
+        },
+    );
     o.seed_mode = SeedMode::Seed;
     let r = bench(&o).await.unwrap().expect("a report");
     assert_eq!(r.requests, 200, "1 s at 200 requests/s");

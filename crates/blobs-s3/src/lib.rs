@@ -8,7 +8,7 @@
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use crescendo_blobs::{check_key, BlobError, Blobs};
+use crescendo_blobs::{BlobError, Blobs, check_key};
 use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::path::Path;
 use object_store::{BackoffConfig, ClientOptions, ObjectStoreExt, PutPayload, RetryConfig};
@@ -45,7 +45,11 @@ impl S3Blobs {
     pub fn new(o: &S3Options) -> Result<Self, BlobError> {
         let mut b = AmazonS3Builder::new()
             .with_bucket_name(&o.bucket)
-            .with_region(if o.region.is_empty() { "us-east-1" } else { &o.region })
+            .with_region(if o.region.is_empty() {
+                "us-east-1"
+            } else {
+                &o.region
+            })
             .with_client_options(
                 ClientOptions::new()
                     .with_timeout(o.timeout)
@@ -62,10 +66,14 @@ impl S3Blobs {
                 retry_timeout: o.timeout * 2,
             });
         if !o.endpoint.is_empty() {
-            b = b.with_endpoint(&o.endpoint).with_virtual_hosted_style_request(false);
+            b = b
+                .with_endpoint(&o.endpoint)
+                .with_virtual_hosted_style_request(false);
         }
         if !o.access_key.is_empty() {
-            b = b.with_access_key_id(&o.access_key).with_secret_access_key(&o.secret_key);
+            b = b
+                .with_access_key_id(&o.access_key)
+                .with_secret_access_key(&o.secret_key);
         }
         let store = b.build().map_err(|e| BlobError::Backend(e.to_string()))?;
         Ok(Self { store })
@@ -84,7 +92,10 @@ fn backend(e: object_store::Error) -> BlobError {
 #[async_trait]
 impl Blobs for S3Blobs {
     async fn put(&self, key: &str, bytes: Bytes) -> Result<(), BlobError> {
-        self.store.put(&path(key)?, PutPayload::from_bytes(bytes)).await.map_err(backend)?;
+        self.store
+            .put(&path(key)?, PutPayload::from_bytes(bytes))
+            .await
+            .map_err(backend)?;
         Ok(())
     }
 

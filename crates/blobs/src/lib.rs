@@ -45,9 +45,15 @@ pub fn check_key(key: &str) -> Result<(), BlobError> {
         && key.split('/').all(|seg| {
             !seg.is_empty()
                 && seg.chars().any(|c| c != '.')
-                && seg.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+                && seg
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
         });
-    if ok { Ok(()) } else { Err(BlobError::InvalidKey(key.to_string())) }
+    if ok {
+        Ok(())
+    } else {
+        Err(BlobError::InvalidKey(key.to_string()))
+    }
 }
 
 /// Blobs as files under a root directory.
@@ -59,7 +65,9 @@ pub struct LocalBlobs {
 impl LocalBlobs {
     /// Blobs under `root` (created on first write).
     pub fn new(root: impl AsRef<Path>) -> Self {
-        Self { root: root.as_ref().to_path_buf() }
+        Self {
+            root: root.as_ref().to_path_buf(),
+        }
     }
 
     fn path(&self, key: &str) -> Result<PathBuf, BlobError> {
@@ -72,7 +80,10 @@ impl LocalBlobs {
 impl Blobs for LocalBlobs {
     async fn put(&self, key: &str, bytes: Bytes) -> Result<(), BlobError> {
         let path = self.path(key)?;
-        let dir = path.parent().expect("a checked key has a parent under root").to_path_buf();
+        let dir = path
+            .parent()
+            .expect("a checked key has a parent under root")
+            .to_path_buf();
         tokio::fs::create_dir_all(&dir).await?;
         // write beside, then rename: readers never see a half-written file
         let tmp = dir.join(format!(".tmp-{:016x}", getrandom::u64().unwrap_or(0)));
@@ -110,17 +121,31 @@ pub mod conformance {
     /// # Panics
     /// When the backend behaves otherwise.
     pub async fn run(b: &dyn Blobs) {
-        let key = format!("uploads/conformance/{:016x}.jpg", getrandom::u64().unwrap_or(7));
+        let key = format!(
+            "uploads/conformance/{:016x}.jpg",
+            getrandom::u64().unwrap_or(7)
+        );
         assert_eq!(b.get(&key).await.unwrap(), None, "absent before any put");
         b.put(&key, Bytes::from_static(b"jpeg")).await.unwrap();
-        assert_eq!(b.get(&key).await.unwrap(), Some(Bytes::from_static(b"jpeg")));
+        assert_eq!(
+            b.get(&key).await.unwrap(),
+            Some(Bytes::from_static(b"jpeg"))
+        );
         b.put(&key, Bytes::from_static(b"new")).await.unwrap();
-        assert_eq!(b.get(&key).await.unwrap(), Some(Bytes::from_static(b"new")), "a put replaces");
+        assert_eq!(
+            b.get(&key).await.unwrap(),
+            Some(Bytes::from_static(b"new")),
+            "a put replaces"
+        );
 
         let binary: Vec<u8> = (0..=255u8).cycle().take(300_000).collect();
         let big = format!("{key}.bin");
         b.put(&big, Bytes::from(binary.clone())).await.unwrap();
-        assert_eq!(b.get(&big).await.unwrap().as_deref(), Some(&binary[..]), "every byte value, 300 kB");
+        assert_eq!(
+            b.get(&big).await.unwrap().as_deref(),
+            Some(&binary[..]),
+            "every byte value, 300 kB"
+        );
 
         let writers: Vec<Vec<u8>> = (0..4u8).map(|i| vec![i; 100_000]).collect();
         let puts = writers.iter().map(|w| b.put(&big, Bytes::from(w.clone())));
@@ -128,14 +153,20 @@ pub mod conformance {
             r.unwrap();
         }
         let got = b.get(&big).await.unwrap().expect("written");
-        assert!(writers.iter().any(|w| w[..] == got[..]), "one writer's bytes, whole");
+        assert!(
+            writers.iter().any(|w| w[..] == got[..]),
+            "one writer's bytes, whole"
+        );
 
         b.delete(&key).await.unwrap();
         b.delete(&key).await.unwrap();
         b.delete(&big).await.unwrap();
         assert_eq!(b.get(&key).await.unwrap(), None, "gone after delete");
         for bad in ["../escape", "a//b", "with space"] {
-            assert!(b.put(bad, Bytes::from_static(b"x")).await.is_err(), "{bad:?} refused");
+            assert!(
+                b.put(bad, Bytes::from_static(b"x")).await.is_err(),
+                "{bad:?} refused"
+            );
             assert!(b.get(bad).await.is_err(), "{bad:?} refused");
         }
     }
@@ -150,13 +181,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let b = LocalBlobs::new(dir.path());
         conformance::run(&b).await;
-        let leftovers: Vec<_> = std::fs::read_dir(dir.path().join("uploads/conformance")).unwrap().collect();
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path().join("uploads/conformance"))
+            .unwrap()
+            .collect();
         assert!(leftovers.is_empty(), "no temp files remain: {leftovers:?}");
     }
 
     #[test]
     fn keys_cannot_escape_the_root() {
-        for bad in ["", "/abs", "a//b", "../x", "a/../b", "a/./b", "a b", "x/", "é"] {
+        for bad in [
+            "", "/abs", "a//b", "../x", "a/../b", "a/./b", "a b", "x/", "é",
+        ] {
             assert!(check_key(bad).is_err(), "{bad:?} accepted");
         }
         for good in ["a", "a/b.c", "img/2026/x_y-z.webp", ".hidden"] {

@@ -52,7 +52,9 @@ impl RedisSessions {
             .set_connection_timeout(Some(Duration::from_secs(1)))
             .set_response_timeout(Some(Duration::from_secs(1)))
             .set_number_of_retries(2);
-        let conn = ConnectionManager::new_with_config(client, cfg).await.map_err(unavailable)?;
+        let conn = ConnectionManager::new_with_config(client, cfg)
+            .await
+            .map_err(unavailable)?;
         // INCR, and start the window on the first increment only
         let incr = redis::Script::new(
             "local n = redis.call('INCR', KEYS[1]) if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end return n",
@@ -64,7 +66,11 @@ impl RedisSessions {
 #[async_trait]
 impl Sessions for RedisSessions {
     async fn get(&self, key: &str) -> Result<Option<Bytes>, CacheError> {
-        let v: Option<Vec<u8>> = redis::cmd("GET").arg(key).query_async(&mut self.conn.clone()).await.map_err(unavailable)?;
+        let v: Option<Vec<u8>> = redis::cmd("GET")
+            .arg(key)
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(unavailable)?;
         Ok(v.map(Bytes::from))
     }
 
@@ -79,7 +85,12 @@ impl Sessions for RedisSessions {
             .map_err(unavailable)
     }
 
-    async fn put_if_absent(&self, key: &str, value: Bytes, ttl: Duration) -> Result<bool, CacheError> {
+    async fn put_if_absent(
+        &self,
+        key: &str,
+        value: Bytes,
+        ttl: Duration,
+    ) -> Result<bool, CacheError> {
         let r: Option<String> = redis::cmd("SET")
             .arg(key)
             .arg(value.as_ref())
@@ -93,11 +104,20 @@ impl Sessions for RedisSessions {
     }
 
     async fn delete(&self, key: &str) -> Result<(), CacheError> {
-        redis::cmd("DEL").arg(key).query_async::<()>(&mut self.conn.clone()).await.map_err(unavailable)
+        redis::cmd("DEL")
+            .arg(key)
+            .query_async::<()>(&mut self.conn.clone())
+            .await
+            .map_err(unavailable)
     }
 
     async fn increment(&self, key: &str, window: Duration) -> Result<u64, CacheError> {
-        self.incr.key(key).arg(ms(window)).invoke_async(&mut self.conn.clone()).await.map_err(unavailable)
+        self.incr
+            .key(key)
+            .arg(ms(window))
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(unavailable)
     }
 }
 
@@ -116,19 +136,45 @@ mod tests {
         .await
         .unwrap()
         .expect("redis starts");
-        let s = RedisSessions::connect(&server.url()).await.expect("connects");
+        let s = RedisSessions::connect(&server.url())
+            .await
+            .expect("connects");
         assert_eq!(s.get("a").await.unwrap(), None);
-        s.put("a", Bytes::from_static(b"one"), Duration::from_secs(10)).await.unwrap();
+        s.put("a", Bytes::from_static(b"one"), Duration::from_secs(10))
+            .await
+            .unwrap();
         assert_eq!(s.get("a").await.unwrap().as_deref(), Some(&b"one"[..]));
-        assert!(!s.put_if_absent("a", Bytes::from_static(b"two"), Duration::from_secs(10)).await.unwrap());
-        assert!(s.put_if_absent("b", Bytes::from_static(b"two"), Duration::from_millis(150)).await.unwrap());
-        assert_eq!(s.get("a").await.unwrap().as_deref(), Some(&b"one"[..]), "not replaced");
+        assert!(
+            !s.put_if_absent("a", Bytes::from_static(b"two"), Duration::from_secs(10))
+                .await
+                .unwrap()
+        );
+        assert!(
+            s.put_if_absent("b", Bytes::from_static(b"two"), Duration::from_millis(150))
+                .await
+                .unwrap()
+        );
+        assert_eq!(
+            s.get("a").await.unwrap().as_deref(),
+            Some(&b"one"[..]),
+            "not replaced"
+        );
         tokio::time::sleep(Duration::from_millis(250)).await;
         assert_eq!(s.get("b").await.unwrap(), None, "expired");
-        assert_eq!(s.increment("c", Duration::from_millis(200)).await.unwrap(), 1);
-        assert_eq!(s.increment("c", Duration::from_millis(200)).await.unwrap(), 2);
+        assert_eq!(
+            s.increment("c", Duration::from_millis(200)).await.unwrap(),
+            1
+        );
+        assert_eq!(
+            s.increment("c", Duration::from_millis(200)).await.unwrap(),
+            2
+        );
         tokio::time::sleep(Duration::from_millis(300)).await;
-        assert_eq!(s.increment("c", Duration::from_millis(200)).await.unwrap(), 1, "a new window");
+        assert_eq!(
+            s.increment("c", Duration::from_millis(200)).await.unwrap(),
+            1,
+            "a new window"
+        );
         s.delete("a").await.unwrap();
         assert_eq!(s.get("a").await.unwrap(), None);
     }

@@ -30,7 +30,7 @@
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use crescendo_cache::{stable_hash, Cache, CacheError, Lookup, UNKNOWN_FENCE};
+use crescendo_cache::{Cache, CacheError, Lookup, UNKNOWN_FENCE, stable_hash};
 use crescendo_telemetry::names;
 use futures_util::future::join_all;
 use redis::aio::MultiplexedConnection;
@@ -72,7 +72,12 @@ impl RingOptions {
     /// Defaults for `urls`: 160 points per server, 500 ms time-out, checks every 200 ms (so a
     /// server that stops answering leaves within 0.7 s).
     pub fn new(urls: Vec<String>) -> Self {
-        Self { urls, vnodes: 160, timeout: Duration::from_millis(500), check_interval: Duration::from_millis(200) }
+        Self {
+            urls,
+            vnodes: 160,
+            timeout: Duration::from_millis(500),
+            check_interval: Duration::from_millis(200),
+        }
     }
 }
 
@@ -116,13 +121,19 @@ pub struct RedisCache {
 
 impl std::fmt::Debug for RedisCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedisCache").field("members", &self.members()).finish()
+        f.debug_struct("RedisCache")
+            .field("members", &self.members())
+            .finish()
     }
 }
 
 /// Whether an error means the server is out of reach (rather than a bad command).
 fn unreachable(e: &redis::RedisError) -> bool {
-    e.is_io_error() || e.is_timeout() || e.is_connection_dropped() || e.is_connection_refusal() || e.is_unrecoverable_error()
+    e.is_io_error()
+        || e.is_timeout()
+        || e.is_connection_dropped()
+        || e.is_connection_refusal()
+        || e.is_unrecoverable_error()
 }
 
 fn ms(d: Duration) -> u64 {
@@ -148,7 +159,9 @@ fn lease_key(key: &str) -> String {
 fn new_version() -> u64 {
     // never 0, which means "no version"
     getrandom::u64().unwrap_or_else(|_| {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64)
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64)
     }) | 1
 }
 
@@ -162,11 +175,17 @@ impl Ring {
         let h = stable_hash(key.as_bytes());
         let start = self.points.partition_point(|p| p.0 < h);
         let n = self.points.len();
-        (0..n).map(|i| self.points[(start + i) % n].1).find(|&i| self.nodes[i].state.load(Ordering::Acquire) == LIVE)
+        (0..n)
+            .map(|i| self.points[(start + i) % n].1)
+            .find(|&i| self.nodes[i].state.load(Ordering::Acquire) == LIVE)
     }
 
     fn conn(&self, i: usize) -> Option<MultiplexedConnection> {
-        self.nodes[i].conn.lock().expect("conn lock is never poisoned").clone()
+        self.nodes[i]
+            .conn
+            .lock()
+            .expect("conn lock is never poisoned")
+            .clone()
     }
 
     /// Takes node `i` out of the ring (it is flushed before it comes back).
@@ -187,7 +206,10 @@ impl Ring {
         Fut: std::future::Future<Output = redis::RedisResult<T>>,
     {
         let Some(conn) = self.conn(i) else {
-            return Err(CacheError::Unavailable(format!("{} is out of the ring", self.nodes[i].name)));
+            return Err(CacheError::Unavailable(format!(
+                "{} is out of the ring",
+                self.nodes[i].name
+            )));
         };
         match tokio::time::timeout(self.timeout, op(conn)).await {
             Ok(Ok(v)) => Ok(v),
@@ -195,11 +217,17 @@ impl Ring {
                 if unreachable(&e) {
                     self.leave(i, &e.to_string());
                 }
-                Err(CacheError::Unavailable(format!("{}: {e}", self.nodes[i].name)))
+                Err(CacheError::Unavailable(format!(
+                    "{}: {e}",
+                    self.nodes[i].name
+                )))
             }
             Err(_) => {
                 self.leave(i, "timed out");
-                Err(CacheError::Unavailable(format!("{}: timed out", self.nodes[i].name)))
+                Err(CacheError::Unavailable(format!(
+                    "{}: timed out",
+                    self.nodes[i].name
+                )))
             }
         }
     }
@@ -208,7 +236,14 @@ impl Ring {
         let cfg = redis::AsyncConnectionConfig::new()
             .set_connection_timeout(Some(self.timeout))
             .set_response_timeout(Some(self.timeout));
-        match tokio::time::timeout(self.timeout, self.nodes[i].client.get_multiplexed_async_connection_with_config(&cfg)).await {
+        match tokio::time::timeout(
+            self.timeout,
+            self.nodes[i]
+                .client
+                .get_multiplexed_async_connection_with_config(&cfg),
+        )
+        .await
+        {
             Ok(Ok(c)) => Some(c),
             _ => None,
         }
@@ -219,30 +254,54 @@ impl Ring {
         let node = &self.nodes[i];
         match node.state.load(Ordering::Acquire) {
             DOWN => {
-                let Some(mut conn) = self.connect(i).await else { return };
-                let flushed = tokio::time::timeout(self.timeout, redis::cmd("FLUSHALL").query_async::<()>(&mut conn)).await;
+                let Some(mut conn) = self.connect(i).await else {
+                    return;
+                };
+                let flushed = tokio::time::timeout(
+                    self.timeout,
+                    redis::cmd("FLUSHALL").query_async::<()>(&mut conn),
+                )
+                .await;
                 if !matches!(flushed, Ok(Ok(()))) {
                     return;
                 }
-                *node.live_at.lock().expect("live_at lock is never poisoned") = Instant::now() + self.check_interval * 2;
+                *node.live_at.lock().expect("live_at lock is never poisoned") =
+                    Instant::now() + self.check_interval * 2;
                 *node.conn.lock().expect("conn lock is never poisoned") = Some(conn);
                 node.state.store(WARMING, Ordering::Release);
                 tracing::info!(node = %node.name, "cache server answers again; flushed it, it takes invalidations now and reads shortly");
             }
             state => {
-                let pinged = self.on(i, |mut c| async move { redis::cmd("PING").query_async::<String>(&mut c).await }).await;
+                let pinged = self
+                    .on(i, |mut c| async move {
+                        redis::cmd("PING").query_async::<String>(&mut c).await
+                    })
+                    .await;
                 if pinged.is_err() {
                     return;
                 }
-                if state == WARMING && Instant::now() >= *node.live_at.lock().expect("live_at lock is never poisoned") {
+                if state == WARMING
+                    && Instant::now()
+                        >= *node.live_at.lock().expect("live_at lock is never poisoned")
+                {
                     node.state.store(LIVE, Ordering::Release);
                     node.member.set(1.0);
                     metrics::counter!(names::CACHE_RING_CHANGES, "node" => node.name.clone(), "event" => "join").increment(1);
                     tracing::info!(node = %node.name, "cache server rejoined the ring");
                 }
                 if read_info
-                    && let Ok(info) = self.on(i, |mut c| async move { redis::cmd("INFO").arg("stats").query_async::<String>(&mut c).await }).await
-                    && let Some(n) = info.lines().find_map(|l| l.strip_prefix("evicted_keys:")).and_then(|v| v.trim().parse::<f64>().ok())
+                    && let Ok(info) = self
+                        .on(i, |mut c| async move {
+                            redis::cmd("INFO")
+                                .arg("stats")
+                                .query_async::<String>(&mut c)
+                                .await
+                        })
+                        .await
+                    && let Some(n) = info
+                        .lines()
+                        .find_map(|l| l.strip_prefix("evicted_keys:"))
+                        .and_then(|v| v.trim().parse::<f64>().ok())
                 {
                     node.evicted.set(n);
                 }
@@ -272,12 +331,18 @@ impl RedisCache {
     /// No servers, or a malformed URL.
     pub async fn connect(opts: &RingOptions) -> Result<Self, CacheError> {
         if opts.urls.is_empty() {
-            return Err(CacheError::Unavailable("no cache servers configured".into()));
+            return Err(CacheError::Unavailable(
+                "no cache servers configured".into(),
+            ));
         }
         let mut nodes = Vec::with_capacity(opts.urls.len());
         for url in &opts.urls {
-            let client = redis::Client::open(url.as_str()).map_err(|e| CacheError::Unavailable(format!("{url}: {e}")))?;
-            let name = url.trim_start_matches("redis://").trim_end_matches('/').to_string();
+            let client = redis::Client::open(url.as_str())
+                .map_err(|e| CacheError::Unavailable(format!("{url}: {e}")))?;
+            let name = url
+                .trim_start_matches("redis://")
+                .trim_end_matches('/')
+                .to_string();
             nodes.push(Node {
                 member: metrics::gauge!(names::CACHE_RING_MEMBER, "node" => name.clone()),
                 evicted: metrics::gauge!(names::CACHE_SERVER_EVICTED, "node" => name.clone()),
@@ -333,12 +398,18 @@ impl RedisCache {
 
     /// Each server and whether it is in the ring (taking reads) now.
     pub fn members(&self) -> Vec<(String, bool)> {
-        self.ring.nodes.iter().map(|n| (n.name.clone(), n.state.load(Ordering::Acquire) == LIVE)).collect()
+        self.ring
+            .nodes
+            .iter()
+            .map(|n| (n.name.clone(), n.state.load(Ordering::Acquire) == LIVE))
+            .collect()
     }
 
     /// The server that owns `key` now, if any is in the ring.
     pub fn owner_of(&self, key: &str) -> Option<String> {
-        self.ring.owner(key).map(|i| self.ring.nodes[i].name.clone())
+        self.ring
+            .owner(key)
+            .map(|i| self.ring.nodes[i].name.clone())
     }
 }
 
@@ -421,7 +492,9 @@ impl Cache for RedisCache {
 
     async fn lookup(&self, key: &str, known: u64) -> Result<Lookup, CacheError> {
         let ring = &self.ring;
-        let i = ring.owner(key).ok_or_else(|| CacheError::Unavailable("no cache server is in the ring".into()))?;
+        let i = ring
+            .owner(key)
+            .ok_or_else(|| CacheError::Unavailable("no cache server is in the ring".into()))?;
         let reply: Vec<Option<Vec<u8>>> = ring
             .on(i, |mut c| async move {
                 ring.scripts
@@ -439,15 +512,34 @@ impl Cache for RedisCache {
             })
             .await?;
         let field = |n: usize| reply.get(n).cloned().flatten();
-        let version = field(0).as_deref().and_then(parse_u64).ok_or_else(|| CacheError::Decode(format!("{key}: no version")))?;
-        let fence = field(1).as_deref().and_then(parse_u64).unwrap_or(UNKNOWN_FENCE);
+        let version = field(0)
+            .as_deref()
+            .and_then(parse_u64)
+            .ok_or_else(|| CacheError::Decode(format!("{key}: no version")))?;
+        let fence = field(1)
+            .as_deref()
+            .and_then(parse_u64)
+            .unwrap_or(UNKNOWN_FENCE);
         let wait = field(2).as_deref() == Some(b"1");
-        Ok(Lookup { version, fence, value: field(3).map(Bytes::from), wait })
+        Ok(Lookup {
+            version,
+            fence,
+            value: field(3).map(Bytes::from),
+            wait,
+        })
     }
 
-    async fn fill(&self, key: &str, version: u64, value: Bytes, ttl: Duration) -> Result<(), CacheError> {
+    async fn fill(
+        &self,
+        key: &str,
+        version: u64,
+        value: Bytes,
+        ttl: Duration,
+    ) -> Result<(), CacheError> {
         let ring = &self.ring;
-        let i = ring.owner(key).ok_or_else(|| CacheError::Unavailable("no cache server is in the ring".into()))?;
+        let i = ring
+            .owner(key)
+            .ok_or_else(|| CacheError::Unavailable("no cache server is in the ring".into()))?;
         ring.on(i, |mut c| async move {
             ring.scripts
                 .fill
@@ -466,10 +558,20 @@ impl Cache for RedisCache {
 
     async fn release(&self, key: &str, version: u64) -> Result<(), CacheError> {
         let ring = &self.ring;
-        let i = ring.owner(key).ok_or_else(|| CacheError::Unavailable("no cache server is in the ring".into()))?;
-        ring.on(i, |mut c| async move { ring.scripts.release.key(lease_key(key)).arg(version).arg(ring.token).invoke_async::<i64>(&mut c).await })
-            .await
-            .map(|_| ())
+        let i = ring
+            .owner(key)
+            .ok_or_else(|| CacheError::Unavailable("no cache server is in the ring".into()))?;
+        ring.on(i, |mut c| async move {
+            ring.scripts
+                .release
+                .key(lease_key(key))
+                .arg(version)
+                .arg(ring.token)
+                .invoke_async::<i64>(&mut c)
+                .await
+        })
+        .await
+        .map(|_| ())
     }
 
     async fn invalidate(&self, keys: &[String], position: u64) -> Result<(), CacheError> {
@@ -477,8 +579,9 @@ impl Cache for RedisCache {
             return Ok(());
         }
         let ring = &self.ring;
-        let targets: Vec<usize> =
-            (0..ring.nodes.len()).filter(|&i| ring.nodes[i].state.load(Ordering::Acquire) != DOWN).collect();
+        let targets: Vec<usize> = (0..ring.nodes.len())
+            .filter(|&i| ring.nodes[i].state.load(Ordering::Acquire) != DOWN)
+            .collect();
         // Every server in service, so whichever one any web node reads a key from is
         // invalidated. A server that fails here has left the ring and is flushed before it
         // returns, so no reader can see what it still holds.

@@ -4,8 +4,8 @@
 use crescendo_cache::{Cache, ReadThrough};
 use crescendo_cache_redis::{RedisCache, RingOptions};
 use crescendo_topology::redis::Redis;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 const TTL: Duration = Duration::from_secs(60);
@@ -19,7 +19,11 @@ async fn servers(n: usize) -> Servers {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().to_path_buf();
     let servers = tokio::task::spawn_blocking(move || {
-        (0..n).map(|i| Redis::start(&root.join(format!("r{i}")), [127, 0, 0, 1], 32).expect("redis starts")).collect()
+        (0..n)
+            .map(|i| {
+                Redis::start(&root.join(format!("r{i}")), [127, 0, 0, 1], 32).expect("redis starts")
+            })
+            .collect()
     })
     .await
     .unwrap();
@@ -33,7 +37,9 @@ impl Servers {
 }
 
 async fn node(s: &Servers) -> (ReadThrough, RedisCache) {
-    let ring = RedisCache::connect(&RingOptions::new(s.urls())).await.expect("ring connects");
+    let ring = RedisCache::connect(&RingOptions::new(s.urls()))
+        .await
+        .expect("ring connects");
     let rt = ReadThrough::new(Arc::new(ring.clone()), 1 << 20, TTL, Duration::from_secs(5));
     (rt, ring)
 }
@@ -75,7 +81,11 @@ async fn a_write_through_one_node_is_read_by_the_other() {
         // node A writes: the store commits, then A invalidates before acknowledging
         db.set(&value);
         a.invalidate(&[key.clone()]).await.unwrap();
-        assert_eq!(db.read(&b, &key).await, value, "round {round}: B must not serve its near copy");
+        assert_eq!(
+            db.read(&b, &key).await,
+            value,
+            "round {round}: B must not serve its near copy"
+        );
         assert_eq!(db.read(&a, &key).await, value, "round {round}");
     }
     // and unchanged keys are served from the near tier after a one-round-trip version check
@@ -108,8 +118,15 @@ async fn a_load_that_raced_another_nodes_write_fills_nothing() {
     go_tx.send(()).unwrap();
     slow.await.unwrap().unwrap();
     for c in [&*a, &b] {
-        let v = c.get_or_load("k", TTL, |_| async { Ok::<_, ()>(Some("new".to_string())) }).await.unwrap();
-        assert_eq!(v.as_deref().map(String::as_str), Some("new"), "the stale load must not have filled the cache");
+        let v = c
+            .get_or_load("k", TTL, |_| async { Ok::<_, ()>(Some("new".to_string())) })
+            .await
+            .unwrap();
+        assert_eq!(
+            v.as_deref().map(String::as_str),
+            Some("new"),
+            "the stale load must not have filled the cache"
+        );
     }
 }
 
@@ -120,7 +137,10 @@ async fn a_thousand_concurrent_reads_of_a_cold_key_over_two_nodes_load_it_once()
     let loads = Arc::new(AtomicUsize::new(0));
     let mut tasks = Vec::new();
     for i in 0..1000 {
-        let (c, loads) = (Arc::clone(if i % 2 == 0 { &a } else { &b }), Arc::clone(&loads));
+        let (c, loads) = (
+            Arc::clone(if i % 2 == 0 { &a } else { &b }),
+            Arc::clone(&loads),
+        );
         tasks.push(tokio::spawn(async move {
             c.get_or_load("hot", TTL, |_| async {
                 loads.fetch_add(1, Ordering::SeqCst);
@@ -140,13 +160,21 @@ async fn a_thousand_concurrent_reads_of_a_cold_key_over_two_nodes_load_it_once()
     // and the loading node never waited on its own lease (a request that found the lease
     // taken by its own process must not wait for it)
     let loader = if a.stats().loads == 1 { &a } else { &b };
-    assert_eq!(loader.stats().lease_waits, 0, "the loading node waited on itself");
+    assert_eq!(
+        loader.stats().lease_waits,
+        0,
+        "the loading node waited on itself"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_a_write_every_node_reads_the_one_reload() {
     let s = servers(2).await;
-    let nodes: Vec<Arc<ReadThrough>> = vec![Arc::new(node(&s).await.0), Arc::new(node(&s).await.0), Arc::new(node(&s).await.0)];
+    let nodes: Vec<Arc<ReadThrough>> = vec![
+        Arc::new(node(&s).await.0),
+        Arc::new(node(&s).await.0),
+        Arc::new(node(&s).await.0),
+    ];
     let value = Arc::new(std::sync::Mutex::new("v0".to_string()));
     let loads = Arc::new(AtomicUsize::new(0));
     let read = |c: Arc<ReadThrough>| {
@@ -165,16 +193,27 @@ async fn after_a_write_every_node_reads_the_one_reload() {
     for round in 1..=5 {
         // the write commits, then invalidates through one node
         *value.lock().unwrap() = format!("v{round}");
-        nodes[round % 3].invalidate(&["article:7".into()]).await.unwrap();
+        nodes[round % 3]
+            .invalidate(&["article:7".into()])
+            .await
+            .unwrap();
         loads.store(0, Ordering::SeqCst);
         let mut tasks = Vec::new();
         for i in 0..60 {
             tasks.push(tokio::spawn(read(Arc::clone(&nodes[i % 3]))));
         }
         for t in tasks {
-            assert_eq!(t.await.unwrap().as_deref(), Some(format!("v{round}").as_str()), "round {round}");
+            assert_eq!(
+                t.await.unwrap().as_deref(),
+                Some(format!("v{round}").as_str()),
+                "round {round}"
+            );
         }
-        assert_eq!(loads.load(Ordering::SeqCst), 1, "round {round}: one reload for three nodes");
+        assert_eq!(
+            loads.load(Ordering::SeqCst),
+            1,
+            "round {round}: one reload for three nodes"
+        );
     }
 }
 
@@ -196,33 +235,51 @@ async fn a_loader_that_never_fills_holds_the_others_up_only_for_its_lease() {
     });
     started_rx.await.unwrap();
     let t = std::time::Instant::now();
-    let v = b.get_or_load("k", TTL, |_| async { Ok::<_, ()>(Some("from b".to_string())) }).await.unwrap();
+    let v = b
+        .get_or_load("k", TTL, |_| async {
+            Ok::<_, ()>(Some("from b".to_string()))
+        })
+        .await
+        .unwrap();
     let waited = t.elapsed();
     assert_eq!(v.as_deref().map(String::as_str), Some("from b"));
     assert_eq!(b.stats().loads, 1, "B loaded once the lease ran out");
     eprintln!("a reader waited {waited:?} on a loader that never filled");
-    assert!(waited >= Duration::from_millis(300), "B waited for the lease first: {waited:?}");
+    assert!(
+        waited >= Duration::from_millis(300),
+        "B waited for the lease first: {waited:?}"
+    );
     stuck.abort();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys_spread_over_the_servers_and_only_a_lost_servers_keys_move() {
     let mut s = servers(3).await;
-    let ring = RedisCache::connect(&RingOptions::new(s.urls())).await.unwrap();
+    let ring = RedisCache::connect(&RingOptions::new(s.urls()))
+        .await
+        .unwrap();
     let keys: Vec<String> = (0..3000).map(|i| format!("article:{i}")).collect();
     let before: Vec<String> = keys.iter().map(|k| ring.owner_of(k).unwrap()).collect();
     for (name, _) in ring.members() {
         let share = before.iter().filter(|o| **o == name).count();
-        assert!((600..=1400).contains(&share), "{name} owns {share} of 3000 keys");
+        assert!(
+            (600..=1400).contains(&share),
+            "{name} owns {share} of 3000 keys"
+        );
     }
     let lost = s.servers[1].addr().to_string();
     s.servers[1].kill();
     // a command to the lost server takes it out of the ring at once
     let _ = ring.lookup("article:0", 0).await;
-    let _ = ring.versions(&keys.iter().map(String::as_str).collect::<Vec<_>>()).await;
+    let _ = ring
+        .versions(&keys.iter().map(String::as_str).collect::<Vec<_>>())
+        .await;
     let started = Instant::now();
     while ring.members().iter().any(|(n, live)| *n == lost && *live) {
-        assert!(started.elapsed() < Duration::from_secs(1), "the lost server is still in the ring");
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "the lost server is still in the ring"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     for (k, owner) in keys.iter().zip(&before) {
@@ -248,13 +305,21 @@ async fn a_killed_server_leaves_within_a_second_and_rejoins_flushed() {
     let victim = 0;
     let victim_name = s.servers[victim].addr().to_string();
     // a key the victim owns, read by B before the kill
-    let owned = keys.iter().find(|k| ring_a.owner_of(k).unwrap() == victim_name).unwrap().clone();
+    let owned = keys
+        .iter()
+        .find(|k| ring_a.owner_of(k).unwrap() == victim_name)
+        .unwrap()
+        .clone();
     db.read(&b, &owned).await;
     s.servers[victim].kill();
     let killed = Instant::now();
     // the monitor notices on its own, without any command sent to the server
     while ring_a.members()[victim].1 {
-        assert!(killed.elapsed() < Duration::from_secs(1), "still in the ring after {:?}", killed.elapsed());
+        assert!(
+            killed.elapsed() < Duration::from_secs(1),
+            "still in the ring after {:?}",
+            killed.elapsed()
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let left_after = killed.elapsed();
@@ -269,17 +334,28 @@ async fn a_killed_server_leaves_within_a_second_and_rejoins_flushed() {
     tokio::task::block_in_place(|| s.servers[victim].restart().unwrap());
     let back = Instant::now();
     while !ring_a.members()[victim].1 {
-        assert!(back.elapsed() < Duration::from_secs(3), "not back in the ring after {:?}", back.elapsed());
+        assert!(
+            back.elapsed() < Duration::from_secs(3),
+            "not back in the ring after {:?}",
+            back.elapsed()
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    eprintln!("left the ring {left_after:?} after the kill; rejoined {:?} after the restart", back.elapsed());
-    assert_eq!(ring_a.owner_of(&owned).unwrap(), victim_name, "its keys return to it");
+    eprintln!(
+        "left the ring {left_after:?} after the kill; rejoined {:?} after the restart",
+        back.elapsed()
+    );
+    assert_eq!(
+        ring_a.owner_of(&owned).unwrap(),
+        victim_name,
+        "its keys return to it"
+    );
     assert_eq!(db.read(&b, &owned).await, "two");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_that_stalled_through_a_write_is_flushed_before_it_is_read_again() {
-    use nix::sys::signal::{kill, Signal};
+    use nix::sys::signal::{Signal, kill};
     use nix::unistd::Pid;
     let s = servers(3).await;
     let ((a, ring_a), (b, ring_b)) = (node(&s).await, node(&s).await);
@@ -287,7 +363,10 @@ async fn a_server_that_stalled_through_a_write_is_flushed_before_it_is_read_agai
     db.set("before");
     let victim = 2;
     let victim_name = s.servers[victim].addr().to_string();
-    let key = (0..).map(|i| format!("article:{i}")).find(|k| ring_a.owner_of(k).unwrap() == victim_name).unwrap();
+    let key = (0..)
+        .map(|i| format!("article:{i}"))
+        .find(|k| ring_a.owner_of(k).unwrap() == victim_name)
+        .unwrap();
     db.read(&a, &key).await;
     db.read(&b, &key).await;
     // the server stops answering but keeps its memory (SIGSTOP), so it still holds "before"
@@ -295,7 +374,10 @@ async fn a_server_that_stalled_through_a_write_is_flushed_before_it_is_read_agai
     kill(pid, Signal::SIGSTOP).unwrap();
     let stopped = Instant::now();
     while ring_a.members()[victim].1 || ring_b.members()[victim].1 {
-        assert!(stopped.elapsed() < Duration::from_secs(1), "a stalled server stays in the ring");
+        assert!(
+            stopped.elapsed() < Duration::from_secs(1),
+            "a stalled server stays in the ring"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let left_after = stopped.elapsed();
@@ -305,12 +387,22 @@ async fn a_server_that_stalled_through_a_write_is_flushed_before_it_is_read_agai
     kill(pid, Signal::SIGCONT).unwrap();
     let back = Instant::now();
     while !(ring_a.members()[victim].1 && ring_b.members()[victim].1) {
-        assert!(back.elapsed() < Duration::from_secs(3), "not back in the ring");
+        assert!(
+            back.elapsed() < Duration::from_secs(3),
+            "not back in the ring"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    eprintln!("a stalled server left the ring after {left_after:?}; rejoined {:?} after it resumed", back.elapsed());
+    eprintln!(
+        "a stalled server left the ring after {left_after:?}; rejoined {:?} after it resumed",
+        back.elapsed()
+    );
     assert_eq!(ring_b.owner_of(&key).unwrap(), victim_name);
-    assert_eq!(db.read(&b, &key).await, "after", "the server's stale entry was flushed");
+    assert_eq!(
+        db.read(&b, &key).await,
+        "after",
+        "the server's stale entry was flushed"
+    );
     assert_eq!(db.read(&a, &key).await, "after");
 }
 
@@ -334,7 +426,12 @@ async fn a_load_that_fails_lets_the_waiting_nodes_load_at_once() {
     started_rx.await.unwrap();
     let b = Arc::new(b);
     let b2 = Arc::clone(&b);
-    let waiting = tokio::spawn(async move { b2.get_or_load("k", TTL, |_| async { Ok::<_, ()>(Some("from b".to_string())) }).await });
+    let waiting = tokio::spawn(async move {
+        b2.get_or_load("k", TTL, |_| async {
+            Ok::<_, ()>(Some("from b".to_string()))
+        })
+        .await
+    });
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert!(!waiting.is_finished(), "B waits while A holds the lease");
     let t = std::time::Instant::now();
@@ -345,5 +442,8 @@ async fn a_load_that_fails_lets_the_waiting_nodes_load_at_once() {
     assert_eq!(v.as_deref().map(String::as_str), Some("from b"));
     eprintln!("B loaded {after:?} after A's load failed");
     // the lease was let go, not waited out (it would have held for 500 ms)
-    assert!(after < Duration::from_millis(400), "B waited out the lease: {after:?}");
+    assert!(
+        after < Duration::from_millis(400),
+        "B waited out the lease: {after:?}"
+    );
 }

@@ -17,8 +17,8 @@ mod read_through;
 mod sessions;
 
 pub use memory::MemoryCache;
-pub use read_through::{CacheStats, ReadThrough, Stamp};
 pub use read_through::stable_hash;
+pub use read_through::{CacheStats, ReadThrough, Stamp};
 pub use sessions::{MemorySessions, Sessions};
 
 use async_trait::async_trait;
@@ -68,7 +68,13 @@ impl Cache for NoCache {
     async fn lookup(&self, _key: &str, _known: u64) -> Result<Lookup, CacheError> {
         Ok(Lookup::default())
     }
-    async fn fill(&self, _key: &str, _version: u64, _value: Bytes, _ttl: Duration) -> Result<(), CacheError> {
+    async fn fill(
+        &self,
+        _key: &str,
+        _version: u64,
+        _value: Bytes,
+        _ttl: Duration,
+    ) -> Result<(), CacheError> {
         Ok(())
     }
     async fn invalidate(&self, _keys: &[String], _position: u64) -> Result<(), CacheError> {
@@ -100,7 +106,13 @@ pub trait Cache: Send + Sync + 'static {
     /// (the caller holds a copy of it already).
     async fn lookup(&self, key: &str, known: u64) -> Result<Lookup, CacheError>;
     /// Stores `value` under `key` for `ttl` if the key's version is still `version`.
-    async fn fill(&self, key: &str, version: u64, value: Bytes, ttl: Duration) -> Result<(), CacheError>;
+    async fn fill(
+        &self,
+        key: &str,
+        version: u64,
+        value: Bytes,
+        ttl: Duration,
+    ) -> Result<(), CacheError>;
     /// Gives the keys new versions and drops their values; `position` is the store position
     /// of the write (0 when the store has none), which later loads of the keys must read.
     async fn invalidate(&self, keys: &[String], position: u64) -> Result<(), CacheError>;

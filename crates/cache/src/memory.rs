@@ -18,14 +18,21 @@ pub struct MemoryCache {
 
 impl std::fmt::Debug for MemoryCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MemoryCache").field("entries", &self.inner.entry_count()).finish()
+        f.debug_struct("MemoryCache")
+            .field("entries", &self.inner.entry_count())
+            .finish()
     }
 }
 
 struct PerEntryTtl;
 
 impl moka::Expiry<String, (Bytes, Duration)> for PerEntryTtl {
-    fn expire_after_create(&self, _k: &String, v: &(Bytes, Duration), _now: Instant) -> Option<Duration> {
+    fn expire_after_create(
+        &self,
+        _k: &String,
+        v: &(Bytes, Duration),
+        _now: Instant,
+    ) -> Option<Duration> {
         Some(v.1)
     }
     fn expire_after_update(
@@ -44,7 +51,9 @@ impl MemoryCache {
     pub fn new(max_bytes: u64) -> Self {
         let inner = moka::sync::Cache::builder()
             .max_capacity(max_bytes)
-            .weigher(|k: &String, v: &(Bytes, Duration)| (k.len() + v.0.len() + 64).min(u32::MAX as usize) as u32)
+            .weigher(|k: &String, v: &(Bytes, Duration)| {
+                (k.len() + v.0.len() + 64).min(u32::MAX as usize) as u32
+            })
             .expire_after(PerEntryTtl)
             .build();
         Self { inner }
@@ -60,9 +69,20 @@ impl MemoryCache {
 #[async_trait]
 impl Cache for MemoryCache {
     async fn lookup(&self, key: &str, _known: u64) -> Result<Lookup, CacheError> {
-        Ok(Lookup { version: 0, fence: 0, value: self.get(key), wait: false })
+        Ok(Lookup {
+            version: 0,
+            fence: 0,
+            value: self.get(key),
+            wait: false,
+        })
     }
-    async fn fill(&self, key: &str, _version: u64, value: Bytes, ttl: Duration) -> Result<(), CacheError> {
+    async fn fill(
+        &self,
+        key: &str,
+        _version: u64,
+        value: Bytes,
+        ttl: Duration,
+    ) -> Result<(), CacheError> {
         self.inner.insert(key.to_string(), (value, ttl));
         Ok(())
     }
@@ -81,13 +101,30 @@ mod tests {
     #[tokio::test]
     async fn values_expire_after_their_own_ttl() {
         let c = MemoryCache::new(1 << 20);
-        c.fill("short", 0, Bytes::from_static(b"1"), Duration::from_millis(20)).await.unwrap();
-        c.fill("long", 0, Bytes::from_static(b"2"), Duration::from_secs(60)).await.unwrap();
-        assert_eq!(c.lookup("short", 0).await.unwrap().value, Some(Bytes::from_static(b"1")));
+        c.fill(
+            "short",
+            0,
+            Bytes::from_static(b"1"),
+            Duration::from_millis(20),
+        )
+        .await
+        .unwrap();
+        c.fill("long", 0, Bytes::from_static(b"2"), Duration::from_secs(60))
+            .await
+            .unwrap();
+        assert_eq!(
+            c.lookup("short", 0).await.unwrap().value,
+            Some(Bytes::from_static(b"1"))
+        );
         std::thread::sleep(Duration::from_millis(40));
         assert_eq!(c.lookup("short", 0).await.unwrap().value, None);
-        assert_eq!(c.lookup("long", 0).await.unwrap().value, Some(Bytes::from_static(b"2")));
-        c.invalidate(&["long".into(), "absent".into()], 0).await.unwrap();
+        assert_eq!(
+            c.lookup("long", 0).await.unwrap().value,
+            Some(Bytes::from_static(b"2"))
+        );
+        c.invalidate(&["long".into(), "absent".into()], 0)
+            .await
+            .unwrap();
         assert_eq!(c.lookup("long", 0).await.unwrap().value, None);
     }
 
@@ -95,9 +132,20 @@ mod tests {
     async fn the_byte_bound_holds() {
         let c = MemoryCache::new(64 * 1024);
         for i in 0..1000 {
-            c.fill(&format!("k{i}"), 0, Bytes::from(vec![0u8; 1024]), Duration::from_secs(60)).await.unwrap();
+            c.fill(
+                &format!("k{i}"),
+                0,
+                Bytes::from(vec![0u8; 1024]),
+                Duration::from_secs(60),
+            )
+            .await
+            .unwrap();
         }
         c.inner.run_pending_tasks();
-        assert!(c.inner.weighted_size() <= 64 * 1024, "{}", c.inner.weighted_size());
+        assert!(
+            c.inner.weighted_size() <= 64 * 1024,
+            "{}",
+            c.inner.weighted_size()
+        );
     }
 }

@@ -28,7 +28,7 @@
 use crate::{Cache, CacheError, Lookup, UNKNOWN_FENCE};
 use bytes::Bytes;
 use crescendo_telemetry::names;
-use serde::{de::DeserializeOwned, Serialize};
+use serde::{Serialize, de::DeserializeOwned};
 use std::any::Any;
 use std::collections::HashMap;
 use std::future::Future;
@@ -117,7 +117,9 @@ struct Counters {
 
 impl std::fmt::Debug for ReadThrough {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ReadThrough").field("stats", &self.stats()).finish()
+        f.debug_struct("ReadThrough")
+            .field("stats", &self.stats())
+            .finish()
     }
 }
 
@@ -155,7 +157,12 @@ impl ReadThrough {
     /// A read-through layer over `shared` whose local tier holds about `local_max_bytes` of
     /// values (weighed by their encoded size) for at most `local_ttl`; "not found" is cached
     /// for `negative_ttl`.
-    pub fn new(shared: Arc<dyn Cache>, local_max_bytes: u64, local_ttl: Duration, negative_ttl: Duration) -> Self {
+    pub fn new(
+        shared: Arc<dyn Cache>,
+        local_max_bytes: u64,
+        local_ttl: Duration,
+        negative_ttl: Duration,
+    ) -> Self {
         let evictions = metrics::counter!(names::CACHE_EVICTIONS, "layer" => "local");
         Self {
             versioned: shared.versioned(),
@@ -204,7 +211,12 @@ impl ReadThrough {
             .map(|key| {
                 let stripe = stripe_of(&key);
                 let generation = self.generations[stripe].load(Ordering::Acquire);
-                Stamp { key, stripe: stripe as u32, generation, version: 0 }
+                Stamp {
+                    key,
+                    stripe: stripe as u32,
+                    generation,
+                    version: 0,
+                }
             })
             .collect();
         if self.versioned {
@@ -222,13 +234,21 @@ impl ReadThrough {
     /// Whether no key stamped in `stamps` has been invalidated since (by this process or,
     /// with a versioned shared tier, by any).
     pub async fn stamps_current(&self, stamps: &[Stamp]) -> bool {
-        let local = stamps.iter().all(|s| self.generations[s.stripe as usize].load(Ordering::Acquire) == s.generation);
+        let local = stamps
+            .iter()
+            .all(|s| self.generations[s.stripe as usize].load(Ordering::Acquire) == s.generation);
         if !local || !self.versioned {
             return local;
         }
         let keys: Vec<&str> = stamps.iter().map(|s| s.key.as_str()).collect();
         match self.shared.versions(&keys).await {
-            Ok(versions) => versions.len() == stamps.len() && stamps.iter().zip(versions).all(|(s, v)| v != 0 && v == s.version),
+            Ok(versions) => {
+                versions.len() == stamps.len()
+                    && stamps
+                        .iter()
+                        .zip(versions)
+                        .all(|(s, v)| v != 0 && v == s.version)
+            }
             Err(_) => false,
         }
     }
@@ -236,7 +256,13 @@ impl ReadThrough {
     /// The counters so far.
     pub fn stats(&self) -> CacheStats {
         let g = |i: usize| self.stats[i].load(Ordering::Relaxed);
-        CacheStats { local_hits: g(0), shared_hits: g(1), misses: g(2), loads: g(3), lease_waits: g(4) }
+        CacheStats {
+            local_hits: g(0),
+            shared_hits: g(1),
+            misses: g(2),
+            loads: g(3),
+            lease_waits: g(4),
+        }
     }
 
     /// The value under `key`: cached, or loaded by `load` (once per key at a time per
@@ -247,7 +273,12 @@ impl ReadThrough {
     ///
     /// # Errors
     /// Only the loader's; cache failures fall back to the loader.
-    pub async fn get_or_load<T, E, F, Fut>(&self, key: &str, ttl: Duration, load: F) -> Result<Option<Arc<T>>, E>
+    pub async fn get_or_load<T, E, F, Fut>(
+        &self,
+        key: &str,
+        ttl: Duration,
+        load: F,
+    ) -> Result<Option<Arc<T>>, E>
     where
         T: Serialize + DeserializeOwned + Send + Sync + 'static,
         F: FnOnce(u64) -> Fut,
@@ -256,7 +287,9 @@ impl ReadThrough {
         let generation = self.generation(key);
         let near = self.local.get(key).filter(|e| e.generation == generation);
         if !self.versioned
-            && let Some(v) = near.as_ref().and_then(|e| e.value.downcast_ref::<Option<Arc<T>>>())
+            && let Some(v) = near
+                .as_ref()
+                .and_then(|e| e.value.downcast_ref::<Option<Arc<T>>>())
         {
             self.count(0);
             return Ok(v.clone());
@@ -285,7 +318,11 @@ impl ReadThrough {
 
         let flight_key = (key.to_string(), generation, version);
         let flight = Arc::clone(
-            self.flights.lock().expect("flights lock is never poisoned").entry(flight_key.clone()).or_default(),
+            self.flights
+                .lock()
+                .expect("flights lock is never poisoned")
+                .entry(flight_key.clone())
+                .or_default(),
         );
         let result = flight
             .get_or_try_init(|| async {
@@ -298,9 +335,14 @@ impl ReadThrough {
                     looked = Some(now);
                 }
                 // this process holds the key's load lease: it must fill it or let it go
-                let leased = self.versioned && looked.as_ref().is_some_and(|l| l.value.is_none() && !l.wait);
+                let leased = self.versioned
+                    && looked
+                        .as_ref()
+                        .is_some_and(|l| l.value.is_none() && !l.wait);
                 let from_shared = match looked {
-                    Some(Lookup { value: Some(bytes), .. }) => self.decode::<T>(key, &bytes),
+                    Some(Lookup {
+                        value: Some(bytes), ..
+                    }) => self.decode::<T>(key, &bytes),
                     Some(_) => {
                         self.counters.shared_misses.increment(1);
                         None
@@ -321,7 +363,9 @@ impl ReadThrough {
                                 return Err(e);
                             }
                         };
-                        self.counters.load_time.record(started.elapsed().as_secs_f64());
+                        self.counters
+                            .load_time
+                            .record(started.elapsed().as_secs_f64());
                         let mut len = 0;
                         if keep && self.generation(key) == generation {
                             len = self.to_shared(key, version, &loaded, ttl).await;
@@ -334,7 +378,15 @@ impl ReadThrough {
                 let value: AnyValue = Arc::new(value);
                 if keep && self.generation(key) == generation {
                     let weight = weight(key, encoded_len);
-                    self.local.insert(key.to_string(), Local { generation, version, value: Arc::clone(&value), weight });
+                    self.local.insert(
+                        key.to_string(),
+                        Local {
+                            generation,
+                            version,
+                            value: Arc::clone(&value),
+                            weight,
+                        },
+                    );
                 }
                 Ok(value)
             })
@@ -342,7 +394,10 @@ impl ReadThrough {
             .cloned();
         {
             let mut flights = self.flights.lock().expect("flights lock is never poisoned");
-            if flights.get(&flight_key).is_some_and(|f| Arc::ptr_eq(f, &flight)) {
+            if flights
+                .get(&flight_key)
+                .is_some_and(|f| Arc::ptr_eq(f, &flight))
+            {
                 flights.remove(&flight_key);
             }
         }
@@ -371,7 +426,8 @@ impl ReadThrough {
         self.stats[4].fetch_add(1, Ordering::Relaxed);
         let started = Instant::now();
         let waited = |outcome: &'static str| {
-            metrics::histogram!(names::CACHE_LEASE_WAIT, "outcome" => outcome).record(started.elapsed().as_secs_f64());
+            metrics::histogram!(names::CACHE_LEASE_WAIT, "outcome" => outcome)
+                .record(started.elapsed().as_secs_f64());
         };
         let mut pause = Duration::from_millis(1);
         while started.elapsed() < Duration::from_secs(1) {
@@ -386,18 +442,28 @@ impl ReadThrough {
                     waited("leased");
                     return Some(l);
                 }
-                Ok(l) if l.version != version => tracing::debug!(key, "invalidated while waiting for another node's load"),
+                Ok(l) if l.version != version => {
+                    tracing::debug!(key, "invalidated while waiting for another node's load")
+                }
                 Ok(_) => {}
                 Err(_) => break,
             }
         }
         waited("gave_up");
-        tracing::warn!(key, waited_ms = started.elapsed().as_millis() as u64, "gave up waiting for another node's load");
+        tracing::warn!(
+            key,
+            waited_ms = started.elapsed().as_millis() as u64,
+            "gave up waiting for another node's load"
+        );
         None
     }
 
     /// A value the shared tier sent, decoded, and its encoded size.
-    fn decode<T: DeserializeOwned>(&self, key: &str, bytes: &Bytes) -> Option<(Option<Arc<T>>, usize)> {
+    fn decode<T: DeserializeOwned>(
+        &self,
+        key: &str,
+        bytes: &Bytes,
+    ) -> Option<(Option<Arc<T>>, usize)> {
         match serde_json::from_slice::<Option<T>>(bytes) {
             Ok(v) => {
                 self.count(1);
@@ -411,12 +477,26 @@ impl ReadThrough {
     }
 
     /// Stores the value in the shared tier under `version`; returns its encoded size.
-    async fn to_shared<T: Serialize>(&self, key: &str, version: u64, value: &Option<Arc<T>>, ttl: Duration) -> usize {
-        let ttl = if value.is_some() { jittered(ttl) } else { jittered(self.negative_ttl) };
+    async fn to_shared<T: Serialize>(
+        &self,
+        key: &str,
+        version: u64,
+        value: &Option<Arc<T>>,
+        ttl: Duration,
+    ) -> usize {
+        let ttl = if value.is_some() {
+            jittered(ttl)
+        } else {
+            jittered(self.negative_ttl)
+        };
         match serde_json::to_vec(&value.as_deref()) {
             Ok(bytes) => {
                 let len = bytes.len();
-                if let Err(e) = self.shared.fill(key, version, Bytes::from(bytes), ttl).await {
+                if let Err(e) = self
+                    .shared
+                    .fill(key, version, Bytes::from(bytes), ttl)
+                    .await
+                {
                     tracing::warn!(key, error = %e, "could not fill the shared cache");
                 }
                 len
@@ -467,19 +547,35 @@ mod tests {
     use std::sync::atomic::AtomicUsize;
 
     fn rt() -> ReadThrough {
-        ReadThrough::new(Arc::new(MemoryCache::new(1 << 20)), 1 << 20, Duration::from_secs(60), Duration::from_secs(5))
+        ReadThrough::new(
+            Arc::new(MemoryCache::new(1 << 20)),
+            1 << 20,
+            Duration::from_secs(60),
+            Duration::from_secs(5),
+        )
     }
 
     #[tokio::test]
     async fn the_local_tier_stays_within_its_byte_bound() {
-        let c = ReadThrough::new(Arc::new(MemoryCache::new(1 << 20)), 64 * 1024, Duration::from_secs(60), Duration::from_secs(5));
+        let c = ReadThrough::new(
+            Arc::new(MemoryCache::new(1 << 20)),
+            64 * 1024,
+            Duration::from_secs(60),
+            Duration::from_secs(5),
+        );
         for i in 0..1000 {
-            c.get_or_load(&format!("k{i}"), Duration::from_secs(60), |_| async { Ok::<_, ()>(Some("x".repeat(1000))) })
-                .await
-                .unwrap();
+            c.get_or_load(&format!("k{i}"), Duration::from_secs(60), |_| async {
+                Ok::<_, ()>(Some("x".repeat(1000)))
+            })
+            .await
+            .unwrap();
         }
         c.local.run_pending_tasks();
-        assert!(c.local.weighted_size() <= 64 * 1024, "{} bytes", c.local.weighted_size());
+        assert!(
+            c.local.weighted_size() <= 64 * 1024,
+            "{} bytes",
+            c.local.weighted_size()
+        );
         assert!(c.local.entry_count() > 0);
     }
 
@@ -497,7 +593,10 @@ mod tests {
     fn keys_spread_over_the_stripes() {
         let mut used = std::collections::HashSet::new();
         for i in 0..20_000 {
-            used.insert(stripe_of(&format!("article:{}", 120_000_000_000_000i64 + i * 4096)));
+            used.insert(stripe_of(&format!(
+                "article:{}",
+                120_000_000_000_000i64 + i * 4096
+            )));
         }
         assert!(used.len() > 15_000, "{} stripes used", used.len());
         assert_eq!(stripe_of("article:1"), stripe_of("article:1"));
@@ -506,18 +605,42 @@ mod tests {
     #[tokio::test]
     async fn a_second_read_is_served_locally() {
         let c = rt();
-        let v = c.get_or_load("k", Duration::from_secs(60), |_| async { Ok::<_, ()>(Some(7u32)) }).await.unwrap();
+        let v = c
+            .get_or_load("k", Duration::from_secs(60), |_| async {
+                Ok::<_, ()>(Some(7u32))
+            })
+            .await
+            .unwrap();
         assert_eq!(v.as_deref(), Some(&7));
-        let v = c.get_or_load("k", Duration::from_secs(60), |_| async { Ok::<_, ()>(Some(8u32)) }).await.unwrap();
+        let v = c
+            .get_or_load("k", Duration::from_secs(60), |_| async {
+                Ok::<_, ()>(Some(8u32))
+            })
+            .await
+            .unwrap();
         assert_eq!(v.as_deref(), Some(&7));
-        assert_eq!(c.stats(), CacheStats { local_hits: 1, shared_hits: 0, misses: 1, loads: 1, lease_waits: 0 });
+        assert_eq!(
+            c.stats(),
+            CacheStats {
+                local_hits: 1,
+                shared_hits: 0,
+                misses: 1,
+                loads: 1,
+                lease_waits: 0
+            }
+        );
     }
 
     #[tokio::test]
     async fn not_found_is_cached_too() {
         let c = rt();
         for _ in 0..3 {
-            let v = c.get_or_load("none", Duration::from_secs(60), |_| async { Ok::<Option<u32>, ()>(None) }).await.unwrap();
+            let v = c
+                .get_or_load("none", Duration::from_secs(60), |_| async {
+                    Ok::<Option<u32>, ()>(None)
+                })
+                .await
+                .unwrap();
             assert_eq!(v, None);
         }
         assert_eq!(c.stats().loads, 1);
@@ -526,18 +649,34 @@ mod tests {
     #[tokio::test]
     async fn invalidation_makes_the_next_read_load_afresh() {
         let c = rt();
-        c.get_or_load("k", Duration::from_secs(60), |_| async { Ok::<_, ()>(Some(1u32)) }).await.unwrap();
+        c.get_or_load("k", Duration::from_secs(60), |_| async {
+            Ok::<_, ()>(Some(1u32))
+        })
+        .await
+        .unwrap();
         c.invalidate(&["k".into()]).await.unwrap();
-        let v = c.get_or_load("k", Duration::from_secs(60), |_| async { Ok::<_, ()>(Some(2u32)) }).await.unwrap();
+        let v = c
+            .get_or_load("k", Duration::from_secs(60), |_| async {
+                Ok::<_, ()>(Some(2u32))
+            })
+            .await
+            .unwrap();
         assert_eq!(v.as_deref(), Some(&2));
     }
 
     #[tokio::test]
     async fn errors_are_returned_and_not_cached() {
         let c = rt();
-        let e = c.get_or_load::<u32, _, _, _>("k", Duration::from_secs(60), |_| async { Err("db down") }).await;
+        let e = c
+            .get_or_load::<u32, _, _, _>("k", Duration::from_secs(60), |_| async { Err("db down") })
+            .await;
         assert_eq!(e, Err("db down"));
-        let v = c.get_or_load("k", Duration::from_secs(60), |_| async { Ok::<_, &str>(Some(3u32)) }).await.unwrap();
+        let v = c
+            .get_or_load("k", Duration::from_secs(60), |_| async {
+                Ok::<_, &str>(Some(3u32))
+            })
+            .await
+            .unwrap();
         assert_eq!(v.as_deref(), Some(&3));
     }
 
@@ -559,12 +698,29 @@ mod tests {
         // the write commits and invalidates while the load of the old value is in flight
         c.invalidate(&["k".into()]).await.unwrap();
         // a read that starts after the write does not join the old flight
-        let fresh = c.get_or_load("k", Duration::from_secs(60), |_| async { Ok::<_, ()>(Some("new".to_string())) }).await.unwrap();
+        let fresh = c
+            .get_or_load("k", Duration::from_secs(60), |_| async {
+                Ok::<_, ()>(Some("new".to_string()))
+            })
+            .await
+            .unwrap();
         assert_eq!(fresh.as_deref().map(String::as_str), Some("new"));
         go_tx.send(()).unwrap();
-        assert_eq!(slow.await.unwrap().unwrap().as_deref().map(String::as_str), Some("old"));
-        let after = c.get_or_load("k", Duration::from_secs(60), |_| async { Ok::<_, ()>(Some("newer".to_string())) }).await.unwrap();
-        assert_eq!(after.as_deref().map(String::as_str), Some("new"), "the stale load must not have overwritten the fresh entry");
+        assert_eq!(
+            slow.await.unwrap().unwrap().as_deref().map(String::as_str),
+            Some("old")
+        );
+        let after = c
+            .get_or_load("k", Duration::from_secs(60), |_| async {
+                Ok::<_, ()>(Some("newer".to_string()))
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            after.as_deref().map(String::as_str),
+            Some("new"),
+            "the stale load must not have overwritten the fresh entry"
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -593,10 +749,29 @@ mod tests {
     #[tokio::test]
     async fn values_come_back_from_the_shared_tier_after_the_local_one_forgets() {
         let shared = Arc::new(MemoryCache::new(1 << 20));
-        let a = ReadThrough::new(shared.clone(), 1 << 20, Duration::from_secs(60), Duration::from_secs(5));
-        a.get_or_load("k", Duration::from_secs(60), |_| async { Ok::<_, ()>(Some(vec![1u8, 2])) }).await.unwrap();
-        let b = ReadThrough::new(shared, 1 << 20, Duration::from_secs(60), Duration::from_secs(5));
-        let v = b.get_or_load("k", Duration::from_secs(60), |_| async { Ok::<_, ()>(Some(vec![9u8])) }).await.unwrap();
+        let a = ReadThrough::new(
+            shared.clone(),
+            1 << 20,
+            Duration::from_secs(60),
+            Duration::from_secs(5),
+        );
+        a.get_or_load("k", Duration::from_secs(60), |_| async {
+            Ok::<_, ()>(Some(vec![1u8, 2]))
+        })
+        .await
+        .unwrap();
+        let b = ReadThrough::new(
+            shared,
+            1 << 20,
+            Duration::from_secs(60),
+            Duration::from_secs(5),
+        );
+        let v = b
+            .get_or_load("k", Duration::from_secs(60), |_| async {
+                Ok::<_, ()>(Some(vec![9u8]))
+            })
+            .await
+            .unwrap();
         assert_eq!(v.as_deref(), Some(&vec![1u8, 2]));
         assert_eq!(b.stats().shared_hits, 1);
     }

@@ -17,7 +17,12 @@ pub trait Sessions: Send + Sync + 'static {
     /// Stores `value` under `key` for `ttl`, replacing what was there.
     async fn put(&self, key: &str, value: Bytes, ttl: Duration) -> Result<(), CacheError>;
     /// Stores `value` only if `key` is absent (or expired); `true` if it was stored.
-    async fn put_if_absent(&self, key: &str, value: Bytes, ttl: Duration) -> Result<bool, CacheError>;
+    async fn put_if_absent(
+        &self,
+        key: &str,
+        value: Bytes,
+        ttl: Duration,
+    ) -> Result<bool, CacheError>;
     /// Removes `key`.
     async fn delete(&self, key: &str) -> Result<(), CacheError>;
     /// Adds one to the counter under `key` and returns the new count. The counter starts
@@ -47,7 +52,9 @@ impl std::fmt::Debug for MemorySessions {
 
 impl Default for MemorySessions {
     fn default() -> Self {
-        Self { inner: Mutex::new((HashMap::new(), 1024)) }
+        Self {
+            inner: Mutex::new((HashMap::new(), 1024)),
+        }
     }
 }
 
@@ -84,7 +91,12 @@ impl Sessions for MemorySessions {
         Ok(())
     }
 
-    async fn put_if_absent(&self, key: &str, value: Bytes, ttl: Duration) -> Result<bool, CacheError> {
+    async fn put_if_absent(
+        &self,
+        key: &str,
+        value: Bytes,
+        ttl: Duration,
+    ) -> Result<bool, CacheError> {
         Ok(self.with(|m, now| match m.get(key) {
             Some((_, exp)) if *exp > now => false,
             _ => {
@@ -101,7 +113,9 @@ impl Sessions for MemorySessions {
 
     async fn increment(&self, key: &str, window: Duration) -> Result<u64, CacheError> {
         Ok(self.with(|m, now| {
-            let entry = m.entry(key.to_string()).or_insert((Value::Counter(0), now + window));
+            let entry = m
+                .entry(key.to_string())
+                .or_insert((Value::Counter(0), now + window));
             if entry.1 <= now || !matches!(entry.0, Value::Counter(_)) {
                 *entry = (Value::Counter(0), now + window);
             }
@@ -123,12 +137,24 @@ mod tests {
     #[tokio::test]
     async fn put_if_absent_holds_until_expiry() {
         let s = MemorySessions::new();
-        assert!(s.put_if_absent("lock", Bytes::from_static(b"a"), Duration::from_millis(30)).await.unwrap());
-        assert!(!s.put_if_absent("lock", Bytes::from_static(b"b"), Duration::from_millis(30)).await.unwrap());
+        assert!(
+            s.put_if_absent("lock", Bytes::from_static(b"a"), Duration::from_millis(30))
+                .await
+                .unwrap()
+        );
+        assert!(
+            !s.put_if_absent("lock", Bytes::from_static(b"b"), Duration::from_millis(30))
+                .await
+                .unwrap()
+        );
         assert_eq!(s.get("lock").await.unwrap(), Some(Bytes::from_static(b"a")));
         std::thread::sleep(Duration::from_millis(40));
         assert_eq!(s.get("lock").await.unwrap(), None);
-        assert!(s.put_if_absent("lock", Bytes::from_static(b"c"), Duration::from_secs(5)).await.unwrap());
+        assert!(
+            s.put_if_absent("lock", Bytes::from_static(b"c"), Duration::from_secs(5))
+                .await
+                .unwrap()
+        );
         s.delete("lock").await.unwrap();
         assert_eq!(s.get("lock").await.unwrap(), None);
     }
@@ -137,21 +163,35 @@ mod tests {
     async fn counters_reset_after_their_window() {
         let s = MemorySessions::new();
         for want in 1..=3 {
-            assert_eq!(s.increment("login:ann", Duration::from_millis(30)).await.unwrap(), want);
+            assert_eq!(
+                s.increment("login:ann", Duration::from_millis(30))
+                    .await
+                    .unwrap(),
+                want
+            );
         }
         std::thread::sleep(Duration::from_millis(40));
-        assert_eq!(s.increment("login:ann", Duration::from_millis(30)).await.unwrap(), 1);
+        assert_eq!(
+            s.increment("login:ann", Duration::from_millis(30))
+                .await
+                .unwrap(),
+            1
+        );
     }
 
     #[tokio::test]
     async fn expired_entries_are_swept() {
         let s = MemorySessions::new();
         for i in 0..5000 {
-            s.put(&format!("k{i}"), Bytes::new(), Duration::from_millis(1)).await.unwrap();
+            s.put(&format!("k{i}"), Bytes::new(), Duration::from_millis(1))
+                .await
+                .unwrap();
         }
         std::thread::sleep(Duration::from_millis(5));
         for i in 0..5000 {
-            s.put(&format!("j{i}"), Bytes::new(), Duration::from_secs(60)).await.unwrap();
+            s.put(&format!("j{i}"), Bytes::new(), Duration::from_secs(60))
+                .await
+                .unwrap();
         }
         let len = s.inner.lock().unwrap().0.len();
         assert!(len < 9000, "{len} entries kept");

@@ -3,12 +3,12 @@
 //! It only parses flags, loads [`Settings`] (defaults < `--config` TOML < `CRESCENDO_*`
 //! environment < flags), sets up logging, and hands over to the library crates.
 
+use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use crescendo_config::{Overrides, Settings};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
-use anyhow::Context as _;
 
 /// mimalloc instead of the system allocator: a request allocates and frees many small
 /// buffers on whichever worker thread runs it, which glibc's per-thread arenas serve
@@ -211,7 +211,11 @@ struct TourArgs {
 }
 
 impl LoadArgs {
-    fn options(&self, target: String, out: PathBuf) -> anyhow::Result<crescendo_bench::BenchOptions> {
+    fn options(
+        &self,
+        target: String,
+        out: PathBuf,
+    ) -> anyhow::Result<crescendo_bench::BenchOptions> {
         use crescendo_bench::load::Model;
         let mut seed = crescendo_bench::SeedPlan {
             users: self.users,
@@ -231,9 +235,14 @@ impl LoadArgs {
             target,
             scenario: self.scenario,
             model: match self.rate {
-                Some(rate) if rate > 0.0 => Model::Open { rate, max_in_flight: self.max_in_flight },
+                Some(rate) if rate > 0.0 => Model::Open {
+                    rate,
+                    max_in_flight: self.max_in_flight,
+                },
                 Some(_) => anyhow::bail!("--rate must be positive"),
-                None => Model::Closed { connections: self.connections.max(1) },
+                None => Model::Closed {
+                    connections: self.connections.max(1),
+                },
             },
             duration: self.duration,
             timeout: self.timeout,
@@ -264,14 +273,19 @@ struct Common {
 
 impl Common {
     fn settings(&self) -> anyhow::Result<Settings> {
-        let overrides = Overrides { listen: self.listen, data_dir: self.data_dir.clone() };
+        let overrides = Overrides {
+            listen: self.listen,
+            data_dir: self.data_dir.clone(),
+        };
         Ok(Settings::load(self.config.as_deref(), &overrides)?)
     }
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(async move {
         match cli.command {
             Command::Serve(common) => serve(common.settings()?).await,
@@ -376,7 +390,10 @@ async fn tour(a: TourArgs) -> anyhow::Result<()> {
 async fn up(a: UpArgs) -> anyhow::Result<()> {
     use crescendo_topology::deploy;
     let topology = deploy::Topology::load(&a.file)?;
-    eprintln!("{} (rung {}): {}", topology.name, topology.rung, topology.description);
+    eprintln!(
+        "{} (rung {}): {}",
+        topology.name, topology.rung, topology.description
+    );
     let opts = deploy::UpOptions {
         exe: std::env::current_exe()?,
         run_dir: a.run.run_dir.clone(),
@@ -387,7 +404,9 @@ async fn up(a: UpArgs) -> anyhow::Result<()> {
     println!("url: {}", running.state.url);
     if a.detach {
         running.detach();
-        eprintln!("running in the background; `crescendo status` to watch, `crescendo down` to stop");
+        eprintln!(
+            "running in the background; `crescendo status` to watch, `crescendo down` to stop"
+        );
         return Ok(());
     }
     eprintln!("Ctrl-C stops everything");
@@ -415,16 +434,27 @@ async fn failover(a: FailoverArgs) -> anyhow::Result<()> {
     let settings = a.common.settings()?;
     crescendo_telemetry::init_logs(settings.log.format, &settings.log.filter);
     if settings.store.backend != crescendo_config::StoreBackend::Postgres {
-        anyhow::bail!("failover needs store.backend = \"postgres\" with store.postgres_url and store.postgres_replica_urls");
+        anyhow::bail!(
+            "failover needs store.backend = \"postgres\" with store.postgres_url and store.postgres_replica_urls"
+        );
     }
-    let urls: Vec<String> =
-        std::iter::once(settings.store.postgres_url.clone()).chain(settings.store.postgres_replica_urls.iter().cloned()).collect();
-    let p = crescendo_store_postgres::failover::promote_most_advanced(&urls, !a.asynchronous).await?;
-    println!("promoted {} (WAL position {}) in {} ms", p.primary, p.position, p.took.as_millis());
+    let urls: Vec<String> = std::iter::once(settings.store.postgres_url.clone())
+        .chain(settings.store.postgres_replica_urls.iter().cloned())
+        .collect();
+    let p =
+        crescendo_store_postgres::failover::promote_most_advanced(&urls, !a.asynchronous).await?;
+    println!(
+        "promoted {} (WAL position {}) in {} ms",
+        p.primary,
+        p.position,
+        p.took.as_millis()
+    );
     for r in &p.repointed {
         println!("re-pointed {r} at it");
     }
-    println!("web nodes follow it within one check; list it first in store.postgres_url when convenient");
+    println!(
+        "web nodes follow it within one check; list it first in store.postgres_url when convenient"
+    );
     Ok(())
 }
 
@@ -445,15 +475,24 @@ async fn autoscale(run_dir: PathBuf) -> anyhow::Result<()> {
     use crescendo_topology::deploy::{self, State};
     crescendo_telemetry::init_logs(Default::default(), "info");
     let state = State::read(&run_dir)?;
-    let scaling = state.workers.clone().context("this topology has no queue tier to scale")?;
+    let scaling = state
+        .workers
+        .clone()
+        .context("this topology has no queue tier to scale")?;
     let nats_url = state
         .worker_env
         .iter()
         .find(|(k, _)| k == "CRESCENDO_QUEUE__NATS_URL")
         .map(|(_, v)| v.clone())
         .context("the workers have no NATS URL")?;
-    let queue = crescendo_queue_nats::NatsQueue::connect(&nats_url, 5, Duration::from_secs(60)).await?;
-    tracing::info!(min = scaling.min, max = scaling.max, jobs_per_worker = scaling.jobs_per_worker, "autoscaling the worker tier");
+    let queue =
+        crescendo_queue_nats::NatsQueue::connect(&nats_url, 5, Duration::from_secs(60)).await?;
+    tracing::info!(
+        min = scaling.min,
+        max = scaling.max,
+        jobs_per_worker = scaling.jobs_per_worker,
+        "autoscaling the worker tier"
+    );
     let mut children: Vec<std::process::Child> = Vec::new();
     let mut low_since = None;
     let mut term = std::pin::pin!(crescendo_server::shutdown_signal());
@@ -468,7 +507,11 @@ async fn autoscale(run_dir: PathBuf) -> anyhow::Result<()> {
             tracing::info!("the topology is gone; stopping");
             break;
         };
-        let running: Vec<&deploy::Process> = state.processes.iter().filter(|p| p.role == "worker" && deploy::alive(p.pid)).collect();
+        let running: Vec<&deploy::Process> = state
+            .processes
+            .iter()
+            .filter(|p| p.role == "worker" && deploy::alive(p.pid))
+            .collect();
         let (pending, oldest_ms) = match queue.depth(crescendo_app::IMAGES_QUEUE).await {
             Ok(d) => (d.pending, d.oldest_ms),
             Err(e) => {
@@ -476,12 +519,28 @@ async fn autoscale(run_dir: PathBuf) -> anyhow::Result<()> {
                 continue;
             }
         };
-        let (want, low) = deploy::desired_workers(&scaling, running.len(), pending, oldest_ms, low_since, Instant::now());
+        let (want, low) = deploy::desired_workers(
+            &scaling,
+            running.len(),
+            pending,
+            oldest_ms,
+            low_since,
+            Instant::now(),
+        );
         low_since = low;
         let mut note = String::from("steady");
         if want > running.len() {
-            note = format!("adding {} for {pending} jobs, the oldest {:.1} s old", want - running.len(), oldest_ms as f64 / 1000.0);
-            tracing::info!(from = running.len(), to = want, pending, "scaling the workers up");
+            note = format!(
+                "adding {} for {pending} jobs, the oldest {:.1} s old",
+                want - running.len(),
+                oldest_ms as f64 / 1000.0
+            );
+            tracing::info!(
+                from = running.len(),
+                to = want,
+                pending,
+                "scaling the workers up"
+            );
             for _ in running.len()..want {
                 let rd = run_dir.clone();
                 match tokio::task::spawn_blocking(move || {
@@ -499,7 +558,15 @@ async fn autoscale(run_dir: PathBuf) -> anyhow::Result<()> {
             }
         } else if want < running.len() {
             // the newest leaves first; it finishes the jobs in hand
-            let newest = running.iter().max_by_key(|p| p.name.trim_start_matches("worker-").parse::<usize>().unwrap_or(0)).map(|p| p.name.clone());
+            let newest = running
+                .iter()
+                .max_by_key(|p| {
+                    p.name
+                        .trim_start_matches("worker-")
+                        .parse::<usize>()
+                        .unwrap_or(0)
+                })
+                .map(|p| p.name.clone());
             if let Some(name) = newest {
                 note = format!("removing {name}: the backlog stayed small");
                 tracing::info!(from = running.len(), to = want, pending, worker = %name, "scaling the workers down");
@@ -507,12 +574,18 @@ async fn autoscale(run_dir: PathBuf) -> anyhow::Result<()> {
                 deploy::remove_worker(&run_dir, &mut st, &name)?;
             }
         } else if low_since.is_some() {
-            note = format!("backlog small; one fewer after {} s", scaling.scale_down_after_secs);
+            note = format!(
+                "backlog small; one fewer after {} s",
+                scaling.scale_down_after_secs
+            );
         }
         let summary = serde_json::json!({
             "min": scaling.min, "max": scaling.max, "workers": want, "pending": pending, "oldest_ms": oldest_ms, "note": note,
         });
-        std::fs::write(run_dir.join("autoscale.json"), serde_json::to_vec(&summary)?)?;
+        std::fs::write(
+            run_dir.join("autoscale.json"),
+            serde_json::to_vec(&summary)?,
+        )?;
     }
     Ok(())
 }

@@ -20,7 +20,11 @@ impl Drop for Server {
 fn collection() -> PathBuf {
     let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let path = manifest.join("../../../shared/realworld/Conduit.postman_collection.json");
-    assert!(path.is_file(), "the conformance collection is missing at {}", path.display());
+    assert!(
+        path.is_file(),
+        "the conformance collection is missing at {}",
+        path.display()
+    );
     path
 }
 
@@ -32,7 +36,8 @@ fn start(data_dir: &std::path::Path) -> (Server, String, Option<crescendo_topolo
     let pg = match std::env::var("TEST_STORE").as_deref() {
         Ok("postgres") => {
             let pg = crescendo_topology::pg::Postgres::start(&[]).expect("postgres starts");
-            cmd.env("CRESCENDO_STORE__BACKEND", "postgres").env("CRESCENDO_STORE__POSTGRES_URL", pg.url("postgres"));
+            cmd.env("CRESCENDO_STORE__BACKEND", "postgres")
+                .env("CRESCENDO_STORE__POSTGRES_URL", pg.url("postgres"));
             Some(pg)
         }
         _ => None,
@@ -56,8 +61,14 @@ fn launch(mut cmd: Command, role: &str, data_dir: &std::path::Path) -> (Server, 
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut lines = BufReader::new(stdout).lines();
     loop {
-        assert!(Instant::now() < deadline, "no 'listening on' line within 60 s");
-        let line = lines.next().expect("crescendo printed its address before exiting").expect("stdout readable");
+        assert!(
+            Instant::now() < deadline,
+            "no 'listening on' line within 60 s"
+        );
+        let line = lines
+            .next()
+            .expect("crescendo printed its address before exiting")
+            .expect("stdout readable");
         if let Some(url) = line.strip_prefix("listening on ") {
             // keep draining stdout so the server never blocks on a full pipe
             std::thread::spawn(move || for _ in lines {});
@@ -79,12 +90,21 @@ fn the_realworld_collection_passes_against_a_web_node_on_a_primary_and_two_repli
     use crescendo_topology::pg::Postgres;
     let dir = tempfile::tempdir().unwrap();
     let primary = Postgres::start(&[]).expect("primary starts");
-    let replicas: Vec<Postgres> = ["r1", "r2"].iter().map(|n| Postgres::replica_of(&primary, n, &[]).expect("replica starts")).collect();
-    let replica_urls: Vec<String> = replicas.iter().map(|r| format!("\"{}\"", r.url("postgres"))).collect();
+    let replicas: Vec<Postgres> = ["r1", "r2"]
+        .iter()
+        .map(|n| Postgres::replica_of(&primary, n, &[]).expect("replica starts"))
+        .collect();
+    let replica_urls: Vec<String> = replicas
+        .iter()
+        .map(|r| format!("\"{}\"", r.url("postgres")))
+        .collect();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_crescendo"));
     cmd.env("CRESCENDO_STORE__BACKEND", "postgres")
         .env("CRESCENDO_STORE__POSTGRES_URL", primary.url("postgres"))
-        .env("CRESCENDO_STORE__POSTGRES_REPLICA_URLS", format!("[{}]", replica_urls.join(", ")))
+        .env(
+            "CRESCENDO_STORE__POSTGRES_REPLICA_URLS",
+            format!("[{}]", replica_urls.join(", ")),
+        )
         .env("CRESCENDO_STORE__REPLICA_CHECK_INTERVAL_MS", "50");
     let (server, url) = launch(cmd, "web", dir.path());
     run_collection(&url, "w");
@@ -94,7 +114,11 @@ fn the_realworld_collection_passes_against_a_web_node_on_a_primary_and_two_repli
         let name = format!("127.0.0.1:{}", r.port());
         let served: f64 = metrics
             .lines()
-            .filter(|l| l.starts_with("crescendo_db_queries_total{") && l.contains("role=\"replica\"") && l.contains(&name))
+            .filter(|l| {
+                l.starts_with("crescendo_db_queries_total{")
+                    && l.contains("role=\"replica\"")
+                    && l.contains(&name)
+            })
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .sum();
         assert!(served > 0.0, "replica {name} served no reads:\n{metrics}");
@@ -105,22 +129,33 @@ fn the_realworld_collection_passes_against_a_web_node_on_a_primary_and_two_repli
 #[test]
 fn web_refuses_to_start_without_postgresql() {
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_crescendo")).args(["web", "--data-dir"]).arg(dir.path()).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_crescendo"))
+        .args(["web", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("store.backend") && err.contains("postgres"), "{err}");
+    assert!(
+        err.contains("store.backend") && err.contains("postgres"),
+        "{err}"
+    );
 }
 
 /// A GET over a plain TCP connection (HTTP/1.0), returning the body.
 fn http_get(url: &str) -> String {
     use std::io::{Read, Write};
     let rest = url.strip_prefix("http://").expect("http URL");
-    let (host, path) = rest.split_once('/').map_or((rest, "/".to_string()), |(h, p)| (h, format!("/{p}")));
+    let (host, path) = rest
+        .split_once('/')
+        .map_or((rest, "/".to_string()), |(h, p)| (h, format!("/{p}")));
     let mut s = std::net::TcpStream::connect(host).expect("connect");
     write!(s, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").unwrap();
     let mut text = String::new();
     s.read_to_string(&mut text).unwrap();
-    text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default()
+    text.split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default()
 }
 
 /// Runs the collection against `url`; `tag` keeps its user names apart from other runs.
@@ -138,13 +173,20 @@ fn run_collection(url: &str, tag: &str) {
         .expect("newman is installed (npm install -g newman; the README's test command does this)");
     let text = String::from_utf8_lossy(&out.stdout);
     println!("{text}");
-    assert!(out.status.success(), "newman reported failures:\n{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "newman reported failures:\n{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(text.contains("assertions"), "newman printed no summary");
 }
 
 #[test]
 fn serve_answers_help_and_names_its_flags() {
-    let out = Command::new(env!("CARGO_BIN_EXE_crescendo")).args(["serve", "--help"]).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_crescendo"))
+        .args(["serve", "--help"])
+        .output()
+        .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success());
     for flag in ["--listen", "--data-dir", "--config"] {
@@ -170,41 +212,106 @@ fn a_bad_setting_fails_at_start_naming_the_key() {
 fn the_tour_starts_each_rung_measures_it_and_stops_it() {
     let out = tempfile::tempdir().unwrap();
     let status = Command::new(env!("CARGO_BIN_EXE_crescendo"))
-        .args(["tour", "--scenario", "social", "--duration", "1s", "--connections", "4"])
-        .args(["--users", "4", "--follows", "2", "--articles", "8", "--favorites", "1", "--comments", "4"])
+        .args([
+            "tour",
+            "--scenario",
+            "social",
+            "--duration",
+            "1s",
+            "--connections",
+            "4",
+        ])
+        .args([
+            "--users",
+            "4",
+            "--follows",
+            "2",
+            "--articles",
+            "8",
+            "--favorites",
+            "1",
+            "--comments",
+            "4",
+        ])
         .arg("--out")
         .arg(out.path())
         .env("RUST_LOG", "warn")
         .output()
         .expect("crescendo runs");
-    assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
-    let tour: serde_json::Value = serde_json::from_slice(&std::fs::read(out.path().join("tour.json")).unwrap()).unwrap();
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    let tour: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.path().join("tour.json")).unwrap()).unwrap();
     let rungs = tour["rungs"].as_array().unwrap();
-    assert_eq!(rungs.iter().map(|r| r["rung"].as_u64().unwrap()).collect::<Vec<_>>(), [1, 2, 3, 4, 5, 7, 9], "{tour}");
+    assert_eq!(
+        rungs
+            .iter()
+            .map(|r| r["rung"].as_u64().unwrap())
+            .collect::<Vec<_>>(),
+        [1, 2, 3, 4, 5, 7, 9],
+        "{tour}"
+    );
     for rung in rungs {
         let n = rung["rung"].as_u64().unwrap();
         assert_eq!(rung["errors"], 0, "{tour}");
         assert!(rung["throughput"].as_f64().unwrap() > 0.0);
-        assert!(rung["verdict"].as_str().unwrap().starts_with(&format!("Rung {n}: ")));
+        assert!(
+            rung["verdict"]
+                .as_str()
+                .unwrap()
+                .starts_with(&format!("Rung {n}: "))
+        );
         assert!(out.path().join(format!("rung-{n}/report.html")).is_file());
     }
-    assert!(rungs[0]["primary_read_share"].is_null(), "SQLite has no primary");
-    assert_eq!(rungs[1]["primary_read_share"], 1.0, "without replicas the primary serves every read");
-    assert_eq!(rungs[2]["primary_read_share"], 1.0, "rung 3 has no replicas");
-    let survives: Vec<&Value> = rungs.iter().map(|r| &r["session_survives_node_loss"]).collect();
+    assert!(
+        rungs[0]["primary_read_share"].is_null(),
+        "SQLite has no primary"
+    );
+    assert_eq!(
+        rungs[1]["primary_read_share"], 1.0,
+        "without replicas the primary serves every read"
+    );
+    assert_eq!(
+        rungs[2]["primary_read_share"], 1.0,
+        "rung 3 has no replicas"
+    );
+    let survives: Vec<&Value> = rungs
+        .iter()
+        .map(|r| &r["session_survives_node_loss"])
+        .collect();
     let (f, t) = (Value::Bool(false), Value::Bool(true));
-    assert_eq!(survives, [&Value::Null, &Value::Null, &f, &f, &f, &t, &t], "sticky rungs lose a dead node's sessions, rungs 7 and 9 keep them: {tour}");
+    assert_eq!(
+        survives,
+        [&Value::Null, &Value::Null, &f, &f, &f, &t, &t],
+        "sticky rungs lose a dead node's sessions, rungs 7 and 9 keep them: {tour}"
+    );
     let uploads = &rungs[6]["uploads"];
     assert_eq!(uploads["errors"], 0, "{tour}");
-    assert!(uploads["throughput"].as_f64().unwrap() > 0.0 && uploads["ready_p50_ms"].as_f64().unwrap() > 0.0, "rung 9 measures uploads: {tour}");
+    assert!(
+        uploads["throughput"].as_f64().unwrap() > 0.0
+            && uploads["ready_p50_ms"].as_f64().unwrap() > 0.0,
+        "rung 9 measures uploads: {tour}"
+    );
     assert!(out.path().join("rung-9-upload/report.html").is_file());
-    assert_eq!(rungs[3]["cache_served_ratio"], 0.0, "rung 4 caches nothing: {tour}");
+    assert_eq!(
+        rungs[3]["cache_served_ratio"], 0.0,
+        "rung 4 caches nothing: {tour}"
+    );
     for r in [&rungs[4], &rungs[5]] {
-        assert!(r["cache_served_ratio"].as_f64().unwrap() > 0.0, "rungs 5 and 7 cache on Redis: {tour}");
+        assert!(
+            r["cache_served_ratio"].as_f64().unwrap() > 0.0,
+            "rungs 5 and 7 cache on Redis: {tour}"
+        );
         assert!(r["db_reads_per_read_request"].as_f64().is_some(), "{tour}");
     }
     for r in [&rungs[3], &rungs[4], &rungs[5]] {
-        assert!(r["primary_read_share"].as_f64().unwrap() < 1.0, "with replicas some reads leave the primary: {tour}");
+        assert!(
+            r["primary_read_share"].as_f64().unwrap() < 1.0,
+            "with replicas some reads leave the primary: {tour}"
+        );
     }
     assert!(out.path().join("tour.html").is_file());
 }
@@ -213,30 +320,61 @@ fn the_tour_starts_each_rung_measures_it_and_stops_it() {
 fn failover_refuses_while_the_primary_answers_and_promotes_a_replica_once_it_is_gone() {
     use crescendo_topology::pg::Postgres;
     let mut primary = Postgres::start(&[]).expect("primary starts");
-    let replicas: Vec<Postgres> = ["r1", "r2"].iter().map(|n| Postgres::replica_of(&primary, n, &[]).expect("replica starts")).collect();
-    let urls: Vec<String> = replicas.iter().map(|r| format!("\"{}\"", r.url("postgres"))).collect();
+    let replicas: Vec<Postgres> = ["r1", "r2"]
+        .iter()
+        .map(|n| Postgres::replica_of(&primary, n, &[]).expect("replica starts"))
+        .collect();
+    let urls: Vec<String> = replicas
+        .iter()
+        .map(|r| format!("\"{}\"", r.url("postgres")))
+        .collect();
     let primary_url = primary.url("postgres");
     let failover = || {
         Command::new(env!("CARGO_BIN_EXE_crescendo"))
             .arg("failover")
             .env("CRESCENDO_STORE__BACKEND", "postgres")
             .env("CRESCENDO_STORE__POSTGRES_URL", &primary_url)
-            .env("CRESCENDO_STORE__POSTGRES_REPLICA_URLS", format!("[{}]", urls.join(", ")))
+            .env(
+                "CRESCENDO_STORE__POSTGRES_REPLICA_URLS",
+                format!("[{}]", urls.join(", ")),
+            )
             .env("RUST_LOG", "warn")
             .output()
             .unwrap()
     };
     let out = failover();
-    assert!(!out.status.success(), "a live primary is never failed over from");
-    assert!(String::from_utf8_lossy(&out.stderr).contains("still answers as the primary"), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(replicas.iter().all(|r| r.query("SELECT pg_is_in_recovery()").unwrap() == "t"), "nothing was promoted");
+    assert!(
+        !out.status.success(),
+        "a live primary is never failed over from"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("still answers as the primary"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        replicas
+            .iter()
+            .all(|r| r.query("SELECT pg_is_in_recovery()").unwrap() == "t"),
+        "nothing was promoted"
+    );
 
     primary.kill();
     let out = failover();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
-    let promoted: Vec<&Postgres> = replicas.iter().filter(|r| r.query("SELECT pg_is_in_recovery()").unwrap() == "f").collect();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let promoted: Vec<&Postgres> = replicas
+        .iter()
+        .filter(|r| r.query("SELECT pg_is_in_recovery()").unwrap() == "f")
+        .collect();
     assert_eq!(promoted.len(), 1, "exactly one replica is promoted: {text}");
-    assert!(text.contains(&format!("promoted 127.0.0.1:{}", promoted[0].port())), "{text}");
+    assert!(
+        text.contains(&format!("promoted 127.0.0.1:{}", promoted[0].port())),
+        "{text}"
+    );
     assert!(text.contains("re-pointed"), "{text}");
 }

@@ -4,7 +4,7 @@
 //! and a node killed with SIGKILL fails no read.
 
 use reqwest::StatusCode;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -12,11 +12,19 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 fn crescendo(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_crescendo")).args(args).env("RUST_LOG", "warn").output().expect("crescendo runs")
+    Command::new(env!("CARGO_BIN_EXE_crescendo"))
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("crescendo runs")
 }
 
 fn topology(name: &str) -> String {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../topologies").join(name).to_string_lossy().into_owned()
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../topologies")
+        .join(name)
+        .to_string_lossy()
+        .into_owned()
 }
 
 /// Stops the topology however the test ends.
@@ -40,17 +48,39 @@ struct Deployed {
 fn up(file: &str, env: &[(&str, &str)]) -> Deployed {
     let run = tempfile::tempdir().unwrap();
     let run_dir = run.path().join("run");
-    let public = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let public = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_crescendo"))
-        .args(["up", file, "--detach", "--public", &public.to_string(), "--run-dir", &run_dir.to_string_lossy()])
+        .args([
+            "up",
+            file,
+            "--detach",
+            "--public",
+            &public.to_string(),
+            "--run-dir",
+            &run_dir.to_string_lossy(),
+        ])
         .env("RUST_LOG", "warn")
         .envs(env.iter().copied())
         .output()
         .expect("crescendo runs");
     let down = Down(run_dir.clone());
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
-    Deployed { _down: down, root: run, run_dir, public, url: format!("http://{public}"), stdout }
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Deployed {
+        _down: down,
+        root: run,
+        run_dir,
+        public,
+        url: format!("http://{public}"),
+        stdout,
+    }
 }
 
 /// The topology's status once its balancer sees `nodes` web nodes up, or after 5 s.
@@ -81,7 +111,12 @@ async fn register(url: &str, name: &str) -> String {
 }
 
 fn roles(s: &Value) -> Vec<String> {
-    s["processes"].as_array().unwrap().iter().map(|p| p["role"].as_str().unwrap().to_string()).collect()
+    s["processes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["role"].as_str().unwrap().to_string())
+        .collect()
 }
 
 impl Drop for Down {
@@ -92,17 +127,35 @@ impl Drop for Down {
 
 fn status(run_dir: &Path) -> Value {
     let out = crescendo(&["status", "--json", "--run-dir", &run_dir.to_string_lossy()]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).expect("status --json is JSON")
 }
 
 fn web_pid(s: &Value, name: &str) -> u32 {
-    s["processes"].as_array().unwrap().iter().find(|p| p["name"] == name).unwrap()["pid"].as_u64().unwrap() as u32
+    s["processes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == name)
+        .unwrap()["pid"]
+        .as_u64()
+        .unwrap() as u32
 }
 
 fn up_nodes(s: &Value) -> usize {
-    let lb = s["processes"].as_array().unwrap().iter().find(|p| p["role"] == "lb").unwrap();
-    lb["backends"].as_array().map_or(0, |b| b.iter().filter(|x| x[1] == "UP").count())
+    let lb = s["processes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["role"] == "lb")
+        .unwrap();
+    lb["backends"]
+        .as_array()
+        .map_or(0, |b| b.iter().filter(|x| x[1] == "UP").count())
 }
 
 /// Readers and writers through the load balancer until stopped; failures are kept.
@@ -124,8 +177,13 @@ impl Load {
         let acked = Arc::new(Mutex::new(Vec::new()));
         let mut tasks = Vec::new();
         for i in 0..6 {
-            let (stop, ok, failed_reads, failed_writes, acked) =
-                (stop.clone(), ok.clone(), failed_reads.clone(), failed_writes.clone(), acked.clone());
+            let (stop, ok, failed_reads, failed_writes, acked) = (
+                stop.clone(),
+                ok.clone(),
+                failed_reads.clone(),
+                failed_writes.clone(),
+                acked.clone(),
+            );
             let phase = phase.to_string();
             let (url, token) = (url.to_string(), token.to_string());
             tasks.push(tokio::spawn(async move {
@@ -166,7 +224,14 @@ impl Load {
                 }
             }));
         }
-        Load { stop, ok, failed_reads, failed_writes, acked, tasks }
+        Load {
+            stop,
+            ok,
+            failed_reads,
+            failed_writes,
+            acked,
+            tasks,
+        }
     }
 
     async fn finish(self) -> (u64, Vec<String>, u64, Vec<String>) {
@@ -175,7 +240,12 @@ impl Load {
             t.await.unwrap();
         }
         let acked = self.acked.lock().unwrap().clone();
-        (self.ok.load(Ordering::Relaxed), self.failed_reads.lock().unwrap().clone(), self.failed_writes.load(Ordering::Relaxed), acked)
+        (
+            self.ok.load(Ordering::Relaxed),
+            self.failed_reads.lock().unwrap().clone(),
+            self.failed_writes.load(Ordering::Relaxed),
+            acked,
+        )
     }
 }
 
@@ -185,7 +255,10 @@ async fn titles(url: &str, author: &str) -> Vec<String> {
     let mut out = Vec::new();
     loop {
         let page: Value = client
-            .get(format!("{url}/api/articles?author={author}&limit=100&offset={}", out.len()))
+            .get(format!(
+                "{url}/api/articles?author={author}&limit=100&offset={}",
+                out.len()
+            ))
             .send()
             .await
             .unwrap()
@@ -196,7 +269,11 @@ async fn titles(url: &str, author: &str) -> Vec<String> {
         if items.is_empty() {
             return out;
         }
-        out.extend(items.iter().map(|a| a["title"].as_str().unwrap().to_string()));
+        out.extend(
+            items
+                .iter()
+                .map(|a| a["title"].as_str().unwrap().to_string()),
+        );
     }
 }
 
@@ -209,12 +286,23 @@ struct Visitor {
 
 impl Visitor {
     fn new(url: &str) -> Self {
-        let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-        Visitor { client, url: url.to_string(), cookies: Default::default() }
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        Visitor {
+            client,
+            url: url.to_string(),
+            cookies: Default::default(),
+        }
     }
 
     async fn send(&mut self, r: reqwest::RequestBuilder) -> (StatusCode, String) {
-        let cookie: Vec<String> = self.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let cookie: Vec<String> = self
+            .cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
         let res = r.header("cookie", cookie.join("; ")).send().await.unwrap();
         for c in res.headers().get_all("set-cookie") {
             let pair = c.to_str().unwrap().split(';').next().unwrap();
@@ -235,8 +323,15 @@ impl Visitor {
         let marker = "name=\"csrf\" value=\"";
         let at = page.find(marker).unwrap() + marker.len();
         let csrf = page[at..at + page[at..].find('"').unwrap()].to_string();
-        let form = format!("username={name}&email={name}%40example.com&password=password123&csrf={}", csrf.replace('+', "%2B"));
-        let r = self.client.post(format!("{}/register", self.url)).header("content-type", "application/x-www-form-urlencoded").body(form);
+        let form = format!(
+            "username={name}&email={name}%40example.com&password=password123&csrf={}",
+            csrf.replace('+', "%2B")
+        );
+        let r = self
+            .client
+            .post(format!("{}/register", self.url))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form);
         let (status, body) = self.send(r).await;
         assert_eq!(status, StatusCode::SEE_OTHER, "{body}");
     }
@@ -248,7 +343,10 @@ impl Visitor {
 }
 
 fn alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.rsplit_once(')').is_some_and(|(_, r)| !r.trim_start().starts_with('Z')))
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        s.rsplit_once(')')
+            .is_some_and(|(_, r)| !r.trim_start().starts_with('Z'))
+    })
 }
 
 async fn wait_for(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
@@ -263,22 +361,44 @@ async fn wait_for(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
 async fn rung_three_comes_up_serves_through_the_balancer_and_survives_losing_nodes() {
     let t = up(&topology("03-load-balancer.toml"), &[]);
     let (run_dir, public) = (t.run_dir.clone(), t.public);
-    let url = t.stdout.lines().find_map(|l| l.strip_prefix("url: ")).expect("up prints the URL").trim().to_string();
+    let url = t
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("url: "))
+        .expect("up prints the URL")
+        .trim()
+        .to_string();
     assert_eq!(url, t.url);
 
     // every process is there and healthy; the balancer sees three nodes up
     let s = status_with_nodes_up(&run_dir, 3).await;
     assert_eq!(roles(&s), ["pg-primary", "web", "web", "web", "lb"]);
     assert_eq!(up_nodes(&s), 3, "{s}");
-    assert!(s["processes"].as_array().unwrap().iter().all(|p| p["healthy"] == true), "{s}");
-    for p in s["processes"].as_array().unwrap().iter().filter(|p| p["role"] == "web") {
-        assert!(p["addr"].as_str().unwrap().starts_with("127.0.1."), "web nodes are on private addresses: {p}");
+    assert!(
+        s["processes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["healthy"] == true),
+        "{s}"
+    );
+    for p in s["processes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["role"] == "web")
+    {
+        assert!(
+            p["addr"].as_str().unwrap().starts_with("127.0.1."),
+            "web nodes are on private addresses: {p}"
+        );
     }
     let table = crescendo(&["status", "--run-dir", &run_dir.to_string_lossy()]);
     assert!(String::from_utf8_lossy(&table.stdout).contains("3/3 nodes"));
 
     // the RealWorld collection through the balancer
-    let collection = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/realworld/Conduit.postman_collection.json");
+    let collection = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/realworld/Conduit.postman_collection.json");
     let suffix = std::process::id();
     let newman = Command::new("newman")
         .arg("run")
@@ -290,13 +410,19 @@ async fn rung_three_comes_up_serves_through_the_balancer_and_survives_losing_nod
         .args(["--reporters", "cli", "--color", "off", "--disable-unicode"])
         .output()
         .expect("newman is installed");
-    assert!(newman.status.success(), "{}", String::from_utf8_lossy(&newman.stdout));
+    assert!(
+        newman.status.success(),
+        "{}",
+        String::from_utf8_lossy(&newman.stdout)
+    );
 
     // a user and some data, then steady load
     let token = register(&url, "loader").await;
     // a browser pinned to web-1 by HAProxy's cookie, with its session in web-1's memory
     let mut pinned = Visitor::new(&url);
-    pinned.cookies.insert("CRESCENDO_NODE".into(), "web-1".into());
+    pinned
+        .cookies
+        .insert("CRESCENDO_NODE".into(), "web-1".into());
     pinned.sign_up("pinned").await;
     assert!(pinned.signed_in().await);
 
@@ -305,41 +431,86 @@ async fn rung_three_comes_up_serves_through_the_balancer_and_survives_losing_nod
 
     // SIGTERM: the node fails /ready, HAProxy stops sending, in-flight requests finish
     let pid = web_pid(&s, "web-1");
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
-    wait_for("web-1 exits after draining", Duration::from_secs(20), || !alive(pid)).await;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    wait_for(
+        "web-1 exits after draining",
+        Duration::from_secs(20),
+        || !alive(pid),
+    )
+    .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (ok, failed_reads, failed_writes, mut acked) = load.finish().await;
-    eprintln!("SIGTERM of one node: {ok} requests ok, {} reads failed, {failed_writes} writes failed", failed_reads.len());
-    assert!(failed_reads.is_empty() && failed_writes == 0, "a drained node fails no request: {failed_reads:?}, {failed_writes} writes");
+    eprintln!(
+        "SIGTERM of one node: {ok} requests ok, {} reads failed, {failed_writes} writes failed",
+        failed_reads.len()
+    );
+    assert!(
+        failed_reads.is_empty() && failed_writes == 0,
+        "a drained node fails no request: {failed_reads:?}, {failed_writes} writes"
+    );
     assert!(ok > 20, "load ran: {ok}");
-    assert!(!pinned.signed_in().await, "rung 3 keeps sessions in a node's memory: web-1's browser is signed out");
+    assert!(
+        !pinned.signed_in().await,
+        "rung 3 keeps sessions in a node's memory: web-1's browser is signed out"
+    );
 
     // SIGKILL: requests in flight on the node are retried elsewhere; no read fails
     let load = Load::start(&url, &token, "kill");
     tokio::time::sleep(Duration::from_millis(800)).await;
     let pid = web_pid(&s, "web-2");
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let (ok, failed_reads, failed_writes, acked_kill) = load.finish().await;
     eprintln!(
         "SIGKILL of one node: {ok} requests ok, {} reads failed, {failed_writes} write attempts failed visibly and were retried",
         failed_reads.len()
     );
-    assert!(failed_reads.is_empty(), "no read fails when a node dies: {failed_reads:?}");
+    assert!(
+        failed_reads.is_empty(),
+        "no read fails when a node dies: {failed_reads:?}"
+    );
     // every acknowledged write is stored; at this rung idempotency records live in each
     // node's memory, so a retry that lands on another node may apply a write again
     acked.extend(acked_kill);
     let stored = titles(&url, "loader").await;
     let missing: Vec<&String> = acked.iter().filter(|t| !stored.contains(t)).collect();
-    assert!(missing.is_empty(), "acknowledged writes missing: {missing:?}");
-    eprintln!("rung 3: {} writes acknowledged, {} stored", acked.len(), stored.len());
+    assert!(
+        missing.is_empty(),
+        "acknowledged writes missing: {missing:?}"
+    );
+    eprintln!(
+        "rung 3: {} writes acknowledged, {} stored",
+        acked.len(),
+        stored.len()
+    );
     let s = status(&run_dir);
-    assert_eq!(up_nodes(&s), 1, "the balancer marked both gone nodes down: {s}");
+    assert_eq!(
+        up_nodes(&s),
+        1,
+        "the balancer marked both gone nodes down: {s}"
+    );
 
     // down stops everything it started
-    let pids: Vec<u32> = s["processes"].as_array().unwrap().iter().map(|p| p["pid"].as_u64().unwrap() as u32).collect();
+    let pids: Vec<u32> = s["processes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["pid"].as_u64().unwrap() as u32)
+        .collect();
     let out = crescendo(&["down", "--run-dir", &run_dir.to_string_lossy()]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(pids.iter().all(|p| !alive(*p)), "no process is left behind");
     assert!(std::net::TcpStream::connect(public).is_err());
 }
@@ -349,7 +520,22 @@ async fn rung_seven_keeps_sessions_and_reads_your_writes_on_any_node() {
     let t = up(&topology("07-stateless.toml"), &[]);
     let (run_dir, url) = (t.run_dir.clone(), t.url.clone());
     let s = status_with_nodes_up(&run_dir, 3).await;
-    assert_eq!(roles(&s), ["pg-primary", "pg-replica", "pg-replica", "redis", "redis", "redis", "redis", "web", "web", "web", "lb"]);
+    assert_eq!(
+        roles(&s),
+        [
+            "pg-primary",
+            "pg-replica",
+            "pg-replica",
+            "redis",
+            "redis",
+            "redis",
+            "redis",
+            "web",
+            "web",
+            "web",
+            "lb"
+        ]
+    );
     assert_eq!(up_nodes(&s), 3, "{s}");
 
     // API clients read their own writes whichever node answers (positions are in Redis)
@@ -367,8 +553,17 @@ async fn rung_seven_keeps_sessions_and_reads_your_writes_on_any_node() {
             .await
             .unwrap();
         let slug = a["article"]["slug"].as_str().unwrap();
-        let got = client.get(format!("{url}/api/articles/{slug}")).header("authorization", format!("Token {token}")).send().await.unwrap();
-        assert_eq!(got.status(), StatusCode::OK, "round {i}: the author reads the new article at once");
+        let got = client
+            .get(format!("{url}/api/articles/{slug}"))
+            .header("authorization", format!("Token {token}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            got.status(),
+            StatusCode::OK,
+            "round {i}: the author reads the new article at once"
+        );
         let bio = format!("bio {i}");
         client
             .put(format!("{url}/api/user"))
@@ -377,12 +572,30 @@ async fn rung_seven_keeps_sessions_and_reads_your_writes_on_any_node() {
             .send()
             .await
             .unwrap();
-        let me: Value = client.get(format!("{url}/api/user")).header("authorization", format!("Token {token}")).send().await.unwrap().json().await.unwrap();
+        let me: Value = client
+            .get(format!("{url}/api/user"))
+            .header("authorization", format!("Token {token}"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         assert_eq!(me["user"]["bio"], bio.as_str(), "round {i}");
     }
 
     // a write through one node is seen at once through another that had read the old value
-    let addr_of = |name: &str| s["processes"].as_array().unwrap().iter().find(|p| p["name"] == name).unwrap()["addr"].as_str().unwrap().to_string();
+    let addr_of = |name: &str| {
+        s["processes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap()["addr"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
     let (b, c) = (addr_of("web-2"), addr_of("web-3"));
     let a: Value = client
         .post(format!("{url}/api/articles"))
@@ -396,7 +609,14 @@ async fn rung_seven_keeps_sessions_and_reads_your_writes_on_any_node() {
         .unwrap();
     let slug = a["article"]["slug"].as_str().unwrap().to_string();
     for _ in 0..3 {
-        let seen: Value = client.get(format!("http://{c}/api/articles/{slug}")).send().await.unwrap().json().await.unwrap();
+        let seen: Value = client
+            .get(format!("http://{c}/api/articles/{slug}"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         assert_eq!(seen["article"]["title"], "Before");
     }
     let put = client
@@ -407,13 +627,26 @@ async fn rung_seven_keeps_sessions_and_reads_your_writes_on_any_node() {
         .await
         .unwrap();
     assert_eq!(put.status(), StatusCode::OK);
-    let seen: Value = client.get(format!("http://{c}/api/articles/{slug}")).send().await.unwrap().json().await.unwrap();
-    assert_eq!(seen["article"]["title"], "After", "no node serves data older than an acknowledged write");
+    let seen: Value = client
+        .get(format!("http://{c}/api/articles/{slug}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        seen["article"]["title"], "After",
+        "no node serves data older than an acknowledged write"
+    );
 
     // a browser session, started on whichever node answered
     let mut visitor = Visitor::new(&url);
     visitor.sign_up("stateless").await;
-    assert!(!visitor.cookies.contains_key("CRESCENDO_NODE"), "nobody is pinned");
+    assert!(
+        !visitor.cookies.contains_key("CRESCENDO_NODE"),
+        "nobody is pinned"
+    );
     for _ in 0..6 {
         assert!(visitor.signed_in().await, "every node knows the session");
     }
@@ -422,59 +655,133 @@ async fn rung_seven_keeps_sessions_and_reads_your_writes_on_any_node() {
     // even when the retry lands on another node (the records are in Redis)
     let load = Load::start(&url, &token, "kill7");
     tokio::time::sleep(Duration::from_millis(800)).await;
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(web_pid(&s, "web-1") as i32), nix::sys::signal::Signal::SIGKILL).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(web_pid(&s, "web-1") as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let (ok, failed_reads, failed_writes, acked) = load.finish().await;
-    eprintln!("rung 7, SIGKILL of one node: {ok} requests ok, {} reads failed, {failed_writes} write attempts retried", failed_reads.len());
-    assert!(failed_reads.is_empty(), "no read fails when a node dies: {failed_reads:?}");
+    eprintln!(
+        "rung 7, SIGKILL of one node: {ok} requests ok, {} reads failed, {failed_writes} write attempts retried",
+        failed_reads.len()
+    );
+    assert!(
+        failed_reads.is_empty(),
+        "no read fails when a node dies: {failed_reads:?}"
+    );
     // each write succeeded once, or failed visibly (a retry that meets the key of a request
     // that died on the killed node gets 409) and is stored at most once: never twice
-    let stored: Vec<String> = titles(&url, "anywhere").await.into_iter().filter(|t| t.starts_with("load ")).collect();
+    let stored: Vec<String> = titles(&url, "anywhere")
+        .await
+        .into_iter()
+        .filter(|t| t.starts_with("load "))
+        .collect();
     let mut unique = stored.clone();
     unique.sort();
     unique.dedup();
-    assert_eq!(unique.len(), stored.len(), "a write was applied twice: {stored:?}");
+    assert_eq!(
+        unique.len(),
+        stored.len(),
+        "a write was applied twice: {stored:?}"
+    );
     let missing: Vec<&String> = acked.iter().filter(|t| !stored.contains(t)).collect();
-    assert!(missing.is_empty(), "acknowledged writes missing: {missing:?}");
-    eprintln!("rung 7: {} writes acknowledged, {} stored, none twice", acked.len(), stored.len());
+    assert!(
+        missing.is_empty(),
+        "acknowledged writes missing: {missing:?}"
+    );
+    eprintln!(
+        "rung 7: {} writes acknowledged, {} stored, none twice",
+        acked.len(),
+        stored.len()
+    );
 
     // scale out and in, then a rolling restart of every node, under load: nothing fails
     let load = Load::start(&url, &token, "roll");
     let run = run_dir.to_string_lossy().to_string();
     let out = crescendo(&["scale", "web=4", "--run-dir", &run]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let s4 = status(&run_dir);
-    let webs4: Vec<&Value> = s4["processes"].as_array().unwrap().iter().filter(|p| p["role"] == "web").collect();
-    assert_eq!(webs4.len(), 4, "the killed web-1 is dropped and two nodes are added: {s4}");
+    let webs4: Vec<&Value> = s4["processes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["role"] == "web")
+        .collect();
+    assert_eq!(
+        webs4.len(),
+        4,
+        "the killed web-1 is dropped and two nodes are added: {s4}"
+    );
     assert!(webs4.iter().all(|p| p["healthy"] == true), "{s4}");
     let out = crescendo(&["restart", "--run-dir", &run]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let out = crescendo(&["scale", "web=2", "--run-dir", &run]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let (ok, failed_reads, failed_writes, acked) = load.finish().await;
-    eprintln!("rung 7, scale to 4, rolling restart, scale to 2: {ok} requests ok, {} reads failed, {failed_writes} write attempts failed", failed_reads.len());
-    assert!(failed_reads.is_empty() && failed_writes == 0, "no request fails: {failed_reads:?}, {failed_writes} writes");
+    eprintln!(
+        "rung 7, scale to 4, rolling restart, scale to 2: {ok} requests ok, {} reads failed, {failed_writes} write attempts failed",
+        failed_reads.len()
+    );
+    assert!(
+        failed_reads.is_empty() && failed_writes == 0,
+        "no request fails: {failed_reads:?}, {failed_writes} writes"
+    );
     assert!(!acked.is_empty());
     let s = status(&run_dir);
-    let webs: Vec<&Value> = s["processes"].as_array().unwrap().iter().filter(|p| p["role"] == "web").collect();
+    let webs: Vec<&Value> = s["processes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["role"] == "web")
+        .collect();
     assert_eq!(webs.len(), 2, "{s}");
     assert!(webs.iter().all(|p| p["healthy"] == true), "{s}");
     assert_eq!(up_nodes(&s), 2, "{s}");
-    assert!(visitor.signed_in().await, "the session outlives every node it started on");
+    assert!(
+        visitor.signed_in().await,
+        "the session outlives every node it started on"
+    );
 
     // and losing one of the two nodes left
     let last = webs[0]["pid"].as_u64().unwrap() as i32;
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(last), nix::sys::signal::Signal::SIGKILL).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(last),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
     for _ in 0..6 {
-        assert!(visitor.signed_in().await, "still signed in after its nodes are gone");
+        assert!(
+            visitor.signed_in().await,
+            "still signed in after its nodes are gone"
+        );
     }
 }
 
 /// The sum of a metric's series on one node whose labels contain `filter`.
 async fn metric(addr: &str, name: &str, filter: &str) -> f64 {
-    let text = reqwest::get(format!("http://{addr}/metrics")).await.unwrap().text().await.unwrap();
+    let text = reqwest::get(format!("http://{addr}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     text.lines()
-        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']) && l.contains(filter))
+        .filter(|l| {
+            l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']) && l.contains(filter)
+        })
         .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
         .sum()
 }
@@ -484,9 +791,33 @@ async fn rung_five_caches_on_a_redis_ring_that_survives_losing_a_server() {
     let t = up(&topology("05-cache.toml"), &[]);
     let (run_dir, url) = (t.run_dir.clone(), t.url.clone());
     let s = status_with_nodes_up(&run_dir, 3).await;
-    assert_eq!(roles(&s), ["pg-primary", "pg-replica", "pg-replica", "redis", "redis", "redis", "web", "web", "web", "lb"]);
+    assert_eq!(
+        roles(&s),
+        [
+            "pg-primary",
+            "pg-replica",
+            "pg-replica",
+            "redis",
+            "redis",
+            "redis",
+            "web",
+            "web",
+            "web",
+            "lb"
+        ]
+    );
     assert_eq!(up_nodes(&s), 3, "{s}");
-    let addr_of = |name: &str| s["processes"].as_array().unwrap().iter().find(|p| p["name"] == name).unwrap()["addr"].as_str().unwrap().to_string();
+    let addr_of = |name: &str| {
+        s["processes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap()["addr"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
     let webs: Vec<String> = (1..=3).map(|i| addr_of(&format!("web-{i}"))).collect();
     let client = reqwest::Client::new();
     let token = register(&url, "cached").await;
@@ -515,11 +846,33 @@ async fn rung_five_caches_on_a_redis_ring_that_survives_losing_a_server() {
     for round in 0..9 {
         for w in &webs {
             for _ in 0..2 {
-                let got: Value = client.get(format!("http://{w}/api/articles/{slug}")).send().await.unwrap().json().await.unwrap();
-                assert_eq!(got["article"]["title"], title.as_str(), "round {round}, {w}");
+                let got: Value = client
+                    .get(format!("http://{w}/api/articles/{slug}"))
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                assert_eq!(
+                    got["article"]["title"],
+                    title.as_str(),
+                    "round {round}, {w}"
+                );
             }
-            let list: Value = client.get(format!("http://{w}/api/articles?tag=cached&limit=5")).send().await.unwrap().json().await.unwrap();
-            assert_eq!(list["articles"][0]["title"], title.as_str(), "round {round}, {w}");
+            let list: Value = client
+                .get(format!("http://{w}/api/articles?tag=cached&limit=5"))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            assert_eq!(
+                list["articles"][0]["title"],
+                title.as_str(),
+                "round {round}, {w}"
+            );
         }
         title = format!("t {round}");
         let put = client
@@ -531,10 +884,32 @@ async fn rung_five_caches_on_a_redis_ring_that_survives_losing_a_server() {
             .unwrap();
         assert_eq!(put.status(), StatusCode::OK);
         for w in &webs {
-            let got: Value = client.get(format!("http://{w}/api/articles/{slug}")).send().await.unwrap().json().await.unwrap();
-            assert_eq!(got["article"]["title"], title.as_str(), "round {round}: {w} served data older than an acknowledged write");
-            let list: Value = client.get(format!("http://{w}/api/articles?tag=cached&limit=5")).send().await.unwrap().json().await.unwrap();
-            assert_eq!(list["articles"][0]["title"], title.as_str(), "round {round}: {w}'s list is stale");
+            let got: Value = client
+                .get(format!("http://{w}/api/articles/{slug}"))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            assert_eq!(
+                got["article"]["title"],
+                title.as_str(),
+                "round {round}: {w} served data older than an acknowledged write"
+            );
+            let list: Value = client
+                .get(format!("http://{w}/api/articles?tag=cached&limit=5"))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            assert_eq!(
+                list["articles"][0]["title"],
+                title.as_str(),
+                "round {round}: {w}'s list is stale"
+            );
         }
     }
     let near_hits: f64 = {
@@ -544,7 +919,10 @@ async fn rung_five_caches_on_a_redis_ring_that_survives_losing_a_server() {
         }
         n
     };
-    assert!(near_hits > 0.0, "unchanged entries are served from the near caches");
+    assert!(
+        near_hits > 0.0,
+        "unchanged entries are served from the near caches"
+    );
 
     // Stampede: 1,000 concurrent reads of one cold key over three nodes make one load: one
     // node holds the key's load lease, the others wait for its fill.
@@ -556,7 +934,13 @@ async fn rung_five_caches_on_a_redis_ring_that_survives_losing_a_server() {
     let mut tasks = Vec::new();
     for i in 0..1000 {
         let (client, w, cold) = (client.clone(), webs[i % 3].clone(), cold.clone());
-        tasks.push(tokio::spawn(async move { client.get(format!("http://{w}/api/articles/{cold}")).send().await.map(|r| r.status()) }));
+        tasks.push(tokio::spawn(async move {
+            client
+                .get(format!("http://{w}/api/articles/{cold}"))
+                .send()
+                .await
+                .map(|r| r.status())
+        }));
     }
     for t in tasks {
         assert_eq!(t.await.unwrap().unwrap(), StatusCode::OK);
@@ -565,12 +949,24 @@ async fn rung_five_caches_on_a_redis_ring_that_survives_losing_a_server() {
     for (w, before) in webs.iter().zip(&loads_before) {
         loads.push(metric(w, "crescendo_cache_loads_total", "").await - before);
     }
-    eprintln!("rung 5, 1,000 concurrent reads of a cold article over 3 nodes: store loads per node {loads:?}");
-    assert_eq!(loads.iter().sum::<f64>(), 1.0, "one load for all three nodes: {loads:?}");
+    eprintln!(
+        "rung 5, 1,000 concurrent reads of a cold article over 3 nodes: store loads per node {loads:?}"
+    );
+    assert_eq!(
+        loads.iter().sum::<f64>(),
+        1.0,
+        "one load for all three nodes: {loads:?}"
+    );
 
     // SIGKILL one Redis server under load: no request fails, it leaves every node's ring
     // within a second, and it rejoins when a server is back on its address.
-    let victim = s["processes"].as_array().unwrap().iter().find(|p| p["name"] == "cache-2").unwrap().clone();
+    let victim = s["processes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "cache-2")
+        .unwrap()
+        .clone();
     let victim_addr: std::net::SocketAddr = victim["addr"].as_str().unwrap().parse().unwrap();
     let member = format!("node=\"{victim_addr}\"");
     for w in &webs {
@@ -578,22 +974,37 @@ async fn rung_five_caches_on_a_redis_ring_that_survives_losing_a_server() {
     }
     let load = Load::start(&url, &token, "cachekill");
     tokio::time::sleep(Duration::from_millis(800)).await;
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(victim["pid"].as_u64().unwrap() as i32), nix::sys::signal::Signal::SIGKILL).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(victim["pid"].as_u64().unwrap() as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
     let killed = Instant::now();
     for w in &webs {
         while metric(w, "crescendo_cache_ring_member", &member).await != 0.0 {
-            assert!(killed.elapsed() < Duration::from_secs(1), "{w} still has the dead server in its ring");
+            assert!(
+                killed.elapsed() < Duration::from_secs(1),
+                "{w} still has the dead server in its ring"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
     let left = killed.elapsed();
     tokio::time::sleep(Duration::from_millis(1000)).await;
     let dir = t.root.path().join("cache-2-again");
-    let again = tokio::task::spawn_blocking(move || crescendo_topology::redis::Redis::start_at(&dir, victim_addr, 64)).await.unwrap().unwrap();
+    let again = tokio::task::spawn_blocking(move || {
+        crescendo_topology::redis::Redis::start_at(&dir, victim_addr, 64)
+    })
+    .await
+    .unwrap()
+    .unwrap();
     let back = Instant::now();
     for w in &webs {
         while metric(w, "crescendo_cache_ring_member", &member).await != 1.0 {
-            assert!(back.elapsed() < Duration::from_secs(3), "{w} did not take the server back");
+            assert!(
+                back.elapsed() < Duration::from_secs(3),
+                "{w} did not take the server back"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -608,12 +1019,28 @@ async fn rung_five_caches_on_a_redis_ring_that_survives_losing_a_server() {
     assert_eq!(failed_writes, 0, "no write fails when a cache server dies");
     let stored = titles(&url, "cached").await;
     let missing: Vec<&String> = acked.iter().filter(|t| !stored.contains(t)).collect();
-    assert!(missing.is_empty(), "acknowledged writes missing: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "acknowledged writes missing: {missing:?}"
+    );
     // and the cache is still exact with the server back in the ring
     title = "after the outage".into();
-    client.put(format!("http://{}/api/articles/{slug}", webs[0])).header("authorization", &auth).json(&json!({"article": {"title": title}})).send().await.unwrap();
+    client
+        .put(format!("http://{}/api/articles/{slug}", webs[0]))
+        .header("authorization", &auth)
+        .json(&json!({"article": {"title": title}}))
+        .send()
+        .await
+        .unwrap();
     for w in &webs {
-        let got: Value = client.get(format!("http://{w}/api/articles/{slug}")).send().await.unwrap().json().await.unwrap();
+        let got: Value = client
+            .get(format!("http://{w}/api/articles/{slug}"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         assert_eq!(got["article"]["title"], title.as_str());
     }
     drop(again);
@@ -641,7 +1068,10 @@ async fn upload(url: &str, token: &str, png: Vec<u8>) -> (StatusCode, Value) {
     let res = reqwest::Client::new()
         .post(format!("{url}/api/uploads"))
         .header("authorization", format!("Token {token}"))
-        .header("content-type", format!("multipart/form-data; boundary={boundary}"))
+        .header(
+            "content-type",
+            format!("multipart/form-data; boundary={boundary}"),
+        )
         .body(body)
         .send()
         .await
@@ -651,7 +1081,13 @@ async fn upload(url: &str, token: &str, png: Vec<u8>) -> (StatusCode, Value) {
 }
 
 async fn upload_state(url: &str, id: &str) -> Value {
-    reqwest::get(format!("{url}/api/uploads/{id}")).await.unwrap().json::<Value>().await.unwrap()["upload"].clone()
+    reqwest::get(format!("{url}/api/uploads/{id}"))
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap()["upload"]
+        .clone()
 }
 
 async fn all_ready(url: &str, ids: &[String], limit: Duration) -> Vec<Value> {
@@ -671,14 +1107,29 @@ async fn all_ready(url: &str, ids: &[String], limit: Duration) -> Vec<Value> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rung_nine_processes_uploads_on_workers_and_keeps_jobs_while_the_broker_is_down() {
     // a short lease, so a job whose worker dies is delivered again within seconds
-    let t = up(&topology("09-queue.toml"), &[("CRESCENDO_QUEUE__LEASE_SECS", "3")]);
+    let t = up(
+        &topology("09-queue.toml"),
+        &[("CRESCENDO_QUEUE__LEASE_SECS", "3")],
+    );
     let (run_dir, url) = (t.run_dir.clone(), t.url.clone());
     let s = status_with_nodes_up(&run_dir, 3).await;
     let roles = roles(&s);
-    assert_eq!(roles.iter().filter(|r| *r == "worker").count(), 2, "{roles:?}");
+    assert_eq!(
+        roles.iter().filter(|r| *r == "worker").count(),
+        2,
+        "{roles:?}"
+    );
     assert!(roles.contains(&"nats".to_string()));
-    assert!(roles.contains(&"s3".to_string()), "uploads go to the S3 object server: {roles:?}");
-    let workers_up = s["processes"].as_array().unwrap().iter().filter(|p| p["role"] == "worker" && p["healthy"] == true).count();
+    assert!(
+        roles.contains(&"s3".to_string()),
+        "uploads go to the S3 object server: {roles:?}"
+    );
+    let workers_up = s["processes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["role"] == "worker" && p["healthy"] == true)
+        .count();
     assert_eq!(workers_up, 2, "{s}");
 
     let token = register(&url, "photog").await;
@@ -693,41 +1144,91 @@ async fn rung_nine_processes_uploads_on_workers_and_keeps_jobs_while_the_broker_
     let states = all_ready(&url, &ids, Duration::from_secs(30)).await;
     assert!(states.iter().all(|s| s["state"] == "ready"), "{states:?}");
     for s in &states {
-        let res = reqwest::get(format!("{url}{}", s["variants"]["320"].as_str().unwrap())).await.unwrap();
+        let res = reqwest::get(format!("{url}{}", s["variants"]["320"].as_str().unwrap()))
+            .await
+            .unwrap();
         assert_eq!(res.status(), StatusCode::OK);
         assert_eq!(res.headers()["content-type"], "image/jpeg");
         // written by a worker, served by a web node: both through the S3 API
-        let key = s["variants"]["320"].as_str().unwrap().trim_start_matches("/media/");
-        assert!(run_dir.join("s3/objects").join(crescendo_topology::s3::BUCKET).join(key).is_file(), "{key} is an object in the bucket");
+        let key = s["variants"]["320"]
+            .as_str()
+            .unwrap()
+            .trim_start_matches("/media/");
+        assert!(
+            run_dir
+                .join("s3/objects")
+                .join(crescendo_topology::s3::BUCKET)
+                .join(key)
+                .is_file(),
+            "{key} is an object in the bucket"
+        );
     }
-    assert!(!run_dir.join("blobs").exists(), "no blob is kept on a shared local directory");
+    assert!(
+        !run_dir.join("blobs").exists(),
+        "no blob is kept on a shared local directory"
+    );
 
     // the broker stops: uploads are still taken, their jobs wait in the outbox
-    let nats = s["processes"].as_array().unwrap().iter().find(|p| p["role"] == "nats").unwrap().clone();
+    let nats = s["processes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["role"] == "nats")
+        .unwrap()
+        .clone();
     let nats_addr: std::net::SocketAddr = nats["addr"].as_str().unwrap().parse().unwrap();
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(nats["pid"].as_u64().unwrap() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
-    wait_for("the broker stops", Duration::from_secs(10), || !alive(nats["pid"].as_u64().unwrap() as u32)).await;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(nats["pid"].as_u64().unwrap() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    wait_for("the broker stops", Duration::from_secs(10), || {
+        !alive(nats["pid"].as_u64().unwrap() as u32)
+    })
+    .await;
     let mut waiting = Vec::new();
     for i in 0..5 {
         let (status, body) = upload(&url, &token, noise_png(200, 200, 100 + i)).await;
-        assert_eq!(status, StatusCode::CREATED, "uploads are taken while the broker is down: {body}");
+        assert_eq!(
+            status,
+            StatusCode::CREATED,
+            "uploads are taken while the broker is down: {body}"
+        );
         waiting.push(body["upload"]["id"].as_str().unwrap().to_string());
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
     let during = all_ready(&url, &waiting, Duration::ZERO).await;
-    assert!(during.iter().all(|s| s["state"] == "processing"), "nothing can be processed without the broker: {during:?}");
+    assert!(
+        during.iter().all(|s| s["state"] == "processing"),
+        "nothing can be processed without the broker: {during:?}"
+    );
 
     // it comes back on its own data: every waiting job flows, none is lost
     let dir = run_dir.join("nats");
-    let again = tokio::task::spawn_blocking(move || crescendo_topology::nats::Nats::start_at(&dir, nats_addr)).await.unwrap().unwrap();
+    let again = tokio::task::spawn_blocking(move || {
+        crescendo_topology::nats::Nats::start_at(&dir, nats_addr)
+    })
+    .await
+    .unwrap()
+    .unwrap();
     let back = Instant::now();
     let after = all_ready(&url, &waiting, Duration::from_secs(60)).await;
-    eprintln!("rung 9: 5 uploads taken while the broker was down were all processed {:?} after it returned", back.elapsed());
+    eprintln!(
+        "rung 9: 5 uploads taken while the broker was down were all processed {:?} after it returned",
+        back.elapsed()
+    );
     assert!(after.iter().all(|s| s["state"] == "ready"), "{after:?}");
 
     // a worker SIGKILLed in the middle of a job: the job is delivered again and done once
-    let workers: Vec<Value> = s["processes"].as_array().unwrap().iter().filter(|p| p["role"] == "worker").cloned().collect();
-    let ok_jobs = |addr: String| async move { metric(&addr, "crescendo_jobs_total", "outcome=\"ok\"").await };
+    let workers: Vec<Value> = s["processes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["role"] == "worker")
+        .cloned()
+        .collect();
+    let ok_jobs =
+        |addr: String| async move { metric(&addr, "crescendo_jobs_total", "outcome=\"ok\"").await };
     let (status, body) = upload(&url, &token, big_png(2000, 2000)).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     let big = body["upload"]["id"].as_str().unwrap().to_string();
@@ -735,32 +1236,64 @@ async fn rung_nine_processes_uploads_on_workers_and_keeps_jobs_while_the_broker_
     let (victim, survivor) = loop {
         let mut busy = None;
         for (i, w) in workers.iter().enumerate() {
-            if metric(w["addr"].as_str().unwrap(), "crescendo_jobs_in_progress", "").await > 0.0 {
+            if metric(
+                w["addr"].as_str().unwrap(),
+                "crescendo_jobs_in_progress",
+                "",
+            )
+            .await
+                > 0.0
+            {
                 busy = Some(i);
             }
         }
         if let Some(i) = busy {
             break (workers[i].clone(), workers[1 - i].clone());
         }
-        assert!(started.elapsed() < Duration::from_secs(20), "no worker took the job");
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "no worker took the job"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     let survivor_ok = ok_jobs(survivor["addr"].as_str().unwrap().to_string()).await;
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(victim["pid"].as_u64().unwrap() as i32), nix::sys::signal::Signal::SIGKILL).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(victim["pid"].as_u64().unwrap() as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
     let killed = Instant::now();
-    assert_eq!(upload_state(&url, &big).await["state"], "processing", "killed mid-job");
+    assert_eq!(
+        upload_state(&url, &big).await["state"],
+        "processing",
+        "killed mid-job"
+    );
     let done = all_ready(&url, &[big.clone()], Duration::from_secs(90)).await;
-    eprintln!("rung 9: a job whose worker was SIGKILLed mid-job was done by the other worker {:?} after the kill", killed.elapsed());
+    eprintln!(
+        "rung 9: a job whose worker was SIGKILLed mid-job was done by the other worker {:?} after the kill",
+        killed.elapsed()
+    );
     assert_eq!(done[0]["state"], "ready", "{done:?}");
-    assert_eq!(ok_jobs(survivor["addr"].as_str().unwrap().to_string()).await - survivor_ok, 1.0, "done once, by the survivor");
-    let res = reqwest::get(format!("{url}{}", done[0]["variants"]["1280"].as_str().unwrap())).await.unwrap();
+    assert_eq!(
+        ok_jobs(survivor["addr"].as_str().unwrap().to_string()).await - survivor_ok,
+        1.0,
+        "done once, by the survivor"
+    );
+    let res = reqwest::get(format!(
+        "{url}{}",
+        done[0]["variants"]["1280"].as_str().unwrap()
+    ))
+    .await
+    .unwrap();
     assert_eq!(res.status(), StatusCode::OK);
     drop(again);
 }
 
 /// A smooth PNG (it compresses well) with many pixels: slow to decode in a debug build.
 fn big_png(w: u32, h: u32) -> Vec<u8> {
-    let img = image::RgbImage::from_fn(w, h, |x, y| image::Rgb([(x / 12) as u8, (y / 12) as u8, ((x + y) / 24) as u8]));
+    let img = image::RgbImage::from_fn(w, h, |x, y| {
+        image::Rgb([(x / 12) as u8, (y / 12) as u8, ((x + y) / 24) as u8])
+    });
     let mut out = std::io::Cursor::new(Vec::new());
     img.write_to(&mut out, image::ImageFormat::Png).unwrap();
     out.into_inner()
@@ -778,10 +1311,24 @@ async fn a_burst_of_uploads_adds_workers_and_they_leave_when_the_queue_drains() 
     .unwrap();
     let t = up(&file.to_string_lossy(), &[]);
     let (run_dir, url) = (t.run_dir.clone(), t.url.clone());
-    let workers = |s: &Value| s["processes"].as_array().unwrap().iter().filter(|p| p["role"] == "worker" && p["healthy"] == true).count();
+    let workers = |s: &Value| {
+        s["processes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["role"] == "worker" && p["healthy"] == true)
+            .count()
+    };
     let s = status(&run_dir);
     assert_eq!(workers(&s), 1, "{s}");
-    assert!(s["processes"].as_array().unwrap().iter().any(|p| p["role"] == "supervisor" && p["healthy"] == true), "{s}");
+    assert!(
+        s["processes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["role"] == "supervisor" && p["healthy"] == true),
+        "{s}"
+    );
 
     let token = register(&url, "burst").await;
     let mut ids = Vec::new();
@@ -804,20 +1351,41 @@ async fn a_burst_of_uploads_adds_workers_and_they_leave_when_the_queue_drains() 
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    eprintln!("autoscaling: 3 workers {:?} after a burst of 14 uploads ({seen_autoscale})", burst.elapsed());
+    eprintln!(
+        "autoscaling: 3 workers {:?} after a burst of 14 uploads ({seen_autoscale})",
+        burst.elapsed()
+    );
     assert_eq!(most, 3, "the burst raised the worker count to its maximum");
     let states = all_ready(&url, &ids, Duration::from_secs(120)).await;
     assert!(states.iter().all(|s| s["state"] == "ready"), "{states:?}");
     let drained = Instant::now();
     loop {
         let s = status(&run_dir);
-        if workers(&s) == 1 && s["processes"].as_array().unwrap().iter().filter(|p| p["role"] == "worker").count() == 1 {
+        if workers(&s) == 1
+            && s["processes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|p| p["role"] == "worker")
+                .count()
+                == 1
+        {
             break;
         }
-        assert!(drained.elapsed() < Duration::from_secs(40), "the workers did not fall back: {s}");
+        assert!(
+            drained.elapsed() < Duration::from_secs(40),
+            "the workers did not fall back: {s}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    eprintln!("autoscaling: back to 1 worker {:?} after the queue drained", drained.elapsed());
+    eprintln!(
+        "autoscaling: back to 1 worker {:?} after the queue drained",
+        drained.elapsed()
+    );
     let out = crescendo(&["status", "--run-dir", &run_dir.to_string_lossy()]);
-    assert!(String::from_utf8_lossy(&out.stdout).contains("autoscaler: 1 workers (min 1, max 3)"), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("autoscaler: 1 workers (min 1, max 3)"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }

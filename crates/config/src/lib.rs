@@ -7,8 +7,8 @@
 //! tools' `CRESCENDO_*` variables do no harm. Values are parsed at load time (addresses,
 //! enums, numbers), so a bad value fails at start-up, not at first use.
 
-use figment::providers::{Format, Serialized, Toml};
 use figment::Figment;
+use figment::providers::{Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -365,7 +365,13 @@ impl Default for CacheSettings {
 
 impl Default for QueueSettings {
     fn default() -> Self {
-        Self { backend: QueueBackend::Sqlite, nats_url: String::new(), lease_secs: 60, max_attempts: 5, workers: 2 }
+        Self {
+            backend: QueueBackend::Sqlite,
+            nats_url: String::new(),
+            lease_secs: 60,
+            max_attempts: 5,
+            workers: 2,
+        }
     }
 }
 
@@ -389,7 +395,10 @@ impl Default for BlobSettings {
 
 impl Default for SessionSettings {
     fn default() -> Self {
-        Self { backend: SessionBackend::Memory, redis_url: String::new() }
+        Self {
+            backend: SessionBackend::Memory,
+            redis_url: String::new(),
+        }
     }
 }
 
@@ -407,7 +416,10 @@ impl Default for Auth {
 
 impl Default for Log {
     fn default() -> Self {
-        Self { format: LogFormat::Pretty, filter: "info".into() }
+        Self {
+            format: LogFormat::Pretty,
+            filter: "info".into(),
+        }
     }
 }
 
@@ -431,7 +443,11 @@ fn known_keys() -> BTreeSet<String> {
         match v {
             serde_json::Value::Object(m) => {
                 for (k, v) in m {
-                    let p = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                    let p = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
                     walk(&p, v, out);
                 }
             }
@@ -441,7 +457,11 @@ fn known_keys() -> BTreeSet<String> {
         }
     }
     let mut out = BTreeSet::new();
-    walk("", &serde_json::to_value(Settings::default()).expect("settings serialise"), &mut out);
+    walk(
+        "",
+        &serde_json::to_value(Settings::default()).expect("settings serialise"),
+        &mut out,
+    );
     out
 }
 
@@ -466,7 +486,10 @@ impl Settings {
         let mut fig = Figment::from(Serialized::defaults(Settings::default()));
         if let Some(path) = file {
             if !path.is_file() {
-                return Err(ConfigError(format!("config file {} not found", path.display())));
+                return Err(ConfigError(format!(
+                    "config file {} not found",
+                    path.display()
+                )));
             }
             fig = fig.merge(Toml::file_exact(path));
         }
@@ -474,7 +497,9 @@ impl Settings {
         // Only variables that name a key: `CRESCENDO_HTTP__LISTEN` → `http.listen`.
         let mut env_layer = std::collections::BTreeMap::new();
         for (name, value) in env {
-            let Some(rest) = name.strip_prefix("CRESCENDO_") else { continue };
+            let Some(rest) = name.strip_prefix("CRESCENDO_") else {
+                continue;
+            };
             let key = rest.to_lowercase().replace("__", ".");
             if known.contains(&key) {
                 env_layer.insert(key, value);
@@ -498,22 +523,37 @@ impl Settings {
         if let Some(secret) = &self.auth.jwt_secret
             && secret.expose().len() < 32
         {
-            return Err(ConfigError("auth.jwt_secret must be at least 32 characters".into()));
+            return Err(ConfigError(
+                "auth.jwt_secret must be at least 32 characters".into(),
+            ));
         }
         if self.auth.hash_concurrency == 0 {
-            return Err(ConfigError("auth.hash_concurrency must be at least 1".into()));
+            return Err(ConfigError(
+                "auth.hash_concurrency must be at least 1".into(),
+            ));
         }
         if self.sessions.backend == SessionBackend::Redis && self.sessions.redis_url.is_empty() {
-            return Err(ConfigError("sessions.backend = \"redis\" needs sessions.redis_url".into()));
+            return Err(ConfigError(
+                "sessions.backend = \"redis\" needs sessions.redis_url".into(),
+            ));
         }
         if self.store.backend == StoreBackend::Postgres && self.store.postgres_url.is_empty() {
-            return Err(ConfigError("store.backend = \"postgres\" needs store.postgres_url".into()));
+            return Err(ConfigError(
+                "store.backend = \"postgres\" needs store.postgres_url".into(),
+            ));
         }
         if self.blobs.backend == BlobBackend::S3 && self.blobs.s3_bucket.is_empty() {
-            return Err(ConfigError("blobs.backend = \"s3\" needs blobs.s3_bucket".into()));
+            return Err(ConfigError(
+                "blobs.backend = \"s3\" needs blobs.s3_bucket".into(),
+            ));
         }
-        if self.blobs.backend == BlobBackend::S3 && !self.blobs.s3_access_key.is_empty() && self.blobs.s3_secret_key.is_none() {
-            return Err(ConfigError("blobs.s3_access_key needs blobs.s3_secret_key".into()));
+        if self.blobs.backend == BlobBackend::S3
+            && !self.blobs.s3_access_key.is_empty()
+            && self.blobs.s3_secret_key.is_none()
+        {
+            return Err(ConfigError(
+                "blobs.s3_access_key needs blobs.s3_secret_key".into(),
+            ));
         }
         if self.http.max_page_size == 0 {
             return Err(ConfigError("http.max_page_size must be at least 1".into()));
@@ -523,13 +563,18 @@ impl Settings {
 
     /// The directory for local blobs.
     pub fn blob_dir(&self) -> PathBuf {
-        if self.blobs.dir.as_os_str().is_empty() { self.data_dir.join("blobs") } else { self.blobs.dir.clone() }
+        if self.blobs.dir.as_os_str().is_empty() {
+            self.data_dir.join("blobs")
+        } else {
+            self.blobs.dir.clone()
+        }
     }
 }
 
 /// Environment values are text; numbers and booleans are read as such so `u64` keys work.
 fn parse_env_value(v: &str) -> figment::value::Value {
-    v.parse::<figment::value::Value>().unwrap_or_else(|_| figment::value::Value::from(v.to_string()))
+    v.parse::<figment::value::Value>()
+        .unwrap_or_else(|_| figment::value::Value::from(v.to_string()))
 }
 
 #[cfg(test)]
@@ -538,7 +583,10 @@ mod tests {
     use std::io::Write;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -546,10 +594,19 @@ mod tests {
         let s = Settings::load_with_env(
             None,
             &Overrides::default(),
-            env(&[("CRESCENDO_STORE__POSTGRES_REPLICA_URLS", "[\"postgres://u@127.0.0.1:5433/db\", \"postgres://u@127.0.0.1:5434/db\"]")]),
+            env(&[(
+                "CRESCENDO_STORE__POSTGRES_REPLICA_URLS",
+                "[\"postgres://u@127.0.0.1:5433/db\", \"postgres://u@127.0.0.1:5434/db\"]",
+            )]),
         )
         .unwrap();
-        assert_eq!(s.store.postgres_replica_urls, ["postgres://u@127.0.0.1:5433/db", "postgres://u@127.0.0.1:5434/db"]);
+        assert_eq!(
+            s.store.postgres_replica_urls,
+            [
+                "postgres://u@127.0.0.1:5433/db",
+                "postgres://u@127.0.0.1:5434/db"
+            ]
+        );
     }
 
     #[test]
@@ -566,8 +623,15 @@ mod tests {
         writeln!(f, "data_dir = \"/from/file\"\n[http]\nlisten = \"127.0.0.1:1\"\nbody_limit_bytes = 10\n[cache]\nttl_secs = 7").unwrap();
         let s = Settings::load_with_env(
             Some(f.path()),
-            &Overrides { listen: Some("127.0.0.1:3".parse().unwrap()), data_dir: None },
-            env(&[("CRESCENDO_HTTP__LISTEN", "127.0.0.1:2"), ("CRESCENDO_CACHE__TTL_SECS", "9"), ("CRESCENDO_UNRELATED", "x")]),
+            &Overrides {
+                listen: Some("127.0.0.1:3".parse().unwrap()),
+                data_dir: None,
+            },
+            env(&[
+                ("CRESCENDO_HTTP__LISTEN", "127.0.0.1:2"),
+                ("CRESCENDO_CACHE__TTL_SECS", "9"),
+                ("CRESCENDO_UNRELATED", "x"),
+            ]),
         )
         .unwrap();
         assert_eq!(s.http.listen, "127.0.0.1:3".parse().unwrap(), "flags win");
@@ -580,15 +644,26 @@ mod tests {
     fn unknown_keys_in_a_file_are_errors_naming_the_key() {
         let mut f = tempfile::NamedTempFile::new().unwrap();
         writeln!(f, "[http]\nlisten_addr = \"127.0.0.1:1\"").unwrap();
-        let e = Settings::load_with_env(Some(f.path()), &Overrides::default(), env(&[])).unwrap_err();
+        let e =
+            Settings::load_with_env(Some(f.path()), &Overrides::default(), env(&[])).unwrap_err();
         assert!(e.to_string().contains("listen_addr"), "{e}");
     }
 
     #[test]
     fn bad_values_fail_at_load_naming_the_key() {
-        let e = Settings::load_with_env(None, &Overrides::default(), env(&[("CRESCENDO_HTTP__LISTEN", "nowhere")])).unwrap_err();
+        let e = Settings::load_with_env(
+            None,
+            &Overrides::default(),
+            env(&[("CRESCENDO_HTTP__LISTEN", "nowhere")]),
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("listen"), "{e}");
-        let e = Settings::load_with_env(None, &Overrides::default(), env(&[("CRESCENDO_AUTH__JWT_SECRET", "short")])).unwrap_err();
+        let e = Settings::load_with_env(
+            None,
+            &Overrides::default(),
+            env(&[("CRESCENDO_AUTH__JWT_SECRET", "short")]),
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("jwt_secret"), "{e}");
     }
 
@@ -597,10 +672,16 @@ mod tests {
         let s = Settings::load_with_env(
             None,
             &Overrides::default(),
-            env(&[("CRESCENDO_AUTH__JWT_SECRET", "0123456789abcdef0123456789abcdef-top-secret")]),
+            env(&[(
+                "CRESCENDO_AUTH__JWT_SECRET",
+                "0123456789abcdef0123456789abcdef-top-secret",
+            )]),
         )
         .unwrap();
-        assert_eq!(s.auth.jwt_secret.as_ref().unwrap().expose(), "0123456789abcdef0123456789abcdef-top-secret");
+        assert_eq!(
+            s.auth.jwt_secret.as_ref().unwrap().expose(),
+            "0123456789abcdef0123456789abcdef-top-secret"
+        );
         assert!(!format!("{s:?}").contains("top-secret"));
     }
 }

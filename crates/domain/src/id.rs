@@ -63,7 +63,9 @@ impl LogicalShard {
 }
 
 /// A 63-bit, time-ordered ID for users and articles, carrying its logical shard.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[serde(transparent)]
 pub struct Id(i64);
 
@@ -95,7 +97,12 @@ impl Id {
 
     /// Parses base-36 text made by [`Id::to_base36`]; `None` if it is not one.
     pub fn parse_base36(s: &str) -> Option<Self> {
-        if s.is_empty() || s.len() > 13 || !s.bytes().all(|b| b.is_ascii_digit() || b.is_ascii_lowercase()) {
+        if s.is_empty()
+            || s.len() > 13
+            || !s
+                .bytes()
+                .all(|b| b.is_ascii_digit() || b.is_ascii_lowercase())
+        {
             return None;
         }
         let v = u64::from_str_radix(s, 36).ok()?;
@@ -110,7 +117,9 @@ impl std::fmt::Display for Id {
 }
 
 /// A comment's ID: time-ordered and at most 2^53 − 1, so JavaScript keeps it exact.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[serde(transparent)]
 pub struct CommentId(i64);
 
@@ -166,7 +175,10 @@ impl IdGen {
     /// A new ID owned by `shard`.
     pub fn next_id(&self, shard: LogicalShard) -> Id {
         let now = Self::now_ms() << SEQ_BITS;
-        let mut last = self.last.lock().expect("id generator lock is never poisoned");
+        let mut last = self
+            .last
+            .lock()
+            .expect("id generator lock is never poisoned");
         // time and sequence as one counter, above the shard bits
         let next = if now > last.0 { now } else { last.0 + 1 };
         last.0 = next;
@@ -176,7 +188,10 @@ impl IdGen {
     /// A new comment ID.
     pub fn next_comment_id(&self) -> CommentId {
         let now = Self::now_ms() << COMMENT_SEQ_BITS;
-        let mut last = self.last.lock().expect("id generator lock is never poisoned");
+        let mut last = self
+            .last
+            .lock()
+            .expect("id generator lock is never poisoned");
         let next = if now > last.1 { now } else { last.1 + 1 };
         last.1 = next;
         CommentId(next as i64)
@@ -194,7 +209,11 @@ mod tests {
         let shard = LogicalShard::new(4095);
         let mut prev = g.next_id(LogicalShard::new(0));
         for i in 0..5000u16 {
-            let shard = if i % 2 == 0 { shard } else { LogicalShard::new(i) };
+            let shard = if i % 2 == 0 {
+                shard
+            } else {
+                LogicalShard::new(i)
+            };
             let id = g.next_id(shard);
             assert_eq!(id.shard(), shard);
             assert!(id > prev, "{id:?} after {prev:?}");
@@ -206,7 +225,10 @@ mod tests {
     #[test]
     fn id_time_is_close_to_now() {
         let id = IdGen::new().next_id(LogicalShard::new(7));
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64;
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
         assert!(now.abs_diff(id.unix_ms()) < 5_000);
     }
 
@@ -232,7 +254,10 @@ mod tests {
             seen.insert(LogicalShard::for_new_user(&format!("user{i}")));
         }
         assert!(seen.len() > 1500, "only {} shards used", seen.len());
-        assert_eq!(LogicalShard::for_new_user("Alice"), LogicalShard::for_new_user("alice"));
+        assert_eq!(
+            LogicalShard::for_new_user("Alice"),
+            LogicalShard::for_new_user("alice")
+        );
     }
 
     proptest! {

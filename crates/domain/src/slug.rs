@@ -17,7 +17,11 @@ impl Slug {
     /// The slug text for an article with this title and ID.
     pub fn format(title: &str, id: Id) -> String {
         let words = slugify(title);
-        if words.is_empty() { id.to_base36() } else { format!("{words}-{}", id.to_base36()) }
+        if words.is_empty() {
+            id.to_base36()
+        } else {
+            format!("{words}-{}", id.to_base36())
+        }
     }
 
     /// Reads the article ID from a slug's last `-`-separated part; `None` if there is none.
@@ -70,7 +74,10 @@ mod tests {
     #[test]
     fn an_old_title_prefix_still_finds_the_article() {
         let id = Id::from_i64(99);
-        assert_eq!(Slug::parse(&format!("old-title-{}", id.to_base36())).map(Slug::id), Some(id));
+        assert_eq!(
+            Slug::parse(&format!("old-title-{}", id.to_base36())).map(Slug::id),
+            Some(id)
+        );
     }
 
     #[test]

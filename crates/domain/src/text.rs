@@ -16,7 +16,10 @@ pub struct FieldError {
 impl FieldError {
     /// A new error for `field`.
     pub fn new(field: &'static str, problem: impl Into<String>) -> Self {
-        Self { field, problem: problem.into() }
+        Self {
+            field,
+            problem: problem.into(),
+        }
     }
 }
 
@@ -26,7 +29,10 @@ fn required(field: &'static str, s: &str, max_chars: usize) -> Result<String, Fi
         return Err(FieldError::new(field, "can't be blank"));
     }
     if t.chars().count() > max_chars {
-        return Err(FieldError::new(field, format!("is too long (maximum is {max_chars} characters)")));
+        return Err(FieldError::new(
+            field,
+            format!("is too long (maximum is {max_chars} characters)"),
+        ));
     }
     Ok(t.to_string())
 }
@@ -76,8 +82,14 @@ impl Username {
     /// Blank, too long, or a character other than letters, digits, `_` and `-`.
     pub fn parse(s: &str) -> Result<Self, FieldError> {
         let t = required("username", s, 40)?;
-        if !t.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
-            return Err(FieldError::new("username", "may only contain letters, digits, _ and -"));
+        if !t
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            return Err(FieldError::new(
+                "username",
+                "may only contain letters, digits, _ and -",
+            ));
         }
         Ok(Self(t))
     }
@@ -143,10 +155,16 @@ impl Password {
         }
         let n = s.chars().count();
         if n < 8 {
-            return Err(FieldError::new("password", "is too short (minimum is 8 characters)"));
+            return Err(FieldError::new(
+                "password",
+                "is too short (minimum is 8 characters)",
+            ));
         }
         if n > 256 {
-            return Err(FieldError::new("password", "is too long (maximum is 256 characters)"));
+            return Err(FieldError::new(
+                "password",
+                "is too long (maximum is 256 characters)",
+            ));
         }
         Ok(Self(s.to_string()))
     }
@@ -175,7 +193,10 @@ impl Text {
     /// Too long.
     pub fn optional(field: &'static str, s: &str, max_chars: usize) -> Result<String, FieldError> {
         if s.chars().count() > max_chars {
-            return Err(FieldError::new(field, format!("is too long (maximum is {max_chars} characters)")));
+            return Err(FieldError::new(
+                field,
+                format!("is too long (maximum is {max_chars} characters)"),
+            ));
         }
         Ok(s.trim().to_string())
     }
@@ -188,8 +209,14 @@ mod tests {
 
     #[test]
     fn usernames_allow_letters_digits_underscore_and_dash() {
-        assert_eq!(Username::parse(" celeb_u-1 ").unwrap().as_str(), "celeb_u-1");
-        assert_eq!(Username::parse("").unwrap_err().to_string(), "username can't be blank");
+        assert_eq!(
+            Username::parse(" celeb_u-1 ").unwrap().as_str(),
+            "celeb_u-1"
+        );
+        assert_eq!(
+            Username::parse("").unwrap_err().to_string(),
+            "username can't be blank"
+        );
         assert!(Username::parse("has space").is_err());
         assert!(Username::parse("slash/").is_err());
         assert!(Username::parse(&"a".repeat(41)).is_err());
@@ -197,8 +224,20 @@ mod tests {
 
     #[test]
     fn emails_are_lowercased_and_checked() {
-        assert_eq!(Email::parse("Jake@Example.COM").unwrap().as_str(), "jake@example.com");
-        for bad in ["", "jake", "jake@", "@x.com", "a@b", "a@@b.com", "a b@c.com", "a@.com"] {
+        assert_eq!(
+            Email::parse("Jake@Example.COM").unwrap().as_str(),
+            "jake@example.com"
+        );
+        for bad in [
+            "",
+            "jake",
+            "jake@",
+            "@x.com",
+            "a@b",
+            "a@@b.com",
+            "a b@c.com",
+            "a@.com",
+        ] {
             assert!(Email::parse(bad).is_err(), "{bad} accepted");
         }
     }

@@ -57,7 +57,9 @@ impl Kind {
 
     /// The kind with MIME type `mime`.
     pub fn from_mime(mime: &str) -> Option<Kind> {
-        [Kind::Jpeg, Kind::Png, Kind::WebP, Kind::Gif].into_iter().find(|k| k.mime() == mime)
+        [Kind::Jpeg, Kind::Png, Kind::WebP, Kind::Gif]
+            .into_iter()
+            .find(|k| k.mime() == mime)
     }
 
     fn format(self) -> ImageFormat {
@@ -136,9 +138,17 @@ pub fn inspect(bytes: &[u8], max_pixels: u64) -> Result<Inspected, Refused> {
         return Err(Refused::Unreadable("it has no pixels".into()));
     }
     if u64::from(width) * u64::from(height) > max_pixels {
-        return Err(Refused::TooManyPixels { width, height, max: max_pixels });
+        return Err(Refused::TooManyPixels {
+            width,
+            height,
+            max: max_pixels,
+        });
     }
-    Ok(Inspected { kind, width, height })
+    Ok(Inspected {
+        kind,
+        width,
+        height,
+    })
 }
 
 /// One variant.
@@ -172,15 +182,30 @@ pub fn variants(bytes: &[u8], max_pixels: u64) -> Result<Vec<Variant>, Refused> 
     limits.max_image_height = Some(found.height);
     // room for the decoded pixels (up to 16 bytes each) and little more
     limits.max_alloc = Some(max_pixels.saturating_mul(16).saturating_add(64 << 20));
-    decoder.set_limits(limits).map_err(|e| Refused::Unreadable(e.to_string()))?;
-    let orientation = decoder.orientation().unwrap_or(image::metadata::Orientation::NoTransforms);
-    let mut img = DynamicImage::from_decoder(decoder).map_err(|e| Refused::Unreadable(e.to_string()))?;
+    decoder
+        .set_limits(limits)
+        .map_err(|e| Refused::Unreadable(e.to_string()))?;
+    let orientation = decoder
+        .orientation()
+        .unwrap_or(image::metadata::Orientation::NoTransforms);
+    let mut img =
+        DynamicImage::from_decoder(decoder).map_err(|e| Refused::Unreadable(e.to_string()))?;
     img.apply_orientation(orientation);
     let mut out = Vec::with_capacity(WIDTHS.len() + 1);
     for name in WIDTHS.into_iter().chain([FULL]) {
-        let width = if name == FULL { img.width() } else { name.min(img.width()) };
-        let height = ((u64::from(img.height()) * u64::from(width) + u64::from(img.width()) / 2) / u64::from(img.width())).max(1) as u32;
-        let small = if width == img.width() { img.clone() } else { img.thumbnail_exact(width, height) };
+        let width = if name == FULL {
+            img.width()
+        } else {
+            name.min(img.width())
+        };
+        let height = ((u64::from(img.height()) * u64::from(width) + u64::from(img.width()) / 2)
+            / u64::from(img.width()))
+        .max(1) as u32;
+        let small = if width == img.width() {
+            img.clone()
+        } else {
+            img.thumbnail_exact(width, height)
+        };
         let rgb = small.to_rgb8();
         let mut jpeg = Vec::new();
         image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 82)
@@ -191,13 +216,24 @@ pub fn variants(bytes: &[u8], max_pixels: u64) -> Result<Vec<Variant>, Refused> 
             let rgba = small.to_rgba8();
             let mut webp = Vec::new();
             image::codecs::webp::WebPEncoder::new_lossless(&mut webp)
-                .encode(rgba.as_raw(), width, height, image::ExtendedColorType::Rgba8)
+                .encode(
+                    rgba.as_raw(),
+                    width,
+                    height,
+                    image::ExtendedColorType::Rgba8,
+                )
                 .map_err(|e| Refused::Unreadable(e.to_string()))?;
             Some(webp)
         } else {
             None
         };
-        out.push(Variant { name, width, height, jpeg, webp });
+        out.push(Variant {
+            name,
+            width,
+            height,
+            jpeg,
+            webp,
+        });
     }
     Ok(out)
 }
@@ -207,7 +243,9 @@ mod tests {
     use super::*;
 
     fn png(width: u32, height: u32) -> Vec<u8> {
-        let img = image::RgbImage::from_fn(width, height, |x, y| image::Rgb([(x % 256) as u8, (y % 256) as u8, 128]));
+        let img = image::RgbImage::from_fn(width, height, |x, y| {
+            image::Rgb([(x % 256) as u8, (y % 256) as u8, 128])
+        });
         let mut out = Cursor::new(Vec::new());
         img.write_to(&mut out, ImageFormat::Png).unwrap();
         out.into_inner()
@@ -216,18 +254,49 @@ mod tests {
     #[test]
     fn types_come_from_the_content() {
         let p = png(10, 5);
-        assert_eq!(inspect(&p, 1000).unwrap(), Inspected { kind: Kind::Png, width: 10, height: 5 });
-        assert!(matches!(inspect(b"GIF89a", 1000), Err(Refused::Unreadable(_))), "a header cut short");
-        assert_eq!(inspect(b"<svg xmlns='http://www.w3.org/2000/svg'/>", 1000), Err(Refused::Type));
-        assert_eq!(inspect(&p[..20], 1000).map_err(|e| matches!(e, Refused::Unreadable(_))), Err(true));
-        assert!(matches!(inspect(&p, 49), Err(Refused::TooManyPixels { width: 10, height: 5, max: 49 })));
+        assert_eq!(
+            inspect(&p, 1000).unwrap(),
+            Inspected {
+                kind: Kind::Png,
+                width: 10,
+                height: 5
+            }
+        );
+        assert!(
+            matches!(inspect(b"GIF89a", 1000), Err(Refused::Unreadable(_))),
+            "a header cut short"
+        );
+        assert_eq!(
+            inspect(b"<svg xmlns='http://www.w3.org/2000/svg'/>", 1000),
+            Err(Refused::Type)
+        );
+        assert_eq!(
+            inspect(&p[..20], 1000).map_err(|e| matches!(e, Refused::Unreadable(_))),
+            Err(true)
+        );
+        assert!(matches!(
+            inspect(&p, 49),
+            Err(Refused::TooManyPixels {
+                width: 10,
+                height: 5,
+                max: 49
+            })
+        ));
     }
 
     #[test]
     fn variants_are_never_wider_than_the_original_and_keep_its_shape() {
         let v = variants(&png(400, 200), 1_000_000).unwrap();
         let sizes: Vec<(u32, u32, u32)> = v.iter().map(|v| (v.name, v.width, v.height)).collect();
-        assert_eq!(sizes, [(64, 64, 32), (320, 320, 160), (1280, 400, 200), (FULL, 400, 200)]);
+        assert_eq!(
+            sizes,
+            [
+                (64, 64, 32),
+                (320, 320, 160),
+                (1280, 400, 200),
+                (FULL, 400, 200)
+            ]
+        );
         for v in &v {
             let back = image::load_from_memory_with_format(&v.jpeg, ImageFormat::Jpeg).unwrap();
             assert_eq!((back.width(), back.height()), (v.width, v.height));
@@ -242,7 +311,8 @@ mod tests {
                 (None, FULL) => {}
                 (Some(webp), _) => {
                     assert_eq!(mime_of(webp), Some("image/webp"));
-                    let back = image::load_from_memory_with_format(webp, ImageFormat::WebP).unwrap();
+                    let back =
+                        image::load_from_memory_with_format(webp, ImageFormat::WebP).unwrap();
                     assert_eq!((back.width(), back.height()), (v.width, v.height));
                     if v.width == 400 {
                         // not resized: lossless means every pixel as uploaded
@@ -253,10 +323,14 @@ mod tests {
                 (None, name) => panic!("no WebP for the {name} px variant of a PNG"),
             }
         }
-        let rgb = image::RgbImage::from_fn(64, 48, |x, y| image::Rgb([x as u8 * 4, y as u8 * 5, 9]));
+        let rgb =
+            image::RgbImage::from_fn(64, 48, |x, y| image::Rgb([x as u8 * 4, y as u8 * 5, 9]));
         let mut jpeg = Cursor::new(Vec::new());
         rgb.write_to(&mut jpeg, ImageFormat::Jpeg).unwrap();
         let v = variants(jpeg.get_ref(), 1_000_000).unwrap();
-        assert!(v.iter().all(|v| v.webp.is_none()), "a photograph gets JPEG only");
+        assert!(
+            v.iter().all(|v| v.webp.is_none()),
+            "a photograph gets JPEG only"
+        );
     }
 }

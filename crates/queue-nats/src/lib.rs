@@ -15,7 +15,7 @@
 //! A claim holds the JetStream message in this process until [`Queue::ack`] or
 //! [`Queue::fail`]; the job's ID is its stream sequence.
 
-use async_nats::jetstream::{self, consumer::pull, stream, AckKind};
+use async_nats::jetstream::{self, AckKind, consumer::pull, stream};
 use async_trait::async_trait;
 use crescendo_queue::{Job, Queue, QueueDepth, QueueError};
 use futures_util::StreamExt;
@@ -40,7 +40,9 @@ pub struct NatsQueue {
 
 impl std::fmt::Debug for NatsQueue {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NatsQueue").field("max_attempts", &self.max_attempts).finish_non_exhaustive()
+        f.debug_struct("NatsQueue")
+            .field("max_attempts", &self.max_attempts)
+            .finish_non_exhaustive()
     }
 }
 
@@ -59,7 +61,11 @@ impl NatsQueue {
     ///
     /// # Errors
     /// The server cannot be reached, or refuses the streams.
-    pub async fn connect(url: &str, max_attempts: u32, lease: Duration) -> Result<Self, QueueError> {
+    pub async fn connect(
+        url: &str,
+        max_attempts: u32,
+        lease: Duration,
+    ) -> Result<Self, QueueError> {
         let client = async_nats::ConnectOptions::new()
             .connection_timeout(Duration::from_secs(2))
             .request_timeout(Some(Duration::from_secs(2)))
@@ -67,7 +73,13 @@ impl NatsQueue {
             .await
             .map_err(unavailable)?;
         let js = jetstream::new(client);
-        let q = Self { js, consumers: Default::default(), held: Default::default(), max_attempts: max_attempts.max(1), lease };
+        let q = Self {
+            js,
+            consumers: Default::default(),
+            held: Default::default(),
+            max_attempts: max_attempts.max(1),
+            lease,
+        };
         q.streams().await?;
         Ok(q)
     }
@@ -125,22 +137,49 @@ impl NatsQueue {
     ///
     /// # Errors
     /// The server did not confirm the job.
-    pub async fn publish_once(&self, queue: &str, payload: &[u8], message_id: &str) -> Result<i64, QueueError> {
-        let publish = jetstream::message::PublishMessage::build().payload(bytes::Bytes::copy_from_slice(payload)).message_id(message_id);
+    pub async fn publish_once(
+        &self,
+        queue: &str,
+        payload: &[u8],
+        message_id: &str,
+    ) -> Result<i64, QueueError> {
+        let publish = jetstream::message::PublishMessage::build()
+            .payload(bytes::Bytes::copy_from_slice(payload))
+            .message_id(message_id);
         self.send(queue, publish).await
     }
 
-    async fn send(&self, queue: &str, publish: jetstream::message::PublishMessage) -> Result<i64, QueueError> {
-        let ack = self.js.send_publish(format!("jobs.{queue}"), publish).await.map_err(unavailable)?.await.map_err(unavailable)?;
+    async fn send(
+        &self,
+        queue: &str,
+        publish: jetstream::message::PublishMessage,
+    ) -> Result<i64, QueueError> {
+        let ack = self
+            .js
+            .send_publish(format!("jobs.{queue}"), publish)
+            .await
+            .map_err(unavailable)?
+            .await
+            .map_err(unavailable)?;
         Ok(ack.sequence as i64)
     }
 
     /// Moves a held job to the dead-letter stream with `reason`, then stops its delivery.
-    async fn bury(&self, queue: &str, msg: &jetstream::Message, reason: &str) -> Result<(), QueueError> {
+    async fn bury(
+        &self,
+        queue: &str,
+        msg: &jetstream::Message,
+        reason: &str,
+    ) -> Result<(), QueueError> {
         let publish = jetstream::message::PublishMessage::build()
             .payload(msg.payload.clone())
             .header("Crescendo-Reason", reason.replace(['\r', '\n'], " "));
-        self.js.send_publish(format!("dead.{queue}"), publish).await.map_err(unavailable)?.await.map_err(unavailable)?;
+        self.js
+            .send_publish(format!("dead.{queue}"), publish)
+            .await
+            .map_err(unavailable)?
+            .await
+            .map_err(unavailable)?;
         msg.ack_with(AckKind::Term).await.map_err(unavailable)?;
         tracing::warn!(queue, reason, "job dead-lettered");
         Ok(())
@@ -161,10 +200,20 @@ impl NatsQueue {
             .await
             .map_err(unavailable)?;
         let mut out = Vec::new();
-        let mut batch = consumer.fetch().max_messages(1000).messages().await.map_err(unavailable)?;
+        let mut batch = consumer
+            .fetch()
+            .max_messages(1000)
+            .messages()
+            .await
+            .map_err(unavailable)?;
         while let Some(m) = batch.next().await {
             let m = m.map_err(unavailable)?;
-            let reason = m.headers.as_ref().and_then(|h| h.get("Crescendo-Reason")).map(|v| v.as_str().to_string()).unwrap_or_default();
+            let reason = m
+                .headers
+                .as_ref()
+                .and_then(|h| h.get("Crescendo-Reason"))
+                .map(|v| v.as_str().to_string())
+                .unwrap_or_default();
             out.push((m.payload.to_vec(), reason));
         }
         Ok(out)
@@ -174,18 +223,35 @@ impl NatsQueue {
 #[async_trait]
 impl Queue for NatsQueue {
     async fn publish(&self, queue: &str, payload: &[u8]) -> Result<i64, QueueError> {
-        self.send(queue, jetstream::message::PublishMessage::build().payload(bytes::Bytes::copy_from_slice(payload))).await
+        self.send(
+            queue,
+            jetstream::message::PublishMessage::build()
+                .payload(bytes::Bytes::copy_from_slice(payload)),
+        )
+        .await
     }
 
-    async fn publish_keyed(&self, queue: &str, payload: &[u8], key: &str) -> Result<i64, QueueError> {
+    async fn publish_keyed(
+        &self,
+        queue: &str,
+        payload: &[u8],
+        key: &str,
+    ) -> Result<i64, QueueError> {
         self.publish_once(queue, payload, key).await
     }
 
     async fn claim(&self, queue: &str, _lease: Duration) -> Result<Option<Job>, QueueError> {
         let consumer = self.consumer(queue).await?;
         loop {
-            let mut batch = consumer.fetch().max_messages(1).messages().await.map_err(unavailable)?;
-            let Some(msg) = batch.next().await else { return Ok(None) };
+            let mut batch = consumer
+                .fetch()
+                .max_messages(1)
+                .messages()
+                .await
+                .map_err(unavailable)?;
+            let Some(msg) = batch.next().await else {
+                return Ok(None);
+            };
             let msg = msg.map_err(unavailable)?;
             let (seq, delivered) = {
                 let info = msg.info().map_err(unavailable)?;
@@ -193,28 +259,52 @@ impl Queue for NatsQueue {
             };
             if delivered > self.max_attempts {
                 // delivered again and again without an answer: its workers died or hung
-                let reason = format!("delivered {delivered} times without an answer (workers died or timed out)");
+                let reason = format!(
+                    "delivered {delivered} times without an answer (workers died or timed out)"
+                );
                 self.bury(queue, &msg, &reason).await?;
                 continue;
             }
-            let job = Job { id: seq, queue: queue.to_string(), payload: msg.payload.to_vec(), attempts: delivered };
-            self.held.lock().expect("held lock is never poisoned").insert(seq, msg);
+            let job = Job {
+                id: seq,
+                queue: queue.to_string(),
+                payload: msg.payload.to_vec(),
+                attempts: delivered,
+            };
+            self.held
+                .lock()
+                .expect("held lock is never poisoned")
+                .insert(seq, msg);
             return Ok(Some(job));
         }
     }
 
     async fn ack(&self, job: &Job) -> Result<(), QueueError> {
-        let msg = self.held.lock().expect("held lock is never poisoned").remove(&job.id).ok_or(QueueError::LeaseLost(job.id))?;
+        let msg = self
+            .held
+            .lock()
+            .expect("held lock is never poisoned")
+            .remove(&job.id)
+            .ok_or(QueueError::LeaseLost(job.id))?;
         // confirmed by the server: an ack lost on the way would let the job run again
-        msg.double_ack().await.map_err(|_| QueueError::LeaseLost(job.id))
+        msg.double_ack()
+            .await
+            .map_err(|_| QueueError::LeaseLost(job.id))
     }
 
     async fn fail(&self, job: &Job, reason: &str, retry_after: Duration) -> Result<(), QueueError> {
-        let msg = self.held.lock().expect("held lock is never poisoned").remove(&job.id).ok_or(QueueError::LeaseLost(job.id))?;
+        let msg = self
+            .held
+            .lock()
+            .expect("held lock is never poisoned")
+            .remove(&job.id)
+            .ok_or(QueueError::LeaseLost(job.id))?;
         if job.attempts >= self.max_attempts {
             return self.bury(&job.queue, &msg, reason).await;
         }
-        msg.ack_with(AckKind::Nak(Some(retry_after))).await.map_err(unavailable)
+        msg.ack_with(AckKind::Nak(Some(retry_after)))
+            .await
+            .map_err(unavailable)
     }
 
     async fn depth(&self, queue: &str) -> Result<QueueDepth, QueueError> {
@@ -228,12 +318,24 @@ impl Queue for NatsQueue {
         // a work-queue stream drops acknowledged jobs, so its first message is the oldest job
         // not yet done (of any queue: there is one today)
         let oldest_ms = match (pending, self.js.get_stream(JOBS).await) {
-            (1.., Ok(s)) => s.get_info().await.ok().filter(|i| i.state.messages > 0).map_or(0, |i| {
-                let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i128);
-                ((now - i.state.first_timestamp.unix_timestamp_nanos()) / 1_000_000).max(0) as u64
-            }),
+            (1.., Ok(s)) => s
+                .get_info()
+                .await
+                .ok()
+                .filter(|i| i.state.messages > 0)
+                .map_or(0, |i| {
+                    let now = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_nanos() as i128);
+                    ((now - i.state.first_timestamp.unix_timestamp_nanos()) / 1_000_000).max(0)
+                        as u64
+                }),
             _ => 0,
         };
-        Ok(QueueDepth { pending, dead, oldest_ms })
+        Ok(QueueDepth {
+            pending,
+            dead,
+            oldest_ms,
+        })
     }
 }

@@ -10,7 +10,10 @@ const Q: &str = "images.variants";
 async fn server() -> (Nats, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().to_path_buf();
-    let n = tokio::task::spawn_blocking(move || Nats::start(&d, [127, 0, 0, 1])).await.unwrap().expect("nats starts");
+    let n = tokio::task::spawn_blocking(move || Nats::start(&d, [127, 0, 0, 1]))
+        .await
+        .unwrap()
+        .expect("nats starts");
     (n, dir)
 }
 
@@ -30,28 +33,60 @@ async fn claim_within(q: &NatsQueue, limit: Duration) -> Option<crescendo_queue:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jobs_are_claimed_once_acknowledged_retried_and_dead_lettered() {
     let (nats, _dir) = server().await;
-    let q = NatsQueue::connect(&nats.url(), 2, Duration::from_secs(1)).await.unwrap();
+    let q = NatsQueue::connect(&nats.url(), 2, Duration::from_secs(1))
+        .await
+        .unwrap();
     q.publish(Q, b"1").await.unwrap();
-    let job = q.claim(Q, Duration::from_secs(1)).await.unwrap().expect("a job");
+    let job = q
+        .claim(Q, Duration::from_secs(1))
+        .await
+        .unwrap()
+        .expect("a job");
     assert_eq!((job.payload.as_slice(), job.attempts), (&b"1"[..], 1));
-    assert!(q.claim(Q, Duration::from_secs(1)).await.unwrap().is_none(), "held by its claim");
+    assert!(
+        q.claim(Q, Duration::from_secs(1)).await.unwrap().is_none(),
+        "held by its claim"
+    );
     tokio::time::sleep(Duration::from_millis(120)).await;
     let d = q.depth(Q).await.unwrap();
     assert_eq!(d.pending, 1);
-    assert!((100..60_000).contains(&d.oldest_ms), "the oldest job's age: {} ms", d.oldest_ms);
+    assert!(
+        (100..60_000).contains(&d.oldest_ms),
+        "the oldest job's age: {} ms",
+        d.oldest_ms
+    );
     q.ack(&job).await.unwrap();
-    assert_eq!(q.depth(Q).await.unwrap(), crescendo_queue::QueueDepth { pending: 0, dead: 0, oldest_ms: 0 });
+    assert_eq!(
+        q.depth(Q).await.unwrap(),
+        crescendo_queue::QueueDepth {
+            pending: 0,
+            dead: 0,
+            oldest_ms: 0
+        }
+    );
     assert!(q.ack(&job).await.is_err(), "acknowledged once");
 
     // a failed job comes back after its back-off, then dies on its last attempt with the reason
     q.publish(Q, b"2").await.unwrap();
     let job = claim_within(&q, Duration::from_secs(1)).await.unwrap();
-    q.fail(&job, "decoder crashed", Duration::from_millis(100)).await.unwrap();
-    let again = claim_within(&q, Duration::from_secs(3)).await.expect("redelivered after its back-off");
+    q.fail(&job, "decoder crashed", Duration::from_millis(100))
+        .await
+        .unwrap();
+    let again = claim_within(&q, Duration::from_secs(3))
+        .await
+        .expect("redelivered after its back-off");
     assert_eq!((again.payload.as_slice(), again.attempts), (&b"2"[..], 2));
-    q.fail(&again, "decoder crashed again", Duration::from_millis(100)).await.unwrap();
-    assert!(claim_within(&q, Duration::from_millis(500)).await.is_none(), "no third attempt");
-    assert_eq!(q.dead_letters(Q).await.unwrap(), vec![(b"2".to_vec(), "decoder crashed again".to_string())]);
+    q.fail(&again, "decoder crashed again", Duration::from_millis(100))
+        .await
+        .unwrap();
+    assert!(
+        claim_within(&q, Duration::from_millis(500)).await.is_none(),
+        "no third attempt"
+    );
+    assert_eq!(
+        q.dead_letters(Q).await.unwrap(),
+        vec![(b"2".to_vec(), "decoder crashed again".to_string())]
+    );
     assert_eq!(q.depth(Q).await.unwrap().dead, 1);
 
     // the same message ID twice (a relay that lost the answer) makes one job
@@ -59,21 +94,33 @@ async fn jobs_are_claimed_once_acknowledged_retried_and_dead_lettered() {
     q.publish_once(Q, b"3", "outbox-3").await.unwrap();
     let job = claim_within(&q, Duration::from_secs(1)).await.unwrap();
     q.ack(&job).await.unwrap();
-    assert!(claim_within(&q, Duration::from_millis(300)).await.is_none(), "stored once");
+    assert!(
+        claim_within(&q, Duration::from_millis(300)).await.is_none(),
+        "stored once"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_claim_whose_worker_dies_is_delivered_again_and_jobs_survive_a_broker_restart() {
     let (mut nats, _dir) = server().await;
-    let a = NatsQueue::connect(&nats.url(), 5, Duration::from_secs(1)).await.unwrap();
+    let a = NatsQueue::connect(&nats.url(), 5, Duration::from_secs(1))
+        .await
+        .unwrap();
     a.publish(Q, b"7").await.unwrap();
     let held = a.claim(Q, Duration::from_secs(1)).await.unwrap().unwrap();
     // the worker holding it dies: nothing answers for the job
     drop(a);
-    let b = NatsQueue::connect(&nats.url(), 5, Duration::from_secs(1)).await.unwrap();
+    let b = NatsQueue::connect(&nats.url(), 5, Duration::from_secs(1))
+        .await
+        .unwrap();
     let started = Instant::now();
-    let again = claim_within(&b, Duration::from_secs(5)).await.expect("delivered again");
-    eprintln!("a job whose worker died was delivered again after {:?}", started.elapsed());
+    let again = claim_within(&b, Duration::from_secs(5))
+        .await
+        .expect("delivered again");
+    eprintln!(
+        "a job whose worker died was delivered again after {:?}",
+        started.elapsed()
+    );
     assert_eq!((again.id, again.attempts), (held.id, 2));
     b.ack(&again).await.unwrap();
 
@@ -86,7 +133,9 @@ async fn a_claim_whose_worker_dies_is_delivered_again_and_jobs_survive_a_broker_
     let job = loop {
         match b.claim(Q, Duration::from_secs(1)).await {
             Ok(Some(j)) => break j,
-            _ if started.elapsed() < Duration::from_secs(10) => tokio::time::sleep(Duration::from_millis(100)).await,
+            _ if started.elapsed() < Duration::from_secs(10) => {
+                tokio::time::sleep(Duration::from_millis(100)).await
+            }
             other => panic!("no job after the restart: {other:?}"),
         }
     };

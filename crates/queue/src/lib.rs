@@ -60,7 +60,12 @@ pub trait Queue: Send + Sync + 'static {
     /// Adds a job to `queue` under a key: a backend that can (NATS JetStream) stores a
     /// second publish with the same key, within minutes, only once. Used by the outbox relay,
     /// whose key is the outbox entry.
-    async fn publish_keyed(&self, queue: &str, payload: &[u8], _key: &str) -> Result<i64, QueueError> {
+    async fn publish_keyed(
+        &self,
+        queue: &str,
+        payload: &[u8],
+        _key: &str,
+    ) -> Result<i64, QueueError> {
         self.publish(queue, payload).await
     }
     /// Claims the oldest runnable job of `queue` for `lease`; `None` when there is none.

@@ -1,21 +1,23 @@
 //! The router and its middleware.
 
+use axum::Router;
 use axum::body::Body;
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::Router;
 use crescendo_api::{ApiError, ErrorReport};
 use crescendo_app::App;
 use crescendo_config::Settings;
 use crescendo_telemetry::names;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use tower_http::cors::{Any, CorsLayer};
-use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
+use tower_http::request_id::{
+    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
 use tracing::Instrument;
 
 static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -29,14 +31,18 @@ pub(crate) struct MakeId;
 
 impl MakeRequestId for MakeId {
     fn make_request_id<B>(&mut self, _req: &http::Request<B>) -> Option<RequestId> {
-        use std::sync::atomic::AtomicU64;
         use std::sync::OnceLock;
+        use std::sync::atomic::AtomicU64;
         static NEXT: OnceLock<AtomicU64> = OnceLock::new();
-        let n = NEXT.get_or_init(|| AtomicU64::new(getrandom::u64().unwrap_or(0))).fetch_add(1, Ordering::Relaxed);
+        let n = NEXT
+            .get_or_init(|| AtomicU64::new(getrandom::u64().unwrap_or(0)))
+            .fetch_add(1, Ordering::Relaxed);
         let mut z = n.wrapping_add(0x9e37_79b9_7f4a_7c15);
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        HeaderValue::from_str(&format!("{:016x}", z ^ (z >> 31))).ok().map(RequestId::new)
+        HeaderValue::from_str(&format!("{:016x}", z ^ (z >> 31)))
+            .ok()
+            .map(RequestId::new)
     }
 }
 
@@ -59,22 +65,38 @@ pub(crate) fn ops(app: App, ready: Arc<AtomicBool>) -> Router {
 ///
 /// Layers that need the matched route (`observe`) or must be seen by it (time-out, panic)
 /// wrap the routes; the rest wrap the router once, outside.
-pub(crate) fn service(app: App, web: crescendo_web::WebConfig, settings: &Settings, ready: Arc<AtomicBool>) -> Router {
+pub(crate) fn service(
+    app: App,
+    web: crescendo_web::WebConfig,
+    settings: &Settings,
+    ready: Arc<AtomicBool>,
+) -> Router {
     let timeout = Duration::from_secs(settings.http.request_timeout_secs);
     let ops = ops(app.clone(), ready);
     let routes = Router::new()
         .nest("/api", crescendo_api::router(app.clone()))
         .merge(ops)
-        .merge(Router::new().route("/media/{*key}", get(media)).with_state(app.clone()))
+        .merge(
+            Router::new()
+                .route("/media/{*key}", get(media))
+                .with_state(app.clone()),
+        )
         .merge(crescendo_web::router(app.clone(), web))
         .fallback(not_found_page)
         // read-your-writes for the API and the pages alike: each request runs in the
         // application's consistency scope (see App::in_request)
         .layer(middleware::from_fn_with_state(app, in_request))
-        .layer(axum::extract::DefaultBodyLimit::max(settings.http.body_limit_bytes))
-        .layer(middleware::from_fn(move |req, next| with_timeout(timeout, req, next)))
+        .layer(axum::extract::DefaultBodyLimit::max(
+            settings.http.body_limit_bytes,
+        ))
+        .layer(middleware::from_fn(move |req, next| {
+            with_timeout(timeout, req, next)
+        }))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
-            ApiError::from(crescendo_app::AppError::Internal(anyhow::anyhow!("handler panicked"))).into_response()
+            ApiError::from(crescendo_app::AppError::Internal(anyhow::anyhow!(
+                "handler panicked"
+            )))
+            .into_response()
         }))
         .layer(middleware::from_fn(observe));
     // outermost last: the request ID is set before anything else sees the request
@@ -82,8 +104,19 @@ pub(crate) fn service(app: App, web: crescendo_web::WebConfig, settings: &Settin
         .layer(
             CorsLayer::new()
                 .allow_origin(Any)
-                .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE, Method::OPTIONS])
-                .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, X_REQUEST_ID.clone(), HeaderName::from_static("idempotency-key")])
+                .allow_methods([
+                    Method::GET,
+                    Method::POST,
+                    Method::PUT,
+                    Method::DELETE,
+                    Method::OPTIONS,
+                ])
+                .allow_headers([
+                    header::AUTHORIZATION,
+                    header::CONTENT_TYPE,
+                    X_REQUEST_ID.clone(),
+                    HeaderName::from_static("idempotency-key"),
+                ])
                 .expose_headers([X_REQUEST_ID.clone()])
                 .max_age(Duration::from_secs(3600)),
         )
@@ -93,8 +126,18 @@ pub(crate) fn service(app: App, web: crescendo_web::WebConfig, settings: &Settin
 
 /// An uploaded image or a variant from the blob store. Keys never change content, so they
 /// are cacheable for a year by browsers and CDNs alike.
-async fn media(State(app): State<App>, axum::extract::Path(key): axum::extract::Path<String>) -> Response {
-    let not_found = || (StatusCode::NOT_FOUND, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], "no such file\n").into_response();
+async fn media(
+    State(app): State<App>,
+    axum::extract::Path(key): axum::extract::Path<String>,
+) -> Response {
+    let not_found = || {
+        (
+            StatusCode::NOT_FOUND,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            "no such file\n",
+        )
+            .into_response()
+    };
     if crescendo_blobs::check_key(&key).is_err() || !crescendo_app::is_public_key(&key) {
         return not_found();
     }
@@ -135,10 +178,12 @@ async fn in_request(State(app): State<App>, req: Request, next: Next) -> Respons
 }
 
 /// Database round trips made by read requests and by the rest, registered once.
-static DB_QUERIES_GET: std::sync::LazyLock<metrics::Counter> =
-    std::sync::LazyLock::new(|| metrics::counter!(crescendo_telemetry::names::HTTP_DB_QUERIES, "method" => "GET"));
-static DB_QUERIES_OTHER: std::sync::LazyLock<metrics::Counter> =
-    std::sync::LazyLock::new(|| metrics::counter!(crescendo_telemetry::names::HTTP_DB_QUERIES, "method" => "other"));
+static DB_QUERIES_GET: std::sync::LazyLock<metrics::Counter> = std::sync::LazyLock::new(
+    || metrics::counter!(crescendo_telemetry::names::HTTP_DB_QUERIES, "method" => "GET"),
+);
+static DB_QUERIES_OTHER: std::sync::LazyLock<metrics::Counter> = std::sync::LazyLock::new(
+    || metrics::counter!(crescendo_telemetry::names::HTTP_DB_QUERIES, "method" => "other"),
+);
 
 /// Paths that are neither pages, API routes nor operations: an HTML page for browsers.
 async fn not_found_page() -> Response {
@@ -170,7 +215,8 @@ async fn metrics_text() -> Response {
 async fn with_timeout(limit: Duration, req: Request, next: Next) -> Response {
     match tokio::time::timeout(limit, next.run(req)).await {
         Ok(res) => res,
-        Err(_) => ApiError::status(StatusCode::SERVICE_UNAVAILABLE, "the request took too long").into_response(),
+        Err(_) => ApiError::status(StatusCode::SERVICE_UNAVAILABLE, "the request took too long")
+            .into_response(),
     }
 }
 
@@ -186,18 +232,30 @@ fn request_metrics(route: &str, method: &Method, status: StatusCode) -> RequestM
     static TABLE: OnceLock<RwLock<Table>> = OnceLock::new();
     let table = TABLE.get_or_init(Default::default);
     let find = |t: &Table| {
-        t.get(route)?.iter().find(|(m, s, _)| m == method && *s == status).map(|(_, _, h)| h.clone())
+        t.get(route)?
+            .iter()
+            .find(|(m, s, _)| m == method && *s == status)
+            .map(|(_, _, h)| h.clone())
     };
     if let Some(h) = find(&table.read().expect("metrics table lock is never poisoned")) {
         return h;
     }
-    let labels = [("method", method.to_string()), ("route", route.to_string()), ("status", status.as_u16().to_string())];
-    let handles = (metrics::counter!(names::HTTP_REQUESTS, &labels), metrics::histogram!(names::HTTP_DURATION, &labels));
+    let labels = [
+        ("method", method.to_string()),
+        ("route", route.to_string()),
+        ("status", status.as_u16().to_string()),
+    ];
+    let handles = (
+        metrics::counter!(names::HTTP_REQUESTS, &labels),
+        metrics::histogram!(names::HTTP_DURATION, &labels),
+    );
     let mut t = table.write().expect("metrics table lock is never poisoned");
     if let Some(h) = find(&t) {
         return h;
     }
-    t.entry(route.to_string()).or_default().push((method.clone(), status, handles.clone()));
+    t.entry(route.to_string())
+        .or_default()
+        .push((method.clone(), status, handles.clone()));
     handles
 }
 
@@ -206,7 +264,10 @@ fn request_metrics(route: &str, method: &Method, status: StatusCode) -> RequestM
 async fn observe(req: Request<Body>, next: Next) -> Response {
     let start = Instant::now();
     let method = req.method().clone();
-    let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned());
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned());
     let request_id = req
         .headers()
         .get(&X_REQUEST_ID)
@@ -218,13 +279,23 @@ async fn observe(req: Request<Body>, next: Next) -> Response {
     let res = next.run(req).instrument(span.clone()).await;
     let status = res.status();
     let elapsed = start.elapsed();
-    let route = route.unwrap_or_else(|| if status == StatusCode::NOT_FOUND { "unmatched".into() } else { "other".into() });
+    let route = route.unwrap_or_else(|| {
+        if status == StatusCode::NOT_FOUND {
+            "unmatched".into()
+        } else {
+            "other".into()
+        }
+    });
     let (count, duration) = request_metrics(&route, &method, status);
     count.increment(1);
     duration.record(elapsed.as_secs_f64());
     let _enter = span.enter();
     if status.is_server_error() {
-        let cause = res.extensions().get::<ErrorReport>().map(|r| r.0.as_str()).unwrap_or("");
+        let cause = res
+            .extensions()
+            .get::<ErrorReport>()
+            .map(|r| r.0.as_str())
+            .unwrap_or("");
         tracing::error!(%method, path, status = status.as_u16(), latency_ms = elapsed.as_millis() as u64, cause, "request failed");
     } else {
         tracing::debug!(%method, path, status = status.as_u16(), latency_ms = elapsed.as_millis() as u64, "request");

@@ -59,6 +59,12 @@ pub(crate) async fn relay(app: App, mut stop: watch::Receiver<bool>) {
 /// Runs `count` workers on the application's queue until `stop`.
 pub(crate) async fn workers(app: App, count: usize, stop: watch::Receiver<bool>) {
     let handlers: Vec<Arc<dyn Handler>> = vec![Arc::new(Variants(app.clone()))];
-    let options = WorkerOptions { concurrency: count, idle_poll: Duration::from_millis(100), ..WorkerOptions::default() };
-    Worker::new(Arc::clone(app.queue()), handlers, options).run(stop).await;
+    let options = WorkerOptions {
+        concurrency: count,
+        idle_poll: Duration::from_millis(100),
+        ..WorkerOptions::default()
+    };
+    Worker::new(Arc::clone(app.queue()), handlers, options)
+        .run(stop)
+        .await;
 }

@@ -12,14 +12,14 @@ mod http;
 mod jobs;
 mod state;
 
-pub use state::{build, Built};
+pub use state::{Built, build};
 
 use anyhow::Context;
 use crescendo_config::Settings;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::net::TcpListener;
 
@@ -49,23 +49,40 @@ async fn start(settings: &Settings) -> anyhow::Result<(Built, TcpListener, Socke
 ///
 /// # Errors
 /// The application could not be built (database, keys) or the address could not be bound.
-pub async fn serve(settings: Settings, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<Running> {
+pub async fn serve(
+    settings: Settings,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<Running> {
     let (built, listener, addr) = start(&settings).await?;
     let ready = Arc::new(AtomicBool::new(true));
-    let service = http::service(built.app.clone(), built.web.clone(), &settings, Arc::clone(&ready));
+    let service = http::service(
+        built.app.clone(),
+        built.web.clone(),
+        &settings,
+        Arc::clone(&ready),
+    );
     let grace = Duration::from_secs(settings.http.shutdown_grace_secs);
     let drain_delay = Duration::from_millis(settings.http.drain_delay_ms);
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     // jobs: the outbox relay always, workers when this process runs some
     let relay = tokio::spawn(jobs::relay(built.app.clone(), stop_rx.clone()));
-    let workers = (settings.queue.workers > 0).then(|| tokio::spawn(jobs::workers(built.app.clone(), settings.queue.workers, stop_rx.clone())));
+    let workers = (settings.queue.workers > 0).then(|| {
+        tokio::spawn(jobs::workers(
+            built.app.clone(),
+            settings.queue.workers,
+            stop_rx.clone(),
+        ))
+    });
     let draining = Arc::clone(&ready);
     tokio::spawn(async move {
         shutdown.await;
         // fail /ready first, so a load balancer stops sending before the listener closes
         draining.store(false, Ordering::SeqCst);
-        tracing::info!(drain_delay_ms = drain_delay.as_millis() as u64, "shutting down: /ready fails, then in-flight requests drain");
+        tracing::info!(
+            drain_delay_ms = drain_delay.as_millis() as u64,
+            "shutting down: /ready fails, then in-flight requests drain"
+        );
         tokio::time::sleep(drain_delay).await;
         let _ = stop_tx.send(true);
     });
@@ -73,10 +90,13 @@ pub async fn serve(settings: Settings, shutdown: impl Future<Output = ()> + Send
     let done = tokio::spawn(async move {
         let mut stop = stop_rx;
         // each request carries its connection's peer address (sign-in limits per client)
-        let server = axum::serve(listener, service.into_make_service_with_connect_info::<std::net::SocketAddr>())
-            .with_graceful_shutdown(async move {
-                let _ = stop.wait_for(|s| *s).await;
-            });
+        let server = axum::serve(
+            listener,
+            service.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            let _ = stop.wait_for(|s| *s).await;
+        });
         let server = std::pin::pin!(server.into_future());
         tokio::select! {
             r = server => r.context("http server")?,
@@ -93,7 +113,11 @@ pub async fn serve(settings: Settings, shutdown: impl Future<Output = ()> + Send
         tracing::info!("stopped");
         Ok(())
     });
-    Ok(Running { addr, app: built.app, done })
+    Ok(Running {
+        addr,
+        app: built.app,
+        done,
+    })
 }
 
 /// Runs a worker process: `settings.queue.workers` workers (at least one) on the queue, the
@@ -102,14 +126,26 @@ pub async fn serve(settings: Settings, shutdown: impl Future<Output = ()> + Send
 ///
 /// # Errors
 /// The application could not be built or the address could not be bound.
-pub async fn work(settings: Settings, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<Running> {
+pub async fn work(
+    settings: Settings,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<Running> {
     let (built, listener, addr) = start(&settings).await?;
     let ready = Arc::new(AtomicBool::new(true));
     let router = http::ops(built.app.clone(), Arc::clone(&ready));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let relay = tokio::spawn(jobs::relay(built.app.clone(), stop_rx.clone()));
-    let workers = tokio::spawn(jobs::workers(built.app.clone(), settings.queue.workers.max(1), stop_rx.clone()));
-    let grace = Duration::from_secs(settings.http.shutdown_grace_secs.max(settings.queue.lease_secs));
+    let workers = tokio::spawn(jobs::workers(
+        built.app.clone(),
+        settings.queue.workers.max(1),
+        stop_rx.clone(),
+    ));
+    let grace = Duration::from_secs(
+        settings
+            .http
+            .shutdown_grace_secs
+            .max(settings.queue.lease_secs),
+    );
     let done = tokio::spawn(async move {
         let mut stop = stop_rx;
         let server = axum::serve(listener, router).with_graceful_shutdown(async move {
@@ -124,13 +160,19 @@ pub async fn work(settings: Settings, shutdown: impl Future<Output = ()> + Send 
         server.await.context("http server")?;
         let _ = relay.await;
         if tokio::time::timeout(grace, workers).await.is_err() {
-            tracing::warn!("jobs still running after the grace period; their leases hand them to other workers");
+            tracing::warn!(
+                "jobs still running after the grace period; their leases hand them to other workers"
+            );
         }
         stopper.abort();
         tracing::info!("stopped");
         Ok(())
     });
-    Ok(Running { addr, app: built.app, done })
+    Ok(Running {
+        addr,
+        app: built.app,
+        done,
+    })
 }
 
 /// Resolves on SIGTERM or SIGINT (Ctrl-C).

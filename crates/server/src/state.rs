@@ -4,7 +4,9 @@ use anyhow::Context;
 use crescendo_app::{App, Parts, Passwords, Tokens};
 use crescendo_blobs::LocalBlobs;
 use crescendo_cache::{MemoryCache, MemorySessions, ReadThrough};
-use crescendo_config::{BlobBackend, CacheBackend, QueueBackend, SessionBackend, Settings, SqliteSync, StoreBackend};
+use crescendo_config::{
+    BlobBackend, CacheBackend, QueueBackend, SessionBackend, Settings, SqliteSync, StoreBackend,
+};
 use crescendo_store_postgres::{PgOptions, PgStore};
 use crescendo_store_sqlite::{SqliteOptions, SqliteStore, Synchronous};
 use std::path::Path;
@@ -28,7 +30,10 @@ fn jwt_key(settings: &Settings) -> anyhow::Result<Vec<u8>> {
     let path = settings.data_dir.join("jwt.key");
     match std::fs::read_to_string(&path) {
         Ok(k) if k.trim().len() >= 32 => return Ok(k.trim().as_bytes().to_vec()),
-        Ok(_) => anyhow::bail!("{} is shorter than 32 characters; delete it to make a new one", path.display()),
+        Ok(_) => anyhow::bail!(
+            "{} is shorter than 32 characters; delete it to make a new one",
+            path.display()
+        ),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
     }
@@ -73,24 +78,29 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Built> {
                 .with_context(|| format!("opening the database {}", path.display()))
         }
     };
-    let (store, sqlite_store): (Arc<dyn crescendo_store::Store>, Option<SqliteStore>) = match settings.store.backend {
-        StoreBackend::Sqlite => {
-            let s = sqlite("crescendo.db").await?;
-            (Arc::new(s.clone()), Some(s))
-        }
-        StoreBackend::Postgres => {
-            let mut opts = PgOptions::new(settings.store.postgres_url.clone());
-            opts.max_connections = settings.store.postgres_max_connections.max(1);
-            opts.acquire_timeout = Duration::from_millis(settings.store.postgres_acquire_timeout_ms.max(1));
-            opts.replicas = settings.store.postgres_replica_urls.clone();
-            opts.max_replica_lag = Duration::from_millis(settings.store.replica_max_lag_ms);
-            opts.check_interval = Duration::from_millis(settings.store.replica_check_interval_ms.max(10));
-            let pg = PgStore::connect(&opts).context("store.postgres_url")?;
-            pg.check_servers().await;
-            pg.migrate().await.context("migrating the PostgreSQL database")?;
-            (Arc::new(pg), None)
-        }
-    };
+    let (store, sqlite_store): (Arc<dyn crescendo_store::Store>, Option<SqliteStore>) =
+        match settings.store.backend {
+            StoreBackend::Sqlite => {
+                let s = sqlite("crescendo.db").await?;
+                (Arc::new(s.clone()), Some(s))
+            }
+            StoreBackend::Postgres => {
+                let mut opts = PgOptions::new(settings.store.postgres_url.clone());
+                opts.max_connections = settings.store.postgres_max_connections.max(1);
+                opts.acquire_timeout =
+                    Duration::from_millis(settings.store.postgres_acquire_timeout_ms.max(1));
+                opts.replicas = settings.store.postgres_replica_urls.clone();
+                opts.max_replica_lag = Duration::from_millis(settings.store.replica_max_lag_ms);
+                opts.check_interval =
+                    Duration::from_millis(settings.store.replica_check_interval_ms.max(10));
+                let pg = PgStore::connect(&opts).context("store.postgres_url")?;
+                pg.check_servers().await;
+                pg.migrate()
+                    .await
+                    .context("migrating the PostgreSQL database")?;
+                (Arc::new(pg), None)
+            }
+        };
     let queue: Arc<dyn crescendo_queue::Queue> = match settings.queue.backend {
         QueueBackend::Sqlite => match &sqlite_store {
             Some(s) => Arc::new(s.queue(settings.queue.max_attempts)),
@@ -110,12 +120,17 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Built> {
     };
     let c = &settings.cache;
     let (shared, local_bytes): (Arc<dyn crescendo_cache::Cache>, u64) = match c.backend {
-        CacheBackend::Memory => (Arc::new(MemoryCache::new(c.memory_max_bytes)), c.local_max_bytes),
+        CacheBackend::Memory => (
+            Arc::new(MemoryCache::new(c.memory_max_bytes)),
+            c.local_max_bytes,
+        ),
         CacheBackend::Redis => {
             let mut opts = crescendo_cache_redis::RingOptions::new(c.redis_urls.clone());
             opts.timeout = Duration::from_millis(c.redis_timeout_ms.max(1));
             opts.check_interval = Duration::from_millis(c.redis_check_interval_ms.max(10));
-            let ring = crescendo_cache_redis::RedisCache::connect(&opts).await.context("cache.redis_urls")?;
+            let ring = crescendo_cache_redis::RedisCache::connect(&opts)
+                .await
+                .context("cache.redis_urls")?;
             tracing::info!(servers = c.redis_urls.len(), members = ?ring.members(), "cache ring");
             (Arc::new(ring), c.local_max_bytes)
         }
@@ -127,7 +142,12 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Built> {
         CacheBackend::Redis => Duration::from_secs(c.local_ttl_secs.max(1)),
         _ => ttl,
     };
-    let cache = ReadThrough::new(shared, local_bytes, local_ttl, Duration::from_secs(c.negative_ttl_secs));
+    let cache = ReadThrough::new(
+        shared,
+        local_bytes,
+        local_ttl,
+        Duration::from_secs(c.negative_ttl_secs),
+    );
     let blobs: Arc<dyn crescendo_blobs::Blobs> = match settings.blobs.backend {
         BlobBackend::Local => Arc::new(LocalBlobs::new(settings.blob_dir())),
         BlobBackend::S3 => {
@@ -137,7 +157,11 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Built> {
                 bucket: b.s3_bucket.clone(),
                 region: b.s3_region.clone(),
                 access_key: b.s3_access_key.clone(),
-                secret_key: b.s3_secret_key.as_ref().map(|s| s.expose().to_string()).unwrap_or_default(),
+                secret_key: b
+                    .s3_secret_key
+                    .as_ref()
+                    .map(|s| s.expose().to_string())
+                    .unwrap_or_default(),
                 timeout: Duration::from_millis(b.s3_timeout_ms.max(1)),
             };
             Arc::new(crescendo_blobs_s3::S3Blobs::new(&options).context("blobs.backend = \"s3\"")?)
@@ -170,7 +194,8 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Built> {
         max_page_size: settings.http.max_page_size,
         // users' write positions matter only when reads can go to a replica
         caching: settings.cache.backend != CacheBackend::None,
-        read_fences: settings.store.backend == StoreBackend::Postgres && !settings.store.postgres_replica_urls.is_empty(),
+        read_fences: settings.store.backend == StoreBackend::Postgres
+            && !settings.store.postgres_replica_urls.is_empty(),
         media_base_url: settings.blobs.media_base_url.clone(),
         max_upload_pixels: settings.blobs.max_upload_pixels.max(1),
         max_upload_bytes: settings.blobs.max_upload_bytes.max(1),

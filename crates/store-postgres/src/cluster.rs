@@ -48,7 +48,11 @@ pub(crate) struct Node {
 }
 
 impl Node {
-    fn new(url: &str, pool_opts: PgPoolOptions, probe_timeout: Duration) -> Result<Self, sqlx::Error> {
+    fn new(
+        url: &str,
+        pool_opts: PgPoolOptions,
+        probe_timeout: Duration,
+    ) -> Result<Self, sqlx::Error> {
         let name = url_host_port(url);
         let pool = pool_opts.connect_lazy(url)?;
         let probe = PgPoolOptions::new()
@@ -82,9 +86,11 @@ impl Node {
     pub async fn has_replayed(&self, fence: u64) -> bool {
         self.replica_checks.increment(1);
         crescendo_store::fence::note_query();
-        let replayed = sqlx::query_scalar::<_, i64>("SELECT (COALESCE(pg_last_wal_replay_lsn(), '0/0') - '0/0'::pg_lsn)::bigint")
-            .fetch_one(&self.pool)
-            .await;
+        let replayed = sqlx::query_scalar::<_, i64>(
+            "SELECT (COALESCE(pg_last_wal_replay_lsn(), '0/0') - '0/0'::pg_lsn)::bigint",
+        )
+        .fetch_one(&self.pool)
+        .await;
         match replayed {
             Ok(p) => {
                 let p = p as u64;
@@ -143,7 +149,8 @@ pub(crate) struct Cluster {
 
 impl Cluster {
     pub fn new(opts: &ClusterOptions) -> Result<Arc<Self>, sqlx::Error> {
-        let probe_timeout = (opts.check_interval * 2).clamp(Duration::from_millis(100), Duration::from_millis(500));
+        let probe_timeout =
+            (opts.check_interval * 2).clamp(Duration::from_millis(100), Duration::from_millis(500));
         let nodes = opts
             .urls
             .iter()
@@ -215,7 +222,9 @@ impl Cluster {
             return None;
         }
         let n = self.replica_for(0)?;
-        n.has_replayed(fence.max(self.floor.load(Ordering::Acquire))).await.then_some(n)
+        n.has_replayed(fence.max(self.floor.load(Ordering::Acquire)))
+            .await
+            .then_some(n)
     }
 
     /// A replica known to have replayed `fence`, round-robin.
@@ -227,7 +236,11 @@ impl Cluster {
         }
         let primary = self.primary.load(Ordering::Acquire);
         let start = self.next.fetch_add(1, Ordering::Relaxed);
-        (0..count).map(|k| (start + k) % count).filter(|&i| i != primary).map(|i| &self.nodes[i]).find(|n| self.readable(n, fence))
+        (0..count)
+            .map(|k| (start + k) % count)
+            .filter(|&i| i != primary)
+            .map(|i| &self.nodes[i])
+            .find(|n| self.readable(n, fence))
     }
 
     /// Counts a read on `node` (as the primary's or a replica's).
@@ -244,12 +257,12 @@ impl Cluster {
     pub fn count_write(&self) {
         self.primary().primary_writes.increment(1);
         crescendo_store::fence::note_query();
-
     }
 
     /// Checks every server once and updates roles, positions and lag.
     pub async fn check(&self) {
-        let limit = (self.check_interval * 2).clamp(Duration::from_millis(100), Duration::from_millis(500));
+        let limit =
+            (self.check_interval * 2).clamp(Duration::from_millis(100), Duration::from_millis(500));
         let mut probes = tokio::task::JoinSet::new();
         for (i, n) in self.nodes.iter().enumerate() {
             let probe = n.probe.clone();
@@ -274,7 +287,9 @@ impl Cluster {
         let current = self.primary.load(Ordering::Acquire);
         let is_primary = |i: usize| matches!(answers[i], Some((false, _)));
         if !is_primary(current)
-            && let Some(new) = (0..self.nodes.len()).filter(|&i| is_primary(i)).max_by_key(|&i| answers[i].map_or(0, |a| a.1))
+            && let Some(new) = (0..self.nodes.len())
+                .filter(|&i| is_primary(i))
+                .max_by_key(|&i| answers[i].map_or(0, |a| a.1))
         {
             self.primary.store(new, Ordering::Release);
             tracing::warn!(from = %self.nodes[current].name, to = %self.nodes[new].name, "new primary");
@@ -289,7 +304,11 @@ impl Cluster {
             samples.push_back((now, head));
         }
         let keep = (self.max_lag * 4).max(Duration::from_secs(10));
-        while samples.len() > 1 && samples.front().is_some_and(|&(t, _)| now.duration_since(t) > keep) {
+        while samples.len() > 1
+            && samples
+                .front()
+                .is_some_and(|&(t, _)| now.duration_since(t) > keep)
+        {
             samples.pop_front();
         }
         let newest = samples.back().map_or(0, |&(_, lsn)| lsn);
@@ -314,16 +333,24 @@ impl Cluster {
                 Duration::ZERO
             } else {
                 // how long ago the primary was first seen past this replica
-                samples.iter().find(|&&(_, p)| p > lsn).map_or(keep, |&(t, _)| now.duration_since(t))
+                samples
+                    .iter()
+                    .find(|&&(_, p)| p > lsn)
+                    .map_or(keep, |&(t, _)| now.duration_since(t))
             };
             n.lag_ms.store(lag.as_millis() as u64, Ordering::Release);
             if !n.up.swap(true, Ordering::AcqRel) {
                 tracing::info!(node = %n.name, "database server answering");
             }
             metrics::gauge!(REPLICA_LAG_SECONDS, "node" => n.name.clone()).set(lag.as_secs_f64());
-            metrics::gauge!(REPLICA_LAG_BYTES, "node" => n.name.clone()).set(newest.saturating_sub(lsn) as f64);
+            metrics::gauge!(REPLICA_LAG_BYTES, "node" => n.name.clone())
+                .set(newest.saturating_sub(lsn) as f64);
             let readable = self.readable(n, 0);
-            metrics::gauge!(REPLICA_READABLE, "node" => n.name.clone()).set(if readable { 1.0 } else { 0.0 });
+            metrics::gauge!(REPLICA_READABLE, "node" => n.name.clone()).set(if readable {
+                1.0
+            } else {
+                0.0
+            });
         }
     }
 
@@ -334,7 +361,12 @@ impl Cluster {
             .iter()
             .enumerate()
             .map(|(i, n)| {
-                (n.name.clone(), i == primary, i != primary && self.readable(n, 0), Duration::from_millis(n.lag_ms.load(Ordering::Acquire)))
+                (
+                    n.name.clone(),
+                    i == primary,
+                    i != primary && self.readable(n, 0),
+                    Duration::from_millis(n.lag_ms.load(Ordering::Acquire)),
+                )
             })
             .collect()
     }
@@ -361,8 +393,14 @@ mod tests {
 
     #[test]
     fn names_come_from_urls() {
-        assert_eq!(url_host_port("postgres://postgres@127.0.0.1:5432/crescendo"), "127.0.0.1:5432");
-        assert_eq!(url_host_port("postgres://u:p@db.example:6000/x?sslmode=disable"), "db.example:6000");
+        assert_eq!(
+            url_host_port("postgres://postgres@127.0.0.1:5432/crescendo"),
+            "127.0.0.1:5432"
+        );
+        assert_eq!(
+            url_host_port("postgres://u:p@db.example:6000/x?sslmode=disable"),
+            "db.example:6000"
+        );
         assert_eq!(url_host_port("postgres://localhost/x"), "localhost");
     }
 }

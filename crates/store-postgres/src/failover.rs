@@ -74,11 +74,19 @@ async fn look(url: &str) -> Option<Seen> {
     .fetch_one(&mut c)
     .await
     .ok()?;
-    Some(Seen { url: url.to_string(), name: crate::cluster::url_host_port(url), in_recovery, received: received as u64 })
+    Some(Seen {
+        url: url.to_string(),
+        name: crate::cluster::url_host_port(url),
+        in_recovery,
+        received: received as u64,
+    })
 }
 
 fn step(server: &str) -> impl Fn(sqlx::Error) -> FailoverError + '_ {
-    move |e| FailoverError::Step { server: server.to_string(), error: e.to_string() }
+    move |e| FailoverError::Step {
+        server: server.to_string(),
+        error: e.to_string(),
+    }
 }
 
 /// `conninfo` with its `host` and `port` replaced (other keys, such as `application_name`,
@@ -87,7 +95,9 @@ fn repoint(conninfo: &str, host: &str, port: &str) -> String {
     let mut out = Vec::new();
     let mut rest = conninfo.trim();
     while !rest.is_empty() {
-        let Some((key, after)) = rest.split_once('=') else { break };
+        let Some((key, after)) = rest.split_once('=') else {
+            break;
+        };
         let key = key.trim();
         let after = after.trim_start();
         let (value, next) = if let Some(q) = after.strip_prefix('\'') {
@@ -113,7 +123,10 @@ fn repoint(conninfo: &str, host: &str, port: &str) -> String {
 ///
 /// # Errors
 /// See [`FailoverError`].
-pub async fn promote_most_advanced(urls: &[String], synchronous: bool) -> Result<Promoted, FailoverError> {
+pub async fn promote_most_advanced(
+    urls: &[String],
+    synchronous: bool,
+) -> Result<Promoted, FailoverError> {
     let started = Instant::now();
     let mut seen = Vec::new();
     for url in urls {
@@ -124,13 +137,22 @@ pub async fn promote_most_advanced(urls: &[String], synchronous: bool) -> Result
     if let Some(p) = seen.iter().find(|s| !s.in_recovery) {
         return Err(FailoverError::PrimaryAlive(p.name.clone()));
     }
-    let best = seen.iter().max_by_key(|s| s.received).ok_or(FailoverError::NoReplica)?;
+    let best = seen
+        .iter()
+        .max_by_key(|s| s.received)
+        .ok_or(FailoverError::NoReplica)?;
     tracing::warn!(server = %best.name, position = best.received, "promoting");
 
     let mut c = connect(&best.url).await.map_err(step(&best.name))?;
-    let ok: bool = sqlx::query_scalar("SELECT pg_promote(true, 60)").fetch_one(&mut c).await.map_err(step(&best.name))?;
+    let ok: bool = sqlx::query_scalar("SELECT pg_promote(true, 60)")
+        .fetch_one(&mut c)
+        .await
+        .map_err(step(&best.name))?;
     if !ok {
-        return Err(FailoverError::Step { server: best.name.clone(), error: "pg_promote did not finish in 60 s".into() });
+        return Err(FailoverError::Step {
+            server: best.name.clone(),
+            error: "pg_promote did not finish in 60 s".into(),
+        });
     }
     let took = started.elapsed();
 
@@ -139,25 +161,58 @@ pub async fn promote_most_advanced(urls: &[String], synchronous: bool) -> Result
     let mut repointed = Vec::new();
     for other in seen.iter().filter(|s| s.url != best.url) {
         let mut r = connect(&other.url).await.map_err(step(&other.name))?;
-        let conninfo: String = sqlx::query_scalar("SHOW primary_conninfo").fetch_one(&mut r).await.map_err(step(&other.name))?;
-        if let Some(app) = conninfo.split_whitespace().find_map(|kv| kv.strip_prefix("application_name=")) {
+        let conninfo: String = sqlx::query_scalar("SHOW primary_conninfo")
+            .fetch_one(&mut r)
+            .await
+            .map_err(step(&other.name))?;
+        if let Some(app) = conninfo
+            .split_whitespace()
+            .find_map(|kv| kv.strip_prefix("application_name="))
+        {
             standby_names.push(app.trim_matches('\'').to_string());
         }
         let new = repoint(&conninfo, host, port);
         // ALTER SYSTEM takes no parameters: the value is quoted here
-        let sql = format!("ALTER SYSTEM SET primary_conninfo = '{}'", new.replace('\'', "''"));
-        sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut r).await.map_err(step(&other.name))?;
-        sqlx::query("SELECT pg_reload_conf()").execute(&mut r).await.map_err(step(&other.name))?;
+        let sql = format!(
+            "ALTER SYSTEM SET primary_conninfo = '{}'",
+            new.replace('\'', "''")
+        );
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+            .execute(&mut r)
+            .await
+            .map_err(step(&other.name))?;
+        sqlx::query("SELECT pg_reload_conf()")
+            .execute(&mut r)
+            .await
+            .map_err(step(&other.name))?;
         repointed.push(other.name.clone());
     }
     if synchronous && !standby_names.is_empty() {
-        let names = standby_names.iter().map(|n| format!("\"{n}\"")).collect::<Vec<_>>().join(", ");
-        let sql = format!("ALTER SYSTEM SET synchronous_standby_names = 'ANY 1 ({})'", names.replace('\'', "''"));
-        sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut c).await.map_err(step(&best.name))?;
-        sqlx::query("SELECT pg_reload_conf()").execute(&mut c).await.map_err(step(&best.name))?;
+        let names = standby_names
+            .iter()
+            .map(|n| format!("\"{n}\""))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "ALTER SYSTEM SET synchronous_standby_names = 'ANY 1 ({})'",
+            names.replace('\'', "''")
+        );
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+            .execute(&mut c)
+            .await
+            .map_err(step(&best.name))?;
+        sqlx::query("SELECT pg_reload_conf()")
+            .execute(&mut c)
+            .await
+            .map_err(step(&best.name))?;
     }
     tracing::warn!(server = %best.name, ?repointed, took_ms = took.as_millis() as u64, "promoted");
-    Ok(Promoted { primary: best.name.clone(), position: best.received, repointed, took })
+    Ok(Promoted {
+        primary: best.name.clone(),
+        position: best.received,
+        repointed,
+        took,
+    })
 }
 
 #[cfg(test)]

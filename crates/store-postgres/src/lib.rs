@@ -20,8 +20,8 @@ use cluster::{Cluster, ClusterOptions};
 
 use async_trait::async_trait;
 use crescendo_domain::{CommentId, Id, LogicalShard};
-use crescendo_store::*;
 use crescendo_store::fence;
+use crescendo_store::*;
 use crescendo_telemetry::names;
 use sqlx::postgres::PgPool;
 use sqlx::{Postgres, Row, Transaction};
@@ -31,8 +31,16 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// (version, name, SQL), in order.
 const MIGRATIONS: &[(i64, &str, &str)] = &[
-    (1, "0001_initial.sql", include_str!("../../../migrations/postgres/0001_initial.sql")),
-    (2, "0002_uploads.sql", include_str!("../../../migrations/postgres/0002_uploads.sql")),
+    (
+        1,
+        "0001_initial.sql",
+        include_str!("../../../migrations/postgres/0001_initial.sql"),
+    ),
+    (
+        2,
+        "0002_uploads.sql",
+        include_str!("../../../migrations/postgres/0002_uploads.sql"),
+    ),
 ];
 
 /// How to connect.
@@ -75,12 +83,17 @@ pub struct PgStore {
 
 impl std::fmt::Debug for PgStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PgStore").field("servers", &self.cluster.describe()).finish()
+        f.debug_struct("PgStore")
+            .field("servers", &self.cluster.describe())
+            .finish()
     }
 }
 
 fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 /// Maps sqlx errors to the seam's: unique violations name their field, connection trouble
@@ -88,16 +101,25 @@ fn now_ms() -> i64 {
 fn map_err(e: sqlx::Error) -> StoreError {
     match &e {
         sqlx::Error::Database(db) if db.is_unique_violation() => match db.constraint() {
-            Some("usernames_pkey") => StoreError::Conflict { constraint: "username" },
-            Some("emails_pkey") => StoreError::Conflict { constraint: "email" },
+            Some("usernames_pkey") => StoreError::Conflict {
+                constraint: "username",
+            },
+            Some("emails_pkey") => StoreError::Conflict {
+                constraint: "email",
+            },
             _ => StoreError::Other(Box::new(e)),
         },
-        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_) => {
-            StoreError::Unavailable(e.to_string())
-        }
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_) => StoreError::Unavailable(e.to_string()),
         // the server is shutting down or starting (57P0x), a read on a replica was cancelled
         // by replay (40001), or the server is read-only: try elsewhere
-        sqlx::Error::Database(db) if db.code().is_some_and(|c| c.starts_with("57P") || c == "40001" || c == "25006") => {
+        sqlx::Error::Database(db)
+            if db
+                .code()
+                .is_some_and(|c| c.starts_with("57P") || c == "40001" || c == "25006") =>
+        {
             StoreError::Unavailable(e.to_string())
         }
         _ => StoreError::Other(Box::new(e)),
@@ -109,7 +131,8 @@ impl PgStore {
     fn pool_gauges(pool: &PgPool) {
         let (size, idle) = (pool.size(), pool.num_idle() as u32);
         metrics::gauge!(names::DB_POOL_OPEN, "role" => "primary").set(f64::from(size));
-        metrics::gauge!(names::DB_POOL_IN_USE, "role" => "primary").set(f64::from(size.saturating_sub(idle)));
+        metrics::gauge!(names::DB_POOL_IN_USE, "role" => "primary")
+            .set(f64::from(size.saturating_sub(idle)));
     }
 
     /// Runs a read on a replica that may serve it, else on the primary. A replica that
@@ -152,7 +175,10 @@ impl PgStore {
     /// waiting out the pool's acquire time-out on a server that is gone.
     fn primary_answering(&self) -> StoreResult<()> {
         if self.cluster.has_replicas() && !self.cluster.primary().is_up() {
-            return Err(StoreError::Unavailable(format!("primary {} is not answering", self.cluster.primary().name)));
+            return Err(StoreError::Unavailable(format!(
+                "primary {} is not answering",
+                self.cluster.primary().name
+            )));
         }
         Ok(())
     }
@@ -163,9 +189,10 @@ impl PgStore {
         if !self.cluster.has_replicas() {
             return;
         }
-        let position = sqlx::query_scalar::<_, i64>("SELECT (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint")
-            .fetch_one(&self.cluster.primary().pool)
-            .await;
+        let position =
+            sqlx::query_scalar::<_, i64>("SELECT (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint")
+                .fetch_one(&self.cluster.primary().pool)
+                .await;
         match position {
             Ok(p) => fence::note_write(p as u64),
             Err(e) => {
@@ -232,30 +259,40 @@ where
         return Ok(Vec::new());
     }
     let list = raw(ids);
-    let rows = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {ARTICLE_COLS} FROM articles WHERE id = ANY($1)")))
-        .bind(&list)
-        .fetch_all(ex)
-        .await
-        .map_err(map_err)?;
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {ARTICLE_COLS} FROM articles WHERE id = ANY($1)"
+    )))
+    .bind(&list)
+    .fetch_all(ex)
+    .await
+    .map_err(map_err)?;
     let mut arts: Vec<ArticleRecord> = rows.iter().map(article_row).collect();
-    let tags = sqlx::query("SELECT article_id, tag FROM article_tags WHERE article_id = ANY($1) ORDER BY tag")
-        .bind(&list)
-        .fetch_all(ex)
-        .await
-        .map_err(map_err)?;
+    let tags = sqlx::query(
+        "SELECT article_id, tag FROM article_tags WHERE article_id = ANY($1) ORDER BY tag",
+    )
+    .bind(&list)
+    .fetch_all(ex)
+    .await
+    .map_err(map_err)?;
     for a in &mut arts {
-        a.tags = tags.iter().filter(|r| r.get::<i64, _>(0) == a.id.as_i64()).map(|r| r.get(1)).collect();
+        a.tags = tags
+            .iter()
+            .filter(|r| r.get::<i64, _>(0) == a.id.as_i64())
+            .map(|r| r.get(1))
+            .collect();
     }
     Ok(arts)
 }
 
 async fn article_in_tx(tx: &mut Tx<'_>, id: Id) -> StoreResult<ArticleRecord> {
-    let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {ARTICLE_COLS} FROM articles WHERE id = $1")))
-        .bind(id.as_i64())
-        .fetch_optional(&mut **tx)
-        .await
-        .map_err(map_err)?
-        .ok_or(StoreError::NotFound)?;
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {ARTICLE_COLS} FROM articles WHERE id = $1"
+    )))
+    .bind(id.as_i64())
+    .fetch_optional(&mut **tx)
+    .await
+    .map_err(map_err)?
+    .ok_or(StoreError::NotFound)?;
     let mut a = article_row(&row);
     a.tags = sqlx::query_scalar("SELECT tag FROM article_tags WHERE article_id = $1 ORDER BY tag")
         .bind(id.as_i64())
@@ -285,7 +322,10 @@ impl PgStore {
     /// A malformed URL.
     pub fn connect(opts: &PgOptions) -> StoreResult<Self> {
         let cluster = Cluster::new(&ClusterOptions {
-            urls: std::iter::once(&opts.url).chain(&opts.replicas).cloned().collect(),
+            urls: std::iter::once(&opts.url)
+                .chain(&opts.replicas)
+                .cloned()
+                .collect(),
             max_connections: opts.max_connections,
             acquire_timeout: opts.acquire_timeout,
             max_replica_lag: opts.max_replica_lag,
@@ -314,8 +354,17 @@ impl PgStore {
     /// # Errors
     /// The database is unreachable or a migration fails.
     pub async fn migrate(&self) -> StoreResult<usize> {
-        let mut conn = self.cluster.primary().pool.acquire().await.map_err(map_err)?;
-        sqlx::query("SELECT pg_advisory_lock(774411)").execute(&mut *conn).await.map_err(map_err)?;
+        let mut conn = self
+            .cluster
+            .primary()
+            .pool
+            .acquire()
+            .await
+            .map_err(map_err)?;
+        sqlx::query("SELECT pg_advisory_lock(774411)")
+            .execute(&mut *conn)
+            .await
+            .map_err(map_err)?;
         let result = async {
             sqlx::query(
                 "CREATE TABLE IF NOT EXISTS schema_migrations (version bigint PRIMARY KEY, name text NOT NULL, applied_at bigint NOT NULL)",
@@ -345,13 +394,16 @@ impl PgStore {
             Ok(ran)
         }
         .await;
-        let _ = sqlx::query("SELECT pg_advisory_unlock(774411)").execute(&mut *conn).await;
+        let _ = sqlx::query("SELECT pg_advisory_unlock(774411)")
+            .execute(&mut *conn)
+            .await;
         // replicas get reads only once they have the schema (this node's or another's)
         if self.cluster.has_replicas() {
-            let position: i64 = sqlx::query_scalar("SELECT (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint")
-                .fetch_one(&mut *conn)
-                .await
-                .map_err(map_err)?;
+            let position: i64 =
+                sqlx::query_scalar("SELECT (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint")
+                    .fetch_one(&mut *conn)
+                    .await
+                    .map_err(map_err)?;
             self.cluster.raise_floor(position as u64);
         }
         result
@@ -394,7 +446,14 @@ impl PgStore {
         Ok(())
     }
 
-    async fn list(&self, sql: &'static str, count_sql: &'static str, key: Option<i64>, tag: Option<&str>, page: Page) -> StoreResult<IdPage> {
+    async fn list(
+        &self,
+        sql: &'static str,
+        count_sql: &'static str,
+        key: Option<i64>,
+        tag: Option<&str>,
+        page: Page,
+    ) -> StoreResult<IdPage> {
         self.read(|pool| async move {
             let mut q = sqlx::query_scalar::<_, i64>(sql);
             let mut c = sqlx::query_scalar::<_, i64>(count_sql);
@@ -413,7 +472,10 @@ impl PgStore {
                 .await
                 .map_err(map_err)?;
             let total = c.fetch_one(&pool).await.map_err(map_err)?;
-            Ok(IdPage { ids: ids.into_iter().map(Id::from_i64).collect(), total: total as u64 })
+            Ok(IdPage {
+                ids: ids.into_iter().map(Id::from_i64).collect(),
+                total: total as u64,
+            })
         })
         .await
     }
@@ -422,7 +484,14 @@ impl PgStore {
 #[async_trait]
 impl Store for PgStore {
     async fn ping(&self) -> StoreResult<()> {
-        self.read_primary(|pool| async move { sqlx::query("SELECT 1").execute(&pool).await.map_err(map_err).map(drop) }).await
+        self.read_primary(|pool| async move {
+            sqlx::query("SELECT 1")
+                .execute(&pool)
+                .await
+                .map_err(map_err)
+                .map(drop)
+        })
+        .await
     }
 
     async fn create_user(&self, new: NewUser) -> StoreResult<UserRecord> {
@@ -459,11 +528,13 @@ impl Store for PgStore {
 
     async fn user_by_id(&self, id: Id) -> StoreResult<Option<UserRecord>> {
         self.read(|pool| async move {
-            let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {USER_COLS} FROM users WHERE id = $1")))
-                .bind(id.as_i64())
-                .fetch_optional(&pool)
-                .await
-                .map_err(map_err)?;
+            let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {USER_COLS} FROM users WHERE id = $1"
+            )))
+            .bind(id.as_i64())
+            .fetch_optional(&pool)
+            .await
+            .map_err(map_err)?;
             Ok(row.as_ref().map(user_row))
         })
         .await
@@ -474,11 +545,13 @@ impl Store for PgStore {
             return Ok(Vec::new());
         }
         self.read(|pool| async move {
-            let rows = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {USER_COLS} FROM users WHERE id = ANY($1)")))
-                .bind(raw(ids))
-                .fetch_all(&pool)
-                .await
-                .map_err(map_err)?;
+            let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {USER_COLS} FROM users WHERE id = ANY($1)"
+            )))
+            .bind(raw(ids))
+            .fetch_all(&pool)
+            .await
+            .map_err(map_err)?;
             Ok(rows.iter().map(user_row).collect())
         })
         .await
@@ -501,11 +574,12 @@ impl Store for PgStore {
 
     async fn user_id_by_username(&self, username: &str) -> StoreResult<Option<Id>> {
         self.read(|pool| async move {
-            let id: Option<i64> = sqlx::query_scalar("SELECT user_id FROM usernames WHERE username_key = lower($1)")
-                .bind(username)
-                .fetch_optional(&pool)
-                .await
-                .map_err(map_err)?;
+            let id: Option<i64> =
+                sqlx::query_scalar("SELECT user_id FROM usernames WHERE username_key = lower($1)")
+                    .bind(username)
+                    .fetch_optional(&pool)
+                    .await
+                    .map_err(map_err)?;
             Ok(id.map(Id::from_i64))
         })
         .await
@@ -513,12 +587,14 @@ impl Store for PgStore {
 
     async fn update_user(&self, id: Id, ch: UserChanges) -> StoreResult<UserRecord> {
         let mut tx = self.begin().await?;
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {USER_COLS} FROM users WHERE id = $1 FOR UPDATE")))
-            .bind(id.as_i64())
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(map_err)?
-            .ok_or(StoreError::NotFound)?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {USER_COLS} FROM users WHERE id = $1 FOR UPDATE"
+        )))
+        .bind(id.as_i64())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(map_err)?
+        .ok_or(StoreError::NotFound)?;
         let mut u = user_row(&row);
         if let Some(name) = &ch.username {
             sqlx::query("UPDATE usernames SET username_key = lower($1) WHERE user_id = $2")
@@ -581,11 +657,12 @@ impl Store for PgStore {
 
     async fn followees(&self, follower: Id) -> StoreResult<Vec<Id>> {
         self.read(|pool| async move {
-            let ids: Vec<i64> = sqlx::query_scalar("SELECT followee_id FROM follows WHERE follower_id = $1")
-                .bind(follower.as_i64())
-                .fetch_all(&pool)
-                .await
-                .map_err(map_err)?;
+            let ids: Vec<i64> =
+                sqlx::query_scalar("SELECT followee_id FROM follows WHERE follower_id = $1")
+                    .bind(follower.as_i64())
+                    .fetch_all(&pool)
+                    .await
+                    .map_err(map_err)?;
             Ok(ids.into_iter().map(Id::from_i64).collect())
         })
         .await
@@ -624,7 +701,8 @@ impl Store for PgStore {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        self.read(|pool| async move { articles_by_ids(&pool, ids).await }).await
+        self.read(|pool| async move { articles_by_ids(&pool, ids).await })
+            .await
     }
 
     async fn update_article(&self, id: Id, ch: ArticleChanges) -> StoreResult<ArticleRecord> {
@@ -661,9 +739,17 @@ impl Store for PgStore {
             "DELETE FROM favorites WHERE article_id = $1",
             "DELETE FROM comments WHERE article_id = $1",
         ] {
-            sqlx::query(sql).bind(id.as_i64()).execute(&mut *tx).await.map_err(map_err)?;
+            sqlx::query(sql)
+                .bind(id.as_i64())
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
         }
-        let n = sqlx::query("DELETE FROM articles WHERE id = $1").bind(id.as_i64()).execute(&mut *tx).await.map_err(map_err)?;
+        let n = sqlx::query("DELETE FROM articles WHERE id = $1")
+            .bind(id.as_i64())
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
         self.commit(tx).await?;
         Ok(n.rows_affected() == 1)
     }
@@ -747,11 +833,13 @@ impl Store for PgStore {
 
     async fn popular_tags(&self, limit: u32) -> StoreResult<Vec<String>> {
         self.read(|pool| async move {
-            sqlx::query_scalar("SELECT tag FROM article_tags GROUP BY tag ORDER BY COUNT(*) DESC, tag LIMIT $1")
-                .bind(i64::from(limit))
-                .fetch_all(&pool)
-                .await
-                .map_err(map_err)
+            sqlx::query_scalar(
+                "SELECT tag FROM article_tags GROUP BY tag ORDER BY COUNT(*) DESC, tag LIMIT $1",
+            )
+            .bind(i64::from(limit))
+            .fetch_all(&pool)
+            .await
+            .map_err(map_err)
         })
         .await
     }
@@ -759,11 +847,12 @@ impl Store for PgStore {
     async fn favorite(&self, user: Id, article: Id) -> StoreResult<bool> {
         let mut tx = self.begin().await?;
         // lock the article row: the count and the favourite change together
-        let exists: Option<i64> = sqlx::query_scalar("SELECT id FROM articles WHERE id = $1 FOR UPDATE")
-            .bind(article.as_i64())
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(map_err)?;
+        let exists: Option<i64> =
+            sqlx::query_scalar("SELECT id FROM articles WHERE id = $1 FOR UPDATE")
+                .bind(article.as_i64())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(map_err)?;
         if exists.is_none() {
             return Err(StoreError::NotFound);
         }
@@ -810,23 +899,31 @@ impl Store for PgStore {
 
     async fn favorite_ids(&self, user: Id) -> StoreResult<Vec<Id>> {
         self.read(|pool| async move {
-            let ids: Vec<i64> = sqlx::query_scalar("SELECT article_id FROM favorites WHERE user_id = $1 ORDER BY article_id DESC")
-                .bind(user.as_i64())
-                .fetch_all(&pool)
-                .await
-                .map_err(map_err)?;
+            let ids: Vec<i64> = sqlx::query_scalar(
+                "SELECT article_id FROM favorites WHERE user_id = $1 ORDER BY article_id DESC",
+            )
+            .bind(user.as_i64())
+            .fetch_all(&pool)
+            .await
+            .map_err(map_err)?;
             Ok(ids.into_iter().map(Id::from_i64).collect())
         })
         .await
     }
 
-    async fn create_comment(&self, article: Id, author: Id, body: String) -> StoreResult<CommentRecord> {
+    async fn create_comment(
+        &self,
+        article: Id,
+        author: Id,
+        body: String,
+    ) -> StoreResult<CommentRecord> {
         let mut tx = self.begin().await?;
-        let exists: Option<i64> = sqlx::query_scalar("SELECT id FROM articles WHERE id = $1 FOR SHARE")
-            .bind(article.as_i64())
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(map_err)?;
+        let exists: Option<i64> =
+            sqlx::query_scalar("SELECT id FROM articles WHERE id = $1 FOR SHARE")
+                .bind(article.as_i64())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(map_err)?;
         if exists.is_none() {
             return Err(StoreError::NotFound);
         }
@@ -843,7 +940,14 @@ impl Store for PgStore {
         .await
         .map_err(map_err)?;
         self.commit(tx).await?;
-        Ok(CommentRecord { id: CommentId::from_i64(id), article_id: article, author_id: author, body, created_at: now, updated_at: now })
+        Ok(CommentRecord {
+            id: CommentId::from_i64(id),
+            article_id: article,
+            author_id: author,
+            body,
+            created_at: now,
+            updated_at: now,
+        })
     }
 
     async fn comments_for(&self, article: Id) -> StoreResult<Vec<CommentRecord>> {
@@ -942,15 +1046,22 @@ impl Store for PgStore {
         .await
     }
 
-    async fn settle_upload(&self, id: Id, state: UploadState, reason: Option<String>) -> StoreResult<bool> {
+    async fn settle_upload(
+        &self,
+        id: Id,
+        state: UploadState,
+        reason: Option<String>,
+    ) -> StoreResult<bool> {
         let mut tx = self.begin().await?;
-        let n = sqlx::query("UPDATE uploads SET state = $2, reason = $3 WHERE id = $1 AND state = 'processing'")
-            .bind(id.as_i64())
-            .bind(state.as_str())
-            .bind(reason)
-            .execute(&mut *tx)
-            .await
-            .map_err(map_err)?;
+        let n = sqlx::query(
+            "UPDATE uploads SET state = $2, reason = $3 WHERE id = $1 AND state = 'processing'",
+        )
+        .bind(id.as_i64())
+        .bind(state.as_str())
+        .bind(reason)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
         self.commit(tx).await?;
         Ok(n.rows_affected() == 1)
     }
@@ -972,7 +1083,13 @@ impl Store for PgStore {
         self.commit(tx).await?;
         let mut out = rows
             .iter()
-            .map(|r| Ok(OutboxEntry { id: r.try_get(0)?, queue: r.try_get(1)?, payload: r.try_get(2)? }))
+            .map(|r| {
+                Ok(OutboxEntry {
+                    id: r.try_get(0)?,
+                    queue: r.try_get(1)?,
+                    payload: r.try_get(2)?,
+                })
+            })
             .collect::<Result<Vec<_>, sqlx::Error>>()
             .map_err(map_err)?;
         out.sort_by_key(|e| e.id);
@@ -984,7 +1101,11 @@ impl Store for PgStore {
             return Ok(());
         }
         let mut tx = self.begin().await?;
-        sqlx::query("DELETE FROM outbox WHERE id = ANY($1)").bind(ids).execute(&mut *tx).await.map_err(map_err)?;
+        sqlx::query("DELETE FROM outbox WHERE id = ANY($1)")
+            .bind(ids)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
         self.commit(tx).await
     }
 }

@@ -10,7 +10,10 @@ use tokio::sync::Semaphore;
 
 /// Milliseconds since the Unix epoch, now.
 pub(crate) fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 /// SQLite's `synchronous` setting in WAL mode.
@@ -40,7 +43,12 @@ pub struct SqliteOptions {
 impl SqliteOptions {
     /// Defaults for a file at `path`: 4 readers, 5 s busy timeout, `synchronous=FULL`.
     pub fn new(path: impl AsRef<Path>) -> Self {
-        Self { path: path.as_ref().to_path_buf(), readers: 4, busy_timeout: Duration::from_secs(5), synchronous: Synchronous::Full }
+        Self {
+            path: path.as_ref().to_path_buf(),
+            readers: 4,
+            busy_timeout: Duration::from_secs(5),
+            synchronous: Synchronous::Full,
+        }
     }
 }
 
@@ -65,10 +73,14 @@ pub(crate) struct Db {
 fn configure(conn: &Connection, opts: &SqliteOptions) -> rusqlite::Result<()> {
     conn.busy_timeout(opts.busy_timeout)?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
-    conn.pragma_update(None, "synchronous", match opts.synchronous {
-        Synchronous::Full => "FULL",
-        Synchronous::Normal => "NORMAL",
-    })?;
+    conn.pragma_update(
+        None,
+        "synchronous",
+        match opts.synchronous {
+            Synchronous::Full => "FULL",
+            Synchronous::Normal => "NORMAL",
+        },
+    )?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(())
 }
@@ -77,7 +89,8 @@ impl Db {
     /// Opens (creating if needed) and migrates the database.
     pub(crate) fn open(opts: &SqliteOptions) -> Result<Self, StoreError> {
         let mut conn = Connection::open(&opts.path).map_err(map_err)?;
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(map_err)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(map_err)?;
         configure(&conn, opts).map_err(map_err)?;
         crate::migrate::migrate(&mut conn).map_err(map_err)?;
 
@@ -98,13 +111,18 @@ impl Db {
             idle: Mutex::new(Vec::new()),
             permits: Semaphore::new(opts.readers.max(1)),
             open: Box::new(move || {
-                let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
+                let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
+                    | OpenFlags::SQLITE_OPEN_NO_MUTEX
+                    | OpenFlags::SQLITE_OPEN_URI;
                 let c = Connection::open_with_flags(&r.path, flags)?;
                 configure(&c, &r)?;
                 Ok(c)
             }),
         };
-        Ok(Self { writer: Arc::new(writer), readers: Arc::new(readers) })
+        Ok(Self {
+            writer: Arc::new(writer),
+            readers: Arc::new(readers),
+        })
     }
 
     /// Runs `f` on a reader connection.
@@ -125,8 +143,11 @@ impl Db {
     {
         run(&self.writer, move |conn: &Connection| {
             // `Connection::transaction` needs `&mut`; the writer is exclusive, so this is safe.
-            let tx = rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)
-                .map_err(map_err)?;
+            let tx = rusqlite::Transaction::new_unchecked(
+                conn,
+                rusqlite::TransactionBehavior::Immediate,
+            )
+            .map_err(map_err)?;
             let v = f(&tx)?; // an error drops `tx`, which rolls back
             tx.commit().map_err(map_err)?;
             Ok(v)
@@ -140,14 +161,22 @@ where
     T: Send + 'static,
     F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
 {
-    let _permit = pool.permits.acquire().await.map_err(|_| StoreError::Unavailable("pool closed".into()))?;
+    let _permit = pool
+        .permits
+        .acquire()
+        .await
+        .map_err(|_| StoreError::Unavailable("pool closed".into()))?;
     metrics::counter!(names::DB_QUERIES, "role" => "sqlite").increment(1);
     crescendo_store::fence::note_query();
     let pool2 = Arc::clone(pool);
     let gauge = metrics::gauge!(names::DB_POOL_IN_USE, "role" => pool.role);
     gauge.increment(1.0);
     let res = tokio::task::spawn_blocking(move || {
-        let conn = pool2.idle.lock().expect("pool lock is never poisoned").pop();
+        let conn = pool2
+            .idle
+            .lock()
+            .expect("pool lock is never poisoned")
+            .pop();
         let conn = match conn {
             Some(c) => c,
             None => {
@@ -157,7 +186,11 @@ where
             }
         };
         let out = f(&conn);
-        pool2.idle.lock().expect("pool lock is never poisoned").push(conn);
+        pool2
+            .idle
+            .lock()
+            .expect("pool lock is never poisoned")
+            .push(conn);
         out
     })
     .await;
@@ -180,13 +213,20 @@ pub(crate) fn map_err(e: rusqlite::Error) -> StoreError {
             ErrorCode::ConstraintViolation => {
                 let m = msg.as_deref().unwrap_or("");
                 if m.contains("usernames.username") {
-                    return StoreError::Conflict { constraint: "username" };
+                    return StoreError::Conflict {
+                        constraint: "username",
+                    };
                 }
                 if m.contains("emails.email") {
-                    return StoreError::Conflict { constraint: "email" };
+                    return StoreError::Conflict {
+                        constraint: "email",
+                    };
                 }
             }
-            ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked | ErrorCode::CannotOpen | ErrorCode::DiskFull => {
+            ErrorCode::DatabaseBusy
+            | ErrorCode::DatabaseLocked
+            | ErrorCode::CannotOpen
+            | ErrorCode::DiskFull => {
                 return StoreError::Unavailable(e.to_string());
             }
             _ => {}

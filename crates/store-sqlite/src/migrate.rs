@@ -5,9 +5,21 @@ use rusqlite::Connection;
 
 /// (version, file name, SQL), in order.
 const MIGRATIONS: &[(i64, &str, &str)] = &[
-    (1, "0001_initial.sql", include_str!("../../../migrations/sqlite/0001_initial.sql")),
-    (2, "0002_jobs.sql", include_str!("../../../migrations/sqlite/0002_jobs.sql")),
-    (3, "0003_uploads.sql", include_str!("../../../migrations/sqlite/0003_uploads.sql")),
+    (
+        1,
+        "0001_initial.sql",
+        include_str!("../../../migrations/sqlite/0001_initial.sql"),
+    ),
+    (
+        2,
+        "0002_jobs.sql",
+        include_str!("../../../migrations/sqlite/0002_jobs.sql"),
+    ),
+    (
+        3,
+        "0003_uploads.sql",
+        include_str!("../../../migrations/sqlite/0003_uploads.sql"),
+    ),
 ];
 
 /// Brings the schema up to date; returns how many migrations ran.
@@ -19,8 +31,11 @@ pub(crate) fn migrate(conn: &mut Connection) -> rusqlite::Result<usize> {
              applied_at INTEGER NOT NULL
          ) STRICT;",
     )?;
-    let current: i64 =
-        conn.query_row("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", [], |r| r.get(0))?;
+    let current: i64 = conn.query_row(
+        "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+        [],
+        |r| r.get(0),
+    )?;
     let mut ran = 0;
     for (version, name, sql) in MIGRATIONS.iter().filter(|(v, _, _)| *v > current) {
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;

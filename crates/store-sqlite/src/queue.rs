@@ -3,10 +3,10 @@
 //! A claim is one `UPDATE … RETURNING` that takes the oldest runnable job and stamps a lease,
 //! so two workers can never hold the same job at once. Depth is exact: it is a `COUNT(*)`.
 
-use crate::db::{map_err, now_ms, Db};
+use crate::db::{Db, map_err, now_ms};
 use async_trait::async_trait;
 use crescendo_queue::{Job, Queue, QueueDepth, QueueError};
-use rusqlite::{params, OptionalExtension};
+use rusqlite::{OptionalExtension, params};
 use std::time::Duration;
 
 /// The job table as a queue.
@@ -19,13 +19,18 @@ pub struct SqliteQueue {
 
 impl std::fmt::Debug for SqliteQueue {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SqliteQueue").field("max_attempts", &self.max_attempts).finish()
+        f.debug_struct("SqliteQueue")
+            .field("max_attempts", &self.max_attempts)
+            .finish()
     }
 }
 
 impl SqliteQueue {
     pub(crate) fn new(db: Db, max_attempts: u32) -> Self {
-        Self { db, max_attempts: max_attempts.max(1) }
+        Self {
+            db,
+            max_attempts: max_attempts.max(1),
+        }
     }
 }
 
@@ -67,7 +72,12 @@ impl Queue for SqliteQueue {
                 )
                 .and_then(|mut st| {
                     st.query_row(params![queue, now + lease_ms, now], |r| {
-                        Ok(Job { id: r.get(0)?, queue: r.get(1)?, payload: r.get(2)?, attempts: r.get::<_, i64>(3)? as u32 })
+                        Ok(Job {
+                            id: r.get(0)?,
+                            queue: r.get(1)?,
+                            payload: r.get(2)?,
+                            attempts: r.get::<_, i64>(3)? as u32,
+                        })
                     })
                     .optional()
                 })
@@ -82,13 +92,19 @@ impl Queue for SqliteQueue {
         let n = self
             .db
             .write(move |tx| {
-                tx.prepare_cached("DELETE FROM jobs WHERE id = ?1 AND attempts = ?2 AND state = 'ready'")
-                    .and_then(|mut st| st.execute(params![id, attempts]))
-                    .map_err(map_err)
+                tx.prepare_cached(
+                    "DELETE FROM jobs WHERE id = ?1 AND attempts = ?2 AND state = 'ready'",
+                )
+                .and_then(|mut st| st.execute(params![id, attempts]))
+                .map_err(map_err)
             })
             .await
             .map_err(qerr)?;
-        if n == 1 { Ok(()) } else { Err(QueueError::LeaseLost(id)) }
+        if n == 1 {
+            Ok(())
+        } else {
+            Err(QueueError::LeaseLost(id))
+        }
     }
 
     async fn fail(&self, job: &Job, reason: &str, retry_after: Duration) -> Result<(), QueueError> {
@@ -115,7 +131,11 @@ impl Queue for SqliteQueue {
             })
             .await
             .map_err(qerr)?;
-        if n == 1 { Ok(()) } else { Err(QueueError::LeaseLost(id)) }
+        if n == 1 {
+            Ok(())
+        } else {
+            Err(QueueError::LeaseLost(id))
+        }
     }
 
     async fn depth(&self, queue: &str) -> Result<QueueDepth, QueueError> {

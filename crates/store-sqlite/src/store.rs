@@ -1,11 +1,11 @@
 //! `SqliteStore`: the `Store` seam on one SQLite file.
 
-use crate::db::{map_err, now_ms, Db};
+use crate::db::{Db, map_err, now_ms};
 use crate::{SqliteOptions, SqliteQueue};
 use async_trait::async_trait;
 use crescendo_domain::{CommentId, Id, IdGen, LogicalShard};
 use crescendo_store::*;
-use rusqlite::{params, Connection, OptionalExtension, Row};
+use rusqlite::{Connection, OptionalExtension, Row, params};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -29,7 +29,10 @@ impl SqliteStore {
     /// # Errors
     /// The file cannot be opened or migrated.
     pub fn open(opts: &SqliteOptions) -> Result<Self, StoreError> {
-        Ok(Self { db: Db::open(opts)?, ids: Arc::new(IdGen::new()) })
+        Ok(Self {
+            db: Db::open(opts)?,
+            ids: Arc::new(IdGen::new()),
+        })
     }
 
     /// The job queue kept in the same database file.
@@ -96,7 +99,9 @@ fn articles_by_ids(c: &Connection, ids: &[Id]) -> Result<Vec<ArticleRecord>, Sto
     }
     let list = id_list(ids);
     let mut arts: Vec<ArticleRecord> = c
-        .prepare_cached(&format!("SELECT {ARTICLE_COLS} FROM articles WHERE id IN (SELECT value FROM json_each(?1))"))
+        .prepare_cached(&format!(
+            "SELECT {ARTICLE_COLS} FROM articles WHERE id IN (SELECT value FROM json_each(?1))"
+        ))
         .and_then(|mut st| st.query_map([&list], article_row)?.collect())
         .map_err(map_err)?;
     let mut tags: HashMap<i64, Vec<String>> = HashMap::new();
@@ -123,27 +128,41 @@ fn article_by_id(c: &Connection, id: Id) -> Result<ArticleRecord, StoreError> {
 }
 
 fn insert_tags(c: &Connection, article: Id, tags: &[String]) -> Result<(), StoreError> {
-    let mut st = c.prepare_cached("INSERT OR IGNORE INTO article_tags (article_id, tag) VALUES (?1, ?2)").map_err(map_err)?;
+    let mut st = c
+        .prepare_cached("INSERT OR IGNORE INTO article_tags (article_id, tag) VALUES (?1, ?2)")
+        .map_err(map_err)?;
     for t in tags {
         st.execute(params![article.as_i64(), t]).map_err(map_err)?;
     }
     Ok(())
 }
 
-fn ids_from(c: &Connection, sql: &str, params: impl rusqlite::Params) -> Result<Vec<Id>, StoreError> {
+fn ids_from(
+    c: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> Result<Vec<Id>, StoreError> {
     c.prepare_cached(sql)
-        .and_then(|mut st| st.query_map(params, |r| Ok(Id::from_i64(r.get(0)?)))?.collect())
+        .and_then(|mut st| {
+            st.query_map(params, |r| Ok(Id::from_i64(r.get(0)?)))?
+                .collect()
+        })
         .map_err(map_err)
 }
 
 fn count(c: &Connection, sql: &str, params: impl rusqlite::Params) -> Result<u64, StoreError> {
-    c.prepare_cached(sql).and_then(|mut st| st.query_row(params, |r| r.get::<_, i64>(0))).map(|n| n as u64).map_err(map_err)
+    c.prepare_cached(sql)
+        .and_then(|mut st| st.query_row(params, |r| r.get::<_, i64>(0)))
+        .map(|n| n as u64)
+        .map_err(map_err)
 }
 
 #[async_trait]
 impl Store for SqliteStore {
     async fn ping(&self) -> StoreResult<()> {
-        self.db.read(|c| c.query_row("SELECT 1", [], |_| Ok(())).map_err(map_err)).await
+        self.db
+            .read(|c| c.query_row("SELECT 1", [], |_| Ok(())).map_err(map_err))
+            .await
     }
 
     async fn create_user(&self, new: NewUser) -> StoreResult<UserRecord> {
@@ -155,7 +174,15 @@ impl Store for SqliteStore {
                     "INSERT INTO users (id, username, email, password_hash, created_at, updated_at)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
                 )
-                .and_then(|mut st| st.execute(params![id.as_i64(), new.username, new.email, new.password_hash, now]))
+                .and_then(|mut st| {
+                    st.execute(params![
+                        id.as_i64(),
+                        new.username,
+                        new.email,
+                        new.password_hash,
+                        now
+                    ])
+                })
                 .map_err(map_err)?;
                 tx.prepare_cached("INSERT INTO usernames (username, user_id) VALUES (?1, ?2)")
                     .and_then(|mut st| st.execute(params![new.username, id.as_i64()]))
@@ -265,7 +292,13 @@ impl Store for SqliteStore {
 
     async fn followees(&self, follower: Id) -> StoreResult<Vec<Id>> {
         self.db
-            .read(move |c| ids_from(c, "SELECT followee_id FROM follows WHERE follower_id = ?1", [follower.as_i64()]))
+            .read(move |c| {
+                ids_from(
+                    c,
+                    "SELECT followee_id FROM follows WHERE follower_id = ?1",
+                    [follower.as_i64()],
+                )
+            })
             .await
     }
 
@@ -322,7 +355,9 @@ impl Store for SqliteStore {
                     "DELETE FROM favorites WHERE article_id = ?1",
                     "DELETE FROM comments WHERE article_id = ?1",
                 ] {
-                    tx.prepare_cached(sql).and_then(|mut st| st.execute([id.as_i64()])).map_err(map_err)?;
+                    tx.prepare_cached(sql)
+                        .and_then(|mut st| st.execute([id.as_i64()]))
+                        .map_err(map_err)?;
                 }
                 tx.prepare_cached("DELETE FROM articles WHERE id = ?1")
                     .and_then(|mut st| st.execute([id.as_i64()]))
@@ -443,9 +478,11 @@ impl Store for SqliteStore {
                     .map_err(map_err)?
                     == 1;
                 if removed {
-                    tx.prepare_cached("UPDATE articles SET favorites_count = favorites_count - 1 WHERE id = ?1")
-                        .and_then(|mut st| st.execute([article.as_i64()]))
-                        .map_err(map_err)?;
+                    tx.prepare_cached(
+                        "UPDATE articles SET favorites_count = favorites_count - 1 WHERE id = ?1",
+                    )
+                    .and_then(|mut st| st.execute([article.as_i64()]))
+                    .map_err(map_err)?;
                 }
                 Ok(removed)
             })
@@ -455,12 +492,21 @@ impl Store for SqliteStore {
     async fn favorite_ids(&self, user: Id) -> StoreResult<Vec<Id>> {
         self.db
             .read(move |c| {
-                ids_from(c, "SELECT article_id FROM favorites WHERE user_id = ?1 ORDER BY article_id DESC", [user.as_i64()])
+                ids_from(
+                    c,
+                    "SELECT article_id FROM favorites WHERE user_id = ?1 ORDER BY article_id DESC",
+                    [user.as_i64()],
+                )
             })
             .await
     }
 
-    async fn create_comment(&self, article: Id, author: Id, body: String) -> StoreResult<CommentRecord> {
+    async fn create_comment(
+        &self,
+        article: Id,
+        author: Id,
+        body: String,
+    ) -> StoreResult<CommentRecord> {
         let id = self.ids.next_comment_id();
         self.db
             .write(move |tx| {
@@ -541,7 +587,12 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn settle_upload(&self, id: Id, state: UploadState, reason: Option<String>) -> StoreResult<bool> {
+    async fn settle_upload(
+        &self,
+        id: Id,
+        state: UploadState,
+        reason: Option<String>,
+    ) -> StoreResult<bool> {
         self.db
             .write(move |tx| {
                 tx.prepare_cached("UPDATE uploads SET state = ?2, reason = ?3 WHERE id = ?1 AND state = 'processing'")
@@ -578,7 +629,9 @@ impl Store for SqliteStore {
         let ids = ids.to_vec();
         self.db
             .write(move |tx| {
-                let mut st = tx.prepare_cached("DELETE FROM outbox WHERE id = ?1").map_err(map_err)?;
+                let mut st = tx
+                    .prepare_cached("DELETE FROM outbox WHERE id = ?1")
+                    .map_err(map_err)?;
                 for id in ids {
                     st.execute([id]).map_err(map_err)?;
                 }

@@ -22,10 +22,24 @@ async fn a_claimed_job_is_held_by_one_worker_until_acked() {
     let (_dir, store) = fresh().await;
     let q = store.queue(3);
     let id = q.publish("images", b"one").await.unwrap();
-    let job = q.claim("images", Duration::from_secs(30)).await.unwrap().expect("a job");
-    assert_eq!((job.id, job.payload.as_slice(), job.attempts), (id, &b"one"[..], 1));
-    assert_eq!(q.claim("images", Duration::from_secs(30)).await.unwrap(), None, "leased jobs are not handed out twice");
-    assert_eq!(q.claim("other", Duration::from_secs(30)).await.unwrap(), None);
+    let job = q
+        .claim("images", Duration::from_secs(30))
+        .await
+        .unwrap()
+        .expect("a job");
+    assert_eq!(
+        (job.id, job.payload.as_slice(), job.attempts),
+        (id, &b"one"[..], 1)
+    );
+    assert_eq!(
+        q.claim("images", Duration::from_secs(30)).await.unwrap(),
+        None,
+        "leased jobs are not handed out twice"
+    );
+    assert_eq!(
+        q.claim("other", Duration::from_secs(30)).await.unwrap(),
+        None
+    );
     assert_eq!(q.depth("images").await.unwrap().pending, 1);
     q.ack(&job).await.unwrap();
     assert_eq!(q.depth("images").await.unwrap().pending, 0);
@@ -36,11 +50,25 @@ async fn an_expired_lease_lets_another_worker_take_the_job() {
     let (_dir, store) = fresh().await;
     let q = store.queue(3);
     q.publish("images", b"x").await.unwrap();
-    let first = q.claim("images", Duration::from_millis(1)).await.unwrap().unwrap();
+    let first = q
+        .claim("images", Duration::from_millis(1))
+        .await
+        .unwrap()
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(5)).await;
-    let second = q.claim("images", Duration::from_secs(30)).await.unwrap().expect("the job again");
+    let second = q
+        .claim("images", Duration::from_secs(30))
+        .await
+        .unwrap()
+        .expect("the job again");
     assert_eq!((second.id, second.attempts), (first.id, 2));
-    assert!(matches!(q.ack(&first).await, Err(crescendo_queue::QueueError::LeaseLost(_))), "the stale claim cannot ack");
+    assert!(
+        matches!(
+            q.ack(&first).await,
+            Err(crescendo_queue::QueueError::LeaseLost(_))
+        ),
+        "the stale claim cannot ack"
+    );
     q.ack(&second).await.unwrap();
 }
 
@@ -49,12 +77,24 @@ async fn failing_jobs_are_retried_then_dead_lettered() {
     let (_dir, store) = fresh().await;
     let q = store.queue(2);
     q.publish("images", b"bad").await.unwrap();
-    let j1 = q.claim("images", Duration::from_secs(30)).await.unwrap().unwrap();
+    let j1 = q
+        .claim("images", Duration::from_secs(30))
+        .await
+        .unwrap()
+        .unwrap();
     q.fail(&j1, "boom", Duration::ZERO).await.unwrap();
-    let j2 = q.claim("images", Duration::from_secs(30)).await.unwrap().expect("retried");
+    let j2 = q
+        .claim("images", Duration::from_secs(30))
+        .await
+        .unwrap()
+        .expect("retried");
     assert_eq!(j2.attempts, 2);
     q.fail(&j2, "boom again", Duration::ZERO).await.unwrap();
-    assert_eq!(q.claim("images", Duration::from_secs(30)).await.unwrap(), None, "dead letters are not handed out");
+    assert_eq!(
+        q.claim("images", Duration::from_secs(30)).await.unwrap(),
+        None,
+        "dead letters are not handed out"
+    );
     let d = q.depth("images").await.unwrap();
     assert_eq!((d.pending, d.dead), (0, 1));
 }
@@ -65,11 +105,18 @@ async fn the_database_survives_reopening() {
     let path = dir.path().join("data.db");
     let id = {
         let s = SqliteStore::open(&SqliteOptions::new(&path)).unwrap();
-        s.create_user(crescendo_store::NewUser { username: "a".into(), email: "a@x.io".into(), password_hash: "h".into() })
-            .await
-            .unwrap()
-            .id
+        s.create_user(crescendo_store::NewUser {
+            username: "a".into(),
+            email: "a@x.io".into(),
+            password_hash: "h".into(),
+        })
+        .await
+        .unwrap()
+        .id
     };
     let s = SqliteStore::open(&SqliteOptions::new(&path)).unwrap();
-    assert_eq!(s.user_by_id(id).await.unwrap().map(|u| u.username), Some("a".into()));
+    assert_eq!(
+        s.user_by_id(id).await.unwrap().map(|u| u.username),
+        Some("a".into())
+    );
 }

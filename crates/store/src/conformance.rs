@@ -89,17 +89,26 @@ pub async fn users_round_trip(s: &dyn Store) {
     assert_eq!(u.bio, "");
     assert_eq!(u.image, "");
     assert_eq!(s.user_by_id(u.id).await.unwrap(), Some(u.clone()));
-    assert_eq!(s.user_by_email("jake@example.com").await.unwrap(), Some(u.clone()));
+    assert_eq!(
+        s.user_by_email("jake@example.com").await.unwrap(),
+        Some(u.clone())
+    );
     assert_eq!(s.user_id_by_username("jake").await.unwrap(), Some(u.id));
     assert_eq!(s.user_id_by_username("JAKE").await.unwrap(), Some(u.id));
     assert_eq!(s.user_id_by_username("nobody").await.unwrap(), None);
     let v = user(s, "Ann").await;
-    let mut got = s.users_by_ids(&[u.id, v.id, Id::from_i64(1)]).await.unwrap();
+    let mut got = s
+        .users_by_ids(&[u.id, v.id, Id::from_i64(1)])
+        .await
+        .unwrap();
     got.sort_by_key(|r| r.id);
     let mut want = vec![u.clone(), v];
     want.sort_by_key(|r| r.id);
     assert_eq!(got, want);
-    assert_eq!(u.id.shard(), crescendo_domain::LogicalShard::for_new_user("Jake"));
+    assert_eq!(
+        u.id.shard(),
+        crescendo_domain::LogicalShard::for_new_user("Jake")
+    );
     s.ping().await.unwrap();
 }
 
@@ -107,42 +116,120 @@ pub async fn users_round_trip(s: &dyn Store) {
 pub async fn taken_usernames_and_emails_conflict_and_write_nothing(s: &dyn Store) {
     let jake = user(s, "jake").await;
     let err = s
-        .create_user(NewUser { username: "JAKE".into(), email: "other@example.com".into(), password_hash: "h".into() })
+        .create_user(NewUser {
+            username: "JAKE".into(),
+            email: "other@example.com".into(),
+            password_hash: "h".into(),
+        })
         .await
         .unwrap_err();
-    assert!(matches!(err, StoreError::Conflict { constraint: "username" }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            StoreError::Conflict {
+                constraint: "username"
+            }
+        ),
+        "{err:?}"
+    );
     assert_eq!(s.user_by_email("other@example.com").await.unwrap(), None);
     let err = s
-        .create_user(NewUser { username: "other".into(), email: "jake@example.com".into(), password_hash: "h".into() })
+        .create_user(NewUser {
+            username: "other".into(),
+            email: "jake@example.com".into(),
+            password_hash: "h".into(),
+        })
         .await
         .unwrap_err();
-    assert!(matches!(err, StoreError::Conflict { constraint: "email" }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            StoreError::Conflict {
+                constraint: "email"
+            }
+        ),
+        "{err:?}"
+    );
     assert_eq!(s.user_id_by_username("other").await.unwrap(), None);
 
     let ann = user(s, "ann").await;
     let err = s
-        .update_user(ann.id, UserChanges { username: Some("Jake".into()), bio: Some("x".into()), ..Default::default() })
+        .update_user(
+            ann.id,
+            UserChanges {
+                username: Some("Jake".into()),
+                bio: Some("x".into()),
+                ..Default::default()
+            },
+        )
         .await
         .unwrap_err();
-    assert!(matches!(err, StoreError::Conflict { constraint: "username" }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            StoreError::Conflict {
+                constraint: "username"
+            }
+        ),
+        "{err:?}"
+    );
     let err = s
-        .update_user(ann.id, UserChanges { email: Some(jake.email.clone()), ..Default::default() })
+        .update_user(
+            ann.id,
+            UserChanges {
+                email: Some(jake.email.clone()),
+                ..Default::default()
+            },
+        )
         .await
         .unwrap_err();
-    assert!(matches!(err, StoreError::Conflict { constraint: "email" }), "{err:?}");
-    assert_eq!(s.user_by_id(ann.id).await.unwrap(), Some(ann), "a failed update must change nothing");
+    assert!(
+        matches!(
+            err,
+            StoreError::Conflict {
+                constraint: "email"
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(
+        s.user_by_id(ann.id).await.unwrap(),
+        Some(ann),
+        "a failed update must change nothing"
+    );
 }
 
 /// Only the given fields change; a new username moves the directory entry.
 pub async fn update_user_changes_only_given_fields(s: &dyn Store) {
     let u = user(s, "jake").await;
     let v = s
-        .update_user(u.id, UserChanges { bio: Some("I like dogs".into()), ..Default::default() })
+        .update_user(
+            u.id,
+            UserChanges {
+                bio: Some("I like dogs".into()),
+                ..Default::default()
+            },
+        )
         .await
         .unwrap();
-    assert_eq!(v, UserRecord { bio: "I like dogs".into(), ..u.clone() });
+    assert_eq!(
+        v,
+        UserRecord {
+            bio: "I like dogs".into(),
+            ..u.clone()
+        }
+    );
     // changing only the case of one's own username is allowed
-    let w = s.update_user(u.id, UserChanges { username: Some("Jake".into()), ..Default::default() }).await.unwrap();
+    let w = s
+        .update_user(
+            u.id,
+            UserChanges {
+                username: Some("Jake".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
     assert_eq!(w.username, "Jake");
     let w = s
         .update_user(
@@ -157,13 +244,35 @@ pub async fn update_user_changes_only_given_fields(s: &dyn Store) {
         )
         .await
         .unwrap();
-    assert_eq!((w.username.as_str(), w.email.as_str(), w.image.as_str(), w.password_hash.as_str(), w.bio.as_str()),
-        ("jacob", "jacob@example.com", "https://img/j.png", "new", "I like dogs"));
+    assert_eq!(
+        (
+            w.username.as_str(),
+            w.email.as_str(),
+            w.image.as_str(),
+            w.password_hash.as_str(),
+            w.bio.as_str()
+        ),
+        (
+            "jacob",
+            "jacob@example.com",
+            "https://img/j.png",
+            "new",
+            "I like dogs"
+        )
+    );
     assert_eq!(s.user_id_by_username("jake").await.unwrap(), None);
     assert_eq!(s.user_id_by_username("jacob").await.unwrap(), Some(u.id));
     assert_eq!(s.user_by_email("jake@example.com").await.unwrap(), None);
-    assert!(s.user_by_email("jacob@example.com").await.unwrap().is_some());
-    let missing = s.update_user(Id::from_i64(5), UserChanges::default()).await.unwrap_err();
+    assert!(
+        s.user_by_email("jacob@example.com")
+            .await
+            .unwrap()
+            .is_some()
+    );
+    let missing = s
+        .update_user(Id::from_i64(5), UserChanges::default())
+        .await
+        .unwrap_err();
     assert!(matches!(missing, StoreError::NotFound), "{missing:?}");
 }
 
@@ -187,15 +296,32 @@ pub async fn follows_are_idempotent(s: &dyn Store) {
 /// Articles keep their fields, sorted unique tags, author's shard and an ID-bearing slug.
 pub async fn articles_round_trip_with_sorted_unique_tags(s: &dyn Store) {
     let u = user(s, "jake").await;
-    let a = article(s, u.id, "How to train your dragon", &["training", "dragons", "training"]).await;
+    let a = article(
+        s,
+        u.id,
+        "How to train your dragon",
+        &["training", "dragons", "training"],
+    )
+    .await;
     assert_eq!(a.tags, vec!["dragons", "training"]);
     assert_eq!(a.author_id, u.id);
-    assert_eq!(a.id.shard(), u.id.shard(), "an article lives on its author's shard");
-    assert!(a.slug.starts_with("how-to-train-your-dragon-"), "{}", a.slug);
+    assert_eq!(
+        a.id.shard(),
+        u.id.shard(),
+        "an article lives on its author's shard"
+    );
+    assert!(
+        a.slug.starts_with("how-to-train-your-dragon-"),
+        "{}",
+        a.slug
+    );
     assert_eq!(Slug::parse(&a.slug).map(Slug::id), Some(a.id));
     assert_eq!(a.created_at, a.updated_at);
     assert_eq!(a.favorites_count, 0);
-    assert_eq!(s.articles_by_ids(&[a.id, Id::from_i64(3)]).await.unwrap(), vec![a.clone()]);
+    assert_eq!(
+        s.articles_by_ids(&[a.id, Id::from_i64(3)]).await.unwrap(),
+        vec![a.clone()]
+    );
     let b = article(s, u.id, "Second", &[]).await;
     assert!(b.id > a.id, "IDs are time-ordered");
     assert!(b.tags.is_empty());
@@ -215,29 +341,64 @@ pub async fn updating_a_title_moves_the_slug(s: &dyn Store) {
     let u = user(s, "jake").await;
     let a = article(s, u.id, "Old title", &["x"]).await;
     let b = s
-        .update_article(a.id, ArticleChanges { title: Some("New title".into()), ..Default::default() })
+        .update_article(
+            a.id,
+            ArticleChanges {
+                title: Some("New title".into()),
+                ..Default::default()
+            },
+        )
         .await
         .unwrap();
     assert!(b.slug.starts_with("new-title-"), "{}", b.slug);
     assert_eq!(Slug::parse(&b.slug).map(Slug::id), Some(a.id));
-    assert_eq!((b.body.as_str(), b.description.as_str(), b.tags.clone()), (a.body.as_str(), a.description.as_str(), a.tags.clone()));
+    assert_eq!(
+        (b.body.as_str(), b.description.as_str(), b.tags.clone()),
+        (a.body.as_str(), a.description.as_str(), a.tags.clone())
+    );
     assert!(b.updated_at >= a.updated_at);
     assert_eq!(b.created_at, a.created_at);
     let c = s
-        .update_article(a.id, ArticleChanges { body: Some("new body".into()), tags: Some(vec!["z".into(), "y".into()]), ..Default::default() })
+        .update_article(
+            a.id,
+            ArticleChanges {
+                body: Some("new body".into()),
+                tags: Some(vec!["z".into(), "y".into()]),
+                ..Default::default()
+            },
+        )
         .await
         .unwrap();
     assert_eq!(c.body, "new body");
     assert_eq!(c.tags, vec!["y", "z"]);
     assert_eq!(c.slug, b.slug);
-    let page = s.list_article_ids(&ArticleFilter::Tag("x".into()), all(10, 0)).await.unwrap();
+    let page = s
+        .list_article_ids(&ArticleFilter::Tag("x".into()), all(10, 0))
+        .await
+        .unwrap();
     assert_eq!(page.total, 0, "old tags are gone");
     assert_eq!(c.cover_image, "");
-    let d = s.update_article(a.id, ArticleChanges { cover_image: Some("/media/uploads/1/1280.jpg".into()), ..Default::default() }).await.unwrap();
+    let d = s
+        .update_article(
+            a.id,
+            ArticleChanges {
+                cover_image: Some("/media/uploads/1/1280.jpg".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
     assert_eq!(d.cover_image, "/media/uploads/1/1280.jpg");
-    assert_eq!(s.articles_by_ids(&[a.id]).await.unwrap()[0].cover_image, "/media/uploads/1/1280.jpg", "stored");
+    assert_eq!(
+        s.articles_by_ids(&[a.id]).await.unwrap()[0].cover_image,
+        "/media/uploads/1/1280.jpg",
+        "stored"
+    );
     assert_eq!(d.body, "new body");
-    let err = s.update_article(Id::from_i64(77), ArticleChanges::default()).await.unwrap_err();
+    let err = s
+        .update_article(Id::from_i64(77), ArticleChanges::default())
+        .await
+        .unwrap_err();
     assert!(matches!(err, StoreError::NotFound), "{err:?}");
 }
 
@@ -249,14 +410,50 @@ pub async fn lists_are_newest_first_with_exact_totals(s: &dyn Store) {
         ids.push(article(s, u.id, &format!("a{i}"), &[]).await.id);
     }
     ids.reverse();
-    let page = s.list_article_ids(&ArticleFilter::All, all(2, 0)).await.unwrap();
-    assert_eq!(page, IdPage { ids: ids[..2].to_vec(), total: 5 });
-    let page = s.list_article_ids(&ArticleFilter::All, all(10, 4)).await.unwrap();
-    assert_eq!(page, IdPage { ids: ids[4..].to_vec(), total: 5 });
-    let page = s.list_article_ids(&ArticleFilter::All, all(10, 50)).await.unwrap();
-    assert_eq!(page, IdPage { ids: vec![], total: 5 });
-    let page = s.list_article_ids(&ArticleFilter::All, all(0, 0)).await.unwrap();
-    assert_eq!(page, IdPage { ids: vec![], total: 5 });
+    let page = s
+        .list_article_ids(&ArticleFilter::All, all(2, 0))
+        .await
+        .unwrap();
+    assert_eq!(
+        page,
+        IdPage {
+            ids: ids[..2].to_vec(),
+            total: 5
+        }
+    );
+    let page = s
+        .list_article_ids(&ArticleFilter::All, all(10, 4))
+        .await
+        .unwrap();
+    assert_eq!(
+        page,
+        IdPage {
+            ids: ids[4..].to_vec(),
+            total: 5
+        }
+    );
+    let page = s
+        .list_article_ids(&ArticleFilter::All, all(10, 50))
+        .await
+        .unwrap();
+    assert_eq!(
+        page,
+        IdPage {
+            ids: vec![],
+            total: 5
+        }
+    );
+    let page = s
+        .list_article_ids(&ArticleFilter::All, all(0, 0))
+        .await
+        .unwrap();
+    assert_eq!(
+        page,
+        IdPage {
+            ids: vec![],
+            total: 5
+        }
+    );
 }
 
 /// Walking the pages yields every article exactly once.
@@ -267,7 +464,11 @@ pub async fn pages_neither_repeat_nor_skip(s: &dyn Store) {
         want.push(article(s, u.id, &format!("t{i}"), &["t"]).await.id);
     }
     want.reverse();
-    for filter in [ArticleFilter::All, ArticleFilter::Tag("t".into()), ArticleFilter::Author(u.id)] {
+    for filter in [
+        ArticleFilter::All,
+        ArticleFilter::Tag("t".into()),
+        ArticleFilter::Author(u.id),
+    ] {
         let mut got = Vec::new();
         let mut offset = 0;
         loop {
@@ -293,32 +494,57 @@ pub async fn list_filters_select_exactly_their_articles(s: &dyn Store) {
     let ids = |p: IdPage| (p.ids, p.total);
     let q = |f: ArticleFilter| async move { s.list_article_ids(&f, all(20, 0)).await.unwrap() };
 
-    assert_eq!(ids(q(ArticleFilter::Tag("rust".into())).await), (vec![b1.id, a1.id], 2));
+    assert_eq!(
+        ids(q(ArticleFilter::Tag("rust".into())).await),
+        (vec![b1.id, a1.id], 2)
+    );
     assert_eq!(ids(q(ArticleFilter::Tag("none".into())).await), (vec![], 0));
-    assert_eq!(ids(q(ArticleFilter::Author(a.id)).await), (vec![a2.id, a1.id], 2));
+    assert_eq!(
+        ids(q(ArticleFilter::Author(a.id)).await),
+        (vec![a2.id, a1.id], 2)
+    );
 
     s.favorite(c.id, a1.id).await.unwrap();
     s.favorite(c.id, c1.id).await.unwrap();
     s.favorite(b.id, b1.id).await.unwrap();
-    assert_eq!(ids(q(ArticleFilter::FavoritedBy(c.id)).await), (vec![c1.id, a1.id], 2));
+    assert_eq!(
+        ids(q(ArticleFilter::FavoritedBy(c.id)).await),
+        (vec![c1.id, a1.id], 2)
+    );
     assert_eq!(ids(q(ArticleFilter::FavoritedBy(a.id)).await), (vec![], 0));
 
     s.follow(c.id, a.id).await.unwrap();
     s.follow(c.id, b.id).await.unwrap();
     s.follow(a.id, c.id).await.unwrap();
-    assert_eq!(ids(q(ArticleFilter::Feed(c.id)).await), (vec![a2.id, b1.id, a1.id], 3));
+    assert_eq!(
+        ids(q(ArticleFilter::Feed(c.id)).await),
+        (vec![a2.id, b1.id, a1.id], 3)
+    );
     assert_eq!(ids(q(ArticleFilter::Feed(a.id)).await), (vec![c1.id], 1));
     assert_eq!(ids(q(ArticleFilter::Feed(b.id)).await), (vec![], 0));
 
-    let m = |tag: Option<&str>, author: Option<Id>, favorited_by: Option<Id>| ArticleFilter::Match {
-        tag: tag.map(str::to_string),
-        author,
-        favorited_by,
-    };
-    assert_eq!(ids(q(m(Some("rust"), Some(a.id), None)).await), (vec![a1.id], 1));
-    assert_eq!(ids(q(m(Some("rust"), None, Some(c.id))).await), (vec![a1.id], 1));
-    assert_eq!(ids(q(m(None, Some(c.id), Some(c.id))).await), (vec![c1.id], 1));
-    assert_eq!(ids(q(m(Some("go"), Some(a.id), Some(c.id))).await), (vec![], 0));
+    let m =
+        |tag: Option<&str>, author: Option<Id>, favorited_by: Option<Id>| ArticleFilter::Match {
+            tag: tag.map(str::to_string),
+            author,
+            favorited_by,
+        };
+    assert_eq!(
+        ids(q(m(Some("rust"), Some(a.id), None)).await),
+        (vec![a1.id], 1)
+    );
+    assert_eq!(
+        ids(q(m(Some("rust"), None, Some(c.id))).await),
+        (vec![a1.id], 1)
+    );
+    assert_eq!(
+        ids(q(m(None, Some(c.id), Some(c.id))).await),
+        (vec![c1.id], 1)
+    );
+    assert_eq!(
+        ids(q(m(Some("go"), Some(a.id), Some(c.id))).await),
+        (vec![], 0)
+    );
 }
 
 /// A favourite counts once per user; unknown articles are not found.
@@ -328,11 +554,17 @@ pub async fn favorites_are_counted_once(s: &dyn Store) {
     assert!(s.favorite(b.id, art.id).await.unwrap());
     assert!(!s.favorite(b.id, art.id).await.unwrap());
     assert!(s.favorite(a.id, art.id).await.unwrap());
-    assert_eq!(s.articles_by_ids(&[art.id]).await.unwrap()[0].favorites_count, 2);
+    assert_eq!(
+        s.articles_by_ids(&[art.id]).await.unwrap()[0].favorites_count,
+        2
+    );
     assert_eq!(s.favorite_ids(b.id).await.unwrap(), vec![art.id]);
     assert!(s.unfavorite(b.id, art.id).await.unwrap());
     assert!(!s.unfavorite(b.id, art.id).await.unwrap());
-    assert_eq!(s.articles_by_ids(&[art.id]).await.unwrap()[0].favorites_count, 1);
+    assert_eq!(
+        s.articles_by_ids(&[art.id]).await.unwrap()[0].favorites_count,
+        1
+    );
     assert_eq!(s.favorite_ids(b.id).await.unwrap(), vec![]);
     let err = s.favorite(b.id, Id::from_i64(123)).await.unwrap_err();
     assert!(matches!(err, StoreError::NotFound), "{err:?}");
@@ -351,8 +583,17 @@ pub async fn deleting_an_article_removes_what_hangs_on_it(s: &dyn Store) {
     assert_eq!(s.articles_by_ids(&[gone.id]).await.unwrap(), vec![]);
     assert_eq!(s.favorite_ids(b.id).await.unwrap(), vec![keep.id]);
     assert_eq!(s.comments_for(gone.id).await.unwrap(), vec![]);
-    let page = s.list_article_ids(&ArticleFilter::Tag("t".into()), all(10, 0)).await.unwrap();
-    assert_eq!(page, IdPage { ids: vec![keep.id], total: 1 });
+    let page = s
+        .list_article_ids(&ArticleFilter::Tag("t".into()), all(10, 0))
+        .await
+        .unwrap();
+    assert_eq!(
+        page,
+        IdPage {
+            ids: vec![keep.id],
+            total: 1
+        }
+    );
     assert_eq!(s.popular_tags(10).await.unwrap(), vec!["t"]);
 }
 
@@ -361,19 +602,38 @@ pub async fn comments_round_trip(s: &dyn Store) {
     let (a, b) = (user(s, "a").await, user(s, "b").await);
     let art = article(s, a.id, "x", &[]).await;
     let other = article(s, a.id, "y", &[]).await;
-    let c1 = s.create_comment(art.id, b.id, "first".into()).await.unwrap();
+    let c1 = s
+        .create_comment(art.id, b.id, "first".into())
+        .await
+        .unwrap();
     space().await;
-    let c2 = s.create_comment(art.id, a.id, "second".into()).await.unwrap();
+    let c2 = s
+        .create_comment(art.id, a.id, "second".into())
+        .await
+        .unwrap();
     assert!(c2.id > c1.id);
     assert!(c1.id.as_i64() < (1 << 53));
-    assert_eq!((c1.article_id, c1.author_id, c1.body.as_str()), (art.id, b.id, "first"));
-    assert_eq!(s.comments_for(art.id).await.unwrap(), vec![c1.clone(), c2.clone()]);
+    assert_eq!(
+        (c1.article_id, c1.author_id, c1.body.as_str()),
+        (art.id, b.id, "first")
+    );
+    assert_eq!(
+        s.comments_for(art.id).await.unwrap(),
+        vec![c1.clone(), c2.clone()]
+    );
     assert_eq!(s.comment(art.id, c1.id).await.unwrap(), Some(c1.clone()));
-    assert_eq!(s.comment(other.id, c1.id).await.unwrap(), None, "a comment belongs to one article");
+    assert_eq!(
+        s.comment(other.id, c1.id).await.unwrap(),
+        None,
+        "a comment belongs to one article"
+    );
     assert!(!s.delete_comment(other.id, c1.id).await.unwrap());
     assert!(s.delete_comment(art.id, c1.id).await.unwrap());
     assert_eq!(s.comments_for(art.id).await.unwrap(), vec![c2]);
-    let err = s.create_comment(Id::from_i64(9), a.id, "x".into()).await.unwrap_err();
+    let err = s
+        .create_comment(Id::from_i64(9), a.id, "x".into())
+        .await
+        .unwrap_err();
     assert!(matches!(err, StoreError::NotFound), "{err:?}");
 }
 
@@ -393,27 +653,69 @@ pub async fn popular_tags_are_ordered_by_use(s: &dyn Store) {
 pub async fn uploads_come_with_their_job_and_settle_once(s: &dyn Store) {
     let u = user(s, "Pat").await;
     let up = s
-        .create_upload(NewUpload { owner_id: u.id, mime: "image/png".into(), original: "originals/a".into(), width: 40, height: 20 }, "images.variants")
+        .create_upload(
+            NewUpload {
+                owner_id: u.id,
+                mime: "image/png".into(),
+                original: "originals/a".into(),
+                width: 40,
+                height: 20,
+            },
+            "images.variants",
+        )
         .await
         .unwrap();
     assert_eq!(up.state, UploadState::Processing);
-    assert_eq!(up.id.shard(), u.id.shard(), "an upload lives on its owner's shard");
+    assert_eq!(
+        up.id.shard(),
+        u.id.shard(),
+        "an upload lives on its owner's shard"
+    );
     assert_eq!(s.upload(up.id).await.unwrap(), Some(up.clone()));
     assert_eq!(s.upload(Id::from_i64(1)).await.unwrap(), None);
     let second = s
-        .create_upload(NewUpload { owner_id: u.id, mime: "image/jpeg".into(), original: "originals/b".into(), width: 1, height: 1 }, "images.variants")
+        .create_upload(
+            NewUpload {
+                owner_id: u.id,
+                mime: "image/jpeg".into(),
+                original: "originals/b".into(),
+                width: 1,
+                height: 1,
+            },
+            "images.variants",
+        )
         .await
         .unwrap();
 
     let claimed = s.claim_outbox(10, 60_000).await.unwrap();
-    let payloads: Vec<String> = claimed.iter().map(|e| String::from_utf8(e.payload.clone()).unwrap()).collect();
-    assert_eq!(payloads, [up.id.as_i64().to_string(), second.id.as_i64().to_string()]);
+    let payloads: Vec<String> = claimed
+        .iter()
+        .map(|e| String::from_utf8(e.payload.clone()).unwrap())
+        .collect();
+    assert_eq!(
+        payloads,
+        [up.id.as_i64().to_string(), second.id.as_i64().to_string()]
+    );
     assert!(claimed.iter().all(|e| e.queue == "images.variants"));
-    assert!(s.claim_outbox(10, 60_000).await.unwrap().is_empty(), "held entries are not handed out twice");
-    s.remove_outbox(&[claimed[0].id, claimed[1].id]).await.unwrap();
+    assert!(
+        s.claim_outbox(10, 60_000).await.unwrap().is_empty(),
+        "held entries are not handed out twice"
+    );
+    s.remove_outbox(&[claimed[0].id, claimed[1].id])
+        .await
+        .unwrap();
     // an entry whose lease ran out (its relay died before removing it) is handed out again
     let third = s
-        .create_upload(NewUpload { owner_id: u.id, mime: "image/gif".into(), original: "originals/c".into(), width: 2, height: 2 }, "images.variants")
+        .create_upload(
+            NewUpload {
+                owner_id: u.id,
+                mime: "image/gif".into(),
+                original: "originals/c".into(),
+                width: 2,
+                height: 2,
+            },
+            "images.variants",
+        )
         .await
         .unwrap();
     let first_try = s.claim_outbox(10, 1).await.unwrap();
@@ -424,10 +726,29 @@ pub async fn uploads_come_with_their_job_and_settle_once(s: &dyn Store) {
     s.remove_outbox(&[retry[0].id]).await.unwrap();
     assert!(s.claim_outbox(10, 0).await.unwrap().is_empty());
 
-    assert!(s.settle_upload(up.id, UploadState::Ready, None).await.unwrap());
-    assert!(!s.settle_upload(up.id, UploadState::Failed, Some("late".into())).await.unwrap(), "settled once");
-    assert_eq!(s.upload(up.id).await.unwrap().unwrap().state, UploadState::Ready);
-    assert!(s.settle_upload(second.id, UploadState::Failed, Some("not an image".into())).await.unwrap());
+    assert!(
+        s.settle_upload(up.id, UploadState::Ready, None)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.settle_upload(up.id, UploadState::Failed, Some("late".into()))
+            .await
+            .unwrap(),
+        "settled once"
+    );
+    assert_eq!(
+        s.upload(up.id).await.unwrap().unwrap().state,
+        UploadState::Ready
+    );
+    assert!(
+        s.settle_upload(second.id, UploadState::Failed, Some("not an image".into()))
+            .await
+            .unwrap()
+    );
     let failed = s.upload(second.id).await.unwrap().unwrap();
-    assert_eq!((failed.state, failed.reason.as_deref()), (UploadState::Failed, Some("not an image")));
+    assert_eq!(
+        (failed.state, failed.reason.as_deref()),
+        (UploadState::Failed, Some("not an image"))
+    );
 }

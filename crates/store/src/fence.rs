@@ -37,10 +37,17 @@ pub async fn scope<F: Future>(read_after: u64, fut: F) -> (F::Output, u64) {
 /// [`scope`], also returning how many database round trips `fut` made.
 async fn counted<F: Future>(read_after: u64, fut: F) -> (F::Output, u64, u32) {
     FENCE
-        .scope(Fence { read_after: Cell::new(read_after), wrote: Cell::new(0), queries: Cell::new(0) }, async move {
-            let out = fut.await;
-            FENCE.with(|f| (out, f.wrote.get(), f.queries.get()))
-        })
+        .scope(
+            Fence {
+                read_after: Cell::new(read_after),
+                wrote: Cell::new(0),
+                queries: Cell::new(0),
+            },
+            async move {
+                let out = fut.await;
+                FENCE.with(|f| (out, f.wrote.get(), f.queries.get()))
+            },
+        )
         .await
 }
 

@@ -121,7 +121,12 @@ pub trait Store: Send + Sync + 'static {
     ///
     /// # Errors
     /// [`StoreError::NotFound`] if the article does not exist.
-    async fn create_comment(&self, article: Id, author: Id, body: String) -> StoreResult<CommentRecord>;
+    async fn create_comment(
+        &self,
+        article: Id,
+        author: Id,
+        body: String,
+    ) -> StoreResult<CommentRecord>;
     /// An article's comments, oldest first.
     async fn comments_for(&self, article: Id) -> StoreResult<Vec<CommentRecord>>;
     /// One comment of an article.
@@ -136,7 +141,12 @@ pub trait Store: Send + Sync + 'static {
     async fn upload(&self, id: Id) -> StoreResult<Option<UploadRecord>>;
     /// Settles an upload that is still processing as `state` (with `reason` for a failure);
     /// false when it was already settled (a job run twice changes nothing).
-    async fn settle_upload(&self, id: Id, state: UploadState, reason: Option<String>) -> StoreResult<bool>;
+    async fn settle_upload(
+        &self,
+        id: Id,
+        state: UploadState,
+        reason: Option<String>,
+    ) -> StoreResult<bool>;
     /// Takes up to `limit` outbox entries, oldest first, that no other relay holds, and
     /// holds them for `lease_ms`; the caller publishes them, then removes them.
     async fn claim_outbox(&self, limit: u32, lease_ms: i64) -> StoreResult<Vec<OutboxEntry>>;

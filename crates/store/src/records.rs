@@ -49,14 +49,27 @@ pub struct UserChanges {
 impl NewUser {
     /// The record of this user once stored under `id`: bio and image start empty.
     pub fn into_record(self, id: Id) -> UserRecord {
-        UserRecord { id, username: self.username, email: self.email, password_hash: self.password_hash, bio: String::new(), image: String::new() }
+        UserRecord {
+            id,
+            username: self.username,
+            email: self.email,
+            password_hash: self.password_hash,
+            bio: String::new(),
+            image: String::new(),
+        }
     }
 }
 
 impl UserChanges {
     /// Sets the given fields on `u` (the record a backend writes back).
     pub fn apply_to(self, u: &mut UserRecord) {
-        let UserChanges { username, email, password_hash, bio, image } = self;
+        let UserChanges {
+            username,
+            email,
+            password_hash,
+            bio,
+            image,
+        } = self;
         for (field, value) in [
             (&mut u.username, username),
             (&mut u.email, email),

@@ -69,8 +69,11 @@ pub enum LogFormat {
 /// Safe to call more than once (later calls do nothing), so tests can call it freely.
 pub fn init_logs(format: LogFormat, default_filter: &str) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Pretty => builder.compact().try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
@@ -85,8 +88,10 @@ pub fn init_logs(format: LogFormat, default_filter: &str) {
 pub fn metrics_handle() -> &'static PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE.get_or_init(|| {
-        const BUCKETS: &[f64] =
-            &[0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+        const BUCKETS: &[f64] = &[
+            0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+            2.5, 5.0, 10.0,
+        ];
         let recorder = PrometheusBuilder::new()
             .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), BUCKETS)
             .expect("bucket list is not empty")
@@ -98,12 +103,14 @@ pub fn metrics_handle() -> &'static PrometheusHandle {
         // Histogram samples queue up until folded into their buckets; fold them every few
         // seconds, or a busy server's memory grows with every request between scrapes.
         let upkeep = handle.clone();
-        let _ = std::thread::Builder::new().name("metrics-upkeep".into()).spawn(move || {
-            loop {
-                std::thread::sleep(std::time::Duration::from_secs(2));
-                upkeep.run_upkeep();
-            }
-        });
+        let _ = std::thread::Builder::new()
+            .name("metrics-upkeep".into())
+            .spawn(move || {
+                loop {
+                    std::thread::sleep(std::time::Duration::from_secs(2));
+                    upkeep.run_upkeep();
+                }
+            });
         handle
     })
 }

@@ -16,7 +16,7 @@ pub mod webdriver;
 
 use crescendo_config::{Overrides, Settings};
 use reqwest::{Method, StatusCode};
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use std::net::SocketAddr;
 
 /// A running server with its own data, and a client for it.
@@ -81,7 +81,10 @@ impl TestApp {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut settings = Settings::load_with_env(
             None,
-            &Overrides { listen: Some("127.0.0.1:0".parse().expect("address")), data_dir: Some(dir.path().into()) },
+            &Overrides {
+                listen: Some("127.0.0.1:0".parse().expect("address")),
+                data_dir: Some(dir.path().into()),
+            },
             std::iter::empty(),
         )
         .expect("default settings load");
@@ -92,14 +95,23 @@ impl TestApp {
                 let root = dir.path().join("redis");
                 redis = tokio::task::spawn_blocking(move || {
                     (0..2)
-                        .map(|i| crescendo_topology::redis::Redis::start(&root.join(i.to_string()), [127, 0, 0, 1], 32))
+                        .map(|i| {
+                            crescendo_topology::redis::Redis::start(
+                                &root.join(i.to_string()),
+                                [127, 0, 0, 1],
+                                32,
+                            )
+                        })
                         .collect::<Result<Vec<_>, _>>()
                 })
                 .await
                 .expect("launcher thread")
                 .expect("private Redis servers start (TEST_CACHE=redis)");
                 settings.cache.backend = crescendo_config::CacheBackend::Redis;
-                settings.cache.redis_urls = redis.iter().map(crescendo_topology::redis::Redis::url).collect();
+                settings.cache.redis_urls = redis
+                    .iter()
+                    .map(crescendo_topology::redis::Redis::url)
+                    .collect();
             }
             Ok("memory") | Err(_) => {}
             Ok(other) => panic!("TEST_CACHE={other}: use memory, none or redis"),
@@ -107,10 +119,15 @@ impl TestApp {
         let s3 = match std::env::var("TEST_BLOBS").as_deref() {
             Ok("s3") => {
                 let root = dir.path().join("s3");
-                let s3 = tokio::task::spawn_blocking(move || crescendo_topology::s3::S3::start(&root, "127.0.0.1:0".parse().expect("address")))
-                    .await
-                    .expect("launcher thread")
-                    .expect("a private S3 server starts (TEST_BLOBS=s3)");
+                let s3 = tokio::task::spawn_blocking(move || {
+                    crescendo_topology::s3::S3::start(
+                        &root,
+                        "127.0.0.1:0".parse().expect("address"),
+                    )
+                })
+                .await
+                .expect("launcher thread")
+                .expect("a private S3 server starts (TEST_BLOBS=s3)");
                 keep_blobs_on(&mut settings, &s3);
                 Some(s3)
             }
@@ -122,10 +139,11 @@ impl TestApp {
         let own_postgres = settings.store.backend == crescendo_config::StoreBackend::Postgres;
         let postgres = match std::env::var("TEST_STORE").as_deref() {
             Ok("postgres") if !own_postgres => {
-                let pg = tokio::task::spawn_blocking(|| crescendo_topology::pg::Postgres::start(&[]))
-                    .await
-                    .expect("launcher thread")
-                    .expect("a private PostgreSQL server starts (TEST_STORE=postgres)");
+                let pg =
+                    tokio::task::spawn_blocking(|| crescendo_topology::pg::Postgres::start(&[]))
+                        .await
+                        .expect("launcher thread")
+                        .expect("a private PostgreSQL server starts (TEST_STORE=postgres)");
                 settings.store.backend = crescendo_config::StoreBackend::Postgres;
                 settings.store.postgres_url = pg.url("postgres");
                 Some(pg)
@@ -167,7 +185,12 @@ impl TestApp {
     }
 
     /// A request builder with the token, if any, as `Authorization: Token …`.
-    pub fn request(&self, method: Method, path: &str, token: Option<&str>) -> reqwest::RequestBuilder {
+    pub fn request(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+    ) -> reqwest::RequestBuilder {
         let mut r = self.client.request(method, self.url(path));
         if let Some(t) = token {
             r = r.header("authorization", format!("Token {t}"));
@@ -176,7 +199,13 @@ impl TestApp {
     }
 
     /// Sends a request with an optional JSON body and reads the answer.
-    pub async fn call(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> Answer {
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Answer {
         let mut r = self.request(method, path, token);
         if let Some(b) = body {
             r = r.json(&b);
@@ -190,7 +219,11 @@ impl TestApp {
         let headers = res.headers().clone();
         let bytes = res.bytes().await.expect("body read");
         let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        Answer { status, headers, json }
+        Answer {
+            status,
+            headers,
+            json,
+        }
     }
 
     /// GET.
@@ -220,7 +253,12 @@ impl TestApp {
                 json!({"user": {"username": username, "email": format!("{username}@example.com"), "password": "password123"}}),
             )
             .await;
-        assert_eq!(a.status, StatusCode::CREATED, "register {username}: {:?}", a.json);
+        assert_eq!(
+            a.status,
+            StatusCode::CREATED,
+            "register {username}: {:?}",
+            a.json
+        );
         a.json["user"]["token"].as_str().expect("token").to_string()
     }
 
@@ -233,7 +271,12 @@ impl TestApp {
                 json!({"article": {"title": title, "description": format!("about {title}"), "body": format!("# {title}"), "tagList": tags}}),
             )
             .await;
-        assert_eq!(a.status, StatusCode::CREATED, "create {title}: {:?}", a.json);
+        assert_eq!(
+            a.status,
+            StatusCode::CREATED,
+            "create {title}: {:?}",
+            a.json
+        );
         a.json["article"].clone()
     }
 
@@ -243,7 +286,9 @@ impl TestApp {
             let _ = s.send(());
         }
         if let Some(d) = self.done.take() {
-            d.await.expect("server task").expect("server stopped cleanly");
+            d.await
+                .expect("server task")
+                .expect("server stopped cleanly");
         }
     }
 
@@ -276,18 +321,33 @@ impl PgCluster {
     /// Starts a primary and `replicas` replicas. With `synchronous`, the primary waits for
     /// any one replica on each commit (`ANY 1 (r1, r2, …)`); each replica gets
     /// `replica_settings` (e.g. `recovery_min_apply_delay`).
-    pub async fn start(replicas: usize, synchronous: bool, replica_settings: &[(&str, &str)]) -> Self {
-        let replica_settings: Vec<(String, String)> =
-            replica_settings.iter().map(|(k, v)| ((*k).to_string(), (*v).to_string())).collect();
+    pub async fn start(
+        replicas: usize,
+        synchronous: bool,
+        replica_settings: &[(&str, &str)],
+    ) -> Self {
+        let replica_settings: Vec<(String, String)> = replica_settings
+            .iter()
+            .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+            .collect();
         tokio::task::spawn_blocking(move || {
             use crescendo_topology::pg::Postgres;
             let names: Vec<String> = (1..=replicas).map(|i| format!("r{i}")).collect();
             let sync = format!("ANY 1 ({})", names.join(", "));
-            let primary_settings: Vec<(&str, &str)> =
-                if synchronous { vec![("synchronous_standby_names", sync.as_str())] } else { vec![] };
+            let primary_settings: Vec<(&str, &str)> = if synchronous {
+                vec![("synchronous_standby_names", sync.as_str())]
+            } else {
+                vec![]
+            };
             let primary = Postgres::start(&primary_settings).expect("primary starts");
-            let settings: Vec<(&str, &str)> = replica_settings.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-            let replicas = names.iter().map(|n| Postgres::replica_of(&primary, n, &settings).expect("replica starts")).collect();
+            let settings: Vec<(&str, &str)> = replica_settings
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            let replicas = names
+                .iter()
+                .map(|n| Postgres::replica_of(&primary, n, &settings).expect("replica starts"))
+                .collect();
             PgCluster { primary, replicas }
         })
         .await
@@ -299,7 +359,8 @@ impl PgCluster {
     pub fn configure(&self, settings: &mut Settings) {
         settings.store.backend = crescendo_config::StoreBackend::Postgres;
         settings.store.postgres_url = self.primary.url("postgres");
-        settings.store.postgres_replica_urls = self.replicas.iter().map(|r| r.url("postgres")).collect();
+        settings.store.postgres_replica_urls =
+            self.replicas.iter().map(|r| r.url("postgres")).collect();
         settings.store.replica_check_interval_ms = 50;
     }
 }
@@ -320,7 +381,10 @@ pub struct Page {
 impl Page {
     /// The CSRF token of the first form on the page.
     pub fn csrf(&self) -> String {
-        let at = self.body.find("name=\"csrf\" value=\"").expect("the page has a form with a CSRF token");
+        let at = self
+            .body
+            .find("name=\"csrf\" value=\"")
+            .expect("the page has a form with a CSRF token");
         let rest = &self.body[at + "name=\"csrf\" value=\"".len()..];
         rest[..rest.find('"').expect("closing quote")].to_string()
     }
@@ -338,20 +402,33 @@ fn form_encode(fields: &[(&str, &str)]) -> String {
     let enc = |s: &str| -> String {
         s.bytes()
             .map(|b| match b {
-                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                    (b as char).to_string()
+                }
                 b' ' => "+".to_string(),
                 _ => format!("%{b:02X}"),
             })
             .collect()
     };
-    fields.iter().map(|(k, v)| format!("{}={}", enc(k), enc(v))).collect::<Vec<_>>().join("&")
+    fields
+        .iter()
+        .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
+        .collect::<Vec<_>>()
+        .join("&")
 }
 
 impl Browser {
     /// A browser pointed at `app`, with no cookie yet.
     pub fn new(app: &TestApp) -> Self {
-        let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
-        Browser { client, base: format!("http://{}", app.addr), cookie: None }
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("client");
+        Browser {
+            client,
+            base: format!("http://{}", app.addr),
+            cookie: None,
+        }
     }
 
     /// The session cookie's `name=value`, if any.
@@ -376,9 +453,17 @@ impl Browser {
         }
         let status = res.status();
         let headers = res.headers().clone();
-        let location = headers.get("location").and_then(|l| l.to_str().ok()).map(str::to_string);
+        let location = headers
+            .get("location")
+            .and_then(|l| l.to_str().ok())
+            .map(str::to_string);
         let body = res.text().await.expect("body read");
-        Page { status, location, headers, body }
+        Page {
+            status,
+            location,
+            headers,
+            body,
+        }
     }
 
     /// GET `path`.
@@ -410,11 +495,22 @@ impl Browser {
 
     /// POSTs a `multipart/form-data` form to `path`, as a page's file form does: `fields`,
     /// then `file_field` holding `file` (named `photo`).
-    pub async fn post_multipart(&mut self, path: &str, fields: &[(&str, &str)], file_field: &str, file: &[u8]) -> Page {
+    pub async fn post_multipart(
+        &mut self,
+        path: &str,
+        fields: &[(&str, &str)],
+        file_field: &str,
+        file: &[u8],
+    ) -> Page {
         let boundary = "crescendo-browser-boundary-41c9";
         let mut body = Vec::new();
         for (k, v) in fields {
-            body.extend_from_slice(format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{k}\"\r\n\r\n{v}\r\n").as_bytes());
+            body.extend_from_slice(
+                format!(
+                    "--{boundary}\r\nContent-Disposition: form-data; name=\"{k}\"\r\n\r\n{v}\r\n"
+                )
+                .as_bytes(),
+            );
         }
         body.extend_from_slice(
             format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{file_field}\"; filename=\"photo\"\r\nContent-Type: application/octet-stream\r\n\r\n")
@@ -425,7 +521,10 @@ impl Browser {
         let r = self
             .client
             .post(format!("{}{path}", self.base))
-            .header("content-type", format!("multipart/form-data; boundary={boundary}"))
+            .header(
+                "content-type",
+                format!("multipart/form-data; boundary={boundary}"),
+            )
             .body(body);
         self.send(r).await
     }
@@ -436,9 +535,22 @@ impl Browser {
         let csrf = form.csrf();
         let email = format!("{username}@example.com");
         let p = self
-            .post("/register", &[("username", username), ("email", &email), ("password", "password123"), ("csrf", &csrf)])
+            .post(
+                "/register",
+                &[
+                    ("username", username),
+                    ("email", &email),
+                    ("password", "password123"),
+                    ("csrf", &csrf),
+                ],
+            )
             .await;
-        assert_eq!(p.status, StatusCode::SEE_OTHER, "sign-up of {username}: {}", p.body);
+        assert_eq!(
+            p.status,
+            StatusCode::SEE_OTHER,
+            "sign-up of {username}: {}",
+            p.body
+        );
         assert_eq!(p.location.as_deref(), Some("/"));
     }
 

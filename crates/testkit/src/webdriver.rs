@@ -2,7 +2,7 @@
 //! `chromedriver` driving headless `chromium` (packages `chromium` and `chromium-driver`).
 //! Only what the tests use: navigate, find, type, click, read, run a script.
 
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -35,7 +35,11 @@ impl Driver {
     /// # Panics
     /// When `chromedriver` is not installed (the README's test command installs it).
     pub async fn start() -> Driver {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let child = Command::new("chromedriver")
             .arg(format!("--port={port}"))
             .stdin(Stdio::null())
@@ -43,7 +47,11 @@ impl Driver {
             .stderr(Stdio::null())
             .spawn()
             .expect("chromedriver is installed (apt-get install chromium chromium-driver; scripts/test.sh does this)");
-        let d = Driver { child, base: format!("http://127.0.0.1:{port}"), client: reqwest::Client::new() };
+        let d = Driver {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            client: reqwest::Client::new(),
+        };
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Ok(r) = d.client.get(format!("{}/status", d.base)).send().await
@@ -52,7 +60,10 @@ impl Driver {
             {
                 return d;
             }
-            assert!(Instant::now() < deadline, "chromedriver not ready within 20 s");
+            assert!(
+                Instant::now() < deadline,
+                "chromedriver not ready within 20 s"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -67,9 +78,17 @@ impl Driver {
                          "--disable-dev-shm-usage", "--window-size=1200,900"]
             }
         }}});
-        let v = self.call(reqwest::Method::POST, "/session", Some(caps)).await;
-        let session = v["sessionId"].as_str().unwrap_or_else(|| panic!("no session: {v}")).to_string();
-        Tab { driver: self, session }
+        let v = self
+            .call(reqwest::Method::POST, "/session", Some(caps))
+            .await;
+        let session = v["sessionId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no session: {v}"))
+            .to_string();
+        Tab {
+            driver: self,
+            session,
+        }
     }
 
     async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
@@ -85,7 +104,10 @@ impl Driver {
 
 impl Tab<'_> {
     async fn cmd(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
-        let v = self.driver.call(method, &format!("/session/{}{path}", self.session), body).await;
+        let v = self
+            .driver
+            .call(method, &format!("/session/{}{path}", self.session), body)
+            .await;
         if let Some(err) = v.get("error") {
             panic!("webdriver {path}: {err}: {}", v["message"]);
         }
@@ -95,7 +117,13 @@ impl Tab<'_> {
     /// Runs `action` (a path under the element, e.g. `/click`) on the element matching `css`.
     /// A page that is still being replaced (after a submit or a click on a link) can turn
     /// the element found into a stale one: then it is found again, for up to 10 s.
-    async fn on_element(&self, css: &str, method: reqwest::Method, action: &str, body: Option<Value>) -> Value {
+    async fn on_element(
+        &self,
+        css: &str,
+        method: reqwest::Method,
+        action: &str,
+        body: Option<Value>,
+    ) -> Value {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let id = self.find(css).await;
@@ -113,17 +141,26 @@ impl Tab<'_> {
 
     /// Loads `url` and waits for the page.
     pub async fn goto(&self, url: &str) {
-        self.cmd(reqwest::Method::POST, "/url", Some(json!({"url": url}))).await;
+        self.cmd(reqwest::Method::POST, "/url", Some(json!({"url": url})))
+            .await;
     }
 
     /// The current URL.
     pub async fn url(&self) -> String {
-        self.cmd(reqwest::Method::GET, "/url", None).await.as_str().unwrap_or_default().to_string()
+        self.cmd(reqwest::Method::GET, "/url", None)
+            .await
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
     }
 
     /// The page's HTML as the browser has it now.
     pub async fn source(&self) -> String {
-        self.cmd(reqwest::Method::GET, "/source", None).await.as_str().unwrap_or_default().to_string()
+        self.cmd(reqwest::Method::GET, "/source", None)
+            .await
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
     }
 
     /// The first element matching `css`, waiting up to 10 s for it to appear.
@@ -132,48 +169,84 @@ impl Tab<'_> {
         loop {
             let v = self
                 .driver
-                .call(reqwest::Method::POST, &format!("/session/{}/element", self.session), Some(json!({"using": "css selector", "value": css})))
+                .call(
+                    reqwest::Method::POST,
+                    &format!("/session/{}/element", self.session),
+                    Some(json!({"using": "css selector", "value": css})),
+                )
                 .await;
             if let Some(id) = v[ELEMENT].as_str() {
                 return id.to_string();
             }
-            assert!(Instant::now() < deadline, "no element {css} within 10 s; page:\n{}", self.source().await);
+            assert!(
+                Instant::now() < deadline,
+                "no element {css} within 10 s; page:\n{}",
+                self.source().await
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
     /// Types `text` into the field matching `css`, replacing what it held.
     pub async fn fill(&self, css: &str, text: &str) {
-        self.on_element(css, reqwest::Method::POST, "/clear", Some(json!({}))).await;
-        self.on_element(css, reqwest::Method::POST, "/value", Some(json!({"text": text}))).await;
+        self.on_element(css, reqwest::Method::POST, "/clear", Some(json!({})))
+            .await;
+        self.on_element(
+            css,
+            reqwest::Method::POST,
+            "/value",
+            Some(json!({"text": text})),
+        )
+        .await;
     }
 
     /// Clicks the element matching `css`.
     pub async fn click(&self, css: &str) {
-        self.on_element(css, reqwest::Method::POST, "/click", Some(json!({}))).await;
+        self.on_element(css, reqwest::Method::POST, "/click", Some(json!({})))
+            .await;
     }
 
     /// The visible text of the element matching `css`.
     pub async fn text(&self, css: &str) -> String {
-        self.on_element(css, reqwest::Method::GET, "/text", None).await.as_str().unwrap_or_default().to_string()
+        self.on_element(css, reqwest::Method::GET, "/text", None)
+            .await
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
     }
 
     /// Runs `script` in the page and returns its result.
     pub async fn run(&self, script: &str) -> Value {
-        self.cmd(reqwest::Method::POST, "/execute/sync", Some(json!({"script": script, "args": []}))).await
+        self.cmd(
+            reqwest::Method::POST,
+            "/execute/sync",
+            Some(json!({"script": script, "args": []})),
+        )
+        .await
     }
 
     /// Waits up to 10 s until `script` returns true.
     pub async fn wait_until(&self, what: &str, script: &str) {
         let deadline = Instant::now() + Duration::from_secs(10);
         while self.run(script).await != Value::Bool(true) {
-            assert!(Instant::now() < deadline, "{what}: not within 10 s; page:\n{}", self.source().await);
+            assert!(
+                Instant::now() < deadline,
+                "{what}: not within 10 s; page:\n{}",
+                self.source().await
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
     /// Closes the window.
     pub async fn close(self) {
-        let _ = self.driver.call(reqwest::Method::DELETE, &format!("/session/{}", self.session), None).await;
+        let _ = self
+            .driver
+            .call(
+                reqwest::Method::DELETE,
+                &format!("/session/{}", self.session),
+                None,
+            )
+            .await;
     }
 }

@@ -2,15 +2,17 @@
 //! up, writes an article with tags, finds it on the home and tag pages, comments, follows
 //! and favourites (in place, through the page's script), edits settings and signs out.
 
-use crescendo_testkit::webdriver::Driver;
 use crescendo_testkit::TestApp;
+use crescendo_testkit::webdriver::Driver;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_visitor_does_everything_the_site_offers_in_a_browser() {
     let app = TestApp::spawn().await;
     // someone to follow, with an article to favourite
     let token = app.register("writer").await;
-    let theirs = app.create_article(&token, "Written elsewhere", &["other"]).await;
+    let theirs = app
+        .create_article(&token, "Written elsewhere", &["other"])
+        .await;
     let their_slug = theirs["slug"].as_str().unwrap().to_string();
 
     let driver = Driver::start().await;
@@ -41,7 +43,8 @@ async fn a_visitor_does_everything_the_site_offers_in_a_browser() {
     tab.goto(&format!("{site}/")).await;
     assert!(tab.source().await.contains("Seen in a browser"));
     tab.click("a[href='/?tag=e2e']").await;
-    tab.find("nav.tabs a[aria-current='page'][href='/?tag=e2e']").await;
+    tab.find("nav.tabs a[aria-current='page'][href='/?tag=e2e']")
+        .await;
     assert!(tab.source().await.contains("Seen in a browser"));
 
     // comment on it
@@ -52,27 +55,53 @@ async fn a_visitor_does_everything_the_site_offers_in_a_browser() {
 
     // follow the other writer and favourite their article, in place: no page load
     tab.goto(&format!("{site}/article/{their_slug}")).await;
-    tab.wait_until("the page's script is loaded", "return window.crescendoEnhanced === true").await;
+    tab.wait_until(
+        "the page's script is loaded",
+        "return window.crescendoEnhanced === true",
+    )
+    .await;
     tab.run("window.stillHere = true; window.errors = []; window.addEventListener('error', e => window.errors.push(e.message)); return true").await;
     // a fallback to a plain submit would reload the page: record it instead
-    tab.run("HTMLFormElement.prototype.submit = function () { window.fellBack = true; }; return true").await;
+    tab.run(
+        "HTMLFormElement.prototype.submit = function () { window.fellBack = true; }; return true",
+    )
+    .await;
     tab.click("form[data-enhance='follow'] button").await;
     tab.wait_until("the follow button turns", "return document.querySelector(\"form[data-enhance='follow'] button\").getAttribute('aria-pressed') === 'true'").await;
     tab.click("form[data-enhance='favorite'] button").await;
     tab.wait_until("the favourite count rises", "return document.querySelector(\"form[data-enhance='favorite'] .count\").textContent === '1'").await;
     let errors = tab.run("return window.errors || 'reloaded'").await;
-    assert_eq!(tab.run("return window.stillHere === true && !window.fellBack").await, serde_json::json!(true), "updated in place: {errors}");
-    assert!(tab.text("form[data-enhance='follow'] button").await.starts_with("Unfollow"));
+    assert_eq!(
+        tab.run("return window.stillHere === true && !window.fellBack")
+            .await,
+        serde_json::json!(true),
+        "updated in place: {errors}"
+    );
+    assert!(
+        tab.text("form[data-enhance='follow'] button")
+            .await
+            .starts_with("Unfollow")
+    );
     let api = app.get(&format!("/api/articles/{their_slug}"), None).await;
-    assert_eq!(api.json["article"]["favoritesCount"], 1, "the favourite was saved");
+    assert_eq!(
+        api.json["article"]["favoritesCount"], 1,
+        "the favourite was saved"
+    );
     tab.goto(&format!("{site}/?feed=1")).await;
-    assert!(tab.source().await.contains("Written elsewhere"), "the followed writer is in my feed");
+    assert!(
+        tab.source().await.contains("Written elsewhere"),
+        "the followed writer is in my feed"
+    );
 
     // settings
     tab.click("nav a[href='/settings']").await;
     tab.fill("#bio", "I run in a headless browser").await;
     tab.click("main form button[type=submit]").await;
-    tab.wait_until("the profile page", "return location.pathname === '/profile/browser' && document.readyState === 'complete'").await;
+    tab.wait_until(
+        "the profile page",
+        "return location.pathname === '/profile/browser' && document.readyState === 'complete'",
+    )
+    .await;
     assert!(tab.source().await.contains("I run in a headless browser"));
 
     // sign out

@@ -8,11 +8,11 @@
 //! first that the PID still runs the program it started; [`status`] reports each process.
 
 use crate::haproxy::{Backend, Haproxy, LbConfig};
-use crate::pg::Postgres;
 use crate::nats::Nats;
-use crate::s3::S3;
+use crate::pg::Postgres;
 use crate::redis::Redis;
-use anyhow::{bail, Context};
+use crate::s3::S3;
+use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -146,7 +146,11 @@ pub fn desired_workers(
         return (current, None);
     }
     match low_since {
-        Some(since) if now.duration_since(since) >= Duration::from_secs(s.scale_down_after_secs) => (current - 1, Some(now)),
+        Some(since)
+            if now.duration_since(since) >= Duration::from_secs(s.scale_down_after_secs) =>
+        {
+            (current - 1, Some(now))
+        }
         Some(since) => (current, Some(since)),
         None => (current, Some(now)),
     }
@@ -219,7 +223,8 @@ impl Topology {
     /// # Errors
     /// Unreadable, not TOML, an unknown key, or tiers that do not fit together.
     pub fn load(path: &Path) -> anyhow::Result<Self> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         Self::parse(&text, &path.display().to_string())
     }
 
@@ -228,7 +233,8 @@ impl Topology {
     /// # Errors
     /// As [`Topology::load`].
     pub fn parse(text: &str, origin: &str) -> anyhow::Result<Self> {
-        let t: Topology = toml::from_str(text).with_context(|| format!("{origin} is not a valid topology"))?;
+        let t: Topology =
+            toml::from_str(text).with_context(|| format!("{origin} is not a valid topology"))?;
         if t.web.count == 0 {
             bail!("{origin}: web.count must be at least 1");
         }
@@ -238,10 +244,18 @@ impl Topology {
         if t.postgres.synchronous && t.postgres.replicas == 0 {
             bail!("{origin}: postgres.synchronous needs replicas");
         }
-        if t.queue.as_ref().is_some_and(|q| q.workers == 0 || q.workers > 200 || q.concurrency == 0) {
-            bail!("{origin}: queue.workers must be between 1 and 200, queue.concurrency at least 1");
+        if t.queue
+            .as_ref()
+            .is_some_and(|q| q.workers == 0 || q.workers > 200 || q.concurrency == 0)
+        {
+            bail!(
+                "{origin}: queue.workers must be between 1 and 200, queue.concurrency at least 1"
+            );
         }
-        if t.cache.as_ref().is_some_and(|c| c.servers == 0 || c.servers > 200) {
+        if t.cache
+            .as_ref()
+            .is_some_and(|c| c.servers == 0 || c.servers > 200)
+        {
             bail!("{origin}: cache.servers must be between 1 and 200");
         }
         Ok(t)
@@ -302,8 +316,12 @@ impl State {
     /// There is no running topology in `run_dir`.
     pub fn read(run_dir: &Path) -> anyhow::Result<Self> {
         let path = run_dir.join("state.json");
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("no topology is running from {} (no state.json)", run_dir.display()))?;
+        let text = std::fs::read_to_string(&path).with_context(|| {
+            format!(
+                "no topology is running from {} (no state.json)",
+                run_dir.display()
+            )
+        })?;
         serde_json::from_str(&text).with_context(|| format!("reading {}", path.display()))
     }
 
@@ -350,7 +368,9 @@ pub struct UpOptions {
 
 /// A free port on `ip`.
 fn free_port(ip: [u8; 4]) -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind(SocketAddr::from((ip, 0)))?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind(SocketAddr::from((ip, 0)))?
+        .local_addr()?
+        .port())
 }
 
 /// The shared token key of a run directory, made on first use.
@@ -362,7 +382,8 @@ fn shared_secret(run_dir: &Path) -> anyhow::Result<String> {
         return Ok(s.trim().to_string());
     }
     let mut bytes = [0u8; 32];
-    std::fs::File::open("/dev/urandom").and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes))?;
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes))?;
     let key: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
     std::fs::write(&path, &key)?;
     std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
@@ -371,12 +392,23 @@ fn shared_secret(run_dir: &Path) -> anyhow::Result<String> {
 
 /// Starts `exe web` as web node `n` listening on `addr` (port 0: any), and waits for its
 /// "listening on" line.
-fn start_web(o: &UpOptions, n: usize, addr: SocketAddr, env: &[(String, String)]) -> anyhow::Result<(Child, SocketAddr, PathBuf)> {
+fn start_web(
+    o: &UpOptions,
+    n: usize,
+    addr: SocketAddr,
+    env: &[(String, String)],
+) -> anyhow::Result<(Child, SocketAddr, PathBuf)> {
     start_node(o, "web", n, addr, env)
 }
 
 /// Starts `crescendo ROLE` (`web` or `worker`) number `n` on `addr`, and waits until it listens.
-fn start_node(o: &UpOptions, role: &str, n: usize, addr: SocketAddr, env: &[(String, String)]) -> anyhow::Result<(Child, SocketAddr, PathBuf)> {
+fn start_node(
+    o: &UpOptions,
+    role: &str,
+    n: usize,
+    addr: SocketAddr,
+    env: &[(String, String)],
+) -> anyhow::Result<(Child, SocketAddr, PathBuf)> {
     use std::os::unix::process::CommandExt;
     let name = format!("{role}-{n}");
     let data = o.run_dir.join(&name);
@@ -402,7 +434,11 @@ fn start_node(o: &UpOptions, role: &str, n: usize, addr: SocketAddr, env: &[(Str
             bail!("{name} exited ({status}):\n{}", tail(&log_path));
         }
         let text = std::fs::read_to_string(&log_path).unwrap_or_default();
-        if let Some(a) = text.lines().find_map(|l| l.strip_prefix("listening on http://")).and_then(|a| a.trim().parse().ok()) {
+        if let Some(a) = text
+            .lines()
+            .find_map(|l| l.strip_prefix("listening on http://"))
+            .and_then(|a| a.trim().parse().ok())
+        {
             return Ok((child, a, log_path));
         }
         if Instant::now() > deadline {
@@ -442,10 +478,22 @@ pub fn add_worker(run_dir: &Path, state: &mut State) -> anyhow::Result<(String, 
     let n = next_number(state, "worker-");
     let ip = [127, 0, 5, n.min(250) as u8];
     let addr = SocketAddr::from((ip, free_port(ip)?));
-    let o = UpOptions { exe: state.exe.clone(), run_dir: run_dir.to_path_buf(), public: None, progress: |_| {} };
+    let o = UpOptions {
+        exe: state.exe.clone(),
+        run_dir: run_dir.to_path_buf(),
+        public: None,
+        progress: |_| {},
+    };
     let (child, addr, log) = start_node(&o, "worker", n, addr, &state.worker_env)?;
     let name = format!("worker-{n}");
-    state.processes.push(Process { role: "worker".into(), name: name.clone(), pid: child.id(), addr: addr.to_string(), log, dir: None });
+    state.processes.push(Process {
+        role: "worker".into(),
+        name: name.clone(),
+        pid: child.id(),
+        addr: addr.to_string(),
+        log,
+        dir: None,
+    });
     state.write(run_dir)?;
     Ok((name, child))
 }
@@ -457,7 +505,13 @@ pub fn add_worker(run_dir: &Path, state: &mut State) -> anyhow::Result<(String, 
 /// # Errors
 /// No such worker, or the state cannot be written.
 pub fn remove_worker(run_dir: &Path, state: &mut State, name: &str) -> anyhow::Result<()> {
-    let Some(i) = state.processes.iter().position(|p| p.role == "worker" && p.name == name) else { bail!("no worker {name}") };
+    let Some(i) = state
+        .processes
+        .iter()
+        .position(|p| p.role == "worker" && p.name == name)
+    else {
+        bail!("no worker {name}")
+    };
     let p = state.processes.remove(i);
     state.write(run_dir)?;
     if alive(p.pid) && ours(&p) {
@@ -481,11 +535,20 @@ pub fn up(t: &Topology, o: &UpOptions) -> anyhow::Result<Running> {
     if let Ok(s) = State::read(&o.run_dir)
         && s.processes.iter().any(|p| alive(p.pid))
     {
-        bail!("{} is already running from {} ({}); run `crescendo down` first", s.name, o.run_dir.display(), s.url);
+        bail!(
+            "{} is already running from {} ({}); run `crescendo down` first",
+            s.name,
+            o.run_dir.display(),
+            s.url
+        );
     }
-    std::fs::create_dir_all(&o.run_dir).with_context(|| format!("creating {}", o.run_dir.display()))?;
+    std::fs::create_dir_all(&o.run_dir)
+        .with_context(|| format!("creating {}", o.run_dir.display()))?;
     let run_dir = o.run_dir.canonicalize()?;
-    let o = UpOptions { run_dir: run_dir.clone(), ..o.clone() };
+    let o = UpOptions {
+        run_dir: run_dir.clone(),
+        ..o.clone()
+    };
     let public = o.public.unwrap_or(t.public);
     let mut state = State {
         name: t.name.clone(),
@@ -498,8 +561,18 @@ pub fn up(t: &Topology, o: &UpOptions) -> anyhow::Result<Running> {
         worker_env: Vec::new(),
         workers: None,
     };
-    let mut running =
-        Running { state: state.clone(), run_dir: run_dir.clone(), lb: None, webs: Vec::new(), workers: Vec::new(), nats: None, s3: None, redis: Vec::new(), replicas: Vec::new(), primary: None };
+    let mut running = Running {
+        state: state.clone(),
+        run_dir: run_dir.clone(),
+        lb: None,
+        webs: Vec::new(),
+        workers: Vec::new(),
+        nats: None,
+        s3: None,
+        redis: Vec::new(),
+        replicas: Vec::new(),
+        primary: None,
+    };
 
     // the database: primary, then replicas streaming from it
     let names: Vec<String> = (1..=t.postgres.replicas).map(|i| format!("r{i}")).collect();
@@ -535,14 +608,34 @@ pub fn up(t: &Topology, o: &UpOptions) -> anyhow::Result<Running> {
         running.replicas.push(r);
     }
     let mut env = vec![
-        ("CRESCENDO_STORE__BACKEND".to_string(), "postgres".to_string()),
-        ("CRESCENDO_STORE__POSTGRES_URL".to_string(), primary.url("postgres")),
-        ("CRESCENDO_AUTH__JWT_SECRET".to_string(), shared_secret(&run_dir)?),
+        (
+            "CRESCENDO_STORE__BACKEND".to_string(),
+            "postgres".to_string(),
+        ),
+        (
+            "CRESCENDO_STORE__POSTGRES_URL".to_string(),
+            primary.url("postgres"),
+        ),
+        (
+            "CRESCENDO_AUTH__JWT_SECRET".to_string(),
+            shared_secret(&run_dir)?,
+        ),
         // fail /ready for a second before closing, so HAProxy's checks see the drain
-        ("CRESCENDO_HTTP__DRAIN_DELAY_MS".to_string(), if t.load_balancer.is_some() { "1000" } else { "0" }.to_string()),
+        (
+            "CRESCENDO_HTTP__DRAIN_DELAY_MS".to_string(),
+            if t.load_balancer.is_some() {
+                "1000"
+            } else {
+                "0"
+            }
+            .to_string(),
+        ),
     ];
     if !replica_urls.is_empty() {
-        env.push(("CRESCENDO_STORE__POSTGRES_REPLICA_URLS".into(), format!("[{}]", replica_urls.join(", "))));
+        env.push((
+            "CRESCENDO_STORE__POSTGRES_REPLICA_URLS".into(),
+            format!("[{}]", replica_urls.join(", ")),
+        ));
     }
     running.primary = Some(primary);
 
@@ -550,7 +643,11 @@ pub fn up(t: &Topology, o: &UpOptions) -> anyhow::Result<Running> {
         let mut urls = Vec::new();
         for i in 1..=c.servers {
             (o.progress)(&format!("starting Redis cache-{i}"));
-            let r = Redis::start(&run_dir.join(format!("cache-{i}")), [127, 0, 3, i as u8], c.maxmemory_mb)?;
+            let r = Redis::start(
+                &run_dir.join(format!("cache-{i}")),
+                [127, 0, 3, i as u8],
+                c.maxmemory_mb,
+            )?;
             state.processes.push(Process {
                 role: "redis".into(),
                 name: format!("cache-{i}"),
@@ -563,7 +660,10 @@ pub fn up(t: &Topology, o: &UpOptions) -> anyhow::Result<Running> {
             running.redis.push(r);
         }
         env.push(("CRESCENDO_CACHE__BACKEND".into(), "redis".into()));
-        env.push(("CRESCENDO_CACHE__REDIS_URLS".into(), format!("[{}]", urls.join(", "))));
+        env.push((
+            "CRESCENDO_CACHE__REDIS_URLS".into(),
+            format!("[{}]", urls.join(", ")),
+        ));
     } else if t.load_balancer.is_some() {
         // one node's cache cannot see another node's writes: without a shared cache tier,
         // they keep none (DESIGN.md's contract: no cache serves data older than the last
@@ -587,7 +687,10 @@ pub fn up(t: &Topology, o: &UpOptions) -> anyhow::Result<Running> {
         running.redis.push(redis);
     }
 
-    if t.blobs.as_ref().is_some_and(|b| b.backend == BlobsBackend::S3) {
+    if t.blobs
+        .as_ref()
+        .is_some_and(|b| b.backend == BlobsBackend::S3)
+    {
         (o.progress)("starting the S3 object server (uploads and their variants)");
         let s3 = S3::start(&run_dir.join("s3"), SocketAddr::from(([127, 0, 6, 1], 0)))?;
         state.processes.push(Process {
@@ -600,14 +703,29 @@ pub fn up(t: &Topology, o: &UpOptions) -> anyhow::Result<Running> {
         });
         env.push(("CRESCENDO_BLOBS__BACKEND".into(), "s3".into()));
         env.push(("CRESCENDO_BLOBS__S3_ENDPOINT".into(), s3.endpoint()));
-        env.push(("CRESCENDO_BLOBS__S3_BUCKET".into(), crate::s3::BUCKET.into()));
-        env.push(("CRESCENDO_BLOBS__S3_REGION".into(), crate::s3::REGION.into()));
-        env.push(("CRESCENDO_BLOBS__S3_ACCESS_KEY".into(), s3.access_key().into()));
-        env.push(("CRESCENDO_BLOBS__S3_SECRET_KEY".into(), s3.secret_key().into()));
+        env.push((
+            "CRESCENDO_BLOBS__S3_BUCKET".into(),
+            crate::s3::BUCKET.into(),
+        ));
+        env.push((
+            "CRESCENDO_BLOBS__S3_REGION".into(),
+            crate::s3::REGION.into(),
+        ));
+        env.push((
+            "CRESCENDO_BLOBS__S3_ACCESS_KEY".into(),
+            s3.access_key().into(),
+        ));
+        env.push((
+            "CRESCENDO_BLOBS__S3_SECRET_KEY".into(),
+            s3.secret_key().into(),
+        ));
         running.s3 = Some(s3);
     } else {
         // every process reads and writes the same files: one machine's shared blob directory
-        env.push(("CRESCENDO_BLOBS__DIR".into(), run_dir.join("blobs").to_string_lossy().into_owned()));
+        env.push((
+            "CRESCENDO_BLOBS__DIR".into(),
+            run_dir.join("blobs").to_string_lossy().into_owned(),
+        ));
     }
 
     if let Some(q) = &t.queue {
@@ -639,7 +757,14 @@ pub fn up(t: &Topology, o: &UpOptions) -> anyhow::Result<Running> {
             let addr = SocketAddr::from((ip, free_port(ip)?));
             (o.progress)(&format!("starting worker-{n} on {addr}"));
             let (child, addr, log) = start_node(&o, "worker", n, addr, &worker_env)?;
-            state.processes.push(Process { role: "worker".into(), name: format!("worker-{n}"), pid: child.id(), addr: addr.to_string(), log, dir: None });
+            state.processes.push(Process {
+                role: "worker".into(),
+                name: format!("worker-{n}"),
+                pid: child.id(),
+                addr: addr.to_string(),
+                log,
+                dir: None,
+            });
             running.workers.push(WebNode { child });
         }
         // the web nodes take uploads and relay their jobs; the workers do the work
@@ -657,14 +782,31 @@ pub fn up(t: &Topology, o: &UpOptions) -> anyhow::Result<Running> {
         };
         (o.progress)(&format!("starting web-{n} on {addr}"));
         let (child, addr, log) = start_web(&o, n, addr, &env)?;
-        state.processes.push(Process { role: "web".into(), name: format!("web-{n}"), pid: child.id(), addr: addr.to_string(), log, dir: None });
-        backends.push(Backend { name: format!("web-{n}"), addr });
+        state.processes.push(Process {
+            role: "web".into(),
+            name: format!("web-{n}"),
+            pid: child.id(),
+            addr: addr.to_string(),
+            log,
+            dir: None,
+        });
+        backends.push(Backend {
+            name: format!("web-{n}"),
+            addr,
+        });
         running.webs.push(WebNode { child });
     }
 
     if let Some(lb) = &t.load_balancer {
         (o.progress)(&format!("starting HAProxy on {public}"));
-        let h = Haproxy::start(&run_dir.join("haproxy"), &LbConfig { public, backends, sticky: lb.sticky })?;
+        let h = Haproxy::start(
+            &run_dir.join("haproxy"),
+            &LbConfig {
+                public,
+                backends,
+                sticky: lb.sticky,
+            },
+        )?;
         state.processes.push(Process {
             role: "lb".into(),
             name: "haproxy".into(),
@@ -678,7 +820,10 @@ pub fn up(t: &Topology, o: &UpOptions) -> anyhow::Result<Running> {
     state.web_env = env;
     state.write(&run_dir)?;
     if let Some(w) = state.workers.as_ref().filter(|w| w.max > w.min) {
-        (o.progress)(&format!("starting the worker autoscaler ({} to {} workers)", w.min, w.max));
+        (o.progress)(&format!(
+            "starting the worker autoscaler ({} to {} workers)",
+            w.min, w.max
+        ));
         let child = start_autoscaler(&o)?;
         state.processes.push(Process {
             role: "supervisor".into(),
@@ -701,21 +846,43 @@ fn backends(state: &State) -> Vec<Backend> {
         .processes
         .iter()
         .filter(|p| p.role == "web")
-        .filter_map(|p| Some(Backend { name: p.name.clone(), addr: p.addr.parse().ok()? }))
+        .filter_map(|p| {
+            Some(Backend {
+                name: p.name.clone(),
+                addr: p.addr.parse().ok()?,
+            })
+        })
         .collect()
 }
 
 /// Rewrites HAProxy's configuration for `state`'s web nodes and reloads it.
 fn reload_lb(run_dir: &Path, state: &State) -> anyhow::Result<()> {
-    let (public, sticky) = state.lb.context("this topology has no load balancer to scale behind")?;
-    let lb = state.processes.iter().find(|p| p.role == "lb").context("no load balancer process")?;
-    Haproxy::reload_running(&run_dir.join("haproxy"), lb.pid, &LbConfig { public, backends: backends(state), sticky })
+    let (public, sticky) = state
+        .lb
+        .context("this topology has no load balancer to scale behind")?;
+    let lb = state
+        .processes
+        .iter()
+        .find(|p| p.role == "lb")
+        .context("no load balancer process")?;
+    Haproxy::reload_running(
+        &run_dir.join("haproxy"),
+        lb.pid,
+        &LbConfig {
+            public,
+            backends: backends(state),
+            sticky,
+        },
+    )
 }
 
 /// Waits until HAProxy reports `name` as `UP`.
 fn wait_up(run_dir: &Path, name: &str, limit: Duration) -> anyhow::Result<()> {
     let deadline = Instant::now() + limit;
-    while !Haproxy::backend_states(&run_dir.join("haproxy")).iter().any(|(n, s)| n == name && s == "UP") {
+    while !Haproxy::backend_states(&run_dir.join("haproxy"))
+        .iter()
+        .any(|(n, s)| n == name && s == "UP")
+    {
         if Instant::now() > deadline {
             bail!("{name} is not UP in the load balancer after {limit:?}");
         }
@@ -727,7 +894,17 @@ fn wait_up(run_dir: &Path, name: &str, limit: Duration) -> anyhow::Result<()> {
 /// Starts one more web node behind the balancer and waits until it takes traffic.
 /// One more than the highest N of the processes named `{prefix}N`.
 fn next_number(state: &State, prefix: &str) -> usize {
-    state.processes.iter().filter_map(|p| p.name.strip_prefix(prefix).and_then(|n| n.parse::<usize>().ok())).max().unwrap_or(0) + 1
+    state
+        .processes
+        .iter()
+        .filter_map(|p| {
+            p.name
+                .strip_prefix(prefix)
+                .and_then(|n| n.parse::<usize>().ok())
+        })
+        .max()
+        .unwrap_or(0)
+        + 1
 }
 
 fn add_web(run_dir: &Path, state: &mut State, progress: fn(&str)) -> anyhow::Result<String> {
@@ -735,16 +912,41 @@ fn add_web(run_dir: &Path, state: &mut State, progress: fn(&str)) -> anyhow::Res
     let ip = [127, 0, 1, n.min(250) as u8];
     let addr = SocketAddr::from((ip, free_port(ip)?));
     progress(&format!("starting web-{n} on {addr}"));
-    let o = UpOptions { exe: state.exe.clone(), run_dir: run_dir.to_path_buf(), public: None, progress };
+    let o = UpOptions {
+        exe: state.exe.clone(),
+        run_dir: run_dir.to_path_buf(),
+        public: None,
+        progress,
+    };
     let (child, addr, log) = start_web(&o, n, addr, &state.web_env)?;
     let name = format!("web-{n}");
-    state.processes.push(Process { role: "web".into(), name: name.clone(), pid: child.id(), addr: addr.to_string(), log, dir: None });
+    state.processes.push(Process {
+        role: "web".into(),
+        name: name.clone(),
+        pid: child.id(),
+        addr: addr.to_string(),
+        log,
+        dir: None,
+    });
     // it runs on after this process: `down` stops it by PID
     std::mem::forget(child);
     match state.lb {
         Some((public, false)) => {
-            Haproxy::write_config(&run_dir.join("haproxy"), &LbConfig { public, backends: backends(state), sticky: false })?;
-            Haproxy::add_live(&run_dir.join("haproxy"), &Backend { name: name.clone(), addr })?;
+            Haproxy::write_config(
+                &run_dir.join("haproxy"),
+                &LbConfig {
+                    public,
+                    backends: backends(state),
+                    sticky: false,
+                },
+            )?;
+            Haproxy::add_live(
+                &run_dir.join("haproxy"),
+                &Backend {
+                    name: name.clone(),
+                    addr,
+                },
+            )?;
         }
         _ => reload_lb(run_dir, state)?,
     }
@@ -754,8 +956,19 @@ fn add_web(run_dir: &Path, state: &mut State, progress: fn(&str)) -> anyhow::Res
 }
 
 /// Takes web node `name` out of the balancer, then stops it (it drains in-flight requests).
-fn remove_web(run_dir: &Path, state: &mut State, name: &str, progress: fn(&str)) -> anyhow::Result<()> {
-    let Some(i) = state.processes.iter().position(|p| p.role == "web" && p.name == name) else { bail!("no web node {name}") };
+fn remove_web(
+    run_dir: &Path,
+    state: &mut State,
+    name: &str,
+    progress: fn(&str),
+) -> anyhow::Result<()> {
+    let Some(i) = state
+        .processes
+        .iter()
+        .position(|p| p.role == "web" && p.name == name)
+    else {
+        bail!("no web node {name}")
+    };
     let p = state.processes.remove(i);
     progress(&format!("stopping {name}"));
     let live = matches!(state.lb, Some((_, false)));
@@ -764,7 +977,14 @@ fn remove_web(run_dir: &Path, state: &mut State, name: &str, progress: fn(&str))
         let dir = run_dir.join("haproxy");
         Haproxy::drain_live(&dir, name)?;
         let (public, _) = state.lb.expect("a balancer");
-        Haproxy::write_config(&dir, &LbConfig { public, backends: backends(state), sticky: false })?;
+        Haproxy::write_config(
+            &dir,
+            &LbConfig {
+                public,
+                backends: backends(state),
+                sticky: false,
+            },
+        )?;
     } else {
         reload_lb(run_dir, state)?;
     }
@@ -786,7 +1006,12 @@ fn remove_web(run_dir: &Path, state: &mut State, name: &str, progress: fn(&str))
 
 /// Drops web nodes that are no longer running from the state and the balancer.
 fn prune(run_dir: &Path, state: &mut State) -> anyhow::Result<()> {
-    let dead: Vec<String> = state.processes.iter().filter(|p| p.role == "web" && !alive(p.pid)).map(|p| p.name.clone()).collect();
+    let dead: Vec<String> = state
+        .processes
+        .iter()
+        .filter(|p| p.role == "web" && !alive(p.pid))
+        .map(|p| p.name.clone())
+        .collect();
     if dead.is_empty() {
         return Ok(());
     }
@@ -798,7 +1023,14 @@ fn prune(run_dir: &Path, state: &mut State) -> anyhow::Result<()> {
                 Haproxy::drain_live(&dir, name)?;
                 Haproxy::remove_live(&dir, name)?;
             }
-            Haproxy::write_config(&dir, &LbConfig { public, backends: backends(state), sticky: false })?;
+            Haproxy::write_config(
+                &dir,
+                &LbConfig {
+                    public,
+                    backends: backends(state),
+                    sticky: false,
+                },
+            )?;
         }
         _ => reload_lb(run_dir, state)?,
     }
@@ -818,12 +1050,22 @@ pub fn scale(run_dir: &Path, web: usize, progress: fn(&str)) -> anyhow::Result<V
     let mut state = State::read(run_dir)?;
     prune(run_dir, &mut state)?;
     loop {
-        let names: Vec<String> = state.processes.iter().filter(|p| p.role == "web").map(|p| p.name.clone()).collect();
+        let names: Vec<String> = state
+            .processes
+            .iter()
+            .filter(|p| p.role == "web")
+            .map(|p| p.name.clone())
+            .collect();
         match names.len().cmp(&web) {
             std::cmp::Ordering::Less => {
                 add_web(run_dir, &mut state, progress)?;
             }
-            std::cmp::Ordering::Greater => remove_web(run_dir, &mut state, names.last().expect("more than one"), progress)?,
+            std::cmp::Ordering::Greater => remove_web(
+                run_dir,
+                &mut state,
+                names.last().expect("more than one"),
+                progress,
+            )?,
             std::cmp::Ordering::Equal => return Ok(names),
         }
     }
@@ -837,7 +1079,12 @@ pub fn scale(run_dir: &Path, web: usize, progress: fn(&str)) -> anyhow::Result<V
 pub fn restart_web(run_dir: &Path, progress: fn(&str)) -> anyhow::Result<Vec<String>> {
     let mut state = State::read(run_dir)?;
     prune(run_dir, &mut state)?;
-    let old: Vec<String> = state.processes.iter().filter(|p| p.role == "web").map(|p| p.name.clone()).collect();
+    let old: Vec<String> = state
+        .processes
+        .iter()
+        .filter(|p| p.role == "web")
+        .map(|p| p.name.clone())
+        .collect();
     let mut new = Vec::new();
     for name in old {
         new.push(add_web(run_dir, &mut state, progress)?);
@@ -907,14 +1154,18 @@ fn signal(pid: u32, sig: nix::sys::signal::Signal) {
 /// Whether `pid` is a live process (not a zombie).
 pub fn alive(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => stat.rsplit_once(')').is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z')),
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z')),
         Err(_) => false,
     }
 }
 
 /// Whether `pid` still runs what `p` started (guards against a reused PID).
 fn ours(p: &Process) -> bool {
-    let Ok(cmdline) = std::fs::read(format!("/proc/{}/cmdline", p.pid)) else { return false };
+    let Ok(cmdline) = std::fs::read(format!("/proc/{}/cmdline", p.pid)) else {
+        return false;
+    };
     let cmd = String::from_utf8_lossy(&cmdline);
     match p.role.as_str() {
         "web" => cmd.contains("web") && cmd.contains(&p.name),
@@ -936,11 +1187,29 @@ fn ours(p: &Process) -> bool {
 pub fn down(run_dir: &Path) -> anyhow::Result<Vec<String>> {
     let state = State::read(run_dir)?;
     let mut stopped = Vec::new();
-    let order = ["supervisor", "web", "lb", "worker", "nats", "s3", "redis", "pg-replica", "pg-primary"];
+    let order = [
+        "supervisor",
+        "web",
+        "lb",
+        "worker",
+        "nats",
+        "s3",
+        "redis",
+        "pg-replica",
+        "pg-primary",
+    ];
     for role in order {
-        let group: Vec<&Process> = state.processes.iter().filter(|p| p.role == role && alive(p.pid) && ours(p)).collect();
+        let group: Vec<&Process> = state
+            .processes
+            .iter()
+            .filter(|p| p.role == role && alive(p.pid) && ours(p))
+            .collect();
         for p in &group {
-            let sig = if role.starts_with("pg") { nix::sys::signal::Signal::SIGINT } else { nix::sys::signal::Signal::SIGTERM };
+            let sig = if role.starts_with("pg") {
+                nix::sys::signal::Signal::SIGINT
+            } else {
+                nix::sys::signal::Signal::SIGTERM
+            };
             signal(p.pid, sig);
         }
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -949,7 +1218,10 @@ pub fn down(run_dir: &Path) -> anyhow::Result<Vec<String>> {
                 std::thread::sleep(Duration::from_millis(20));
             }
             if alive(p.pid) {
-                let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(p.pid as i32), nix::sys::signal::Signal::SIGKILL);
+                let _ = nix::sys::signal::killpg(
+                    nix::unistd::Pid::from_raw(p.pid as i32),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
             }
             stopped.push(p.name.clone());
         }
@@ -1013,7 +1285,12 @@ pub fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
     let mut text = String::new();
     s.read_to_string(&mut text).ok()?;
     let status = text.split_whitespace().nth(1)?.parse().ok()?;
-    Some((status, text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default()))
+    Some((
+        status,
+        text.split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default(),
+    ))
 }
 
 /// (requests, 5xx, p99 ms) from a node's `/metrics` text, leaving out the operators'
@@ -1022,9 +1299,20 @@ fn figures(metrics: &str) -> (f64, f64, Option<f64>) {
     let (mut total, mut errors) = (0.0, 0.0);
     let mut buckets: Vec<(f64, f64)> = Vec::new();
     for line in metrics.lines() {
-        let Some((series, value)) = line.rsplit_once(' ') else { continue };
-        let Ok(v) = value.parse::<f64>() else { continue };
-        if ["route=\"/ready\"", "route=\"/health\"", "route=\"/metrics\""].iter().any(|r| series.contains(r)) {
+        let Some((series, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let Ok(v) = value.parse::<f64>() else {
+            continue;
+        };
+        if [
+            "route=\"/ready\"",
+            "route=\"/health\"",
+            "route=\"/metrics\"",
+        ]
+        .iter()
+        .any(|r| series.contains(r))
+        {
             continue;
         }
         if series.starts_with("crescendo_http_requests_total{") {
@@ -1033,9 +1321,16 @@ fn figures(metrics: &str) -> (f64, f64, Option<f64>) {
                 errors += v;
             }
         } else if series.starts_with("crescendo_http_request_duration_seconds_bucket{")
-            && let Some(le) = series.split("le=\"").nth(1).and_then(|r| r.split('"').next())
+            && let Some(le) = series
+                .split("le=\"")
+                .nth(1)
+                .and_then(|r| r.split('"').next())
         {
-            let le = if le == "+Inf" { f64::INFINITY } else { le.parse().unwrap_or(f64::INFINITY) };
+            let le = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().unwrap_or(f64::INFINITY)
+            };
             match buckets.iter_mut().find(|(b, _)| *b == le) {
                 Some(b) => b.1 += v,
                 None => buckets.push((le, v)),
@@ -1044,7 +1339,12 @@ fn figures(metrics: &str) -> (f64, f64, Option<f64>) {
     }
     buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
     let count = buckets.last().map_or(0.0, |b| b.1);
-    let p99 = (count > 0.0).then(|| buckets.iter().find(|(_, c)| *c >= count * 0.99).map_or(f64::NAN, |(le, _)| le * 1000.0));
+    let p99 = (count > 0.0).then(|| {
+        buckets
+            .iter()
+            .find(|(_, c)| *c >= count * 0.99)
+            .map_or(f64::NAN, |(le, _)| le * 1000.0)
+    });
     (total, errors, p99)
 }
 
@@ -1058,7 +1358,13 @@ pub fn status(run_dir: &Path) -> anyhow::Result<Status> {
     let first: Vec<Option<f64>> = state
         .processes
         .iter()
-        .map(|p| if p.role == "web" { http_get(&p.addr, "/metrics").map(|(_, m)| figures(&m).0) } else { None })
+        .map(|p| {
+            if p.role == "web" {
+                http_get(&p.addr, "/metrics").map(|(_, m)| figures(&m).0)
+            } else {
+                None
+            }
+        })
         .collect();
     let started = Instant::now();
     if state.processes.iter().any(|p| p.role == "web") {
@@ -1067,12 +1373,22 @@ pub fn status(run_dir: &Path) -> anyhow::Result<Status> {
     let mut out = Vec::new();
     for (p, before) in state.processes.iter().zip(first) {
         let live = alive(p.pid);
-        let mut s = ProcessStatus { process: p.clone(), healthy: false, rps: None, p99_ms: None, errors: None, backends: Vec::new() };
+        let mut s = ProcessStatus {
+            process: p.clone(),
+            healthy: false,
+            rps: None,
+            p99_ms: None,
+            errors: None,
+            backends: Vec::new(),
+        };
         match p.role.as_str() {
-            "worker" => s.healthy = live && http_get(&p.addr, "/ready").is_some_and(|(code, _)| code == 200),
+            "worker" => {
+                s.healthy = live && http_get(&p.addr, "/ready").is_some_and(|(code, _)| code == 200)
+            }
             "supervisor" => s.healthy = live,
             "web" => {
-                s.healthy = live && http_get(&p.addr, "/ready").is_some_and(|(code, _)| code == 200);
+                s.healthy =
+                    live && http_get(&p.addr, "/ready").is_some_and(|(code, _)| code == 200);
                 if let Some((_, m)) = http_get(&p.addr, "/metrics") {
                     let (total, errors, p99) = figures(&m);
                     s.rps = before.map(|b| (total - b) / started.elapsed().as_secs_f64());
@@ -1081,7 +1397,10 @@ pub fn status(run_dir: &Path) -> anyhow::Result<Status> {
                 }
             }
             _ => {
-                s.healthy = live && p.addr.parse::<SocketAddr>().is_ok_and(|a| std::net::TcpStream::connect_timeout(&a, Duration::from_millis(500)).is_ok());
+                s.healthy = live
+                    && p.addr.parse::<SocketAddr>().is_ok_and(|a| {
+                        std::net::TcpStream::connect_timeout(&a, Duration::from_millis(500)).is_ok()
+                    });
                 if p.role == "lb" {
                     s.backends = Haproxy::backend_states(&run_dir.join("haproxy"));
                 }
@@ -1089,15 +1408,26 @@ pub fn status(run_dir: &Path) -> anyhow::Result<Status> {
         }
         out.push(s);
     }
-    let autoscale = std::fs::read(run_dir.join("autoscale.json")).ok().and_then(|b| serde_json::from_slice(&b).ok());
-    Ok(Status { name: state.name, rung: state.rung, url: state.url, processes: out, autoscale })
+    let autoscale = std::fs::read(run_dir.join("autoscale.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok());
+    Ok(Status {
+        name: state.name,
+        rung: state.rung,
+        url: state.url,
+        processes: out,
+        autoscale,
+    })
 }
 
 impl Status {
     /// A table for people.
     pub fn table(&self) -> String {
         let mut t = format!("{} (rung {}) at {}\n", self.name, self.rung, self.url);
-        t.push_str(&format!("{:<11} {:<11} {:>8} {:<22} {:<16} {:>8} {:>8} {:>7}\n", "ROLE", "NAME", "PID", "ADDRESS", "HEALTH", "REQ/S", "P99 MS", "5XX"));
+        t.push_str(&format!(
+            "{:<11} {:<11} {:>8} {:<22} {:<16} {:>8} {:>8} {:>7}\n",
+            "ROLE", "NAME", "PID", "ADDRESS", "HEALTH", "REQ/S", "P99 MS", "5XX"
+        ));
         for p in &self.processes {
             let f = |v: Option<f64>, d: usize| v.map_or("-".to_string(), |x| format!("{x:.d$}"));
             let mut health = if p.healthy { "up" } else { "DOWN" }.to_string();
@@ -1120,7 +1450,11 @@ impl Status {
         if let Some(a) = &self.autoscale {
             t.push_str(&format!(
                 "autoscaler: {} workers (min {}, max {}), {} jobs waiting or running; {}\n",
-                a["workers"], a["min"], a["max"], a["pending"], a["note"].as_str().unwrap_or("")
+                a["workers"],
+                a["min"],
+                a["max"],
+                a["pending"],
+                a["note"].as_str().unwrap_or("")
             ));
         }
         t
@@ -1133,27 +1467,63 @@ mod tests {
 
     #[test]
     fn workers_scale_up_at_once_and_down_one_at_a_time_after_a_quiet_spell() {
-        let s = WorkerScaling { min: 1, max: 4, jobs_per_worker: 4, scale_down_after_secs: 10, max_wait_secs: 30 };
+        let s = WorkerScaling {
+            min: 1,
+            max: 4,
+            jobs_per_worker: 4,
+            scale_down_after_secs: 10,
+            max_wait_secs: 30,
+        };
         let t0 = Instant::now();
         let at = |secs: u64| t0 + Duration::from_secs(secs);
         assert_eq!(desired_workers(&s, 1, 0, 0, None, t0), (1, None));
-        assert_eq!(desired_workers(&s, 1, 9, 0, None, t0), (3, None), "9 jobs need 3 workers, now");
-        assert_eq!(desired_workers(&s, 3, 100, 0, None, t0), (4, None), "never above max");
+        assert_eq!(
+            desired_workers(&s, 1, 9, 0, None, t0),
+            (3, None),
+            "9 jobs need 3 workers, now"
+        );
+        assert_eq!(
+            desired_workers(&s, 3, 100, 0, None, t0),
+            (4, None),
+            "never above max"
+        );
         // the backlog drains: nobody leaves before the quiet spell, then one at a time
         let (n, low) = desired_workers(&s, 4, 0, 0, None, at(1));
         assert_eq!((n, low), (4, Some(at(1))));
         assert_eq!(desired_workers(&s, 4, 0, 0, low, at(5)), (4, low));
         let (n, low) = desired_workers(&s, 4, 0, 0, low, at(11));
         assert_eq!((n, low), (3, Some(at(11))));
-        assert_eq!(desired_workers(&s, 3, 0, 0, low, at(15)).0, 3, "the spell starts again after each step");
+        assert_eq!(
+            desired_workers(&s, 3, 0, 0, low, at(15)).0,
+            3,
+            "the spell starts again after each step"
+        );
         assert_eq!(desired_workers(&s, 3, 0, 0, low, at(21)).0, 2);
         // a burst during the spell resets it
-        assert_eq!(desired_workers(&s, 3, 12, 0, Some(at(1)), at(30)), (3, None));
-        assert_eq!(desired_workers(&s, 1, 0, 0, Some(at(0)), at(100)), (1, None), "never below min");
+        assert_eq!(
+            desired_workers(&s, 3, 12, 0, Some(at(1)), at(30)),
+            (3, None)
+        );
+        assert_eq!(
+            desired_workers(&s, 1, 0, 0, Some(at(0)), at(100)),
+            (1, None),
+            "never below min"
+        );
         // few jobs, but old ones: one more worker, and nobody leaves while they wait
-        assert_eq!(desired_workers(&s, 1, 2, 31_000, None, t0), (2, None), "the oldest job waited 31 s");
-        assert_eq!(desired_workers(&s, 2, 2, 31_000, Some(t0), at(60)), (3, None));
-        assert_eq!(desired_workers(&s, 2, 2, 5_000, None, t0).0, 2, "young jobs: the depth decides, and it waits to step down");
+        assert_eq!(
+            desired_workers(&s, 1, 2, 31_000, None, t0),
+            (2, None),
+            "the oldest job waited 31 s"
+        );
+        assert_eq!(
+            desired_workers(&s, 2, 2, 31_000, Some(t0), at(60)),
+            (3, None)
+        );
+        assert_eq!(
+            desired_workers(&s, 2, 2, 5_000, None, t0).0,
+            2,
+            "young jobs: the depth decides, and it waits to step down"
+        );
     }
 
     #[test]
@@ -1163,14 +1533,24 @@ mod tests {
         for entry in std::fs::read_dir(&dir).unwrap() {
             let path = entry.unwrap().path();
             if path.extension().is_some_and(|e| e == "toml") {
-                let t = Topology::load(&path).unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
-                assert!(path.file_name().unwrap().to_string_lossy().starts_with(&format!("{:02}-", t.rung)));
+                let t =
+                    Topology::load(&path).unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
+                assert!(
+                    path.file_name()
+                        .unwrap()
+                        .to_string_lossy()
+                        .starts_with(&format!("{:02}-", t.rung))
+                );
                 seen += 1;
             }
         }
         assert!(seen >= 3);
         let bad = tempfile::NamedTempFile::new().unwrap();
-        std::fs::write(bad.path(), "name = 'x'\nrung = 3\n[web]\ncount = 2\n[postgres]\n").unwrap();
+        std::fs::write(
+            bad.path(),
+            "name = 'x'\nrung = 3\n[web]\ncount = 2\n[postgres]\n",
+        )
+        .unwrap();
         assert!(format!("{:#}", Topology::load(bad.path()).unwrap_err()).contains("load_balancer"));
         std::fs::write(bad.path(), "name = 'x'\nrung = 3\nwebs = 1\n").unwrap();
         assert!(format!("{:#}", Topology::load(bad.path()).unwrap_err()).contains("webs"));

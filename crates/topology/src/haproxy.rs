@@ -11,7 +11,7 @@
 //! It runs in master-worker mode (`-W`) in the foreground: the master's PID is the child's;
 //! SIGUSR2 reloads the configuration without dropping connections, SIGTERM stops it.
 
-use anyhow::{bail, Context};
+use anyhow::{Context, bail};
 use std::net::SocketAddr;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -79,7 +79,11 @@ backend web
         s.push_str("    cookie CRESCENDO_NODE insert indirect nocache httponly\n");
     }
     for b in &cfg.backends {
-        let cookie = if cfg.sticky { format!(" cookie {}", b.name) } else { String::new() };
+        let cookie = if cfg.sticky {
+            format!(" cookie {}", b.name)
+        } else {
+            String::new()
+        };
         s.push_str(&format!("    server {} {} check{cookie}\n", b.name, b.addr));
     }
     s
@@ -121,11 +125,20 @@ impl Haproxy {
             .process_group(0)
             .spawn()
             .context("starting haproxy")?;
-        let child = crate::await_ready(child, &format!("haproxy on {}", cfg.public), &dir.join("haproxy.log"), Duration::from_secs(10), || {
-            std::net::TcpStream::connect(cfg.public).is_ok()
-        })?;
+        let child = crate::await_ready(
+            child,
+            &format!("haproxy on {}", cfg.public),
+            &dir.join("haproxy.log"),
+            Duration::from_secs(10),
+            || std::net::TcpStream::connect(cfg.public).is_ok(),
+        )?;
         let pid = child.id();
-        Ok(Haproxy { child: Some(child), pid, dir: dir.to_path_buf(), public: cfg.public })
+        Ok(Haproxy {
+            child: Some(child),
+            pid,
+            dir: dir.to_path_buf(),
+            public: cfg.public,
+        })
     }
 
     /// Writes (and checks) the configuration without applying it: what a restart would read.
@@ -136,9 +149,17 @@ impl Haproxy {
         let path = dir.join("haproxy.cfg");
         let staged = dir.join("haproxy.cfg.new");
         std::fs::write(&staged, config_text(cfg, &dir.join("admin.sock")))?;
-        let out = Command::new(binary()?).args(["-c", "-q", "-f"]).arg(&staged).output().context("checking the haproxy configuration")?;
+        let out = Command::new(binary()?)
+            .args(["-c", "-q", "-f"])
+            .arg(&staged)
+            .output()
+            .context("checking the haproxy configuration")?;
         if !out.status.success() {
-            bail!("haproxy refuses its configuration: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+            bail!(
+                "haproxy refuses its configuration: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         std::fs::rename(&staged, &path)?;
         Ok(())
@@ -184,7 +205,8 @@ impl Haproxy {
     /// The socket does not answer.
     pub fn admin(dir: &Path, command: &str) -> anyhow::Result<String> {
         use std::io::{Read, Write};
-        let mut s = std::os::unix::net::UnixStream::connect(dir.join("admin.sock")).context("connecting to HAProxy's admin socket")?;
+        let mut s = std::os::unix::net::UnixStream::connect(dir.join("admin.sock"))
+            .context("connecting to HAProxy's admin socket")?;
         s.set_read_timeout(Some(Duration::from_secs(2)))?;
         s.write_all(format!("{command}\n").as_bytes())?;
         let mut text = String::new();
@@ -203,7 +225,10 @@ impl Haproxy {
         if !added.contains("New server registered") {
             bail!("HAProxy would not add {}: {added}", b.name);
         }
-        for cmd in [format!("enable health web/{}", b.name), format!("set server web/{} state ready", b.name)] {
+        for cmd in [
+            format!("enable health web/{}", b.name),
+            format!("set server web/{} state ready", b.name),
+        ] {
             let answer = Self::admin(dir, &cmd)?;
             if !answer.is_empty() {
                 bail!("HAProxy: {cmd}: {answer}");
@@ -240,7 +265,9 @@ impl Haproxy {
     /// Each backend's state from the admin socket's `show stat` (`UP`, `DOWN`, `MAINT`…).
     pub fn backend_states(dir: &Path) -> Vec<(String, String)> {
         use std::io::{Read, Write};
-        let Ok(mut s) = std::os::unix::net::UnixStream::connect(dir.join("admin.sock")) else { return Vec::new() };
+        let Ok(mut s) = std::os::unix::net::UnixStream::connect(dir.join("admin.sock")) else {
+            return Vec::new();
+        };
         let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
         if s.write_all(b"show stat\n").is_err() {
             return Vec::new();
@@ -270,7 +297,11 @@ fn signal(pid: u32, sig: nix::sys::signal::Signal) {
 impl Drop for Haproxy {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            crate::stop(&mut child, Some(nix::sys::signal::Signal::SIGTERM), Duration::from_secs(5));
+            crate::stop(
+                &mut child,
+                Some(nix::sys::signal::Signal::SIGTERM),
+                Duration::from_secs(5),
+            );
         }
     }
 }
@@ -284,14 +315,30 @@ mod tests {
     fn the_configuration_checks_health_balances_and_pins_only_when_sticky() {
         let cfg = LbConfig {
             public: "127.0.0.1:8000".parse().unwrap(),
-            backends: vec![Backend { name: "web-1".into(), addr: "127.0.0.2:9001".parse().unwrap() }],
+            backends: vec![Backend {
+                name: "web-1".into(),
+                addr: "127.0.0.2:9001".parse().unwrap(),
+            }],
             sticky: false,
         };
         let t = config_text(&cfg, Path::new("/run/x/admin.sock"));
-        assert!(t.contains("bind 127.0.0.1:8000") && t.contains("balance leastconn") && t.contains("option httpchk GET /ready"));
+        assert!(
+            t.contains("bind 127.0.0.1:8000")
+                && t.contains("balance leastconn")
+                && t.contains("option httpchk GET /ready")
+        );
         assert!(t.contains("server web-1 127.0.0.2:9001 check\n") && !t.contains("cookie"));
-        let sticky = config_text(&LbConfig { sticky: true, ..cfg }, Path::new("/s"));
-        assert!(sticky.contains("cookie CRESCENDO_NODE insert") && sticky.contains("server web-1 127.0.0.2:9001 check cookie web-1"));
+        let sticky = config_text(
+            &LbConfig {
+                sticky: true,
+                ..cfg
+            },
+            Path::new("/s"),
+        );
+        assert!(
+            sticky.contains("cookie CRESCENDO_NODE insert")
+                && sticky.contains("server web-1 127.0.0.2:9001 check cookie web-1")
+        );
     }
 
     #[test]
@@ -301,21 +348,48 @@ mod tests {
         let mut backends = Vec::new();
         for name in ["web-1", "web-2"] {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            backends.push(Backend { name: name.into(), addr: l.local_addr().unwrap() });
+            backends.push(Backend {
+                name: name.into(),
+                addr: l.local_addr().unwrap(),
+            });
             std::thread::spawn(move || {
                 use std::io::{Read, Write};
                 for mut s in l.incoming().flatten() {
                     let mut buf = [0u8; 4096];
                     let _ = s.read(&mut buf);
-                    let _ = write!(s, "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{name}", name.len());
+                    let _ = write!(
+                        s,
+                        "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{name}",
+                        name.len()
+                    );
                 }
             });
         }
-        let public: SocketAddr = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
-        let lb = Haproxy::start(dir.path(), &LbConfig { public, backends, sticky: false }).expect("haproxy starts");
+        let public: SocketAddr = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let lb = Haproxy::start(
+            dir.path(),
+            &LbConfig {
+                public,
+                backends,
+                sticky: false,
+            },
+        )
+        .expect("haproxy starts");
         let deadline = Instant::now() + Duration::from_secs(5);
-        while Haproxy::backend_states(dir.path()).iter().filter(|(_, s)| s == "UP").count() < 2 {
-            assert!(Instant::now() < deadline, "{:?}", Haproxy::backend_states(dir.path()));
+        while Haproxy::backend_states(dir.path())
+            .iter()
+            .filter(|(_, s)| s == "UP")
+            .count()
+            < 2
+        {
+            assert!(
+                Instant::now() < deadline,
+                "{:?}",
+                Haproxy::backend_states(dir.path())
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         let mut seen = std::collections::BTreeSet::new();

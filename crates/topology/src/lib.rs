@@ -27,11 +27,20 @@ use std::time::{Duration, Instant};
 /// Waits until a server we just started is ready, asking `ready` every 5 ms. Fails when it
 /// exits first (the error holds its log, `log`) or is not ready within `limit` (then it is
 /// killed and reaped). `what` names it in errors, e.g. "redis-server on 127.0.0.1:6379".
-pub(crate) fn await_ready(mut child: Child, what: &str, log: &std::path::Path, limit: Duration, ready: impl Fn() -> bool) -> anyhow::Result<Child> {
+pub(crate) fn await_ready(
+    mut child: Child,
+    what: &str,
+    log: &std::path::Path,
+    limit: Duration,
+    ready: impl Fn() -> bool,
+) -> anyhow::Result<Child> {
     let deadline = Instant::now() + limit;
     loop {
         if let Some(status) = child.try_wait()? {
-            anyhow::bail!("{what} exited ({status}):\n{}", std::fs::read_to_string(log).unwrap_or_default());
+            anyhow::bail!(
+                "{what} exited ({status}):\n{}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
         }
         if ready() {
             return Ok(child);

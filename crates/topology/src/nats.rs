@@ -2,7 +2,7 @@
 //! JetStream data and log in its own directory. Ready when its monitor port says JetStream
 //! is enabled (`/healthz?js-enabled-only=true`).
 
-use anyhow::{bail, Context};
+use anyhow::{Context, bail};
 use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::os::unix::process::CommandExt;
@@ -23,12 +23,17 @@ pub struct Nats {
 }
 
 fn free_port(ip: [u8; 4]) -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind(SocketAddr::from((ip, 0)))?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind(SocketAddr::from((ip, 0)))?
+        .local_addr()?
+        .port())
 }
 
 /// Whether the monitor at `monitor` says JetStream is up.
 pub fn healthy(monitor: SocketAddr) -> bool {
-    let Ok(mut s) = std::net::TcpStream::connect_timeout(&monitor, Duration::from_millis(300)) else { return false };
+    let Ok(mut s) = std::net::TcpStream::connect_timeout(&monitor, Duration::from_millis(300))
+    else {
+        return false;
+    };
     let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
     let req = format!("GET /healthz?js-enabled-only=true HTTP/1.0\r\nHost: {monitor}\r\n\r\n");
     let mut out = String::new();
@@ -54,7 +59,13 @@ fn spawn(dir: &Path, addr: SocketAddr, monitor: SocketAddr) -> anyhow::Result<Ch
         .process_group(0)
         .spawn()
         .context("starting nats-server")?;
-    crate::await_ready(child, &format!("nats-server on {addr}"), &dir.join("nats.log"), Duration::from_secs(10), || healthy(monitor))
+    crate::await_ready(
+        child,
+        &format!("nats-server on {addr}"),
+        &dir.join("nats.log"),
+        Duration::from_secs(10),
+        || healthy(monitor),
+    )
 }
 
 impl Nats {
@@ -65,7 +76,9 @@ impl Nats {
     /// healthy in 10 s.
     pub fn start(dir: &Path, ip: [u8; 4]) -> anyhow::Result<Self> {
         if !Path::new(BINARY).is_file() {
-            bail!("nats-server is missing: install the Debian package nats-server (apt-get install nats-server)");
+            bail!(
+                "nats-server is missing: install the Debian package nats-server (apt-get install nats-server)"
+            );
         }
         std::fs::create_dir_all(dir)?;
         let mut last = None;
@@ -73,7 +86,15 @@ impl Nats {
             let addr = SocketAddr::from((ip, free_port(ip)?));
             let monitor = SocketAddr::from((ip, free_port(ip)?));
             match spawn(dir, addr, monitor) {
-                Ok(child) => return Ok(Nats { pid: child.id(), child: Some(child), addr, monitor, dir: dir.to_path_buf() }),
+                Ok(child) => {
+                    return Ok(Nats {
+                        pid: child.id(),
+                        child: Some(child),
+                        addr,
+                        monitor,
+                        dir: dir.to_path_buf(),
+                    });
+                }
                 Err(e) => last = Some(e),
             }
         }
@@ -92,7 +113,13 @@ impl Nats {
         };
         let monitor = SocketAddr::from((ip, free_port(ip)?));
         let child = spawn(dir, addr, monitor)?;
-        Ok(Nats { pid: child.id(), child: Some(child), addr, monitor, dir: dir.to_path_buf() })
+        Ok(Nats {
+            pid: child.id(),
+            child: Some(child),
+            addr,
+            monitor,
+            dir: dir.to_path_buf(),
+        })
     }
 
     /// `nats://ADDR`.
@@ -118,7 +145,11 @@ impl Nats {
     /// Stops it (SIGTERM: JetStream data stays on disk), as when the broker is taken down.
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
-            crate::stop(&mut c, Some(nix::sys::signal::Signal::SIGTERM), Duration::from_secs(10));
+            crate::stop(
+                &mut c,
+                Some(nix::sys::signal::Signal::SIGTERM),
+                Duration::from_secs(10),
+            );
         }
     }
 

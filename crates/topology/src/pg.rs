@@ -10,7 +10,7 @@
 //! `pg_basebackup -R`, named by its `application_name` (for `synchronous_standby_names`).
 //! [`Postgres::kill`] and [`Postgres::restart`] let tests fail and revive a server.
 
-use anyhow::{bail, Context};
+use anyhow::{Context, bail};
 use std::io::Write;
 use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
@@ -33,14 +33,20 @@ pub struct Postgres {
 
 impl std::fmt::Debug for Postgres {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Postgres").field("port", &self.port).field("pid", &self.child.id()).finish()
+        f.debug_struct("Postgres")
+            .field("port", &self.port)
+            .field("pid", &self.child.id())
+            .finish()
     }
 }
 
 fn bin(name: &str) -> anyhow::Result<PathBuf> {
     let p = Path::new(BIN_DIR).join(name);
     if !p.is_file() {
-        bail!("{} is missing: install the Debian package postgresql-15 (apt-get install postgresql-15)", p.display());
+        bail!(
+            "{} is missing: install the Debian package postgresql-15 (apt-get install postgresql-15)",
+            p.display()
+        );
     }
     Ok(p)
 }
@@ -62,9 +68,16 @@ fn run_as_postgres(mut cmd: Command, what: &str) -> anyhow::Result<()> {
         let (uid, gid) = postgres_user()?;
         cmd.uid(uid).gid(gid);
     }
-    let out = cmd.stdin(Stdio::null()).output().with_context(|| format!("running {what}"))?;
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("running {what}"))?;
     if !out.status.success() {
-        bail!("{what} failed: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "{what} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     Ok(())
 }
@@ -86,11 +99,21 @@ fn template() -> anyhow::Result<PathBuf> {
     if root.join("PG_VERSION").is_file() {
         return Ok(root);
     }
-    let staging = tempfile::Builder::new().prefix("crescendo-pg15-initdb-").tempdir()?;
+    let staging = tempfile::Builder::new()
+        .prefix("crescendo-pg15-initdb-")
+        .tempdir()?;
     chown_to_postgres(staging.path())?;
     let data = staging.path().join("data");
     let mut cmd = Command::new(bin("initdb")?);
-    cmd.arg("-D").arg(&data).args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8", "--no-sync"]);
+    cmd.arg("-D").arg(&data).args([
+        "-U",
+        "postgres",
+        "--auth=trust",
+        "-E",
+        "UTF8",
+        "--locale=C.UTF-8",
+        "--no-sync",
+    ]);
     run_as_postgres(cmd, "initdb")?;
     match std::fs::rename(&data, &root) {
         Ok(()) => {}
@@ -102,9 +125,17 @@ fn template() -> anyhow::Result<PathBuf> {
 
 fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<()> {
     // `cp -a` keeps owners and modes, which postgres checks (the data dir must be 0700)
-    let out = Command::new("cp").arg("-a").arg(from).arg(to).output().context("running cp")?;
+    let out = Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .output()
+        .context("running cp")?;
     if !out.status.success() {
-        bail!("copying the template: {}", String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "copying the template: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     Ok(())
 }
@@ -125,7 +156,9 @@ impl Postgres {
     /// As [`Postgres::start`].
     pub fn start_in(parent: &Path, settings: &[(&str, &str)]) -> anyhow::Result<Self> {
         let template = template()?;
-        let dir = tempfile::Builder::new().prefix("crescendo-pg-primary-").tempdir_in(parent)?;
+        let dir = tempfile::Builder::new()
+            .prefix("crescendo-pg-primary-")
+            .tempdir_in(parent)?;
         chown_to_postgres(dir.path())?;
         copy_dir(&template, &dir.path().join("data"))?;
         Self::boot(dir, settings)
@@ -137,7 +170,11 @@ impl Postgres {
     ///
     /// # Errors
     /// As [`Postgres::start`], or a base backup that fails.
-    pub fn replica_of(primary: &Postgres, name: &str, settings: &[(&str, &str)]) -> anyhow::Result<Self> {
+    pub fn replica_of(
+        primary: &Postgres,
+        name: &str,
+        settings: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
         Self::replica_in(&std::env::temp_dir(), primary, name, settings)
     }
 
@@ -145,14 +182,29 @@ impl Postgres {
     ///
     /// # Errors
     /// As [`Postgres::replica_of`].
-    pub fn replica_in(parent: &Path, primary: &Postgres, name: &str, settings: &[(&str, &str)]) -> anyhow::Result<Self> {
-        let dir = tempfile::Builder::new().prefix(&format!("crescendo-pg-{name}-")).tempdir_in(parent)?;
+    pub fn replica_in(
+        parent: &Path,
+        primary: &Postgres,
+        name: &str,
+        settings: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("crescendo-pg-{name}-"))
+            .tempdir_in(parent)?;
         chown_to_postgres(dir.path())?;
         let data = dir.path().join("data");
         let mut cmd = Command::new(bin("pg_basebackup")?);
-        cmd.args(["-h", "127.0.0.1", "-p", &primary.port.to_string(), "-U", "postgres", "-D"])
-            .arg(&data)
-            .args(["-R", "-X", "stream", "-c", "fast", "--no-sync"]);
+        cmd.args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &primary.port.to_string(),
+            "-U",
+            "postgres",
+            "-D",
+        ])
+        .arg(&data)
+        .args(["-R", "-X", "stream", "-c", "fast", "--no-sync"]);
         run_as_postgres(cmd, "pg_basebackup")?;
         // -R wrote a primary_conninfo; a later line wins, and this one carries the name
         let conninfo = format!(
@@ -166,10 +218,15 @@ impl Postgres {
             .context("writing primary_conninfo")?;
         let replica = Self::boot(dir, settings)?;
         let deadline = Instant::now() + Duration::from_secs(30);
-        let query = format!("SELECT count(*) FROM pg_stat_replication WHERE application_name = '{name}' AND state = 'streaming'");
+        let query = format!(
+            "SELECT count(*) FROM pg_stat_replication WHERE application_name = '{name}' AND state = 'streaming'"
+        );
         while primary.query(&query)? != "1" {
             if Instant::now() > deadline {
-                bail!("replica {name} is not streaming after 30 s:\n{}", replica.log_tail());
+                bail!(
+                    "replica {name} is not streaming after 30 s:\n{}",
+                    replica.log_tail()
+                );
             }
             std::thread::sleep(Duration::from_millis(10));
         }
@@ -178,7 +235,10 @@ impl Postgres {
 
     /// Launches the server in `dir/data` on a free port and waits until it answers.
     fn boot(dir: tempfile::TempDir, settings: &[(&str, &str)]) -> anyhow::Result<Self> {
-        let settings: Vec<(String, String)> = settings.iter().map(|(k, v)| ((*k).to_string(), (*v).to_string())).collect();
+        let settings: Vec<(String, String)> = settings
+            .iter()
+            .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+            .collect();
         // a port found free can be taken before postgres binds it: then try another
         let mut last_error = None;
         for _ in 0..5 {
@@ -193,7 +253,13 @@ impl Postgres {
             match wait_ready(&mut child, port, dir.path(), Duration::from_secs(60)) {
                 Ok(()) => {
                     let path = dir.path().to_path_buf();
-                    return Ok(Postgres { child, port, dir: Some(dir), path, settings });
+                    return Ok(Postgres {
+                        child,
+                        port,
+                        dir: Some(dir),
+                        path,
+                        settings,
+                    });
                 }
                 Err(e) => {
                     let _ = child.kill();
@@ -239,7 +305,21 @@ impl Postgres {
     /// psql fails (the message includes its stderr).
     pub fn query(&self, sql: &str) -> anyhow::Result<String> {
         let out = Command::new(bin("psql")?)
-            .args(["-X", "-q", "-At", "-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "postgres", "-d", "postgres", "-c", sql])
+            .args([
+                "-X",
+                "-q",
+                "-At",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+                "-c",
+                sql,
+            ])
             .stdin(Stdio::null())
             .output()
             .context("running psql")?;
@@ -251,16 +331,24 @@ impl Postgres {
 
     fn launch(dir: &Path, port: u16, settings: &[(String, String)]) -> anyhow::Result<Child> {
         let data = dir.join("data");
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("postgres.log"))?;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("postgres.log"))?;
         chown_to_postgres(&dir.join("postgres.log"))?;
         let mut cmd = Command::new(bin("postgres")?);
         cmd.arg("-D").arg(&data).arg("-p").arg(port.to_string());
         cmd.args(["-c", "listen_addresses=127.0.0.1"]);
-        cmd.arg("-c").arg(format!("unix_socket_directories={}", dir.display()));
-        for (k, v) in [("fsync", "off"), ("full_page_writes", "off"), ("max_connections", "200")]
-            .iter()
-            .copied()
-            .chain(settings.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        cmd.arg("-c")
+            .arg(format!("unix_socket_directories={}", dir.display()));
+        for (k, v) in [
+            ("fsync", "off"),
+            ("full_page_writes", "off"),
+            ("max_connections", "200"),
+        ]
+        .iter()
+        .copied()
+        .chain(settings.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         {
             cmd.arg("-c").arg(format!("{k}={v}"));
         }
@@ -268,7 +356,10 @@ impl Postgres {
             let (uid, gid) = postgres_user()?;
             cmd.uid(uid).gid(gid);
         }
-        cmd.process_group(0).stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
+        cmd.process_group(0)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log);
         cmd.spawn().context("starting postgres")
     }
 
@@ -322,12 +413,22 @@ fn wait_ready(child: &mut Child, port: u16, dir: &Path, limit: Duration) -> anyh
     let pid_file = dir.join("data/postmaster.pid");
     loop {
         if let Some(status) = child.try_wait()? {
-            bail!("postgres exited ({status}) before it was ready:\n{}", log_tail(dir));
+            bail!(
+                "postgres exited ({status}) before it was ready:\n{}",
+                log_tail(dir)
+            );
         }
         if let Ok(text) = std::fs::read_to_string(&pid_file) {
-            let ours = text.lines().next().and_then(|l| l.trim().parse::<u32>().ok()) == Some(child.id());
+            let ours = text
+                .lines()
+                .next()
+                .and_then(|l| l.trim().parse::<u32>().ok())
+                == Some(child.id());
             // a primary says "ready", a hot standby "standby"
-            let ready = text.lines().nth(7).is_some_and(|l| matches!(l.trim(), "ready" | "standby"));
+            let ready = text
+                .lines()
+                .nth(7)
+                .is_some_and(|l| matches!(l.trim(), "ready" | "standby"));
             if ours && ready && std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
                 return Ok(());
             }
@@ -371,7 +472,10 @@ mod tests {
         assert!(Path::new(&format!("/proc/{pid}")).exists());
         let dir = pg.dir().to_path_buf();
         drop(pg);
-        assert!(!Path::new(&format!("/proc/{pid}")).exists(), "stopped and reaped");
+        assert!(
+            !Path::new(&format!("/proc/{pid}")).exists(),
+            "stopped and reaped"
+        );
         assert!(!dir.exists(), "its directory is removed");
     }
 }
@@ -385,7 +489,9 @@ mod replica_tests {
         let primary = Postgres::start(&[]).expect("primary starts");
         let mut replica = Postgres::replica_of(&primary, "r1", &[]).expect("replica starts");
         assert_eq!(replica.query("SELECT pg_is_in_recovery()").unwrap(), "t");
-        primary.query("CREATE TABLE t (x int); INSERT INTO t VALUES (42)").unwrap();
+        primary
+            .query("CREATE TABLE t (x int); INSERT INTO t VALUES (42)")
+            .unwrap();
         let deadline = Instant::now() + Duration::from_secs(10);
         while replica.query("SELECT x FROM t").ok().as_deref() != Some("42") {
             assert!(Instant::now() < deadline, "the row reaches the replica");
@@ -393,7 +499,10 @@ mod replica_tests {
         }
         let pid = replica.pid();
         replica.kill();
-        assert!(replica.query("SELECT 1").is_err(), "a killed server does not answer");
+        assert!(
+            replica.query("SELECT 1").is_err(),
+            "a killed server does not answer"
+        );
         replica.restart().expect("it comes back");
         assert_ne!(replica.pid(), pid);
         assert_eq!(replica.query("SELECT x FROM t").unwrap(), "42");

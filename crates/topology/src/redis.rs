@@ -2,7 +2,7 @@
 //! with `allkeys-lru` eviction, listening on loopback only, its log in its own directory.
 //! Ready when our own process answers `PING`.
 
-use anyhow::{bail, Context};
+use anyhow::{Context, bail};
 use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::os::unix::process::CommandExt;
@@ -24,8 +24,22 @@ pub struct Redis {
 fn spawn(dir: &Path, addr: SocketAddr, maxmemory_mb: u32) -> anyhow::Result<Child> {
     let log = std::fs::File::create(dir.join("redis.log"))?;
     let child = Command::new("/usr/bin/redis-server")
-        .args(["--port", &addr.port().to_string(), "--bind", &addr.ip().to_string(), "--save", "", "--appendonly", "no"])
-        .args(["--maxmemory", &format!("{maxmemory_mb}mb"), "--maxmemory-policy", "allkeys-lru"])
+        .args([
+            "--port",
+            &addr.port().to_string(),
+            "--bind",
+            &addr.ip().to_string(),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .args([
+            "--maxmemory",
+            &format!("{maxmemory_mb}mb"),
+            "--maxmemory-policy",
+            "allkeys-lru",
+        ])
         .args(["--protected-mode", "no", "--daemonize", "no"])
         .arg("--dir")
         .arg(dir)
@@ -35,12 +49,20 @@ fn spawn(dir: &Path, addr: SocketAddr, maxmemory_mb: u32) -> anyhow::Result<Chil
         .process_group(0)
         .spawn()
         .context("starting redis-server")?;
-    crate::await_ready(child, &format!("redis-server on {addr}"), &dir.join("redis.log"), Duration::from_secs(10), || ping(addr))
+    crate::await_ready(
+        child,
+        &format!("redis-server on {addr}"),
+        &dir.join("redis.log"),
+        Duration::from_secs(10),
+        || ping(addr),
+    )
 }
 
 /// Sends `PING` to `addr` and checks for `+PONG`.
 pub fn ping(addr: SocketAddr) -> bool {
-    let Ok(mut s) = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(300)) else { return false };
+    let Ok(mut s) = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(300)) else {
+        return false;
+    };
     let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
     let mut buf = [0u8; 7];
     s.write_all(b"PING\r\n").is_ok() && s.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n"
@@ -53,15 +75,27 @@ impl Redis {
     /// `redis-server` is missing (the message names the package) or it does not answer in 10 s.
     pub fn start(dir: &Path, ip: [u8; 4], maxmemory_mb: u32) -> anyhow::Result<Self> {
         if !Path::new("/usr/bin/redis-server").is_file() {
-            bail!("redis-server is missing: install the Debian package redis-server (apt-get install redis-server)");
+            bail!(
+                "redis-server is missing: install the Debian package redis-server (apt-get install redis-server)"
+            );
         }
         std::fs::create_dir_all(dir)?;
         let mut last = None;
         for _ in 0..5 {
-            let port = std::net::TcpListener::bind(SocketAddr::from((ip, 0)))?.local_addr()?.port();
+            let port = std::net::TcpListener::bind(SocketAddr::from((ip, 0)))?
+                .local_addr()?
+                .port();
             let addr = SocketAddr::from((ip, port));
             match spawn(dir, addr, maxmemory_mb) {
-                Ok(child) => return Ok(Redis { pid: child.id(), child: Some(child), addr, dir: dir.to_path_buf(), maxmemory_mb }),
+                Ok(child) => {
+                    return Ok(Redis {
+                        pid: child.id(),
+                        child: Some(child),
+                        addr,
+                        dir: dir.to_path_buf(),
+                        maxmemory_mb,
+                    });
+                }
                 // most likely the port was taken between the probe and the start: try another
                 Err(e) => last = Some(e),
             }
@@ -76,7 +110,13 @@ impl Redis {
     pub fn start_at(dir: &Path, addr: SocketAddr, maxmemory_mb: u32) -> anyhow::Result<Self> {
         std::fs::create_dir_all(dir)?;
         let child = spawn(dir, addr, maxmemory_mb)?;
-        Ok(Redis { pid: child.id(), child: Some(child), addr, dir: dir.to_path_buf(), maxmemory_mb })
+        Ok(Redis {
+            pid: child.id(),
+            child: Some(child),
+            addr,
+            dir: dir.to_path_buf(),
+            maxmemory_mb,
+        })
     }
 
     /// Starts it again on its own address (after [`Redis::kill`]), empty.
@@ -129,7 +169,11 @@ impl Redis {
 impl Drop for Redis {
     fn drop(&mut self) {
         if let Some(mut c) = self.child.take() {
-            crate::stop(&mut c, Some(nix::sys::signal::Signal::SIGTERM), Duration::from_secs(5));
+            crate::stop(
+                &mut c,
+                Some(nix::sys::signal::Signal::SIGTERM),
+                Duration::from_secs(5),
+            );
         }
     }
 }

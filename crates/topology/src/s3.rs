@@ -22,7 +22,9 @@ pub const REGION: &str = "us-east-1";
 /// # Errors
 /// It is not installed; the message says how to install it.
 pub fn binary() -> anyhow::Result<PathBuf> {
-    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH").map(|p| std::env::split_paths(&p).collect()).unwrap_or_default();
+    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect())
+        .unwrap_or_default();
     if let Some(home) = std::env::var_os("CARGO_HOME") {
         dirs.push(PathBuf::from(home).join("bin"));
     }
@@ -45,13 +47,24 @@ pub struct S3 {
     secret_key: String,
 }
 
-fn spawn(bin: &Path, dir: &Path, addr: SocketAddr, access_key: &str, secret_key: &str) -> anyhow::Result<Child> {
+fn spawn(
+    bin: &Path,
+    dir: &Path,
+    addr: SocketAddr,
+    access_key: &str,
+    secret_key: &str,
+) -> anyhow::Result<Child> {
     let root = dir.join("objects");
     // s3s-fs keeps a bucket as a directory under its root
     std::fs::create_dir_all(root.join(BUCKET))?;
     let log = std::fs::File::create(dir.join("s3.log"))?;
     let child = Command::new(bin)
-        .args(["--host", &addr.ip().to_string(), "--port", &addr.port().to_string()])
+        .args([
+            "--host",
+            &addr.ip().to_string(),
+            "--port",
+            &addr.port().to_string(),
+        ])
         .args(["--access-key", access_key, "--secret-key", secret_key])
         .arg(&root)
         .env("RUST_LOG", "warn")
@@ -61,16 +74,23 @@ fn spawn(bin: &Path, dir: &Path, addr: SocketAddr, access_key: &str, secret_key:
         .process_group(0)
         .spawn()
         .with_context(|| format!("starting {}", bin.display()))?;
-    crate::await_ready(child, &format!("s3s-fs on {addr}"), &dir.join("s3.log"), Duration::from_secs(10), || {
-        std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
-    })
+    crate::await_ready(
+        child,
+        &format!("s3s-fs on {addr}"),
+        &dir.join("s3.log"),
+        Duration::from_secs(10),
+        || std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok(),
+    )
 }
 
 fn credential(len: usize) -> String {
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
     let mut bytes = vec![0u8; len];
     getrandom::fill(&mut bytes).expect("the OS gives random bytes");
-    bytes.iter().map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char).collect()
+    bytes
+        .iter()
+        .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
+        .collect()
 }
 
 impl S3 {
@@ -85,10 +105,21 @@ impl S3 {
         let (access_key, secret_key) = (format!("AK{}", credential(18)), credential(40));
         let mut last = None;
         for _ in 0..5 {
-            let addr = if addr.port() == 0 { std::net::TcpListener::bind(addr)?.local_addr()? } else { addr };
+            let addr = if addr.port() == 0 {
+                std::net::TcpListener::bind(addr)?.local_addr()?
+            } else {
+                addr
+            };
             match spawn(&bin, dir, addr, &access_key, &secret_key) {
                 Ok(child) => {
-                    return Ok(S3 { pid: child.id(), child: Some(child), addr, dir: dir.to_path_buf(), access_key, secret_key });
+                    return Ok(S3 {
+                        pid: child.id(),
+                        child: Some(child),
+                        addr,
+                        dir: dir.to_path_buf(),
+                        access_key,
+                        secret_key,
+                    });
                 }
                 Err(e) => last = Some(e),
             }
@@ -134,7 +165,11 @@ impl S3 {
     /// Stops it (SIGTERM); the objects stay on disk.
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
-            crate::stop(&mut c, Some(nix::sys::signal::Signal::SIGTERM), Duration::from_secs(5));
+            crate::stop(
+                &mut c,
+                Some(nix::sys::signal::Signal::SIGTERM),
+                Duration::from_secs(5),
+            );
         }
     }
 
@@ -144,7 +179,13 @@ impl S3 {
     /// As [`S3::start`].
     pub fn restart(&mut self) -> anyhow::Result<()> {
         self.stop();
-        let child = spawn(&binary()?, &self.dir, self.addr, &self.access_key, &self.secret_key)?;
+        let child = spawn(
+            &binary()?,
+            &self.dir,
+            self.addr,
+            &self.access_key,
+            &self.secret_key,
+        )?;
         self.pid = child.id();
         self.child = Some(child);
         Ok(())

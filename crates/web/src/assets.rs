@@ -8,7 +8,9 @@
 
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
-use http::header::{ACCEPT_ENCODING, CACHE_CONTROL, CONTENT_ENCODING, CONTENT_TYPE, ETAG, IF_NONE_MATCH, VARY};
+use http::header::{
+    ACCEPT_ENCODING, CACHE_CONTROL, CONTENT_ENCODING, CONTENT_TYPE, ETAG, IF_NONE_MATCH, VARY,
+};
 use http::{HeaderMap, HeaderValue, StatusCode};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
@@ -37,8 +39,12 @@ fn gzip(data: &[u8]) -> Vec<u8> {
 
 fn brotli(data: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
-    let params = brotli::enc::BrotliEncoderParams { quality: 11, ..Default::default() };
-    brotli::BrotliCompress(&mut std::io::Cursor::new(data), &mut out, &params).expect("writing to memory");
+    let params = brotli::enc::BrotliEncoderParams {
+        quality: 11,
+        ..Default::default()
+    };
+    brotli::BrotliCompress(&mut std::io::Cursor::new(data), &mut out, &params)
+        .expect("writing to memory");
     out
 }
 
@@ -62,7 +68,10 @@ fn accepts(accept_encoding: &str, coding: &str) -> bool {
     accept_encoding.split(',').any(|part| {
         let mut it = part.split(';');
         let name = it.next().unwrap_or("").trim();
-        let q = it.find_map(|p| p.trim().strip_prefix("q=")).and_then(|q| q.trim().parse::<f32>().ok()).unwrap_or(1.0);
+        let q = it
+            .find_map(|p| p.trim().strip_prefix("q="))
+            .and_then(|q| q.trim().parse::<f32>().ok())
+            .unwrap_or(1.0);
         name.eq_ignore_ascii_case(coding) && q > 0.0
     })
 }
@@ -79,7 +88,11 @@ pub struct Assets {
 impl Assets {
     /// The embedded assets, linked under `base_url` (empty: this site's `/assets/`).
     pub fn new(base_url: &str) -> Self {
-        let base = if base_url.is_empty() { "/assets".to_string() } else { format!("{}/assets", base_url.trim_end_matches('/')) };
+        let base = if base_url.is_empty() {
+            "/assets".to_string()
+        } else {
+            format!("{}/assets", base_url.trim_end_matches('/'))
+        };
         Assets {
             css: Asset::new("app", "css", CSS, "text/css; charset=utf-8"),
             js: Asset::new("app", "js", JS, "text/javascript; charset=utf-8"),
@@ -112,24 +125,54 @@ impl Assets {
 }
 
 /// `GET /assets/{name}`: an embedded asset by its hashed name, cacheable for a year.
-pub async fn serve(State(assets): State<Arc<Assets>>, Path(name): Path<String>, headers: HeaderMap) -> Response {
-    let Some(a) = [&assets.css, &assets.js, &assets.icon].into_iter().find(|a| a.name == name) else {
-        return (StatusCode::NOT_FOUND, [(CACHE_CONTROL, "no-store")], "no such asset").into_response();
+pub async fn serve(
+    State(assets): State<Arc<Assets>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let Some(a) = [&assets.css, &assets.js, &assets.icon]
+        .into_iter()
+        .find(|a| a.name == name)
+    else {
+        return (
+            StatusCode::NOT_FOUND,
+            [(CACHE_CONTROL, "no-store")],
+            "no such asset",
+        )
+            .into_response();
     };
     let cache = [
-        (CACHE_CONTROL, HeaderValue::from_static("public, max-age=31536000, immutable")),
+        (
+            CACHE_CONTROL,
+            HeaderValue::from_static("public, max-age=31536000, immutable"),
+        ),
         (ETAG, a.etag.clone()),
         (VARY, HeaderValue::from_static("Accept-Encoding")),
     ];
     if headers.get(IF_NONE_MATCH) == Some(&a.etag) {
         return (StatusCode::NOT_MODIFIED, cache).into_response();
     }
-    let accept = headers.get(ACCEPT_ENCODING).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let accept = headers
+        .get(ACCEPT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     let content_type = [(CONTENT_TYPE, a.content_type)];
     if accepts(accept, "br") {
-        (cache, content_type, [(CONTENT_ENCODING, "br")], a.brotli.clone()).into_response()
+        (
+            cache,
+            content_type,
+            [(CONTENT_ENCODING, "br")],
+            a.brotli.clone(),
+        )
+            .into_response()
     } else if accepts(accept, "gzip") {
-        (cache, content_type, [(CONTENT_ENCODING, "gzip")], a.gzip.clone()).into_response()
+        (
+            cache,
+            content_type,
+            [(CONTENT_ENCODING, "gzip")],
+            a.gzip.clone(),
+        )
+            .into_response()
     } else {
         (cache, content_type, a.body).into_response()
     }
@@ -145,9 +188,16 @@ mod tests {
         assert!(!accepts("gzip;q=0, identity", "gzip") && !accepts("identity", "br"));
         assert!(accepts("GZIP;q=0.5", "gzip"));
         let a = Asset::new("app", "css", CSS, "text/css");
-        assert!(a.brotli.len() < CSS.len() / 2 && a.gzip.len() < CSS.len() / 2, "{} {} {}", CSS.len(), a.gzip.len(), a.brotli.len());
+        assert!(
+            a.brotli.len() < CSS.len() / 2 && a.gzip.len() < CSS.len() / 2,
+            "{} {} {}",
+            CSS.len(),
+            a.gzip.len(),
+            a.brotli.len()
+        );
         let mut back = String::new();
-        std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&a.gzip[..]), &mut back).unwrap();
+        std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&a.gzip[..]), &mut back)
+            .unwrap();
         assert_eq!(back, CSS);
     }
 
@@ -157,7 +207,10 @@ mod tests {
         assert!(local.css_href().starts_with("/assets/app.") && local.css_href().ends_with(".css"));
         assert_eq!(local.origin(), None);
         let cdn = Assets::new("https://cdn.example.com/");
-        assert!(cdn.js_href().starts_with("https://cdn.example.com/assets/app."));
+        assert!(
+            cdn.js_href()
+                .starts_with("https://cdn.example.com/assets/app.")
+        );
         assert_eq!(cdn.origin(), Some("https://cdn.example.com"));
     }
 }

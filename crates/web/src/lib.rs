@@ -19,8 +19,8 @@ mod pages;
 pub mod session;
 mod views;
 
-use axum::routing::{get, post};
 use axum::Router;
+use axum::routing::{get, post};
 use crescendo_app::App;
 use std::sync::Arc;
 
@@ -44,29 +44,57 @@ pub(crate) struct Web {
 /// The pages (mount at `/`, beside `/api`).
 pub fn router(app: App, cfg: WebConfig) -> Router {
     let assets = Arc::new(assets::Assets::new(&cfg.asset_base_url));
-    let upload_limit = usize::try_from(app.max_upload_bytes()).unwrap_or(usize::MAX).saturating_add(64 * 1024);
-    let web = Web { app: app.clone(), keys: cfg.keys, assets: Arc::clone(&assets) };
+    let upload_limit = usize::try_from(app.max_upload_bytes())
+        .unwrap_or(usize::MAX)
+        .saturating_add(64 * 1024);
+    let web = Web {
+        app: app.clone(),
+        keys: cfg.keys,
+        assets: Arc::clone(&assets),
+    };
     let pages = Router::new()
         .route("/", get(pages::home))
         .route("/login", get(pages::login_form).post(pages::login))
         .route("/register", get(pages::register_form).post(pages::register))
         .route("/logout", post(pages::logout))
         .route("/settings", get(pages::settings_form).post(pages::settings))
-        .route("/settings/picture", post(pages::upload_picture).layer(axum::extract::DefaultBodyLimit::max(upload_limit)))
-        .route("/article/{slug}/cover", post(pages::upload_cover).layer(axum::extract::DefaultBodyLimit::max(upload_limit)))
-        .route("/editor", get(pages::new_article_form).post(pages::create_article))
-        .route("/editor/{slug}", get(pages::edit_article_form).post(pages::update_article))
+        .route(
+            "/settings/picture",
+            post(pages::upload_picture).layer(axum::extract::DefaultBodyLimit::max(upload_limit)),
+        )
+        .route(
+            "/article/{slug}/cover",
+            post(pages::upload_cover).layer(axum::extract::DefaultBodyLimit::max(upload_limit)),
+        )
+        .route(
+            "/editor",
+            get(pages::new_article_form).post(pages::create_article),
+        )
+        .route(
+            "/editor/{slug}",
+            get(pages::edit_article_form).post(pages::update_article),
+        )
         .route("/article/{slug}", get(pages::article))
         .route("/article/{slug}/delete", post(pages::delete_article))
         .route("/article/{slug}/favorite", post(pages::favorite))
         .route("/article/{slug}/comments", post(pages::add_comment))
-        .route("/article/{slug}/comments/{id}/delete", post(pages::delete_comment))
+        .route(
+            "/article/{slug}/comments/{id}/delete",
+            post(pages::delete_comment),
+        )
         .route("/profile/{username}", get(pages::profile))
-        .route("/profile/{username}/favorites", get(pages::profile_favorites))
+        .route(
+            "/profile/{username}/favorites",
+            get(pages::profile_favorites),
+        )
         .route("/profile/{username}/follow", post(pages::follow))
-        .layer(axum::middleware::from_fn_with_state(web.clone(), pages::page_headers))
+        .layer(axum::middleware::from_fn_with_state(
+            web.clone(),
+            pages::page_headers,
+        ))
         .with_state(web);
-    let assets = Router::new().route("/assets/{name}", get(assets::serve)).with_state(assets);
+    let assets = Router::new()
+        .route("/assets/{name}", get(assets::serve))
+        .with_state(assets);
     pages.merge(assets)
 }
-

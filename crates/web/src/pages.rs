@@ -1,14 +1,14 @@
 //! Page handlers: each loads the session, calls the application, and renders a template or
 //! redirects (303) after a successful form.
 
-use crate::session::Session;
-use crate::views::{self, urlencode, Card, PageLink, Person, Remark, TagLink};
 use crate::Web;
+use crate::session::Session;
+use crate::views::{self, Card, PageLink, Person, Remark, TagLink, urlencode};
 use askama::Template;
+use axum::Form;
 use axum::extract::{ConnectInfo, FromRequestParts, Multipart, Path, Query, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::Form;
 use crescendo_app::{AppError, ArticleInput, ListQuery, UserChangesInput};
 use crescendo_domain::{CommentId, Id};
 use http::header::{ACCEPT, CACHE_CONTROL, CONTENT_TYPE, LOCATION};
@@ -41,15 +41,26 @@ impl FromRequestParts<Web> for Session {
 pub(crate) async fn page_headers(State(w): State<Web>, req: Request, next: Next) -> Response {
     let mut res = next.run(req).await;
     let h = res.headers_mut();
-    let assets = w.assets.origin().map(|o| format!(" {o}")).unwrap_or_default();
+    let assets = w
+        .assets
+        .origin()
+        .map(|o| format!(" {o}"))
+        .unwrap_or_default();
     let csp = format!(
         "default-src 'self'; img-src 'self' https: http:{assets}; style-src 'self'{assets}; script-src 'self'{assets}; \
          form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
     );
-    h.insert("content-security-policy", HeaderValue::from_str(&csp).expect("ASCII policy"));
-    h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    h.insert(
+        "content-security-policy",
+        HeaderValue::from_str(&csp).expect("ASCII policy"),
+    );
+    h.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
     h.insert("referrer-policy", HeaderValue::from_static("same-origin"));
-    h.entry(CACHE_CONTROL).or_insert(HeaderValue::from_static("private, no-cache"));
+    h.entry(CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static("private, no-cache"));
     h.insert(http::header::VARY, HeaderValue::from_static("Cookie"));
     res
 }
@@ -68,16 +79,31 @@ pub(crate) struct Chrome {
 
 async fn chrome(w: &Web, s: &Session, title: impl Into<String>, here: &'static str) -> Chrome {
     let user = match s.user {
-        Some(id) => w.app.profile_by_id(id).await.ok().flatten().map(|p| p.username.clone()),
+        Some(id) => w
+            .app
+            .profile_by_id(id)
+            .await
+            .ok()
+            .flatten()
+            .map(|p| p.username.clone()),
         None => None,
     };
-    Chrome { title: title.into(), user, csrf: s.csrf.clone(), css: w.assets.css_href(), js: w.assets.js_href(), icon: w.assets.icon_href(), here }
+    Chrome {
+        title: title.into(),
+        user,
+        csrf: s.csrf.clone(),
+        css: w.assets.css_href(),
+        js: w.assets.js_href(),
+        icon: w.assets.icon_href(),
+        here,
+    }
 }
 
 fn html(s: &Session, status: StatusCode, body: Result<String, askama::Error>) -> Response {
     match body {
         Ok(body) => {
-            let mut res = (status, [(CONTENT_TYPE, "text/html; charset=utf-8")], body).into_response();
+            let mut res =
+                (status, [(CONTENT_TYPE, "text/html; charset=utf-8")], body).into_response();
             s.apply(res.headers_mut());
             res
         }
@@ -94,13 +120,21 @@ const PUBLIC_PAGE: &str = "public, max-age=5";
 
 fn public_if_anonymous(s: &Session, mut res: Response) -> Response {
     if s.user.is_none() && s.set_cookie.is_none() && res.status() == StatusCode::OK {
-        res.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static(PUBLIC_PAGE));
+        res.headers_mut()
+            .insert(CACHE_CONTROL, HeaderValue::from_static(PUBLIC_PAGE));
     }
     res
 }
 
 fn redirect(s: &Session, to: &str) -> Response {
-    let mut res = (StatusCode::SEE_OTHER, [(LOCATION, HeaderValue::from_str(to).unwrap_or(HeaderValue::from_static("/")))]).into_response();
+    let mut res = (
+        StatusCode::SEE_OTHER,
+        [(
+            LOCATION,
+            HeaderValue::from_str(to).unwrap_or(HeaderValue::from_static("/")),
+        )],
+    )
+        .into_response();
     s.apply(res.headers_mut());
     res
 }
@@ -113,8 +147,18 @@ struct ErrorPage {
     message: String,
 }
 
-async fn error_page(w: &Web, s: &Session, status: StatusCode, heading: &str, message: &str) -> Response {
-    let page = ErrorPage { chrome: chrome(w, s, heading, "").await, heading: heading.into(), message: message.into() };
+async fn error_page(
+    w: &Web,
+    s: &Session,
+    status: StatusCode,
+    heading: &str,
+    message: &str,
+) -> Response {
+    let page = ErrorPage {
+        chrome: chrome(w, s, heading, "").await,
+        heading: heading.into(),
+        message: message.into(),
+    };
     html(s, status, page.render())
 }
 
@@ -122,18 +166,66 @@ async fn error_page(w: &Web, s: &Session, status: StatusCode, heading: &str, mes
 async fn failed(w: &Web, s: &Session, e: AppError) -> Response {
     match e {
         AppError::Unauthorized => redirect(s, "/login"),
-        AppError::Forbidden => error_page(w, s, StatusCode::FORBIDDEN, "Not yours", "Only its author can change or delete this.").await,
-        AppError::NotFound(what) => error_page(w, s, StatusCode::NOT_FOUND, "Not found", &format!("There is no such {what}.")).await,
-        AppError::Validation(_) | AppError::Conflict { .. } => {
-            error_page(w, s, StatusCode::UNPROCESSABLE_ENTITY, "That did not work", &problems(&e).join(" ")).await
+        AppError::Forbidden => {
+            error_page(
+                w,
+                s,
+                StatusCode::FORBIDDEN,
+                "Not yours",
+                "Only its author can change or delete this.",
+            )
+            .await
         }
-        AppError::UnsupportedMedia(why) => error_page(w, s, StatusCode::UNSUPPORTED_MEDIA_TYPE, "Not an image we take", &why).await,
+        AppError::NotFound(what) => {
+            error_page(
+                w,
+                s,
+                StatusCode::NOT_FOUND,
+                "Not found",
+                &format!("There is no such {what}."),
+            )
+            .await
+        }
+        AppError::Validation(_) | AppError::Conflict { .. } => {
+            error_page(
+                w,
+                s,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "That did not work",
+                &problems(&e).join(" "),
+            )
+            .await
+        }
+        AppError::UnsupportedMedia(why) => {
+            error_page(
+                w,
+                s,
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "Not an image we take",
+                &why,
+            )
+            .await
+        }
         AppError::Unavailable => {
-            error_page(w, s, StatusCode::SERVICE_UNAVAILABLE, "Try again in a moment", "Part of the service is unavailable.").await
+            error_page(
+                w,
+                s,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Try again in a moment",
+                "Part of the service is unavailable.",
+            )
+            .await
         }
         AppError::Internal(cause) => {
             tracing::error!(error = %cause, "page failed");
-            error_page(w, s, StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong", "The error has been logged.").await
+            error_page(
+                w,
+                s,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Something went wrong",
+                "The error has been logged.",
+            )
+            .await
         }
     }
 }
@@ -141,7 +233,11 @@ async fn failed(w: &Web, s: &Session, e: AppError) -> Response {
 /// Messages for a form: one per field problem.
 fn problems(e: &AppError) -> Vec<String> {
     match e {
-        AppError::Validation(errs) => errs.0.iter().map(|f| format!("{} {}", f.field, f.problem)).collect(),
+        AppError::Validation(errs) => errs
+            .0
+            .iter()
+            .map(|f| format!("{} {}", f.field, f.problem))
+            .collect(),
         AppError::Conflict { field } => vec![format!("{field} has already been taken")],
         AppError::Unauthorized => vec!["email or password is invalid".into()],
         other => vec![other.to_string()],
@@ -179,7 +275,10 @@ macro_rules! check_csrf {
 }
 
 fn wants_json(headers: &HeaderMap) -> bool {
-    headers.get(ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|v| v.contains("application/json"))
+    headers
+        .get(ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("application/json"))
 }
 
 // --- home ---
@@ -207,16 +306,46 @@ pub(crate) async fn home(State(w): State<Web>, s: Session, Query(q): Query<HomeQ
     let offset = (page - 1) * PER_PAGE;
     let tag = q.tag.filter(|t| !t.is_empty());
     let (tab, listed) = match (&tag, q.feed.is_some(), s.user) {
-        (Some(t), _, _) => ("tag", w.app.list_articles(s.user, ListQuery { tag: Some(t.clone()), limit: PER_PAGE, offset, ..Default::default() }).await),
+        (Some(t), _, _) => (
+            "tag",
+            w.app
+                .list_articles(
+                    s.user,
+                    ListQuery {
+                        tag: Some(t.clone()),
+                        limit: PER_PAGE,
+                        offset,
+                        ..Default::default()
+                    },
+                )
+                .await,
+        ),
         (None, true, Some(u)) => ("feed", w.app.feed(u, PER_PAGE, offset).await),
         (None, true, None) => return redirect(&s, "/login"),
-        (None, false, _) => ("global", w.app.list_articles(s.user, ListQuery { limit: PER_PAGE, offset, ..Default::default() }).await),
+        (None, false, _) => (
+            "global",
+            w.app
+                .list_articles(
+                    s.user,
+                    ListQuery {
+                        limit: PER_PAGE,
+                        offset,
+                        ..Default::default()
+                    },
+                )
+                .await,
+        ),
     };
     let (articles, total) = match listed {
         Ok(l) => l,
         Err(e) => return failed(&w, &s, e).await,
     };
-    let tags = w.app.tags().await.map(|t| t.iter().take(20).map(|t| TagLink::new(t)).collect()).unwrap_or_default();
+    let tags = w
+        .app
+        .tags()
+        .await
+        .map(|t| t.iter().take(20).map(|t| TagLink::new(t)).collect())
+        .unwrap_or_default();
     let tag_str = tag.clone().unwrap_or_default();
     let pages = views::pager(total, PER_PAGE, page, |n| match tab {
         "tag" => format!("/?tag={}&page={n}", urlencode(&tag_str)),
@@ -246,22 +375,65 @@ struct Auth {
     email: String,
 }
 
-async fn auth_page(w: &Web, mut s: Session, register: bool, status: StatusCode, errors: Vec<String>, username: String, email: String) -> Response {
+async fn auth_page(
+    w: &Web,
+    mut s: Session,
+    register: bool,
+    status: StatusCode,
+    errors: Vec<String>,
+    username: String,
+    email: String,
+) -> Response {
     if let Err(e) = s.ensure(&w.app, &w.keys).await {
         tracing::warn!(error = %e, "cannot start a session");
-        return error_page(w, &s, StatusCode::SERVICE_UNAVAILABLE, "Try again in a moment", "Sessions are unavailable.").await;
+        return error_page(
+            w,
+            &s,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Try again in a moment",
+            "Sessions are unavailable.",
+        )
+        .await;
     }
-    let (title, here) = if register { ("Sign up", "register") } else { ("Sign in", "login") };
-    let t = Auth { chrome: chrome(w, &s, title, here).await, register, errors, username, email };
+    let (title, here) = if register {
+        ("Sign up", "register")
+    } else {
+        ("Sign in", "login")
+    };
+    let t = Auth {
+        chrome: chrome(w, &s, title, here).await,
+        register,
+        errors,
+        username,
+        email,
+    };
     html(&s, status, t.render())
 }
 
 pub(crate) async fn login_form(State(w): State<Web>, s: Session) -> Response {
-    auth_page(&w, s, false, StatusCode::OK, Vec::new(), String::new(), String::new()).await
+    auth_page(
+        &w,
+        s,
+        false,
+        StatusCode::OK,
+        Vec::new(),
+        String::new(),
+        String::new(),
+    )
+    .await
 }
 
 pub(crate) async fn register_form(State(w): State<Web>, s: Session) -> Response {
-    auth_page(&w, s, true, StatusCode::OK, Vec::new(), String::new(), String::new()).await
+    auth_page(
+        &w,
+        s,
+        true,
+        StatusCode::OK,
+        Vec::new(),
+        String::new(),
+        String::new(),
+    )
+    .await
 }
 
 #[derive(Deserialize)]
@@ -290,28 +462,66 @@ pub(crate) async fn login(
     let address = client(peer.as_deref());
     let sessions = w.app.sessions();
     let counts = async {
-        let by_account = sessions.increment(&format!("web:login:account:{email}"), ATTEMPT_WINDOW).await?;
-        let by_address = sessions.increment(&format!("web:login:address:{address}"), ATTEMPT_WINDOW).await?;
+        let by_account = sessions
+            .increment(&format!("web:login:account:{email}"), ATTEMPT_WINDOW)
+            .await?;
+        let by_address = sessions
+            .increment(&format!("web:login:address:{address}"), ATTEMPT_WINDOW)
+            .await?;
         Ok::<_, crescendo_cache::CacheError>((by_account, by_address))
     };
     match counts.await {
         Ok((a, b)) if a > ATTEMPTS_PER_ACCOUNT || b > ATTEMPTS_PER_ADDRESS => {
             let msg = "too many sign-in attempts: wait 15 minutes, then try again".to_string();
-            return auth_page(&w, s, false, StatusCode::TOO_MANY_REQUESTS, vec![msg], String::new(), f.email).await;
+            return auth_page(
+                &w,
+                s,
+                false,
+                StatusCode::TOO_MANY_REQUESTS,
+                vec![msg],
+                String::new(),
+                f.email,
+            )
+            .await;
         }
         Ok(_) => {}
         Err(e) => {
             tracing::warn!(error = %e, "rate-limit counters unavailable");
-            return error_page(&w, &s, StatusCode::SERVICE_UNAVAILABLE, "Try again in a moment", "Sign-in is unavailable.").await;
+            return error_page(
+                &w,
+                &s,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Try again in a moment",
+                "Sign-in is unavailable.",
+            )
+            .await;
         }
     }
     match w.app.login(&f.email, &f.password).await {
         Ok(user) => match s.start(&w.app, &w.keys, Some(user.id)).await {
             Ok(()) => redirect(&s, "/"),
-            Err(_) => error_page(&w, &s, StatusCode::SERVICE_UNAVAILABLE, "Try again in a moment", "Sessions are unavailable.").await,
+            Err(_) => {
+                error_page(
+                    &w,
+                    &s,
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Try again in a moment",
+                    "Sessions are unavailable.",
+                )
+                .await
+            }
         },
         Err(e @ (AppError::Unauthorized | AppError::Validation(_))) => {
-            auth_page(&w, s, false, StatusCode::UNPROCESSABLE_ENTITY, problems(&e), String::new(), f.email).await
+            auth_page(
+                &w,
+                s,
+                false,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                problems(&e),
+                String::new(),
+                f.email,
+            )
+            .await
         }
         Err(e) => failed(&w, &s, e).await,
     }
@@ -329,15 +539,37 @@ pub(crate) struct RegisterForm {
     csrf: String,
 }
 
-pub(crate) async fn register(State(w): State<Web>, mut s: Session, Form(f): Form<RegisterForm>) -> Response {
+pub(crate) async fn register(
+    State(w): State<Web>,
+    mut s: Session,
+    Form(f): Form<RegisterForm>,
+) -> Response {
     check_csrf!(w, s, f.csrf);
     match w.app.register(&f.username, &f.email, &f.password).await {
         Ok(user) => match s.start(&w.app, &w.keys, Some(user.id)).await {
             Ok(()) => redirect(&s, "/"),
-            Err(_) => error_page(&w, &s, StatusCode::SERVICE_UNAVAILABLE, "Try again in a moment", "Sessions are unavailable.").await,
+            Err(_) => {
+                error_page(
+                    &w,
+                    &s,
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Try again in a moment",
+                    "Sessions are unavailable.",
+                )
+                .await
+            }
         },
         Err(e @ (AppError::Validation(_) | AppError::Conflict { .. })) => {
-            auth_page(&w, s, true, StatusCode::UNPROCESSABLE_ENTITY, problems(&e), f.username, f.email).await
+            auth_page(
+                &w,
+                s,
+                true,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                problems(&e),
+                f.username,
+                f.email,
+            )
+            .await
         }
         Err(e) => failed(&w, &s, e).await,
     }
@@ -349,7 +581,11 @@ pub(crate) struct TokenForm {
     csrf: String,
 }
 
-pub(crate) async fn logout(State(w): State<Web>, mut s: Session, Form(f): Form<TokenForm>) -> Response {
+pub(crate) async fn logout(
+    State(w): State<Web>,
+    mut s: Session,
+    Form(f): Form<TokenForm>,
+) -> Response {
     check_csrf!(w, s, f.csrf);
     let _ = s.end(&w.app, &w.keys).await;
     redirect(&s, "/")
@@ -372,7 +608,14 @@ pub(crate) async fn settings_form(State(w): State<Web>, s: Session) -> Response 
     let user = signed_in!(s);
     match w.app.current_user(user).await {
         Ok(u) => {
-            let t = Settings { chrome: chrome(&w, &s, "Settings", "settings").await, errors: Vec::new(), image: u.image, username: u.username, bio: u.bio, email: u.email };
+            let t = Settings {
+                chrome: chrome(&w, &s, "Settings", "settings").await,
+                errors: Vec::new(),
+                image: u.image,
+                username: u.username,
+                bio: u.bio,
+                email: u.email,
+            };
             html(&s, StatusCode::OK, t.render())
         }
         Err(e) => failed(&w, &s, e).await,
@@ -395,7 +638,11 @@ pub(crate) struct SettingsForm {
     csrf: String,
 }
 
-pub(crate) async fn settings(State(w): State<Web>, s: Session, Form(f): Form<SettingsForm>) -> Response {
+pub(crate) async fn settings(
+    State(w): State<Web>,
+    s: Session,
+    Form(f): Form<SettingsForm>,
+) -> Response {
     let user = signed_in!(s);
     check_csrf!(w, s, f.csrf);
     let input = UserChangesInput {
@@ -431,14 +678,20 @@ async fn image_form(mut form: Multipart) -> Result<(String, Option<bytes::Bytes>
         let field = match form.next_field().await {
             Ok(Some(f)) => f,
             Ok(None) => break,
-            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => return Err(AppError::invalid("file", "is too large")),
+            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                return Err(AppError::invalid("file", "is too large"));
+            }
             Err(e) => return Err(AppError::invalid("file", e.body_text())),
         };
         match field.name() {
             Some("csrf") => csrf = field.text().await.unwrap_or_default(),
             Some("file") => {
                 let bytes = field.bytes().await.map_err(|e| {
-                    if e.status() == StatusCode::PAYLOAD_TOO_LARGE { AppError::invalid("file", "is too large") } else { AppError::invalid("file", e.body_text()) }
+                    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                        AppError::invalid("file", "is too large")
+                    } else {
+                        AppError::invalid("file", e.body_text())
+                    }
                 })?;
                 file = Some(bytes).filter(|b| !b.is_empty());
             }
@@ -451,13 +704,27 @@ async fn image_form(mut form: Multipart) -> Result<(String, Option<bytes::Bytes>
 /// Turns an upload error into a page: what was wrong, and a way back.
 async fn upload_failed(w: &Web, s: &Session, e: AppError) -> Response {
     match e {
-        AppError::Validation(_) => error_page(w, s, StatusCode::UNPROCESSABLE_ENTITY, "That image did not work", &problems(&e).join(" ")).await,
+        AppError::Validation(_) => {
+            error_page(
+                w,
+                s,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "That image did not work",
+                &problems(&e).join(" "),
+            )
+            .await
+        }
         other => failed(w, s, other).await,
     }
 }
 
 /// The upload a page's image form sends (signed in, CSRF checked), or the page to answer.
-async fn take_upload(w: &Web, s: &Session, user: Id, form: Multipart) -> Result<crescendo_app::UploadView, Response> {
+async fn take_upload(
+    w: &Web,
+    s: &Session,
+    user: Id,
+    form: Multipart,
+) -> Result<crescendo_app::UploadView, Response> {
     let (csrf, file) = match image_form(form).await {
         Ok(f) => f,
         Err(e) => return Err(upload_failed(w, s, e).await),
@@ -465,7 +732,14 @@ async fn take_upload(w: &Web, s: &Session, user: Id, form: Multipart) -> Result<
     if !s.csrf_ok(&csrf) {
         return Err(csrf_refused(w, s).await);
     }
-    let Some(file) = file else { return Err(upload_failed(w, s, AppError::invalid("file", "is missing: choose an image")).await) };
+    let Some(file) = file else {
+        return Err(upload_failed(
+            w,
+            s,
+            AppError::invalid("file", "is missing: choose an image"),
+        )
+        .await);
+    };
     match w.app.create_upload(user, file).await {
         Ok(u) => Ok(u),
         Err(e) => Err(upload_failed(w, s, e).await),
@@ -479,7 +753,10 @@ pub(crate) async fn upload_picture(State(w): State<Web>, s: Session, form: Multi
         Ok(u) => u,
         Err(page) => return page,
     };
-    let input = UserChangesInput { image: Some(up.variant(320)), ..Default::default() };
+    let input = UserChangesInput {
+        image: Some(up.variant(320)),
+        ..Default::default()
+    };
     match w.app.update_user(user, input).await {
         Ok(_) => redirect(&s, "/settings"),
         Err(e) => upload_failed(&w, &s, e).await,
@@ -487,13 +764,21 @@ pub(crate) async fn upload_picture(State(w): State<Web>, s: Session, form: Multi
 }
 
 /// `POST /article/{slug}/cover`: uploads an image and makes its 1280 px variant the cover.
-pub(crate) async fn upload_cover(State(w): State<Web>, s: Session, Path(slug): Path<String>, form: Multipart) -> Response {
+pub(crate) async fn upload_cover(
+    State(w): State<Web>,
+    s: Session,
+    Path(slug): Path<String>,
+    form: Multipart,
+) -> Response {
     let user = signed_in!(s);
     let up = match take_upload(&w, &s, user, form).await {
         Ok(u) => u,
         Err(page) => return page,
     };
-    let input = ArticleInput { cover_image: Some(up.variant(1280)), ..Default::default() };
+    let input = ArticleInput {
+        cover_image: Some(up.variant(1280)),
+        ..Default::default()
+    };
     match w.app.update_article(user, &slug, input).await {
         Ok(a) => redirect(&s, &format!("/article/{}", a.article.slug)),
         Err(e) => upload_failed(&w, &s, e).await,
@@ -544,7 +829,14 @@ impl ArticleForm {
     }
 }
 
-async fn editor_page(w: &Web, s: &Session, status: StatusCode, action: String, f: ArticleForm, errors: Vec<String>) -> Response {
+async fn editor_page(
+    w: &Web,
+    s: &Session,
+    status: StatusCode,
+    action: String,
+    f: ArticleForm,
+    errors: Vec<String>,
+) -> Response {
     let t = Editor {
         chrome: chrome(w, s, "Editor", "editor").await,
         errors,
@@ -571,17 +863,35 @@ pub(crate) async fn new_article_form(State(w): State<Web>, s: Session) -> Respon
     editor_page(&w, &s, StatusCode::OK, "/editor".into(), empty, Vec::new()).await
 }
 
-pub(crate) async fn create_article(State(w): State<Web>, s: Session, Form(f): Form<ArticleForm>) -> Response {
+pub(crate) async fn create_article(
+    State(w): State<Web>,
+    s: Session,
+    Form(f): Form<ArticleForm>,
+) -> Response {
     let user = signed_in!(s);
     check_csrf!(w, s, f.csrf);
     match w.app.create_article(user, f.input()).await {
         Ok(a) => redirect(&s, &format!("/article/{}", a.article.slug)),
-        Err(e @ AppError::Validation(_)) => editor_page(&w, &s, StatusCode::UNPROCESSABLE_ENTITY, "/editor".into(), f, problems(&e)).await,
+        Err(e @ AppError::Validation(_)) => {
+            editor_page(
+                &w,
+                &s,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "/editor".into(),
+                f,
+                problems(&e),
+            )
+            .await
+        }
         Err(e) => failed(&w, &s, e).await,
     }
 }
 
-pub(crate) async fn edit_article_form(State(w): State<Web>, s: Session, Path(slug): Path<String>) -> Response {
+pub(crate) async fn edit_article_form(
+    State(w): State<Web>,
+    s: Session,
+    Path(slug): Path<String>,
+) -> Response {
     let user = signed_in!(s);
     let a = match w.app.article(Some(user), &slug).await {
         Ok(a) => a,
@@ -598,16 +908,37 @@ pub(crate) async fn edit_article_form(State(w): State<Web>, s: Session, Path(slu
         cover: a.article.cover_image.clone(),
         csrf: String::new(),
     };
-    editor_page(&w, &s, StatusCode::OK, format!("/editor/{}", a.article.slug), f, Vec::new()).await
+    editor_page(
+        &w,
+        &s,
+        StatusCode::OK,
+        format!("/editor/{}", a.article.slug),
+        f,
+        Vec::new(),
+    )
+    .await
 }
 
-pub(crate) async fn update_article(State(w): State<Web>, s: Session, Path(slug): Path<String>, Form(f): Form<ArticleForm>) -> Response {
+pub(crate) async fn update_article(
+    State(w): State<Web>,
+    s: Session,
+    Path(slug): Path<String>,
+    Form(f): Form<ArticleForm>,
+) -> Response {
     let user = signed_in!(s);
     check_csrf!(w, s, f.csrf);
     match w.app.update_article(user, &slug, f.input()).await {
         Ok(a) => redirect(&s, &format!("/article/{}", a.article.slug)),
         Err(e @ AppError::Validation(_)) => {
-            editor_page(&w, &s, StatusCode::UNPROCESSABLE_ENTITY, format!("/editor/{slug}"), f, problems(&e)).await
+            editor_page(
+                &w,
+                &s,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!("/editor/{slug}"),
+                f,
+                problems(&e),
+            )
+            .await
         }
         Err(e) => failed(&w, &s, e).await,
     }
@@ -626,7 +957,11 @@ struct ArticlePage {
     comments: Vec<Remark>,
 }
 
-pub(crate) async fn article(State(w): State<Web>, mut s: Session, Path(slug): Path<String>) -> Response {
+pub(crate) async fn article(
+    State(w): State<Web>,
+    mut s: Session,
+    Path(slug): Path<String>,
+) -> Response {
     let a = match w.app.article(s.user, &slug).await {
         Ok(a) => a,
         Err(e) => return failed(&w, &s, e).await,
@@ -645,13 +980,21 @@ pub(crate) async fn article(State(w): State<Web>, mut s: Session, Path(slug): Pa
         body_html: views::markdown(&a.article.body),
         author: Person::from(&a.author),
         mine: s.user == Some(a.article.author_id),
-        comments: comments.iter().map(|c| Remark::new(c, viewer.as_deref())).collect(),
+        comments: comments
+            .iter()
+            .map(|c| Remark::new(c, viewer.as_deref()))
+            .collect(),
         chrome,
     };
     public_if_anonymous(&s, html(&s, StatusCode::OK, t.render()))
 }
 
-pub(crate) async fn delete_article(State(w): State<Web>, s: Session, Path(slug): Path<String>, Form(f): Form<TokenForm>) -> Response {
+pub(crate) async fn delete_article(
+    State(w): State<Web>,
+    s: Session,
+    Path(slug): Path<String>,
+    Form(f): Form<TokenForm>,
+) -> Response {
     let user = signed_in!(s);
     check_csrf!(w, s, f.csrf);
     match w.app.delete_article(user, &slug).await {
@@ -677,7 +1020,11 @@ pub(crate) async fn favorite(
 ) -> Response {
     let user = signed_in!(s);
     check_csrf!(w, s, f.csrf);
-    let done = if f.action == "remove" { w.app.unfavorite(user, &slug).await } else { w.app.favorite(user, &slug).await };
+    let done = if f.action == "remove" {
+        w.app.unfavorite(user, &slug).await
+    } else {
+        w.app.favorite(user, &slug).await
+    };
     match done {
         Ok(a) if wants_json(&headers) => {
             axum::Json(serde_json::json!({"favorited": a.favorited, "favoritesCount": a.article.favorites_count})).into_response()
@@ -695,11 +1042,19 @@ pub(crate) struct CommentForm {
     csrf: String,
 }
 
-pub(crate) async fn add_comment(State(w): State<Web>, s: Session, Path(slug): Path<String>, Form(f): Form<CommentForm>) -> Response {
+pub(crate) async fn add_comment(
+    State(w): State<Web>,
+    s: Session,
+    Path(slug): Path<String>,
+    Form(f): Form<CommentForm>,
+) -> Response {
     let user = signed_in!(s);
     check_csrf!(w, s, f.csrf);
     match w.app.add_comment(user, &slug, Some(&f.body)).await {
-        Ok(c) => redirect(&s, &format!("/article/{slug}#comment-{}", c.comment.id.as_i64())),
+        Ok(c) => redirect(
+            &s,
+            &format!("/article/{slug}#comment-{}", c.comment.id.as_i64()),
+        ),
         Err(e) => failed(&w, &s, e).await,
     }
 }
@@ -712,7 +1067,12 @@ pub(crate) async fn delete_comment(
 ) -> Response {
     let user = signed_in!(s);
     check_csrf!(w, s, f.csrf);
-    let Some(id) = id.parse::<i64>().ok().filter(|i| *i > 0).map(CommentId::from_i64) else {
+    let Some(id) = id
+        .parse::<i64>()
+        .ok()
+        .filter(|i| *i > 0)
+        .map(CommentId::from_i64)
+    else {
         return failed(&w, &s, AppError::NotFound("comment")).await;
     };
     match w.app.delete_comment(user, &slug, id).await {
@@ -739,7 +1099,13 @@ pub(crate) struct PageQuery {
     page: Option<u32>,
 }
 
-async fn profile_page(w: &Web, mut s: Session, username: &str, favorites: bool, page: u32) -> Response {
+async fn profile_page(
+    w: &Web,
+    mut s: Session,
+    username: &str,
+    favorites: bool,
+    page: u32,
+) -> Response {
     let p = match w.app.profile(s.user, username).await {
         Ok(p) => p,
         Err(e) => return failed(w, &s, e).await,
@@ -759,7 +1125,11 @@ async fn profile_page(w: &Web, mut s: Session, username: &str, favorites: bool, 
     if s.user.is_some() {
         let _ = s.ensure(&w.app, &w.keys).await;
     }
-    let base = format!("/profile/{}{}", urlencode(&p.profile.username), if favorites { "/favorites" } else { "" });
+    let base = format!(
+        "/profile/{}{}",
+        urlencode(&p.profile.username),
+        if favorites { "/favorites" } else { "" }
+    );
     let t = ProfilePage {
         chrome: chrome(w, &s, p.profile.username.clone(), "").await,
         me: s.user == Some(p.profile.id),
@@ -771,11 +1141,21 @@ async fn profile_page(w: &Web, mut s: Session, username: &str, favorites: bool, 
     public_if_anonymous(&s, html(&s, StatusCode::OK, t.render()))
 }
 
-pub(crate) async fn profile(State(w): State<Web>, s: Session, Path(username): Path<String>, Query(q): Query<PageQuery>) -> Response {
+pub(crate) async fn profile(
+    State(w): State<Web>,
+    s: Session,
+    Path(username): Path<String>,
+    Query(q): Query<PageQuery>,
+) -> Response {
     profile_page(&w, s, &username, false, q.page.unwrap_or(1)).await
 }
 
-pub(crate) async fn profile_favorites(State(w): State<Web>, s: Session, Path(username): Path<String>, Query(q): Query<PageQuery>) -> Response {
+pub(crate) async fn profile_favorites(
+    State(w): State<Web>,
+    s: Session,
+    Path(username): Path<String>,
+    Query(q): Query<PageQuery>,
+) -> Response {
     profile_page(&w, s, &username, true, q.page.unwrap_or(1)).await
 }
 
@@ -788,9 +1168,15 @@ pub(crate) async fn follow(
 ) -> Response {
     let user: Id = signed_in!(s);
     check_csrf!(w, s, f.csrf);
-    let done = if f.action == "unfollow" { w.app.unfollow(user, &username).await } else { w.app.follow(user, &username).await };
+    let done = if f.action == "unfollow" {
+        w.app.unfollow(user, &username).await
+    } else {
+        w.app.follow(user, &username).await
+    };
     match done {
-        Ok(p) if wants_json(&headers) => axum::Json(serde_json::json!({"following": p.following})).into_response(),
+        Ok(p) if wants_json(&headers) => {
+            axum::Json(serde_json::json!({"following": p.following})).into_response()
+        }
         Ok(p) => redirect(&s, &format!("/profile/{}", urlencode(&p.profile.username))),
         Err(e) => failed(&w, &s, e).await,
     }

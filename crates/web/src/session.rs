@@ -7,8 +7,8 @@
 //! `HttpOnly`, `SameSite=Lax` and `Path=/`, and `Secure` when the site is served over
 //! HTTPS. Signing in issues a new ID (no session fixation); signing out deletes the session.
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use bytes::Bytes;
 use crescendo_app::App;
 use crescendo_domain::Id;
@@ -33,7 +33,9 @@ pub struct SessionKeys {
 
 impl std::fmt::Debug for SessionKeys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SessionKeys").field("secure", &self.secure).finish_non_exhaustive()
+        f.debug_struct("SessionKeys")
+            .field("secure", &self.secure)
+            .finish_non_exhaustive()
     }
 }
 
@@ -44,7 +46,10 @@ impl SessionKeys {
         let mut m = Hmac::<Sha256>::new_from_slice(token_key).expect("HMAC takes any key length");
         m.update(b"crescendo web session cookie v1");
         let derived = m.finalize().into_bytes();
-        Self { mac: Hmac::new_from_slice(&derived).expect("HMAC takes any key length"), secure }
+        Self {
+            mac: Hmac::new_from_slice(&derived).expect("HMAC takes any key length"),
+            secure,
+        }
     }
 
     fn sign(&self, id: &str) -> String {
@@ -115,7 +120,9 @@ impl Session {
     /// The session named by the request's cookie, if its MAC is right and the store still has
     /// it; else an empty session.
     pub async fn load(app: &App, keys: &SessionKeys, headers: &HeaderMap) -> Self {
-        let Some(id) = cookie_value(headers).and_then(|v| keys.verify(v)) else { return Self::default() };
+        let Some(id) = cookie_value(headers).and_then(|v| keys.verify(v)) else {
+            return Self::default();
+        };
         let stored = match app.sessions().get(&key(id)).await {
             Ok(Some(bytes)) => serde_json::from_slice::<Stored>(&bytes).unwrap_or_default(),
             Ok(None) => return Self::default(),
@@ -124,12 +131,21 @@ impl Session {
                 return Self::default();
             }
         };
-        Session { id: Some(id.to_string()), user: stored.u.map(Id::from_i64), csrf: stored.csrf, set_cookie: None }
+        Session {
+            id: Some(id.to_string()),
+            user: stored.u.map(Id::from_i64),
+            csrf: stored.csrf,
+            set_cookie: None,
+        }
     }
 
     /// Makes sure there is a stored session with a CSRF token (for a page that shows a
     /// form); a new one sets its cookie on the response.
-    pub async fn ensure(&mut self, app: &App, keys: &SessionKeys) -> Result<(), crescendo_cache::CacheError> {
+    pub async fn ensure(
+        &mut self,
+        app: &App,
+        keys: &SessionKeys,
+    ) -> Result<(), crescendo_cache::CacheError> {
         if self.id.is_some() && !self.csrf.is_empty() {
             return Ok(());
         }
@@ -137,12 +153,20 @@ impl Session {
     }
 
     /// Starts a new session for `user` (a fresh ID and CSRF token), replacing the current one.
-    pub async fn start(&mut self, app: &App, keys: &SessionKeys, user: Option<Id>) -> Result<(), crescendo_cache::CacheError> {
+    pub async fn start(
+        &mut self,
+        app: &App,
+        keys: &SessionKeys,
+        user: Option<Id>,
+    ) -> Result<(), crescendo_cache::CacheError> {
         if let Some(old) = self.id.take() {
             app.sessions().delete(&key(&old)).await?;
         }
         let id = random_token();
-        let stored = Stored { u: user.map(Id::as_i64), csrf: random_token() };
+        let stored = Stored {
+            u: user.map(Id::as_i64),
+            csrf: random_token(),
+        };
         let bytes = Bytes::from(serde_json::to_vec(&stored).expect("sessions serialise"));
         app.sessions().put(&key(&id), bytes, SESSION_TTL).await?;
         self.set_cookie = Some(keys.cookie(&id));
@@ -153,7 +177,11 @@ impl Session {
     }
 
     /// Ends the session: deletes it from the store and clears the cookie.
-    pub async fn end(&mut self, app: &App, keys: &SessionKeys) -> Result<(), crescendo_cache::CacheError> {
+    pub async fn end(
+        &mut self,
+        app: &App,
+        keys: &SessionKeys,
+    ) -> Result<(), crescendo_cache::CacheError> {
         if let Some(id) = self.id.take() {
             app.sessions().delete(&key(&id)).await?;
         }
@@ -168,7 +196,11 @@ impl Session {
         if self.csrf.is_empty() || submitted.len() != self.csrf.len() {
             return false;
         }
-        submitted.bytes().zip(self.csrf.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+        submitted
+            .bytes()
+            .zip(self.csrf.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
     }
 
     /// Adds the session cookie, if one is due, to response headers.
@@ -197,23 +229,44 @@ mod tests {
     fn cookies_verify_only_with_their_own_mac_and_key() {
         let keys = SessionKeys::derive(b"0123456789abcdef0123456789abcdef", false);
         let c = keys.cookie("abc").to_str().unwrap().to_string();
-        assert!(c.contains("HttpOnly") && c.contains("SameSite=Lax") && !c.contains("Secure"), "{c}");
-        let value = c.split(';').next().unwrap().strip_prefix("crescendo_sid=").unwrap();
+        assert!(
+            c.contains("HttpOnly") && c.contains("SameSite=Lax") && !c.contains("Secure"),
+            "{c}"
+        );
+        let value = c
+            .split(';')
+            .next()
+            .unwrap()
+            .strip_prefix("crescendo_sid=")
+            .unwrap();
         assert_eq!(keys.verify(value), Some("abc"));
-        assert_eq!(keys.verify(&value.replace("abc", "abd")), None, "another ID with the same MAC fails");
+        assert_eq!(
+            keys.verify(&value.replace("abc", "abd")),
+            None,
+            "another ID with the same MAC fails"
+        );
         let other = SessionKeys::derive(b"another key, also 32 bytes long!", true);
         assert_eq!(other.verify(value), None, "another key fails");
         assert!(other.cookie("x").to_str().unwrap().ends_with("; Secure"));
         let mut h = HeaderMap::new();
-        h.insert(COOKIE, HeaderValue::from_str(&format!("a=1; {COOKIE_NAME}={value}; b=2")).unwrap());
+        h.insert(
+            COOKIE,
+            HeaderValue::from_str(&format!("a=1; {COOKIE_NAME}={value}; b=2")).unwrap(),
+        );
         assert_eq!(cookie_value(&h), Some(value));
     }
 
     #[test]
     fn csrf_tokens_must_match_exactly() {
-        let s = Session { csrf: "token".into(), ..Default::default() };
+        let s = Session {
+            csrf: "token".into(),
+            ..Default::default()
+        };
         assert!(s.csrf_ok("token"));
         assert!(!s.csrf_ok("tokem") && !s.csrf_ok("") && !s.csrf_ok("token2"));
-        assert!(!Session::default().csrf_ok(""), "no session, no valid token");
+        assert!(
+            !Session::default().csrf_ok(""),
+            "no session, no valid token"
+        );
     }
 }

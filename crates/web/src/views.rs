@@ -47,7 +47,10 @@ pub struct TagLink {
 
 impl TagLink {
     pub fn new(name: &str) -> Self {
-        TagLink { name: name.to_string(), href: format!("/?tag={}", urlencode(name)) }
+        TagLink {
+            name: name.to_string(),
+            href: format!("/?tag={}", urlencode(name)),
+        }
     }
 }
 
@@ -55,7 +58,9 @@ impl TagLink {
 pub fn urlencode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
             _ => format!("%{b:02X}"),
         })
         .collect()
@@ -116,12 +121,23 @@ pub struct PageLink {
 
 /// Links to every page of a list of `total` items, `per_page` a page; `href` makes a
 /// page's URL.
-pub fn pager(total: u64, per_page: u32, current: u32, href: impl Fn(u32) -> String) -> Vec<PageLink> {
+pub fn pager(
+    total: u64,
+    per_page: u32,
+    current: u32,
+    href: impl Fn(u32) -> String,
+) -> Vec<PageLink> {
     let pages = total.div_ceil(u64::from(per_page)).min(1000) as u32;
     if pages <= 1 {
         return Vec::new();
     }
-    (1..=pages).map(|n| PageLink { number: n, href: href(n), current: n == current }).collect()
+    (1..=pages)
+        .map(|n| PageLink {
+            number: n,
+            href: href(n),
+            current: n == current,
+        })
+        .collect()
 }
 
 /// A user-given picture URL if it is `http(s)://`, else nothing: no `javascript:`, `data:`
@@ -131,12 +147,17 @@ pub fn image_url(url: &str) -> String {
     let lower = u.get(..8).unwrap_or(u).to_ascii_lowercase();
     // http(s), or a path on this site (uploads under /media), never `//host` or a scheme
     let local = u.starts_with('/') && !u.starts_with("//");
-    if lower.starts_with("https://") || lower.starts_with("http://") || local { u.to_string() } else { String::new() }
+    if lower.starts_with("https://") || lower.starts_with("http://") || local {
+        u.to_string()
+    } else {
+        String::new()
+    }
 }
 
 /// "November 28, 2026" for milliseconds since the epoch.
 pub fn date(ms: i64) -> String {
-    let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
     format!("{} {}, {}", t.month(), t.day(), t.year())
 }
 
@@ -145,14 +166,21 @@ pub fn date(ms: i64) -> String {
 pub fn markdown(src: &str) -> String {
     use pulldown_cmark::{Options, Parser};
     let mut html = String::with_capacity(src.len() * 3 / 2);
-    pulldown_cmark::html::push_html(&mut html, Parser::new_ext(src, Options::ENABLE_TABLES | Options::ENABLE_STRIKETHROUGH));
+    pulldown_cmark::html::push_html(
+        &mut html,
+        Parser::new_ext(src, Options::ENABLE_TABLES | Options::ENABLE_STRIKETHROUGH),
+    );
     ammonia::clean(&html)
 }
 
 /// Tags typed into one field, separated by spaces or commas.
 pub fn split_tags(s: &str) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
-    for t in s.split([',', ' ', '\n', '\t']).map(str::trim).filter(|t| !t.is_empty()) {
+    for t in s
+        .split([',', ' ', '\n', '\t'])
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+    {
         if !out.iter().any(|o| o == t) {
             out.push(t.to_string());
         }
@@ -166,9 +194,17 @@ mod tests {
 
     #[test]
     fn markdown_keeps_formatting_and_drops_scripts() {
-        let h = markdown("# Hi\n\n**bold** [x](javascript:alert(1)) <script>alert(1)</script> <img src=x onerror=alert(1)>");
-        assert!(h.contains("<h1>Hi</h1>") && h.contains("<strong>bold</strong>"), "{h}");
-        assert!(!h.contains("<script") && !h.contains("onerror") && !h.contains("javascript:"), "{h}");
+        let h = markdown(
+            "# Hi\n\n**bold** [x](javascript:alert(1)) <script>alert(1)</script> <img src=x onerror=alert(1)>",
+        );
+        assert!(
+            h.contains("<h1>Hi</h1>") && h.contains("<strong>bold</strong>"),
+            "{h}"
+        );
+        assert!(
+            !h.contains("<script") && !h.contains("onerror") && !h.contains("javascript:"),
+            "{h}"
+        );
     }
 
     #[test]
@@ -182,7 +218,10 @@ mod tests {
 
     #[test]
     fn tags_split_on_spaces_and_commas_once_each() {
-        assert_eq!(split_tags(" rust, web  rust,\ntests "), ["rust", "web", "tests"]);
+        assert_eq!(
+            split_tags(" rust, web  rust,\ntests "),
+            ["rust", "web", "tests"]
+        );
     }
 
     #[test]
@@ -192,16 +231,30 @@ mod tests {
 
     #[test]
     fn only_web_urls_are_pictures() {
-        assert_eq!(image_url(" https://x.example/a.png "), "https://x.example/a.png");
-        assert_eq!(image_url("HTTP://x.example/a.png"), "HTTP://x.example/a.png");
-        for bad in ["javascript:alert(1)", "data:image/svg+xml;base64,AAAA", "//evil.example/x", "vbscript:x", ""] {
+        assert_eq!(
+            image_url(" https://x.example/a.png "),
+            "https://x.example/a.png"
+        );
+        assert_eq!(
+            image_url("HTTP://x.example/a.png"),
+            "HTTP://x.example/a.png"
+        );
+        for bad in [
+            "javascript:alert(1)",
+            "data:image/svg+xml;base64,AAAA",
+            "//evil.example/x",
+            "vbscript:x",
+            "",
+        ] {
             assert_eq!(image_url(bad), "", "{bad}");
         }
     }
 
     #[test]
     fn markdown_drops_data_urls() {
-        let h = markdown("![x](data:image/svg+xml;base64,PHN2Zz4=) [y](data:text/html,<script>alert(1)</script>)");
+        let h = markdown(
+            "![x](data:image/svg+xml;base64,PHN2Zz4=) [y](data:text/html,<script>alert(1)</script>)",
+        );
         assert!(!h.contains("data:"), "{h}");
     }
 

@@ -15,7 +15,7 @@ use crescendo_queue::{Job, Queue};
 use crescendo_telemetry::names;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{Semaphore, watch};
 
 /// Work for one queue.
 #[async_trait]
@@ -68,8 +68,16 @@ pub fn backoff(attempts: u32) -> Duration {
 
 impl Worker {
     /// A worker over `queue` running `handlers`.
-    pub fn new(queue: Arc<dyn Queue>, handlers: Vec<Arc<dyn Handler>>, options: WorkerOptions) -> Self {
-        Self { queue, handlers, options }
+    pub fn new(
+        queue: Arc<dyn Queue>,
+        handlers: Vec<Arc<dyn Handler>>,
+        options: WorkerOptions,
+    ) -> Self {
+        Self {
+            queue,
+            handlers,
+            options,
+        }
     }
 
     /// Runs until `stop` turns true, then waits for the jobs in hand.
@@ -83,12 +91,15 @@ impl Worker {
             }
             let mut claimed = false;
             for handler in &self.handlers {
-                let Ok(permit) = Arc::clone(&permits).acquire_owned().await else { return };
+                let Ok(permit) = Arc::clone(&permits).acquire_owned().await else {
+                    return;
+                };
                 match self.queue.claim(handler.queue(), self.options.lease).await {
                     Ok(Some(job)) => {
                         claimed = true;
                         let (queue, handler) = (Arc::clone(&self.queue), Arc::clone(handler));
-                        let in_progress = metrics::gauge!(names::JOBS_IN_PROGRESS, "queue" => handler.queue());
+                        let in_progress =
+                            metrics::gauge!(names::JOBS_IN_PROGRESS, "queue" => handler.queue());
                         in_progress.increment(1.0);
                         tokio::spawn(async move {
                             run_one(&*queue, &*handler, job).await;
@@ -97,7 +108,9 @@ impl Worker {
                         });
                     }
                     Ok(None) => {}
-                    Err(e) => tracing::warn!(queue = handler.queue(), error = %e, "cannot claim jobs"),
+                    Err(e) => {
+                        tracing::warn!(queue = handler.queue(), error = %e, "cannot claim jobs")
+                    }
                 }
             }
             if !claimed {
@@ -108,7 +121,9 @@ impl Worker {
             }
         }
         // wait for every job in hand: all permits back
-        let _ = permits.acquire_many(self.options.concurrency.max(1) as u32).await;
+        let _ = permits
+            .acquire_many(self.options.concurrency.max(1) as u32)
+            .await;
         tracing::info!("worker stopped");
     }
 

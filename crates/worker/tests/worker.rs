@@ -19,7 +19,10 @@ impl Handler for Recorder {
         "test.jobs"
     }
     async fn handle(&self, job: &Job) -> Result<(), String> {
-        self.seen.lock().unwrap().push((job.payload.clone(), job.attempts));
+        self.seen
+            .lock()
+            .unwrap()
+            .push((job.payload.clone(), job.attempts));
         let mut left = self.failures_left.lock().unwrap();
         if job.payload == b"flaky" && *left > 0 {
             *left -= 1;
@@ -30,13 +33,21 @@ impl Handler for Recorder {
 }
 
 fn options() -> WorkerOptions {
-    WorkerOptions { concurrency: 2, lease: Duration::from_secs(30), idle_poll: Duration::from_millis(10), depth_every: Duration::from_millis(50) }
+    WorkerOptions {
+        concurrency: 2,
+        lease: Duration::from_secs(30),
+        idle_poll: Duration::from_millis(10),
+        depth_every: Duration::from_millis(50),
+    }
 }
 
 async fn wait_until(mut f: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while !f() {
-        assert!(tokio::time::Instant::now() < deadline, "condition not met within 10 s");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "condition not met within 10 s"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
@@ -49,14 +60,24 @@ async fn published_jobs_are_run_once_and_removed() {
     for p in [&b"a"[..], b"b", b"c"] {
         queue.publish("test.jobs", p).await.unwrap();
     }
-    let rec = Arc::new(Recorder { seen: Mutex::new(Vec::new()), failures_left: Mutex::new(0) });
+    let rec = Arc::new(Recorder {
+        seen: Mutex::new(Vec::new()),
+        failures_left: Mutex::new(0),
+    });
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let worker = tokio::spawn(Worker::new(Arc::clone(&queue), vec![rec.clone()], options()).run(stop_rx));
+    let worker =
+        tokio::spawn(Worker::new(Arc::clone(&queue), vec![rec.clone()], options()).run(stop_rx));
     wait_until(|| rec.seen.lock().unwrap().len() == 3).await;
     drained(&queue).await;
     stop_tx.send(true).unwrap();
     worker.await.unwrap();
-    let mut seen: Vec<Vec<u8>> = rec.seen.lock().unwrap().iter().map(|(p, _)| p.clone()).collect();
+    let mut seen: Vec<Vec<u8>> = rec
+        .seen
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(p, _)| p.clone())
+        .collect();
     seen.sort();
     assert_eq!(seen, vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]);
     assert_eq!(queue.depth("test.jobs").await.unwrap().pending, 0);
@@ -66,7 +87,10 @@ async fn published_jobs_are_run_once_and_removed() {
 async fn drained(queue: &Arc<dyn Queue>) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while queue.depth("test.jobs").await.unwrap().pending > 0 {
-        assert!(tokio::time::Instant::now() < deadline, "queue not drained within 10 s");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "queue not drained within 10 s"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
@@ -77,9 +101,13 @@ async fn a_failing_job_is_retried_and_then_succeeds() {
     let store = SqliteStore::open(&SqliteOptions::new(dir.path().join("db"))).unwrap();
     let queue: Arc<dyn Queue> = Arc::new(store.queue(5));
     queue.publish("test.jobs", b"flaky").await.unwrap();
-    let rec = Arc::new(Recorder { seen: Mutex::new(Vec::new()), failures_left: Mutex::new(1) });
+    let rec = Arc::new(Recorder {
+        seen: Mutex::new(Vec::new()),
+        failures_left: Mutex::new(1),
+    });
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let worker = tokio::spawn(Worker::new(Arc::clone(&queue), vec![rec.clone()], options()).run(stop_rx));
+    let worker =
+        tokio::spawn(Worker::new(Arc::clone(&queue), vec![rec.clone()], options()).run(stop_rx));
     // the first attempt fails; the retry comes after the 1 s back-off
     wait_until(|| rec.seen.lock().unwrap().len() == 2).await;
     drained(&queue).await;

@@ -1,16 +1,23 @@
 use crescendo_testkit::TestApp;
 use reqwest::StatusCode;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 fn slugs(v: &Value) -> Vec<String> {
-    v["articles"].as_array().unwrap().iter().map(|a| a["slug"].as_str().unwrap().to_string()).collect()
+    v["articles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["slug"].as_str().unwrap().to_string())
+        .collect()
 }
 
 #[tokio::test]
 async fn articles_round_trip_with_sorted_tags_and_an_id_bearing_slug() {
     let app = TestApp::spawn().await;
     let t = app.register("jake").await;
-    let a = app.create_article(&t, "How to train your dragon", &["training", "dragons"]).await;
+    let a = app
+        .create_article(&t, "How to train your dragon", &["training", "dragons"])
+        .await;
     assert_eq!(a["tagList"], json!(["dragons", "training"]));
     assert_eq!(a["favorited"], false);
     assert_eq!(a["favoritesCount"], 0);
@@ -42,38 +49,88 @@ async fn only_the_author_may_update_or_delete_and_the_slug_follows_the_title() {
     let a = app.create_article(&jake, "Old title", &["x"]).await;
     let old = a["slug"].as_str().unwrap().to_string();
     let path = format!("/api/articles/{old}");
-    assert_eq!(app.put(&path, Some(&ann), json!({"article": {"title": "Hijack"}})).await.status, StatusCode::FORBIDDEN);
-    assert_eq!(app.delete(&path, Some(&ann)).await.status, StatusCode::FORBIDDEN);
-    assert_eq!(app.put(&path, None, json!({"article": {"title": "x"}})).await.status, StatusCode::UNAUTHORIZED);
-    let blank = app.put(&path, Some(&jake), json!({"article": {"title": "  "}})).await;
+    assert_eq!(
+        app.put(&path, Some(&ann), json!({"article": {"title": "Hijack"}}))
+            .await
+            .status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        app.delete(&path, Some(&ann)).await.status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        app.put(&path, None, json!({"article": {"title": "x"}}))
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
+    let blank = app
+        .put(&path, Some(&jake), json!({"article": {"title": "  "}}))
+        .await;
     assert_eq!(blank.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(blank.json["errors"]["body"][0], "title can't be blank");
 
-    let up = app.put(&path, Some(&jake), json!({"article": {"title": "New title", "body": "new body"}})).await;
+    let up = app
+        .put(
+            &path,
+            Some(&jake),
+            json!({"article": {"title": "New title", "body": "new body"}}),
+        )
+        .await;
     assert_eq!(up.status, StatusCode::OK);
     let new = up.json["article"]["slug"].as_str().unwrap().to_string();
     assert!(new.starts_with("new-title-"), "{new}");
-    assert_eq!(up.json["article"]["description"], a["description"], "absent fields stay");
+    assert_eq!(
+        up.json["article"]["description"], a["description"],
+        "absent fields stay"
+    );
     // the next read, through the new or the old slug, sees the change
     for s in [&new, &old] {
         let got = app.get(&format!("/api/articles/{s}"), None).await;
         assert_eq!(got.json["article"]["title"], "New title");
         assert_eq!(got.json["article"]["body"], "new body");
     }
-    assert_eq!(app.get("/api/articles", None).await.json["articles"][0]["title"], "New title");
+    assert_eq!(
+        app.get("/api/articles", None).await.json["articles"][0]["title"],
+        "New title"
+    );
 
-    assert_eq!(app.delete(&format!("/api/articles/{new}"), Some(&jake)).await.status, StatusCode::NO_CONTENT);
-    assert_eq!(app.get(&format!("/api/articles/{new}"), None).await.status, StatusCode::NOT_FOUND);
-    assert_eq!(app.get("/api/articles", None).await.json["articlesCount"], 0);
-    assert_eq!(app.get("/api/articles?tag=x", None).await.json["articlesCount"], 0);
-    assert_eq!(app.delete(&format!("/api/articles/{new}"), Some(&jake)).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        app.delete(&format!("/api/articles/{new}"), Some(&jake))
+            .await
+            .status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        app.get(&format!("/api/articles/{new}"), None).await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        app.get("/api/articles", None).await.json["articlesCount"],
+        0
+    );
+    assert_eq!(
+        app.get("/api/articles?tag=x", None).await.json["articlesCount"],
+        0
+    );
+    assert_eq!(
+        app.delete(&format!("/api/articles/{new}"), Some(&jake))
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
 }
 
 #[tokio::test]
 async fn unknown_slugs_are_404() {
     let app = TestApp::spawn().await;
     for s in ["nope", "nope-zzzzzzzz", "a-", "x-1"] {
-        assert_eq!(app.get(&format!("/api/articles/{s}"), None).await.status, StatusCode::NOT_FOUND, "{s}");
+        assert_eq!(
+            app.get(&format!("/api/articles/{s}"), None).await.status,
+            StatusCode::NOT_FOUND,
+            "{s}"
+        );
     }
 }
 
@@ -83,27 +140,53 @@ async fn lists_count_every_match_and_pages_neither_repeat_nor_skip() {
     let t = app.register("jake").await;
     let mut want = Vec::new();
     for i in 0..25 {
-        want.push(app.create_article(&t, &format!("Article {i}"), &["paged"]).await["slug"].as_str().unwrap().to_string());
+        want.push(
+            app.create_article(&t, &format!("Article {i}"), &["paged"])
+                .await["slug"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
     }
     want.reverse(); // newest first
-    for base in ["/api/articles?", "/api/articles?tag=paged&", "/api/articles?author=jake&"] {
+    for base in [
+        "/api/articles?",
+        "/api/articles?tag=paged&",
+        "/api/articles?author=jake&",
+    ] {
         let mut got = Vec::new();
         for offset in (0..30).step_by(7) {
-            let page = app.get(&format!("{base}limit=7&offset={offset}"), None).await;
+            let page = app
+                .get(&format!("{base}limit=7&offset={offset}"), None)
+                .await;
             assert_eq!(page.json["articlesCount"], 25, "{base}");
             got.extend(slugs(&page.json));
         }
         assert_eq!(got, want, "{base}");
     }
     let first = app.get("/api/articles", None).await;
-    assert_eq!(first.json["articles"].as_array().unwrap().len(), 20, "default limit is 20");
-    assert!(first.json["articles"][0].get("body").is_none(), "list items omit body");
+    assert_eq!(
+        first.json["articles"].as_array().unwrap().len(),
+        20,
+        "default limit is 20"
+    );
+    assert!(
+        first.json["articles"][0].get("body").is_none(),
+        "list items omit body"
+    );
 }
 
 #[tokio::test]
 async fn absurd_limits_and_offsets_are_4xx_not_5xx() {
     let app = TestApp::spawn().await;
-    for q in ["limit=-1", "limit=abc", "limit=101", "offset=-5", "offset=99999999999999999999", "limit=1.5"] {
+    for q in [
+        "limit=-1",
+        "limit=abc",
+        "limit=101",
+        "offset=-5",
+        "offset=99999999999999999999",
+        "limit=1.5",
+    ] {
         let a = app.get(&format!("/api/articles?{q}"), None).await;
         assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY, "{q}");
         assert!(a.json["errors"]["body"].is_array(), "{q}");
@@ -111,66 +194,141 @@ async fn absurd_limits_and_offsets_are_4xx_not_5xx() {
     let far = app.get("/api/articles?offset=4000000000", None).await;
     assert_eq!(far.status, StatusCode::OK);
     assert_eq!(far.json["articles"], json!([]));
-    assert_eq!(app.get("/api/articles?limit=0", None).await.json["articles"], json!([]));
+    assert_eq!(
+        app.get("/api/articles?limit=0", None).await.json["articles"],
+        json!([])
+    );
 }
 
 #[tokio::test]
 async fn favorites_are_per_viewer_and_the_favorited_filter_is_exact() {
     let app = TestApp::spawn().await;
-    let (jake, ann, bob) = (app.register("jake").await, app.register("ann").await, app.register("bob").await);
+    let (jake, ann, bob) = (
+        app.register("jake").await,
+        app.register("ann").await,
+        app.register("bob").await,
+    );
     let a1 = app.create_article(&jake, "One", &[]).await;
     let a2 = app.create_article(&jake, "Two", &[]).await;
     let s1 = a1["slug"].as_str().unwrap();
-    let f = app.post(&format!("/api/articles/{s1}/favorite"), Some(&ann), json!({})).await;
+    let f = app
+        .post(
+            &format!("/api/articles/{s1}/favorite"),
+            Some(&ann),
+            json!({}),
+        )
+        .await;
     assert_eq!(f.status, StatusCode::OK);
-    assert_eq!((f.json["article"]["favorited"].clone(), f.json["article"]["favoritesCount"].clone()), (json!(true), json!(1)));
+    assert_eq!(
+        (
+            f.json["article"]["favorited"].clone(),
+            f.json["article"]["favoritesCount"].clone()
+        ),
+        (json!(true), json!(1))
+    );
     // again: still one
-    let again = app.post(&format!("/api/articles/{s1}/favorite"), Some(&ann), json!({})).await;
+    let again = app
+        .post(
+            &format!("/api/articles/{s1}/favorite"),
+            Some(&ann),
+            json!({}),
+        )
+        .await;
     assert_eq!(again.json["article"]["favoritesCount"], 1);
-    app.post(&format!("/api/articles/{}/favorite", a2["slug"].as_str().unwrap()), Some(&bob), json!({})).await;
+    app.post(
+        &format!("/api/articles/{}/favorite", a2["slug"].as_str().unwrap()),
+        Some(&bob),
+        json!({}),
+    )
+    .await;
 
     let list = app.get("/api/articles?favorited=ann", Some(&bob)).await;
     assert_eq!(slugs(&list.json), vec![s1.to_string()]);
     assert_eq!(list.json["articlesCount"], 1);
-    assert_eq!(list.json["articles"][0]["favorited"], false, "bob did not favourite it");
+    assert_eq!(
+        list.json["articles"][0]["favorited"], false,
+        "bob did not favourite it"
+    );
     let mine = app.get("/api/articles?favorited=ann", Some(&ann)).await;
     assert_eq!(mine.json["articles"][0]["favorited"], true);
-    assert_eq!(app.get("/api/articles?favorited=nobody", None).await.json["articlesCount"], 0);
+    assert_eq!(
+        app.get("/api/articles?favorited=nobody", None).await.json["articlesCount"],
+        0
+    );
     // the global list shows the new count to everyone
     let all = app.get("/api/articles", None).await;
     assert_eq!(all.json["articles"][1]["favoritesCount"], 1);
 
-    let u = app.delete(&format!("/api/articles/{s1}/favorite"), Some(&ann)).await;
-    assert_eq!((u.json["article"]["favorited"].clone(), u.json["article"]["favoritesCount"].clone()), (json!(false), json!(0)));
-    assert_eq!(app.get("/api/articles?favorited=ann", None).await.json["articlesCount"], 0);
-    assert_eq!(app.post("/api/articles/nope-1/favorite", Some(&ann), json!({})).await.status, StatusCode::NOT_FOUND);
+    let u = app
+        .delete(&format!("/api/articles/{s1}/favorite"), Some(&ann))
+        .await;
+    assert_eq!(
+        (
+            u.json["article"]["favorited"].clone(),
+            u.json["article"]["favoritesCount"].clone()
+        ),
+        (json!(false), json!(0))
+    );
+    assert_eq!(
+        app.get("/api/articles?favorited=ann", None).await.json["articlesCount"],
+        0
+    );
+    assert_eq!(
+        app.post("/api/articles/nope-1/favorite", Some(&ann), json!({}))
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
 }
 
 #[tokio::test]
 async fn the_feed_shows_followed_authors_newest_first_and_needs_auth() {
     let app = TestApp::spawn().await;
-    let (ann, bob, cat) = (app.register("ann").await, app.register("bob").await, app.register("cat").await);
+    let (ann, bob, cat) = (
+        app.register("ann").await,
+        app.register("bob").await,
+        app.register("cat").await,
+    );
     let b1 = app.create_article(&bob, "b1", &[]).await;
     let c1 = app.create_article(&cat, "c1", &[]).await;
     let b2 = app.create_article(&bob, "b2", &[]).await;
     app.create_article(&ann, "own", &[]).await;
-    assert_eq!(app.get("/api/articles/feed", None).await.status, StatusCode::UNAUTHORIZED);
-    assert_eq!(app.get("/api/articles/feed", Some(&ann)).await.json["articlesCount"], 0);
-    app.post("/api/profiles/bob/follow", Some(&ann), json!({})).await;
-    app.post("/api/profiles/cat/follow", Some(&ann), json!({})).await;
+    assert_eq!(
+        app.get("/api/articles/feed", None).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        app.get("/api/articles/feed", Some(&ann)).await.json["articlesCount"],
+        0
+    );
+    app.post("/api/profiles/bob/follow", Some(&ann), json!({}))
+        .await;
+    app.post("/api/profiles/cat/follow", Some(&ann), json!({}))
+        .await;
     let feed = app.get("/api/articles/feed", Some(&ann)).await;
     assert_eq!(feed.status, StatusCode::OK);
-    let want: Vec<String> = [&b2, &c1, &b1].iter().map(|a| a["slug"].as_str().unwrap().to_string()).collect();
+    let want: Vec<String> = [&b2, &c1, &b1]
+        .iter()
+        .map(|a| a["slug"].as_str().unwrap().to_string())
+        .collect();
     assert_eq!(slugs(&feed.json), want);
     assert_eq!(feed.json["articlesCount"], 3);
     assert_eq!(feed.json["articles"][0]["author"]["following"], true);
-    let page = app.get("/api/articles/feed?limit=1&offset=1", Some(&ann)).await;
+    let page = app
+        .get("/api/articles/feed?limit=1&offset=1", Some(&ann))
+        .await;
     assert_eq!(slugs(&page.json), vec![want[1].clone()]);
     // a new article by a followed author shows at once; an unfollow removes the author
     let b3 = app.create_article(&bob, "b3", &[]).await;
-    assert_eq!(app.get("/api/articles/feed", Some(&ann)).await.json["articles"][0]["slug"], b3["slug"]);
+    assert_eq!(
+        app.get("/api/articles/feed", Some(&ann)).await.json["articles"][0]["slug"],
+        b3["slug"]
+    );
     app.delete("/api/profiles/bob/follow", Some(&ann)).await;
-    assert_eq!(slugs(&app.get("/api/articles/feed", Some(&ann)).await.json), vec![want[1].clone()]);
+    assert_eq!(
+        slugs(&app.get("/api/articles/feed", Some(&ann)).await.json),
+        vec![want[1].clone()]
+    );
 }
 
 #[tokio::test]
@@ -178,17 +336,40 @@ async fn tag_lists_and_popular_tags_follow_writes() {
     let app = TestApp::spawn().await;
     let t = app.register("jake").await;
     assert_eq!(app.get("/api/tags", None).await.json, json!({"tags": []}));
-    let a = app.create_article(&t, "Dragons", &["dragons", "training"]).await;
+    let a = app
+        .create_article(&t, "Dragons", &["dragons", "training"])
+        .await;
     app.create_article(&t, "More dragons", &["dragons"]).await;
-    assert_eq!(app.get("/api/tags", None).await.json["tags"], json!(["dragons", "training"]));
+    assert_eq!(
+        app.get("/api/tags", None).await.json["tags"],
+        json!(["dragons", "training"])
+    );
     let tagged = app.get("/api/articles?tag=training", None).await;
-    assert_eq!(slugs(&tagged.json), vec![a["slug"].as_str().unwrap().to_string()]);
+    assert_eq!(
+        slugs(&tagged.json),
+        vec![a["slug"].as_str().unwrap().to_string()]
+    );
     let slug = a["slug"].as_str().unwrap();
-    let up = app.put(&format!("/api/articles/{slug}"), Some(&t), json!({"article": {"tagList": ["wyverns"]}})).await;
+    let up = app
+        .put(
+            &format!("/api/articles/{slug}"),
+            Some(&t),
+            json!({"article": {"tagList": ["wyverns"]}}),
+        )
+        .await;
     assert_eq!(up.json["article"]["tagList"], json!(["wyverns"]));
-    assert_eq!(app.get("/api/articles?tag=training", None).await.json["articlesCount"], 0);
-    assert_eq!(app.get("/api/articles?tag=wyverns", None).await.json["articlesCount"], 1);
-    assert_eq!(app.get("/api/tags", None).await.json["tags"], json!(["dragons", "wyverns"]));
+    assert_eq!(
+        app.get("/api/articles?tag=training", None).await.json["articlesCount"],
+        0
+    );
+    assert_eq!(
+        app.get("/api/articles?tag=wyverns", None).await.json["articlesCount"],
+        1
+    );
+    assert_eq!(
+        app.get("/api/tags", None).await.json["tags"],
+        json!(["dragons", "wyverns"])
+    );
     let combined = app.get("/api/articles?tag=dragons&author=jake", None).await;
     assert_eq!(combined.json["articlesCount"], 1);
 }
@@ -200,14 +381,37 @@ async fn a_list_read_before_a_write_shows_the_write_on_the_next_read() {
     let a = app.create_article(&jake, "First", &["t"]).await;
     let slug = a["slug"].as_str().unwrap().to_string();
     // fill every cache on the way: the global list, the tag list and the author list
-    for path in ["/api/articles", "/api/articles?tag=t", "/api/articles?author=jake"] {
+    for path in [
+        "/api/articles",
+        "/api/articles?tag=t",
+        "/api/articles?author=jake",
+    ] {
         assert_eq!(app.get(path, None).await.json["articlesCount"], 1);
     }
     // a favourite, an edit and a rename each show in every list at once
-    app.post(&format!("/api/articles/{slug}/favorite"), Some(&ann), json!({})).await;
-    app.put(&format!("/api/articles/{slug}"), Some(&jake), json!({"article": {"description": "changed"}})).await;
-    app.put("/api/user", Some(&jake), json!({"user": {"username": "jacob", "bio": "new bio"}})).await;
-    for path in ["/api/articles", "/api/articles?tag=t", "/api/articles?author=jacob"] {
+    app.post(
+        &format!("/api/articles/{slug}/favorite"),
+        Some(&ann),
+        json!({}),
+    )
+    .await;
+    app.put(
+        &format!("/api/articles/{slug}"),
+        Some(&jake),
+        json!({"article": {"description": "changed"}}),
+    )
+    .await;
+    app.put(
+        "/api/user",
+        Some(&jake),
+        json!({"user": {"username": "jacob", "bio": "new bio"}}),
+    )
+    .await;
+    for path in [
+        "/api/articles",
+        "/api/articles?tag=t",
+        "/api/articles?author=jacob",
+    ] {
         let item = &app.get(path, None).await.json["articles"][0];
         assert_eq!(item["favoritesCount"], 1, "{path}");
         assert_eq!(item["description"], "changed", "{path}");
@@ -216,11 +420,23 @@ async fn a_list_read_before_a_write_shows_the_write_on_the_next_read() {
     }
     // a new article and a deletion change the lists' members and counts
     let b = app.create_article(&jake, "Second", &["t"]).await;
-    assert_eq!(slugs(&app.get("/api/articles?tag=t", None).await.json)[0], b["slug"].as_str().unwrap());
-    app.delete(&format!("/api/articles/{slug}"), Some(&jake)).await;
-    for path in ["/api/articles", "/api/articles?tag=t", "/api/articles?author=jacob"] {
+    assert_eq!(
+        slugs(&app.get("/api/articles?tag=t", None).await.json)[0],
+        b["slug"].as_str().unwrap()
+    );
+    app.delete(&format!("/api/articles/{slug}"), Some(&jake))
+        .await;
+    for path in [
+        "/api/articles",
+        "/api/articles?tag=t",
+        "/api/articles?author=jacob",
+    ] {
         let list = app.get(path, None).await.json;
         assert_eq!(list["articlesCount"], 1, "{path}");
-        assert_eq!(slugs(&list), vec![b["slug"].as_str().unwrap().to_string()], "{path}");
+        assert_eq!(
+            slugs(&list),
+            vec![b["slug"].as_str().unwrap().to_string()],
+            "{path}"
+        );
     }
 }

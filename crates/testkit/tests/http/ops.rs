@@ -9,7 +9,12 @@ async fn health_ready_and_metrics_answer() {
     app.get("/api/articles", None).await;
     assert_eq!(app.get("/health", None).await.status, StatusCode::OK);
     assert_eq!(app.get("/ready", None).await.status, StatusCode::OK);
-    let text = reqwest::get(app.url("/metrics")).await.unwrap().text().await.unwrap();
+    let text = reqwest::get(app.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     for name in [
         "crescendo_http_requests_total{",
         "crescendo_http_request_duration_seconds_bucket{",
@@ -19,15 +24,27 @@ async fn health_ready_and_metrics_answer() {
     ] {
         assert!(text.contains(name), "{name} missing from /metrics");
     }
-    assert!(text.contains("route=\"/api/articles\""), "routes are labelled by pattern");
+    assert!(
+        text.contains("route=\"/api/articles\""),
+        "routes are labelled by pattern"
+    );
 }
 
 #[tokio::test]
 async fn request_ids_are_echoed_or_made() {
     let app = TestApp::spawn().await;
-    let r = app.request(Method::GET, "/health", None).header("x-request-id", "abc-123").send().await.unwrap();
+    let r = app
+        .request(Method::GET, "/health", None)
+        .header("x-request-id", "abc-123")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.headers()["x-request-id"], "abc-123");
-    let r = app.request(Method::GET, "/health", None).send().await.unwrap();
+    let r = app
+        .request(Method::GET, "/health", None)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.headers()["x-request-id"].len(), 16);
 }
 
@@ -38,13 +55,19 @@ async fn cors_lets_any_origin_send_tokens() {
         .request(Method::OPTIONS, "/api/user", None)
         .header("origin", "https://conduit.example")
         .header("access-control-request-method", "PUT")
-        .header("access-control-request-headers", "authorization,content-type")
+        .header(
+            "access-control-request-headers",
+            "authorization,content-type",
+        )
         .send()
         .await
         .unwrap();
     assert!(r.status().is_success());
     assert_eq!(r.headers()["access-control-allow-origin"], "*");
-    let allowed = r.headers()["access-control-allow-headers"].to_str().unwrap().to_lowercase();
+    let allowed = r.headers()["access-control-allow-headers"]
+        .to_str()
+        .unwrap()
+        .to_lowercase();
     assert!(allowed.contains("authorization"), "{allowed}");
 }
 
@@ -54,10 +77,21 @@ async fn shutting_down_fails_ready_first_then_stops() {
     assert_eq!(app.get("/ready", None).await.status, StatusCode::OK);
     app.begin_shutdown();
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(app.get("/ready", None).await.status, StatusCode::SERVICE_UNAVAILABLE, "draining nodes fail /ready");
-    assert_eq!(app.get("/health", None).await.status, StatusCode::OK, "and still serve meanwhile");
+    assert_eq!(
+        app.get("/ready", None).await.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "draining nodes fail /ready"
+    );
+    assert_eq!(
+        app.get("/health", None).await.status,
+        StatusCode::OK,
+        "and still serve meanwhile"
+    );
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    assert!(reqwest::get(app.url("/health")).await.is_err(), "the listener is closed after the drain");
+    assert!(
+        reqwest::get(app.url("/health")).await.is_err(),
+        "the listener is closed after the drain"
+    );
 }
 
 #[tokio::test]
@@ -66,7 +100,12 @@ async fn an_acknowledged_write_survives_a_restart() {
     let path = dir.path().to_path_buf();
     // on PostgreSQL both runs must use one server
     let pg = match std::env::var("TEST_STORE").as_deref() {
-        Ok("postgres") => Some(tokio::task::spawn_blocking(|| crescendo_topology::pg::Postgres::start(&[])).await.unwrap().unwrap()),
+        Ok("postgres") => Some(
+            tokio::task::spawn_blocking(|| crescendo_topology::pg::Postgres::start(&[]))
+                .await
+                .unwrap()
+                .unwrap(),
+        ),
         _ => None,
     };
     let url = pg.as_ref().map(|p| p.url("postgres"));
@@ -79,10 +118,16 @@ async fn an_acknowledged_write_survives_a_restart() {
     };
     let app = TestApp::spawn_with(setup).await;
     let t = app.register("jake").await;
-    let slug = app.create_article(&t, "Kept", &[]).await["slug"].as_str().unwrap().to_string();
+    let slug = app.create_article(&t, "Kept", &[]).await["slug"]
+        .as_str()
+        .unwrap()
+        .to_string();
     app.stop().await;
     let app = TestApp::spawn_with(setup).await;
-    assert_eq!(app.get(&format!("/api/articles/{slug}"), None).await.status, StatusCode::OK);
+    assert_eq!(
+        app.get(&format!("/api/articles/{slug}"), None).await.status,
+        StatusCode::OK
+    );
     // tokens survive too: the signing key was kept in the data directory
     assert_eq!(app.get("/api/user", Some(&t)).await.status, StatusCode::OK);
 }

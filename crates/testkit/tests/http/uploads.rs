@@ -4,7 +4,7 @@
 use crescendo_testkit::{Browser, TestApp};
 use image::{GenericImageView, ImageFormat};
 use reqwest::StatusCode;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use std::io::Cursor;
 use std::time::{Duration, Instant};
 
@@ -20,15 +20,29 @@ fn multipart(field: &str, filename: &str, content_type: &str, bytes: &[u8]) -> (
     (format!("multipart/form-data; boundary={boundary}"), body)
 }
 
-async fn upload(app: &TestApp, token: Option<&str>, field: &str, name: &str, bytes: &[u8]) -> (StatusCode, Value) {
+async fn upload(
+    app: &TestApp,
+    token: Option<&str>,
+    field: &str,
+    name: &str,
+    bytes: &[u8],
+) -> (StatusCode, Value) {
     let (ct, body) = multipart(field, name, "image/png", bytes);
-    let res = app.request(reqwest::Method::POST, "/api/uploads", token).header("content-type", ct).body(body).send().await.unwrap();
+    let res = app
+        .request(reqwest::Method::POST, "/api/uploads", token)
+        .header("content-type", ct)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
     let status = res.status();
     (status, res.json().await.unwrap_or(Value::Null))
 }
 
 fn png(width: u32, height: u32) -> Vec<u8> {
-    let img = image::RgbImage::from_fn(width, height, |x, y| image::Rgb([(x * 7 % 256) as u8, (y * 3 % 256) as u8, 90]));
+    let img = image::RgbImage::from_fn(width, height, |x, y| {
+        image::Rgb([(x * 7 % 256) as u8, (y * 3 % 256) as u8, 90])
+    });
     let mut out = Cursor::new(Vec::new());
     img.write_to(&mut out, ImageFormat::Png).unwrap();
     out.into_inner()
@@ -39,7 +53,11 @@ fn crc32(bytes: &[u8]) -> u32 {
     for &b in bytes {
         c ^= u32::from(b);
         for _ in 0..8 {
-            c = if c & 1 == 1 { (c >> 1) ^ 0xedb8_8320 } else { c >> 1 };
+            c = if c & 1 == 1 {
+                (c >> 1) ^ 0xedb8_8320
+            } else {
+                c >> 1
+            };
         }
     }
     !c
@@ -62,7 +80,10 @@ fn png_bomb() -> Vec<u8> {
     ihdr.extend_from_slice(&30_000u32.to_be_bytes());
     ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
     out.extend(chunk(b"IHDR", &ihdr));
-    out.extend(chunk(b"IDAT", &[0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01]));
+    out.extend(chunk(
+        b"IDAT",
+        &[0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01],
+    ));
     out.extend(chunk(b"IEND", &[]));
     out
 }
@@ -70,9 +91,17 @@ fn png_bomb() -> Vec<u8> {
 /// A 40 × 20 JPEG with EXIF: orientation 6 (shown turned a quarter clockwise) and a GPS
 /// position.
 fn jpeg_with_exif_gps() -> Vec<u8> {
-    let img = image::RgbImage::from_fn(40, 20, |x, _| if x < 20 { image::Rgb([250, 0, 0]) } else { image::Rgb([0, 0, 250]) });
+    let img = image::RgbImage::from_fn(40, 20, |x, _| {
+        if x < 20 {
+            image::Rgb([250, 0, 0])
+        } else {
+            image::Rgb([0, 0, 250])
+        }
+    });
     let mut plain = Vec::new();
-    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut plain, 90).encode_image(&img).unwrap();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut plain, 90)
+        .encode_image(&img)
+        .unwrap();
     // TIFF, little-endian: IFD0 with Orientation and a GPS IFD pointer; the GPS IFD with
     // latitude ref 'N'
     let mut tiff = b"II*\x00\x08\x00\x00\x00".to_vec();
@@ -100,7 +129,11 @@ async fn wait_settled(app: &TestApp, id: &str) -> Value {
         if u.json["upload"]["state"] != "processing" {
             return u.json["upload"].clone();
         }
-        assert!(started.elapsed() < Duration::from_secs(20), "still processing: {}", u.json);
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "still processing: {}",
+            u.json
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -130,18 +163,27 @@ async fn an_upload_answers_at_once_and_its_variants_appear() {
         let res = fetch(&app, url).await;
         assert_eq!(res.status(), StatusCode::OK);
         assert_eq!(res.headers()["content-type"], "image/jpeg");
-        assert!(res.headers()["cache-control"].to_str().unwrap().contains("immutable"));
+        assert!(
+            res.headers()["cache-control"]
+                .to_str()
+                .unwrap()
+                .contains("immutable")
+        );
         let img = image::load_from_memory(&res.bytes().await.unwrap()).unwrap();
         assert_eq!(img.dimensions(), want, "variant {name}");
     }
     // a PNG (a lossless kind) has WebP variants too
     for (name, want) in [("64", (64, 32)), ("320", (320, 160)), ("1280", (1280, 640))] {
-        let url = done["webp"][name].as_str().unwrap_or_else(|| panic!("a WebP {name}: {done}"));
+        let url = done["webp"][name]
+            .as_str()
+            .unwrap_or_else(|| panic!("a WebP {name}: {done}"));
         assert!(url.ends_with(".webp"), "{url}");
         let res = fetch(&app, url).await;
         assert_eq!(res.status(), StatusCode::OK);
         assert_eq!(res.headers()["content-type"], "image/webp");
-        let img = image::load_from_memory_with_format(&res.bytes().await.unwrap(), ImageFormat::WebP).unwrap();
+        let img =
+            image::load_from_memory_with_format(&res.bytes().await.unwrap(), ImageFormat::WebP)
+                .unwrap();
         assert_eq!(img.dimensions(), want, "WebP variant {name}");
     }
     // the full-size image is a cleaned re-encoding; the uploaded bytes are never served
@@ -152,16 +194,49 @@ async fn an_upload_answers_at_once_and_its_variants_appear() {
 
     // an avatar is an upload's URL
     let avatar = done["variants"]["320"].as_str().unwrap();
-    let put = app.put("/api/user", Some(&token), json!({"user": {"image": avatar}})).await;
+    let put = app
+        .put(
+            "/api/user",
+            Some(&token),
+            json!({"user": {"image": avatar}}),
+        )
+        .await;
     assert_eq!(put.status, StatusCode::OK, "{}", put.json);
-    assert_eq!(app.get("/api/profiles/painter", None).await.json["profile"]["image"], avatar);
-    assert_eq!(app.get("/api/uploads/999", None).await.status, StatusCode::NOT_FOUND);
-    assert_eq!(app.get("/api/uploads/nonsense", None).await.status, StatusCode::NOT_FOUND);
-    assert_eq!(fetch(&app, "/media/uploads/1/64.jpg").await.status(), StatusCode::NOT_FOUND);
-    assert_eq!(fetch(&app, "/media/../etc/passwd").await.status(), StatusCode::NOT_FOUND);
-    let raw = format!("/media/{}", app.app.upload(crescendo_app_id(&id)).await.unwrap().record.original);
+    assert_eq!(
+        app.get("/api/profiles/painter", None).await.json["profile"]["image"],
+        avatar
+    );
+    assert_eq!(
+        app.get("/api/uploads/999", None).await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        app.get("/api/uploads/nonsense", None).await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        fetch(&app, "/media/uploads/1/64.jpg").await.status(),
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        fetch(&app, "/media/../etc/passwd").await.status(),
+        StatusCode::NOT_FOUND
+    );
+    let raw = format!(
+        "/media/{}",
+        app.app
+            .upload(crescendo_app_id(&id))
+            .await
+            .unwrap()
+            .record
+            .original
+    );
     assert!(raw.starts_with("/media/originals/"), "{raw}");
-    assert_eq!(fetch(&app, &raw).await.status(), StatusCode::NOT_FOUND, "uploaded bytes are private");
+    assert_eq!(
+        fetch(&app, &raw).await.status(),
+        StatusCode::NOT_FOUND,
+        "uploaded bytes are private"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -172,41 +247,113 @@ async fn hostile_files_are_refused_with_clear_errors_and_the_worker_keeps_going(
 
     let (status, body) = upload(&app, None, "file", "a.png", &png(10, 10)).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
-    let (status, body) = upload(&app, t, "file", "fake.png", b"<html><script>alert(1)</script></html>").await;
-    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "wrong magic bytes: {body}");
+    let (status, body) = upload(
+        &app,
+        t,
+        "file",
+        "fake.png",
+        b"<html><script>alert(1)</script></html>",
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "wrong magic bytes: {body}"
+    );
     let good = png(64, 64);
     let (status, body) = upload(&app, t, "file", "cut.png", &good[..good.len() / 2 - 40]).await;
-    assert_eq!(status, StatusCode::CREATED, "a truncated file with a readable header is taken: {body}");
+    assert_eq!(
+        status,
+        StatusCode::CREATED,
+        "a truncated file with a readable header is taken: {body}"
+    );
     let truncated = body["upload"]["id"].as_str().unwrap().to_string();
     let (status, body) = upload(&app, t, "file", "cut.png", &good[..20]).await;
-    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "a header cut short: {body}");
-    assert!(body["errors"]["file"][0].as_str().unwrap().contains("cannot be read"), "{body}");
+    assert_eq!(
+        status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "a header cut short: {body}"
+    );
+    assert!(
+        body["errors"]["file"][0]
+            .as_str()
+            .unwrap()
+            .contains("cannot be read"),
+        "{body}"
+    );
     let (status, body) = upload(&app, t, "file", "bomb.png", &png_bomb()).await;
-    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "a decompression bomb: {body}");
-    assert!(body["errors"]["file"][0].as_str().unwrap().contains("30000 × 30000"), "{body}");
+    assert_eq!(
+        status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "a decompression bomb: {body}"
+    );
+    assert!(
+        body["errors"]["file"][0]
+            .as_str()
+            .unwrap()
+            .contains("30000 × 30000"),
+        "{body}"
+    );
     let (status, body) = upload(&app, t, "file", "big.png", &vec![0x89; 400_000]).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
-    assert!(body["errors"]["body"][0].as_str().unwrap().contains("300000"), "{body}");
+    assert!(
+        body["errors"]["body"][0]
+            .as_str()
+            .unwrap()
+            .contains("300000"),
+        "{body}"
+    );
     let (status, body) = upload(&app, t, "picture", "a.png", &good).await;
-    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "no `file` field: {body}");
-    let res = app.request(reqwest::Method::POST, "/api/uploads", t).json(&json!({"file": "x"})).send().await.unwrap();
-    assert_eq!(res.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE, "not multipart");
+    assert_eq!(
+        status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "no `file` field: {body}"
+    );
+    let res = app
+        .request(reqwest::Method::POST, "/api/uploads", t)
+        .json(&json!({"file": "x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        res.status(),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "not multipart"
+    );
 
     // the truncated one fails in the worker, with a reason, and the worker goes on
     let failed = wait_settled(&app, &truncated).await;
     assert_eq!(failed["state"], "failed", "{failed}");
-    assert!(failed["reason"].as_str().unwrap().contains("cannot be read"), "{failed}");
+    assert!(
+        failed["reason"]
+            .as_str()
+            .unwrap()
+            .contains("cannot be read"),
+        "{failed}"
+    );
 
     // EXIF: turned upright, and nothing of it (orientation, GPS) is in the variants
     let (status, body) = upload(&app, t, "file", "phone.jpg", &jpeg_with_exif_gps()).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     let done = wait_settled(&app, body["upload"]["id"].as_str().unwrap()).await;
     assert_eq!(done["state"], "ready", "{done}");
-    let bytes = fetch(&app, done["variants"]["64"].as_str().unwrap()).await.bytes().await.unwrap();
+    let bytes = fetch(&app, done["variants"]["64"].as_str().unwrap())
+        .await
+        .bytes()
+        .await
+        .unwrap();
     assert!(!bytes.windows(4).any(|w| w == b"Exif"), "EXIF survived");
-    assert_eq!(done["webp"], Value::Null, "a photograph gets JPEG variants only");
+    assert_eq!(
+        done["webp"],
+        Value::Null,
+        "a photograph gets JPEG variants only"
+    );
     let img = image::load_from_memory(&bytes).unwrap();
-    assert_eq!(img.dimensions(), (20, 40), "orientation 6 turns the 40 × 20 image upright");
+    assert_eq!(
+        img.dimensions(),
+        (20, 40),
+        "orientation 6 turns the 40 × 20 image upright"
+    );
     // the red half (left, before turning) is now on top
     let top = img.get_pixel(10, 5);
     assert!(top[0] > 150 && top[2] < 100, "top is {top:?}");
@@ -224,28 +371,64 @@ async fn an_article_takes_an_uploads_url_as_its_cover_and_its_page_shows_it() {
     assert_eq!(a.status, StatusCode::CREATED, "{}", a.json);
     assert_eq!(a.json["article"]["coverImage"], cover.as_str());
     let slug = a.json["article"]["slug"].as_str().unwrap().to_string();
-    let plain = app.post("/api/articles", Some(&token), json!({"article": {"title": "Plain", "description": "d", "body": "b"}})).await;
-    assert_eq!(plain.json["article"]["coverImage"], Value::Null, "no cover: null");
-    let bad = app.put(&format!("/api/articles/{slug}"), Some(&token), json!({"article": {"coverImage": "javascript:alert(1)"}})).await;
+    let plain = app
+        .post(
+            "/api/articles",
+            Some(&token),
+            json!({"article": {"title": "Plain", "description": "d", "body": "b"}}),
+        )
+        .await;
+    assert_eq!(
+        plain.json["article"]["coverImage"],
+        Value::Null,
+        "no cover: null"
+    );
+    let bad = app
+        .put(
+            &format!("/api/articles/{slug}"),
+            Some(&token),
+            json!({"article": {"coverImage": "javascript:alert(1)"}}),
+        )
+        .await;
     assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(bad.json["errors"]["coverImage"].is_array(), "{}", bad.json);
 
     // the page shows the cover; the list shows it too
-    let page = reqwest::get(app.url(&format!("/article/{slug}"))).await.unwrap().text().await.unwrap();
-    assert!(page.contains(&format!("<img class=\"cover\" src=\"{cover}\"")), "the article page shows its cover");
+    let page = reqwest::get(app.url(&format!("/article/{slug}")))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains(&format!("<img class=\"cover\" src=\"{cover}\"")),
+        "the article page shows its cover"
+    );
     let list = app.get("/api/articles?limit=5", None).await;
     assert_eq!(list.json["articles"][1]["coverImage"], cover.as_str());
     // and null removes it
-    let cleared = app.put(&format!("/api/articles/{slug}"), Some(&token), json!({"article": {"coverImage": null}})).await;
+    let cleared = app
+        .put(
+            &format!("/api/articles/{slug}"),
+            Some(&token),
+            json!({"article": {"coverImage": null}}),
+        )
+        .await;
     assert_eq!(cleared.json["article"]["coverImage"], Value::Null);
-    let page = reqwest::get(app.url(&format!("/article/{slug}"))).await.unwrap().text().await.unwrap();
+    let page = reqwest::get(app.url(&format!("/article/{slug}")))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(!page.contains("class=\"cover\""));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn uploads_on_s3_survive_the_object_server_going_away_with_503s_not_500s() {
     let dir = tempfile::tempdir().unwrap();
-    let mut s3 = crescendo_topology::s3::S3::start(dir.path(), "127.0.0.1:0".parse().unwrap()).expect("s3s-fs starts");
+    let mut s3 = crescendo_topology::s3::S3::start(dir.path(), "127.0.0.1:0".parse().unwrap())
+        .expect("s3s-fs starts");
     let app = TestApp::spawn_with(|s| {
         crescendo_testkit::keep_blobs_on(s, &s3);
         s.blobs.s3_timeout_ms = 500;
@@ -258,21 +441,45 @@ async fn uploads_on_s3_survive_the_object_server_going_away_with_503s_not_500s()
     assert_eq!(done["state"], "ready", "{done}");
     let variant = done["variants"]["64"].as_str().unwrap().to_string();
     let key = variant.trim_start_matches("/media/");
-    assert!(s3.objects().join(crescendo_topology::s3::BUCKET).join(key).is_file(), "the variant is an object in the bucket");
+    assert!(
+        s3.objects()
+            .join(crescendo_topology::s3::BUCKET)
+            .join(key)
+            .is_file(),
+        "the variant is an object in the bucket"
+    );
 
     s3.stop();
     let (status, body) = upload(&app, Some(&token), "file", "b.png", &png(30, 20)).await;
-    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "no blob store, no upload: {body}");
+    assert_eq!(
+        status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "no blob store, no upload: {body}"
+    );
     assert!(body["errors"].is_object(), "the API's error format: {body}");
-    assert_eq!(fetch(&app, &variant).await.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        fetch(&app, &variant).await.status(),
+        StatusCode::SERVICE_UNAVAILABLE
+    );
     let records = app.get("/api/articles", None).await;
-    assert_eq!(records.status, StatusCode::OK, "the rest of the service goes on");
+    assert_eq!(
+        records.status,
+        StatusCode::OK,
+        "the rest of the service goes on"
+    );
 
     s3.restart().unwrap();
-    assert_eq!(fetch(&app, &variant).await.status(), StatusCode::OK, "served again after the restart");
+    assert_eq!(
+        fetch(&app, &variant).await.status(),
+        StatusCode::OK,
+        "served again after the restart"
+    );
     let (status, body) = upload(&app, Some(&token), "file", "c.png", &png(30, 20)).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
-    assert_eq!(wait_settled(&app, body["upload"]["id"].as_str().unwrap()).await["state"], "ready");
+    assert_eq!(
+        wait_settled(&app, body["upload"]["id"].as_str().unwrap()).await["state"],
+        "ready"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -283,48 +490,122 @@ async fn the_pages_upload_forms_set_a_picture_and_a_cover() {
 
     // the settings page's picture form
     let csrf = b.csrf_from("/settings").await;
-    let p = b.post_multipart("/settings/picture", &[("csrf", &csrf)], "file", &png(500, 250)).await;
+    let p = b
+        .post_multipart(
+            "/settings/picture",
+            &[("csrf", &csrf)],
+            "file",
+            &png(500, 250),
+        )
+        .await;
     assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
     assert_eq!(p.location.as_deref(), Some("/settings"));
-    let image = app.get("/api/profiles/framer", None).await.json["profile"]["image"].as_str().unwrap().to_string();
-    assert!(image.starts_with("/media/uploads/") && image.ends_with("/320.jpg"), "{image}");
-    assert!(b.get("/settings").await.body.contains(&image), "the settings page shows the picture");
+    let image = app.get("/api/profiles/framer", None).await.json["profile"]["image"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        image.starts_with("/media/uploads/") && image.ends_with("/320.jpg"),
+        "{image}"
+    );
+    assert!(
+        b.get("/settings").await.body.contains(&image),
+        "the settings page shows the picture"
+    );
     let started = Instant::now();
     while fetch(&app, &image).await.status() != StatusCode::OK {
-        assert!(started.elapsed() < Duration::from_secs(20), "the picture never appeared");
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the picture never appeared"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
     // an article written through the editor, then its page's cover form
     let csrf = b.csrf_from("/editor").await;
-    let p = b.post("/editor", &[("title", "Framed"), ("description", "d"), ("body", "b"), ("tags", ""), ("cover", ""), ("csrf", &csrf)]).await;
+    let p = b
+        .post(
+            "/editor",
+            &[
+                ("title", "Framed"),
+                ("description", "d"),
+                ("body", "b"),
+                ("tags", ""),
+                ("cover", ""),
+                ("csrf", &csrf),
+            ],
+        )
+        .await;
     assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
     let page = p.location.unwrap();
     let csrf = b.csrf_from(&page).await;
-    let p = b.post_multipart(&format!("{page}/cover"), &[("csrf", &csrf)], "file", &png(1400, 700)).await;
+    let p = b
+        .post_multipart(
+            &format!("{page}/cover"),
+            &[("csrf", &csrf)],
+            "file",
+            &png(1400, 700),
+        )
+        .await;
     assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
     assert_eq!(p.location.as_deref(), Some(page.as_str()));
     let shown = b.get(&page).await.body;
     let slug = page.trim_start_matches("/article/");
-    let cover = app.get(&format!("/api/articles/{slug}"), None).await.json["article"]["coverImage"].as_str().unwrap().to_string();
+    let cover = app.get(&format!("/api/articles/{slug}"), None).await.json["article"]["coverImage"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert!(cover.ends_with("/1280.jpg"), "{cover}");
-    assert!(shown.contains(&format!("class=\"cover\" src=\"{cover}\"")), "the article's page shows the cover");
+    assert!(
+        shown.contains(&format!("class=\"cover\" src=\"{cover}\"")),
+        "the article's page shows the cover"
+    );
 
     // what the forms refuse, as pages
     let csrf = b.csrf_from("/settings").await;
-    let p = b.post_multipart("/settings/picture", &[("csrf", "forged")], "file", &png(10, 10)).await;
+    let p = b
+        .post_multipart(
+            "/settings/picture",
+            &[("csrf", "forged")],
+            "file",
+            &png(10, 10),
+        )
+        .await;
     assert_eq!(p.status, StatusCode::FORBIDDEN, "a forged CSRF token");
-    let p = b.post_multipart("/settings/picture", &[("csrf", &csrf)], "file", b"not an image at all").await;
+    let p = b
+        .post_multipart(
+            "/settings/picture",
+            &[("csrf", &csrf)],
+            "file",
+            b"not an image at all",
+        )
+        .await;
     assert_eq!(p.status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{}", p.body);
-    let p = b.post_multipart("/settings/picture", &[("csrf", &csrf)], "file", b"").await;
+    let p = b
+        .post_multipart("/settings/picture", &[("csrf", &csrf)], "file", b"")
+        .await;
     assert_eq!(p.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", p.body);
     assert!(p.body.contains("choose an image"), "{}", p.body);
     let other = {
         let mut o = Browser::new(&app);
         o.sign_up("stranger").await;
         let csrf = o.csrf_from(&page).await;
-        o.post_multipart(&format!("{page}/cover"), &[("csrf", &csrf)], "file", &png(20, 20)).await
+        o.post_multipart(
+            &format!("{page}/cover"),
+            &[("csrf", &csrf)],
+            "file",
+            &png(20, 20),
+        )
+        .await
     };
-    assert_eq!(other.status, StatusCode::FORBIDDEN, "only the author sets a cover: {}", other.body);
-    assert_eq!(app.get(&format!("/api/articles/{slug}"), None).await.json["article"]["coverImage"], cover.as_str());
+    assert_eq!(
+        other.status,
+        StatusCode::FORBIDDEN,
+        "only the author sets a cover: {}",
+        other.body
+    );
+    assert_eq!(
+        app.get(&format!("/api/articles/{slug}"), None).await.json["article"]["coverImage"],
+        cover.as_str()
+    );
 }
