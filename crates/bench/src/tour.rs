@@ -171,7 +171,7 @@ struct Started {
     /// Rung 1's `crescendo serve`.
     child: Option<Child>,
     /// A topology's processes, stopped when dropped.
-    topology: Option<crescendo_topology::deploy::Running>,
+    topology: Option<crescendo_topology::Running>,
     url: String,
     /// Each web node's metrics endpoint.
     metrics: Vec<String>,
@@ -194,7 +194,7 @@ impl Drop for Started {
 /// Starts a rung: for 1, `crescendo serve` on a free port with a fresh data directory;
 /// for the others, its topology on a free public port in a temporary run directory.
 fn start_rung(exe: &Path, rung: u8) -> anyhow::Result<Started> {
-    use crescendo_topology::deploy;
+    use crescendo_topology as deploy;
     let data = tempfile::tempdir()?;
     if let Some((name, text)) = topology(rung) {
         let t = deploy::Topology::parse(text, name)?;
@@ -210,7 +210,12 @@ fn start_rung(exe: &Path, rung: u8) -> anyhow::Result<Started> {
             .state
             .processes
             .iter()
-            .filter(|p| p.role == "web" || p.role == "worker")
+            .filter(|p| {
+                matches!(
+                    p.role,
+                    crescendo_topology::Role::Web | crescendo_topology::Role::Worker
+                )
+            })
             .map(|p| format!("http://{}/metrics", p.addr))
             .collect();
         // let the balancer's first health checks pass before load starts
@@ -266,7 +271,7 @@ fn start_rung(exe: &Path, rung: u8) -> anyhow::Result<Started> {
 /// signed in.
 async fn session_survives(
     url: &str,
-    running: &crescendo_topology::deploy::Running,
+    running: &crescendo_topology::Running,
 ) -> anyhow::Result<bool> {
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())

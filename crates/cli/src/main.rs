@@ -3,12 +3,10 @@
 //! It only parses flags, loads [`Settings`] (defaults < `--config` TOML < `CRESCENDO_*`
 //! environment < flags), sets up logging, and hands over to the library crates.
 
-use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use crescendo_config::{Overrides, Settings};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
 
 /// mimalloc instead of the system allocator: a request allocates and frees many small
 /// buffers on whichever worker thread runs it, which glibc's per-thread arenas serve
@@ -313,7 +311,7 @@ fn main() -> anyhow::Result<()> {
             Command::Failover(a) => failover(a).await,
             Command::Up(a) => up(a).await,
             Command::Down(a) => {
-                let stopped = tokio::task::spawn_blocking(move || crescendo_topology::deploy::down(&a.run_dir)).await??;
+                let stopped = tokio::task::spawn_blocking(move || crescendo_topology::down(&a.run_dir)).await??;
                 println!("stopped {}", stopped.join(", "));
                 Ok(())
             }
@@ -324,7 +322,7 @@ fn main() -> anyhow::Result<()> {
                 };
                 let run_dir = a.run.run_dir.clone();
                 let names = tokio::task::spawn_blocking(move || {
-                    crescendo_topology::deploy::scale(&run_dir, count, |line| eprintln!("  {line}"))
+                    crescendo_topology::scale(&run_dir, count, |line| eprintln!("  {line}"))
                 })
                 .await??;
                 println!("web nodes: {}", names.join(", "));
@@ -332,14 +330,14 @@ fn main() -> anyhow::Result<()> {
             }
             Command::Restart(a) => {
                 let names = tokio::task::spawn_blocking(move || {
-                    crescendo_topology::deploy::restart_web(&a.run_dir, |line| eprintln!("  {line}"))
+                    crescendo_topology::restart_web(&a.run_dir, |line| eprintln!("  {line}"))
                 })
                 .await??;
                 println!("web nodes: {}", names.join(", "));
                 Ok(())
             }
             Command::Status(a) => {
-                let s = tokio::task::spawn_blocking(move || crescendo_topology::deploy::status(&a.run.run_dir)).await??;
+                let s = tokio::task::spawn_blocking(move || crescendo_topology::status(&a.run.run_dir)).await??;
                 if a.json {
                     println!("{}", serde_json::to_string_pretty(&s)?);
                 } else {
@@ -388,7 +386,7 @@ async fn tour(a: TourArgs) -> anyhow::Result<()> {
 }
 
 async fn up(a: UpArgs) -> anyhow::Result<()> {
-    use crescendo_topology::deploy;
+    use crescendo_topology as deploy;
     let topology = deploy::Topology::load(&a.file)?;
     eprintln!(
         "{} (rung {}): {}",
@@ -433,16 +431,7 @@ async fn up(a: UpArgs) -> anyhow::Result<()> {
 async fn failover(a: FailoverArgs) -> anyhow::Result<()> {
     let settings = a.common.settings()?;
     crescendo_telemetry::init_logs(settings.log.format, &settings.log.filter);
-    if settings.store.backend != crescendo_config::StoreBackend::Postgres {
-        anyhow::bail!(
-            "failover needs store.backend = \"postgres\" with store.postgres_url and store.postgres_replica_urls"
-        );
-    }
-    let urls: Vec<String> = std::iter::once(settings.store.postgres_url.clone())
-        .chain(settings.store.postgres_replica_urls.iter().cloned())
-        .collect();
-    let p =
-        crescendo_store_postgres::failover::promote_most_advanced(&urls, !a.asynchronous).await?;
+    let p = crescendo_server::ops::failover(&settings, a.asynchronous).await?;
     println!(
         "promoted {} (WAL position {}) in {} ms",
         p.primary,
@@ -469,123 +458,14 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The worker autoscaler's loop; see `Command::Autoscale`.
+/// The worker autoscaler; see `Command::Autoscale`.
 async fn autoscale(run_dir: PathBuf) -> anyhow::Result<()> {
-    use crescendo_queue::Queue;
-    use crescendo_topology::deploy::{self, State};
     crescendo_telemetry::init_logs(Default::default(), "info");
-    let state = State::read(&run_dir)?;
-    let scaling = state
-        .workers
-        .clone()
-        .context("this topology has no queue tier to scale")?;
-    let nats_url = state
-        .worker_env
-        .iter()
-        .find(|(k, _)| k == "CRESCENDO_QUEUE__NATS_URL")
-        .map(|(_, v)| v.clone())
-        .context("the workers have no NATS URL")?;
-    let queue =
-        crescendo_queue_nats::NatsQueue::connect(&nats_url, 5, Duration::from_secs(60)).await?;
-    tracing::info!(
-        min = scaling.min,
-        max = scaling.max,
-        jobs_per_worker = scaling.jobs_per_worker,
-        "autoscaling the worker tier"
-    );
-    let mut children: Vec<std::process::Child> = Vec::new();
-    let mut low_since = None;
-    let mut term = std::pin::pin!(crescendo_server::shutdown_signal());
-    loop {
-        tokio::select! {
-            () = tokio::time::sleep(Duration::from_millis(500)) => {}
-            () = &mut term => break,
-        }
-        // reap the workers this process started that have exited
-        children.retain_mut(|c| c.try_wait().ok().flatten().is_none());
-        let Ok(state) = State::read(&run_dir) else {
-            tracing::info!("the topology is gone; stopping");
-            break;
-        };
-        let running: Vec<&deploy::Process> = state
-            .processes
-            .iter()
-            .filter(|p| p.role == "worker" && deploy::alive(p.pid))
-            .collect();
-        let (pending, oldest_ms) = match queue.depth(crescendo_app::IMAGES_QUEUE).await {
-            Ok(d) => (d.pending, d.oldest_ms),
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot read the queue's depth; keeping the workers as they are");
-                continue;
-            }
-        };
-        let (want, low) = deploy::desired_workers(
-            &scaling,
-            running.len(),
-            pending,
-            oldest_ms,
-            low_since,
-            Instant::now(),
-        );
-        low_since = low;
-        let mut note = String::from("steady");
-        if want > running.len() {
-            note = format!(
-                "adding {} for {pending} jobs, the oldest {:.1} s old",
-                want - running.len(),
-                oldest_ms as f64 / 1000.0
-            );
-            tracing::info!(
-                from = running.len(),
-                to = want,
-                pending,
-                "scaling the workers up"
-            );
-            for _ in running.len()..want {
-                let rd = run_dir.clone();
-                match tokio::task::spawn_blocking(move || {
-                    let mut st = State::read(&rd)?;
-                    deploy::add_worker(&rd, &mut st)
-                })
-                .await?
-                {
-                    Ok((name, child)) => {
-                        tracing::info!(worker = %name, "worker started");
-                        children.push(child);
-                    }
-                    Err(e) => tracing::warn!(error = %e, "a worker did not start"),
-                }
-            }
-        } else if want < running.len() {
-            // the newest leaves first; it finishes the jobs in hand
-            let newest = running
-                .iter()
-                .max_by_key(|p| {
-                    p.name
-                        .trim_start_matches("worker-")
-                        .parse::<usize>()
-                        .unwrap_or(0)
-                })
-                .map(|p| p.name.clone());
-            if let Some(name) = newest {
-                note = format!("removing {name}: the backlog stayed small");
-                tracing::info!(from = running.len(), to = want, pending, worker = %name, "scaling the workers down");
-                let mut st = state.clone();
-                deploy::remove_worker(&run_dir, &mut st, &name)?;
-            }
-        } else if low_since.is_some() {
-            note = format!(
-                "backlog small; one fewer after {} s",
-                scaling.scale_down_after_secs
-            );
-        }
-        let summary = serde_json::json!({
-            "min": scaling.min, "max": scaling.max, "workers": want, "pending": pending, "oldest_ms": oldest_ms, "note": note,
-        });
-        std::fs::write(
-            run_dir.join("autoscale.json"),
-            serde_json::to_vec(&summary)?,
-        )?;
-    }
-    Ok(())
+    let settings = crescendo_topology::worker_settings(&run_dir)?;
+    let jobs = crescendo_server::ops::JobBacklog::open(&settings).await?;
+    let backlog = async || {
+        let (pending, oldest_ms) = jobs.read().await?;
+        Ok(crescendo_topology::Backlog { pending, oldest_ms })
+    };
+    crescendo_topology::autoscale(&run_dir, backlog, crescendo_server::shutdown_signal()).await
 }

@@ -10,6 +10,7 @@
 
 mod http;
 mod jobs;
+pub mod ops;
 mod state;
 
 pub use state::{Built, build};

@@ -306,6 +306,140 @@ impl Drop for Haproxy {
     }
 }
 
+// In a topology: the load balancer, and the web nodes joining and leaving it.
+
+impl crate::launch::Part for Haproxy {
+    fn detach(self: Box<Self>) {
+        let _ = (*self).detach();
+    }
+}
+
+/// Starts HAProxy on the public address in front of `backends`, and records it.
+pub(crate) fn start_tier(
+    up: &mut crate::up::Up,
+    tier: &crate::model::LbTier,
+    backends: Vec<Backend>,
+) -> anyhow::Result<()> {
+    use crate::state::{Process, Role};
+    up.progress(&format!("starting HAProxy on {}", up.public));
+    let dir = up.o.run_dir.join("haproxy");
+    let cfg = LbConfig {
+        public: up.public,
+        backends,
+        sticky: tier.sticky,
+    };
+    let h = Haproxy::start(&dir, &cfg)?;
+    let p = Process::new(
+        Role::Lb,
+        "haproxy",
+        h.pid(),
+        up.public,
+        dir.join("haproxy.log"),
+    );
+    up.running.record(p, Box::new(h));
+    Ok(())
+}
+
+/// The web nodes of `state`, as backends.
+fn backends(state: &crate::state::State) -> Vec<Backend> {
+    state
+        .of(crate::state::Role::Web)
+        .filter_map(|p| {
+            Some(Backend {
+                name: p.name.clone(),
+                addr: p.addr.parse().ok()?,
+            })
+        })
+        .collect()
+}
+
+/// The balancer's configuration for `state`'s web nodes (the topology has one).
+fn config(state: &crate::state::State) -> anyhow::Result<LbConfig> {
+    let (public, sticky) = state
+        .lb
+        .context("this topology has no load balancer to scale behind")?;
+    Ok(LbConfig {
+        public,
+        backends: backends(state),
+        sticky,
+    })
+}
+
+/// Whether nodes join and leave the running balancer through its runtime API (without
+/// stickiness) rather than by a reload.
+pub(crate) fn live(state: &crate::state::State) -> bool {
+    matches!(state.lb, Some((_, false)))
+}
+
+/// Rewrites the configuration for `state`'s web nodes and reloads the running balancer.
+fn reload(run_dir: &Path, state: &crate::state::State) -> anyhow::Result<()> {
+    let lb = state
+        .of(crate::state::Role::Lb)
+        .next()
+        .context("no load balancer process")?;
+    Haproxy::reload_running(&run_dir.join("haproxy"), lb.pid, &config(state)?)
+}
+
+/// Puts web node `b`, already in `state`, behind the balancer.
+pub(crate) fn add_node(
+    run_dir: &Path,
+    state: &crate::state::State,
+    b: &Backend,
+) -> anyhow::Result<()> {
+    if !live(state) {
+        return reload(run_dir, state);
+    }
+    let dir = run_dir.join("haproxy");
+    Haproxy::write_config(&dir, &config(state)?)?;
+    Haproxy::add_live(&dir, b)
+}
+
+/// Sends no new requests to the nodes `names`, already gone from `state` (those in flight
+/// finish); [`forget_nodes`] drops them once they have stopped.
+pub(crate) fn take_out(
+    run_dir: &Path,
+    state: &crate::state::State,
+    names: &[String],
+) -> anyhow::Result<()> {
+    if !live(state) {
+        return reload(run_dir, state);
+    }
+    let dir = run_dir.join("haproxy");
+    for name in names {
+        Haproxy::drain_live(&dir, name)?;
+    }
+    Haproxy::write_config(&dir, &config(state)?)
+}
+
+/// Drops stopped nodes taken out by [`take_out`] from the running balancer.
+pub(crate) fn forget_nodes(
+    run_dir: &Path,
+    state: &crate::state::State,
+    names: &[String],
+) -> anyhow::Result<()> {
+    if live(state) {
+        for name in names {
+            Haproxy::remove_live(&run_dir.join("haproxy"), name)?;
+        }
+    }
+    Ok(())
+}
+
+/// Waits until the balancer reports `name` as `UP`.
+pub(crate) fn wait_up(run_dir: &Path, name: &str, limit: Duration) -> anyhow::Result<()> {
+    let deadline = std::time::Instant::now() + limit;
+    while !Haproxy::backend_states(&run_dir.join("haproxy"))
+        .iter()
+        .any(|(n, s)| n == name && s == "UP")
+    {
+        if std::time::Instant::now() > deadline {
+            bail!("{name} is not UP in the load balancer after {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

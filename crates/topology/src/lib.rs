@@ -10,16 +10,40 @@
 //! - [`redis::Redis`]: Redis with bounded memory and LRU eviction.
 //! - [`nats::Nats`]: NATS with JetStream, stoppable and restartable on its own data.
 //! - [`s3::S3`]: an S3-compatible object server (`s3s-fs`, a cargo binary) for blobs.
-//! - [`deploy`]: whole topologies from `topologies/*.toml` (`crescendo up`, `down`, `status`).
+//!
+//! Around them, whole topologies from `topologies/*.toml` on one machine, one module per
+//! concern: [`model`] (the file), [`up`] (start every tier: each launcher's module also starts
+//! its tier, records its processes and tells the nodes how to reach it), [`web`] and
+//! [`workers`] (the `crescendo` processes), [`state`] (`RUN_DIR/state.json`, [`Role`],
+//! [`down`]), [`scale`], [`restart`], [`status`] and [`autoscale`].
 //!
 //! A missing binary is an error that names the Debian package to install.
 
-pub mod deploy;
+pub mod autoscale;
 pub mod haproxy;
+mod launch;
+pub mod model;
 pub mod nats;
 pub mod pg;
 pub mod redis;
+pub mod restart;
 pub mod s3;
+pub mod scale;
+pub mod state;
+pub mod status;
+pub mod up;
+mod web;
+pub mod workers;
+
+pub use autoscale::{Backlog, WorkerScaling, autoscale, desired_workers, worker_settings};
+pub use launch::{Running, UpOptions};
+pub use model::Topology;
+pub use restart::restart_web;
+pub use scale::scale;
+pub use state::{Process, Role, State, alive, down};
+pub use status::{Status, http_get, status};
+pub use up::up;
+pub use workers::{add_worker, remove_worker};
 
 use std::process::Child;
 use std::time::{Duration, Instant};

@@ -178,6 +178,26 @@ impl Drop for Nats {
     }
 }
 
+// In a topology: the message queue.
+
+impl crate::launch::Part for Nats {
+    fn detach(self: Box<Self>) {
+        let _ = (*self).detach();
+    }
+}
+
+/// Starts NATS with JetStream on 127.0.4.1 and points the nodes' queue at it.
+pub(crate) fn start_tier(up: &mut crate::up::Up) -> anyhow::Result<()> {
+    use crate::state::{Process, Role};
+    up.progress("starting NATS with JetStream (the job queue)");
+    let nats = Nats::start(&up.o.run_dir.join("nats"), [127, 0, 4, 1])?;
+    up.node.queue.backend = crescendo_config::QueueBackend::Nats;
+    up.node.queue.nats_url = nats.url();
+    let p = Process::new(Role::Nats, "nats", nats.pid(), nats.addr(), nats.log());
+    up.running.record(p, Box::new(nats));
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -178,6 +178,64 @@ impl Drop for Redis {
     }
 }
 
+// In a topology: the cache ring and the shared-state server.
+
+impl crate::launch::Part for Redis {
+    fn detach(self: Box<Self>) {
+        let _ = (*self).detach();
+    }
+}
+
+/// Starts the cache ring (`cache-1`… on 127.0.3.N) and points the nodes' cache at it.
+/// Without a ring, several nodes behind a balancer keep no cache: one node's cache cannot
+/// see another node's writes (DESIGN.md's contract: no cache serves data older than the last
+/// acknowledged write).
+pub(crate) fn start_cache_tier(
+    up: &mut crate::up::Up,
+    tier: Option<&crate::model::CacheTier>,
+    balanced: bool,
+) -> anyhow::Result<()> {
+    use crescendo_config::CacheBackend;
+    let Some(c) = tier else {
+        if balanced {
+            up.node.cache.backend = CacheBackend::None;
+        }
+        return Ok(());
+    };
+    for i in 1..=c.servers {
+        up.progress(&format!("starting Redis cache-{i}"));
+        let dir = up.o.run_dir.join(format!("cache-{i}"));
+        let r = Redis::start(&dir, [127, 0, 3, i as u8], c.maxmemory_mb)?;
+        up.node.cache.redis_urls.push(r.url());
+        record(up, format!("cache-{i}"), r);
+    }
+    up.node.cache.backend = CacheBackend::Redis;
+    Ok(())
+}
+
+/// Starts the Redis that holds what every node shares (sessions, rate limits, idempotency
+/// records, read fences) on 127.0.2.1, and points the nodes' sessions at it.
+pub(crate) fn start_sessions_tier(
+    up: &mut crate::up::Up,
+    tier: &crate::model::RedisTier,
+) -> anyhow::Result<()> {
+    up.progress("starting Redis (shared sessions)");
+    let r = Redis::start(
+        &up.o.run_dir.join("redis"),
+        [127, 0, 2, 1],
+        tier.maxmemory_mb,
+    )?;
+    up.node.sessions.backend = crescendo_config::SessionBackend::Redis;
+    up.node.sessions.redis_url = r.url();
+    record(up, "redis".into(), r);
+    Ok(())
+}
+
+fn record(up: &mut crate::up::Up, name: String, r: Redis) {
+    let p = crate::state::Process::new(crate::state::Role::Redis, name, r.pid(), r.addr(), r.log());
+    up.running.record(p, Box::new(r));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

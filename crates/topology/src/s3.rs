@@ -203,3 +203,41 @@ impl Drop for S3 {
         self.stop();
     }
 }
+
+// In a topology: the blob store.
+
+impl crate::launch::Part for S3 {
+    fn detach(self: Box<Self>) {
+        let _ = (*self).detach();
+    }
+}
+
+/// With `[blobs] backend = "s3"`, starts the object server on 127.0.6.1 and points the
+/// nodes' blobs at it; otherwise every process reads and writes the same files, one
+/// machine's shared blob directory.
+pub(crate) fn start_tier(
+    up: &mut crate::up::Up,
+    tier: Option<&crate::model::BlobsTier>,
+) -> anyhow::Result<()> {
+    use crate::model::BlobsBackend;
+    use crate::state::{Process, Role};
+    if !tier.is_some_and(|b| b.backend == BlobsBackend::S3) {
+        up.node.blobs.dir = up.o.run_dir.join("blobs");
+        return Ok(());
+    }
+    up.progress("starting the S3 object server (uploads and their variants)");
+    let s3 = S3::start(
+        &up.o.run_dir.join("s3"),
+        SocketAddr::from(([127, 0, 6, 1], 0)),
+    )?;
+    let blobs = &mut up.node.blobs;
+    blobs.backend = crescendo_config::BlobBackend::S3;
+    blobs.s3_endpoint = s3.endpoint();
+    blobs.s3_bucket = BUCKET.into();
+    blobs.s3_region = REGION.into();
+    blobs.s3_access_key = s3.access_key().into();
+    blobs.s3_secret_key = Some(crescendo_config::Secret::new(s3.secret_key()));
+    let p = Process::new(Role::S3, "s3", s3.pid(), s3.addr(), s3.log());
+    up.running.record(p, Box::new(s3));
+    Ok(())
+}

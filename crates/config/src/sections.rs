@@ -1,0 +1,351 @@
+//! The sections of the settings tree (`http`, `store`, `cache`, `queue`, `blobs`, `sessions`,
+//! `auth`, `web`, `log`), each with its defaults.
+
+use crate::Secret;
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+pub use crescendo_telemetry::LogFormat;
+
+/// The web pages.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebSettings {
+    /// Where pages link the stylesheet and script from: empty for this site, or a CDN
+    /// origin such as `https://cdn.example.com` (it must serve `/assets/…` from this site).
+    pub asset_base_url: String,
+    /// Mark the session cookie `Secure` (the site is served over HTTPS).
+    pub secure_cookies: bool,
+}
+
+/// The HTTP listener.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Http {
+    /// Address to listen on; port 0 picks a free port (printed at start).
+    pub listen: SocketAddr,
+    /// Largest request body accepted, in bytes (larger: 413).
+    pub body_limit_bytes: usize,
+    /// A request taking longer is answered 503 and its work dropped.
+    pub request_timeout_secs: u64,
+    /// On SIGTERM/SIGINT, how long in-flight requests may take to finish.
+    pub shutdown_grace_secs: u64,
+    /// On SIGTERM/SIGINT, how long `/ready` fails before the listener closes, so a load
+    /// balancer's health check sees the node leave before its connections are refused.
+    pub drain_delay_ms: u64,
+    /// Largest `limit` a list request may ask for (larger: 422).
+    pub max_page_size: u32,
+}
+
+/// Which database and how to use it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreSettings {
+    /// `sqlite` (the single-server rung) or `postgres` (rungs 2 and up).
+    pub backend: StoreBackend,
+    /// With `postgres`: the primary, e.g. `postgres://crescendo@10.0.0.5:5432/crescendo`.
+    pub postgres_url: String,
+    /// With `postgres`: streaming replicas of the primary, for reads, e.g.
+    /// `["postgres://crescendo@10.0.0.6:5432/crescendo"]` (as an environment variable, the
+    /// same TOML array syntax).
+    pub postgres_replica_urls: Vec<String>,
+    /// With `postgres`: most connections in each server's pool.
+    pub postgres_max_connections: u32,
+    /// With `postgres`: how long a query waits for a free (or new) connection before the
+    /// request fails with 503.
+    pub postgres_acquire_timeout_ms: u64,
+    /// A replica further behind the primary than this gets no reads (and a user's own
+    /// writes are never read from a replica that has not replayed them).
+    pub replica_max_lag_ms: u64,
+    /// How often the primary and replicas are checked (role, replay position, lag).
+    pub replica_check_interval_ms: u64,
+    /// SQLite reader connections.
+    pub sqlite_readers: usize,
+    /// SQLite commit durability: `full` (survives power loss) or `normal` (survives a crash
+    /// of the process; the last commits may be lost on power loss; faster writes).
+    pub sqlite_synchronous: SqliteSync,
+}
+
+/// Database backends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreBackend {
+    /// SQLite in `data_dir/crescendo.db`.
+    Sqlite,
+    /// A PostgreSQL server at `store.postgres_url`.
+    Postgres,
+}
+
+/// SQLite `synchronous` modes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SqliteSync {
+    /// fsync every commit.
+    Full,
+    /// fsync at checkpoints.
+    Normal,
+}
+
+/// The read-through cache.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheSettings {
+    /// `memory` (in-process: one node's own), `redis` (a ring of Redis servers shared by
+    /// every web node) or `none`.
+    pub backend: CacheBackend,
+    /// Bound of the in-process byte cache (`memory`).
+    pub memory_max_bytes: u64,
+    /// Bound of each process's local (near) tier of decoded values, weighed by encoded size.
+    pub local_max_bytes: u64,
+    /// Lifetime of a near-tier entry. With `redis`, every near hit is first checked against
+    /// the entry's version in Redis, so this bounds memory, not staleness.
+    pub local_ttl_secs: u64,
+    /// Lifetime of cached entries (with ±10% jitter).
+    pub ttl_secs: u64,
+    /// Lifetime of cached "not found" answers.
+    pub negative_ttl_secs: u64,
+    /// The cache servers (`redis`), e.g. `["redis://127.0.0.1:6379", …]`. They must hold
+    /// nothing else: a server that rejoins the ring after an outage is flushed.
+    pub redis_urls: Vec<String>,
+    /// Bound on each cache command (`redis`); a server slower than this leaves the ring
+    /// until it answers again.
+    pub redis_timeout_ms: u64,
+    /// How often each cache server is checked (`redis`).
+    pub redis_check_interval_ms: u64,
+}
+
+/// Cache backends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CacheBackend {
+    /// In-process (moka).
+    Memory,
+    /// A consistent-hash ring of Redis servers, shared by every web node, with a near tier
+    /// in each node.
+    Redis,
+    /// No cache: every read goes to the store. For several web nodes without a shared
+    /// cache tier, where one node's cache could not see another node's writes.
+    None,
+}
+
+/// The job queue.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueueSettings {
+    /// `sqlite` (the job table in the database file) or `nats` (NATS JetStream, shared by
+    /// every web node and worker).
+    pub backend: QueueBackend,
+    /// With `nats`: the server, e.g. `nats://10.0.0.9:4222`.
+    pub nats_url: String,
+    /// How long a worker holds a job before another may take it, seconds.
+    pub lease_secs: u64,
+    /// Failed deliveries before a job becomes a dead letter.
+    pub max_attempts: u32,
+    /// Workers in this process (image variants); 0 runs none here.
+    pub workers: usize,
+}
+
+/// Queue backends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum QueueBackend {
+    /// The job table in the SQLite database.
+    Sqlite,
+    /// NATS JetStream.
+    Nats,
+}
+
+/// Uploaded files.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BlobSettings {
+    /// `local`: files under `dir` (one machine); `s3`: objects in an S3 bucket, shared by
+    /// every node and worker.
+    pub backend: BlobBackend,
+    /// Directory for `local`; empty means `data_dir/blobs`.
+    pub dir: PathBuf,
+    /// With `s3`: the server's URL, e.g. `http://10.0.0.9:9000` for an S3-compatible
+    /// server (path-style requests); empty means AWS S3 itself.
+    pub s3_endpoint: String,
+    /// With `s3`: the bucket (it must exist).
+    pub s3_bucket: String,
+    /// With `s3`: the region requests are signed for.
+    pub s3_region: String,
+    /// With `s3`: the access key ID; empty means the environment's AWS credentials.
+    pub s3_access_key: String,
+    /// With `s3`: the secret key (better set as `CRESCENDO_BLOBS__S3_SECRET_KEY`).
+    pub s3_secret_key: Option<Secret>,
+    /// With `s3`: the bound on one request, in milliseconds (a few retries follow).
+    pub s3_timeout_ms: u64,
+    /// Base URL of uploaded images and their variants: `/media` (this server serves them),
+    /// or the URL of a CDN in front of it.
+    pub media_base_url: String,
+    /// Largest upload, in bytes (larger ones are refused with 413).
+    pub max_upload_bytes: u64,
+    /// Most pixels (width × height) an uploaded image may have (more are refused with 422,
+    /// read from the header, so a decompression bomb is never decoded).
+    pub max_upload_pixels: u64,
+}
+
+/// Blob backends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BlobBackend {
+    /// A local directory.
+    Local,
+    /// An S3 bucket (AWS or an S3-compatible server).
+    S3,
+}
+
+/// Small shared state.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SessionSettings {
+    /// `memory` (in-process: one node's own) or `redis` (shared by every node).
+    pub backend: SessionBackend,
+    /// With `redis`: the server, e.g. `redis://10.0.0.7:6379`.
+    pub redis_url: String,
+}
+
+/// Session backends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SessionBackend {
+    /// In-process.
+    Memory,
+    /// A Redis server at `sessions.redis_url`.
+    Redis,
+}
+
+/// Tokens and passwords.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Auth {
+    /// HS256 key for API tokens (at least 32 characters). Unset: one is generated on first
+    /// start and kept in `data_dir/jwt.key`. Every node of a topology must share one.
+    pub jwt_secret: Option<Secret>,
+    /// How long an API token is valid.
+    pub token_ttl_secs: u64,
+    /// Password hashes computed at once; each takes `argon2_memory_kib` of memory.
+    pub hash_concurrency: usize,
+    /// Argon2id memory cost in KiB (OWASP's minimum for argon2id is 19456).
+    pub argon2_memory_kib: u32,
+    /// Argon2id passes.
+    pub argon2_iterations: u32,
+}
+
+/// Logs.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Log {
+    /// `pretty` or `json`.
+    pub format: LogFormat,
+    /// Filter when `RUST_LOG` is unset, in `tracing_subscriber::EnvFilter` syntax.
+    pub filter: String,
+}
+
+impl Default for Http {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            body_limit_bytes: 1024 * 1024,
+            request_timeout_secs: 30,
+            shutdown_grace_secs: 30,
+            drain_delay_ms: 0,
+            max_page_size: 100,
+        }
+    }
+}
+
+impl Default for StoreSettings {
+    fn default() -> Self {
+        Self {
+            backend: StoreBackend::Sqlite,
+            postgres_url: String::new(),
+            postgres_replica_urls: Vec::new(),
+            postgres_max_connections: 16,
+            postgres_acquire_timeout_ms: 2000,
+            replica_max_lag_ms: 1000,
+            replica_check_interval_ms: 200,
+            sqlite_readers: 4,
+            sqlite_synchronous: SqliteSync::Full,
+        }
+    }
+}
+
+impl Default for CacheSettings {
+    fn default() -> Self {
+        Self {
+            backend: CacheBackend::Memory,
+            memory_max_bytes: 8 * 1024 * 1024,
+            local_max_bytes: 24 * 1024 * 1024,
+            local_ttl_secs: 60,
+            ttl_secs: 300,
+            negative_ttl_secs: 30,
+            redis_urls: Vec::new(),
+            redis_timeout_ms: 500,
+            redis_check_interval_ms: 200,
+        }
+    }
+}
+
+impl Default for QueueSettings {
+    fn default() -> Self {
+        Self {
+            backend: QueueBackend::Sqlite,
+            nats_url: String::new(),
+            lease_secs: 60,
+            max_attempts: 5,
+            workers: 2,
+        }
+    }
+}
+
+impl Default for BlobSettings {
+    fn default() -> Self {
+        Self {
+            backend: BlobBackend::Local,
+            dir: PathBuf::new(),
+            s3_endpoint: String::new(),
+            s3_bucket: String::new(),
+            s3_region: "us-east-1".into(),
+            s3_access_key: String::new(),
+            s3_secret_key: None,
+            s3_timeout_ms: 10_000,
+            media_base_url: "/media".into(),
+            max_upload_bytes: 10 * 1024 * 1024,
+            max_upload_pixels: 50_000_000,
+        }
+    }
+}
+
+impl Default for SessionSettings {
+    fn default() -> Self {
+        Self {
+            backend: SessionBackend::Memory,
+            redis_url: String::new(),
+        }
+    }
+}
+
+impl Default for Auth {
+    fn default() -> Self {
+        Self {
+            jwt_secret: None,
+            token_ttl_secs: 30 * 24 * 3600,
+            hash_concurrency: 1,
+            argon2_memory_kib: 19_456,
+            argon2_iterations: 2,
+        }
+    }
+}
+
+impl Default for Log {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Pretty,
+            filter: "info".into(),
+        }
+    }
+}

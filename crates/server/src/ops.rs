@@ -1,0 +1,66 @@
+//! What operators run beside serving, on the backends the settings name: the queue's backlog
+//! (what the worker autoscaler sizes the tier by) and a database failover. The CLI reaches
+//! every backend through here and names none itself.
+
+use anyhow::Context;
+use crescendo_config::{QueueBackend, Settings, StoreBackend};
+use crescendo_queue::Queue;
+use std::time::Duration;
+
+pub use crescendo_store_postgres::failover::Promoted;
+
+/// The image jobs' backlog on the queue the settings name, shared by every worker.
+pub struct JobBacklog {
+    queue: Box<dyn Queue>,
+}
+
+impl JobBacklog {
+    /// Connects to the settings' queue.
+    ///
+    /// # Errors
+    /// The queue is not a shared one (`queue.backend = "nats"`), or it cannot be reached.
+    pub async fn open(settings: &Settings) -> anyhow::Result<Self> {
+        if settings.queue.backend != QueueBackend::Nats {
+            anyhow::bail!(
+                "only a shared queue (queue.backend = \"nats\") has a backlog to scale by"
+            );
+        }
+        let queue = crescendo_queue_nats::NatsQueue::connect(
+            &settings.queue.nats_url,
+            settings.queue.max_attempts,
+            Duration::from_secs(settings.queue.lease_secs.max(1)),
+        )
+        .await
+        .with_context(|| format!("queue.nats_url = {}", settings.queue.nats_url))?;
+        Ok(Self {
+            queue: Box::new(queue),
+        })
+    }
+
+    /// (jobs waiting or running, age of the oldest in ms).
+    ///
+    /// # Errors
+    /// The queue does not answer.
+    pub async fn read(&self) -> anyhow::Result<(u64, u64)> {
+        let d = self.queue.depth(crescendo_app::IMAGES_QUEUE).await?;
+        Ok((d.pending, d.oldest_ms))
+    }
+}
+
+/// Promotes the most advanced replica of the settings' PostgreSQL servers (the primary and
+/// its replicas) once the primary is gone, and re-points the others at it (as synchronous
+/// standbys unless `asynchronous`).
+///
+/// # Errors
+/// The store is not PostgreSQL, a primary still answers, or no replica can be promoted.
+pub async fn failover(settings: &Settings, asynchronous: bool) -> anyhow::Result<Promoted> {
+    if settings.store.backend != StoreBackend::Postgres {
+        anyhow::bail!(
+            "failover needs store.backend = \"postgres\" with store.postgres_url and store.postgres_replica_urls"
+        );
+    }
+    let urls: Vec<String> = std::iter::once(settings.store.postgres_url.clone())
+        .chain(settings.store.postgres_replica_urls.iter().cloned())
+        .collect();
+    Ok(crescendo_store_postgres::failover::promote_most_advanced(&urls, !asynchronous).await?)
+}

@@ -1,0 +1,221 @@
+//! Starting and recording the processes of a topology: [`Running`] holds what `up` started
+//! and stops it in [`Role::STOP_ORDER`] when dropped (unless detached), [`Part`] is what each
+//! tier's launcher gives it to stop or leave running, and [`start_node`] is the one way a
+//! `crescendo` process (web node or worker) is started and awaited.
+
+use crate::state::{Process, Role, State, signal};
+use anyhow::{Context, bail};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A server `up` started, as its tier hands it to [`Running`]: dropped, it stops (each
+/// launcher stops its server on drop); detached, it runs on after this process.
+pub(crate) trait Part: Send {
+    /// Asks it to stop without waiting (a `crescendo` process drains on SIGTERM), so a whole
+    /// tier drains at once before each is waited for.
+    fn begin_stop(&mut self) {}
+    /// Leaves it running; `crescendo down` stops it by PID.
+    fn detach(self: Box<Self>);
+}
+
+/// A `crescendo` process (web node, worker, autoscaler) this process started.
+pub(crate) struct Node {
+    child: Child,
+    /// How long it may take to drain once asked: workers finish the jobs in hand.
+    drain: Duration,
+}
+
+impl Node {
+    /// Wraps a started child that may take `drain` to stop.
+    pub(crate) fn new(child: Child, drain: Duration) -> Self {
+        Self { child, drain }
+    }
+}
+
+impl Part for Node {
+    fn begin_stop(&mut self) {
+        signal(self.child.id(), nix::sys::signal::Signal::SIGTERM);
+    }
+    fn detach(self: Box<Self>) {
+        std::mem::forget(*self);
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        crate::stop(&mut self.child, None, self.drain);
+    }
+}
+
+/// A running topology started by this process; stopped when dropped unless detached.
+pub struct Running {
+    /// What was started.
+    pub state: State,
+    pub(crate) run_dir: PathBuf,
+    parts: Vec<(Role, Box<dyn Part>)>,
+}
+
+impl Running {
+    /// Nothing started yet, for `state` in `run_dir`.
+    pub(crate) fn new(state: State, run_dir: PathBuf) -> Self {
+        Self {
+            state,
+            run_dir,
+            parts: Vec::new(),
+        }
+    }
+
+    /// Records a started process in the state, and keeps `part` to stop it.
+    pub(crate) fn record(&mut self, process: Process, part: Box<dyn Part>) {
+        self.parts.push((process.role, part));
+        self.state.processes.push(process);
+    }
+
+    /// Leaves everything running after this process exits; `crescendo down` stops it.
+    pub fn detach(mut self) {
+        for (_, part) in std::mem::take(&mut self.parts) {
+            part.detach();
+        }
+        // the state file stays: `down` and `status` read it
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let mut parts = std::mem::take(&mut self.parts);
+        for role in Role::STOP_ORDER {
+            let (mut tier, rest): (Vec<_>, Vec<_>) =
+                parts.into_iter().partition(|(r, _)| *r == role);
+            parts = rest;
+            for (_, part) in &mut tier {
+                part.begin_stop();
+            }
+            // dropping each waits for it to stop
+            drop(tier);
+        }
+        let _ = std::fs::remove_file(self.run_dir.join("state.json"));
+    }
+}
+
+/// How `up` starts things.
+#[derive(Clone, Debug)]
+pub struct UpOptions {
+    /// The `crescendo` binary (web nodes run `EXE web`).
+    pub exe: PathBuf,
+    /// Where state, configuration and logs go.
+    pub run_dir: PathBuf,
+    /// Overrides the topology's public address.
+    pub public: Option<SocketAddr>,
+    /// Called with a line of progress for each step.
+    pub progress: fn(&str),
+}
+
+/// A free port on `ip`.
+pub(crate) fn free_port(ip: [u8; 4]) -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind(SocketAddr::from((ip, 0)))?
+        .local_addr()?
+        .port())
+}
+
+/// A free address on `ip`.
+pub(crate) fn free_addr(ip: [u8; 4]) -> anyhow::Result<SocketAddr> {
+    Ok(SocketAddr::from((ip, free_port(ip)?)))
+}
+
+/// The last lines of a log, for errors.
+fn tail(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(15)..].join("\n")
+}
+
+/// A `crescendo` process to start: `EXE ROLE --listen ADDR --data-dir RUN_DIR/NAME` with the
+/// environment `env`, logging to `RUN_DIR/NAME.log`.
+pub(crate) struct NodeSpec<'a> {
+    /// The binary.
+    pub exe: &'a Path,
+    /// The run directory.
+    pub run_dir: &'a Path,
+    /// What it runs: `web` or `worker`.
+    pub role: Role,
+    /// Its number: `web-N`.
+    pub n: usize,
+    /// Where it listens (port 0: any).
+    pub addr: SocketAddr,
+    /// Its settings, as `CRESCENDO_*` variables.
+    pub env: &'a [(String, String)],
+}
+
+/// Starts a `crescendo` process, waits for its "listening on" line, and returns it with the
+/// process record for the state (the caller records it).
+///
+/// # Errors
+/// It cannot start, exits, or does not listen within 60 s (then it is killed); the error
+/// holds its log's last lines.
+pub(crate) fn start_node(spec: &NodeSpec<'_>) -> anyhow::Result<(Child, Process)> {
+    use std::os::unix::process::CommandExt;
+    let command = match spec.role {
+        Role::Web => "web",
+        Role::Worker => "worker",
+        other => bail!("{other:?} is not a crescendo node"),
+    };
+    let name = format!("{command}-{}", spec.n);
+    let data = spec.run_dir.join(&name);
+    std::fs::create_dir_all(&data)?;
+    let log_path = spec.run_dir.join(format!("{name}.log"));
+    let log = std::fs::File::create(&log_path)?;
+    let mut child = Command::new(spec.exe)
+        .arg(command)
+        .arg("--listen")
+        .arg(spec.addr.to_string())
+        .arg("--data-dir")
+        .arg(&data)
+        .envs(spec.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .process_group(0)
+        .spawn()
+        .with_context(|| format!("starting {}", spec.exe.display()))?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(status) = child.try_wait()? {
+            bail!("{name} exited ({status}):\n{}", tail(&log_path));
+        }
+        let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+        if let Some(addr) = text
+            .lines()
+            .find_map(|l| l.strip_prefix("listening on http://"))
+            .and_then(|a| a.trim().parse::<SocketAddr>().ok())
+        {
+            let process = Process::new(spec.role, name, child.id(), addr, log_path);
+            return Ok((child, process));
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("{name} did not listen within 60 s:\n{}", tail(&log_path));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The shared token key of a run directory, made on first use.
+pub(crate) fn shared_secret(run_dir: &Path) -> anyhow::Result<String> {
+    let path = run_dir.join("jwt.secret");
+    if let Ok(s) = std::fs::read_to_string(&path)
+        && s.trim().len() >= 32
+    {
+        return Ok(s.trim().to_string());
+    }
+    let mut bytes = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes))?;
+    let key: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    std::fs::write(&path, &key)?;
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+    Ok(key)
+}

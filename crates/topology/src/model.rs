@@ -1,0 +1,233 @@
+//! The topology file (`topologies/*.toml`): which tiers run, how many of each, and how they
+//! fit together. [`Topology::load`] reads and checks one; `crate::up` starts it.
+
+use anyhow::{Context, bail};
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::Path;
+
+/// A topology file.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Topology {
+    /// A short name.
+    pub name: String,
+    /// Its rung on the ladder.
+    pub rung: u8,
+    /// What it shows, for `up`'s banner.
+    #[serde(default)]
+    pub description: String,
+    /// The public address. [default: 127.0.0.1:8000]
+    #[serde(default = "default_public")]
+    pub public: SocketAddr,
+    /// The web tier.
+    pub web: WebTier,
+    /// The database tier.
+    pub postgres: PgTier,
+    /// HAProxy in front of the web nodes; without it, the one web node is public.
+    pub load_balancer: Option<LbTier>,
+    /// Redis for state every web node shares (sessions, rate limits, idempotency records,
+    /// read fences): the stateless rung.
+    pub redis: Option<RedisTier>,
+    /// Several Redis servers holding the read-through cache on a hash ring: the cache rung.
+    pub cache: Option<CacheTier>,
+    /// NATS JetStream for jobs, and worker processes taking them: the message-queue rung.
+    pub queue: Option<QueueTier>,
+    /// Where uploads and their variants are kept; without it, one directory on this machine
+    /// that every process shares.
+    pub blobs: Option<BlobsTier>,
+}
+
+/// The blob store.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BlobsTier {
+    /// `s3`: an S3-compatible object server (`s3s-fs`) that every web node and worker
+    /// reaches over HTTP, as they would reach S3 itself.
+    pub backend: BlobsBackend,
+}
+
+/// Blob stores a topology can run.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum BlobsBackend {
+    /// An S3-compatible object server.
+    S3,
+}
+
+/// The message queue and its workers.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueTier {
+    /// Worker processes (`crescendo worker`) at start, and the fewest the autoscaler keeps.
+    pub workers: usize,
+    /// The most worker processes the autoscaler starts; without it, the count stays fixed.
+    #[serde(default)]
+    pub max_workers: Option<usize>,
+    /// Jobs waiting per worker process the autoscaler aims at.
+    #[serde(default = "default_jobs_per_worker")]
+    pub jobs_per_worker: u64,
+    /// How long the backlog must stay small before a worker is removed, seconds.
+    #[serde(default = "default_scale_down_after")]
+    pub scale_down_after_secs: u64,
+    /// How long the oldest job may wait before a worker is added whatever the depth, seconds.
+    #[serde(default = "default_max_wait")]
+    pub max_wait_secs: u64,
+    /// Jobs each worker process runs at once.
+    #[serde(default = "default_worker_concurrency")]
+    pub concurrency: usize,
+}
+
+fn default_jobs_per_worker() -> u64 {
+    4
+}
+
+fn default_scale_down_after() -> u64 {
+    10
+}
+
+pub(crate) fn default_max_wait() -> u64 {
+    30
+}
+
+fn default_worker_concurrency() -> usize {
+    2
+}
+
+/// The cache servers.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheTier {
+    /// How many Redis servers share the keys.
+    pub servers: usize,
+    /// Most memory each uses, MiB (then it evicts least recently used keys).
+    #[serde(default = "default_redis_mb")]
+    pub maxmemory_mb: u32,
+}
+
+/// Redis.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisTier {
+    /// Most memory it uses, MiB (then it evicts least recently used keys).
+    #[serde(default = "default_redis_mb")]
+    pub maxmemory_mb: u32,
+}
+
+fn default_redis_mb() -> u32 {
+    64
+}
+
+fn default_public() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8000))
+}
+
+/// Web nodes.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebTier {
+    /// How many.
+    pub count: usize,
+}
+
+/// PostgreSQL.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PgTier {
+    /// Streaming replicas of the primary.
+    #[serde(default)]
+    pub replicas: usize,
+    /// The primary waits for one replica on each commit (`ANY 1 (…)`).
+    #[serde(default)]
+    pub synchronous: bool,
+}
+
+/// HAProxy.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LbTier {
+    /// Pin each browser to one web node with a cookie (the stateful rung).
+    #[serde(default)]
+    pub sticky: bool,
+}
+
+impl Topology {
+    /// Reads and checks a topology file.
+    ///
+    /// # Errors
+    /// Unreadable, not TOML, an unknown key, or tiers that do not fit together.
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        Self::parse(&text, &path.display().to_string())
+    }
+
+    /// Parses and checks a topology's text; `origin` names it in errors.
+    ///
+    /// # Errors
+    /// As [`Topology::load`].
+    pub fn parse(text: &str, origin: &str) -> anyhow::Result<Self> {
+        let t: Topology =
+            toml::from_str(text).with_context(|| format!("{origin} is not a valid topology"))?;
+        if t.web.count == 0 {
+            bail!("{origin}: web.count must be at least 1");
+        }
+        if t.load_balancer.is_none() && t.web.count > 1 {
+            bail!("{origin}: {} web nodes need a [load_balancer]", t.web.count);
+        }
+        if t.postgres.synchronous && t.postgres.replicas == 0 {
+            bail!("{origin}: postgres.synchronous needs replicas");
+        }
+        if t.queue
+            .as_ref()
+            .is_some_and(|q| q.workers == 0 || q.workers > 200 || q.concurrency == 0)
+        {
+            bail!(
+                "{origin}: queue.workers must be between 1 and 200, queue.concurrency at least 1"
+            );
+        }
+        if t.cache
+            .as_ref()
+            .is_some_and(|c| c.servers == 0 || c.servers > 200)
+        {
+            bail!("{origin}: cache.servers must be between 1 and 200");
+        }
+        Ok(t)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    #[test]
+    fn the_topology_files_load_and_bad_ones_say_why() {
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../topologies");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                let t =
+                    Topology::load(&path).unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
+                assert!(
+                    path.file_name()
+                        .unwrap()
+                        .to_string_lossy()
+                        .starts_with(&format!("{:02}-", t.rung))
+                );
+                seen += 1;
+            }
+        }
+        assert!(seen >= 3);
+        let bad = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(
+            bad.path(),
+            "name = 'x'\nrung = 3\n[web]\ncount = 2\n[postgres]\n",
+        )
+        .unwrap();
+        assert!(format!("{:#}", Topology::load(bad.path()).unwrap_err()).contains("load_balancer"));
+        std::fs::write(bad.path(), "name = 'x'\nrung = 3\nwebs = 1\n").unwrap();
+        assert!(format!("{:#}", Topology::load(bad.path()).unwrap_err()).contains("webs"));
+    }
+}

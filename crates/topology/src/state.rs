@@ -1,0 +1,264 @@
+//! The run state: every process a running topology holds, as `RUN_DIR/state.json` keeps it
+//! for `down`, `status`, `scale`, `restart` and the autoscaler, and as `status --json` prints.
+
+use crate::autoscale::WorkerScaling;
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// What a process of a topology is; serialised as the role names `status --json` prints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Role {
+    /// The autoscaler of the worker tier (`crescendo autoscale`).
+    Supervisor,
+    /// A web node (`crescendo web`).
+    Web,
+    /// The load balancer (HAProxy).
+    Lb,
+    /// A worker process (`crescendo worker`).
+    Worker,
+    /// The message queue (NATS with JetStream).
+    Nats,
+    /// The S3-compatible object server.
+    S3,
+    /// A Redis server (the cache ring or the shared state).
+    Redis,
+    /// A PostgreSQL streaming replica.
+    PgReplica,
+    /// The PostgreSQL primary.
+    PgPrimary,
+}
+
+impl Role {
+    /// Every role in the order a topology stops: what takes requests drains first, what
+    /// holds data stops last.
+    pub const STOP_ORDER: [Role; 9] = [
+        Role::Supervisor,
+        Role::Web,
+        Role::Lb,
+        Role::Worker,
+        Role::Nats,
+        Role::S3,
+        Role::Redis,
+        Role::PgReplica,
+        Role::PgPrimary,
+    ];
+
+    /// Whether a command line (`/proc/PID/cmdline`) runs this role's program; `name` is the
+    /// process's name, which crescendo's own processes carry in their data directory.
+    fn runs(self, cmd: &str, name: &str) -> bool {
+        match self {
+            Role::Web => cmd.contains("web") && cmd.contains(name),
+            Role::Worker => cmd.contains("worker") && cmd.contains(name),
+            Role::Supervisor => cmd.contains("autoscale"),
+            Role::Nats => cmd.contains("nats-server"),
+            Role::S3 => cmd.contains("s3s-fs"),
+            Role::Lb => cmd.contains("haproxy"),
+            Role::Redis => cmd.contains("redis-server"),
+            Role::PgReplica | Role::PgPrimary => cmd.contains("postgres"),
+        }
+    }
+
+    /// The signal that stops it cleanly: PostgreSQL's fast shutdown is SIGINT.
+    fn stop_signal(self) -> nix::sys::signal::Signal {
+        match self {
+            Role::PgReplica | Role::PgPrimary => nix::sys::signal::Signal::SIGINT,
+            _ => nix::sys::signal::Signal::SIGTERM,
+        }
+    }
+}
+
+/// One process of a running topology, as `state.json` and `status --json` show it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Process {
+    /// What it is.
+    pub role: Role,
+    /// `web-1`, `pg-r1`…
+    pub name: String,
+    /// Its PID.
+    pub pid: u32,
+    /// Where it listens.
+    pub addr: String,
+    /// Its log file.
+    pub log: PathBuf,
+    /// A directory of its own that `down` removes once it has stopped (database servers keep
+    /// their data under the system temp dir, where the `postgres` user can reach it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dir: Option<PathBuf>,
+}
+
+impl Process {
+    /// A process with no directory of its own.
+    pub fn new(
+        role: Role,
+        name: impl Into<String>,
+        pid: u32,
+        addr: impl ToString,
+        log: PathBuf,
+    ) -> Self {
+        Self {
+            role,
+            name: name.into(),
+            pid,
+            addr: addr.to_string(),
+            log,
+            dir: None,
+        }
+    }
+
+    /// The same process, owning `dir`.
+    #[must_use]
+    pub fn with_dir(mut self, dir: &Path) -> Self {
+        self.dir = Some(dir.to_path_buf());
+        self
+    }
+
+    /// Whether its PID still runs what was started (guards against a reused PID).
+    pub fn is_ours(&self) -> bool {
+        std::fs::read(format!("/proc/{}/cmdline", self.pid))
+            .is_ok_and(|c| self.role.runs(&String::from_utf8_lossy(&c), &self.name))
+    }
+
+    /// Sends it `sig`.
+    pub(crate) fn signal(&self, sig: nix::sys::signal::Signal) {
+        signal(self.pid, sig);
+    }
+}
+
+/// What `state.json` holds.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct State {
+    /// The topology's name.
+    pub name: String,
+    /// Its rung.
+    pub rung: u8,
+    /// The public URL.
+    pub url: String,
+    /// Every process, in start order.
+    pub processes: Vec<Process>,
+    /// What a web node is started with (for `scale` and `restart`): its settings as
+    /// `CRESCENDO_*` variables.
+    #[serde(default)]
+    pub web_env: Vec<(String, String)>,
+    /// The load balancer's public address and stickiness, when there is one.
+    #[serde(default)]
+    pub lb: Option<(SocketAddr, bool)>,
+    /// The `crescendo` binary web nodes run.
+    #[serde(default)]
+    pub exe: PathBuf,
+    /// What a worker process is started with.
+    #[serde(default)]
+    pub worker_env: Vec<(String, String)>,
+    /// The worker tier's scaling, when the topology has a queue.
+    #[serde(default)]
+    pub workers: Option<WorkerScaling>,
+}
+
+impl State {
+    /// Reads `run_dir/state.json`.
+    ///
+    /// # Errors
+    /// There is no running topology in `run_dir`.
+    pub fn read(run_dir: &Path) -> anyhow::Result<Self> {
+        let path = run_dir.join("state.json");
+        let text = std::fs::read_to_string(&path).with_context(|| {
+            format!(
+                "no topology is running from {} (no state.json)",
+                run_dir.display()
+            )
+        })?;
+        serde_json::from_str(&text).with_context(|| format!("reading {}", path.display()))
+    }
+
+    /// Writes `run_dir/state.json` whole (a new file renamed over the old one).
+    pub(crate) fn write(&self, run_dir: &Path) -> anyhow::Result<()> {
+        let tmp = run_dir.join("state.json.new");
+        std::fs::write(&tmp, serde_json::to_vec_pretty(self)?)?;
+        std::fs::rename(tmp, run_dir.join("state.json"))?;
+        Ok(())
+    }
+
+    /// The processes of one role, in start order.
+    pub fn of(&self, role: Role) -> impl Iterator<Item = &Process> {
+        self.processes.iter().filter(move |p| p.role == role)
+    }
+
+    /// The names of the processes of one role.
+    pub fn names(&self, role: Role) -> Vec<String> {
+        self.of(role).map(|p| p.name.clone()).collect()
+    }
+
+    /// One more than the highest N of the processes named `{prefix}N`.
+    pub(crate) fn next_number(&self, prefix: &str) -> usize {
+        self.processes
+            .iter()
+            .filter_map(|p| {
+                p.name
+                    .strip_prefix(prefix)
+                    .and_then(|n| n.parse::<usize>().ok())
+            })
+            .max()
+            .unwrap_or(0)
+            + 1
+    }
+}
+
+/// Sends `sig` to `pid`.
+pub(crate) fn signal(pid: u32, sig: nix::sys::signal::Signal) {
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig);
+}
+
+/// Whether `pid` is a live process (not a zombie).
+pub fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
+/// Stops every process of the topology in `run_dir`, role by role in [`Role::STOP_ORDER`]:
+/// web nodes drain (SIGTERM), then the balancer, workers, and at last the database servers.
+/// Returns the names stopped.
+///
+/// # Errors
+/// No topology runs from `run_dir`.
+pub fn down(run_dir: &Path) -> anyhow::Result<Vec<String>> {
+    let state = State::read(run_dir)?;
+    let mut stopped = Vec::new();
+    for role in Role::STOP_ORDER {
+        let group: Vec<&Process> = state
+            .of(role)
+            .filter(|p| alive(p.pid) && p.is_ours())
+            .collect();
+        for p in &group {
+            p.signal(role.stop_signal());
+        }
+        let deadline = Instant::now() + Duration::from_secs(20);
+        for p in group {
+            while alive(p.pid) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            if alive(p.pid) {
+                let _ = nix::sys::signal::killpg(
+                    nix::unistd::Pid::from_raw(p.pid as i32),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+            stopped.push(p.name.clone());
+        }
+    }
+    for p in &state.processes {
+        if let Some(dir) = &p.dir
+            && !alive(p.pid)
+        {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+    let _ = std::fs::remove_file(run_dir.join("state.json"));
+    Ok(stopped)
+}

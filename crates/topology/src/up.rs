@@ -1,0 +1,100 @@
+//! `crescendo up`: starts every tier of a topology in order — PostgreSQL, the cache ring,
+//! the shared-state Redis, the object server, NATS and its workers, the web nodes, the load
+//! balancer, the autoscaler — each on a private loopback address and only the balancer (or a
+//! lone web node) on the public one. Each tier's module starts its servers, records them and
+//! writes what the nodes need to reach them into the nodes' typed [`Settings`]; a node's
+//! environment is those settings written out ([`Settings::to_env`]), never variable names
+//! typed by hand.
+
+use crate::launch::{Running, UpOptions, shared_secret};
+use crate::model::Topology;
+use crate::state::{State, alive};
+use crate::{haproxy, nats, pg, redis, s3, web, workers};
+use anyhow::{Context, bail};
+use crescendo_config::{Secret, Settings};
+use std::net::SocketAddr;
+
+/// A topology being started: what each tier's module adds to.
+pub(crate) struct Up {
+    /// The options, with the run directory made absolute.
+    pub o: UpOptions,
+    /// The public address.
+    pub public: SocketAddr,
+    /// What has started so far.
+    pub running: Running,
+    /// The settings every web node and worker gets; tiers add how to reach them.
+    pub node: Settings,
+}
+
+impl Up {
+    /// Prints a line of progress.
+    pub fn progress(&self, line: &str) {
+        (self.o.progress)(line);
+    }
+}
+
+/// Starts every tier of `t`.
+///
+/// # Errors
+/// A topology is already running from the run directory, a server binary is missing (the
+/// message names its package), or a process does not come up.
+pub fn up(t: &Topology, o: &UpOptions) -> anyhow::Result<Running> {
+    if let Ok(s) = State::read(&o.run_dir)
+        && s.processes.iter().any(|p| alive(p.pid))
+    {
+        bail!(
+            "{} is already running from {} ({}); run `crescendo down` first",
+            s.name,
+            o.run_dir.display(),
+            s.url
+        );
+    }
+    std::fs::create_dir_all(&o.run_dir)
+        .with_context(|| format!("creating {}", o.run_dir.display()))?;
+    let run_dir = o.run_dir.canonicalize()?;
+    let public = o.public.unwrap_or(t.public);
+    let state = State {
+        name: t.name.clone(),
+        rung: t.rung,
+        url: format!("http://{public}"),
+        processes: Vec::new(),
+        web_env: Vec::new(),
+        lb: t.load_balancer.as_ref().map(|lb| (public, lb.sticky)),
+        exe: o.exe.clone(),
+        worker_env: Vec::new(),
+        workers: None,
+    };
+    let mut node = Settings::default();
+    node.auth.jwt_secret = Some(Secret::new(shared_secret(&run_dir)?));
+    if t.load_balancer.is_some() {
+        // fail /ready for a second before closing, so HAProxy's checks see the drain
+        node.http.drain_delay_ms = 1000;
+    }
+    let mut up = Up {
+        o: UpOptions {
+            run_dir: run_dir.clone(),
+            ..o.clone()
+        },
+        public,
+        running: Running::new(state, run_dir.clone()),
+        node,
+    };
+    pg::start_tier(&mut up, &t.postgres)?;
+    redis::start_cache_tier(&mut up, t.cache.as_ref(), t.load_balancer.is_some())?;
+    if let Some(r) = &t.redis {
+        redis::start_sessions_tier(&mut up, r)?;
+    }
+    s3::start_tier(&mut up, t.blobs.as_ref())?;
+    if let Some(q) = &t.queue {
+        nats::start_tier(&mut up)?;
+        workers::start_tier(&mut up, q)?;
+    }
+    let backends = web::start_tier(&mut up, t.web.count, t.load_balancer.is_some())?;
+    if let Some(lb) = &t.load_balancer {
+        haproxy::start_tier(&mut up, lb, backends)?;
+    }
+    up.running.state.web_env = up.node.to_env();
+    up.running.state.write(&run_dir)?;
+    workers::start_autoscaler(&mut up)?;
+    Ok(up.running)
+}
