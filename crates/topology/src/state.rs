@@ -191,6 +191,15 @@ impl State {
         self.of(role).map(|p| p.name.clone()).collect()
     }
 
+    /// Removes process `name` of `role` from the state (the caller writes it) and returns it.
+    pub(crate) fn take(&mut self, role: Role, name: &str) -> Option<Process> {
+        let i = self
+            .processes
+            .iter()
+            .position(|p| p.role == role && p.name == name)?;
+        Some(self.processes.remove(i))
+    }
+
     /// One more than the highest N of the processes named `{prefix}N`.
     pub(crate) fn next_number(&self, prefix: &str) -> usize {
         self.processes

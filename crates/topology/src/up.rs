@@ -6,13 +6,14 @@
 //! environment is those settings written out ([`Settings::to_env`]), never variable names
 //! typed by hand.
 
-use crate::launch::{Running, UpOptions, shared_secret};
+use crate::launch::{Node, NodeSpec, Running, UpOptions, shared_secret, start_node};
 use crate::model::Topology;
-use crate::state::{State, alive};
+use crate::state::{Process, Role, State, alive};
 use crate::{haproxy, nats, pg, redis, s3, web, workers};
 use anyhow::{Context, bail};
 use crescendo_config::{Secret, Settings};
 use std::net::SocketAddr;
+use std::time::Duration;
 
 /// A topology being started: what each tier's module adds to.
 pub(crate) struct Up {
@@ -30,6 +31,30 @@ impl Up {
     /// Prints a line of progress.
     pub fn progress(&self, line: &str) {
         (self.o.progress)(line);
+    }
+
+    /// Starts `crescendo ROLE` number `n` on `addr` with the settings `env`, waits until it
+    /// listens, and records it (given `drain` to stop); returns its record.
+    pub fn start_node(
+        &mut self,
+        role: Role,
+        n: usize,
+        addr: SocketAddr,
+        env: &[(String, String)],
+        drain: Duration,
+    ) -> anyhow::Result<Process> {
+        let spec = NodeSpec {
+            exe: &self.o.exe,
+            run_dir: &self.o.run_dir,
+            role,
+            n,
+            addr,
+            env,
+        };
+        let (child, p) = start_node(&spec)?;
+        self.running
+            .record(p.clone(), Box::new(Node::new(child, drain)));
+        Ok(p)
     }
 }
 

@@ -3,7 +3,7 @@
 //! leaving a running topology (what `scale` and `restart` are made of).
 
 use crate::haproxy::{self, Backend};
-use crate::launch::{Node, NodeSpec, free_addr, start_node};
+use crate::launch::{NodeSpec, free_addr, start_node};
 use crate::state::{Role, State, alive};
 use anyhow::bail;
 use std::path::Path;
@@ -28,20 +28,11 @@ pub(crate) fn start_tier(
             up.public
         };
         up.progress(&format!("starting web-{n} on {addr}"));
-        let spec = NodeSpec {
-            exe: &up.o.exe,
-            run_dir: &up.o.run_dir,
-            role: Role::Web,
-            n,
-            addr,
-            env: &env,
-        };
-        let (child, p) = start_node(&spec)?;
+        let p = up.start_node(Role::Web, n, addr, &env, DRAIN)?;
         backends.push(Backend {
-            name: p.name.clone(),
+            name: p.name,
             addr: p.addr.parse()?,
         });
-        up.running.record(p, Box::new(Node::new(child, DRAIN)));
     }
     Ok(backends)
 }
@@ -83,14 +74,9 @@ pub(crate) fn remove(
     name: &str,
     progress: fn(&str),
 ) -> anyhow::Result<()> {
-    let Some(i) = state
-        .processes
-        .iter()
-        .position(|p| p.role == Role::Web && p.name == name)
-    else {
+    let Some(p) = state.take(Role::Web, name) else {
         bail!("no web node {name}")
     };
-    let p = state.processes.remove(i);
     progress(&format!("stopping {name}"));
     let names = [name.to_string()];
     haproxy::take_out(run_dir, state, &names)?;

@@ -32,16 +32,7 @@ pub(crate) fn start_tier(up: &mut crate::up::Up, q: &QueueTier) -> anyhow::Resul
     for n in 1..=q.workers {
         let addr = free_addr([127, 0, 5, n as u8])?;
         up.progress(&format!("starting worker-{n} on {addr}"));
-        let spec = NodeSpec {
-            exe: &up.o.exe,
-            run_dir: &up.o.run_dir,
-            role: Role::Worker,
-            n,
-            addr,
-            env: &env,
-        };
-        let (child, p) = start_node(&spec)?;
-        up.running.record(p, Box::new(Node::new(child, DRAIN)));
+        up.start_node(Role::Worker, n, addr, &env, DRAIN)?;
     }
     up.node.queue.workers = 0;
     Ok(())
@@ -107,14 +98,9 @@ pub fn add_worker(run_dir: &Path, state: &mut State) -> anyhow::Result<(String, 
 /// # Errors
 /// No such worker, or the state cannot be written.
 pub fn remove_worker(run_dir: &Path, state: &mut State, name: &str) -> anyhow::Result<()> {
-    let Some(i) = state
-        .processes
-        .iter()
-        .position(|p| p.role == Role::Worker && p.name == name)
-    else {
+    let Some(p) = state.take(Role::Worker, name) else {
         bail!("no worker {name}")
     };
-    let p = state.processes.remove(i);
     state.write(run_dir)?;
     if alive(p.pid) && p.is_ours() {
         p.signal(nix::sys::signal::Signal::SIGTERM);
