@@ -101,7 +101,7 @@ pub struct Rng(pub u64);
 
 impl Rng {
     /// The next 64 random bits.
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -110,7 +110,7 @@ impl Rng {
     }
     /// A number in `0..n` (`n` > 0).
     pub fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
+        (self.next_u64() % n as u64) as usize
     }
 }
 
@@ -133,7 +133,7 @@ impl Zipf {
     }
     fn sample(&self, rng: &mut Rng) -> usize {
         let total = *self.cumulative.last().expect("non-empty");
-        let x = (rng.next() as f64 / u64::MAX as f64) * total;
+        let x = (rng.next_u64() as f64 / u64::MAX as f64) * total;
         self.cumulative
             .partition_point(|&c| c < x)
             .min(self.cumulative.len() - 1)
@@ -285,36 +285,15 @@ pub async fn seed(base: &str, plan: &SeedPlan) -> anyhow::Result<Seeded> {
         "seeding {api}: {} users, {} articles",
         plan.users, plan.articles
     );
+    let seeder = Seeder {
+        api,
+        client,
+        concurrency: plan.concurrency,
+    };
 
-    // users: register, or sign in when they exist already
-    let tokens = Arc::new(std::sync::Mutex::new(vec![String::new(); plan.users]));
-    {
-        let (api, client, tokens) = (api.clone(), client.clone(), Arc::clone(&tokens));
-        each("users", (0..plan.users).collect(), plan.concurrency, move |i| {
-            let (api, client, tokens) = (api.clone(), client.clone(), Arc::clone(&tokens));
-            async move {
-                let (name, email) = (format!("bench_{i}"), format!("bench_{i}@example.com"));
-                let body = json!({"user": {"username": name, "email": email, "password": "benchpassword"}});
-                let (status, v) = send(client.post(format!("{api}/users")).json(&body)).await?;
-                let v = if status.as_u16() == 201 {
-                    v
-                } else {
-                    let login = json!({"user": {"email": email, "password": "benchpassword"}});
-                    let (status, v) = send(client.post(format!("{api}/users/login")).json(&login)).await?;
-                    if !status.is_success() {
-                        bail!("cannot register or sign in {name}: {status} {v}");
-                    }
-                    v
-                };
-                tokens.lock().expect("lock")[i] = v["user"]["token"].as_str().context("no token")?.to_string();
-                Ok(())
-            }
-        })
-        .await?;
-    }
-    let tokens: Vec<String> = tokens.lock().expect("lock").clone();
+    let tokens = seeder.sign_in_users(plan.users).await?;
     if plan.sign_in_only {
-        let slugs = all_slugs(&client, &api).await?;
+        let slugs = all_slugs(&seeder.client, &seeder.api).await?;
         return Ok(Seeded { tokens, slugs });
     }
 
@@ -327,78 +306,18 @@ pub async fn seed(base: &str, plan: &SeedPlan) -> anyhow::Result<Seeded> {
             .collect(),
         None => heavy_tailed_follows(plan, &mut rng),
     };
-    {
-        let (api, client, tokens) = (api.clone(), client.clone(), tokens.clone());
-        each(
-            "follows",
-            follows,
-            plan.concurrency,
-            move |(i, t): (usize, usize)| {
-                let (api, client, token) = (api.clone(), client.clone(), tokens[i].clone());
-                async move {
-                    post_as(
-                        &client,
-                        format!("{api}/profiles/bench_{t}/follow"),
-                        &token,
-                        None,
-                    )
-                    .await
-                    .map(drop)
-                }
-            },
-        )
+    seeder
+        .post_each("follows", &tokens, follows, |api, _, t| {
+            (format!("{api}/profiles/bench_{t}/follow"), None)
+        })
         .await?;
-    }
 
-    // articles: evenly over the users; authors that have theirs already get no more
-    let per_user = plan.articles.div_ceil(plan.users.max(1));
-    let mut to_create = Vec::new();
-    for i in 0..plan.users {
-        let want = per_user.min(plan.articles.saturating_sub(i * per_user));
-        let (_, v) = send(client.get(format!("{api}/articles?author=bench_{i}&limit=0"))).await?;
-        let have = v["articlesCount"].as_u64().unwrap_or(0) as usize;
-        for k in have..want {
-            let ntags = 1 + rng.below(4);
-            let mut tags: Vec<&str> = (0..ntags).map(|_| TAGS[rng.below(TAGS.len())]).collect();
-            tags.dedup();
-            let words = 50 + rng.below(400);
-            to_create.push((
-                i,
-                k,
-                tags.iter().map(|t| t.to_string()).collect::<Vec<_>>(),
-                words,
-            ));
-        }
-    }
-    {
-        let (api, client, tokens) = (api.clone(), client.clone(), tokens.clone());
-        each(
-            "articles",
-            to_create,
-            plan.concurrency,
-            move |(i, k, tags, words)| {
-                let (api, client, token) = (api.clone(), client.clone(), tokens[i].clone());
-                async move {
-                    let body: String = (0..words)
-                        .map(|w| ["scale", "cache", "shard", "queue", "replica", "node"][w % 6])
-                        .collect::<Vec<_>>()
-                        .join(" ");
-                    let article = json!({"article": {
-                        "title": format!("Notes on {} number {k} by bench {i}", tags[0]),
-                        "description": format!("What bench_{i} learned about {}", tags.join(", ")),
-                        "body": body,
-                        "tagList": tags,
-                    }});
-                    post_as(&client, format!("{api}/articles"), &token, Some(article))
-                        .await
-                        .map(drop)
-                }
-            },
-        )
+    let to_create = seeder.articles_to_create(plan, &mut rng).await?;
+    seeder
+        .post_each("articles", &tokens, to_create, article_request)
         .await?;
-    }
 
-    let slugs = all_slugs(&client, &api).await?;
+    let slugs = all_slugs(&seeder.client, &seeder.api).await?;
     if slugs.is_empty() {
         if plan.articles > 0 {
             bail!("no articles found after seeding");
@@ -416,42 +335,132 @@ pub async fn seed(base: &str, plan: &SeedPlan) -> anyhow::Result<Seeded> {
     let comments: Vec<(usize, String)> = (0..plan.comments)
         .map(|_| (rng.below(plan.users), slugs[rng.below(slugs.len())].clone()))
         .collect();
-    {
-        let (api, client, tokens) = (api.clone(), client.clone(), tokens.clone());
-        each("favorites", favs, plan.concurrency, move |(i, slug)| {
-            let (api, client, token) = (api.clone(), client.clone(), tokens[i].clone());
-            async move {
-                post_as(
-                    &client,
-                    format!("{api}/articles/{slug}/favorite"),
-                    &token,
-                    None,
-                )
-                .await
-                .map(drop)
-            }
+    seeder
+        .post_each("favorites", &tokens, favs, |api, _, slug| {
+            (format!("{api}/articles/{slug}/favorite"), None)
         })
         .await?;
-    }
-    {
-        let (api, client, tokens) = (api.clone(), client.clone(), tokens.clone());
-        each("comments", comments, plan.concurrency, move |(i, slug)| {
-            let (api, client, token) = (api.clone(), client.clone(), tokens[i].clone());
-            async move {
-                let body = json!({"comment": {"body": format!("A thought from bench_{i}")}});
-                post_as(
-                    &client,
-                    format!("{api}/articles/{slug}/comments"),
-                    &token,
-                    Some(body),
-                )
-                .await
-                .map(drop)
-            }
+    seeder
+        .post_each("comments", &tokens, comments, |api, i, slug| {
+            let body = json!({"comment": {"body": format!("A thought from bench_{i}")}});
+            (format!("{api}/articles/{slug}/comments"), Some(body))
         })
         .await?;
-    }
     Ok(Seeded { tokens, slugs })
+}
+
+/// An article to create: its number among its author's, its tags, and its length in words.
+type ArticleSpec = (usize, Vec<String>, usize);
+
+/// Where and how seeding sends its requests.
+struct Seeder {
+    /// The target's API root, `…/api`.
+    api: String,
+    client: reqwest::Client,
+    /// Requests in flight at once.
+    concurrency: usize,
+}
+
+impl Seeder {
+    /// Registers users `0..users`, or signs in those that exist already; their tokens, in
+    /// user order.
+    async fn sign_in_users(&self, users: usize) -> anyhow::Result<Vec<String>> {
+        let tokens = Arc::new(std::sync::Mutex::new(vec![String::new(); users]));
+        {
+            let (api, client, tokens) =
+                (self.api.clone(), self.client.clone(), Arc::clone(&tokens));
+            each("users", (0..users).collect(), self.concurrency, move |i| {
+                let (api, client, tokens) = (api.clone(), client.clone(), Arc::clone(&tokens));
+                async move {
+                    let (name, email) = (format!("bench_{i}"), format!("bench_{i}@example.com"));
+                    let body = json!({"user": {"username": name, "email": email, "password": "benchpassword"}});
+                    let (status, v) = send(client.post(format!("{api}/users")).json(&body)).await?;
+                    let v = if status.as_u16() == 201 {
+                        v
+                    } else {
+                        let login = json!({"user": {"email": email, "password": "benchpassword"}});
+                        let (status, v) = send(client.post(format!("{api}/users/login")).json(&login)).await?;
+                        if !status.is_success() {
+                            bail!("cannot register or sign in {name}: {status} {v}");
+                        }
+                        v
+                    };
+                    tokens.lock().expect("lock")[i] = v["user"]["token"].as_str().context("no token")?.to_string();
+                    Ok(())
+                }
+            })
+            .await?;
+        }
+        let tokens = tokens.lock().expect("lock").clone();
+        Ok(tokens)
+    }
+
+    /// The articles still to create, by author: evenly over the users, and none for authors
+    /// that have theirs already.
+    async fn articles_to_create(
+        &self,
+        plan: &SeedPlan,
+        rng: &mut Rng,
+    ) -> anyhow::Result<Vec<(usize, ArticleSpec)>> {
+        let api = &self.api;
+        let per_user = plan.articles.div_ceil(plan.users.max(1));
+        let mut to_create = Vec::new();
+        for i in 0..plan.users {
+            let want = per_user.min(plan.articles.saturating_sub(i * per_user));
+            let (_, v) = send(
+                self.client
+                    .get(format!("{api}/articles?author=bench_{i}&limit=0")),
+            )
+            .await?;
+            let have = v["articlesCount"].as_u64().unwrap_or(0) as usize;
+            for k in have..want {
+                let ntags = 1 + rng.below(4);
+                let mut tags: Vec<&str> = (0..ntags).map(|_| TAGS[rng.below(TAGS.len())]).collect();
+                tags.dedup();
+                let words = 50 + rng.below(400);
+                to_create.push((i, (k, tags.iter().map(|t| t.to_string()).collect(), words)));
+            }
+        }
+        Ok(to_create)
+    }
+
+    /// POSTs one request per item, as the item's user (the index into `tokens`), at most
+    /// `concurrency` at once; `request` gives the URL and body from the API root, the user
+    /// and the item. Any answer but 2xx is an error.
+    async fn post_each<X, F>(
+        &self,
+        label: &str,
+        tokens: &[String],
+        items: Vec<(usize, X)>,
+        request: F,
+    ) -> anyhow::Result<()>
+    where
+        X: Send + 'static,
+        F: Fn(&str, usize, X) -> (String, Option<Value>) + Send + Sync + 'static,
+    {
+        let (api, client, tokens) = (self.api.clone(), self.client.clone(), tokens.to_vec());
+        each(label, items, self.concurrency, move |(i, x)| {
+            let (client, token) = (client.clone(), tokens[i].clone());
+            let (url, body) = request(&api, i, x);
+            async move { post_as(&client, url, &token, body).await.map(drop) }
+        })
+        .await
+    }
+}
+
+/// The URL and body that create article `k` of user `i`.
+fn article_request(api: &str, i: usize, (k, tags, words): ArticleSpec) -> (String, Option<Value>) {
+    let body: String = (0..words)
+        .map(|w| ["scale", "cache", "shard", "queue", "replica", "node"][w % 6])
+        .collect::<Vec<_>>()
+        .join(" ");
+    let article = json!({"article": {
+        "title": format!("Notes on {} number {k} by bench {i}", tags[0]),
+        "description": format!("What bench_{i} learned about {}", tags.join(", ")),
+        "body": body,
+        "tagList": tags,
+    }});
+    (format!("{api}/articles"), Some(article))
 }
 
 #[cfg(test)]

@@ -422,7 +422,7 @@ pub async fn tour(exe: &Path, template: &BenchOptions, out: &Path) -> anyhow::Re
             u.out = out.join("rung-9-upload");
             let r = bench(&u).await?.context("the upload run")?;
             eprint!("{}", r.table());
-            let ready = r.upload_ready.clone().unwrap_or_default();
+            let ready = r.upload_ready.unwrap_or_default();
             Some(UploadFigures {
                 throughput: r.throughput,
                 p50_ms: r.latency.p50_ms,

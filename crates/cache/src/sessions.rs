@@ -35,13 +35,23 @@ enum Value {
     Counter(u64),
 }
 
+/// The live entries of a [`MemorySessions`], each with its expiry.
+type Entries = HashMap<String, (Value, Instant)>;
+
+/// What the mutex of a [`MemorySessions`] guards.
+struct State {
+    entries: Entries,
+    /// The entry count at which the next sweep of expired entries runs.
+    next_sweep: usize,
+}
+
 /// In-process `Sessions` for the single-server rung.
 ///
 /// A mutex-guarded map: every operation is a few map steps, far below the cost of the
 /// request around it. Expired entries are dropped when read, and swept whenever the map
 /// has doubled since the last sweep, so it stays bounded by the live entries.
 pub struct MemorySessions {
-    inner: Mutex<(HashMap<String, (Value, Instant)>, usize)>,
+    inner: Mutex<State>,
 }
 
 impl std::fmt::Debug for MemorySessions {
@@ -53,7 +63,10 @@ impl std::fmt::Debug for MemorySessions {
 impl Default for MemorySessions {
     fn default() -> Self {
         Self {
-            inner: Mutex::new((HashMap::new(), 1024)),
+            inner: Mutex::new(State {
+                entries: HashMap::new(),
+                next_sweep: 1024,
+            }),
         }
     }
 }
@@ -64,10 +77,13 @@ impl MemorySessions {
         Self::default()
     }
 
-    fn with<R>(&self, f: impl FnOnce(&mut HashMap<String, (Value, Instant)>, Instant) -> R) -> R {
+    fn with<R>(&self, f: impl FnOnce(&mut Entries, Instant) -> R) -> R {
         let mut guard = self.inner.lock().expect("sessions lock is never poisoned");
         let now = Instant::now();
-        let (map, next_sweep) = &mut *guard;
+        let State {
+            entries: map,
+            next_sweep,
+        } = &mut *guard;
         if map.len() >= *next_sweep {
             map.retain(|_, (_, exp)| *exp > now);
             *next_sweep = (map.len() * 2).max(1024);
@@ -193,7 +209,7 @@ mod tests {
                 .await
                 .unwrap();
         }
-        let len = s.inner.lock().unwrap().0.len();
+        let len = s.inner.lock().unwrap().entries.len();
         assert!(len < 9000, "{len} entries kept");
     }
 }

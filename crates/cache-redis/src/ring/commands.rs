@@ -1,0 +1,167 @@
+//! [`Cache`] on the ring: each operation is one script on the key's owner, except
+//! invalidations, which go to every server in service.
+
+use super::scripts::{FENCE_KEY, LOAD_LEASE, STUB_TTL, entry_key, lease_key};
+use super::{DOWN, RedisCache, ms, new_version, parse_u64};
+use async_trait::async_trait;
+use bytes::Bytes;
+use crescendo_cache::{Cache, CacheError, Lookup, UNKNOWN_FENCE};
+use futures_util::future::join_all;
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+#[async_trait]
+impl Cache for RedisCache {
+    fn versioned(&self) -> bool {
+        true
+    }
+
+    async fn lookup(&self, key: &str, known: u64) -> Result<Lookup, CacheError> {
+        let ring = &self.ring;
+        let i = ring
+            .owner(key)
+            .ok_or_else(|| CacheError::Unavailable("no cache server is in the ring".into()))?;
+        let reply: Vec<Option<Vec<u8>>> = ring
+            .on(i, |mut c| async move {
+                ring.scripts
+                    .lookup
+                    .key(entry_key(key))
+                    .key(FENCE_KEY)
+                    .key(lease_key(key))
+                    .arg(new_version())
+                    .arg(known)
+                    .arg(ms(STUB_TTL))
+                    .arg(ms(LOAD_LEASE))
+                    .arg(ring.token)
+                    .invoke_async(&mut c)
+                    .await
+            })
+            .await?;
+        let field = |n: usize| reply.get(n).cloned().flatten();
+        let version = field(0)
+            .as_deref()
+            .and_then(parse_u64)
+            .ok_or_else(|| CacheError::Decode(format!("{key}: no version")))?;
+        let fence = field(1)
+            .as_deref()
+            .and_then(parse_u64)
+            .unwrap_or(UNKNOWN_FENCE);
+        let wait = field(2).as_deref() == Some(b"1");
+        Ok(Lookup {
+            version,
+            fence,
+            value: field(3).map(Bytes::from),
+            wait,
+        })
+    }
+
+    async fn fill(
+        &self,
+        key: &str,
+        version: u64,
+        value: Bytes,
+        ttl: Duration,
+    ) -> Result<(), CacheError> {
+        let ring = &self.ring;
+        let i = ring
+            .owner(key)
+            .ok_or_else(|| CacheError::Unavailable("no cache server is in the ring".into()))?;
+        ring.on(i, |mut c| async move {
+            ring.scripts
+                .fill
+                .key(entry_key(key))
+                .key(lease_key(key))
+                .arg(version)
+                .arg(value.as_ref())
+                .arg(ms(ttl))
+                .arg(ring.token)
+                .invoke_async::<i64>(&mut c)
+                .await
+        })
+        .await
+        .map(|_| ())
+    }
+
+    async fn release(&self, key: &str, version: u64) -> Result<(), CacheError> {
+        let ring = &self.ring;
+        let i = ring
+            .owner(key)
+            .ok_or_else(|| CacheError::Unavailable("no cache server is in the ring".into()))?;
+        ring.on(i, |mut c| async move {
+            ring.scripts
+                .release
+                .key(lease_key(key))
+                .arg(version)
+                .arg(ring.token)
+                .invoke_async::<i64>(&mut c)
+                .await
+        })
+        .await
+        .map(|_| ())
+    }
+
+    async fn invalidate(&self, keys: &[String], position: u64) -> Result<(), CacheError> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let ring = &self.ring;
+        let targets: Vec<usize> = (0..ring.nodes.len())
+            .filter(|&i| ring.nodes[i].state.load(Ordering::Acquire) != DOWN)
+            .collect();
+        // Every server in service, so whichever one any web node reads a key from is
+        // invalidated. A server that fails here has left the ring and is flushed before it
+        // returns, so no reader can see what it still holds.
+        join_all(targets.into_iter().map(|i| {
+            ring.on(i, move |mut c| async move {
+                let mut inv = ring.scripts.invalidate.prepare_invoke();
+                for k in keys {
+                    inv.key(entry_key(k));
+                }
+                for k in keys {
+                    inv.key(lease_key(k));
+                }
+                inv.key(FENCE_KEY).arg(position).arg(ms(STUB_TTL));
+                for _ in keys {
+                    inv.arg(new_version());
+                }
+                inv.invoke_async::<i64>(&mut c).await
+            })
+        }))
+        .await;
+        Ok(())
+    }
+
+    async fn versions(&self, keys: &[&str]) -> Result<Vec<u64>, CacheError> {
+        let ring = &self.ring;
+        let mut by_node: HashMap<usize, Vec<usize>> = HashMap::new();
+        for (n, k) in keys.iter().enumerate() {
+            if let Some(i) = ring.owner(k) {
+                by_node.entry(i).or_default().push(n);
+            }
+        }
+        let mut out = vec![0u64; keys.len()];
+        let replies = join_all(by_node.into_iter().map(|(i, idx)| async move {
+            let got = ring
+                .on(i, |mut c| {
+                    let mut inv = ring.scripts.versions.prepare_invoke();
+                    for &n in &idx {
+                        inv.key(entry_key(keys[n]));
+                    }
+                    async move { inv.invoke_async::<Vec<Vec<u8>>>(&mut c).await }
+                })
+                .await;
+            (idx, got)
+        }))
+        .await;
+        for (idx, got) in replies {
+            // a server out of reach leaves its keys at 0: never current
+            if let Ok(versions) = got {
+                for (n, v) in idx.into_iter().zip(versions) {
+                    out[n] = parse_u64(&v).unwrap_or(0);
+                }
+            }
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,216 @@
+//! `ReadThrough`: typed read-through caching over a [`Cache`], with a local decoded tier.
+//!
+//! Reads: local (near) tier (decoded `Arc<T>`, no copy, no decode) → shared [`Cache`]
+//! (bytes, JSON) → the loader (the store). What the loader returns, found or not found,
+//! fills both tiers.
+//!
+//! Consistency (DESIGN.md's contract): no read that starts after a write was acknowledged may
+//! see data older than that write. Writers call [`ReadThrough::invalidate`] after the store
+//! commits and before they answer. Two mechanisms make that hold:
+//!
+//! - **This process's writes**: invalidation bumps a generation counter for each key (a
+//!   fixed array of striped counters, so memory stays bounded) and drops the key from both
+//!   tiers. A local entry is served only while its key's generation is the one it was loaded
+//!   under, and a load whose key was invalidated while it ran returns its result to its own
+//!   caller but fills nothing. That is all the single-server rung needs, at no round trip.
+//! - **Other processes' writes** (a [`Cache::versioned`] tier shared by several web nodes):
+//!   every key has a version in the shared tier, replaced by each invalidation. A local entry
+//!   remembers the version it was loaded under and is served only after the shared tier
+//!   confirms that version is still current: one small round trip (the value is not sent
+//!   again) instead of a full read. A fill names the version its load started under and is
+//!   refused if the key changed meanwhile.
+//!
+//! Single-flight is per (key, generation, version), so a read that starts after an
+//! invalidation never joins a load that started before it. Across processes, a shared tier
+//! that keeps load leases ([`Lookup::wait`](crate::Lookup::wait)) lets one node load a
+//! missing key while the others wait briefly for its fill: after a write, the key is loaded
+//! once, not once per node.
+//!
+//! Submodules: `load` (the read path), `stamps` ([`Stamp`]) and `stripes` (where a key's
+//! invalidation state lives, [`stable_hash`]).
+
+mod load;
+mod stamps;
+mod stripes;
+#[cfg(test)]
+mod tests;
+
+pub use stamps::Stamp;
+pub use stripes::stable_hash;
+
+use crate::{Cache, CacheError};
+use crescendo_telemetry::names;
+use std::any::Any;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use stripes::{STRIPES, stripe_of};
+use tokio::sync::OnceCell;
+
+type AnyValue = Arc<dyn Any + Send + Sync>;
+type Flight = Arc<OnceCell<AnyValue>>;
+
+#[derive(Clone)]
+struct Local {
+    generation: u64,
+    /// The shared tier's version of the key when this copy was made (0: unversioned tier).
+    version: u64,
+    value: AnyValue,
+    /// Approximate bytes held: the encoded size, three times over (the decoded value and
+    /// up to two renderings of it), plus the key.
+    weight: u32,
+}
+
+fn weight(key: &str, encoded_len: usize) -> u32 {
+    (key.len() + encoded_len * 3 + 64).min(u32::MAX as usize) as u32
+}
+
+/// Counters of one [`ReadThrough`], for tests and reports.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CacheStats {
+    /// Served from the local tier.
+    pub local_hits: u64,
+    /// Served from the shared tier.
+    pub shared_hits: u64,
+    /// Missed the local tier.
+    pub misses: u64,
+    /// Loader calls (misses of both tiers, after single-flight).
+    pub loads: u64,
+    /// Waits for another process's load of a key (it held the key's load lease).
+    pub lease_waits: u64,
+}
+
+/// Typed read-through cache; see the module docs for its consistency rules.
+pub struct ReadThrough {
+    shared: Arc<dyn Cache>,
+    /// Whether other processes write through `shared` (local entries need its version check).
+    versioned: bool,
+    local: moka::sync::Cache<String, Local>,
+    /// Generation per stripe of keys; bumped by every invalidation of a key in the stripe.
+    generations: Box<[AtomicU64]>,
+    /// Per stripe, the highest store position (see `crescendo_store::fence`) of a write from
+    /// this process that invalidated a key in it: a load must read data at least that fresh.
+    fences: Box<[AtomicU64]>,
+    /// Loads in progress, per (key, generation, version).
+    flights: Mutex<HashMap<(String, u64, u64), Flight>>,
+    /// TTL of "not found" entries.
+    negative_ttl: Duration,
+    /// Upper bound on how long a local entry lives.
+    local_ttl: Duration,
+    stats: [AtomicU64; 5],
+    /// Registered once: looking a labelled metric up costs more than the cache hit it counts.
+    counters: Counters,
+}
+
+struct Counters {
+    local_hits: metrics::Counter,
+    local_misses: metrics::Counter,
+    shared_hits: metrics::Counter,
+    shared_misses: metrics::Counter,
+    loads: metrics::Counter,
+    load_time: metrics::Histogram,
+}
+
+impl std::fmt::Debug for ReadThrough {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReadThrough")
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+impl ReadThrough {
+    /// A read-through layer over `shared` whose local tier holds about `local_max_bytes` of
+    /// values (weighed by their encoded size) for at most `local_ttl`; "not found" is cached
+    /// for `negative_ttl`.
+    pub fn new(
+        shared: Arc<dyn Cache>,
+        local_max_bytes: u64,
+        local_ttl: Duration,
+        negative_ttl: Duration,
+    ) -> Self {
+        let evictions = metrics::counter!(names::CACHE_EVICTIONS, "layer" => "local");
+        Self {
+            versioned: shared.versioned(),
+            shared,
+            local: moka::sync::Cache::builder()
+                .max_capacity(local_max_bytes)
+                .weigher(|_k: &String, v: &Local| v.weight)
+                .time_to_live(local_ttl)
+                .eviction_listener(move |_k, _v, cause| {
+                    if cause == moka::notification::RemovalCause::Size {
+                        evictions.increment(1);
+                    }
+                })
+                .build(),
+            generations: (0..STRIPES).map(|_| AtomicU64::new(0)).collect(),
+            fences: (0..STRIPES).map(|_| AtomicU64::new(0)).collect(),
+            flights: Mutex::new(HashMap::new()),
+            negative_ttl,
+            local_ttl,
+            stats: Default::default(),
+            counters: Counters {
+                local_hits: metrics::counter!(names::CACHE_HITS, "layer" => "local"),
+                local_misses: metrics::counter!(names::CACHE_MISSES, "layer" => "local"),
+                shared_hits: metrics::counter!(names::CACHE_HITS, "layer" => "shared"),
+                shared_misses: metrics::counter!(names::CACHE_MISSES, "layer" => "shared"),
+                loads: metrics::counter!(names::CACHE_LOADS, "layer" => "store"),
+                load_time: metrics::histogram!(names::CACHE_LOAD_DURATION),
+            },
+        }
+    }
+
+    fn generation(&self, key: &str) -> u64 {
+        self.generations[stripe_of(key)].load(Ordering::Acquire)
+    }
+
+    fn count(&self, i: usize) {
+        self.stats[i].fetch_add(1, Ordering::Relaxed);
+        let c = &self.counters;
+        [&c.local_hits, &c.shared_hits, &c.local_misses, &c.loads][i].increment(1);
+    }
+
+    /// The counters so far.
+    pub fn stats(&self) -> CacheStats {
+        let g = |i: usize| self.stats[i].load(Ordering::Relaxed);
+        CacheStats {
+            local_hits: g(0),
+            shared_hits: g(1),
+            misses: g(2),
+            loads: g(3),
+            lease_waits: g(4),
+        }
+    }
+
+    /// Makes every later read of `keys` load afresh. Call after the store commits a write
+    /// and before the write is acknowledged.
+    ///
+    /// # Errors
+    /// The shared tier could not invalidate the keys (the local tier is already invalid).
+    pub async fn invalidate(&self, keys: &[String]) -> Result<(), CacheError> {
+        self.invalidate_at(keys, 0).await
+    }
+
+    /// [`ReadThrough::invalidate`] for a write the store committed at `position`: later
+    /// loads of these keys, on any node, read data at least that fresh (a replica that has
+    /// not replayed the write must not refill the cache).
+    ///
+    /// # Errors
+    /// As [`ReadThrough::invalidate`].
+    pub async fn invalidate_at(&self, keys: &[String], position: u64) -> Result<(), CacheError> {
+        for k in keys {
+            let stripe = stripe_of(k);
+            // the fence first: a load that sees the new generation also sees the new fence
+            self.fences[stripe].fetch_max(position, Ordering::AcqRel);
+            self.generations[stripe].fetch_add(1, Ordering::AcqRel);
+            self.local.invalidate(k);
+        }
+        self.shared.invalidate(keys, position).await
+    }
+
+    /// How long local entries live at most.
+    pub fn local_ttl(&self) -> Duration {
+        self.local_ttl
+    }
+}

@@ -1,0 +1,67 @@
+//! [`Stamp`]s: how a value derived from several cached keys tells whether it is still valid.
+
+use super::{ReadThrough, stripe_of};
+use std::sync::atomic::Ordering;
+
+/// A stamp of one key at one moment: its local generation and its shared version. A value
+/// derived from several cached keys (a hydrated page of a list, say) takes stamps of its
+/// keys *before* reading them ([`ReadThrough::stamps`]), and stays valid while
+/// [`ReadThrough::stamps_current`] says every stamp is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Stamp {
+    key: String,
+    stripe: u32,
+    generation: u64,
+    version: u64,
+}
+
+impl ReadThrough {
+    /// Stamps of `keys` as they are now; take them before reading the keys.
+    pub async fn stamps(&self, keys: Vec<String>) -> Vec<Stamp> {
+        let mut stamps: Vec<Stamp> = keys
+            .into_iter()
+            .map(|key| {
+                let stripe = stripe_of(&key);
+                let generation = self.generations[stripe].load(Ordering::Acquire);
+                Stamp {
+                    key,
+                    stripe: stripe as u32,
+                    generation,
+                    version: 0,
+                }
+            })
+            .collect();
+        if self.versioned {
+            let keys: Vec<&str> = stamps.iter().map(|s| s.key.as_str()).collect();
+            // a failure leaves versions at 0, which never counts as current
+            if let Ok(versions) = self.shared.versions(&keys).await {
+                for (s, v) in stamps.iter_mut().zip(versions) {
+                    s.version = v;
+                }
+            }
+        }
+        stamps
+    }
+
+    /// Whether no key stamped in `stamps` has been invalidated since (by this process or,
+    /// with a versioned shared tier, by any).
+    pub async fn stamps_current(&self, stamps: &[Stamp]) -> bool {
+        let local = stamps
+            .iter()
+            .all(|s| self.generations[s.stripe as usize].load(Ordering::Acquire) == s.generation);
+        if !local || !self.versioned {
+            return local;
+        }
+        let keys: Vec<&str> = stamps.iter().map(|s| s.key.as_str()).collect();
+        match self.shared.versions(&keys).await {
+            Ok(versions) => {
+                versions.len() == stamps.len()
+                    && stamps
+                        .iter()
+                        .zip(versions)
+                        .all(|(s, v)| v != 0 && v == s.version)
+            }
+            Err(_) => false,
+        }
+    }
+}

@@ -1,0 +1,235 @@
+//! Unit tests of `ReadThrough`: bounds, stamps, stripes, hits, misses and races.
+
+use super::*;
+use crate::MemoryCache;
+use std::sync::atomic::AtomicUsize;
+
+fn rt() -> ReadThrough {
+    ReadThrough::new(
+        Arc::new(MemoryCache::new(1 << 20)),
+        1 << 20,
+        Duration::from_secs(60),
+        Duration::from_secs(5),
+    )
+}
+
+#[tokio::test]
+async fn the_local_tier_stays_within_its_byte_bound() {
+    let c = ReadThrough::new(
+        Arc::new(MemoryCache::new(1 << 20)),
+        64 * 1024,
+        Duration::from_secs(60),
+        Duration::from_secs(5),
+    );
+    for i in 0..1000 {
+        c.get_or_load(&format!("k{i}"), Duration::from_secs(60), |_| async {
+            Ok::<_, ()>(Some("x".repeat(1000)))
+        })
+        .await
+        .unwrap();
+    }
+    c.local.run_pending_tasks();
+    assert!(
+        c.local.weighted_size() <= 64 * 1024,
+        "{} bytes",
+        c.local.weighted_size()
+    );
+    assert!(c.local.entry_count() > 0);
+}
+
+#[tokio::test]
+async fn stamps_turn_stale_when_their_key_is_invalidated() {
+    let c = rt();
+    let s = c.stamps(vec!["a".into(), "b".into()]).await;
+    assert!(c.stamps_current(&s).await);
+    c.invalidate(&["b".into()]).await.unwrap();
+    assert!(c.stamps_current(&s[..1]).await);
+    assert!(!c.stamps_current(&s).await);
+}
+
+#[test]
+fn keys_spread_over_the_stripes() {
+    let mut used = std::collections::HashSet::new();
+    for i in 0..20_000 {
+        used.insert(stripe_of(&format!(
+            "article:{}",
+            120_000_000_000_000i64 + i * 4096
+        )));
+    }
+    assert!(used.len() > 15_000, "{} stripes used", used.len());
+    assert_eq!(stripe_of("article:1"), stripe_of("article:1"));
+}
+
+#[tokio::test]
+async fn a_second_read_is_served_locally() {
+    let c = rt();
+    let v = c
+        .get_or_load("k", Duration::from_secs(60), |_| async {
+            Ok::<_, ()>(Some(7u32))
+        })
+        .await
+        .unwrap();
+    assert_eq!(v.as_deref(), Some(&7));
+    let v = c
+        .get_or_load("k", Duration::from_secs(60), |_| async {
+            Ok::<_, ()>(Some(8u32))
+        })
+        .await
+        .unwrap();
+    assert_eq!(v.as_deref(), Some(&7));
+    assert_eq!(
+        c.stats(),
+        CacheStats {
+            local_hits: 1,
+            shared_hits: 0,
+            misses: 1,
+            loads: 1,
+            lease_waits: 0
+        }
+    );
+}
+
+#[tokio::test]
+async fn not_found_is_cached_too() {
+    let c = rt();
+    for _ in 0..3 {
+        let v = c
+            .get_or_load("none", Duration::from_secs(60), |_| async {
+                Ok::<Option<u32>, ()>(None)
+            })
+            .await
+            .unwrap();
+        assert_eq!(v, None);
+    }
+    assert_eq!(c.stats().loads, 1);
+}
+
+#[tokio::test]
+async fn invalidation_makes_the_next_read_load_afresh() {
+    let c = rt();
+    c.get_or_load("k", Duration::from_secs(60), |_| async {
+        Ok::<_, ()>(Some(1u32))
+    })
+    .await
+    .unwrap();
+    c.invalidate(&["k".into()]).await.unwrap();
+    let v = c
+        .get_or_load("k", Duration::from_secs(60), |_| async {
+            Ok::<_, ()>(Some(2u32))
+        })
+        .await
+        .unwrap();
+    assert_eq!(v.as_deref(), Some(&2));
+}
+
+#[tokio::test]
+async fn errors_are_returned_and_not_cached() {
+    let c = rt();
+    let e = c
+        .get_or_load::<u32, _, _, _>("k", Duration::from_secs(60), |_| async { Err("db down") })
+        .await;
+    assert_eq!(e, Err("db down"));
+    let v = c
+        .get_or_load("k", Duration::from_secs(60), |_| async {
+            Ok::<_, &str>(Some(3u32))
+        })
+        .await
+        .unwrap();
+    assert_eq!(v.as_deref(), Some(&3));
+}
+
+#[tokio::test]
+async fn a_load_that_raced_a_write_does_not_fill_the_cache() {
+    let c = Arc::new(rt());
+    let (started_tx, started_rx) = tokio::sync::oneshot::channel::<()>();
+    let (go_tx, go_rx) = tokio::sync::oneshot::channel::<()>();
+    let c2 = Arc::clone(&c);
+    let slow = tokio::spawn(async move {
+        c2.get_or_load("k", Duration::from_secs(60), |_| async move {
+            started_tx.send(()).unwrap();
+            go_rx.await.unwrap();
+            Ok::<_, ()>(Some("old".to_string()))
+        })
+        .await
+    });
+    started_rx.await.unwrap();
+    // the write commits and invalidates while the load of the old value is in flight
+    c.invalidate(&["k".into()]).await.unwrap();
+    // a read that starts after the write does not join the old flight
+    let fresh = c
+        .get_or_load("k", Duration::from_secs(60), |_| async {
+            Ok::<_, ()>(Some("new".to_string()))
+        })
+        .await
+        .unwrap();
+    assert_eq!(fresh.as_deref().map(String::as_str), Some("new"));
+    go_tx.send(()).unwrap();
+    assert_eq!(
+        slow.await.unwrap().unwrap().as_deref().map(String::as_str),
+        Some("old")
+    );
+    let after = c
+        .get_or_load("k", Duration::from_secs(60), |_| async {
+            Ok::<_, ()>(Some("newer".to_string()))
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        after.as_deref().map(String::as_str),
+        Some("new"),
+        "the stale load must not have overwritten the fresh entry"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_misses_load_once() {
+    let c = Arc::new(rt());
+    let loads = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..1000 {
+        let (c, loads) = (Arc::clone(&c), Arc::clone(&loads));
+        tasks.push(tokio::spawn(async move {
+            c.get_or_load("hot", Duration::from_secs(60), |_| async {
+                loads.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                Ok::<_, ()>(Some(42u64))
+            })
+            .await
+            .unwrap()
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap().as_deref(), Some(&42));
+    }
+    assert_eq!(loads.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn values_come_back_from_the_shared_tier_after_the_local_one_forgets() {
+    let shared = Arc::new(MemoryCache::new(1 << 20));
+    let a = ReadThrough::new(
+        shared.clone(),
+        1 << 20,
+        Duration::from_secs(60),
+        Duration::from_secs(5),
+    );
+    a.get_or_load("k", Duration::from_secs(60), |_| async {
+        Ok::<_, ()>(Some(vec![1u8, 2]))
+    })
+    .await
+    .unwrap();
+    let b = ReadThrough::new(
+        shared,
+        1 << 20,
+        Duration::from_secs(60),
+        Duration::from_secs(5),
+    );
+    let v = b
+        .get_or_load("k", Duration::from_secs(60), |_| async {
+            Ok::<_, ()>(Some(vec![9u8]))
+        })
+        .await
+        .unwrap();
+    assert_eq!(v.as_deref(), Some(&vec![1u8, 2]));
+    assert_eq!(b.stats().shared_hits, 1);
+}
