@@ -3,7 +3,8 @@
 //! A claim is one `UPDATE … RETURNING` that takes the oldest runnable job and stamps a lease,
 //! so two workers can never hold the same job at once. Depth is exact: it is a `COUNT(*)`.
 
-use crate::db::{Db, map_err, now_ms};
+use crate::clock::now_ms;
+use crate::db::{Db, map_err};
 use async_trait::async_trait;
 use crescendo_queue::{Job, Queue, QueueDepth, QueueError};
 use rusqlite::{OptionalExtension, params};
