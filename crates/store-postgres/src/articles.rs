@@ -172,6 +172,35 @@ pub(crate) async fn delete_article(db: &Db, id: Id) -> StoreResult<bool> {
     Ok(n.rows_affected() == 1)
 }
 
+/// How a write holds the article it depends on until it commits.
+pub(crate) enum ArticleLock {
+    /// `FOR UPDATE`: the write changes the article row too.
+    Update,
+    /// `FOR SHARE`: the article only has to go on existing.
+    Share,
+}
+
+/// Locks an article for the rest of the transaction.
+///
+/// # Errors
+/// [`StoreError::NotFound`] if there is no such article.
+pub(crate) async fn lock_article(
+    tx: &mut Tx<'_>,
+    article: Id,
+    lock: ArticleLock,
+) -> StoreResult<()> {
+    let sql = match lock {
+        ArticleLock::Update => "SELECT id FROM articles WHERE id = $1 FOR UPDATE",
+        ArticleLock::Share => "SELECT id FROM articles WHERE id = $1 FOR SHARE",
+    };
+    let exists: Option<i64> = sqlx::query_scalar(sql)
+        .bind(article.as_i64())
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(map_err)?;
+    exists.map(drop).ok_or(StoreError::NotFound)
+}
+
 /// Moves an article's favourites count by `delta`, in the transaction that adds or removes
 /// the favourite.
 async fn count_favorite(tx: &mut Tx<'_>, article: Id, delta: i64) -> StoreResult<()> {
@@ -186,16 +215,8 @@ async fn count_favorite(tx: &mut Tx<'_>, article: Id, delta: i64) -> StoreResult
 
 pub(crate) async fn favorite(db: &Db, user: Id, article: Id) -> StoreResult<bool> {
     let mut tx = db.begin().await?;
-    // lock the article row: the count and the favourite change together
-    let exists: Option<i64> =
-        sqlx::query_scalar("SELECT id FROM articles WHERE id = $1 FOR UPDATE")
-            .bind(article.as_i64())
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(map_err)?;
-    if exists.is_none() {
-        return Err(StoreError::NotFound);
-    }
+    // the count and the favourite change together
+    lock_article(&mut tx, article, ArticleLock::Update).await?;
     let added = sqlx::query("INSERT INTO favorites (user_id, article_id, created_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
         .bind(user.as_i64())
         .bind(article.as_i64())

@@ -1,9 +1,10 @@
 //! Comments on articles.
 
+use crate::articles::{ArticleLock, lock_article};
 use crate::clock::now_ms;
 use crate::db::{Db, map_err};
 use crescendo_domain::{CommentId, Id};
-use crescendo_store::{CommentRecord, StoreError, StoreResult};
+use crescendo_store::{CommentRecord, StoreResult};
 use sqlx::Row;
 use sqlx::postgres::PgRow;
 
@@ -25,14 +26,7 @@ pub(crate) async fn create_comment(
     body: String,
 ) -> StoreResult<CommentRecord> {
     let mut tx = db.begin().await?;
-    let exists: Option<i64> = sqlx::query_scalar("SELECT id FROM articles WHERE id = $1 FOR SHARE")
-        .bind(article.as_i64())
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(map_err)?;
-    if exists.is_none() {
-        return Err(StoreError::NotFound);
-    }
+    lock_article(&mut tx, article, ArticleLock::Share).await?;
     let now = now_ms();
     let id: i64 = sqlx::query_scalar(
         "INSERT INTO comments (id, article_id, author_id, body, created_at, updated_at)

@@ -128,21 +128,22 @@ pub(crate) async fn update_user(db: &Db, id: Id, ch: UserChanges) -> StoreResult
     .map_err(map_err)?
     .ok_or(StoreError::NotFound)?;
     let mut u = user_row(&row);
-    if let Some(name) = &ch.username {
-        sqlx::query("UPDATE usernames SET username_key = lower($1) WHERE user_id = $2")
-            .bind(name)
-            .bind(id.as_i64())
-            .execute(&mut *tx)
-            .await
-            .map_err(map_err)?;
-    }
-    if let Some(email) = &ch.email {
-        sqlx::query("UPDATE emails SET email = $1 WHERE user_id = $2")
-            .bind(email)
-            .bind(id.as_i64())
-            .execute(&mut *tx)
-            .await
-            .map_err(map_err)?;
+    // the directory entries move with the user's name and email
+    for (sql, key) in [
+        (
+            "UPDATE usernames SET username_key = lower($1) WHERE user_id = $2",
+            &ch.username,
+        ),
+        ("UPDATE emails SET email = $1 WHERE user_id = $2", &ch.email),
+    ] {
+        if let Some(key) = key {
+            sqlx::query(sql)
+                .bind(key)
+                .bind(id.as_i64())
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+        }
     }
     ch.apply_to(&mut u);
     sqlx::query(

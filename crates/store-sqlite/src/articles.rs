@@ -188,12 +188,6 @@ pub(crate) async fn unfavorite(db: &Db, user: Id, article: Id) -> StoreResult<bo
 }
 
 pub(crate) async fn favorite_ids(db: &Db, user: Id) -> StoreResult<Vec<Id>> {
-    db.read(move |c| {
-        ids_from(
-            c,
-            "SELECT article_id FROM favorites WHERE user_id = ?1 ORDER BY article_id DESC",
-            [user.as_i64()],
-        )
-    })
-    .await
+    let sql = "SELECT article_id FROM favorites WHERE user_id = ?1 ORDER BY article_id DESC";
+    db.read(move |c| ids_from(c, sql, [user.as_i64()])).await
 }

@@ -68,11 +68,7 @@ pub(crate) async fn comment(
 }
 
 pub(crate) async fn delete_comment(db: &Db, article: Id, id: CommentId) -> StoreResult<bool> {
-    let n = db
-        .execute(
-            "DELETE FROM comments WHERE id = ?1 AND article_id = ?2",
-            (id.as_i64(), article.as_i64()),
-        )
-        .await?;
+    let sql = "DELETE FROM comments WHERE id = ?1 AND article_id = ?2";
+    let n = db.execute(sql, (id.as_i64(), article.as_i64())).await?;
     Ok(n == 1)
 }

@@ -42,6 +42,16 @@ fn qerr(e: crescendo_store::StoreError) -> QueueError {
     }
 }
 
+/// An ack or fail changes its job's row only while the caller's lease holds (same attempt,
+/// still ready); otherwise another worker has the job now.
+fn lease_held(changed: usize, id: i64) -> Result<(), QueueError> {
+    if changed == 1 {
+        Ok(())
+    } else {
+        Err(QueueError::LeaseLost(id))
+    }
+}
+
 #[async_trait]
 impl Queue for SqliteQueue {
     async fn publish(&self, queue: &str, payload: &[u8]) -> Result<i64, QueueError> {
@@ -92,20 +102,13 @@ impl Queue for SqliteQueue {
         let (id, attempts) = (job.id, i64::from(job.attempts));
         let n = self
             .db
-            .write(move |tx| {
-                tx.prepare_cached(
-                    "DELETE FROM jobs WHERE id = ?1 AND attempts = ?2 AND state = 'ready'",
-                )
-                .and_then(|mut st| st.execute(params![id, attempts]))
-                .map_err(map_err)
-            })
+            .execute(
+                "DELETE FROM jobs WHERE id = ?1 AND attempts = ?2 AND state = 'ready'",
+                (id, attempts),
+            )
             .await
             .map_err(qerr)?;
-        if n == 1 {
-            Ok(())
-        } else {
-            Err(QueueError::LeaseLost(id))
-        }
+        lease_held(n, id)
     }
 
     async fn fail(&self, job: &Job, reason: &str, retry_after: Duration) -> Result<(), QueueError> {
@@ -132,11 +135,7 @@ impl Queue for SqliteQueue {
             })
             .await
             .map_err(qerr)?;
-        if n == 1 {
-            Ok(())
-        } else {
-            Err(QueueError::LeaseLost(id))
-        }
+        lease_held(n, id)
     }
 
     async fn depth(&self, queue: &str) -> Result<QueueDepth, QueueError> {

@@ -58,11 +58,9 @@ pub(crate) async fn settle_upload(
     state: UploadState,
     reason: Option<String>,
 ) -> StoreResult<bool> {
+    let sql = "UPDATE uploads SET state = ?2, reason = ?3 WHERE id = ?1 AND state = 'processing'";
     let n = db
-        .execute(
-            "UPDATE uploads SET state = ?2, reason = ?3 WHERE id = ?1 AND state = 'processing'",
-            (id.as_i64(), state.as_str(), reason),
-        )
+        .execute(sql, (id.as_i64(), state.as_str(), reason))
         .await?;
     Ok(n == 1)
 }

@@ -125,32 +125,24 @@ pub(crate) async fn update_user(db: &Db, id: Id, ch: UserChanges) -> StoreResult
 }
 
 pub(crate) async fn follow(db: &Db, follower: Id, followee: Id) -> StoreResult<bool> {
+    let sql =
+        "INSERT OR IGNORE INTO follows (follower_id, followee_id, created_at) VALUES (?1, ?2, ?3)";
     let n = db
-        .execute(
-            "INSERT OR IGNORE INTO follows (follower_id, followee_id, created_at) VALUES (?1, ?2, ?3)",
-            (follower.as_i64(), followee.as_i64(), now_ms()),
-        )
+        .execute(sql, (follower.as_i64(), followee.as_i64(), now_ms()))
         .await?;
     Ok(n == 1)
 }
 
 pub(crate) async fn unfollow(db: &Db, follower: Id, followee: Id) -> StoreResult<bool> {
+    let sql = "DELETE FROM follows WHERE follower_id = ?1 AND followee_id = ?2";
     let n = db
-        .execute(
-            "DELETE FROM follows WHERE follower_id = ?1 AND followee_id = ?2",
-            (follower.as_i64(), followee.as_i64()),
-        )
+        .execute(sql, (follower.as_i64(), followee.as_i64()))
         .await?;
     Ok(n == 1)
 }
 
 pub(crate) async fn followees(db: &Db, follower: Id) -> StoreResult<Vec<Id>> {
-    db.read(move |c| {
-        ids_from(
-            c,
-            "SELECT followee_id FROM follows WHERE follower_id = ?1",
-            [follower.as_i64()],
-        )
-    })
-    .await
+    let sql = "SELECT followee_id FROM follows WHERE follower_id = ?1";
+    db.read(move |c| ids_from(c, sql, [follower.as_i64()]))
+        .await
 }
