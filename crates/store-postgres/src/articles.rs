@@ -1,4 +1,7 @@
 //! Articles with their tags, and favourites (which keep each article's count).
+//!
+//! Each `pub(crate)` async function is the `Store` method of the same name, whose contract
+//! the trait documents.
 
 use crate::clock::now_ms;
 use crate::db::{Db, Tx, map_err, raw};

@@ -4,6 +4,9 @@
 //! Each filter is described once, as a [`Term`]: what it binds and the condition it puts
 //! on the table that answers it. [`statements`] turns a filter's terms into the page and
 //! count statements, so a new filter is a new term, not a new pair of statements.
+//!
+//! Each `pub(crate)` async function is the `Store` method of the same name, whose contract
+//! the trait documents.
 
 use crate::db::{Db, map_err};
 use crescendo_domain::Id;

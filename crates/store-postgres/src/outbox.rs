@@ -1,5 +1,8 @@
 //! The outbox: jobs written in the same transaction as their data, which a relay claims
 //! under a lease, publishes, then removes.
+//!
+//! Each `pub(crate)` async function is the `Store` method of the same name, whose contract
+//! the trait documents.
 
 use crate::clock::now_ms;
 use crate::db::{Db, map_err};

@@ -1,4 +1,7 @@
 //! Comments on articles.
+//!
+//! Each `pub(crate)` async function is the `Store` method of the same name, whose contract
+//! the trait documents.
 
 use crate::articles::article_exists;
 use crate::clock::now_ms;

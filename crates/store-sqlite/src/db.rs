@@ -149,9 +149,7 @@ impl Db {
         })
         .await
     }
-}
 
-impl Db {
     /// Runs one statement in its own write transaction; how many rows it changed.
     pub(crate) async fn execute<P>(&self, sql: &'static str, params: P) -> Result<usize, StoreError>
     where

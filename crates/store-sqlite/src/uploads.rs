@@ -1,5 +1,8 @@
-//! Uploads: each recorded with its image job in the outbox, in one transaction, and
+//! Uploads: each recorded with its job in the outbox, in one transaction, and
 //! settled once by the worker.
+//!
+//! Each `pub(crate)` async function is the `Store` method of the same name, whose contract
+//! the trait documents.
 
 use crate::clock::now_ms;
 use crate::db::{Db, map_err};

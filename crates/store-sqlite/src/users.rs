@@ -1,4 +1,7 @@
 //! Users, the username and email directories, and follows (the profile's facts).
+//!
+//! Each `pub(crate)` async function is the `Store` method of the same name, whose contract
+//! the trait documents.
 
 use crate::clock::now_ms;
 use crate::db::{Db, id_list, ids_from, map_err};
