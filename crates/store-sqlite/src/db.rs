@@ -1,20 +1,15 @@
-//! Connections: one writer, a pool of readers, all used from tokio's blocking pool.
+//! Connections: one writer, a pool of readers, all used from tokio's blocking pool; how
+//! SQLite errors become the seam's; and the statement helpers the resource modules share.
 
+use crate::migrate;
+use crescendo_domain::Id;
 use crescendo_store::StoreError;
 use crescendo_telemetry::names;
 use rusqlite::{Connection, OpenFlags};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use tokio::sync::Semaphore;
-
-/// Milliseconds since the Unix epoch, now.
-pub(crate) fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
 
 /// SQLite's `synchronous` setting in WAL mode.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -92,7 +87,7 @@ impl Db {
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(map_err)?;
         configure(&conn, opts).map_err(map_err)?;
-        crate::migrate::migrate(&mut conn).map_err(map_err)?;
+        migrate::migrate(&mut conn).map_err(map_err)?;
 
         let w = opts.clone();
         let writer = Pool {
@@ -151,6 +146,19 @@ impl Db {
             let v = f(&tx)?; // an error drops `tx`, which rolls back
             tx.commit().map_err(map_err)?;
             Ok(v)
+        })
+        .await
+    }
+
+    /// Runs one statement in its own write transaction; how many rows it changed.
+    pub(crate) async fn execute<P>(&self, sql: &'static str, params: P) -> Result<usize, StoreError>
+    where
+        P: rusqlite::Params + Send + 'static,
+    {
+        self.write(move |tx| {
+            tx.prepare_cached(sql)
+                .and_then(|mut st| st.execute(params))
+                .map_err(map_err)
         })
         .await
     }
@@ -233,4 +241,45 @@ pub(crate) fn map_err(e: rusqlite::Error) -> StoreError {
         }
     }
     StoreError::Other(Box::new(e))
+}
+
+/// A JSON array of IDs, bound as one parameter and read with `json_each`, so a statement
+/// with an `IN` list of any length is prepared once and cached.
+pub(crate) fn id_list(ids: &[Id]) -> String {
+    let mut s = String::with_capacity(ids.len() * 20 + 2);
+    s.push('[');
+    for (i, id) in ids.iter().enumerate() {
+        if i > 0 {
+            s.push(',');
+        }
+        s.push_str(&id.as_i64().to_string());
+    }
+    s.push(']');
+    s
+}
+
+/// The IDs in the first column of what `sql` selects.
+pub(crate) fn ids_from(
+    c: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> Result<Vec<Id>, StoreError> {
+    c.prepare_cached(sql)
+        .and_then(|mut st| {
+            st.query_map(params, |r| Ok(Id::from_i64(r.get(0)?)))?
+                .collect()
+        })
+        .map_err(map_err)
+}
+
+/// The number `sql` (a `SELECT COUNT(*) …`) answers.
+pub(crate) fn count(
+    c: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> Result<u64, StoreError> {
+    c.prepare_cached(sql)
+        .and_then(|mut st| st.query_row(params, |r| r.get::<_, i64>(0)))
+        .map(|n| n as u64)
+        .map_err(map_err)
 }

@@ -1,6 +1,7 @@
 //! Applies the numbered SQL files of `migrations/sqlite/` in order, each in its own
 //! transaction, recording them in `schema_migrations`.
 
+use crate::clock::now_ms;
 use rusqlite::Connection;
 
 /// (version, file name, SQL), in order.
@@ -42,7 +43,7 @@ pub(crate) fn migrate(conn: &mut Connection) -> rusqlite::Result<usize> {
         tx.execute_batch(sql)?;
         tx.execute(
             "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?1, ?2, ?3)",
-            rusqlite::params![version, name, crate::db::now_ms()],
+            rusqlite::params![version, name, now_ms()],
         )?;
         tx.commit()?;
         tracing::info!(version, name, "applied migration");

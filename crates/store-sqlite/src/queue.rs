@@ -3,7 +3,8 @@
 //! A claim is one `UPDATE … RETURNING` that takes the oldest runnable job and stamps a lease,
 //! so two workers can never hold the same job at once. Depth is exact: it is a `COUNT(*)`.
 
-use crate::db::{Db, map_err, now_ms};
+use crate::clock::now_ms;
+use crate::db::{Db, map_err};
 use async_trait::async_trait;
 use crescendo_queue::{Job, Queue, QueueDepth, QueueError};
 use rusqlite::{OptionalExtension, params};
@@ -38,6 +39,16 @@ fn qerr(e: crescendo_store::StoreError) -> QueueError {
     match e {
         crescendo_store::StoreError::Unavailable(m) => QueueError::Unavailable(m),
         other => QueueError::Other(other.to_string()),
+    }
+}
+
+/// An ack or fail changes its job's row only while the caller's lease holds (same attempt,
+/// still ready); otherwise another worker has the job now.
+fn lease_held(changed: usize, id: i64) -> Result<(), QueueError> {
+    if changed == 1 {
+        Ok(())
+    } else {
+        Err(QueueError::LeaseLost(id))
     }
 }
 
@@ -91,20 +102,13 @@ impl Queue for SqliteQueue {
         let (id, attempts) = (job.id, i64::from(job.attempts));
         let n = self
             .db
-            .write(move |tx| {
-                tx.prepare_cached(
-                    "DELETE FROM jobs WHERE id = ?1 AND attempts = ?2 AND state = 'ready'",
-                )
-                .and_then(|mut st| st.execute(params![id, attempts]))
-                .map_err(map_err)
-            })
+            .execute(
+                "DELETE FROM jobs WHERE id = ?1 AND attempts = ?2 AND state = 'ready'",
+                (id, attempts),
+            )
             .await
             .map_err(qerr)?;
-        if n == 1 {
-            Ok(())
-        } else {
-            Err(QueueError::LeaseLost(id))
-        }
+        lease_held(n, id)
     }
 
     async fn fail(&self, job: &Job, reason: &str, retry_after: Duration) -> Result<(), QueueError> {
@@ -131,11 +135,7 @@ impl Queue for SqliteQueue {
             })
             .await
             .map_err(qerr)?;
-        if n == 1 {
-            Ok(())
-        } else {
-            Err(QueueError::LeaseLost(id))
-        }
+        lease_held(n, id)
     }
 
     async fn depth(&self, queue: &str) -> Result<QueueDepth, QueueError> {

@@ -1,0 +1,194 @@
+//! Where each statement runs: reads on a replica that may serve them or on the primary,
+//! writes in transactions on the primary, each commit's position noted for read-your-writes
+//! (see [`crate::cluster`] and `crescendo_store::fence`); and how sqlx errors become the
+//! seam's.
+
+use crate::cluster::Cluster;
+use crescendo_domain::Id;
+use crescendo_store::{StoreError, StoreResult, fence};
+use crescendo_telemetry::names;
+use sqlx::postgres::{PgArguments, PgPool};
+use sqlx::query::Query;
+use sqlx::{Postgres, Transaction};
+use std::future::Future;
+use std::sync::Arc;
+
+/// A transaction on the primary.
+pub(crate) type Tx<'a> = Transaction<'a, Postgres>;
+
+/// The primary and its replicas, as the resource modules use them.
+#[derive(Clone)]
+pub(crate) struct Db {
+    cluster: Arc<Cluster>,
+}
+
+impl Db {
+    /// Statements over `cluster`.
+    pub(crate) fn new(cluster: Arc<Cluster>) -> Self {
+        Self { cluster }
+    }
+
+    /// The servers, for what the store reports about them and for migrations.
+    pub(crate) fn cluster(&self) -> &Cluster {
+        &self.cluster
+    }
+
+    /// Reports the primary's pool use.
+    fn pool_gauges(pool: &PgPool) {
+        let (size, idle) = (pool.size(), pool.num_idle() as u32);
+        metrics::gauge!(names::DB_POOL_OPEN, "role" => "primary").set(f64::from(size));
+        metrics::gauge!(names::DB_POOL_IN_USE, "role" => "primary")
+            .set(f64::from(size.saturating_sub(idle)));
+    }
+
+    /// Runs a read on a replica that may serve it, else on the primary. A replica that
+    /// fails is taken out of rotation and the read is repeated on the primary.
+    pub(crate) async fn read<T, F, Fut>(&self, f: F) -> StoreResult<T>
+    where
+        F: Fn(PgPool) -> Fut,
+        Fut: Future<Output = StoreResult<T>>,
+    {
+        if let Some(node) = self.cluster.replica_for_read(fence::read_after()).await {
+            self.cluster.count_read(node);
+            match f(node.pool.clone()).await {
+                Err(StoreError::Unavailable(why)) => {
+                    tracing::warn!(node = %node.name, error = %why, "read failed on a replica; repeating it on the primary");
+                    node.mark_down();
+                }
+                done => return done,
+            }
+        }
+        self.read_primary(f).await
+    }
+
+    /// Runs a read on the primary. A broken pooled connection is retried once.
+    pub(crate) async fn read_primary<T, F, Fut>(&self, f: F) -> StoreResult<T>
+    where
+        F: Fn(PgPool) -> Fut,
+        Fut: Future<Output = StoreResult<T>>,
+    {
+        let primary = self.cluster.primary();
+        self.cluster.count_read(primary);
+        self.primary_answering()?;
+        Self::pool_gauges(&primary.pool);
+        match f(primary.pool.clone()).await {
+            Err(StoreError::Unavailable(_)) => f(self.cluster.primary().pool.clone()).await,
+            done => done,
+        }
+    }
+
+    /// Fails fast while the primary is known to be down (a failover is due), instead of
+    /// waiting out the pool's acquire time-out on a server that is gone.
+    fn primary_answering(&self) -> StoreResult<()> {
+        if self.cluster.has_replicas() && !self.cluster.primary().is_up() {
+            return Err(StoreError::Unavailable(format!(
+                "primary {} is not answering",
+                self.cluster.primary().name
+            )));
+        }
+        Ok(())
+    }
+
+    /// Notes the position a write committed at, for read-your-writes. Only replicas
+    /// need it, so without them it costs nothing.
+    async fn committed(&self) {
+        if !self.cluster.has_replicas() {
+            return;
+        }
+        let position =
+            sqlx::query_scalar::<_, i64>("SELECT (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint")
+                .fetch_one(&self.cluster.primary().pool)
+                .await;
+        match position {
+            Ok(p) => fence::note_write(p as u64),
+            Err(e) => {
+                // the write is committed but where is unknown: read from the primary
+                tracing::warn!(error = %e, "no commit position; this writer reads from the primary for a while");
+                fence::note_write(u64::MAX);
+            }
+        }
+    }
+
+    /// A transaction on the primary. BEGIN changes nothing, so a broken pooled connection
+    /// is retried once.
+    pub(crate) async fn begin(&self) -> StoreResult<Tx<'static>> {
+        self.cluster.count_write();
+        self.primary_answering()?;
+        match self.begin_on_primary().await {
+            Ok(tx) => Ok(tx),
+            Err(_) => self.begin_on_primary().await,
+        }
+    }
+
+    /// BEGIN on the primary, given up as soon as the monitor finds the primary down (a
+    /// connection attempt to a dead server would otherwise wait out the acquire time-out).
+    async fn begin_on_primary(&self) -> StoreResult<Tx<'static>> {
+        let primary = Arc::clone(self.cluster.primary());
+        let begin = primary.pool.begin();
+        tokio::pin!(begin);
+        let mut tick = tokio::time::interval(self.cluster.check_interval());
+        loop {
+            tokio::select! {
+                tx = &mut begin => return tx.map_err(map_err),
+                _ = tick.tick() => {
+                    if self.cluster.has_replicas() && (!primary.is_up() || !Arc::ptr_eq(&primary, self.cluster.primary())) {
+                        return Err(StoreError::Unavailable(format!("primary {} is not answering", primary.name)));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Commits, then notes the commit's position for read-your-writes.
+    pub(crate) async fn commit(&self, tx: Tx<'static>) -> StoreResult<()> {
+        tx.commit().await.map_err(map_err)?;
+        self.committed().await;
+        Ok(())
+    }
+
+    /// Runs one statement in its own transaction on the primary; how many rows it changed.
+    pub(crate) async fn execute(
+        &self,
+        statement: Query<'_, Postgres, PgArguments>,
+    ) -> StoreResult<u64> {
+        let mut tx = self.begin().await?;
+        let n = statement.execute(&mut *tx).await.map_err(map_err)?;
+        self.commit(tx).await?;
+        Ok(n.rows_affected())
+    }
+}
+
+/// IDs as `bigint`s, for `= ANY($1)`.
+pub(crate) fn raw(ids: &[Id]) -> Vec<i64> {
+    ids.iter().map(|i| i.as_i64()).collect()
+}
+
+/// Maps sqlx errors to the seam's: unique violations name their field, connection trouble
+/// is "unavailable".
+pub(crate) fn map_err(e: sqlx::Error) -> StoreError {
+    match &e {
+        sqlx::Error::Database(db) if db.is_unique_violation() => match db.constraint() {
+            Some("usernames_pkey") => StoreError::Conflict {
+                constraint: "username",
+            },
+            Some("emails_pkey") => StoreError::Conflict {
+                constraint: "email",
+            },
+            _ => StoreError::Other(Box::new(e)),
+        },
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_) => StoreError::Unavailable(e.to_string()),
+        // the server is shutting down or starting (57P0x), a read on a replica was cancelled
+        // by replay (40001), or the server is read-only: try elsewhere
+        sqlx::Error::Database(db)
+            if db
+                .code()
+                .is_some_and(|c| c.starts_with("57P") || c == "40001" || c == "25006") =>
+        {
+            StoreError::Unavailable(e.to_string())
+        }
+        _ => StoreError::Other(Box::new(e)),
+    }
+}

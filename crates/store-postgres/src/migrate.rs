@@ -1,0 +1,76 @@
+//! The numbered SQL files of `migrations/postgres/`, compiled in and applied in order, each
+//! in its own transaction, recorded in `schema_migrations`.
+
+use crate::clock::now_ms;
+use crate::db::{Db, map_err};
+use crescendo_store::StoreResult;
+
+/// (version, name, SQL), in order.
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "0001_initial.sql",
+        include_str!("../../../migrations/postgres/0001_initial.sql"),
+    ),
+    (
+        2,
+        "0002_uploads.sql",
+        include_str!("../../../migrations/postgres/0002_uploads.sql"),
+    ),
+];
+
+/// Brings the schema up to date, serialised by an advisory lock so that several nodes
+/// starting together migrate once; returns how many migrations ran.
+pub(crate) async fn migrate(db: &Db) -> StoreResult<usize> {
+    let cluster = db.cluster();
+    let mut conn = cluster.primary().pool.acquire().await.map_err(map_err)?;
+    sqlx::query("SELECT pg_advisory_lock(774411)")
+        .execute(&mut *conn)
+        .await
+        .map_err(map_err)?;
+    let result = async {
+        sqlx::query(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version bigint PRIMARY KEY, name text NOT NULL, applied_at bigint NOT NULL)",
+        )
+        .execute(&mut *conn)
+        .await
+        .map_err(map_err)?;
+        let current: i64 =
+            sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM schema_migrations")
+                .fetch_one(&mut *conn)
+                .await
+                .map_err(map_err)?;
+        let mut ran = 0;
+        for (version, name, sql) in MIGRATIONS.iter().filter(|(v, _, _)| *v > current) {
+            let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(map_err)?;
+            sqlx::raw_sql(*sql).execute(&mut *tx).await.map_err(map_err)?;
+            sqlx::query(
+                "INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
+            )
+            .bind(version)
+            .bind(*name)
+            .bind(now_ms())
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+            tx.commit().await.map_err(map_err)?;
+            tracing::info!(version, name, "applied migration");
+            ran += 1;
+        }
+        Ok(ran)
+    }
+    .await;
+    let _ = sqlx::query("SELECT pg_advisory_unlock(774411)")
+        .execute(&mut *conn)
+        .await;
+    // replicas get reads only once they have the schema (this node's or another's)
+    if cluster.has_replicas() {
+        let position: i64 =
+            sqlx::query_scalar("SELECT (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint")
+                .fetch_one(&mut *conn)
+                .await
+                .map_err(map_err)?;
+        cluster.raise_floor(position as u64);
+    }
+    result
+}
