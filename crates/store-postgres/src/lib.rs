@@ -1010,7 +1010,12 @@ impl Store for PgStore {
         .map_err(map_err)?;
         sqlx::query("INSERT INTO outbox (queue, payload, created_at) VALUES ($1, $2, $3)")
             .bind(queue)
-            .bind(id.to_string().into_bytes())
+            .bind(
+                crescendo_store::jobs::ImageVariants {
+                    upload: Id::from_i64(id),
+                }
+                .encode(),
+            )
             .bind(now)
             .execute(&mut *tx)
             .await

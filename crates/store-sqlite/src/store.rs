@@ -570,7 +570,7 @@ impl Store for SqliteStore {
                     .and_then(|mut st| st.execute(params![id.as_i64(), new.owner_id.as_i64(), new.mime, new.original, new.width, new.height, now]))
                     .map_err(map_err)?;
                 tx.prepare_cached("INSERT INTO outbox (queue, payload, created_at) VALUES (?1, ?2, ?3)")
-                    .and_then(|mut st| st.execute(params![queue, id.as_i64().to_string().into_bytes(), now]))
+                    .and_then(|mut st| st.execute(params![queue, crescendo_store::jobs::ImageVariants { upload: id }.encode(), now]))
                     .map_err(map_err)?;
                 Ok(new.into_record(id, now))
             })
