@@ -1,6 +1,9 @@
-//! `AppError`: what a use case can fail with, in terms every surface can map.
+//! `AppError`: what a use case can fail with, in terms every surface can map; and the errors
+//! of the background paths a worker runs ([`ProcessUploadError`], [`RelayError`]).
 
-use crescendo_domain::FieldError;
+use crescendo_blobs::BlobError;
+use crescendo_domain::{FieldError, Id};
+use crescendo_queue::QueueError;
 use crescendo_store::StoreError;
 
 /// Field-level validation failures, in the order found.
@@ -87,3 +90,32 @@ impl From<StoreError> for AppError {
 
 /// Result of a use case.
 pub type AppResult<T> = Result<T, AppError>;
+
+/// Why an upload's variants could not be made this time; the job is retried. (An image that
+/// cannot be processed is no error: its upload is settled as failed, with the reason.)
+#[derive(Debug, thiserror::Error)]
+pub enum ProcessUploadError {
+    /// The job names an upload the store does not have.
+    #[error("upload {0} is not in the store")]
+    UploadMissing(Id),
+    /// The store could not read or settle the upload.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The blob store could not give the original or take a variant.
+    #[error(transparent)]
+    Blobs(#[from] BlobError),
+    /// The thread making the variants panicked or was cancelled.
+    #[error("image worker thread: {0}")]
+    ImageThread(#[from] tokio::task::JoinError),
+}
+
+/// Why the outbox relay could not hand jobs to the queue; they wait in the outbox.
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    /// The store could not hand out or remove outbox entries.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The queue did not take a job.
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+}

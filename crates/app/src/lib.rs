@@ -16,6 +16,7 @@ mod auth;
 mod cached;
 mod comments;
 mod error;
+mod jobs;
 pub mod keys;
 mod lists;
 mod uploads;
@@ -25,8 +26,9 @@ pub use articles::{ArticleInput, ArticleView, ListQuery};
 pub use auth::{Passwords, Tokens};
 pub use cached::{Cached, RenderSlot, Renders};
 pub use comments::CommentView;
-pub use error::{AppError, AppResult, FieldErrors};
-pub use uploads::{IMAGES_QUEUE, UploadView, is_public_key, variant_key, webp_key};
+pub use crescendo_store::jobs::IMAGES_QUEUE;
+pub use error::{AppError, AppResult, FieldErrors, ProcessUploadError, RelayError};
+pub use uploads::{UploadView, is_public_key, variant_key, webp_key};
 pub use users::{Profile, ProfileView, UserChangesInput, UserView};
 
 use crescendo_blobs::Blobs;
@@ -173,9 +175,9 @@ impl App {
         self.inner.ttl
     }
 
-    /// The job queue (workers claim from it).
-    pub fn queue(&self) -> &Arc<dyn Queue> {
-        &self.inner.queue
+    /// The job queue: workers reach it through the job methods (`jobs.rs`).
+    pub(crate) fn queue(&self) -> &dyn Queue {
+        &*self.inner.queue
     }
 
     /// Largest upload, bytes.

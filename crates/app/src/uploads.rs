@@ -6,17 +6,12 @@
 //! and its job are committed in one transaction (the outbox); the answer does not wait for
 //! the variants. [`App::relay_outbox`] hands committed jobs to the queue.
 
-use crate::{App, AppError, AppResult};
+use crate::{App, AppError, AppResult, ProcessUploadError};
 use bytes::Bytes;
 use crescendo_domain::Id;
 use crescendo_media::{Refused, WIDTHS};
+use crescendo_store::jobs::ImageVariants;
 use crescendo_store::{NewUpload, UploadRecord, UploadState, fence};
-
-/// The queue of variant jobs.
-pub const IMAGES_QUEUE: &str = "images.variants";
-
-/// How long a relay holds outbox entries it is publishing.
-const RELAY_LEASE_MS: i64 = 30_000;
 
 /// An upload and the URLs of its files.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -125,7 +120,7 @@ impl App {
                     width: found.width,
                     height: found.height,
                 },
-                IMAGES_QUEUE,
+                ImageVariants::QUEUE,
             )
             .await?;
         self.inner.outbox.notify_one();
@@ -150,22 +145,17 @@ impl App {
     /// are written under fixed keys, so a job run twice makes nothing twice.
     ///
     /// # Errors
-    /// A passing failure (the store or blob store unavailable): the job should be retried.
-    pub async fn process_upload(&self, id: Id) -> Result<(), String> {
+    /// A passing failure (the store or blob store unavailable) or an upload the store does
+    /// not have: the job should be retried.
+    pub async fn process_upload(&self, id: Id) -> Result<(), ProcessUploadError> {
         // from the primary: the job may run before a replica has the row
         let record = fence::reading_after(u64::MAX, self.store().upload(id))
-            .await
-            .map_err(|e| e.to_string())?
-            .ok_or_else(|| format!("upload {id} is not in the store"))?;
+            .await?
+            .ok_or(ProcessUploadError::UploadMissing(id))?;
         if record.state != UploadState::Processing {
             return Ok(());
         }
-        let original = self
-            .blobs()
-            .get(&record.original)
-            .await
-            .map_err(|e| e.to_string())?;
-        let Some(original) = original else {
+        let Some(original) = self.blobs().get(&record.original).await? else {
             return self
                 .settle(
                     id,
@@ -177,8 +167,7 @@ impl App {
         let max_pixels = self.inner.max_upload_pixels;
         let made =
             tokio::task::spawn_blocking(move || crescendo_media::variants(&original, max_pixels))
-                .await
-                .map_err(|e| format!("image worker thread: {e}"))?;
+                .await?;
         match made {
             Ok(variants) => {
                 // every file at once (each a round trip to an object store); the upload is
@@ -195,8 +184,7 @@ impl App {
                         .into_iter()
                         .map(|(key, bytes)| async move { self.blobs().put(&key, bytes).await }),
                 )
-                .await
-                .map_err(|e| e.to_string())?;
+                .await?;
                 self.settle(id, UploadState::Ready, None).await
             }
             Err(refused) => {
@@ -212,55 +200,8 @@ impl App {
         id: Id,
         state: UploadState,
         reason: Option<String>,
-    ) -> Result<(), String> {
-        self.store()
-            .settle_upload(id, state, reason)
-            .await
-            .map(|_| ())
-            .map_err(|e| e.to_string())
-    }
-
-    /// Hands committed outbox jobs to the queue; returns how many. A job published but not
-    /// yet removed when the process dies is published again by the next relay (handlers are
-    /// idempotent).
-    ///
-    /// # Errors
-    /// The store or the queue is unavailable.
-    pub async fn relay_outbox(&self) -> Result<usize, String> {
-        let entries = self
-            .store()
-            .claim_outbox(100, RELAY_LEASE_MS)
-            .await
-            .map_err(|e| e.to_string())?;
-        let mut done = Vec::with_capacity(entries.len());
-        let mut failed = None;
-        for e in &entries {
-            match self
-                .queue()
-                .publish_keyed(&e.queue, &e.payload, &format!("outbox-{}", e.id))
-                .await
-            {
-                Ok(_) => done.push(e.id),
-                Err(err) => {
-                    failed = Some(err.to_string());
-                    break;
-                }
-            }
-        }
-        if !done.is_empty() {
-            self.store()
-                .remove_outbox(&done)
-                .await
-                .map_err(|e| e.to_string())?;
-        }
-        match failed {
-            Some(err) => Err(err),
-            None => Ok(done.len()),
-        }
-    }
-
-    /// Waits until an upload in this process adds to the outbox, or `timeout` passes.
-    pub async fn outbox_signal(&self, timeout: std::time::Duration) {
-        let _ = tokio::time::timeout(timeout, self.inner.outbox.notified()).await;
+    ) -> Result<(), ProcessUploadError> {
+        self.store().settle_upload(id, state, reason).await?;
+        Ok(())
     }
 }

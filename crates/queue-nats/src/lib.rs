@@ -7,7 +7,11 @@
 //! - **Consumers**: one durable pull consumer per queue (`workers-images-variants` for
 //!   `images.variants`), explicit acks, an ack wait equal to the lease. Every worker process
 //!   pulls from the same consumer, so each job goes to one of them at a time; one that dies
-//!   without an answer leaves the job to be delivered again when the ack wait ends.
+//!   without an answer leaves the job to be delivered again when the ack wait ends. A
+//!   work-queue stream takes one consumer per subject, so a claim's lease is the consumer's
+//!   ack wait: a claim asking for another lease than the consumer has first sets the
+//!   consumer's ack wait to it (every worker of a deployment asks for the same one,
+//!   `queue.lease_secs`, so this happens once, when the setting changes).
 //! - **Dead letters**: NATS 2.9 has none built in. A job that fails on its last attempt, or is
 //!   delivered more than `max_attempts` times (its workers died), is published to the stream
 //!   `CRESCENDO_DEAD` (`dead.<queue>`, with the reason in a header) and then terminated.
@@ -29,12 +33,13 @@ const DEAD: &str = "CRESCENDO_DEAD";
 /// The `Queue` seam on NATS JetStream; see the crate docs.
 pub struct NatsQueue {
     js: jetstream::Context,
-    /// Per queue, its durable pull consumer (made on first use).
-    consumers: tokio::sync::Mutex<HashMap<String, jetstream::consumer::PullConsumer>>,
+    /// Per queue, its durable pull consumer (made on first use) and its ack wait.
+    consumers: tokio::sync::Mutex<HashMap<String, (jetstream::consumer::PullConsumer, Duration)>>,
     /// Claimed jobs not yet answered, by stream sequence.
     held: Mutex<HashMap<i64, jetstream::Message>>,
     max_attempts: u32,
-    /// How long a claim holds a job (the consumers' ack wait).
+    /// The ack wait of a consumer this process makes before any claim names a lease (to
+    /// measure a queue's depth).
     lease: Duration,
 }
 
@@ -57,7 +62,9 @@ fn consumer_name(queue: &str) -> String {
 
 impl NatsQueue {
     /// Connects to `url` (`nats://host:port`) and makes the streams if they are missing.
-    /// Jobs are delivered at most `max_attempts` times and held `lease` per claim.
+    /// Jobs are delivered at most `max_attempts` times. Each claim holds its job for the lease
+    /// it names; `lease` is the ack wait of a consumer made before any claim (by
+    /// [`Queue::depth`]), so pass the lease the workers use (`queue.lease_secs`).
     ///
     /// # Errors
     /// The server cannot be reached, or refuses the streams.
@@ -108,27 +115,48 @@ impl NatsQueue {
         Ok(())
     }
 
-    async fn consumer(&self, queue: &str) -> Result<jetstream::consumer::PullConsumer, QueueError> {
+    /// The durable consumer of `queue`, made if missing with an ack wait of `lease` (or the
+    /// constructor's lease when `None`). With `Some(lease)`, a consumer whose ack wait differs
+    /// (made by another process, or with an older setting) is changed to `lease` first.
+    async fn consumer(
+        &self,
+        queue: &str,
+        lease: Option<Duration>,
+    ) -> Result<jetstream::consumer::PullConsumer, QueueError> {
         let mut consumers = self.consumers.lock().await;
-        if let Some(c) = consumers.get(queue) {
+        if let Some((c, ack_wait)) = consumers.get(queue)
+            && lease.is_none_or(|l| l == *ack_wait)
+        {
             return Ok(c.clone());
         }
         let name = consumer_name(queue);
+        let config = |ack_wait| pull::Config {
+            durable_name: Some(name.clone()),
+            filter_subject: format!("jobs.{queue}"),
+            ack_policy: jetstream::consumer::AckPolicy::Explicit,
+            ack_wait,
+            ..Default::default()
+        };
         let stream = self.js.get_stream(JOBS).await.map_err(unavailable)?;
-        let c = stream
-            .get_or_create_consumer(
-                &name,
-                pull::Config {
-                    durable_name: Some(name.clone()),
-                    filter_subject: format!("jobs.{queue}"),
-                    ack_policy: jetstream::consumer::AckPolicy::Explicit,
-                    ack_wait: self.lease,
-                    ..Default::default()
-                },
-            )
+        let mut c: jetstream::consumer::PullConsumer = stream
+            .get_or_create_consumer(&name, config(lease.unwrap_or(self.lease)))
             .await
             .map_err(unavailable)?;
-        consumers.insert(queue.to_string(), c.clone());
+        let mut ack_wait = c.cached_info().config.ack_wait;
+        if let Some(lease) = lease.filter(|l| *l != ack_wait) {
+            // the server takes a new config for an existing durable consumer as an update
+            c = stream.create_consumer(config(lease)).await.map_err(|e| {
+                QueueError::Other(format!("setting {name}'s ack wait to {lease:?}: {e}"))
+            })?;
+            ack_wait = c.cached_info().config.ack_wait;
+            if ack_wait != lease {
+                return Err(QueueError::Other(format!(
+                    "consumer {name} keeps an ack wait of {ack_wait:?}; a claim for {lease:?} cannot be held"
+                )));
+            }
+            tracing::info!(queue, ?lease, "job lease changed");
+        }
+        consumers.insert(queue.to_string(), (c.clone(), ack_wait));
         Ok(c)
     }
 
@@ -240,8 +268,8 @@ impl Queue for NatsQueue {
         self.publish_once(queue, payload, key).await
     }
 
-    async fn claim(&self, queue: &str, _lease: Duration) -> Result<Option<Job>, QueueError> {
-        let consumer = self.consumer(queue).await?;
+    async fn claim(&self, queue: &str, lease: Duration) -> Result<Option<Job>, QueueError> {
+        let consumer = self.consumer(queue, Some(lease)).await?;
         loop {
             let mut batch = consumer
                 .fetch()
@@ -308,7 +336,7 @@ impl Queue for NatsQueue {
     }
 
     async fn depth(&self, queue: &str) -> Result<QueueDepth, QueueError> {
-        let consumer = self.consumer(queue).await?;
+        let consumer = self.consumer(queue, None).await?;
         let info = consumer.get_info().await.map_err(unavailable)?;
         let dead = match self.js.get_stream(DEAD).await {
             Ok(s) => s.get_info().await.map(|i| i.state.messages).unwrap_or(0),

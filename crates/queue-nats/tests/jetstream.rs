@@ -142,3 +142,69 @@ async fn a_claim_whose_worker_dies_is_delivered_again_and_jobs_survive_a_broker_
     assert_eq!(job.payload, b"8");
     b.ack(&job).await.unwrap();
 }
+
+/// Claims a job of `Q` for `lease`, asking every 50 ms until `limit` passes.
+async fn claim_for(
+    q: &NatsQueue,
+    lease: Duration,
+    limit: Duration,
+) -> Option<crescendo_queue::Job> {
+    let started = Instant::now();
+    loop {
+        if let Some(j) = q.claim(Q, lease).await.unwrap() {
+            return Some(j);
+        }
+        if started.elapsed() > limit {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_holds_its_job_for_the_lease_it_names() {
+    let (nats, _dir) = server().await;
+    // the constructor's lease is long; the consumer is made with it by a depth reading
+    let q = NatsQueue::connect(&nats.url(), 5, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(q.depth(Q).await.unwrap().pending, 0);
+
+    // a claim for 1 s: nobody answers, so the job comes back after a second, not a minute
+    q.publish(Q, b"1").await.unwrap();
+    let held = q
+        .claim(Q, Duration::from_secs(1))
+        .await
+        .unwrap()
+        .expect("a job");
+    let started = Instant::now();
+    let again = claim_for(&q, Duration::from_secs(1), Duration::from_secs(5))
+        .await
+        .expect("delivered again once its 1 s lease ran out");
+    assert_eq!((again.id, again.attempts), (held.id, 2));
+    assert!(started.elapsed() >= Duration::from_millis(500));
+    q.ack(&again).await.unwrap();
+
+    // a claim for 3 s: still held after a second and a half, delivered again after three
+    q.publish(Q, b"2").await.unwrap();
+    let held = claim_for(&q, Duration::from_secs(3), Duration::from_secs(1))
+        .await
+        .expect("a job");
+    let started = Instant::now();
+    assert!(
+        claim_for(&q, Duration::from_secs(3), Duration::from_millis(1500))
+            .await
+            .is_none(),
+        "held for the 3 s it was claimed for"
+    );
+    let again = claim_for(&q, Duration::from_secs(3), Duration::from_secs(5))
+        .await
+        .expect("delivered again once its 3 s lease ran out");
+    assert_eq!((again.id, again.attempts), (held.id, 2));
+    assert!(
+        started.elapsed() >= Duration::from_millis(2500),
+        "delivered again after {:?}",
+        started.elapsed()
+    );
+    q.ack(&again).await.unwrap();
+}

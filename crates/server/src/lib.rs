@@ -6,10 +6,10 @@
 //! and echoed), one log span per request, CORS open to any origin, a body limit, a request
 //! time-out, and a graceful drain on shutdown: `/ready` fails first, in-flight requests
 //! finish, then the listener closes. Beside the requests it runs the outbox relay and, when
-//! `queue.workers` > 0, workers; [`work`] runs a worker process (`crescendo worker`).
+//! `queue.workers` > 0, workers (both from `crescendo-worker`); [`work`] runs a worker
+//! process (`crescendo worker`).
 
 mod http;
-mod jobs;
 pub mod ops;
 mod state;
 
@@ -17,6 +17,7 @@ pub use state::{Built, build};
 
 use anyhow::Context;
 use crescendo_config::Settings;
+use crescendo_worker::WorkerOptions;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -67,11 +68,11 @@ pub async fn serve(
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     // jobs: the outbox relay always, workers when this process runs some
-    let relay = tokio::spawn(jobs::relay(built.app.clone(), stop_rx.clone()));
+    let relay = tokio::spawn(crescendo_worker::relay(built.app.clone(), stop_rx.clone()));
     let workers = (settings.queue.workers > 0).then(|| {
-        tokio::spawn(jobs::workers(
+        tokio::spawn(crescendo_worker::run_workers(
             built.app.clone(),
-            settings.queue.workers,
+            WorkerOptions::from_settings(&settings.queue),
             stop_rx.clone(),
         ))
     });
@@ -135,10 +136,10 @@ pub async fn work(
     let ready = Arc::new(AtomicBool::new(true));
     let router = http::ops(built.app.clone(), Arc::clone(&ready));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let relay = tokio::spawn(jobs::relay(built.app.clone(), stop_rx.clone()));
-    let workers = tokio::spawn(jobs::workers(
+    let relay = tokio::spawn(crescendo_worker::relay(built.app.clone(), stop_rx.clone()));
+    let workers = tokio::spawn(crescendo_worker::run_workers(
         built.app.clone(),
-        settings.queue.workers.max(1),
+        WorkerOptions::from_settings(&settings.queue),
         stop_rx.clone(),
     ));
     let grace = Duration::from_secs(

@@ -7,6 +7,7 @@
 use crate::clock::now_ms;
 use crate::db::{Db, map_err};
 use crescendo_domain::Id;
+use crescendo_store::jobs::ImageVariants;
 use crescendo_store::{NewUpload, StoreResult, UploadRecord, UploadState};
 use sqlx::Row;
 
@@ -33,7 +34,12 @@ pub(crate) async fn create_upload(
     .map_err(map_err)?;
     sqlx::query("INSERT INTO outbox (queue, payload, created_at) VALUES ($1, $2, $3)")
         .bind(queue)
-        .bind(id.to_string().into_bytes())
+        .bind(
+            ImageVariants {
+                upload: Id::from_i64(id),
+            }
+            .encode(),
+        )
         .bind(now)
         .execute(&mut *tx)
         .await

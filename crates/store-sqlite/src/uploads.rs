@@ -7,6 +7,7 @@
 use crate::clock::now_ms;
 use crate::db::{Db, map_err};
 use crescendo_domain::{Id, IdGen};
+use crescendo_store::jobs::ImageVariants;
 use crescendo_store::{NewUpload, StoreResult, UploadRecord, UploadState};
 use rusqlite::{OptionalExtension, Row, params};
 
@@ -39,7 +40,7 @@ pub(crate) async fn create_upload(
             .and_then(|mut st| st.execute(params![id.as_i64(), new.owner_id.as_i64(), new.mime, new.original, new.width, new.height, now]))
             .map_err(map_err)?;
         tx.prepare_cached("INSERT INTO outbox (queue, payload, created_at) VALUES (?1, ?2, ?3)")
-            .and_then(|mut st| st.execute(params![queue, id.as_i64().to_string().into_bytes(), now]))
+            .and_then(|mut st| st.execute(params![queue, ImageVariants { upload: id }.encode(), now]))
             .map_err(map_err)?;
         Ok(new.into_record(id, now))
     })

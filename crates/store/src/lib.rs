@@ -12,10 +12,14 @@
 //!
 //! Replicas and read-your-writes: [`fence`] carries, per request, how fresh reads must be.
 //!
+//! Jobs: [`jobs`] defines each kind of job, its queue and its payload format, for the
+//! backends that write it to the outbox and the workers that read it.
+//!
 //! This crate names no database driver.
 
 pub mod conformance;
 pub mod fence;
+pub mod jobs;
 mod records;
 
 pub use records::*;
@@ -135,7 +139,8 @@ pub trait Store: Send + Sync + 'static {
     async fn delete_comment(&self, article: Id, id: CommentId) -> StoreResult<bool>;
 
     /// Records an upload and, in the same transaction, a job for `queue` whose payload is the
-    /// upload's ID in decimal (the outbox: the job exists exactly when the upload does).
+    /// new upload's [`jobs::ImageVariants`], encoded by it (the outbox: the job exists exactly
+    /// when the upload does).
     async fn create_upload(&self, new: NewUpload, queue: &str) -> StoreResult<UploadRecord>;
     /// An upload by ID.
     async fn upload(&self, id: Id) -> StoreResult<Option<UploadRecord>>;

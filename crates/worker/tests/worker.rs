@@ -1,11 +1,16 @@
 //! The job loop against the SQLite queue.
 
 use async_trait::async_trait;
-use crescendo_queue::{Job, Queue};
+use crescendo_queue::{Job, Queue, QueueDepth, QueueError};
 use crescendo_store_sqlite::{SqliteOptions, SqliteStore};
-use crescendo_worker::{Handler, Worker, WorkerOptions};
+use crescendo_worker::{Handler, JobSource, Worker, WorkerOptions};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+/// What the recorder's flaky jobs fail with.
+#[derive(Debug, thiserror::Error)]
+#[error("not yet")]
+struct NotYet;
 
 /// Records what it sees; fails the payloads it is told to, a set number of times.
 struct Recorder {
@@ -15,10 +20,12 @@ struct Recorder {
 
 #[async_trait]
 impl Handler for Recorder {
+    type Error = NotYet;
+
     fn queue(&self) -> &'static str {
         "test.jobs"
     }
-    async fn handle(&self, job: &Job) -> Result<(), String> {
+    async fn handle(&self, job: &Job) -> Result<(), NotYet> {
         self.seen
             .lock()
             .unwrap()
@@ -26,7 +33,7 @@ impl Handler for Recorder {
         let mut left = self.failures_left.lock().unwrap();
         if job.payload == b"flaky" && *left > 0 {
             *left -= 1;
-            return Err("not yet".into());
+            return Err(NotYet);
         }
         Ok(())
     }
@@ -65,8 +72,11 @@ async fn published_jobs_are_run_once_and_removed() {
         failures_left: Mutex::new(0),
     });
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let worker =
-        tokio::spawn(Worker::new(Arc::clone(&queue), vec![rec.clone()], options()).run(stop_rx));
+    let worker = tokio::spawn(
+        Worker::new(Arc::clone(&queue), options())
+            .serve(rec.clone())
+            .run(stop_rx),
+    );
     wait_until(|| rec.seen.lock().unwrap().len() == 3).await;
     drained(&queue).await;
     stop_tx.send(true).unwrap();
@@ -106,8 +116,13 @@ async fn a_failing_job_is_retried_and_then_succeeds() {
         failures_left: Mutex::new(1),
     });
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let worker =
-        tokio::spawn(Worker::new(Arc::clone(&queue), vec![rec.clone()], options()).run(stop_rx));
+    let noted = Noted::new(Arc::clone(&queue));
+    let (leases, failures) = (Arc::clone(&noted.leases), Arc::clone(&noted.failures));
+    let worker = tokio::spawn(
+        Worker::new(noted, options())
+            .serve(rec.clone())
+            .run(stop_rx),
+    );
     // the first attempt fails; the retry comes after the 1 s back-off
     wait_until(|| rec.seen.lock().unwrap().len() == 2).await;
     drained(&queue).await;
@@ -115,4 +130,79 @@ async fn a_failing_job_is_retried_and_then_succeeds() {
     worker.await.unwrap();
     let attempts: Vec<u32> = rec.seen.lock().unwrap().iter().map(|(_, a)| *a).collect();
     assert_eq!(attempts, vec![1, 2]);
+    // the handler's error is the reason the queue keeps with the job
+    assert_eq!(*failures.lock().unwrap(), vec!["not yet".to_string()]);
+    assert!(
+        leases.lock().unwrap().iter().all(|l| *l == options().lease),
+        "every claim asks for the worker's lease"
+    );
+}
+
+/// A queue that notes the lease of every claim and the reason of every failure.
+struct Noted {
+    queue: Arc<dyn Queue>,
+    leases: Arc<Mutex<Vec<Duration>>>,
+    failures: Arc<Mutex<Vec<String>>>,
+}
+
+impl Noted {
+    fn new(queue: Arc<dyn Queue>) -> Self {
+        Self {
+            queue,
+            leases: Arc::default(),
+            failures: Arc::default(),
+        }
+    }
+}
+
+#[async_trait]
+impl JobSource for Noted {
+    async fn claim(&self, queue: &str, lease: Duration) -> Result<Option<Job>, QueueError> {
+        self.leases.lock().unwrap().push(lease);
+        self.queue.claim(queue, lease).await
+    }
+    async fn ack(&self, job: &Job) -> Result<(), QueueError> {
+        self.queue.ack(job).await
+    }
+    async fn fail(&self, job: &Job, reason: &str, retry_after: Duration) -> Result<(), QueueError> {
+        self.failures.lock().unwrap().push(reason.to_string());
+        self.queue.fail(job, reason, retry_after).await
+    }
+    async fn depth(&self, queue: &str) -> Result<QueueDepth, QueueError> {
+        self.queue.depth(queue).await
+    }
+}
+
+#[tokio::test]
+async fn workers_from_settings_claim_jobs_for_the_configured_lease() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&SqliteOptions::new(dir.path().join("db"))).unwrap();
+    let queue: Arc<dyn Queue> = Arc::new(store.queue(3));
+    queue.publish("test.jobs", b"a").await.unwrap();
+    let rec = Arc::new(Recorder {
+        seen: Mutex::new(Vec::new()),
+        failures_left: Mutex::new(0),
+    });
+    let settings = crescendo_config::QueueSettings {
+        lease_secs: 7,
+        ..Default::default()
+    };
+    let noted = Noted::new(Arc::clone(&queue));
+    let leases = Arc::clone(&noted.leases);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let worker = tokio::spawn(
+        Worker::new(noted, WorkerOptions::from_settings(&settings))
+            .serve(rec.clone())
+            .run(stop_rx),
+    );
+    wait_until(|| rec.seen.lock().unwrap().len() == 1).await;
+    drained(&queue).await;
+    stop_tx.send(true).unwrap();
+    worker.await.unwrap();
+    let leases = leases.lock().unwrap();
+    assert!(!leases.is_empty());
+    assert!(
+        leases.iter().all(|l| *l == Duration::from_secs(7)),
+        "claims asked for {leases:?}, not queue.lease_secs"
+    );
 }

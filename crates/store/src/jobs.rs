@@ -1,0 +1,115 @@
+//! Typed jobs: each kind of background work names its queue and owns its payload's wire
+//! format here, once. The store backends encode a job into the outbox in the transaction that
+//! makes its data; the worker decodes it; nothing else reads or writes payload bytes.
+//!
+//! The wire formats are stable: jobs already waiting in a queue (or in the outbox) when a
+//! new version starts must still decode.
+
+use crescendo_domain::Id;
+
+/// The queue of image-variant jobs ([`ImageVariants`]).
+pub const IMAGES_QUEUE: &str = "images.variants";
+
+/// Make the variants of an upload. Wire format: the upload's ID in decimal ASCII (`"42"`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ImageVariants {
+    /// The upload whose variants are to be made.
+    pub upload: Id,
+}
+
+/// Why a job's payload could not be read.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PayloadError {
+    /// The payload is not UTF-8 text.
+    #[error("{queue} job payload is not text")]
+    NotText {
+        /// The queue whose format was expected.
+        queue: &'static str,
+    },
+    /// The payload is text but not an ID in decimal.
+    #[error("{queue} job payload {payload:?} is not an upload ID")]
+    NotAnId {
+        /// The queue whose format was expected.
+        queue: &'static str,
+        /// The payload as received (at most 64 characters of it).
+        payload: String,
+    },
+}
+
+impl ImageVariants {
+    /// The queue these jobs go to.
+    pub const QUEUE: &'static str = IMAGES_QUEUE;
+
+    /// The job's payload bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        self.upload.as_i64().to_string().into_bytes()
+    }
+
+    /// Reads a payload made by [`ImageVariants::encode`].
+    ///
+    /// # Errors
+    /// [`PayloadError`] when the payload is not an upload ID in decimal.
+    pub fn decode(payload: &[u8]) -> Result<Self, PayloadError> {
+        let text = std::str::from_utf8(payload)
+            .map_err(|_| PayloadError::NotText { queue: Self::QUEUE })?;
+        let id = text.parse::<i64>().map_err(|_| PayloadError::NotAnId {
+            queue: Self::QUEUE,
+            payload: text.chars().take(64).collect(),
+        })?;
+        Ok(Self {
+            upload: Id::from_i64(id),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn image_variants_round_trip_through_their_payload() {
+        for id in [1, 42, 7_123_456_789_012_345, i64::MAX] {
+            let job = ImageVariants {
+                upload: Id::from_i64(id),
+            };
+            assert_eq!(ImageVariants::decode(&job.encode()), Ok(job));
+        }
+    }
+
+    #[test]
+    fn image_variants_payload_is_the_upload_id_in_decimal() {
+        // jobs already in queues were written in this format: it must not change
+        let job = ImageVariants {
+            upload: Id::from_i64(7_123_456_789),
+        };
+        assert_eq!(job.encode(), b"7123456789".to_vec());
+        assert_eq!(
+            ImageVariants::decode(b"7123456789").map(|j| j.upload.as_i64()),
+            Ok(7_123_456_789)
+        );
+    }
+
+    #[test]
+    fn image_variants_refuse_garbage_payloads() {
+        assert_eq!(
+            ImageVariants::decode(&[0xff, 0xfe]),
+            Err(PayloadError::NotText {
+                queue: IMAGES_QUEUE
+            })
+        );
+        for bad in [&b""[..], b"abc", b"12 ", b"1.5", b"99999999999999999999"] {
+            assert!(
+                matches!(
+                    ImageVariants::decode(bad),
+                    Err(PayloadError::NotAnId { .. })
+                ),
+                "{bad:?} was taken"
+            );
+        }
+        let long = vec![b'x'; 1000];
+        let Err(PayloadError::NotAnId { payload, .. }) = ImageVariants::decode(&long) else {
+            panic!("a long garbage payload was taken");
+        };
+        assert_eq!(payload.len(), 64, "the error keeps a bounded excerpt");
+    }
+}

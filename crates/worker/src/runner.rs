@@ -1,0 +1,222 @@
+//! The job loop: [`Worker`] claims jobs from a [`JobSource`] for the queues its [`Handler`]s
+//! serve, runs at most `concurrency` at once, acknowledges each one that succeeds and hands
+//! back each one that fails, with an exponential back-off ([`backoff`]).
+
+use crate::JobSource;
+use async_trait::async_trait;
+use crescendo_config::QueueSettings;
+use crescendo_queue::Job;
+use crescendo_telemetry::names;
+use std::error::Error;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{Semaphore, watch};
+
+/// Work for one queue.
+#[async_trait]
+pub trait Handler: Send + Sync + 'static {
+    /// Why a job failed; its text is the reason kept with the job (and with its dead letter).
+    type Error: Error + Send + Sync + 'static;
+    /// The queue this handler serves, e.g. `images.variants`.
+    fn queue(&self) -> &'static str;
+    /// Does the job. Called again for the same job after a failure or a lost lease, so it
+    /// must be idempotent.
+    ///
+    /// # Errors
+    /// Why the job failed; it is retried later and kept with the job.
+    async fn handle(&self, job: &Job) -> Result<(), Self::Error>;
+}
+
+/// A [`Handler`] whose error type is erased, so one worker can hold handlers of several.
+#[async_trait]
+trait Erased: Send + Sync + 'static {
+    fn queue(&self) -> &'static str;
+    async fn run(&self, job: &Job) -> Result<(), Box<dyn Error + Send + Sync>>;
+}
+
+#[async_trait]
+impl<H: Handler> Erased for H {
+    fn queue(&self) -> &'static str {
+        Handler::queue(self)
+    }
+
+    async fn run(&self, job: &Job) -> Result<(), Box<dyn Error + Send + Sync>> {
+        Ok(self.handle(job).await?)
+    }
+}
+
+/// How a worker claims and runs jobs.
+#[derive(Clone, Debug)]
+pub struct WorkerOptions {
+    /// Jobs run at once.
+    pub concurrency: usize,
+    /// How long a claim holds a job; a handler must finish within it.
+    pub lease: Duration,
+    /// How long to wait before asking again when every queue was empty.
+    pub idle_poll: Duration,
+    /// How often the queue depth gauge is refreshed.
+    pub depth_every: Duration,
+}
+
+impl Default for WorkerOptions {
+    fn default() -> Self {
+        Self {
+            concurrency: 2,
+            lease: Duration::from_secs(60),
+            idle_poll: Duration::from_millis(200),
+            depth_every: Duration::from_secs(5),
+        }
+    }
+}
+
+impl WorkerOptions {
+    /// The options of a Crescendo process's workers: `queue.workers` jobs at once (at least
+    /// one), each claimed for `queue.lease_secs` (at least a second).
+    pub fn from_settings(queue: &QueueSettings) -> Self {
+        Self {
+            concurrency: queue.workers.max(1),
+            lease: Duration::from_secs(queue.lease_secs.max(1)),
+            idle_poll: Duration::from_millis(100),
+            ..Self::default()
+        }
+    }
+}
+
+/// Claims and runs jobs until told to stop.
+pub struct Worker {
+    source: Arc<dyn JobSource>,
+    handlers: Vec<Arc<dyn Erased>>,
+    options: WorkerOptions,
+}
+
+/// The delay before the next attempt of a job that has failed `attempts` times.
+pub fn backoff(attempts: u32) -> Duration {
+    Duration::from_secs(1u64 << attempts.saturating_sub(1).min(9)).min(Duration::from_secs(300))
+}
+
+impl Worker {
+    /// A worker over the jobs of `source`, serving no queue until [`Worker::serve`] adds one.
+    pub fn new(source: impl JobSource, options: WorkerOptions) -> Self {
+        Self {
+            source: Arc::new(source),
+            handlers: Vec::new(),
+            options,
+        }
+    }
+
+    /// Adds `handler`: the worker claims jobs of its queue too.
+    #[must_use]
+    pub fn serve<H: Handler>(mut self, handler: Arc<H>) -> Self {
+        self.handlers.push(handler);
+        self
+    }
+
+    /// Runs until `stop` turns true, then waits for the jobs in hand.
+    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+        let permits = Arc::new(Semaphore::new(self.options.concurrency.max(1)));
+        let mut last_depth = tokio::time::Instant::now() - self.options.depth_every;
+        while !*stop.borrow() {
+            if last_depth.elapsed() >= self.options.depth_every {
+                self.report_depth().await;
+                last_depth = tokio::time::Instant::now();
+            }
+            let mut claimed = false;
+            for handler in &self.handlers {
+                let Ok(permit) = Arc::clone(&permits).acquire_owned().await else {
+                    return;
+                };
+                match self.source.claim(handler.queue(), self.options.lease).await {
+                    Ok(Some(job)) => {
+                        claimed = true;
+                        let (source, handler) = (Arc::clone(&self.source), Arc::clone(handler));
+                        let in_progress =
+                            metrics::gauge!(names::JOBS_IN_PROGRESS, "queue" => handler.queue());
+                        in_progress.increment(1.0);
+                        tokio::spawn(async move {
+                            run_one(&*source, &*handler, job).await;
+                            in_progress.decrement(1.0);
+                            drop(permit);
+                        });
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        tracing::warn!(queue = handler.queue(), error = %e, "cannot claim jobs");
+                    }
+                }
+            }
+            if !claimed {
+                tokio::select! {
+                    () = tokio::time::sleep(self.options.idle_poll) => {}
+                    _ = stop.changed() => {}
+                }
+            }
+        }
+        // wait for every job in hand: all permits back
+        let all = u32::try_from(self.options.concurrency.max(1)).unwrap_or(u32::MAX);
+        let _ = permits.acquire_many(all).await;
+        tracing::info!("worker stopped");
+    }
+
+    async fn report_depth(&self) {
+        for h in &self.handlers {
+            if let Ok(d) = self.source.depth(h.queue()).await {
+                metrics::gauge!(names::QUEUE_DEPTH, "queue" => h.queue()).set(d.pending as f64);
+            }
+        }
+    }
+}
+
+async fn run_one(source: &dyn JobSource, handler: &dyn Erased, job: Job) {
+    let q = handler.queue();
+    let outcome = match handler.run(&job).await {
+        Ok(()) => match source.ack(&job).await {
+            Ok(()) => "ok",
+            Err(e) => {
+                tracing::warn!(queue = q, job_id = job.id, error = %e, "job done but not acknowledged");
+                "lease_lost"
+            }
+        },
+        Err(e) => {
+            let reason = e.to_string();
+            tracing::warn!(queue = q, job_id = job.id, attempts = job.attempts, %reason, "job failed");
+            match source.fail(&job, &reason, backoff(job.attempts)).await {
+                Ok(()) => "retry",
+                Err(e) => {
+                    tracing::warn!(queue = q, job_id = job.id, error = %e, "could not hand the failed job back");
+                    "lease_lost"
+                }
+            }
+        }
+    };
+    metrics::counter!(names::JOBS, "queue" => q, "outcome" => outcome).increment(1);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_five_minutes() {
+        let secs: Vec<u64> = (1..=12).map(|a| backoff(a).as_secs()).collect();
+        assert_eq!(secs, vec![1, 2, 4, 8, 16, 32, 64, 128, 256, 300, 300, 300]);
+        assert_eq!(backoff(0).as_secs(), 1);
+    }
+
+    #[test]
+    fn options_from_settings_claim_for_the_configured_lease() {
+        let queue = QueueSettings {
+            lease_secs: 7,
+            workers: 3,
+            ..QueueSettings::default()
+        };
+        let o = WorkerOptions::from_settings(&queue);
+        assert_eq!((o.lease, o.concurrency), (Duration::from_secs(7), 3));
+        let none = QueueSettings {
+            lease_secs: 0,
+            workers: 0,
+            ..QueueSettings::default()
+        };
+        let o = WorkerOptions::from_settings(&none);
+        assert_eq!((o.lease, o.concurrency), (Duration::from_secs(1), 1));
+    }
+}
