@@ -5,11 +5,11 @@
 //! that posts and redirects. The script in `assets/app.js` only improves: favourite and
 //! follow buttons post in the background and update in place.
 //!
-//! - Sessions: [`session`] (a signed cookie holding only an ID; the data in `Sessions`).
+//! - Sessions: [`session`] (a signed cookie holding only an ID; the data stored through `App`).
 //! - CSRF: every state-changing form carries the session's token; a POST without the right
 //!   one is refused with 403.
-//! - Sign-in attempts are limited per account and per client address, counted in
-//!   `Sessions` (so every node shares the count).
+//! - Sign-in attempts are limited per account and per client address by `App`'s sign-in
+//!   throttle (its counts are shared by every node).
 //! - Assets: [`assets`] (content-hashed names, cacheable for a year, CDN base URL).
 //!
 //! Main items: [`router`], [`WebConfig`].

@@ -9,7 +9,7 @@ use axum::Form;
 use axum::extract::{ConnectInfo, FromRequestParts, Multipart, Path, Query, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use crescendo_app::{AppError, ArticleInput, ListQuery, UserChangesInput};
+use crescendo_app::{AppError, ArticleInput, ListQuery, SignInAttempt, UserChangesInput};
 use crescendo_domain::{CommentId, Id};
 use http::header::{ACCEPT, CACHE_CONTROL, CONTENT_TYPE, LOCATION};
 use http::request::Parts;
@@ -17,13 +17,8 @@ use http::{HeaderMap, HeaderValue, StatusCode};
 use serde::Deserialize;
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::time::Duration;
 
 const PER_PAGE: u32 = 10;
-/// Sign-in attempts allowed per account, and per client address, in [`ATTEMPT_WINDOW`].
-const ATTEMPTS_PER_ACCOUNT: u64 = 10;
-const ATTEMPTS_PER_ADDRESS: u64 = 50;
-const ATTEMPT_WINDOW: Duration = Duration::from_secs(15 * 60);
 
 impl FromRequestParts<Web> for Session {
     type Rejection = Infallible;
@@ -458,20 +453,10 @@ pub(crate) async fn login(
     Form(f): Form<LoginForm>,
 ) -> Response {
     check_csrf!(w, s, f.csrf);
-    let email = f.email.trim().to_lowercase();
     let address = client(peer.as_deref());
-    let sessions = w.app.sessions();
-    let counts = async {
-        let by_account = sessions
-            .increment(&format!("web:login:account:{email}"), ATTEMPT_WINDOW)
-            .await?;
-        let by_address = sessions
-            .increment(&format!("web:login:address:{address}"), ATTEMPT_WINDOW)
-            .await?;
-        Ok::<_, crescendo_cache::CacheError>((by_account, by_address))
-    };
-    match counts.await {
-        Ok((a, b)) if a > ATTEMPTS_PER_ACCOUNT || b > ATTEMPTS_PER_ADDRESS => {
+    match w.app.count_sign_in_attempt(&f.email, &address).await {
+        Ok(SignInAttempt::Allowed) => {}
+        Ok(SignInAttempt::TooMany) => {
             let msg = "too many sign-in attempts: wait 15 minutes, then try again".to_string();
             return auth_page(
                 &w,
@@ -484,9 +469,8 @@ pub(crate) async fn login(
             )
             .await;
         }
-        Ok(_) => {}
-        Err(e) => {
-            tracing::warn!(error = %e, "rate-limit counters unavailable");
+        // the cause is logged by the app
+        Err(_) => {
             return error_page(
                 &w,
                 &s,
