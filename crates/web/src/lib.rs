@@ -12,11 +12,12 @@
 //!   throttle (its counts are shared by every node).
 //! - Assets: [`assets`] (content-hashed names, cacheable for a year, CDN base URL).
 //!
-//! The pages, one module per resource, each with its own `router()`: `home`, `accounts`
-//! (sign up, sign in, sign out), `settings`, `editor`, `article` (an article, its comments,
-//! favourites), `profile` (profiles, following) and `uploads` (picture and cover forms).
-//! What they share (middleware, the error-to-page mapping, redirects, form helpers) is in
-//! `shared`.
+//! Each page handler loads the session, calls the application, and renders a template or
+//! redirects (303) after a successful form. The pages live in one module per resource, each
+//! with its own `router()`: `home`, `accounts` (sign up, sign in, sign out), `settings`,
+//! `editor`, `article` (an article, its comments, favourites), `profile` (profiles,
+//! following) and `uploads` (picture and cover forms). What they share (middleware, the
+//! error-to-page mapping, redirects, form helpers) is in `shared`.
 //!
 //! Main items: [`router`], [`WebConfig`].
 
