@@ -3,9 +3,9 @@
 //! without the work being done twice.
 //!
 //! The key is scoped to the authenticated user, or, for anonymous requests, to the method
-//! and path. The first request records `pending` in the `Sessions` store (shared by every
-//! web node once the stateless rung configures it) with `put_if_absent`, so two copies
-//! racing on two nodes cannot both run; when it finishes, its status and body replace the
+//! and path. The first request claims the key with a `pending` record through
+//! [`App::claim_idempotency_key`] (kept in the `Sessions` store, shared by every web node once
+//! the stateless rung configures it), so two copies racing on two nodes cannot both run; when it finishes, its status and body replace the
 //! record for 24 hours. A repeat gets that answer with `Idempotency-Replayed: true`; a
 //! repeat while the first still runs gets 409; the same key on a different request (method,
 //! path or body) gets 422. A first attempt that failed with a 5xx leaves no record, so a
@@ -86,6 +86,31 @@ pub async fn idempotency(State(app): State<App>, req: Request, next: Next) -> Re
                 .into_response();
         }
     };
+    let fp = fingerprint(&parts, &bytes);
+    let scoped = format!("{scope}:{key}");
+
+    let pending = Bytes::from(
+        serde_json::to_vec(&Record::Pending { fp: fp.clone() }).expect("records serialise"),
+    );
+    match app.claim_idempotency_key(&scoped, pending, PENDING).await {
+        Ok(true) => {}
+        Ok(false) => return answer_repeat(&app, &scoped, &fp).await,
+        // the cause is logged by the app
+        Err(_) => {
+            return ApiError::status(StatusCode::SERVICE_UNAVAILABLE, "service unavailable")
+                .into_response();
+        }
+    }
+
+    let res = next
+        .run(Request::from_parts(parts, Body::from(bytes)))
+        .await;
+    keep_outcome(&app, &scoped, fp, res).await
+}
+
+/// What makes two requests the same: a SHA-256 of the method, the path with its query, and
+/// the body, in hex.
+fn fingerprint(parts: &http::request::Parts, body: &[u8]) -> String {
     let mut h = Sha256::new();
     h.update(parts.method.as_str().as_bytes());
     h.update(b" ");
@@ -97,78 +122,64 @@ pub async fn idempotency(State(app): State<App>, req: Request, next: Next) -> Re
             .as_bytes(),
     );
     h.update(b"\n");
-    h.update(&bytes);
-    let fp: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
-    let store_key = format!("idem:{scope}:{key}");
-    let sessions = app.sessions();
+    h.update(body);
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
 
-    let pending = Bytes::from(
-        serde_json::to_vec(&Record::Pending { fp: fp.clone() }).expect("records serialise"),
-    );
-    match sessions.put_if_absent(&store_key, pending, PENDING).await {
-        Ok(true) => {}
-        Ok(false) => {
-            return match sessions
-                .get(&store_key)
-                .await
-                .ok()
-                .flatten()
-                .and_then(|b| serde_json::from_slice::<Record>(&b).ok())
-            {
-                Some(Record::Done { fp: seen, .. } | Record::Pending { fp: seen })
-                    if seen != fp =>
-                {
-                    conflict(
-                        StatusCode::UNPROCESSABLE_ENTITY,
-                        "was already used for a different request",
-                    )
-                }
-                Some(Record::Pending { .. }) => conflict(
-                    StatusCode::CONFLICT,
-                    "is in use by a request that has not finished",
-                ),
-                Some(Record::Done {
-                    status,
-                    content_type,
-                    body,
-                    ..
-                }) => {
-                    let mut res = (StatusCode::from_u16(status).unwrap_or(StatusCode::OK), body)
-                        .into_response();
-                    if let Some(ct) = content_type.and_then(|c| HeaderValue::from_str(&c).ok()) {
-                        res.headers_mut().insert(header::CONTENT_TYPE, ct);
-                    }
-                    res.headers_mut()
-                        .insert("idempotency-replayed", HeaderValue::from_static("true"));
-                    res
-                }
-                // expired between the two calls: nothing to replay, and nothing recorded
-                None => {
-                    ApiError::status(StatusCode::SERVICE_UNAVAILABLE, "try again").into_response()
-                }
-            };
+/// The answer to a request whose key another request has claimed (`fp` is this one's
+/// fingerprint): the first outcome, or why there is none to give.
+async fn answer_repeat(app: &App, scoped: &str, fp: &str) -> Response {
+    match app
+        .idempotency_record(scoped)
+        .await
+        .ok()
+        .flatten()
+        .and_then(|b| serde_json::from_slice::<Record>(&b).ok())
+    {
+        Some(Record::Done { fp: seen, .. } | Record::Pending { fp: seen }) if seen != fp => {
+            conflict(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "was already used for a different request",
+            )
         }
-        Err(e) => {
-            tracing::warn!(error = %e, "idempotency records unavailable");
-            return ApiError::status(StatusCode::SERVICE_UNAVAILABLE, "service unavailable")
-                .into_response();
+        Some(Record::Pending { .. }) => conflict(
+            StatusCode::CONFLICT,
+            "is in use by a request that has not finished",
+        ),
+        Some(Record::Done {
+            status,
+            content_type,
+            body,
+            ..
+        }) => {
+            let mut res =
+                (StatusCode::from_u16(status).unwrap_or(StatusCode::OK), body).into_response();
+            if let Some(ct) = content_type.and_then(|c| HeaderValue::from_str(&c).ok()) {
+                res.headers_mut().insert(header::CONTENT_TYPE, ct);
+            }
+            res.headers_mut()
+                .insert("idempotency-replayed", HeaderValue::from_static("true"));
+            res
         }
+        // expired between the two calls: nothing to replay, and nothing recorded
+        None => ApiError::status(StatusCode::SERVICE_UNAVAILABLE, "try again").into_response(),
     }
+}
 
-    let res = next
-        .run(Request::from_parts(parts, Body::from(bytes)))
-        .await;
+/// Keeps the outcome `res` of the request that claimed `scoped` for its repeats, and
+/// returns it; after a 5xx (not done, or not known to be done) it forgets the key instead,
+/// so a retry runs again.
+async fn keep_outcome(app: &App, scoped: &str, fp: String, res: Response) -> Response {
     let status = res.status();
     if status.is_server_error() {
-        // not done, or not known to be done: let a retry run
-        let _ = sessions.delete(&store_key).await;
+        let _ = app.forget_idempotency_key(scoped).await;
         return res;
     }
     let (parts, body) = res.into_parts();
     let body = match axum::body::to_bytes(body, MAX_BODY).await {
         Ok(b) => b,
         Err(_) => {
-            let _ = sessions.delete(&store_key).await;
+            let _ = app.forget_idempotency_key(scoped).await;
             return ApiError::status(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
                 .into_response();
         }
@@ -183,9 +194,9 @@ pub async fn idempotency(State(app): State<App>, req: Request, next: Next) -> Re
             .map(str::to_string),
         body: String::from_utf8_lossy(&body).into_owned(),
     };
-    if let Err(e) = sessions
-        .put(
-            &store_key,
+    if let Err(e) = app
+        .save_idempotency_record(
+            scoped,
             Bytes::from(serde_json::to_vec(&record).expect("records serialise")),
             KEEP,
         )

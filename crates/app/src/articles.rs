@@ -8,6 +8,10 @@ use futures_util::future::{try_join, try_join_all};
 use std::collections::HashMap;
 use std::sync::Arc;
 
+/// An article's shared record with its author's, as the cache holds them: what a viewer's
+/// view is joined from.
+pub(crate) type SharedArticle = (Arc<Cached<ArticleRecord>>, Arc<Cached<Profile>>);
+
 /// The most tags an article may have.
 const MAX_TAGS: usize = 20;
 
@@ -173,7 +177,7 @@ impl App {
     async fn join_viewer(
         &self,
         viewer: Option<Id>,
-        items: &[(Arc<Cached<ArticleRecord>>, Arc<Cached<Profile>>)],
+        items: &[SharedArticle],
     ) -> AppResult<Vec<ArticleView>> {
         let (followees, favorites) = match viewer {
             Some(v) => try_join(self.followees(v), self.favorites_of(v)).await?,

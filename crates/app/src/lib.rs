@@ -1,7 +1,9 @@
 //! Crescendo's use cases, shared by the JSON API, the web pages and the workers.
 //!
 //! [`App`] holds the seams (`Store`, a [`ReadThrough`] cache over `Cache`, `Queue`, `Blobs`,
-//! `Sessions`) and is their only caller. Each use case validates its input, checks
+//! `Sessions`) and is their only caller: the surfaces reach small shared state through its
+//! methods too (web sessions, idempotency records, the sign-in throttle, media files). Each
+//! use case validates its input, checks
 //! permissions, writes through the store, invalidates the cache keys the write changes
 //! (before returning, so the write is visible to every later read), and returns views.
 //!
@@ -16,11 +18,15 @@ mod auth;
 mod cached;
 mod comments;
 mod error;
+mod idempotency;
 mod jobs;
 pub mod keys;
 mod lists;
+mod media;
+mod signin;
 mod uploads;
 mod users;
+mod web_sessions;
 
 pub use articles::{ArticleInput, ArticleView, ListQuery};
 pub use auth::{Passwords, Tokens};
@@ -28,6 +34,7 @@ pub use cached::{Cached, RenderSlot, Renders};
 pub use comments::CommentView;
 pub use crescendo_store::jobs::IMAGES_QUEUE;
 pub use error::{AppError, AppResult, FieldErrors, ProcessUploadError, RelayError};
+pub use signin::SignInAttempt;
 pub use uploads::{UploadView, is_public_key, variant_key, webp_key};
 pub use users::{Profile, ProfileView, UserChangesInput, UserView};
 
@@ -186,13 +193,8 @@ impl App {
     }
 
     /// The blob store.
-    pub fn blobs(&self) -> &Arc<dyn Blobs> {
+    pub(crate) fn blobs(&self) -> &Arc<dyn Blobs> {
         &self.inner.blobs
-    }
-
-    /// Small shared state (web sessions, rate limits).
-    pub fn sessions(&self) -> &Arc<dyn Sessions> {
-        &self.inner.sessions
     }
 
     /// Cache counters, for reports and tests.

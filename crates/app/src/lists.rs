@@ -9,11 +9,11 @@
 //! invalidated by every write that adds or removes a member. A window that ends within
 //! the head is exact; a deeper one goes to the store.
 
-use crate::users::Profile;
-use crate::{App, AppError, AppResult, Cached, keys};
+use crate::articles::SharedArticle;
+use crate::{App, AppError, AppResult, keys};
 use crescendo_cache::Stamp;
 use crescendo_domain::Id;
-use crescendo_store::{ArticleFilter, ArticleRecord, IdPage, Page};
+use crescendo_store::{ArticleFilter, IdPage, Page};
 use futures_util::future::try_join_all;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -40,7 +40,7 @@ pub(crate) struct PageSnapshot {
     /// How many articles the whole list has.
     pub(crate) total: u64,
     /// The window's articles, newest first, each with its author.
-    pub(crate) items: Vec<(Arc<Cached<ArticleRecord>>, Arc<Cached<Profile>>)>,
+    pub(crate) items: Vec<SharedArticle>,
 }
 
 fn window(head: &IdPage, page: Page) -> IdPage {

@@ -8,7 +8,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use crescendo_api::{ApiError, ErrorReport};
-use crescendo_app::App;
+use crescendo_app::{App, AppError};
 use crescendo_config::Settings;
 use crescendo_telemetry::names;
 use std::sync::Arc;
@@ -130,19 +130,8 @@ async fn media(
     State(app): State<App>,
     axum::extract::Path(key): axum::extract::Path<String>,
 ) -> Response {
-    let not_found = || {
-        (
-            StatusCode::NOT_FOUND,
-            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-            "no such file\n",
-        )
-            .into_response()
-    };
-    if crescendo_blobs::check_key(&key).is_err() || !crescendo_app::is_public_key(&key) {
-        return not_found();
-    }
-    match app.blobs().get(&key).await {
-        Ok(Some(bytes)) => {
+    match app.media_file(&key).await {
+        Ok(bytes) => {
             let mime = crescendo_media::mime_of(&bytes).unwrap_or("application/octet-stream");
             (
                 [
@@ -154,11 +143,14 @@ async fn media(
             )
                 .into_response()
         }
-        Ok(None) => not_found(),
-        Err(e) => {
-            tracing::error!(key, error = %e, "blob store failed");
-            (StatusCode::SERVICE_UNAVAILABLE, "try again shortly\n").into_response()
-        }
+        Err(AppError::NotFound(_)) => (
+            StatusCode::NOT_FOUND,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            "no such file\n",
+        )
+            .into_response(),
+        // the cause is logged by the app
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "try again shortly\n").into_response(),
     }
 }
 

@@ -5,22 +5,36 @@
 //! that posts and redirects. The script in `assets/app.js` only improves: favourite and
 //! follow buttons post in the background and update in place.
 //!
-//! - Sessions: [`session`] (a signed cookie holding only an ID; the data in `Sessions`).
+//! - Sessions: [`session`] (a signed cookie holding only an ID; the data stored through `App`).
 //! - CSRF: every state-changing form carries the session's token; a POST without the right
 //!   one is refused with 403.
-//! - Sign-in attempts are limited per account and per client address, counted in
-//!   `Sessions` (so every node shares the count).
+//! - Sign-in attempts are limited per account and per client address by `App`'s sign-in
+//!   throttle (its counts are shared by every node).
 //! - Assets: [`assets`] (content-hashed names, cacheable for a year, CDN base URL).
+//!
+//! Each page handler loads the session, calls the application, and renders a template or
+//! redirects (303) after a successful form. The pages live in one module per resource, each
+//! with its own `router()`: `home`, `accounts` (sign up, sign in, sign out), `settings`,
+//! `editor`, `article` (an article, its comments, favourites), `profile` (profiles,
+//! following) and `uploads` (picture and cover forms). What they share (middleware, the
+//! error-to-page mapping, redirects, form helpers) is in `shared`.
 //!
 //! Main items: [`router`], [`WebConfig`].
 
+mod accounts;
+mod article;
 pub mod assets;
-mod pages;
+mod editor;
+mod home;
+mod profile;
 pub mod session;
+mod settings;
+mod shared;
+mod uploads;
 mod views;
 
 use axum::Router;
-use axum::routing::{get, post};
+use axum::routing::get;
 use crescendo_app::App;
 use std::sync::Arc;
 
@@ -53,44 +67,16 @@ pub fn router(app: App, cfg: WebConfig) -> Router {
         assets: Arc::clone(&assets),
     };
     let pages = Router::new()
-        .route("/", get(pages::home))
-        .route("/login", get(pages::login_form).post(pages::login))
-        .route("/register", get(pages::register_form).post(pages::register))
-        .route("/logout", post(pages::logout))
-        .route("/settings", get(pages::settings_form).post(pages::settings))
-        .route(
-            "/settings/picture",
-            post(pages::upload_picture).layer(axum::extract::DefaultBodyLimit::max(upload_limit)),
-        )
-        .route(
-            "/article/{slug}/cover",
-            post(pages::upload_cover).layer(axum::extract::DefaultBodyLimit::max(upload_limit)),
-        )
-        .route(
-            "/editor",
-            get(pages::new_article_form).post(pages::create_article),
-        )
-        .route(
-            "/editor/{slug}",
-            get(pages::edit_article_form).post(pages::update_article),
-        )
-        .route("/article/{slug}", get(pages::article))
-        .route("/article/{slug}/delete", post(pages::delete_article))
-        .route("/article/{slug}/favorite", post(pages::favorite))
-        .route("/article/{slug}/comments", post(pages::add_comment))
-        .route(
-            "/article/{slug}/comments/{id}/delete",
-            post(pages::delete_comment),
-        )
-        .route("/profile/{username}", get(pages::profile))
-        .route(
-            "/profile/{username}/favorites",
-            get(pages::profile_favorites),
-        )
-        .route("/profile/{username}/follow", post(pages::follow))
+        .merge(home::router())
+        .merge(accounts::router())
+        .merge(settings::router())
+        .merge(uploads::router(upload_limit))
+        .merge(editor::router())
+        .merge(article::router())
+        .merge(profile::router())
         .layer(axum::middleware::from_fn_with_state(
             web.clone(),
-            pages::page_headers,
+            shared::page_headers,
         ))
         .with_state(web);
     let assets = Router::new()

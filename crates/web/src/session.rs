@@ -1,6 +1,6 @@
 //! Browser sessions: a signed cookie that holds only a session ID; the session itself (who
-//! is signed in, the CSRF token) lives in the `Sessions` seam, so any web node can serve
-//! any request once that seam is shared.
+//! is signed in, the CSRF token) is stored through [`App`]'s web-session methods (in the
+//! `Sessions` seam), so any web node can serve any request once that seam is shared.
 //!
 //! The cookie is `crescendo_sid=<id>.<mac>`: 24 random bytes, and an HMAC-SHA256 of them
 //! under a key derived from the token key (every node of a topology shares it). It is
@@ -10,7 +10,7 @@
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use bytes::Bytes;
-use crescendo_app::App;
+use crescendo_app::{App, AppResult};
 use crescendo_domain::Id;
 use hmac::{Hmac, Mac};
 use http::header::{COOKIE, SET_COOKIE};
@@ -112,10 +112,6 @@ fn random_token() -> String {
     B64.encode(b)
 }
 
-fn key(id: &str) -> String {
-    format!("web:session:{id}")
-}
-
 impl Session {
     /// The session named by the request's cookie, if its MAC is right and the store still has
     /// it; else an empty session.
@@ -123,7 +119,7 @@ impl Session {
         let Some(id) = cookie_value(headers).and_then(|v| keys.verify(v)) else {
             return Self::default();
         };
-        let stored = match app.sessions().get(&key(id)).await {
+        let stored = match app.web_session(id).await {
             Ok(Some(bytes)) => serde_json::from_slice::<Stored>(&bytes).unwrap_or_default(),
             Ok(None) => return Self::default(),
             Err(e) => {
@@ -141,11 +137,10 @@ impl Session {
 
     /// Makes sure there is a stored session with a CSRF token (for a page that shows a
     /// form); a new one sets its cookie on the response.
-    pub async fn ensure(
-        &mut self,
-        app: &App,
-        keys: &SessionKeys,
-    ) -> Result<(), crescendo_cache::CacheError> {
+    ///
+    /// # Errors
+    /// [`crescendo_app::AppError::Unavailable`] when the session store cannot be reached.
+    pub async fn ensure(&mut self, app: &App, keys: &SessionKeys) -> AppResult<()> {
         if self.id.is_some() && !self.csrf.is_empty() {
             return Ok(());
         }
@@ -153,14 +148,17 @@ impl Session {
     }
 
     /// Starts a new session for `user` (a fresh ID and CSRF token), replacing the current one.
+    ///
+    /// # Errors
+    /// [`crescendo_app::AppError::Unavailable`] when the session store cannot be reached.
     pub async fn start(
         &mut self,
         app: &App,
         keys: &SessionKeys,
         user: Option<Id>,
-    ) -> Result<(), crescendo_cache::CacheError> {
+    ) -> AppResult<()> {
         if let Some(old) = self.id.take() {
-            app.sessions().delete(&key(&old)).await?;
+            app.delete_web_session(&old).await?;
         }
         let id = random_token();
         let stored = Stored {
@@ -168,7 +166,7 @@ impl Session {
             csrf: random_token(),
         };
         let bytes = Bytes::from(serde_json::to_vec(&stored).expect("sessions serialise"));
-        app.sessions().put(&key(&id), bytes, SESSION_TTL).await?;
+        app.save_web_session(&id, bytes, SESSION_TTL).await?;
         self.set_cookie = Some(keys.cookie(&id));
         self.id = Some(id);
         self.user = user;
@@ -177,13 +175,12 @@ impl Session {
     }
 
     /// Ends the session: deletes it from the store and clears the cookie.
-    pub async fn end(
-        &mut self,
-        app: &App,
-        keys: &SessionKeys,
-    ) -> Result<(), crescendo_cache::CacheError> {
+    ///
+    /// # Errors
+    /// [`crescendo_app::AppError::Unavailable`] when the session store cannot be reached.
+    pub async fn end(&mut self, app: &App, keys: &SessionKeys) -> AppResult<()> {
         if let Some(id) = self.id.take() {
-            app.sessions().delete(&key(&id)).await?;
+            app.delete_web_session(&id).await?;
         }
         self.user = None;
         self.csrf.clear();

@@ -1,0 +1,226 @@
+//! Accounts: the sign-up and sign-in forms, signing in (limited per account and per client
+//! address by the app's sign-in throttle), and signing out.
+
+use crate::Web;
+use crate::session::Session;
+use crate::shared::{
+    Chrome, TokenForm, check_csrf, chrome, error_page, failed, html, problems, redirect,
+};
+use askama::Template;
+use axum::extract::{ConnectInfo, State};
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::{Form, Router};
+use crescendo_app::{AppError, SignInAttempt};
+use http::StatusCode;
+use serde::Deserialize;
+use std::net::SocketAddr;
+
+/// The routes of signing up, in and out.
+pub(crate) fn router() -> Router<Web> {
+    Router::new()
+        .route("/login", get(login_form).post(login))
+        .route("/register", get(register_form).post(register))
+        .route("/logout", post(logout))
+}
+
+#[derive(Template)]
+#[template(path = "auth.html")]
+struct Auth {
+    chrome: Chrome,
+    register: bool,
+    errors: Vec<String>,
+    username: String,
+    email: String,
+}
+
+async fn auth_page(
+    w: &Web,
+    mut s: Session,
+    register: bool,
+    status: StatusCode,
+    errors: Vec<String>,
+    username: String,
+    email: String,
+) -> Response {
+    if let Err(e) = s.ensure(&w.app, &w.keys).await {
+        tracing::warn!(error = %e, "cannot start a session");
+        return error_page(
+            w,
+            &s,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Try again in a moment",
+            "Sessions are unavailable.",
+        )
+        .await;
+    }
+    let (title, here) = if register {
+        ("Sign up", "register")
+    } else {
+        ("Sign in", "login")
+    };
+    let t = Auth {
+        chrome: chrome(w, &s, title, here).await,
+        register,
+        errors,
+        username,
+        email,
+    };
+    html(&s, status, t.render())
+}
+
+async fn login_form(State(w): State<Web>, s: Session) -> Response {
+    auth_page(
+        &w,
+        s,
+        false,
+        StatusCode::OK,
+        Vec::new(),
+        String::new(),
+        String::new(),
+    )
+    .await
+}
+
+async fn register_form(State(w): State<Web>, s: Session) -> Response {
+    auth_page(
+        &w,
+        s,
+        true,
+        StatusCode::OK,
+        Vec::new(),
+        String::new(),
+        String::new(),
+    )
+    .await
+}
+
+#[derive(Deserialize)]
+struct LoginForm {
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    csrf: String,
+}
+
+/// The client's address: the peer of the connection.
+fn client(peer: Option<&ConnectInfo<SocketAddr>>) -> String {
+    peer.map_or_else(|| "unknown".into(), |c| c.0.ip().to_string())
+}
+
+async fn login(
+    State(w): State<Web>,
+    mut s: Session,
+    peer: Option<axum::Extension<ConnectInfo<SocketAddr>>>,
+    Form(f): Form<LoginForm>,
+) -> Response {
+    check_csrf!(w, s, f.csrf);
+    let address = client(peer.as_deref());
+    match w.app.count_sign_in_attempt(&f.email, &address).await {
+        Ok(SignInAttempt::Allowed) => {}
+        Ok(SignInAttempt::TooMany) => {
+            let msg = "too many sign-in attempts: wait 15 minutes, then try again".to_string();
+            return auth_page(
+                &w,
+                s,
+                false,
+                StatusCode::TOO_MANY_REQUESTS,
+                vec![msg],
+                String::new(),
+                f.email,
+            )
+            .await;
+        }
+        // the cause is logged by the app
+        Err(_) => {
+            return error_page(
+                &w,
+                &s,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Try again in a moment",
+                "Sign-in is unavailable.",
+            )
+            .await;
+        }
+    }
+    match w.app.login(&f.email, &f.password).await {
+        Ok(user) => match s.start(&w.app, &w.keys, Some(user.id)).await {
+            Ok(()) => redirect(&s, "/"),
+            Err(_) => {
+                error_page(
+                    &w,
+                    &s,
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Try again in a moment",
+                    "Sessions are unavailable.",
+                )
+                .await
+            }
+        },
+        Err(e @ (AppError::Unauthorized | AppError::Validation(_))) => {
+            auth_page(
+                &w,
+                s,
+                false,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                problems(&e),
+                String::new(),
+                f.email,
+            )
+            .await
+        }
+        Err(e) => failed(&w, &s, e).await,
+    }
+}
+
+#[derive(Deserialize)]
+struct RegisterForm {
+    #[serde(default)]
+    username: String,
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    csrf: String,
+}
+
+async fn register(State(w): State<Web>, mut s: Session, Form(f): Form<RegisterForm>) -> Response {
+    check_csrf!(w, s, f.csrf);
+    match w.app.register(&f.username, &f.email, &f.password).await {
+        Ok(user) => match s.start(&w.app, &w.keys, Some(user.id)).await {
+            Ok(()) => redirect(&s, "/"),
+            Err(_) => {
+                error_page(
+                    &w,
+                    &s,
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Try again in a moment",
+                    "Sessions are unavailable.",
+                )
+                .await
+            }
+        },
+        Err(e @ (AppError::Validation(_) | AppError::Conflict { .. })) => {
+            auth_page(
+                &w,
+                s,
+                true,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                problems(&e),
+                f.username,
+                f.email,
+            )
+            .await
+        }
+        Err(e) => failed(&w, &s, e).await,
+    }
+}
+
+async fn logout(State(w): State<Web>, mut s: Session, Form(f): Form<TokenForm>) -> Response {
+    check_csrf!(w, s, f.csrf);
+    let _ = s.end(&w.app, &w.keys).await;
+    redirect(&s, "/")
+}
