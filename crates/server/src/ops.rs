@@ -2,16 +2,14 @@
 //! (what the worker autoscaler sizes the tier by) and a database failover. The CLI reaches
 //! every backend through here and names none itself.
 
-use anyhow::Context;
 use crescendo_config::{QueueBackend, Settings, StoreBackend};
 use crescendo_queue::Queue;
-use std::time::Duration;
 
 pub use crescendo_store_postgres::failover::Promoted;
 
 /// The image jobs' backlog on the queue the settings name, shared by every worker.
 pub struct JobBacklog {
-    queue: Box<dyn Queue>,
+    queue: std::sync::Arc<dyn Queue>,
 }
 
 impl JobBacklog {
@@ -25,15 +23,8 @@ impl JobBacklog {
                 "only a shared queue (queue.backend = \"nats\") has a backlog to scale by"
             );
         }
-        let queue = crescendo_queue_nats::NatsQueue::connect(
-            &settings.queue.nats_url,
-            settings.queue.max_attempts,
-            Duration::from_secs(settings.queue.lease_secs.max(1)),
-        )
-        .await
-        .with_context(|| format!("queue.nats_url = {}", settings.queue.nats_url))?;
         Ok(Self {
-            queue: Box::new(queue),
+            queue: crate::state::open_queue(settings, None).await?,
         })
     }
 

@@ -54,70 +54,77 @@ fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     opts.open(path)?.write_all(contents.as_bytes())
 }
 
-/// Opens every backend the settings name and builds the application.
-///
-/// # Errors
-/// The data directory, database or key cannot be created or opened.
-pub async fn build(settings: &Settings) -> anyhow::Result<Built> {
-    // metric handles made below must bind to the real recorder, so install it first
-    let _ = crescendo_telemetry::metrics_handle();
-    std::fs::create_dir_all(&settings.data_dir)
-        .with_context(|| format!("creating data_dir {}", settings.data_dir.display()))?;
-
-    let sqlite = |file: &str| {
-        let mut opts = SqliteOptions::new(settings.data_dir.join(file));
-        opts.readers = settings.store.sqlite_readers.max(1);
-        opts.synchronous = match settings.store.sqlite_synchronous {
-            SqliteSync::Full => Synchronous::Full,
-            SqliteSync::Normal => Synchronous::Normal,
-        };
-        async move {
-            let path = opts.path.clone();
-            tokio::task::spawn_blocking(move || SqliteStore::open(&opts))
-                .await?
-                .with_context(|| format!("opening the database {}", path.display()))
-        }
+/// Opens (or creates) the SQLite database `file` in the data directory.
+async fn open_sqlite(settings: &Settings, file: &str) -> anyhow::Result<SqliteStore> {
+    let mut opts = SqliteOptions::new(settings.data_dir.join(file));
+    opts.readers = settings.store.sqlite_readers.max(1);
+    opts.synchronous = match settings.store.sqlite_synchronous {
+        SqliteSync::Full => Synchronous::Full,
+        SqliteSync::Normal => Synchronous::Normal,
     };
-    let (store, sqlite_store): (Arc<dyn crescendo_store::Store>, Option<SqliteStore>) =
-        match settings.store.backend {
-            StoreBackend::Sqlite => {
-                let s = sqlite("crescendo.db").await?;
-                (Arc::new(s.clone()), Some(s))
-            }
-            StoreBackend::Postgres => {
-                let mut opts = PgOptions::new(settings.store.postgres_url.clone());
-                opts.max_connections = settings.store.postgres_max_connections.max(1);
-                opts.acquire_timeout =
-                    Duration::from_millis(settings.store.postgres_acquire_timeout_ms.max(1));
-                opts.replicas = settings.store.postgres_replica_urls.clone();
-                opts.max_replica_lag = Duration::from_millis(settings.store.replica_max_lag_ms);
-                opts.check_interval =
-                    Duration::from_millis(settings.store.replica_check_interval_ms.max(10));
-                let pg = PgStore::connect(&opts).context("store.postgres_url")?;
-                pg.check_servers().await;
-                pg.migrate()
-                    .await
-                    .context("migrating the PostgreSQL database")?;
-                (Arc::new(pg), None)
-            }
-        };
-    let queue: Arc<dyn crescendo_queue::Queue> = match settings.queue.backend {
-        QueueBackend::Sqlite => match &sqlite_store {
-            Some(s) => Arc::new(s.queue(settings.queue.max_attempts)),
+    let path = opts.path.clone();
+    tokio::task::spawn_blocking(move || SqliteStore::open(&opts))
+        .await?
+        .with_context(|| format!("opening the database {}", path.display()))
+}
+
+/// The store the settings name, migrated; with SQLite, also the store itself (its file
+/// holds the job queue too).
+async fn open_store(
+    settings: &Settings,
+) -> anyhow::Result<(Arc<dyn crescendo_store::Store>, Option<SqliteStore>)> {
+    match settings.store.backend {
+        StoreBackend::Sqlite => {
+            let s = open_sqlite(settings, "crescendo.db").await?;
+            Ok((Arc::new(s.clone()), Some(s)))
+        }
+        StoreBackend::Postgres => {
+            let mut opts = PgOptions::new(settings.store.postgres_url.clone());
+            opts.max_connections = settings.store.postgres_max_connections.max(1);
+            opts.acquire_timeout =
+                Duration::from_millis(settings.store.postgres_acquire_timeout_ms.max(1));
+            opts.replicas = settings.store.postgres_replica_urls.clone();
+            opts.max_replica_lag = Duration::from_millis(settings.store.replica_max_lag_ms);
+            opts.check_interval =
+                Duration::from_millis(settings.store.replica_check_interval_ms.max(10));
+            let pg = PgStore::connect(&opts).context("store.postgres_url")?;
+            pg.check_servers().await;
+            pg.migrate()
+                .await
+                .context("migrating the PostgreSQL database")?;
+            Ok((Arc::new(pg), None))
+        }
+    }
+}
+
+/// The job queue the settings name; `sqlite_store` is the SQLite store when the data is in
+/// SQLite (its file holds the queue).
+pub(crate) async fn open_queue(
+    settings: &Settings,
+    sqlite_store: Option<&SqliteStore>,
+) -> anyhow::Result<Arc<dyn crescendo_queue::Queue>> {
+    let max_attempts = settings.queue.max_attempts;
+    Ok(match settings.queue.backend {
+        QueueBackend::Sqlite => match sqlite_store {
+            Some(s) => Arc::new(s.queue(max_attempts)),
             // With PostgreSQL holding the data (and the outbox), a node without a queue
             // tier keeps its jobs in a file of its own
-            None => Arc::new(sqlite("queue.db").await?.queue(settings.queue.max_attempts)),
+            None => Arc::new(open_sqlite(settings, "queue.db").await?.queue(max_attempts)),
         },
         QueueBackend::Nats => Arc::new(
             crescendo_queue_nats::NatsQueue::connect(
                 &settings.queue.nats_url,
-                settings.queue.max_attempts,
+                max_attempts,
                 Duration::from_secs(settings.queue.lease_secs.max(1)),
             )
             .await
             .with_context(|| format!("queue.nats_url = {}", settings.queue.nats_url))?,
         ),
-    };
+    })
+}
+
+/// The read-through cache over the shared tier the settings name, and the entries' TTL.
+async fn open_cache(settings: &Settings) -> anyhow::Result<(ReadThrough, Duration)> {
     let c = &settings.cache;
     let (shared, local_bytes): (Arc<dyn crescendo_cache::Cache>, u64) = match c.backend {
         CacheBackend::Memory => (
@@ -148,10 +155,15 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Built> {
         local_ttl,
         Duration::from_secs(c.negative_ttl_secs),
     );
-    let blobs: Arc<dyn crescendo_blobs::Blobs> = match settings.blobs.backend {
+    Ok((cache, ttl))
+}
+
+/// The blob store the settings name.
+fn open_blobs(settings: &Settings) -> anyhow::Result<Arc<dyn crescendo_blobs::Blobs>> {
+    let b = &settings.blobs;
+    Ok(match b.backend {
         BlobBackend::Local => Arc::new(LocalBlobs::new(settings.blob_dir())),
         BlobBackend::S3 => {
-            let b = &settings.blobs;
             let options = crescendo_blobs_s3::S3Options {
                 endpoint: b.s3_endpoint.clone(),
                 bucket: b.s3_bucket.clone(),
@@ -166,15 +178,35 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Built> {
             };
             Arc::new(crescendo_blobs_s3::S3Blobs::new(&options).context("blobs.backend = \"s3\"")?)
         }
-    };
-    let sessions: Arc<dyn crescendo_cache::Sessions> = match settings.sessions.backend {
+    })
+}
+
+/// The small shared state the settings name.
+async fn open_sessions(settings: &Settings) -> anyhow::Result<Arc<dyn crescendo_cache::Sessions>> {
+    Ok(match settings.sessions.backend {
         SessionBackend::Memory => Arc::new(MemorySessions::new()),
         SessionBackend::Redis => Arc::new(
             crescendo_cache_redis::RedisSessions::connect(&settings.sessions.redis_url)
                 .await
                 .with_context(|| format!("sessions.redis_url = {}", settings.sessions.redis_url))?,
         ),
-    };
+    })
+}
+
+/// Opens every backend the settings name and builds the application.
+///
+/// # Errors
+/// The data directory, database or key cannot be created or opened.
+pub async fn build(settings: &Settings) -> anyhow::Result<Built> {
+    // metric handles made below must bind to the real recorder, so install it first
+    let _ = crescendo_telemetry::metrics_handle();
+    std::fs::create_dir_all(&settings.data_dir)
+        .with_context(|| format!("creating data_dir {}", settings.data_dir.display()))?;
+    let (store, sqlite_store) = open_store(settings).await?;
+    let queue = open_queue(settings, sqlite_store.as_ref()).await?;
+    let (cache, ttl) = open_cache(settings).await?;
+    let blobs = open_blobs(settings)?;
+    let sessions = open_sessions(settings).await?;
     let key = jwt_key(settings)?;
     let a = &settings.auth;
     let passwords = tokio::task::spawn_blocking({
