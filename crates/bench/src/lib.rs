@@ -1,6 +1,6 @@
 //! `crescendo bench` and `crescendo tour`: the instrument that measures every rung.
 //!
-//! - [`seed`]: fills a running Crescendo through its API with data of realistic shape.
+//! - [`seed`](mod@seed): fills a running Crescendo through its API with data of realistic shape.
 //! - [`scenario`]: what a load sends (`list`, `article`, `feed`, `profile`, `write`, `social`).
 //! - [`load`]: drives a scenario, closed loop (N connections) or open loop (a fixed arrival
 //!   rate, latency measured from the intended send time, so a stalled server cannot hide its

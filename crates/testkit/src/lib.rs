@@ -55,6 +55,95 @@ pub fn keep_blobs_on(settings: &mut Settings, s3: &crescendo_topology::s3::S3) {
     b.s3_secret_key = Some(crescendo_config::Secret::new(s3.secret_key()));
 }
 
+/// With `TEST_CACHE=redis`, starts two private Redis servers under `dir` and points
+/// `settings` at them as a cache ring; with `TEST_CACHE=none`, turns caching off.
+///
+/// # Panics
+/// An unknown `TEST_CACHE`, or a Redis server that does not start.
+async fn private_cache(
+    settings: &mut Settings,
+    dir: &std::path::Path,
+) -> Vec<crescendo_topology::redis::Redis> {
+    let mut redis = Vec::new();
+    match std::env::var("TEST_CACHE").as_deref() {
+        Ok("none") => settings.cache.backend = crescendo_config::CacheBackend::None,
+        Ok("redis") => {
+            let root = dir.join("redis");
+            redis = tokio::task::spawn_blocking(move || {
+                (0..2)
+                    .map(|i| {
+                        crescendo_topology::redis::Redis::start(
+                            &root.join(i.to_string()),
+                            [127, 0, 0, 1],
+                            32,
+                        )
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .await
+            .expect("launcher thread")
+            .expect("private Redis servers start (TEST_CACHE=redis)");
+            settings.cache.backend = crescendo_config::CacheBackend::Redis;
+            settings.cache.redis_urls = redis
+                .iter()
+                .map(crescendo_topology::redis::Redis::url)
+                .collect();
+        }
+        Ok("memory") | Err(_) => {}
+        Ok(other) => panic!("TEST_CACHE={other}: use memory, none or redis"),
+    }
+    redis
+}
+
+/// With `TEST_BLOBS=s3`, starts a private S3 server under `dir` and keeps `settings`' blobs
+/// on it.
+///
+/// # Panics
+/// An unknown `TEST_BLOBS`, or an S3 server that does not start.
+async fn private_blobs(
+    settings: &mut Settings,
+    dir: &std::path::Path,
+) -> Option<crescendo_topology::s3::S3> {
+    match std::env::var("TEST_BLOBS").as_deref() {
+        Ok("s3") => {
+            let root = dir.join("s3");
+            let s3 = tokio::task::spawn_blocking(move || {
+                crescendo_topology::s3::S3::start(&root, "127.0.0.1:0".parse().expect("address"))
+            })
+            .await
+            .expect("launcher thread")
+            .expect("a private S3 server starts (TEST_BLOBS=s3)");
+            keep_blobs_on(settings, &s3);
+            Some(s3)
+        }
+        Ok("local") | Err(_) => None,
+        Ok(other) => panic!("TEST_BLOBS={other}: use local or s3"),
+    }
+}
+
+/// With `TEST_STORE=postgres`, starts a private PostgreSQL server and points `settings`'
+/// store at it, unless the settings bring their own PostgreSQL database (a test that does
+/// keeps it).
+///
+/// # Panics
+/// An unknown `TEST_STORE`, or a PostgreSQL server that does not start.
+async fn private_postgres(settings: &mut Settings) -> Option<crescendo_topology::pg::Postgres> {
+    let own_postgres = settings.store.backend == crescendo_config::StoreBackend::Postgres;
+    match std::env::var("TEST_STORE").as_deref() {
+        Ok("postgres") if !own_postgres => {
+            let pg = tokio::task::spawn_blocking(|| crescendo_topology::pg::Postgres::start(&[]))
+                .await
+                .expect("launcher thread")
+                .expect("a private PostgreSQL server starts (TEST_STORE=postgres)");
+            settings.store.backend = crescendo_config::StoreBackend::Postgres;
+            settings.store.postgres_url = pg.url("postgres");
+            Some(pg)
+        }
+        Ok("sqlite" | "postgres") | Err(_) => None,
+        Ok(other) => panic!("TEST_STORE={other}: use sqlite or postgres"),
+    }
+}
+
 /// An HTTP answer: status, headers and JSON body (`Value::Null` when empty or not JSON).
 #[derive(Debug)]
 pub struct Answer {
@@ -88,69 +177,10 @@ impl TestApp {
             std::iter::empty(),
         )
         .expect("default settings load");
-        let mut redis = Vec::new();
-        match std::env::var("TEST_CACHE").as_deref() {
-            Ok("none") => settings.cache.backend = crescendo_config::CacheBackend::None,
-            Ok("redis") => {
-                let root = dir.path().join("redis");
-                redis = tokio::task::spawn_blocking(move || {
-                    (0..2)
-                        .map(|i| {
-                            crescendo_topology::redis::Redis::start(
-                                &root.join(i.to_string()),
-                                [127, 0, 0, 1],
-                                32,
-                            )
-                        })
-                        .collect::<Result<Vec<_>, _>>()
-                })
-                .await
-                .expect("launcher thread")
-                .expect("private Redis servers start (TEST_CACHE=redis)");
-                settings.cache.backend = crescendo_config::CacheBackend::Redis;
-                settings.cache.redis_urls = redis
-                    .iter()
-                    .map(crescendo_topology::redis::Redis::url)
-                    .collect();
-            }
-            Ok("memory") | Err(_) => {}
-            Ok(other) => panic!("TEST_CACHE={other}: use memory, none or redis"),
-        }
-        let s3 = match std::env::var("TEST_BLOBS").as_deref() {
-            Ok("s3") => {
-                let root = dir.path().join("s3");
-                let s3 = tokio::task::spawn_blocking(move || {
-                    crescendo_topology::s3::S3::start(
-                        &root,
-                        "127.0.0.1:0".parse().expect("address"),
-                    )
-                })
-                .await
-                .expect("launcher thread")
-                .expect("a private S3 server starts (TEST_BLOBS=s3)");
-                keep_blobs_on(&mut settings, &s3);
-                Some(s3)
-            }
-            Ok("local") | Err(_) => None,
-            Ok(other) => panic!("TEST_BLOBS={other}: use local or s3"),
-        };
+        let redis = private_cache(&mut settings, dir.path()).await;
+        let s3 = private_blobs(&mut settings, dir.path()).await;
         tweak(&mut settings);
-        // a test that brings its own database keeps it; the others get a private server
-        let own_postgres = settings.store.backend == crescendo_config::StoreBackend::Postgres;
-        let postgres = match std::env::var("TEST_STORE").as_deref() {
-            Ok("postgres") if !own_postgres => {
-                let pg =
-                    tokio::task::spawn_blocking(|| crescendo_topology::pg::Postgres::start(&[]))
-                        .await
-                        .expect("launcher thread")
-                        .expect("a private PostgreSQL server starts (TEST_STORE=postgres)");
-                settings.store.backend = crescendo_config::StoreBackend::Postgres;
-                settings.store.postgres_url = pg.url("postgres");
-                Some(pg)
-            }
-            Ok("sqlite" | "postgres") | Err(_) => None,
-            Ok(other) => panic!("TEST_STORE={other}: use sqlite or postgres"),
-        };
+        let postgres = private_postgres(&mut settings).await;
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let running = crescendo_server::serve(settings.clone(), async move {
             let _ = stop_rx.await;
