@@ -54,70 +54,82 @@ fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     opts.open(path)?.write_all(contents.as_bytes())
 }
 
-/// Opens every backend the settings name and builds the application.
-///
-/// # Errors
-/// The data directory, database or key cannot be created or opened.
-pub async fn build(settings: &Settings) -> anyhow::Result<Built> {
-    // metric handles made below must bind to the real recorder, so install it first
-    let _ = crescendo_telemetry::metrics_handle();
-    std::fs::create_dir_all(&settings.data_dir)
-        .with_context(|| format!("creating data_dir {}", settings.data_dir.display()))?;
-
-    let sqlite = |file: &str| {
-        let mut opts = SqliteOptions::new(settings.data_dir.join(file));
-        opts.readers = settings.store.sqlite_readers.max(1);
-        opts.synchronous = match settings.store.sqlite_synchronous {
-            SqliteSync::Full => Synchronous::Full,
-            SqliteSync::Normal => Synchronous::Normal,
-        };
-        async move {
-            let path = opts.path.clone();
-            tokio::task::spawn_blocking(move || SqliteStore::open(&opts))
-                .await?
-                .with_context(|| format!("opening the database {}", path.display()))
-        }
+/// Opens (creating and migrating) the SQLite database `file` in the data directory.
+async fn open_sqlite(settings: &Settings, file: &str) -> anyhow::Result<SqliteStore> {
+    let mut opts = SqliteOptions::new(settings.data_dir.join(file));
+    opts.readers = settings.store.sqlite_readers.max(1);
+    opts.synchronous = match settings.store.sqlite_synchronous {
+        SqliteSync::Full => Synchronous::Full,
+        SqliteSync::Normal => Synchronous::Normal,
     };
-    let (store, sqlite_store): (Arc<dyn crescendo_store::Store>, Option<SqliteStore>) =
-        match settings.store.backend {
-            StoreBackend::Sqlite => {
-                let s = sqlite("crescendo.db").await?;
-                (Arc::new(s.clone()), Some(s))
-            }
-            StoreBackend::Postgres => {
-                let mut opts = PgOptions::new(settings.store.postgres_url.clone());
-                opts.max_connections = settings.store.postgres_max_connections.max(1);
-                opts.acquire_timeout =
-                    Duration::from_millis(settings.store.postgres_acquire_timeout_ms.max(1));
-                opts.replicas = settings.store.postgres_replica_urls.clone();
-                opts.max_replica_lag = Duration::from_millis(settings.store.replica_max_lag_ms);
-                opts.check_interval =
-                    Duration::from_millis(settings.store.replica_check_interval_ms.max(10));
-                let pg = PgStore::connect(&opts).context("store.postgres_url")?;
-                pg.check_servers().await;
-                pg.migrate()
-                    .await
-                    .context("migrating the PostgreSQL database")?;
-                (Arc::new(pg), None)
-            }
-        };
-    let queue: Arc<dyn crescendo_queue::Queue> = match settings.queue.backend {
-        QueueBackend::Sqlite => match &sqlite_store {
-            Some(s) => Arc::new(s.queue(settings.queue.max_attempts)),
+    let path = opts.path.clone();
+    tokio::task::spawn_blocking(move || SqliteStore::open(&opts))
+        .await?
+        .with_context(|| format!("opening the database {}", path.display()))
+}
+
+/// The store `store.backend` names, and the SQLite store itself when it is one (its job
+/// table can be the queue).
+async fn open_store(
+    settings: &Settings,
+) -> anyhow::Result<(Arc<dyn crescendo_store::Store>, Option<SqliteStore>)> {
+    match settings.store.backend {
+        StoreBackend::Sqlite => {
+            let s = open_sqlite(settings, "crescendo.db").await?;
+            Ok((Arc::new(s.clone()), Some(s)))
+        }
+        StoreBackend::Postgres => {
+            let mut opts = PgOptions::new(settings.store.postgres_url.clone());
+            opts.max_connections = settings.store.postgres_max_connections.max(1);
+            opts.acquire_timeout =
+                Duration::from_millis(settings.store.postgres_acquire_timeout_ms.max(1));
+            opts.replicas = settings.store.postgres_replica_urls.clone();
+            opts.max_replica_lag = Duration::from_millis(settings.store.replica_max_lag_ms);
+            opts.check_interval =
+                Duration::from_millis(settings.store.replica_check_interval_ms.max(10));
+            let pg = PgStore::connect(&opts).context("store.postgres_url")?;
+            pg.check_servers().await;
+            pg.migrate()
+                .await
+                .context("migrating the PostgreSQL database")?;
+            Ok((Arc::new(pg), None))
+        }
+    }
+}
+
+/// The queue `queue.backend` names. Every backend holds a claimed job for the lease the
+/// workers ask for (`queue.lease_secs`, see `crescendo_worker::WorkerOptions::from_settings`);
+/// NATS also makes its consumers with that ack wait.
+async fn open_queue(
+    settings: &Settings,
+    sqlite_store: Option<&SqliteStore>,
+) -> anyhow::Result<Arc<dyn crescendo_queue::Queue>> {
+    let q = &settings.queue;
+    Ok(match q.backend {
+        QueueBackend::Sqlite => match sqlite_store {
+            Some(s) => Arc::new(s.queue(q.max_attempts)),
             // With PostgreSQL holding the data (and the outbox), a node without a queue
             // tier keeps its jobs in a file of its own
-            None => Arc::new(sqlite("queue.db").await?.queue(settings.queue.max_attempts)),
+            None => Arc::new(
+                open_sqlite(settings, "queue.db")
+                    .await?
+                    .queue(q.max_attempts),
+            ),
         },
         QueueBackend::Nats => Arc::new(
             crescendo_queue_nats::NatsQueue::connect(
-                &settings.queue.nats_url,
-                settings.queue.max_attempts,
-                Duration::from_secs(settings.queue.lease_secs.max(1)),
+                &q.nats_url,
+                q.max_attempts,
+                Duration::from_secs(q.lease_secs.max(1)),
             )
             .await
-            .with_context(|| format!("queue.nats_url = {}", settings.queue.nats_url))?,
+            .with_context(|| format!("queue.nats_url = {}", q.nats_url))?,
         ),
-    };
+    })
+}
+
+/// The read-through cache over the shared cache `cache.backend` names.
+async fn open_cache(settings: &Settings) -> anyhow::Result<ReadThrough> {
     let c = &settings.cache;
     let (shared, local_bytes): (Arc<dyn crescendo_cache::Cache>, u64) = match c.backend {
         CacheBackend::Memory => (
@@ -137,18 +149,21 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Built> {
         // nothing kept in this process either: another node's write could not reach it
         CacheBackend::None => (Arc::new(crescendo_cache::NoCache), 0),
     };
-    let ttl = Duration::from_secs(c.ttl_secs);
     let local_ttl = match c.backend {
         CacheBackend::Redis => Duration::from_secs(c.local_ttl_secs.max(1)),
-        _ => ttl,
+        _ => Duration::from_secs(c.ttl_secs),
     };
-    let cache = ReadThrough::new(
+    Ok(ReadThrough::new(
         shared,
         local_bytes,
         local_ttl,
         Duration::from_secs(c.negative_ttl_secs),
-    );
-    let blobs: Arc<dyn crescendo_blobs::Blobs> = match settings.blobs.backend {
+    ))
+}
+
+/// The blob store `blobs.backend` names.
+fn open_blobs(settings: &Settings) -> anyhow::Result<Arc<dyn crescendo_blobs::Blobs>> {
+    Ok(match settings.blobs.backend {
         BlobBackend::Local => Arc::new(LocalBlobs::new(settings.blob_dir())),
         BlobBackend::S3 => {
             let b = &settings.blobs;
@@ -166,15 +181,35 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Built> {
             };
             Arc::new(crescendo_blobs_s3::S3Blobs::new(&options).context("blobs.backend = \"s3\"")?)
         }
-    };
-    let sessions: Arc<dyn crescendo_cache::Sessions> = match settings.sessions.backend {
+    })
+}
+
+/// The session store `sessions.backend` names.
+async fn open_sessions(settings: &Settings) -> anyhow::Result<Arc<dyn crescendo_cache::Sessions>> {
+    Ok(match settings.sessions.backend {
         SessionBackend::Memory => Arc::new(MemorySessions::new()),
         SessionBackend::Redis => Arc::new(
             crescendo_cache_redis::RedisSessions::connect(&settings.sessions.redis_url)
                 .await
                 .with_context(|| format!("sessions.redis_url = {}", settings.sessions.redis_url))?,
         ),
-    };
+    })
+}
+
+/// Opens every backend the settings name and builds the application.
+///
+/// # Errors
+/// The data directory, database or key cannot be created or opened.
+pub async fn build(settings: &Settings) -> anyhow::Result<Built> {
+    // metric handles made below must bind to the real recorder, so install it first
+    let _ = crescendo_telemetry::metrics_handle();
+    std::fs::create_dir_all(&settings.data_dir)
+        .with_context(|| format!("creating data_dir {}", settings.data_dir.display()))?;
+    let (store, sqlite_store) = open_store(settings).await?;
+    let queue = open_queue(settings, sqlite_store.as_ref()).await?;
+    let cache = open_cache(settings).await?;
+    let blobs = open_blobs(settings)?;
+    let sessions = open_sessions(settings).await?;
     let key = jwt_key(settings)?;
     let a = &settings.auth;
     let passwords = tokio::task::spawn_blocking({
@@ -190,7 +225,7 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Built> {
         sessions,
         tokens: Tokens::new(&key, Duration::from_secs(a.token_ttl_secs)),
         passwords,
-        ttl,
+        ttl: Duration::from_secs(settings.cache.ttl_secs),
         max_page_size: settings.http.max_page_size,
         // users' write positions matter only when reads can go to a replica
         caching: settings.cache.backend != CacheBackend::None,
