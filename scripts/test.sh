@@ -44,6 +44,10 @@ if ! command -v s3s-fs >/dev/null 2>&1; then
     cargo install --quiet --locked s3s-fs@0.14.1 --features binary
 fi
 
+echo "==> cargo fmt --check and cargo clippy (warnings are errors; no function over 100 lines)"
+cargo fmt --all --check
+cargo clippy --workspace --locked --quiet -- -D warnings
+
 echo "==> cargo test"
 cargo test --workspace --locked "$@"
 
