@@ -9,120 +9,22 @@
 //! the trait documents.
 
 use crate::db::{Db, count, ids_from, map_err};
+use crescendo_store::list_sql::{Term, statements};
 use crescendo_store::{ArticleFilter, IdPage, Page, StoreResult};
 use rusqlite::params_from_iter;
 use rusqlite::types::Value;
 
-/// One condition of a list, with the value it binds.
-enum Term {
-    /// Articles with this tag.
-    Tag(String),
-    /// Articles by this author.
-    Author(i64),
-    /// Articles this user favourited.
-    FavoritedBy(i64),
-    /// Articles by the users this user follows.
-    Feed(i64),
-}
-
-/// Where a term's condition is answered.
-enum Clause {
-    /// A condition on `articles`.
-    Articles(String),
-    /// The rows of `table` (keyed by `article_id`, one per article at most) that meet `cond`.
-    /// Alone, such a term is answered from its table and index without `articles`.
-    Keyed { table: &'static str, cond: String },
-}
-
-impl Term {
-    /// The terms of `filter`, in bind order; none for every article.
-    fn of(filter: &ArticleFilter) -> Vec<Term> {
-        match filter {
-            ArticleFilter::All => Vec::new(),
-            ArticleFilter::Tag(tag) => vec![Term::Tag(tag.clone())],
-            ArticleFilter::Author(a) => vec![Term::Author(a.as_i64())],
-            ArticleFilter::FavoritedBy(u) => vec![Term::FavoritedBy(u.as_i64())],
-            ArticleFilter::Feed(u) => vec![Term::Feed(u.as_i64())],
-            ArticleFilter::Match {
-                tag,
-                author,
-                favorited_by,
-            } => tag
-                .iter()
-                .map(|t| Term::Tag(t.clone()))
-                .chain(author.map(|a| Term::Author(a.as_i64())))
-                .chain(favorited_by.map(|u| Term::FavoritedBy(u.as_i64())))
-                .collect(),
-        }
-    }
-
-    /// The condition, with its value at placeholder `p`.
-    fn clause(&self, p: &str) -> Clause {
-        match self {
-            Term::Tag(_) => Clause::Keyed {
-                table: "article_tags",
-                cond: format!("tag = {p}"),
-            },
-            Term::Author(_) => Clause::Articles(format!("author_id = {p}")),
-            Term::FavoritedBy(_) => Clause::Keyed {
-                table: "favorites",
-                cond: format!("user_id = {p}"),
-            },
-            Term::Feed(_) => Clause::Articles(format!(
-                "author_id IN (SELECT followee_id FROM follows WHERE follower_id = {p})"
-            )),
-        }
-    }
-
-    /// The value the condition binds.
-    fn value(self) -> Value {
-        match self {
-            Term::Tag(tag) => Value::Text(tag),
-            Term::Author(id) | Term::FavoritedBy(id) | Term::Feed(id) => Value::Integer(id),
-        }
+/// The value a term binds.
+fn value(term: Term) -> Value {
+    match term {
+        Term::Tag(tag) => Value::Text(tag),
+        Term::Author(id) | Term::FavoritedBy(id) | Term::Feed(id) => Value::Integer(id),
     }
 }
 
-impl Clause {
-    /// The condition as one on `articles`.
-    fn on_articles(self) -> String {
-        match self {
-            Clause::Articles(cond) => cond,
-            Clause::Keyed { table, cond } => {
-                format!("id IN (SELECT article_id FROM {table} WHERE {cond})")
-            }
-        }
-    }
-}
-
-/// The page statement and the count statement for `terms`, whose values are `?1`, `?2`, …
-/// in order; the page's limit and offset come after them.
-fn statements(terms: &[Term]) -> (String, String) {
-    let clauses: Vec<Clause> = terms
-        .iter()
-        .enumerate()
-        .map(|(i, t)| t.clause(&format!("?{}", i + 1)))
-        .collect();
-    let (column, table, conds) = if let [Clause::Keyed { table, cond }] = clauses.as_slice() {
-        ("article_id", *table, vec![cond.clone()])
-    } else {
-        let conds = clauses.into_iter().map(Clause::on_articles).collect();
-        ("id", "articles", conds)
-    };
-    let source = if conds.is_empty() {
-        table.to_string()
-    } else {
-        format!("{table} WHERE {}", conds.join(" AND "))
-    };
-    let n = terms.len();
-    (
-        format!(
-            "SELECT {column} FROM {source} ORDER BY {column} DESC LIMIT ?{} OFFSET ?{}",
-            n + 1,
-            n + 2
-        ),
-        format!("SELECT COUNT(*) FROM {source}"),
-    )
+/// SQLite's placeholder for the `i`th value.
+fn placeholder(i: usize) -> String {
+    format!("?{i}")
 }
 
 pub(crate) async fn list_article_ids(
@@ -131,8 +33,8 @@ pub(crate) async fn list_article_ids(
     page: Page,
 ) -> StoreResult<IdPage> {
     let terms = Term::of(filter);
-    let (ids_sql, count_sql) = statements(&terms);
-    let values: Vec<Value> = terms.into_iter().map(Term::value).collect();
+    let (ids_sql, count_sql) = statements(&terms, placeholder);
+    let values: Vec<Value> = terms.into_iter().map(value).collect();
     db.read(move |c| {
         let window = [page.limit, page.offset].map(|n| Value::Integer(i64::from(n)));
         let ids = ids_from(c, &ids_sql, params_from_iter(values.iter().chain(&window)))?;
@@ -159,7 +61,7 @@ mod tests {
     use crescendo_domain::Id;
 
     fn sql(filter: ArticleFilter) -> (String, String) {
-        statements(&Term::of(&filter))
+        statements(&Term::of(&filter), placeholder)
     }
 
     #[test]

@@ -20,6 +20,7 @@
 pub mod conformance;
 pub mod fence;
 pub mod jobs;
+pub mod list_sql;
 mod records;
 
 pub use records::*;

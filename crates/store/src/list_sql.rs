@@ -1,0 +1,112 @@
+//! Article lists in SQL, for every engine: each filter is described once, as a [`Term`] —
+//! what it binds and the condition it puts on the table that answers it — and
+//! [`statements`] turns a filter's terms into the page and count statements, so a new filter
+//! is a new term, not a new pair of statements per engine. The engines bind the values and
+//! choose the placeholder syntax.
+
+use crate::ArticleFilter;
+
+/// One condition of a list, with the value it binds.
+pub enum Term {
+    /// Articles with this tag.
+    Tag(String),
+    /// Articles by this author.
+    Author(i64),
+    /// Articles this user favourited.
+    FavoritedBy(i64),
+    /// Articles by the users this user follows.
+    Feed(i64),
+}
+
+/// Where a term's condition is answered.
+enum Clause {
+    /// A condition on `articles`.
+    Articles(String),
+    /// The rows of `table` (keyed by `article_id`, one per article at most) that meet `cond`.
+    /// Alone, such a term is answered from its table and index without `articles`.
+    Keyed { table: &'static str, cond: String },
+}
+
+impl Term {
+    /// The terms of `filter`, in bind order; none for every article.
+    pub fn of(filter: &ArticleFilter) -> Vec<Term> {
+        match filter {
+            ArticleFilter::All => Vec::new(),
+            ArticleFilter::Tag(tag) => vec![Term::Tag(tag.clone())],
+            ArticleFilter::Author(a) => vec![Term::Author(a.as_i64())],
+            ArticleFilter::FavoritedBy(u) => vec![Term::FavoritedBy(u.as_i64())],
+            ArticleFilter::Feed(u) => vec![Term::Feed(u.as_i64())],
+            ArticleFilter::Match {
+                tag,
+                author,
+                favorited_by,
+            } => tag
+                .iter()
+                .map(|t| Term::Tag(t.clone()))
+                .chain(author.map(|a| Term::Author(a.as_i64())))
+                .chain(favorited_by.map(|u| Term::FavoritedBy(u.as_i64())))
+                .collect(),
+        }
+    }
+
+    /// The condition, with its value at placeholder `p`.
+    fn clause(&self, p: &str) -> Clause {
+        match self {
+            Term::Tag(_) => Clause::Keyed {
+                table: "article_tags",
+                cond: format!("tag = {p}"),
+            },
+            Term::Author(_) => Clause::Articles(format!("author_id = {p}")),
+            Term::FavoritedBy(_) => Clause::Keyed {
+                table: "favorites",
+                cond: format!("user_id = {p}"),
+            },
+            Term::Feed(_) => Clause::Articles(format!(
+                "author_id IN (SELECT followee_id FROM follows WHERE follower_id = {p})"
+            )),
+        }
+    }
+}
+
+impl Clause {
+    /// The condition as one on `articles`.
+    fn on_articles(self) -> String {
+        match self {
+            Clause::Articles(cond) => cond,
+            Clause::Keyed { table, cond } => {
+                format!("id IN (SELECT article_id FROM {table} WHERE {cond})")
+            }
+        }
+    }
+}
+
+/// The page statement and the count statement for `terms`, whose values are bound in order
+/// at the placeholders `placeholder(1)`, `placeholder(2)`, … (`$1` on PostgreSQL, `?1` on
+/// SQLite); the page's limit and offset come after them.
+pub fn statements(terms: &[Term], placeholder: impl Fn(usize) -> String) -> (String, String) {
+    let clauses: Vec<Clause> = terms
+        .iter()
+        .enumerate()
+        .map(|(i, t)| t.clause(&placeholder(i + 1)))
+        .collect();
+    let (column, table, conds) = if let [Clause::Keyed { table, cond }] = clauses.as_slice() {
+        ("article_id", *table, vec![cond.clone()])
+    } else {
+        let conds = clauses.into_iter().map(Clause::on_articles).collect();
+        ("id", "articles", conds)
+    };
+    let source = if conds.is_empty() {
+        table.to_string()
+    } else {
+        format!("{table} WHERE {}", conds.join(" AND "))
+    };
+    let n = terms.len();
+    (
+        format!(
+            "SELECT {column} FROM {source} ORDER BY {column} DESC LIMIT {} OFFSET {}",
+            placeholder(n + 1),
+            placeholder(n + 2)
+        ),
+        format!("SELECT COUNT(*) FROM {source}"),
+    )
+}
