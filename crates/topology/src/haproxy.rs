@@ -15,7 +15,7 @@ use anyhow::{Context, bail};
 use std::net::SocketAddr;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 /// One backend server.
@@ -91,8 +91,7 @@ backend web
 
 /// A running HAProxy master; stopped (SIGTERM) when dropped unless detached.
 pub struct Haproxy {
-    child: Option<Child>,
-    pid: u32,
+    server: crate::Server,
     dir: PathBuf,
     public: SocketAddr,
 }
@@ -132,10 +131,8 @@ impl Haproxy {
             Duration::from_secs(10),
             || std::net::TcpStream::connect(cfg.public).is_ok(),
         )?;
-        let pid = child.id();
         Ok(Haproxy {
-            child: Some(child),
-            pid,
+            server: crate::Server::new(child, Duration::from_secs(5)),
             dir: dir.to_path_buf(),
             public: cfg.public,
         })
@@ -171,7 +168,7 @@ impl Haproxy {
     /// The new configuration is refused (the running one stays).
     pub fn reload(&self, cfg: &LbConfig) -> anyhow::Result<()> {
         Self::write_config(&self.dir, cfg)?;
-        signal(self.pid, nix::sys::signal::Signal::SIGUSR2);
+        signal(self.server.pid(), nix::sys::signal::Signal::SIGUSR2);
         Ok(())
     }
 
@@ -191,7 +188,7 @@ impl Haproxy {
 
     /// The master's PID.
     pub fn pid(&self) -> u32 {
-        self.pid
+        self.server.pid()
     }
 
     /// The public address.
@@ -285,8 +282,7 @@ impl Haproxy {
 
     /// Leaves it running after this handle is dropped (`crescendo up --detach`).
     pub fn detach(mut self) -> u32 {
-        self.child = None;
-        self.pid
+        self.server.detach()
     }
 }
 
@@ -294,23 +290,11 @@ fn signal(pid: u32, sig: nix::sys::signal::Signal) {
     let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig);
 }
 
-impl Drop for Haproxy {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            crate::stop(
-                &mut child,
-                Some(nix::sys::signal::Signal::SIGTERM),
-                Duration::from_secs(5),
-            );
-        }
-    }
-}
-
 // In a topology: the load balancer, and the web nodes joining and leaving it.
 
-impl crate::launch::Part for Haproxy {
-    fn detach(self: Box<Self>) {
-        let _ = (*self).detach();
+impl crate::launch::Launched for Haproxy {
+    fn server(&mut self) -> &mut crate::Server {
+        &mut self.server
     }
 }
 

@@ -20,6 +20,18 @@ pub(crate) trait Part: Send {
     fn detach(self: Box<Self>);
 }
 
+/// A launcher whose server is held by a [`crate::Server`]: detaching it is detaching that.
+pub(crate) trait Launched: Send {
+    /// The server it holds.
+    fn server(&mut self) -> &mut crate::Server;
+}
+
+impl<T: Launched> Part for T {
+    fn detach(mut self: Box<Self>) {
+        self.server().detach();
+    }
+}
+
 /// A `crescendo` process (web node, worker, autoscaler) this process started.
 pub(crate) struct Node {
     child: Child,

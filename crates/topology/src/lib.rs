@@ -78,6 +78,64 @@ pub(crate) fn await_ready(
     }
 }
 
+/// A server process a launcher started: stopped with SIGTERM (SIGKILL after `grace`) when
+/// dropped or asked, unless detached, and replaced in place when the launcher restarts it.
+pub(crate) struct Server {
+    child: Option<Child>,
+    pid: u32,
+    grace: Duration,
+}
+
+impl Server {
+    /// Holds `child`, which may take `grace` to stop.
+    pub(crate) fn new(child: Child, grace: Duration) -> Self {
+        Self {
+            pid: child.id(),
+            child: Some(child),
+            grace,
+        }
+    }
+
+    /// Its PID (the last one, once stopped or detached).
+    pub(crate) fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// Stops it (SIGTERM) and reaps it; nothing when it is not ours to stop.
+    pub(crate) fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            stop(&mut c, Some(nix::sys::signal::Signal::SIGTERM), self.grace);
+        }
+    }
+
+    /// SIGKILLs it (a crash) and reaps it.
+    pub(crate) fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Holds a new process in its place (after a restart).
+    pub(crate) fn replace(&mut self, child: Child) {
+        self.stop();
+        self.pid = child.id();
+        self.child = Some(child);
+    }
+
+    /// Leaves it running after this handle is gone; returns its PID.
+    pub(crate) fn detach(&mut self) -> u32 {
+        self.child = None;
+        self.pid
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
 /// Stops a child we started: sends `signal` (unless `None`: it was sent already), waits up to
 /// `limit` for it to exit, then SIGKILLs it and its process group; always reaps it.
 pub fn stop(child: &mut Child, signal: Option<nix::sys::signal::Signal>, limit: Duration) {

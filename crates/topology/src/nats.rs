@@ -15,17 +15,10 @@ const BINARY: &str = "/usr/sbin/nats-server";
 /// A running private NATS server; stopped (SIGTERM) and left on disk when dropped, unless
 /// detached. Its JetStream data survives a restart in the same directory.
 pub struct Nats {
-    child: Option<Child>,
-    pid: u32,
+    server: crate::Server,
     addr: SocketAddr,
     monitor: SocketAddr,
     dir: PathBuf,
-}
-
-fn free_port(ip: [u8; 4]) -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind(SocketAddr::from((ip, 0)))?
-        .local_addr()?
-        .port())
 }
 
 /// Whether the monitor at `monitor` says JetStream is up.
@@ -83,13 +76,12 @@ impl Nats {
         std::fs::create_dir_all(dir)?;
         let mut last = None;
         for _ in 0..5 {
-            let addr = SocketAddr::from((ip, free_port(ip)?));
-            let monitor = SocketAddr::from((ip, free_port(ip)?));
+            let addr = SocketAddr::from((ip, crate::launch::free_port(ip)?));
+            let monitor = SocketAddr::from((ip, crate::launch::free_port(ip)?));
             match spawn(dir, addr, monitor) {
                 Ok(child) => {
                     return Ok(Nats {
-                        pid: child.id(),
-                        child: Some(child),
+                        server: crate::Server::new(child, Duration::from_secs(10)),
                         addr,
                         monitor,
                         dir: dir.to_path_buf(),
@@ -111,11 +103,10 @@ impl Nats {
             std::net::IpAddr::V4(v4) => v4.octets(),
             std::net::IpAddr::V6(_) => bail!("NATS listens on IPv4 loopback here"),
         };
-        let monitor = SocketAddr::from((ip, free_port(ip)?));
+        let monitor = SocketAddr::from((ip, crate::launch::free_port(ip)?));
         let child = spawn(dir, addr, monitor)?;
         Ok(Nats {
-            pid: child.id(),
-            child: Some(child),
+            server: crate::Server::new(child, Duration::from_secs(10)),
             addr,
             monitor,
             dir: dir.to_path_buf(),
@@ -134,7 +125,7 @@ impl Nats {
 
     /// Its PID.
     pub fn pid(&self) -> u32 {
-        self.pid
+        self.server.pid()
     }
 
     /// Its log file.
@@ -144,13 +135,7 @@ impl Nats {
 
     /// Stops it (SIGTERM: JetStream data stays on disk), as when the broker is taken down.
     pub fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            crate::stop(
-                &mut c,
-                Some(nix::sys::signal::Signal::SIGTERM),
-                Duration::from_secs(10),
-            );
-        }
+        self.server.stop();
     }
 
     /// Starts it again on its own addresses and data (after [`Nats::stop`]).
@@ -160,29 +145,21 @@ impl Nats {
     pub fn restart(&mut self) -> anyhow::Result<()> {
         self.stop();
         let child = spawn(&self.dir, self.addr, self.monitor)?;
-        self.pid = child.id();
-        self.child = Some(child);
+        self.server.replace(child);
         Ok(())
     }
 
     /// Leaves it running after this handle is dropped; returns its PID.
     pub fn detach(mut self) -> u32 {
-        self.child = None;
-        self.pid
-    }
-}
-
-impl Drop for Nats {
-    fn drop(&mut self) {
-        self.stop();
+        self.server.detach()
     }
 }
 
 // In a topology: the message queue.
 
-impl crate::launch::Part for Nats {
-    fn detach(self: Box<Self>) {
-        let _ = (*self).detach();
+impl crate::launch::Launched for Nats {
+    fn server(&mut self) -> &mut crate::Server {
+        &mut self.server
     }
 }
 

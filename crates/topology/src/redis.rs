@@ -13,8 +13,7 @@ use std::time::Duration;
 /// A running private Redis; stopped (SIGTERM) and its directory removed when dropped,
 /// unless detached.
 pub struct Redis {
-    child: Option<Child>,
-    pid: u32,
+    server: crate::Server,
     addr: SocketAddr,
     dir: PathBuf,
     maxmemory_mb: u32,
@@ -89,8 +88,7 @@ impl Redis {
             match spawn(dir, addr, maxmemory_mb) {
                 Ok(child) => {
                     return Ok(Redis {
-                        pid: child.id(),
-                        child: Some(child),
+                        server: crate::Server::new(child, Duration::from_secs(5)),
                         addr,
                         dir: dir.to_path_buf(),
                         maxmemory_mb,
@@ -111,8 +109,7 @@ impl Redis {
         std::fs::create_dir_all(dir)?;
         let child = spawn(dir, addr, maxmemory_mb)?;
         Ok(Redis {
-            pid: child.id(),
-            child: Some(child),
+            server: crate::Server::new(child, Duration::from_secs(5)),
             addr,
             dir: dir.to_path_buf(),
             maxmemory_mb,
@@ -126,8 +123,7 @@ impl Redis {
     pub fn restart(&mut self) -> anyhow::Result<()> {
         self.kill();
         let child = spawn(&self.dir, self.addr, self.maxmemory_mb)?;
-        self.pid = child.id();
-        self.child = Some(child);
+        self.server.replace(child);
         Ok(())
     }
 
@@ -143,7 +139,7 @@ impl Redis {
 
     /// Its PID.
     pub fn pid(&self) -> u32 {
-        self.pid
+        self.server.pid()
     }
 
     /// Its log file.
@@ -153,36 +149,20 @@ impl Redis {
 
     /// Leaves it running after this handle is dropped; returns its PID.
     pub fn detach(mut self) -> u32 {
-        self.child = None;
-        self.pid
+        self.server.detach()
     }
 
     /// SIGKILLs it (a crash) and reaps it.
     pub fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            crate::stop(
-                &mut c,
-                Some(nix::sys::signal::Signal::SIGTERM),
-                Duration::from_secs(5),
-            );
-        }
+        self.server.kill();
     }
 }
 
 // In a topology: the cache ring and the shared-state server.
 
-impl crate::launch::Part for Redis {
-    fn detach(self: Box<Self>) {
-        let _ = (*self).detach();
+impl crate::launch::Launched for Redis {
+    fn server(&mut self) -> &mut crate::Server {
+        &mut self.server
     }
 }
 

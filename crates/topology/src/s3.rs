@@ -39,8 +39,7 @@ pub fn binary() -> anyhow::Result<PathBuf> {
 /// A running private S3 server; stopped when dropped, unless detached. Its objects stay in
 /// its directory.
 pub struct S3 {
-    child: Option<Child>,
-    pid: u32,
+    server: crate::Server,
     addr: SocketAddr,
     dir: PathBuf,
     access_key: String,
@@ -113,8 +112,7 @@ impl S3 {
             match spawn(&bin, dir, addr, &access_key, &secret_key) {
                 Ok(child) => {
                     return Ok(S3 {
-                        pid: child.id(),
-                        child: Some(child),
+                        server: crate::Server::new(child, Duration::from_secs(5)),
                         addr,
                         dir: dir.to_path_buf(),
                         access_key,
@@ -159,18 +157,12 @@ impl S3 {
 
     /// Its PID.
     pub fn pid(&self) -> u32 {
-        self.pid
+        self.server.pid()
     }
 
     /// Stops it (SIGTERM); the objects stay on disk.
     pub fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            crate::stop(
-                &mut c,
-                Some(nix::sys::signal::Signal::SIGTERM),
-                Duration::from_secs(5),
-            );
-        }
+        self.server.stop();
     }
 
     /// Starts it again on its own address, objects and credentials (after [`S3::stop`]).
@@ -186,29 +178,21 @@ impl S3 {
             &self.access_key,
             &self.secret_key,
         )?;
-        self.pid = child.id();
-        self.child = Some(child);
+        self.server.replace(child);
         Ok(())
     }
 
     /// Leaves it running after this handle is dropped; returns its PID.
     pub fn detach(mut self) -> u32 {
-        self.child = None;
-        self.pid
-    }
-}
-
-impl Drop for S3 {
-    fn drop(&mut self) {
-        self.stop();
+        self.server.detach()
     }
 }
 
 // In a topology: the blob store.
 
-impl crate::launch::Part for S3 {
-    fn detach(self: Box<Self>) {
-        let _ = (*self).detach();
+impl crate::launch::Launched for S3 {
+    fn server(&mut self) -> &mut crate::Server {
+        &mut self.server
     }
 }
 
