@@ -15,6 +15,8 @@ pub struct ApiError {
     fields: Vec<(String, String)>,
     /// The cause, for the log line (never sent).
     cause: Option<String>,
+    /// Seconds for a `Retry-After` header (429).
+    retry_after: Option<u64>,
 }
 
 /// The cause of an error response, left in the response's extensions for the logging
@@ -29,6 +31,7 @@ impl ApiError {
             body: vec![msg.into()],
             fields: Vec::new(),
             cause: None,
+            retry_after: None,
         }
     }
 
@@ -49,6 +52,7 @@ impl ApiError {
             body: vec![format!("{field} {problem}")],
             fields: vec![(field.to_string(), problem.to_string())],
             cause: None,
+            retry_after: None,
         }
     }
 
@@ -75,6 +79,7 @@ impl From<AppError> for ApiError {
                     .map(|f| (f.field.to_string(), f.problem))
                     .collect(),
                 cause: None,
+                retry_after: None,
             },
             AppError::Unauthorized => Self::unauthorized(),
             AppError::Forbidden => Self::new(
@@ -84,6 +89,16 @@ impl From<AppError> for ApiError {
             AppError::NotFound(what) => Self::not_found(what),
             AppError::Conflict { field } => Self::invalid(field, "has already been taken"),
             AppError::UnsupportedMedia(why) => Self::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, why),
+            AppError::Throttled { retry_after } => Self {
+                retry_after: Some(retry_after.as_secs().max(1)),
+                ..Self::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    format!(
+                        "too many failed sign-ins: try again in {} seconds",
+                        retry_after.as_secs().max(1)
+                    ),
+                )
+            },
             AppError::Unavailable => Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "service unavailable, try again shortly",
@@ -93,6 +108,7 @@ impl From<AppError> for ApiError {
                 body: vec!["internal error".into()],
                 fields: Vec::new(),
                 cause: Some(format!("{cause:#}")),
+                retry_after: None,
             },
         }
     }
@@ -115,6 +131,10 @@ impl IntoResponse for ApiError {
         if self.status == StatusCode::UNAUTHORIZED {
             res.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Token"));
+        }
+        if let Some(secs) = self.retry_after {
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         let report = self.cause.unwrap_or_else(|| format!("{}", self.status));
         res.extensions_mut().insert(ErrorReport(report));

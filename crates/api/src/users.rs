@@ -3,11 +3,11 @@
 use crate::ApiError;
 use crate::extract::{AuthUser, Body, MaybeUser};
 use crate::wire::*;
-use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use crescendo_app::{App, ProfileView, UserChangesInput};
+use axum::{Extension, Json};
+use crescendo_app::{App, ClientAddr, ProfileView, UserChangesInput};
 
 fn profile_answer(p: &ProfileView) -> Response {
     let mut out = b"{\"profile\":".to_vec();
@@ -32,15 +32,18 @@ pub(crate) async fn register(
     Ok((StatusCode::CREATED, Json(UserBody::from(&v))).into_response())
 }
 
-/// `POST /api/users/login` (Login).
+/// `POST /api/users/login` (Login), under the sign-in throttle: after too many failures
+/// from the client, 429 with `Retry-After`.
 pub(crate) async fn login(
     State(app): State<App>,
+    client: Option<Extension<ClientAddr>>,
     Body(b): Body<LoginBody>,
 ) -> Result<Response, ApiError> {
     let v = app
         .login(
             b.user.email.as_deref().unwrap_or(""),
             b.user.password.as_deref().unwrap_or(""),
+            client.map_or(ClientAddr::UNKNOWN, |c| c.0),
         )
         .await?;
     Ok(Json(UserBody::from(&v)).into_response())

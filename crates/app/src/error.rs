@@ -59,6 +59,12 @@ pub enum AppError {
     /// The content is of a type this does not take (an upload that is not a supported image).
     #[error("unsupported media type: {0}")]
     UnsupportedMedia(String),
+    /// Too many failed attempts from this client: try again after `retry_after`.
+    #[error("too many failed attempts; try again in {} seconds", retry_after.as_secs())]
+    Throttled {
+        /// How long the client should wait.
+        retry_after: std::time::Duration,
+    },
     /// A tier this needs is down; try again later.
     #[error("service unavailable")]
     Unavailable,

@@ -34,7 +34,7 @@ pub use cached::{Cached, RenderSlot, Renders};
 pub use comments::CommentView;
 pub use crescendo_store::jobs::IMAGES_QUEUE;
 pub use error::{AppError, AppResult, FieldErrors, ProcessUploadError, RelayError};
-pub use signin::SignInAttempt;
+pub use signin::{ClientAddr, SignInLimits};
 pub use uploads::{UploadView, is_public_key, variant_key, webp_key};
 pub use users::{Profile, ProfileView, UserChangesInput, UserView};
 
@@ -81,6 +81,10 @@ struct Inner {
     max_upload_bytes: u64,
     /// Woken when this process adds to the outbox, so the relay need not wait for its poll.
     outbox: tokio::sync::Notify,
+    /// Failed sign-ins allowed (see `signin.rs`).
+    sign_in: SignInLimits,
+    /// Each client's turn to check a password on this node.
+    sign_in_gates: signin::ClientGates,
 }
 
 /// How long a user's last write position is kept. Replicas that lag more than their bound
@@ -130,6 +134,8 @@ pub struct Parts {
     pub max_upload_pixels: u64,
     /// Largest upload, bytes.
     pub max_upload_bytes: u64,
+    /// Failed sign-ins allowed per (account, client) and per client, and for how long.
+    pub sign_in: SignInLimits,
 }
 
 impl std::fmt::Debug for App {
@@ -160,6 +166,8 @@ impl App {
                 max_upload_pixels: p.max_upload_pixels,
                 max_upload_bytes: p.max_upload_bytes,
                 outbox: tokio::sync::Notify::new(),
+                sign_in: p.sign_in,
+                sign_in_gates: signin::ClientGates::default(),
                 ttl: p.ttl,
                 max_page_size: p.max_page_size,
             }),

@@ -122,13 +122,20 @@ impl App {
         Ok(self.user_view(user))
     }
 
-    /// Signs a user in by email and password.
+    /// Signs a user in by email and password, from `client`, under the sign-in throttle
+    /// (`signin.rs`): failures are counted per (account, client) and per client.
     ///
     /// # Errors
     /// [`AppError::Validation`] for blank fields; [`AppError::Unauthorized`] when the email is
-    /// unknown or the password wrong (the same answer, in the same time, for both).
+    /// unknown or the password wrong (the same answer, in the same time, for both);
+    /// [`AppError::Throttled`] after too many failures.
     #[tracing::instrument(skip_all)]
-    pub async fn login(&self, email: &str, password: &str) -> AppResult<UserView> {
+    pub async fn login(
+        &self,
+        email: &str,
+        password: &str,
+        client: crate::ClientAddr,
+    ) -> AppResult<UserView> {
         let mut errs = FieldErrors::default();
         errs.check(Text::required("email", email, 254));
         if password.is_empty() {
@@ -138,18 +145,19 @@ impl App {
             ));
         }
         errs.into_result()?;
-        let user = self
-            .store()
-            .user_by_email(&email.trim().to_lowercase())
-            .await?;
-        let ok = self
-            .inner
-            .passwords
-            .verify(password, user.as_ref().map(|u| u.password_hash.as_str()))
-            .await;
-        match user {
-            Some(u) if ok => Ok(self.user_view(u)),
-            _ => Err(AppError::Unauthorized),
+        let email = email.trim().to_lowercase();
+        let check = async {
+            let user = self.store().user_by_email(&email).await?;
+            let ok = self
+                .inner
+                .passwords
+                .verify(password, user.as_ref().map(|u| u.password_hash.as_str()))
+                .await;
+            Ok(user.filter(|_| ok))
+        };
+        match self.throttled(&email, client, check).await? {
+            Some(u) => Ok(self.user_view(u)),
+            None => Err(AppError::Unauthorized),
         }
     }
 

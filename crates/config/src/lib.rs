@@ -301,6 +301,7 @@ mod tests {
         s.store.postgres_replica_urls = vec!["postgres://u@127.0.0.1:5433/db".into()];
         s.cache.backend = CacheBackend::None;
         s.http.drain_delay_ms = 1000;
+        s.http.trusted_proxies = vec!["127.0.0.1".parse().unwrap(), "10.0.0.0/8".parse().unwrap()];
         s.queue.workers = 0;
         s.blobs.dir = PathBuf::from("/run/blobs");
         s.blobs.s3_access_key = "12345".into();

@@ -3,7 +3,7 @@
 
 use crate::Secret;
 use serde::{Deserialize, Serialize};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
 pub use crescendo_telemetry::LogFormat;
@@ -36,6 +36,83 @@ pub struct Http {
     pub drain_delay_ms: u64,
     /// Largest `limit` a list request may ask for (larger: 422).
     pub max_page_size: u32,
+    /// Proxies whose `X-Forwarded-For` is believed (addresses or CIDR blocks, e.g.
+    /// `["127.0.0.1", "10.0.0.0/8"]`): a request whose peer is one of them is taken to come
+    /// from the right-most forwarded address that is not itself trusted. Empty: the peer
+    /// address is the client, whatever the headers say.
+    pub trusted_proxies: Vec<IpBlock>,
+}
+
+/// An IP address block: an address and a prefix length (`10.0.0.0/8`, `::1/128`). Written
+/// without a prefix it is the one address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct IpBlock {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+impl IpBlock {
+    /// Whether `ip` lies in this block. An IPv4 address written as IPv6 (`::ffff:a.b.c.d`)
+    /// is compared as IPv4.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        match (self.addr, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+impl From<IpAddr> for IpBlock {
+    fn from(addr: IpAddr) -> Self {
+        let addr = addr.to_canonical();
+        let prefix = if addr.is_ipv4() { 32 } else { 128 };
+        Self { addr, prefix }
+    }
+}
+
+impl std::str::FromStr for IpBlock {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || format!("{s:?} is not an IP address or CIDR block (e.g. 10.0.0.0/8)");
+        let (addr, prefix) = match s.trim().split_once('/') {
+            Some((a, p)) => (a, Some(p.parse::<u8>().map_err(|_| bad())?)),
+            None => (s.trim(), None),
+        };
+        let block = IpBlock::from(addr.parse::<IpAddr>().map_err(|_| bad())?);
+        match prefix {
+            None => Ok(block),
+            Some(p) if p <= block.prefix => Ok(Self { prefix: p, ..block }),
+            Some(_) => Err(bad()),
+        }
+    }
+}
+
+impl TryFrom<String> for IpBlock {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+impl From<IpBlock> for String {
+    fn from(b: IpBlock) -> Self {
+        format!("{}/{}", b.addr, b.prefix)
+    }
 }
 
 /// Which database and how to use it.
@@ -233,6 +310,15 @@ pub struct Auth {
     pub argon2_memory_kib: u32,
     /// Argon2id passes.
     pub argon2_iterations: u32,
+    /// Failed sign-ins one client address may make for one account in
+    /// `signin_window_secs`; beyond them that pair gets 429 (the account's owner elsewhere
+    /// does not).
+    pub signin_max_failures_per_account_client: u64,
+    /// Failed sign-ins one client address may make in `signin_window_secs`, over all
+    /// accounts (more than per account: many people may share one address).
+    pub signin_max_failures_per_client: u64,
+    /// How long a failed sign-in counts; the counts start again after it.
+    pub signin_window_secs: u64,
 }
 
 /// Logs.
@@ -254,6 +340,7 @@ impl Default for Http {
             shutdown_grace_secs: 30,
             drain_delay_ms: 0,
             max_page_size: 100,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -337,6 +424,9 @@ impl Default for Auth {
             hash_concurrency: 1,
             argon2_memory_kib: 19_456,
             argon2_iterations: 2,
+            signin_max_failures_per_account_client: 10,
+            signin_max_failures_per_client: 50,
+            signin_window_secs: 15 * 60,
         }
     }
 }
@@ -346,6 +436,44 @@ impl Default for Log {
         Self {
             format: LogFormat::Pretty,
             filter: "info".into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::IpBlock;
+    use std::net::IpAddr;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn ip_blocks_hold_the_addresses_of_their_prefix() {
+        let one: IpBlock = "127.0.0.1".parse().unwrap();
+        assert!(one.contains(ip("127.0.0.1")) && !one.contains(ip("127.0.0.2")));
+        assert!(one.contains(ip("::ffff:127.0.0.1")), "IPv4 written as IPv6");
+        let net: IpBlock = "10.0.0.0/8".parse().unwrap();
+        assert!(net.contains(ip("10.200.3.4")) && !net.contains(ip("11.0.0.1")));
+        let all: IpBlock = "0.0.0.0/0".parse().unwrap();
+        assert!(all.contains(ip("192.0.2.1")) && !all.contains(ip("2001:db8::1")));
+        let v6: IpBlock = "2001:db8::/32".parse().unwrap();
+        assert!(v6.contains(ip("2001:db8:1::5")) && !v6.contains(ip("2001:db9::1")));
+        assert_eq!(String::from(net), "10.0.0.0/8");
+    }
+
+    #[test]
+    fn ip_blocks_refuse_what_is_not_an_address_or_prefix() {
+        for bad in [
+            "",
+            "localhost",
+            "10.0.0.0/33",
+            "10.0.0.0/x",
+            "::/129",
+            "1.2.3.4/",
+        ] {
+            assert!(bad.parse::<IpBlock>().is_err(), "{bad}");
         }
     }
 }

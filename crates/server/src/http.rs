@@ -73,6 +73,7 @@ pub(crate) fn service(
 ) -> Router {
     let timeout = Duration::from_secs(settings.http.request_timeout_secs);
     let ops = ops(app.clone(), ready);
+    let trusted: Arc<[crescendo_config::IpBlock]> = settings.http.trusted_proxies.clone().into();
     let routes = Router::new()
         .nest("/api", crescendo_api::router(app.clone()))
         .merge(ops)
@@ -86,6 +87,10 @@ pub(crate) fn service(
         // read-your-writes for the API and the pages alike: each request runs in the
         // application's consistency scope (see App::in_request)
         .layer(middleware::from_fn_with_state(app, in_request))
+        // the client's address, for the sign-in throttle of the API and the pages
+        .layer(middleware::from_fn(move |req, next| {
+            crate::client::remember(Arc::clone(&trusted), req, next)
+        }))
         .layer(axum::extract::DefaultBodyLimit::max(
             settings.http.body_limit_bytes,
         ))

@@ -9,6 +9,7 @@
 //! `queue.workers` > 0, workers (both from `crescendo-worker`); [`work`] runs a worker
 //! process (`crescendo worker`).
 
+mod client;
 mod http;
 pub mod ops;
 mod state;

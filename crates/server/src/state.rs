@@ -1,7 +1,7 @@
 //! Builds the application's seams from settings: this is where configuration picks backends.
 
 use anyhow::Context;
-use crescendo_app::{App, Parts, Passwords, Tokens};
+use crescendo_app::{App, Parts, Passwords, SignInLimits, Tokens};
 use crescendo_blobs::LocalBlobs;
 use crescendo_cache::{MemoryCache, MemorySessions, ReadThrough};
 use crescendo_config::{
@@ -231,6 +231,11 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Built> {
         media_base_url: settings.blobs.media_base_url.clone(),
         max_upload_pixels: settings.blobs.max_upload_pixels.max(1),
         max_upload_bytes: settings.blobs.max_upload_bytes.max(1),
+        sign_in: SignInLimits {
+            per_account_client: a.signin_max_failures_per_account_client,
+            per_client: a.signin_max_failures_per_client,
+            window: Duration::from_secs(a.signin_window_secs),
+        },
     });
     let web = crescendo_web::WebConfig {
         keys: crescendo_web::session::SessionKeys::derive(&key, settings.web.secure_cookies),

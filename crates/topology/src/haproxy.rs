@@ -445,6 +445,8 @@ mod tests {
                 && t.contains("balance leastconn")
                 && t.contains("option httpchk GET /ready")
         );
+        // the nodes learn each client's address from it (they trust the balancer's)
+        assert!(t.contains("    option forwardfor\n"));
         assert!(t.contains("server web-1 127.0.0.2:9001 check\n") && !t.contains("cookie"));
         let sticky = config_text(
             &LbConfig {

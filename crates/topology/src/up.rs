@@ -94,6 +94,8 @@ pub fn up(t: &Topology, o: &UpOptions) -> anyhow::Result<Running> {
     if t.load_balancer.is_some() {
         // fail /ready for a second before closing, so HAProxy's checks see the drain
         node.http.drain_delay_ms = 1000;
+        // HAProxy connects to the nodes from loopback and names the client in X-Forwarded-For
+        node.http.trusted_proxies = vec![std::net::IpAddr::from([127, 0, 0, 1]).into()];
     }
     let mut up = Up {
         o: UpOptions {

@@ -1,5 +1,6 @@
-//! Accounts: the sign-up and sign-in forms, signing in (limited per account and per client
-//! address by the app's sign-in throttle), and signing out.
+//! Accounts: the sign-up and sign-in forms, signing in (under the app's sign-in throttle,
+//! the same as the API's: failures limited per account and client address, and per client
+//! address), and signing out.
 
 use crate::Web;
 use crate::session::Session;
@@ -7,14 +8,13 @@ use crate::shared::{
     Chrome, TokenForm, check_csrf, chrome, error_page, failed, html, problems, redirect,
 };
 use askama::Template;
-use axum::extract::{ConnectInfo, State};
+use axum::extract::State;
 use axum::response::Response;
 use axum::routing::{get, post};
-use axum::{Form, Router};
-use crescendo_app::{AppError, SignInAttempt};
+use axum::{Extension, Form, Router};
+use crescendo_app::{AppError, ClientAddr};
 use http::StatusCode;
 use serde::Deserialize;
-use std::net::SocketAddr;
 
 /// The routes of signing up, in and out.
 pub(crate) fn router() -> Router<Web> {
@@ -105,47 +105,15 @@ struct LoginForm {
     csrf: String,
 }
 
-/// The client's address: the peer of the connection.
-fn client(peer: Option<&ConnectInfo<SocketAddr>>) -> String {
-    peer.map_or_else(|| "unknown".into(), |c| c.0.ip().to_string())
-}
-
 async fn login(
     State(w): State<Web>,
     mut s: Session,
-    peer: Option<axum::Extension<ConnectInfo<SocketAddr>>>,
+    client: Option<Extension<ClientAddr>>,
     Form(f): Form<LoginForm>,
 ) -> Response {
     check_csrf!(w, s, f.csrf);
-    let address = client(peer.as_deref());
-    match w.app.count_sign_in_attempt(&f.email, &address).await {
-        Ok(SignInAttempt::Allowed) => {}
-        Ok(SignInAttempt::TooMany) => {
-            let msg = "too many sign-in attempts: wait 15 minutes, then try again".to_string();
-            return auth_page(
-                &w,
-                s,
-                false,
-                StatusCode::TOO_MANY_REQUESTS,
-                vec![msg],
-                String::new(),
-                f.email,
-            )
-            .await;
-        }
-        // the cause is logged by the app
-        Err(_) => {
-            return error_page(
-                &w,
-                &s,
-                StatusCode::SERVICE_UNAVAILABLE,
-                "Try again in a moment",
-                "Sign-in is unavailable.",
-            )
-            .await;
-        }
-    }
-    match w.app.login(&f.email, &f.password).await {
+    let client = client.map_or(ClientAddr::UNKNOWN, |c| c.0);
+    match w.app.login(&f.email, &f.password, client).await {
         Ok(user) => match s.start(&w.app, &w.keys, Some(user.id)).await {
             Ok(()) => redirect(&s, "/"),
             Err(_) => {
@@ -159,6 +127,25 @@ async fn login(
                 .await
             }
         },
+        Err(AppError::Throttled { retry_after }) => {
+            let minutes = retry_after.as_secs().div_ceil(60).max(1);
+            let msg = format!("too many sign-in attempts: wait {minutes} minutes, then try again");
+            let mut page = auth_page(
+                &w,
+                s,
+                false,
+                StatusCode::TOO_MANY_REQUESTS,
+                vec![msg],
+                String::new(),
+                f.email,
+            )
+            .await;
+            page.headers_mut().insert(
+                http::header::RETRY_AFTER,
+                http::HeaderValue::from(retry_after.as_secs().max(1)),
+            );
+            page
+        }
         Err(e @ (AppError::Unauthorized | AppError::Validation(_))) => {
             auth_page(
                 &w,

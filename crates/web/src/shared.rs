@@ -215,6 +215,16 @@ pub(crate) async fn failed(w: &Web, s: &Session, e: AppError) -> Response {
             )
             .await
         }
+        AppError::Throttled { .. } => {
+            error_page(
+                w,
+                s,
+                StatusCode::TOO_MANY_REQUESTS,
+                "Slow down",
+                &e.to_string(),
+            )
+            .await
+        }
         AppError::Unavailable => {
             error_page(
                 w,
