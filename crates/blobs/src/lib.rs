@@ -76,6 +76,63 @@ impl LocalBlobs {
     }
 }
 
+/// What [`write_durably`] asks its sync hook to make durable, in order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SyncStep {
+    /// The temporary file's contents, before it is renamed into place.
+    File,
+    /// The directory, after the rename, so the new name survives a power cut.
+    Dir,
+}
+
+/// Writes `bytes` to `path` so that a crash at any moment leaves either the old file or
+/// the whole new one, and a return means the new one survives a power cut: a temporary
+/// file beside it is written and flushed to disk, renamed over `path`, and the directory
+/// is flushed so the rename itself is on disk. `sync` does the flushing ([`fsync`] in
+/// production; tests watch the order).
+///
+/// # Errors
+/// Creating, writing, syncing or renaming fails; the temporary file is then removed.
+pub fn write_durably(
+    path: &Path,
+    bytes: &[u8],
+    sync: &mut dyn FnMut(SyncStep, &std::fs::File) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    use std::io::Write;
+    let dir = path.parent().unwrap_or_else(|| Path::new("."));
+    let tmp = dir.join(format!(".tmp-{:016x}", getrandom::u64().unwrap_or(0)));
+    let mut write_and_rename = || {
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(bytes)?;
+        sync(SyncStep::File, &file)?;
+        std::fs::rename(&tmp, path)
+    };
+    if let Err(e) = write_and_rename() {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    sync_dir(dir, sync)
+}
+
+/// Flushes a directory's entries (names created, renamed or removed in it) to disk.
+///
+/// # Errors
+/// The directory cannot be opened or synced.
+pub fn sync_dir(
+    dir: &Path,
+    sync: &mut dyn FnMut(SyncStep, &std::fs::File) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    sync(SyncStep::Dir, &std::fs::File::open(dir)?)
+}
+
+/// The production sync hook: `fsync(2)` on each file and directory.
+///
+/// # Errors
+/// `fsync` fails (the data may not be on disk).
+pub fn fsync(_: SyncStep, file: &std::fs::File) -> std::io::Result<()> {
+    file.sync_all()
+}
+
 #[async_trait]
 impl Blobs for LocalBlobs {
     async fn put(&self, key: &str, bytes: Bytes) -> Result<(), BlobError> {
@@ -85,13 +142,11 @@ impl Blobs for LocalBlobs {
             .expect("a checked key has a parent under root")
             .to_path_buf();
         tokio::fs::create_dir_all(&dir).await?;
-        // write beside, then rename: readers never see a half-written file
-        let tmp = dir.join(format!(".tmp-{:016x}", getrandom::u64().unwrap_or(0)));
-        tokio::fs::write(&tmp, &bytes).await?;
-        if let Err(e) = tokio::fs::rename(&tmp, &path).await {
-            let _ = tokio::fs::remove_file(&tmp).await;
-            return Err(e.into());
-        }
+        // write beside, flush, rename, flush the directory: readers never see a
+        // half-written file, and a put that returned survives a power cut
+        tokio::task::spawn_blocking(move || write_durably(&path, &bytes, &mut fsync))
+            .await
+            .map_err(std::io::Error::other)??;
         Ok(())
     }
 
@@ -185,6 +240,48 @@ mod tests {
             .unwrap()
             .collect();
         assert!(leftovers.is_empty(), "no temp files remain: {leftovers:?}");
+    }
+
+    #[test]
+    fn a_durable_write_syncs_the_file_before_the_rename_and_the_directory_after() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("blob.jpg");
+        std::fs::write(&path, b"old").unwrap();
+        let mut steps = Vec::new();
+        let mut watch = |step: SyncStep, f: &std::fs::File| {
+            // what the name `path` holds when each sync happens
+            steps.push((step, std::fs::read(&path).unwrap()));
+            f.sync_all()
+        };
+
+        write_durably(&path, b"new bytes", &mut watch).unwrap();
+
+        assert_eq!(
+            steps,
+            vec![
+                (SyncStep::File, b"old".to_vec()),
+                (SyncStep::Dir, b"new bytes".to_vec())
+            ],
+            "the file is synced while the name still holds the old bytes, the directory \
+             once the new bytes are in place"
+        );
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(names.len(), 1, "no temporary file remains: {names:?}");
+    }
+
+    #[test]
+    fn a_failed_sync_leaves_the_old_bytes_and_no_temporary_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("blob.jpg");
+        std::fs::write(&path, b"old").unwrap();
+        let mut failing = |_: SyncStep, _: &std::fs::File| Err(std::io::Error::other("disk gone"));
+
+        let result = write_durably(&path, b"new", &mut failing);
+
+        assert!(result.is_err(), "a failed fsync is an error, not a success");
+        assert_eq!(std::fs::read(&path).unwrap(), b"old");
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(names.len(), 1, "no temporary file remains: {names:?}");
     }
 
     #[test]

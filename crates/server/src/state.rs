@@ -45,13 +45,19 @@ fn jwt_key(settings: &Settings) -> anyhow::Result<Vec<u8>> {
     Ok(key.into_bytes())
 }
 
+/// Creates `path` with mode 0600 from the start and `contents`, then flushes the file and
+/// its directory to disk: a key that tokens were signed with must survive a power cut.
 fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     use std::io::Write;
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-    opts.open(path)?.write_all(contents.as_bytes())
+    let mut file = opts.open(path)?;
+    file.write_all(contents.as_bytes())?;
+    file.sync_all()?;
+    let dir = path.parent().unwrap_or_else(|| Path::new("."));
+    crescendo_blobs::sync_dir(dir, &mut crescendo_blobs::fsync)
 }
 
 /// Opens (or creates) the SQLite database `file` in the data directory.
@@ -242,4 +248,34 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Built> {
         asset_base_url: settings.web.asset_base_url.clone(),
     };
     Ok(Built { app, web })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_token_key_is_made_once_private_and_whole() {
+        let dir = std::env::temp_dir().join(format!(
+            "crescendo-jwt-key-{:016x}",
+            getrandom::u64().unwrap()
+        ));
+        std::fs::create_dir(&dir).unwrap();
+        let mut settings = Settings::default();
+        settings.auth.jwt_secret = None;
+        settings.data_dir = dir.clone();
+
+        let first = jwt_key(&settings).unwrap();
+        let again = jwt_key(&settings).unwrap();
+
+        assert_eq!(first.len(), 64, "32 random bytes in hex");
+        assert_eq!(first, again, "the second start reads the first key");
+        let meta = std::fs::metadata(dir.join("jwt.key")).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        #[cfg(unix)]
+        assert_eq!(
+            std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o777,
+            0o600
+        );
+    }
 }

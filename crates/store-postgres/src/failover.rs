@@ -3,14 +3,25 @@
 //! 1. Every configured server is asked for its role and how much WAL it has received. If
 //!    a primary still answers, nothing is done: promoting a second primary would split the
 //!    data in two.
-//! 2. The replica that has received the most WAL is promoted (`pg_promote`, which first
-//!    replays everything it received). With synchronous replication (`ANY 1 (…)`) every
-//!    acknowledged commit reached at least one replica, so the most advanced one has them
-//!    all: no acknowledged write is lost. With asynchronous replication the last commits
-//!    may not have left the old primary; they are lost with it.
-//! 3. The new primary is told which standbys are synchronous now (the others), and each
-//!    other replica is re-pointed at it (`primary_conninfo`, reloaded without a restart;
-//!    `recovery_target_timeline = latest` makes it follow the new timeline).
+//! 2. The replica that has received the most WAL is chosen. With synchronous replication
+//!    (`ANY 1 (…)`) every acknowledged commit reached at least one replica, so the most
+//!    advanced one has them all: no acknowledged write is lost. With asynchronous
+//!    replication the last commits may not have left the old primary; they are lost with it.
+//! 3. Before anything changes, each other replica is asked for its `primary_conninfo` (its
+//!    `application_name` is its standby name). With synchronous replication the chosen
+//!    replica is then told, while still a standby, which standbys are synchronous (the
+//!    others; a standby accepts `ALTER SYSTEM` and a reload), and the reload is confirmed.
+//!    So the moment it becomes primary its commits already wait for a standby: there is no
+//!    window in which a write is acknowledged with a single copy.
+//! 4. It is promoted (`pg_promote`, which first replays everything it received).
+//! 5. Each other replica is re-pointed at it (`primary_conninfo`, reloaded without a
+//!    restart; `recovery_target_timeline = latest` makes it follow the new timeline).
+//!
+//! A failed step stops with a [`FailoverError`] that says what state it left: before the
+//! promotion nothing has changed (there is no primary; run it again once the cause is
+//! fixed); after it, the new primary is up and, with synchronous replication, its commits
+//! wait until a re-pointed standby streams from it — safe, and the error names the replicas
+//! still to re-point.
 //!
 //! Web nodes need no signal: their store's monitor sees the new primary at its next check.
 //! The old primary must not come back as it was; rebuild it as a replica of the new one.
@@ -30,7 +41,7 @@ pub struct Promoted {
     pub took: Duration,
 }
 
-/// Why a failover was not done.
+/// Why a failover was not done, or not finished; each says what state it left.
 #[derive(Debug, thiserror::Error)]
 pub enum FailoverError {
     /// A primary answers: there is nothing to fail over from.
@@ -39,13 +50,41 @@ pub enum FailoverError {
     /// No replica answers.
     #[error("no replica answers; nothing can be promoted")]
     NoReplica,
-    /// A server refused a step.
-    #[error("{server}: {error}")]
-    Step {
+    /// A step before the promotion failed: nothing was promoted.
+    #[error(
+        "{server}: {error}; nothing was promoted and the cluster has no primary: fix this and \
+         run the failover again"
+    )]
+    NotPromoted {
         /// `host:port`.
         server: String,
         /// What it said.
         error: String,
+    },
+    /// The chosen replica did not confirm its promotion.
+    #[error(
+        "promoting {server} failed: {error}; if it now answers as a primary, its commits \
+         already wait for a synchronous standby (when replication is synchronous), so re-point \
+         the other replicas at it; if it is still a replica, run the failover again"
+    )]
+    Promotion {
+        /// `host:port`.
+        server: String,
+        /// What it said.
+        error: String,
+    },
+    /// The new primary is up, but some replicas could not be re-pointed at it.
+    #[error(
+        "{primary} is the new primary, but re-pointing {} failed; with synchronous replication \
+         its commits wait until one of them streams from it: set their primary_conninfo to \
+         {primary} and reload them",
+        failed.iter().map(|(s, e)| format!("{s} ({e})")).collect::<Vec<_>>().join(", ")
+    )]
+    Repoint {
+        /// `host:port` of the new primary.
+        primary: String,
+        /// `host:port` of each replica not re-pointed, with what it said.
+        failed: Vec<(String, String)>,
     },
 }
 
@@ -82,11 +121,121 @@ async fn look(url: &str) -> Option<Seen> {
     })
 }
 
-fn step(server: &str) -> impl Fn(sqlx::Error) -> FailoverError + '_ {
-    move |e| FailoverError::Step {
+fn not_promoted(server: &str) -> impl Fn(sqlx::Error) -> FailoverError + '_ {
+    move |e| FailoverError::NotPromoted {
         server: server.to_string(),
         error: e.to_string(),
     }
+}
+
+/// Runs `ALTER SYSTEM SET name = 'value'` (which takes no parameters: the value is quoted
+/// here) and reloads the configuration.
+async fn alter_system(
+    c: &mut sqlx::PgConnection,
+    name: &str,
+    value: &str,
+) -> Result<(), sqlx::Error> {
+    let sql = format!("ALTER SYSTEM SET {name} = '{}'", value.replace('\'', "''"));
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+        .execute(&mut *c)
+        .await?;
+    sqlx::query("SELECT pg_reload_conf()")
+        .execute(&mut *c)
+        .await?;
+    Ok(())
+}
+
+/// Each other replica's `primary_conninfo`, read before anything changes.
+async fn read_conninfos<'a>(others: &[&'a Seen]) -> Result<Vec<(&'a Seen, String)>, FailoverError> {
+    let mut out = Vec::new();
+    for other in others {
+        let mut r = connect(&other.url)
+            .await
+            .map_err(not_promoted(&other.name))?;
+        let conninfo: String = sqlx::query_scalar("SHOW primary_conninfo")
+            .fetch_one(&mut r)
+            .await
+            .map_err(not_promoted(&other.name))?;
+        out.push((*other, conninfo));
+    }
+    Ok(out)
+}
+
+/// The `application_name` in a `primary_conninfo`: the standby's name.
+fn application_name(conninfo: &str) -> Option<String> {
+    conninfo
+        .split_whitespace()
+        .find_map(|kv| kv.strip_prefix("application_name="))
+        .map(|app| app.trim_matches('\'').to_string())
+}
+
+/// Makes `names` the synchronous standbys of the replica about to be promoted, and waits
+/// until a new session sees the setting (the reload has been read).
+async fn require_standbys(best: &Seen, names: &[String]) -> Result<(), FailoverError> {
+    let value = format!(
+        "ANY 1 ({})",
+        names
+            .iter()
+            .map(|n| format!("\"{n}\""))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let mut c = connect(&best.url).await.map_err(not_promoted(&best.name))?;
+    alter_system(&mut c, "synchronous_standby_names", &value)
+        .await
+        .map_err(not_promoted(&best.name))?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut fresh = connect(&best.url).await.map_err(not_promoted(&best.name))?;
+        let now: String = sqlx::query_scalar("SHOW synchronous_standby_names")
+            .fetch_one(&mut fresh)
+            .await
+            .map_err(not_promoted(&best.name))?;
+        if now == value {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(FailoverError::NotPromoted {
+                server: best.name.clone(),
+                error: format!("synchronous_standby_names is still {now:?} 10 s after a reload"),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Promotes `best` and waits (up to 60 s) until it accepts writes.
+async fn promote(best: &Seen) -> Result<(), FailoverError> {
+    let failed = |error: String| FailoverError::Promotion {
+        server: best.name.clone(),
+        error,
+    };
+    let mut c = connect(&best.url)
+        .await
+        .map_err(|e| FailoverError::NotPromoted {
+            server: best.name.clone(),
+            error: e.to_string(),
+        })?;
+    let ok: bool = sqlx::query_scalar("SELECT pg_promote(true, 60)")
+        .fetch_one(&mut c)
+        .await
+        .map_err(|e| failed(e.to_string()))?;
+    if ok {
+        Ok(())
+    } else {
+        Err(failed("pg_promote did not finish in 60 s".into()))
+    }
+}
+
+/// Points a replica at the new primary `host:port`, keeping its other connection keys.
+async fn repoint_one(
+    other: &Seen,
+    conninfo: &str,
+    host: &str,
+    port: &str,
+) -> Result<(), sqlx::Error> {
+    let mut r = connect(&other.url).await?;
+    alter_system(&mut r, "primary_conninfo", &repoint(conninfo, host, port)).await
 }
 
 /// `conninfo` with its `host` and `port` replaced (other keys, such as `application_name`,
@@ -119,10 +268,10 @@ fn repoint(conninfo: &str, host: &str, port: &str) -> String {
 
 /// Promotes the most advanced replica among `urls` (the primary's and the replicas'), if no
 /// primary answers. With `synchronous`, the new primary waits for one of the remaining
-/// replicas on each commit, as the old one did.
+/// replicas on each commit from the moment it is promoted, as the old one did.
 ///
 /// # Errors
-/// See [`FailoverError`].
+/// See [`FailoverError`]: each variant says what state the cluster was left in.
 pub async fn promote_most_advanced(
     urls: &[String],
     synchronous: bool,
@@ -141,70 +290,36 @@ pub async fn promote_most_advanced(
         .iter()
         .max_by_key(|s| s.received)
         .ok_or(FailoverError::NoReplica)?;
-    tracing::warn!(server = %best.name, position = best.received, "promoting");
-
-    let mut c = connect(&best.url).await.map_err(step(&best.name))?;
-    let ok: bool = sqlx::query_scalar("SELECT pg_promote(true, 60)")
-        .fetch_one(&mut c)
-        .await
-        .map_err(step(&best.name))?;
-    if !ok {
-        return Err(FailoverError::Step {
-            server: best.name.clone(),
-            error: "pg_promote did not finish in 60 s".into(),
-        });
+    let others: Vec<&Seen> = seen.iter().filter(|s| s.url != best.url).collect();
+    let conninfos = read_conninfos(&others).await?;
+    let standby_names: Vec<String> = conninfos
+        .iter()
+        .filter_map(|(_, c)| application_name(c))
+        .collect();
+    if synchronous && !standby_names.is_empty() {
+        require_standbys(best, &standby_names).await?;
+    } else if synchronous {
+        tracing::warn!(server = %best.name, "no other replica answers: the new primary has no synchronous standby");
     }
+    tracing::warn!(server = %best.name, position = best.received, "promoting");
+    promote(best).await?;
     let took = started.elapsed();
 
     let (host, port) = best.name.rsplit_once(':').unwrap_or((&best.name, "5432"));
-    let mut standby_names = Vec::new();
     let mut repointed = Vec::new();
-    for other in seen.iter().filter(|s| s.url != best.url) {
-        let mut r = connect(&other.url).await.map_err(step(&other.name))?;
-        let conninfo: String = sqlx::query_scalar("SHOW primary_conninfo")
-            .fetch_one(&mut r)
-            .await
-            .map_err(step(&other.name))?;
-        if let Some(app) = conninfo
-            .split_whitespace()
-            .find_map(|kv| kv.strip_prefix("application_name="))
-        {
-            standby_names.push(app.trim_matches('\'').to_string());
+    let mut failed = Vec::new();
+    for (other, conninfo) in &conninfos {
+        // one replica that refuses must not keep the others on the old primary
+        match repoint_one(other, conninfo, host, port).await {
+            Ok(()) => repointed.push(other.name.clone()),
+            Err(e) => failed.push((other.name.clone(), e.to_string())),
         }
-        let new = repoint(&conninfo, host, port);
-        // ALTER SYSTEM takes no parameters: the value is quoted here
-        let sql = format!(
-            "ALTER SYSTEM SET primary_conninfo = '{}'",
-            new.replace('\'', "''")
-        );
-        sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
-            .execute(&mut r)
-            .await
-            .map_err(step(&other.name))?;
-        sqlx::query("SELECT pg_reload_conf()")
-            .execute(&mut r)
-            .await
-            .map_err(step(&other.name))?;
-        repointed.push(other.name.clone());
     }
-    if synchronous && !standby_names.is_empty() {
-        let names = standby_names
-            .iter()
-            .map(|n| format!("\"{n}\""))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let sql = format!(
-            "ALTER SYSTEM SET synchronous_standby_names = 'ANY 1 ({})'",
-            names.replace('\'', "''")
-        );
-        sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
-            .execute(&mut c)
-            .await
-            .map_err(step(&best.name))?;
-        sqlx::query("SELECT pg_reload_conf()")
-            .execute(&mut c)
-            .await
-            .map_err(step(&best.name))?;
+    if !failed.is_empty() {
+        return Err(FailoverError::Repoint {
+            primary: best.name.clone(),
+            failed,
+        });
     }
     tracing::warn!(server = %best.name, ?repointed, took_ms = took.as_millis() as u64, "promoted");
     Ok(Promoted {

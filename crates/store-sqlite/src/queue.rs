@@ -2,6 +2,11 @@
 //!
 //! A claim is one `UPDATE … RETURNING` that takes the oldest runnable job and stamps a lease,
 //! so two workers can never hold the same job at once. Depth is exact: it is a `COUNT(*)`.
+//!
+//! A claim counts a delivery (`attempts`) whether or not an answer follows. A job whose
+//! lease ran out after its `max_attempts`-th delivery (its workers died or hung on it, e.g.
+//! killed for memory) is dead-lettered by the next claim, in the same transaction, with the
+//! reason kept, rather than handed out again forever.
 
 use crate::clock::now_ms;
 use crate::db::{Db, map_err};
@@ -70,14 +75,32 @@ impl Queue for SqliteQueue {
     async fn claim(&self, queue: &str, lease: Duration) -> Result<Option<Job>, QueueError> {
         let queue = queue.to_string();
         let lease_ms = lease.as_millis() as i64;
+        let max_attempts = i64::from(self.max_attempts);
         self.db
             .write(move |tx| {
                 let now = now_ms();
+                let buried = tx
+                    .prepare_cached(
+                        "UPDATE jobs SET state = 'dead', lease_until = NULL,
+                                last_error = 'delivered ' || attempts
+                                    || ' times without an answer (workers died or timed out)'
+                         WHERE queue = ?1 AND state = 'ready' AND attempts >= ?2
+                           AND lease_until IS NOT NULL AND lease_until <= ?3",
+                    )
+                    .and_then(|mut st| st.execute(params![queue, max_attempts, now]))
+                    .map_err(map_err)?;
+                if buried > 0 {
+                    tracing::warn!(
+                        queue,
+                        jobs = buried,
+                        "jobs dead-lettered after their last lease ran out"
+                    );
+                }
                 tx.prepare_cached(
                     "UPDATE jobs SET attempts = attempts + 1, lease_until = ?2
                      WHERE id = (SELECT id FROM jobs
                                  WHERE queue = ?1 AND state = 'ready' AND run_at <= ?3
-                                   AND (lease_until IS NULL OR lease_until < ?3)
+                                   AND (lease_until IS NULL OR lease_until <= ?3)
                                  ORDER BY run_at, id LIMIT 1)
                      RETURNING id, queue, payload, attempts",
                 )

@@ -100,6 +100,34 @@ async fn failing_jobs_are_retried_then_dead_lettered() {
 }
 
 #[tokio::test]
+async fn a_job_whose_leases_run_out_max_attempts_times_is_dead_lettered() {
+    // arrange: workers that die holding the job (a zero lease has run out at once)
+    let (_dir, store) = fresh().await;
+    let q = store.queue(2);
+    q.publish("images", b"poison").await.unwrap();
+    for attempt in 1..=2 {
+        let job = q
+            .claim("images", Duration::ZERO)
+            .await
+            .unwrap()
+            .expect("delivered again while attempts remain");
+        assert_eq!(job.attempts, attempt);
+    }
+
+    // act
+    let after_the_last = q.claim("images", Duration::ZERO).await.unwrap();
+
+    // assert
+    assert_eq!(after_the_last, None, "not handed out a third time");
+    let d = q.depth("images").await.unwrap();
+    assert_eq!(
+        (d.pending, d.dead),
+        (0, 1),
+        "a dead letter, not a pending job"
+    );
+}
+
+#[tokio::test]
 async fn the_database_survives_reopening() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("data.db");

@@ -3,8 +3,14 @@
 //! `initdb` runs once per machine into a template directory (under the system temp dir,
 //! keyed by the server version); each instance copies it, which is several times faster.
 //! The server runs as the `postgres` user (PostgreSQL refuses to run as root), with its
-//! socket and log in its own directory, `fsync=off` (these are disposable servers), and
-//! listens on 127.0.0.1 on a port picked free.
+//! socket and log in its own directory, and listens on 127.0.0.1 on a port picked free.
+//!
+//! Two kinds of server: the test kit's disposable ones ([`Postgres::start`],
+//! [`Postgres::replica_of`]) run with `fsync=off` and `full_page_writes=off` for speed, since
+//! nothing outlives them; the ones `crescendo up` starts ([`Postgres::start_in`],
+//! [`Postgres::replica_in`]) hold data someone keeps, so they run with [`DURABLE`] (which no
+//! extra setting can override), their copied data directory and base backup are flushed to
+//! disk before the server starts, and a promoted replica is as crash-safe as the primary.
 //!
 //! [`Postgres::replica_of`] makes a streaming replica of a running server with
 //! `pg_basebackup -R`, named by its `application_name` (for `synchronous_standby_names`).
@@ -21,6 +27,13 @@ use std::time::{Duration, Instant};
 /// Where Debian's PostgreSQL 15 keeps its server binaries.
 pub const BIN_DIR: &str = "/usr/lib/postgresql/15/bin";
 
+/// The settings of every server that holds data someone keeps: PostgreSQL's durability
+/// defaults, written last on the command line so that nothing else can turn them off.
+pub const DURABLE: &[(&str, &str)] = &[("fsync", "on"), ("full_page_writes", "on")];
+
+/// What the disposable servers trade for speed: a crash can corrupt them.
+const DISPOSABLE: &[(&str, &str)] = &[("fsync", "off"), ("full_page_writes", "off")];
+
 /// A running private PostgreSQL server; stopped (fast shutdown) and removed when dropped.
 pub struct Postgres {
     child: Child,
@@ -29,6 +42,8 @@ pub struct Postgres {
     dir: Option<tempfile::TempDir>,
     path: PathBuf,
     settings: Vec<(String, String)>,
+    /// Runs with [`DURABLE`] rather than [`DISPOSABLE`] (kept for [`Postgres::restart`]).
+    durable: bool,
 }
 
 impl std::fmt::Debug for Postgres {
@@ -141,32 +156,49 @@ fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<()> {
 }
 
 impl Postgres {
-    /// Starts a fresh server with extra `-c name=value` settings, and waits until it answers.
+    /// Starts a fresh disposable server (no fsync, no full-page writes) with extra
+    /// `-c name=value` settings, and waits until it answers.
     ///
     /// # Errors
     /// Missing binaries (naming the package), or a server that does not come up within
     /// 60 s (with the end of its log).
     pub fn start(settings: &[(&str, &str)]) -> anyhow::Result<Self> {
-        Self::start_in(&std::env::temp_dir(), settings)
+        Self::start_under(&std::env::temp_dir(), settings, false)
     }
 
-    /// [`Postgres::start`] with its directory under `parent` (a topology's run directory).
+    /// A durable server (see [`DURABLE`]) with its directory under `parent`, as
+    /// `crescendo up` starts its primary.
     ///
     /// # Errors
     /// As [`Postgres::start`].
     pub fn start_in(parent: &Path, settings: &[(&str, &str)]) -> anyhow::Result<Self> {
+        Self::start_under(parent, settings, true)
+    }
+
+    fn start_under(
+        parent: &Path,
+        settings: &[(&str, &str)],
+        durable: bool,
+    ) -> anyhow::Result<Self> {
         let template = template()?;
         let dir = tempfile::Builder::new()
             .prefix("crescendo-pg-primary-")
             .tempdir_in(parent)?;
         chown_to_postgres(dir.path())?;
-        copy_dir(&template, &dir.path().join("data"))?;
-        Self::boot(dir, settings)
+        let data = dir.path().join("data");
+        copy_dir(&template, &data)?;
+        if durable {
+            // the template was made with --no-sync and copied by cp: flush it all first
+            let mut cmd = Command::new(bin("initdb")?);
+            cmd.arg("--sync-only").arg("-D").arg(&data);
+            run_as_postgres(cmd, "initdb --sync-only")?;
+        }
+        Self::boot(dir, settings, durable)
     }
 
-    /// Starts a streaming replica of `primary`, with `application_name` `name` and extra
-    /// settings (e.g. `recovery_min_apply_delay`), and waits until the primary reports it
-    /// streaming.
+    /// Starts a disposable streaming replica of `primary`, with `application_name` `name`
+    /// and extra settings (e.g. `recovery_min_apply_delay`), and waits until the primary
+    /// reports it streaming.
     ///
     /// # Errors
     /// As [`Postgres::start`], or a base backup that fails.
@@ -175,10 +207,11 @@ impl Postgres {
         name: &str,
         settings: &[(&str, &str)],
     ) -> anyhow::Result<Self> {
-        Self::replica_in(&std::env::temp_dir(), primary, name, settings)
+        Self::replica_under(&std::env::temp_dir(), primary, name, settings, false)
     }
 
-    /// [`Postgres::replica_of`] with its directory under `parent`.
+    /// A durable replica (see [`DURABLE`]; the base backup is flushed to disk) with its
+    /// directory under `parent`, as `crescendo up` starts them: one that may be promoted.
     ///
     /// # Errors
     /// As [`Postgres::replica_of`].
@@ -187,6 +220,16 @@ impl Postgres {
         primary: &Postgres,
         name: &str,
         settings: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
+        Self::replica_under(parent, primary, name, settings, true)
+    }
+
+    fn replica_under(
+        parent: &Path,
+        primary: &Postgres,
+        name: &str,
+        settings: &[(&str, &str)],
+        durable: bool,
     ) -> anyhow::Result<Self> {
         let dir = tempfile::Builder::new()
             .prefix(&format!("crescendo-pg-{name}-"))
@@ -204,7 +247,10 @@ impl Postgres {
             "-D",
         ])
         .arg(&data)
-        .args(["-R", "-X", "stream", "-c", "fast", "--no-sync"]);
+        .args(["-R", "-X", "stream", "-c", "fast"]);
+        if !durable {
+            cmd.arg("--no-sync");
+        }
         run_as_postgres(cmd, "pg_basebackup")?;
         // -R wrote a primary_conninfo; a later line wins, and this one carries the name
         let conninfo = format!(
@@ -216,7 +262,7 @@ impl Postgres {
             .open(data.join("postgresql.auto.conf"))?
             .write_all(conninfo.as_bytes())
             .context("writing primary_conninfo")?;
-        let replica = Self::boot(dir, settings)?;
+        let replica = Self::boot(dir, settings, durable)?;
         let deadline = Instant::now() + Duration::from_secs(30);
         let query = format!(
             "SELECT count(*) FROM pg_stat_replication WHERE application_name = '{name}' AND state = 'streaming'"
@@ -234,7 +280,11 @@ impl Postgres {
     }
 
     /// Launches the server in `dir/data` on a free port and waits until it answers.
-    fn boot(dir: tempfile::TempDir, settings: &[(&str, &str)]) -> anyhow::Result<Self> {
+    fn boot(
+        dir: tempfile::TempDir,
+        settings: &[(&str, &str)],
+        durable: bool,
+    ) -> anyhow::Result<Self> {
         let settings: Vec<(String, String)> = settings
             .iter()
             .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
@@ -243,7 +293,7 @@ impl Postgres {
         let mut last_error = None;
         for _ in 0..5 {
             let port = free_port()?;
-            let mut child = match Self::launch(dir.path(), port, &settings) {
+            let mut child = match Self::launch(dir.path(), port, &settings, durable) {
                 Ok(c) => c,
                 Err(e) => {
                     last_error = Some(e);
@@ -259,6 +309,7 @@ impl Postgres {
                         dir: Some(dir),
                         path,
                         settings,
+                        durable,
                     });
                 }
                 Err(e) => {
@@ -285,7 +336,7 @@ impl Postgres {
     /// # Errors
     /// It does not come back within 60 s.
     pub fn restart(&mut self) -> anyhow::Result<()> {
-        let mut child = Self::launch(&self.path, self.port, &self.settings)?;
+        let mut child = Self::launch(&self.path, self.port, &self.settings, self.durable)?;
         match wait_ready(&mut child, self.port, &self.path, Duration::from_secs(60)) {
             Ok(()) => {
                 self.child = child;
@@ -329,7 +380,12 @@ impl Postgres {
         Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
     }
 
-    fn launch(dir: &Path, port: u16, settings: &[(String, String)]) -> anyhow::Result<Child> {
+    fn launch(
+        dir: &Path,
+        port: u16,
+        settings: &[(String, String)],
+        durable: bool,
+    ) -> anyhow::Result<Child> {
         let data = dir.join("data");
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -341,14 +397,19 @@ impl Postgres {
         cmd.args(["-c", "listen_addresses=127.0.0.1"]);
         cmd.arg("-c")
             .arg(format!("unix_socket_directories={}", dir.display()));
-        for (k, v) in [
-            ("fsync", "off"),
-            ("full_page_writes", "off"),
-            ("max_connections", "200"),
-        ]
-        .iter()
-        .copied()
-        .chain(settings.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        // a later `-c` wins: the disposable trade-offs first, so a caller may undo them;
+        // the durable settings last, so no caller can
+        let (before, after) = if durable {
+            (&[][..], DURABLE)
+        } else {
+            (DISPOSABLE, &[][..])
+        };
+        for (k, v) in before
+            .iter()
+            .copied()
+            .chain([("max_connections", "200")])
+            .chain(settings.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .chain(after.iter().copied())
         {
             cmd.arg("-c").arg(format!("{k}={v}"));
         }
@@ -475,7 +536,7 @@ pub(crate) fn start_tier(up: &mut crate::up::Up, t: &crate::model::PgTier) -> an
     use crate::state::{Process, Role};
     let names: Vec<String> = (1..=t.replicas).map(|i| format!("r{i}")).collect();
     let sync = format!("ANY 1 ({})", names.join(", "));
-    let mut settings: Vec<(&str, &str)> = vec![("fsync", "on"), ("full_page_writes", "on")];
+    let mut settings: Vec<(&str, &str)> = Vec::new();
     if t.synchronous {
         settings.push(("synchronous_standby_names", sync.as_str()));
     }
@@ -498,7 +559,7 @@ pub(crate) fn start_tier(up: &mut crate::up::Up, t: &crate::model::PgTier) -> an
     let mut replicas = Vec::new();
     for n in &names {
         up.progress(&format!("starting PostgreSQL replica {n}"));
-        let r = Postgres::replica_in(&parent, &primary, n, &[("fsync", "on")])?;
+        let r = Postgres::replica_in(&parent, &primary, n, &[])?;
         up.node.store.postgres_replica_urls.push(r.url("postgres"));
         replicas.push((format!("pg-{n}"), r));
     }
@@ -512,50 +573,4 @@ pub(crate) fn start_tier(up: &mut crate::up::Up, t: &crate::model::PgTier) -> an
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_private_server_starts_answers_and_stops() {
-        let pg = Postgres::start(&[]).expect("postgres starts");
-        let pid = pg.pid();
-        std::net::TcpStream::connect(("127.0.0.1", pg.port())).expect("it listens");
-        assert!(Path::new(&format!("/proc/{pid}")).exists());
-        let dir = pg.dir().to_path_buf();
-        drop(pg);
-        assert!(
-            !Path::new(&format!("/proc/{pid}")).exists(),
-            "stopped and reaped"
-        );
-        assert!(!dir.exists(), "its directory is removed");
-    }
-}
-
-#[cfg(test)]
-mod replica_tests {
-    use super::*;
-
-    #[test]
-    fn a_replica_streams_replays_and_survives_a_restart() {
-        let primary = Postgres::start(&[]).expect("primary starts");
-        let mut replica = Postgres::replica_of(&primary, "r1", &[]).expect("replica starts");
-        assert_eq!(replica.query("SELECT pg_is_in_recovery()").unwrap(), "t");
-        primary
-            .query("CREATE TABLE t (x int); INSERT INTO t VALUES (42)")
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while replica.query("SELECT x FROM t").ok().as_deref() != Some("42") {
-            assert!(Instant::now() < deadline, "the row reaches the replica");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        let pid = replica.pid();
-        replica.kill();
-        assert!(
-            replica.query("SELECT 1").is_err(),
-            "a killed server does not answer"
-        );
-        replica.restart().expect("it comes back");
-        assert_ne!(replica.pid(), pid);
-        assert_eq!(replica.query("SELECT x FROM t").unwrap(), "42");
-    }
-}
+mod tests;
