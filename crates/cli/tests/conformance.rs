@@ -319,10 +319,13 @@ fn the_tour_starts_each_rung_measures_it_and_stops_it() {
 #[test]
 fn failover_refuses_while_the_primary_answers_and_promotes_a_replica_once_it_is_gone() {
     use crescendo_topology::pg::Postgres;
-    let mut primary = Postgres::start(&[]).expect("primary starts");
+    // durable servers, as `crescendo up` starts them: a failover test must not run on
+    // servers that give up fsync and full-page writes
+    let parent = std::env::temp_dir();
+    let mut primary = Postgres::start_in(&parent, &[]).expect("primary starts");
     let replicas: Vec<Postgres> = ["r1", "r2"]
         .iter()
-        .map(|n| Postgres::replica_of(&primary, n, &[]).expect("replica starts"))
+        .map(|n| Postgres::replica_in(&parent, &primary, n, &[]).expect("replica starts"))
         .collect();
     let urls: Vec<String> = replicas
         .iter()

@@ -51,7 +51,7 @@ async fn wait_for(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) -> 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_user_reads_their_own_writes_while_replicas_replay_two_seconds_late() {
-    let cluster = PgCluster::start(2, false, &[("recovery_min_apply_delay", "2s")]).await;
+    let cluster = PgCluster::start(2, false, false, &[("recovery_min_apply_delay", "2s")]).await;
     let app = TestApp::spawn_with(|s| {
         cluster.configure(s);
         quick(s);
@@ -172,7 +172,7 @@ async fn a_user_reads_their_own_writes_while_replicas_replay_two_seconds_late() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_killed_under_load_fails_no_read_and_rejoins_when_back() {
-    let mut cluster = PgCluster::start(2, false, &[]).await;
+    let mut cluster = PgCluster::start(2, false, false, &[]).await;
     let app = Arc::new(
         TestApp::spawn_with(|s| {
             cluster.configure(s);
@@ -270,7 +270,7 @@ async fn a_replica_killed_under_load_fails_no_read_and_rejoins_when_back() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_primary_killed_under_write_load_fails_over_and_loses_no_acknowledged_write() {
-    let mut cluster = PgCluster::start(2, true, &[]).await;
+    let mut cluster = PgCluster::start(2, true, true, &[]).await;
     let urls: Vec<String> = std::iter::once(cluster.primary.url("postgres"))
         .chain(cluster.replicas.iter().map(|r| r.url("postgres")))
         .collect();
