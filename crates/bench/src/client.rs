@@ -54,7 +54,7 @@ fn worth_repeating(status: reqwest::StatusCode, body: &Value) -> bool {
 /// to the connections on the way.
 ///
 /// # Errors
-/// The last of [`ATTEMPTS`] attempts got no answer.
+/// The last of five attempts got no answer.
 pub async fn send_retrying(
     req: reqwest::RequestBuilder,
     key: Option<&str>,
