@@ -1,5 +1,6 @@
 //! `crescendo bench` and `crescendo tour`: the instrument that measures every rung.
 //!
+//! - [`client`]: the HTTP clients' pool settings, and seeding writes sent again safely.
 //! - [`seed`](mod@seed): fills a running Crescendo through its API with data of realistic shape.
 //! - [`scenario`]: what a load sends (`list`, `article`, `feed`, `profile`, `write`, `social`).
 //! - [`load`]: drives a scenario, closed loop (N connections) or open loop (a fixed arrival
@@ -9,6 +10,7 @@
 //! - [`report`]: `report.json` and a self-contained `report.html` with charts drawn here.
 //! - [`tour`]: runs one scenario against every rung that exists and compares them.
 
+pub mod client;
 pub mod hist;
 pub mod load;
 pub mod report;
@@ -201,7 +203,7 @@ pub async fn bench(o: &BenchOptions) -> anyhow::Result<Option<report::Report>> {
 /// a minute for each. The cap keeps the probes' polling from becoming load of its own.
 async fn probe_uploads(base: String, token: String, until: Instant) -> hist::Latency {
     const PROBES_AT_ONCE: usize = 4;
-    let client = reqwest::Client::new();
+    let client = client::builder(PROBES_AT_ONCE).build().unwrap_or_default();
     let (content_type, body) = scenario::upload_body();
     let mut probes: Vec<tokio::task::JoinHandle<Option<Duration>>> = Vec::new();
     let mut tick = tokio::time::interval(Duration::from_millis(250));

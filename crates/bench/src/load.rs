@@ -198,10 +198,7 @@ pub async fn run(r: &Run, progress: Arc<Progress>) -> anyhow::Result<Stats> {
         Model::Closed { connections } => connections,
         Model::Open { max_in_flight, .. } => max_in_flight.min(1024),
     };
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(pool)
-        .timeout(r.timeout)
-        .build()?;
+    let client = crate::client::builder(pool).timeout(r.timeout).build()?;
     let t0 = Instant::now();
     match r.model {
         Model::Closed { connections } => {

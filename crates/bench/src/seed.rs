@@ -4,8 +4,11 @@
 //!
 //! Seeding is deterministic (a fixed pseudo-random sequence) and idempotent: users that
 //! exist are signed in instead of registered, authors that already have their articles get no
-//! more, and follows and favourites are idempotent in the API itself.
+//! more, and follows and favourites are idempotent in the API itself. Each write carries an
+//! `Idempotency-Key` unique to the run and the item, and is sent again when its answer is
+//! lost (see [`crate::client`]), so a connection closed under it never applies it twice.
 
+use crate::client;
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -173,19 +176,14 @@ const TAGS: &[&str] = &[
     "history",
 ];
 
-async fn send(req: reqwest::RequestBuilder) -> anyhow::Result<(reqwest::StatusCode, Value)> {
-    let res = req.send().await.context("request failed")?;
-    let status = res.status();
-    let body = res.bytes().await.context("reading the answer")?;
-    Ok((status, serde_json::from_slice(&body).unwrap_or(Value::Null)))
-}
-
-/// POSTs `body` (or nothing) to `url` as the holder of `token`; any answer but 2xx is an error.
+/// POSTs `body` (or nothing) to `url` as the holder of `token`, under the idempotency `key`;
+/// any answer but 2xx is an error.
 async fn post_as(
     client: &reqwest::Client,
     url: String,
     token: &str,
     body: Option<Value>,
+    key: &str,
 ) -> anyhow::Result<Value> {
     let mut req = client
         .post(&url)
@@ -193,7 +191,7 @@ async fn post_as(
     if let Some(b) = body {
         req = req.json(&b);
     }
-    let (status, v) = send(req).await?;
+    let (status, v) = client::send_retrying(req, Some(key)).await?;
     if !status.is_success() {
         bail!("POST {url}: {status} {v}");
     }
@@ -258,8 +256,8 @@ fn heavy_tailed_follows(plan: &SeedPlan, rng: &mut Rng) -> Vec<(usize, usize)> {
 async fn all_slugs(client: &reqwest::Client, api: &str) -> anyhow::Result<Vec<String>> {
     let mut slugs = Vec::new();
     loop {
-        let (_, v) =
-            send(client.get(format!("{api}/articles?limit=100&offset={}", slugs.len()))).await?;
+        let page = client.get(format!("{api}/articles?limit=100&offset={}", slugs.len()));
+        let (_, v) = client::send_retrying(page, None).await?;
         let page = v["articles"].as_array().cloned().unwrap_or_default();
         if page.is_empty() {
             return Ok(slugs);
@@ -277,9 +275,7 @@ async fn all_slugs(client: &reqwest::Client, api: &str) -> anyhow::Result<Vec<St
 /// The target refuses a request in a way seeding cannot work around.
 pub async fn seed(base: &str, plan: &SeedPlan) -> anyhow::Result<Seeded> {
     let api = format!("{}/api", base.trim_end_matches('/'));
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(plan.concurrency)
-        .build()?;
+    let client = client::builder(plan.concurrency).build()?;
     let mut rng = Rng(0x00c0_ffee);
     eprintln!(
         "seeding {api}: {} users, {} articles",
@@ -289,6 +285,7 @@ pub async fn seed(base: &str, plan: &SeedPlan) -> anyhow::Result<Seeded> {
         api,
         client,
         concurrency: plan.concurrency,
+        run: run_id(),
     };
 
     let tokens = seeder.sign_in_users(plan.users).await?;
@@ -359,6 +356,17 @@ struct Seeder {
     client: reqwest::Client,
     /// Requests in flight at once.
     concurrency: usize,
+    /// Unique to this seeding run: the prefix of its idempotency keys, so a key never
+    /// replays the outcome of another run's request.
+    run: String,
+}
+
+/// A prefix unique to this run of seeding: the time in nanoseconds and the process ID.
+fn run_id() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("seed-{nanos:x}-{}", std::process::id())
 }
 
 impl Seeder {
@@ -367,19 +375,26 @@ impl Seeder {
     async fn sign_in_users(&self, users: usize) -> anyhow::Result<Vec<String>> {
         let tokens = Arc::new(std::sync::Mutex::new(vec![String::new(); users]));
         {
-            let (api, client, tokens) =
-                (self.api.clone(), self.client.clone(), Arc::clone(&tokens));
+            let (api, client, tokens, run) = (
+                self.api.clone(),
+                self.client.clone(),
+                Arc::clone(&tokens),
+                self.run.clone(),
+            );
             each("users", (0..users).collect(), self.concurrency, move |i| {
                 let (api, client, tokens) = (api.clone(), client.clone(), Arc::clone(&tokens));
+                let key = format!("{run}-users-{i}");
                 async move {
                     let (name, email) = (format!("bench_{i}"), format!("bench_{i}@example.com"));
                     let body = json!({"user": {"username": name, "email": email, "password": "benchpassword"}});
-                    let (status, v) = send(client.post(format!("{api}/users")).json(&body)).await?;
+                    let register = client.post(format!("{api}/users")).json(&body);
+                    let (status, v) = client::send_retrying(register, Some(&key)).await?;
                     let v = if status.as_u16() == 201 {
                         v
                     } else {
                         let login = json!({"user": {"email": email, "password": "benchpassword"}});
-                        let (status, v) = send(client.post(format!("{api}/users/login")).json(&login)).await?;
+                        let login = client.post(format!("{api}/users/login")).json(&login);
+                        let (status, v) = client::send_retrying(login, None).await?;
                         if !status.is_success() {
                             bail!("cannot register or sign in {name}: {status} {v}");
                         }
@@ -407,11 +422,8 @@ impl Seeder {
         let mut to_create = Vec::new();
         for i in 0..plan.users {
             let want = per_user.min(plan.articles.saturating_sub(i * per_user));
-            let (_, v) = send(
-                self.client
-                    .get(format!("{api}/articles?author=bench_{i}&limit=0")),
-            )
-            .await?;
+            let count = (self.client).get(format!("{api}/articles?author=bench_{i}&limit=0"));
+            let (_, v) = client::send_retrying(count, None).await?;
             let have = v["articlesCount"].as_u64().unwrap_or(0) as usize;
             for k in have..want {
                 let ntags = 1 + rng.below(4);
@@ -439,10 +451,13 @@ impl Seeder {
         F: Fn(&str, usize, X) -> (String, Option<Value>) + Send + Sync + 'static,
     {
         let (api, client, tokens) = (self.api.clone(), self.client.clone(), tokens.to_vec());
-        each(label, items, self.concurrency, move |(i, x)| {
+        let prefix = format!("{}-{label}", self.run);
+        let items: Vec<_> = items.into_iter().enumerate().collect();
+        each(label, items, self.concurrency, move |(n, (i, x))| {
             let (client, token) = (client.clone(), tokens[i].clone());
             let (url, body) = request(&api, i, x);
-            async move { post_as(&client, url, &token, body).await.map(drop) }
+            let key = format!("{prefix}-{n}");
+            async move { post_as(&client, url, &token, body, &key).await.map(drop) }
         })
         .await
     }

@@ -41,7 +41,7 @@ pub enum CacheError {
 pub struct Lookup {
     /// The key's version: a random number replaced by every invalidation of the key, so a
     /// fill or a near copy made under an older version is recognised as stale. 0 when the
-    /// backend keeps no versions (it is written by one process only).
+    /// backend keeps no versions (it stores nothing).
     pub version: u64,
     /// The lowest store position (see `crescendo_store::fence`) a load of this key must
     /// read: that of the last write that invalidated it. [`UNKNOWN_FENCE`] when the cache

@@ -29,6 +29,11 @@ pub struct Http {
     pub body_limit_bytes: usize,
     /// A request taking longer is answered 503 and its work dropped.
     pub request_timeout_secs: u64,
+    /// How long a connection may wait for the headers of its next request (idle
+    /// keep-alive, then the headers themselves) before the node closes it; 0: no limit.
+    /// Longer than HAProxy may leave a connection to a node idle (20 s), so the balancer,
+    /// never the node, closes an idle connection, and longer than clients keep theirs.
+    pub idle_timeout_secs: u64,
     /// On SIGTERM/SIGINT, how long in-flight requests may take to finish.
     pub shutdown_grace_secs: u64,
     /// On SIGTERM/SIGINT, how long `/ready` fails before the listener closes, so a load
@@ -337,6 +342,7 @@ impl Default for Http {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             body_limit_bytes: 1024 * 1024,
             request_timeout_secs: 30,
+            idle_timeout_secs: 75,
             shutdown_grace_secs: 30,
             drain_delay_ms: 0,
             max_page_size: 100,

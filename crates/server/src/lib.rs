@@ -11,6 +11,7 @@
 
 mod client;
 mod http;
+mod listen;
 pub mod ops;
 mod state;
 
@@ -66,6 +67,7 @@ pub async fn serve(
     );
     let grace = Duration::from_secs(settings.http.shutdown_grace_secs);
     let drain_delay = Duration::from_millis(settings.http.drain_delay_ms);
+    let idle = listen::idle_timeout(settings.http.idle_timeout_secs);
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     // jobs: the outbox relay always, workers when this process runs some
@@ -93,16 +95,12 @@ pub async fn serve(
     let done = tokio::spawn(async move {
         let mut stop = stop_rx;
         // each request carries its connection's peer address (sign-in limits per client)
-        let server = axum::serve(
-            listener,
-            service.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move {
+        let server = listen::serve(listener, service, idle, async move {
             let _ = stop.wait_for(|s| *s).await;
         });
-        let server = std::pin::pin!(server.into_future());
+        let server = std::pin::pin!(server);
         tokio::select! {
-            r = server => r.context("http server")?,
+            () = server => {}
             _ = async {
                 let _ = stop_rx2.wait_for(|s| *s).await;
                 tokio::time::sleep(grace).await;

@@ -8,6 +8,11 @@
 //! `Idempotency-Key`, which makes the repeat safe; without one, only connection failures are
 //! retried. With `sticky`, an inserted cookie pins a browser to its node (the stateful rung).
 //!
+//! Idle time-outs: clients must give an idle connection up before [`CLIENT_KEEP_ALIVE`];
+//! with `http-reuse never` a connection to a node serves one client session, so it is idle
+//! at most [`SERVER_IDLE_MAX`], less than a node's `http.idle_timeout_secs`: on both hops
+//! the side that sends requests closes an idle connection first.
+//!
 //! It runs in master-worker mode (`-W`) in the foreground: the master's PID is the child's;
 //! SIGUSR2 reloads the configuration without dropping connections, SIGTERM stops it.
 
@@ -17,6 +22,15 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
+
+/// How long HAProxy keeps a client's idle connection open (`timeout http-keep-alive`).
+pub const CLIENT_KEEP_ALIVE: Duration = Duration::from_secs(10);
+/// How long a request's headers may take to arrive (`timeout http-request`).
+pub const REQUEST_HEADERS: Duration = Duration::from_secs(10);
+/// The longest a connection from HAProxy to a node sits idle: its client session waits
+/// [`CLIENT_KEEP_ALIVE`] for a request, then [`REQUEST_HEADERS`] for its headers.
+pub const SERVER_IDLE_MAX: Duration =
+    Duration::from_secs(CLIENT_KEEP_ALIVE.as_secs() + REQUEST_HEADERS.as_secs());
 
 /// One backend server.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -55,8 +69,10 @@ defaults
     timeout connect 1s
     timeout client 60s
     timeout server 60s
-    timeout http-request 10s
-    timeout http-keep-alive 10s
+    # idle time-outs: see the module documentation (a node's idle time-out is longer)
+    timeout http-request {headers}s
+    timeout http-keep-alive {keep_alive}s
+    http-reuse never
 
 frontend public
     bind {public}
@@ -74,6 +90,8 @@ backend web
 ",
         sock = admin_socket.display(),
         public = cfg.public,
+        headers = REQUEST_HEADERS.as_secs(),
+        keep_alive = CLIENT_KEEP_ALIVE.as_secs(),
     );
     if cfg.sticky {
         s.push_str("    cookie CRESCENDO_NODE insert indirect nocache httponly\n");
@@ -458,6 +476,36 @@ mod tests {
         assert!(
             sticky.contains("cookie CRESCENDO_NODE insert")
                 && sticky.contains("server web-1 127.0.0.2:9001 check cookie web-1")
+        );
+    }
+
+    /// The value of the `timeout <name>` line of a configuration, in seconds.
+    fn timeout_secs(text: &str, name: &str) -> u64 {
+        let line = text
+            .lines()
+            .map(str::trim)
+            .find(|l| l.starts_with(&format!("timeout {name} ")))
+            .unwrap_or_else(|| panic!("no timeout {name} in {text}"));
+        let value = line.rsplit(' ').next().unwrap();
+        value.strip_suffix('s').unwrap().parse().unwrap()
+    }
+
+    #[test]
+    fn a_node_keeps_idle_connections_longer_than_haproxy_may_leave_them_idle() {
+        let cfg = LbConfig {
+            public: "127.0.0.1:8000".parse().unwrap(),
+            backends: Vec::new(),
+            sticky: false,
+        };
+        let t = config_text(&cfg, Path::new("/s"));
+        // a connection to a node serves one client session: no idle connection is shared
+        assert!(t.contains("http-reuse never\n"), "{t}");
+        let idle = timeout_secs(&t, "http-keep-alive") + timeout_secs(&t, "http-request");
+        assert_eq!(Duration::from_secs(idle), SERVER_IDLE_MAX, "{t}");
+        let node = crescendo_config::Settings::default().http.idle_timeout_secs;
+        assert!(
+            node > idle,
+            "a node closes after {node}s, HAProxy after {idle}s"
         );
     }
 

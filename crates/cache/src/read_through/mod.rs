@@ -12,7 +12,10 @@
 //!   fixed array of striped counters, so memory stays bounded) and drops the key from both
 //!   tiers. A local entry is served only while its key's generation is the one it was loaded
 //!   under, and a load whose key was invalidated while it ran returns its result to its own
-//!   caller but fills nothing. That is all the single-server rung needs, at no round trip.
+//!   caller but fills nothing. The generation check and the fill are two steps, so the fill
+//!   itself names the shared tier's version read before the load, and the tier refuses it
+//!   if an invalidation came in between (the in-memory tier compares and stores under the
+//!   lock its invalidation takes). That is all the single-server rung needs, at no round trip.
 //! - **Other processes' writes** (a [`Cache::versioned`] tier shared by several web nodes):
 //!   every key has a version in the shared tier, replaced by each invalidation. A local entry
 //!   remembers the version it was loaded under and is served only after the shared tier

@@ -233,3 +233,81 @@ async fn values_come_back_from_the_shared_tier_after_the_local_one_forgets() {
     assert_eq!(v.as_deref(), Some(&vec![1u8, 2]));
     assert_eq!(b.stats().shared_hits, 1);
 }
+
+/// A shared tier whose fills wait for the test's go-ahead after telling it they started:
+/// it holds a fill between [`ReadThrough`]'s own staleness check and the tier's insert.
+struct PausingFill {
+    inner: MemoryCache,
+    started: Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
+    go: tokio::sync::Mutex<Option<tokio::sync::oneshot::Receiver<()>>>,
+}
+
+#[async_trait::async_trait]
+impl Cache for PausingFill {
+    async fn lookup(&self, key: &str, known: u64) -> Result<crate::Lookup, CacheError> {
+        self.inner.lookup(key, known).await
+    }
+    async fn fill(
+        &self,
+        key: &str,
+        version: u64,
+        value: bytes::Bytes,
+        ttl: Duration,
+    ) -> Result<(), CacheError> {
+        let started = self.started.lock().unwrap().take();
+        if let Some(started) = started {
+            started.send(()).unwrap();
+            let go = self.go.lock().await.take().expect("one paused fill");
+            go.await.unwrap();
+        }
+        self.inner.fill(key, version, value, ttl).await
+    }
+    async fn invalidate(&self, keys: &[String], position: u64) -> Result<(), CacheError> {
+        self.inner.invalidate(keys, position).await
+    }
+}
+
+#[tokio::test]
+async fn an_invalidation_between_the_check_and_the_fill_keeps_the_old_value_out() {
+    // arrange: a read whose fill of the shared tier pauses after the generation check
+    let (started_tx, started_rx) = tokio::sync::oneshot::channel();
+    let (go_tx, go_rx) = tokio::sync::oneshot::channel();
+    let shared = Arc::new(PausingFill {
+        inner: MemoryCache::new(1 << 20),
+        started: Mutex::new(Some(started_tx)),
+        go: tokio::sync::Mutex::new(Some(go_rx)),
+    });
+    let c = Arc::new(ReadThrough::new(
+        shared.clone(),
+        1 << 20,
+        Duration::from_secs(60),
+        Duration::from_secs(5),
+    ));
+    let reader = Arc::clone(&c);
+    let read = tokio::spawn(async move {
+        reader
+            .get_or_load("k", Duration::from_secs(60), |_| async {
+                Ok::<_, ()>(Some("old".to_string()))
+            })
+            .await
+    });
+    started_rx.await.unwrap();
+    // act: a write's invalidation lands while the fill is paused, then the fill goes on
+    c.invalidate(&["k".into()]).await.unwrap();
+    go_tx.send(()).unwrap();
+    let old = read.await.unwrap().unwrap();
+    // assert: the reader got its value, but the shared tier does not keep it
+    assert_eq!(old.as_deref().map(String::as_str), Some("old"));
+    assert_eq!(
+        shared.inner.lookup("k", 0).await.unwrap().value,
+        None,
+        "the shared tier holds a value older than the write"
+    );
+    let next = c
+        .get_or_load("k", Duration::from_secs(60), |_| async {
+            Ok::<_, ()>(Some("new".to_string()))
+        })
+        .await
+        .unwrap();
+    assert_eq!(next.as_deref().map(String::as_str), Some("new"));
+}

@@ -3,6 +3,7 @@
 
 mod articles;
 mod comments;
+mod connections;
 mod errors;
 mod idempotency;
 mod ops;
