@@ -82,6 +82,10 @@ pub struct Process {
     pub pid: u32,
     /// Where it listens.
     pub addr: String,
+    /// A web node's operators' listener (`http.ops_listen`), where its `/metrics` is; a
+    /// worker serves its metrics on `addr`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ops_addr: Option<String>,
     /// Its log file.
     pub log: PathBuf,
     /// A directory of its own that `down` removes once it has stopped (database servers keep
@@ -104,9 +108,15 @@ impl Process {
             name: name.into(),
             pid,
             addr: addr.to_string(),
+            ops_addr: None,
             log,
             dir: None,
         }
+    }
+
+    /// Where its `/metrics` is read: the operators' listener when it has one, else `addr`.
+    pub fn metrics_addr(&self) -> &str {
+        self.ops_addr.as_deref().unwrap_or(&self.addr)
     }
 
     /// The same process, owning `dir`.

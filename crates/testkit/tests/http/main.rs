@@ -6,6 +6,7 @@ mod comments;
 mod errors;
 mod idempotency;
 mod ops;
+mod public;
 mod uploads;
 mod users;
 mod web;
