@@ -1,7 +1,8 @@
 //! What is public: metrics only on the operators' listener, uploads only to their owner,
-//! HSTS on an HTTPS site, and expired tokens refused.
+//! HSTS on an HTTPS site, expired tokens refused, and a body read no further than its route's
+//! limit even with an `Idempotency-Key`.
 
-use crate::uploads::{png, upload};
+use crate::uploads::{multipart, png, upload};
 use crescendo_testkit::TestApp;
 use reqwest::{Method, StatusCode};
 
@@ -134,4 +135,107 @@ async fn an_expired_token_gets_401_in_the_apis_format() {
         )
         .await;
     assert_eq!(write.status, StatusCode::UNAUTHORIZED, "{}", write.json);
+}
+
+/// Sends `head` and the first `sent` bytes of its body on a raw connection (the rest is never
+/// sent), and reads the answer: (status, JSON body).
+async fn send_part_of_a_body(app: &TestApp, head: String, sent: usize) -> (u16, serde_json::Value) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let sock = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    let (mut rd, mut wr) = sock.into_split();
+    // writes on while the answer is read; it stops at `sent`, or when the server hangs up
+    let writer = tokio::spawn(async move {
+        wr.write_all(head.as_bytes()).await?;
+        wr.write_all(&vec![b' '; sent]).await?;
+        Ok::<_, std::io::Error>(wr)
+    });
+    let mut got = Vec::new();
+    let mut buf = [0u8; 8192];
+    let (status, body) = loop {
+        let n = rd.read(&mut buf).await.unwrap();
+        assert!(n > 0, "connection closed without an answer");
+        got.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&got).to_string();
+        let Some((head, body)) = text.split_once("\r\n\r\n") else {
+            continue;
+        };
+        let length: usize = head
+            .lines()
+            .find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.eq_ignore_ascii_case("content-length")
+                    .then(|| v.trim().parse().ok())?
+            })
+            .unwrap_or(0);
+        if body.len() >= length {
+            let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+            break (status, body.to_string());
+        }
+    };
+    writer.abort();
+    (status, serde_json::from_str(&body).unwrap_or_default())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_over_the_limit_with_an_idempotency_key_gets_413_having_been_read_only_to_the_limit()
+{
+    // a layer that waited for more of the body than the limit would wait here until the
+    // request time-out (503)
+    let app = TestApp::spawn_with(|s| {
+        s.http.request_timeout_secs = 10;
+        s.auth.argon2_memory_kib = 1024;
+    })
+    .await;
+    let token = app.register("hoarder").await;
+    let limit = app.settings.http.body_limit_bytes;
+    let head = format!(
+        "POST /api/articles HTTP/1.1\r\nHost: test\r\nAuthorization: Token {token}\r\n\
+         Idempotency-Key: twenty-megabytes\r\nContent-Type: application/json\r\n\
+         Content-Length: 20000000\r\n\r\n"
+    );
+    let (status, json) = send_part_of_a_body(&app, head, 2 * limit).await;
+    assert_eq!(status, 413, "{json}");
+    assert!(json["errors"].is_object(), "{json}");
+    // nothing was recorded under the key: the same key on a small body runs
+    let small = app
+        .request(Method::POST, "/api/articles", Some(&token))
+        .header("idempotency-key", "twenty-megabytes")
+        .json(&serde_json::json!({"article": {"title": "t", "description": "d", "body": "b"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(small.status(), StatusCode::CREATED);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_larger_than_the_api_body_limit_still_goes_through_with_an_idempotency_key() {
+    let app = TestApp::spawn_with(|s| s.auth.argon2_memory_kib = 1024).await;
+    let token = app.register("keyed").await;
+    // noise does not compress: a PNG of about 1.7 MB, above the 1 MiB API limit and below
+    // the upload limit
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let img = image::RgbImage::from_fn(760, 760, |_, _| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        image::Rgb([seed as u8, (seed >> 8) as u8, (seed >> 16) as u8])
+    });
+    let mut png = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut png, image::ImageFormat::Png).unwrap();
+    let png = png.into_inner();
+    assert!(
+        png.len() > app.settings.http.body_limit_bytes,
+        "{}",
+        png.len()
+    );
+    let (ct, body) = multipart("file", "noise.png", "image/png", &png);
+    let res = app
+        .request(Method::POST, "/api/uploads", Some(&token))
+        .header("content-type", ct)
+        .header("idempotency-key", "big-upload")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::CREATED);
 }
