@@ -281,3 +281,36 @@ pub fn down(run_dir: &Path) -> anyhow::Result<Vec<String>> {
     let _ = std::fs::remove_file(run_dir.join("state.json"));
     Ok(stopped)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_web_nodes_metrics_are_read_on_its_ops_address_which_is_recorded_only_when_present() {
+        let worker = Process::new(
+            Role::Worker,
+            "worker-1",
+            1,
+            "127.0.5.1:7000",
+            "w.log".into(),
+        );
+        let json = serde_json::to_value(&worker).unwrap();
+        assert!(json.get("ops_addr").is_none(), "{json}");
+        assert_eq!(worker.metrics_addr(), "127.0.5.1:7000");
+
+        let mut web = Process::new(Role::Web, "web-1", 2, "127.0.1.1:8000", "web.log".into());
+        web.ops_addr = Some("127.0.0.1:9100".into());
+        let json = serde_json::to_value(&web).unwrap();
+        assert_eq!(json["ops_addr"], "127.0.0.1:9100");
+        assert_eq!(web.metrics_addr(), "127.0.0.1:9100");
+        let back: Process = serde_json::from_value(json).unwrap();
+        assert_eq!(back, web);
+        // state files written before the field existed still read
+        let old: Process = serde_json::from_str(
+            r#"{"role":"web","name":"web-1","pid":2,"addr":"127.0.1.1:8000","log":"web.log"}"#,
+        )
+        .unwrap();
+        assert_eq!(old.ops_addr, None);
+    }
+}
