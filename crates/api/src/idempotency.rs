@@ -10,10 +10,14 @@
 //! repeat while the first still runs gets 409; the same key on a different request (method,
 //! path or body) gets 422. A first attempt that failed with a 5xx leaves no record, so a
 //! retry runs again.
+//!
+//! The body is read under the route's own limit (`DefaultBodyLimit`: `http.body_limit_bytes`,
+//! or the upload limit on `POST /api/uploads`), so a larger body gets 413 having been read no
+//! further than that limit.
 
 use crate::ApiError;
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::{FromRequest, Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -28,8 +32,8 @@ pub const KEEP: Duration = Duration::from_secs(24 * 3600);
 /// How long a request may hold its key before a repeat may run again (longer than any
 /// request may take).
 const PENDING: Duration = Duration::from_secs(300);
-/// Largest body this layer reads (larger ones are refused by the routes anyway).
-const MAX_BODY: usize = 16 * 1024 * 1024;
+/// Largest answer this layer keeps (the API's own JSON answers are far smaller).
+const MAX_ANSWER: usize = 16 * 1024 * 1024;
 
 #[derive(Serialize, Deserialize)]
 #[serde(tag = "state", rename_all = "lowercase")]
@@ -79,10 +83,16 @@ pub async fn idempotency(State(app): State<App>, req: Request, next: Next) -> Re
         Err(e) => return e.into_response(),
     };
     let (parts, body) = req.into_parts();
-    let bytes = match axum::body::to_bytes(body, MAX_BODY).await {
+    // read as the route itself would: at most its body limit (`DefaultBodyLimit`, set
+    // outside this layer), so a key never makes a larger body buffered
+    let bytes = match Bytes::from_request(Request::from_parts(parts.clone(), body), &()).await {
         Ok(b) => b,
-        Err(_) => {
+        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
             return ApiError::status(StatusCode::PAYLOAD_TOO_LARGE, "request body is too large")
+                .into_response();
+        }
+        Err(_) => {
+            return ApiError::status(StatusCode::BAD_REQUEST, "the request body cannot be read")
                 .into_response();
         }
     };
@@ -176,7 +186,7 @@ async fn keep_outcome(app: &App, scoped: &str, fp: String, res: Response) -> Res
         return res;
     }
     let (parts, body) = res.into_parts();
-    let body = match axum::body::to_bytes(body, MAX_BODY).await {
+    let body = match axum::body::to_bytes(body, MAX_ANSWER).await {
         Ok(b) => b,
         Err(_) => {
             let _ = app.forget_idempotency_key(scoped).await;

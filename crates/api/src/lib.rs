@@ -28,12 +28,17 @@ pub fn router(app: App) -> Router {
     let upload_limit = usize::try_from(app.max_upload_bytes())
         .unwrap_or(usize::MAX)
         .saturating_add(64 * 1024);
-    Router::new()
-        .route(
-            "/uploads",
-            post(uploads::create_upload).layer(axum::extract::DefaultBodyLimit::max(upload_limit)),
-        )
+    // uploads have a larger body limit than the rest: it is set outside their idempotency
+    // layer, which reads a body under the limit it finds
+    let uploads = Router::new()
+        .route("/uploads", post(uploads::create_upload))
         .route("/uploads/{id}", get(uploads::get_upload))
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            idempotency::idempotency,
+        ))
+        .layer(axum::extract::DefaultBodyLimit::max(upload_limit));
+    Router::new()
         .route("/users", post(users::register))
         .route("/users/login", post(users::login))
         .route("/user", get(users::current_user).put(users::update_user))
@@ -74,5 +79,7 @@ pub fn router(app: App) -> Router {
             app.clone(),
             idempotency::idempotency,
         ))
+        // added after the layer above: wrapped by its own copy, under its own limit
+        .merge(uploads)
         .with_state(app)
 }

@@ -1,4 +1,5 @@
-//! `POST /api/uploads` (multipart field `file`) and `GET /api/uploads/{id}`: images for
+//! `POST /api/uploads` (multipart field `file`) and `GET /api/uploads/{id}` (the owner's
+//! only): images for
 //! avatars and article covers. The answer comes at once with `state: "processing"`; a
 //! worker makes the variants and the state becomes `ready` (or `failed`, with a `reason`).
 
@@ -99,9 +100,10 @@ pub(crate) async fn create_upload(
     ))
 }
 
-/// `GET /api/uploads/{id}`.
+/// `GET /api/uploads/{id}`: the owner's only; anyone else gets 404, as for no upload.
 pub(crate) async fn get_upload(
     State(app): State<App>,
+    AuthUser(user): AuthUser,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let id = id
@@ -110,5 +112,5 @@ pub(crate) async fn get_upload(
         .filter(|v| *v > 0)
         .map(Id::from_i64)
         .ok_or_else(|| ApiError::not_found("upload"))?;
-    Ok(Json(upload_json(&app.upload(id).await?)))
+    Ok(Json(upload_json(&app.upload(user, id).await?)))
 }

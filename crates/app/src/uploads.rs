@@ -127,15 +127,17 @@ impl App {
         Ok(self.upload_view(record))
     }
 
-    /// An upload, as it stands now.
+    /// An upload of `viewer`'s, as it stands now. Only its owner sees it: to anyone else it
+    /// is not found, so its existence does not leak (its variants' URLs are public once used).
     ///
     /// # Errors
-    /// [`AppError::NotFound`].
-    pub async fn upload(&self, id: Id) -> AppResult<UploadView> {
+    /// [`AppError::NotFound`] when there is no such upload or `viewer` does not own it.
+    pub async fn upload(&self, viewer: Id, id: Id) -> AppResult<UploadView> {
         let record = self
             .store()
             .upload(id)
             .await?
+            .filter(|r| r.owner_id == viewer)
             .ok_or(AppError::NotFound("upload"))?;
         Ok(self.upload_view(record))
     }

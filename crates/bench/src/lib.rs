@@ -54,8 +54,9 @@ pub struct BenchOptions {
     pub seed: SeedPlan,
     /// Whether to seed.
     pub seed_mode: SeedMode,
-    /// The target's metrics endpoints, summed (one per web node behind a load balancer);
-    /// empty: `<origin>/metrics`.
+    /// The target's metrics endpoints on its operators' listeners (`http.ops_listen`, printed
+    /// at start as `ops listening on http://ADDR`), summed (one per web node behind a load
+    /// balancer); empty: no server view in the report (the public listener has no `/metrics`).
     pub metrics: Vec<String>,
     /// PID of a local target, for CPU time and peak memory.
     pub pid: Option<u32>,
@@ -117,11 +118,13 @@ pub async fn bench(o: &BenchOptions) -> anyhow::Result<Option<report::Report>> {
         return Ok(None);
     }
     anyhow::ensure!(!seeded.tokens.is_empty(), "no users to send requests as");
-    let metrics_urls = if o.metrics.is_empty() {
-        vec![format!("{base}/metrics")]
-    } else {
-        o.metrics.clone()
-    };
+    if o.metrics.is_empty() {
+        eprintln!(
+            "no --metrics: the report has no server view (pass --metrics http://OPS_ADDR/metrics, \
+             the address the server prints as `ops listening on`)"
+        );
+    }
+    let metrics_urls = o.metrics.clone();
     let before = server::scrape_all(&metrics_urls).await;
     let p_before = o.pid.and_then(server::sample_process);
 
@@ -227,7 +230,12 @@ async fn probe_uploads(base: String, token: String, until: Instant) -> hist::Lat
             let answered = Instant::now();
             while answered.elapsed() < Duration::from_secs(60) {
                 tokio::time::sleep(Duration::from_millis(50)).await;
-                let state = match client.get(format!("{base}/api/uploads/{id}")).send().await {
+                let state = match client
+                    .get(format!("{base}/api/uploads/{id}"))
+                    .header("authorization", format!("Token {token}"))
+                    .send()
+                    .await
+                {
                     Ok(r) => r
                         .json::<serde_json::Value>()
                         .await

@@ -87,8 +87,12 @@ pub async fn scrape(url: &str) -> Option<Scrape> {
 }
 
 /// Reads every endpoint and sums their counters (the web nodes behind one balancer);
-/// `None` if any does not answer, so a run is never compared with half its servers.
+/// `None` if any does not answer, so a run is never compared with half its servers, or if
+/// there are none.
 pub async fn scrape_all(urls: &[String]) -> Option<Scrape> {
+    if urls.is_empty() {
+        return None;
+    }
     let mut total = Scrape::default();
     for url in urls {
         let s = scrape(url).await?;

@@ -6,7 +6,8 @@
 //! topologies of rungs 2, 3, 4, 5, 7 and 9 (`topologies/*.toml`, compiled in), each started with
 //! `crescendo up`'s code in a temporary run directory. Their PostgreSQL servers run with
 //! `fsync` on, so every rung's writes are as durable as rung 1's. Behind a load balancer the
-//! server's view is the sum of every web node's `/metrics`.
+//! server's view is the sum of every web node's `/metrics`, read on each node's operators'
+//! listener (`http.ops_listen`), which `up` records in the state.
 
 use crate::report::{Report, esc, page_head};
 use crate::{BenchOptions, bench};
@@ -216,7 +217,7 @@ fn start_rung(exe: &Path, rung: u8) -> anyhow::Result<Started> {
                     crescendo_topology::Role::Web | crescendo_topology::Role::Worker
                 )
             })
-            .map(|p| format!("http://{}/metrics", p.addr))
+            .map(|p| format!("http://{}/metrics", p.metrics_addr()))
             .collect();
         // let the balancer's first health checks pass before load starts
         std::thread::sleep(Duration::from_millis(800));
@@ -241,10 +242,14 @@ fn start_rung(exe: &Path, rung: u8) -> anyhow::Result<Started> {
         .with_context(|| format!("starting {}", exe.display()))?;
     let stdout = child.stdout.take().expect("piped stdout");
     let mut lines = BufReader::new(stdout).lines();
+    // the server prints its operators' address (where /metrics is) before its public one
+    let mut metrics = Vec::new();
     let url = loop {
         match lines.next() {
             Some(Ok(line)) => {
-                if let Some(url) = line.strip_prefix("listening on ") {
+                if let Some(ops) = line.strip_prefix("ops listening on ") {
+                    metrics.push(format!("{}/metrics", ops.trim()));
+                } else if let Some(url) = line.strip_prefix("listening on ") {
                     break url.trim().to_string();
                 }
             }
@@ -256,7 +261,6 @@ fn start_rung(exe: &Path, rung: u8) -> anyhow::Result<Started> {
         }
     };
     std::thread::spawn(move || for _ in lines {});
-    let metrics = vec![format!("{url}/metrics")];
     Ok(Started {
         child: Some(child),
         topology: None,

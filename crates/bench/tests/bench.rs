@@ -23,7 +23,7 @@ fn options(app: &TestApp, out: &std::path::Path, scenario: Scenario, model: Mode
             ..SeedPlan::default()
         },
         seed_mode: SeedMode::Seed,
-        metrics: Vec::new(),
+        metrics: vec![format!("http://{}/metrics", app.ops_addr)],
         pid: Some(std::process::id()),
         out: out.to_path_buf(),
         progress: false,

@@ -133,8 +133,10 @@ struct BenchArgs {
     /// Do not seed: sign the seeded users in and load what is there.
     #[arg(long)]
     no_seed: bool,
-    /// The target's metrics endpoint; repeat it for each web node behind a load balancer
-    /// (their counters are summed). [default: <target origin>/metrics]
+    /// The target's metrics endpoint on its operators' listener (a node prints it at start as
+    /// `ops listening on http://ADDR`; `crescendo status --json` lists `ops_addr`); repeat it
+    /// for each web node behind a load balancer (their counters are summed). Without it the
+    /// report has no server view.
     #[arg(long, value_name = "URL")]
     metrics: Vec<String>,
     /// PID of the target when it runs on this machine: adds CPU time per request and peak memory.
@@ -452,7 +454,9 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     let _ = crescendo_telemetry::metrics_handle();
     let data_dir = settings.data_dir.clone();
     let running = crescendo_server::serve(settings, crescendo_server::shutdown_signal()).await?;
-    tracing::info!(addr = %running.addr, data_dir = %data_dir.display(), "serving");
+    tracing::info!(addr = %running.addr, ops_addr = %running.ops_addr, data_dir = %data_dir.display(), "serving");
+    // the ops line first: whoever waits for "listening on" finds both
+    println!("ops listening on http://{}", running.ops_addr);
     println!("listening on http://{}", running.addr);
     running.done.await??;
     Ok(())

@@ -42,12 +42,13 @@ fn start(data_dir: &std::path::Path) -> (Server, String, Option<crescendo_topolo
         }
         _ => None,
     };
-    let (server, url) = launch(cmd, "serve", data_dir);
+    let (server, url, _) = launch(cmd, "serve", data_dir);
     (server, url, pg)
 }
 
-/// Starts `crescendo ROLE` on port 0 and waits for its address.
-fn launch(mut cmd: Command, role: &str, data_dir: &std::path::Path) -> (Server, String) {
+/// Starts `crescendo ROLE` on port 0 and waits for its address: (server, public URL, URL of
+/// its operators' listener, printed first).
+fn launch(mut cmd: Command, role: &str, data_dir: &std::path::Path) -> (Server, String, String) {
     let mut child = cmd
         .args([role, "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data_dir)
@@ -60,6 +61,7 @@ fn launch(mut cmd: Command, role: &str, data_dir: &std::path::Path) -> (Server, 
     let server = Server(child);
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut lines = BufReader::new(stdout).lines();
+    let mut ops = String::new();
     loop {
         assert!(
             Instant::now() < deadline,
@@ -69,10 +71,12 @@ fn launch(mut cmd: Command, role: &str, data_dir: &std::path::Path) -> (Server, 
             .next()
             .expect("crescendo printed its address before exiting")
             .expect("stdout readable");
-        if let Some(url) = line.strip_prefix("listening on ") {
+        if let Some(url) = line.strip_prefix("ops listening on ") {
+            ops = url.trim().to_string();
+        } else if let Some(url) = line.strip_prefix("listening on ") {
             // keep draining stdout so the server never blocks on a full pipe
             std::thread::spawn(move || for _ in lines {});
-            return (server, url.trim().to_string());
+            return (server, url.trim().to_string(), ops);
         }
     }
 }
@@ -106,10 +110,10 @@ fn the_realworld_collection_passes_against_a_web_node_on_a_primary_and_two_repli
             format!("[{}]", replica_urls.join(", ")),
         )
         .env("CRESCENDO_STORE__REPLICA_CHECK_INTERVAL_MS", "50");
-    let (server, url) = launch(cmd, "web", dir.path());
+    let (server, url, ops) = launch(cmd, "web", dir.path());
     run_collection(&url, "w");
     // the replicas served reads: their counters are in the node's /metrics
-    let metrics = http_get(&format!("{url}/metrics"));
+    let metrics = http_get(&format!("{ops}/metrics"));
     for r in &replicas {
         let name = format!("127.0.0.1:{}", r.port());
         let served: f64 = metrics

@@ -770,7 +770,20 @@ async fn rung_seven_keeps_sessions_and_reads_your_writes_on_any_node() {
     }
 }
 
-/// The sum of a metric's series on one node whose labels contain `filter`.
+/// Where the process listening on `addr` serves `/metrics`, from a status report: a web
+/// node's operators' listener (`ops_addr`), else `addr` itself.
+fn metrics_addr(status: &Value, addr: &str) -> String {
+    let p = status["processes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["addr"] == addr)
+        .unwrap_or_else(|| panic!("no process at {addr}: {status}"));
+    p["ops_addr"].as_str().unwrap_or(addr).to_string()
+}
+
+/// The sum of a metric's series on one node (its metrics address) whose labels contain
+/// `filter`.
 async fn metric(addr: &str, name: &str, filter: &str) -> f64 {
     let text = reqwest::get(format!("http://{addr}/metrics"))
         .await
@@ -915,7 +928,12 @@ async fn rung_five_caches_on_a_redis_ring_that_survives_losing_a_server() {
     let near_hits: f64 = {
         let mut n = 0.0;
         for w in &webs {
-            n += metric(w, "crescendo_cache_hits_total", "layer=\"local\"").await;
+            n += metric(
+                &metrics_addr(&s, w),
+                "crescendo_cache_hits_total",
+                "layer=\"local\"",
+            )
+            .await;
         }
         n
     };
@@ -929,7 +947,7 @@ async fn rung_five_caches_on_a_redis_ring_that_survives_losing_a_server() {
     let cold = create("a cold one".into()).await;
     let mut loads_before = Vec::new();
     for w in &webs {
-        loads_before.push(metric(w, "crescendo_cache_loads_total", "").await);
+        loads_before.push(metric(&metrics_addr(&s, w), "crescendo_cache_loads_total", "").await);
     }
     let mut tasks = Vec::new();
     for i in 0..1000 {
@@ -947,7 +965,7 @@ async fn rung_five_caches_on_a_redis_ring_that_survives_losing_a_server() {
     }
     let mut loads = Vec::new();
     for (w, before) in webs.iter().zip(&loads_before) {
-        loads.push(metric(w, "crescendo_cache_loads_total", "").await - before);
+        loads.push(metric(&metrics_addr(&s, w), "crescendo_cache_loads_total", "").await - before);
     }
     eprintln!(
         "rung 5, 1,000 concurrent reads of a cold article over 3 nodes: store loads per node {loads:?}"
@@ -970,7 +988,10 @@ async fn rung_five_caches_on_a_redis_ring_that_survives_losing_a_server() {
     let victim_addr: std::net::SocketAddr = victim["addr"].as_str().unwrap().parse().unwrap();
     let member = format!("node=\"{victim_addr}\"");
     for w in &webs {
-        assert_eq!(metric(w, "crescendo_cache_ring_member", &member).await, 1.0);
+        assert_eq!(
+            metric(&metrics_addr(&s, w), "crescendo_cache_ring_member", &member).await,
+            1.0
+        );
     }
     let load = Load::start(&url, &token, "cachekill");
     tokio::time::sleep(Duration::from_millis(800)).await;
@@ -981,7 +1002,7 @@ async fn rung_five_caches_on_a_redis_ring_that_survives_losing_a_server() {
     .unwrap();
     let killed = Instant::now();
     for w in &webs {
-        while metric(w, "crescendo_cache_ring_member", &member).await != 0.0 {
+        while metric(&metrics_addr(&s, w), "crescendo_cache_ring_member", &member).await != 0.0 {
             assert!(
                 killed.elapsed() < Duration::from_secs(1),
                 "{w} still has the dead server in its ring"
@@ -1000,7 +1021,7 @@ async fn rung_five_caches_on_a_redis_ring_that_survives_losing_a_server() {
     .unwrap();
     let back = Instant::now();
     for w in &webs {
-        while metric(w, "crescendo_cache_ring_member", &member).await != 1.0 {
+        while metric(&metrics_addr(&s, w), "crescendo_cache_ring_member", &member).await != 1.0 {
             assert!(
                 back.elapsed() < Duration::from_secs(3),
                 "{w} did not take the server back"
@@ -1080,8 +1101,12 @@ async fn upload(url: &str, token: &str, png: Vec<u8>) -> (StatusCode, Value) {
     (status, res.json().await.unwrap_or(Value::Null))
 }
 
-async fn upload_state(url: &str, id: &str) -> Value {
-    reqwest::get(format!("{url}/api/uploads/{id}"))
+/// An upload's state, as its owner (`token`) sees it.
+async fn upload_state(url: &str, token: &str, id: &str) -> Value {
+    reqwest::Client::new()
+        .get(format!("{url}/api/uploads/{id}"))
+        .header("authorization", format!("Token {token}"))
+        .send()
         .await
         .unwrap()
         .json::<Value>()
@@ -1090,12 +1115,12 @@ async fn upload_state(url: &str, id: &str) -> Value {
         .clone()
 }
 
-async fn all_ready(url: &str, ids: &[String], limit: Duration) -> Vec<Value> {
+async fn all_ready(url: &str, token: &str, ids: &[String], limit: Duration) -> Vec<Value> {
     let started = Instant::now();
     loop {
         let mut states = Vec::new();
         for id in ids {
-            states.push(upload_state(url, id).await);
+            states.push(upload_state(url, token, id).await);
         }
         if states.iter().all(|s| s["state"] != "processing") || started.elapsed() > limit {
             return states;
@@ -1141,7 +1166,7 @@ async fn rung_nine_processes_uploads_on_workers_and_keeps_jobs_while_the_broker_
         assert_eq!(status, StatusCode::CREATED, "{body}");
         ids.push(body["upload"]["id"].as_str().unwrap().to_string());
     }
-    let states = all_ready(&url, &ids, Duration::from_secs(30)).await;
+    let states = all_ready(&url, &token, &ids, Duration::from_secs(30)).await;
     assert!(states.iter().all(|s| s["state"] == "ready"), "{states:?}");
     for s in &states {
         let res = reqwest::get(format!("{url}{}", s["variants"]["320"].as_str().unwrap()))
@@ -1197,7 +1222,7 @@ async fn rung_nine_processes_uploads_on_workers_and_keeps_jobs_while_the_broker_
         waiting.push(body["upload"]["id"].as_str().unwrap().to_string());
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let during = all_ready(&url, &waiting, Duration::ZERO).await;
+    let during = all_ready(&url, &token, &waiting, Duration::ZERO).await;
     assert!(
         during.iter().all(|s| s["state"] == "processing"),
         "nothing can be processed without the broker: {during:?}"
@@ -1212,7 +1237,7 @@ async fn rung_nine_processes_uploads_on_workers_and_keeps_jobs_while_the_broker_
     .unwrap()
     .unwrap();
     let back = Instant::now();
-    let after = all_ready(&url, &waiting, Duration::from_secs(60)).await;
+    let after = all_ready(&url, &token, &waiting, Duration::from_secs(60)).await;
     eprintln!(
         "rung 9: 5 uploads taken while the broker was down were all processed {:?} after it returned",
         back.elapsed()
@@ -1264,11 +1289,11 @@ async fn rung_nine_processes_uploads_on_workers_and_keeps_jobs_while_the_broker_
     .unwrap();
     let killed = Instant::now();
     assert_eq!(
-        upload_state(&url, &big).await["state"],
+        upload_state(&url, &token, &big).await["state"],
         "processing",
         "killed mid-job"
     );
-    let done = all_ready(&url, &[big.clone()], Duration::from_secs(90)).await;
+    let done = all_ready(&url, &token, &[big.clone()], Duration::from_secs(90)).await;
     eprintln!(
         "rung 9: a job whose worker was SIGKILLed mid-job was done by the other worker {:?} after the kill",
         killed.elapsed()
@@ -1356,7 +1381,7 @@ async fn a_burst_of_uploads_adds_workers_and_they_leave_when_the_queue_drains() 
         burst.elapsed()
     );
     assert_eq!(most, 3, "the burst raised the worker count to its maximum");
-    let states = all_ready(&url, &ids, Duration::from_secs(120)).await;
+    let states = all_ready(&url, &token, &ids, Duration::from_secs(120)).await;
     assert!(states.iter().all(|s| s["state"] == "ready"), "{states:?}");
     let drained = Instant::now();
     loop {

@@ -15,7 +15,8 @@ pub struct WebSettings {
     /// Where pages link the stylesheet and script from: empty for this site, or a CDN
     /// origin such as `https://cdn.example.com` (it must serve `/assets/…` from this site).
     pub asset_base_url: String,
-    /// Mark the session cookie `Secure` (the site is served over HTTPS).
+    /// Mark the session cookie `Secure` and send `Strict-Transport-Security` on every answer
+    /// (the site is served over HTTPS).
     pub secure_cookies: bool,
 }
 
@@ -25,6 +26,11 @@ pub struct WebSettings {
 pub struct Http {
     /// Address to listen on; port 0 picks a free port (printed at start).
     pub listen: SocketAddr,
+    /// Address of the operators' listener: `/metrics` (and any admin endpoint) is served
+    /// there only, beside `/health` and `/ready`; the public listener answers 404 for it.
+    /// Keep it on loopback or a private network; port 0 picks a free port (printed at start
+    /// as `ops listening on http://ADDR`).
+    pub ops_listen: SocketAddr,
     /// Largest request body accepted, in bytes (larger: 413).
     pub body_limit_bytes: usize,
     /// A request taking longer is answered 503 and its work dropped.
@@ -340,6 +346,7 @@ impl Default for Http {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            ops_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             body_limit_bytes: 1024 * 1024,
             request_timeout_secs: 30,
             idle_timeout_secs: 75,

@@ -52,13 +52,19 @@ struct Health {
     ready: Arc<AtomicBool>,
 }
 
-/// `/health`, `/ready` and `/metrics`: all a worker process serves.
-pub(crate) fn ops(app: App, ready: Arc<AtomicBool>) -> Router {
+/// `/health` and `/ready`: the probes a load balancer checks, on the public listener too.
+fn probes(app: App, ready: Arc<AtomicBool>) -> Router {
     Router::new()
         .route("/health", get(|| async { "ok" }))
         .route("/ready", get(ready_check))
-        .route("/metrics", get(metrics_text))
         .with_state(Health { app, ready })
+}
+
+/// The operators' router: the probes and `/metrics` (and any admin endpoint to come). It is
+/// served on `http.ops_listen` beside the public listener, and is all a worker process serves;
+/// the public listener never answers `/metrics`.
+pub(crate) fn ops(app: App, ready: Arc<AtomicBool>) -> Router {
+    probes(app, ready).route("/metrics", get(metrics_text))
 }
 
 /// The whole HTTP service: routes, and the middleware around them.
@@ -72,11 +78,10 @@ pub(crate) fn service(
     ready: Arc<AtomicBool>,
 ) -> Router {
     let timeout = Duration::from_secs(settings.http.request_timeout_secs);
-    let ops = ops(app.clone(), ready);
     let trusted: Arc<[crescendo_config::IpBlock]> = settings.http.trusted_proxies.clone().into();
     let routes = Router::new()
         .nest("/api", crescendo_api::router(app.clone()))
-        .merge(ops)
+        .merge(probes(app.clone(), ready))
         .merge(
             Router::new()
                 .route("/media/{*key}", get(media))
@@ -105,7 +110,7 @@ pub(crate) fn service(
         }))
         .layer(middleware::from_fn(observe));
     // outermost last: the request ID is set before anything else sees the request
-    routes
+    let routes = routes
         .layer(
             CorsLayer::new()
                 .allow_origin(Any)
@@ -126,7 +131,23 @@ pub(crate) fn service(
                 .max_age(Duration::from_secs(3600)),
         )
         .layer(PropagateRequestIdLayer::new(X_REQUEST_ID.clone()))
-        .layer(SetRequestIdLayer::new(X_REQUEST_ID.clone(), MakeId))
+        .layer(SetRequestIdLayer::new(X_REQUEST_ID.clone(), MakeId));
+    if settings.web.secure_cookies {
+        // served over HTTPS: every answer, errors and preflights included, tells browsers
+        // to come back over HTTPS only
+        routes.layer(middleware::map_response(strict_transport_security))
+    } else {
+        routes
+    }
+}
+
+/// `Strict-Transport-Security` for a year, on a site served over HTTPS (`web.secure_cookies`).
+async fn strict_transport_security(mut res: Response) -> Response {
+    res.headers_mut().insert(
+        header::STRICT_TRANSPORT_SECURITY,
+        HeaderValue::from_static("max-age=31536000"),
+    );
+    res
 }
 
 /// An uploaded image or a variant from the blob store. Keys never change content, so they

@@ -2,7 +2,8 @@
 //!
 //! [`build`] turns [`Settings`] into the application (store, cache, queue, blobs, sessions,
 //! keys) and [`serve`] runs it: the JSON API under `/api`, `/health` (alive), `/ready` (can
-//! serve), `/metrics` (Prometheus text), with request IDs (`x-request-id` honoured or made,
+//! serve), and on a second, private listener (`http.ops_listen`) the same probes and
+//! `/metrics` (Prometheus text), with request IDs (`x-request-id` honoured or made,
 //! and echoed), one log span per request, CORS open to any origin, a body limit, a request
 //! time-out, and a graceful drain on shutdown: `/ready` fails first, in-flight requests
 //! finish, then the listener closes. Beside the requests it runs the outbox relay and, when
@@ -31,6 +32,9 @@ use tokio::net::TcpListener;
 pub struct Running {
     /// The bound address (the real port when port 0 was asked for).
     pub addr: SocketAddr,
+    /// Where `/metrics` is served: the operators' listener (`http.ops_listen`) of a web
+    /// server, the one listener of a worker process.
+    pub ops_addr: SocketAddr,
     /// The application, for tests that look behind the API.
     pub app: crescendo_app::App,
     /// Ends when the server has drained and stopped.
@@ -58,7 +62,15 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<Running> {
     let (built, listener, addr) = start(&settings).await?;
+    let ops_listener = TcpListener::bind(settings.http.ops_listen)
+        .await
+        .with_context(|| format!("binding http.ops_listen = {}", settings.http.ops_listen))?;
+    let ops_addr = ops_listener.local_addr()?;
     let ready = Arc::new(AtomicBool::new(true));
+    let ops = spawn_ops(
+        ops_listener,
+        http::ops(built.app.clone(), Arc::clone(&ready)),
+    );
     let service = http::service(
         built.app.clone(),
         built.web.clone(),
@@ -111,13 +123,25 @@ pub async fn serve(
         if let Some(w) = workers {
             let _ = tokio::time::timeout(grace, w).await;
         }
+        // metrics stay readable until the end of the drain
+        ops.abort();
         tracing::info!("stopped");
         Ok(())
     });
     Ok(Running {
         addr,
+        ops_addr,
         app: built.app,
         done,
+    })
+}
+
+/// Serves the operators' router on its own listener until aborted.
+fn spawn_ops(listener: TcpListener, router: axum::Router) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, router).await {
+            tracing::error!(error = %e, "the ops listener failed");
+        }
     })
 }
 
@@ -171,6 +195,7 @@ pub async fn work(
     });
     Ok(Running {
         addr,
+        ops_addr: addr,
         app: built.app,
         done,
     })

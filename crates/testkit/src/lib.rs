@@ -26,6 +26,8 @@ use std::net::SocketAddr;
 pub struct TestApp {
     /// Where it listens.
     pub addr: SocketAddr,
+    /// Its operators' listener (`http.ops_listen`): `/metrics` is served there only.
+    pub ops_addr: SocketAddr,
     /// The application behind the API, for looking at state the API does not show.
     pub app: crescendo_app::App,
     /// The settings it runs with.
@@ -200,6 +202,7 @@ impl TestApp {
         });
         Self {
             addr: running.addr,
+            ops_addr: running.ops_addr,
             app: running.app,
             settings,
             client: reqwest::Client::new(),

@@ -161,8 +161,9 @@ pub(crate) struct NodeSpec<'a> {
     pub env: &'a [(String, String)],
 }
 
-/// Starts a `crescendo` process, waits for its "listening on" line, and returns it with the
-/// process record for the state (the caller records it).
+/// Starts a `crescendo` process, waits for its "listening on" line (and a web node's
+/// "ops listening on" line, printed before it), and returns it with the process record for
+/// the state (the caller records it).
 ///
 /// # Errors
 /// It cannot start, exits, or does not listen within 60 s (then it is killed); the error
@@ -198,12 +199,17 @@ pub(crate) fn start_node(spec: &NodeSpec<'_>) -> anyhow::Result<(Child, Process)
             bail!("{name} exited ({status}):\n{}", tail(&log_path));
         }
         let text = std::fs::read_to_string(&log_path).unwrap_or_default();
-        if let Some(addr) = text
-            .lines()
-            .find_map(|l| l.strip_prefix("listening on http://"))
-            .and_then(|a| a.trim().parse::<SocketAddr>().ok())
+        let line = |prefix: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(prefix))
+                .and_then(|a| a.trim().parse::<SocketAddr>().ok())
+        };
+        let ops = line("ops listening on http://");
+        if let Some(addr) = line("listening on http://")
+            && (ops.is_some() || spec.role != Role::Web)
         {
-            let process = Process::new(spec.role, name, child.id(), addr, log_path);
+            let mut process = Process::new(spec.role, name, child.id(), addr, log_path);
+            process.ops_addr = ops.map(|a| a.to_string());
             return Ok((child, process));
         }
         if Instant::now() > deadline {

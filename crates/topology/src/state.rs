@@ -82,6 +82,10 @@ pub struct Process {
     pub pid: u32,
     /// Where it listens.
     pub addr: String,
+    /// A web node's operators' listener (`http.ops_listen`), where its `/metrics` is; a
+    /// worker serves its metrics on `addr`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ops_addr: Option<String>,
     /// Its log file.
     pub log: PathBuf,
     /// A directory of its own that `down` removes once it has stopped (database servers keep
@@ -104,9 +108,15 @@ impl Process {
             name: name.into(),
             pid,
             addr: addr.to_string(),
+            ops_addr: None,
             log,
             dir: None,
         }
+    }
+
+    /// Where its `/metrics` is read: the operators' listener when it has one, else `addr`.
+    pub fn metrics_addr(&self) -> &str {
+        self.ops_addr.as_deref().unwrap_or(&self.addr)
     }
 
     /// The same process, owning `dir`.
@@ -270,4 +280,37 @@ pub fn down(run_dir: &Path) -> anyhow::Result<Vec<String>> {
     }
     let _ = std::fs::remove_file(run_dir.join("state.json"));
     Ok(stopped)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_web_nodes_metrics_are_read_on_its_ops_address_which_is_recorded_only_when_present() {
+        let worker = Process::new(
+            Role::Worker,
+            "worker-1",
+            1,
+            "127.0.5.1:7000",
+            "w.log".into(),
+        );
+        let json = serde_json::to_value(&worker).unwrap();
+        assert!(json.get("ops_addr").is_none(), "{json}");
+        assert_eq!(worker.metrics_addr(), "127.0.5.1:7000");
+
+        let mut web = Process::new(Role::Web, "web-1", 2, "127.0.1.1:8000", "web.log".into());
+        web.ops_addr = Some("127.0.0.1:9100".into());
+        let json = serde_json::to_value(&web).unwrap();
+        assert_eq!(json["ops_addr"], "127.0.0.1:9100");
+        assert_eq!(web.metrics_addr(), "127.0.0.1:9100");
+        let back: Process = serde_json::from_value(json).unwrap();
+        assert_eq!(back, web);
+        // state files written before the field existed still read
+        let old: Process = serde_json::from_str(
+            r#"{"role":"web","name":"web-1","pid":2,"addr":"127.0.1.1:8000","log":"web.log"}"#,
+        )
+        .unwrap();
+        assert_eq!(old.ops_addr, None);
+    }
 }

@@ -131,7 +131,7 @@ pub fn status(run_dir: &Path) -> anyhow::Result<Status> {
         .iter()
         .map(|p| {
             if p.role == Role::Web {
-                http_get(&p.addr, "/metrics").map(|(_, m)| figures(&m).0)
+                http_get(p.metrics_addr(), "/metrics").map(|(_, m)| figures(&m).0)
             } else {
                 None
             }
@@ -160,7 +160,7 @@ pub fn status(run_dir: &Path) -> anyhow::Result<Status> {
             Role::Web => {
                 s.healthy =
                     live && http_get(&p.addr, "/ready").is_some_and(|(code, _)| code == 200);
-                if let Some((_, m)) = http_get(&p.addr, "/metrics") {
+                if let Some((_, m)) = http_get(p.metrics_addr(), "/metrics") {
                     let (total, errors, p99) = figures(&m);
                     s.rps = before.map(|b| (total - b) / started.elapsed().as_secs_f64());
                     s.errors = Some(errors);

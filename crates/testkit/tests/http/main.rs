@@ -7,6 +7,7 @@ mod connections;
 mod errors;
 mod idempotency;
 mod ops;
+mod public;
 mod signin;
 mod uploads;
 mod users;

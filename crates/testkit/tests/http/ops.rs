@@ -9,7 +9,7 @@ async fn health_ready_and_metrics_answer() {
     app.get("/api/articles", None).await;
     assert_eq!(app.get("/health", None).await.status, StatusCode::OK);
     assert_eq!(app.get("/ready", None).await.status, StatusCode::OK);
-    let text = reqwest::get(app.url("/metrics"))
+    let text = reqwest::get(format!("http://{}/metrics", app.ops_addr))
         .await
         .unwrap()
         .text()

@@ -9,7 +9,12 @@ use std::io::Cursor;
 use std::time::{Duration, Instant};
 
 /// A multipart body with one field (no multipart support needed in the client).
-fn multipart(field: &str, filename: &str, content_type: &str, bytes: &[u8]) -> (String, Vec<u8>) {
+pub(crate) fn multipart(
+    field: &str,
+    filename: &str,
+    content_type: &str,
+    bytes: &[u8],
+) -> (String, Vec<u8>) {
     let boundary = "crescendo-test-boundary-7d3a";
     let mut body = format!(
         "--{boundary}\r\nContent-Disposition: form-data; name=\"{field}\"; filename=\"{filename}\"\r\nContent-Type: {content_type}\r\n\r\n"
@@ -20,7 +25,7 @@ fn multipart(field: &str, filename: &str, content_type: &str, bytes: &[u8]) -> (
     (format!("multipart/form-data; boundary={boundary}"), body)
 }
 
-async fn upload(
+pub(crate) async fn upload(
     app: &TestApp,
     token: Option<&str>,
     field: &str,
@@ -39,7 +44,7 @@ async fn upload(
     (status, res.json().await.unwrap_or(Value::Null))
 }
 
-fn png(width: u32, height: u32) -> Vec<u8> {
+pub(crate) fn png(width: u32, height: u32) -> Vec<u8> {
     let img = image::RgbImage::from_fn(width, height, |x, y| {
         image::Rgb([(x * 7 % 256) as u8, (y * 3 % 256) as u8, 90])
     });
@@ -121,10 +126,10 @@ fn jpeg_with_exif_gps() -> Vec<u8> {
     out
 }
 
-async fn wait_settled(app: &TestApp, id: &str) -> Value {
+async fn wait_settled(app: &TestApp, token: &str, id: &str) -> Value {
     let started = Instant::now();
     loop {
-        let u = app.get(&format!("/api/uploads/{id}"), None).await;
+        let u = app.get(&format!("/api/uploads/{id}"), Some(token)).await;
         assert_eq!(u.status, StatusCode::OK);
         if u.json["upload"]["state"] != "processing" {
             return u.json["upload"].clone();
@@ -155,7 +160,7 @@ async fn an_upload_answers_at_once_and_its_variants_appear() {
     let u = &body["upload"];
     assert_eq!(u["state"], "processing");
     let id = u["id"].as_str().unwrap().to_string();
-    let done = wait_settled(&app, &id).await;
+    let done = wait_settled(&app, &token, &id).await;
     assert_eq!(done["state"], "ready", "{done}");
     for (name, want) in [("64", (64, 32)), ("320", (320, 160)), ("1280", (1280, 640))] {
         let url = done["variants"][name].as_str().unwrap();
@@ -207,11 +212,11 @@ async fn an_upload_answers_at_once_and_its_variants_appear() {
         avatar
     );
     assert_eq!(
-        app.get("/api/uploads/999", None).await.status,
+        app.get("/api/uploads/999", Some(&token)).await.status,
         StatusCode::NOT_FOUND
     );
     assert_eq!(
-        app.get("/api/uploads/nonsense", None).await.status,
+        app.get("/api/uploads/nonsense", Some(&token)).await.status,
         StatusCode::NOT_FOUND
     );
     assert_eq!(
@@ -225,7 +230,10 @@ async fn an_upload_answers_at_once_and_its_variants_appear() {
     let raw = format!(
         "/media/{}",
         app.app
-            .upload(crescendo_app_id(&id))
+            .upload(
+                app.app.authenticate(&token).await.unwrap(),
+                crescendo_app_id(&id)
+            )
             .await
             .unwrap()
             .record
@@ -322,7 +330,7 @@ async fn hostile_files_are_refused_with_clear_errors_and_the_worker_keeps_going(
     );
 
     // the truncated one fails in the worker, with a reason, and the worker goes on
-    let failed = wait_settled(&app, &truncated).await;
+    let failed = wait_settled(&app, &token, &truncated).await;
     assert_eq!(failed["state"], "failed", "{failed}");
     assert!(
         failed["reason"]
@@ -335,7 +343,7 @@ async fn hostile_files_are_refused_with_clear_errors_and_the_worker_keeps_going(
     // EXIF: turned upright, and nothing of it (orientation, GPS) is in the variants
     let (status, body) = upload(&app, t, "file", "phone.jpg", &jpeg_with_exif_gps()).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
-    let done = wait_settled(&app, body["upload"]["id"].as_str().unwrap()).await;
+    let done = wait_settled(&app, &token, body["upload"]["id"].as_str().unwrap()).await;
     assert_eq!(done["state"], "ready", "{done}");
     let bytes = fetch(&app, done["variants"]["64"].as_str().unwrap())
         .await
@@ -364,7 +372,7 @@ async fn an_article_takes_an_uploads_url_as_its_cover_and_its_page_shows_it() {
     let app = TestApp::spawn().await;
     let token = app.register("coverer").await;
     let (_, body) = upload(&app, Some(&token), "file", "c.png", &png(1400, 700)).await;
-    let done = wait_settled(&app, body["upload"]["id"].as_str().unwrap()).await;
+    let done = wait_settled(&app, &token, body["upload"]["id"].as_str().unwrap()).await;
     let cover = done["variants"]["1280"].as_str().unwrap().to_string();
 
     let a = app.post("/api/articles", Some(&token), json!({"article": {"title": "Covered", "description": "d", "body": "b", "coverImage": cover}})).await;
@@ -437,7 +445,7 @@ async fn uploads_on_s3_survive_the_object_server_going_away_with_503s_not_500s()
     let token = app.register("cloudy").await;
     let (status, body) = upload(&app, Some(&token), "file", "a.png", &png(300, 200)).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
-    let done = wait_settled(&app, body["upload"]["id"].as_str().unwrap()).await;
+    let done = wait_settled(&app, &token, body["upload"]["id"].as_str().unwrap()).await;
     assert_eq!(done["state"], "ready", "{done}");
     let variant = done["variants"]["64"].as_str().unwrap().to_string();
     let key = variant.trim_start_matches("/media/");
@@ -477,7 +485,7 @@ async fn uploads_on_s3_survive_the_object_server_going_away_with_503s_not_500s()
     let (status, body) = upload(&app, Some(&token), "file", "c.png", &png(30, 20)).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     assert_eq!(
-        wait_settled(&app, body["upload"]["id"].as_str().unwrap()).await["state"],
+        wait_settled(&app, &token, body["upload"]["id"].as_str().unwrap()).await["state"],
         "ready"
     );
 }
