@@ -195,18 +195,18 @@ impl Drop for Started {
 /// Starts a rung: for 1, `crescendo serve` on a free port with a fresh data directory;
 /// for the others, its topology on a free public port in a temporary run directory.
 fn start_rung(exe: &Path, rung: u8) -> anyhow::Result<Started> {
-    use crescendo_topology as deploy;
+    use crescendo_topology as topology;
     let data = tempfile::tempdir()?;
     if let Some((name, text)) = topology(rung) {
-        let t = deploy::Topology::parse(text, name)?;
+        let t = topology::Topology::parse(text, name)?;
         let public = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
-        let opts = deploy::UpOptions {
+        let opts = topology::UpOptions {
             exe: exe.to_path_buf(),
             run_dir: data.path().join("run"),
             public: Some(public),
             progress: |_| {},
         };
-        let running = deploy::up(&t, &opts)?;
+        let running = topology::up(&t, &opts)?;
         let metrics = running
             .state
             .processes

@@ -388,19 +388,16 @@ async fn tour(a: TourArgs) -> anyhow::Result<()> {
 }
 
 async fn up(a: UpArgs) -> anyhow::Result<()> {
-    use crescendo_topology as deploy;
-    let topology = deploy::Topology::load(&a.file)?;
-    eprintln!(
-        "{} (rung {}): {}",
-        topology.name, topology.rung, topology.description
-    );
-    let opts = deploy::UpOptions {
+    use crescendo_topology as topology;
+    let file = topology::Topology::load(&a.file)?;
+    eprintln!("{} (rung {}): {}", file.name, file.rung, file.description);
+    let opts = topology::UpOptions {
         exe: std::env::current_exe()?,
         run_dir: a.run.run_dir.clone(),
         public: a.public,
         progress: |line| eprintln!("  {line}"),
     };
-    let running = tokio::task::spawn_blocking(move || deploy::up(&topology, &opts)).await??;
+    let running = tokio::task::spawn_blocking(move || topology::up(&file, &opts)).await??;
     println!("url: {}", running.state.url);
     if a.detach {
         running.detach();
@@ -414,7 +411,7 @@ async fn up(a: UpArgs) -> anyhow::Result<()> {
     let watch = async {
         loop {
             let dir = run_dir.clone();
-            if let Ok(Ok(s)) = tokio::task::spawn_blocking(move || deploy::status(&dir)).await {
+            if let Ok(Ok(s)) = tokio::task::spawn_blocking(move || topology::status(&dir)).await {
                 eprint!("\n{}", s.table());
             }
             tokio::time::sleep(std::time::Duration::from_secs(2)).await;
