@@ -11,6 +11,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// `GET url` with `client`, its body as JSON (the test fails on any error).
+async fn get_json(client: &reqwest::Client, url: impl reqwest::IntoUrl) -> Value {
+    client.get(url).send().await.unwrap().json().await.unwrap()
+}
+
 fn crescendo(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_crescendo"))
         .args(args)
@@ -254,17 +259,14 @@ async fn titles(url: &str, author: &str) -> Vec<String> {
     let client = reqwest::Client::new();
     let mut out = Vec::new();
     loop {
-        let page: Value = client
-            .get(format!(
+        let page: Value = get_json(
+            &client,
+            format!(
                 "{url}/api/articles?author={author}&limit=100&offset={}",
                 out.len()
-            ))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+            ),
+        )
+        .await;
         let items = page["articles"].as_array().unwrap();
         if items.is_empty() {
             return out;
@@ -609,14 +611,7 @@ async fn rung_seven_keeps_sessions_and_reads_your_writes_on_any_node() {
         .unwrap();
     let slug = a["article"]["slug"].as_str().unwrap().to_string();
     for _ in 0..3 {
-        let seen: Value = client
-            .get(format!("http://{c}/api/articles/{slug}"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let seen: Value = get_json(&client, format!("http://{c}/api/articles/{slug}")).await;
         assert_eq!(seen["article"]["title"], "Before");
     }
     let put = client
@@ -627,14 +622,7 @@ async fn rung_seven_keeps_sessions_and_reads_your_writes_on_any_node() {
         .await
         .unwrap();
     assert_eq!(put.status(), StatusCode::OK);
-    let seen: Value = client
-        .get(format!("http://{c}/api/articles/{slug}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let seen: Value = get_json(&client, format!("http://{c}/api/articles/{slug}")).await;
     assert_eq!(
         seen["article"]["title"], "After",
         "no node serves data older than an acknowledged write"
@@ -859,28 +847,18 @@ async fn rung_five_caches_on_a_redis_ring_that_survives_losing_a_server() {
     for round in 0..9 {
         for w in &webs {
             for _ in 0..2 {
-                let got: Value = client
-                    .get(format!("http://{w}/api/articles/{slug}"))
-                    .send()
-                    .await
-                    .unwrap()
-                    .json()
-                    .await
-                    .unwrap();
+                let got: Value = get_json(&client, format!("http://{w}/api/articles/{slug}")).await;
                 assert_eq!(
                     got["article"]["title"],
                     title.as_str(),
                     "round {round}, {w}"
                 );
             }
-            let list: Value = client
-                .get(format!("http://{w}/api/articles?tag=cached&limit=5"))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let list: Value = get_json(
+                &client,
+                format!("http://{w}/api/articles?tag=cached&limit=5"),
+            )
+            .await;
             assert_eq!(
                 list["articles"][0]["title"],
                 title.as_str(),
@@ -897,27 +875,17 @@ async fn rung_five_caches_on_a_redis_ring_that_survives_losing_a_server() {
             .unwrap();
         assert_eq!(put.status(), StatusCode::OK);
         for w in &webs {
-            let got: Value = client
-                .get(format!("http://{w}/api/articles/{slug}"))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let got: Value = get_json(&client, format!("http://{w}/api/articles/{slug}")).await;
             assert_eq!(
                 got["article"]["title"],
                 title.as_str(),
                 "round {round}: {w} served data older than an acknowledged write"
             );
-            let list: Value = client
-                .get(format!("http://{w}/api/articles?tag=cached&limit=5"))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let list: Value = get_json(
+                &client,
+                format!("http://{w}/api/articles?tag=cached&limit=5"),
+            )
+            .await;
             assert_eq!(
                 list["articles"][0]["title"],
                 title.as_str(),
@@ -1054,14 +1022,7 @@ async fn rung_five_caches_on_a_redis_ring_that_survives_losing_a_server() {
         .await
         .unwrap();
     for w in &webs {
-        let got: Value = client
-            .get(format!("http://{w}/api/articles/{slug}"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let got: Value = get_json(&client, format!("http://{w}/api/articles/{slug}")).await;
         assert_eq!(got["article"]["title"], title.as_str());
     }
     drop(again);
