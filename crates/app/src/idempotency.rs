@@ -61,6 +61,7 @@ impl App {
         record: Bytes,
         ttl: Duration,
     ) -> AppResult<()> {
+        self.reach(crate::WriteStep::Answered).await;
         self.inner
             .sessions
             .put(&key(scoped), record, ttl)

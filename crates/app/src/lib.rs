@@ -23,6 +23,7 @@ mod jobs;
 pub mod keys;
 mod lists;
 mod media;
+mod pause;
 mod signin;
 mod uploads;
 mod users;
@@ -34,6 +35,7 @@ pub use cached::{Cached, RenderSlot, Renders};
 pub use comments::CommentView;
 pub use crescendo_store::jobs::IMAGES_QUEUE;
 pub use error::{AppError, AppResult, FieldErrors, ProcessUploadError, RelayError};
+pub use pause::{Pause, WriteStep};
 pub use signin::{ClientAddr, SignInLimits};
 pub use uploads::{UploadView, is_public_key, variant_key, webp_key};
 pub use users::{Profile, ProfileView, UserChangesInput, UserView};
@@ -85,6 +87,8 @@ struct Inner {
     sign_in: SignInLimits,
     /// Each client's turn to check a password on this node.
     sign_in_gates: signin::ClientGates,
+    /// A test's hold on writes (see `pause.rs`); never set in production.
+    pause: std::sync::OnceLock<Arc<Pause>>,
 }
 
 /// How long a user's last write position is kept. Replicas that lag more than their bound
@@ -168,6 +172,7 @@ impl App {
                 outbox: tokio::sync::Notify::new(),
                 sign_in: p.sign_in,
                 sign_in_gates: signin::ClientGates::default(),
+                pause: std::sync::OnceLock::new(),
                 ttl: p.ttl,
                 max_page_size: p.max_page_size,
             }),
@@ -305,6 +310,7 @@ impl App {
     /// could see the old data, so the write's caller is told the service is unavailable
     /// (the write itself is committed; repeating it is safe for every use case).
     pub(crate) async fn invalidate(&self, keys: Vec<String>) -> AppResult<()> {
+        self.reach(WriteStep::Committed).await;
         self.cache()
             .invalidate_at(&keys, fence::wrote())
             .await

@@ -76,6 +76,7 @@ pub(crate) fn service(
     web: crescendo_web::WebConfig,
     settings: &Settings,
     ready: Arc<AtomicBool>,
+    writes: crate::finish::Writes,
 ) -> Router {
     let timeout = Duration::from_secs(settings.http.request_timeout_secs);
     let trusted: Arc<[crescendo_config::IpBlock]> = settings.http.trusted_proxies.clone().into();
@@ -98,6 +99,12 @@ pub(crate) fn service(
         }))
         .layer(axum::extract::DefaultBodyLimit::max(
             settings.http.body_limit_bytes,
+        ))
+        // a write, once started, runs to its end whatever happens to its client or the
+        // time-out around it: everything above (idempotency record included) is inside
+        .layer(middleware::from_fn_with_state(
+            writes,
+            crate::finish::run_to_end,
         ))
         .layer(middleware::from_fn(move |req, next| {
             with_timeout(timeout, req, next)

@@ -5,17 +5,20 @@
 //! serve), and on a second, private listener (`http.ops_listen`) the same probes and
 //! `/metrics` (Prometheus text), with request IDs (`x-request-id` honoured or made,
 //! and echoed), one log span per request, CORS open to any origin, a body limit, a request
-//! time-out, and a graceful drain on shutdown: `/ready` fails first, in-flight requests
-//! finish, then the listener closes. Beside the requests it runs the outbox relay and, when
+//! time-out, writes that run to their end once started (`finish.rs`), and a graceful drain
+//! on shutdown: `/ready` fails first, in-flight requests finish, then the listener closes and
+//! the writes whose clients left end too. Beside the requests it runs the outbox relay and, when
 //! `queue.workers` > 0, workers (both from `crescendo-worker`); [`work`] runs a worker
 //! process (`crescendo worker`).
 
 mod client;
+mod finish;
 mod http;
 mod listen;
 pub mod ops;
 mod state;
 
+pub use finish::Writes;
 pub use state::{Built, build};
 
 use anyhow::Context;
@@ -37,6 +40,9 @@ pub struct Running {
     pub ops_addr: SocketAddr,
     /// The application, for tests that look behind the API.
     pub app: crescendo_app::App,
+    /// The writes running, each to its end whatever happens to its client (none in a
+    /// worker process).
+    pub writes: Writes,
     /// Ends when the server has drained and stopped.
     pub done: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
@@ -67,6 +73,7 @@ pub async fn serve(
         .with_context(|| format!("binding http.ops_listen = {}", settings.http.ops_listen))?;
     let ops_addr = ops_listener.local_addr()?;
     let ready = Arc::new(AtomicBool::new(true));
+    let writes = Writes::default();
     let ops = spawn_ops(
         ops_listener,
         http::ops(built.app.clone(), Arc::clone(&ready)),
@@ -76,6 +83,7 @@ pub async fn serve(
         built.web.clone(),
         &settings,
         Arc::clone(&ready),
+        writes.clone(),
     );
     let grace = Duration::from_secs(settings.http.shutdown_grace_secs);
     let drain_delay = Duration::from_millis(settings.http.drain_delay_ms);
@@ -104,6 +112,7 @@ pub async fn serve(
         let _ = stop_tx.send(true);
     });
     let mut stop_rx2 = stop_rx.clone();
+    let in_flight = writes.clone();
     let done = tokio::spawn(async move {
         let mut stop = stop_rx;
         // each request carries its connection's peer address (sign-in limits per client)
@@ -117,6 +126,13 @@ pub async fn serve(
                 let _ = stop_rx2.wait_for(|s| *s).await;
                 tokio::time::sleep(grace).await;
             } => tracing::warn!(grace_secs = grace.as_secs(), "requests still running after the grace period; stopping anyway"),
+        }
+        // writes whose clients left run on without a connection: they end too
+        if tokio::time::timeout(grace, in_flight.idle()).await.is_err() {
+            tracing::warn!(
+                grace_secs = grace.as_secs(),
+                "writes still running after the grace period; stopping anyway"
+            );
         }
         // the jobs in hand finish (their leases would hand them to another worker anyway)
         let _ = relay.await;
@@ -132,6 +148,7 @@ pub async fn serve(
         addr,
         ops_addr,
         app: built.app,
+        writes,
         done,
     })
 }
@@ -197,6 +214,7 @@ pub async fn work(
         addr,
         ops_addr: addr,
         app: built.app,
+        writes: Writes::default(),
         done,
     })
 }

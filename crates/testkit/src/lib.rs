@@ -32,6 +32,9 @@ pub struct TestApp {
     pub app: crescendo_app::App,
     /// The settings it runs with.
     pub settings: Settings,
+    /// The writes it is running: `writes.idle().await` waits until each has ended, even
+    /// one whose client went away (hold one at a step with `app.pause_writes_at`).
+    pub writes: crescendo_server::Writes,
     client: reqwest::Client,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     done: Option<tokio::task::JoinHandle<anyhow_free::Result>>,
@@ -192,6 +195,7 @@ impl TestApp {
         })
         .await
         .expect("server starts");
+        let writes = running.writes.clone();
         let done = tokio::spawn(async move {
             let joined: anyhow_free::Result = match running.done.await {
                 Ok(Ok(())) => Ok(()),
@@ -205,6 +209,7 @@ impl TestApp {
             ops_addr: running.ops_addr,
             app: running.app,
             settings,
+            writes,
             client: reqwest::Client::new(),
             stop: Some(stop_tx),
             done: Some(done),

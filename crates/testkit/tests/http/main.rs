@@ -5,6 +5,7 @@ mod articles;
 mod comments;
 mod connections;
 mod errors;
+mod finish;
 mod idempotency;
 mod ops;
 mod public;
