@@ -91,3 +91,28 @@ pub(crate) async fn run_to_end(State(writes): State<Writes>, req: Request, next:
         .into_response(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Writes;
+    use std::future::Future;
+    use std::pin::pin;
+    use std::task::{Context, Poll, Waker};
+
+    fn ready(f: std::pin::Pin<&mut impl Future<Output = ()>>) -> bool {
+        f.poll(&mut Context::from_waker(Waker::noop())) == Poll::Ready(())
+    }
+
+    #[test]
+    fn idle_waits_for_the_last_running_write_and_no_longer() {
+        let writes = Writes::default();
+        assert!(ready(pin!(writes.idle())), "no write: idle at once");
+        let (first, second) = (writes.start(), writes.start());
+        let mut idle = pin!(writes.idle());
+        assert!(!ready(idle.as_mut()), "two writes run");
+        drop(first);
+        assert!(!ready(idle.as_mut()), "one write still runs");
+        drop(second);
+        assert!(ready(idle.as_mut()), "the last write ended");
+    }
+}
