@@ -5,6 +5,7 @@ mod articles;
 mod comments;
 mod connections;
 mod errors;
+mod given_up;
 mod idempotency;
 mod ops;
 mod public;
