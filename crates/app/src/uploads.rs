@@ -197,6 +197,28 @@ impl App {
         }
     }
 
+    /// Marks an upload whose processing was given up (its job failed its last attempt, or
+    /// its workers died on it every time) `failed` with `reason`; a settled upload is left
+    /// as it is.
+    ///
+    /// # Errors
+    /// The store is unavailable: the job is given up again later.
+    pub async fn give_up_upload(&self, id: Id, reason: &str) -> Result<(), ProcessUploadError> {
+        let Some(record) = fence::reading_after(u64::MAX, self.store().upload(id)).await? else {
+            return Ok(());
+        };
+        if record.state != UploadState::Processing {
+            return Ok(());
+        }
+        tracing::warn!(upload = %id, reason, "upload processing given up");
+        self.settle(
+            id,
+            UploadState::Failed,
+            Some(format!("the image could not be processed: {reason}")),
+        )
+        .await
+    }
+
     async fn settle(
         &self,
         id: Id,

@@ -17,8 +17,14 @@
 //! PNG for such images, but several times larger than JPEG for photographs: photographs get
 //! JPEG alone ([`Kind::gets_webp`]).
 
-use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader};
+mod decode;
+mod upright;
+
+use decode::Pixels;
+use image::metadata::Orientation;
+use image::{GenericImageView, ImageBuffer, ImageFormat, ImageReader, Pixel, PixelWithColorType};
 use std::io::Cursor;
+use upright::Upright;
 
 /// The widths of the variants, in pixels.
 pub const WIDTHS: [u32; 3] = [64, 320, 1280];
@@ -113,6 +119,16 @@ pub enum Refused {
         /// The bound on width × height.
         max: u64,
     },
+    /// Making its variants would take more memory than a job may use ([`JOB_MEMORY`]).
+    #[error(
+        "processing it would take about {needs_mib} MiB, more than the {max_mib} MiB a job may use"
+    )]
+    TooLarge {
+        /// About how much it would take, in MiB.
+        needs_mib: u64,
+        /// The most a job may take, in MiB.
+        max_mib: u64,
+    },
 }
 
 /// Checks an upload: a supported format by its magic bytes, a readable header, and at most
@@ -166,66 +182,97 @@ pub struct Variant {
     pub webp: Option<Vec<u8>>,
 }
 
+/// The most memory one job may take to make an upload's variants, in bytes: the decoded
+/// pixels, the largest resized copy and the full-size JPEG together. An image that would
+/// need more is refused with [`Refused::TooLarge`] before its pixels are decoded.
+pub const JOB_MEMORY: u64 = 256 << 20;
+
 /// Makes the variants of an upload: upright, at each of [`WIDTHS`] (at most the original's
 /// width) and at full size ([`FULL`], last), as JPEG without metadata, and the sized ones as
 /// WebP too when the kind [`Kind::gets_webp`]. CPU-bound: run it on a blocking thread.
 ///
+/// Memory stays within [`JOB_MEMORY`]: the pixels are decoded once, at 8 bits a channel,
+/// and every variant is read from them through an upright view ([`upright::Upright`])
+/// rather than from a turned or converted copy.
+///
 /// # Errors
-/// [`Refused`] when the upload fails [`inspect`] or its pixels cannot be decoded.
+/// [`Refused`] when the upload fails [`inspect`], its pixels cannot be decoded, or making
+/// its variants would take more than [`JOB_MEMORY`].
 pub fn variants(bytes: &[u8], max_pixels: u64) -> Result<Vec<Variant>, Refused> {
+    variants_within(bytes, max_pixels, JOB_MEMORY)
+}
+
+/// [`variants`] with `job_memory` bytes at the most.
+fn variants_within(
+    bytes: &[u8],
+    max_pixels: u64,
+    job_memory: u64,
+) -> Result<Vec<Variant>, Refused> {
     let found = inspect(bytes, max_pixels)?;
-    let mut decoder = ImageReader::with_format(Cursor::new(bytes), found.kind.format())
-        .into_decoder()
-        .map_err(|e| Refused::Unreadable(e.to_string()))?;
-    let mut limits = image::Limits::default();
-    limits.max_image_width = Some(found.width);
-    limits.max_image_height = Some(found.height);
-    // room for the decoded pixels (up to 16 bytes each) and little more
-    limits.max_alloc = Some(max_pixels.saturating_mul(16).saturating_add(64 << 20));
-    decoder
-        .set_limits(limits)
-        .map_err(|e| Refused::Unreadable(e.to_string()))?;
-    let orientation = decoder
-        .orientation()
-        .unwrap_or(image::metadata::Orientation::NoTransforms);
-    let mut img =
-        DynamicImage::from_decoder(decoder).map_err(|e| Refused::Unreadable(e.to_string()))?;
-    img.apply_orientation(orientation);
+    let budget = decode::Budget {
+        total: job_memory,
+        beside: |orientation| beside_pixels(found.width, found.height, orientation),
+    };
+    let decoded = decode::decode(bytes, &found, &budget)?;
+    match &decoded.pixels {
+        Pixels::Rgb(img) => make(img, decoded.orientation, found.kind),
+        Pixels::Rgba(img) => make(img, decoded.orientation, found.kind),
+    }
+}
+
+/// What making the variants of a `width` × `height` image turned by `orientation` takes
+/// beside its decoded pixels: the largest resized copy (at most four bytes a pixel; as large
+/// as the image when it is no wider than [`WIDTHS`]' largest) and the full-size JPEG (about
+/// a byte a pixel at most).
+fn beside_pixels(width: u32, height: u32, orientation: Orientation) -> u64 {
+    let (w, h) = (u64::from(width), u64::from(height));
+    let (w, h) = if upright::swaps_sides(orientation) {
+        (h, w)
+    } else {
+        (w, h)
+    };
+    let widest = WIDTHS.iter().copied().max().map_or(w, u64::from).min(w);
+    let copy = widest * (h * widest / w).max(1) * 4;
+    copy + w * h
+}
+
+/// The variants of the decoded `img`, turned by `orientation`.
+fn make<P>(
+    img: &ImageBuffer<P, Vec<u8>>,
+    orientation: Orientation,
+    kind: Kind,
+) -> Result<Vec<Variant>, Refused>
+where
+    P: Pixel<Subpixel = u8> + PixelWithColorType + 'static,
+{
+    let upright = Upright::new(img, orientation);
+    let (full_width, full_height) = upright.dimensions();
     let mut out = Vec::with_capacity(WIDTHS.len() + 1);
     for name in WIDTHS.into_iter().chain([FULL]) {
         let width = if name == FULL {
-            img.width()
+            full_width
         } else {
-            name.min(img.width())
+            name.min(full_width)
         };
-        let height = ((u64::from(img.height()) * u64::from(width) + u64::from(img.width()) / 2)
-            / u64::from(img.width()))
+        let height = ((u64::from(full_height) * u64::from(width) + u64::from(full_width) / 2)
+            / u64::from(full_width))
         .max(1) as u32;
-        let small = if width == img.width() {
-            img.clone()
+        let (jpeg, webp) = if name == FULL {
+            // straight from the decoded pixels: the encoder reads them block by block
+            (jpeg_of(&upright)?, None)
         } else {
-            img.thumbnail_exact(width, height)
-        };
-        let rgb = small.to_rgb8();
-        let mut jpeg = Vec::new();
-        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 82)
-            .encode_image(&rgb)
-            .map_err(|e| Refused::Unreadable(e.to_string()))?;
-        let webp = if found.kind.gets_webp() && name != FULL {
-            // with its alpha channel: a transparent logo stays transparent
-            let rgba = small.to_rgba8();
-            let mut webp = Vec::new();
-            image::codecs::webp::WebPEncoder::new_lossless(&mut webp)
-                .encode(
-                    rgba.as_raw(),
-                    width,
-                    height,
-                    image::ExtendedColorType::Rgba8,
-                )
-                .map_err(|e| Refused::Unreadable(e.to_string()))?;
-            Some(webp)
-        } else {
-            None
+            let small = image::imageops::thumbnail(&upright, width, height);
+            let webp = if kind.gets_webp() {
+                // with its alpha channel: a transparent logo stays transparent
+                let mut webp = Vec::new();
+                image::codecs::webp::WebPEncoder::new_lossless(&mut webp)
+                    .encode(small.as_raw(), width, height, P::COLOR_TYPE)
+                    .map_err(|e| Refused::Unreadable(e.to_string()))?;
+                Some(webp)
+            } else {
+                None
+            };
+            (jpeg_of(&small)?, webp)
         };
         out.push(Variant {
             name,
@@ -236,6 +283,19 @@ pub fn variants(bytes: &[u8], max_pixels: u64) -> Result<Vec<Variant>, Refused> 
         });
     }
     Ok(out)
+}
+
+/// `img` as a JPEG of quality 82, without metadata (an alpha channel is dropped).
+fn jpeg_of<I>(img: &I) -> Result<Vec<u8>, Refused>
+where
+    I: GenericImageView,
+    I::Pixel: PixelWithColorType,
+{
+    let mut jpeg = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 82)
+        .encode_image(img)
+        .map_err(|e| Refused::Unreadable(e.to_string()))?;
+    Ok(jpeg)
 }
 
 #[cfg(test)]
@@ -301,6 +361,20 @@ mod tests {
             let back = image::load_from_memory_with_format(&v.jpeg, ImageFormat::Jpeg).unwrap();
             assert_eq!((back.width(), back.height()), (v.width, v.height));
         }
+    }
+
+    #[test]
+    fn an_image_that_would_take_more_than_a_job_may_is_refused_before_decoding() {
+        let p = png(400, 200);
+        // 400 × 200 at 8-bit RGB is 240 kB; its 400 px copy 320 kB and its JPEG about 80 kB
+        assert!(variants_within(&p, 1_000_000, 2 << 20).is_ok());
+        assert_eq!(
+            variants_within(&p, 1_000_000, 512 << 10).map(|v| v.len()),
+            Err(Refused::TooLarge {
+                needs_mib: 1,
+                max_mib: 0
+            })
+        );
     }
 
     #[test]

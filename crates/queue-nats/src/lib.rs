@@ -12,16 +12,18 @@
 //!   ack wait: a claim asking for another lease than the consumer has first sets the
 //!   consumer's ack wait to it (every worker of a deployment asks for the same one,
 //!   `queue.lease_secs`, so this happens once, when the setting changes).
-//! - **Dead letters**: NATS 2.9 has none built in. A job that fails on its last attempt, or is
-//!   delivered more than `max_attempts` times (its workers died), is published to the stream
-//!   `CRESCENDO_DEAD` (`dead.<queue>`, with the reason in a header) and then terminated.
+//! - **Dead letters**: NATS 2.9 has none built in. A job that fails on its last attempt
+//!   ([`Delivery::LastRun`]), or is given up after `max_attempts` deliveries without an
+//!   answer (its workers died; handed out once more as [`Delivery::GiveUp`], then failed), is
+//!   published to the stream `CRESCENDO_DEAD` (`dead.<queue>`, with the reason in a header)
+//!   and then terminated.
 //!
 //! A claim holds the JetStream message in this process until [`Queue::ack`] or
 //! [`Queue::fail`]; the job's ID is its stream sequence.
 
 use async_nats::jetstream::{self, AckKind, consumer::pull, stream};
 use async_trait::async_trait;
-use crescendo_queue::{Job, Queue, QueueDepth, QueueError};
+use crescendo_queue::{Delivery, Job, Queue, QueueDepth, QueueError};
 use futures_util::StreamExt;
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -270,41 +272,41 @@ impl Queue for NatsQueue {
 
     async fn claim(&self, queue: &str, lease: Duration) -> Result<Option<Job>, QueueError> {
         let consumer = self.consumer(queue, Some(lease)).await?;
-        loop {
-            let mut batch = consumer
-                .fetch()
-                .max_messages(1)
-                .messages()
-                .await
-                .map_err(unavailable)?;
-            let Some(msg) = batch.next().await else {
-                return Ok(None);
-            };
-            let msg = msg.map_err(unavailable)?;
-            let (seq, delivered) = {
-                let info = msg.info().map_err(unavailable)?;
-                (info.stream_sequence as i64, info.delivered.max(1) as u32)
-            };
-            if delivered > self.max_attempts {
-                // delivered again and again without an answer: its workers died or hung
-                let reason = format!(
-                    "delivered {delivered} times without an answer (workers died or timed out)"
-                );
-                self.bury(queue, &msg, &reason).await?;
-                continue;
-            }
-            let job = Job {
-                id: seq,
-                queue: queue.to_string(),
-                payload: msg.payload.to_vec(),
-                attempts: delivered,
-            };
-            self.held
-                .lock()
-                .expect("held lock is never poisoned")
-                .insert(seq, msg);
-            return Ok(Some(job));
-        }
+        let mut batch = consumer
+            .fetch()
+            .max_messages(1)
+            .messages()
+            .await
+            .map_err(unavailable)?;
+        let Some(msg) = batch.next().await else {
+            return Ok(None);
+        };
+        let msg = msg.map_err(unavailable)?;
+        let (seq, delivered) = {
+            let info = msg.info().map_err(unavailable)?;
+            (info.stream_sequence as i64, info.delivered.max(1) as u32)
+        };
+        let delivery = match delivered.cmp(&self.max_attempts) {
+            std::cmp::Ordering::Less => Delivery::Run,
+            std::cmp::Ordering::Equal => Delivery::LastRun,
+            // delivered again and again without an answer: its workers died or hung
+            std::cmp::Ordering::Greater => Delivery::GiveUp(format!(
+                "delivered {} times without an answer (workers died or timed out)",
+                delivered - 1
+            )),
+        };
+        let job = Job {
+            id: seq,
+            queue: queue.to_string(),
+            payload: msg.payload.to_vec(),
+            attempts: delivered,
+            delivery,
+        };
+        self.held
+            .lock()
+            .expect("held lock is never poisoned")
+            .insert(seq, msg);
+        Ok(Some(job))
     }
 
     async fn ack(&self, job: &Job) -> Result<(), QueueError> {

@@ -1,6 +1,6 @@
 //! `NatsQueue` against a real NATS server with JetStream, started by the test.
 
-use crescendo_queue::Queue;
+use crescendo_queue::{Delivery, Queue};
 use crescendo_queue_nats::NatsQueue;
 use crescendo_topology::nats::Nats;
 use std::time::{Duration, Instant};
@@ -207,4 +207,43 @@ async fn a_claim_holds_its_job_for_the_lease_it_names() {
         started.elapsed()
     );
     q.ack(&again).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_whose_workers_die_every_time_is_handed_out_to_be_given_up() {
+    // arrange: two claims that are never answered, as by workers killed holding the job
+    let (nats, _dir) = server().await;
+    let q = NatsQueue::connect(&nats.url(), 2, Duration::from_secs(1))
+        .await
+        .unwrap();
+    q.publish(Q, b"poison").await.unwrap();
+    let first = claim_for(&q, Duration::from_secs(1), Duration::from_secs(1))
+        .await
+        .expect("a job");
+    assert_eq!((first.attempts, &first.delivery), (1, &Delivery::Run));
+    let last = claim_for(&q, Duration::from_secs(1), Duration::from_secs(5))
+        .await
+        .expect("delivered again once its lease ran out");
+    assert_eq!((last.attempts, &last.delivery), (2, &Delivery::LastRun));
+
+    // act: its last lease runs out too
+    let given_up = claim_for(&q, Duration::from_secs(1), Duration::from_secs(5))
+        .await
+        .expect("handed out once more, to be given up");
+
+    // assert: not to run, with the reason; failing it makes the dead letter
+    let reason = "delivered 2 times without an answer (workers died or timed out)";
+    assert_eq!(given_up.delivery, Delivery::GiveUp(reason.into()));
+    assert_eq!(given_up.payload, b"poison");
+    q.fail(&given_up, reason, Duration::ZERO).await.unwrap();
+    assert_eq!(
+        q.dead_letters(Q).await.unwrap(),
+        vec![(b"poison".to_vec(), reason.to_string())]
+    );
+    assert!(
+        claim_for(&q, Duration::from_secs(1), Duration::from_millis(1500))
+            .await
+            .is_none(),
+        "never handed out again"
+    );
 }

@@ -4,7 +4,9 @@
 //! data it concerns: an outbox), claimed by one worker with a lease, then acknowledged. A job
 //! whose handler fails is retried after a back-off; after `max_attempts` it becomes a dead
 //! letter with the reason kept. A worker that dies without acknowledging leaves the job to be
-//! claimed again once the lease runs out, so handlers must be idempotent.
+//! claimed again once the lease runs out, so handlers must be idempotent; a job whose
+//! workers died `max_attempts` times is handed out once more, not to run but to be given up
+//! ([`Delivery::GiveUp`]), so what waits on it learns that it failed.
 //!
 //! Backends: the SQLite job table (`crescendo-store-sqlite`) and NATS JetStream
 //! (`crescendo-queue-nats`).
@@ -12,6 +14,20 @@
 
 use async_trait::async_trait;
 use std::time::Duration;
+
+/// What a claim hands a job over for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Delivery {
+    /// To run; when it fails, it runs again after a back-off.
+    Run,
+    /// To run for the last time: when it fails, it becomes a dead letter.
+    LastRun,
+    /// Not to run again: it was handed out `max_attempts` times and never answered (its
+    /// workers died or hung), so it is given up with this reason. The worker lets its handler
+    /// record that (an upload becomes `failed`), then [`Queue::fail`] makes it a dead letter;
+    /// if the worker dies before, the job is handed out to give up again.
+    GiveUp(String),
+}
 
 /// A claimed job.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -22,8 +38,11 @@ pub struct Job {
     pub queue: String,
     /// What the handler needs, serialised by the publisher.
     pub payload: Vec<u8>,
-    /// How many times it has been claimed, this claim included.
+    /// How many times it has been claimed, this claim included (a [`Delivery::GiveUp`] claim
+    /// does not count).
     pub attempts: u32,
+    /// What it is handed over for.
+    pub delivery: Delivery,
 }
 
 /// How much work waits in a queue, for metrics and autoscaling.

@@ -3,15 +3,16 @@
 //! A claim is one `UPDATE … RETURNING` that takes the oldest runnable job and stamps a lease,
 //! so two workers can never hold the same job at once. Depth is exact: it is a `COUNT(*)`.
 //!
-//! A claim counts a delivery (`attempts`) whether or not an answer follows. A job whose
-//! lease ran out after its `max_attempts`-th delivery (its workers died or hung on it, e.g.
-//! killed for memory) is dead-lettered by the next claim, in the same transaction, with the
-//! reason kept, rather than handed out again forever.
+//! A claim counts a delivery (`attempts`) whether or not an answer follows; the
+//! `max_attempts`-th is a [`Delivery::LastRun`]. A job whose lease ran out after it (its
+//! workers died or hung on it, e.g. killed for memory) is never run again: the next claim
+//! hands it out as [`Delivery::GiveUp`], with the reason, and the worker's `fail` then makes
+//! it a dead letter.
 
 use crate::clock::now_ms;
 use crate::db::{Db, map_err};
 use async_trait::async_trait;
-use crescendo_queue::{Job, Queue, QueueDepth, QueueError};
+use crescendo_queue::{Delivery, Job, Queue, QueueDepth, QueueError};
 use rusqlite::{OptionalExtension, params};
 use std::time::Duration;
 
@@ -75,47 +76,72 @@ impl Queue for SqliteQueue {
     async fn claim(&self, queue: &str, lease: Duration) -> Result<Option<Job>, QueueError> {
         let queue = queue.to_string();
         let lease_ms = lease.as_millis() as i64;
-        let max_attempts = i64::from(self.max_attempts);
+        let max_attempts = self.max_attempts;
         self.db
             .write(move |tx| {
                 let now = now_ms();
-                let buried = tx
+                let row = |r: &rusqlite::Row<'_>| -> rusqlite::Result<(i64, Vec<u8>, u32)> {
+                    Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u32))
+                };
+                // first a job whose last lease ran out: handed out to be given up, not run
+                let given_up = tx
                     .prepare_cached(
-                        "UPDATE jobs SET state = 'dead', lease_until = NULL,
-                                last_error = 'delivered ' || attempts
-                                    || ' times without an answer (workers died or timed out)'
-                         WHERE queue = ?1 AND state = 'ready' AND attempts >= ?2
-                           AND lease_until IS NOT NULL AND lease_until <= ?3",
+                        "UPDATE jobs SET lease_until = ?2
+                         WHERE id = (SELECT id FROM jobs
+                                     WHERE queue = ?1 AND state = 'ready' AND attempts >= ?4
+                                       AND lease_until IS NOT NULL AND lease_until <= ?3
+                                     ORDER BY id LIMIT 1)
+                         RETURNING id, payload, attempts",
                     )
-                    .and_then(|mut st| st.execute(params![queue, max_attempts, now]))
+                    .and_then(|mut st| {
+                        st.query_row(params![queue, now + lease_ms, now, max_attempts], row)
+                            .optional()
+                    })
                     .map_err(map_err)?;
-                if buried > 0 {
+                if let Some((id, payload, attempts)) = given_up {
                     tracing::warn!(
                         queue,
-                        jobs = buried,
-                        "jobs dead-lettered after their last lease ran out"
+                        job_id = id,
+                        attempts,
+                        "job given up: its workers died"
                     );
+                    let reason = format!(
+                        "delivered {attempts} times without an answer (workers died or timed out)"
+                    );
+                    return Ok(Some(Job {
+                        id,
+                        queue,
+                        payload,
+                        attempts,
+                        delivery: Delivery::GiveUp(reason),
+                    }));
                 }
-                tx.prepare_cached(
-                    "UPDATE jobs SET attempts = attempts + 1, lease_until = ?2
-                     WHERE id = (SELECT id FROM jobs
-                                 WHERE queue = ?1 AND state = 'ready' AND run_at <= ?3
-                                   AND (lease_until IS NULL OR lease_until <= ?3)
-                                 ORDER BY run_at, id LIMIT 1)
-                     RETURNING id, queue, payload, attempts",
-                )
-                .and_then(|mut st| {
-                    st.query_row(params![queue, now + lease_ms, now], |r| {
-                        Ok(Job {
-                            id: r.get(0)?,
-                            queue: r.get(1)?,
-                            payload: r.get(2)?,
-                            attempts: r.get::<_, i64>(3)? as u32,
-                        })
+                let claimed = tx
+                    .prepare_cached(
+                        "UPDATE jobs SET attempts = attempts + 1, lease_until = ?2
+                         WHERE id = (SELECT id FROM jobs
+                                     WHERE queue = ?1 AND state = 'ready' AND run_at <= ?3
+                                       AND attempts < ?4
+                                       AND (lease_until IS NULL OR lease_until <= ?3)
+                                     ORDER BY run_at, id LIMIT 1)
+                         RETURNING id, payload, attempts",
+                    )
+                    .and_then(|mut st| {
+                        st.query_row(params![queue, now + lease_ms, now, max_attempts], row)
+                            .optional()
                     })
-                    .optional()
-                })
-                .map_err(map_err)
+                    .map_err(map_err)?;
+                Ok(claimed.map(|(id, payload, attempts)| Job {
+                    id,
+                    queue,
+                    payload,
+                    attempts,
+                    delivery: if attempts >= max_attempts {
+                        Delivery::LastRun
+                    } else {
+                        Delivery::Run
+                    },
+                }))
             })
             .await
             .map_err(qerr)

@@ -1,6 +1,6 @@
 //! The store conformance suite and queue behaviour on SQLite, each case on a fresh file.
 
-use crescendo_queue::Queue;
+use crescendo_queue::{Delivery, Queue};
 use crescendo_store::Store;
 use crescendo_store_sqlite::{SqliteOptions, SqliteStore};
 use std::sync::Arc;
@@ -100,31 +100,63 @@ async fn failing_jobs_are_retried_then_dead_lettered() {
 }
 
 #[tokio::test]
-async fn a_job_whose_leases_run_out_max_attempts_times_is_dead_lettered() {
+async fn a_job_whose_leases_run_out_max_attempts_times_is_given_up_then_dead_lettered() {
     // arrange: workers that die holding the job (a zero lease has run out at once)
     let (_dir, store) = fresh().await;
     let q = store.queue(2);
     q.publish("images", b"poison").await.unwrap();
-    for attempt in 1..=2 {
+    for (attempt, delivery) in [(1, Delivery::Run), (2, Delivery::LastRun)] {
         let job = q
             .claim("images", Duration::ZERO)
             .await
             .unwrap()
             .expect("delivered again while attempts remain");
-        assert_eq!(job.attempts, attempt);
+        assert_eq!((job.attempts, job.delivery), (attempt, delivery));
     }
 
     // act
-    let after_the_last = q.claim("images", Duration::ZERO).await.unwrap();
+    let given_up = q
+        .claim("images", Duration::ZERO)
+        .await
+        .unwrap()
+        .expect("handed out once more, to be given up");
 
-    // assert
-    assert_eq!(after_the_last, None, "not handed out a third time");
-    let d = q.depth("images").await.unwrap();
+    // assert: not to run, with the reason; a worker dying now leaves it to be given up again
+    let reason = "delivered 2 times without an answer (workers died or timed out)";
     assert_eq!(
-        (d.pending, d.dead),
-        (0, 1),
-        "a dead letter, not a pending job"
+        (given_up.payload.as_slice(), &given_up.delivery),
+        (&b"poison"[..], &Delivery::GiveUp(reason.into()))
     );
+    let again = q.claim("images", Duration::from_secs(30)).await.unwrap();
+    assert_eq!(
+        again.map(|j| j.delivery),
+        Some(Delivery::GiveUp(reason.into())),
+        "given up again after the giving-up worker died"
+    );
+    let d = q.depth("images").await.unwrap();
+    assert_eq!((d.pending, d.dead), (1, 0), "pending until given up");
+}
+
+#[tokio::test]
+async fn a_job_given_up_and_failed_is_a_dead_letter() {
+    let (_dir, store) = fresh().await;
+    let q = store.queue(1);
+    q.publish("images", b"poison").await.unwrap();
+    let last = q.claim("images", Duration::ZERO).await.unwrap().unwrap();
+    assert_eq!(last.delivery, Delivery::LastRun);
+    let given_up = q
+        .claim("images", Duration::from_secs(30))
+        .await
+        .unwrap()
+        .unwrap();
+    q.fail(&given_up, "given up", Duration::ZERO).await.unwrap();
+    assert_eq!(
+        q.claim("images", Duration::ZERO).await.unwrap(),
+        None,
+        "dead letters are not handed out"
+    );
+    let d = q.depth("images").await.unwrap();
+    assert_eq!((d.pending, d.dead), (0, 1));
 }
 
 #[tokio::test]

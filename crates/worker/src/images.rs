@@ -32,4 +32,10 @@ impl Handler for Variants {
         let ImageVariants { upload } = ImageVariants::decode(&job.payload)?;
         Ok(self.0.process_upload(upload).await?)
     }
+
+    /// The upload becomes `failed`, with the reason its owner reads.
+    async fn give_up(&self, job: &Job, reason: &str) -> Result<(), VariantsError> {
+        let ImageVariants { upload } = ImageVariants::decode(&job.payload)?;
+        Ok(self.0.give_up_upload(upload, reason).await?)
+    }
 }

@@ -4,15 +4,17 @@
 //! A [`Worker`] claims jobs from a [`JobSource`] (the [`App`](crescendo_app::App) in a
 //! Crescendo process; any `Queue` in tests) for the queues its [`Handler`]s serve, runs at
 //! most `concurrency` at once, and acknowledges each one that succeeds. A failed job is
-//! handed back with an exponential back-off (1 s, 2 s, 4 s … capped at 5 minutes) until the
-//! queue dead-letters it, keeping the handler's error as the reason. A handler that outlives
+//! handed back with an exponential back-off (1 s, 2 s, 4 s … capped at 5 minutes) until its
+//! last attempt; a job that fails its last attempt, or whose workers died on it every time,
+//! is given up: its handler records that ([`Handler::give_up`]: an upload becomes `failed`
+//! with the reason) and the queue dead-letters it, keeping the reason. A handler that outlives
 //! its lease loses the job to another worker, which is why handlers must be idempotent. On
 //! shutdown the worker stops claiming and waits for the jobs it holds.
 //!
 //! Handlers: [`Variants`] (image variants). [`run_workers`] runs them all on an `App` with
 //! [`WorkerOptions::from_settings`]; [`relay`] moves committed outbox jobs to the queue.
 //!
-//! Metrics: `crescendo_jobs_total{queue, outcome}` (`ok`, `retry`, `lease_lost`),
+//! Metrics: `crescendo_jobs_total{queue, outcome}` (`ok`, `retry`, `dead`, `lease_lost`),
 //! `crescendo_jobs_in_progress{queue}` and `crescendo_queue_depth{queue}`.
 //!
 //! This crate names no broker or database types: jobs come through the `Queue` seam.

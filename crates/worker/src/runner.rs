@@ -5,7 +5,7 @@
 use crate::JobSource;
 use async_trait::async_trait;
 use crescendo_config::QueueSettings;
-use crescendo_queue::Job;
+use crescendo_queue::{Delivery, Job};
 use crescendo_telemetry::names;
 use std::error::Error;
 use std::sync::Arc;
@@ -25,6 +25,16 @@ pub trait Handler: Send + Sync + 'static {
     /// # Errors
     /// Why the job failed; it is retried later and kept with the job.
     async fn handle(&self, job: &Job) -> Result<(), Self::Error>;
+    /// Records that the job is given up with `reason` (after its last run failed, or when
+    /// its workers died on it `max_attempts` times), e.g. marks what waits on it failed.
+    /// Nothing by default. Called again if the worker dies before the job is dead-lettered,
+    /// so it must be idempotent too.
+    ///
+    /// # Errors
+    /// It could not be recorded now; the job is handed out to be given up again.
+    async fn give_up(&self, _job: &Job, _reason: &str) -> Result<(), Self::Error> {
+        Ok(())
+    }
 }
 
 /// A [`Handler`] whose error type is erased, so one worker can hold handlers of several.
@@ -32,6 +42,7 @@ pub trait Handler: Send + Sync + 'static {
 trait Erased: Send + Sync + 'static {
     fn queue(&self) -> &'static str;
     async fn run(&self, job: &Job) -> Result<(), Box<dyn Error + Send + Sync>>;
+    async fn give_up(&self, job: &Job, reason: &str) -> Result<(), Box<dyn Error + Send + Sync>>;
 }
 
 #[async_trait]
@@ -42,6 +53,10 @@ impl<H: Handler> Erased for H {
 
     async fn run(&self, job: &Job) -> Result<(), Box<dyn Error + Send + Sync>> {
         Ok(self.handle(job).await?)
+    }
+
+    async fn give_up(&self, job: &Job, reason: &str) -> Result<(), Box<dyn Error + Send + Sync>> {
+        Ok(Handler::give_up(self, job, reason).await?)
     }
 }
 
@@ -168,27 +183,58 @@ impl Worker {
 
 async fn run_one(source: &dyn JobSource, handler: &dyn Erased, job: Job) {
     let q = handler.queue();
-    let outcome = match handler.run(&job).await {
-        Ok(()) => match source.ack(&job).await {
-            Ok(()) => "ok",
-            Err(e) => {
-                tracing::warn!(queue = q, job_id = job.id, error = %e, "job done but not acknowledged");
-                "lease_lost"
-            }
-        },
-        Err(e) => {
-            let reason = e.to_string();
-            tracing::warn!(queue = q, job_id = job.id, attempts = job.attempts, %reason, "job failed");
-            match source.fail(&job, &reason, backoff(job.attempts)).await {
-                Ok(()) => "retry",
+    let outcome = match &job.delivery {
+        Delivery::GiveUp(reason) => give_up(source, handler, &job, reason).await,
+        Delivery::Run | Delivery::LastRun => match handler.run(&job).await {
+            Ok(()) => match source.ack(&job).await {
+                Ok(()) => "ok",
                 Err(e) => {
-                    tracing::warn!(queue = q, job_id = job.id, error = %e, "could not hand the failed job back");
+                    tracing::warn!(queue = q, job_id = job.id, error = %e, "job done but not acknowledged");
                     "lease_lost"
                 }
+            },
+            Err(e) if job.delivery == Delivery::LastRun => {
+                let reason = e.to_string();
+                tracing::warn!(queue = q, job_id = job.id, attempts = job.attempts, %reason, "job failed for the last time");
+                give_up(source, handler, &job, &reason).await
             }
-        }
+            Err(e) => {
+                let reason = e.to_string();
+                tracing::warn!(queue = q, job_id = job.id, attempts = job.attempts, %reason, "job failed");
+                match source.fail(&job, &reason, backoff(job.attempts)).await {
+                    Ok(()) => "retry",
+                    Err(e) => {
+                        tracing::warn!(queue = q, job_id = job.id, error = %e, "could not hand the failed job back");
+                        "lease_lost"
+                    }
+                }
+            }
+        },
     };
     metrics::counter!(names::JOBS, "queue" => q, "outcome" => outcome).increment(1);
+}
+
+/// Lets the handler record that `job` is given up with `reason`, then makes it a dead
+/// letter. When the handler cannot record it now, the job is left to its lease and handed
+/// out to be given up again.
+async fn give_up(
+    source: &dyn JobSource,
+    handler: &dyn Erased,
+    job: &Job,
+    reason: &str,
+) -> &'static str {
+    let q = handler.queue();
+    if let Err(e) = handler.give_up(job, reason).await {
+        tracing::warn!(queue = q, job_id = job.id, error = %e, "could not record a job given up; it is handed out again");
+        return "lease_lost";
+    }
+    match source.fail(job, reason, Duration::ZERO).await {
+        Ok(()) => "dead",
+        Err(e) => {
+            tracing::warn!(queue = q, job_id = job.id, error = %e, "could not dead-letter the job given up");
+            "lease_lost"
+        }
+    }
 }
 
 #[cfg(test)]

@@ -206,3 +206,54 @@ async fn workers_from_settings_claim_jobs_for_the_configured_lease() {
         "claims asked for {leases:?}, not queue.lease_secs"
     );
 }
+
+/// Fails every job, and notes every job given up with its reason.
+#[derive(Default)]
+struct Hopeless {
+    given_up: Mutex<Vec<(Vec<u8>, String)>>,
+}
+
+#[async_trait]
+impl Handler for Hopeless {
+    type Error = NotYet;
+
+    fn queue(&self) -> &'static str {
+        "test.jobs"
+    }
+    async fn handle(&self, _job: &Job) -> Result<(), NotYet> {
+        Err(NotYet)
+    }
+    async fn give_up(&self, job: &Job, reason: &str) -> Result<(), NotYet> {
+        self.given_up
+            .lock()
+            .unwrap()
+            .push((job.payload.clone(), reason.to_string()));
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_failing_its_last_run_is_given_up_once_then_dead_lettered() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&SqliteOptions::new(dir.path().join("db"))).unwrap();
+    let queue: Arc<dyn Queue> = Arc::new(store.queue(2));
+    queue.publish("test.jobs", b"hopeless").await.unwrap();
+    let handler = Arc::new(Hopeless::default());
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let worker = tokio::spawn(
+        Worker::new(Arc::clone(&queue), options())
+            .serve(Arc::clone(&handler))
+            .run(stop_rx),
+    );
+    // two runs, a second apart (the back-off), then given up
+    wait_until(|| !handler.given_up.lock().unwrap().is_empty()).await;
+    drained(&queue).await;
+    stop_tx.send(true).unwrap();
+    worker.await.unwrap();
+    assert_eq!(
+        *handler.given_up.lock().unwrap(),
+        vec![(b"hopeless".to_vec(), "not yet".to_string())],
+        "given up once, with the last run's error"
+    );
+    assert_eq!(queue.depth("test.jobs").await.unwrap().dead, 1);
+}

@@ -6,6 +6,7 @@ mod comments;
 mod connections;
 mod errors;
 mod finish;
+mod given_up;
 mod idempotency;
 mod ops;
 mod public;

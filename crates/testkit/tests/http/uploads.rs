@@ -126,7 +126,7 @@ fn jpeg_with_exif_gps() -> Vec<u8> {
     out
 }
 
-async fn wait_settled(app: &TestApp, token: &str, id: &str) -> Value {
+pub(crate) async fn wait_settled(app: &TestApp, token: &str, id: &str) -> Value {
     let started = Instant::now();
     loop {
         let u = app.get(&format!("/api/uploads/{id}"), Some(token)).await;

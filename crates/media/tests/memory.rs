@@ -1,0 +1,42 @@
+//! The memory one variants job adds to a process, measured as the growth of its peak
+//! resident set (`VmHWM`, reset through `/proc/self/clear_refs`). Alone in its test binary,
+//! so no other test's memory counts.
+
+use image::{ImageBuffer, ImageFormat, Rgba};
+use std::io::Cursor;
+
+/// A field of `/proc/self/status`, in bytes.
+fn status_bytes(field: &str) -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with(field)).unwrap();
+    let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    kib * 1024
+}
+
+#[test]
+fn a_sixteen_bit_png_costs_about_its_pixels_at_eight_bits() {
+    let (width, height) = (3000u32, 2000u32);
+    let png = {
+        let img = ImageBuffer::<Rgba<u16>, _>::from_fn(width, height, |x, y| {
+            let (bx, by) = ((x / 64) as u16, (y / 64) as u16);
+            Rgba([bx * 500, by * 650, (bx + by) * 250, u16::MAX - by * 300])
+        });
+        let mut out = Cursor::new(Vec::new());
+        img.write_to(&mut out, ImageFormat::Png).unwrap();
+        out.into_inner()
+    };
+    std::fs::write("/proc/self/clear_refs", "5").unwrap();
+    let before = status_bytes("VmRSS:");
+    let made = crescendo_media::variants(&png, 50_000_000).unwrap();
+    let grew = status_bytes("VmHWM:").saturating_sub(before);
+    assert_eq!(made.len(), 4);
+    let pixels = u64::from(width * height);
+    // the decoded pixels at 8-bit RGBA are 4 bytes each; at 16 bits (as decoded before)
+    // they alone were 8, and the full-size copies added 11 more
+    assert!(
+        grew < pixels * 6,
+        "one job grew the peak resident set by {} MiB for {} megapixels",
+        grew >> 20,
+        pixels / 1_000_000
+    );
+}
