@@ -33,7 +33,7 @@ pub struct Http {
     pub ops_listen: SocketAddr,
     /// Largest request body accepted, in bytes (larger: 413).
     pub body_limit_bytes: usize,
-    /// A request taking longer is answered 503 and its work dropped.
+    /// A request taking longer is answered 503; a read is dropped, a write runs to its end.
     pub request_timeout_secs: u64,
     /// How long a connection may wait for the headers of its next request (idle
     /// keep-alive, then the headers themselves) before the node closes it; 0: no limit.
