@@ -35,15 +35,12 @@ pub(crate) async fn upload(
     bytes: &[u8],
 ) -> (StatusCode, Value) {
     let (ct, body) = multipart(field, name, "image/png", bytes);
-    let res = app
+    let r = app
         .request(reqwest::Method::POST, "/api/uploads", token)
         .header("content-type", ct)
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    let status = res.status();
-    (status, res.json().await.unwrap_or(Value::Null))
+        .body(body);
+    let a = TestApp::answer(r.send().await.unwrap()).await;
+    (a.status, a.json)
 }
 
 pub(crate) fn png(width: u32, height: u32) -> Vec<u8> {
