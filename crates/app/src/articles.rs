@@ -383,18 +383,13 @@ impl App {
             return Err(AppError::Forbidden);
         }
         let mut errs = FieldErrors::default();
-        let title = input
-            .title
-            .as_deref()
-            .and_then(|t| errs.check(Text::required("title", t, 300)));
-        let description = input
-            .description
-            .as_deref()
-            .and_then(|d| errs.check(Text::required("description", d, 1_000)));
-        let body = input
-            .body
-            .as_deref()
-            .and_then(|b| errs.check(Text::required("body", b, 100_000)));
+        let title = errs.check_given(input.title.as_deref(), |t| Text::required("title", t, 300));
+        let description = errs.check_given(input.description.as_deref(), |d| {
+            Text::required("description", d, 1_000)
+        });
+        let body = errs.check_given(input.body.as_deref(), |b| {
+            Text::required("body", b, 100_000)
+        });
         let tags = validate_tags(&mut errs, input.tags.as_ref());
         let cover_image = validate_cover(&mut errs, input.cover_image.as_deref());
         errs.into_result()?;

@@ -3,7 +3,7 @@
 use crate::{AppError, AppResult};
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD_NO_PAD as B64_STD, URL_SAFE_NO_PAD as B64};
-use crescendo_domain::Id;
+use crescendo_domain::{Id, Redacted};
 use crescendo_telemetry::names;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -12,18 +12,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::Semaphore;
 
 /// Signs and checks API tokens: `Authorization: Token <jwt>`.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct Tokens {
-    key: Arc<[u8]>,
+    key: Redacted<Arc<[u8]>>,
     ttl: Duration,
-}
-
-impl std::fmt::Debug for Tokens {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Tokens")
-            .field("ttl", &self.ttl)
-            .finish_non_exhaustive()
-    }
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -45,13 +37,13 @@ impl Tokens {
     /// Tokens signed with `key`, valid for `ttl`.
     pub fn new(key: &[u8], ttl: Duration) -> Self {
         Self {
-            key: key.into(),
+            key: Redacted(key.into()),
             ttl,
         }
     }
 
     fn mac(&self) -> Hmac<Sha256> {
-        Hmac::<Sha256>::new_from_slice(&self.key).expect("HMAC takes keys of any length")
+        Hmac::<Sha256>::new_from_slice(&self.key.0).expect("HMAC takes keys of any length")
     }
 
     /// A token for `user`.

@@ -22,6 +22,16 @@ impl FieldErrors {
         }
     }
 
+    /// For an input that may be absent: `None` if it is, else [`FieldErrors::check`] of
+    /// `parse(value)`.
+    pub fn check_given<T>(
+        &mut self,
+        value: Option<&str>,
+        parse: impl FnOnce(&str) -> Result<T, FieldError>,
+    ) -> Option<T> {
+        value.and_then(|v| self.check(parse(v)))
+    }
+
     /// `Err(Validation)` if anything was recorded.
     ///
     /// # Errors

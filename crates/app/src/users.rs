@@ -181,26 +181,13 @@ impl App {
     #[tracing::instrument(skip_all, fields(user_id = %id))]
     pub async fn update_user(&self, id: Id, input: UserChangesInput) -> AppResult<UserView> {
         let mut errs = FieldErrors::default();
-        let username = input
-            .username
-            .as_deref()
-            .and_then(|u| errs.check(Username::parse(u)));
-        let email = input
-            .email
-            .as_deref()
-            .and_then(|e| errs.check(Email::parse(e)));
-        let password = input
-            .password
-            .as_deref()
-            .and_then(|p| errs.check(Password::parse(p)));
-        let bio = input
-            .bio
-            .as_deref()
-            .and_then(|b| errs.check(Text::optional("bio", b, 10_000)));
-        let image = input
-            .image
-            .as_deref()
-            .and_then(|i| errs.check(Text::optional("image", i, 2_000)));
+        let username = errs.check_given(input.username.as_deref(), Username::parse);
+        let email = errs.check_given(input.email.as_deref(), Email::parse);
+        let password = errs.check_given(input.password.as_deref(), Password::parse);
+        let bio = errs.check_given(input.bio.as_deref(), |b| Text::optional("bio", b, 10_000));
+        let image = errs.check_given(input.image.as_deref(), |i| {
+            Text::optional("image", i, 2_000)
+        });
         if let Some(img) = &image
             && !img.is_empty()
             && !(img.starts_with("https://") || img.starts_with("http://") || img.starts_with('/'))

@@ -81,6 +81,20 @@ fn get(kind: &'static str, path: String, token: Option<String>) -> Request {
     }
 }
 
+/// A `POST` with an optional JSON body.
+fn post(
+    kind: &'static str,
+    path: String,
+    token: Option<String>,
+    body: Option<serde_json::Value>,
+) -> Request {
+    Request {
+        method: reqwest::Method::POST,
+        body,
+        ..get(kind, path, token)
+    }
+}
+
 impl Scenario {
     /// The next request of this scenario, drawn with `rng` over the seeded data. `n` numbers
     /// requests so that written titles differ.
@@ -108,61 +122,38 @@ impl Scenario {
             Scenario::Write => {
                 let target = any_slug(rng);
                 let other = username(rng.below(data.tokens.len().max(1)));
+                let favorite = format!("/api/articles/{target}/favorite");
                 match rng.below(4) {
-                    0 => Request {
-                        kind: "write.article",
-                        method: reqwest::Method::POST,
-                        path: "/api/articles".into(),
-                        token,
-                        body: Some(json!({"article": {
+                    0 => {
+                        let article = json!({"article": {
                             "title": format!("Written under load {n}"),
                             "description": "a benchmark write",
                             "body": "Lorem ipsum dolor sit amet, consectetur adipiscing elit.",
                             "tagList": ["bench", "load"]
-                        }})),
-                        raw: None,
-                    },
-                    1 => Request {
-                        kind: "write.comment",
-                        method: reqwest::Method::POST,
-                        path: format!("/api/articles/{target}/comments"),
-                        token,
-                        body: Some(json!({"comment": {"body": format!("comment {n}")}})),
-                        raw: None,
-                    },
-                    2 => Request {
-                        kind: "write.favorite",
-                        method: reqwest::Method::POST,
-                        path: format!("/api/articles/{target}/favorite"),
-                        token,
-                        body: None,
-                        raw: None,
-                    },
-                    _ if other != username(user) => Request {
-                        kind: "write.follow",
-                        method: reqwest::Method::POST,
-                        path: format!("/api/profiles/{other}/follow"),
-                        token,
-                        body: None,
-                        raw: None,
-                    },
-                    _ => Request {
-                        kind: "write.favorite",
-                        method: reqwest::Method::POST,
-                        path: format!("/api/articles/{target}/favorite"),
-                        token,
-                        body: None,
-                        raw: None,
-                    },
+                        }});
+                        post(
+                            "write.article",
+                            "/api/articles".into(),
+                            token,
+                            Some(article),
+                        )
+                    }
+                    1 => {
+                        let path = format!("/api/articles/{target}/comments");
+                        let comment = json!({"comment": {"body": format!("comment {n}")}});
+                        post("write.comment", path, token, Some(comment))
+                    }
+                    2 => post("write.favorite", favorite, token, None),
+                    _ if other != username(user) => {
+                        let path = format!("/api/profiles/{other}/follow");
+                        post("write.follow", path, token, None)
+                    }
+                    _ => post("write.favorite", favorite, token, None),
                 }
             }
             Scenario::Upload => Request {
-                kind: "upload",
-                method: reqwest::Method::POST,
-                path: "/api/uploads".into(),
-                token,
-                body: None,
                 raw: Some(upload_body()),
+                ..post("upload", "/api/uploads".into(), token, None)
             },
             Scenario::Social => match rng.below(100) {
                 0..60 => get("feed", "/api/articles/feed?limit=20".into(), token),

@@ -125,6 +125,14 @@ impl Cache for MemoryCache {
 mod tests {
     use super::*;
 
+    /// Fills `key` under `version` with `value` for a minute.
+    async fn fill(c: &MemoryCache, key: &str, version: u64, value: &'static [u8]) {
+        let ttl = Duration::from_secs(60);
+        c.fill(key, version, Bytes::from_static(value), ttl)
+            .await
+            .unwrap();
+    }
+
     /// Fills `key` under its current version, as a reader that just missed it would.
     async fn put(c: &MemoryCache, key: &str, value: &'static [u8], ttl: Duration) {
         let version = c.lookup(key, 0).await.unwrap().version;
@@ -162,26 +170,12 @@ mod tests {
         assert_eq!(before.value, None);
         // act: a write invalidates the key, then the reader's load of the old value fills
         c.invalidate(&["k".into()], 7).await.unwrap();
-        c.fill(
-            "k",
-            before.version,
-            Bytes::from_static(b"old"),
-            Duration::from_secs(60),
-        )
-        .await
-        .unwrap();
+        fill(&c, "k", before.version, b"old").await;
         // assert: the old value was not stored; a fill under the new version is
         let after = c.lookup("k", 0).await.unwrap();
         assert_eq!(after.value, None, "a fill older than the write was stored");
         assert_ne!(after.version, before.version);
-        c.fill(
-            "k",
-            after.version,
-            Bytes::from_static(b"new"),
-            Duration::from_secs(60),
-        )
-        .await
-        .unwrap();
+        fill(&c, "k", after.version, b"new").await;
         assert_eq!(
             c.lookup("k", 0).await.unwrap().value,
             Some(Bytes::from_static(b"new"))

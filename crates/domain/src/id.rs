@@ -174,27 +174,27 @@ impl IdGen {
 
     /// A new ID owned by `shard`.
     pub fn next_id(&self, shard: LogicalShard) -> Id {
-        let now = Self::now_ms() << SEQ_BITS;
-        let mut last = self
-            .last
-            .lock()
-            .expect("id generator lock is never poisoned");
+        let next = self.advance(|last| &mut last.0, Self::now_ms() << SEQ_BITS);
         // time and sequence as one counter, above the shard bits
-        let next = if now > last.0 { now } else { last.0 + 1 };
-        last.0 = next;
         Id(((next << SHARD_BITS) | u64::from(shard.0)) as i64)
     }
 
     /// A new comment ID.
     pub fn next_comment_id(&self) -> CommentId {
-        let now = Self::now_ms() << COMMENT_SEQ_BITS;
+        let next = self.advance(|last| &mut last.1, Self::now_ms() << COMMENT_SEQ_BITS);
+        CommentId(next as i64)
+    }
+
+    /// Moves the counter `which` picks from the last values to `now` (time shifted above the
+    /// sequence bits), or one past its last value when the clock has not passed it.
+    fn advance(&self, which: impl FnOnce(&mut (u64, u64)) -> &mut u64, now: u64) -> u64 {
         let mut last = self
             .last
             .lock()
             .expect("id generator lock is never poisoned");
-        let next = if now > last.1 { now } else { last.1 + 1 };
-        last.1 = next;
-        CommentId(next as i64)
+        let counter = which(&mut last);
+        *counter = if now > *counter { now } else { *counter + 1 };
+        *counter
     }
 }
 

@@ -5,13 +5,16 @@
 //! - [`IdGen`] makes both without a central counter per request.
 //! - [`Username`], [`Email`], [`Password`], [`Tag`], [`Slug`]: `parse`d newtypes whose
 //!   errors name what is wrong, so the API can report field errors.
+//! - [`Redacted`]: a value (a key) that `Debug` does not show.
 //!
 //! This crate must not depend on storage, HTTP or async runtimes.
 
 mod id;
+mod redacted;
 mod slug;
 mod text;
 
 pub use id::{CommentId, Id, IdGen, LogicalShard, SHARD_COUNT};
+pub use redacted::Redacted;
 pub use slug::{Slug, slugify};
 pub use text::{Email, FieldError, Password, Tag, Text, Username};

@@ -158,6 +158,18 @@ impl Db {
     }
 }
 
+/// The `Store::ping` of this engine: one trivial statement on the primary.
+pub(crate) async fn ping(db: &Db) -> StoreResult<()> {
+    db.read_primary(|pool| async move {
+        sqlx::query("SELECT 1")
+            .execute(&pool)
+            .await
+            .map_err(map_err)
+            .map(drop)
+    })
+    .await
+}
+
 /// IDs as `bigint`s, for `= ANY($1)`.
 pub(crate) fn raw(ids: &[Id]) -> Vec<i64> {
     ids.iter().map(|i| i.as_i64()).collect()

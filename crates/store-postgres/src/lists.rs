@@ -9,13 +9,8 @@
 
 use crate::db::{Db, map_err};
 use crescendo_domain::Id;
-use crescendo_store::list_sql::{Term, statements};
+use crescendo_store::list_sql::{Placeholder, Term, statements};
 use crescendo_store::{ArticleFilter, IdPage, Page, StoreResult};
-
-/// PostgreSQL's placeholder for the `i`th value.
-fn placeholder(i: usize) -> String {
-    format!("${i}")
-}
 
 pub(crate) async fn list_article_ids(
     db: &Db,
@@ -23,7 +18,7 @@ pub(crate) async fn list_article_ids(
     page: Page,
 ) -> StoreResult<IdPage> {
     let terms = &Term::of(filter);
-    let (ids_sql, count_sql) = &statements(terms, placeholder);
+    let (ids_sql, count_sql) = &statements(terms, Placeholder::Dollar);
     db.read(|pool| async move {
         let mut q = sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(ids_sql.clone()));
         let mut c = sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(count_sql.clone()));
@@ -61,51 +56,4 @@ pub(crate) async fn popular_tags(db: &Db, limit: u32) -> StoreResult<Vec<String>
         .map_err(map_err)
     })
     .await
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn sql(filter: ArticleFilter) -> (String, String) {
-        statements(&Term::of(&filter), placeholder)
-    }
-
-    #[test]
-    fn one_keyed_filter_reads_its_own_table() {
-        assert_eq!(
-            sql(ArticleFilter::Tag("rust".into())),
-            (
-                "SELECT article_id FROM article_tags WHERE tag = $1 ORDER BY article_id DESC LIMIT $2 OFFSET $3".into(),
-                "SELECT COUNT(*) FROM article_tags WHERE tag = $1".into()
-            )
-        );
-    }
-
-    #[test]
-    fn every_article_has_no_condition() {
-        assert_eq!(
-            sql(ArticleFilter::All),
-            (
-                "SELECT id FROM articles ORDER BY id DESC LIMIT $1 OFFSET $2".into(),
-                "SELECT COUNT(*) FROM articles".into()
-            )
-        );
-    }
-
-    #[test]
-    fn combined_filters_are_conditions_on_articles_in_bind_order() {
-        let (ids, count) = sql(ArticleFilter::Match {
-            tag: Some("rust".into()),
-            author: None,
-            favorited_by: Some(Id::from_i64(7)),
-        });
-        let source = "articles WHERE id IN (SELECT article_id FROM article_tags WHERE tag = $1) \
-                      AND id IN (SELECT article_id FROM favorites WHERE user_id = $2)";
-        assert_eq!(
-            ids,
-            format!("SELECT id FROM {source} ORDER BY id DESC LIMIT $3 OFFSET $4")
-        );
-        assert_eq!(count, format!("SELECT COUNT(*) FROM {source}"));
-    }
 }

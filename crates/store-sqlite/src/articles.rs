@@ -5,7 +5,7 @@
 
 use crate::clock::now_ms;
 use crate::db::{Db, count, id_list, ids_from, map_err};
-use crescendo_domain::{Id, IdGen};
+use crescendo_domain::Id;
 use crescendo_store::{ArticleChanges, ArticleRecord, NewArticle, StoreError, StoreResult};
 use rusqlite::{Connection, Row, params};
 use std::collections::HashMap;
@@ -78,12 +78,8 @@ pub(crate) fn article_exists(c: &Connection, article: Id) -> Result<bool, StoreE
     )? == 1)
 }
 
-pub(crate) async fn create_article(
-    db: &Db,
-    ids: &IdGen,
-    new: NewArticle,
-) -> StoreResult<ArticleRecord> {
-    let id = ids.next_id(new.author_id.shard());
+pub(crate) async fn create_article(db: &Db, new: NewArticle) -> StoreResult<ArticleRecord> {
+    let id = db.ids().next_id(new.author_id.shard());
     db.write(move |tx| {
         let a = new.into_record(id, now_ms());
         tx.prepare_cached(

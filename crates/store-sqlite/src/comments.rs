@@ -6,7 +6,7 @@
 use crate::articles::article_exists;
 use crate::clock::now_ms;
 use crate::db::{Db, map_err};
-use crescendo_domain::{CommentId, Id, IdGen};
+use crescendo_domain::{CommentId, Id};
 use crescendo_store::{CommentRecord, StoreError, StoreResult};
 use rusqlite::{OptionalExtension, Row, params};
 
@@ -23,12 +23,11 @@ fn comment_row(r: &Row<'_>) -> rusqlite::Result<CommentRecord> {
 
 pub(crate) async fn create_comment(
     db: &Db,
-    ids: &IdGen,
     article: Id,
     author: Id,
     body: String,
 ) -> StoreResult<CommentRecord> {
-    let id = ids.next_comment_id();
+    let id = db.ids().next_comment_id();
     db.write(move |tx| {
         if !article_exists(tx, article)? {
             return Err(StoreError::NotFound);

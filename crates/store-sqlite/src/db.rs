@@ -2,7 +2,7 @@
 //! SQLite errors become the seam's; and the statement helpers the resource modules share.
 
 use crate::migrate;
-use crescendo_domain::Id;
+use crescendo_domain::{Id, IdGen};
 use crescendo_store::StoreError;
 use crescendo_telemetry::names;
 use rusqlite::{Connection, OpenFlags};
@@ -63,6 +63,14 @@ struct Pool {
 pub(crate) struct Db {
     writer: Arc<Pool>,
     readers: Arc<Pool>,
+    /// IDs are made here, for the single writer's transactions, so they never collide.
+    ids: Arc<IdGen>,
+}
+
+impl std::fmt::Debug for Db {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Db").finish_non_exhaustive()
+    }
 }
 
 fn configure(conn: &Connection, opts: &SqliteOptions) -> rusqlite::Result<()> {
@@ -117,7 +125,13 @@ impl Db {
         Ok(Self {
             writer: Arc::new(writer),
             readers: Arc::new(readers),
+            ids: Arc::new(IdGen::new()),
         })
+    }
+
+    /// The maker of this database's IDs.
+    pub(crate) fn ids(&self) -> &IdGen {
+        &self.ids
     }
 
     /// Runs `f` on a reader connection.
@@ -210,6 +224,12 @@ where
             Err(StoreError::Other(Box::new(join)))
         }
     }
+}
+
+/// The `Store::ping` of this engine: one trivial statement on a reader.
+pub(crate) async fn ping(db: &Db) -> Result<(), StoreError> {
+    db.read(|c| c.query_row("SELECT 1", [], |_| Ok(())).map_err(map_err))
+        .await
 }
 
 /// Maps SQLite errors to the seam's: unique violations name their field, lock time-outs are

@@ -17,19 +17,11 @@ use rusqlite::{OptionalExtension, params};
 use std::time::Duration;
 
 /// The job table as a queue.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct SqliteQueue {
     db: Db,
     /// After this many failed claims a job becomes a dead letter.
     max_attempts: u32,
-}
-
-impl std::fmt::Debug for SqliteQueue {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SqliteQueue")
-            .field("max_attempts", &self.max_attempts)
-            .finish()
-    }
 }
 
 impl SqliteQueue {

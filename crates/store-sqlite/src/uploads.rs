@@ -6,7 +6,7 @@
 
 use crate::clock::now_ms;
 use crate::db::{Db, map_err};
-use crescendo_domain::{Id, IdGen};
+use crescendo_domain::Id;
 use crescendo_store::jobs::ImageVariants;
 use crescendo_store::{NewUpload, StoreResult, UploadRecord, UploadState};
 use rusqlite::{OptionalExtension, Row, params};
@@ -28,11 +28,10 @@ fn upload_row(r: &Row<'_>) -> rusqlite::Result<UploadRecord> {
 
 pub(crate) async fn create_upload(
     db: &Db,
-    ids: &IdGen,
     new: NewUpload,
     queue: &str,
 ) -> StoreResult<UploadRecord> {
-    let id = ids.next_id(new.owner_id.shard());
+    let id = db.ids().next_id(new.owner_id.shard());
     let queue = queue.to_string();
     db.write(move |tx| {
         let now = now_ms();

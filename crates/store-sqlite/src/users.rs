@@ -5,7 +5,7 @@
 
 use crate::clock::now_ms;
 use crate::db::{Db, id_list, ids_from, map_err};
-use crescendo_domain::{Id, IdGen, LogicalShard};
+use crescendo_domain::{Id, LogicalShard};
 use crescendo_store::{NewUser, StoreError, StoreResult, UserChanges, UserRecord};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
@@ -29,8 +29,8 @@ fn load_user(c: &Connection, id: Id) -> Result<Option<UserRecord>, StoreError> {
         .map_err(map_err)
 }
 
-pub(crate) async fn create_user(db: &Db, ids: &IdGen, new: NewUser) -> StoreResult<UserRecord> {
-    let id = ids.next_id(LogicalShard::for_new_user(&new.username));
+pub(crate) async fn create_user(db: &Db, new: NewUser) -> StoreResult<UserRecord> {
+    let id = db.ids().next_id(LogicalShard::for_new_user(&new.username));
     db.write(move |tx| {
         let now = now_ms();
         tx.prepare_cached(

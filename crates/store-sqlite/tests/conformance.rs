@@ -1,8 +1,8 @@
 //! The store conformance suite and queue behaviour on SQLite, each case on a fresh file.
 
-use crescendo_queue::{Delivery, Queue};
+use crescendo_queue::{Delivery, Job, Queue};
 use crescendo_store::Store;
-use crescendo_store_sqlite::{SqliteOptions, SqliteStore};
+use crescendo_store_sqlite::{SqliteOptions, SqliteQueue, SqliteStore};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,6 +12,20 @@ async fn fresh() -> (tempfile::TempDir, SqliteStore) {
     (dir, store)
 }
 
+/// A fresh queue that gives up on a job after `max_attempts`, holding one job of `images`
+/// with `payload`, and the job's ID.
+async fn one_job(max_attempts: u32, payload: &[u8]) -> (tempfile::TempDir, SqliteQueue, i64) {
+    let (dir, store) = fresh().await;
+    let q = store.queue(max_attempts);
+    let id = q.publish("images", payload).await.unwrap();
+    (dir, q, id)
+}
+
+/// The next job of `queue`, held for `lease`, if any.
+async fn claim(q: &SqliteQueue, queue: &str, lease: Duration) -> Option<Job> {
+    q.claim(queue, lease).await.unwrap()
+}
+
 crescendo_store::store_conformance_tests!(async {
     let (dir, store) = fresh().await;
     (dir, Arc::new(store) as Arc<dyn Store>)
@@ -19,27 +33,20 @@ crescendo_store::store_conformance_tests!(async {
 
 #[tokio::test]
 async fn a_claimed_job_is_held_by_one_worker_until_acked() {
-    let (_dir, store) = fresh().await;
-    let q = store.queue(3);
-    let id = q.publish("images", b"one").await.unwrap();
-    let job = q
-        .claim("images", Duration::from_secs(30))
+    let (_dir, q, id) = one_job(3, b"one").await;
+    let job = claim(&q, "images", Duration::from_secs(30))
         .await
-        .unwrap()
         .expect("a job");
     assert_eq!(
         (job.id, job.payload.as_slice(), job.attempts),
         (id, &b"one"[..], 1)
     );
     assert_eq!(
-        q.claim("images", Duration::from_secs(30)).await.unwrap(),
+        claim(&q, "images", Duration::from_secs(30)).await,
         None,
         "leased jobs are not handed out twice"
     );
-    assert_eq!(
-        q.claim("other", Duration::from_secs(30)).await.unwrap(),
-        None
-    );
+    assert_eq!(claim(&q, "other", Duration::from_secs(30)).await, None);
     assert_eq!(q.depth("images").await.unwrap().pending, 1);
     q.ack(&job).await.unwrap();
     assert_eq!(q.depth("images").await.unwrap().pending, 0);
@@ -47,19 +54,11 @@ async fn a_claimed_job_is_held_by_one_worker_until_acked() {
 
 #[tokio::test]
 async fn an_expired_lease_lets_another_worker_take_the_job() {
-    let (_dir, store) = fresh().await;
-    let q = store.queue(3);
-    q.publish("images", b"x").await.unwrap();
-    let first = q
-        .claim("images", Duration::from_millis(1))
-        .await
-        .unwrap()
-        .unwrap();
+    let (_dir, q, _) = one_job(3, b"x").await;
+    let first = claim(&q, "images", Duration::from_millis(1)).await.unwrap();
     tokio::time::sleep(Duration::from_millis(5)).await;
-    let second = q
-        .claim("images", Duration::from_secs(30))
+    let second = claim(&q, "images", Duration::from_secs(30))
         .await
-        .unwrap()
         .expect("the job again");
     assert_eq!((second.id, second.attempts), (first.id, 2));
     assert!(
@@ -74,24 +73,16 @@ async fn an_expired_lease_lets_another_worker_take_the_job() {
 
 #[tokio::test]
 async fn failing_jobs_are_retried_then_dead_lettered() {
-    let (_dir, store) = fresh().await;
-    let q = store.queue(2);
-    q.publish("images", b"bad").await.unwrap();
-    let j1 = q
-        .claim("images", Duration::from_secs(30))
-        .await
-        .unwrap()
-        .unwrap();
+    let (_dir, q, _) = one_job(2, b"bad").await;
+    let j1 = claim(&q, "images", Duration::from_secs(30)).await.unwrap();
     q.fail(&j1, "boom", Duration::ZERO).await.unwrap();
-    let j2 = q
-        .claim("images", Duration::from_secs(30))
+    let j2 = claim(&q, "images", Duration::from_secs(30))
         .await
-        .unwrap()
         .expect("retried");
     assert_eq!(j2.attempts, 2);
     q.fail(&j2, "boom again", Duration::ZERO).await.unwrap();
     assert_eq!(
-        q.claim("images", Duration::from_secs(30)).await.unwrap(),
+        claim(&q, "images", Duration::from_secs(30)).await,
         None,
         "dead letters are not handed out"
     );
@@ -102,23 +93,17 @@ async fn failing_jobs_are_retried_then_dead_lettered() {
 #[tokio::test]
 async fn a_job_whose_leases_run_out_max_attempts_times_is_given_up_then_dead_lettered() {
     // arrange: workers that die holding the job (a zero lease has run out at once)
-    let (_dir, store) = fresh().await;
-    let q = store.queue(2);
-    q.publish("images", b"poison").await.unwrap();
+    let (_dir, q, _) = one_job(2, b"poison").await;
     for (attempt, delivery) in [(1, Delivery::Run), (2, Delivery::LastRun)] {
-        let job = q
-            .claim("images", Duration::ZERO)
+        let job = claim(&q, "images", Duration::ZERO)
             .await
-            .unwrap()
             .expect("delivered again while attempts remain");
         assert_eq!((job.attempts, job.delivery), (attempt, delivery));
     }
 
     // act
-    let given_up = q
-        .claim("images", Duration::ZERO)
+    let given_up = claim(&q, "images", Duration::ZERO)
         .await
-        .unwrap()
         .expect("handed out once more, to be given up");
 
     // assert: not to run, with the reason; a worker dying now leaves it to be given up again
@@ -127,7 +112,7 @@ async fn a_job_whose_leases_run_out_max_attempts_times_is_given_up_then_dead_let
         (given_up.payload.as_slice(), &given_up.delivery),
         (&b"poison"[..], &Delivery::GiveUp(reason.into()))
     );
-    let again = q.claim("images", Duration::from_secs(30)).await.unwrap();
+    let again = claim(&q, "images", Duration::from_secs(30)).await;
     assert_eq!(
         again.map(|j| j.delivery),
         Some(Delivery::GiveUp(reason.into())),
@@ -139,19 +124,13 @@ async fn a_job_whose_leases_run_out_max_attempts_times_is_given_up_then_dead_let
 
 #[tokio::test]
 async fn a_job_given_up_and_failed_is_a_dead_letter() {
-    let (_dir, store) = fresh().await;
-    let q = store.queue(1);
-    q.publish("images", b"poison").await.unwrap();
-    let last = q.claim("images", Duration::ZERO).await.unwrap().unwrap();
+    let (_dir, q, _) = one_job(1, b"poison").await;
+    let last = claim(&q, "images", Duration::ZERO).await.unwrap();
     assert_eq!(last.delivery, Delivery::LastRun);
-    let given_up = q
-        .claim("images", Duration::from_secs(30))
-        .await
-        .unwrap()
-        .unwrap();
+    let given_up = claim(&q, "images", Duration::from_secs(30)).await.unwrap();
     q.fail(&given_up, "given up", Duration::ZERO).await.unwrap();
     assert_eq!(
-        q.claim("images", Duration::ZERO).await.unwrap(),
+        claim(&q, "images", Duration::ZERO).await,
         None,
         "dead letters are not handed out"
     );

@@ -8,7 +8,8 @@
 //! one that makes IDs for it.
 //!
 //! [`conformance`] holds the behaviour every backend must show; a backend's tests run it
-//! with [`store_conformance_tests!`].
+//! with [`store_conformance_tests!`]. A backend implements [`Store`] with
+//! [`store_by_resource_modules!`], one function per method in a module per resource.
 //!
 //! Replicas and read-your-writes: [`fence`] carries, per request, how fresh reads must be.
 //!
@@ -18,12 +19,18 @@
 //! This crate names no database driver.
 
 pub mod conformance;
+mod delegate;
 pub mod fence;
 pub mod jobs;
 pub mod list_sql;
 mod records;
 
 pub use records::*;
+
+#[doc(hidden)]
+pub use async_trait::async_trait as __async_trait;
+#[doc(hidden)]
+pub use crescendo_domain::{CommentId as __CommentId, Id as __Id};
 
 use async_trait::async_trait;
 use crescendo_domain::{CommentId, Id};

@@ -2,7 +2,7 @@
 //! what it binds and the condition it puts on the table that answers it — and
 //! [`statements`] turns a filter's terms into the page and count statements, so a new filter
 //! is a new term, not a new pair of statements per engine. The engines bind the values and
-//! choose the placeholder syntax.
+//! name their [`Placeholder`] syntax.
 
 use crate::ArticleFilter;
 
@@ -16,6 +16,25 @@ pub enum Term {
     FavoritedBy(i64),
     /// Articles by the users this user follows.
     Feed(i64),
+}
+
+/// How an engine writes the placeholder of the `i`th bound value.
+#[derive(Clone, Copy, Debug)]
+pub enum Placeholder {
+    /// `$1`, `$2`, … (PostgreSQL).
+    Dollar,
+    /// `?1`, `?2`, … (SQLite).
+    Question,
+}
+
+impl Placeholder {
+    /// The placeholder of the `i`th value (from 1).
+    fn at(self, i: usize) -> String {
+        match self {
+            Placeholder::Dollar => format!("${i}"),
+            Placeholder::Question => format!("?{i}"),
+        }
+    }
 }
 
 /// Where a term's condition is answered.
@@ -81,13 +100,13 @@ impl Clause {
 }
 
 /// The page statement and the count statement for `terms`, whose values are bound in order
-/// at the placeholders `placeholder(1)`, `placeholder(2)`, … (`$1` on PostgreSQL, `?1` on
-/// SQLite); the page's limit and offset come after them.
-pub fn statements(terms: &[Term], placeholder: impl Fn(usize) -> String) -> (String, String) {
+/// at the placeholders 1, 2, … written as `placeholder` says; the page's limit and offset
+/// come after them.
+pub fn statements(terms: &[Term], placeholder: Placeholder) -> (String, String) {
     let clauses: Vec<Clause> = terms
         .iter()
         .enumerate()
-        .map(|(i, t)| t.clause(&placeholder(i + 1)))
+        .map(|(i, t)| t.clause(&placeholder.at(i + 1)))
         .collect();
     let (column, table, conds) = if let [Clause::Keyed { table, cond }] = clauses.as_slice() {
         ("article_id", *table, vec![cond.clone()])
@@ -104,9 +123,82 @@ pub fn statements(terms: &[Term], placeholder: impl Fn(usize) -> String) -> (Str
     (
         format!(
             "SELECT {column} FROM {source} ORDER BY {column} DESC LIMIT {} OFFSET {}",
-            placeholder(n + 1),
-            placeholder(n + 2)
+            placeholder.at(n + 1),
+            placeholder.at(n + 2)
         ),
         format!("SELECT COUNT(*) FROM {source}"),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crescendo_domain::Id;
+
+    #[test]
+    fn each_filter_gives_its_page_and_count_statements_in_the_engines_syntax() {
+        let tag_and_favorited = "articles WHERE id IN (SELECT article_id FROM article_tags WHERE tag = $1) \
+                                 AND id IN (SELECT article_id FROM favorites WHERE user_id = $2)";
+        let tag_and_author = "articles WHERE id IN (SELECT article_id FROM article_tags WHERE tag = ?1) \
+                              AND author_id = ?2";
+        let feed =
+            "articles WHERE author_id IN (SELECT followee_id FROM follows WHERE follower_id = ?1)";
+        let cases = [
+            // one keyed filter reads its own table
+            (
+                ArticleFilter::Tag("rust".into()),
+                Placeholder::Dollar,
+                "SELECT article_id FROM article_tags WHERE tag = $1 ORDER BY article_id DESC LIMIT $2 OFFSET $3".to_string(),
+                "SELECT COUNT(*) FROM article_tags WHERE tag = $1".to_string(),
+            ),
+            (
+                ArticleFilter::FavoritedBy(Id::from_i64(7)),
+                Placeholder::Question,
+                "SELECT article_id FROM favorites WHERE user_id = ?1 ORDER BY article_id DESC LIMIT ?2 OFFSET ?3".into(),
+                "SELECT COUNT(*) FROM favorites WHERE user_id = ?1".into(),
+            ),
+            // every article has no condition
+            (
+                ArticleFilter::All,
+                Placeholder::Dollar,
+                "SELECT id FROM articles ORDER BY id DESC LIMIT $1 OFFSET $2".into(),
+                "SELECT COUNT(*) FROM articles".into(),
+            ),
+            // the feed is a condition on articles
+            (
+                ArticleFilter::Feed(Id::from_i64(7)),
+                Placeholder::Question,
+                format!("SELECT id FROM {feed} ORDER BY id DESC LIMIT ?2 OFFSET ?3"),
+                format!("SELECT COUNT(*) FROM {feed}"),
+            ),
+            // combined filters are conditions on articles, in bind order
+            (
+                ArticleFilter::Match {
+                    tag: Some("rust".into()),
+                    author: None,
+                    favorited_by: Some(Id::from_i64(7)),
+                },
+                Placeholder::Dollar,
+                format!("SELECT id FROM {tag_and_favorited} ORDER BY id DESC LIMIT $3 OFFSET $4"),
+                format!("SELECT COUNT(*) FROM {tag_and_favorited}"),
+            ),
+            (
+                ArticleFilter::Match {
+                    tag: Some("rust".into()),
+                    author: Some(Id::from_i64(3)),
+                    favorited_by: None,
+                },
+                Placeholder::Question,
+                format!("SELECT id FROM {tag_and_author} ORDER BY id DESC LIMIT ?3 OFFSET ?4"),
+                format!("SELECT COUNT(*) FROM {tag_and_author}"),
+            ),
+        ];
+        for (filter, placeholder, ids, count) in cases {
+            assert_eq!(
+                statements(&Term::of(&filter), placeholder),
+                (ids, count),
+                "{filter:?} with {placeholder:?}"
+            );
+        }
+    }
 }

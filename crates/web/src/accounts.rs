@@ -4,23 +4,23 @@
 
 use crate::Web;
 use crate::session::Session;
-use crate::shared::{
-    Chrome, TokenForm, check_csrf, chrome, error_page, failed, html, problems, redirect,
-};
+use crate::shared::sessions_unavailable;
+use crate::shared::{Chrome, TokenForm, check_csrf, chrome, failed, html, problems, redirect};
 use askama::Template;
 use axum::extract::State;
 use axum::response::Response;
 use axum::routing::{get, post};
 use axum::{Extension, Form, Router};
 use crescendo_app::{AppError, ClientAddr};
+use crescendo_domain::Id;
 use http::StatusCode;
 use serde::Deserialize;
 
 /// The routes of signing up, in and out.
 pub(crate) fn router() -> Router<Web> {
     Router::new()
-        .route("/login", get(login_form).post(login))
-        .route("/register", get(register_form).post(register))
+        .route("/login", get(auth_form::<false>).post(login))
+        .route("/register", get(auth_form::<true>).post(register))
         .route("/logout", post(logout))
 }
 
@@ -34,25 +34,28 @@ struct Auth {
     email: String,
 }
 
+/// The fields of the sign-up form; the sign-in form has no username.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct AccountForm {
+    username: String,
+    email: String,
+    password: String,
+    csrf: String,
+}
+
+/// The sign-up (`register`) or sign-in form, filled with `f`'s names and showing `errors`.
 async fn auth_page(
     w: &Web,
     mut s: Session,
     register: bool,
     status: StatusCode,
+    f: AccountForm,
     errors: Vec<String>,
-    username: String,
-    email: String,
 ) -> Response {
     if let Err(e) = s.ensure(&w.app, &w.keys).await {
         tracing::warn!(error = %e, "cannot start a session");
-        return error_page(
-            w,
-            &s,
-            StatusCode::SERVICE_UNAVAILABLE,
-            "Try again in a moment",
-            "Sessions are unavailable.",
-        )
-        .await;
+        return sessions_unavailable(w, &s).await;
     }
     let (title, here) = if register {
         ("Sign up", "register")
@@ -63,83 +66,41 @@ async fn auth_page(
         chrome: chrome(w, &s, title, here).await,
         register,
         errors,
-        username,
-        email,
+        username: f.username,
+        email: f.email,
     };
     html(&s, status, t.render())
 }
 
-async fn login_form(State(w): State<Web>, s: Session) -> Response {
-    auth_page(
-        &w,
-        s,
-        false,
-        StatusCode::OK,
-        Vec::new(),
-        String::new(),
-        String::new(),
-    )
-    .await
+/// The empty sign-up (`REGISTER`) or sign-in form.
+async fn auth_form<const REGISTER: bool>(State(w): State<Web>, s: Session) -> Response {
+    let empty = AccountForm::default();
+    auth_page(&w, s, REGISTER, StatusCode::OK, empty, Vec::new()).await
 }
 
-async fn register_form(State(w): State<Web>, s: Session) -> Response {
-    auth_page(
-        &w,
-        s,
-        true,
-        StatusCode::OK,
-        Vec::new(),
-        String::new(),
-        String::new(),
-    )
-    .await
-}
-
-#[derive(Deserialize)]
-struct LoginForm {
-    #[serde(default)]
-    email: String,
-    #[serde(default)]
-    password: String,
-    #[serde(default)]
-    csrf: String,
+/// Starts a new session signed in as `user` and goes to the home page.
+async fn signed_in_as(w: &Web, mut s: Session, user: Id) -> Response {
+    match s.start(&w.app, &w.keys, Some(user)).await {
+        Ok(()) => redirect(&s, "/"),
+        Err(_) => sessions_unavailable(w, &s).await,
+    }
 }
 
 async fn login(
     State(w): State<Web>,
-    mut s: Session,
+    s: Session,
     client: Option<Extension<ClientAddr>>,
-    Form(f): Form<LoginForm>,
+    Form(f): Form<AccountForm>,
 ) -> Response {
     check_csrf!(w, s, f.csrf);
     let client = client.map_or(ClientAddr::UNKNOWN, |c| c.0);
     match w.app.login(&f.email, &f.password, client).await {
-        Ok(user) => match s.start(&w.app, &w.keys, Some(user.id)).await {
-            Ok(()) => redirect(&s, "/"),
-            Err(_) => {
-                error_page(
-                    &w,
-                    &s,
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "Try again in a moment",
-                    "Sessions are unavailable.",
-                )
-                .await
-            }
-        },
+        Ok(user) => signed_in_as(&w, s, user.id).await,
         Err(AppError::Throttled { retry_after }) => {
             let minutes = retry_after.as_secs().div_ceil(60).max(1);
             let msg = format!("too many sign-in attempts: wait {minutes} minutes, then try again");
-            let mut page = auth_page(
-                &w,
-                s,
-                false,
-                StatusCode::TOO_MANY_REQUESTS,
-                vec![msg],
-                String::new(),
-                f.email,
-            )
-            .await;
+            let status = StatusCode::TOO_MANY_REQUESTS;
+            let mut page = auth_page(&w, s, false, status, f, vec![msg]).await;
             page.headers_mut().insert(
                 http::header::RETRY_AFTER,
                 http::HeaderValue::from(retry_after.as_secs().max(1)),
@@ -147,60 +108,20 @@ async fn login(
             page
         }
         Err(e @ (AppError::Unauthorized | AppError::Validation(_))) => {
-            auth_page(
-                &w,
-                s,
-                false,
-                StatusCode::UNPROCESSABLE_ENTITY,
-                problems(&e),
-                String::new(),
-                f.email,
-            )
-            .await
+            let status = StatusCode::UNPROCESSABLE_ENTITY;
+            auth_page(&w, s, false, status, f, problems(&e)).await
         }
         Err(e) => failed(&w, &s, e).await,
     }
 }
 
-#[derive(Deserialize)]
-struct RegisterForm {
-    #[serde(default)]
-    username: String,
-    #[serde(default)]
-    email: String,
-    #[serde(default)]
-    password: String,
-    #[serde(default)]
-    csrf: String,
-}
-
-async fn register(State(w): State<Web>, mut s: Session, Form(f): Form<RegisterForm>) -> Response {
+async fn register(State(w): State<Web>, s: Session, Form(f): Form<AccountForm>) -> Response {
     check_csrf!(w, s, f.csrf);
     match w.app.register(&f.username, &f.email, &f.password).await {
-        Ok(user) => match s.start(&w.app, &w.keys, Some(user.id)).await {
-            Ok(()) => redirect(&s, "/"),
-            Err(_) => {
-                error_page(
-                    &w,
-                    &s,
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "Try again in a moment",
-                    "Sessions are unavailable.",
-                )
-                .await
-            }
-        },
+        Ok(user) => signed_in_as(&w, s, user.id).await,
         Err(e @ (AppError::Validation(_) | AppError::Conflict { .. })) => {
-            auth_page(
-                &w,
-                s,
-                true,
-                StatusCode::UNPROCESSABLE_ENTITY,
-                problems(&e),
-                f.username,
-                f.email,
-            )
-            .await
+            let status = StatusCode::UNPROCESSABLE_ENTITY;
+            auth_page(&w, s, true, status, f, problems(&e)).await
         }
         Err(e) => failed(&w, &s, e).await,
     }

@@ -2,21 +2,21 @@
 //! comments.
 
 use crate::Web;
+use crate::form::{CsrfForm, Posted, answer};
 use crate::session::Session;
-use crate::shared::{
-    Chrome, ToggleForm, TokenForm, chrome, failed, html, public_if_anonymous, redirect, wants_json,
-};
-use crate::shared::{check_csrf, signed_in};
+use crate::shared::toggled;
+use crate::shared::{Chrome, ToggleForm, TokenForm, chrome, failed, html, public_if_anonymous};
 use crate::views::{self, Card, Person, Remark};
 use askama::Template;
+use axum::Router;
 use axum::extract::{Path, State};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::{get, post};
-use axum::{Form, Router};
 use crescendo_app::AppError;
 use crescendo_domain::CommentId;
 use http::{HeaderMap, StatusCode};
 use serde::Deserialize;
+use serde_json::json;
 
 /// An article's routes.
 pub(crate) fn router() -> Router<Web> {
@@ -67,86 +67,64 @@ async fn article(State(w): State<Web>, mut s: Session, Path(slug): Path<String>)
     public_if_anonymous(&s, html(&s, StatusCode::OK, t.render()))
 }
 
-async fn delete_article(
-    State(w): State<Web>,
-    s: Session,
-    Path(slug): Path<String>,
-    Form(f): Form<TokenForm>,
-) -> Response {
-    let user = signed_in!(s);
-    check_csrf!(w, s, f.csrf);
-    match w.app.delete_article(user, &slug).await {
-        Ok(()) => redirect(&s, "/"),
-        Err(e) => failed(&w, &s, e).await,
-    }
+async fn delete_article(Path(slug): Path<String>, p: Posted<TokenForm>) -> Response {
+    let done = p.w.app.delete_article(p.user, &slug).await;
+    answer(&p.w, &p.s, done.map(|()| "/".into())).await
 }
 
 async fn favorite(
-    State(w): State<Web>,
-    s: Session,
     headers: HeaderMap,
     Path(slug): Path<String>,
-    Form(f): Form<ToggleForm>,
+    Posted { w, s, user, form }: Posted<ToggleForm>,
 ) -> Response {
-    let user = signed_in!(s);
-    check_csrf!(w, s, f.csrf);
-    let done = if f.action == "remove" {
+    let done = if form.action == "remove" {
         w.app.unfavorite(user, &slug).await
     } else {
         w.app.favorite(user, &slug).await
     };
-    match done {
-        Ok(a) if wants_json(&headers) => {
-            axum::Json(serde_json::json!({"favorited": a.favorited, "favoritesCount": a.article.favorites_count})).into_response()
-        }
-        Ok(a) => redirect(&s, &format!("/article/{}", a.article.slug)),
-        Err(e) => failed(&w, &s, e).await,
-    }
+    let done = done.map(|a| {
+        let json = json!({"favorited": a.favorited, "favoritesCount": a.article.favorites_count});
+        (json, format!("/article/{}", a.article.slug))
+    });
+    toggled(&w, &s, &headers, done).await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
+#[serde(default)]
 struct CommentForm {
-    #[serde(default)]
     body: String,
-    #[serde(default)]
     csrf: String,
 }
 
-async fn add_comment(
-    State(w): State<Web>,
-    s: Session,
-    Path(slug): Path<String>,
-    Form(f): Form<CommentForm>,
-) -> Response {
-    let user = signed_in!(s);
-    check_csrf!(w, s, f.csrf);
-    match w.app.add_comment(user, &slug, Some(&f.body)).await {
-        Ok(c) => redirect(
-            &s,
-            &format!("/article/{slug}#comment-{}", c.comment.id.as_i64()),
-        ),
-        Err(e) => failed(&w, &s, e).await,
+impl CsrfForm for CommentForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
     }
 }
 
+async fn add_comment(Path(slug): Path<String>, p: Posted<CommentForm>) -> Response {
+    let done = p.w.app.add_comment(p.user, &slug, Some(&p.form.body)).await;
+    let to = done.map(|c| format!("/article/{slug}#comment-{}", c.comment.id.as_i64()));
+    answer(&p.w, &p.s, to).await
+}
+
 async fn delete_comment(
-    State(w): State<Web>,
-    s: Session,
     Path((slug, id)): Path<(String, String)>,
-    Form(f): Form<TokenForm>,
+    p: Posted<TokenForm>,
 ) -> Response {
-    let user = signed_in!(s);
-    check_csrf!(w, s, f.csrf);
     let Some(id) = id
         .parse::<i64>()
         .ok()
         .filter(|i| *i > 0)
         .map(CommentId::from_i64)
     else {
-        return failed(&w, &s, AppError::NotFound("comment")).await;
+        return failed(&p.w, &p.s, AppError::NotFound("comment")).await;
     };
-    match w.app.delete_comment(user, &slug, id).await {
-        Ok(()) => redirect(&s, &format!("/article/{slug}#comments")),
-        Err(e) => failed(&w, &s, e).await,
-    }
+    let done = p.w.app.delete_comment(p.user, &slug, id).await;
+    answer(
+        &p.w,
+        &p.s,
+        done.map(|()| format!("/article/{slug}#comments")),
+    )
+    .await
 }

@@ -1,16 +1,16 @@
 //! The editor: writing a new article and changing one's own.
 
 use crate::Web;
+use crate::form::{CsrfForm, Posted, answer_or};
 use crate::session::Session;
-use crate::shared::{Chrome, chrome, failed, html, problems, redirect};
-use crate::shared::{check_csrf, signed_in};
+use crate::shared::{Chrome, chrome, failed, html, signed_in};
 use crate::views;
 use askama::Template;
+use axum::Router;
 use axum::extract::{Path, State};
 use axum::response::Response;
 use axum::routing::get;
-use axum::{Form, Router};
-use crescendo_app::{AppError, ArticleInput};
+use crescendo_app::{AppError, AppResult, ArticleInput, ArticleView};
 use http::StatusCode;
 use serde::Deserialize;
 
@@ -24,37 +24,34 @@ pub(crate) fn router() -> Router<Web> {
         )
 }
 
-#[derive(Template)]
+/// The editor page, whose fields (but the layout, the problems and the form's address) are
+/// also the form it posts.
+#[derive(Template, Deserialize, Default)]
 #[template(path = "editor.html")]
+#[serde(default)]
 struct Editor {
+    #[serde(skip)]
     chrome: Chrome,
+    #[serde(skip)]
     errors: Vec<String>,
     /// Where the form posts.
+    #[serde(skip)]
     action: String,
     title: String,
     description: String,
     body: String,
     tags: String,
     cover: String,
-}
-
-#[derive(Deserialize)]
-struct ArticleForm {
-    #[serde(default)]
-    title: String,
-    #[serde(default)]
-    description: String,
-    #[serde(default)]
-    body: String,
-    #[serde(default)]
-    tags: String,
-    #[serde(default)]
-    cover: String,
-    #[serde(default)]
     csrf: String,
 }
 
-impl ArticleForm {
+impl CsrfForm for Editor {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
+impl Editor {
     fn input(&self) -> ArticleInput {
         ArticleInput {
             title: Some(self.title.clone()),
@@ -66,58 +63,48 @@ impl ArticleForm {
     }
 }
 
+/// Renders `page`, whose form posts to `action`, with `status`.
 async fn editor_page(
     w: &Web,
     s: &Session,
     status: StatusCode,
     action: String,
-    f: ArticleForm,
-    errors: Vec<String>,
+    page: Editor,
 ) -> Response {
-    let t = Editor {
+    let page = Editor {
         chrome: chrome(w, s, "Editor", "editor").await,
-        errors,
         action,
-        title: f.title,
-        description: f.description,
-        body: f.body,
-        tags: f.tags,
-        cover: f.cover,
+        ..page
     };
-    html(s, status, t.render())
+    html(s, status, page.render())
 }
 
 async fn new_article_form(State(w): State<Web>, s: Session) -> Response {
     signed_in!(s);
-    let empty = ArticleForm {
-        title: String::new(),
-        description: String::new(),
-        body: String::new(),
-        tags: String::new(),
-        cover: String::new(),
-        csrf: String::new(),
-    };
-    editor_page(&w, &s, StatusCode::OK, "/editor".into(), empty, Vec::new()).await
+    let empty = Editor::default();
+    editor_page(&w, &s, StatusCode::OK, "/editor".into(), empty).await
 }
 
-async fn create_article(State(w): State<Web>, s: Session, Form(f): Form<ArticleForm>) -> Response {
-    let user = signed_in!(s);
-    check_csrf!(w, s, f.csrf);
-    match w.app.create_article(user, f.input()).await {
-        Ok(a) => redirect(&s, &format!("/article/{}", a.article.slug)),
-        Err(e @ AppError::Validation(_)) => {
-            editor_page(
-                &w,
-                &s,
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "/editor".into(),
-                f,
-                problems(&e),
-            )
-            .await
-        }
-        Err(e) => failed(&w, &s, e).await,
-    }
+/// After saving an article: its page, or the editor again (posting to `action`) with the
+/// problems.
+async fn saved(
+    w: &Web,
+    s: &Session,
+    done: AppResult<ArticleView>,
+    action: String,
+    form: Editor,
+) -> Response {
+    let to = done.map(|a| format!("/article/{}", a.article.slug));
+    answer_or(w, s, to, |errors| {
+        let page = Editor { errors, ..form };
+        editor_page(w, s, StatusCode::UNPROCESSABLE_ENTITY, action, page)
+    })
+    .await
+}
+
+async fn create_article(Posted { w, s, user, form }: Posted<Editor>) -> Response {
+    let done = w.app.create_article(user, form.input()).await;
+    saved(&w, &s, done, "/editor".into(), form).await
 }
 
 async fn edit_article_form(State(w): State<Web>, s: Session, Path(slug): Path<String>) -> Response {
@@ -129,46 +116,22 @@ async fn edit_article_form(State(w): State<Web>, s: Session, Path(slug): Path<St
     if a.article.author_id != user {
         return failed(&w, &s, AppError::Forbidden).await;
     }
-    let f = ArticleForm {
+    let f = Editor {
         title: a.article.title.clone(),
         description: a.article.description.clone(),
         body: a.article.body.clone(),
         tags: a.article.tags.join(" "),
         cover: a.article.cover_image.clone(),
-        csrf: String::new(),
+        ..Editor::default()
     };
-    editor_page(
-        &w,
-        &s,
-        StatusCode::OK,
-        format!("/editor/{}", a.article.slug),
-        f,
-        Vec::new(),
-    )
-    .await
+    let action = format!("/editor/{}", a.article.slug);
+    editor_page(&w, &s, StatusCode::OK, action, f).await
 }
 
 async fn update_article(
-    State(w): State<Web>,
-    s: Session,
     Path(slug): Path<String>,
-    Form(f): Form<ArticleForm>,
+    Posted { w, s, user, form }: Posted<Editor>,
 ) -> Response {
-    let user = signed_in!(s);
-    check_csrf!(w, s, f.csrf);
-    match w.app.update_article(user, &slug, f.input()).await {
-        Ok(a) => redirect(&s, &format!("/article/{}", a.article.slug)),
-        Err(e @ AppError::Validation(_)) => {
-            editor_page(
-                &w,
-                &s,
-                StatusCode::UNPROCESSABLE_ENTITY,
-                format!("/editor/{slug}"),
-                f,
-                problems(&e),
-            )
-            .await
-        }
-        Err(e) => failed(&w, &s, e).await,
-    }
+    let done = w.app.update_article(user, &slug, form.input()).await;
+    saved(&w, &s, done, format!("/editor/{slug}"), form).await
 }

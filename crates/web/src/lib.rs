@@ -17,7 +17,9 @@
 //! with its own `router()`: `home`, `accounts` (sign up, sign in, sign out), `settings`,
 //! `editor`, `article` (an article, its comments, favourites), `profile` (profiles,
 //! following) and `uploads` (picture and cover forms). What they share (middleware, the
-//! error-to-page mapping, redirects, form helpers) is in `shared`.
+//! error-to-page mapping, redirects, form helpers) is in `shared`; what every signed-in
+//! form post goes through (the sign-in and CSRF checks, the answer after the action) is in
+//! `form`.
 //!
 //! Main items: [`router`], [`WebConfig`].
 
@@ -25,6 +27,7 @@ mod accounts;
 mod article;
 pub mod assets;
 mod editor;
+mod form;
 mod home;
 mod profile;
 pub mod session;

@@ -1,27 +1,26 @@
 //! Profiles: a user's articles, the articles they favourited, and following them.
 
 use crate::Web;
+use crate::form::Posted;
 use crate::session::Session;
-use crate::shared::{
-    Chrome, PER_PAGE, ToggleForm, chrome, failed, html, public_if_anonymous, redirect, wants_json,
-};
-use crate::shared::{check_csrf, signed_in};
+use crate::shared::toggled;
+use crate::shared::{Chrome, PER_PAGE, ToggleForm, chrome, failed, html, public_if_anonymous};
 use crate::views::{self, Card, PageLink, Person, urlencode};
 use askama::Template;
+use axum::Router;
 use axum::extract::{Path, Query, State};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::{get, post};
-use axum::{Form, Router};
 use crescendo_app::ListQuery;
-use crescendo_domain::Id;
 use http::{HeaderMap, StatusCode};
 use serde::Deserialize;
+use serde_json::json;
 
 /// A profile's routes.
 pub(crate) fn router() -> Router<Web> {
     Router::new()
-        .route("/profile/{username}", get(profile))
-        .route("/profile/{username}/favorites", get(profile_favorites))
+        .route("/profile/{username}", get(profile::<false>))
+        .route("/profile/{username}/favorites", get(profile::<true>))
         .route("/profile/{username}/follow", post(follow))
 }
 
@@ -83,43 +82,29 @@ async fn profile_page(
     public_if_anonymous(&s, html(&s, StatusCode::OK, t.render()))
 }
 
-async fn profile(
+/// A profile's page of its own articles or, with `FAVORITES`, of those it favourited.
+async fn profile<const FAVORITES: bool>(
     State(w): State<Web>,
     s: Session,
     Path(username): Path<String>,
     Query(q): Query<PageQuery>,
 ) -> Response {
-    profile_page(&w, s, &username, false, q.page.unwrap_or(1)).await
-}
-
-async fn profile_favorites(
-    State(w): State<Web>,
-    s: Session,
-    Path(username): Path<String>,
-    Query(q): Query<PageQuery>,
-) -> Response {
-    profile_page(&w, s, &username, true, q.page.unwrap_or(1)).await
+    profile_page(&w, s, &username, FAVORITES, q.page.unwrap_or(1)).await
 }
 
 async fn follow(
-    State(w): State<Web>,
-    s: Session,
     headers: HeaderMap,
     Path(username): Path<String>,
-    Form(f): Form<ToggleForm>,
+    Posted { w, s, user, form }: Posted<ToggleForm>,
 ) -> Response {
-    let user: Id = signed_in!(s);
-    check_csrf!(w, s, f.csrf);
-    let done = if f.action == "unfollow" {
+    let done = if form.action == "unfollow" {
         w.app.unfollow(user, &username).await
     } else {
         w.app.follow(user, &username).await
     };
-    match done {
-        Ok(p) if wants_json(&headers) => {
-            axum::Json(serde_json::json!({"following": p.following})).into_response()
-        }
-        Ok(p) => redirect(&s, &format!("/profile/{}", urlencode(&p.profile.username))),
-        Err(e) => failed(&w, &s, e).await,
-    }
+    let done = done.map(|p| {
+        let back = format!("/profile/{}", urlencode(&p.profile.username));
+        (json!({"following": p.following}), back)
+    });
+    toggled(&w, &s, &headers, done).await
 }

@@ -11,7 +11,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use bytes::Bytes;
 use crescendo_app::{App, AppResult};
-use crescendo_domain::Id;
+use crescendo_domain::{Id, Redacted};
 use hmac::{Hmac, Mac};
 use http::header::{COOKIE, SET_COOKIE};
 use http::{HeaderMap, HeaderValue};
@@ -25,18 +25,10 @@ pub const COOKIE_NAME: &str = "crescendo_sid";
 pub const SESSION_TTL: Duration = Duration::from_secs(14 * 24 * 3600);
 
 /// Signs and checks session cookies.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct SessionKeys {
-    mac: Hmac<Sha256>,
+    mac: Redacted<Hmac<Sha256>>,
     secure: bool,
-}
-
-impl std::fmt::Debug for SessionKeys {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SessionKeys")
-            .field("secure", &self.secure)
-            .finish_non_exhaustive()
-    }
 }
 
 impl SessionKeys {
@@ -47,13 +39,13 @@ impl SessionKeys {
         m.update(b"crescendo web session cookie v1");
         let derived = m.finalize().into_bytes();
         Self {
-            mac: Hmac::new_from_slice(&derived).expect("HMAC takes any key length"),
+            mac: Redacted(Hmac::new_from_slice(&derived).expect("HMAC takes any key length")),
             secure,
         }
     }
 
     fn sign(&self, id: &str) -> String {
-        let mut m = self.mac.clone();
+        let mut m = self.mac.0.clone();
         m.update(id.as_bytes());
         B64.encode(m.finalize().into_bytes())
     }
@@ -62,7 +54,7 @@ impl SessionKeys {
     fn verify<'a>(&self, value: &'a str) -> Option<&'a str> {
         let (id, mac) = value.split_once('.')?;
         let mac = B64.decode(mac).ok()?;
-        let mut m = self.mac.clone();
+        let mut m = self.mac.0.clone();
         m.update(id.as_bytes());
         m.verify_slice(&mac).ok()?;
         Some(id)

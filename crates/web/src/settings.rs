@@ -1,16 +1,16 @@
 //! The settings page: the signed-in user's profile, email and password.
 
 use crate::Web;
+use crate::form::{CsrfForm, Posted, answer_or};
 use crate::session::Session;
-use crate::shared::{Chrome, chrome, failed, html, problems, redirect};
-use crate::shared::{check_csrf, signed_in};
+use crate::shared::{Chrome, chrome, failed, html, signed_in};
 use crate::views::urlencode;
 use askama::Template;
+use axum::Router;
 use axum::extract::State;
 use axum::response::Response;
 use axum::routing::get;
-use axum::{Form, Router};
-use crescendo_app::{AppError, UserChangesInput};
+use crescendo_app::UserChangesInput;
 use http::StatusCode;
 use serde::Deserialize;
 
@@ -19,74 +19,66 @@ pub(crate) fn router() -> Router<Web> {
     Router::new().route("/settings", get(settings_form).post(settings))
 }
 
-#[derive(Template)]
+/// The settings page, whose fields (but the layout and the problems) are also the form it
+/// posts.
+#[derive(Template, Deserialize, Default)]
 #[template(path = "settings.html")]
+#[serde(default)]
 struct Settings {
+    #[serde(skip)]
     chrome: Chrome,
+    #[serde(skip)]
     errors: Vec<String>,
     image: String,
     username: String,
     bio: String,
     email: String,
+    password: String,
+    csrf: String,
+}
+
+impl CsrfForm for Settings {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
+/// Renders `page` with `status`.
+async fn settings_page(w: &Web, s: &Session, status: StatusCode, mut page: Settings) -> Response {
+    page.chrome = chrome(w, s, "Settings", "settings").await;
+    html(s, status, page.render())
 }
 
 async fn settings_form(State(w): State<Web>, s: Session) -> Response {
     let user = signed_in!(s);
     match w.app.current_user(user).await {
         Ok(u) => {
-            let t = Settings {
-                chrome: chrome(&w, &s, "Settings", "settings").await,
-                errors: Vec::new(),
+            let page = Settings {
                 image: u.image,
                 username: u.username,
                 bio: u.bio,
                 email: u.email,
+                ..Settings::default()
             };
-            html(&s, StatusCode::OK, t.render())
+            settings_page(&w, &s, StatusCode::OK, page).await
         }
         Err(e) => failed(&w, &s, e).await,
     }
 }
 
-#[derive(Deserialize)]
-struct SettingsForm {
-    #[serde(default)]
-    image: String,
-    #[serde(default)]
-    username: String,
-    #[serde(default)]
-    bio: String,
-    #[serde(default)]
-    email: String,
-    #[serde(default)]
-    password: String,
-    #[serde(default)]
-    csrf: String,
-}
-
-async fn settings(State(w): State<Web>, s: Session, Form(f): Form<SettingsForm>) -> Response {
-    let user = signed_in!(s);
-    check_csrf!(w, s, f.csrf);
+async fn settings(Posted { w, s, user, form }: Posted<Settings>) -> Response {
     let input = UserChangesInput {
-        email: Some(f.email.clone()),
-        username: Some(f.username.clone()),
-        password: Some(f.password.clone()).filter(|p| !p.is_empty()),
-        bio: Some(f.bio.clone()),
-        image: Some(f.image.clone()),
+        email: Some(form.email.clone()),
+        username: Some(form.username.clone()),
+        password: Some(form.password.clone()).filter(|p| !p.is_empty()),
+        bio: Some(form.bio.clone()),
+        image: Some(form.image.clone()),
     };
-    match w.app.update_user(user, input).await {
-        Ok(u) => redirect(&s, &format!("/profile/{}", urlencode(&u.username))),
-        Err(e @ (AppError::Validation(_) | AppError::Conflict { .. })) => {
-            let t = Settings {
-                chrome: chrome(&w, &s, "Settings", "settings").await,
-                errors: problems(&e),
-                image: f.image,
-                username: f.username,
-                bio: f.bio,
-                email: f.email,
-            };
-            html(&s, StatusCode::UNPROCESSABLE_ENTITY, t.render())
-        }
-        Err(e) => failed(&w, &s, e).await,
-    }
+    let done = w.app.update_user(user, input).await;
+    let to = done.map(|u| format!("/profile/{}", urlencode(&u.username)));
+    answer_or(&w, &s, to, |errors| {
+        let page = Settings { errors, ..form };
+        settings_page(&w, &s, StatusCode::UNPROCESSABLE_ENTITY, page)
+    })
+    .await
 }

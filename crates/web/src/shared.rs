@@ -4,6 +4,7 @@
 //! several resources post.
 
 use crate::Web;
+use crate::form::{CsrfForm, answer};
 use crate::session::Session;
 use askama::Template;
 use axum::extract::{FromRequestParts, Request, State};
@@ -60,6 +61,7 @@ pub(crate) async fn page_headers(State(w): State<Web>, req: Request, next: Next)
 }
 
 /// What the layout needs.
+#[derive(Default)]
 pub(crate) struct Chrome {
     pub(crate) title: String,
     /// The signed-in user's name.
@@ -305,18 +307,55 @@ pub(crate) fn wants_json(headers: &HeaderMap) -> bool {
 }
 
 /// A form that carries only its CSRF token (sign out, delete buttons).
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
+#[serde(default)]
 pub(crate) struct TokenForm {
-    #[serde(default)]
     pub(crate) csrf: String,
+}
+
+impl CsrfForm for TokenForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
 }
 
 /// A toggle button's form (favourite, follow): `action` names the way back (`remove`,
 /// `unfollow`); anything else turns the toggle on.
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
+#[serde(default)]
 pub(crate) struct ToggleForm {
-    #[serde(default)]
     pub(crate) action: String,
-    #[serde(default)]
     pub(crate) csrf: String,
+}
+
+impl CsrfForm for ToggleForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
+/// The answer to a toggle button (favourite, follow): `json` for the script that posted it
+/// in the background, else a redirect to `back`; the error page if the action failed.
+pub(crate) async fn toggled(
+    w: &Web,
+    s: &Session,
+    headers: &HeaderMap,
+    outcome: Result<(serde_json::Value, String), AppError>,
+) -> Response {
+    match outcome {
+        Ok((json, _)) if wants_json(headers) => axum::Json(json).into_response(),
+        outcome => answer(w, s, outcome.map(|(_, back)| back)).await,
+    }
+}
+
+/// The 503 page for when sessions cannot be stored.
+pub(crate) async fn sessions_unavailable(w: &Web, s: &Session) -> Response {
+    error_page(
+        w,
+        s,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Try again in a moment",
+        "Sessions are unavailable.",
+    )
+    .await
 }

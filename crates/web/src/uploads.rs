@@ -101,21 +101,42 @@ async fn take_upload(
     }
 }
 
-/// `POST /settings/picture`: uploads an image and makes its 320 px variant the user's picture.
-async fn upload_picture(State(w): State<Web>, s: Session, form: Multipart) -> Response {
-    let user = signed_in!(s);
-    let up = match take_upload(&w, &s, user, form).await {
+/// Takes the form's upload and gives the URL of its `width` px variant to `apply`, which
+/// answers where to go next; a failure of either is answered with [`upload_failed`].
+async fn with_variant<Fut>(
+    w: &Web,
+    s: &Session,
+    user: Id,
+    form: Multipart,
+    width: u32,
+    apply: impl FnOnce(String) -> Fut,
+) -> Response
+where
+    Fut: Future<Output = Result<String, AppError>>,
+{
+    let up = match take_upload(w, s, user, form).await {
         Ok(u) => u,
         Err(page) => return page,
     };
-    let input = UserChangesInput {
-        image: Some(up.variant(320)),
-        ..Default::default()
-    };
-    match w.app.update_user(user, input).await {
-        Ok(_) => redirect(&s, "/settings"),
-        Err(e) => upload_failed(&w, &s, e).await,
+    match apply(up.variant(width)).await {
+        Ok(to) => redirect(s, &to),
+        Err(e) => upload_failed(w, s, e).await,
     }
+}
+
+/// `POST /settings/picture`: uploads an image and makes its 320 px variant the user's picture.
+async fn upload_picture(State(w): State<Web>, s: Session, form: Multipart) -> Response {
+    let user = signed_in!(s);
+    let app = &w.app;
+    with_variant(&w, &s, user, form, 320, |image| async move {
+        let input = UserChangesInput {
+            image: Some(image),
+            ..Default::default()
+        };
+        app.update_user(user, input).await?;
+        Ok("/settings".into())
+    })
+    .await
 }
 
 /// `POST /article/{slug}/cover`: uploads an image and makes its 1280 px variant the cover.
@@ -126,16 +147,14 @@ async fn upload_cover(
     form: Multipart,
 ) -> Response {
     let user = signed_in!(s);
-    let up = match take_upload(&w, &s, user, form).await {
-        Ok(u) => u,
-        Err(page) => return page,
-    };
-    let input = ArticleInput {
-        cover_image: Some(up.variant(1280)),
-        ..Default::default()
-    };
-    match w.app.update_article(user, &slug, input).await {
-        Ok(a) => redirect(&s, &format!("/article/{}", a.article.slug)),
-        Err(e) => upload_failed(&w, &s, e).await,
-    }
+    let (app, slug) = (&w.app, &slug);
+    with_variant(&w, &s, user, form, 1280, |cover| async move {
+        let input = ArticleInput {
+            cover_image: Some(cover),
+            ..Default::default()
+        };
+        let a = app.update_article(user, slug, input).await?;
+        Ok(format!("/article/{}", a.article.slug))
+    })
+    .await
 }

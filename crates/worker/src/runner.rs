@@ -250,19 +250,17 @@ mod tests {
 
     #[test]
     fn options_from_settings_claim_for_the_configured_lease() {
-        let queue = QueueSettings {
-            lease_secs: 7,
-            workers: 3,
-            ..QueueSettings::default()
-        };
-        let o = WorkerOptions::from_settings(&queue);
-        assert_eq!((o.lease, o.concurrency), (Duration::from_secs(7), 3));
-        let none = QueueSettings {
-            lease_secs: 0,
-            workers: 0,
-            ..QueueSettings::default()
-        };
-        let o = WorkerOptions::from_settings(&none);
-        assert_eq!((o.lease, o.concurrency), (Duration::from_secs(1), 1));
+        // the settings' lease and workers, then the options' lease and concurrency; zeros
+        // are raised to one
+        for (lease_secs, workers, lease, concurrency) in [(7, 3, 7, 3), (0, 0, 1, 1)] {
+            let queue = QueueSettings {
+                lease_secs,
+                workers,
+                ..QueueSettings::default()
+            };
+            let o = WorkerOptions::from_settings(&queue);
+            let want = (Duration::from_secs(lease), concurrency);
+            assert_eq!((o.lease, o.concurrency), want, "{queue:?}");
+        }
     }
 }

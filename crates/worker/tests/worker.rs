@@ -39,6 +39,45 @@ impl Handler for Recorder {
     }
 }
 
+impl Recorder {
+    /// A recorder that fails `flaky` payloads `failures` times.
+    fn failing(failures: u32) -> Arc<Self> {
+        Arc::new(Self {
+            seen: Mutex::new(Vec::new()),
+            failures_left: Mutex::new(failures),
+        })
+    }
+}
+
+/// The SQLite job queue in a new database, giving up on a job after `max_attempts`; the
+/// directory holds the database.
+fn sqlite_queue(max_attempts: u32) -> (tempfile::TempDir, Arc<dyn Queue>) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&SqliteOptions::new(dir.path().join("db"))).unwrap();
+    (dir, Arc::new(store.queue(max_attempts)))
+}
+
+/// Runs a worker on `source` with `options` until `rec` has seen `jobs` jobs and `queue` has
+/// nothing pending, then stops it.
+async fn run_until_seen(
+    source: impl JobSource,
+    options: WorkerOptions,
+    rec: &Arc<Recorder>,
+    queue: &Arc<dyn Queue>,
+    jobs: usize,
+) {
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let worker = tokio::spawn(
+        Worker::new(source, options)
+            .serve(Arc::clone(rec))
+            .run(stop_rx),
+    );
+    wait_until(|| rec.seen.lock().unwrap().len() == jobs).await;
+    drained(queue).await;
+    stop_tx.send(true).unwrap();
+    worker.await.unwrap();
+}
+
 fn options() -> WorkerOptions {
     WorkerOptions {
         concurrency: 2,
@@ -61,26 +100,12 @@ async fn wait_until(mut f: impl FnMut() -> bool) {
 
 #[tokio::test]
 async fn published_jobs_are_run_once_and_removed() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(&SqliteOptions::new(dir.path().join("db"))).unwrap();
-    let queue: Arc<dyn Queue> = Arc::new(store.queue(3));
+    let (_dir, queue) = sqlite_queue(3);
     for p in [&b"a"[..], b"b", b"c"] {
         queue.publish("test.jobs", p).await.unwrap();
     }
-    let rec = Arc::new(Recorder {
-        seen: Mutex::new(Vec::new()),
-        failures_left: Mutex::new(0),
-    });
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let worker = tokio::spawn(
-        Worker::new(Arc::clone(&queue), options())
-            .serve(rec.clone())
-            .run(stop_rx),
-    );
-    wait_until(|| rec.seen.lock().unwrap().len() == 3).await;
-    drained(&queue).await;
-    stop_tx.send(true).unwrap();
-    worker.await.unwrap();
+    let rec = Recorder::failing(0);
+    run_until_seen(Arc::clone(&queue), options(), &rec, &queue, 3).await;
     let mut seen: Vec<Vec<u8>> = rec
         .seen
         .lock()
@@ -107,27 +132,13 @@ async fn drained(queue: &Arc<dyn Queue>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_job_is_retried_and_then_succeeds() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(&SqliteOptions::new(dir.path().join("db"))).unwrap();
-    let queue: Arc<dyn Queue> = Arc::new(store.queue(5));
+    let (_dir, queue) = sqlite_queue(5);
     queue.publish("test.jobs", b"flaky").await.unwrap();
-    let rec = Arc::new(Recorder {
-        seen: Mutex::new(Vec::new()),
-        failures_left: Mutex::new(1),
-    });
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let rec = Recorder::failing(1);
     let noted = Noted::new(Arc::clone(&queue));
     let (leases, failures) = (Arc::clone(&noted.leases), Arc::clone(&noted.failures));
-    let worker = tokio::spawn(
-        Worker::new(noted, options())
-            .serve(rec.clone())
-            .run(stop_rx),
-    );
     // the first attempt fails; the retry comes after the 1 s back-off
-    wait_until(|| rec.seen.lock().unwrap().len() == 2).await;
-    drained(&queue).await;
-    stop_tx.send(true).unwrap();
-    worker.await.unwrap();
+    run_until_seen(noted, options(), &rec, &queue, 2).await;
     let attempts: Vec<u32> = rec.seen.lock().unwrap().iter().map(|(_, a)| *a).collect();
     assert_eq!(attempts, vec![1, 2]);
     // the handler's error is the reason the queue keeps with the job
@@ -175,30 +186,17 @@ impl JobSource for Noted {
 
 #[tokio::test]
 async fn workers_from_settings_claim_jobs_for_the_configured_lease() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(&SqliteOptions::new(dir.path().join("db"))).unwrap();
-    let queue: Arc<dyn Queue> = Arc::new(store.queue(3));
+    let (_dir, queue) = sqlite_queue(3);
     queue.publish("test.jobs", b"a").await.unwrap();
-    let rec = Arc::new(Recorder {
-        seen: Mutex::new(Vec::new()),
-        failures_left: Mutex::new(0),
-    });
+    let rec = Recorder::failing(0);
     let settings = crescendo_config::QueueSettings {
         lease_secs: 7,
         ..Default::default()
     };
     let noted = Noted::new(Arc::clone(&queue));
     let leases = Arc::clone(&noted.leases);
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let worker = tokio::spawn(
-        Worker::new(noted, WorkerOptions::from_settings(&settings))
-            .serve(rec.clone())
-            .run(stop_rx),
-    );
-    wait_until(|| rec.seen.lock().unwrap().len() == 1).await;
-    drained(&queue).await;
-    stop_tx.send(true).unwrap();
-    worker.await.unwrap();
+    let options = WorkerOptions::from_settings(&settings);
+    run_until_seen(noted, options, &rec, &queue, 1).await;
     let leases = leases.lock().unwrap();
     assert!(!leases.is_empty());
     assert!(

@@ -2,7 +2,20 @@
 
 use super::*;
 use crate::MemoryCache;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use std::sync::atomic::AtomicUsize;
+
+/// Reads `key` with a minute's TTL, loading `value` on a miss.
+async fn fetch<T>(c: &ReadThrough, key: &str, value: Option<T>) -> Option<Arc<T>>
+where
+    T: Serialize + DeserializeOwned + Send + Sync + 'static,
+{
+    let load = |_| async move { Ok::<_, ()>(value) };
+    c.get_or_load(key, Duration::from_secs(60), load)
+        .await
+        .unwrap()
+}
 
 fn rt() -> ReadThrough {
     ReadThrough::new(
@@ -22,11 +35,7 @@ async fn the_local_tier_stays_within_its_byte_bound() {
         Duration::from_secs(5),
     );
     for i in 0..1000 {
-        c.get_or_load(&format!("k{i}"), Duration::from_secs(60), |_| async {
-            Ok::<_, ()>(Some("x".repeat(1000)))
-        })
-        .await
-        .unwrap();
+        fetch(&c, &format!("k{i}"), Some("x".repeat(1000))).await;
     }
     c.local.run_pending_tasks();
     assert!(
@@ -63,19 +72,9 @@ fn keys_spread_over_the_stripes() {
 #[tokio::test]
 async fn a_second_read_is_served_locally() {
     let c = rt();
-    let v = c
-        .get_or_load("k", Duration::from_secs(60), |_| async {
-            Ok::<_, ()>(Some(7u32))
-        })
-        .await
-        .unwrap();
+    let v = fetch(&c, "k", Some(7u32)).await;
     assert_eq!(v.as_deref(), Some(&7));
-    let v = c
-        .get_or_load("k", Duration::from_secs(60), |_| async {
-            Ok::<_, ()>(Some(8u32))
-        })
-        .await
-        .unwrap();
+    let v = fetch(&c, "k", Some(8u32)).await;
     assert_eq!(v.as_deref(), Some(&7));
     assert_eq!(
         c.stats(),
@@ -93,12 +92,7 @@ async fn a_second_read_is_served_locally() {
 async fn not_found_is_cached_too() {
     let c = rt();
     for _ in 0..3 {
-        let v = c
-            .get_or_load("none", Duration::from_secs(60), |_| async {
-                Ok::<Option<u32>, ()>(None)
-            })
-            .await
-            .unwrap();
+        let v = fetch::<u32>(&c, "none", None).await;
         assert_eq!(v, None);
     }
     assert_eq!(c.stats().loads, 1);
@@ -107,18 +101,9 @@ async fn not_found_is_cached_too() {
 #[tokio::test]
 async fn invalidation_makes_the_next_read_load_afresh() {
     let c = rt();
-    c.get_or_load("k", Duration::from_secs(60), |_| async {
-        Ok::<_, ()>(Some(1u32))
-    })
-    .await
-    .unwrap();
+    fetch(&c, "k", Some(1u32)).await;
     c.invalidate(&["k".into()]).await.unwrap();
-    let v = c
-        .get_or_load("k", Duration::from_secs(60), |_| async {
-            Ok::<_, ()>(Some(2u32))
-        })
-        .await
-        .unwrap();
+    let v = fetch(&c, "k", Some(2u32)).await;
     assert_eq!(v.as_deref(), Some(&2));
 }
 
@@ -156,24 +141,14 @@ async fn a_load_that_raced_a_write_does_not_fill_the_cache() {
     // the write commits and invalidates while the load of the old value is in flight
     c.invalidate(&["k".into()]).await.unwrap();
     // a read that starts after the write does not join the old flight
-    let fresh = c
-        .get_or_load("k", Duration::from_secs(60), |_| async {
-            Ok::<_, ()>(Some("new".to_string()))
-        })
-        .await
-        .unwrap();
+    let fresh = fetch(&c, "k", Some("new".to_string())).await;
     assert_eq!(fresh.as_deref().map(String::as_str), Some("new"));
     go_tx.send(()).unwrap();
     assert_eq!(
         slow.await.unwrap().unwrap().as_deref().map(String::as_str),
         Some("old")
     );
-    let after = c
-        .get_or_load("k", Duration::from_secs(60), |_| async {
-            Ok::<_, ()>(Some("newer".to_string()))
-        })
-        .await
-        .unwrap();
+    let after = fetch(&c, "k", Some("newer".to_string())).await;
     assert_eq!(
         after.as_deref().map(String::as_str),
         Some("new"),
@@ -213,23 +188,14 @@ async fn values_come_back_from_the_shared_tier_after_the_local_one_forgets() {
         Duration::from_secs(60),
         Duration::from_secs(5),
     );
-    a.get_or_load("k", Duration::from_secs(60), |_| async {
-        Ok::<_, ()>(Some(vec![1u8, 2]))
-    })
-    .await
-    .unwrap();
+    fetch(&a, "k", Some(vec![1u8, 2])).await;
     let b = ReadThrough::new(
         shared,
         1 << 20,
         Duration::from_secs(60),
         Duration::from_secs(5),
     );
-    let v = b
-        .get_or_load("k", Duration::from_secs(60), |_| async {
-            Ok::<_, ()>(Some(vec![9u8]))
-        })
-        .await
-        .unwrap();
+    let v = fetch(&b, "k", Some(vec![9u8])).await;
     assert_eq!(v.as_deref(), Some(&vec![1u8, 2]));
     assert_eq!(b.stats().shared_hits, 1);
 }
@@ -303,11 +269,6 @@ async fn an_invalidation_between_the_check_and_the_fill_keeps_the_old_value_out(
         None,
         "the shared tier holds a value older than the write"
     );
-    let next = c
-        .get_or_load("k", Duration::from_secs(60), |_| async {
-            Ok::<_, ()>(Some("new".to_string()))
-        })
-        .await
-        .unwrap();
+    let next = fetch(&c, "k", Some("new".to_string())).await;
     assert_eq!(next.as_deref().map(String::as_str), Some("new"));
 }

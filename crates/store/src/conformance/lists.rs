@@ -12,50 +12,22 @@ pub async fn lists_are_newest_first_with_exact_totals(s: &dyn Store) {
         ids.push(article(s, u.id, &format!("a{i}"), &[]).await.id);
     }
     ids.reverse();
-    let page = s
-        .list_article_ids(&ArticleFilter::All, all(2, 0))
-        .await
-        .unwrap();
-    assert_eq!(
-        page,
-        IdPage {
-            ids: ids[..2].to_vec(),
-            total: 5
-        }
-    );
-    let page = s
-        .list_article_ids(&ArticleFilter::All, all(10, 4))
-        .await
-        .unwrap();
-    assert_eq!(
-        page,
-        IdPage {
-            ids: ids[4..].to_vec(),
-            total: 5
-        }
-    );
-    let page = s
-        .list_article_ids(&ArticleFilter::All, all(10, 50))
-        .await
-        .unwrap();
-    assert_eq!(
-        page,
-        IdPage {
-            ids: vec![],
-            total: 5
-        }
-    );
-    let page = s
-        .list_article_ids(&ArticleFilter::All, all(0, 0))
-        .await
-        .unwrap();
-    assert_eq!(
-        page,
-        IdPage {
-            ids: vec![],
-            total: 5
-        }
-    );
+    for (page, want) in [
+        (all(2, 0), ids[..2].to_vec()),
+        (all(10, 4), ids[4..].to_vec()),
+        (all(10, 50), vec![]),
+        (all(0, 0), vec![]),
+    ] {
+        let got = s.list_article_ids(&ArticleFilter::All, page).await.unwrap();
+        assert_eq!(
+            got,
+            IdPage {
+                ids: want,
+                total: 5
+            },
+            "{page:?}"
+        );
+    }
 }
 
 /// Walking the pages yields every article exactly once.
@@ -93,60 +65,49 @@ pub async fn list_filters_select_exactly_their_articles(s: &dyn Store) {
     let b1 = article(s, b.id, "b1", &["rust"]).await;
     let c1 = article(s, c.id, "c1", &["go"]).await;
     let a2 = article(s, a.id, "a2", &[]).await;
-    let ids = |p: IdPage| (p.ids, p.total);
-    let q = |f: ArticleFilter| async move { s.list_article_ids(&f, all(20, 0)).await.unwrap() };
-
-    assert_eq!(
-        ids(q(ArticleFilter::Tag("rust".into())).await),
-        (vec![b1.id, a1.id], 2)
-    );
-    assert_eq!(ids(q(ArticleFilter::Tag("none".into())).await), (vec![], 0));
-    assert_eq!(
-        ids(q(ArticleFilter::Author(a.id)).await),
-        (vec![a2.id, a1.id], 2)
-    );
+    // each filter with the articles it must list, all of them on one page
+    let expect = |cases: Vec<(ArticleFilter, Vec<Id>)>| async move {
+        for (filter, want) in cases {
+            let page = s.list_article_ids(&filter, all(20, 0)).await.unwrap();
+            let total = want.len() as u64;
+            assert_eq!((page.ids, page.total), (want, total), "{filter:?}");
+        }
+    };
+    expect(vec![
+        (ArticleFilter::Tag("rust".into()), vec![b1.id, a1.id]),
+        (ArticleFilter::Tag("none".into()), vec![]),
+        (ArticleFilter::Author(a.id), vec![a2.id, a1.id]),
+    ])
+    .await;
 
     s.favorite(c.id, a1.id).await.unwrap();
     s.favorite(c.id, c1.id).await.unwrap();
     s.favorite(b.id, b1.id).await.unwrap();
-    assert_eq!(
-        ids(q(ArticleFilter::FavoritedBy(c.id)).await),
-        (vec![c1.id, a1.id], 2)
-    );
-    assert_eq!(ids(q(ArticleFilter::FavoritedBy(a.id)).await), (vec![], 0));
+    expect(vec![
+        (ArticleFilter::FavoritedBy(c.id), vec![c1.id, a1.id]),
+        (ArticleFilter::FavoritedBy(a.id), vec![]),
+    ])
+    .await;
 
     s.follow(c.id, a.id).await.unwrap();
     s.follow(c.id, b.id).await.unwrap();
     s.follow(a.id, c.id).await.unwrap();
-    assert_eq!(
-        ids(q(ArticleFilter::Feed(c.id)).await),
-        (vec![a2.id, b1.id, a1.id], 3)
-    );
-    assert_eq!(ids(q(ArticleFilter::Feed(a.id)).await), (vec![c1.id], 1));
-    assert_eq!(ids(q(ArticleFilter::Feed(b.id)).await), (vec![], 0));
-
     let m =
         |tag: Option<&str>, author: Option<Id>, favorited_by: Option<Id>| ArticleFilter::Match {
             tag: tag.map(str::to_string),
             author,
             favorited_by,
         };
-    assert_eq!(
-        ids(q(m(Some("rust"), Some(a.id), None)).await),
-        (vec![a1.id], 1)
-    );
-    assert_eq!(
-        ids(q(m(Some("rust"), None, Some(c.id))).await),
-        (vec![a1.id], 1)
-    );
-    assert_eq!(
-        ids(q(m(None, Some(c.id), Some(c.id))).await),
-        (vec![c1.id], 1)
-    );
-    assert_eq!(
-        ids(q(m(Some("go"), Some(a.id), Some(c.id))).await),
-        (vec![], 0)
-    );
+    expect(vec![
+        (ArticleFilter::Feed(c.id), vec![a2.id, b1.id, a1.id]),
+        (ArticleFilter::Feed(a.id), vec![c1.id]),
+        (ArticleFilter::Feed(b.id), vec![]),
+        (m(Some("rust"), Some(a.id), None), vec![a1.id]),
+        (m(Some("rust"), None, Some(c.id)), vec![a1.id]),
+        (m(None, Some(c.id), Some(c.id)), vec![c1.id]),
+        (m(Some("go"), Some(a.id), Some(c.id)), vec![]),
+    ])
+    .await;
 }
 
 /// Popular tags: most used first, ties by name, bounded by the limit.

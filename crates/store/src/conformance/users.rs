@@ -35,86 +35,48 @@ pub async fn users_round_trip(s: &dyn Store) {
     s.ping().await.unwrap();
 }
 
+/// Changes built by `set` from none.
+fn changes(set: impl FnOnce(&mut UserChanges)) -> UserChanges {
+    let mut c = UserChanges::default();
+    set(&mut c);
+    c
+}
+
+/// Asserts that `result` is a conflict naming `constraint`.
+fn assert_conflict(result: StoreResult<UserRecord>, constraint: &str) {
+    match result {
+        Err(StoreError::Conflict { constraint: c }) if c == constraint => {}
+        other => panic!("a conflict on {constraint} expected: {other:?}"),
+    }
+}
+
 /// A taken username (in any case) or email is a conflict naming it, and nothing is written.
 pub async fn taken_usernames_and_emails_conflict_and_write_nothing(s: &dyn Store) {
     let jake = user(s, "jake").await;
-    let err = s
-        .create_user(NewUser {
-            username: "JAKE".into(),
-            email: "other@example.com".into(),
-            password_hash: "h".into(),
-        })
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(
-            err,
-            StoreError::Conflict {
-                constraint: "username"
-            }
-        ),
-        "{err:?}"
+    let new = |username: &str, email: &str| NewUser {
+        username: username.into(),
+        email: email.into(),
+        password_hash: "h".into(),
+    };
+    assert_conflict(
+        s.create_user(new("JAKE", "other@example.com")).await,
+        "username",
     );
     assert_eq!(s.user_by_email("other@example.com").await.unwrap(), None);
-    let err = s
-        .create_user(NewUser {
-            username: "other".into(),
-            email: "jake@example.com".into(),
-            password_hash: "h".into(),
-        })
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(
-            err,
-            StoreError::Conflict {
-                constraint: "email"
-            }
-        ),
-        "{err:?}"
+    assert_conflict(
+        s.create_user(new("other", "jake@example.com")).await,
+        "email",
     );
     assert_eq!(s.user_id_by_username("other").await.unwrap(), None);
 
     let ann = user(s, "ann").await;
-    let err = s
-        .update_user(
-            ann.id,
-            UserChanges {
-                username: Some("Jake".into()),
-                bio: Some("x".into()),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(
-            err,
-            StoreError::Conflict {
-                constraint: "username"
-            }
-        ),
-        "{err:?}"
-    );
-    let err = s
-        .update_user(
-            ann.id,
-            UserChanges {
-                email: Some(jake.email.clone()),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(
-            err,
-            StoreError::Conflict {
-                constraint: "email"
-            }
-        ),
-        "{err:?}"
-    );
+    let taken_name = changes(|c| {
+        c.username = Some("Jake".into());
+        c.bio = Some("x".into());
+    });
+    assert_conflict(s.update_user(ann.id, taken_name).await, "username");
+    let taken_email = changes(|c| c.email = Some(jake.email.clone()));
+    assert_conflict(s.update_user(ann.id, taken_email).await, "email");
     assert_eq!(
         s.user_by_id(ann.id).await.unwrap(),
         Some(ann),
@@ -125,73 +87,39 @@ pub async fn taken_usernames_and_emails_conflict_and_write_nothing(s: &dyn Store
 /// Only the given fields change; a new username moves the directory entry.
 pub async fn update_user_changes_only_given_fields(s: &dyn Store) {
     let u = user(s, "jake").await;
-    let v = s
-        .update_user(
-            u.id,
-            UserChanges {
-                bio: Some("I like dogs".into()),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
-    assert_eq!(
-        v,
-        UserRecord {
-            bio: "I like dogs".into(),
-            ..u.clone()
-        }
-    );
+    let bio = changes(|c| c.bio = Some("I like dogs".into()));
+    let v = s.update_user(u.id, bio).await.unwrap();
+    let want = UserRecord {
+        bio: "I like dogs".into(),
+        ..u.clone()
+    };
+    assert_eq!(v, want);
     // changing only the case of one's own username is allowed
-    let w = s
-        .update_user(
-            u.id,
-            UserChanges {
-                username: Some("Jake".into()),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
+    let case = changes(|c| c.username = Some("Jake".into()));
+    let w = s.update_user(u.id, case).await.unwrap();
     assert_eq!(w.username, "Jake");
-    let w = s
-        .update_user(
-            u.id,
-            UserChanges {
-                username: Some("jacob".into()),
-                email: Some("jacob@example.com".into()),
-                image: Some("https://img/j.png".into()),
-                password_hash: Some("new".into()),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
+    let most = changes(|c| {
+        c.username = Some("jacob".into());
+        c.email = Some("jacob@example.com".into());
+        c.image = Some("https://img/j.png".into());
+        c.password_hash = Some("new".into());
+    });
+    let w = s.update_user(u.id, most).await.unwrap();
     assert_eq!(
-        (
-            w.username.as_str(),
-            w.email.as_str(),
-            w.image.as_str(),
-            w.password_hash.as_str(),
-            w.bio.as_str()
-        ),
-        (
+        [&w.username, &w.email, &w.image, &w.password_hash, &w.bio],
+        [
             "jacob",
             "jacob@example.com",
             "https://img/j.png",
             "new",
             "I like dogs"
-        )
+        ]
     );
     assert_eq!(s.user_id_by_username("jake").await.unwrap(), None);
     assert_eq!(s.user_id_by_username("jacob").await.unwrap(), Some(u.id));
     assert_eq!(s.user_by_email("jake@example.com").await.unwrap(), None);
-    assert!(
-        s.user_by_email("jacob@example.com")
-            .await
-            .unwrap()
-            .is_some()
-    );
+    let jacob = s.user_by_email("jacob@example.com").await.unwrap();
+    assert!(jacob.is_some());
     let missing = s
         .update_user(Id::from_i64(5), UserChanges::default())
         .await

@@ -1,6 +1,49 @@
-use crescendo_testkit::TestApp;
+use crate::users::get_status;
+use crescendo_testkit::{Answer, TestApp};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+
+/// `PUT /api/articles/{slug}` of `article` (the fields to change) as `token`.
+async fn edit_article(app: &TestApp, token: &str, slug: &str, article: Value) -> Answer {
+    let path = format!("/api/articles/{slug}");
+    app.put(&path, Some(token), json!({"article": article}))
+        .await
+}
+
+/// `POST /api/articles/{slug}/favorite` as `token`.
+async fn favorite(app: &TestApp, token: &str, slug: &str) -> Answer {
+    let path = format!("/api/articles/{slug}/favorite");
+    app.post(&path, Some(token), json!({})).await
+}
+
+/// Whether the article `a` answers with is favourited, and how often.
+fn favorite_state(a: &Answer) -> (Value, Value) {
+    let article = &a.json["article"];
+    (
+        article["favorited"].clone(),
+        article["favoritesCount"].clone(),
+    )
+}
+
+/// Registers each of `names` (see [`TestApp::register`]) and returns their tokens.
+async fn register_all<const N: usize>(app: &TestApp, names: [&str; N]) -> [String; N] {
+    let mut tokens = Vec::with_capacity(N);
+    for name in names {
+        tokens.push(app.register(name).await);
+    }
+    tokens.try_into().expect("one token per name")
+}
+
+/// How many articles `GET path` counts for `token`.
+async fn count(app: &TestApp, path: &str, token: Option<&str>) -> Value {
+    app.get(path, token).await.json["articlesCount"].clone()
+}
+
+/// `POST /api/articles` of `article` (its fields) as `token`.
+pub(crate) async fn post_article(app: &TestApp, token: &str, article: Value) -> Answer {
+    app.post("/api/articles", Some(token), json!({"article": article}))
+        .await
+}
 
 fn slugs(v: &Value) -> Vec<String> {
     v["articles"]
@@ -45,7 +88,7 @@ async fn two_articles_may_share_a_title() {
 #[tokio::test]
 async fn only_the_author_may_update_or_delete_and_the_slug_follows_the_title() {
     let app = TestApp::spawn().await;
-    let (jake, ann) = (app.register("jake").await, app.register("ann").await);
+    let [jake, ann] = register_all(&app, ["jake", "ann"]).await;
     let a = app.create_article(&jake, "Old title", &["x"]).await;
     let old = a["slug"].as_str().unwrap().to_string();
     let path = format!("/api/articles/{old}");
@@ -103,17 +146,11 @@ async fn only_the_author_may_update_or_delete_and_the_slug_follows_the_title() {
         StatusCode::NO_CONTENT
     );
     assert_eq!(
-        app.get(&format!("/api/articles/{new}"), None).await.status,
+        get_status(&app, &format!("/api/articles/{new}"), None).await,
         StatusCode::NOT_FOUND
     );
-    assert_eq!(
-        app.get("/api/articles", None).await.json["articlesCount"],
-        0
-    );
-    assert_eq!(
-        app.get("/api/articles?tag=x", None).await.json["articlesCount"],
-        0
-    );
+    assert_eq!(count(&app, "/api/articles", None).await, 0);
+    assert_eq!(count(&app, "/api/articles?tag=x", None).await, 0);
     assert_eq!(
         app.delete(&format!("/api/articles/{new}"), Some(&jake))
             .await
@@ -127,7 +164,7 @@ async fn unknown_slugs_are_404() {
     let app = TestApp::spawn().await;
     for s in ["nope", "nope-zzzzzzzz", "a-", "x-1"] {
         assert_eq!(
-            app.get(&format!("/api/articles/{s}"), None).await.status,
+            get_status(&app, &format!("/api/articles/{s}"), None).await,
             StatusCode::NOT_FOUND,
             "{s}"
         );
@@ -203,44 +240,17 @@ async fn absurd_limits_and_offsets_are_4xx_not_5xx() {
 #[tokio::test]
 async fn favorites_are_per_viewer_and_the_favorited_filter_is_exact() {
     let app = TestApp::spawn().await;
-    let (jake, ann, bob) = (
-        app.register("jake").await,
-        app.register("ann").await,
-        app.register("bob").await,
-    );
+    let [jake, ann, bob] = register_all(&app, ["jake", "ann", "bob"]).await;
     let a1 = app.create_article(&jake, "One", &[]).await;
     let a2 = app.create_article(&jake, "Two", &[]).await;
     let s1 = a1["slug"].as_str().unwrap();
-    let f = app
-        .post(
-            &format!("/api/articles/{s1}/favorite"),
-            Some(&ann),
-            json!({}),
-        )
-        .await;
+    let f = favorite(&app, &ann, s1).await;
     assert_eq!(f.status, StatusCode::OK);
-    assert_eq!(
-        (
-            f.json["article"]["favorited"].clone(),
-            f.json["article"]["favoritesCount"].clone()
-        ),
-        (json!(true), json!(1))
-    );
+    assert_eq!(favorite_state(&f), (json!(true), json!(1)));
     // again: still one
-    let again = app
-        .post(
-            &format!("/api/articles/{s1}/favorite"),
-            Some(&ann),
-            json!({}),
-        )
-        .await;
+    let again = favorite(&app, &ann, s1).await;
     assert_eq!(again.json["article"]["favoritesCount"], 1);
-    app.post(
-        &format!("/api/articles/{}/favorite", a2["slug"].as_str().unwrap()),
-        Some(&bob),
-        json!({}),
-    )
-    .await;
+    favorite(&app, &bob, a2["slug"].as_str().unwrap()).await;
 
     let list = app.get("/api/articles?favorited=ann", Some(&bob)).await;
     assert_eq!(slugs(&list.json), vec![s1.to_string()]);
@@ -251,10 +261,7 @@ async fn favorites_are_per_viewer_and_the_favorited_filter_is_exact() {
     );
     let mine = app.get("/api/articles?favorited=ann", Some(&ann)).await;
     assert_eq!(mine.json["articles"][0]["favorited"], true);
-    assert_eq!(
-        app.get("/api/articles?favorited=nobody", None).await.json["articlesCount"],
-        0
-    );
+    assert_eq!(count(&app, "/api/articles?favorited=nobody", None).await, 0);
     // the global list shows the new count to everyone
     let all = app.get("/api/articles", None).await;
     assert_eq!(all.json["articles"][1]["favoritesCount"], 1);
@@ -262,45 +269,25 @@ async fn favorites_are_per_viewer_and_the_favorited_filter_is_exact() {
     let u = app
         .delete(&format!("/api/articles/{s1}/favorite"), Some(&ann))
         .await;
-    assert_eq!(
-        (
-            u.json["article"]["favorited"].clone(),
-            u.json["article"]["favoritesCount"].clone()
-        ),
-        (json!(false), json!(0))
-    );
-    assert_eq!(
-        app.get("/api/articles?favorited=ann", None).await.json["articlesCount"],
-        0
-    );
-    assert_eq!(
-        app.post("/api/articles/nope-1/favorite", Some(&ann), json!({}))
-            .await
-            .status,
-        StatusCode::NOT_FOUND
-    );
+    assert_eq!(favorite_state(&u), (json!(false), json!(0)));
+    assert_eq!(count(&app, "/api/articles?favorited=ann", None).await, 0);
+    let missing = favorite(&app, &ann, "nope-1").await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
 }
 
 #[tokio::test]
 async fn the_feed_shows_followed_authors_newest_first_and_needs_auth() {
     let app = TestApp::spawn().await;
-    let (ann, bob, cat) = (
-        app.register("ann").await,
-        app.register("bob").await,
-        app.register("cat").await,
-    );
+    let [ann, bob, cat] = register_all(&app, ["ann", "bob", "cat"]).await;
     let b1 = app.create_article(&bob, "b1", &[]).await;
     let c1 = app.create_article(&cat, "c1", &[]).await;
     let b2 = app.create_article(&bob, "b2", &[]).await;
     app.create_article(&ann, "own", &[]).await;
     assert_eq!(
-        app.get("/api/articles/feed", None).await.status,
+        get_status(&app, "/api/articles/feed", None).await,
         StatusCode::UNAUTHORIZED
     );
-    assert_eq!(
-        app.get("/api/articles/feed", Some(&ann)).await.json["articlesCount"],
-        0
-    );
+    assert_eq!(count(&app, "/api/articles/feed", Some(&ann)).await, 0);
     app.post("/api/profiles/bob/follow", Some(&ann), json!({}))
         .await;
     app.post("/api/profiles/cat/follow", Some(&ann), json!({}))
@@ -350,22 +337,10 @@ async fn tag_lists_and_popular_tags_follow_writes() {
         vec![a["slug"].as_str().unwrap().to_string()]
     );
     let slug = a["slug"].as_str().unwrap();
-    let up = app
-        .put(
-            &format!("/api/articles/{slug}"),
-            Some(&t),
-            json!({"article": {"tagList": ["wyverns"]}}),
-        )
-        .await;
+    let up = edit_article(&app, &t, slug, json!({"tagList": ["wyverns"]})).await;
     assert_eq!(up.json["article"]["tagList"], json!(["wyverns"]));
-    assert_eq!(
-        app.get("/api/articles?tag=training", None).await.json["articlesCount"],
-        0
-    );
-    assert_eq!(
-        app.get("/api/articles?tag=wyverns", None).await.json["articlesCount"],
-        1
-    );
+    assert_eq!(count(&app, "/api/articles?tag=training", None).await, 0);
+    assert_eq!(count(&app, "/api/articles?tag=wyverns", None).await, 1);
     assert_eq!(
         app.get("/api/tags", None).await.json["tags"],
         json!(["dragons", "wyverns"])
@@ -377,7 +352,7 @@ async fn tag_lists_and_popular_tags_follow_writes() {
 #[tokio::test]
 async fn a_list_read_before_a_write_shows_the_write_on_the_next_read() {
     let app = TestApp::spawn().await;
-    let (jake, ann) = (app.register("jake").await, app.register("ann").await);
+    let [jake, ann] = register_all(&app, ["jake", "ann"]).await;
     let a = app.create_article(&jake, "First", &["t"]).await;
     let slug = a["slug"].as_str().unwrap().to_string();
     // fill every cache on the way: the global list, the tag list and the author list
@@ -386,21 +361,11 @@ async fn a_list_read_before_a_write_shows_the_write_on_the_next_read() {
         "/api/articles?tag=t",
         "/api/articles?author=jake",
     ] {
-        assert_eq!(app.get(path, None).await.json["articlesCount"], 1);
+        assert_eq!(count(&app, path, None).await, 1);
     }
     // a favourite, an edit and a rename each show in every list at once
-    app.post(
-        &format!("/api/articles/{slug}/favorite"),
-        Some(&ann),
-        json!({}),
-    )
-    .await;
-    app.put(
-        &format!("/api/articles/{slug}"),
-        Some(&jake),
-        json!({"article": {"description": "changed"}}),
-    )
-    .await;
+    favorite(&app, &ann, &slug).await;
+    edit_article(&app, &jake, &slug, json!({"description": "changed"})).await;
     app.put(
         "/api/user",
         Some(&jake),

@@ -1,6 +1,27 @@
-use crescendo_testkit::TestApp;
+use crate::articles::post_article;
+use crescendo_testkit::{Answer, TestApp};
 use reqwest::{Method, StatusCode};
-use serde_json::json;
+use serde_json::{Value, json};
+
+/// `POST path` with the raw `body` as `content_type`.
+async fn post_raw(
+    app: &TestApp,
+    path: &str,
+    token: Option<&str>,
+    content_type: &str,
+    body: &'static str,
+) -> Answer {
+    let r = app
+        .request(Method::POST, path, token)
+        .header("content-type", content_type)
+        .body(body);
+    TestApp::answer(r.send().await.unwrap()).await
+}
+
+/// How many articles the list counts.
+async fn article_count(app: &TestApp) -> Value {
+    app.get("/api/articles", None).await.json["articlesCount"].clone()
+}
 
 fn assert_envelope(json: &serde_json::Value) {
     assert!(
@@ -15,11 +36,15 @@ fn assert_envelope(json: &serde_json::Value) {
 async fn malformed_json_is_400_and_a_wrong_shape_is_422_in_the_error_envelope() {
     let app = TestApp::spawn().await;
     let t = app.register("jake").await;
-    let bad = app
-        .request(Method::POST, "/api/articles", Some(&t))
-        .header("content-type", "application/json")
-        .body("{\"article\":");
-    let a = TestApp::answer(bad.send().await.unwrap()).await;
+    let truncated = "{\"article\":";
+    let a = post_raw(
+        &app,
+        "/api/articles",
+        Some(&t),
+        "application/json",
+        truncated,
+    )
+    .await;
     assert_eq!(a.status, StatusCode::BAD_REQUEST);
     assert_envelope(&a.json);
     for body in [
@@ -32,21 +57,13 @@ async fn malformed_json_is_400_and_a_wrong_shape_is_422_in_the_error_envelope() 
         assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
         assert_envelope(&a.json);
     }
-    assert_eq!(
-        app.get("/api/articles", None).await.json["articlesCount"],
-        0,
-        "nothing was written"
-    );
+    assert_eq!(article_count(&app).await, 0, "nothing was written");
 }
 
 #[tokio::test]
 async fn a_body_without_json_content_type_is_415() {
     let app = TestApp::spawn().await;
-    let r = app
-        .request(Method::POST, "/api/users", None)
-        .header("content-type", "text/plain")
-        .body("{}");
-    let a = TestApp::answer(r.send().await.unwrap()).await;
+    let a = post_raw(&app, "/api/users", None, "text/plain", "{}").await;
     assert_eq!(a.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
     assert_envelope(&a.json);
 }
@@ -56,47 +73,37 @@ async fn an_oversized_body_is_413_and_writes_nothing() {
     let app = TestApp::spawn_with(|s| s.http.body_limit_bytes = 64 * 1024).await;
     let t = app.register("jake").await;
     let big = "x".repeat(100 * 1024);
-    let a = app
-        .post(
-            "/api/articles",
-            Some(&t),
-            json!({"article": {"title": "t", "description": "d", "body": big}}),
-        )
-        .await;
+    let a = post_article(
+        &app,
+        &t,
+        json!({"title": "t", "description": "d", "body": big}),
+    )
+    .await;
     assert_eq!(a.status, StatusCode::PAYLOAD_TOO_LARGE);
     assert_envelope(&a.json);
-    assert_eq!(
-        app.get("/api/articles", None).await.json["articlesCount"],
-        0
-    );
+    assert_eq!(article_count(&app).await, 0);
 }
 
 #[tokio::test]
 async fn oversized_fields_are_422() {
     let app = TestApp::spawn().await;
     let t = app.register("jake").await;
-    let a = app
-        .post(
-            "/api/articles",
-            Some(&t),
-            json!({"article": {"title": "t".repeat(301), "description": "d", "body": "b"}}),
-        )
-        .await;
+    let a = post_article(
+        &app,
+        &t,
+        json!({"title": "t".repeat(301), "description": "d", "body": "b"}),
+    )
+    .await;
     assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert!(
-        a.json["errors"]["title"][0]
-            .as_str()
-            .unwrap()
-            .contains("too long")
-    );
+    let message = a.json["errors"]["title"][0].as_str().unwrap();
+    assert!(message.contains("too long"), "{message}");
     let tags: Vec<String> = (0..21).map(|i| format!("t{i}")).collect();
-    let a = app
-        .post(
-            "/api/articles",
-            Some(&t),
-            json!({"article": {"title": "t", "description": "d", "body": "b", "tagList": tags}}),
-        )
-        .await;
+    let a = post_article(
+        &app,
+        &t,
+        json!({"title": "t", "description": "d", "body": "b", "tagList": tags}),
+    )
+    .await;
     assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY);
 }
 

@@ -5,6 +5,7 @@
 //! Clients at different addresses connect from different loopback addresses (127.0.0.x).
 //! With `TEST_CACHE=redis` the counters live in a private Redis (`sessions.backend`).
 
+use crate::web::sign_in_page;
 use crescendo_config::{SessionBackend, Settings};
 use crescendo_testkit::{Answer, Browser, TestApp};
 use reqwest::StatusCode;
@@ -51,26 +52,79 @@ fn small_limits(s: &mut Settings) {
     s.auth.signin_window_secs = 600;
 }
 
-/// `POST /api/users/login` from the loopback address `from`, with an optional
-/// `X-Forwarded-For`.
-async fn sign_in(
-    app: &TestApp,
+/// A client at the loopback address `from`, sending `X-Forwarded-For: forwarded` if set.
+#[derive(Clone, Copy)]
+struct Client<'a> {
+    app: &'a TestApp,
     from: [u8; 4],
-    forwarded: Option<&str>,
-    email: &str,
-    password: &str,
-) -> Answer {
-    let client = reqwest::Client::builder()
-        .local_address(IpAddr::from(from))
-        .build()
-        .expect("client");
-    let mut r = client
-        .post(app.url("/api/users/login"))
-        .json(&json!({"user": {"email": email, "password": password}}));
-    if let Some(f) = forwarded {
-        r = r.header("x-forwarded-for", f);
+    forwarded: Option<&'a str>,
+}
+
+impl<'a> Client<'a> {
+    /// A client at `from` that forwards for nobody.
+    fn at(app: &'a TestApp, from: [u8; 4]) -> Self {
+        Self {
+            app,
+            from,
+            forwarded: None,
+        }
     }
-    TestApp::answer(r.send().await.expect("request sent")).await
+
+    /// The same client, forwarding for `forwarded`.
+    fn forwarding(self, forwarded: &'a str) -> Self {
+        Self {
+            forwarded: Some(forwarded),
+            ..self
+        }
+    }
+
+    /// `POST /api/users/login`.
+    async fn sign_in(self, email: &str, password: &str) -> Answer {
+        let client = reqwest::Client::builder()
+            .local_address(IpAddr::from(self.from))
+            .build()
+            .expect("client");
+        let mut r = client
+            .post(self.app.url("/api/users/login"))
+            .json(&json!({"user": {"email": email, "password": password}}));
+        if let Some(f) = self.forwarded {
+            r = r.header("x-forwarded-for", f);
+        }
+        TestApp::answer(r.send().await.expect("request sent")).await
+    }
+
+    /// Signs in as `email` with a wrong password `times` times, each refused with 401.
+    async fn fail(self, email: &str, times: usize) {
+        for i in 0..times {
+            let a = self.sign_in(email, "wrong-password").await;
+            assert_status(&a, StatusCode::UNAUTHORIZED, &format!("failure {i}"));
+        }
+    }
+
+    /// Fails as `email` up to the per-(account, client) limit of [`small_limits`], then
+    /// finds the next attempt throttled.
+    async fn exhaust(self, email: &str) {
+        self.fail(email, 3).await;
+        assert_throttled(&self.sign_in(email, "wrong-password").await);
+    }
+}
+
+/// A server with [`small_limits`] (and the private Redis to keep alive, if any) where `user`
+/// has registered.
+async fn spawn_with_user(
+    user: &str,
+) -> (
+    TestApp,
+    Option<(crescendo_topology::redis::Redis, tempfile::TempDir)>,
+) {
+    let (app, redis) = spawn(small_limits).await;
+    app.register(user).await;
+    (app, redis)
+}
+
+/// Asserts that `a` has `status`, showing `what` and the body otherwise.
+fn assert_status(a: &Answer, status: StatusCode, what: &str) {
+    assert_eq!(a.status, status, "{what}: {:?}", a.json);
 }
 
 fn assert_throttled(a: &Answer) {
@@ -87,66 +141,37 @@ fn assert_throttled(a: &Answer) {
 
 #[tokio::test]
 async fn api_sign_in_answers_429_with_retry_after_after_repeated_failures() {
-    let (app, _redis) = spawn(small_limits).await;
-    app.register("ivan").await;
-    let from = [127, 0, 0, 1];
-    for _ in 0..3 {
-        let a = sign_in(&app, from, None, "ivan@example.com", "wrong-password").await;
-        assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{:?}", a.json);
-    }
-    let a = sign_in(&app, from, None, "ivan@example.com", "wrong-password").await;
-    assert_throttled(&a);
+    let (app, _redis) = spawn_with_user("ivan").await;
+    let client = Client::at(&app, [127, 0, 0, 1]);
+    client.exhaust("ivan@example.com").await;
     // the right password from the same client waits too: the guessing must stop
-    let a = sign_in(&app, from, None, "IVAN@example.com ", "password123").await;
-    assert_throttled(&a);
+    assert_throttled(&client.sign_in("IVAN@example.com ", "password123").await);
 }
 
 #[tokio::test]
 async fn the_owner_signs_in_from_another_address_while_an_attacker_is_throttled() {
-    let (app, _redis) = spawn(small_limits).await;
-    app.register("judy").await;
-    let attacker = [127, 0, 0, 2];
-    for _ in 0..3 {
-        sign_in(&app, attacker, None, "judy@example.com", "guess").await;
-    }
-    assert_throttled(&sign_in(&app, attacker, None, "judy@example.com", "guess").await);
-    let owner = sign_in(
-        &app,
-        [127, 0, 0, 3],
-        None,
-        "judy@example.com",
-        "password123",
-    )
-    .await;
-    assert_eq!(owner.status, StatusCode::OK, "{:?}", owner.json);
+    let (app, _redis) = spawn_with_user("judy").await;
+    let attacker = Client::at(&app, [127, 0, 0, 2]);
+    attacker.exhaust("judy@example.com").await;
+    let owner = Client::at(&app, [127, 0, 0, 3])
+        .sign_in("judy@example.com", "password123")
+        .await;
+    assert_status(&owner, StatusCode::OK, "the owner");
     assert_eq!(owner.json["user"]["username"], "judy");
 }
 
 #[tokio::test]
 async fn failures_over_many_accounts_are_limited_per_client() {
-    let (app, _redis) = spawn(small_limits).await;
-    app.register("karl").await;
-    let from = [127, 0, 0, 4];
+    let (app, _redis) = spawn_with_user("karl").await;
+    let client = Client::at(&app, [127, 0, 0, 4]);
     for i in 0..6 {
-        let a = sign_in(&app, from, None, &format!("nobody{i}@example.com"), "guess").await;
-        assert_eq!(
-            a.status,
-            StatusCode::UNAUTHORIZED,
-            "attempt {i}: {:?}",
-            a.json
-        );
+        client.fail(&format!("nobody{i}@example.com"), 1).await;
     }
-    assert_throttled(&sign_in(&app, from, None, "karl@example.com", "password123").await);
+    assert_throttled(&client.sign_in("karl@example.com", "password123").await);
     // another client is not affected
-    let a = sign_in(
-        &app,
-        [127, 0, 0, 5],
-        None,
-        "karl@example.com",
-        "password123",
-    )
-    .await;
-    assert_eq!(a.status, StatusCode::OK, "{:?}", a.json);
+    let other = Client::at(&app, [127, 0, 0, 5]);
+    let a = other.sign_in("karl@example.com", "password123").await;
+    assert_status(&a, StatusCode::OK, "another client");
 }
 
 #[tokio::test]
@@ -156,39 +181,30 @@ async fn successful_sign_ins_are_never_throttled() {
     for u in users {
         app.register(u).await;
     }
-    let from = [127, 0, 0, 1];
+    let client = Client::at(&app, [127, 0, 0, 1]);
     // a failure or two on the way do not add up with the successes
-    for _ in 0..2 {
-        sign_in(&app, from, None, "lena@example.com", "typo").await;
-    }
+    client.fail("lena@example.com", 2).await;
     for round in 0..5 {
         for u in users {
-            let a = sign_in(&app, from, None, &format!("{u}@example.com"), "password123").await;
-            assert_eq!(a.status, StatusCode::OK, "{u}, round {round}: {:?}", a.json);
+            let a = client
+                .sign_in(&format!("{u}@example.com"), "password123")
+                .await;
+            assert_status(&a, StatusCode::OK, &format!("{u}, round {round}"));
         }
     }
 }
 
 #[tokio::test]
 async fn a_forwarded_address_from_an_untrusted_peer_is_ignored() {
-    let (app, _redis) = spawn(small_limits).await;
-    app.register("olga").await;
-    let from = [127, 0, 0, 6];
+    let (app, _redis) = spawn_with_user("olga").await;
+    let peer = Client::at(&app, [127, 0, 0, 6]);
     for i in 0..3 {
         let spoofed = format!("198.51.100.{i}");
-        let a = sign_in(&app, from, Some(&spoofed), "olga@example.com", "guess").await;
-        assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{:?}", a.json);
+        peer.forwarding(&spoofed).fail("olga@example.com", 1).await;
     }
     // a new forwarded address each time does not help: the peer is counted
-    let a = sign_in(
-        &app,
-        from,
-        Some("198.51.100.99"),
-        "olga@example.com",
-        "guess",
-    )
-    .await;
-    assert_throttled(&a);
+    let spoofed = peer.forwarding("198.51.100.99");
+    assert_throttled(&spoofed.sign_in("olga@example.com", "guess").await);
 }
 
 #[tokio::test]
@@ -199,69 +215,33 @@ async fn forwarded_clients_behind_a_trusted_proxy_are_counted_apart() {
     })
     .await;
     app.register("pete").await;
-    let proxy = [127, 0, 0, 1];
-    for _ in 0..3 {
-        sign_in(
-            &app,
-            proxy,
-            Some("198.51.100.1"),
-            "pete@example.com",
-            "guess",
-        )
-        .await;
-    }
-    let a = sign_in(
-        &app,
-        proxy,
-        Some("198.51.100.1"),
-        "pete@example.com",
-        "guess",
-    )
-    .await;
-    assert_throttled(&a);
+    let proxy = Client::at(&app, [127, 0, 0, 1]);
+    let first = proxy.forwarding("198.51.100.1");
+    first.exhaust("pete@example.com").await;
     // another client behind the same proxy still gets answers of its own
-    let a = sign_in(
-        &app,
-        proxy,
-        Some("198.51.100.2"),
-        "pete@example.com",
-        "guess",
-    )
-    .await;
-    assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{:?}", a.json);
-    let a = sign_in(
-        &app,
-        proxy,
-        Some("6.6.6.6, 198.51.100.2"),
-        "pete@example.com",
-        "password123",
-    )
-    .await;
-    assert_eq!(a.status, StatusCode::OK, "{:?}", a.json);
+    proxy
+        .forwarding("198.51.100.2")
+        .fail("pete@example.com", 1)
+        .await;
+    let a = proxy
+        .forwarding("6.6.6.6, 198.51.100.2")
+        .sign_in("pete@example.com", "password123")
+        .await;
+    assert_status(&a, StatusCode::OK, "the nearest forwarded client");
     // and the proxy's own requests count as the proxy's
-    let a = sign_in(&app, proxy, None, "pete@example.com", "password123").await;
-    assert_eq!(a.status, StatusCode::OK, "{:?}", a.json);
+    let a = proxy.sign_in("pete@example.com", "password123").await;
+    assert_status(&a, StatusCode::OK, "the proxy");
 }
 
 #[tokio::test]
 async fn the_pages_and_the_api_share_one_throttle() {
-    let (app, _redis) = spawn(small_limits).await;
-    app.register("quinn").await;
-    for _ in 0..3 {
-        sign_in(&app, [127, 0, 0, 1], None, "quinn@example.com", "guess").await;
-    }
+    let (app, _redis) = spawn_with_user("quinn").await;
+    Client::at(&app, [127, 0, 0, 1])
+        .fail("quinn@example.com", 3)
+        .await;
     let mut b = Browser::new(&app);
     let csrf = b.csrf_from("/login").await;
-    let p = b
-        .post(
-            "/login",
-            &[
-                ("email", "quinn@example.com"),
-                ("password", "password123"),
-                ("csrf", &csrf),
-            ],
-        )
-        .await;
+    let p = sign_in_page(&mut b, "quinn@example.com", "password123", &csrf).await;
     assert_eq!(p.status, StatusCode::TOO_MANY_REQUESTS);
     assert!(p.body.contains("too many sign-in attempts"), "{}", p.body);
     assert_eq!(

@@ -1,7 +1,9 @@
 //! Uploads: an image is taken at once, its variants appear, and hostile files are refused
 //! or cleaned while the worker keeps running.
 
-use crescendo_testkit::{Browser, TestApp};
+use crate::articles::post_article;
+use crate::web::write_article;
+use crescendo_testkit::{Answer, Browser, TestApp};
 use image::{GenericImageView, ImageFormat};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -33,15 +35,12 @@ pub(crate) async fn upload(
     bytes: &[u8],
 ) -> (StatusCode, Value) {
     let (ct, body) = multipart(field, name, "image/png", bytes);
-    let res = app
+    let r = app
         .request(reqwest::Method::POST, "/api/uploads", token)
         .header("content-type", ct)
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    let status = res.status();
-    (status, res.json().await.unwrap_or(Value::Null))
+        .body(body);
+    let a = TestApp::answer(r.send().await.unwrap()).await;
+    (a.status, a.json)
 }
 
 pub(crate) fn png(width: u32, height: u32) -> Vec<u8> {
@@ -151,6 +150,13 @@ async fn fetch(app: &TestApp, url: &str) -> reqwest::Response {
     reqwest::get(app.url(url)).await.unwrap()
 }
 
+/// Sets the cover of the article `slug` to `cover` (`null` removes it).
+async fn set_cover(app: &TestApp, token: &str, slug: &str, cover: Value) -> Answer {
+    let body = json!({"article": {"coverImage": cover}});
+    app.put(&format!("/api/articles/{slug}"), Some(token), body)
+        .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upload_answers_at_once_and_its_variants_appear() {
     let app = TestApp::spawn().await;
@@ -253,21 +259,6 @@ async fn hostile_files_are_refused_with_clear_errors_and_the_worker_keeps_going(
     let token = app.register("mallory").await;
     let t = Some(token.as_str());
 
-    let (status, body) = upload(&app, None, "file", "a.png", &png(10, 10)).await;
-    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
-    let (status, body) = upload(
-        &app,
-        t,
-        "file",
-        "fake.png",
-        b"<html><script>alert(1)</script></html>",
-    )
-    .await;
-    assert_eq!(
-        status,
-        StatusCode::UNSUPPORTED_MEDIA_TYPE,
-        "wrong magic bytes: {body}"
-    );
     let good = png(64, 64);
     let (status, body) = upload(&app, t, "file", "cut.png", &good[..good.len() / 2 - 40]).await;
     assert_eq!(
@@ -276,47 +267,74 @@ async fn hostile_files_are_refused_with_clear_errors_and_the_worker_keeps_going(
         "a truncated file with a readable header is taken: {body}"
     );
     let truncated = body["upload"]["id"].as_str().unwrap().to_string();
-    let (status, body) = upload(&app, t, "file", "cut.png", &good[..20]).await;
-    assert_eq!(
-        status,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "a header cut short: {body}"
-    );
-    assert!(
-        body["errors"]["file"][0]
-            .as_str()
-            .unwrap()
-            .contains("cannot be read"),
-        "{body}"
-    );
-    let (status, body) = upload(&app, t, "file", "bomb.png", &png_bomb()).await;
-    assert_eq!(
-        status,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "a decompression bomb: {body}"
-    );
-    assert!(
-        body["errors"]["file"][0]
-            .as_str()
-            .unwrap()
-            .contains("30000 × 30000"),
-        "{body}"
-    );
-    let (status, body) = upload(&app, t, "file", "big.png", &vec![0x89; 400_000]).await;
-    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
-    assert!(
-        body["errors"]["body"][0]
-            .as_str()
-            .unwrap()
-            .contains("300000"),
-        "{body}"
-    );
-    let (status, body) = upload(&app, t, "picture", "a.png", &good).await;
-    assert_eq!(
-        status,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "no `file` field: {body}"
-    );
+
+    let (small, bomb, big) = (png(10, 10), png_bomb(), vec![0x89; 400_000]);
+    let html = b"<html><script>alert(1)</script></html>".as_slice();
+    let unprocessable = StatusCode::UNPROCESSABLE_ENTITY;
+    // what, token, field, file name, bytes and the status it gets
+    let refused = [
+        (
+            "no token",
+            None,
+            "file",
+            "a.png",
+            &small[..],
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            "wrong magic bytes",
+            t,
+            "file",
+            "fake.png",
+            html,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        ),
+        (
+            "no `file` field",
+            t,
+            "picture",
+            "a.png",
+            &good[..],
+            unprocessable,
+        ),
+    ];
+    for (what, token, field, name, bytes, expected) in refused {
+        let (status, body) = upload(&app, token, field, name, bytes).await;
+        assert_eq!(status, expected, "{what}: {body}");
+    }
+    // what, file name and bytes, then the status and the error's field and text
+    let explained = [
+        (
+            "a header cut short",
+            "cut.png",
+            &good[..20],
+            unprocessable,
+            "file",
+            "cannot be read",
+        ),
+        (
+            "a decompression bomb",
+            "bomb.png",
+            &bomb[..],
+            unprocessable,
+            "file",
+            "30000 × 30000",
+        ),
+        (
+            "too large",
+            "big.png",
+            &big[..],
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body",
+            "300000",
+        ),
+    ];
+    for (what, name, bytes, expected, key, text) in explained {
+        let (status, body) = upload(&app, t, "file", name, bytes).await;
+        assert_eq!(status, expected, "{what}: {body}");
+        let message = body["errors"][key][0].as_str().unwrap_or_default();
+        assert!(message.contains(text), "{what}: {body}");
+    }
     let res = app
         .request(reqwest::Method::POST, "/api/uploads", t)
         .json(&json!({"file": "x"}))
@@ -375,61 +393,44 @@ async fn an_article_takes_an_uploads_url_as_its_cover_and_its_page_shows_it() {
     let done = wait_settled(&app, &token, body["upload"]["id"].as_str().unwrap()).await;
     let cover = done["variants"]["1280"].as_str().unwrap().to_string();
 
-    let a = app.post("/api/articles", Some(&token), json!({"article": {"title": "Covered", "description": "d", "body": "b", "coverImage": cover}})).await;
+    let a = post_article(
+        &app,
+        &token,
+        json!({"title": "Covered", "description": "d", "body": "b", "coverImage": cover}),
+    )
+    .await;
     assert_eq!(a.status, StatusCode::CREATED, "{}", a.json);
     assert_eq!(a.json["article"]["coverImage"], cover.as_str());
     let slug = a.json["article"]["slug"].as_str().unwrap().to_string();
-    let plain = app
-        .post(
-            "/api/articles",
-            Some(&token),
-            json!({"article": {"title": "Plain", "description": "d", "body": "b"}}),
-        )
-        .await;
+    let plain = post_article(
+        &app,
+        &token,
+        json!({"title": "Plain", "description": "d", "body": "b"}),
+    )
+    .await;
     assert_eq!(
         plain.json["article"]["coverImage"],
         Value::Null,
         "no cover: null"
     );
-    let bad = app
-        .put(
-            &format!("/api/articles/{slug}"),
-            Some(&token),
-            json!({"article": {"coverImage": "javascript:alert(1)"}}),
-        )
-        .await;
+    let page = format!("/article/{slug}");
+    let bad = set_cover(&app, &token, &slug, json!("javascript:alert(1)")).await;
     assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(bad.json["errors"]["coverImage"].is_array(), "{}", bad.json);
 
     // the page shows the cover; the list shows it too
-    let page = reqwest::get(app.url(&format!("/article/{slug}")))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let shown = fetch(&app, &page).await.text().await.unwrap();
     assert!(
-        page.contains(&format!("<img class=\"cover\" src=\"{cover}\"")),
+        shown.contains(&format!("<img class=\"cover\" src=\"{cover}\"")),
         "the article page shows its cover"
     );
     let list = app.get("/api/articles?limit=5", None).await;
     assert_eq!(list.json["articles"][1]["coverImage"], cover.as_str());
     // and null removes it
-    let cleared = app
-        .put(
-            &format!("/api/articles/{slug}"),
-            Some(&token),
-            json!({"article": {"coverImage": null}}),
-        )
-        .await;
+    let cleared = set_cover(&app, &token, &slug, Value::Null).await;
     assert_eq!(cleared.json["article"]["coverImage"], Value::Null);
-    let page = reqwest::get(app.url(&format!("/article/{slug}")))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(!page.contains("class=\"cover\""));
+    let shown = fetch(&app, &page).await.text().await.unwrap();
+    assert!(!shown.contains("class=\"cover\""));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -531,19 +532,7 @@ async fn the_pages_upload_forms_set_a_picture_and_a_cover() {
 
     // an article written through the editor, then its page's cover form
     let csrf = b.csrf_from("/editor").await;
-    let p = b
-        .post(
-            "/editor",
-            &[
-                ("title", "Framed"),
-                ("description", "d"),
-                ("body", "b"),
-                ("tags", ""),
-                ("cover", ""),
-                ("csrf", &csrf),
-            ],
-        )
-        .await;
+    let p = write_article(&mut b, "/editor", ["Framed", "d", "b", ""], &csrf).await;
     assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
     let page = p.location.unwrap();
     let csrf = b.csrf_from(&page).await;

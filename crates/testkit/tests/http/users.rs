@@ -1,6 +1,29 @@
-use crescendo_testkit::TestApp;
+use crescendo_testkit::{Answer, TestApp};
 use reqwest::StatusCode;
-use serde_json::json;
+use serde_json::{Value, json};
+
+/// `POST /api/users/login` as `email` with `password`.
+pub(crate) async fn log_in(app: &TestApp, email: &str, password: &str) -> Answer {
+    let body = json!({"user": {"email": email, "password": password}});
+    app.post("/api/users/login", None, body).await
+}
+
+/// `PUT /api/user` with `user` as the changes.
+async fn update_user(app: &TestApp, token: &str, user: Value) -> Answer {
+    app.put("/api/user", Some(token), json!({"user": user}))
+        .await
+}
+
+/// Whether `viewer` follows `celeb`, as `celeb`'s profile tells `viewer`.
+async fn following(app: &TestApp, viewer: Option<&str>) -> Value {
+    let p = app.get("/api/profiles/celeb", viewer).await;
+    p.json["profile"]["following"].clone()
+}
+
+/// The status `GET path` answers with `token`.
+pub(crate) async fn get_status(app: &TestApp, path: &str, token: Option<&str>) -> StatusCode {
+    app.get(path, token).await.status
+}
 
 #[tokio::test]
 async fn register_answers_201_with_a_token_and_string_bio_and_image() {
@@ -60,55 +83,29 @@ async fn a_taken_username_or_email_is_422_naming_it_and_writes_nothing() {
     assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(a.json["errors"]["email"][0], "has already been taken");
     // nothing half-written: neither rejected account can sign in or be seen
-    let login = app
-        .post(
-            "/api/users/login",
-            None,
-            json!({"user": {"email": "other@example.com", "password": "password123"}}),
-        )
-        .await;
+    let login = log_in(&app, "other@example.com", "password123").await;
     assert_eq!(login.status, StatusCode::UNAUTHORIZED);
-    assert_eq!(
-        app.get("/api/profiles/other", None).await.status,
-        StatusCode::NOT_FOUND
-    );
+    let other = get_status(&app, "/api/profiles/other", None).await;
+    assert_eq!(other, StatusCode::NOT_FOUND);
 }
 
 #[tokio::test]
 async fn login_works_with_the_right_password_only() {
     let app = TestApp::spawn().await;
     app.register("jake").await;
-    let ok = app
-        .post(
-            "/api/users/login",
-            None,
-            json!({"user": {"email": "JAKE@example.com", "password": "password123"}}),
-        )
-        .await;
+    let ok = log_in(&app, "JAKE@example.com", "password123").await;
     assert_eq!(ok.status, StatusCode::OK);
     assert!(ok.json["user"]["token"].is_string());
     for (email, pw) in [
         ("jake@example.com", "wrongpass"),
         ("nobody@example.com", "password123"),
     ] {
-        let a = app
-            .post(
-                "/api/users/login",
-                None,
-                json!({"user": {"email": email, "password": pw}}),
-            )
-            .await;
+        let a = log_in(&app, email, pw).await;
         assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{email}");
         assert_eq!(a.headers["www-authenticate"], "Token");
         assert!(a.json["errors"]["body"].is_array());
     }
-    let blank = app
-        .post(
-            "/api/users/login",
-            None,
-            json!({"user": {"email": "", "password": ""}}),
-        )
-        .await;
+    let blank = log_in(&app, "", "").await;
     assert_eq!(blank.status, StatusCode::UNPROCESSABLE_ENTITY);
 }
 
@@ -116,19 +113,11 @@ async fn login_works_with_the_right_password_only() {
 async fn missing_or_bad_credentials_are_401() {
     let app = TestApp::spawn().await;
     let token = app.register("jake").await;
-    assert_eq!(
-        app.get("/api/user", None).await.status,
-        StatusCode::UNAUTHORIZED
-    );
-    assert_eq!(
-        app.get("/api/user", Some("garbage")).await.status,
-        StatusCode::UNAUTHORIZED
-    );
     let tampered = format!("{}x", token);
-    assert_eq!(
-        app.get("/api/user", Some(&tampered)).await.status,
-        StatusCode::UNAUTHORIZED
-    );
+    for bad in [None, Some("garbage"), Some(tampered.as_str())] {
+        let status = get_status(&app, "/api/user", bad).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{bad:?}");
+    }
     let wrong_scheme = app
         .request(reqwest::Method::GET, "/api/user", None)
         .header("authorization", format!("Basic {token}"));
@@ -139,10 +128,8 @@ async fn missing_or_bad_credentials_are_401() {
         StatusCode::UNAUTHORIZED
     );
     // a bad token on an endpoint where auth is optional is still refused, not ignored
-    assert_eq!(
-        app.get("/api/articles", Some("garbage")).await.status,
-        StatusCode::UNAUTHORIZED
-    );
+    let optional = get_status(&app, "/api/articles", Some("garbage")).await;
+    assert_eq!(optional, StatusCode::UNAUTHORIZED);
 }
 
 #[tokio::test]
@@ -150,13 +137,7 @@ async fn update_user_changes_settings_and_the_new_password_works() {
     let app = TestApp::spawn().await;
     let token = app.register("jake").await;
     app.register("taken").await;
-    let a = app
-        .put(
-            "/api/user",
-            Some(&token),
-            json!({"user": {"bio": "I like dogs", "image": "https://img.example/j.png", "username": "jacob", "password": "newpassword"}}),
-        )
-        .await;
+    let a = update_user(&app, &token, json!({"bio": "I like dogs", "image": "https://img.example/j.png", "username": "jacob", "password": "newpassword"})).await;
     assert_eq!(a.status, StatusCode::OK, "{:?}", a.json);
     assert_eq!(a.json["user"]["bio"], "I like dogs");
     assert_eq!(a.json["user"]["username"], "jacob");
@@ -164,43 +145,20 @@ async fn update_user_changes_settings_and_the_new_password_works() {
         app.get("/api/profiles/jacob", None).await.json["profile"]["bio"],
         "I like dogs"
     );
-    assert_eq!(
-        app.get("/api/profiles/jake", None).await.status,
-        StatusCode::NOT_FOUND,
-        "the old name is free"
-    );
-    let login = app
-        .post(
-            "/api/users/login",
-            None,
-            json!({"user": {"email": "jake@example.com", "password": "newpassword"}}),
-        )
-        .await;
+    let old = get_status(&app, "/api/profiles/jake", None).await;
+    assert_eq!(old, StatusCode::NOT_FOUND, "the old name is free");
+    let login = log_in(&app, "jake@example.com", "newpassword").await;
     assert_eq!(login.status, StatusCode::OK);
-    let clash = app
-        .put(
-            "/api/user",
-            Some(&token),
-            json!({"user": {"email": "taken@example.com"}}),
-        )
-        .await;
+    let clash = update_user(&app, &token, json!({"email": "taken@example.com"})).await;
     assert_eq!(clash.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(clash.json["errors"]["email"][0], "has already been taken");
-    let cleared = app
-        .put("/api/user", Some(&token), json!({"user": {"bio": null}}))
-        .await;
+    let cleared = update_user(&app, &token, json!({"bio": null})).await;
     assert_eq!(cleared.json["user"]["bio"], "");
     assert_eq!(
         cleared.json["user"]["image"], "https://img.example/j.png",
         "absent fields stay"
     );
-    let bad = app
-        .put(
-            "/api/user",
-            Some(&token),
-            json!({"user": {"image": "javascript:alert(1)"}}),
-        )
-        .await;
+    let bad = update_user(&app, &token, json!({"image": "javascript:alert(1)"})).await;
     assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
 }
 
@@ -214,44 +172,30 @@ async fn following_is_per_viewer() {
         .await;
     assert_eq!(f.status, StatusCode::OK);
     assert_eq!(f.json["profile"]["following"], true);
-    assert_eq!(
-        app.get("/api/profiles/celeb", Some(&a)).await.json["profile"]["following"],
-        true
-    );
-    assert_eq!(
-        app.get("/api/profiles/celeb", Some(&b)).await.json["profile"]["following"],
-        false
-    );
-    assert_eq!(
-        app.get("/api/profiles/celeb", None).await.json["profile"]["following"],
-        false
-    );
+    assert_eq!(following(&app, Some(&a)).await, true);
+    assert_eq!(following(&app, Some(&b)).await, false);
+    assert_eq!(following(&app, None).await, false);
     let u = app.delete("/api/profiles/celeb/follow", Some(&a)).await;
     assert_eq!(u.json["profile"]["following"], false);
-    assert_eq!(
-        app.get("/api/profiles/celeb", Some(&a)).await.json["profile"]["following"],
-        false
-    );
-    assert_eq!(
-        app.post("/api/profiles/nobody/follow", Some(&a), json!({}))
-            .await
-            .status,
-        StatusCode::NOT_FOUND
-    );
-    assert_eq!(
-        app.post("/api/profiles/celeb/follow", None, json!({}))
-            .await
-            .status,
-        StatusCode::UNAUTHORIZED
-    );
-    assert_eq!(
-        app.get("/api/profiles/nobody", None).await.status,
-        StatusCode::NOT_FOUND
-    );
-    assert_eq!(
-        app.post("/api/profiles/ann/follow", Some(&a), json!({}))
-            .await
-            .status,
-        StatusCode::UNPROCESSABLE_ENTITY
-    );
+    assert_eq!(following(&app, Some(&a)).await, false);
+    // whom to follow, as whom, and the status it gets
+    let refused = [
+        (
+            "/api/profiles/nobody/follow",
+            Some(&a),
+            StatusCode::NOT_FOUND,
+        ),
+        ("/api/profiles/celeb/follow", None, StatusCode::UNAUTHORIZED),
+        (
+            "/api/profiles/ann/follow",
+            Some(&a),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+    ];
+    for (path, token, status) in refused {
+        let f = app.post(path, token.map(String::as_str), json!({})).await;
+        assert_eq!(f.status, status, "{path}");
+    }
+    let nobody = get_status(&app, "/api/profiles/nobody", None).await;
+    assert_eq!(nobody, StatusCode::NOT_FOUND);
 }

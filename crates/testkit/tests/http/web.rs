@@ -1,21 +1,41 @@
 //! The web pages, through a browser without JavaScript: pages, forms, sessions, CSRF,
 //! authorisation, escaping and sign-in limits.
 
-use crescendo_testkit::{Browser, TestApp};
+use crate::articles::post_article;
+use crescendo_testkit::{Browser, Page, TestApp};
 use reqwest::StatusCode;
 use serde_json::json;
+
+/// Posts the sign-in form as `email` with `password` and the form's token `csrf`.
+pub(crate) async fn sign_in_page(b: &mut Browser, email: &str, password: &str, csrf: &str) -> Page {
+    let fields = [("email", email), ("password", password), ("csrf", csrf)];
+    b.post("/login", &fields).await
+}
+
+/// Posts the editor form at `path` with an article's title, description, body and tags, and
+/// the form's token `csrf`.
+pub(crate) async fn write_article(
+    b: &mut Browser,
+    path: &str,
+    article: [&str; 4],
+    csrf: &str,
+) -> Page {
+    let [title, description, body, tags] = article;
+    let fields = [
+        ("title", title),
+        ("description", description),
+        ("body", body),
+        ("tags", tags),
+        ("csrf", csrf),
+    ];
+    b.post(path, &fields).await
+}
 
 #[tokio::test]
 async fn anonymous_visitors_see_the_home_article_tag_and_profile_pages() {
     let app = TestApp::spawn().await;
     let token = app.register("alice").await;
-    let a = app
-        .post(
-            "/api/articles",
-            Some(&token),
-            json!({"article": {"title": "Hello web", "description": "first", "body": "# Big news\n\nSome *emphasis*.", "tagList": ["news", "c# & go"]}}),
-        )
-        .await;
+    let a = post_article(&app, &token, json!({"title": "Hello web", "description": "first", "body": "# Big news\n\nSome *emphasis*.", "tagList": ["news", "c# & go"]})).await;
     let slug = a.json["article"]["slug"].as_str().unwrap().to_string();
     let mut b = Browser::new(&app);
 
@@ -223,16 +243,7 @@ async fn signing_up_in_and_out_uses_an_http_only_session_cookie() {
     );
 
     let csrf = b.csrf_from("/login").await;
-    let wrong = b
-        .post(
-            "/login",
-            &[
-                ("email", "bob@example.com"),
-                ("password", "wrong-password"),
-                ("csrf", &csrf),
-            ],
-        )
-        .await;
+    let wrong = sign_in_page(&mut b, "bob@example.com", "wrong-password", &csrf).await;
     assert_eq!(wrong.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(
         wrong.body.contains("email or password is invalid"),
@@ -240,16 +251,7 @@ async fn signing_up_in_and_out_uses_an_http_only_session_cookie() {
         wrong.body
     );
     let csrf = wrong.csrf();
-    let ok = b
-        .post(
-            "/login",
-            &[
-                ("email", "bob@example.com"),
-                ("password", "password123"),
-                ("csrf", &csrf),
-            ],
-        )
-        .await;
+    let ok = sign_in_page(&mut b, "bob@example.com", "password123", &csrf).await;
     assert_eq!(ok.status, StatusCode::SEE_OTHER);
     assert!(
         b.get("/settings")
@@ -285,35 +287,14 @@ async fn forms_without_the_sessions_csrf_token_are_refused_with_403() {
     let mut b = Browser::new(&app);
     b.sign_up("carol").await;
     for token in ["", "not-the-token"] {
-        let p = b
-            .post(
-                "/editor",
-                &[
-                    ("title", "Forged"),
-                    ("description", "d"),
-                    ("body", "b"),
-                    ("tags", ""),
-                    ("csrf", token),
-                ],
-            )
-            .await;
+        let p = write_article(&mut b, "/editor", ["Forged", "d", "b", ""], token).await;
         assert_eq!(p.status, StatusCode::FORBIDDEN, "{}", p.body);
         assert!(p.body.contains("Form expired"));
     }
     // another visitor's valid token is still not this session's
     let mut other = Browser::new(&app);
     let theirs = other.csrf_from("/login").await;
-    let p = b
-        .post(
-            "/editor",
-            &[
-                ("title", "Forged"),
-                ("description", "d"),
-                ("body", "b"),
-                ("csrf", &theirs),
-            ],
-        )
-        .await;
+    let p = write_article(&mut b, "/editor", ["Forged", "d", "b", ""], &theirs).await;
     assert_eq!(p.status, StatusCode::FORBIDDEN);
     assert_eq!(
         app.get("/api/articles?author=carol", None).await.json["articlesCount"],
@@ -343,18 +324,18 @@ async fn a_signed_in_user_writes_edits_comments_favourites_follows_and_changes_s
 
     // dave publishes
     let csrf = dave.csrf_from("/editor").await;
-    let p = dave
-        .post(
-            "/editor",
-            &[
-                ("title", "Forms all the way"),
-                ("description", "no JS"),
-                ("body", "Plain **HTML** forms."),
-                ("tags", "web, forms"),
-                ("csrf", &csrf),
-            ],
-        )
-        .await;
+    let p = write_article(
+        &mut dave,
+        "/editor",
+        [
+            "Forms all the way",
+            "no JS",
+            "Plain **HTML** forms.",
+            "web, forms",
+        ],
+        &csrf,
+    )
+    .await;
     assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
     let url = p.location.unwrap();
     let slug = url.strip_prefix("/article/").unwrap().to_string();
@@ -376,18 +357,8 @@ async fn a_signed_in_user_writes_edits_comments_favourites_follows_and_changes_s
         "the form is filled in: {}",
         edit.body
     );
-    let p = dave
-        .post(
-            &format!("/editor/{slug}"),
-            &[
-                ("title", "Forms, revised"),
-                ("description", "no JS"),
-                ("body", "New body."),
-                ("tags", "web"),
-                ("csrf", &edit.csrf()),
-            ],
-        )
-        .await;
+    let revised = ["Forms, revised", "no JS", "New body.", "web"];
+    let p = write_article(&mut dave, &format!("/editor/{slug}"), revised, &edit.csrf()).await;
     assert_eq!(p.status, StatusCode::SEE_OTHER);
     let url = p.location.unwrap();
     let slug = url.strip_prefix("/article/").unwrap().to_string();
@@ -556,17 +527,8 @@ async fn nobody_edits_or_deletes_someone_elses_article() {
         StatusCode::FORBIDDEN
     );
     let csrf = mallory.csrf_from("/editor").await;
-    let p = mallory
-        .post(
-            &format!("/editor/{slug}"),
-            &[
-                ("title", "Mine now"),
-                ("description", "d"),
-                ("body", "b"),
-                ("csrf", &csrf),
-            ],
-        )
-        .await;
+    let theft = ["Mine now", "d", "b", ""];
+    let p = write_article(&mut mallory, &format!("/editor/{slug}"), theft, &csrf).await;
     assert_eq!(p.status, StatusCode::FORBIDDEN);
     let p = mallory
         .post(&format!("/article/{slug}/delete"), &[("csrf", &csrf)])
@@ -597,13 +559,7 @@ async fn script_in_titles_bodies_bios_and_comments_is_rendered_inert() {
         json!({"user": {"bio": payload, "image": "javascript:alert(1)"}}),
     )
     .await;
-    let a = app
-        .post(
-            "/api/articles",
-            Some(&token),
-            json!({"article": {"title": format!("T {payload}"), "description": payload, "body": format!("text {payload} [a](javascript:alert(1)) ![i](data:image/svg+xml;base64,PHN2Zz4=)"), "tagList": ["<script>x</script>"]}}),
-        )
-        .await;
+    let a = post_article(&app, &token, json!({"title": format!("T {payload}"), "description": payload, "body": format!("text {payload} [a](javascript:alert(1)) ![i](data:image/svg+xml;base64,PHN2Zz4=)"), "tagList": ["<script>x</script>"]})).await;
     let slug = a.json["article"]["slug"].as_str().unwrap().to_string();
     app.post(
         &format!("/api/articles/{slug}/comments"),
@@ -650,16 +606,7 @@ async fn repeated_failed_sign_ins_are_limited_per_account_with_a_clear_message()
     let mut csrf = b.csrf_from("/login").await;
     let mut statuses = Vec::new();
     for _ in 0..11 {
-        let p = b
-            .post(
-                "/login",
-                &[
-                    ("email", "heidi@example.com"),
-                    ("password", "not-her-password"),
-                    ("csrf", &csrf),
-                ],
-            )
-            .await;
+        let p = sign_in_page(&mut b, "heidi@example.com", "not-her-password", &csrf).await;
         statuses.push(p.status);
         csrf = p.csrf();
         if p.status == StatusCode::TOO_MANY_REQUESTS {
@@ -674,16 +621,7 @@ async fn repeated_failed_sign_ins_are_limited_per_account_with_a_clear_message()
     );
     assert_eq!(statuses[10], StatusCode::TOO_MANY_REQUESTS);
     // even the right password waits: the limit is per account and client
-    let p = b
-        .post(
-            "/login",
-            &[
-                ("email", "heidi@example.com"),
-                ("password", "password123"),
-                ("csrf", &csrf),
-            ],
-        )
-        .await;
+    let p = sign_in_page(&mut b, "heidi@example.com", "password123", &csrf).await;
     assert_eq!(p.status, StatusCode::TOO_MANY_REQUESTS);
     // and the API, from the same client, is under the same throttle
     let api = app
