@@ -6,6 +6,9 @@
 //! smooth gradients, so a 48-megapixel PNG is a few hundred kilobytes, as an attacker's
 //! would be.
 
+#[path = "../tests/support/rss.rs"]
+mod rss;
+
 use crescendo_media::variants;
 use image::{ImageBuffer, ImageFormat, Rgba};
 use std::io::Cursor;
@@ -33,22 +36,10 @@ fn jpeg(width: u32, height: u32) -> Vec<u8> {
     out.into_inner()
 }
 
-/// A field of `/proc/self/status`, in bytes.
-fn status_bytes(field: &str) -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let line = status.lines().find(|l| l.starts_with(field)).unwrap();
-    let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
-    kib * 1024
-}
-
 fn measure(what: &str, bytes: &[u8]) {
-    // "5" resets the peak resident set to the current one
-    std::fs::write("/proc/self/clear_refs", "5").unwrap();
-    let before = status_bytes("VmRSS:");
     let started = Instant::now();
-    let made = variants(bytes, 50_000_000);
+    let (made, peak) = rss::peak_growth(|| variants(bytes, 50_000_000));
     let took = started.elapsed();
-    let peak = status_bytes("VmHWM:") - before;
     let outcome = match made {
         Ok(v) => format!("{} variants", v.len()),
         Err(e) => format!("refused: {e}"),

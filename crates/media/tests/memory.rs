@@ -1,17 +1,11 @@
-//! The memory one variants job adds to a process, measured as the growth of its peak
-//! resident set (`VmHWM`, reset through `/proc/self/clear_refs`). Alone in its test binary,
-//! so no other test's memory counts.
+//! The memory one variants job adds to a process ([`rss::peak_growth`]). Alone in its test
+//! binary, so no other test's memory counts.
 
 use image::{ImageBuffer, ImageFormat, Rgba};
 use std::io::Cursor;
 
-/// A field of `/proc/self/status`, in bytes.
-fn status_bytes(field: &str) -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let line = status.lines().find(|l| l.starts_with(field)).unwrap();
-    let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
-    kib * 1024
-}
+#[path = "support/rss.rs"]
+mod rss;
 
 #[test]
 fn a_sixteen_bit_png_costs_about_its_pixels_at_eight_bits() {
@@ -25,10 +19,7 @@ fn a_sixteen_bit_png_costs_about_its_pixels_at_eight_bits() {
         img.write_to(&mut out, ImageFormat::Png).unwrap();
         out.into_inner()
     };
-    std::fs::write("/proc/self/clear_refs", "5").unwrap();
-    let before = status_bytes("VmRSS:");
-    let made = crescendo_media::variants(&png, 50_000_000).unwrap();
-    let grew = status_bytes("VmHWM:").saturating_sub(before);
+    let (made, grew) = rss::peak_growth(|| crescendo_media::variants(&png, 50_000_000).unwrap());
     assert_eq!(made.len(), 4);
     let pixels = u64::from(width * height);
     // the decoded pixels at 8-bit RGBA are 4 bytes each; at 16 bits (as decoded before)

@@ -12,10 +12,12 @@ use std::time::Duration;
 #[error("not yet")]
 struct NotYet;
 
-/// Records what it sees; fails the payloads it is told to, a set number of times.
+/// Records what it sees; fails the payloads it is told to, a set number of times; notes
+/// every job given up with its reason.
 struct Recorder {
     seen: Mutex<Vec<(Vec<u8>, u32)>>,
     failures_left: Mutex<u32>,
+    given_up: Mutex<Vec<(Vec<u8>, String)>>,
 }
 
 #[async_trait]
@@ -37,6 +39,13 @@ impl Handler for Recorder {
         }
         Ok(())
     }
+    async fn give_up(&self, job: &Job, reason: &str) -> Result<(), NotYet> {
+        self.given_up
+            .lock()
+            .unwrap()
+            .push((job.payload.clone(), reason.to_string()));
+        Ok(())
+    }
 }
 
 impl Recorder {
@@ -45,6 +54,7 @@ impl Recorder {
         Arc::new(Self {
             seen: Mutex::new(Vec::new()),
             failures_left: Mutex::new(failures),
+            given_up: Mutex::new(Vec::new()),
         })
     }
 }
@@ -205,52 +215,16 @@ async fn workers_from_settings_claim_jobs_for_the_configured_lease() {
     );
 }
 
-/// Fails every job, and notes every job given up with its reason.
-#[derive(Default)]
-struct Hopeless {
-    given_up: Mutex<Vec<(Vec<u8>, String)>>,
-}
-
-#[async_trait]
-impl Handler for Hopeless {
-    type Error = NotYet;
-
-    fn queue(&self) -> &'static str {
-        "test.jobs"
-    }
-    async fn handle(&self, _job: &Job) -> Result<(), NotYet> {
-        Err(NotYet)
-    }
-    async fn give_up(&self, job: &Job, reason: &str) -> Result<(), NotYet> {
-        self.given_up
-            .lock()
-            .unwrap()
-            .push((job.payload.clone(), reason.to_string()));
-        Ok(())
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_failing_its_last_run_is_given_up_once_then_dead_lettered() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(&SqliteOptions::new(dir.path().join("db"))).unwrap();
-    let queue: Arc<dyn Queue> = Arc::new(store.queue(2));
-    queue.publish("test.jobs", b"hopeless").await.unwrap();
-    let handler = Arc::new(Hopeless::default());
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let worker = tokio::spawn(
-        Worker::new(Arc::clone(&queue), options())
-            .serve(Arc::clone(&handler))
-            .run(stop_rx),
-    );
+    let (_dir, queue) = sqlite_queue(2);
+    queue.publish("test.jobs", b"flaky").await.unwrap();
+    let rec = Recorder::failing(u32::MAX);
     // two runs, a second apart (the back-off), then given up
-    wait_until(|| !handler.given_up.lock().unwrap().is_empty()).await;
-    drained(&queue).await;
-    stop_tx.send(true).unwrap();
-    worker.await.unwrap();
+    run_until_seen(Arc::clone(&queue), options(), &rec, &queue, 2).await;
     assert_eq!(
-        *handler.given_up.lock().unwrap(),
-        vec![(b"hopeless".to_vec(), "not yet".to_string())],
+        *rec.given_up.lock().unwrap(),
+        vec![(b"flaky".to_vec(), "not yet".to_string())],
         "given up once, with the last run's error"
     );
     assert_eq!(queue.depth("test.jobs").await.unwrap().dead, 1);
