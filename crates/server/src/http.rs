@@ -79,6 +79,7 @@ pub(crate) fn service(
 ) -> Router {
     let timeout = Duration::from_secs(settings.http.request_timeout_secs);
     let trusted: Arc<[crescendo_config::IpBlock]> = settings.http.trusted_proxies.clone().into();
+    let shed = Arc::new(crate::shed::Shed::new(&settings.http));
     let routes = Router::new()
         .nest("/api", crescendo_api::router(app.clone()))
         .merge(probes(app.clone(), ready))
@@ -107,6 +108,10 @@ pub(crate) fn service(
                 "handler panicked"
             )))
             .into_response()
+        }))
+        // in-flight bound and body deadline (see shed.rs), inside `observe` so it counts them
+        .layer(middleware::from_fn(move |req, next| {
+            crate::shed::limit(Arc::clone(&shed), req, next)
         }))
         .layer(middleware::from_fn(observe));
     // outermost last: the request ID is set before anything else sees the request

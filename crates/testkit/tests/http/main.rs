@@ -8,6 +8,7 @@ mod errors;
 mod idempotency;
 mod ops;
 mod public;
+mod shed;
 mod signin;
 mod uploads;
 mod users;
