@@ -11,7 +11,7 @@
 //!
 //! Overload: each node gets at most [`LbConfig::server_maxconn`] requests at once (its
 //! `http.max_in_flight`); the rest wait in HAProxy's queue for up to [`QUEUE_WAIT`], then get
-//! 503. A 503 from a node (load shed, or its own time-out) is not among the retried errors,
+//! 503 (in the API's format, with `Retry-After`). A 503 from a node (load shed, or its own time-out) is not among the retried errors,
 //! so a shed request is answered, not sent round again onto the same overload: shedding is
 //! not multiplied by retries.
 //!
@@ -94,6 +94,8 @@ defaults
     timeout server 60s
     # a request waits this long for a free slot on a node (maxconn), then gets 503
     timeout queue {queue}s
+    # HAProxy's own 503 (queue wait over, no node up) in the API's format, like a node's
+    http-error status 503 content-type application/json string '{{\"errors\":{{\"body\":[\"no server could take the request, retry later\"]}}}}' hdr retry-after 1
     # idle time-outs: see the module documentation (a node's idle time-out is longer)
     timeout http-request {headers}s
     timeout http-keep-alive {keep_alive}s

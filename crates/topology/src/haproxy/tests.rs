@@ -36,6 +36,8 @@ fn the_configuration_checks_health_balances_and_pins_only_when_sticky() {
         "{limited}"
     );
     assert_eq!(timeout_secs(&limited, "queue"), QUEUE_WAIT.as_secs());
+    assert!(limited.contains("http-error status 503 content-type application/json string '{"));
+    assert!(limited.contains("hdr retry-after 1\n"), "{limited}");
     // a node's 503 (shed or timed out) is answered, never retried onto the overload
     let retry = limited
         .lines()
@@ -153,4 +155,40 @@ fn haproxy_accepts_the_configuration_and_balances_over_live_nodes() {
     assert_eq!(seen.len(), 2, "both nodes served: {seen:?}");
     drop(lb);
     assert!(std::net::TcpStream::connect(public).is_err(), "stopped");
+}
+
+#[test]
+fn haproxy_answers_its_own_503_in_the_api_format_with_retry_after() {
+    // arrange: a balancer with no node to send to
+    let dir = tempfile::tempdir().unwrap();
+    let public: SocketAddr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let cfg = LbConfig {
+        public,
+        backends: Vec::new(),
+        sticky: false,
+        server_maxconn: 16,
+    };
+    let lb = Haproxy::start(dir.path(), &cfg).expect("haproxy starts");
+    // act
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(public).unwrap();
+    write!(
+        s,
+        "GET /api/tags HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    // assert: what a client of a node would get, and a time to come back
+    let text = text.to_lowercase();
+    assert!(text.starts_with("http/1.1 503"), "{text}");
+    assert!(text.contains("retry-after: 1\r\n"), "{text}");
+    assert!(
+        text.ends_with(r#"{"errors":{"body":["no server could take the request, retry later"]}}"#),
+        "{text}"
+    );
+    drop(lb);
 }
