@@ -313,7 +313,8 @@ async fn observe(req: Request<Body>, next: Next) -> Response {
     count.increment(1);
     duration.record(elapsed.as_secs_f64());
     let _enter = span.enter();
-    if status.is_server_error() {
+    // a shed request (503 with Retry-After) is counted, not logged: see shed.rs
+    if status.is_server_error() && !res.headers().contains_key(header::RETRY_AFTER) {
         let cause = res
             .extensions()
             .get::<ErrorReport>()

@@ -8,7 +8,9 @@
 //! 408, which frees its slot and what it buffered, and the connection is closed.
 //!
 //! The slot is held until the handler has its answer (the body it reads included), not while
-//! the answer is written out.
+//! the answer is written out. A shed request is counted in the request metrics (status 503)
+//! but logged at debug level only: under overload, an error line per refused request would
+//! add work where there is none to spare.
 
 use axum::body::{Body, HttpBody};
 use axum::extract::Request;
