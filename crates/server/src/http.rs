@@ -97,6 +97,11 @@ pub(crate) fn service(
         .layer(middleware::from_fn(move |req, next| {
             crate::client::remember(Arc::clone(&trusted), req, next)
         }))
+        // in-flight bound and body deadline (see shed.rs): inside every layer that may hand
+        // the rest of a request to a task of its own, so the slot goes with it
+        .layer(middleware::from_fn(move |req, next| {
+            crate::shed::limit(Arc::clone(&shed), req, next)
+        }))
         .layer(axum::extract::DefaultBodyLimit::max(
             settings.http.body_limit_bytes,
         ))
@@ -108,10 +113,6 @@ pub(crate) fn service(
                 "handler panicked"
             )))
             .into_response()
-        }))
-        // in-flight bound and body deadline (see shed.rs), inside `observe` so it counts them
-        .layer(middleware::from_fn(move |req, next| {
-            crate::shed::limit(Arc::clone(&shed), req, next)
         }))
         .layer(middleware::from_fn(observe));
     // outermost last: the request ID is set before anything else sees the request
