@@ -52,6 +52,23 @@ pub struct Http {
     /// from the right-most forwarded address that is not itself trusted. Empty: the peer
     /// address is the client, whatever the headers say.
     pub trusted_proxies: Vec<IpBlock>,
+    /// Requests a node serves at once; beyond it, a request is answered at once with 503
+    /// and `Retry-After` instead of queueing without bound (load shedding). `/health` and
+    /// `/ready` are not counted. At rungs 3+ HAProxy sends a node at most this many
+    /// requests and queues the rest (`maxconn` per server). 0: no limit.
+    pub max_in_flight: usize,
+    /// Connections a node keeps open at once; beyond it, new connections wait in the
+    /// kernel's accept backlog (no memory is spent on them) until one closes. 0: no limit.
+    pub max_connections: usize,
+    /// How long a request's headers may take to arrive once its first byte has (slow
+    /// clients); then the node closes the connection. The wait before that first byte is
+    /// `idle_timeout_secs`. 0: no limit of its own.
+    pub header_read_timeout_secs: u64,
+    /// How long a request's body may take to arrive, counted from the end of its headers;
+    /// then the request is answered 408 and its slot and memory released. Shorter than
+    /// `request_timeout_secs`, so a slow client gets 408 rather than 503. 0: no limit of
+    /// its own.
+    pub body_read_timeout_secs: u64,
 }
 
 /// An IP address block: an address and a prefix length (`10.0.0.0/8`, `::1/128`). Written
@@ -354,6 +371,10 @@ impl Default for Http {
             drain_delay_ms: 0,
             max_page_size: 100,
             trusted_proxies: Vec::new(),
+            max_in_flight: 512,
+            max_connections: 4096,
+            header_read_timeout_secs: 10,
+            body_read_timeout_secs: 20,
         }
     }
 }

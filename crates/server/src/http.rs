@@ -80,6 +80,7 @@ pub(crate) fn service(
 ) -> Router {
     let timeout = Duration::from_secs(settings.http.request_timeout_secs);
     let trusted: Arc<[crescendo_config::IpBlock]> = settings.http.trusted_proxies.clone().into();
+    let shed = Arc::new(crate::shed::Shed::new(&settings.http));
     let routes = Router::new()
         .nest("/api", crescendo_api::router(app.clone()))
         .merge(probes(app.clone(), ready))
@@ -96,6 +97,11 @@ pub(crate) fn service(
         // the client's address, for the sign-in throttle of the API and the pages
         .layer(middleware::from_fn(move |req, next| {
             crate::client::remember(Arc::clone(&trusted), req, next)
+        }))
+        // in-flight bound and body deadline (see shed.rs): inside every layer that may hand
+        // the rest of a request to a task of its own, so the slot goes with it
+        .layer(middleware::from_fn(move |req, next| {
+            crate::shed::limit(Arc::clone(&shed), req, next)
         }))
         .layer(axum::extract::DefaultBodyLimit::max(
             settings.http.body_limit_bytes,
@@ -315,7 +321,8 @@ async fn observe(req: Request<Body>, next: Next) -> Response {
     count.increment(1);
     duration.record(elapsed.as_secs_f64());
     let _enter = span.enter();
-    if status.is_server_error() {
+    // a shed request (503 with Retry-After) is counted, not logged: see shed.rs
+    if status.is_server_error() && !res.headers().contains_key(header::RETRY_AFTER) {
         let cause = res
             .extensions()
             .get::<ErrorReport>()

@@ -16,6 +16,7 @@ mod finish;
 mod http;
 mod listen;
 pub mod ops;
+mod shed;
 mod state;
 
 pub use finish::Writes;
@@ -87,7 +88,7 @@ pub async fn serve(
     );
     let grace = Duration::from_secs(settings.http.shutdown_grace_secs);
     let drain_delay = Duration::from_millis(settings.http.drain_delay_ms);
-    let idle = listen::idle_timeout(settings.http.idle_timeout_secs);
+    let limits = listen::ConnLimits::new(&settings.http);
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     // jobs: the outbox relay always, workers when this process runs some
@@ -116,7 +117,7 @@ pub async fn serve(
     let done = tokio::spawn(async move {
         let mut stop = stop_rx;
         // each request carries its connection's peer address (sign-in limits per client)
-        let server = listen::serve(listener, service, idle, async move {
+        let server = listen::serve(listener, service, limits, async move {
             let _ = stop.wait_for(|s| *s).await;
         });
         let server = std::pin::pin!(server);

@@ -2,11 +2,18 @@
 //!
 //! The configuration is generated here: `leastconn`; health checks on `/ready` every 300 ms
 //! (down after 2 failures, up after 2 successes), so a node that starts draining stops
-//! getting requests before it closes; `option redispatch` with `retry-on
-//! all-retryable-errors`, so a request that meets a dead node is sent to another one. Writes
-//! (POST, PUT, DELETE) are retried after they reached a node only when they carry an
-//! `Idempotency-Key`, which makes the repeat safe; without one, only connection failures are
-//! retried. With `sticky`, an inserted cookie pins a browser to its node (the stateful rung).
+//! getting requests before it closes; `option redispatch` with `retry-on` for the errors of a
+//! dead or broken node (no connection, no or a malformed answer, 500, 502, 504), so such a
+//! request is sent to another one. Writes (POST, PUT, DELETE) are retried after they reached
+//! a node only when they carry an `Idempotency-Key`, which makes the repeat safe; without
+//! one, only connection failures are retried. With `sticky`, an inserted cookie pins a
+//! browser to its node (the stateful rung).
+//!
+//! Overload: each node gets at most [`LbConfig::server_maxconn`] requests at once (its
+//! `http.max_in_flight`); the rest wait in HAProxy's queue for up to [`QUEUE_WAIT`], then get
+//! 503 (in the API's format, with `Retry-After`). A 503 from a node (load shed, or its own time-out) is not among the retried errors,
+//! so a shed request is answered, not sent round again onto the same overload: shedding is
+//! not multiplied by retries.
 //!
 //! Idle time-outs: clients must give an idle connection up before [`CLIENT_KEEP_ALIVE`];
 //! with `http-reuse never` a connection to a node serves one client session, so it is idle
@@ -32,6 +39,10 @@ pub const REQUEST_HEADERS: Duration = Duration::from_secs(10);
 pub const SERVER_IDLE_MAX: Duration =
     Duration::from_secs(CLIENT_KEEP_ALIVE.as_secs() + REQUEST_HEADERS.as_secs());
 
+/// How long a request may wait in HAProxy's queue for a node's free slot (`timeout queue`)
+/// before it is answered 503.
+pub const QUEUE_WAIT: Duration = Duration::from_secs(5);
+
 /// One backend server.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Backend {
@@ -50,6 +61,17 @@ pub struct LbConfig {
     pub backends: Vec<Backend>,
     /// Pin each browser to one node with a cookie.
     pub sticky: bool,
+    /// Requests in flight per node (`maxconn` of each server): the nodes'
+    /// `http.max_in_flight`, so the balancer queues what a node would shed. 0: no limit.
+    pub server_maxconn: usize,
+}
+
+/// What every server carries beyond `check`, those added live included.
+fn limits(cfg: &LbConfig) -> String {
+    match cfg.server_maxconn {
+        0 => String::new(),
+        n => format!(" maxconn {n}"),
+    }
 }
 
 /// The configuration file's text.
@@ -64,11 +86,16 @@ defaults
     mode http
     option redispatch
     retries 3
-    retry-on all-retryable-errors
+    # not 503: a node's 503 is an overload or a time-out, which a retry would multiply
+    retry-on conn-failure empty-response junk-response response-timeout 0rtt-rejected 500 502 504
     option forwardfor
     timeout connect 1s
     timeout client 60s
     timeout server 60s
+    # a request waits this long for a free slot on a node (maxconn), then gets 503
+    timeout queue {queue}s
+    # HAProxy's own 503 (queue wait over, no node up) in the API's format, like a node's
+    http-error status 503 content-type application/json string '{{\"errors\":{{\"body\":[\"no server could take the request, retry later\"]}}}}' hdr retry-after 1
     # idle time-outs: see the module documentation (a node's idle time-out is longer)
     timeout http-request {headers}s
     timeout http-keep-alive {keep_alive}s
@@ -92,6 +119,7 @@ backend web
         public = cfg.public,
         headers = REQUEST_HEADERS.as_secs(),
         keep_alive = CLIENT_KEEP_ALIVE.as_secs(),
+        queue = QUEUE_WAIT.as_secs(),
     );
     if cfg.sticky {
         s.push_str("    cookie CRESCENDO_NODE insert indirect nocache httponly\n");
@@ -102,7 +130,11 @@ backend web
         } else {
             String::new()
         };
-        s.push_str(&format!("    server {} {} check{cookie}\n", b.name, b.addr));
+        let limits = limits(cfg);
+        s.push_str(&format!(
+            "    server {} {} check{limits}{cookie}\n",
+            b.name, b.addr
+        ));
     }
     s
 }
@@ -229,14 +261,16 @@ impl Haproxy {
         Ok(text.trim().to_string())
     }
 
-    /// Adds a web node to the running balancer through its admin socket, with health checks,
-    /// ready for traffic: no reload, so no client connection is closed. (Dynamic servers
-    /// take no cookie, so sticky balancers reload instead.)
+    /// Adds a web node to the running balancer through its admin socket, with health checks
+    /// and `cfg`'s limit on requests in flight, ready for traffic: no reload, so no client
+    /// connection is closed. (Dynamic servers take no cookie, so sticky balancers reload
+    /// instead.)
     ///
     /// # Errors
     /// HAProxy refuses a step.
-    pub fn add_live(dir: &Path, b: &Backend) -> anyhow::Result<()> {
-        let added = Self::admin(dir, &format!("add server web/{} {} check", b.name, b.addr))?;
+    pub fn add_live(dir: &Path, b: &Backend, cfg: &LbConfig) -> anyhow::Result<()> {
+        let add = format!("add server web/{} {} check{}", b.name, b.addr, limits(cfg));
+        let added = Self::admin(dir, &add)?;
         if !added.contains("New server registered") {
             bail!("HAProxy would not add {}: {added}", b.name);
         }
@@ -329,6 +363,7 @@ pub(crate) fn start_tier(
         public: up.public,
         backends,
         sticky: tier.sticky,
+        server_maxconn: up.node.http.max_in_flight,
     };
     let h = Haproxy::start(&dir, &cfg)?;
     let p = Process::new(
@@ -360,10 +395,14 @@ fn config(state: &crate::state::State) -> anyhow::Result<LbConfig> {
     let (public, sticky) = state
         .lb
         .context("this topology has no load balancer to scale behind")?;
+    let env = state.web_env.clone();
+    let node = crescendo_config::Settings::load_with_env(None, &Default::default(), env)
+        .context("reading the web nodes' settings")?;
     Ok(LbConfig {
         public,
         backends: backends(state),
         sticky,
+        server_maxconn: node.http.max_in_flight,
     })
 }
 
@@ -392,8 +431,9 @@ pub(crate) fn add_node(
         return reload(run_dir, state);
     }
     let dir = run_dir.join("haproxy");
-    Haproxy::write_config(&dir, &config(state)?)?;
-    Haproxy::add_live(&dir, b)
+    let cfg = config(state)?;
+    Haproxy::write_config(&dir, &cfg)?;
+    Haproxy::add_live(&dir, b, &cfg)
 }
 
 /// Sends no new requests to the nodes `names`, already gone from `state` (those in flight
@@ -443,134 +483,4 @@ pub(crate) fn wait_up(run_dir: &Path, name: &str, limit: Duration) -> anyhow::Re
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::time::Instant;
-
-    #[test]
-    fn the_configuration_checks_health_balances_and_pins_only_when_sticky() {
-        let cfg = LbConfig {
-            public: "127.0.0.1:8000".parse().unwrap(),
-            backends: vec![Backend {
-                name: "web-1".into(),
-                addr: "127.0.0.2:9001".parse().unwrap(),
-            }],
-            sticky: false,
-        };
-        let t = config_text(&cfg, Path::new("/run/x/admin.sock"));
-        assert!(
-            t.contains("bind 127.0.0.1:8000")
-                && t.contains("balance leastconn")
-                && t.contains("option httpchk GET /ready")
-        );
-        // the nodes learn each client's address from it (they trust the balancer's)
-        assert!(t.contains("    option forwardfor\n"));
-        assert!(t.contains("server web-1 127.0.0.2:9001 check\n") && !t.contains("cookie"));
-        let sticky = config_text(
-            &LbConfig {
-                sticky: true,
-                ..cfg
-            },
-            Path::new("/s"),
-        );
-        assert!(
-            sticky.contains("cookie CRESCENDO_NODE insert")
-                && sticky.contains("server web-1 127.0.0.2:9001 check cookie web-1")
-        );
-    }
-
-    /// The value of the `timeout <name>` line of a configuration, in seconds.
-    fn timeout_secs(text: &str, name: &str) -> u64 {
-        let line = text
-            .lines()
-            .map(str::trim)
-            .find(|l| l.starts_with(&format!("timeout {name} ")))
-            .unwrap_or_else(|| panic!("no timeout {name} in {text}"));
-        let value = line.rsplit(' ').next().unwrap();
-        value.strip_suffix('s').unwrap().parse().unwrap()
-    }
-
-    #[test]
-    fn a_node_keeps_idle_connections_longer_than_haproxy_may_leave_them_idle() {
-        let cfg = LbConfig {
-            public: "127.0.0.1:8000".parse().unwrap(),
-            backends: Vec::new(),
-            sticky: false,
-        };
-        let t = config_text(&cfg, Path::new("/s"));
-        // a connection to a node serves one client session: no idle connection is shared
-        assert!(t.contains("http-reuse never\n"), "{t}");
-        let idle = timeout_secs(&t, "http-keep-alive") + timeout_secs(&t, "http-request");
-        assert_eq!(Duration::from_secs(idle), SERVER_IDLE_MAX, "{t}");
-        let node = crescendo_config::Settings::default().http.idle_timeout_secs;
-        assert!(
-            node > idle,
-            "a node closes after {node}s, HAProxy after {idle}s"
-        );
-    }
-
-    #[test]
-    fn haproxy_accepts_the_configuration_and_balances_over_live_nodes() {
-        let dir = tempfile::tempdir().unwrap();
-        // two tiny backends: a listener each that answers every request with its name
-        let mut backends = Vec::new();
-        for name in ["web-1", "web-2"] {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            backends.push(Backend {
-                name: name.into(),
-                addr: l.local_addr().unwrap(),
-            });
-            std::thread::spawn(move || {
-                use std::io::{Read, Write};
-                for mut s in l.incoming().flatten() {
-                    let mut buf = [0u8; 4096];
-                    let _ = s.read(&mut buf);
-                    let _ = write!(
-                        s,
-                        "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{name}",
-                        name.len()
-                    );
-                }
-            });
-        }
-        let public: SocketAddr = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap();
-        let lb = Haproxy::start(
-            dir.path(),
-            &LbConfig {
-                public,
-                backends,
-                sticky: false,
-            },
-        )
-        .expect("haproxy starts");
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Haproxy::backend_states(dir.path())
-            .iter()
-            .filter(|(_, s)| s == "UP")
-            .count()
-            < 2
-        {
-            assert!(
-                Instant::now() < deadline,
-                "{:?}",
-                Haproxy::backend_states(dir.path())
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let mut seen = std::collections::BTreeSet::new();
-        for _ in 0..10 {
-            use std::io::{Read, Write};
-            let mut s = std::net::TcpStream::connect(public).unwrap();
-            write!(s, "GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").unwrap();
-            let mut text = String::new();
-            s.read_to_string(&mut text).unwrap();
-            seen.insert(text.rsplit("\r\n\r\n").next().unwrap().to_string());
-        }
-        assert_eq!(seen.len(), 2, "both nodes served: {seen:?}");
-        drop(lb);
-        assert!(std::net::TcpStream::connect(public).is_err(), "stopped");
-    }
-}
+mod tests;

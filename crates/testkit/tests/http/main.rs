@@ -10,6 +10,7 @@ mod given_up;
 mod idempotency;
 mod ops;
 mod public;
+mod shed;
 mod signin;
 mod uploads;
 mod users;
