@@ -6,26 +6,18 @@
 //! smooth gradients, so a 48-megapixel PNG is a few hundred kilobytes, as an attacker's
 //! would be.
 
+#[path = "../tests/support/png16.rs"]
+mod png16;
 #[path = "../tests/support/rss.rs"]
 mod rss;
 
 use crescendo_media::variants;
-use image::{ImageBuffer, ImageFormat, Rgba};
+use image::ImageFormat;
+use png16::png16;
 use std::io::Cursor;
 use std::time::Instant;
 
 const MIB: f64 = 1024.0 * 1024.0;
-
-fn png16(width: u32, height: u32) -> Vec<u8> {
-    let img = ImageBuffer::<Rgba<u16>, _>::from_fn(width, height, |x, y| {
-        // flat blocks of 64 × 64: the file stays small, the pixels do not
-        let (bx, by) = ((x / 64) as u16, (y / 64) as u16);
-        Rgba([bx * 500, by * 650, (bx + by) * 250, u16::MAX - by * 300])
-    });
-    let mut out = Cursor::new(Vec::new());
-    img.write_to(&mut out, ImageFormat::Png).unwrap();
-    out.into_inner()
-}
 
 fn jpeg(width: u32, height: u32) -> Vec<u8> {
     let img = image::RgbImage::from_fn(width, height, |x, y| {

@@ -1,24 +1,15 @@
 //! The memory one variants job adds to a process ([`rss::peak_growth`]). Alone in its test
 //! binary, so no other test's memory counts.
 
-use image::{ImageBuffer, ImageFormat, Rgba};
-use std::io::Cursor;
-
+#[path = "support/png16.rs"]
+mod png16;
 #[path = "support/rss.rs"]
 mod rss;
 
 #[test]
 fn a_sixteen_bit_png_costs_about_its_pixels_at_eight_bits() {
     let (width, height) = (3000u32, 2000u32);
-    let png = {
-        let img = ImageBuffer::<Rgba<u16>, _>::from_fn(width, height, |x, y| {
-            let (bx, by) = ((x / 64) as u16, (y / 64) as u16);
-            Rgba([bx * 500, by * 650, (bx + by) * 250, u16::MAX - by * 300])
-        });
-        let mut out = Cursor::new(Vec::new());
-        img.write_to(&mut out, ImageFormat::Png).unwrap();
-        out.into_inner()
-    };
+    let png = png16::png16(width, height);
     let (made, grew) = rss::peak_growth(|| crescendo_media::variants(&png, 50_000_000).unwrap());
     assert_eq!(made.len(), 4);
     let pixels = u64::from(width * height);

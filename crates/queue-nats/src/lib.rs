@@ -230,12 +230,7 @@ impl NatsQueue {
             .await
             .map_err(unavailable)?;
         let mut out = Vec::new();
-        let mut batch = consumer
-            .fetch()
-            .max_messages(1000)
-            .messages()
-            .await
-            .map_err(unavailable)?;
+        let mut batch = fetch(&consumer, 1000).await?;
         while let Some(m) = batch.next().await {
             let m = m.map_err(unavailable)?;
             let reason = m
@@ -272,12 +267,7 @@ impl Queue for NatsQueue {
 
     async fn claim(&self, queue: &str, lease: Duration) -> Result<Option<Job>, QueueError> {
         let consumer = self.consumer(queue, Some(lease)).await?;
-        let mut batch = consumer
-            .fetch()
-            .max_messages(1)
-            .messages()
-            .await
-            .map_err(unavailable)?;
+        let mut batch = fetch(&consumer, 1).await?;
         let Some(msg) = batch.next().await else {
             return Ok(None);
         };
@@ -368,4 +358,17 @@ impl Queue for NatsQueue {
             oldest_ms,
         })
     }
+}
+
+/// What waits for `consumer`, up to `max` messages, without waiting for more.
+async fn fetch(
+    consumer: &jetstream::consumer::Consumer<pull::Config>,
+    max: usize,
+) -> Result<pull::Batch, QueueError> {
+    consumer
+        .fetch()
+        .max_messages(max)
+        .messages()
+        .await
+        .map_err(unavailable)
 }

@@ -72,6 +72,36 @@ fn hold_next(app: &TestApp, step: WriteStep) -> Arc<Pause> {
     pause
 }
 
+/// Sends `method path` with `headers` and `body`, and has its client leave once the write
+/// reaches `step` (held there until the client has gone, then let go); returns when every
+/// write has ended.
+async fn leave_at(
+    app: &TestApp,
+    step: WriteStep,
+    (method, path): (&str, &str),
+    headers: &[String],
+    body: &str,
+) {
+    let pause = hold_next(app, step);
+    let conn = send_raw(app, method, path, headers, body).await;
+    pause.reached().await;
+    assert!(
+        leave(conn).await.is_empty(),
+        "the client left before any answer"
+    );
+    pause.release();
+    app.writes.idle().await;
+}
+
+/// The headers of a JSON write by `token` under the `Idempotency-Key` `key`.
+fn json_headers(token: &str, key: &str) -> [String; 3] {
+    [
+        format!("authorization: Token {token}"),
+        "content-type: application/json".into(),
+        format!("idempotency-key: {key}"),
+    ]
+}
+
 /// `value` encoded for an `application/x-www-form-urlencoded` body.
 fn form_value(value: &str) -> String {
     value
@@ -111,26 +141,14 @@ async fn a_comment_whose_client_leaves_after_the_commit_is_invalidated_and_its_r
     let body = json!({"comment": {"body": "Still here"}});
 
     // act: the comment commits, its client leaves before the cache is invalidated
-    let pause = hold_next(&app, WriteStep::Committed);
-    let conn = send_raw(
+    leave_at(
         &app,
-        "POST",
-        &path,
-        &[
-            format!("authorization: Token {token}"),
-            "content-type: application/json".into(),
-            "idempotency-key: c-1".into(),
-        ],
+        WriteStep::Committed,
+        ("POST", &path),
+        &json_headers(&token, "c-1"),
         &body.to_string(),
     )
     .await;
-    pause.reached().await;
-    assert!(
-        leave(conn).await.is_empty(),
-        "the client left before any answer"
-    );
-    pause.release();
-    app.writes.idle().await;
 
     // assert: the list shows the comment, and a retry gets the first outcome, not a second comment
     assert_eq!(
@@ -158,26 +176,14 @@ async fn an_article_whose_client_leaves_before_its_idempotency_record_is_kept_is
     let body = json!({"article": {"title": "Kept", "description": "d", "body": "b"}});
 
     // act: the article is written and answered; its client leaves before the record is kept
-    let pause = hold_next(&app, WriteStep::Answered);
-    let conn = send_raw(
+    leave_at(
         &app,
-        "POST",
-        "/api/articles",
-        &[
-            format!("authorization: Token {token}"),
-            "content-type: application/json".into(),
-            "idempotency-key: a-1".into(),
-        ],
+        WriteStep::Answered,
+        ("POST", "/api/articles"),
+        &json_headers(&token, "a-1"),
         &body.to_string(),
     )
     .await;
-    pause.reached().await;
-    assert!(
-        leave(conn).await.is_empty(),
-        "the client left before any answer"
-    );
-    pause.release();
-    app.writes.idle().await;
 
     // assert: a retry gets the first outcome (not 409 for a record left pending), written once
     let (status, headers, replay) =
@@ -257,11 +263,10 @@ async fn a_comment_form_whose_browser_leaves_after_the_commit_shows_on_the_artic
     );
 
     // act: the form's comment commits, and the browser leaves before the cache is invalidated
-    let pause = hold_next(&app, WriteStep::Committed);
-    let conn = send_raw(
+    leave_at(
         &app,
-        "POST",
-        &format!("/article/{slug}/comments"),
+        WriteStep::Committed,
+        ("POST", &format!("/article/{slug}/comments")),
         &[
             format!("cookie: {}", browser.cookie().expect("session cookie")),
             "content-type: application/x-www-form-urlencoded".into(),
@@ -269,13 +274,6 @@ async fn a_comment_form_whose_browser_leaves_after_the_commit_shows_on_the_artic
         &format!("body=From+a+form&csrf={}", form_value(&csrf)),
     )
     .await;
-    pause.reached().await;
-    assert!(
-        leave(conn).await.is_empty(),
-        "the browser left before any answer"
-    );
-    pause.release();
-    app.writes.idle().await;
 
     // assert: the comment is there once, on the page and in the API
     assert_eq!(
