@@ -17,6 +17,15 @@ async fn server() -> (Nats, tempfile::TempDir) {
     (n, dir)
 }
 
+/// A queue on a fresh server, giving up on a job after `max_attempts`.
+async fn queue(max_attempts: u32) -> (Nats, tempfile::TempDir, NatsQueue) {
+    let (nats, dir) = server().await;
+    let q = NatsQueue::connect(&nats.url(), max_attempts, Duration::from_secs(1))
+        .await
+        .unwrap();
+    (nats, dir, q)
+}
+
 async fn claim_within(q: &NatsQueue, limit: Duration) -> Option<crescendo_queue::Job> {
     let started = Instant::now();
     loop {
@@ -32,10 +41,7 @@ async fn claim_within(q: &NatsQueue, limit: Duration) -> Option<crescendo_queue:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jobs_are_claimed_once_acknowledged_retried_and_dead_lettered() {
-    let (nats, _dir) = server().await;
-    let q = NatsQueue::connect(&nats.url(), 2, Duration::from_secs(1))
-        .await
-        .unwrap();
+    let (_nats, _dir, q) = queue(2).await;
     q.publish(Q, b"1").await.unwrap();
     let job = q
         .claim(Q, Duration::from_secs(1))
@@ -212,10 +218,7 @@ async fn a_claim_holds_its_job_for_the_lease_it_names() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_whose_workers_die_every_time_is_handed_out_to_be_given_up() {
     // arrange: two claims that are never answered, as by workers killed holding the job
-    let (nats, _dir) = server().await;
-    let q = NatsQueue::connect(&nats.url(), 2, Duration::from_secs(1))
-        .await
-        .unwrap();
+    let (_nats, _dir, q) = queue(2).await;
     q.publish(Q, b"poison").await.unwrap();
     let first = claim_for(&q, Duration::from_secs(1), Duration::from_secs(1))
         .await

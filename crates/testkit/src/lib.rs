@@ -303,6 +303,15 @@ impl TestApp {
         a.json["user"]["token"].as_str().expect("token").to_string()
     }
 
+    /// Publishes an article (as [`TestApp::create_article`], without tags) and returns its
+    /// slug.
+    pub async fn article_slug(&self, token: &str, title: &str) -> String {
+        self.create_article(token, title, &[]).await["slug"]
+            .as_str()
+            .expect("slug")
+            .to_string()
+    }
+
     /// Publishes an article and returns it (the `article` object).
     pub async fn create_article(&self, token: &str, title: &str, tags: &[&str]) -> Value {
         let a = self

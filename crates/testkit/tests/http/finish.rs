@@ -129,10 +129,7 @@ async fn a_comment_whose_client_leaves_after_the_commit_is_invalidated_and_its_r
     // arrange: an article whose (empty) comment list is cached
     let app = TestApp::spawn().await;
     let token = app.register("finisher").await;
-    let slug = app.create_article(&token, "Finish", &[]).await["slug"]
-        .as_str()
-        .expect("slug")
-        .to_string();
+    let slug = app.article_slug(&token, "Finish").await;
     let path = format!("/api/articles/{slug}/comments");
     assert_eq!(
         comment_bodies(&app.get(&path, None).await.json),
@@ -207,10 +204,7 @@ async fn an_update_whose_request_times_out_runs_to_the_end_and_a_retry_meanwhile
         .await
         .expect("registered")
         .token;
-    let slug = app.create_article(&token, "Before", &[]).await["slug"]
-        .as_str()
-        .expect("slug")
-        .to_string();
+    let slug = app.article_slug(&token, "Before").await;
     let path = format!("/api/articles/{slug}");
     assert_eq!(
         app.get(&path, None).await.json["article"]["title"],
@@ -249,10 +243,7 @@ async fn a_comment_form_whose_browser_leaves_after_the_commit_shows_on_the_artic
     // arrange: a signed-in browser on an article whose (empty) comment list is cached
     let app = TestApp::spawn().await;
     let token = app.register("author").await;
-    let slug = app.create_article(&token, "Forms", &[]).await["slug"]
-        .as_str()
-        .expect("slug")
-        .to_string();
+    let slug = app.article_slug(&token, "Forms").await;
     let mut browser = Browser::new(&app);
     browser.sign_up("reader").await;
     let csrf = browser.csrf_from(&format!("/article/{slug}")).await;

@@ -117,10 +117,7 @@ async fn an_acknowledged_write_survives_a_restart() {
     };
     let app = TestApp::spawn_with(setup).await;
     let t = app.register("jake").await;
-    let slug = app.create_article(&t, "Kept", &[]).await["slug"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let slug = app.article_slug(&t, "Kept").await;
     app.stop().await;
     let app = TestApp::spawn_with(setup).await;
     assert_eq!(

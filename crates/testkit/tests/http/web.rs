@@ -173,10 +173,7 @@ async fn assets_have_hashed_names_are_cacheable_for_a_year_and_come_compressed()
 async fn anonymous_pages_may_be_cached_briefly_and_signed_in_pages_are_private() {
     let app = TestApp::spawn().await;
     let token = app.register("judy").await;
-    let slug = app.create_article(&token, "Cache me", &[]).await["slug"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let slug = app.article_slug(&token, "Cache me").await;
     let mut anon = Browser::new(&app);
     for path in [
         "/".to_string(),
@@ -516,10 +513,7 @@ async fn a_signed_in_user_writes_edits_comments_favourites_follows_and_changes_s
 async fn nobody_edits_or_deletes_someone_elses_article() {
     let app = TestApp::spawn().await;
     let token = app.register("frank").await;
-    let slug = app.create_article(&token, "Frank's", &[]).await["slug"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let slug = app.article_slug(&token, "Frank's").await;
     let mut mallory = Browser::new(&app);
     mallory.sign_up("mallory").await;
     assert_eq!(
