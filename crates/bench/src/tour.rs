@@ -277,7 +277,8 @@ async fn session_survives(
     url: &str,
     running: &crescendo_topology::Running,
 ) -> anyhow::Result<bool> {
-    let client = reqwest::Client::builder()
+    // the bench's pool settings: the client gives an idle connection up before a server does
+    let client = crate::client::builder(1)
         .redirect(reqwest::redirect::Policy::none())
         .build()?;
     let mut cookies = vec!["CRESCENDO_NODE=web-1".to_string()];
