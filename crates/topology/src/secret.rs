@@ -52,8 +52,8 @@ pub fn write_file(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Adds `section.key = value` to `table`.
-fn put(
+/// Adds `section.key = value` to `table` (a settings file being made).
+pub(crate) fn put(
     table: &mut toml::Table,
     section: &str,
     key: &str,
