@@ -1434,15 +1434,9 @@ fn files_under(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_server_up_starts_requires_credentials_kept_in_owner_only_files() {
-    use std::os::unix::fs::PermissionsExt;
-    // rung 9 has every kind of server: PostgreSQL and replicas, the cache ring and the
-    // shared-state Redis, NATS and the object server
-    let t = up(&topology("09-queue.toml"), &[]);
-    let (run_dir, url) = (t.run_dir.clone(), t.url.clone());
-    let s = status_with_nodes_up(&run_dir, 3).await;
-    let processes = s["processes"].as_array().unwrap().clone();
+/// Every database, Redis, NATS and S3 server among `processes` refuses a client without
+/// credentials (and Redis one with a wrong password).
+async fn refuses_strangers(processes: &[Value]) {
     let of = |role: &str| -> Vec<Value> {
         processes
             .iter()
@@ -1450,10 +1444,6 @@ async fn every_server_up_starts_requires_credentials_kept_in_owner_only_files() 
             .cloned()
             .collect()
     };
-    let secrets = secrets_of(&run_dir);
-    assert!(secrets.len() >= 8, "{secrets:?}");
-
-    // (a) no server answers without credentials
     let pgs: Vec<Value> = of("pg-primary")
         .into_iter()
         .chain(of("pg-replica"))
@@ -1509,12 +1499,19 @@ async fn every_server_up_starts_requires_credentials_kept_in_owner_only_files() 
     .await
     .unwrap();
     assert_eq!(unsigned.status(), StatusCode::FORBIDDEN);
+}
 
-    // (b) every file holding a secret is owner-only, and state.json holds none; no
-    // server's command line shows one (s3s-fs takes its keys only as arguments)
+/// Every file under `run_dir` or in a database server's directory that holds one of
+/// `secrets` is owner-only; `state.json` and the servers' command lines hold none (but
+/// s3s-fs's, which takes its keys only as arguments).
+fn keeps_secrets(run_dir: &Path, processes: &[Value], secrets: &[String]) {
+    use std::os::unix::fs::PermissionsExt;
+    let pgs = processes
+        .iter()
+        .filter(|p| p["role"] == "pg-primary" || p["role"] == "pg-replica");
     let mut files = Vec::new();
-    files_under(&run_dir, &mut files);
-    for p in &pgs {
+    files_under(run_dir, &mut files);
+    for p in pgs {
         let dir = PathBuf::from(p["dir"].as_str().unwrap());
         files.extend(["pgpass", "postgres.log"].map(|f| dir.join(f)));
         files.extend(["postgresql.auto.conf", "pg_hba.conf"].map(|f| dir.join("data").join(f)));
@@ -1539,7 +1536,7 @@ async fn every_server_up_starts_requires_credentials_kept_in_owner_only_files() 
         "the secrets are kept somewhere: {holding} files"
     );
     let state = std::fs::read_to_string(run_dir.join("state.json")).unwrap();
-    for secret in &secrets {
+    for secret in secrets {
         assert!(
             !state.contains(secret.as_str()),
             "state.json holds a secret"
@@ -1548,7 +1545,7 @@ async fn every_server_up_starts_requires_credentials_kept_in_owner_only_files() 
     for p in processes.iter().filter(|p| p["role"] != "s3") {
         let cmdline = std::fs::read(format!("/proc/{}/cmdline", p["pid"])).unwrap_or_default();
         let cmdline = String::from_utf8_lossy(&cmdline);
-        for secret in &secrets {
+        for secret in secrets {
             assert!(
                 !cmdline.contains(secret.as_str()),
                 "{} shows a secret",
@@ -1556,6 +1553,23 @@ async fn every_server_up_starts_requires_credentials_kept_in_owner_only_files() 
             );
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_server_up_starts_requires_credentials_kept_in_owner_only_files() {
+    // rung 9 has every kind of server: PostgreSQL and replicas, the cache ring and the
+    // shared-state Redis, NATS and the object server
+    let t = up(&topology("09-queue.toml"), &[]);
+    let (run_dir, url) = (t.run_dir.clone(), t.url.clone());
+    let s = status_with_nodes_up(&run_dir, 3).await;
+    let processes = s["processes"].as_array().unwrap().clone();
+    let secrets = secrets_of(&run_dir);
+    assert!(secrets.len() >= 8, "{secrets:?}");
+
+    // (a) no server answers without credentials
+    refuses_strangers(&processes).await;
+    // (b) every file holding a secret is owner-only, and state.json holds none
+    keeps_secrets(&run_dir, &processes, &secrets);
 
     // (c) the web nodes still reach every tier: a sign-up through the balancer works
     let token = register(&url, "credentialed").await;
