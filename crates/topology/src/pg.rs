@@ -195,7 +195,7 @@ impl Postgres {
         let data = dir.path().join("data");
         copy_dir(&template, &data)?;
         let creds = Credentials::generate();
-        creds.set_roles(&data)?;
+        creds.set_roles(&data, !durable)?;
         creds.write_pgpass(dir.path())?;
         if durable {
             // the template was made with --no-sync and copied by cp: flush it all first

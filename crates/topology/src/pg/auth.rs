@@ -11,6 +11,11 @@
 //! answers with a password anyone else knows. A replica is a copy of its primary's catalog:
 //! it has the same roles and passwords. Clients started here (`psql`, `pg_basebackup`, a
 //! replica's WAL receiver) read the passwords from the server's own `pgpass` file (0600).
+//!
+//! The test kit's disposable servers store their passwords with one SCRAM iteration rather
+//! than PostgreSQL's 4096: the iteration count only slows the guessing of weak passwords,
+//! and these are 32 random characters, while 4096 rounds in an unoptimized test build make
+//! each new connection slow enough to miss a 100 ms health probe on a loaded machine.
 
 use super::{bin, chown_to_postgres, postgres_user};
 use anyhow::{Context, bail};
@@ -59,14 +64,20 @@ impl Credentials {
         chown_to_postgres(&path)
     }
 
-    /// Sets the roles in the (stopped) data directory `data`, in single-user mode.
-    pub fn set_roles(&self, data: &Path) -> anyhow::Result<()> {
+    /// Sets the roles in the (stopped) data directory `data`, in single-user mode; a
+    /// `disposable` server's passwords with one SCRAM iteration.
+    pub fn set_roles(&self, data: &Path, disposable: bool) -> anyhow::Result<()> {
+        // PostgreSQL hashes a plain password with 4096 iterations; it takes a verifier as is
+        let stored = |password: &str| match disposable {
+            true => scram_verifier(password, 1),
+            false => password.to_string(),
+        };
         let sql = format!(
             "ALTER ROLE {ADMIN_ROLE} PASSWORD '{admin}'\n\
              CREATE ROLE {APP_ROLE} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD '{app}'\n\
              CREATE SCHEMA {APP_ROLE} AUTHORIZATION {APP_ROLE}\n",
-            admin = self.admin,
-            app = self.app,
+            admin = stored(&self.admin),
+            app = stored(&self.app),
         );
         let mut cmd = Command::new(bin("postgres")?);
         // fsync off: a durable server's directory is flushed whole before it starts
@@ -119,4 +130,40 @@ pub(super) fn template_pwfile(dir: &Path) -> anyhow::Result<PathBuf> {
     crate::secret::write_file(&path, crate::secret::generate(32).as_bytes())?;
     chown_to_postgres(&path)?;
     Ok(path)
+}
+
+/// A SCRAM-SHA-256 verifier of `password` with `iterations` rounds and a random salt (RFC 5802
+/// and 7677), in the form `ALTER ROLE … PASSWORD` stores as it is. `password` is plain ASCII
+/// letters and digits, which SASLprep leaves unchanged.
+fn scram_verifier(password: &str, iterations: u32) -> String {
+    use base64::Engine;
+    use hmac::{Hmac, Mac};
+    use sha2::{Digest, Sha256};
+    let mac = |key: &[u8], parts: &[&[u8]]| {
+        let mut m = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length");
+        for p in parts {
+            m.update(p);
+        }
+        m.finalize().into_bytes()
+    };
+    let mut salt = [0u8; 16];
+    getrandom::fill(&mut salt).expect("the OS gives random bytes");
+    // Hi(): PBKDF2 with HMAC-SHA-256
+    let mut u = mac(password.as_bytes(), &[&salt, &1u32.to_be_bytes()]);
+    let mut salted = u;
+    for _ in 1..iterations {
+        u = mac(password.as_bytes(), &[&u]);
+        for (s, b) in salted.iter_mut().zip(u) {
+            *s ^= b;
+        }
+    }
+    let stored_key = Sha256::digest(mac(&salted, &[b"Client Key"]));
+    let server_key = mac(&salted, &[b"Server Key"]);
+    let b64 = base64::engine::general_purpose::STANDARD;
+    format!(
+        "SCRAM-SHA-256${iterations}:{}${}:{}",
+        b64.encode(salt),
+        b64.encode(stored_key),
+        b64.encode(server_key)
+    )
 }

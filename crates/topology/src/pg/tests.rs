@@ -125,6 +125,13 @@ fn no_setting_turns_durability_off_on_a_durable_server() {
         durability(&pg.url("postgres")),
         ("on".to_string(), "on".to_string())
     );
+    // and PostgreSQL's own SCRAM iteration count
+    let verifier = "SELECT rolpassword FROM pg_authid WHERE rolname = 'crescendo'";
+    assert!(
+        pg.query(verifier)
+            .unwrap()
+            .starts_with("SCRAM-SHA-256$4096:")
+    );
 }
 
 /// `SELECT 1` through `psql` at `url`, with no password file: its error when refused.
@@ -170,6 +177,14 @@ fn a_server_and_its_replica_take_only_their_roles_with_their_passwords() {
             .iter()
             .all(|l| l.trim_end().ends_with("scram-sha-256")),
         "{rules:?}"
+    );
+    // a disposable server keeps one SCRAM iteration (see auth.rs)
+    let verifier = "SELECT rolpassword FROM pg_authid WHERE rolname = 'crescendo'";
+    assert!(
+        primary
+            .query(verifier)
+            .unwrap()
+            .starts_with("SCRAM-SHA-256$1:")
     );
     // the application role owns its schema and nothing more
     let app = primary.app_url("postgres");
