@@ -981,8 +981,9 @@ async fn rung_five_caches_on_a_redis_ring_that_survives_losing_a_server() {
     let left = killed.elapsed();
     tokio::time::sleep(Duration::from_millis(1000)).await;
     let dir = t.root.path().join("cache-2-again");
+    let password = crescendo_topology::redis::password_in(&run_dir.join("cache-2")).unwrap();
     let again = tokio::task::spawn_blocking(move || {
-        crescendo_topology::redis::Redis::start_at(&dir, victim_addr, 64)
+        crescendo_topology::redis::Redis::start_at(&dir, victim_addr, 64, &password)
     })
     .await
     .unwrap()
@@ -1374,4 +1375,212 @@ async fn a_burst_of_uploads_adds_workers_and_they_leave_when_the_queue_drains() 
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );
+}
+
+/// What a server at `addr` answers `request` with, on a fresh connection (`greeting`: it
+/// speaks first, as NATS does, and that line is skipped).
+fn answer(addr: &str, request: &str, greeting: bool) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut buf = [0u8; 4096];
+    if greeting {
+        let _ = s.read(&mut buf).unwrap();
+    }
+    s.write_all(request.as_bytes()).unwrap();
+    let n = s.read(&mut buf).unwrap();
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
+/// The password in a URL `scheme://user:password@host…`.
+fn url_password(url: &str) -> String {
+    let userinfo = url.split_once("://").unwrap().1.rsplit_once('@').unwrap().0;
+    userinfo.split_once(':').unwrap().1.to_string()
+}
+
+/// Every secret a run directory's settings files hold: passwords and keys.
+fn secrets_of(run_dir: &Path) -> Vec<String> {
+    use crescendo_config::{Overrides, Settings};
+    let load = |name: &str| {
+        Settings::load_with_env(Some(&run_dir.join(name)), &Overrides::default(), [])
+            .unwrap_or_else(|e| panic!("{name}: {e}"))
+    };
+    let (node, admin) = (load("node-secrets.toml"), load("postgres-admin.toml"));
+    let mut urls = vec![
+        node.store.postgres_url.clone(),
+        node.sessions.redis_url.clone(),
+    ];
+    urls.extend(node.store.postgres_replica_urls.iter().cloned());
+    urls.extend(node.cache.redis_urls.iter().cloned());
+    urls.push(node.queue.nats_url.clone());
+    urls.push(admin.store.postgres_url.clone());
+    let mut secrets: Vec<String> = urls.iter().map(|u| url_password(u)).collect();
+    secrets.push(node.auth.jwt_secret.unwrap().expose().to_string());
+    secrets.push(node.blobs.s3_secret_key.unwrap().expose().to_string());
+    secrets.sort();
+    secrets.dedup();
+    secrets
+}
+
+/// The regular files under `dir`, all levels down.
+fn files_under(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let ty = entry.file_type().unwrap();
+        if ty.is_dir() {
+            files_under(&entry.path(), out);
+        } else if ty.is_file() {
+            out.push(entry.path());
+        }
+    }
+}
+
+/// Every database, Redis, NATS and S3 server among `processes` refuses a client without
+/// credentials (and Redis one with a wrong password).
+async fn refuses_strangers(processes: &[Value]) {
+    let of = |role: &str| -> Vec<Value> {
+        processes
+            .iter()
+            .filter(|p| p["role"] == role)
+            .cloned()
+            .collect()
+    };
+    let pgs: Vec<Value> = of("pg-primary")
+        .into_iter()
+        .chain(of("pg-replica"))
+        .collect();
+    assert_eq!(pgs.len(), 3);
+    for p in &pgs {
+        let addr: std::net::SocketAddr = p["addr"].as_str().unwrap().parse().unwrap();
+        for user in ["postgres", "crescendo"] {
+            let out = Command::new("/usr/lib/postgresql/15/bin/psql")
+                .args([
+                    "-X",
+                    "-w",
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    &addr.port().to_string(),
+                ])
+                .args(["-U", user, "-d", "postgres", "-c", "SELECT 1"])
+                .env("PGPASSFILE", "/nonexistent")
+                .env_remove("PGPASSWORD")
+                .output()
+                .unwrap();
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                !out.status.success() && err.contains("password"),
+                "{user} at {addr} without a password: {err}"
+            );
+        }
+    }
+    let redis = of("redis");
+    assert_eq!(redis.len(), 4, "three cache servers and the shared one");
+    for r in &redis {
+        let addr = r["addr"].as_str().unwrap();
+        let ping = answer(addr, "PING\r\n", false);
+        assert!(ping.starts_with("-NOAUTH"), "{addr}: {ping}");
+        let wrong = answer(addr, "AUTH crescendo wrong\r\nPING\r\n", false);
+        assert!(wrong.starts_with("-WRONGPASS"), "{addr}: {wrong}");
+    }
+    let nats = of("nats");
+    assert_eq!(nats.len(), 1);
+    let refused = answer(
+        nats[0]["addr"].as_str().unwrap(),
+        "CONNECT {\"verbose\":true}\r\nPING\r\n",
+        true,
+    );
+    assert!(refused.contains("Authorization Violation"), "{refused}");
+    let s3 = of("s3");
+    assert_eq!(s3.len(), 1);
+    let unsigned = reqwest::get(format!(
+        "http://{}/crescendo",
+        s3[0]["addr"].as_str().unwrap()
+    ))
+    .await
+    .unwrap();
+    assert_eq!(unsigned.status(), StatusCode::FORBIDDEN);
+}
+
+/// Every file under `run_dir` or in a database server's directory that holds one of
+/// `secrets` is owner-only; `state.json` and the servers' command lines hold none (but
+/// s3s-fs's, which takes its keys only as arguments).
+fn keeps_secrets(run_dir: &Path, processes: &[Value], secrets: &[String]) {
+    use std::os::unix::fs::PermissionsExt;
+    let pgs = processes
+        .iter()
+        .filter(|p| p["role"] == "pg-primary" || p["role"] == "pg-replica");
+    let mut files = Vec::new();
+    files_under(run_dir, &mut files);
+    for p in pgs {
+        let dir = PathBuf::from(p["dir"].as_str().unwrap());
+        files.extend(["pgpass", "postgres.log"].map(|f| dir.join(f)));
+        files.extend(["postgresql.auto.conf", "pg_hba.conf"].map(|f| dir.join("data").join(f)));
+    }
+    let mut holding = 0;
+    for f in &files {
+        let bytes = std::fs::read(f).unwrap_or_default();
+        let text = String::from_utf8_lossy(&bytes);
+        if secrets.iter().any(|s| text.contains(s.as_str())) {
+            holding += 1;
+            let mode = std::fs::metadata(f).unwrap().permissions().mode();
+            assert_eq!(
+                mode & 0o077,
+                0,
+                "{} holds a secret, mode {mode:o}",
+                f.display()
+            );
+        }
+    }
+    assert!(
+        holding >= 5,
+        "the secrets are kept somewhere: {holding} files"
+    );
+    let state = std::fs::read_to_string(run_dir.join("state.json")).unwrap();
+    for secret in secrets {
+        assert!(
+            !state.contains(secret.as_str()),
+            "state.json holds a secret"
+        );
+    }
+    for p in processes.iter().filter(|p| p["role"] != "s3") {
+        let cmdline = std::fs::read(format!("/proc/{}/cmdline", p["pid"])).unwrap_or_default();
+        let cmdline = String::from_utf8_lossy(&cmdline);
+        for secret in secrets {
+            assert!(
+                !cmdline.contains(secret.as_str()),
+                "{} shows a secret",
+                p["name"]
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_server_up_starts_requires_credentials_kept_in_owner_only_files() {
+    // rung 9 has every kind of server: PostgreSQL and replicas, the cache ring and the
+    // shared-state Redis, NATS and the object server
+    let t = up(&topology("09-queue.toml"), &[]);
+    let (run_dir, url) = (t.run_dir.clone(), t.url.clone());
+    let s = status_with_nodes_up(&run_dir, 3).await;
+    let processes = s["processes"].as_array().unwrap().clone();
+    let secrets = secrets_of(&run_dir);
+    assert!(secrets.len() >= 8, "{secrets:?}");
+
+    // (a) no server answers without credentials
+    refuses_strangers(&processes).await;
+    // (b) every file holding a secret is owner-only, and state.json holds none
+    keeps_secrets(&run_dir, &processes, &secrets);
+
+    // (c) the web nodes still reach every tier: a sign-up through the balancer works
+    let token = register(&url, "credentialed").await;
+    let me: Value = reqwest::Client::new()
+        .get(format!("{url}/api/user"))
+        .header("Authorization", format!("Token {token}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["user"]["username"], "credentialed");
 }

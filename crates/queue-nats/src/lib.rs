@@ -53,6 +53,24 @@ impl std::fmt::Debug for NatsQueue {
     }
 }
 
+/// `nats://USER:PASS@HOST:PORT` as `nats://HOST:PORT` and `(USER, PASS)`; a URL without
+/// credentials as it is.
+fn split_credentials(url: &str) -> (String, Option<(String, String)>) {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return (url.to_string(), None);
+    };
+    match rest.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let (user, pass) = userinfo.split_once(':').unwrap_or((userinfo, ""));
+            (
+                format!("{scheme}://{host}"),
+                Some((user.to_string(), pass.to_string())),
+            )
+        }
+        None => (url.to_string(), None),
+    }
+}
+
 fn unavailable(e: impl std::fmt::Display) -> QueueError {
     QueueError::Unavailable(e.to_string())
 }
@@ -75,12 +93,15 @@ impl NatsQueue {
         max_attempts: u32,
         lease: Duration,
     ) -> Result<Self, QueueError> {
-        let client = async_nats::ConnectOptions::new()
+        let mut options = async_nats::ConnectOptions::new()
             .connection_timeout(Duration::from_secs(2))
-            .request_timeout(Some(Duration::from_secs(2)))
-            .connect(url)
-            .await
-            .map_err(unavailable)?;
+            .request_timeout(Some(Duration::from_secs(2)));
+        // async-nats ignores credentials in the URL: they go as the CONNECT's user and pass
+        let (url, credentials) = split_credentials(url);
+        if let Some((user, pass)) = credentials {
+            options = options.user_and_password(user, pass);
+        }
+        let client = options.connect(url).await.map_err(unavailable)?;
         let js = jetstream::new(client);
         let q = Self {
             js,

@@ -13,6 +13,13 @@ fn wait_for(pg: &Postgres, query: &str, want: &str) {
     }
 }
 
+/// `url` with `role:password` in place of its credentials.
+fn as_role(url: &str, role: &str, password: &str) -> String {
+    let (scheme, rest) = url.split_once("://").expect("a URL");
+    let (_, host) = rest.split_once('@').expect("a URL with credentials");
+    format!("{scheme}://{role}:{password}@{host}")
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_replica_that_cannot_be_repointed_leaves_the_new_primary_waiting_for_a_standby() {
     // arrange: a synchronous primary, r1 up to date, r2 behind and readable only by a
@@ -20,7 +27,9 @@ async fn a_replica_that_cannot_be_repointed_leaves_the_new_primary_waiting_for_a
     let parent = std::env::temp_dir();
     let mut primary = Postgres::start_in(&parent, &[]).expect("primary starts");
     primary
-        .query("CREATE ROLE watcher LOGIN; GRANT pg_read_all_settings TO watcher")
+        .query(
+            "CREATE ROLE watcher LOGIN PASSWORD 'watcher'; GRANT pg_read_all_settings TO watcher",
+        )
         .unwrap();
     let r1 = Postgres::replica_in(&parent, &primary, "r1", &[]).expect("r1 starts");
     let r2 = Postgres::replica_in(&parent, &primary, "r2", &[]).expect("r2 starts");
@@ -43,7 +52,7 @@ async fn a_replica_that_cannot_be_repointed_leaves_the_new_primary_waiting_for_a
         .query("CREATE TABLE t (x int); INSERT INTO t VALUES (1)")
         .unwrap();
     primary.kill();
-    let watcher_r2 = r2.url("postgres").replace("postgres@", "watcher@");
+    let watcher_r2 = as_role(&r2.url("postgres"), "watcher", "watcher");
     let urls = vec![primary.url("postgres"), r1.url("postgres"), watcher_r2];
 
     // act
@@ -80,12 +89,14 @@ async fn a_failure_before_the_promotion_promotes_nothing() {
     // the other's settings
     let parent = std::env::temp_dir();
     let mut primary = Postgres::start_in(&parent, &[]).expect("primary starts");
-    primary.query("CREATE ROLE nobody LOGIN").unwrap();
+    primary
+        .query("CREATE ROLE nobody LOGIN PASSWORD 'nobody'")
+        .unwrap();
     let r1 = Postgres::replica_in(&parent, &primary, "r1", &[]).expect("r1 starts");
     let r2 = Postgres::replica_in(&parent, &primary, "r2", &[]).expect("r2 starts");
     primary.kill();
     // r2 cannot say who it is: the failover must stop before promoting anyone
-    let nobody_r2 = r2.url("postgres").replace("postgres@", "nobody@");
+    let nobody_r2 = as_role(&r2.url("postgres"), "nobody", "nobody");
     let urls = vec![primary.url("postgres"), nobody_r2, r1.url("postgres")];
 
     // act

@@ -75,7 +75,7 @@ pub struct Backlog {
 
 /// The settings the topology in `run_dir` gives its workers (to reach their queue): this
 /// process's `CRESCENDO_*` environment, which `up` passed on to every node, under what `up`
-/// set for the workers.
+/// set for the workers, over the nodes' secrets file.
 ///
 /// # Errors
 /// No topology runs from `run_dir`, it has no queue tier, or its worker settings do not load.
@@ -85,7 +85,7 @@ pub fn worker_settings(run_dir: &Path) -> anyhow::Result<crescendo_config::Setti
         anyhow::bail!("this topology has no queue tier to scale");
     }
     Ok(crescendo_config::Settings::load_with_env(
-        None,
+        Some(&run_dir.join(crate::secret::NODE_SECRETS)),
         &crescendo_config::Overrides::default(),
         std::env::vars().chain(state.worker_env),
     )?)

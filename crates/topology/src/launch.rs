@@ -144,8 +144,8 @@ fn tail(path: &Path) -> String {
     lines[lines.len().saturating_sub(15)..].join("\n")
 }
 
-/// A `crescendo` process to start: `EXE ROLE --listen ADDR --data-dir RUN_DIR/NAME` with the
-/// environment `env`, logging to `RUN_DIR/NAME.log`.
+/// A `crescendo` process to start: `EXE ROLE --listen ADDR --data-dir RUN_DIR/NAME --config
+/// RUN_DIR/node-secrets.toml` with the environment `env`, logging to `RUN_DIR/NAME.log`.
 pub(crate) struct NodeSpec<'a> {
     /// The binary.
     pub exe: &'a Path,
@@ -186,6 +186,8 @@ pub(crate) fn start_node(spec: &NodeSpec<'_>) -> anyhow::Result<(Child, Process)
         .arg(spec.addr.to_string())
         .arg("--data-dir")
         .arg(&data)
+        .arg("--config")
+        .arg(spec.run_dir.join(crate::secret::NODE_SECRETS))
         .envs(spec.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
@@ -229,11 +231,7 @@ pub(crate) fn shared_secret(run_dir: &Path) -> anyhow::Result<String> {
     {
         return Ok(s.trim().to_string());
     }
-    let mut bytes = [0u8; 32];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes))?;
-    let key: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    std::fs::write(&path, &key)?;
-    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+    let key = crate::secret::generate(64);
+    crate::secret::write_file(&path, key.as_bytes())?;
     Ok(key)
 }

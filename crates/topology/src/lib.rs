@@ -17,6 +17,9 @@
 //! [`workers`] (the `crescendo` processes), [`state`] (`RUN_DIR/state.json`, [`Role`],
 //! [`down`]), [`scale`], [`restart`], [`status`] and [`autoscale`].
 //!
+//! Every server is started with credentials generated for it ([`secret`]) and answers no
+//! client without them; its `url()` carries them.
+//!
 //! A missing binary is an error that names the Debian package to install.
 
 pub mod autoscale;
@@ -29,6 +32,7 @@ pub mod redis;
 pub mod restart;
 pub mod s3;
 pub mod scale;
+pub mod secret;
 pub mod state;
 pub mod status;
 pub mod up;

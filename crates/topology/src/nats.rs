@@ -1,6 +1,10 @@
 //! NATS with JetStream (Debian's `nats-server`, 2.9): listening on loopback only, its
 //! JetStream data and log in its own directory. Ready when its monitor port says JetStream
 //! is enabled (`/healthz?js-enabled-only=true`).
+//!
+//! Clients must authenticate: a 0600 `nats.conf` in its directory (never the command line,
+//! where `ps` shows it) has one user, [`USER`], with a password generated for the server,
+//! which [`Nats::url`] carries. The monitor port answers health checks on loopback only.
 
 use anyhow::{Context, bail};
 use std::io::{Read, Write};
@@ -12,6 +16,9 @@ use std::time::Duration;
 
 const BINARY: &str = "/usr/sbin/nats-server";
 
+/// The one user every server has.
+pub const USER: &str = "crescendo";
+
 /// A running private NATS server; stopped (SIGTERM) and left on disk when dropped, unless
 /// detached. Its JetStream data survives a restart in the same directory.
 pub struct Nats {
@@ -19,6 +26,31 @@ pub struct Nats {
     addr: SocketAddr,
     monitor: SocketAddr,
     dir: PathBuf,
+    password: String,
+}
+
+/// The configuration file in `dir`.
+fn config(dir: &Path) -> PathBuf {
+    dir.join("nats.conf")
+}
+
+/// The password in `dir/nats.conf`, when a server ran there; otherwise a new one, written
+/// there (0600).
+fn password_for(dir: &Path) -> anyhow::Result<String> {
+    if let Ok(text) = std::fs::read_to_string(config(dir))
+        && let Some(p) = text
+            .split("password: \"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+    {
+        return Ok(p.to_string());
+    }
+    let password = crate::secret::generate(32);
+    let text = format!(
+        "authorization {{\n  users = [\n    {{user: \"{USER}\", password: \"{password}\"}}\n  ]\n}}\n"
+    );
+    crate::secret::write_file(&config(dir), text.as_bytes())?;
+    Ok(password)
 }
 
 /// Whether the monitor at `monitor` says JetStream is up.
@@ -44,6 +76,8 @@ fn spawn(dir: &Path, addr: SocketAddr, monitor: SocketAddr) -> anyhow::Result<Ch
         // the monitor listens on the same host as clients
         .args(["-m", &monitor.port().to_string()])
         .args(["-js", "-n", "crescendo-nats"])
+        .arg("-c")
+        .arg(config(dir))
         .arg("-sd")
         .arg(dir.join("jetstream"))
         .stdin(Stdio::null())
@@ -74,6 +108,7 @@ impl Nats {
             );
         }
         std::fs::create_dir_all(dir)?;
+        let password = password_for(dir)?;
         let mut last = None;
         for _ in 0..5 {
             let addr = SocketAddr::from((ip, crate::launch::free_port(ip)?));
@@ -85,6 +120,7 @@ impl Nats {
                         addr,
                         monitor,
                         dir: dir.to_path_buf(),
+                        password,
                     });
                 }
                 Err(e) => last = Some(e),
@@ -94,7 +130,7 @@ impl Nats {
     }
 
     /// Starts NATS in `dir` on `addr`, e.g. again where one that was stopped ran, on its
-    /// JetStream data.
+    /// JetStream data and with its password.
     ///
     /// # Errors
     /// As [`Nats::start`], or the address is taken.
@@ -103,6 +139,8 @@ impl Nats {
             std::net::IpAddr::V4(v4) => v4.octets(),
             std::net::IpAddr::V6(_) => bail!("NATS listens on IPv4 loopback here"),
         };
+        std::fs::create_dir_all(dir)?;
+        let password = password_for(dir)?;
         let monitor = SocketAddr::from((ip, crate::launch::free_port(ip)?));
         let child = spawn(dir, addr, monitor)?;
         Ok(Nats {
@@ -110,12 +148,18 @@ impl Nats {
             addr,
             monitor,
             dir: dir.to_path_buf(),
+            password,
         })
     }
 
-    /// `nats://ADDR`.
+    /// `nats://USER:PASSWORD@ADDR`.
     pub fn url(&self) -> String {
-        format!("nats://{}", self.addr)
+        format!("nats://{USER}:{}@{}", self.password, self.addr)
+    }
+
+    /// [`USER`]'s password.
+    pub fn password(&self) -> &str {
+        &self.password
     }
 
     /// Where clients connect.
@@ -188,5 +232,34 @@ mod tests {
         assert!(!healthy(n.monitor));
         n.restart().unwrap();
         assert!(healthy(n.monitor));
+    }
+
+    /// The server's first line to a client that sends `CONNECT` with `user` and `pass`.
+    fn connect(addr: SocketAddr, user: &str, pass: &str) -> String {
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        let mut info = [0u8; 4096];
+        let _ = s.read(&mut info).unwrap();
+        let connect = format!(
+            "CONNECT {{\"verbose\":true,\"user\":\"{user}\",\"pass\":\"{pass}\"}}\r\nPING\r\n"
+        );
+        s.write_all(connect.as_bytes()).unwrap();
+        let mut out = [0u8; 256];
+        let n = s.read(&mut out).unwrap();
+        String::from_utf8_lossy(&out[..n]).into_owned()
+    }
+
+    #[test]
+    fn a_private_nats_takes_only_its_user_with_its_password() {
+        let dir = tempfile::tempdir().unwrap();
+        let n = Nats::start(dir.path(), [127, 0, 0, 1]).expect("nats starts");
+        assert!(connect(n.addr(), USER, n.password()).starts_with("+OK"));
+        assert!(connect(n.addr(), USER, "wrong").contains("Authorization Violation"));
+        assert!(connect(n.addr(), "", "").contains("Authorization Violation"));
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(config(dir.path())).unwrap().permissions(),
+        );
+        assert_eq!(mode & 0o777, 0o600);
+        let cmdline = std::fs::read(format!("/proc/{}/cmdline", n.pid())).unwrap();
+        assert!(!String::from_utf8_lossy(&cmdline).contains(n.password()));
     }
 }

@@ -15,8 +15,12 @@
 //! [`Postgres::replica_of`] makes a streaming replica of a running server with
 //! `pg_basebackup -R`, named by its `application_name` (for `synchronous_standby_names`).
 //! [`Postgres::kill`] and [`Postgres::restart`] let tests fail and revive a server.
+//!
+//! No server trusts anyone: see [`auth`] for its roles and passwords. [`Postgres::url`] is
+//! the admin's URL, [`Postgres::app_url`] the application role's.
 
 use anyhow::{Context, bail};
+use auth::Credentials;
 use std::io::Write;
 use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
@@ -44,6 +48,8 @@ pub struct Postgres {
     settings: Vec<(String, String)>,
     /// Runs with [`DURABLE`] rather than [`DISPOSABLE`] (kept for [`Postgres::restart`]).
     durable: bool,
+    /// Its roles' passwords.
+    creds: Credentials,
 }
 
 impl std::fmt::Debug for Postgres {
@@ -110,7 +116,7 @@ fn chown_to_postgres(path: &Path) -> anyhow::Result<()> {
 /// callers (tests run in parallel, in several processes) build into a private directory
 /// and rename it into place; the loser of the race removes its copy.
 fn template() -> anyhow::Result<PathBuf> {
-    let root = std::env::temp_dir().join("crescendo-pg15-template");
+    let root = std::env::temp_dir().join("crescendo-pg15-scram-template");
     if root.join("PG_VERSION").is_file() {
         return Ok(root);
     }
@@ -119,11 +125,12 @@ fn template() -> anyhow::Result<PathBuf> {
         .tempdir()?;
     chown_to_postgres(staging.path())?;
     let data = staging.path().join("data");
+    let pwfile = auth::template_pwfile(staging.path())?;
     let mut cmd = Command::new(bin("initdb")?);
-    cmd.arg("-D").arg(&data).args([
+    cmd.arg("-D").arg(&data).arg("--pwfile").arg(&pwfile).args([
         "-U",
         "postgres",
-        "--auth=trust",
+        "--auth=scram-sha-256",
         "-E",
         "UTF8",
         "--locale=C.UTF-8",
@@ -187,13 +194,16 @@ impl Postgres {
         chown_to_postgres(dir.path())?;
         let data = dir.path().join("data");
         copy_dir(&template, &data)?;
+        let creds = Credentials::generate();
+        creds.set_roles(&data, !durable)?;
+        creds.write_pgpass(dir.path())?;
         if durable {
             // the template was made with --no-sync and copied by cp: flush it all first
             let mut cmd = Command::new(bin("initdb")?);
             cmd.arg("--sync-only").arg("-D").arg(&data);
             run_as_postgres(cmd, "initdb --sync-only")?;
         }
-        Self::boot(dir, settings, durable)
+        Self::boot(dir, settings, durable, creds)
     }
 
     /// Starts a disposable streaming replica of `primary`, with `application_name` `name`
@@ -236,7 +246,12 @@ impl Postgres {
             .tempdir_in(parent)?;
         chown_to_postgres(dir.path())?;
         let data = dir.path().join("data");
+        // a copy of the primary's catalog: the same roles and passwords
+        let creds = primary.creds.clone();
+        creds.write_pgpass(dir.path())?;
+        let pgpass = Credentials::pgpass(dir.path());
         let mut cmd = Command::new(bin("pg_basebackup")?);
+        cmd.env("PGPASSFILE", &pgpass);
         cmd.args([
             "-h",
             "127.0.0.1",
@@ -254,15 +269,16 @@ impl Postgres {
         run_as_postgres(cmd, "pg_basebackup")?;
         // -R wrote a primary_conninfo; a later line wins, and this one carries the name
         let conninfo = format!(
-            "\nprimary_conninfo = 'host=127.0.0.1 port={} user=postgres application_name={name}'\n",
-            primary.port
+            "\nprimary_conninfo = 'host=127.0.0.1 port={} user=postgres passfile={} application_name={name}'\n",
+            primary.port,
+            pgpass.display()
         );
         std::fs::OpenOptions::new()
             .append(true)
             .open(data.join("postgresql.auto.conf"))?
             .write_all(conninfo.as_bytes())
             .context("writing primary_conninfo")?;
-        let replica = Self::boot(dir, settings, durable)?;
+        let replica = Self::boot(dir, settings, durable, creds)?;
         let deadline = Instant::now() + Duration::from_secs(30);
         let query = format!(
             "SELECT count(*) FROM pg_stat_replication WHERE application_name = '{name}' AND state = 'streaming'"
@@ -284,6 +300,7 @@ impl Postgres {
         dir: tempfile::TempDir,
         settings: &[(&str, &str)],
         durable: bool,
+        creds: Credentials,
     ) -> anyhow::Result<Self> {
         let settings: Vec<(String, String)> = settings
             .iter()
@@ -310,6 +327,7 @@ impl Postgres {
                         path,
                         settings,
                         durable,
+                        creds,
                     });
                 }
                 Err(e) => {
@@ -350,7 +368,7 @@ impl Postgres {
         }
     }
 
-    /// Runs one SQL statement with `psql` and returns its unaligned output.
+    /// Runs one SQL statement with `psql` as the admin and returns its unaligned output.
     ///
     /// # Errors
     /// psql fails (the message includes its stderr).
@@ -371,6 +389,7 @@ impl Postgres {
                 "-c",
                 sql,
             ])
+            .env("PGPASSFILE", Credentials::pgpass(&self.path))
             .stdin(Stdio::null())
             .output()
             .context("running psql")?;
@@ -455,9 +474,25 @@ impl Postgres {
         self.child.id()
     }
 
-    /// A connection URL for `database` as the `postgres` superuser (trust auth).
+    /// A connection URL for `database` as the admin, `postgres` (a superuser), with its
+    /// password.
     pub fn url(&self, database: &str) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
+        let (role, password) = (auth::ADMIN_ROLE, &self.creds.admin);
+        format!(
+            "postgres://{role}:{password}@127.0.0.1:{}/{database}",
+            self.port
+        )
+    }
+
+    /// A connection URL for `database` as the application role, [`auth::APP_ROLE`] (not a
+    /// superuser; it owns the schema its tables go in), with its password: what web nodes
+    /// and workers use.
+    pub fn app_url(&self, database: &str) -> String {
+        let (role, password) = (auth::APP_ROLE, &self.creds.app);
+        format!(
+            "postgres://{role}:{password}@127.0.0.1:{}/{database}",
+            self.port
+        )
     }
 }
 
@@ -521,56 +556,10 @@ impl Drop for Postgres {
     }
 }
 
-// In a topology: the database tier.
-
-impl crate::launch::Part for Postgres {
-    fn detach(self: Box<Self>) {
-        let _ = (*self).detach();
-    }
-}
-
-/// Starts the primary, then its streaming replicas (`r1`, `r2`…; with `synchronous`, the
-/// primary waits for any one of them on each commit), records them, and points the nodes'
-/// store at them.
-pub(crate) fn start_tier(up: &mut crate::up::Up, t: &crate::model::PgTier) -> anyhow::Result<()> {
-    use crate::state::{Process, Role};
-    let names: Vec<String> = (1..=t.replicas).map(|i| format!("r{i}")).collect();
-    let sync = format!("ANY 1 ({})", names.join(", "));
-    let mut settings: Vec<(&str, &str)> = Vec::new();
-    if t.synchronous {
-        settings.push(("synchronous_standby_names", sync.as_str()));
-    }
-    up.progress("starting PostgreSQL primary");
-    let parent = std::env::temp_dir();
-    let primary = Postgres::start_in(&parent, &settings)?;
-    let record = |role, name: String, pg: &Postgres| {
-        Process::new(
-            role,
-            name,
-            pg.pid(),
-            format!("127.0.0.1:{}", pg.port()),
-            pg.dir().join("postgres.log"),
-        )
-        .with_dir(pg.dir())
-    };
-    let store = &mut up.node.store;
-    store.backend = crescendo_config::StoreBackend::Postgres;
-    store.postgres_url = primary.url("postgres");
-    let mut replicas = Vec::new();
-    for n in &names {
-        up.progress(&format!("starting PostgreSQL replica {n}"));
-        let r = Postgres::replica_in(&parent, &primary, n, &[])?;
-        up.node.store.postgres_replica_urls.push(r.url("postgres"));
-        replicas.push((format!("pg-{n}"), r));
-    }
-    let p = record(Role::PgPrimary, "pg-primary".into(), &primary);
-    up.running.record(p, Box::new(primary));
-    for (name, r) in replicas {
-        up.running
-            .record(record(Role::PgReplica, name, &r), Box::new(r));
-    }
-    Ok(())
-}
+pub mod auth;
+mod tier;
+pub use tier::ADMIN_FILE;
+pub(crate) use tier::start_tier;
 
 #[cfg(test)]
 mod tests;

@@ -1,6 +1,11 @@
 //! Redis 7 (Debian's `redis-server`): no persistence (`--save ''`, no AOF), bounded memory
 //! with `allkeys-lru` eviction, listening on loopback only, its log in its own directory.
 //! Ready when our own process answers `PING`.
+//!
+//! Every server runs with an ACL, from a 0600 `redis.conf` in its directory (never on the
+//! command line, where `ps` shows it): the `default` user is off, so a client that has not
+//! authenticated gets `NOAUTH`, and one user, [`USER`], has a password generated for the
+//! server. [`Redis::url`] carries both.
 
 use anyhow::{Context, bail};
 use std::io::{Read, Write};
@@ -10,6 +15,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+/// The one user every server has.
+pub const USER: &str = "crescendo";
+
 /// A running private Redis; stopped (SIGTERM) and its directory removed when dropped,
 /// unless detached.
 pub struct Redis {
@@ -17,12 +25,26 @@ pub struct Redis {
     addr: SocketAddr,
     dir: PathBuf,
     maxmemory_mb: u32,
+    password: String,
 }
 
-/// Runs `redis-server` on `addr` and waits until it answers.
-fn spawn(dir: &Path, addr: SocketAddr, maxmemory_mb: u32) -> anyhow::Result<Child> {
+/// The configuration file in `dir`.
+fn config(dir: &Path) -> PathBuf {
+    dir.join("redis.conf")
+}
+
+/// Writes `dir/redis.conf` (0600): the ACL, with [`USER`]'s `password`.
+fn write_config(dir: &Path, password: &str) -> anyhow::Result<()> {
+    let text = format!("user default off\nuser {USER} on >{password} ~* &* +@all\n");
+    crate::secret::write_file(&config(dir), text.as_bytes())
+}
+
+/// Runs `redis-server` on `addr` with the ACL of `dir/redis.conf` and waits until it
+/// answers `password`.
+fn spawn(dir: &Path, addr: SocketAddr, maxmemory_mb: u32, password: &str) -> anyhow::Result<Child> {
     let log = std::fs::File::create(dir.join("redis.log"))?;
     let child = Command::new("/usr/bin/redis-server")
+        .arg(config(dir))
         .args([
             "--port",
             &addr.port().to_string(),
@@ -39,7 +61,7 @@ fn spawn(dir: &Path, addr: SocketAddr, maxmemory_mb: u32) -> anyhow::Result<Chil
             "--maxmemory-policy",
             "allkeys-lru",
         ])
-        .args(["--protected-mode", "no", "--daemonize", "no"])
+        .args(["--daemonize", "no"])
         .arg("--dir")
         .arg(dir)
         .stdin(Stdio::null())
@@ -53,18 +75,36 @@ fn spawn(dir: &Path, addr: SocketAddr, maxmemory_mb: u32) -> anyhow::Result<Chil
         &format!("redis-server on {addr}"),
         &dir.join("redis.log"),
         Duration::from_secs(10),
-        || ping(addr),
+        || ping(addr, password),
     )
 }
 
-/// Sends `PING` to `addr` and checks for `+PONG`.
-pub fn ping(addr: SocketAddr) -> bool {
+/// Authenticates at `addr` as [`USER`] with `password`, sends `PING` and checks for `+PONG`.
+pub fn ping(addr: SocketAddr, password: &str) -> bool {
     let Ok(mut s) = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(300)) else {
         return false;
     };
     let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
-    let mut buf = [0u8; 7];
-    s.write_all(b"PING\r\n").is_ok() && s.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n"
+    let mut buf = [0u8; 12];
+    let command = format!("AUTH {USER} {password}\r\nPING\r\n");
+    s.write_all(command.as_bytes()).is_ok()
+        && s.read_exact(&mut buf).is_ok()
+        && &buf == b"+OK\r\n+PONG\r\n"
+}
+
+/// The password of [`USER`] on the server that ran (or runs) in `dir`, from its
+/// `redis.conf`: to start another in its place that its clients can still reach.
+///
+/// # Errors
+/// There is no such file.
+pub fn password_in(dir: &Path) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(config(dir))
+        .with_context(|| format!("reading {}", config(dir).display()))?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("user {USER} on >")))
+        .and_then(|rest| rest.split_whitespace().next())
+        .map(str::to_string)
+        .context("no password in redis.conf")
 }
 
 impl Redis {
@@ -79,19 +119,22 @@ impl Redis {
             );
         }
         std::fs::create_dir_all(dir)?;
+        let password = crate::secret::generate(32);
+        write_config(dir, &password)?;
         let mut last = None;
         for _ in 0..5 {
             let port = std::net::TcpListener::bind(SocketAddr::from((ip, 0)))?
                 .local_addr()?
                 .port();
             let addr = SocketAddr::from((ip, port));
-            match spawn(dir, addr, maxmemory_mb) {
+            match spawn(dir, addr, maxmemory_mb, &password) {
                 Ok(child) => {
                     return Ok(Redis {
                         server: crate::Server::new(child, Duration::from_secs(5)),
                         addr,
                         dir: dir.to_path_buf(),
                         maxmemory_mb,
+                        password,
                     });
                 }
                 // most likely the port was taken between the probe and the start: try another
@@ -101,18 +144,26 @@ impl Redis {
         Err(last.unwrap_or_else(|| anyhow::anyhow!("redis-server did not start")))
     }
 
-    /// Starts Redis in `dir` (created) on `addr`, e.g. again where one that was lost ran.
+    /// Starts Redis in `dir` (created) on `addr` with [`USER`]'s `password`, e.g. again
+    /// where one that was lost ran, for its clients (see [`password_in`]).
     ///
     /// # Errors
     /// As [`Redis::start`], or the address is taken.
-    pub fn start_at(dir: &Path, addr: SocketAddr, maxmemory_mb: u32) -> anyhow::Result<Self> {
+    pub fn start_at(
+        dir: &Path,
+        addr: SocketAddr,
+        maxmemory_mb: u32,
+        password: &str,
+    ) -> anyhow::Result<Self> {
         std::fs::create_dir_all(dir)?;
-        let child = spawn(dir, addr, maxmemory_mb)?;
+        write_config(dir, password)?;
+        let child = spawn(dir, addr, maxmemory_mb, password)?;
         Ok(Redis {
             server: crate::Server::new(child, Duration::from_secs(5)),
             addr,
             dir: dir.to_path_buf(),
             maxmemory_mb,
+            password: password.to_string(),
         })
     }
 
@@ -122,7 +173,7 @@ impl Redis {
     /// As [`Redis::start`].
     pub fn restart(&mut self) -> anyhow::Result<()> {
         self.kill();
-        let child = spawn(&self.dir, self.addr, self.maxmemory_mb)?;
+        let child = spawn(&self.dir, self.addr, self.maxmemory_mb, &self.password)?;
         self.server.replace(child);
         Ok(())
     }
@@ -132,9 +183,14 @@ impl Redis {
         self.addr
     }
 
-    /// `redis://ADDR`.
+    /// `redis://USER:PASSWORD@ADDR`.
     pub fn url(&self) -> String {
-        format!("redis://{}", self.addr)
+        format!("redis://{USER}:{}@{}", self.password, self.addr)
+    }
+
+    /// [`USER`]'s password.
+    pub fn password(&self) -> &str {
+        &self.password
     }
 
     /// Its PID.
@@ -224,9 +280,37 @@ mod tests {
     fn a_private_redis_answers_and_stops() {
         let dir = tempfile::tempdir().unwrap();
         let r = Redis::start(dir.path(), [127, 0, 0, 1], 16).expect("redis starts");
-        assert!(ping(r.addr()));
+        assert!(ping(r.addr(), r.password()));
         let addr = r.addr();
+        let password = r.password().to_string();
         drop(r);
-        assert!(!ping(addr));
+        assert!(!ping(addr, &password));
+    }
+
+    /// What the server answers `command` with, on a fresh connection.
+    fn answer(addr: SocketAddr, command: &str) -> String {
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.write_all(command.as_bytes()).unwrap();
+        let mut buf = [0u8; 256];
+        let n = s.read(&mut buf).unwrap();
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    }
+
+    #[test]
+    fn a_private_redis_answers_only_its_user_with_its_password() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = Redis::start(dir.path(), [127, 0, 0, 1], 16).expect("redis starts");
+        assert!(answer(r.addr(), "PING\r\n").starts_with("-NOAUTH"));
+        let wrong = format!("AUTH {USER} wrong\r\n");
+        assert!(answer(r.addr(), &wrong).starts_with("-WRONGPASS"));
+        assert!(answer(r.addr(), "AUTH default x\r\n").starts_with("-WRONGPASS"));
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(config(dir.path())).unwrap().permissions(),
+        );
+        assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(password_in(dir.path()).unwrap(), r.password());
+        let cmdline = std::fs::read(format!("/proc/{}/cmdline", r.pid())).unwrap();
+        assert!(!String::from_utf8_lossy(&cmdline).contains(r.password()));
+        assert!(r.url().contains(r.password()));
     }
 }

@@ -5,6 +5,7 @@
 //!
 //! Ready when its port accepts connections while our own child is alive.
 
+use crate::secret::generate;
 use anyhow::Context;
 use std::net::SocketAddr;
 use std::os::unix::process::CommandExt;
@@ -82,16 +83,6 @@ fn spawn(
     )
 }
 
-fn credential(len: usize) -> String {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
-    let mut bytes = vec![0u8; len];
-    getrandom::fill(&mut bytes).expect("the OS gives random bytes");
-    bytes
-        .iter()
-        .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
-        .collect()
-}
-
 impl S3 {
     /// Starts a server in `dir` (created) on `addr`, or a free port of `addr`'s IP when its
     /// port is 0, with fresh credentials and the bucket [`BUCKET`].
@@ -101,7 +92,7 @@ impl S3 {
     pub fn start(dir: &Path, addr: SocketAddr) -> anyhow::Result<Self> {
         let bin = binary()?;
         std::fs::create_dir_all(dir)?;
-        let (access_key, secret_key) = (format!("AK{}", credential(18)), credential(40));
+        let (access_key, secret_key) = (format!("AK{}", generate(18).to_uppercase()), generate(40));
         let mut last = None;
         for _ in 0..5 {
             let addr = if addr.port() == 0 {

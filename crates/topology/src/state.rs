@@ -150,7 +150,8 @@ pub struct State {
     /// Every process, in start order.
     pub processes: Vec<Process>,
     /// What a web node is started with (for `scale` and `restart`): its settings as
-    /// `CRESCENDO_*` variables.
+    /// `CRESCENDO_*` variables, without the secrets, which every node reads from
+    /// `RUN_DIR/node-secrets.toml` (see [`crate::secret`]).
     #[serde(default)]
     pub web_env: Vec<(String, String)>,
     /// The load balancer's public address and stickiness, when there is one.
@@ -159,7 +160,7 @@ pub struct State {
     /// The `crescendo` binary web nodes run.
     #[serde(default)]
     pub exe: PathBuf,
-    /// What a worker process is started with.
+    /// What a worker process is started with (without the secrets, as `web_env`).
     #[serde(default)]
     pub worker_env: Vec<(String, String)>,
     /// The worker tier's scaling, when the topology has a queue.

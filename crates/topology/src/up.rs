@@ -9,7 +9,7 @@
 use crate::launch::{Node, NodeSpec, Running, UpOptions, shared_secret, start_node};
 use crate::model::Topology;
 use crate::state::{Process, Role, State, alive};
-use crate::{haproxy, nats, pg, redis, s3, web, workers};
+use crate::{haproxy, nats, pg, redis, s3, secret, web, workers};
 use anyhow::{Context, bail};
 use crescendo_config::{Secret, Settings};
 use std::net::SocketAddr;
@@ -112,8 +112,12 @@ pub fn up(t: &Topology, o: &UpOptions) -> anyhow::Result<Running> {
         redis::start_sessions_tier(&mut up, r)?;
     }
     s3::start_tier(&mut up, t.blobs.as_ref())?;
-    if let Some(q) = &t.queue {
+    if t.queue.is_some() {
         nats::start_tier(&mut up)?;
+    }
+    // every server runs: their credentials go to a 0600 file, not to state.json
+    secret::seal_node_secrets(&mut up)?;
+    if let Some(q) = &t.queue {
         workers::start_tier(&mut up, q)?;
     }
     let backends = web::start_tier(&mut up, t.web.count, t.load_balancer.is_some())?;

@@ -181,12 +181,11 @@ impl RedisCache {
         }
         let mut nodes = Vec::with_capacity(opts.urls.len());
         for url in &opts.urls {
+            // a server is named by its address: never by the credentials in its URL
+            let name = url.trim_start_matches("redis://").trim_end_matches('/');
+            let name = name.rsplit_once('@').map_or(name, |(_, a)| a).to_string();
             let client = redis::Client::open(url.as_str())
-                .map_err(|e| CacheError::Unavailable(format!("{url}: {e}")))?;
-            let name = url
-                .trim_start_matches("redis://")
-                .trim_end_matches('/')
-                .to_string();
+                .map_err(|e| CacheError::Unavailable(format!("{name}: {e}")))?;
             nodes.push(Node {
                 member: metrics::gauge!(names::CACHE_RING_MEMBER, "node" => name.clone()),
                 evicted: metrics::gauge!(names::CACHE_SERVER_EVICTED, "node" => name.clone()),

@@ -41,16 +41,11 @@ fn a_replica_streams_replays_and_survives_a_restart() {
     assert_eq!(replica.query("SELECT x FROM t").unwrap(), "42");
 }
 
-/// `SHOW fsync` and `SHOW full_page_writes` on the server at `url`'s port.
+/// `SHOW fsync` and `SHOW full_page_writes` on the server at `url` (with its credentials).
 fn durability(url: &str) -> (String, String) {
-    let port = url
-        .rsplit_once(':')
-        .and_then(|(_, rest)| rest.split('/').next())
-        .expect("a URL with a port");
     let show = |name: &str| {
         let out = Command::new(bin("psql").unwrap())
-            .args(["-X", "-At", "-h", "127.0.0.1", "-p", port, "-U", "postgres"])
-            .args(["-d", "postgres", "-c", &format!("SHOW {name}")])
+            .args(["-X", "-At", "-d", url, "-c", &format!("SHOW {name}")])
             .output()
             .expect("psql runs");
         assert!(
@@ -130,4 +125,82 @@ fn no_setting_turns_durability_off_on_a_durable_server() {
         durability(&pg.url("postgres")),
         ("on".to_string(), "on".to_string())
     );
+    // and PostgreSQL's own SCRAM iteration count
+    let verifier = "SELECT rolpassword FROM pg_authid WHERE rolname = 'crescendo'";
+    assert!(
+        pg.query(verifier)
+            .unwrap()
+            .starts_with("SCRAM-SHA-256$4096:")
+    );
+}
+
+/// `SELECT 1` through `psql` at `url`, with no password file: its error when refused.
+fn connect(url: &str) -> Result<String, String> {
+    let out = Command::new(bin("psql").unwrap())
+        .args(["-X", "-At", "-w", "-d", url, "-c", "SELECT current_user"])
+        .env("PGPASSFILE", "/nonexistent")
+        .env_remove("PGPASSWORD")
+        .output()
+        .expect("psql runs");
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
+    }
+}
+
+#[test]
+fn a_server_and_its_replica_take_only_their_roles_with_their_passwords() {
+    let primary = Postgres::start(&[]).expect("primary starts");
+    let replica = Postgres::replica_of(&primary, "r1", &[]).expect("replica streams");
+    for pg in [&primary, &replica] {
+        assert_eq!(connect(&pg.url("postgres")).unwrap(), "postgres");
+        assert_eq!(connect(&pg.app_url("postgres")).unwrap(), auth::APP_ROLE);
+        let port = pg.port();
+        for url in [
+            format!("postgres://postgres@127.0.0.1:{port}/postgres"),
+            format!("postgres://postgres:wrong@127.0.0.1:{port}/postgres"),
+            format!("postgres://{}@127.0.0.1:{port}/postgres", auth::APP_ROLE),
+        ] {
+            let e = connect(&url).expect_err(&url);
+            assert!(e.contains("password"), "{url}: {e}");
+        }
+    }
+    let hba = std::fs::read_to_string(primary.dir().join("data/pg_hba.conf")).unwrap();
+    let rules: Vec<&str> = hba
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+        .collect();
+    assert!(!rules.is_empty());
+    assert!(
+        rules
+            .iter()
+            .all(|l| l.trim_end().ends_with("scram-sha-256")),
+        "{rules:?}"
+    );
+    // a disposable server keeps one SCRAM iteration (see auth.rs)
+    let verifier = "SELECT rolpassword FROM pg_authid WHERE rolname = 'crescendo'";
+    assert!(
+        primary
+            .query(verifier)
+            .unwrap()
+            .starts_with("SCRAM-SHA-256$1:")
+    );
+    // the application role owns its schema and nothing more
+    let app = primary.app_url("postgres");
+    assert_eq!(
+        primary
+            .query(&format!(
+                "SELECT rolsuper FROM pg_roles WHERE rolname = '{}'",
+                auth::APP_ROLE
+            ))
+            .unwrap(),
+        "f"
+    );
+    let out = Command::new(bin("psql").unwrap())
+        .args(["-X", "-q", "-At", "-d", &app, "-c"])
+        .arg("CREATE TABLE t (x int); SELECT schemaname FROM pg_tables WHERE tablename = 't'")
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), auth::APP_ROLE);
 }
