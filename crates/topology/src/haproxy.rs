@@ -390,14 +390,19 @@ fn backends(state: &crate::state::State) -> Vec<Backend> {
         .collect()
 }
 
-/// The balancer's configuration for `state`'s web nodes (the topology has one).
-fn config(state: &crate::state::State) -> anyhow::Result<LbConfig> {
+/// The balancer's configuration for `state`'s web nodes (the topology in `run_dir` has
+/// one), read from the nodes' settings as they start: their environment and their secrets
+/// file.
+fn config(run_dir: &Path, state: &crate::state::State) -> anyhow::Result<LbConfig> {
     let (public, sticky) = state
         .lb
         .context("this topology has no load balancer to scale behind")?;
-    let env = state.web_env.clone();
-    let node = crescendo_config::Settings::load_with_env(None, &Default::default(), env)
-        .context("reading the web nodes' settings")?;
+    let node = crescendo_config::Settings::load_with_env(
+        Some(&run_dir.join(crate::secret::NODE_SECRETS)),
+        &Default::default(),
+        state.web_env.clone(),
+    )
+    .context("reading the web nodes' settings")?;
     Ok(LbConfig {
         public,
         backends: backends(state),
@@ -418,7 +423,7 @@ fn reload(run_dir: &Path, state: &crate::state::State) -> anyhow::Result<()> {
         .of(crate::state::Role::Lb)
         .next()
         .context("no load balancer process")?;
-    Haproxy::reload_running(&run_dir.join("haproxy"), lb.pid, &config(state)?)
+    Haproxy::reload_running(&run_dir.join("haproxy"), lb.pid, &config(run_dir, state)?)
 }
 
 /// Puts web node `b`, already in `state`, behind the balancer.
@@ -431,7 +436,7 @@ pub(crate) fn add_node(
         return reload(run_dir, state);
     }
     let dir = run_dir.join("haproxy");
-    let cfg = config(state)?;
+    let cfg = config(run_dir, state)?;
     Haproxy::write_config(&dir, &cfg)?;
     Haproxy::add_live(&dir, b, &cfg)
 }
@@ -450,7 +455,7 @@ pub(crate) fn take_out(
     for name in names {
         Haproxy::drain_live(&dir, name)?;
     }
-    Haproxy::write_config(&dir, &config(state)?)
+    Haproxy::write_config(&dir, &config(run_dir, state)?)
 }
 
 /// Drops stopped nodes taken out by [`take_out`] from the running balancer.
