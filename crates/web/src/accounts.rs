@@ -1,6 +1,7 @@
 //! Accounts: the sign-up and sign-in forms, signing in (under the app's sign-in throttle,
 //! the same as the API's: failures limited per account and client address, and per client
-//! address), and signing out.
+//! address), and signing out. The forms of anonymous visitors carry the token of a signed
+//! CSRF cookie rather than a stored session's, so showing them stores nothing.
 
 use crate::Web;
 use crate::session::Session;
@@ -43,17 +44,7 @@ async fn auth_page(
     username: String,
     email: String,
 ) -> Response {
-    if let Err(e) = s.ensure(&w.app, &w.keys).await {
-        tracing::warn!(error = %e, "cannot start a session");
-        return error_page(
-            w,
-            &s,
-            StatusCode::SERVICE_UNAVAILABLE,
-            "Try again in a moment",
-            "Sessions are unavailable.",
-        )
-        .await;
-    }
+    s.ensure_anonymous_csrf(&w.keys);
     let (title, here) = if register {
         ("Sign up", "register")
     } else {
@@ -111,6 +102,7 @@ async fn login(
     client: Option<Extension<ClientAddr>>,
     Form(f): Form<LoginForm>,
 ) -> Response {
+    s.ensure_anonymous_csrf(&w.keys);
     check_csrf!(w, s, f.csrf);
     let client = client.map_or(ClientAddr::UNKNOWN, |c| c.0);
     match w.app.login(&f.email, &f.password, client).await {
@@ -175,6 +167,7 @@ struct RegisterForm {
 }
 
 async fn register(State(w): State<Web>, mut s: Session, Form(f): Form<RegisterForm>) -> Response {
+    s.ensure_anonymous_csrf(&w.keys);
     check_csrf!(w, s, f.csrf);
     match w.app.register(&f.username, &f.email, &f.password).await {
         Ok(user) => match s.start(&w.app, &w.keys, Some(user.id)).await {
