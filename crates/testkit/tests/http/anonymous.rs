@@ -174,3 +174,51 @@ async fn the_in_process_session_store_keeps_at_most_its_bound() {
         "the least recently used session made room"
     );
 }
+
+#[tokio::test]
+async fn anonymous_writes_that_need_an_account_keep_no_idempotency_record() {
+    let app = TestApp::spawn().await;
+    let before = entries(&app).await;
+    let post = |key: String, title: &str| {
+        app.request(reqwest::Method::POST, "/api/articles", None)
+            .header("idempotency-key", key)
+            .json(
+                &serde_json::json!({"article": {"title": title, "description": "d", "body": "b"}}),
+            )
+            .send()
+    };
+    for i in 0..100 {
+        let res = post(format!("anon-{i}"), "A").await.unwrap();
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(
+        entries(&app).await,
+        before,
+        "no records for anonymous writes"
+    );
+    // the same key on another body is no conflict: nothing was recorded
+    let res = post("anon-0".into(), "B").await.unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert!(!res.headers().contains_key("idempotency-replayed"));
+
+    // sign-up, the write that needs no account, still keeps its record
+    let (a, b) = (
+        app.request(reqwest::Method::POST, "/api/users", None)
+            .header("idempotency-key", "join")
+            .json(&serde_json::json!({"user": {"username": "eve", "email": "eve@example.com", "password": "password123"}}))
+            .send()
+            .await
+            .unwrap(),
+        app.request(reqwest::Method::POST, "/api/users", None)
+            .header("idempotency-key", "join")
+            .json(&serde_json::json!({"user": {"username": "eve", "email": "eve@example.com", "password": "password123"}}))
+            .send()
+            .await
+            .unwrap(),
+    );
+    assert_eq!(
+        (a.status(), b.status()),
+        (StatusCode::CREATED, StatusCode::CREATED)
+    );
+    assert_eq!(b.headers()["idempotency-replayed"], "true");
+}
