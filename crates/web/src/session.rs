@@ -317,6 +317,61 @@ mod tests {
     }
 
     #[test]
+    fn anonymous_csrf_cookies_verify_only_under_their_own_key() {
+        let keys = SessionKeys::derive(b"0123456789abcdef0123456789abcdef", true);
+        let c = keys.csrf_cookie("tok").to_str().unwrap().to_string();
+        assert!(
+            c.starts_with("crescendo_csrf=tok.")
+                && c.contains("HttpOnly")
+                && c.ends_with("; Secure"),
+            "{c}"
+        );
+        let value = c
+            .split(';')
+            .next()
+            .unwrap()
+            .strip_prefix("crescendo_csrf=")
+            .unwrap();
+        assert_eq!(verify_with(&keys.csrf_mac, value), Some("tok"));
+        assert_eq!(keys.verify(value), None, "not a session cookie");
+        let session = keys.cookie("tok").to_str().unwrap().to_string();
+        let session = session
+            .split(';')
+            .next()
+            .unwrap()
+            .strip_prefix("crescendo_sid=")
+            .unwrap();
+        assert_eq!(
+            verify_with(&keys.csrf_mac, session),
+            None,
+            "nor the other way round"
+        );
+
+        let mut h = HeaderMap::new();
+        h.insert(
+            COOKIE,
+            HeaderValue::from_str(&format!("crescendo_csrf={value}")).unwrap(),
+        );
+        let mut s = Session {
+            anonymous_csrf: cookie_value(&h, CSRF_COOKIE_NAME)
+                .and_then(|v| verify_with(&keys.csrf_mac, v))
+                .map(str::to_string),
+            ..Default::default()
+        };
+        s.ensure_anonymous_csrf(&keys);
+        assert!(
+            s.csrf_ok("tok") && s.set_cookie.is_none(),
+            "the cookie's token, no new cookie"
+        );
+        let mut fresh = Session::default();
+        fresh.ensure_anonymous_csrf(&keys);
+        assert!(
+            !fresh.csrf.is_empty() && fresh.set_cookie.is_some(),
+            "a new token and cookie"
+        );
+    }
+
+    #[test]
     fn csrf_tokens_must_match_exactly() {
         let s = Session {
             csrf: "token".into(),
