@@ -3,7 +3,11 @@
 //! without the work being done twice.
 //!
 //! The key is scoped to the authenticated user, or, for anonymous requests, to the method
-//! and path. The first request claims the key with a `pending` record through
+//! and path. Anonymous requests get records only on the write that needs no account,
+//! sign-up (`POST /api/users`); any other anonymous write runs without one (it is refused
+//! with 401 anyway, or, for sign-in, changes nothing), so visitors without an account cannot
+//! fill the store with records. The records kept expire (24 hours), and the in-process store
+//! is bounded (`sessions.max_entries`). The first request claims the key with a `pending` record through
 //! [`App::claim_idempotency_key`] (kept in the `Sessions` store, shared by every web node once
 //! the stateless rung configures it), so two copies racing on two nodes cannot both run; when it finishes, its status and body replace the
 //! record for 24 hours. A repeat gets that answer with `Idempotency-Replayed: true`; a
@@ -79,7 +83,10 @@ pub async fn idempotency(State(app): State<App>, req: Request, next: Next) -> Re
             Ok(user) => format!("user:{}", user.as_i64()),
             Err(e) => return ApiError::from(e).into_response(),
         },
-        Ok(None) => format!("anonymous:{}:{}", req.method(), req.uri().path()),
+        Ok(None) if needs_no_account(req.method(), req.uri().path()) => {
+            format!("anonymous:{}:{}", req.method(), req.uri().path())
+        }
+        Ok(None) => return next.run(req).await,
         Err(e) => return e.into_response(),
     };
     let (parts, body) = req.into_parts();
@@ -116,6 +123,12 @@ pub async fn idempotency(State(app): State<App>, req: Request, next: Next) -> Re
         .run(Request::from_parts(parts, Body::from(bytes)))
         .await;
     keep_outcome(&app, &scoped, fp, res).await
+}
+
+/// Whether `method` on `path` is a write anyone may make without an account (sign-up), as
+/// this layer sees it inside the `/api` router (the prefix stripped) or outside it.
+fn needs_no_account(method: &Method, path: &str) -> bool {
+    *method == Method::POST && matches!(path, "/users" | "/api/users")
 }
 
 /// What makes two requests the same: a SHA-256 of the method, the path with its query, and

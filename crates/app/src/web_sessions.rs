@@ -39,6 +39,15 @@ impl App {
             .map_err(unavailable)
     }
 
+    /// How many entries the `Sessions` store holds (web sessions and every other kind), when
+    /// it can tell cheaply (the in-process store); `None` otherwise.
+    ///
+    /// # Errors
+    /// [`AppError::Unavailable`] when the session store cannot be reached.
+    pub async fn session_store_entries(&self) -> AppResult<Option<u64>> {
+        self.inner.sessions.entry_count().await.map_err(unavailable)
+    }
+
     /// Deletes web session `id` (nothing happens if it does not exist).
     ///
     /// # Errors

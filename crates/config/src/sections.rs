@@ -311,6 +311,10 @@ pub struct SessionSettings {
     pub backend: SessionBackend,
     /// With `redis`: the server, e.g. `redis://10.0.0.7:6379`.
     pub redis_url: String,
+    /// With `memory`: the most entries kept (web sessions, sign-in counters, idempotency
+    /// records, read fences). A new entry in a full store drops the expired ones first,
+    /// then the least recently used, so active users are the last to be signed out.
+    pub max_entries: usize,
 }
 
 /// Session backends.
@@ -446,6 +450,7 @@ impl Default for SessionSettings {
         Self {
             backend: SessionBackend::Memory,
             redis_url: String::new(),
+            max_entries: 100_000,
         }
     }
 }

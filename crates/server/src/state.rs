@@ -190,7 +190,9 @@ fn open_blobs(settings: &Settings) -> anyhow::Result<Arc<dyn crescendo_blobs::Bl
 /// The small shared state the settings name.
 async fn open_sessions(settings: &Settings) -> anyhow::Result<Arc<dyn crescendo_cache::Sessions>> {
     Ok(match settings.sessions.backend {
-        SessionBackend::Memory => Arc::new(MemorySessions::new()),
+        SessionBackend::Memory => Arc::new(MemorySessions::with_max_entries(
+            settings.sessions.max_entries,
+        )),
         SessionBackend::Redis => Arc::new(
             crescendo_cache_redis::RedisSessions::connect(&settings.sessions.redis_url)
                 .await

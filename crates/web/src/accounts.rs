@@ -1,6 +1,7 @@
 //! Accounts: the sign-up and sign-in forms, signing in (under the app's sign-in throttle,
 //! the same as the API's: failures limited per account and client address, and per client
-//! address), and signing out.
+//! address), and signing out. The forms of anonymous visitors carry the token of a signed
+//! CSRF cookie rather than a stored session's, so showing them stores nothing.
 
 use crate::Web;
 use crate::session::Session;
@@ -53,10 +54,7 @@ async fn auth_page(
     f: AccountForm,
     errors: Vec<String>,
 ) -> Response {
-    if let Err(e) = s.ensure(&w.app, &w.keys).await {
-        tracing::warn!(error = %e, "cannot start a session");
-        return sessions_unavailable(w, &s).await;
-    }
+    s.ensure_anonymous_csrf(&w.keys);
     let (title, here) = if register {
         ("Sign up", "register")
     } else {
@@ -88,10 +86,11 @@ async fn signed_in_as(w: &Web, mut s: Session, user: Id) -> Response {
 
 async fn login(
     State(w): State<Web>,
-    s: Session,
+    mut s: Session,
     client: Option<Extension<ClientAddr>>,
     Form(f): Form<AccountForm>,
 ) -> Response {
+    s.ensure_anonymous_csrf(&w.keys);
     check_csrf!(w, s, f.csrf);
     let client = client.map_or(ClientAddr::UNKNOWN, |c| c.0);
     match w.app.login(&f.email, &f.password, client).await {
@@ -115,7 +114,8 @@ async fn login(
     }
 }
 
-async fn register(State(w): State<Web>, s: Session, Form(f): Form<AccountForm>) -> Response {
+async fn register(State(w): State<Web>, mut s: Session, Form(f): Form<AccountForm>) -> Response {
+    s.ensure_anonymous_csrf(&w.keys);
     check_csrf!(w, s, f.csrf);
     match w.app.register(&f.username, &f.email, &f.password).await {
         Ok(user) => signed_in_as(&w, s, user.id).await,

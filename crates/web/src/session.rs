@@ -6,6 +6,13 @@
 //! under a key derived from the token key (every node of a topology shares it). It is
 //! `HttpOnly`, `SameSite=Lax` and `Path=/`, and `Secure` when the site is served over
 //! HTTPS. Signing in issues a new ID (no session fixation); signing out deletes the session.
+//!
+//! Anonymous visitors get no stored session: the sign-in and sign-up forms are protected by
+//! a signed CSRF cookie instead, `crescendo_csrf=<token>.<mac>` (24 random bytes and an
+//! HMAC-SHA256 of them under a second key derived from the token key). The form carries the
+//! token; a post is accepted when the cookie's MAC is right and the form's token equals the
+//! cookie's (double submit, compared in constant time). A session is stored only when someone
+//! signs in or up, so a flood of anonymous page views leaves no state on the server.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
@@ -21,6 +28,8 @@ use std::time::Duration;
 
 /// The cookie's name.
 pub const COOKIE_NAME: &str = "crescendo_sid";
+/// The name of the anonymous visitor's signed CSRF cookie.
+pub const CSRF_COOKIE_NAME: &str = "crescendo_csrf";
 /// How long a session lives without being renewed by a sign-in.
 pub const SESSION_TTL: Duration = Duration::from_secs(14 * 24 * 3600);
 
@@ -28,6 +37,8 @@ pub const SESSION_TTL: Duration = Duration::from_secs(14 * 24 * 3600);
 #[derive(Clone, Debug)]
 pub struct SessionKeys {
     mac: Redacted<Hmac<Sha256>>,
+    /// Signs anonymous CSRF cookies (a key of its own, so neither cookie passes as the other).
+    csrf_mac: Redacted<Hmac<Sha256>>,
     secure: bool,
 }
 
@@ -35,29 +46,38 @@ impl SessionKeys {
     /// Keys derived from the service's token key (so a topology's nodes agree), with
     /// `secure` cookies when the site is served over HTTPS.
     pub fn derive(token_key: &[u8], secure: bool) -> Self {
-        let mut m = Hmac::<Sha256>::new_from_slice(token_key).expect("HMAC takes any key length");
-        m.update(b"crescendo web session cookie v1");
-        let derived = m.finalize().into_bytes();
+        let derive = |label: &[u8]| {
+            let mut m =
+                Hmac::<Sha256>::new_from_slice(token_key).expect("HMAC takes any key length");
+            m.update(label);
+            let derived = m.finalize().into_bytes();
+            Hmac::new_from_slice(&derived).expect("HMAC takes any key length")
+        };
         Self {
-            mac: Redacted(Hmac::new_from_slice(&derived).expect("HMAC takes any key length")),
+            mac: Redacted(derive(b"crescendo web session cookie v1")),
+            csrf_mac: Redacted(derive(b"crescendo web anonymous csrf cookie v1")),
             secure,
         }
     }
 
     fn sign(&self, id: &str) -> String {
-        let mut m = self.mac.0.clone();
-        m.update(id.as_bytes());
-        B64.encode(m.finalize().into_bytes())
+        sign_with(&self.mac.0, id)
     }
 
     /// The session ID of a cookie value whose MAC is right.
     fn verify<'a>(&self, value: &'a str) -> Option<&'a str> {
-        let (id, mac) = value.split_once('.')?;
-        let mac = B64.decode(mac).ok()?;
-        let mut m = self.mac.0.clone();
-        m.update(id.as_bytes());
-        m.verify_slice(&mac).ok()?;
-        Some(id)
+        verify_with(&self.mac.0, value)
+    }
+
+    /// `Set-Cookie` for an anonymous visitor's CSRF `token` (it lasts as long as the
+    /// browser keeps it open).
+    fn csrf_cookie(&self, token: &str) -> HeaderValue {
+        let secure = if self.secure { "; Secure" } else { "" };
+        let v = format!(
+            "{CSRF_COOKIE_NAME}={token}.{}; Path=/; HttpOnly; SameSite=Lax{secure}",
+            sign_with(&self.csrf_mac.0, token)
+        );
+        HeaderValue::from_str(&v).expect("cookie is ASCII")
     }
 
     /// `Set-Cookie` for session `id`.
@@ -75,6 +95,23 @@ impl SessionKeys {
     pub fn clear_cookie(&self) -> HeaderValue {
         HeaderValue::from_static("crescendo_sid=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0")
     }
+}
+
+/// The MAC of `value` under `mac`, in base64.
+fn sign_with(mac: &Hmac<Sha256>, value: &str) -> String {
+    let mut m = mac.clone();
+    m.update(value.as_bytes());
+    B64.encode(m.finalize().into_bytes())
+}
+
+/// The part before the dot of a cookie value `<part>.<mac>` whose MAC under `mac` is right.
+fn verify_with<'a>(mac: &Hmac<Sha256>, value: &'a str) -> Option<&'a str> {
+    let (id, tag) = value.split_once('.')?;
+    let tag = B64.decode(tag).ok()?;
+    let mut m = mac.clone();
+    m.update(id.as_bytes());
+    m.verify_slice(&tag).ok()?;
+    Some(id)
 }
 
 /// What the store keeps per session.
@@ -96,6 +133,8 @@ pub struct Session {
     pub csrf: String,
     /// A cookie to set on the response (a new or renewed session).
     pub set_cookie: Option<HeaderValue>,
+    /// The token of the request's anonymous CSRF cookie, if its MAC is right.
+    anonymous_csrf: Option<String>,
 }
 
 fn random_token() -> String {
@@ -108,22 +147,46 @@ impl Session {
     /// The session named by the request's cookie, if its MAC is right and the store still has
     /// it; else an empty session.
     pub async fn load(app: &App, keys: &SessionKeys, headers: &HeaderMap) -> Self {
-        let Some(id) = cookie_value(headers).and_then(|v| keys.verify(v)) else {
-            return Self::default();
+        let anonymous = Self {
+            anonymous_csrf: cookie_value(headers, CSRF_COOKIE_NAME)
+                .and_then(|v| verify_with(&keys.csrf_mac.0, v))
+                .map(str::to_string),
+            ..Self::default()
+        };
+        let Some(id) = cookie_value(headers, COOKIE_NAME).and_then(|v| keys.verify(v)) else {
+            return anonymous;
         };
         let stored = match app.web_session(id).await {
             Ok(Some(bytes)) => serde_json::from_slice::<Stored>(&bytes).unwrap_or_default(),
-            Ok(None) => return Self::default(),
+            Ok(None) => return anonymous,
             Err(e) => {
                 tracing::warn!(error = %e, "session store unavailable; treating the request as signed out");
-                return Self::default();
+                return anonymous;
             }
         };
         Session {
             id: Some(id.to_string()),
             user: stored.u.map(Id::from_i64),
             csrf: stored.csrf,
-            set_cookie: None,
+            ..anonymous
+        }
+    }
+
+    /// Gives a visitor without a stored session the CSRF token of its signed cookie (a new
+    /// token, with its cookie set on the response, when the request has none or a forged
+    /// one); a stored session keeps its own token. Nothing is stored on the server.
+    pub fn ensure_anonymous_csrf(&mut self, keys: &SessionKeys) {
+        if !self.csrf.is_empty() {
+            return;
+        }
+        match &self.anonymous_csrf {
+            Some(token) => self.csrf = token.clone(),
+            None => {
+                let token = random_token();
+                self.set_cookie = Some(keys.csrf_cookie(&token));
+                self.anonymous_csrf = Some(token.clone());
+                self.csrf = token;
+            }
         }
     }
 
@@ -200,14 +263,14 @@ impl Session {
     }
 }
 
-/// The value of our cookie in the request's `Cookie` headers.
-fn cookie_value(headers: &HeaderMap) -> Option<&str> {
+/// The value of cookie `name` in the request's `Cookie` headers.
+fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers
         .get_all(COOKIE)
         .iter()
         .filter_map(|h| h.to_str().ok())
         .flat_map(|h| h.split(';'))
-        .find_map(|kv| kv.trim().strip_prefix(COOKIE_NAME)?.strip_prefix('='))
+        .find_map(|kv| kv.trim().strip_prefix(name)?.strip_prefix('='))
 }
 
 #[cfg(test)]
@@ -242,7 +305,62 @@ mod tests {
             COOKIE,
             HeaderValue::from_str(&format!("a=1; {COOKIE_NAME}={value}; b=2")).unwrap(),
         );
-        assert_eq!(cookie_value(&h), Some(value));
+        assert_eq!(cookie_value(&h, COOKIE_NAME), Some(value));
+    }
+
+    #[test]
+    fn anonymous_csrf_cookies_verify_only_under_their_own_key() {
+        let keys = SessionKeys::derive(b"0123456789abcdef0123456789abcdef", true);
+        let c = keys.csrf_cookie("tok").to_str().unwrap().to_string();
+        assert!(
+            c.starts_with("crescendo_csrf=tok.")
+                && c.contains("HttpOnly")
+                && c.ends_with("; Secure"),
+            "{c}"
+        );
+        let value = c
+            .split(';')
+            .next()
+            .unwrap()
+            .strip_prefix("crescendo_csrf=")
+            .unwrap();
+        assert_eq!(verify_with(&keys.csrf_mac.0, value), Some("tok"));
+        assert_eq!(keys.verify(value), None, "not a session cookie");
+        let session = keys.cookie("tok").to_str().unwrap().to_string();
+        let session = session
+            .split(';')
+            .next()
+            .unwrap()
+            .strip_prefix("crescendo_sid=")
+            .unwrap();
+        assert_eq!(
+            verify_with(&keys.csrf_mac.0, session),
+            None,
+            "nor the other way round"
+        );
+
+        let mut h = HeaderMap::new();
+        h.insert(
+            COOKIE,
+            HeaderValue::from_str(&format!("crescendo_csrf={value}")).unwrap(),
+        );
+        let mut s = Session {
+            anonymous_csrf: cookie_value(&h, CSRF_COOKIE_NAME)
+                .and_then(|v| verify_with(&keys.csrf_mac.0, v))
+                .map(str::to_string),
+            ..Default::default()
+        };
+        s.ensure_anonymous_csrf(&keys);
+        assert!(
+            s.csrf_ok("tok") && s.set_cookie.is_none(),
+            "the cookie's token, no new cookie"
+        );
+        let mut fresh = Session::default();
+        fresh.ensure_anonymous_csrf(&keys);
+        assert!(
+            !fresh.csrf.is_empty() && fresh.set_cookie.is_some(),
+            "a new token and cookie"
+        );
     }
 
     #[test]

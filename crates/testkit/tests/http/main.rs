@@ -1,6 +1,7 @@
 //! HTTP tests: every endpoint and every error class, and the web pages, against a real
 //! server on port 0.
 
+mod anonymous;
 mod articles;
 mod comments;
 mod connections;
