@@ -16,6 +16,14 @@ async fn get_json(client: &reqwest::Client, url: impl reqwest::IntoUrl) -> Value
     client.get(url).send().await.unwrap().json().await.unwrap()
 }
 
+/// GETs `url` as the user of `token` and decodes the answer.
+async fn get_json_as(client: &reqwest::Client, url: impl reqwest::IntoUrl, token: &str) -> Value {
+    let req = client
+        .get(url)
+        .header("authorization", format!("Token {token}"));
+    req.send().await.unwrap().json().await.unwrap()
+}
+
 fn crescendo(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_crescendo"))
         .args(args)
@@ -574,15 +582,7 @@ async fn rung_seven_keeps_sessions_and_reads_your_writes_on_any_node() {
             .send()
             .await
             .unwrap();
-        let me: Value = client
-            .get(format!("{url}/api/user"))
-            .header("authorization", format!("Token {token}"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let me = get_json_as(&client, format!("{url}/api/user"), &token).await;
         assert_eq!(me["user"]["bio"], bio.as_str(), "round {i}");
     }
 
@@ -1573,14 +1573,6 @@ async fn every_server_up_starts_requires_credentials_kept_in_owner_only_files() 
 
     // (c) the web nodes still reach every tier: a sign-up through the balancer works
     let token = register(&url, "credentialed").await;
-    let me: Value = reqwest::Client::new()
-        .get(format!("{url}/api/user"))
-        .header("Authorization", format!("Token {token}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let me = get_json_as(&reqwest::Client::new(), format!("{url}/api/user"), &token).await;
     assert_eq!(me["user"]["username"], "credentialed");
 }

@@ -242,10 +242,7 @@ mod tests {
         let connect = format!(
             "CONNECT {{\"verbose\":true,\"user\":\"{user}\",\"pass\":\"{pass}\"}}\r\nPING\r\n"
         );
-        s.write_all(connect.as_bytes()).unwrap();
-        let mut out = [0u8; 256];
-        let n = s.read(&mut out).unwrap();
-        String::from_utf8_lossy(&out[..n]).into_owned()
+        crate::wire::say(&mut s, &connect)
     }
 
     #[test]

@@ -289,11 +289,7 @@ mod tests {
 
     /// What the server answers `command` with, on a fresh connection.
     fn answer(addr: SocketAddr, command: &str) -> String {
-        let mut s = std::net::TcpStream::connect(addr).unwrap();
-        s.write_all(command.as_bytes()).unwrap();
-        let mut buf = [0u8; 256];
-        let n = s.read(&mut buf).unwrap();
-        String::from_utf8_lossy(&buf[..n]).into_owned()
+        crate::wire::say(&mut std::net::TcpStream::connect(addr).unwrap(), command)
     }
 
     #[test]

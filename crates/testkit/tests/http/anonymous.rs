@@ -202,20 +202,13 @@ async fn anonymous_writes_that_need_an_account_keep_no_idempotency_record() {
     assert!(!res.headers().contains_key("idempotency-replayed"));
 
     // sign-up, the write that needs no account, still keeps its record
-    let (a, b) = (
+    let join = || {
         app.request(reqwest::Method::POST, "/api/users", None)
             .header("idempotency-key", "join")
             .json(&serde_json::json!({"user": {"username": "eve", "email": "eve@example.com", "password": "password123"}}))
             .send()
-            .await
-            .unwrap(),
-        app.request(reqwest::Method::POST, "/api/users", None)
-            .header("idempotency-key", "join")
-            .json(&serde_json::json!({"user": {"username": "eve", "email": "eve@example.com", "password": "password123"}}))
-            .send()
-            .await
-            .unwrap(),
-    );
+    };
+    let (a, b) = (join().await.unwrap(), join().await.unwrap());
     assert_eq!(
         (a.status(), b.status()),
         (StatusCode::CREATED, StatusCode::CREATED)
