@@ -112,11 +112,10 @@ pub async fn idempotency(State(app): State<App>, req: Request, next: Next) -> Re
     match app.claim_idempotency_key(&scoped, pending, PENDING).await {
         Ok(true) => {}
         Ok(false) => return answer_repeat(&app, &scoped, &fp).await,
-        // the cause is logged by the app
-        Err(_) => {
-            return ApiError::status(StatusCode::SERVICE_UNAVAILABLE, "service unavailable")
-                .into_response();
-        }
+        // the store refused the claim (unreachable, or full and refusing writes; the cause
+        // is logged by the app): a repeat of a kept outcome is still answered from it, and
+        // anything else gets 503
+        Err(_) => return answer_repeat(&app, &scoped, &fp).await,
     }
 
     let res = next

@@ -1575,4 +1575,42 @@ async fn every_server_up_starts_requires_credentials_kept_in_owner_only_files() 
     let token = register(&url, "credentialed").await;
     let me = get_json_as(&reqwest::Client::new(), format!("{url}/api/user"), &token).await;
     assert_eq!(me["user"]["username"], "credentialed");
+
+    // (d) the shared state never evicts (a flood cannot push out sign-in counters or
+    // idempotency records); the cache ring does
+    for p in processes.iter().filter(|p| p["role"] == "redis") {
+        let name = p["name"].as_str().unwrap();
+        let password = crescendo_topology::redis::password_in(&run_dir.join(name)).unwrap();
+        let policy = memory_policy(p["addr"].as_str().unwrap(), &password);
+        let want = if name == "redis" {
+            "noeviction"
+        } else {
+            "allkeys-lru"
+        };
+        assert!(policy.contains(want), "{name}: {policy}");
+    }
+}
+
+/// What the Redis at `addr` does when full (`CONFIG GET maxmemory-policy`), asked as its
+/// user with `password`.
+fn memory_policy(addr: &str, password: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut buf = [0u8; 4096];
+    let mut ask = |command: String| {
+        s.write_all(command.as_bytes()).unwrap();
+        let n = s.read(&mut buf).unwrap();
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    let auth = ask(format!("AUTH crescendo {password}\r\n"));
+    assert!(auth.starts_with("+OK"), "{addr}: {auth}");
+    // the reply, `*2 $16 maxmemory-policy $N POLICY`, is five lines; it may come in parts
+    let mut reply = ask("CONFIG GET maxmemory-policy\r\n".into());
+    while reply.matches("\r\n").count() < 5 {
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0, "{addr}: the reply ended early: {reply}");
+        reply.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    reply
 }

@@ -1,6 +1,8 @@
-//! Redis 7 (Debian's `redis-server`): no persistence (`--save ''`, no AOF), bounded memory
-//! with `allkeys-lru` eviction, listening on loopback only, its log in its own directory.
-//! Ready when our own process answers `PING`.
+//! Redis 7 (Debian's `redis-server`): no persistence (`--save ''`, no AOF), bounded memory,
+//! listening on loopback only, its log in its own directory. Ready when our own process
+//! answers `PING`. What it does at its memory bound is [`WhenFull`]: a cache evicts
+//! (`allkeys-lru`); the shared state (sessions, sign-in counters, idempotency records, read
+//! fences) refuses writes (`noeviction`), so a flood can never evict what protects others.
 //!
 //! Every server runs with an ACL, from a 0600 `redis.conf` in its directory (never on the
 //! command line, where `ps` shows it): the `default` user is off, so a client that has not
@@ -18,6 +20,25 @@ use std::time::Duration;
 /// The one user every server has.
 pub const USER: &str = "crescendo";
 
+/// What a server does when it reaches its memory bound.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WhenFull {
+    /// Evicts the least recently used keys (`allkeys-lru`): a cache, where any key may go.
+    EvictLru,
+    /// Keeps every key and answers writes with an `OOM` error (`noeviction`): state that
+    /// must not vanish; the writes that need it fail (503) while reads go on.
+    RefuseWrites,
+}
+
+impl WhenFull {
+    fn policy(self) -> &'static str {
+        match self {
+            WhenFull::EvictLru => "allkeys-lru",
+            WhenFull::RefuseWrites => "noeviction",
+        }
+    }
+}
+
 /// A running private Redis; stopped (SIGTERM) and its directory removed when dropped,
 /// unless detached.
 pub struct Redis {
@@ -25,6 +46,7 @@ pub struct Redis {
     addr: SocketAddr,
     dir: PathBuf,
     maxmemory_mb: u32,
+    when_full: WhenFull,
     password: String,
 }
 
@@ -41,7 +63,12 @@ fn write_config(dir: &Path, password: &str) -> anyhow::Result<()> {
 
 /// Runs `redis-server` on `addr` with the ACL of `dir/redis.conf` and waits until it
 /// answers `password`.
-fn spawn(dir: &Path, addr: SocketAddr, maxmemory_mb: u32, password: &str) -> anyhow::Result<Child> {
+fn spawn(
+    dir: &Path,
+    addr: SocketAddr,
+    (maxmemory_mb, when_full): (u32, WhenFull),
+    password: &str,
+) -> anyhow::Result<Child> {
     let log = std::fs::File::create(dir.join("redis.log"))?;
     let child = Command::new("/usr/bin/redis-server")
         .arg(config(dir))
@@ -59,7 +86,7 @@ fn spawn(dir: &Path, addr: SocketAddr, maxmemory_mb: u32, password: &str) -> any
             "--maxmemory",
             &format!("{maxmemory_mb}mb"),
             "--maxmemory-policy",
-            "allkeys-lru",
+            when_full.policy(),
         ])
         .args(["--daemonize", "no"])
         .arg("--dir")
@@ -108,11 +135,25 @@ pub fn password_in(dir: &Path) -> anyhow::Result<String> {
 }
 
 impl Redis {
-    /// Starts Redis in `dir` (created) on a free port of `ip`, with at most `maxmemory_mb`.
+    /// Starts a cache Redis ([`WhenFull::EvictLru`]) in `dir` (created) on a free port of
+    /// `ip`, with at most `maxmemory_mb`.
     ///
     /// # Errors
     /// `redis-server` is missing (the message names the package) or it does not answer in 10 s.
     pub fn start(dir: &Path, ip: [u8; 4], maxmemory_mb: u32) -> anyhow::Result<Self> {
+        Self::start_with(dir, ip, maxmemory_mb, WhenFull::EvictLru)
+    }
+
+    /// As [`Redis::start`], doing `when_full` at its memory bound.
+    ///
+    /// # Errors
+    /// As [`Redis::start`].
+    pub fn start_with(
+        dir: &Path,
+        ip: [u8; 4],
+        maxmemory_mb: u32,
+        when_full: WhenFull,
+    ) -> anyhow::Result<Self> {
         if !Path::new("/usr/bin/redis-server").is_file() {
             bail!(
                 "redis-server is missing: install the Debian package redis-server (apt-get install redis-server)"
@@ -127,13 +168,14 @@ impl Redis {
                 .local_addr()?
                 .port();
             let addr = SocketAddr::from((ip, port));
-            match spawn(dir, addr, maxmemory_mb, &password) {
+            match spawn(dir, addr, (maxmemory_mb, when_full), &password) {
                 Ok(child) => {
                     return Ok(Redis {
                         server: crate::Server::new(child, Duration::from_secs(5)),
                         addr,
                         dir: dir.to_path_buf(),
                         maxmemory_mb,
+                        when_full,
                         password,
                     });
                 }
@@ -144,8 +186,8 @@ impl Redis {
         Err(last.unwrap_or_else(|| anyhow::anyhow!("redis-server did not start")))
     }
 
-    /// Starts Redis in `dir` (created) on `addr` with [`USER`]'s `password`, e.g. again
-    /// where one that was lost ran, for its clients (see [`password_in`]).
+    /// Starts a cache Redis in `dir` (created) on `addr` with [`USER`]'s `password`, e.g.
+    /// again where one that was lost ran, for its clients (see [`password_in`]).
     ///
     /// # Errors
     /// As [`Redis::start`], or the address is taken.
@@ -157,12 +199,14 @@ impl Redis {
     ) -> anyhow::Result<Self> {
         std::fs::create_dir_all(dir)?;
         write_config(dir, password)?;
-        let child = spawn(dir, addr, maxmemory_mb, password)?;
+        let when_full = WhenFull::EvictLru;
+        let child = spawn(dir, addr, (maxmemory_mb, when_full), password)?;
         Ok(Redis {
             server: crate::Server::new(child, Duration::from_secs(5)),
             addr,
             dir: dir.to_path_buf(),
             maxmemory_mb,
+            when_full,
             password: password.to_string(),
         })
     }
@@ -173,7 +217,8 @@ impl Redis {
     /// As [`Redis::start`].
     pub fn restart(&mut self) -> anyhow::Result<()> {
         self.kill();
-        let child = spawn(&self.dir, self.addr, self.maxmemory_mb, &self.password)?;
+        let memory = (self.maxmemory_mb, self.when_full);
+        let child = spawn(&self.dir, self.addr, memory, &self.password)?;
         self.server.replace(child);
         Ok(())
     }
@@ -250,16 +295,18 @@ pub(crate) fn start_cache_tier(
 }
 
 /// Starts the Redis that holds what every node shares (sessions, rate limits, idempotency
-/// records, read fences) on 127.0.2.1, and points the nodes' sessions at it.
+/// records, read fences) on 127.0.2.1, and points the nodes' sessions at it. It never evicts
+/// ([`WhenFull::RefuseWrites`]): when full, the writes that need it fail, nothing vanishes.
 pub(crate) fn start_sessions_tier(
     up: &mut crate::up::Up,
     tier: &crate::model::RedisTier,
 ) -> anyhow::Result<()> {
     up.progress("starting Redis (shared sessions)");
-    let r = Redis::start(
+    let r = Redis::start_with(
         &up.o.run_dir.join("redis"),
         [127, 0, 2, 1],
         tier.maxmemory_mb,
+        WhenFull::RefuseWrites,
     )?;
     up.node.sessions.backend = crescendo_config::SessionBackend::Redis;
     up.node.sessions.redis_url = r.url();
@@ -290,6 +337,41 @@ mod tests {
     /// What the server answers `command` with, on a fresh connection.
     fn answer(addr: SocketAddr, command: &str) -> String {
         crate::wire::say(&mut std::net::TcpStream::connect(addr).unwrap(), command)
+    }
+
+    #[test]
+    fn a_full_cache_evicts_and_a_full_state_server_refuses_writes_and_keeps_its_keys() {
+        let big = "x".repeat(64 * 1024);
+        for (when_full, keeps) in [(WhenFull::EvictLru, false), (WhenFull::RefuseWrites, true)] {
+            let dir = tempfile::tempdir().unwrap();
+            let r = Redis::start_with(dir.path(), [127, 0, 0, 1], 3, when_full).unwrap();
+            let mut conn = std::net::TcpStream::connect(r.addr()).unwrap();
+            let auth = format!("AUTH {USER} {}\r\n", r.password());
+            assert!(crate::wire::say(&mut conn, &auth).starts_with("+OK"));
+            let set = |conn: &mut std::net::TcpStream, key: &str| {
+                let cmd = format!("SET {key} {big}\r\n");
+                crate::wire::say(conn, &cmd)
+            };
+            assert!(set(&mut conn, "first").starts_with("+OK"));
+            // 64 writes of 64 kB: more than the 3 MB bound holds
+            let refused = (0..64)
+                .map(|i| set(&mut conn, &format!("k{i}")))
+                .filter(|a| a.starts_with("-OOM"))
+                .count();
+            let first = crate::wire::say(&mut conn, "EXISTS first\r\n");
+            assert_eq!(
+                refused > 0,
+                keeps,
+                "{when_full:?}: {refused} writes refused"
+            );
+            let kept = crate::wire::say(&mut conn, "DBSIZE\r\n");
+            if keeps {
+                assert_eq!(first, ":1\r\n", "{when_full:?}: the first key is kept");
+            } else {
+                // which keys go is approximate (sampled LRU): only that some went is certain
+                assert_ne!(kept, ":65\r\n", "{when_full:?}: some keys were evicted");
+            }
+        }
     }
 
     #[test]

@@ -7,6 +7,7 @@ mod comments;
 mod connections;
 mod errors;
 mod finish;
+mod full_state;
 mod given_up;
 mod idempotency;
 mod ops;
