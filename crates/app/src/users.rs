@@ -223,6 +223,56 @@ impl App {
         Ok(self.user_view(user))
     }
 
+    /// Changes the signed-in user's settings as [`App::update_user`] does, but a new email
+    /// or password takes the `current` password first, checked from `client` under the
+    /// sign-in throttle: a session left open, or stolen, cannot take the account over.
+    /// Other changes (name, bio, picture) need no password.
+    ///
+    /// # Errors
+    /// As [`App::update_user`]; [`AppError::Validation`] (`current password`) when the
+    /// current password is missing or wrong; [`AppError::Throttled`] after too many wrong ones.
+    #[tracing::instrument(skip_all, fields(user_id = %id))]
+    pub async fn update_user_confirmed(
+        &self,
+        id: Id,
+        input: UserChangesInput,
+        current: &str,
+        client: crate::ClientAddr,
+    ) -> AppResult<UserView> {
+        let old = self
+            .store()
+            .user_by_id(id)
+            .await?
+            .ok_or(AppError::Unauthorized)?;
+        let new_email = input
+            .email
+            .as_deref()
+            .is_some_and(|e| e.trim().to_lowercase() != old.email);
+        let new_password = input.password.as_deref().is_some_and(|p| !p.is_empty());
+        if new_email || new_password {
+            const FIELD: &str = "current password";
+            if current.is_empty() {
+                return Err(AppError::invalid(
+                    FIELD,
+                    "is needed to change your email or password",
+                ));
+            }
+            let check = async {
+                let hash = Some(old.password_hash.as_str());
+                Ok(self
+                    .inner
+                    .passwords
+                    .verify(current, hash)
+                    .await
+                    .then_some(()))
+            };
+            if self.throttled(&old.email, client, check).await?.is_none() {
+                return Err(AppError::invalid(FIELD, "is not your current password"));
+            }
+        }
+        self.update_user(id, input).await
+    }
+
     /// A user's public profile by ID (cached), e.g. for a page's header.
     ///
     /// # Errors

@@ -6,11 +6,11 @@ use crate::session::Session;
 use crate::shared::{Chrome, chrome, failed, html, signed_in};
 use crate::views::urlencode;
 use askama::Template;
-use axum::Router;
 use axum::extract::State;
 use axum::response::Response;
 use axum::routing::get;
-use crescendo_app::UserChangesInput;
+use axum::{Extension, Router};
+use crescendo_app::{ClientAddr, UserChangesInput};
 use http::StatusCode;
 use serde::Deserialize;
 
@@ -34,6 +34,8 @@ struct Settings {
     bio: String,
     email: String,
     password: String,
+    /// Needed to change the email or the password.
+    current_password: String,
     csrf: String,
 }
 
@@ -66,7 +68,10 @@ async fn settings_form(State(w): State<Web>, s: Session) -> Response {
     }
 }
 
-async fn settings(Posted { w, s, user, form }: Posted<Settings>) -> Response {
+async fn settings(
+    client: Option<Extension<ClientAddr>>,
+    Posted { w, s, user, form }: Posted<Settings>,
+) -> Response {
     let input = UserChangesInput {
         email: Some(form.email.clone()),
         username: Some(form.username.clone()),
@@ -74,10 +79,20 @@ async fn settings(Posted { w, s, user, form }: Posted<Settings>) -> Response {
         bio: Some(form.bio.clone()),
         image: Some(form.image.clone()),
     };
-    let done = w.app.update_user(user, input).await;
+    let client = client.map_or(ClientAddr::UNKNOWN, |c| c.0);
+    let done = w
+        .app
+        .update_user_confirmed(user, input, &form.current_password, client)
+        .await;
     let to = done.map(|u| format!("/profile/{}", urlencode(&u.username)));
     answer_or(&w, &s, to, |errors| {
-        let page = Settings { errors, ..form };
+        // the passwords typed are not shown again
+        let page = Settings {
+            errors,
+            password: String::new(),
+            current_password: String::new(),
+            ..form
+        };
         settings_page(&w, &s, StatusCode::UNPROCESSABLE_ENTITY, page)
     })
     .await

@@ -12,6 +12,7 @@ mod given_up;
 mod idempotency;
 mod ops;
 mod public;
+mod settings;
 mod shed;
 mod signin;
 mod uploads;
