@@ -143,16 +143,7 @@ async fn the_in_process_session_store_keeps_at_most_its_bound() {
     for _ in 0..MAX * 3 {
         let mut b = Browser::new(&app);
         let csrf = b.csrf_from("/login").await;
-        let p = b
-            .post(
-                "/login",
-                &[
-                    ("email", "dan@example.com"),
-                    ("password", "password123"),
-                    ("csrf", &csrf),
-                ],
-            )
-            .await;
+        let p = super::web::sign_in_page(&mut b, "dan@example.com", "password123", &csrf).await;
         assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
         browsers.push(b);
         let n = entries(&app).await;

@@ -30,7 +30,7 @@ async fn post_settings(
 }
 
 /// The status of an API sign-in with `email` and `password`.
-async fn sign_in(app: &TestApp, email: &str, password: &str) -> StatusCode {
+pub(crate) async fn sign_in(app: &TestApp, email: &str, password: &str) -> StatusCode {
     let body = json!({"user": {"email": email, "password": password}});
     app.post("/api/users/login", None, body).await.status
 }
