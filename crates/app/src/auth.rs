@@ -24,6 +24,19 @@ struct Claims {
     sub: String,
     iat: u64,
     exp: u64,
+    /// The user's credential stamp when the token was issued ([`Tokens::stamp`]); a token
+    /// without one (or with an older one) is refused.
+    #[serde(default)]
+    cs: String,
+}
+
+/// What a valid token says: whom it was issued to, under which credential stamp.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TokenClaims {
+    /// The user the token was issued to.
+    pub user: Id,
+    /// The user's credential stamp at the time ([`Tokens::stamp`]).
+    pub stamp: String,
 }
 
 fn now_secs() -> u64 {
@@ -46,14 +59,25 @@ impl Tokens {
         Hmac::<Sha256>::new_from_slice(&self.key.0).expect("HMAC takes keys of any length")
     }
 
-    /// A token for `user`.
-    pub fn issue(&self, user: Id) -> String {
+    /// A short keyed digest of a password hash, carried in tokens and web sessions: a
+    /// password change stores a new hash (with a new salt), so every token and session
+    /// issued before it stops matching. It reveals nothing of the hash without the key.
+    pub fn stamp(&self, password_hash: &str) -> String {
+        let mut mac = self.mac();
+        mac.update(b"credential-stamp\0");
+        mac.update(password_hash.as_bytes());
+        B64.encode(&mac.finalize().into_bytes()[..12])
+    }
+
+    /// A token for `user`, whose credentials carry `stamp` ([`Tokens::stamp`]).
+    pub fn issue(&self, user: Id, stamp: &str) -> String {
         let now = now_secs();
         let header = B64.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
         let claims = Claims {
             sub: user.to_string(),
             iat: now,
             exp: now + self.ttl.as_secs(),
+            cs: stamp.to_string(),
         };
         let payload = B64.encode(serde_json::to_vec(&claims).expect("claims serialise"));
         let signing_input = format!("{header}.{payload}");
@@ -63,12 +87,13 @@ impl Tokens {
         format!("{signing_input}.{sig}")
     }
 
-    /// The user a token was issued to.
+    /// The user a token was issued to, and the credential stamp it carries (whether that
+    /// stamp is still the user's is [`App::authenticate`](crate::App::authenticate)'s check).
     ///
     /// # Errors
     /// [`AppError::Unauthorized`] if the token is malformed, not signed with our key (the
     /// comparison is constant-time), not HS256, or expired.
-    pub fn verify(&self, token: &str) -> AppResult<Id> {
+    pub fn verify(&self, token: &str) -> AppResult<TokenClaims> {
         let mut parts = token.split('.');
         let (Some(h), Some(p), Some(s), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
@@ -93,11 +118,15 @@ impl Tokens {
         if claims.exp <= now_secs() {
             return Err(AppError::Unauthorized);
         }
-        claims
+        let user = claims
             .sub
             .parse::<i64>()
             .map(Id::from_i64)
-            .map_err(|_| AppError::Unauthorized)
+            .map_err(|_| AppError::Unauthorized)?;
+        Ok(TokenClaims {
+            user,
+            stamp: claims.cs,
+        })
     }
 }
 
@@ -289,8 +318,14 @@ mod tests {
     fn tokens_round_trip_and_reject_tampering() {
         let t = Tokens::new(b"0123456789abcdef0123456789abcdef", Duration::from_secs(60));
         let id = Id::from_i64(1234567890123);
-        let tok = t.issue(id);
-        assert_eq!(t.verify(&tok).unwrap(), id);
+        let tok = t.issue(id, "s1");
+        assert_eq!(
+            t.verify(&tok).unwrap(),
+            TokenClaims {
+                user: id,
+                stamp: "s1".into()
+            }
+        );
         let other = Tokens::new(
             b"another key another key another k",
             Duration::from_secs(60),
@@ -315,9 +350,23 @@ mod tests {
     fn expired_tokens_are_refused() {
         let t = Tokens::new(b"0123456789abcdef0123456789abcdef", Duration::ZERO);
         assert!(matches!(
-            t.verify(&t.issue(Id::from_i64(1))),
+            t.verify(&t.issue(Id::from_i64(1), "s")),
             Err(AppError::Unauthorized)
         ));
+    }
+
+    #[test]
+    fn stamps_follow_the_hash_and_the_key() {
+        let t = Tokens::new(b"0123456789abcdef0123456789abcdef", Duration::from_secs(60));
+        let a = t.stamp("$argon2id$v=19$m=1024,t=1,p=1$c2FsdA$aGFzaA");
+        assert_eq!(a, t.stamp("$argon2id$v=19$m=1024,t=1,p=1$c2FsdA$aGFzaA"));
+        assert_ne!(a, t.stamp("$argon2id$v=19$m=1024,t=1,p=1$c2FsdB$aGFzaA"));
+        let other = Tokens::new(b"another key another key another k", Duration::ZERO);
+        assert_ne!(
+            a,
+            other.stamp("$argon2id$v=19$m=1024,t=1,p=1$c2FsdA$aGFzaA")
+        );
+        assert!(!a.contains("aGFzaA"), "the hash does not show through");
     }
 
     #[tokio::test]

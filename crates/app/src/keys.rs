@@ -2,7 +2,7 @@
 //!
 //! Shared entries (same for every viewer): `article:{id}`, `profile:{id}`, `uname:{name}`,
 //! the list heads `head:all`, `head:tag:{tag}`, `head:author:{id}`, `tags:popular`,
-//! `comments:{article id}`. Per-viewer entries, under the viewer's own ID: `followees:{id}`,
+//! `comments:{article id}`, `cred:{id}` (a keyed digest of the password hash, never the hash). Per-viewer entries, under the viewer's own ID: `followees:{id}`,
 //! `favs:{id}`.
 
 use crescendo_domain::Id;
@@ -33,6 +33,10 @@ fn with_id(prefix: &str, id: Id) -> String {
 /// An article's record.
 pub fn article(id: Id) -> String {
     with_id("article:", id)
+}
+/// A user's credential stamp (see `Tokens::stamp`), checked on every authenticated request.
+pub fn credentials(id: Id) -> String {
+    with_id("cred:", id)
 }
 /// A user's public profile.
 pub fn profile(id: Id) -> String {

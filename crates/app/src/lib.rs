@@ -30,7 +30,7 @@ mod users;
 mod web_sessions;
 
 pub use articles::{ArticleInput, ArticleView, ListQuery};
-pub use auth::{Passwords, Tokens};
+pub use auth::{Passwords, TokenClaims, Tokens};
 pub use cached::{Cached, RenderSlot, Renders};
 pub use comments::CommentView;
 pub use crescendo_store::jobs::IMAGES_QUEUE;
@@ -215,14 +215,19 @@ impl App {
         self.inner.cache.stats()
     }
 
-    /// The user an API token was issued to.
+    /// The user an API token was issued to, if the token is still theirs: issued under
+    /// their current password (a password change ends every older token).
     ///
     /// # Errors
-    /// [`AppError::Unauthorized`] for a bad or expired token.
+    /// [`AppError::Unauthorized`] for a bad or expired token, one issued before the user's
+    /// last password change, or one whose user no longer exists.
     pub async fn authenticate(&self, token: &str) -> AppResult<Id> {
-        let user = self.inner.tokens.verify(token)?;
-        self.act_as(user).await;
-        Ok(user)
+        let claims = self.inner.tokens.verify(token)?;
+        self.act_as(claims.user).await;
+        if !self.credentials_current(claims.user, &claims.stamp).await? {
+            return Err(AppError::Unauthorized);
+        }
+        Ok(claims.user)
     }
 
     /// Names the user this request acts for, when something other than a token proved it

@@ -64,7 +64,10 @@ impl App {
     fn user_view(&self, u: UserRecord) -> UserView {
         UserView {
             id: u.id,
-            token: self.inner.tokens.issue(u.id),
+            token: self
+                .inner
+                .tokens
+                .issue(u.id, &self.inner.tokens.stamp(&u.password_hash)),
             email: u.email,
             username: u.username,
             bio: u.bio,
@@ -215,7 +218,11 @@ impl App {
             image,
         };
         let user = self.store().update_user(id, changes).await?;
-        let mut stale = vec![keys::profile(id), keys::username(&old.username)];
+        let mut stale = vec![
+            keys::profile(id),
+            keys::username(&old.username),
+            keys::credentials(id),
+        ];
         if user.username != old.username {
             stale.push(keys::username(&user.username));
         }
@@ -271,6 +278,39 @@ impl App {
             }
         }
         self.update_user(id, input).await
+    }
+
+    /// `user`'s credential stamp now ([`Tokens::stamp`](crate::Tokens::stamp) of their
+    /// password hash), cached like a profile and invalidated with it; `None` when the user
+    /// no longer exists. Read after the user's own last write, like all of their reads.
+    ///
+    /// # Errors
+    /// The store is unavailable.
+    pub async fn credential_stamp(&self, user: Id) -> AppResult<Option<String>> {
+        let stamp = self
+            .cached(&keys::credentials(user), || async {
+                Ok::<_, AppError>(
+                    self.store()
+                        .user_by_id(user)
+                        .await?
+                        .map(|u| self.inner.tokens.stamp(&u.password_hash)),
+                )
+            })
+            .await?;
+        Ok(stamp.map(|s| s.to_string()))
+    }
+
+    /// Whether `stamp`, carried by a token or a web session, is still `user`'s: false once
+    /// they changed their password (or their account is gone). Tokens are signed, so the stamp
+    /// they carry cannot be forged, and a plain comparison suffices.
+    ///
+    /// # Errors
+    /// The store is unavailable.
+    pub async fn credentials_current(&self, user: Id, stamp: &str) -> AppResult<bool> {
+        Ok(self
+            .credential_stamp(user)
+            .await?
+            .is_some_and(|now| now == stamp))
     }
 
     /// A user's public profile by ID (cached), e.g. for a page's header.

@@ -121,6 +121,10 @@ struct Stored {
     u: Option<i64>,
     /// The CSRF token forms must carry.
     csrf: String,
+    /// The user's credential stamp at sign-in (`App::credential_stamp`): after a password
+    /// change the session no longer signs anyone in.
+    #[serde(default)]
+    s: String,
 }
 
 /// A browser's session, as loaded for one request.
@@ -164,9 +168,21 @@ impl Session {
                 return anonymous;
             }
         };
+        let user = match stored.u.map(Id::from_i64) {
+            Some(user) => match app.credentials_current(user, &stored.s).await {
+                Ok(true) => Some(user),
+                // begun before the password changed (or the account is gone)
+                Ok(false) => return anonymous,
+                Err(e) => {
+                    tracing::warn!(error = %e, "credentials unavailable; treating the request as signed out");
+                    return anonymous;
+                }
+            },
+            None => None,
+        };
         Session {
             id: Some(id.to_string()),
-            user: stored.u.map(Id::from_i64),
+            user,
             csrf: stored.csrf,
             ..anonymous
         }
@@ -215,10 +231,18 @@ impl Session {
         if let Some(old) = self.id.take() {
             app.delete_web_session(&old).await?;
         }
+        let stamp = match user {
+            Some(u) => app
+                .credential_stamp(u)
+                .await?
+                .ok_or(crescendo_app::AppError::Unauthorized)?,
+            None => String::new(),
+        };
         let id = random_token();
         let stored = Stored {
             u: user.map(Id::as_i64),
             csrf: random_token(),
+            s: stamp,
         };
         let bytes = Bytes::from(serde_json::to_vec(&stored).expect("sessions serialise"));
         app.save_web_session(&id, bytes, SESSION_TTL).await?;

@@ -3,7 +3,7 @@
 use crate::Web;
 use crate::form::{CsrfForm, Posted, answer_or};
 use crate::session::Session;
-use crate::shared::{Chrome, chrome, failed, html, signed_in};
+use crate::shared::{Chrome, chrome, failed, html, sessions_unavailable, signed_in};
 use crate::views::urlencode;
 use askama::Template;
 use axum::extract::State;
@@ -70,8 +70,14 @@ async fn settings_form(State(w): State<Web>, s: Session) -> Response {
 
 async fn settings(
     client: Option<Extension<ClientAddr>>,
-    Posted { w, s, user, form }: Posted<Settings>,
+    Posted {
+        w,
+        mut s,
+        user,
+        form,
+    }: Posted<Settings>,
 ) -> Response {
+    let new_password = !form.password.is_empty();
     let input = UserChangesInput {
         email: Some(form.email.clone()),
         username: Some(form.username.clone()),
@@ -84,6 +90,10 @@ async fn settings(
         .app
         .update_user_confirmed(user, input, &form.current_password, client)
         .await;
+    // the change ended every session begun under the old password: this one starts afresh
+    if new_password && done.is_ok() && s.start(&w.app, &w.keys, Some(user)).await.is_err() {
+        return sessions_unavailable(&w, &s).await;
+    }
     let to = done.map(|u| format!("/profile/{}", urlencode(&u.username)));
     answer_or(&w, &s, to, |errors| {
         // the passwords typed are not shown again

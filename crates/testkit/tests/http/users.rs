@@ -149,6 +149,10 @@ async fn update_user_changes_settings_and_the_new_password_works() {
     assert_eq!(old, StatusCode::NOT_FOUND, "the old name is free");
     let login = log_in(&app, "jake@example.com", "newpassword").await;
     assert_eq!(login.status, StatusCode::OK);
+    // the new password ended the old token; the answer carries a new one
+    let old_token = get_status(&app, "/api/user", Some(&token)).await;
+    assert_eq!(old_token, StatusCode::UNAUTHORIZED);
+    let token = a.json["user"]["token"].as_str().unwrap().to_string();
     let clash = update_user(&app, &token, json!({"email": "taken@example.com"})).await;
     assert_eq!(clash.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(clash.json["errors"]["email"][0], "has already been taken");
