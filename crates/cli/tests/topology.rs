@@ -135,7 +135,36 @@ fn roles(s: &Value) -> Vec<String> {
 impl Drop for Down {
     fn drop(&mut self) {
         let _ = crescendo(&["down", "--run-dir", &self.0.to_string_lossy()]);
+        if std::thread::panicking() {
+            keep_logs(&self.0);
+        }
     }
+}
+
+/// Copies the logs of a failed test's topology (every `*.log` under its run directory,
+/// which is removed afterwards) to a directory that stays, and says where.
+fn keep_logs(run_dir: &Path) {
+    let kept = std::env::temp_dir().join(format!(
+        "crescendo-failed-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis())
+    ));
+    let mut dirs = vec![run_dir.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "log") {
+                let to = kept.join(path.strip_prefix(run_dir).unwrap_or(&path));
+                let _ = std::fs::create_dir_all(to.parent().unwrap_or(&kept));
+                let _ = std::fs::copy(&path, &to);
+            }
+        }
+    }
+    eprintln!("the failed topology's logs are kept in {}", kept.display());
 }
 
 fn status(run_dir: &Path) -> Value {
