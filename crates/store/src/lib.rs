@@ -2,7 +2,7 @@
 //! comments and uploads, as one object-safe async trait, and the outbox of jobs written in
 //! the same transactions as the data they concern.
 //!
-//! Backends: `crescendo-store-sqlite` (rung 1) and, later, PostgreSQL. Each method is one
+//! Backends: `crescendo-store-sqlite` (rung 1) and `crescendo-store-postgres` (rung 2 up). Each method is one
 //! transaction: it either happens whole or not at all. Backends assign IDs ([`Id`],
 //! [`CommentId`]) inside the writing transaction, so the owning shard's writer is the only
 //! one that makes IDs for it.
@@ -12,6 +12,9 @@
 //! [`store_by_resource_modules!`], one function per method in a module per resource.
 //!
 //! Replicas and read-your-writes: [`fence`] carries, per request, how fresh reads must be.
+//!
+//! Sharding: [`shard_map`] places the logical shards on database clusters by consistent
+//! hashing.
 //!
 //! Jobs: [`jobs`] defines each kind of job, its queue and its payload format, for the
 //! backends that write it to the outbox and the workers that read it.
@@ -24,6 +27,7 @@ pub mod fence;
 pub mod jobs;
 pub mod list_sql;
 mod records;
+pub mod shard_map;
 
 pub use records::*;
 

@@ -38,8 +38,8 @@ mod stripes;
 #[cfg(test)]
 mod tests;
 
+pub use crescendo_domain::stable_hash;
 pub use stamps::Stamp;
-pub use stripes::stable_hash;
 
 use crate::{Cache, CacheError};
 use crescendo_telemetry::names;
