@@ -260,7 +260,13 @@ impl Load {
                         Ok(r) if r.status() == StatusCode::OK => {
                             ok.fetch_add(1, Ordering::Relaxed);
                         }
-                        Ok(r) => failed_reads.lock().unwrap().push(format!("{path}: {}", r.status())),
+                        Ok(r) => {
+                            // who answered: a node's error or the balancer's own
+                            let status = r.status();
+                            let body = r.text().await.unwrap_or_default();
+                            let body: String = body.chars().take(160).collect();
+                            failed_reads.lock().unwrap().push(format!("{path}: {status} {body}"));
+                        }
                         Err(e) => failed_reads.lock().unwrap().push(format!("{path}: {e}")),
                     }
                 }
