@@ -7,10 +7,12 @@
 //!   rate, latency measured from the intended send time, so a stalled server cannot hide its
 //!   stall), into HDR histograms ([`hist`]) per second and per request kind.
 //! - [`server`]: the target's own view, from its `/metrics` and `/proc`, before and after.
+//! - [`cpu`]: where the CPU goes: every process of a topology, per role and per request.
 //! - [`report`]: `report.json` and a self-contained `report.html` with charts drawn here.
 //! - [`tour`]: runs one scenario against every rung that exists and compares them.
 
 pub mod client;
+pub mod cpu;
 pub mod hist;
 pub mod load;
 pub mod report;
