@@ -3,7 +3,7 @@
 
 mod html;
 
-pub use html::{Series, esc, line_chart, page_head};
+pub use html::{Bar, Series, esc, line_chart, page_head, stacked_bars};
 
 use crate::hist::Summary;
 use crate::load::{Model, Stats};
