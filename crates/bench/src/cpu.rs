@@ -224,7 +224,9 @@ pub struct CpuView {
 
 impl CpuView {
     /// What changed between two samples, for `requests` requests; `None` without requests.
-    /// A member that started between them counts from zero.
+    /// A member that started between them counts from zero; one that stopped between them
+    /// is left out, since what it used after the first sample can no longer be read (unless
+    /// another member reaped it, whose `cutime` then holds it).
     pub fn between(before: &Sample, after: &Sample, requests: u64) -> Option<Self> {
         if requests == 0 {
             return None;
