@@ -7,10 +7,12 @@
 //!   rate, latency measured from the intended send time, so a stalled server cannot hide its
 //!   stall), into HDR histograms ([`hist`]) per second and per request kind.
 //! - [`server`]: the target's own view, from its `/metrics` and `/proc`, before and after.
+//! - [`cpu`]: where the CPU goes: every process of a topology, per role and per request.
 //! - [`report`]: `report.json` and a self-contained `report.html` with charts drawn here.
 //! - [`tour`]: runs one scenario against every rung that exists and compares them.
 
 pub mod client;
+pub mod cpu;
 pub mod hist;
 pub mod load;
 pub mod report;
@@ -58,8 +60,13 @@ pub struct BenchOptions {
     /// at start as `ops listening on http://ADDR`), summed (one per web node behind a load
     /// balancer); empty: no server view in the report (the public listener has no `/metrics`).
     pub metrics: Vec<String>,
-    /// PID of a local target, for CPU time and peak memory.
+    /// PID of a local target, for CPU time and peak memory (its CPU is also counted as the
+    /// role `server` in [`report::Report::cpu`]).
     pub pid: Option<u32>,
+    /// The run directory of a topology `crescendo up` started on this machine: every process
+    /// its `state.json` lists is sampled for CPU (see [`cpu`]), and when `metrics` is empty,
+    /// its web nodes' and workers' metrics endpoints are read.
+    pub run_dir: Option<PathBuf>,
     /// Where `report.json`, `report.html`, `tokens.txt` and `slugs.txt` go.
     pub out: PathBuf,
     /// Show a progress bar.
@@ -118,15 +125,23 @@ pub async fn bench(o: &BenchOptions) -> anyhow::Result<Option<report::Report>> {
         return Ok(None);
     }
     anyhow::ensure!(!seeded.tokens.is_empty(), "no users to send requests as");
-    if o.metrics.is_empty() {
+    let state = match &o.run_dir {
+        Some(dir) => Some(crescendo_topology::state::State::read(dir)?),
+        None => None,
+    };
+    let metrics_urls = match &state {
+        Some(state) if o.metrics.is_empty() => state_metrics(state),
+        _ => o.metrics.clone(),
+    };
+    if metrics_urls.is_empty() {
         eprintln!(
             "no --metrics: the report has no server view (pass --metrics http://OPS_ADDR/metrics, \
              the address the server prints as `ops listening on`)"
         );
     }
-    let metrics_urls = o.metrics.clone();
     let before = server::scrape_all(&metrics_urls).await;
     let p_before = o.pid.and_then(server::sample_process);
+    let cpu_before = cpu::sample(&cpu_members(o, state.as_ref()));
 
     let run = load::Run {
         base: base.clone(),
@@ -137,34 +152,7 @@ pub async fn bench(o: &BenchOptions) -> anyhow::Result<Option<report::Report>> {
         timeout: o.timeout,
     };
     let progress = Arc::new(load::Progress::default());
-    let bar = o.progress.then(|| {
-        let bar = indicatif::ProgressBar::new(o.duration.as_secs().max(1));
-        bar.set_style(
-            indicatif::ProgressStyle::with_template("{spinner} [{bar:30}] {pos}/{len} s  {msg}")
-                .expect("valid template")
-                .progress_chars("=> "),
-        );
-        bar
-    });
-    let ticker = bar.clone().map(|bar| {
-        let progress = Arc::clone(&progress);
-        tokio::spawn(async move {
-            let start = Instant::now();
-            loop {
-                tokio::time::sleep(Duration::from_millis(250)).await;
-                let (n, e) = (
-                    progress.requests.load(std::sync::atomic::Ordering::Relaxed),
-                    progress.errors.load(std::sync::atomic::Ordering::Relaxed),
-                );
-                let secs = start.elapsed().as_secs_f64();
-                bar.set_position(secs as u64);
-                bar.set_message(format!(
-                    "{:.0} req/s, {e} errors",
-                    n as f64 / secs.max(0.001)
-                ));
-            }
-        })
-    });
+    let (bar, ticker) = progress_bar(o, &progress);
     let started = Instant::now();
     // the upload scenario: a probe measures how long uploads take to become ready
     let probe = (o.scenario == scenario::Scenario::Upload).then(|| {
@@ -184,10 +172,19 @@ pub async fn bench(o: &BenchOptions) -> anyhow::Result<Option<report::Report>> {
     if let Some(b) = bar {
         b.finish_and_clear();
     }
+    // the state again: processes started during the run (a scaled worker tier) count too
+    let state = o
+        .run_dir
+        .as_deref()
+        .map(crescendo_topology::state::State::read);
+    let cpu_after = cpu::sample(&cpu_members(o, state.and_then(Result::ok).as_ref()));
     let after = server::scrape_all(&metrics_urls).await;
     let p_after = o.pid.and_then(server::sample_process);
     let view = server::ServerView::between(before.as_ref(), after.as_ref(), p_before, p_after);
     let mut report = report::Report::new(&base, o.scenario, o.model, elapsed, &stats, view);
+    if o.pid.is_some() || o.run_dir.is_some() {
+        report.cpu = cpu::CpuView::between(&cpu_before, &cpu_after, report.requests);
+    }
     if let Some(p) = probe {
         report.upload_ready = Some(p.await?.summary());
         if let (Some(b), Some(a)) = (&before, &after) {
@@ -198,6 +195,76 @@ pub async fn bench(o: &BenchOptions) -> anyhow::Result<Option<report::Report>> {
         .write(&o.out)
         .with_context(|| format!("writing the report into {}", o.out.display()))?;
     Ok(Some(report))
+}
+
+/// With `o.progress`, a progress bar and the task that updates it from `progress` four
+/// times a second (aborted, and the bar cleared, when the run ends).
+fn progress_bar(
+    o: &BenchOptions,
+    progress: &Arc<load::Progress>,
+) -> (
+    Option<indicatif::ProgressBar>,
+    Option<tokio::task::JoinHandle<()>>,
+) {
+    let bar = o.progress.then(|| {
+        let bar = indicatif::ProgressBar::new(o.duration.as_secs().max(1));
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} [{bar:30}] {pos}/{len} s  {msg}")
+                .expect("valid template")
+                .progress_chars("=> "),
+        );
+        bar
+    });
+    let ticker = bar.clone().map(|bar| {
+        let progress = Arc::clone(progress);
+        tokio::spawn(async move {
+            let start = Instant::now();
+            loop {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                let (n, e) = (
+                    progress.requests.load(std::sync::atomic::Ordering::Relaxed),
+                    progress.errors.load(std::sync::atomic::Ordering::Relaxed),
+                );
+                let secs = start.elapsed().as_secs_f64();
+                bar.set_position(secs as u64);
+                bar.set_message(format!(
+                    "{:.0} req/s, {e} errors",
+                    n as f64 / secs.max(0.001)
+                ));
+            }
+        })
+    });
+    (bar, ticker)
+}
+
+/// The metrics endpoints of a topology's web nodes and workers.
+fn state_metrics(state: &crescendo_topology::state::State) -> Vec<String> {
+    use crescendo_topology::Role;
+    state
+        .processes
+        .iter()
+        .filter(|p| matches!(p.role, Role::Web | Role::Worker))
+        .map(|p| format!("http://{}/metrics", p.metrics_addr()))
+        .collect()
+}
+
+/// The processes whose CPU a run counts: the topology's, and a local target given by PID
+/// (as the role `server`) unless the topology lists it.
+fn cpu_members(
+    o: &BenchOptions,
+    state: Option<&crescendo_topology::state::State>,
+) -> Vec<cpu::Member> {
+    let mut members = state.map(cpu::members_of).unwrap_or_default();
+    if let Some(pid) = o.pid
+        && !members.iter().any(|m| m.pid == pid)
+    {
+        members.push(cpu::Member {
+            role: "server".into(),
+            name: format!("pid {pid}"),
+            pid,
+        });
+    }
+    members
 }
 
 /// Until `until`, starts a probe upload as `token` every 250 ms while fewer than

@@ -135,6 +135,12 @@ pub struct TourRow {
     /// answer to ready at p50/p99 (ms), and jobs the workers finished per second.
     #[serde(default)]
     pub uploads: Option<UploadFigures>,
+    /// CPU milliseconds per request summed over every server process of the rung.
+    #[serde(default)]
+    pub cpu_ms_per_request: Option<f64>,
+    /// Where the CPU goes: per role, and the load generator's own apart.
+    #[serde(default)]
+    pub cpu: Option<crate::cpu::CpuView>,
     /// The claim against the numbers, in one sentence.
     pub verdict: String,
 }
@@ -176,6 +182,8 @@ struct Started {
     url: String,
     /// Each web node's metrics endpoint.
     metrics: Vec<String>,
+    /// A topology's run directory, whose state lists every process whose CPU is sampled.
+    run_dir: Option<PathBuf>,
     _data: tempfile::TempDir,
 }
 
@@ -200,9 +208,10 @@ fn start_rung(exe: &Path, rung: u8) -> anyhow::Result<Started> {
     if let Some((name, text)) = topology(rung) {
         let t = topology::Topology::parse(text, name)?;
         let public = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+        let run_dir = data.path().join("run");
         let opts = topology::UpOptions {
             exe: exe.to_path_buf(),
-            run_dir: data.path().join("run"),
+            run_dir: run_dir.clone(),
             public: Some(public),
             progress: |_| {},
         };
@@ -226,6 +235,7 @@ fn start_rung(exe: &Path, rung: u8) -> anyhow::Result<Started> {
             url: running.state.url.clone(),
             topology: Some(running),
             metrics,
+            run_dir: Some(run_dir),
             _data: data,
         });
     }
@@ -266,6 +276,7 @@ fn start_rung(exe: &Path, rung: u8) -> anyhow::Result<Started> {
         topology: None,
         url,
         metrics,
+        run_dir: None,
         _data: data,
     })
 }
@@ -384,6 +395,17 @@ fn verdict(
             )
         })
         .unwrap_or_default();
+    let cpu = r
+        .cpu
+        .as_ref()
+        .map(|c| {
+            format!(
+                ", {:.3} CPU-ms per request across the servers ({})",
+                c.server_cpu_ms_per_request,
+                c.top(3)
+            )
+        })
+        .unwrap_or_default();
     let sessions = match survives {
         Some(true) => "; a browser signed in through a node that was then killed stayed signed in",
         Some(false) => {
@@ -392,7 +414,7 @@ fn verdict(
         None => "",
     };
     format!(
-        "Rung {}: the claim that {} {holds}: {:.0} requests/s at p99 {:.1} ms with {} errors{hits}{dbq}{reads}{primary}{sessions}{uploads}.",
+        "Rung {}: the claim that {} {holds}: {:.0} requests/s at p99 {:.1} ms with {} errors{hits}{dbq}{reads}{primary}{cpu}{sessions}{uploads}.",
         rung.number, rung.claim, r.throughput, r.latency.p99_ms, r.errors
     )
 }
@@ -413,8 +435,10 @@ pub async fn tour(exe: &Path, template: &BenchOptions, out: &Path) -> anyhow::Re
         .await??;
         let mut o = template.clone();
         o.target = server.url.clone();
-        // CPU and memory per request are measured for a single process only
+        // rung 1's one process by its PID (peak memory too); a topology's processes through
+        // its run directory
         o.pid = server.child.as_ref().map(Child::id);
+        o.run_dir = server.run_dir.clone();
         o.metrics = server.metrics.clone();
         o.out = out.join(format!("rung-{}", rung.number));
         let report = bench(&o).await?.context("the tour does not seed only")?;
@@ -459,6 +483,8 @@ pub async fn tour(exe: &Path, template: &BenchOptions, out: &Path) -> anyhow::Re
             db_reads_per_read_request: report.server.db_reads_per_read_request,
             primary_read_share: report.server.primary_read_share,
             session_survives_node_loss: survives,
+            cpu_ms_per_request: report.cpu.as_ref().map(|c| c.server_cpu_ms_per_request),
+            cpu: report.cpu.clone(),
             verdict: verdict(rung, &report, survives, uploads.as_ref()),
             uploads,
         });
@@ -487,11 +513,11 @@ pub fn write(t: &TourReport, out: &Path) -> std::io::Result<PathBuf> {
         "<h1>The ladder, measured: {} scenario</h1>",
         esc(&t.scenario)
     ));
-    h.push_str("<table><tr><th>rung</th><th>name</th><th>req/s</th><th>p50 ms</th><th>p99 ms</th><th>errors</th><th>DB queries/request</th><th>DB queries/read request</th><th>near-cache hit ratio</th><th>cache-served ratio</th><th>primary share of DB reads</th><th>report</th></tr>");
+    h.push_str("<table><tr><th>rung</th><th>name</th><th>req/s</th><th>p50 ms</th><th>p99 ms</th><th>errors</th><th>DB queries/request</th><th>DB queries/read request</th><th>near-cache hit ratio</th><th>cache-served ratio</th><th>primary share of DB reads</th><th>CPU ms/request</th><th>top roles: CPU ms/request (share)</th><th>load generator CPU ms/request</th><th>report</th></tr>");
     let opt = |v: Option<f64>| v.map(|x| format!("{x:.3}")).unwrap_or_else(|| "n/a".into());
     for r in &t.rungs {
         h.push_str(&format!(
-            "<tr><td>{}</td><td style=\"text-align:left\">{}</td><td>{:.0}</td><td>{:.2}</td><td>{:.2}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><a href=\"rung-{}/report.html\">details</a></td></tr>",
+            "<tr><td>{}</td><td style=\"text-align:left\">{}</td><td>{:.0}</td><td>{:.2}</td><td>{:.2}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td style=\"text-align:left\">{}</td><td>{}</td><td><a href=\"rung-{}/report.html\">details</a></td></tr>",
             r.rung,
             esc(&r.name),
             r.throughput,
@@ -503,10 +529,15 @@ pub fn write(t: &TourReport, out: &Path) -> std::io::Result<PathBuf> {
             opt(r.cache_hit_ratio),
             opt(r.cache_served_ratio),
             opt(r.primary_read_share),
+            opt(r.cpu_ms_per_request),
+            esc(&r.cpu.as_ref().map(|c| c.top(3)).unwrap_or_else(|| "n/a".into())),
+            opt(r.cpu.as_ref().map(|c| c.load_generator_cpu_ms_per_request)),
             r.rung
         ));
     }
-    h.push_str("</table><ul>");
+    h.push_str("</table>");
+    h.push_str(&cpu_chart(t));
+    h.push_str("<ul>");
     for r in &t.rungs {
         h.push_str(&format!("<li>{}</li>", esc(&r.verdict)));
     }
@@ -514,4 +545,30 @@ pub fn write(t: &TourReport, out: &Path) -> std::io::Result<PathBuf> {
     let path = out.join("tour.html");
     std::fs::write(&path, h)?;
     Ok(path)
+}
+
+/// "Where the CPU goes": one stacked bar per rung of the servers' CPU-ms per request by
+/// role (the load generator's own is a column of the table, apart).
+fn cpu_chart(t: &TourReport) -> String {
+    let bars: Vec<crate::report::Bar> = t
+        .rungs
+        .iter()
+        .filter_map(|r| {
+            let c = r.cpu.as_ref()?;
+            let segments = c
+                .roles
+                .iter()
+                .map(|role| (role.role.clone(), role.cpu_ms_per_request))
+                .collect();
+            Some((format!("rung {}", r.rung), segments))
+        })
+        .collect();
+    if bars.is_empty() {
+        return String::new();
+    }
+    crate::report::stacked_bars(
+        "Where the CPU goes: the servers' CPU-ms per request, by role",
+        "ms",
+        &bars,
+    )
 }

@@ -25,6 +25,7 @@ fn options(app: &TestApp, out: &std::path::Path, scenario: Scenario, model: Mode
         seed_mode: SeedMode::Seed,
         metrics: vec![format!("http://{}/metrics", app.ops_addr)],
         pid: Some(std::process::id()),
+        run_dir: None,
         out: out.to_path_buf(),
         progress: false,
     }
@@ -53,6 +54,9 @@ async fn a_closed_loop_social_run_reports_what_it_measured() {
         "{s:?}"
     );
     assert!(s.peak_rss_mib.unwrap() > 0.0);
+    // the target given by PID is in the CPU view, as the role `server`
+    let cpu = r.cpu.as_ref().expect("a CPU view for the PID");
+    assert!(cpu.role("server").is_some(), "{}", r.table());
     for f in ["report.json", "report.html", "tokens.txt", "slugs.txt"] {
         assert!(out.path().join(f).is_file(), "{f} missing");
     }

@@ -135,13 +135,21 @@ struct BenchArgs {
     no_seed: bool,
     /// The target's metrics endpoint on its operators' listener (a node prints it at start as
     /// `ops listening on http://ADDR`; `crescendo status --json` lists `ops_addr`); repeat it
-    /// for each web node behind a load balancer (their counters are summed). Without it the
-    /// report has no server view.
+    /// for each web node behind a load balancer (their counters are summed). Without it (and
+    /// without --run-dir) the report has no server view.
     #[arg(long, value_name = "URL")]
     metrics: Vec<String>,
     /// PID of the target when it runs on this machine: adds CPU time per request and peak memory.
     #[arg(long)]
     pid: Option<u32>,
+    /// The run directory of a topology `crescendo up` started on this machine: the report
+    /// adds where the CPU goes, read from /proc before and after the run for every process
+    /// its state lists (web nodes, workers, HAProxy, Redis, NATS, the object server, and
+    /// PostgreSQL with its backends, live and exited), as CPU-ms per request in total and
+    /// per role with each role's share, and the load generator's own apart. Without
+    /// --metrics, the web nodes' and workers' metrics endpoints come from it too.
+    #[arg(long, value_name = "DIR")]
+    run_dir: Option<PathBuf>,
     /// Where the report goes.
     #[arg(long, default_value = "bench-out", value_name = "DIR")]
     out: PathBuf,
@@ -250,6 +258,7 @@ impl LoadArgs {
             seed_mode: crescendo_bench::SeedMode::Seed,
             metrics: Vec::new(),
             pid: None,
+            run_dir: None,
             out,
             progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
         })
@@ -369,6 +378,7 @@ async fn bench(a: BenchArgs) -> anyhow::Result<()> {
     };
     o.metrics = a.metrics;
     o.pid = a.pid;
+    o.run_dir = a.run_dir;
     if let Some(report) = crescendo_bench::bench(&o).await? {
         print!("{}", report.table());
         println!("report: {}", a.out.join("report.html").display());

@@ -212,9 +212,32 @@ fn a_bad_setting_fails_at_start_naming_the_key() {
     assert!(err.contains("listen"), "{err}");
 }
 
-#[test]
-fn the_tour_starts_each_rung_measures_it_and_stops_it() {
-    let out = tempfile::tempdir().unwrap();
+/// Where a tour rung's CPU went: its servers used some, and each role the rung runs is listed
+/// (from rung 2 on, PostgreSQL with its backends).
+fn assert_cpu_by_role(rung: &Value, tour: &Value) {
+    let n = rung["rung"].as_u64().unwrap();
+    assert!(rung["cpu_ms_per_request"].as_f64().unwrap() > 0.0, "{tour}");
+    let roles: Vec<&str> = rung["cpu"]["roles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["role"].as_str().unwrap())
+        .collect();
+    let expected: &[&str] = match n {
+        1 => &["server"],
+        2 => &["web", "pg-primary"],
+        3 => &["web", "lb", "pg-primary"],
+        4 => &["web", "lb", "pg-primary", "pg-replica"],
+        5 | 7 => &["web", "lb", "pg-primary", "pg-replica", "redis"],
+        _ => &["web", "lb", "pg-primary", "redis", "worker", "nats"],
+    };
+    for role in expected {
+        assert!(roles.contains(role), "rung {n} lacks {role}: {tour}");
+    }
+}
+
+/// Runs a short `crescendo tour` into `out` and returns its `tour.json`.
+fn run_the_tour(out: &std::path::Path) -> Value {
     let status = Command::new(env!("CARGO_BIN_EXE_crescendo"))
         .args([
             "tour",
@@ -238,7 +261,7 @@ fn the_tour_starts_each_rung_measures_it_and_stops_it() {
             "4",
         ])
         .arg("--out")
-        .arg(out.path())
+        .arg(out)
         .env("RUST_LOG", "warn")
         .output()
         .expect("crescendo runs");
@@ -247,8 +270,13 @@ fn the_tour_starts_each_rung_measures_it_and_stops_it() {
         "{}",
         String::from_utf8_lossy(&status.stderr)
     );
-    let tour: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out.path().join("tour.json")).unwrap()).unwrap();
+    serde_json::from_slice(&std::fs::read(out.join("tour.json")).unwrap()).unwrap()
+}
+
+#[test]
+fn the_tour_starts_each_rung_measures_it_and_stops_it() {
+    let out = tempfile::tempdir().unwrap();
+    let tour = run_the_tour(out.path());
     let rungs = tour["rungs"].as_array().unwrap();
     assert_eq!(
         rungs
@@ -269,6 +297,7 @@ fn the_tour_starts_each_rung_measures_it_and_stops_it() {
                 .starts_with(&format!("Rung {n}: "))
         );
         assert!(out.path().join(format!("rung-{n}/report.html")).is_file());
+        assert_cpu_by_role(rung, &tour);
     }
     assert!(
         rungs[0]["primary_read_share"].is_null(),
@@ -317,7 +346,8 @@ fn the_tour_starts_each_rung_measures_it_and_stops_it() {
             "with replicas some reads leave the primary: {tour}"
         );
     }
-    assert!(out.path().join("tour.html").is_file());
+    let html = std::fs::read_to_string(out.path().join("tour.html")).unwrap();
+    assert!(html.contains("Where the CPU goes"), "{html}");
 }
 
 #[test]

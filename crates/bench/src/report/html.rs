@@ -225,3 +225,129 @@ fn short(v: f64) -> String {
         format!("{v:.2}")
     }
 }
+
+/// One bar of a [`stacked_bars`] chart: its label, and its segments as (name, value).
+pub type Bar = (String, Vec<(String, f64)>);
+
+/// The colours of [`stacked_bars`]' segments, one per name in order of first appearance.
+const PALETTE: [&str; 10] = [
+    "#2563eb", "#d97706", "#16a34a", "#dc2626", "#7c3aed", "#0891b2", "#db2777", "#65a30d",
+    "#92400e", "#475569",
+];
+
+/// Horizontal stacked bars as inline SVG, one per `bars` entry, all on one scale (the
+/// longest bar fills the width), each segment's name and value in its tooltip, its total at
+/// its end, and a legend of the segments' names below (a name keeps its colour in every bar).
+pub fn stacked_bars(title: &str, unit: &str, bars: &[Bar]) -> String {
+    let (w, left, right, row, bar_h) = (880.0, 70.0, 110.0, 28.0, 18.0);
+    let mut names: Vec<&str> = Vec::new();
+    for (_, segments) in bars {
+        for (name, _) in segments {
+            if !names.contains(&name.as_str()) {
+                names.push(name);
+            }
+        }
+    }
+    let colour = |name: &str| {
+        let i = names.iter().position(|n| *n == name).unwrap_or(0);
+        PALETTE[i % PALETTE.len()]
+    };
+    let totals: Vec<f64> = bars
+        .iter()
+        .map(|(_, s)| s.iter().map(|(_, v)| v.max(0.0)).sum())
+        .collect();
+    let max = totals.iter().copied().fold(0.0, f64::max);
+    let scale = if max > 0.0 {
+        (w - left - right) / max
+    } else {
+        0.0
+    };
+    let per_line = 6;
+    let legend_lines = names.len().div_ceil(per_line);
+    let h = 10.0 + row * bars.len() as f64 + 18.0 * legend_lines as f64 + 10.0;
+    let mut s = format!(
+        "<figure><figcaption><strong>{}</strong></figcaption><svg viewBox=\"0 0 {w} {h}\" width=\"100%\" role=\"img\" aria-label=\"{}\" xmlns=\"http://www.w3.org/2000/svg\" font-size=\"11\">",
+        esc(title),
+        esc(title)
+    );
+    for (i, ((label, segments), total)) in bars.iter().zip(&totals).enumerate() {
+        let y = 10.0 + row * i as f64;
+        let _ = write!(
+            s,
+            "<text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>",
+            left - 6.0,
+            y + bar_h - 5.0,
+            esc(label)
+        );
+        let mut x = left;
+        for (name, value) in segments {
+            let width = value.max(0.0) * scale;
+            let _ = write!(
+                s,
+                "<rect x=\"{x:.1}\" y=\"{y:.1}\" width=\"{width:.1}\" height=\"{bar_h}\" fill=\"{}\"><title>{}: {value:.3} {}</title></rect>",
+                colour(name),
+                esc(name),
+                esc(unit)
+            );
+            x += width;
+        }
+        let _ = write!(
+            s,
+            "<text x=\"{:.1}\" y=\"{:.1}\">{total:.3} {}</text>",
+            x + 6.0,
+            y + bar_h - 5.0,
+            esc(unit)
+        );
+    }
+    let legend_top = 10.0 + row * bars.len() as f64 + 4.0;
+    for (i, name) in names.iter().enumerate() {
+        let (col, line) = ((i % per_line) as f64, (i / per_line) as f64);
+        let (x, y) = (left + col * 120.0, legend_top + line * 18.0);
+        let _ = write!(
+            s,
+            "<rect x=\"{x:.1}\" y=\"{y:.1}\" width=\"10\" height=\"10\" fill=\"{}\"/><text x=\"{:.1}\" y=\"{:.1}\">{}</text>",
+            colour(name),
+            x + 14.0,
+            y + 9.0,
+            esc(name)
+        );
+    }
+    s.push_str("</svg></figure>");
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stacked_bars_share_one_scale_and_keep_a_names_colour_in_every_bar() {
+        let bars: Vec<Bar> = vec![
+            (
+                "rung 2".into(),
+                vec![("web".into(), 0.36), ("pg".into(), 0.12)],
+            ),
+            (
+                "rung <5>".into(),
+                vec![("web".into(), 1.92), ("redis".into(), 0.8)],
+            ),
+        ];
+        let svg = stacked_bars("Where the CPU goes", "ms", &bars);
+        assert_eq!(svg.matches("<svg").count(), 1);
+        assert_eq!(svg.matches("<title>web:").count(), 2);
+        // the longest bar fills the 700 units between the margins
+        assert!(svg.contains("width=\"494.1\""), "{svg}");
+        assert!(svg.contains("width=\"205.9\""), "{svg}");
+        assert_eq!(
+            svg.matches(&format!("fill=\"{}\"", PALETTE[0])).count(),
+            3,
+            "web in both bars and the legend: {svg}"
+        );
+        assert!(
+            svg.contains("2.720 ms") && svg.contains("0.480 ms"),
+            "{svg}"
+        );
+        assert!(svg.contains("rung &lt;5&gt;") && !svg.contains("<5>"));
+        assert!(!stacked_bars("none", "ms", &[]).contains("<rect"));
+    }
+}

@@ -3,7 +3,7 @@
 
 mod html;
 
-pub use html::{Series, esc, line_chart, page_head};
+pub use html::{Bar, Series, esc, line_chart, page_head, stacked_bars};
 
 use crate::hist::Summary;
 use crate::load::{Model, Stats};
@@ -78,6 +78,10 @@ pub struct Report {
     /// endpoint given, workers included).
     #[serde(default)]
     pub jobs_per_second: Option<f64>,
+    /// Where the CPU went: every process of the topology (given its run directory) or the
+    /// local target (given its PID), per request and per role, and the load generator's own.
+    #[serde(default)]
+    pub cpu: Option<crate::cpu::CpuView>,
 }
 
 impl Report {
@@ -140,6 +144,7 @@ impl Report {
             server,
             upload_ready: None,
             jobs_per_second: None,
+            cpu: None,
         }
     }
 
@@ -231,6 +236,9 @@ impl Report {
                 "  cache      {:.1} % of cache reads served by a cache tier; {reads:.3} database queries per read request",
                 served * 100.0
             );
+        }
+        if let Some(cpu) = &self.cpu {
+            t.push_str(&cpu.table());
         }
         t
     }
