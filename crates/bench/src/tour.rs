@@ -469,6 +469,12 @@ pub async fn tour(exe: &Path, template: &BenchOptions, out: &Path) -> anyhow::Re
             Some(t) if t.state.lb.is_some() => Some(session_survives(&server.url, t).await?),
             _ => None,
         };
+        // what the servers said, to read after the topology is gone
+        if let Some(dir) = &server.run_dir
+            && let Err(e) = crescendo_topology::state::copy_logs(dir, &o.out.join("logs"))
+        {
+            eprintln!("rung {}: the servers' logs were not kept: {e}", rung.number);
+        }
         rows.push(TourRow {
             rung: rung.number,
             name: rung.name.into(),

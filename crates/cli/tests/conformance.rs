@@ -275,7 +275,8 @@ fn run_the_tour(out: &std::path::Path) -> Value {
 
 #[test]
 fn the_tour_starts_each_rung_measures_it_and_stops_it() {
-    let out = tempfile::tempdir().unwrap();
+    let kept = KeptOnFailure(Some(tempfile::tempdir().unwrap()));
+    let out = kept.0.as_ref().unwrap();
     let tour = run_the_tour(out.path());
     let rungs = tour["rungs"].as_array().unwrap();
     assert_eq!(
@@ -414,4 +415,18 @@ fn failover_refuses_while_the_primary_answers_and_promotes_a_replica_once_it_is_
         "{text}"
     );
     assert!(text.contains("re-pointed"), "{text}");
+}
+
+/// A directory removed when dropped, unless the test is failing: then it is kept and its
+/// place printed (the tour's reports and each rung's server logs, to find out why).
+struct KeptOnFailure(Option<tempfile::TempDir>);
+
+impl Drop for KeptOnFailure {
+    fn drop(&mut self) {
+        if std::thread::panicking()
+            && let Some(dir) = self.0.take()
+        {
+            eprintln!("the tour's output is kept in {}", dir.keep().display());
+        }
+    }
 }

@@ -141,8 +141,8 @@ impl Drop for Down {
     }
 }
 
-/// Copies the logs of a failed test's topology (every `*.log` under its run directory,
-/// which is removed afterwards) to a directory that stays, and says where.
+/// Copies the logs of a failed test's topology (its run directory is removed afterwards) to
+/// a directory that stays, and says where.
 fn keep_logs(run_dir: &Path) {
     let kept = std::env::temp_dir().join(format!(
         "crescendo-failed-{}-{}",
@@ -151,20 +151,13 @@ fn keep_logs(run_dir: &Path) {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis())
     ));
-    let mut dirs = vec![run_dir.to_path_buf()];
-    while let Some(dir) = dirs.pop() {
-        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                dirs.push(path);
-            } else if path.extension().is_some_and(|e| e == "log") {
-                let to = kept.join(path.strip_prefix(run_dir).unwrap_or(&path));
-                let _ = std::fs::create_dir_all(to.parent().unwrap_or(&kept));
-                let _ = std::fs::copy(&path, &to);
-            }
-        }
+    match crescendo_topology::state::copy_logs(run_dir, &kept) {
+        Ok(n) => eprintln!(
+            "the failed topology's {n} logs are kept in {}",
+            kept.display()
+        ),
+        Err(e) => eprintln!("the failed topology's logs could not be kept: {e}"),
     }
-    eprintln!("the failed topology's logs are kept in {}", kept.display());
 }
 
 fn status(run_dir: &Path) -> Value {

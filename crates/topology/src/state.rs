@@ -231,6 +231,33 @@ pub(crate) fn signal(pid: u32, sig: nix::sys::signal::Signal) {
     let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig);
 }
 
+/// Copies every server's log (each `*.log` under `run_dir`, at any depth) into `to`, keeping
+/// its place under the run directory; returns how many were copied. For keeping what a
+/// topology said after its run directory is gone (a failed test, a tour's rungs).
+///
+/// # Errors
+/// `to` cannot be created or written.
+pub fn copy_logs(run_dir: &Path, to: &Path) -> std::io::Result<usize> {
+    let mut copied = 0;
+    let mut dirs = vec![run_dir.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for path in entries.flatten().map(|e| e.path()) {
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "log") {
+                let at = to.join(path.strip_prefix(run_dir).unwrap_or(&path));
+                std::fs::create_dir_all(at.parent().unwrap_or(to))?;
+                std::fs::copy(&path, &at)?;
+                copied += 1;
+            }
+        }
+    }
+    Ok(copied)
+}
+
 /// Whether `pid` is a live process (not a zombie).
 pub fn alive(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
