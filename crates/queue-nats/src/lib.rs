@@ -19,7 +19,13 @@
 //!   and then terminated.
 //!
 //! A claim holds the JetStream message in this process until [`Queue::ack`] or
-//! [`Queue::fail`]; the job's ID is its stream sequence.
+//! [`Queue::fail`]; the job's ID is its stream sequence. [`Queue::extend`] sends an
+//! in-progress acknowledgement (`+WPI`), confirmed by the server, which restarts the
+//! delivery's ack wait (the consumer's, so an extension is always for the claim's lease).
+//! The server takes it for whatever delivery of the message is pending, so only this process
+//! can tell that a claim was overtaken: an extension answers [`QueueError::LeaseLost`] when
+//! the job was answered here or claimed again here, not when another process claimed it
+//! (then both run it until the first answer; handlers are idempotent).
 
 use async_nats::jetstream::{self, AckKind, consumer::pull, stream};
 use async_trait::async_trait;
@@ -331,6 +337,24 @@ impl Queue for NatsQueue {
         msg.double_ack()
             .await
             .map_err(|_| QueueError::LeaseLost(job.id))
+    }
+
+    async fn extend(&self, job: &Job, _lease: Duration) -> Result<(), QueueError> {
+        let msg = self
+            .held
+            .lock()
+            .expect("held lock is never poisoned")
+            .get(&job.id)
+            // the same delivery: a later claim of the job in this process replaced it
+            .filter(|m| {
+                m.info()
+                    .is_ok_and(|i| i.delivered.max(1) as u32 == job.attempts)
+            })
+            .cloned()
+            .ok_or(QueueError::LeaseLost(job.id))?;
+        msg.double_ack_with(AckKind::Progress)
+            .await
+            .map_err(unavailable)
     }
 
     async fn fail(&self, job: &Job, reason: &str, retry_after: Duration) -> Result<(), QueueError> {

@@ -182,6 +182,9 @@ impl JobSource for Noted {
         self.leases.lock().unwrap().push(lease);
         self.queue.claim(queue, lease).await
     }
+    async fn extend(&self, job: &Job, lease: Duration) -> Result<(), QueueError> {
+        self.queue.extend(job, lease).await
+    }
     async fn ack(&self, job: &Job) -> Result<(), QueueError> {
         self.queue.ack(job).await
     }
