@@ -95,8 +95,8 @@ pub async fn a_lease_not_extended_runs_out(
 }
 
 /// Extending a claim that no longer holds its job answers [`QueueError::LeaseLost`]: once
-/// the job is acknowledged, and once its lease ran out and `b` claimed it (while `b` can
-/// extend its own claim). A backend that cannot tell the second case across processes passes
+/// the job is acknowledged, and once its lease ran out and `b` claimed it (and then so does
+/// acknowledging it, while `b` can extend and acknowledge its own claim). A backend that cannot tell the second case across processes passes
 /// the same handle as `a` and `b`.
 ///
 /// # Panics
@@ -133,6 +133,11 @@ pub async fn extending_a_lost_lease_answers_lease_lost(
     assert!(
         matches!(extended, Err(QueueError::LeaseLost(id)) if id == job.id),
         "extending a claim overtaken by another: {extended:?}"
+    );
+    let answered = a.ack(&job).await;
+    assert!(
+        matches!(answered, Err(QueueError::LeaseLost(id)) if id == job.id),
+        "acknowledging a claim overtaken by another: {answered:?}"
     );
     b.extend(&again, lease)
         .await
