@@ -1,7 +1,7 @@
 //! The job loop: [`Worker`] claims jobs from a [`JobSource`] for the queues its [`Handler`]s
 //! serve, runs at most `concurrency` at once, acknowledges each one that succeeds and hands
 //! back each one that fails, with an exponential back-off ([`backoff`]). While a handler
-//! runs, its job's lease is extended every third of a lease ([`renewing`]), so a job may take
+//! runs, its job's lease is extended every third of a lease, so a job may take
 //! longer than a lease, and a worker that dies loses its jobs one lease later.
 
 use crate::JobSource;
