@@ -253,8 +253,13 @@ async fn a_job_whose_workers_die_every_time_is_handed_out_to_be_given_up() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_extended_lease_keeps_the_job_past_the_lease_it_was_claimed_for() {
+    // the consumer is made with an older, longer lease; the first claim sets its ack wait to
+    // the claim's lease, which the extensions then restart
     let (nats, _dir) = server().await;
-    let a = NatsQueue::connect(&nats.url(), 5, LEASE).await.unwrap();
+    let a = NatsQueue::connect(&nats.url(), 5, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(a.depth(Q).await.unwrap().pending, 0);
     let b = NatsQueue::connect(&nats.url(), 5, LEASE).await.unwrap();
     crescendo_queue::conformance::an_extended_lease_keeps_the_job(&a, &b, Q, LEASE).await;
 }
