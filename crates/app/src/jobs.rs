@@ -1,5 +1,6 @@
 //! The workers' door to the queue: claiming, answering and measuring jobs
-//! ([`App::claim_job`], [`App::ack_job`], [`App::fail_job`], [`App::queue_depth`]), and the
+//! ([`App::claim_job`], [`App::extend_job`], [`App::ack_job`], [`App::fail_job`],
+//! [`App::queue_depth`]), and the
 //! outbox relay that hands jobs committed with their data to the queue
 //! ([`App::relay_outbox`]). Workers reach the queue only through these; what a job's payload
 //! means is defined in `crescendo_store::jobs`.
@@ -19,6 +20,15 @@ impl App {
     /// The queue cannot be reached, or cannot hold a job for `lease`.
     pub async fn claim_job(&self, queue: &str, lease: Duration) -> Result<Option<Job>, QueueError> {
         self.queue().claim(queue, lease).await
+    }
+
+    /// Holds a claimed job for `lease` from now; a worker calls it while the job runs.
+    ///
+    /// # Errors
+    /// [`QueueError::LeaseLost`] when the claim no longer holds the job;
+    /// [`QueueError::Unavailable`] when the queue cannot be reached.
+    pub async fn extend_job(&self, job: &Job, lease: Duration) -> Result<(), QueueError> {
+        self.queue().extend(job, lease).await
     }
 
     /// Marks a claimed job done.

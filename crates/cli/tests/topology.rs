@@ -1126,11 +1126,9 @@ async fn all_ready(url: &str, token: &str, ids: &[String], limit: Duration) -> V
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rung_nine_processes_uploads_on_workers_and_keeps_jobs_while_the_broker_is_down() {
-    // a short lease, so a job whose worker dies is delivered again within seconds
-    let t = up(
-        &topology("09-queue.toml"),
-        &[("CRESCENDO_QUEUE__LEASE_SECS", "3")],
-    );
+    // the default lease (15 s, extended while a job runs): a job whose worker dies is
+    // delivered again within 15 s, and a slow job is never delivered twice
+    let t = up(&topology("09-queue.toml"), &[]);
     let (run_dir, url) = (t.run_dir.clone(), t.url.clone());
     let s = status_with_nodes_up(&run_dir, 3).await;
     let roles = roles(&s);

@@ -243,7 +243,9 @@ pub struct QueueSettings {
     pub backend: QueueBackend,
     /// With `nats`: the server, e.g. `nats://10.0.0.9:4222`.
     pub nats_url: String,
-    /// How long a worker holds a job before another may take it, seconds.
+    /// A job's lease, seconds: how long a claim holds a job unless extended. A worker extends
+    /// it every third of a lease while the job runs, so a job may take longer; this is how
+    /// soon the job of a worker that died (or lost the queue) goes to another.
     pub lease_secs: u64,
     /// Failed deliveries before a job becomes a dead letter.
     pub max_attempts: u32,
@@ -420,7 +422,7 @@ impl Default for QueueSettings {
         Self {
             backend: QueueBackend::Sqlite,
             nats_url: String::new(),
-            lease_secs: 60,
+            lease_secs: 15,
             max_attempts: 5,
             workers: 2,
         }

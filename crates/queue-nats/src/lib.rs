@@ -19,7 +19,13 @@
 //!   and then terminated.
 //!
 //! A claim holds the JetStream message in this process until [`Queue::ack`] or
-//! [`Queue::fail`]; the job's ID is its stream sequence.
+//! [`Queue::fail`]; the job's ID is its stream sequence. [`Queue::extend`] sends an
+//! in-progress acknowledgement (`+WPI`), confirmed by the server, which restarts the
+//! delivery's ack wait (the consumer's, so an extension is always for the claim's lease).
+//! The server takes it for whatever delivery of the message is pending, so only this process
+//! can tell that a claim was overtaken: an extension answers [`QueueError::LeaseLost`] when
+//! the job was answered here or claimed again here, not when another process claimed it
+//! (then both run it until the first answer; handlers are idempotent).
 
 use async_nats::jetstream::{self, AckKind, consumer::pull, stream};
 use async_trait::async_trait;
@@ -236,6 +242,18 @@ impl NatsQueue {
         Ok(())
     }
 
+    /// Takes the message of `job`'s claim out of the held ones, to answer it.
+    ///
+    /// # Errors
+    /// [`QueueError::LeaseLost`] when it was answered, or claimed again here since.
+    fn take_held(&self, job: &Job) -> Result<jetstream::Message, QueueError> {
+        let mut held = self.held.lock().expect("held lock is never poisoned");
+        match held.get(&job.id) {
+            Some(m) if same_delivery(m, job) => Ok(held.remove(&job.id).expect("just seen")),
+            _ => Err(QueueError::LeaseLost(job.id)),
+        }
+    }
+
     /// Dead letters of `queue`: each job's payload and the reason it died, oldest first.
     ///
     /// # Errors
@@ -321,25 +339,29 @@ impl Queue for NatsQueue {
     }
 
     async fn ack(&self, job: &Job) -> Result<(), QueueError> {
-        let msg = self
-            .held
-            .lock()
-            .expect("held lock is never poisoned")
-            .remove(&job.id)
-            .ok_or(QueueError::LeaseLost(job.id))?;
+        let msg = self.take_held(job)?;
         // confirmed by the server: an ack lost on the way would let the job run again
         msg.double_ack()
             .await
             .map_err(|_| QueueError::LeaseLost(job.id))
     }
 
-    async fn fail(&self, job: &Job, reason: &str, retry_after: Duration) -> Result<(), QueueError> {
+    async fn extend(&self, job: &Job, _lease: Duration) -> Result<(), QueueError> {
         let msg = self
             .held
             .lock()
             .expect("held lock is never poisoned")
-            .remove(&job.id)
+            .get(&job.id)
+            .filter(|m| same_delivery(m, job))
+            .cloned()
             .ok_or(QueueError::LeaseLost(job.id))?;
+        msg.double_ack_with(AckKind::Progress)
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn fail(&self, job: &Job, reason: &str, retry_after: Duration) -> Result<(), QueueError> {
+        let msg = self.take_held(job)?;
         if job.attempts >= self.max_attempts {
             return self.bury(&job.queue, &msg, reason).await;
         }
@@ -379,6 +401,14 @@ impl Queue for NatsQueue {
             oldest_ms,
         })
     }
+}
+
+/// Whether `msg` is the delivery `job` was claimed with: a later claim of the job in this
+/// process (after its lease ran out) holds a later delivery, which the earlier claim must not
+/// answer.
+fn same_delivery(msg: &jetstream::Message, job: &Job) -> bool {
+    msg.info()
+        .is_ok_and(|i| i.delivered.max(1) as u32 == job.attempts)
 }
 
 /// What waits for `consumer`, up to `max` messages, without waiting for more.

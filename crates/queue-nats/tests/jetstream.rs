@@ -250,3 +250,34 @@ async fn a_job_whose_workers_die_every_time_is_handed_out_to_be_given_up() {
         "never handed out again"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_extended_lease_keeps_the_job_past_the_lease_it_was_claimed_for() {
+    // the consumer is made with an older, longer lease; the first claim sets its ack wait to
+    // the claim's lease, which the extensions then restart
+    let (nats, _dir) = server().await;
+    let a = NatsQueue::connect(&nats.url(), 5, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(a.depth(Q).await.unwrap().pending, 0);
+    let b = NatsQueue::connect(&nats.url(), 5, LEASE).await.unwrap();
+    crescendo_queue::conformance::an_extended_lease_keeps_the_job(&a, &b, Q, LEASE).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_not_extended_runs_out_and_the_job_is_claimed_again() {
+    let (nats, _dir) = server().await;
+    let a = NatsQueue::connect(&nats.url(), 5, LEASE).await.unwrap();
+    let b = NatsQueue::connect(&nats.url(), 5, LEASE).await.unwrap();
+    crescendo_queue::conformance::a_lease_not_extended_runs_out(&a, &b, Q, LEASE).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn extending_a_lost_lease_answers_lease_lost_in_the_claiming_process() {
+    // the server restarts whatever delivery of the message is pending, so a claim overtaken
+    // by another process cannot be told: one handle claims both times
+    let (_nats, _dir, q) = queue(5).await;
+    crescendo_queue::conformance::extending_a_lost_lease_answers_lease_lost(&q, &q, Q, LEASE).await;
+}
+
+const LEASE: Duration = Duration::from_secs(1);

@@ -1,19 +1,24 @@
 //! The `Queue` seam: durable jobs with at-least-once delivery.
 //!
 //! A job is published (in the embedded backend, inside the same database transaction as the
-//! data it concerns: an outbox), claimed by one worker with a lease, then acknowledged. A job
-//! whose handler fails is retried after a back-off; after `max_attempts` it becomes a dead
-//! letter with the reason kept. A worker that dies without acknowledging leaves the job to be
-//! claimed again once the lease runs out, so handlers must be idempotent; a job whose
+//! data it concerns: an outbox), claimed by one worker with a lease, then acknowledged. The
+//! lease is short, and the worker extends it ([`Queue::extend`]) while its handler runs, so a
+//! job outlives no lease however slow it is, and a worker that dies loses its job one lease
+//! later. A job whose handler fails is retried after a back-off; after `max_attempts` it
+//! becomes a dead letter with the reason kept. A worker that dies without acknowledging
+//! leaves the job to be claimed again once the lease runs out, so handlers must be
+//! idempotent; a job whose
 //! workers died `max_attempts` times is handed out once more, not to run but to be given up
 //! ([`Delivery::GiveUp`]), so what waits on it learns that it failed.
 //!
 //! Backends: the SQLite job table (`crescendo-store-sqlite`) and NATS JetStream
-//! (`crescendo-queue-nats`).
+//! (`crescendo-queue-nats`). [`conformance`] holds the lease behaviour both must show.
 //! This crate names no broker or database types.
 
 use async_trait::async_trait;
 use std::time::Duration;
+
+pub mod conformance;
 
 /// What a claim hands a job over for.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -94,6 +99,16 @@ pub trait Queue: Send + Sync + 'static {
     /// # Errors
     /// [`QueueError::LeaseLost`] when the lease ran out and the job was claimed again.
     async fn ack(&self, job: &Job) -> Result<(), QueueError>;
+    /// Extends a claimed job's lease: it is held for `lease` from now. A worker calls it
+    /// while the job's handler runs, a few times per lease, so a slow job stays its own and a
+    /// dead worker's job comes back one lease after its last extension.
+    ///
+    /// # Errors
+    /// [`QueueError::LeaseLost`] when the claim no longer holds the job (it was answered, or
+    /// its lease ran out and it was claimed again), as far as the backend can tell;
+    /// [`QueueError::Unavailable`] when the backend cannot be reached (try again before the
+    /// lease runs out).
+    async fn extend(&self, job: &Job, lease: Duration) -> Result<(), QueueError>;
     /// Marks a claimed job failed: retried after `retry_after`, or dead once out of attempts.
     async fn fail(&self, job: &Job, reason: &str, retry_after: Duration) -> Result<(), QueueError>;
     /// The queue's depth.

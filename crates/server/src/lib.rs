@@ -135,7 +135,8 @@ pub async fn serve(
                 "writes still running after the grace period; stopping anyway"
             );
         }
-        // the jobs in hand finish (their leases would hand them to another worker anyway)
+        // the jobs in hand finish, within the grace period: one still running then goes to
+        // another worker once its lease, no longer extended, runs out
         let _ = relay.await;
         if let Some(w) = workers {
             let _ = tokio::time::timeout(grace, w).await;

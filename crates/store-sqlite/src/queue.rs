@@ -3,6 +3,10 @@
 //! A claim is one `UPDATE … RETURNING` that takes the oldest runnable job and stamps a lease,
 //! so two workers can never hold the same job at once. Depth is exact: it is a `COUNT(*)`.
 //!
+//! A claim's lease is extended ([`Queue::extend`]) by moving its end forward, only while the
+//! claim still holds the job: same attempt, still ready, still leased (a failed job handed
+//! back has no lease, so a late extension cannot hold it back).
+//!
 //! A claim counts a delivery (`attempts`) whether or not an answer follows; the
 //! `max_attempts`-th is a [`Delivery::LastRun`]. A job whose lease ran out after it (its
 //! workers died or hung on it, e.g. killed for memory) is never run again: the next claim
@@ -147,6 +151,25 @@ impl Queue for SqliteQueue {
                 "DELETE FROM jobs WHERE id = ?1 AND attempts = ?2 AND state = 'ready'",
                 (id, attempts),
             )
+            .await
+            .map_err(qerr)?;
+        lease_held(n, id)
+    }
+
+    async fn extend(&self, job: &Job, lease: Duration) -> Result<(), QueueError> {
+        let (id, attempts) = (job.id, i64::from(job.attempts));
+        let lease_ms = lease.as_millis() as i64;
+        let n = self
+            .db
+            .write(move |tx| {
+                tx.prepare_cached(
+                    "UPDATE jobs SET lease_until = ?3
+                     WHERE id = ?1 AND attempts = ?2 AND state = 'ready'
+                       AND lease_until IS NOT NULL",
+                )
+                .and_then(|mut st| st.execute(params![id, attempts, now_ms() + lease_ms]))
+                .map_err(map_err)
+            })
             .await
             .map_err(qerr)?;
         lease_held(n, id)

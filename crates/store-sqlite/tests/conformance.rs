@@ -158,3 +158,48 @@ async fn the_database_survives_reopening() {
         Some("a".into())
     );
 }
+
+/// Two handles on one fresh job table, as two workers have.
+async fn two_claimers() -> (tempfile::TempDir, SqliteQueue, SqliteQueue) {
+    let (dir, store) = fresh().await;
+    (dir, store.queue(5), store.queue(5))
+}
+
+const LEASE: Duration = Duration::from_secs(1);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_extended_lease_keeps_the_job_past_the_lease_it_was_claimed_for() {
+    let (_dir, a, b) = two_claimers().await;
+    crescendo_queue::conformance::an_extended_lease_keeps_the_job(&a, &b, "images", LEASE).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_not_extended_runs_out_and_the_job_is_claimed_again() {
+    let (_dir, a, b) = two_claimers().await;
+    crescendo_queue::conformance::a_lease_not_extended_runs_out(&a, &b, "images", LEASE).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn extending_a_lost_lease_answers_lease_lost() {
+    let (_dir, a, b) = two_claimers().await;
+    crescendo_queue::conformance::extending_a_lost_lease_answers_lease_lost(
+        &a, &b, "images", LEASE,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_late_extension_does_not_hold_back_a_job_handed_back_to_run_again() {
+    let (_dir, q, _) = one_job(3, b"x").await;
+    let job = claim(&q, "images", Duration::from_secs(30)).await.unwrap();
+    q.fail(&job, "boom", Duration::ZERO).await.unwrap();
+    assert!(
+        matches!(
+            q.extend(&job, Duration::from_secs(30)).await,
+            Err(crescendo_queue::QueueError::LeaseLost(_))
+        ),
+        "a failed claim holds nothing"
+    );
+    let again = claim(&q, "images", Duration::from_secs(30)).await;
+    assert_eq!(again.map(|j| j.attempts), Some(2), "runnable at once");
+}

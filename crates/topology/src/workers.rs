@@ -92,8 +92,8 @@ pub fn add_worker(run_dir: &Path, state: &mut State) -> anyhow::Result<(String, 
 }
 
 /// Removes worker `name` from the topology and sends it SIGTERM: it stops claiming and
-/// finishes the jobs in hand (the caller reaps it, or it outlives its leases and its jobs go
-/// to other workers).
+/// finishes the jobs in hand (the caller reaps it; if it is killed first, its jobs go to
+/// other workers one lease after it last extended them).
 ///
 /// # Errors
 /// No such worker, or the state cannot be written.

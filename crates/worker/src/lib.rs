@@ -7,8 +7,10 @@
 //! handed back with an exponential back-off (1 s, 2 s, 4 s … capped at 5 minutes) until its
 //! last attempt; a job that fails its last attempt, or whose workers died on it every time,
 //! is given up: its handler records that ([`Handler::give_up`]: an upload becomes `failed`
-//! with the reason) and the queue dead-letters it, keeping the reason. A handler that outlives
-//! its lease loses the job to another worker, which is why handlers must be idempotent. On
+//! with the reason) and the queue dead-letters it, keeping the reason. While a handler runs, the
+//! worker extends its job's lease every third of a lease, so a slow job stays its own and a
+//! worker that dies loses its jobs one lease later; a worker cut off from the queue for a
+//! whole lease loses the job to another, which is why handlers must be idempotent. On
 //! shutdown the worker stops claiming and waits for the jobs it holds.
 //!
 //! Handlers: [`Variants`] (image variants). [`run_workers`] runs them all on an `App` with

@@ -1,13 +1,16 @@
 //! The job loop: [`Worker`] claims jobs from a [`JobSource`] for the queues its [`Handler`]s
 //! serve, runs at most `concurrency` at once, acknowledges each one that succeeds and hands
-//! back each one that fails, with an exponential back-off ([`backoff`]).
+//! back each one that fails, with an exponential back-off ([`backoff`]). While a handler
+//! runs, its job's lease is extended every third of a lease, so a job may take
+//! longer than a lease, and a worker that dies loses its jobs one lease later.
 
 use crate::JobSource;
 use async_trait::async_trait;
 use crescendo_config::QueueSettings;
-use crescendo_queue::{Delivery, Job};
+use crescendo_queue::{Delivery, Job, QueueError};
 use crescendo_telemetry::names;
 use std::error::Error;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{Semaphore, watch};
@@ -65,7 +68,8 @@ impl<H: Handler> Erased for H {
 pub struct WorkerOptions {
     /// Jobs run at once.
     pub concurrency: usize,
-    /// How long a claim holds a job; a handler must finish within it.
+    /// How long a claim holds a job unless extended; the worker extends it every third of
+    /// it while the job's handler runs, so this is how soon a dead worker's job comes back.
     pub lease: Duration,
     /// How long to wait before asking again when every queue was empty.
     pub idle_poll: Duration,
@@ -77,7 +81,7 @@ impl Default for WorkerOptions {
     fn default() -> Self {
         Self {
             concurrency: 2,
-            lease: Duration::from_secs(60),
+            lease: Duration::from_secs(15),
             idle_poll: Duration::from_millis(200),
             depth_every: Duration::from_secs(5),
         }
@@ -144,11 +148,12 @@ impl Worker {
                     Ok(Some(job)) => {
                         claimed = true;
                         let (source, handler) = (Arc::clone(&self.source), Arc::clone(handler));
+                        let lease = self.options.lease;
                         let in_progress =
                             metrics::gauge!(names::JOBS_IN_PROGRESS, "queue" => handler.queue());
                         in_progress.increment(1.0);
                         tokio::spawn(async move {
-                            run_one(&*source, &*handler, job).await;
+                            run_one(&*source, &*handler, job, lease).await;
                             in_progress.decrement(1.0);
                             drop(permit);
                         });
@@ -181,55 +186,107 @@ impl Worker {
     }
 }
 
-async fn run_one(source: &dyn JobSource, handler: &dyn Erased, job: Job) {
+async fn run_one(source: &dyn JobSource, handler: &dyn Erased, job: Job, lease: Duration) {
     let q = handler.queue();
     let outcome = match &job.delivery {
-        Delivery::GiveUp(reason) => give_up(source, handler, &job, reason).await,
-        Delivery::Run | Delivery::LastRun => match handler.run(&job).await {
-            Ok(()) => match source.ack(&job).await {
-                Ok(()) => "ok",
-                Err(e) => {
-                    tracing::warn!(queue = q, job_id = job.id, error = %e, "job done but not acknowledged");
-                    "lease_lost"
-                }
-            },
-            Err(e) if job.delivery == Delivery::LastRun => {
-                let reason = e.to_string();
-                tracing::warn!(queue = q, job_id = job.id, attempts = job.attempts, %reason, "job failed for the last time");
-                give_up(source, handler, &job, &reason).await
-            }
-            Err(e) => {
-                let reason = e.to_string();
-                tracing::warn!(queue = q, job_id = job.id, attempts = job.attempts, %reason, "job failed");
-                match source.fail(&job, &reason, backoff(job.attempts)).await {
-                    Ok(()) => "retry",
+        Delivery::GiveUp(reason) => give_up(source, handler, &job, reason, lease).await,
+        Delivery::Run | Delivery::LastRun => {
+            let (result, held) = renewing(source, &job, lease, handler.run(&job)).await;
+            let outcome = match result {
+                Ok(()) => match source.ack(&job).await {
+                    Ok(()) => "ok",
                     Err(e) => {
-                        tracing::warn!(queue = q, job_id = job.id, error = %e, "could not hand the failed job back");
+                        tracing::warn!(queue = q, job_id = job.id, error = %e, "job done but not acknowledged");
                         "lease_lost"
                     }
+                },
+                Err(e) if job.delivery == Delivery::LastRun => {
+                    let reason = e.to_string();
+                    tracing::warn!(queue = q, job_id = job.id, attempts = job.attempts, %reason, "job failed for the last time");
+                    give_up(source, handler, &job, &reason, lease).await
                 }
-            }
-        },
+                Err(e) => {
+                    let reason = e.to_string();
+                    tracing::warn!(queue = q, job_id = job.id, attempts = job.attempts, %reason, "job failed");
+                    match source.fail(&job, &reason, backoff(job.attempts)).await {
+                        Ok(()) => "retry",
+                        Err(e) => {
+                            tracing::warn!(queue = q, job_id = job.id, error = %e, "could not hand the failed job back");
+                            "lease_lost"
+                        }
+                    }
+                }
+            };
+            if held { outcome } else { "lease_lost" }
+        }
     };
     metrics::counter!(names::JOBS, "queue" => q, "outcome" => outcome).increment(1);
 }
 
-/// Lets the handler record that `job` is given up with `reason`, then makes it a dead
-/// letter. When the handler cannot record it now, the job is left to its lease and handed
-/// out to be given up again.
+/// Runs `work` while extending `job`'s lease every third of `lease`; with its output, whether
+/// the claim still held the job at the last extension. An extension that cannot reach the
+/// queue is tried again at the next tick; one that answers that the claim lost the job (its
+/// lease ran out and another worker took it) is logged, and the work still runs to its end,
+/// its answer then refused like any answer of a lost claim.
+async fn renewing<T>(
+    source: &dyn JobSource,
+    job: &Job,
+    lease: Duration,
+    work: impl Future<Output = T>,
+) -> (T, bool) {
+    let renew = renew_until_lost(source, job, lease);
+    tokio::pin!(work, renew);
+    tokio::select! {
+        out = &mut work => (out, true),
+        () = &mut renew => (work.await, false),
+    }
+}
+
+/// Extends `job`'s lease every third of `lease` until an extension answers that the claim
+/// lost the job.
+async fn renew_until_lost(source: &dyn JobSource, job: &Job, lease: Duration) {
+    let q = job.queue.as_str();
+    let every = (lease / 3).max(Duration::from_millis(10));
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        match source.extend(job, lease).await {
+            Ok(()) => {}
+            Err(QueueError::LeaseLost(_)) => {
+                tracing::warn!(
+                    queue = q,
+                    job_id = job.id,
+                    "job's lease lost while it ran: another worker may have it"
+                );
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(queue = q, job_id = job.id, error = %e, "cannot extend the job's lease; trying again");
+            }
+        }
+    }
+}
+
+/// Lets the handler record that `job` is given up with `reason` (extending the lease while
+/// it does), then makes it a dead letter. When the handler cannot record it now, the job is
+/// left to its lease and handed out to be given up again.
 async fn give_up(
     source: &dyn JobSource,
     handler: &dyn Erased,
     job: &Job,
     reason: &str,
+    lease: Duration,
 ) -> &'static str {
     let q = handler.queue();
-    if let Err(e) = handler.give_up(job, reason).await {
+    let (recorded, held) = renewing(source, job, lease, handler.give_up(job, reason)).await;
+    if let Err(e) = recorded {
         tracing::warn!(queue = q, job_id = job.id, error = %e, "could not record a job given up; it is handed out again");
         return "lease_lost";
     }
     match source.fail(job, reason, Duration::ZERO).await {
-        Ok(()) => "dead",
+        Ok(()) if held => "dead",
+        Ok(()) => "lease_lost",
         Err(e) => {
             tracing::warn!(queue = q, job_id = job.id, error = %e, "could not dead-letter the job given up");
             "lease_lost"

@@ -16,6 +16,12 @@ pub trait JobSource: Send + Sync + 'static {
     /// # Errors
     /// The jobs cannot be reached, or cannot be held for `lease`.
     async fn claim(&self, queue: &str, lease: Duration) -> Result<Option<Job>, QueueError>;
+    /// Holds a claimed job for `lease` from now.
+    ///
+    /// # Errors
+    /// [`QueueError::LeaseLost`] when the claim no longer holds the job;
+    /// [`QueueError::Unavailable`] when the jobs cannot be reached.
+    async fn extend(&self, job: &Job, lease: Duration) -> Result<(), QueueError>;
     /// Marks a claimed job done.
     ///
     /// # Errors
@@ -39,6 +45,10 @@ impl JobSource for App {
         self.claim_job(queue, lease).await
     }
 
+    async fn extend(&self, job: &Job, lease: Duration) -> Result<(), QueueError> {
+        self.extend_job(job, lease).await
+    }
+
     async fn ack(&self, job: &Job) -> Result<(), QueueError> {
         self.ack_job(job).await
     }
@@ -56,6 +66,10 @@ impl JobSource for App {
 impl JobSource for Arc<dyn Queue> {
     async fn claim(&self, queue: &str, lease: Duration) -> Result<Option<Job>, QueueError> {
         Queue::claim(&**self, queue, lease).await
+    }
+
+    async fn extend(&self, job: &Job, lease: Duration) -> Result<(), QueueError> {
+        Queue::extend(&**self, job, lease).await
     }
 
     async fn ack(&self, job: &Job) -> Result<(), QueueError> {
