@@ -2,7 +2,10 @@
 //!
 //! The configuration is generated here: `leastconn`; health checks on `/ready` every 300 ms
 //! (down after 2 failures, up after 2 successes), so a node that starts draining stops
-//! getting requests before it closes; `option redispatch` with `retry-on` for the errors of a
+//! getting requests before it closes. A check may take [`CHECK_TIMEOUT`]: a node that refuses
+//! connections (dead) is out within about 0.6 s, while one that answers slowly under load
+//! stays in; with the check bounded by its 300 ms interval, a load spike took every node out
+//! at once and HAProxy answered 503 though all of them were serving; `option redispatch` with `retry-on` for the errors of a
 //! dead or broken node (no connection, no or a malformed answer, 500, 502, 504), so such a
 //! request is sent to another one. Writes (POST, PUT, DELETE) are retried after they reached
 //! a node only when they carry an `Idempotency-Key`, which makes the repeat safe; without
@@ -38,6 +41,9 @@ pub const REQUEST_HEADERS: Duration = Duration::from_secs(10);
 /// [`CLIENT_KEEP_ALIVE`] for a request, then [`REQUEST_HEADERS`] for its headers.
 pub const SERVER_IDLE_MAX: Duration =
     Duration::from_secs(CLIENT_KEEP_ALIVE.as_secs() + REQUEST_HEADERS.as_secs());
+
+/// How long one health check of a node may take (`timeout check`) before it counts as failed.
+pub const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// How long a request may wait in HAProxy's queue for a node's free slot (`timeout queue`)
 /// before it is answered 503.
@@ -90,6 +96,8 @@ defaults
     retry-on conn-failure empty-response junk-response response-timeout 0rtt-rejected 500 502 504
     option forwardfor
     timeout connect 1s
+    # a slow answer under load is not a dead node (a dead one refuses at once)
+    timeout check {check}s
     timeout client 60s
     timeout server 60s
     # a request waits this long for a free slot on a node (maxconn), then gets 503
@@ -118,6 +126,7 @@ backend web
         sock = admin_socket.display(),
         public = cfg.public,
         headers = REQUEST_HEADERS.as_secs(),
+        check = CHECK_TIMEOUT.as_secs(),
         keep_alive = CLIENT_KEEP_ALIVE.as_secs(),
         queue = QUEUE_WAIT.as_secs(),
     );

@@ -95,26 +95,10 @@ fn a_node_keeps_idle_connections_longer_than_haproxy_may_leave_them_idle() {
 fn haproxy_accepts_the_configuration_and_balances_over_live_nodes() {
     let dir = tempfile::tempdir().unwrap();
     // two tiny backends: a listener each that answers every request with its name
-    let mut backends = Vec::new();
-    for name in ["web-1", "web-2"] {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        backends.push(Backend {
-            name: name.into(),
-            addr: l.local_addr().unwrap(),
-        });
-        std::thread::spawn(move || {
-            use std::io::{Read, Write};
-            for mut s in l.incoming().flatten() {
-                let mut buf = [0u8; 4096];
-                let _ = s.read(&mut buf);
-                let _ = write!(
-                    s,
-                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{name}",
-                    name.len()
-                );
-            }
-        });
-    }
+    let backends = vec![
+        tiny_backend("web-1", Duration::ZERO),
+        tiny_backend("web-2", Duration::ZERO),
+    ];
     let public: SocketAddr = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -155,6 +139,67 @@ fn haproxy_accepts_the_configuration_and_balances_over_live_nodes() {
     assert_eq!(seen.len(), 2, "both nodes served: {seen:?}");
     drop(lb);
     assert!(std::net::TcpStream::connect(public).is_err(), "stopped");
+}
+
+/// A tiny backend: a listener that answers every request, `delay` after reading it, with
+/// its name.
+fn tiny_backend(name: &'static str, delay: Duration) -> Backend {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for mut s in l.incoming().flatten() {
+            std::thread::spawn(move || {
+                use std::io::{Read, Write};
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf);
+                std::thread::sleep(delay);
+                let _ = write!(
+                    s,
+                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{name}",
+                    name.len()
+                );
+            });
+        }
+    });
+    Backend {
+        name: name.into(),
+        addr,
+    }
+}
+
+#[test]
+fn a_node_that_answers_its_checks_slowly_stays_in_the_balancer() {
+    // a node under load: every answer, its health checks' too, takes 700 ms
+    let dir = tempfile::tempdir().unwrap();
+    let public: SocketAddr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let cfg = LbConfig {
+        public,
+        backends: vec![tiny_backend("web-1", Duration::from_millis(700))],
+        sticky: false,
+        server_maxconn: 16,
+    };
+    let lb = Haproxy::start(dir.path(), &cfg).expect("haproxy starts");
+    let state = || Haproxy::backend_states(dir.path());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !state().iter().any(|(_, s)| s == "UP") {
+        assert!(Instant::now() < deadline, "never up: {:?}", state());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // several check intervals later it is still in, and serves
+    for _ in 0..10 {
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(state().iter().all(|(_, s)| s == "UP"), "{:?}", state());
+    }
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(public).unwrap();
+    write!(s, "GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    drop(lb);
 }
 
 #[test]
