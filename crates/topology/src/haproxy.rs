@@ -4,8 +4,8 @@
 //! (down after 2 failures, up after 2 successes), so a node that starts draining stops
 //! getting requests before it closes. A check may take [`CHECK_TIMEOUT`]: a node that refuses
 //! connections (dead) is out within about 0.6 s, while one that answers slowly under load
-//! stays in; with the check bounded by its 300 ms interval, a load spike took every node out
-//! at once and HAProxy answered 503 though all of them were serving; `option redispatch` with `retry-on` for the errors of a
+//! stays in (checks bounded by their 300 ms interval fail on a node that is only busy, and a
+//! load spike could take every node out at once, leaving HAProxy to answer 503); `option redispatch` with `retry-on` for the errors of a
 //! dead or broken node (no connection, no or a malformed answer, 500, 502, 504), so such a
 //! request is sent to another one. Writes (POST, PUT, DELETE) are retried after they reached
 //! a node only when they carry an `Idempotency-Key`, which makes the repeat safe; without
