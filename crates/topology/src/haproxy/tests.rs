@@ -91,6 +91,36 @@ fn a_node_keeps_idle_connections_longer_than_haproxy_may_leave_them_idle() {
     );
 }
 
+/// A real HAProxy over `backends` on a free public address, its files in `dir`.
+fn balancer(dir: &Path, backends: Vec<Backend>) -> (Haproxy, SocketAddr) {
+    let public: SocketAddr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let cfg = LbConfig {
+        public,
+        backends,
+        sticky: false,
+        server_maxconn: 16,
+    };
+    (Haproxy::start(dir, &cfg).expect("haproxy starts"), public)
+}
+
+/// The whole answer (status line, headers, body) to `GET path` at `public`, on a new
+/// connection.
+fn get_raw(public: SocketAddr, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(public).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    text
+}
+
 #[test]
 fn haproxy_accepts_the_configuration_and_balances_over_live_nodes() {
     let dir = tempfile::tempdir().unwrap();
@@ -99,20 +129,7 @@ fn haproxy_accepts_the_configuration_and_balances_over_live_nodes() {
         tiny_backend("web-1", Duration::ZERO),
         tiny_backend("web-2", Duration::ZERO),
     ];
-    let public: SocketAddr = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
-    let lb = Haproxy::start(
-        dir.path(),
-        &LbConfig {
-            public,
-            backends,
-            sticky: false,
-            server_maxconn: 16,
-        },
-    )
-    .expect("haproxy starts");
+    let (lb, public) = balancer(dir.path(), backends);
     let deadline = Instant::now() + Duration::from_secs(5);
     while Haproxy::backend_states(dir.path())
         .iter()
@@ -129,11 +146,7 @@ fn haproxy_accepts_the_configuration_and_balances_over_live_nodes() {
     }
     let mut seen = std::collections::BTreeSet::new();
     for _ in 0..10 {
-        use std::io::{Read, Write};
-        let mut s = std::net::TcpStream::connect(public).unwrap();
-        write!(s, "GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").unwrap();
-        let mut text = String::new();
-        s.read_to_string(&mut text).unwrap();
+        let text = get_raw(public, "/");
         seen.insert(text.rsplit("\r\n\r\n").next().unwrap().to_string());
     }
     assert_eq!(seen.len(), 2, "both nodes served: {seen:?}");
@@ -171,17 +184,8 @@ fn tiny_backend(name: &'static str, delay: Duration) -> Backend {
 fn a_node_that_answers_its_checks_slowly_stays_in_the_balancer() {
     // a node under load: every answer, its health checks' too, takes 700 ms
     let dir = tempfile::tempdir().unwrap();
-    let public: SocketAddr = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
-    let cfg = LbConfig {
-        public,
-        backends: vec![tiny_backend("web-1", Duration::from_millis(700))],
-        sticky: false,
-        server_maxconn: 16,
-    };
-    let lb = Haproxy::start(dir.path(), &cfg).expect("haproxy starts");
+    let slow = tiny_backend("web-1", Duration::from_millis(700));
+    let (lb, public) = balancer(dir.path(), vec![slow]);
     let state = || Haproxy::backend_states(dir.path());
     let deadline = Instant::now() + Duration::from_secs(10);
     while !state().iter().any(|(_, s)| s == "UP") {
@@ -193,11 +197,7 @@ fn a_node_that_answers_its_checks_slowly_stays_in_the_balancer() {
         std::thread::sleep(Duration::from_millis(300));
         assert!(state().iter().all(|(_, s)| s == "UP"), "{:?}", state());
     }
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(public).unwrap();
-    write!(s, "GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
+    let text = get_raw(public, "/");
     assert!(text.starts_with("HTTP/1.1 200"), "{text}");
     drop(lb);
 }
@@ -206,27 +206,9 @@ fn a_node_that_answers_its_checks_slowly_stays_in_the_balancer() {
 fn haproxy_answers_its_own_503_in_the_api_format_with_retry_after() {
     // arrange: a balancer with no node to send to
     let dir = tempfile::tempdir().unwrap();
-    let public: SocketAddr = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
-    let cfg = LbConfig {
-        public,
-        backends: Vec::new(),
-        sticky: false,
-        server_maxconn: 16,
-    };
-    let lb = Haproxy::start(dir.path(), &cfg).expect("haproxy starts");
+    let (lb, public) = balancer(dir.path(), Vec::new());
     // act
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(public).unwrap();
-    write!(
-        s,
-        "GET /api/tags HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
+    let text = get_raw(public, "/api/tags");
     // assert: what a client of a node would get, and a time to come back
     let text = text.to_lowercase();
     assert!(text.starts_with("http/1.1 503"), "{text}");
