@@ -30,6 +30,17 @@ pub async fn claim_within(
     }
 }
 
+/// Publishes `payload` to `queue` on `q` and claims it there for `lease`.
+///
+/// # Panics
+/// The job cannot be published, or is not claimed within a lease.
+async fn publish_and_claim(q: &dyn Queue, queue: &str, payload: &[u8], lease: Duration) -> Job {
+    q.publish(queue, payload).await.expect("publishing a job");
+    claim_within(q, queue, lease, lease)
+        .await
+        .expect("a job to claim")
+}
+
 /// A job whose claim extends its lease every third of it stays with `a` for three leases:
 /// `b` never gets it, and `a` acknowledges it at the end.
 ///
@@ -41,12 +52,7 @@ pub async fn an_extended_lease_keeps_the_job(
     queue: &str,
     lease: Duration,
 ) {
-    a.publish(queue, b"extended")
-        .await
-        .expect("publishing a job");
-    let job = claim_within(a, queue, lease, lease)
-        .await
-        .expect("a job to claim");
+    let job = publish_and_claim(a, queue, b"extended", lease).await;
     let started = Instant::now();
     while started.elapsed() < lease * 3 {
         tokio::time::sleep(lease / 3).await;
@@ -77,12 +83,7 @@ pub async fn a_lease_not_extended_runs_out(
     queue: &str,
     lease: Duration,
 ) {
-    a.publish(queue, b"abandoned")
-        .await
-        .expect("publishing a job");
-    let job = claim_within(a, queue, lease, lease)
-        .await
-        .expect("a job to claim");
+    let job = publish_and_claim(a, queue, b"abandoned", lease).await;
     let again = claim_within(b, queue, lease, lease * 10)
         .await
         .expect("the job claimed again once its lease ran out");
@@ -107,12 +108,7 @@ pub async fn extending_a_lost_lease_answers_lease_lost(
     queue: &str,
     lease: Duration,
 ) {
-    a.publish(queue, b"answered")
-        .await
-        .expect("publishing a job");
-    let job = claim_within(a, queue, lease, lease)
-        .await
-        .expect("a job to claim");
+    let job = publish_and_claim(a, queue, b"answered", lease).await;
     a.ack(&job).await.expect("acknowledging the job");
     let extended = a.extend(&job, lease).await;
     assert!(
@@ -120,12 +116,7 @@ pub async fn extending_a_lost_lease_answers_lease_lost(
         "extending an acknowledged job: {extended:?}"
     );
 
-    a.publish(queue, b"overtaken")
-        .await
-        .expect("publishing a job");
-    let job = claim_within(a, queue, lease, lease)
-        .await
-        .expect("a job to claim");
+    let job = publish_and_claim(a, queue, b"overtaken", lease).await;
     let again = claim_within(b, queue, lease, lease * 10)
         .await
         .expect("the job claimed again once its lease ran out");
