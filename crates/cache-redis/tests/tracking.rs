@@ -360,6 +360,12 @@ fn a_reported_change_makes_stamps_of_the_key_stale_even_when_its_version_stands(
         b.warm(&db, "article:5").await;
         let stamps = b.rt.stamps(vec!["article:5".into()]).await;
         assert!(b.rt.stamps_current(&stamps).await);
+        let scripts = scripts_run(std::slice::from_ref(&url)).await;
+        assert!(
+            b.rt.stamps_unreported(&stamps),
+            "current, by the reports alone"
+        );
+        assert_eq!(scripts_run(std::slice::from_ref(&url)).await, scripts);
         // a change the version does not show (here a new expiry; in production, a near copy
         // served unchecked before its report arrived could have been read under the stamp)
         let mut c = redis::Client::open(url.as_str())
@@ -374,6 +380,7 @@ fn a_reported_change_makes_stamps_of_the_key_stale_even_when_its_version_stands(
             .await
             .unwrap();
         b.report_of(Some("article:5")).await;
+        assert!(!b.rt.stamps_unreported(&stamps), "the report was heeded");
         assert!(!b.rt.stamps_current(&stamps).await, "the report was heeded");
         let again = b.rt.stamps(vec!["article:5".into()]).await;
         assert!(b.rt.stamps_current(&again).await);

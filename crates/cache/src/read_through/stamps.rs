@@ -54,12 +54,7 @@ impl ReadThrough {
     /// with a versioned shared tier, by any), and no change to one was reported since.
     pub async fn stamps_current(&self, stamps: &[Stamp]) -> bool {
         let epoch = self.shared.trust_epoch();
-        let local = stamps.iter().all(|s| {
-            let stripe = s.stripe as usize;
-            self.generations[stripe].load(Ordering::Acquire) == s.generation
-                && self.reported[stripe].load(Ordering::Acquire) == s.reported
-                && s.epoch == epoch
-        });
+        let local = stamps.iter().all(|s| self.unchanged(s, epoch));
         if !local || !self.versioned {
             return local;
         }
@@ -74,5 +69,29 @@ impl ReadThrough {
             }
             Err(_) => false,
         }
+    }
+
+    /// [`ReadThrough::stamps_current`] as the shared tier's reports alone tell it, with no
+    /// round trip: true while the tier has reported every change since the stamps were
+    /// taken (the same trust epoch, not `None`), no report named a stamped key and this
+    /// process invalidated none. False means "ask [`ReadThrough::stamps_current`]", as must a
+    /// reader that sees every acknowledged write at once (a request with a raised read fence):
+    /// a change whose report is still on its way is not seen here.
+    pub fn stamps_unreported(&self, stamps: &[Stamp]) -> bool {
+        let epoch = self.shared.trust_epoch();
+        self.versioned
+            && epoch.is_some()
+            && stamps
+                .iter()
+                .all(|s| s.version != 0 && self.unchanged(s, epoch))
+    }
+
+    /// Whether this process has neither invalidated `s`'s key nor heard a report of it
+    /// since the stamp, under the same trust `epoch`.
+    fn unchanged(&self, s: &Stamp, epoch: Option<u64>) -> bool {
+        let stripe = s.stripe as usize;
+        self.generations[stripe].load(Ordering::Acquire) == s.generation
+            && self.reported[stripe].load(Ordering::Acquire) == s.reported
+            && s.epoch == epoch
     }
 }
