@@ -289,18 +289,23 @@ impl App {
     }
 
     /// The value under `key`, from the cache or loaded by `load` (see [`ReadThrough`]).
-    /// The load reads data at least as fresh as the last write that invalidated `key`.
+    /// The load reads data at least as fresh as the last write that invalidated `key`. A
+    /// request with a raised read fence (its user wrote within `FENCE_TTL`, or it wrote
+    /// itself) confirms a near copy's version with the shared tier; any other request may be
+    /// served a near copy its cache servers vouch for (DESIGN.md's contract (2)).
     pub(crate) async fn cached<T, F, Fut>(&self, key: &str, load: F) -> AppResult<Option<Arc<T>>>
     where
         T: serde::Serialize + serde::de::DeserializeOwned + Send + Sync + 'static,
         F: FnOnce() -> Fut,
         Fut: Future<Output = AppResult<Option<T>>>,
     {
-        self.cache()
-            .get_or_load(key, self.ttl(), |position| {
-                fence::reading_after(position, load())
-            })
-            .await
+        let load = |position| fence::reading_after(position, load());
+        if fence::read_after() > 0 {
+            // this request's user wrote recently: see that write at once, on any node
+            self.cache().get_or_load_fenced(key, self.ttl(), load).await
+        } else {
+            self.cache().get_or_load(key, self.ttl(), load).await
+        }
     }
 
     /// Whether the service can serve: the store answers.

@@ -129,8 +129,11 @@ impl App {
             return Ok(None);
         }
         let key = format!("{head_key}|{}|{}", page.limit, page.offset);
+        // a request with a raised read fence checks the versions; others may trust reports
         if let Some(snap) = self.inner.pages.get(&key)
-            && self.cache().stamps_current(&snap.stamps).await
+            && ((crescendo_store::fence::read_after() == 0
+                && self.cache().stamps_unreported(&snap.stamps))
+                || self.cache().stamps_current(&snap.stamps).await)
         {
             return Ok(Some(snap));
         }

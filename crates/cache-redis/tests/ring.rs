@@ -44,7 +44,9 @@ async fn node(s: &Servers) -> (ReadThrough, RedisCache) {
     (rt, ring)
 }
 
-/// A "store": one value per key, and a count of loads.
+/// A "store": one value per key, and a count of loads. Its reads carry the writer's read
+/// fence (`get_or_load_fenced`), so they see a write through any node at once, whether or
+/// not the servers' change reports have arrived (tests/tracking.rs covers reads without it).
 #[derive(Default)]
 struct Db {
     value: std::sync::Mutex<String>,
@@ -54,7 +56,7 @@ struct Db {
 impl Db {
     async fn read(&self, c: &ReadThrough, key: &str) -> String {
         let v = c
-            .get_or_load(key, TTL, |_| async {
+            .get_or_load_fenced(key, TTL, |_| async {
                 self.loads.fetch_add(1, Ordering::SeqCst);
                 Ok::<_, ()>(Some(self.value.lock().unwrap().clone()))
             })
@@ -80,7 +82,7 @@ async fn a_write_through_one_node_is_read_by_the_other() {
         db.read(&b, &key).await;
         // node A writes: the store commits, then A invalidates before acknowledging
         db.set(&value);
-        a.invalidate(&[key.clone()]).await.unwrap();
+        a.invalidate(std::slice::from_ref(&key)).await.unwrap();
         assert_eq!(
             db.read(&b, &key).await,
             value,
@@ -119,7 +121,7 @@ async fn a_load_that_raced_another_nodes_write_fills_nothing() {
     slow.await.unwrap().unwrap();
     for c in [&*a, &b] {
         let v = c
-            .get_or_load("k", TTL, |_| async { Ok::<_, ()>(Some("new".to_string())) })
+            .get_or_load_fenced("k", TTL, |_| async { Ok::<_, ()>(Some("new".to_string())) })
             .await
             .unwrap();
         assert_eq!(
@@ -180,7 +182,7 @@ async fn after_a_write_every_node_reads_the_one_reload() {
     let read = |c: Arc<ReadThrough>| {
         let (value, loads) = (Arc::clone(&value), Arc::clone(&loads));
         async move {
-            c.get_or_load("article:7", TTL, |_| async move {
+            c.get_or_load_fenced("article:7", TTL, |_| async move {
                 loads.fetch_add(1, Ordering::SeqCst);
                 tokio::time::sleep(Duration::from_millis(20)).await;
                 Ok::<_, ()>(Some(value.lock().unwrap().clone()))

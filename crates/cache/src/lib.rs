@@ -10,6 +10,10 @@
 //! - [`Sessions`]: small shared state with expiry (web sessions, CSRF, rate-limit counters,
 //!   idempotency records). Backends: [`MemorySessions`]; Redis in `crescendo-cache-redis`.
 //!
+//! A shared tier whose servers report every change to this process ([`Cache::trust_epoch`],
+//! [`NearInvalidations`]) lets the near tier serve a copy without asking; see `ReadThrough`'s
+//! module docs for when it may.
+//!
 //! This crate names no Redis types.
 
 mod memory;
@@ -126,4 +130,27 @@ pub trait Cache: Send + Sync + 'static {
     async fn versions(&self, keys: &[&str]) -> Result<Vec<u64>, CacheError> {
         Ok(vec![0; keys.len()])
     }
+    /// Whether the cache server tells this process of every other process's change to any
+    /// key, now: `Some(epoch)` while it does, where `epoch` changes whenever that stops or
+    /// starts again (a channel to a server dropped or came back, or a server was flushed).
+    /// A near copy made while the epoch was `e`, and told of no change since, may then be
+    /// served without [`Cache::lookup`] for as long as the epoch stays `e`. `None` (the
+    /// default): every near copy of a [`Cache::versioned`] tier is checked.
+    fn trust_epoch(&self) -> Option<u64> {
+        None
+    }
+    /// Registers where this cache reports changes other processes make (see
+    /// [`NearInvalidations`]); [`ReadThrough::new`] registers its near tier. A cache that
+    /// reports nothing ignores it.
+    fn on_invalidations(&self, _sink: std::sync::Arc<dyn NearInvalidations>) {}
+}
+
+/// Where a shared [`Cache`] reports, as its servers tell it, changes to keys made by any
+/// process: a near tier drops its trust in its copies of them (see [`Cache::trust_epoch`]).
+/// Called from the connection that receives the reports, so implementations must not block.
+pub trait NearInvalidations: Send + Sync + 'static {
+    /// These keys changed (were invalidated, filled, evicted or expired).
+    fn keys(&self, keys: &[&str]);
+    /// Any key may have changed (a server was flushed, or a report channel was lost).
+    fn all(&self);
 }

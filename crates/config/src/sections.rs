@@ -203,8 +203,9 @@ pub struct CacheSettings {
     pub memory_max_bytes: u64,
     /// Bound of each process's local (near) tier of decoded values, weighed by encoded size.
     pub local_max_bytes: u64,
-    /// Lifetime of a near-tier entry. With `redis`, every near hit is first checked against
-    /// the entry's version in Redis, so this bounds memory, not staleness.
+    /// Lifetime of a near-tier entry. With `redis`, a near hit is either checked against the
+    /// entry's version in Redis or vouched for by the servers' change reports
+    /// (`redis_tracking`), so this bounds memory, not staleness.
     pub local_ttl_secs: u64,
     /// Lifetime of cached entries (with ±10% jitter).
     pub ttl_secs: u64,
@@ -218,6 +219,12 @@ pub struct CacheSettings {
     pub redis_timeout_ms: u64,
     /// How often each cache server is checked (`redis`).
     pub redis_check_interval_ms: u64,
+    /// With `redis`: each server reports every change to a cache key to every web node
+    /// (Redis client tracking, one connection per server and node), so a near hit is served
+    /// with no round trip while every report channel is up, except to requests whose user
+    /// wrote recently (they still check the version). Readers on other nodes then see a
+    /// write once its report arrives. `false`: every near hit checks the version in Redis.
+    pub redis_tracking: bool,
 }
 
 /// Cache backends.
@@ -413,6 +420,7 @@ impl Default for CacheSettings {
             redis_urls: Vec::new(),
             redis_timeout_ms: 500,
             redis_check_interval_ms: 200,
+            redis_tracking: true,
         }
     }
 }

@@ -141,6 +141,7 @@ async fn open_cache(settings: &Settings) -> anyhow::Result<(ReadThrough, Duratio
             let mut opts = crescendo_cache_redis::RingOptions::new(c.redis_urls.clone());
             opts.timeout = Duration::from_millis(c.redis_timeout_ms.max(1));
             opts.check_interval = Duration::from_millis(c.redis_check_interval_ms.max(10));
+            opts.tracking = c.redis_tracking;
             let ring = crescendo_cache_redis::RedisCache::connect(&opts)
                 .await
                 .context("cache.redis_urls")?;

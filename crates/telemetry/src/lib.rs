@@ -25,6 +25,12 @@ pub mod names {
     pub const DB_POOL_OPEN: &str = "crescendo_db_pool_connections_open";
     /// Counter of cache hits; label `layer` (`local`, `shared`).
     pub const CACHE_HITS: &str = "crescendo_cache_hits_total";
+    /// Counter of near (`local`) hits served without asking the shared tier for the entry's
+    /// version, because its servers report every change (a subset of `local` hits).
+    pub const CACHE_UNCHECKED_HITS: &str = "crescendo_cache_unchecked_hits_total";
+    /// Counter of changes reported by the shared tier's servers (client tracking); label
+    /// `kind`: `keys` (a batch of keys), `all` (a server was flushed or a channel dropped).
+    pub const CACHE_REPORTS: &str = "crescendo_cache_reports_total";
     /// Counter of cache misses; label `layer`.
     pub const CACHE_MISSES: &str = "crescendo_cache_misses_total";
     /// Counter of loads from the store made on cache misses (after single-flight).

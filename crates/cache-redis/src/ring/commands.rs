@@ -17,6 +17,14 @@ impl Cache for RedisCache {
         true
     }
 
+    fn trust_epoch(&self) -> Option<u64> {
+        self.epoch()
+    }
+
+    fn on_invalidations(&self, sink: std::sync::Arc<dyn crescendo_cache::NearInvalidations>) {
+        self.listen(sink);
+    }
+
     async fn lookup(&self, key: &str, known: u64) -> Result<Lookup, CacheError> {
         let ring = &self.ring;
         let i = ring

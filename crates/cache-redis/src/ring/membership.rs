@@ -7,8 +7,8 @@ use crescendo_cache::CacheError;
 use crescendo_telemetry::names;
 use futures_util::future::join_all;
 use redis::aio::MultiplexedConnection;
-use std::sync::Weak;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 impl Ring {
@@ -18,6 +18,7 @@ impl Ring {
         if node.state.swap(DOWN, Ordering::AcqRel) != DOWN {
             *node.conn.lock().expect("conn lock is never poisoned") = None;
             node.member.set(0.0);
+            self.untrack_node(i);
             metrics::counter!(names::CACHE_RING_CHANGES, "node" => node.name.clone(), "event" => "leave").increment(1);
             tracing::warn!(node = %node.name, reason = why, "cache server left the ring; its keys go to the others");
         }
@@ -75,7 +76,7 @@ impl Ring {
     }
 
     /// One check of node `i`.
-    async fn check(&self, i: usize, read_info: bool) {
+    async fn check(self: &Arc<Self>, i: usize, read_info: bool) {
         let node = &self.nodes[i];
         match node.state.load(Ordering::Acquire) {
             DOWN => {
@@ -104,6 +105,9 @@ impl Ring {
                     .await;
                 if pinged.is_err() {
                     return;
+                }
+                if !self.tracked(i) {
+                    self.track(i).await;
                 }
                 if state == WARMING
                     && Instant::now()

@@ -29,12 +29,19 @@
 //! moment still invalidates the copy the other one reads.
 
 //!
+//! **Change reports.** Each web node also keeps, per server, a connection on which the
+//! server reports every change to a `c:` key (Redis client tracking, broadcast mode), so a
+//! near copy can be served without asking while every report channel has stayed up since
+//! the copy was made; see `tracking` for the channel and the trust rules, and
+//! `crescendo_cache`'s `ReadThrough` for which reads may use them.
+//!
 //! Submodules: `scripts` (the Lua scripts and the keys they touch), `commands` (the `Cache`
-//! operations) and `membership` (checks, leaving and rejoining).
+//! operations), `membership` (checks, leaving and rejoining) and `tracking` (change reports).
 
 mod commands;
 mod membership;
 mod scripts;
+mod tracking;
 
 use crescendo_cache::{CacheError, stable_hash};
 use crescendo_telemetry::names;
@@ -64,6 +71,9 @@ pub struct RingOptions {
     pub timeout: Duration,
     /// How often every server is checked.
     pub check_interval: Duration,
+    /// Whether each server reports changes to this process (client tracking), so near
+    /// copies may be served without a version check; see `tracking`.
+    pub tracking: bool,
 }
 
 impl RingOptions {
@@ -75,6 +85,7 @@ impl RingOptions {
             vnodes: 160,
             timeout: Duration::from_millis(500),
             check_interval: Duration::from_millis(200),
+            tracking: true,
         }
     }
 }
@@ -89,6 +100,8 @@ struct Node {
     live_at: Mutex<Instant>,
     member: metrics::Gauge,
     evicted: metrics::Gauge,
+    /// Its change-report connection (see `tracking`).
+    channel: tracking::Channel,
 }
 
 struct Ring {
@@ -101,6 +114,8 @@ struct Ring {
     /// This process's name in load leases: a lease it holds already is its own, and it
     /// loads rather than waiting for itself.
     token: u64,
+    /// Change reports and the trust they give near copies.
+    tracking: tracking::Tracking,
 }
 
 /// The `Cache` seam on a ring of Redis servers; see the module docs.
@@ -194,6 +209,7 @@ impl RedisCache {
                 conn: Mutex::new(None),
                 state: AtomicU8::new(DOWN),
                 live_at: Mutex::new(Instant::now()),
+                channel: tracking::Channel::default(),
             });
         }
         let mut points = Vec::with_capacity(nodes.len() * opts.vnodes as usize);
@@ -203,13 +219,15 @@ impl RedisCache {
             }
         }
         points.sort_unstable();
+        let token = new_version();
         let ring = Arc::new(Ring {
+            tracking: tracking::Tracking::new(opts.tracking, nodes.len(), token),
             nodes,
             points,
             scripts: Scripts::new(),
             timeout: opts.timeout,
             check_interval: opts.check_interval,
-            token: new_version(),
+            token,
         });
         join_all((0..ring.nodes.len()).map(|i| {
             let ring = Arc::clone(&ring);
@@ -220,6 +238,7 @@ impl RedisCache {
                         *node.conn.lock().expect("conn lock is never poisoned") = Some(conn);
                         node.state.store(LIVE, Ordering::Release);
                         node.member.set(1.0);
+                        ring.track(i).await;
                     }
                     None => {
                         node.member.set(0.0);

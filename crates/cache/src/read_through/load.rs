@@ -22,6 +22,10 @@ struct Miss<'a> {
     keep: bool,
     /// TTL of a found value in the shared tier.
     ttl: Duration,
+    /// The shared tier's trust epoch when the read started.
+    epoch: Option<u64>,
+    /// The key's stripe's count of reported changes when the read started.
+    reported: u64,
 }
 
 /// `ttl` scaled by a random factor in [0.9, 1.1), so entries filled together expire apart.
@@ -35,7 +39,9 @@ impl ReadThrough {
     /// process) and cached for about `ttl` (`None`, "not found", for the negative TTL).
     /// `load` is given the store position it must read at least (see
     /// `crescendo_store::fence`): that of the last write that invalidated the key, or
-    /// [`UNKNOWN_FENCE`] when the shared tier cannot say.
+    /// [`UNKNOWN_FENCE`] when the shared tier cannot say. A near copy may be served without
+    /// asking the shared tier when its servers report changes (see the module docs), so a
+    /// write through another node is seen once its report arrives.
     ///
     /// # Errors
     /// Only the loader's; cache failures fall back to the loader.
@@ -50,14 +56,67 @@ impl ReadThrough {
         F: FnOnce(u64) -> Fut,
         Fut: Future<Output = Result<Option<T>, E>>,
     {
+        self.read(key, ttl, false, load).await
+    }
+
+    /// [`ReadThrough::get_or_load`] for a reader that must see every acknowledged write at
+    /// once, on any node (a request whose read fence is raised: its user wrote recently):
+    /// a near copy of a versioned shared tier is served only after the tier confirms its
+    /// version, even while the tier reports changes.
+    ///
+    /// # Errors
+    /// Only the loader's; cache failures fall back to the loader.
+    pub async fn get_or_load_fenced<T, E, F, Fut>(
+        &self,
+        key: &str,
+        ttl: Duration,
+        load: F,
+    ) -> Result<Option<Arc<T>>, E>
+    where
+        T: Serialize + DeserializeOwned + Send + Sync + 'static,
+        F: FnOnce(u64) -> Fut,
+        Fut: Future<Output = Result<Option<T>, E>>,
+    {
+        self.read(key, ttl, true, load).await
+    }
+
+    /// The read path; `fenced` asks for the version check of a near copy.
+    async fn read<T, E, F, Fut>(
+        &self,
+        key: &str,
+        ttl: Duration,
+        fenced: bool,
+        load: F,
+    ) -> Result<Option<Arc<T>>, E>
+    where
+        T: Serialize + DeserializeOwned + Send + Sync + 'static,
+        F: FnOnce(u64) -> Fut,
+        Fut: Future<Output = Result<Option<T>, E>>,
+    {
         let generation = self.generation(key);
+        // both read before the version is, so a report that comes after it is noticed
+        let reported = self.reported(key);
+        let epoch = if self.versioned {
+            self.shared.trust_epoch()
+        } else {
+            None
+        };
         let near = self.local.get(key).filter(|e| e.generation == generation);
-        if !self.versioned
+        let trusted = !self.versioned
+            || (!fenced
+                && epoch.is_some()
+                && near
+                    .as_ref()
+                    .is_some_and(|e| e.epoch == epoch && e.reported == reported));
+        if trusted
             && let Some(v) = near
                 .as_ref()
                 .and_then(|e| e.value.downcast_ref::<Option<Arc<T>>>())
         {
             self.count(0);
+            if self.versioned {
+                self.count(5);
+            }
             return Ok(v.clone());
         }
         let known = near.as_ref().map_or(0, |e| e.version);
@@ -74,6 +133,16 @@ impl ReadThrough {
             && let Some(v) = e.value.downcast_ref::<Option<Arc<T>>>()
         {
             self.count(0);
+            if epoch.is_some()
+                && (e.epoch != epoch || e.reported != reported)
+                && self.generation(key) == generation
+            {
+                // confirmed current: trusted again until the next report of its stripe
+                let mut renewed = e.clone();
+                renewed.epoch = epoch;
+                renewed.reported = reported;
+                self.local.insert(key.to_string(), renewed);
+            }
             return Ok(v.clone());
         }
         self.count(2);
@@ -82,6 +151,8 @@ impl ReadThrough {
             generation,
             keep: !self.versioned || looked.as_ref().is_some_and(|l| l.version != 0),
             ttl,
+            epoch,
+            reported,
         };
         self.single_flight(&miss, looked, load).await
     }
@@ -180,6 +251,8 @@ impl ReadThrough {
                 Local {
                     generation: miss.generation,
                     version,
+                    epoch: miss.epoch,
+                    reported: miss.reported,
                     value: Arc::clone(&value),
                     weight,
                 },

@@ -22,6 +22,22 @@
 //!   confirms that version is still current: one small round trip (the value is not sent
 //!   again) instead of a full read. A fill names the version its load started under and is
 //!   refused if the key changed meanwhile.
+//! - **Reported changes** (a tier whose servers tell this process of every change to any
+//!   key, [`Cache::trust_epoch`]; the Redis ring does with client tracking): a near copy is
+//!   served with no round trip at all while three things hold: (1) the tier's trust epoch is
+//!   the one read before the copy's version was read or confirmed (no report channel has
+//!   dropped or come back, and no server was flushed, since); (2) no report has named the
+//!   key's stripe since then (a per-stripe counter of reported changes); (3) the read does
+//!   not ask for the check ([`ReadThrough::get_or_load_fenced`]: a request carrying a raised
+//!   read fence, whose user wrote recently, still confirms the version, so a writer sees
+//!   their write at once on every node). Everyone else sees another node's write once its
+//!   report arrives (README: the invalidation delay). A report makes copies of its keys
+//!   untrusted, not unusable: the next read confirms the version (no value sent) and trusts
+//!   the copy again. Reports do not bump the generation that gates fills, since a server
+//!   reports every change, fills and version stubs made by this process's own loads
+//!   included: the shared tier's version check already refuses fills that raced a write.
+//!   When a report channel drops, the tier changes its epoch and reports `all`: the near
+//!   tier is emptied, and nothing is trusted until every channel is back (a new epoch).
 //!
 //! Single-flight is per (key, generation, version), so a read that starts after an
 //! invalidation never joins a load that started before it. Across processes, a shared tier
@@ -41,7 +57,7 @@ mod tests;
 pub use crescendo_domain::stable_hash;
 pub use stamps::Stamp;
 
-use crate::{Cache, CacheError};
+use crate::{Cache, CacheError, NearInvalidations};
 use crescendo_telemetry::names;
 use std::any::Any;
 use std::collections::HashMap;
@@ -60,6 +76,11 @@ struct Local {
     /// The shared tier's version of the key when this copy was made (0: unversioned tier).
     version: u64,
     value: AnyValue,
+    /// The shared tier's trust epoch read before `version` was read or confirmed (`None`:
+    /// the tier reports no changes, so the copy is always checked).
+    epoch: Option<u64>,
+    /// The key's stripe's count of reported changes, read at the same moment.
+    reported: u64,
     /// Approximate bytes held: the encoded size, three times over (the decoded value and
     /// up to two renderings of it), plus the key.
     weight: u32,
@@ -82,6 +103,31 @@ pub struct CacheStats {
     pub loads: u64,
     /// Waits for another process's load of a key (it held the key's load lease).
     pub lease_waits: u64,
+    /// Local hits served without asking the shared tier (its servers report changes).
+    pub unchecked_hits: u64,
+}
+
+/// The near tier as the shared tier's reports reach it (see the module docs).
+struct Reported {
+    local: moka::sync::Cache<String, Local>,
+    /// Per stripe, how many reported changes named a key in it.
+    counts: Arc<[AtomicU64]>,
+    reports: metrics::Counter,
+    flushes: metrics::Counter,
+}
+
+impl NearInvalidations for Reported {
+    fn keys(&self, keys: &[&str]) {
+        self.reports.increment(1);
+        for k in keys {
+            self.counts[stripe_of(k)].fetch_add(1, Ordering::AcqRel);
+        }
+    }
+
+    fn all(&self) {
+        self.flushes.increment(1);
+        self.local.invalidate_all();
+    }
 }
 
 /// Typed read-through cache; see the module docs for its consistency rules.
@@ -92,6 +138,8 @@ pub struct ReadThrough {
     local: moka::sync::Cache<String, Local>,
     /// Generation per stripe of keys; bumped by every invalidation of a key in the stripe.
     generations: Box<[AtomicU64]>,
+    /// Per stripe, the count of changes the shared tier reported (see [`Reported`]).
+    reported: Arc<[AtomicU64]>,
     /// Per stripe, the highest store position (see `crescendo_store::fence`) of a write from
     /// this process that invalidated a key in it: a load must read data at least that fresh.
     fences: Box<[AtomicU64]>,
@@ -101,7 +149,7 @@ pub struct ReadThrough {
     negative_ttl: Duration,
     /// Upper bound on how long a local entry lives.
     local_ttl: Duration,
-    stats: [AtomicU64; 5],
+    stats: [AtomicU64; 6],
     /// Registered once: looking a labelled metric up costs more than the cache hit it counts.
     counters: Counters,
 }
@@ -112,6 +160,7 @@ struct Counters {
     shared_hits: metrics::Counter,
     shared_misses: metrics::Counter,
     loads: metrics::Counter,
+    unchecked_hits: metrics::Counter,
     load_time: metrics::Histogram,
 }
 
@@ -134,19 +183,28 @@ impl ReadThrough {
         negative_ttl: Duration,
     ) -> Self {
         let evictions = metrics::counter!(names::CACHE_EVICTIONS, "layer" => "local");
+        let local = moka::sync::Cache::builder()
+            .max_capacity(local_max_bytes)
+            .weigher(|_k: &String, v: &Local| v.weight)
+            .time_to_live(local_ttl)
+            .eviction_listener(move |_k, _v, cause| {
+                if cause == moka::notification::RemovalCause::Size {
+                    evictions.increment(1);
+                }
+            })
+            .build();
+        let reported: Arc<[AtomicU64]> = (0..STRIPES).map(|_| AtomicU64::new(0)).collect();
+        shared.on_invalidations(Arc::new(Reported {
+            local: local.clone(),
+            counts: Arc::clone(&reported),
+            reports: metrics::counter!(names::CACHE_REPORTS, "kind" => "keys"),
+            flushes: metrics::counter!(names::CACHE_REPORTS, "kind" => "all"),
+        }));
         Self {
             versioned: shared.versioned(),
             shared,
-            local: moka::sync::Cache::builder()
-                .max_capacity(local_max_bytes)
-                .weigher(|_k: &String, v: &Local| v.weight)
-                .time_to_live(local_ttl)
-                .eviction_listener(move |_k, _v, cause| {
-                    if cause == moka::notification::RemovalCause::Size {
-                        evictions.increment(1);
-                    }
-                })
-                .build(),
+            local,
+            reported,
             generations: (0..STRIPES).map(|_| AtomicU64::new(0)).collect(),
             fences: (0..STRIPES).map(|_| AtomicU64::new(0)).collect(),
             flights: Mutex::new(HashMap::new()),
@@ -159,6 +217,7 @@ impl ReadThrough {
                 shared_hits: metrics::counter!(names::CACHE_HITS, "layer" => "shared"),
                 shared_misses: metrics::counter!(names::CACHE_MISSES, "layer" => "shared"),
                 loads: metrics::counter!(names::CACHE_LOADS, "layer" => "store"),
+                unchecked_hits: metrics::counter!(names::CACHE_UNCHECKED_HITS),
                 load_time: metrics::histogram!(names::CACHE_LOAD_DURATION),
             },
         }
@@ -168,10 +227,22 @@ impl ReadThrough {
         self.generations[stripe_of(key)].load(Ordering::Acquire)
     }
 
+    /// How many changes to keys of `key`'s stripe the shared tier has reported.
+    fn reported(&self, key: &str) -> u64 {
+        self.reported[stripe_of(key)].load(Ordering::Acquire)
+    }
+
     fn count(&self, i: usize) {
         self.stats[i].fetch_add(1, Ordering::Relaxed);
         let c = &self.counters;
-        [&c.local_hits, &c.shared_hits, &c.local_misses, &c.loads][i].increment(1);
+        let counter = match i {
+            0 => &c.local_hits,
+            1 => &c.shared_hits,
+            2 => &c.local_misses,
+            3 => &c.loads,
+            _ => &c.unchecked_hits,
+        };
+        counter.increment(1);
     }
 
     /// The counters so far.
@@ -183,6 +254,7 @@ impl ReadThrough {
             misses: g(2),
             loads: g(3),
             lease_waits: g(4),
+            unchecked_hits: g(5),
         }
     }
 

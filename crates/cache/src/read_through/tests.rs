@@ -83,7 +83,8 @@ async fn a_second_read_is_served_locally() {
             shared_hits: 0,
             misses: 1,
             loads: 1,
-            lease_waits: 0
+            lease_waits: 0,
+            unchecked_hits: 0,
         }
     );
 }
