@@ -151,6 +151,11 @@ pub async fn bench(o: &BenchOptions) -> anyhow::Result<Option<report::Report>> {
         duration: o.duration,
         timeout: o.timeout,
     };
+    if o.scenario == scenario::Scenario::Upload {
+        // the image is made once, before the clock starts: on a busy machine making it took
+        // longer than a short run, which then sent one upload and no probe at all
+        scenario::upload_body();
+    }
     let progress = Arc::new(load::Progress::default());
     let (bar, ticker) = progress_bar(o, &progress);
     let started = Instant::now();
@@ -277,7 +282,8 @@ async fn probe_uploads(base: String, token: String, until: Instant) -> hist::Lat
     let (content_type, body) = scenario::upload_body();
     let mut probes: Vec<tokio::task::JoinHandle<Option<Duration>>> = Vec::new();
     let mut tick = tokio::time::interval(Duration::from_millis(250));
-    while Instant::now() < until {
+    // at least one probe, however short the run
+    while probes.is_empty() || Instant::now() < until {
         tick.tick().await;
         if probes.iter().filter(|p| !p.is_finished()).count() >= PROBES_AT_ONCE {
             continue;

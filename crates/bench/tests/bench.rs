@@ -99,3 +99,23 @@ async fn an_open_loop_run_sends_at_the_asked_rate() {
     assert_eq!(r.requests, 200, "1 s at 200 requests/s");
     assert_eq!(r.errors, 0, "{}", r.table());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_run_however_short_times_an_upload_to_ready() {
+    let app = TestApp::spawn_with(|s| s.auth.argon2_memory_kib = 1024).await;
+    let out = tempfile::tempdir().unwrap();
+    let o = BenchOptions {
+        // shorter than making the image takes: the run still sends a probe and times it
+        duration: Duration::from_millis(1),
+        ..options(
+            &app,
+            out.path(),
+            Scenario::Upload,
+            Model::Closed { connections: 2 },
+        )
+    };
+    let r = bench(&o).await.unwrap().expect("a report");
+    let ready = r.upload_ready.expect("the upload run times readiness");
+    assert!(ready.count >= 1, "{}", r.table());
+    assert!(ready.p50_ms > 0.0, "{}", r.table());
+}
