@@ -8,9 +8,12 @@
 //!   stall), into HDR histograms ([`hist`]) per second and per request kind.
 //! - [`server`]: the target's own view, from its `/metrics` and `/proc`, before and after.
 //! - [`cpu`]: where the CPU goes: every process of a topology, per role and per request.
+//! - [`ceiling`]: the target's answers recorded, served from memory by the stack of
+//!   `serve`, and loaded the same way: the most this machine serves through that stack.
 //! - [`report`]: `report.json` and a self-contained `report.html` with charts drawn here.
 //! - [`tour`]: runs one scenario against every rung that exists and compares them.
 
+pub mod ceiling;
 pub mod client;
 pub mod cpu;
 pub mod hist;
@@ -71,6 +74,10 @@ pub struct BenchOptions {
     pub out: PathBuf,
     /// Show a progress bar.
     pub progress: bool,
+    /// After the run, serve the answers recorded from the target through the stack of
+    /// `serve` in this process and run the same load against them (see [`ceiling`]); the
+    /// closed loop only.
+    pub ceiling: bool,
 }
 
 /// The origin of a target URL: `http://h:p/api/` → `http://h:p`.
@@ -125,6 +132,10 @@ pub async fn bench(o: &BenchOptions) -> anyhow::Result<Option<report::Report>> {
         return Ok(None);
     }
     anyhow::ensure!(!seeded.tokens.is_empty(), "no users to send requests as");
+    anyhow::ensure!(
+        !o.ceiling || matches!(o.model, load::Model::Closed { .. }),
+        "--ceiling compares closed-loop throughputs: use --connections, not --rate"
+    );
     let state = match &o.run_dir {
         Some(dir) => Some(crescendo_topology::state::State::read(dir)?),
         None => None,
@@ -143,13 +154,14 @@ pub async fn bench(o: &BenchOptions) -> anyhow::Result<Option<report::Report>> {
     let p_before = o.pid.and_then(server::sample_process);
     let cpu_before = cpu::sample(&cpu_members(o, state.as_ref()));
 
-    let run = load::Run {
+    let mut run = load::Run {
         base: base.clone(),
         scenario: o.scenario,
         data: Arc::new(seeded),
         model: o.model,
         duration: o.duration,
         timeout: o.timeout,
+        record: o.ceiling.then(Arc::default),
     };
     if o.scenario == scenario::Scenario::Upload {
         // the image is made once, before the clock starts: on a busy machine making it took
@@ -195,6 +207,11 @@ pub async fn bench(o: &BenchOptions) -> anyhow::Result<Option<report::Report>> {
         if let (Some(b), Some(a)) = (&before, &after) {
             report.jobs_per_second = Some((a.jobs_ok - b.jobs_ok) / elapsed);
         }
+    }
+    if let Some(recorder) = run.record.take() {
+        let recorder = Arc::try_unwrap(recorder)
+            .map_err(|_| anyhow::anyhow!("the recording is still shared after the run"))?;
+        report.ceiling = Some(ceiling::measure(&run, recorder, report.throughput).await?);
     }
     report
         .write(&o.out)

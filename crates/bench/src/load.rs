@@ -5,6 +5,7 @@
 //! sent, not from when it went out: if the server stalls, the requests queued behind the
 //! stall are charged for it (no coordinated omission).
 
+use crate::ceiling::Recorder;
 use crate::hist::Latency;
 use crate::scenario::{Request, Scenario};
 use crate::seed::{Rng, Seeded};
@@ -145,8 +146,15 @@ pub struct Progress {
     pub errors: AtomicU64,
 }
 
-/// Sends one request; the status, or how it failed.
-async fn send(client: &reqwest::Client, base: &str, r: Request) -> Result<u16, &'static str> {
+/// Sends one request; the status, or how it failed. With `record`, the answer is kept there
+/// for the ceiling run.
+async fn send(
+    client: &reqwest::Client,
+    base: &str,
+    r: Request,
+    record: Option<&Recorder>,
+) -> Result<u16, &'static str> {
+    let key = record.map(|_| (r.method.clone(), r.path.clone()));
     let mut b = client.request(r.method, format!("{base}{}", r.path));
     if let Some(t) = r.token {
         b = b.header("authorization", format!("Token {t}"));
@@ -162,9 +170,17 @@ async fn send(client: &reqwest::Client, base: &str, r: Request) -> Result<u16, &
     match b.send().await {
         Ok(res) => {
             let status = res.status().as_u16();
+            let content_type = key
+                .as_ref()
+                .and_then(|_| res.headers().get(reqwest::header::CONTENT_TYPE).cloned());
             // read the whole answer: a request is done when its body has arrived
             match res.bytes().await {
-                Ok(_) => Ok(status),
+                Ok(body) => {
+                    if let (Some(record), Some((method, path))) = (record, key) {
+                        record.record(method, path, status, content_type, body);
+                    }
+                    Ok(status)
+                }
                 Err(e) => Err(error_kind(&e)),
             }
         }
@@ -187,6 +203,8 @@ pub struct Run {
     pub duration: Duration,
     /// A request without an answer after this long is a `timeout` error.
     pub timeout: Duration,
+    /// Where the answers are recorded for a ceiling run, if one follows.
+    pub record: Option<Arc<Recorder>>,
 }
 
 /// Runs the load and returns what was measured.
@@ -214,7 +232,7 @@ pub async fn run(r: &Run, progress: Arc<Progress>) -> anyhow::Result<Stats> {
                         n += connections as u64;
                         let kind = req.kind;
                         let start = Instant::now();
-                        let outcome = send(&client, &run.base, req).await;
+                        let outcome = send(&client, &run.base, req, run.record.as_deref()).await;
                         let latency = start.elapsed();
                         stats.record(start - t0, kind, latency, outcome);
                         progress.requests.fetch_add(1, Ordering::Relaxed);
@@ -242,15 +260,16 @@ pub async fn run(r: &Run, progress: Arc<Progress>) -> anyhow::Result<Stats> {
                 let req = run_
                     .scenario
                     .next(&mut rng.lock().expect("rng lock"), &run_.data, i);
-                let (client, base, stats, progress) = (
+                let (client, base, stats, progress, record) = (
                     client.clone(),
                     run_.base.clone(),
                     Arc::clone(&stats),
                     Arc::clone(&progress),
+                    run_.record.clone(),
                 );
                 async move {
                     let kind = req.kind;
-                    let outcome = send(&client, &base, req).await;
+                    let outcome = send(&client, &base, req, record.as_deref()).await;
                     // charged from when it was meant to go, not from when it went
                     let latency = intended.elapsed();
                     stats

@@ -28,6 +28,7 @@ fn options(app: &TestApp, out: &std::path::Path, scenario: Scenario, model: Mode
         run_dir: None,
         out: out.to_path_buf(),
         progress: false,
+        ceiling: false,
     }
 }
 
@@ -118,4 +119,57 @@ async fn an_upload_run_however_short_times_an_upload_to_ready() {
     let ready = r.upload_ready.expect("the upload run times readiness");
     assert!(ready.count >= 1, "{}", r.table());
     assert!(ready.p50_ms > 0.0, "{}", r.table());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ceiling_run_serves_the_recorded_answers_and_states_the_fraction_reached() {
+    let app = TestApp::spawn_with(|s| s.auth.argon2_memory_kib = 1024).await;
+    let out = tempfile::tempdir().unwrap();
+    let o = BenchOptions {
+        ceiling: true,
+        ..options(
+            &app,
+            out.path(),
+            Scenario::Article,
+            Model::Closed { connections: 4 },
+        )
+    };
+    let r = bench(&o).await.unwrap().expect("a report");
+    let c = r.ceiling.as_ref().expect("a ceiling in the report");
+    assert!(c.recorded > 0 && c.recorded <= 24, "{}", r.table());
+    assert_eq!(c.not_recorded, 0);
+    assert!(c.requests > 0 && c.throughput > 0.0, "{}", r.table());
+    assert!(c.p99_ms > 0.0 && c.fraction > 0.0, "{}", r.table());
+    // every article read in the ceiling run was read from the target first, or nearly
+    assert!(c.missing_share < 0.01, "{}", r.table());
+    assert!(
+        r.table().contains("fraction of the ceiling"),
+        "{}",
+        r.table()
+    );
+    let j: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.path().join("report.json")).unwrap()).unwrap();
+    assert!(j["ceiling"]["fraction"].as_f64().unwrap() > 0.0, "{j}");
+    let html = std::fs::read_to_string(out.path().join("report.html")).unwrap();
+    assert!(html.contains("of the ceiling"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ceiling_is_refused_for_the_open_loop() {
+    let app = TestApp::spawn_with(|s| s.auth.argon2_memory_kib = 1024).await;
+    let out = tempfile::tempdir().unwrap();
+    let o = BenchOptions {
+        ceiling: true,
+        ..options(
+            &app,
+            out.path(),
+            Scenario::List,
+            Model::Open {
+                rate: 10.0,
+                max_in_flight: 4,
+            },
+        )
+    };
+    let e = bench(&o).await.unwrap_err();
+    assert!(e.to_string().contains("--connections"), "{e:#}");
 }

@@ -73,6 +73,7 @@ async fn a_write_mix_on_postgresql_shows_a_non_zero_postgresql_share_of_the_cpu(
         run_dir: Some(run.path().to_path_buf()),
         out: out.path().to_path_buf(),
         progress: false,
+        ceiling: false,
     };
 
     let r = bench(&o).await.unwrap().expect("a report");

@@ -68,6 +68,11 @@ enum Command {
     /// write report.json and report.html (latency percentiles, throughput and errors over
     /// time, and the server's own view from its /metrics).
     Bench(BenchArgs),
+    /// Serve, until interrupted, answers fetched once from a running Crescendo (GET each
+    /// --path) from memory through the same HTTP stack as `serve` (listener, connection
+    /// settings, request IDs, CORS, metrics): the in-process limit of that stack on this
+    /// machine, for `wrk` to measure beside the real server. Prints `listening on http://ADDR`.
+    Ceiling(CeilingArgs),
     /// Run one scenario against every rung that exists, each started and stopped here, and
     /// write a comparison (tour.json, tour.html) with the playbook's claim for each rung.
     Tour(TourArgs),
@@ -153,6 +158,33 @@ struct BenchArgs {
     /// Where the report goes.
     #[arg(long, default_value = "bench-out", value_name = "DIR")]
     out: PathBuf,
+    /// After the run, serve the answers recorded from the target (the last one for each
+    /// method and path, at most 10,000 or 256 MiB) from memory in this process through the
+    /// same HTTP stack as `serve`, run the same scenario against them for as long with as
+    /// many connections, and report the ceiling's req/s and p99, the fraction of it the
+    /// target reached, and the share of requests that found no recorded answer.
+    #[arg(long, conflicts_with = "rate")]
+    ceiling: bool,
+}
+
+/// Flags of `ceiling`.
+#[derive(Args, Debug)]
+struct CeilingArgs {
+    /// The server whose answers are served, e.g. http://127.0.0.1:8080.
+    #[arg(long, value_name = "URL")]
+    from: String,
+    /// A path with its query to fetch once and serve, e.g. /api/articles?limit=20; repeat it.
+    #[arg(long = "path", value_name = "PATH")]
+    paths: Vec<String>,
+    /// A file of further paths, one a line (e.g. /api/articles/{slug} for seeded slugs).
+    #[arg(long, value_name = "FILE")]
+    paths_from: Option<PathBuf>,
+    /// Fetch as the user of this token (`Authorization: Token T`).
+    #[arg(long, value_name = "T")]
+    token: Option<String>,
+    /// Address to serve on; port 0 picks a free one (the bound address is printed).
+    #[arg(long, default_value = "127.0.0.1:0", value_name = "ADDR")]
+    listen: SocketAddr,
 }
 
 /// Where a topology keeps its state.
@@ -261,6 +293,7 @@ impl LoadArgs {
             run_dir: None,
             out,
             progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+            ceiling: false,
         })
     }
 }
@@ -364,6 +397,7 @@ fn main() -> anyhow::Result<()> {
                 Ok(())
             }
             Command::Bench(a) => bench(a).await,
+            Command::Ceiling(a) => ceiling(a).await,
             Command::Tour(a) => tour(a).await,
         }
     })
@@ -379,10 +413,49 @@ async fn bench(a: BenchArgs) -> anyhow::Result<()> {
     o.metrics = a.metrics;
     o.pid = a.pid;
     o.run_dir = a.run_dir;
+    o.ceiling = a.ceiling;
+    if a.ceiling {
+        // the ceiling's stack logs as `serve` does (its spans cost what they cost there)
+        let log = Settings::default().log;
+        crescendo_telemetry::init_logs(log.format, &log.filter);
+    }
     if let Some(report) = crescendo_bench::bench(&o).await? {
         print!("{}", report.table());
         println!("report: {}", a.out.join("report.html").display());
     }
+    Ok(())
+}
+
+async fn ceiling(a: CeilingArgs) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let overrides = Overrides {
+        listen: Some(a.listen),
+        data_dir: None,
+    };
+    // the same settings as `serve` would load (CRESCENDO_* included): time-outs, limits, HSTS
+    let settings = Settings::load(None, &overrides)?;
+    crescendo_telemetry::init_logs(settings.log.format, &settings.log.filter);
+    let mut paths = a.paths;
+    if let Some(file) = &a.paths_from {
+        let text = std::fs::read_to_string(file)
+            .with_context(|| format!("reading paths from {}", file.display()))?;
+        paths.extend(
+            text.lines()
+                .filter(|l| !l.trim().is_empty())
+                .map(str::to_string),
+        );
+    }
+    let base = crescendo_bench::origin(&a.from);
+    let answers = crescendo_bench::ceiling::fetch(&base, &paths, a.token.as_deref()).await?;
+    eprintln!("serving {} answers from {base}", answers.len());
+    let running = crescendo_server::serve_ceiling(
+        &settings,
+        std::sync::Arc::new(answers),
+        crescendo_server::shutdown_signal(),
+    )
+    .await?;
+    println!("listening on http://{}", running.addr);
+    running.done.await?;
     Ok(())
 }
 

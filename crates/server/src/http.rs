@@ -67,10 +67,8 @@ pub(crate) fn ops(app: App, ready: Arc<AtomicBool>) -> Router {
     probes(app, ready).route("/metrics", get(metrics_text))
 }
 
-/// The whole HTTP service: routes, and the middleware around them.
-///
-/// Layers that need the matched route (`observe`) or must be seen by it (time-out, panic)
-/// wrap the routes; the rest wrap the router once, outside.
+/// The whole HTTP service: routes, the middleware that touches data (consistency scope,
+/// client address, in-flight bound, body limit, writes run to their end), then [`stack`].
 pub(crate) fn service(
     app: App,
     web: crescendo_web::WebConfig,
@@ -78,7 +76,6 @@ pub(crate) fn service(
     ready: Arc<AtomicBool>,
     writes: crate::finish::Writes,
 ) -> Router {
-    let timeout = Duration::from_secs(settings.http.request_timeout_secs);
     let trusted: Arc<[crescendo_config::IpBlock]> = settings.http.trusted_proxies.clone().into();
     let shed = Arc::new(crate::shed::Shed::new(&settings.http));
     let routes = Router::new()
@@ -111,7 +108,20 @@ pub(crate) fn service(
         .layer(middleware::from_fn_with_state(
             writes,
             crate::finish::run_to_end,
-        ))
+        ));
+    stack(routes, settings)
+}
+
+/// The middleware that does not touch data, around `routes`: the request time-out, the
+/// panic catcher, `observe` (span, metrics, error log), CORS, request IDs, and HSTS when the
+/// site is served over HTTPS. The application's service and the ceiling (`ceiling.rs`) share
+/// it, so that the ceiling costs what this stack costs and nothing more.
+///
+/// Layers that need the matched route (`observe`) or must be seen by it (time-out, panic)
+/// come first; the request ID is set outermost, before anything else sees the request.
+pub(crate) fn stack(routes: Router, settings: &Settings) -> Router {
+    let timeout = Duration::from_secs(settings.http.request_timeout_secs);
+    let routes = routes
         .layer(middleware::from_fn(move |req, next| {
             with_timeout(timeout, req, next)
         }))
@@ -121,9 +131,7 @@ pub(crate) fn service(
             )))
             .into_response()
         }))
-        .layer(middleware::from_fn(observe));
-    // outermost last: the request ID is set before anything else sees the request
-    let routes = routes
+        .layer(middleware::from_fn(observe))
         .layer(
             CorsLayer::new()
                 .allow_origin(Any)

@@ -9,8 +9,10 @@
 //! on shutdown: `/ready` fails first, in-flight requests finish, then the listener closes and
 //! the writes whose clients left end too. Beside the requests it runs the outbox relay and, when
 //! `queue.workers` > 0, workers (both from `crescendo-worker`); [`work`] runs a worker
-//! process (`crescendo worker`).
+//! process (`crescendo worker`). [`ceiling_service`] and [`serve_ceiling`] serve recorded
+//! answers through the same stack, to measure the most a rung could serve.
 
+mod ceiling;
 mod client;
 mod finish;
 mod http;
@@ -19,6 +21,7 @@ pub mod ops;
 mod shed;
 mod state;
 
+pub use ceiling::{Answer, Answers, Ceiling, ceiling_service, serve_ceiling};
 pub use finish::Writes;
 pub use state::{Built, build};
 

@@ -82,6 +82,10 @@ pub struct Report {
     /// local target (given its PID), per request and per role, and the load generator's own.
     #[serde(default)]
     pub cpu: Option<crate::cpu::CpuView>,
+    /// With `--ceiling`: the same load against the target's answers served from memory by
+    /// the stack of `serve`, and the fraction of that ceiling the target reached.
+    #[serde(default)]
+    pub ceiling: Option<crate::ceiling::CeilingReport>,
 }
 
 impl Report {
@@ -145,6 +149,7 @@ impl Report {
             upload_ready: None,
             jobs_per_second: None,
             cpu: None,
+            ceiling: None,
         }
     }
 
@@ -240,6 +245,9 @@ impl Report {
         if let Some(cpu) = &self.cpu {
             t.push_str(&cpu.table());
         }
+        if let Some(c) = &self.ceiling {
+            t.push_str(&c.table());
+        }
         t
     }
 
@@ -270,6 +278,19 @@ impl Report {
             esc(&self.model_text()),
             self.duration_secs
         );
+        if let Some(c) = &self.ceiling {
+            let _ = write!(
+                h,
+                "<p><strong>{:.3} of the ceiling</strong>: {:.0} req/s here, {:.0} req/s from \
+                 the same stack serving the {} recorded answers from memory ({:.2} % of its \
+                 requests found none).</p>",
+                c.fraction,
+                self.throughput,
+                c.throughput,
+                c.recorded,
+                c.missing_share * 100.0
+            );
+        }
         h.push_str("<pre>");
         h.push_str(&esc(&self.table()));
         h.push_str("</pre>");
