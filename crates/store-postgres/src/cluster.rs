@@ -9,10 +9,10 @@
 //! - **each replica's lag**: in bytes, and in time, as how long ago the primary was first
 //!   seen past the replica's replay position (samples of the primary's position are kept
 //!   for this). A replica is *readable* while it answers, is in recovery, and lags no more
-//!   than `max_lag`. One that misses [`MISSED_CHECKS_DOWN`] checks in a row (each allowed
-//!   `probe_limit`) is out (at once when a query on it fails); it is back at the first check
-//!   that finds it healthy. A late answer is a busy machine, not a dead server: on a loaded
-//!   one, taking the primary out for one late answer refused writes it would have served.
+//!   than `max_lag`. One that misses [`MISSED_CHECKS_DOWN`] checks in a row is out (at once
+//!   when a query on it fails); it is back at the first check that finds it healthy. A
+//!   single missed check is a busy machine, not a dead server: on a loaded one, taking the
+//!   primary out for one late answer refused writes that it would have served.
 //!
 //! A read goes, round-robin, to a readable replica that has replayed the request's fence
 //! (see `crescendo_store::fence`), else to the primary.
@@ -32,14 +32,7 @@ pub const REPLICA_LAG_BYTES: &str = "crescendo_db_replica_lag_bytes";
 pub const REPLICA_READABLE: &str = "crescendo_db_replica_readable";
 
 /// How many checks in a row a server must miss before it is taken out.
-pub const MISSED_CHECKS_DOWN: u32 = 3;
-
-/// How long one check of a server may take: five check intervals, between 0.5 and 2 s. A
-/// server that refuses connections fails its checks at once, so a dead one is still out
-/// within [`MISSED_CHECKS_DOWN`] intervals; only a hung one takes the longer bound.
-fn probe_limit(check_interval: Duration) -> Duration {
-    (check_interval * 5).clamp(Duration::from_millis(500), Duration::from_secs(2))
-}
+pub const MISSED_CHECKS_DOWN: u32 = 2;
 
 /// The misses in a row after a check that was `answered` or not, following `misses`, and
 /// whether the server is now out.
@@ -175,7 +168,8 @@ pub(crate) struct Cluster {
 
 impl Cluster {
     pub fn new(opts: &ClusterOptions) -> Result<Arc<Self>, sqlx::Error> {
-        let probe_timeout = probe_limit(opts.check_interval);
+        let probe_timeout =
+            (opts.check_interval * 2).clamp(Duration::from_millis(100), Duration::from_millis(500));
         let nodes = opts
             .urls
             .iter()
@@ -286,7 +280,8 @@ impl Cluster {
 
     /// Checks every server once and updates roles, positions and lag.
     pub async fn check(&self) {
-        let limit = probe_limit(self.check_interval);
+        let limit =
+            (self.check_interval * 2).clamp(Duration::from_millis(100), Duration::from_millis(500));
         let mut probes = tokio::task::JoinSet::new();
         for (i, n) in self.nodes.iter().enumerate() {
             let probe = n.probe.clone();
@@ -422,14 +417,14 @@ mod tests {
     use super::{after_check, url_host_port};
 
     #[test]
-    fn missed_checks_take_a_server_out_only_three_in_a_row() {
+    fn one_missed_check_keeps_a_server_two_in_a_row_take_it_out() {
         assert_eq!(
             after_check(0, false),
             (1, false),
             "one late answer: still in"
         );
-        assert_eq!(after_check(1, false), (2, false));
-        assert_eq!(after_check(2, false), (3, true), "three in a row: out");
+        assert_eq!(after_check(1, false), (2, true), "two in a row: out");
+        assert_eq!(after_check(2, false), (3, true));
         assert_eq!(
             after_check(1, true),
             (0, false),
