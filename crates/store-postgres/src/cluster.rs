@@ -9,10 +9,8 @@
 //! - **each replica's lag**: in bytes, and in time, as how long ago the primary was first
 //!   seen past the replica's replay position (samples of the primary's position are kept
 //!   for this). A replica is *readable* while it answers, is in recovery, and lags no more
-//!   than `max_lag`. One that misses [`MISSED_CHECKS_DOWN`] checks in a row is out (at once
-//!   when a query on it fails); it is back at the first check that finds it healthy. A
-//!   single missed check is a busy machine, not a dead server: on a loaded one, taking the
-//!   primary out for one late answer refused writes that it would have served.
+//!   than `max_lag`. One that stops answering is out at the next check (or at once, when a
+//!   query on it fails); it is back at the first check that finds it healthy.
 //!
 //! A read goes, round-robin, to a readable replica that has replayed the request's fence
 //! (see `crescendo_store::fence`), else to the primary.
@@ -20,7 +18,7 @@
 use crescendo_telemetry::names;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
@@ -31,20 +29,6 @@ pub const REPLICA_LAG_BYTES: &str = "crescendo_db_replica_lag_bytes";
 /// Gauge, 1 while a replica receives reads; label `node`.
 pub const REPLICA_READABLE: &str = "crescendo_db_replica_readable";
 
-/// How many checks in a row a server must miss before it is taken out.
-pub const MISSED_CHECKS_DOWN: u32 = 2;
-
-/// The misses in a row after a check that was `answered` or not, following `misses`, and
-/// whether the server is now out.
-fn after_check(misses: u32, answered: bool) -> (u32, bool) {
-    if answered {
-        (0, false)
-    } else {
-        let misses = misses.saturating_add(1);
-        (misses, misses >= MISSED_CHECKS_DOWN)
-    }
-}
-
 /// One PostgreSQL server.
 pub(crate) struct Node {
     /// `host:port`, for logs and metric labels.
@@ -53,8 +37,6 @@ pub(crate) struct Node {
     /// A one-connection pool for the monitor, so a busy main pool never fails a check.
     probe: PgPool,
     up: AtomicBool,
-    /// Checks missed in a row.
-    misses: AtomicU32,
     in_recovery: AtomicBool,
     /// Replayed (replica) or written (primary) WAL position, as a byte offset.
     lsn: AtomicU64,
@@ -83,7 +65,6 @@ impl Node {
             pool,
             probe,
             up: AtomicBool::new(true),
-            misses: AtomicU32::new(0),
             in_recovery: AtomicBool::new(false),
             lsn: AtomicU64::new(0),
             lag_ms: AtomicU64::new(0),
@@ -333,16 +314,10 @@ impl Cluster {
         let newest = samples.back().map_or(0, |&(_, lsn)| lsn);
 
         for (i, (n, answer)) in self.nodes.iter().zip(&answers).enumerate() {
-            let (misses, out) = after_check(n.misses.load(Ordering::Acquire), answer.is_some());
-            n.misses.store(misses, Ordering::Release);
             let Some((in_recovery, lsn)) = *answer else {
-                if out {
-                    n.mark_down();
-                    if i != primary {
-                        metrics::gauge!(REPLICA_READABLE, "node" => n.name.clone()).set(0.0);
-                    }
-                } else {
-                    tracing::debug!(node = %n.name, "database server missed a check");
+                n.mark_down();
+                if i != primary {
+                    metrics::gauge!(REPLICA_READABLE, "node" => n.name.clone()).set(0.0);
                 }
                 continue;
             };
@@ -414,23 +389,7 @@ async fn monitor(cluster: Weak<Cluster>) {
 
 #[cfg(test)]
 mod tests {
-    use super::{after_check, url_host_port};
-
-    #[test]
-    fn one_missed_check_keeps_a_server_two_in_a_row_take_it_out() {
-        assert_eq!(
-            after_check(0, false),
-            (1, false),
-            "one late answer: still in"
-        );
-        assert_eq!(after_check(1, false), (2, true), "two in a row: out");
-        assert_eq!(after_check(2, false), (3, true));
-        assert_eq!(
-            after_check(1, true),
-            (0, false),
-            "an answer resets the count"
-        );
-    }
+    use super::url_host_port;
 
     #[test]
     fn names_come_from_urls() {
