@@ -118,6 +118,8 @@ impl App {
                 password_hash,
             })
             .await?;
+        // signed up is signed in: the new user's next requests read at least this write
+        self.act_as(user.id).await;
         // a cached "no such user" for this name must not outlive the sign-up
         self.invalidate(vec![keys::username(&user.username)])
             .await?;
@@ -307,10 +309,20 @@ impl App {
     /// # Errors
     /// The store is unavailable.
     pub async fn credentials_current(&self, user: Id, stamp: &str) -> AppResult<bool> {
-        Ok(self
-            .credential_stamp(user)
-            .await?
-            .is_some_and(|now| now == stamp))
+        let now = match self.credential_stamp(user).await? {
+            Some(now) => now,
+            // a signed token names a user that existed: a replica that has not replayed
+            // the sign-up yet is asked no further, the primary is
+            None => {
+                match crescendo_store::fence::reading_after(u64::MAX, self.store().user_by_id(user))
+                    .await?
+                {
+                    Some(u) => self.inner.tokens.stamp(&u.password_hash),
+                    None => return Ok(false),
+                }
+            }
+        };
+        Ok(now == stamp)
     }
 
     /// A user's public profile by ID (cached), e.g. for a page's header.
