@@ -235,7 +235,8 @@ impl Session {
             Some(u) => app
                 .credential_stamp(u)
                 .await?
-                .ok_or(crescendo_app::AppError::Unauthorized)?,
+                .ok_or(crescendo_app::AppError::Unauthorized)?
+                .to_string(),
             None => String::new(),
         };
         let id = random_token();
