@@ -17,6 +17,10 @@
 //! runs, error mapping), `migrate`, and one module per resource, as the conformance suite
 //! groups them: `users` (with follows), `articles` (with favourites), `lists` (article
 //! lists, the feed, popular tags), `comments`, `uploads`, `outbox`.
+//!
+//! [`ShardedStore`] (module `sharded`) is the same seam over several clusters and a
+//! catalogue database (rung 10); it runs each call through these modules on the cluster
+//! that holds its rows.
 
 mod articles;
 mod clock;
@@ -27,8 +31,10 @@ pub mod failover;
 mod lists;
 mod migrate;
 mod outbox;
+pub mod sharded;
 mod store;
 mod uploads;
 mod users;
 
+pub use sharded::{ClusterReport, ShardedOptions, ShardedStore};
 pub use store::{PgOptions, PgStore};

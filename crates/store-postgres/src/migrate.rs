@@ -1,12 +1,16 @@
-//! The numbered SQL files of `migrations/postgres/`, compiled in and applied in order, each
-//! in its own transaction, recorded in `schema_migrations`.
+//! The numbered SQL files of `migrations/postgres/` (every database that holds data) and
+//! `migrations/catalogue/` (the catalogue of a sharded deployment), compiled in and applied
+//! in order, each in its own transaction, recorded in `schema_migrations`.
 
 use crate::clock::now_ms;
 use crate::db::{Db, map_err};
 use crescendo_store::StoreResult;
 
-/// (version, name, SQL), in order.
-const MIGRATIONS: &[(i64, &str, &str)] = &[
+/// One migration: (version, name, SQL).
+pub(crate) type Migration = (i64, &'static str, &'static str);
+
+/// The data schema, in order.
+pub(crate) const DATA: &[Migration] = &[
     (
         1,
         "0001_initial.sql",
@@ -17,11 +21,23 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "0002_uploads.sql",
         include_str!("../../../migrations/postgres/0002_uploads.sql"),
     ),
+    (
+        3,
+        "0003_shard_local_keys.sql",
+        include_str!("../../../migrations/postgres/0003_shard_local_keys.sql"),
+    ),
 ];
 
-/// Brings the schema up to date, serialised by an advisory lock so that several nodes
-/// starting together migrate once; returns how many migrations ran.
-pub(crate) async fn migrate(db: &Db) -> StoreResult<usize> {
+/// The catalogue schema, in order.
+pub(crate) const CATALOGUE: &[Migration] = &[(
+    1,
+    "0001_catalogue.sql",
+    include_str!("../../../migrations/catalogue/0001_catalogue.sql"),
+)];
+
+/// Brings `db`'s schema up to date with `migrations`, serialised by an advisory lock so that
+/// several nodes starting together migrate once; returns how many migrations ran.
+pub(crate) async fn migrate(db: &Db, migrations: &[Migration]) -> StoreResult<usize> {
     let cluster = db.cluster();
     let mut conn = cluster.primary().pool.acquire().await.map_err(map_err)?;
     sqlx::query("SELECT pg_advisory_lock(774411)")
@@ -41,7 +57,7 @@ pub(crate) async fn migrate(db: &Db) -> StoreResult<usize> {
                 .await
                 .map_err(map_err)?;
         let mut ran = 0;
-        for (version, name, sql) in MIGRATIONS.iter().filter(|(v, _, _)| *v > current) {
+        for (version, name, sql) in migrations.iter().filter(|(v, _, _)| *v > current) {
             let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(map_err)?;
             sqlx::raw_sql(*sql).execute(&mut *tx).await.map_err(map_err)?;
             sqlx::query(

@@ -42,7 +42,7 @@ impl PgOptions {
 /// The `Store` seam on PostgreSQL.
 #[derive(Clone)]
 pub struct PgStore {
-    db: Db,
+    pub(crate) db: Db,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -94,7 +94,7 @@ impl PgStore {
     /// # Errors
     /// The database is unreachable or a migration fails.
     pub async fn migrate(&self) -> StoreResult<usize> {
-        migrate::migrate(&self.db).await
+        migrate::migrate(&self.db, migrate::DATA).await
     }
 }
 

@@ -316,9 +316,9 @@ pub struct OutboxEntry {
 
 /// Which articles a list shows.
 ///
-/// Cross-user lists (`All`, `Tag`, `Feed`) are the ones that become scatter-gather merges
-/// once users are spread over several shard groups; `Author` and `FavoritedBy` stay on one
-/// user's shard.
+/// On a sharded store, lists by an author stay on the author's cluster; the others are
+/// scatter-gather merges over every cluster (favourites live with their articles, so
+/// `FavoritedBy` is one of them), and the feed asks the clusters of the reader's followees.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum ArticleFilter {
     /// Every article.

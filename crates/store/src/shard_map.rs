@@ -75,6 +75,54 @@ impl ShardMap {
         }
     }
 
+    /// The map stored as `homes` (each logical shard with its cluster's name) at `epoch`,
+    /// as a catalogue database keeps it.
+    ///
+    /// # Errors
+    /// A logical shard missing or out of range, named twice, or more than 65,535 clusters.
+    pub fn from_homes(
+        epoch: u64,
+        homes: impl IntoIterator<Item = (u16, String)>,
+    ) -> Result<Self, String> {
+        let mut clusters: Vec<String> = Vec::new();
+        let mut owner: Vec<Option<u16>> = vec![None; usize::from(SHARD_COUNT)];
+        for (shard, cluster) in homes {
+            let slot = owner
+                .get_mut(usize::from(shard))
+                .ok_or_else(|| format!("logical shard {shard} is out of range"))?;
+            let i = match clusters.iter().position(|c| *c == cluster) {
+                Some(i) => i,
+                None => {
+                    clusters.push(cluster);
+                    clusters.len() - 1
+                }
+            };
+            let i = u16::try_from(i).map_err(|_| "too many clusters".to_string())?;
+            if slot.replace(i).is_some() {
+                return Err(format!("logical shard {shard} has two homes"));
+            }
+        }
+        let owner = owner
+            .into_iter()
+            .enumerate()
+            .map(|(n, o)| o.ok_or_else(|| format!("logical shard {n} has no home")))
+            .collect::<Result<_, _>>()?;
+        Ok(Self {
+            epoch,
+            clusters,
+            owner,
+        })
+    }
+
+    /// Every logical shard with its cluster's name, in shard order (what
+    /// [`ShardMap::from_homes`] reads back).
+    pub fn homes(&self) -> impl Iterator<Item = (u16, &str)> + '_ {
+        self.owner
+            .iter()
+            .enumerate()
+            .map(|(n, &i)| (n as u16, self.clusters[usize::from(i)].as_str()))
+    }
+
     /// The epoch of this placement: every change makes a map with a higher one.
     pub fn epoch(&self) -> u64 {
         self.epoch
@@ -138,6 +186,26 @@ impl ShardMap {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_map_reads_back_from_its_homes_and_incomplete_ones_are_refused() {
+        let map = ShardMap::place(&["a", "b", "c"], 7);
+        let homes: Vec<(u16, String)> = map.homes().map(|(n, c)| (n, c.to_string())).collect();
+        let back = ShardMap::from_homes(7, homes.clone()).unwrap();
+        assert!(map.moves_to(&back).is_empty());
+        assert_eq!(back.epoch(), 7);
+        assert_eq!(back.shard_counts(), map.shard_counts());
+        assert!(
+            ShardMap::from_homes(7, homes[1..].to_vec()).is_err(),
+            "shard 0 has no home"
+        );
+        let mut twice = homes.clone();
+        twice.push((5, "a".into()));
+        assert!(ShardMap::from_homes(7, twice).is_err());
+        let mut beyond = homes;
+        beyond.push((SHARD_COUNT, "a".into()));
+        assert!(ShardMap::from_homes(7, beyond).is_err());
+    }
 
     #[test]
     fn every_cluster_holds_about_its_share() {

@@ -1,0 +1,127 @@
+//! Article lists and popular tags on a sharded store, by design:
+//!
+//! - **single-shard**: articles by one author (with or without other filters) are read on
+//!   the author's cluster alone;
+//! - **scatter-gather**: everything, by tag, and favourited by a user (favourites live with
+//!   their articles) are asked of every cluster at once, each for its first
+//!   `offset + limit` IDs, and merged newest first, so paging is exact: no repeats, no gaps;
+//!   totals are summed;
+//! - **the feed**: the reader's followees come from the reader's cluster, then each cluster
+//!   holding some of them is asked for their newest `offset + limit` articles, merged the
+//!   same way.
+//!
+//! Each `pub(crate)` async function is the `Store` method of the same name, whose contract
+//! the trait documents.
+
+use super::db::Shards;
+use crate::db::{Db, map_err, raw};
+use crate::{lists, users};
+use crescendo_domain::Id;
+use crescendo_store::{ArticleFilter, IdPage, Page, StoreResult};
+use futures_util::future::join_all;
+use std::collections::HashMap;
+
+pub(crate) async fn list_article_ids(
+    s: &Shards,
+    filter: &ArticleFilter,
+    page: Page,
+) -> StoreResult<IdPage> {
+    let head = Page {
+        limit: page.limit.saturating_add(page.offset),
+        offset: 0,
+    };
+    let parts = match filter {
+        ArticleFilter::Author(a)
+        | ArticleFilter::Match {
+            author: Some(a), ..
+        } => return lists::list_article_ids(s.of(*a), filter, page).await,
+        ArticleFilter::Feed(reader) => {
+            let followees = users::followees(s.of(*reader), *reader).await?;
+            let asks = s
+                .group(&followees)
+                .into_iter()
+                .map(|(db, authors)| by_authors(db, authors, head.limit));
+            join_all(asks)
+                .await
+                .into_iter()
+                .collect::<StoreResult<Vec<_>>>()?
+        }
+        _ => {
+            s.on_all(|db| lists::list_article_ids(db, filter, head))
+                .await?
+        }
+    };
+    Ok(merge(parts, page))
+}
+
+/// The newest first `offset + limit` IDs of every part, merged: the page asked for, and
+/// the sum of the parts' totals.
+fn merge(parts: Vec<IdPage>, page: Page) -> IdPage {
+    let total = parts.iter().map(|p| p.total).sum();
+    let mut ids: Vec<Id> = parts.into_iter().flat_map(|p| p.ids).collect();
+    ids.sort_unstable_by_key(|id| std::cmp::Reverse(id.as_i64()));
+    ids.dedup();
+    IdPage {
+        ids: ids
+            .into_iter()
+            .skip(page.offset as usize)
+            .take(page.limit as usize)
+            .collect(),
+        total,
+    }
+}
+
+/// The newest `limit` articles by any of `authors` on `db`, and how many they have there.
+async fn by_authors(db: &Db, authors: Vec<Id>, limit: u32) -> StoreResult<IdPage> {
+    let authors = raw(&authors);
+    db.read(|pool| {
+        let authors = authors.clone();
+        async move {
+            let ids: Vec<i64> = sqlx::query_scalar(
+                "SELECT id FROM articles WHERE author_id = ANY($1) ORDER BY id DESC LIMIT $2",
+            )
+            .bind(&authors)
+            .bind(i64::from(limit))
+            .fetch_all(&pool)
+            .await
+            .map_err(map_err)?;
+            let total: i64 =
+                sqlx::query_scalar("SELECT COUNT(*) FROM articles WHERE author_id = ANY($1)")
+                    .bind(&authors)
+                    .fetch_one(&pool)
+                    .await
+                    .map_err(map_err)?;
+            Ok(IdPage {
+                ids: ids.into_iter().map(Id::from_i64).collect(),
+                total: total as u64,
+            })
+        }
+    })
+    .await
+}
+
+pub(crate) async fn popular_tags(s: &Shards, limit: u32) -> StoreResult<Vec<String>> {
+    // every cluster's counts, summed: a tag's rank is global, not per cluster
+    let counts = s.on_all(tag_counts).await?;
+    let mut total: HashMap<String, i64> = HashMap::new();
+    for (tag, n) in counts.into_iter().flatten() {
+        *total.entry(tag).or_default() += n;
+    }
+    let mut ranked: Vec<(String, i64)> = total.into_iter().collect();
+    ranked.sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    Ok(ranked
+        .into_iter()
+        .take(limit as usize)
+        .map(|(tag, _)| tag)
+        .collect())
+}
+
+async fn tag_counts(db: &Db) -> StoreResult<Vec<(String, i64)>> {
+    db.read(|pool| async move {
+        sqlx::query_as("SELECT tag, COUNT(*) FROM article_tags GROUP BY tag")
+            .fetch_all(&pool)
+            .await
+            .map_err(map_err)
+    })
+    .await
+}

@@ -1,0 +1,239 @@
+//! `ShardedStore`: the `Store` seam over several PostgreSQL clusters (rung 10).
+//!
+//! Users and their rows are spread over clusters by logical shard (the 12 bits every user,
+//! article and upload ID carries). A small catalogue database holds the shard map, with its
+//! epoch, and the directory of usernames and emails; every node caches the map and reloads
+//! it when the epoch moves. Each method runs where its rows live (see each module's notes):
+//! one cluster for a user's, an article's or an upload's own rows, every cluster for
+//! global lists, the clusters of the reader's followees for the feed.
+//!
+//! Every cluster has the same schema (`migrations/postgres/`, with no key across logical
+//! shards) and the catalogue its own (`migrations/catalogue/`). Each cluster here is a
+//! primary without replicas: read fences are positions of one cluster, never compared
+//! across clusters, so they are not taken from several.
+
+mod articles;
+pub(crate) mod catalogue;
+mod comments;
+mod db;
+mod lists;
+mod outbox;
+mod uploads;
+mod users;
+
+pub use catalogue::Swept;
+
+use crate::cluster::{Cluster, ClusterOptions};
+use crate::db::{Db, map_err};
+use crate::{PgOptions, migrate};
+use crescendo_store::shard_map::ShardMap;
+use crescendo_store::{StoreError, StoreResult};
+use db::Shards;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+/// How to connect to a sharded deployment.
+#[derive(Clone, Debug)]
+pub struct ShardedOptions {
+    /// The catalogue database.
+    pub catalogue: PgOptions,
+    /// Every cluster, by name (a cluster's name is how the map refers to it).
+    pub clusters: Vec<(String, PgOptions)>,
+    /// How often the catalogue's map epoch is checked.
+    pub map_check_interval: Duration,
+    /// A sign-up reservation this old whose user is still missing is swept.
+    pub sweep_after: Duration,
+}
+
+impl ShardedOptions {
+    /// The catalogue and the clusters, checked every second, sweeping reservations older
+    /// than a minute.
+    pub fn new(catalogue: PgOptions, clusters: Vec<(String, PgOptions)>) -> Self {
+        Self {
+            catalogue,
+            clusters,
+            map_check_interval: Duration::from_secs(1),
+            sweep_after: Duration::from_secs(60),
+        }
+    }
+}
+
+/// One cluster as `crescendo shards` shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClusterReport {
+    /// The cluster's name.
+    pub name: String,
+    /// How many logical shards the map gives it.
+    pub shards: usize,
+    /// Users stored there.
+    pub users: u64,
+    /// Articles stored there.
+    pub articles: u64,
+    /// Rows of every data table stored there.
+    pub rows: u64,
+}
+
+/// The `Store` seam on several PostgreSQL clusters.
+#[derive(Clone)]
+pub struct ShardedStore {
+    db: Arc<Shards>,
+}
+
+impl std::fmt::Debug for ShardedStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShardedStore")
+            .field("clusters", &self.db.map().clusters())
+            .field("epoch", &self.db.map().epoch())
+            .finish()
+    }
+}
+
+fn one_server(opts: &PgOptions) -> StoreResult<Db> {
+    if !opts.replicas.is_empty() {
+        return Err(StoreError::Other(
+            "a sharded store's clusters take no replicas yet".into(),
+        ));
+    }
+    let cluster = Cluster::new(&ClusterOptions {
+        urls: vec![opts.url.clone()],
+        max_connections: opts.max_connections,
+        acquire_timeout: opts.acquire_timeout,
+        max_replica_lag: opts.max_replica_lag,
+        check_interval: opts.check_interval,
+    })
+    .map_err(map_err)?;
+    Ok(Db::new(cluster))
+}
+
+impl ShardedStore {
+    /// Connects to the catalogue and every cluster, brings every schema up to date, stores
+    /// the first map (the clusters' consistent-hash placement, epoch 1) if the catalogue
+    /// has none, and loads the map in force. A background task then reloads the map when
+    /// its epoch moves and sweeps stale sign-up reservations.
+    ///
+    /// # Errors
+    /// A malformed URL, no clusters or more than 64, a database that cannot be reached or
+    /// migrated, or a stored map naming a cluster not given here.
+    pub async fn open(opts: &ShardedOptions) -> StoreResult<Self> {
+        let count = opts.clusters.len() as i64;
+        if count == 0 || count > outbox::MAX_CLUSTERS {
+            return Err(StoreError::Other(
+                format!(
+                    "a sharded store needs 1 to {} clusters",
+                    outbox::MAX_CLUSTERS
+                )
+                .into(),
+            ));
+        }
+        let catalogue = one_server(&opts.catalogue)?;
+        migrate::migrate(&catalogue, migrate::CATALOGUE).await?;
+        let mut clusters = Vec::with_capacity(opts.clusters.len());
+        for (name, o) in &opts.clusters {
+            let db = one_server(o)?;
+            migrate::migrate(&db, migrate::DATA).await?;
+            clusters.push((name.clone(), db));
+        }
+        let names: Vec<&str> = opts.clusters.iter().map(|(n, _)| n.as_str()).collect();
+        let first = ShardMap::place(&names, 1);
+        let map = catalogue::init_map(&catalogue, &first).await?;
+        let shards = Arc::new(Shards::new(catalogue, clusters, first));
+        shards.install(map)?;
+        tokio::spawn(monitor(
+            Arc::downgrade(&shards),
+            opts.map_check_interval,
+            opts.sweep_after,
+        ));
+        Ok(Self { db: shards })
+    }
+
+    /// The map in force on this node.
+    pub fn map(&self) -> ShardMap {
+        ShardMap::clone(&self.db.map())
+    }
+
+    /// Reloads the map if the catalogue's epoch moved; says whether it did.
+    ///
+    /// # Errors
+    /// The catalogue cannot be read, or its map names an unknown cluster.
+    pub async fn refresh_map(&self) -> StoreResult<bool> {
+        refresh(&self.db).await
+    }
+
+    /// Settles sign-up reservations older than `age` (see [`Swept`]).
+    ///
+    /// # Errors
+    /// The catalogue or a cluster cannot be reached.
+    pub async fn sweep(&self, age: Duration) -> StoreResult<Swept> {
+        catalogue::sweep(&self.db, age).await
+    }
+
+    /// Each cluster: its logical shards under the map in force, and its users, articles and
+    /// rows of data.
+    ///
+    /// # Errors
+    /// A cluster cannot be reached.
+    pub async fn report(&self) -> StoreResult<Vec<ClusterReport>> {
+        let map = self.db.map();
+        let counts = map.shard_counts();
+        let mut out = Vec::new();
+        for (name, db) in self.db.clusters() {
+            let (users, articles, rows): (i64, i64, i64) = db
+                .read_primary(|pool| async move {
+                    sqlx::query_as(
+                        "SELECT (SELECT COUNT(*) FROM users), (SELECT COUNT(*) FROM articles),
+                                (SELECT COUNT(*) FROM users) + (SELECT COUNT(*) FROM follows)
+                              + (SELECT COUNT(*) FROM articles) + (SELECT COUNT(*) FROM article_tags)
+                              + (SELECT COUNT(*) FROM favorites) + (SELECT COUNT(*) FROM comments)
+                              + (SELECT COUNT(*) FROM uploads)",
+                    )
+                    .fetch_one(&pool)
+                    .await
+                    .map_err(map_err)
+                })
+                .await?;
+            out.push(ClusterReport {
+                name: name.clone(),
+                shards: counts.get(name.as_str()).copied().unwrap_or(0),
+                users: users as u64,
+                articles: articles as u64,
+                rows: rows as u64,
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// Reloads the map when the catalogue's epoch is newer than the one in force.
+async fn refresh(s: &Shards) -> StoreResult<bool> {
+    if catalogue::epoch(&s.catalogue).await? <= s.map().epoch() {
+        return Ok(false);
+    }
+    match catalogue::load_map(&s.catalogue).await? {
+        Some(map) => s.install(map),
+        None => Ok(false),
+    }
+}
+
+/// Checks the map's epoch every `interval` and sweeps reservations older than `sweep_after`
+/// every `sweep_after / 2`, until the store is dropped.
+async fn monitor(shards: Weak<Shards>, interval: Duration, sweep_after: Duration) {
+    let mut tick = tokio::time::interval(interval.max(Duration::from_millis(10)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let sweep_every = (sweep_after / 2).max(interval);
+    let mut last_sweep = tokio::time::Instant::now();
+    loop {
+        tick.tick().await;
+        let Some(s) = shards.upgrade() else { return };
+        if let Err(e) = refresh(&s).await {
+            tracing::warn!(error = %e, "cannot check the shard map");
+        }
+        if last_sweep.elapsed() >= sweep_every {
+            last_sweep = tokio::time::Instant::now();
+            if let Err(e) = catalogue::sweep(&s, sweep_after).await {
+                tracing::warn!(error = %e, "cannot sweep sign-up reservations");
+            }
+        }
+    }
+}
+
+crescendo_store::store_by_resource_modules!(ShardedStore);

@@ -1,0 +1,258 @@
+//! The sharded store on real PostgreSQL: the conformance suite over a catalogue and three
+//! clusters (each case on its own private server, one database per cluster), and what only
+//! sharding has: users spread over every cluster, a feed merged across them, sign-up
+//! reservations swept, and a map whose epoch moves.
+
+use crescendo_domain::{Id, LogicalShard};
+use crescendo_store::shard_map::ShardMap;
+use crescendo_store::{ArticleFilter, NewArticle, NewUser, Page, Store};
+use crescendo_store_postgres::{PgOptions, ShardedOptions, ShardedStore};
+use crescendo_topology::pg::Postgres;
+use std::sync::Arc;
+use std::time::Duration;
+
+const CLUSTERS: [&str; 3] = ["c1", "c2", "c3"];
+
+/// A private server with a catalogue database and one database per cluster.
+async fn sharded() -> (Postgres, ShardedStore) {
+    let pg = tokio::task::spawn_blocking(|| Postgres::start(&[]))
+        .await
+        .unwrap()
+        .expect("postgres starts");
+    for db in std::iter::once("catalogue").chain(CLUSTERS) {
+        pg.query(&format!("CREATE DATABASE {db}")).unwrap();
+    }
+    let store = ShardedStore::open(&options(&pg))
+        .await
+        .expect("the sharded store opens");
+    (pg, store)
+}
+
+fn options(pg: &Postgres) -> ShardedOptions {
+    ShardedOptions::new(
+        PgOptions::new(pg.url("catalogue")),
+        CLUSTERS
+            .iter()
+            .map(|c| (c.to_string(), PgOptions::new(pg.url(c))))
+            .collect(),
+    )
+}
+
+async fn fresh() -> (Postgres, Arc<dyn Store>) {
+    let (pg, store) = sharded().await;
+    (pg, Arc::new(store))
+}
+
+crescendo_store::store_conformance_tests!(fresh());
+
+fn new_user(name: &str) -> NewUser {
+    NewUser {
+        username: name.into(),
+        email: format!("{name}@example.com"),
+        password_hash: "$argon2id$fake".into(),
+    }
+}
+
+fn new_article(author: Id, title: &str) -> NewArticle {
+    NewArticle {
+        author_id: author,
+        title: title.into(),
+        description: "d".into(),
+        body: "b".into(),
+        tags: vec!["t".into()],
+        cover_image: String::new(),
+    }
+}
+
+#[tokio::test]
+async fn users_articles_and_a_merged_feed_spread_over_every_cluster() {
+    let (_pg, s) = sharded().await;
+    let map = s.map();
+    let reader = s.create_user(new_user("reader")).await.unwrap();
+    let mut authors = Vec::new();
+    for i in 0..30 {
+        authors.push(
+            s.create_user(new_user(&format!("author{i}")))
+                .await
+                .unwrap(),
+        );
+    }
+    // every cluster holds some authors, and each author's rows are where the map says
+    let report = s.report().await.unwrap();
+    assert_eq!(report.len(), 3);
+    for c in &report {
+        assert!(c.users > 0, "cluster {} holds no user: {report:?}", c.name);
+    }
+    assert_eq!(report.iter().map(|c| c.users).sum::<u64>(), 31);
+    assert_eq!(report.iter().map(|c| c.shards).sum::<usize>(), 4096);
+    // the reader follows one author per cluster, several times over, and the feed merges
+    // their articles newest first, paged with neither repeats nor gaps
+    let mut followed = Vec::new();
+    for a in &authors {
+        if followed.len() < 6 {
+            s.follow(reader.id, a.id).await.unwrap();
+            followed.push(a.id);
+        }
+    }
+    let clusters: std::collections::BTreeSet<&str> = followed
+        .iter()
+        .map(|id| map.cluster_of(id.shard()))
+        .collect();
+    assert!(
+        clusters.len() >= 2,
+        "followees on one cluster only: {clusters:?}"
+    );
+    let mut written = Vec::new();
+    for round in 0..3 {
+        for a in &authors {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            let art = s
+                .create_article(new_article(a.id, &format!("{} {round}", a.username)))
+                .await
+                .unwrap();
+            if followed.contains(&a.id) {
+                written.push(art.id);
+            }
+        }
+    }
+    written.reverse();
+    let mut paged = Vec::new();
+    for offset in (0..written.len() as u32 + 4).step_by(4) {
+        let page = s
+            .list_article_ids(&ArticleFilter::Feed(reader.id), Page { limit: 4, offset })
+            .await
+            .unwrap();
+        assert_eq!(page.total, written.len() as u64);
+        paged.extend(page.ids);
+    }
+    assert_eq!(
+        paged, written,
+        "the feed, page by page, is every followed article newest first"
+    );
+    // the global list and a tag list are merged from every cluster
+    let all = s
+        .list_article_ids(
+            &ArticleFilter::All,
+            Page {
+                limit: 500,
+                offset: 0,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(all.total, 90);
+    assert!(all.ids.windows(2).all(|w| w[0].as_i64() > w[1].as_i64()));
+    assert_eq!(s.popular_tags(10).await.unwrap(), vec!["t".to_string()]);
+    // the catalogue finds every user by name and email, wherever they live
+    for a in &authors {
+        assert_eq!(
+            s.user_id_by_username(&a.username.to_uppercase())
+                .await
+                .unwrap(),
+            Some(a.id)
+        );
+        assert_eq!(
+            s.user_by_email(&a.email).await.unwrap().map(|u| u.id),
+            Some(a.id)
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_sign_up_killed_between_its_steps_leaves_no_name_taken() {
+    let (pg, s) = sharded().await;
+    let shard = LogicalShard::for_new_user("ghost");
+    // a process reserved "ghost" in the catalogue and died before creating the user
+    reserve_directly(&pg, "ghost", "ghost@example.com", shard.get()).await;
+    let taken = s.create_user(new_user("ghost")).await.unwrap_err();
+    assert!(
+        matches!(
+            taken,
+            crescendo_store::StoreError::Conflict {
+                constraint: "username"
+            }
+        ),
+        "a reserved name is taken until the sweep: {taken:?}"
+    );
+    // another process reserved "half" and created the user, then died before confirming
+    let half = s.create_user(new_user("half")).await.unwrap();
+    unconfirm_directly(&pg, "half").await;
+    assert_eq!(s.user_id_by_username("half").await.unwrap(), None);
+
+    let swept = s.sweep(Duration::ZERO).await.unwrap();
+    assert_eq!(swept.freed, 2, "ghost's name and email are free again");
+    assert_eq!(
+        swept.confirmed, 2,
+        "half's name and email go to the user who exists"
+    );
+    assert_eq!(s.user_id_by_username("half").await.unwrap(), Some(half.id));
+    let ghost = s
+        .create_user(new_user("ghost"))
+        .await
+        .expect("the swept name can be taken");
+    assert_eq!(
+        s.user_id_by_username("ghost").await.unwrap(),
+        Some(ghost.id)
+    );
+    assert_eq!(s.sweep(Duration::ZERO).await.unwrap(), Default::default());
+}
+
+/// Runs `sql` on the catalogue database as the admin.
+async fn on_catalogue(pg: &Postgres, sql: &str) {
+    let pool = sqlx::PgPool::connect(&pg.url("catalogue")).await.unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string()))
+        .execute(&pool)
+        .await
+        .unwrap();
+}
+
+async fn reserve_directly(pg: &Postgres, name: &str, email: &str, shard: u16) {
+    on_catalogue(
+        pg,
+        &format!(
+            "INSERT INTO usernames VALUES ('{name}', NULL, {shard}, 0); INSERT INTO emails VALUES ('{email}', NULL, {shard}, 0)"
+        ),
+    )
+    .await;
+}
+
+async fn unconfirm_directly(pg: &Postgres, name: &str) {
+    on_catalogue(
+        pg,
+        &format!(
+            "UPDATE usernames SET user_id = NULL, reserved_at = 0 WHERE username_key = '{name}'; UPDATE emails SET user_id = NULL, reserved_at = 0 WHERE email = '{name}@example.com'"
+        ),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_node_takes_a_new_map_when_the_catalogue_epoch_moves() {
+    let (pg, s) = sharded().await;
+    let before = s.map();
+    assert_eq!(before.epoch(), 1);
+    assert_eq!(before, ShardMap::place(&CLUSTERS, 1));
+    // a second node opening the same catalogue keeps the stored map
+    let other = ShardedStore::open(&options(&pg)).await.unwrap();
+    assert_eq!(other.map(), before);
+    // a hot shard moves on its own: the catalogue gets the next epoch
+    let hot = LogicalShard::new(7);
+    let target = CLUSTERS
+        .iter()
+        .find(|c| **c != before.cluster_of(hot))
+        .unwrap();
+    on_catalogue(
+        &pg,
+        &format!("UPDATE shard_homes SET cluster = '{target}' WHERE shard = 7; UPDATE map_epoch SET epoch = 2"),
+    )
+    .await;
+    assert!(s.refresh_map().await.unwrap());
+    let after = s.map();
+    assert_eq!(after.epoch(), 2);
+    assert_eq!(after.cluster_of(hot), *target);
+    assert_eq!(before.moves_to(&after).len(), 1);
+    assert!(
+        !s.refresh_map().await.unwrap(),
+        "the same epoch again changes nothing"
+    );
+}
