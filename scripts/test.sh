@@ -56,6 +56,9 @@ echo "==> the HTTP tests and the RealWorld collection again, on PostgreSQL"
 # (tests that bring their own PostgreSQL servers ran in the first pass)
 TEST_STORE=postgres cargo test --workspace --locked --test http --test conformance "$@" -- --skip replicas --skip tour --skip failover --skip web_refuses
 
+echo "==> the HTTP tests again on a sharded store (a catalogue and three clusters)"
+TEST_STORE=sharded cargo test --workspace --locked --test http "$@"
+
 echo "==> the HTTP tests again with no cache (the read paths of several web nodes)"
 TEST_CACHE=none cargo test --workspace --locked --test http "$@"
 

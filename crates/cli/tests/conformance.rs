@@ -90,6 +90,52 @@ fn the_realworld_collection_passes_against_crescendo_serve() {
 }
 
 #[test]
+fn the_realworld_collection_passes_against_a_web_node_on_three_shard_clusters() {
+    use crescendo_topology::pg::Postgres;
+    let dir = tempfile::tempdir().unwrap();
+    let catalogue = Postgres::start(&[]).expect("the catalogue starts");
+    let clusters: Vec<Postgres> = (0..3)
+        .map(|_| Postgres::start(&[]).expect("a cluster starts"))
+        .collect();
+    let shards: Vec<String> = clusters
+        .iter()
+        .enumerate()
+        .map(|(i, c)| format!("\"c{}={}\"", i + 1, c.app_url("postgres")))
+        .collect();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_crescendo"));
+    cmd.env("CRESCENDO_STORE__BACKEND", "postgres")
+        .env(
+            "CRESCENDO_STORE__POSTGRES_URL",
+            catalogue.app_url("postgres"),
+        )
+        .env(
+            "CRESCENDO_STORE__POSTGRES_SHARDS",
+            format!("[{}]", shards.join(", ")),
+        );
+    let (_server, url, _) = launch(cmd, "web", dir.path());
+    run_collection(&url, "k");
+    // the collection's two users live on the clusters, their names in the catalogue
+    let users: u32 = clusters
+        .iter()
+        .map(|c| {
+            let n = c.query("SELECT COUNT(*) FROM crescendo.users");
+            n.expect("the cluster answers").parse::<u32>().unwrap()
+        })
+        .sum();
+    assert_eq!(users, 2, "the collection signs up two users");
+    let names = catalogue
+        .query("SELECT COUNT(*) FROM crescendo.usernames WHERE user_id IS NOT NULL")
+        .unwrap();
+    assert_eq!(names, "2");
+    let catalogue_users = catalogue.query("SELECT to_regclass('crescendo.users') IS NULL");
+    assert_eq!(
+        catalogue_users.unwrap(),
+        "t",
+        "the catalogue holds no user rows"
+    );
+}
+
+#[test]
 fn the_realworld_collection_passes_against_a_web_node_on_a_primary_and_two_replicas() {
     use crescendo_topology::pg::Postgres;
     let dir = tempfile::tempdir().unwrap();

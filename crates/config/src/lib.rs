@@ -88,6 +88,41 @@ impl Default for Settings {
 #[error("configuration: {0}")]
 pub struct ConfigError(String);
 
+impl StoreSettings {
+    /// `postgres_shards` as (cluster name, URL) pairs.
+    ///
+    /// # Errors
+    /// An entry without `NAME=`, an empty or repeated name, or one not made of letters,
+    /// digits, `-` and `_`.
+    pub fn shard_urls(&self) -> Result<Vec<(String, String)>, ConfigError> {
+        let mut out: Vec<(String, String)> = Vec::new();
+        for entry in &self.postgres_shards {
+            let Some((name, url)) = entry.split_once('=') else {
+                return Err(ConfigError(format!(
+                    "store.postgres_shards: {entry:?} is not NAME=URL"
+                )));
+            };
+            let name = name.trim();
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
+                return Err(ConfigError(format!(
+                    "store.postgres_shards: cluster name {name:?} must be letters, digits, - and _"
+                )));
+            }
+            if out.iter().any(|(n, _)| n == name) {
+                return Err(ConfigError(format!(
+                    "store.postgres_shards names cluster {name} twice"
+                )));
+            }
+            out.push((name.to_string(), url.trim().to_string()));
+        }
+        Ok(out)
+    }
+}
+
 /// Flags given on the command line; they win over every other layer.
 #[derive(Clone, Debug, Default)]
 pub struct Overrides {
@@ -173,6 +208,14 @@ impl Settings {
             return Err(ConfigError(
                 "store.backend = \"postgres\" needs store.postgres_url".into(),
             ));
+        }
+        if !self.store.postgres_shards.is_empty() {
+            self.store.shard_urls()?;
+            if !self.store.postgres_replica_urls.is_empty() {
+                return Err(ConfigError(
+                    "store.postgres_shards takes no store.postgres_replica_urls yet".into(),
+                ));
+            }
         }
         if self.blobs.backend == BlobBackend::S3 && self.blobs.s3_bucket.is_empty() {
             return Err(ConfigError(

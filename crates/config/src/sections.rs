@@ -155,6 +155,11 @@ pub struct StoreSettings {
     /// `["postgres://crescendo@10.0.0.6:5432/crescendo"]` (as an environment variable, the
     /// same TOML array syntax).
     pub postgres_replica_urls: Vec<String>,
+    /// With `postgres`, sharded (rung 10): every cluster as `NAME=URL` (its primary), e.g.
+    /// `["c1=postgres://crescendo@10.0.0.5/crescendo", "c2=postgres://crescendo@10.0.0.6/crescendo"]`;
+    /// `postgres_url` is then the catalogue database (the shard map and the directory of
+    /// usernames and emails). Empty: one cluster, `postgres_url`.
+    pub postgres_shards: Vec<String>,
     /// With `postgres`: most connections in each server's pool.
     pub postgres_max_connections: u32,
     /// With `postgres`: how long a query waits for a free (or new) connection before the
@@ -398,6 +403,7 @@ impl Default for StoreSettings {
             backend: StoreBackend::Sqlite,
             postgres_url: String::new(),
             postgres_replica_urls: Vec::new(),
+            postgres_shards: Vec::new(),
             postgres_max_connections: 16,
             postgres_acquire_timeout_ms: 2000,
             replica_max_lag_ms: 1000,

@@ -50,6 +50,11 @@ pub async fn failover(settings: &Settings, asynchronous: bool) -> anyhow::Result
             "failover needs store.backend = \"postgres\" with store.postgres_url and store.postgres_replica_urls"
         );
     }
+    if !settings.store.postgres_shards.is_empty() {
+        anyhow::bail!(
+            "a sharded store's clusters have no replicas yet: there is nothing to fail over to"
+        );
+    }
     let urls: Vec<String> = std::iter::once(settings.store.postgres_url.clone())
         .chain(settings.store.postgres_replica_urls.iter().cloned())
         .collect();

@@ -7,7 +7,7 @@ use crescendo_cache::{MemoryCache, MemorySessions, ReadThrough};
 use crescendo_config::{
     BlobBackend, CacheBackend, QueueBackend, SessionBackend, Settings, SqliteSync, StoreBackend,
 };
-use crescendo_store_postgres::{PgOptions, PgStore};
+use crescendo_store_postgres::{PgOptions, PgStore, ShardedOptions, ShardedStore};
 use crescendo_store_sqlite::{SqliteOptions, SqliteStore, Synchronous};
 use std::path::Path;
 use std::sync::Arc;
@@ -74,6 +74,16 @@ async fn open_sqlite(settings: &Settings, file: &str) -> anyhow::Result<SqliteSt
         .with_context(|| format!("opening the database {}", path.display()))
 }
 
+/// Connection options for the PostgreSQL server at `url`, from the settings.
+fn pg_options(settings: &Settings, url: String) -> PgOptions {
+    let mut opts = PgOptions::new(url);
+    opts.max_connections = settings.store.postgres_max_connections.max(1);
+    opts.acquire_timeout = Duration::from_millis(settings.store.postgres_acquire_timeout_ms.max(1));
+    opts.max_replica_lag = Duration::from_millis(settings.store.replica_max_lag_ms);
+    opts.check_interval = Duration::from_millis(settings.store.replica_check_interval_ms.max(10));
+    opts
+}
+
 /// The store the settings name, migrated; with SQLite, also the store itself (its file
 /// holds the job queue too).
 async fn open_store(
@@ -84,15 +94,27 @@ async fn open_store(
             let s = open_sqlite(settings, "crescendo.db").await?;
             Ok((Arc::new(s.clone()), Some(s)))
         }
+        StoreBackend::Postgres if !settings.store.postgres_shards.is_empty() => {
+            let clusters = settings
+                .store
+                .shard_urls()?
+                .into_iter()
+                .map(|(name, url)| (name, pg_options(settings, url)))
+                .collect();
+            let opts = ShardedOptions::new(
+                pg_options(settings, settings.store.postgres_url.clone()),
+                clusters,
+            );
+            let sharded = ShardedStore::open(&opts)
+                .await
+                .context("opening the sharded PostgreSQL store (store.postgres_shards)")?;
+            let map = sharded.map();
+            tracing::info!(epoch = map.epoch(), clusters = ?map.clusters(), "sharded store");
+            Ok((Arc::new(sharded), None))
+        }
         StoreBackend::Postgres => {
-            let mut opts = PgOptions::new(settings.store.postgres_url.clone());
-            opts.max_connections = settings.store.postgres_max_connections.max(1);
-            opts.acquire_timeout =
-                Duration::from_millis(settings.store.postgres_acquire_timeout_ms.max(1));
+            let mut opts = pg_options(settings, settings.store.postgres_url.clone());
             opts.replicas = settings.store.postgres_replica_urls.clone();
-            opts.max_replica_lag = Duration::from_millis(settings.store.replica_max_lag_ms);
-            opts.check_interval =
-                Duration::from_millis(settings.store.replica_check_interval_ms.max(10));
             let pg = PgStore::connect(&opts).context("store.postgres_url")?;
             pg.check_servers().await;
             pg.migrate()

@@ -7,7 +7,8 @@
 //!
 //! With `TEST_STORE=postgres`, each `TestApp` runs on its own private PostgreSQL server
 //! (started from the machine's binaries, stopped with the app) instead of SQLite, so the same
-//! HTTP tests check both backends. With `TEST_CACHE=none` nothing is cached, which takes the
+//! HTTP tests check both backends; with `TEST_STORE=sharded`, on a sharded store of three
+//! clusters (one private server, a database per cluster and one for the catalogue). With `TEST_CACHE=none` nothing is cached, which takes the
 //! uncached read paths; with `TEST_CACHE=redis` each `TestApp` caches on a ring of two
 //! private Redis servers (the cache-tier rung's backend) with its near tier in front. With
 //! `TEST_BLOBS=s3` uploads and their variants go to a private S3-compatible server (s3s-fs).
@@ -130,8 +131,9 @@ async fn private_blobs(
 }
 
 /// With `TEST_STORE=postgres`, starts a private PostgreSQL server and points `settings`'
-/// store at it, unless the settings bring their own PostgreSQL database (a test that does
-/// keeps it).
+/// store at it; with `TEST_STORE=sharded`, points it at a sharded store on such a server (a
+/// catalogue database and three clusters, one database each). Either way, unless the
+/// settings bring their own PostgreSQL database (a test that does keeps it).
 ///
 /// # Panics
 /// An unknown `TEST_STORE`, or a PostgreSQL server that does not start.
@@ -147,8 +149,25 @@ async fn private_postgres(settings: &mut Settings) -> Option<crescendo_topology:
             settings.store.postgres_url = pg.url("postgres");
             Some(pg)
         }
-        Ok("sqlite" | "postgres") | Err(_) => None,
-        Ok(other) => panic!("TEST_STORE={other}: use sqlite or postgres"),
+        Ok("sharded") if !own_postgres => {
+            let pg = tokio::task::spawn_blocking(|| crescendo_topology::pg::Postgres::start(&[]))
+                .await
+                .expect("launcher thread")
+                .expect("a private PostgreSQL server starts (TEST_STORE=sharded)");
+            for db in ["catalogue", "c1", "c2", "c3"] {
+                pg.query(&format!("CREATE DATABASE {db}"))
+                    .expect("a database for each cluster");
+            }
+            settings.store.backend = crescendo_config::StoreBackend::Postgres;
+            settings.store.postgres_url = pg.url("catalogue");
+            settings.store.postgres_shards = ["c1", "c2", "c3"]
+                .iter()
+                .map(|c| format!("{c}={}", pg.url(c)))
+                .collect();
+            Some(pg)
+        }
+        Ok("sqlite" | "postgres" | "sharded") | Err(_) => None,
+        Ok(other) => panic!("TEST_STORE={other}: use sqlite, postgres or sharded"),
     }
 }
 
