@@ -3,6 +3,8 @@
 //! It only parses flags, loads [`Settings`] (defaults < `--config` TOML < `CRESCENDO_*`
 //! environment < flags), sets up logging, and hands over to the library crates.
 
+mod shards;
+
 use clap::{Args, Parser, Subcommand};
 use crescendo_config::{Overrides, Settings};
 use std::net::SocketAddr;
@@ -43,6 +45,10 @@ enum Command {
     /// replicas at it, and make one of them its synchronous standby. Refuses while a
     /// primary answers. Web nodes follow the new primary on their own.
     Failover(FailoverArgs),
+    /// Print the shard map of a sharded store (rung 10): its epoch, and per cluster the
+    /// logical shards it holds, its users, articles and rows. `--run-dir` reads a running
+    /// topology's node settings; `--config` a node's settings file.
+    Shards(ShardsArgs),
     /// Start every tier of a topology (`topologies/*.toml`) on this machine: PostgreSQL, web
     /// nodes, HAProxy, Redis, NATS and workers. Prints the public URL and a live status; Ctrl-C
     /// stops everything.
@@ -240,6 +246,19 @@ struct FailoverArgs {
     asynchronous: bool,
 }
 
+/// Flags of `shards`.
+#[derive(Args, Debug)]
+struct ShardsArgs {
+    #[command(flatten)]
+    common: Common,
+    /// The run directory of a topology started by `up`: its nodes' settings are used.
+    #[arg(long, value_name = "DIR", conflicts_with = "config")]
+    run_dir: Option<PathBuf>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
 /// Flags of `tour`.
 #[derive(Args, Debug)]
 struct TourArgs {
@@ -353,6 +372,13 @@ fn main() -> anyhow::Result<()> {
             }
             Command::Autoscale(a) => autoscale(a.run_dir).await,
             Command::Failover(a) => failover(a).await,
+            Command::Shards(mut a) => {
+                if let Some(dir) = &a.run_dir {
+                    a.common.config = Some(dir.join(crescendo_topology::secret::NODE_SECRETS));
+                }
+                let settings = a.common.settings()?;
+                shards::print(&settings, a.json).await
+            }
             Command::Up(a) => up(a).await,
             Command::Down(a) => {
                 let stopped = tokio::task::spawn_blocking(move || crescendo_topology::down(&a.run_dir)).await??;

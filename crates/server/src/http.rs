@@ -148,7 +148,7 @@ pub(crate) fn stack(routes: Router, settings: &Settings) -> Router {
                     X_REQUEST_ID.clone(),
                     HeaderName::from_static("idempotency-key"),
                 ])
-                .expose_headers([X_REQUEST_ID.clone()])
+                .expose_headers([X_REQUEST_ID.clone(), X_PARTIAL.clone()])
                 .max_age(Duration::from_secs(3600)),
         )
         .layer(PropagateRequestIdLayer::new(X_REQUEST_ID.clone()))
@@ -206,15 +206,33 @@ async fn in_request(State(app): State<App>, req: Request, next: Next) -> Respons
         Method::GET => &*DB_QUERIES_GET,
         _ => &*DB_QUERIES_OTHER,
     };
-    let (res, queries) = app
+    let (mut res, queries, partial) = app
         .in_request(async {
             let res = next.run(req).await;
-            (res, crescendo_store::fence::queries())
+            let fence = (
+                crescendo_store::fence::queries(),
+                crescendo_store::fence::partial(),
+            );
+            (res, fence.0, fence.1)
         })
         .await;
     counter.increment(u64::from(queries));
+    if partial {
+        // a global list or feed gathered without a shard cluster that is down
+        res.headers_mut()
+            .insert(X_PARTIAL.clone(), HeaderValue::from_static("true"));
+        PARTIAL_ANSWERS.increment(1);
+    }
     res
 }
+
+/// Marks an answer that leaves out data a shard cluster that is down holds.
+static X_PARTIAL: HeaderName = HeaderName::from_static("x-crescendo-partial");
+
+/// Answers marked partial, registered once.
+static PARTIAL_ANSWERS: std::sync::LazyLock<metrics::Counter> = std::sync::LazyLock::new(|| {
+    metrics::counter!(crescendo_telemetry::names::HTTP_PARTIAL_ANSWERS)
+});
 
 /// Database round trips made by read requests and by the rest, registered once.
 static DB_QUERIES_GET: std::sync::LazyLock<metrics::Counter> = std::sync::LazyLock::new(

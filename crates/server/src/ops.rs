@@ -1,10 +1,12 @@
 //! What operators run beside serving, on the backends the settings name: the queue's backlog
-//! (what the worker autoscaler sizes the tier by) and a database failover. The CLI reaches
+//! (what the worker autoscaler sizes the tier by), a database failover, and the shard map
+//! of a sharded store. The CLI reaches
 //! every backend through here and names none itself.
 
 use crescendo_config::{QueueBackend, Settings, StoreBackend};
 use crescendo_queue::Queue;
 
+pub use crescendo_store_postgres::ClusterReport;
 pub use crescendo_store_postgres::failover::Promoted;
 
 /// The image jobs' backlog on the queue the settings name, shared by every worker.
@@ -59,4 +61,14 @@ pub async fn failover(settings: &Settings, asynchronous: bool) -> anyhow::Result
         .chain(settings.store.postgres_replica_urls.iter().cloned())
         .collect();
     Ok(crescendo_store_postgres::failover::promote_most_advanced(&urls, !asynchronous).await?)
+}
+
+/// The shard map in force (its epoch) and, per cluster, its logical shards, users, articles
+/// and rows.
+///
+/// # Errors
+/// The store is not sharded (`store.postgres_shards`), or a database cannot be reached.
+pub async fn shards(settings: &Settings) -> anyhow::Result<(u64, Vec<ClusterReport>)> {
+    let store = crate::state::open_sharded(settings).await?;
+    Ok((store.map().epoch(), store.report().await?))
 }

@@ -84,6 +84,26 @@ fn pg_options(settings: &Settings, url: String) -> PgOptions {
     opts
 }
 
+/// The sharded store of `store.postgres_shards`, migrated, with the shard map in force.
+pub(crate) async fn open_sharded(settings: &Settings) -> anyhow::Result<ShardedStore> {
+    if settings.store.postgres_shards.is_empty() {
+        anyhow::bail!("the store is not sharded: store.postgres_shards is empty");
+    }
+    let clusters = settings
+        .store
+        .shard_urls()?
+        .into_iter()
+        .map(|(name, url)| (name, pg_options(settings, url)))
+        .collect();
+    let opts = ShardedOptions::new(
+        pg_options(settings, settings.store.postgres_url.clone()),
+        clusters,
+    );
+    ShardedStore::open(&opts)
+        .await
+        .context("opening the sharded PostgreSQL store (store.postgres_shards)")
+}
+
 /// The store the settings name, migrated; with SQLite, also the store itself (its file
 /// holds the job queue too).
 async fn open_store(
@@ -95,19 +115,7 @@ async fn open_store(
             Ok((Arc::new(s.clone()), Some(s)))
         }
         StoreBackend::Postgres if !settings.store.postgres_shards.is_empty() => {
-            let clusters = settings
-                .store
-                .shard_urls()?
-                .into_iter()
-                .map(|(name, url)| (name, pg_options(settings, url)))
-                .collect();
-            let opts = ShardedOptions::new(
-                pg_options(settings, settings.store.postgres_url.clone()),
-                clusters,
-            );
-            let sharded = ShardedStore::open(&opts)
-                .await
-                .context("opening the sharded PostgreSQL store (store.postgres_shards)")?;
+            let sharded = open_sharded(settings).await?;
             let map = sharded.map();
             tracing::info!(epoch = map.epoch(), clusters = ?map.clusters(), "sharded store");
             Ok((Arc::new(sharded), None))

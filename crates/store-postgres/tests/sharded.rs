@@ -256,3 +256,124 @@ async fn a_node_takes_a_new_map_when_the_catalogue_epoch_moves() {
         "the same epoch again changes nothing"
     );
 }
+
+/// A sharded store whose clusters c1 and c2 (and the catalogue) share one server and c3 has
+/// a server of its own, returned to be killed: (shared server, c3's server, store).
+async fn with_a_lone_cluster() -> (Postgres, Postgres, ShardedStore) {
+    let main = tokio::task::spawn_blocking(|| Postgres::start(&[]))
+        .await
+        .unwrap()
+        .unwrap();
+    let lone = tokio::task::spawn_blocking(|| Postgres::start(&[]))
+        .await
+        .unwrap()
+        .unwrap();
+    for db in ["catalogue", "c1", "c2"] {
+        main.query(&format!("CREATE DATABASE {db}")).unwrap();
+    }
+    let mut opts = ShardedOptions::new(
+        PgOptions::new(main.url("catalogue")),
+        vec![
+            ("c1".into(), PgOptions::new(main.url("c1"))),
+            ("c2".into(), PgOptions::new(main.url("c2"))),
+            ("c3".into(), PgOptions::new(lone.url("postgres"))),
+        ],
+    );
+    for (_, o) in &mut opts.clusters {
+        o.acquire_timeout = Duration::from_millis(500);
+    }
+    let s = ShardedStore::open(&opts).await.unwrap();
+    (main, lone, s)
+}
+
+/// Every article, newest first, and whether the answer was partial.
+async fn global_list(s: &ShardedStore) -> (crescendo_store::IdPage, bool) {
+    use crescendo_store::fence;
+    let all = Page {
+        limit: 100,
+        offset: 0,
+    };
+    let (list, partial) = fence::scope(0, async {
+        let list = s.list_article_ids(&ArticleFilter::All, all).await;
+        (list, fence::partial())
+    })
+    .await
+    .0;
+    (list.expect("the global list answers"), partial)
+}
+
+#[tokio::test]
+async fn with_one_cluster_down_the_others_serve_and_global_reads_are_partial() {
+    let (_main, mut lone, s) = with_a_lone_cluster().await;
+    let map = s.map();
+    let mut on = std::collections::BTreeMap::<String, Id>::new();
+    for i in 0.. {
+        let u = s.create_user(new_user(&format!("u{i}"))).await.unwrap();
+        s.create_article(new_article(u.id, &format!("by u{i}")))
+            .await
+            .unwrap();
+        on.entry(map.cluster_of(u.id.shard()).to_string())
+            .or_insert(u.id);
+        if on.len() == 3 {
+            break;
+        }
+    }
+    let (everything, _) = global_list(&s).await;
+
+    lone.kill();
+    s.check_clusters().await;
+    assert_eq!(
+        s.clusters_up(),
+        vec![
+            ("c1".into(), true),
+            ("c2".into(), true),
+            ("c3".into(), false)
+        ]
+    );
+    s.ping()
+        .await
+        .expect("a node with one cluster down stays ready");
+    let (list, partial) = global_list(&s).await;
+    assert!(partial, "the global list says it is partial");
+    let up: Vec<Id> = everything
+        .ids
+        .iter()
+        .copied()
+        .filter(|id| map.cluster_of(id.shard()) != "c3")
+        .collect();
+    assert_eq!(
+        list.ids, up,
+        "every article of the clusters that are up, none of c3"
+    );
+    assert!(up.len() < everything.ids.len());
+    // single-shard reads and writes of the other clusters work; c3's fail as unavailable
+    let c1_user = on["c1"];
+    assert!(s.user_by_id(c1_user).await.unwrap().is_some());
+    s.create_article(new_article(c1_user, "still writing"))
+        .await
+        .unwrap();
+    let c3_write = s.create_article(new_article(on["c3"], "lost?")).await;
+    assert!(
+        matches!(c3_write, Err(crescendo_store::StoreError::Unavailable(_))),
+        "{c3_write:?}"
+    );
+    // back: a check puts c3 in again, and nothing is partial
+    let _lone = tokio::task::spawn_blocking(move || {
+        lone.restart().unwrap();
+        lone
+    })
+    .await
+    .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        s.check_clusters().await;
+        if s.clusters_up().iter().all(|(_, up)| *up) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "c3 never came back");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (list, partial) = global_list(&s).await;
+    assert!(!partial);
+    assert_eq!(list.total, everything.total + 1);
+}

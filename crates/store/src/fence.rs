@@ -21,6 +21,8 @@ struct Fence {
     wrote: Cell<u64>,
     /// Database round trips made in this scope (nested scopes included).
     queries: Cell<u32>,
+    /// Some answer in this scope left out data a database that was down holds.
+    partial: Cell<bool>,
 }
 
 tokio::task_local! {
@@ -30,22 +32,38 @@ tokio::task_local! {
 /// Runs `fut` in a fresh scope whose reads must see `read_after`; returns its output and
 /// the highest position its writes committed at (0: it wrote nothing).
 pub async fn scope<F: Future>(read_after: u64, fut: F) -> (F::Output, u64) {
-    let (out, wrote, _) = counted(read_after, fut).await;
-    (out, wrote)
+    let (out, tally) = counted(read_after, fut).await;
+    (out, tally.wrote)
 }
 
-/// [`scope`], also returning how many database round trips `fut` made.
-async fn counted<F: Future>(read_after: u64, fut: F) -> (F::Output, u64, u32) {
+/// What a scope did: its highest write position, its round trips, whether an answer was
+/// partial.
+struct Tally {
+    wrote: u64,
+    queries: u32,
+    partial: bool,
+}
+
+/// [`scope`], also returning what `fut` did.
+async fn counted<F: Future>(read_after: u64, fut: F) -> (F::Output, Tally) {
     FENCE
         .scope(
             Fence {
                 read_after: Cell::new(read_after),
                 wrote: Cell::new(0),
                 queries: Cell::new(0),
+                partial: Cell::new(false),
             },
             async move {
                 let out = fut.await;
-                FENCE.with(|f| (out, f.wrote.get(), f.queries.get()))
+                FENCE.with(|f| {
+                    let tally = Tally {
+                        wrote: f.wrote.get(),
+                        queries: f.queries.get(),
+                        partial: f.partial.get(),
+                    };
+                    (out, tally)
+                })
             },
         )
         .await
@@ -55,10 +73,24 @@ async fn counted<F: Future>(read_after: u64, fut: F) -> (F::Output, u64, u32) {
 /// writes and queries inside count towards the enclosing scope too.
 pub async fn reading_after<F: Future>(position: u64, fut: F) -> F::Output {
     let outer = FENCE.try_with(|f| f.read_after.get()).unwrap_or(0);
-    let (out, wrote, queries) = counted(outer.max(position), fut).await;
-    note_write(wrote);
-    let _ = FENCE.try_with(|f| f.queries.set(f.queries.get().saturating_add(queries)));
+    let (out, tally) = counted(outer.max(position), fut).await;
+    note_write(tally.wrote);
+    if tally.partial {
+        note_partial();
+    }
+    let _ = FENCE.try_with(|f| f.queries.set(f.queries.get().saturating_add(tally.queries)));
     out
+}
+
+/// Records that an answer in this scope leaves out what a database that is down holds (a
+/// global list gathered from the clusters that answered).
+pub fn note_partial() {
+    let _ = FENCE.try_with(|f| f.partial.set(true));
+}
+
+/// Whether an answer in this scope so far is partial (see [`note_partial`]).
+pub fn partial() -> bool {
+    FENCE.try_with(|f| f.partial.get()).unwrap_or(false)
 }
 
 /// Records one database round trip in the current scope. Backends call this once per
@@ -117,6 +149,26 @@ mod tests {
         })
         .await;
         assert_eq!(queries(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_partial_answer_in_a_nested_scope_marks_the_request() {
+        note_partial(); // outside any scope: ignored
+        let ((), _) = scope(0, async {
+            assert!(!partial());
+            reading_after(5, async {
+                note_query();
+                note_partial();
+            })
+            .await;
+            assert!(
+                partial(),
+                "the nested scope's partial answer counts outside"
+            );
+            assert_eq!(queries(), 1, "the flag is no query");
+        })
+        .await;
+        assert!(!partial());
     }
 
     #[tokio::test]

@@ -19,6 +19,13 @@ pub mod names {
     /// Counter of database round trips made while serving HTTP requests; label `method`
     /// (so reads per read request can be told from what writes cost).
     pub const HTTP_DB_QUERIES: &str = "crescendo_http_db_queries_total";
+    /// Counter of answers that left out a shard cluster that was down (a global list or
+    /// feed gathered from the clusters that answered); label `cluster`.
+    pub const SHARD_PARTIAL_READS: &str = "crescendo_shard_partial_reads_total";
+    /// Gauge: 1 while a shard cluster answers, 0 while it is skipped as down; label `cluster`.
+    pub const SHARD_CLUSTER_UP: &str = "crescendo_shard_cluster_up";
+    /// Counter of HTTP answers marked partial (`x-crescendo-partial`).
+    pub const HTTP_PARTIAL_ANSWERS: &str = "crescendo_http_partial_answers_total";
     /// Gauge of database connections in use; label `role`.
     pub const DB_POOL_IN_USE: &str = "crescendo_db_pool_connections_in_use";
     /// Gauge of open database connections; label `role`.

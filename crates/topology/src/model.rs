@@ -134,6 +134,11 @@ pub struct WebTier {
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PgTier {
+    /// Clusters the data is sharded over (rung 10), each a primary of its own, plus a
+    /// catalogue database holding the shard map and the username and email directory;
+    /// 0 or 1: one cluster, unsharded.
+    #[serde(default)]
+    pub clusters: usize,
     /// Streaming replicas of the primary.
     #[serde(default)]
     pub replicas: usize,
@@ -174,6 +179,12 @@ impl Topology {
         }
         if t.load_balancer.is_none() && t.web.count > 1 {
             bail!("{origin}: {} web nodes need a [load_balancer]", t.web.count);
+        }
+        if t.postgres.clusters > 1 && t.postgres.replicas > 0 {
+            bail!("{origin}: postgres.clusters takes no replicas yet");
+        }
+        if t.postgres.clusters > 64 {
+            bail!("{origin}: postgres.clusters must be at most 64");
         }
         if t.postgres.synchronous && t.postgres.replicas == 0 {
             bail!("{origin}: postgres.synchronous needs replicas");

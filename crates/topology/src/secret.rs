@@ -96,6 +96,10 @@ pub fn take_secrets(node: &mut Settings) -> anyhow::Result<String> {
         let urls = std::mem::take(&mut store.postgres_replica_urls);
         put(&mut t, "store", "postgres_replica_urls", urls)?;
     }
+    if !store.postgres_shards.is_empty() {
+        let urls = std::mem::take(&mut store.postgres_shards);
+        put(&mut t, "store", "postgres_shards", urls)?;
+    }
     if !node.cache.redis_urls.is_empty() {
         let urls = std::mem::take(&mut node.cache.redis_urls);
         put(&mut t, "cache", "redis_urls", urls)?;

@@ -92,6 +92,10 @@ pub struct Process {
     /// their data under the system temp dir, where the `postgres` user can reach it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dir: Option<PathBuf>,
+    /// A database server's cluster: `main` unsharded; `catalogue` or the cluster's name
+    /// (`c1`, `c2`…) with sharding.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
 }
 
 impl Process {
@@ -111,7 +115,14 @@ impl Process {
             ops_addr: None,
             log,
             dir: None,
+            cluster: None,
         }
+    }
+
+    /// This process, a database server of cluster `name`.
+    pub fn in_cluster(mut self, name: impl Into<String>) -> Self {
+        self.cluster = Some(name.into());
+        self
     }
 
     /// Where its `/metrics` is read: the operators' listener when it has one, else `addr`.

@@ -45,7 +45,7 @@ pub(crate) async fn unfavorite(s: &Shards, user: Id, article: Id) -> StoreResult
 
 pub(crate) async fn favorite_ids(s: &Shards, user: Id) -> StoreResult<Vec<Id>> {
     let mut ids: Vec<Id> = s
-        .on_all(|db| articles::favorite_ids(db, user))
+        .on_up(|_, db| articles::favorite_ids(db, user))
         .await?
         .into_iter()
         .flatten()

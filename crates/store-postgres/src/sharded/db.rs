@@ -4,10 +4,13 @@
 use crate::db::Db;
 use crescendo_domain::{Id, LogicalShard};
 use crescendo_store::shard_map::ShardMap;
-use crescendo_store::{StoreError, StoreResult};
+use crescendo_store::{StoreError, StoreResult, fence};
+use crescendo_telemetry::names;
 use futures_util::future::join_all;
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 /// The catalogue, the clusters by name, and the map that places logical shards on them.
 pub(crate) struct Shards {
@@ -15,6 +18,8 @@ pub(crate) struct Shards {
     pub(crate) catalogue: Db,
     /// Every cluster, sorted by name.
     clusters: Vec<(String, Db)>,
+    /// Per cluster (same order): found down by a call or a check, and not yet back.
+    down: Vec<AtomicBool>,
     /// The map in force; replaced whole when the catalogue's epoch moves.
     map: RwLock<Arc<ShardMap>>,
 }
@@ -25,6 +30,7 @@ impl Shards {
         clusters.sort_by(|a, b| a.0.cmp(&b.0));
         Self {
             catalogue,
+            down: clusters.iter().map(|_| AtomicBool::new(false)).collect(),
             clusters,
             map: RwLock::new(Arc::new(map)),
         }
@@ -97,16 +103,96 @@ impl Shards {
             .collect()
     }
 
-    /// Runs `f` on every cluster at once; the answers in cluster order, or the first error.
-    pub(crate) async fn on_all<'a, T, F, Fut>(&'a self, f: F) -> StoreResult<Vec<T>>
+    /// Runs `f` on every cluster that is up, at once, for a read that may leave out what a
+    /// cluster that is down holds: a cluster known to be down is skipped, one whose call
+    /// fails as unavailable is marked down, and either makes the answer partial
+    /// ([`fence::note_partial`]). `f` gets each cluster's index in [`Shards::clusters`].
+    /// Fails only when no cluster answers, or on any other error.
+    pub(crate) async fn on_up<'a, T, F, Fut>(&'a self, f: F) -> StoreResult<Vec<T>>
     where
-        F: Fn(&'a Db) -> Fut,
+        F: Fn(usize, &'a Db) -> Fut,
         Fut: Future<Output = StoreResult<T>> + 'a,
     {
-        join_all(self.clusters.iter().map(|(_, db)| f(db)))
-            .await
-            .into_iter()
+        let asks = self.clusters.iter().enumerate().map(|(i, (_, db))| {
+            let skip = self.down[i].load(Ordering::Acquire);
+            let ask = (!skip).then(|| f(i, db));
+            async move {
+                match ask {
+                    Some(ask) => (i, Some(ask.await)),
+                    None => (i, None),
+                }
+            }
+        });
+        let mut out = Vec::with_capacity(self.clusters.len());
+        let mut last_error = None;
+        for (i, answer) in join_all(asks).await {
+            match answer {
+                Some(Ok(v)) => out.push(v),
+                Some(Err(StoreError::Unavailable(why))) => {
+                    self.mark(i, false, &why);
+                    self.left_out(i);
+                    last_error = Some(why);
+                }
+                Some(Err(e)) => return Err(e),
+                None => self.left_out(i),
+            }
+        }
+        if out.is_empty() {
+            return Err(StoreError::Unavailable(
+                last_error.unwrap_or_else(|| "every shard cluster is down".to_string()),
+            ));
+        }
+        Ok(out)
+    }
+
+    fn left_out(&self, i: usize) {
+        fence::note_partial();
+        metrics::counter!(names::SHARD_PARTIAL_READS, "cluster" => self.clusters[i].0.clone())
+            .increment(1);
+    }
+
+    /// Records whether cluster `i` answers; `why` says what failed.
+    fn mark(&self, i: usize, up: bool, why: &str) {
+        let name = &self.clusters[i].0;
+        if self.down[i].swap(!up, Ordering::AcqRel) == up {
+            if up {
+                tracing::info!(cluster = %name, "shard cluster answering again");
+            } else {
+                tracing::warn!(cluster = %name, error = why, "shard cluster down; global reads leave it out");
+            }
+        }
+        metrics::gauge!(names::SHARD_CLUSTER_UP, "cluster" => name.clone()).set(if up {
+            1.0
+        } else {
+            0.0
+        });
+    }
+
+    /// Each cluster's name and whether it is up.
+    pub(crate) fn up(&self) -> Vec<(String, bool)> {
+        self.clusters
+            .iter()
+            .zip(&self.down)
+            .map(|((name, _), down)| (name.clone(), !down.load(Ordering::Acquire)))
             .collect()
+    }
+
+    /// Checks every cluster once, within `limit`: one that answers is up again, one that
+    /// does not is down.
+    pub(crate) async fn check(&self, limit: Duration) {
+        let checks = self.clusters.iter().map(|(_, db)| async move {
+            match tokio::time::timeout(limit, crate::db::ping(db)).await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(_) => Err(format!("no answer within {} ms", limit.as_millis())),
+            }
+        });
+        for (i, result) in join_all(checks).await.into_iter().enumerate() {
+            match result {
+                Ok(()) => self.mark(i, true, ""),
+                Err(why) => self.mark(i, false, &why),
+            }
+        }
     }
 
     /// Runs `f` on each group of [`Shards::group`]; the answers concatenated.
@@ -124,8 +210,9 @@ impl Shards {
     }
 }
 
-/// The `Store::ping` of the sharded store: the catalogue and every cluster answer.
+/// The `Store::ping` of the sharded store: the catalogue and at least one cluster answer
+/// (a node serves the clusters that are up; one cluster down takes no node out).
 pub(crate) async fn ping(s: &Shards) -> StoreResult<()> {
     crate::db::ping(&s.catalogue).await?;
-    s.on_all(crate::db::ping).await.map(drop)
+    s.on_up(|_, db| crate::db::ping(db)).await.map(drop)
 }

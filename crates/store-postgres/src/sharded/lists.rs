@@ -10,6 +10,9 @@
 //!   holding some of them is asked for their newest `offset + limit` articles, merged the
 //!   same way.
 //!
+//! A scatter-gather read leaves out a cluster that is down and is marked partial
+//! (`crescendo_store::fence::note_partial`); the HTTP answer says so in a header.
+//!
 //! Each `pub(crate)` async function is the `Store` method of the same name, whose contract
 //! the trait documents.
 
@@ -18,7 +21,6 @@ use crate::db::{Db, map_err, raw};
 use crate::{lists, users};
 use crescendo_domain::Id;
 use crescendo_store::{ArticleFilter, IdPage, Page, StoreResult};
-use futures_util::future::join_all;
 use std::collections::HashMap;
 
 pub(crate) async fn list_article_ids(
@@ -37,17 +39,29 @@ pub(crate) async fn list_article_ids(
         } => return lists::list_article_ids(s.of(*a), filter, page).await,
         ArticleFilter::Feed(reader) => {
             let followees = users::followees(s.of(*reader), *reader).await?;
-            let asks = s
-                .group(&followees)
-                .into_iter()
-                .map(|(db, authors)| by_authors(db, authors, head.limit));
-            join_all(asks)
-                .await
-                .into_iter()
-                .collect::<StoreResult<Vec<_>>>()?
+            if followees.is_empty() {
+                return Ok(IdPage::default());
+            }
+            let map = s.map();
+            let followees = &followees;
+            s.on_up(|i, db| {
+                let name = &s.clusters()[i].0;
+                let here: Vec<Id> = followees
+                    .iter()
+                    .copied()
+                    .filter(|a| map.cluster_of(a.shard()) == name)
+                    .collect();
+                async move {
+                    if here.is_empty() {
+                        return Ok(IdPage::default());
+                    }
+                    by_authors(db, here, head.limit).await
+                }
+            })
+            .await?
         }
         _ => {
-            s.on_all(|db| lists::list_article_ids(db, filter, head))
+            s.on_up(|_, db| lists::list_article_ids(db, filter, head))
                 .await?
         }
     };
@@ -102,7 +116,7 @@ async fn by_authors(db: &Db, authors: Vec<Id>, limit: u32) -> StoreResult<IdPage
 
 pub(crate) async fn popular_tags(s: &Shards, limit: u32) -> StoreResult<Vec<String>> {
     // every cluster's counts, summed: a tag's rank is global, not per cluster
-    let counts = s.on_all(tag_counts).await?;
+    let counts = s.on_up(|_, db| tag_counts(db)).await?;
     let mut total: HashMap<String, i64> = HashMap::new();
     for (tag, n) in counts.into_iter().flatten() {
         *total.entry(tag).or_default() += n;

@@ -159,6 +159,17 @@ impl ShardedStore {
         refresh(&self.db).await
     }
 
+    /// Checks every cluster now (as the background task does every second): one that
+    /// does not answer within a second is left out of global reads until it answers again.
+    pub async fn check_clusters(&self) {
+        self.db.check(Duration::from_secs(1)).await;
+    }
+
+    /// Each cluster's name and whether it is up (not left out of global reads).
+    pub fn clusters_up(&self) -> Vec<(String, bool)> {
+        self.db.up()
+    }
+
     /// Settles sign-up reservations older than `age` (see [`Swept`]).
     ///
     /// # Errors
@@ -214,7 +225,7 @@ async fn refresh(s: &Shards) -> StoreResult<bool> {
     }
 }
 
-/// Checks the map's epoch every `interval` and sweeps reservations older than `sweep_after`
+/// Checks every cluster and the map's epoch every `interval`, and sweeps reservations older than `sweep_after`
 /// every `sweep_after / 2`, until the store is dropped.
 async fn monitor(shards: Weak<Shards>, interval: Duration, sweep_after: Duration) {
     let mut tick = tokio::time::interval(interval.max(Duration::from_millis(10)));
@@ -224,6 +235,8 @@ async fn monitor(shards: Weak<Shards>, interval: Duration, sweep_after: Duration
     loop {
         tick.tick().await;
         let Some(s) = shards.upgrade() else { return };
+        s.check(interval.clamp(Duration::from_millis(100), Duration::from_secs(1)))
+            .await;
         if let Err(e) = refresh(&s).await {
             tracing::warn!(error = %e, "cannot check the shard map");
         }

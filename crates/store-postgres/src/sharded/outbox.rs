@@ -18,19 +18,17 @@ pub(crate) async fn claim_outbox(
     limit: u32,
     lease_ms: i64,
 ) -> StoreResult<Vec<OutboxEntry>> {
+    // a cluster that is down keeps its entries until it is back
     let per_cluster = s
-        .on_all(|db| outbox::claim_outbox(db, limit, lease_ms))
-        .await?;
-    let mut all: Vec<OutboxEntry> = per_cluster
-        .into_iter()
-        .enumerate()
-        .flat_map(|(i, entries)| {
-            entries.into_iter().map(move |mut e| {
+        .on_up(|i, db| async move {
+            let entries = outbox::claim_outbox(db, limit, lease_ms).await?;
+            Ok(entries.into_iter().map(move |mut e| {
                 e.id = e.id * MAX_CLUSTERS + i as i64;
                 e
-            })
+            }))
         })
-        .collect();
+        .await?;
+    let mut all: Vec<OutboxEntry> = per_cluster.into_iter().flatten().collect();
     all.sort_by_key(|e| e.id);
     Ok(all)
 }

@@ -17,7 +17,10 @@ impl crate::launch::Part for Postgres {
 /// store at them as the application role. The admin's URLs go to `RUN_DIR/`[`ADMIN_FILE`]
 /// (0600), a settings file for `crescendo failover --config`.
 pub(crate) fn start_tier(up: &mut crate::up::Up, t: &crate::model::PgTier) -> anyhow::Result<()> {
-    use crate::state::{Process, Role};
+    use crate::state::Role;
+    if t.clusters > 1 {
+        return start_clusters(up, t.clusters);
+    }
     let names: Vec<String> = (1..=t.replicas).map(|i| format!("r{i}")).collect();
     let sync = format!("ANY 1 ({})", names.join(", "));
     let mut settings: Vec<(&str, &str)> = Vec::new();
@@ -27,16 +30,7 @@ pub(crate) fn start_tier(up: &mut crate::up::Up, t: &crate::model::PgTier) -> an
     up.progress("starting PostgreSQL primary");
     let parent = std::env::temp_dir();
     let primary = Postgres::start_in(&parent, &settings)?;
-    let record = |role, name: String, pg: &Postgres| {
-        Process::new(
-            role,
-            name,
-            pg.pid(),
-            format!("127.0.0.1:{}", pg.port()),
-            pg.dir().join("postgres.log"),
-        )
-        .with_dir(pg.dir())
-    };
+    let record = |role, name: String, pg: &Postgres| record(role, name, pg).in_cluster("main");
     let store = &mut up.node.store;
     store.backend = crescendo_config::StoreBackend::Postgres;
     store.postgres_url = primary.app_url("postgres");
@@ -62,6 +56,62 @@ pub(crate) fn start_tier(up: &mut crate::up::Up, t: &crate::model::PgTier) -> an
     for (name, r) in replicas {
         up.running
             .record(record(Role::PgReplica, name, &r), Box::new(r));
+    }
+    Ok(())
+}
+
+/// How `state.json` lists a database server.
+fn record(role: crate::state::Role, name: String, pg: &Postgres) -> crate::state::Process {
+    crate::state::Process::new(
+        role,
+        name,
+        pg.pid(),
+        format!("127.0.0.1:{}", pg.port()),
+        pg.dir().join("postgres.log"),
+    )
+    .with_dir(pg.dir())
+}
+
+/// The sharded database tier (rung 10): a catalogue server, then `count` cluster primaries
+/// `c1`, `c2`…; the nodes' store points at the catalogue (`store.postgres_url`) and at every
+/// cluster (`store.postgres_shards`) as the application role. The first node to start
+/// stores the first shard map in the catalogue. The admin's URLs go to
+/// `RUN_DIR/`[`ADMIN_FILE`] (0600), as at the other rungs.
+fn start_clusters(up: &mut crate::up::Up, count: usize) -> anyhow::Result<()> {
+    use crate::state::Role;
+    let parent = std::env::temp_dir();
+    up.progress("starting the PostgreSQL catalogue");
+    let catalogue = Postgres::start_in(&parent, &[])?;
+    let mut admin = toml::Table::new();
+    put(&mut admin, "store", "backend", "postgres")?;
+    put(
+        &mut admin,
+        "store",
+        "postgres_url",
+        catalogue.url("postgres"),
+    )?;
+    let store = &mut up.node.store;
+    store.backend = crescendo_config::StoreBackend::Postgres;
+    store.postgres_url = catalogue.app_url("postgres");
+    let mut servers = vec![("catalogue".to_string(), catalogue)];
+    let mut admin_shards = Vec::new();
+    for i in 1..=count {
+        let name = format!("c{i}");
+        up.progress(&format!("starting PostgreSQL cluster {name}"));
+        let pg = Postgres::start_in(&parent, &[])?;
+        up.node
+            .store
+            .postgres_shards
+            .push(format!("{name}={}", pg.app_url("postgres")));
+        admin_shards.push(format!("{name}={}", pg.url("postgres")));
+        servers.push((name, pg));
+    }
+    put(&mut admin, "store", "postgres_shards", admin_shards)?;
+    let text = toml::to_string(&admin)?;
+    crate::secret::write_file(&up.o.run_dir.join(ADMIN_FILE), text.as_bytes())?;
+    for (cluster, pg) in servers {
+        let p = record(Role::PgPrimary, format!("pg-{cluster}"), &pg).in_cluster(cluster);
+        up.running.record(p, Box::new(pg));
     }
     Ok(())
 }
