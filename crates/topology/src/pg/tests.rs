@@ -84,6 +84,7 @@ fn every_server_up_starts_keeps_fsync_and_full_page_writes_on() {
         node: crescendo_config::Settings::default(),
     };
     let tier = crate::model::PgTier {
+        clusters: 0,
         replicas: 2,
         synchronous: true,
     };
