@@ -299,7 +299,14 @@ impl App {
         F: FnOnce() -> Fut,
         Fut: Future<Output = AppResult<Option<T>>>,
     {
-        let load = |position| fence::reading_after(position, load());
+        let load = |position| async move {
+            let loaded = fence::reading_after(position, load()).await;
+            if fence::partial() {
+                // gathered while a shard cluster was down: served, never cached
+                crescendo_cache::skip_fill();
+            }
+            loaded
+        };
         if fence::read_after() > 0 {
             // this request's user wrote recently: see that write at once, on any node
             self.cache().get_or_load_fenced(key, self.ttl(), load).await

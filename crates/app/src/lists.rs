@@ -2,8 +2,13 @@
 //!
 //! This is the one place that knows how cross-user lists are put together, and so the place
 //! that becomes scatter-gather when users are spread over several shard groups:
-//! - the global list and tag lists read one head each (later: one per shard group, merged);
-//! - the feed is already a merge: the viewer's followees' author heads, merged newest first.
+//! - the global list and tag lists read one head each (on a sharded store, the store merges
+//!   every cluster's);
+//! - the feed is already a merge: the viewer's followees' author heads, merged newest first;
+//!   an author whose cluster is down is left out and the answer is marked partial.
+//!
+//! A partial answer (`crescendo_store::fence::partial`) is never cached: not as a head, not
+//! as a page snapshot.
 //!
 //! A head is the newest [`HEAD_LEN`] IDs of a list plus the list's total, cached and
 //! invalidated by every write that adds or removes a member. A window that ends within
@@ -14,7 +19,7 @@ use crate::{App, AppError, AppResult, keys};
 use crescendo_cache::Stamp;
 use crescendo_domain::Id;
 use crescendo_store::{ArticleFilter, IdPage, Page};
-use futures_util::future::try_join_all;
+use futures_util::future::{join_all, try_join_all};
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::sync::Arc;
@@ -173,7 +178,9 @@ impl App {
             total: ids.total,
             items,
         });
-        self.inner.pages.insert(key, Arc::clone(&snap));
+        if !crescendo_store::fence::partial() {
+            self.inner.pages.insert(key, Arc::clone(&snap));
+        }
         Ok(Some(snap))
     }
 
@@ -186,11 +193,28 @@ impl App {
                 .list_article_ids(&ArticleFilter::Feed(viewer), page)
                 .await?);
         }
-        let heads =
-            try_join_all(followees.iter().map(|&author| {
-                self.head(keys::head_author(author), ArticleFilter::Author(author))
-            }))
-            .await?;
+        // an author whose cluster is down is left out, and the feed says it is partial
+        let mut heads = Vec::with_capacity(followees.len());
+        let mut unavailable = 0;
+        for head in join_all(
+            followees
+                .iter()
+                .map(|&author| self.head(keys::head_author(author), ArticleFilter::Author(author))),
+        )
+        .await
+        {
+            match head {
+                Ok(h) => heads.push(h),
+                Err(AppError::Unavailable) => unavailable += 1,
+                Err(e) => return Err(e),
+            }
+        }
+        if unavailable > 0 {
+            if heads.is_empty() {
+                return Err(AppError::Unavailable);
+            }
+            crescendo_store::fence::note_partial();
+        }
         let total = heads.iter().map(|h| h.total).sum();
         // Each head holds an author's newest HEAD_LEN IDs and offset + limit <= HEAD_LEN, so
         // every ID of the merged window is in some head: the window is exact.

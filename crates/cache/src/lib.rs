@@ -22,7 +22,7 @@ mod sessions;
 
 pub use memory::MemoryCache;
 pub use read_through::stable_hash;
-pub use read_through::{CacheStats, ReadThrough, Stamp};
+pub use read_through::{CacheStats, ReadThrough, Stamp, skip_fill};
 pub use sessions::{MemorySessions, Sessions};
 
 use async_trait::async_trait;

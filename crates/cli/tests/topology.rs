@@ -129,6 +129,29 @@ async fn status_with_nodes_up(run_dir: &Path, nodes: usize) -> Value {
     s
 }
 
+/// Runs the RealWorld collection against `url` with users named after `tag`; asserts that
+/// every request and assertion passed.
+fn realworld_collection(url: &str, tag: &str) {
+    let collection = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/realworld/Conduit.postman_collection.json");
+    let suffix = std::process::id();
+    let newman = Command::new("newman")
+        .arg("run")
+        .arg(&collection)
+        .args(["--global-var", &format!("APIURL={url}/api")])
+        .args(["--global-var", &format!("USERNAME={tag}{suffix}")])
+        .args(["--global-var", &format!("EMAIL={tag}{suffix}@example.com")])
+        .args(["--global-var", "PASSWORD=password123"])
+        .args(["--reporters", "cli", "--color", "off", "--disable-unicode"])
+        .output()
+        .expect("newman is installed");
+    assert!(
+        newman.status.success(),
+        "{}",
+        String::from_utf8_lossy(&newman.stdout)
+    );
+}
+
 /// Registers `name` through the API at `url`; returns its token.
 async fn register(url: &str, name: &str) -> String {
     let reg: Value = reqwest::Client::new()
@@ -455,24 +478,7 @@ async fn rung_three_comes_up_serves_through_the_balancer_and_survives_losing_nod
     assert!(String::from_utf8_lossy(&table.stdout).contains("3/3 nodes"));
 
     // the RealWorld collection through the balancer
-    let collection = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/realworld/Conduit.postman_collection.json");
-    let suffix = std::process::id();
-    let newman = Command::new("newman")
-        .arg("run")
-        .arg(&collection)
-        .args(["--global-var", &format!("APIURL={url}/api")])
-        .args(["--global-var", &format!("USERNAME=lb{suffix}")])
-        .args(["--global-var", &format!("EMAIL=lb{suffix}@example.com")])
-        .args(["--global-var", "PASSWORD=password123"])
-        .args(["--reporters", "cli", "--color", "off", "--disable-unicode"])
-        .output()
-        .expect("newman is installed");
-    assert!(
-        newman.status.success(),
-        "{}",
-        String::from_utf8_lossy(&newman.stdout)
-    );
+    realworld_collection(&url, "lb");
 
     // a user and some data, then steady load
     let token = register(&url, "loader").await;
@@ -1527,7 +1533,10 @@ async fn refuses_strangers(processes: &[Value]) {
         .into_iter()
         .chain(of("pg-replica"))
         .collect();
-    assert_eq!(pgs.len(), 3);
+    assert!(
+        pgs.len() >= 3,
+        "rungs 9 and 10 run three database servers or more"
+    );
     for p in &pgs {
         let addr: std::net::SocketAddr = p["addr"].as_str().unwrap().parse().unwrap();
         for user in ["postgres", "crescendo"] {
@@ -1561,23 +1570,21 @@ async fn refuses_strangers(processes: &[Value]) {
         let wrong = answer(addr, "AUTH crescendo wrong\r\nPING\r\n", false);
         assert!(wrong.starts_with("-WRONGPASS"), "{addr}: {wrong}");
     }
-    let nats = of("nats");
-    assert_eq!(nats.len(), 1);
-    let refused = answer(
-        nats[0]["addr"].as_str().unwrap(),
-        "CONNECT {\"verbose\":true}\r\nPING\r\n",
-        true,
-    );
-    assert!(refused.contains("Authorization Violation"), "{refused}");
-    let s3 = of("s3");
-    assert_eq!(s3.len(), 1);
-    let unsigned = reqwest::get(format!(
-        "http://{}/crescendo",
-        s3[0]["addr"].as_str().unwrap()
-    ))
-    .await
-    .unwrap();
-    assert_eq!(unsigned.status(), StatusCode::FORBIDDEN);
+    // the broker and the object server, where the topology has them (rung 9)
+    for n in of("nats") {
+        let refused = answer(
+            n["addr"].as_str().unwrap(),
+            "CONNECT {\"verbose\":true}\r\nPING\r\n",
+            true,
+        );
+        assert!(refused.contains("Authorization Violation"), "{refused}");
+    }
+    for s3 in of("s3") {
+        let unsigned = reqwest::get(format!("http://{}/crescendo", s3["addr"].as_str().unwrap()))
+            .await
+            .unwrap();
+        assert_eq!(unsigned.status(), StatusCode::FORBIDDEN);
+    }
 }
 
 /// Every file under `run_dir` or in a database server's directory that holds one of
@@ -1646,6 +1653,13 @@ async fn every_server_up_starts_requires_credentials_kept_in_owner_only_files() 
     assert!(secrets.len() >= 8, "{secrets:?}");
 
     // (a) no server answers without credentials
+    assert_eq!(
+        roles(&s)
+            .iter()
+            .filter(|r| *r == "nats" || *r == "s3")
+            .count(),
+        2
+    );
     refuses_strangers(&processes).await;
     // (b) every file holding a secret is owner-only, and state.json holds none
     keeps_secrets(&run_dir, &processes, &secrets);
@@ -1692,4 +1706,175 @@ fn memory_policy(addr: &str, password: &str) -> String {
         reply.push_str(&String::from_utf8_lossy(&buf[..n]));
     }
     reply
+}
+
+/// `crescendo shards --json` of the topology in `run_dir`.
+fn shards(run_dir: &Path) -> Value {
+    let out = crescendo(&["shards", "--json", "--run-dir", &run_dir.to_string_lossy()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("shards --json is JSON")
+}
+
+/// `GET url` (with `token`): the status, whether the answer is marked partial, and the
+/// body.
+async fn get_marked(url: &str, token: &str) -> (StatusCode, bool, Value) {
+    let res = reqwest::Client::new()
+        .get(url)
+        .header("authorization", format!("Token {token}"))
+        .send()
+        .await
+        .unwrap();
+    let partial = res.headers().get("x-crescendo-partial").is_some();
+    (
+        res.status(),
+        partial,
+        res.json().await.unwrap_or(Value::Null),
+    )
+}
+
+/// The cluster of rung 10's first map that a user signing up as `name` lives on.
+fn cluster_of(name: &str) -> String {
+    let map = crescendo_store::shard_map::ShardMap::place(&["c1", "c2", "c3"], 1);
+    map.cluster_of(crescendo_domain::LogicalShard::for_new_user(name))
+        .to_string()
+}
+
+/// The first of `prefix0`, `prefix1`… whose user would live on `cluster`.
+fn name_on(prefix: &str, cluster: &str) -> String {
+    (0..)
+        .map(|i| format!("{prefix}{i}"))
+        .find(|n| cluster_of(n) == cluster)
+        .unwrap()
+}
+
+/// Follows `name` as `token`.
+async fn follow(url: &str, token: &str, name: &str) {
+    let res = reqwest::Client::new()
+        .post(format!("{url}/api/profiles/{name}/follow"))
+        .header("authorization", format!("Token {token}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rung_ten_spreads_users_over_three_clusters_and_survives_losing_one() {
+    let t = up(&topology("10-sharding.toml"), &[]);
+    let (run_dir, url) = (t.run_dir.clone(), t.url.clone());
+    let s = status_with_nodes_up(&run_dir, 3).await;
+    let processes = s["processes"].as_array().unwrap().clone();
+    let clusters: Vec<&str> = processes
+        .iter()
+        .filter(|p| p["role"].as_str().unwrap().starts_with("pg-"))
+        .map(|p| p["cluster"].as_str().unwrap())
+        .collect();
+    assert_eq!(clusters, ["catalogue", "c1", "c2", "c3"]);
+    refuses_strangers(&processes).await;
+    realworld_collection(&url, "shard");
+
+    // users spread over every cluster; a reader follows them all and the feed merges them
+    let reader_name = name_on("reader", "c1");
+    let reader = register(&url, &reader_name).await;
+    let client = reqwest::Client::new();
+    let mut titles = Vec::new();
+    for i in 0..12 {
+        let name = format!("writer{i}");
+        let token = register(&url, &name).await;
+        let res = client
+            .post(format!("{url}/api/articles"))
+            .header("authorization", format!("Token {token}"))
+            .json(&json!({"article": {"title": format!("post {i}"), "description": "d", "body": "b", "tagList": ["sharded"]}}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::CREATED);
+        follow(&url, &reader, &name).await;
+        titles.insert(0, format!("post {i}"));
+    }
+    let map = shards(&run_dir);
+    assert_eq!(map["epoch"], 1);
+    let per_cluster = map["clusters"].as_array().unwrap();
+    let shares: Vec<u64> = per_cluster
+        .iter()
+        .map(|c| c["shards"].as_u64().unwrap())
+        .collect();
+    assert_eq!(shares.iter().sum::<u64>(), 4096, "{map}");
+    for c in per_cluster {
+        let name = c["cluster"].as_str().unwrap();
+        let here = (0..12)
+            .map(|i| format!("writer{i}"))
+            .chain([reader_name.clone()])
+            .filter(|n| cluster_of(n) == name)
+            .count() as u64;
+        assert!(c["users"].as_u64().unwrap() >= here, "{name}: {map}");
+    }
+    let (status, partial, feed) =
+        get_marked(&format!("{url}/api/articles/feed?limit=20"), &reader).await;
+    assert_eq!((status, partial), (StatusCode::OK, false));
+    let got: Vec<&str> = feed["articles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["title"].as_str().unwrap())
+        .collect();
+    assert_eq!(got, titles, "the feed merges every cluster, newest first");
+    // one more followee on c3, whose articles nobody has read yet
+    let late = name_on("late", "c3");
+    register(&url, &late).await;
+    follow(&url, &reader, &late).await;
+
+    // c3's primary killed: the others' users are served; global reads are partial
+    let pid = processes
+        .iter()
+        .find(|p| p["cluster"] == "c3")
+        .map(|p| p["pid"].as_u64().unwrap() as i32)
+        .unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let list_url = format!("{url}/api/articles?tag=sharded&limit=20");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let (status, partial, list) = loop {
+        let answer = get_marked(&list_url, &reader).await;
+        if answer.1 || Instant::now() > deadline {
+            break answer;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!((status, partial), (StatusCode::OK, true), "{list}");
+    let listed: Vec<&str> = list["articles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["author"]["username"].as_str().unwrap())
+        .collect();
+    let on_up = (0..12)
+        .map(|i| format!("writer{i}"))
+        .filter(|n| cluster_of(n) != "c3")
+        .count();
+    assert_eq!(
+        listed.len(),
+        on_up,
+        "every article of c1 and c2: {listed:?}"
+    );
+    assert!(listed.iter().all(|a| cluster_of(a) != "c3"), "{listed:?}");
+    // single-shard reads of the clusters that are up work
+    let (status, _, me) = get_marked(&format!("{url}/api/user"), &reader).await;
+    assert_eq!(status, StatusCode::OK, "{me}");
+    // the feed leaves out the author whose articles are on c3 and were never cached
+    let (status, partial, feed) = get_marked(&format!("{url}/api/articles/feed"), &reader).await;
+    assert_eq!((status, partial), (StatusCode::OK, true), "{feed}");
+    let s = status_with_nodes_up(&run_dir, 3).await;
+    assert_eq!(
+        up_nodes(&s),
+        3,
+        "no web node leaves the balancer for one lost cluster"
+    );
 }

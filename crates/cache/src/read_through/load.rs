@@ -28,6 +28,17 @@ struct Miss<'a> {
     reported: u64,
 }
 
+tokio::task_local! {
+    /// Whether the load running in this task may be cached; see [`skip_fill`].
+    static KEEP: std::cell::Cell<bool>;
+}
+
+/// Called by a load: its value is served to this read but cached in neither tier (a
+/// partial answer, gathered while part of the store was down). No effect outside a load.
+pub fn skip_fill() {
+    let _ = KEEP.try_with(|k| k.set(false));
+}
+
 /// `ttl` scaled by a random factor in [0.9, 1.1), so entries filled together expire apart.
 fn jittered(ttl: Duration) -> Duration {
     let r = getrandom::u64().unwrap_or(0) % 2000;
@@ -236,15 +247,15 @@ impl ReadThrough {
             }
             None => None,
         };
-        let (value, encoded_len): (Option<Arc<T>>, usize) = match from_shared {
-            Some(found) => found,
+        let (value, encoded_len, fill): (Option<Arc<T>>, usize, bool) = match from_shared {
+            Some((value, len)) => (value, len, true),
             None => {
                 self.load_from_store(miss, version, fence, leased, load)
                     .await?
             }
         };
         let value: AnyValue = Arc::new(value);
-        if miss.keep && self.generation(key) == miss.generation {
+        if fill && miss.keep && self.generation(key) == miss.generation {
             let weight = weight(key, encoded_len);
             self.local.insert(
                 key.to_string(),
@@ -263,8 +274,9 @@ impl ReadThrough {
 
     /// Loads the value from the store, reading at least at `fence`, and fills the shared
     /// tier under `version` unless the key was invalidated meanwhile; a load lease this
-    /// process holds (`leased`) and does not fill is released. Returns the value and its
-    /// encoded size (0 when the shared tier was not filled).
+    /// process holds (`leased`) and does not fill is released. Returns the value, its
+    /// encoded size (0 when the shared tier was not filled), and whether it may be kept
+    /// (the load did not call [`skip_fill`]).
     async fn load_from_store<T, E, F, Fut>(
         &self,
         miss: &Miss<'_>,
@@ -272,7 +284,7 @@ impl ReadThrough {
         fence: u64,
         leased: bool,
         load: F,
-    ) -> Result<(Option<Arc<T>>, usize), E>
+    ) -> Result<(Option<Arc<T>>, usize, bool), E>
     where
         T: Serialize,
         F: FnOnce(u64) -> Fut,
@@ -281,7 +293,12 @@ impl ReadThrough {
         let key = miss.key;
         self.count(3);
         let started = Instant::now();
-        let loaded = match load(fence).await {
+        let (loaded, fill) = KEEP
+            .scope(std::cell::Cell::new(true), async {
+                (load(fence).await, KEEP.with(std::cell::Cell::get))
+            })
+            .await;
+        let loaded = match loaded {
             Ok(v) => v.map(Arc::new),
             Err(e) => {
                 if leased {
@@ -294,12 +311,12 @@ impl ReadThrough {
             .load_time
             .record(started.elapsed().as_secs_f64());
         let mut len = 0;
-        if miss.keep && self.generation(key) == miss.generation {
+        if fill && miss.keep && self.generation(key) == miss.generation {
             len = self.to_shared(key, version, &loaded, miss.ttl).await;
         } else if leased {
             let _ = self.shared.release(key, version).await;
         }
-        Ok((loaded, len))
+        Ok((loaded, len, fill))
     }
 
     /// The store position a load of `key` must read at least: the shared tier's fence for it

@@ -55,6 +55,7 @@ mod stripes;
 mod tests;
 
 pub use crescendo_domain::stable_hash;
+pub use load::skip_fill;
 pub use stamps::Stamp;
 
 use crate::{Cache, CacheError, NearInvalidations};

@@ -109,6 +109,34 @@ async fn invalidation_makes_the_next_read_load_afresh() {
 }
 
 #[tokio::test]
+async fn a_load_that_skips_the_fill_is_served_but_kept_in_neither_tier() {
+    let c = rt();
+    let partial = c
+        .get_or_load("k", Duration::from_secs(60), |_| async {
+            skip_fill();
+            Ok::<_, ()>(Some(1u32))
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        partial.as_deref(),
+        Some(&1),
+        "the read gets what was loaded"
+    );
+    assert_eq!(
+        fetch(&c, "k", Some(2u32)).await.as_deref(),
+        Some(&2),
+        "nothing was kept"
+    );
+    assert_eq!(
+        fetch(&c, "k", Some(3u32)).await.as_deref(),
+        Some(&2),
+        "a full load is"
+    );
+    skip_fill(); // outside a load: no effect
+}
+
+#[tokio::test]
 async fn errors_are_returned_and_not_cached() {
     let c = rt();
     let e = c
