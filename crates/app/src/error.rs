@@ -99,6 +99,11 @@ impl From<StoreError> for AppError {
                 tracing::warn!(error = %m, "store unavailable");
                 AppError::Unavailable
             }
+            StoreError::Moved(shard) => {
+                // only when the shard's move outlasted the store's retries
+                tracing::warn!(shard, "a write found its shard moving");
+                AppError::Unavailable
+            }
             StoreError::Other(e) => AppError::Internal(anyhow::anyhow!(e).context("store")),
         }
     }

@@ -61,7 +61,7 @@ async fn insert_tags(tx: &mut Tx<'_>, article: Id, tags: &[String]) -> StoreResu
 }
 
 pub(crate) async fn create_article(db: &Db, new: NewArticle) -> StoreResult<ArticleRecord> {
-    let mut tx = db.begin().await?;
+    let mut tx = db.begin_for(new.author_id.shard()).await?;
     let now = now_ms();
     let id: i64 = sqlx::query_scalar("SELECT next_id($1)")
         .bind(i32::from(new.author_id.shard().get()))
@@ -127,7 +127,7 @@ pub(crate) async fn update_article(
     id: Id,
     ch: ArticleChanges,
 ) -> StoreResult<ArticleRecord> {
-    let mut tx = db.begin().await?;
+    let mut tx = db.begin_for(id.shard()).await?;
     let mut a = article_in_tx(&mut tx, id).await?;
     let tags_replaced = ch.apply_to(&mut a, now_ms());
     sqlx::query("UPDATE articles SET slug = $2, title = $3, description = $4, body = $5, updated_at = $6, cover_image = $7 WHERE id = $1")
@@ -154,7 +154,7 @@ pub(crate) async fn update_article(
 }
 
 pub(crate) async fn delete_article(db: &Db, id: Id) -> StoreResult<bool> {
-    let mut tx = db.begin().await?;
+    let mut tx = db.begin_for(id.shard()).await?;
     for sql in [
         "DELETE FROM article_tags WHERE article_id = $1",
         "DELETE FROM favorites WHERE article_id = $1",
@@ -217,7 +217,7 @@ async fn count_favorite(tx: &mut Tx<'_>, article: Id, delta: i64) -> StoreResult
 }
 
 pub(crate) async fn favorite(db: &Db, user: Id, article: Id) -> StoreResult<bool> {
-    let mut tx = db.begin().await?;
+    let mut tx = db.begin_for(article.shard()).await?;
     // the count and the favourite change together
     lock_article(&mut tx, article, ArticleLock::Update).await?;
     let added = sqlx::query("INSERT INTO favorites (user_id, article_id, created_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
@@ -237,7 +237,7 @@ pub(crate) async fn favorite(db: &Db, user: Id, article: Id) -> StoreResult<bool
 }
 
 pub(crate) async fn unfavorite(db: &Db, user: Id, article: Id) -> StoreResult<bool> {
-    let mut tx = db.begin().await?;
+    let mut tx = db.begin_for(article.shard()).await?;
     let removed = sqlx::query("DELETE FROM favorites WHERE user_id = $1 AND article_id = $2")
         .bind(user.as_i64())
         .bind(article.as_i64())

@@ -28,7 +28,7 @@ pub(crate) async fn create_comment(
     author: Id,
     body: String,
 ) -> StoreResult<CommentRecord> {
-    let mut tx = db.begin().await?;
+    let mut tx = db.begin_for(article.shard()).await?;
     lock_article(&mut tx, article, ArticleLock::Share).await?;
     let now = now_ms();
     let id: i64 = sqlx::query_scalar(
@@ -90,5 +90,5 @@ pub(crate) async fn delete_comment(db: &Db, article: Id, id: CommentId) -> Store
     let delete = sqlx::query("DELETE FROM comments WHERE id = $1 AND article_id = $2")
         .bind(id.as_i64())
         .bind(article.as_i64());
-    Ok(db.execute(delete).await? == 1)
+    Ok(db.execute_for(article.shard(), delete).await? == 1)
 }

@@ -4,7 +4,7 @@
 //! seam's.
 
 use crate::cluster::Cluster;
-use crescendo_domain::Id;
+use crescendo_domain::{Id, LogicalShard};
 use crescendo_store::{StoreError, StoreResult, fence};
 use crescendo_telemetry::names;
 use sqlx::postgres::{PgArguments, PgPool};
@@ -20,12 +20,24 @@ pub(crate) type Tx<'a> = Transaction<'a, Postgres>;
 #[derive(Clone)]
 pub(crate) struct Db {
     cluster: Arc<Cluster>,
+    /// A cluster of a sharded store: every write checks that its logical shard is here.
+    fenced: bool,
 }
 
 impl Db {
     /// Statements over `cluster`.
     pub(crate) fn new(cluster: Arc<Cluster>) -> Self {
-        Self { cluster }
+        Self {
+            cluster,
+            fenced: false,
+        }
+    }
+
+    /// This database as one cluster of a sharded store: writes are fenced by
+    /// `owned_shards` (see [`Db::begin_for`]).
+    pub(crate) fn fenced(mut self) -> Self {
+        self.fenced = true;
+        self
     }
 
     /// The servers, for what the store reports about them and for migrations.
@@ -137,6 +149,38 @@ impl Db {
                 }
             }
         }
+    }
+
+    /// A transaction on the primary for a write to logical shard `shard`. On a cluster of
+    /// a sharded store it first takes a share lock on the shard's row of `owned_shards`, so
+    /// a move of the shard waits for it, and it fails with [`StoreError::Moved`] when the
+    /// shard is not (or no longer) here.
+    pub(crate) async fn begin_for(&self, shard: LogicalShard) -> StoreResult<Tx<'static>> {
+        let mut tx = self.begin().await?;
+        if self.fenced {
+            let held: Option<i32> =
+                sqlx::query_scalar("SELECT shard FROM owned_shards WHERE shard = $1 FOR SHARE")
+                    .bind(i32::from(shard.get()))
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
+            if held.is_none() {
+                return Err(StoreError::Moved(shard.get()));
+            }
+        }
+        Ok(tx)
+    }
+
+    /// [`Db::execute`] as a write to logical shard `shard` (see [`Db::begin_for`]).
+    pub(crate) async fn execute_for(
+        &self,
+        shard: LogicalShard,
+        statement: Query<'_, Postgres, PgArguments>,
+    ) -> StoreResult<u64> {
+        let mut tx = self.begin_for(shard).await?;
+        let n = statement.execute(&mut *tx).await.map_err(map_err)?;
+        self.commit(tx).await?;
+        Ok(n.rows_affected())
     }
 
     /// Commits, then notes the commit's position for read-your-writes.

@@ -26,6 +26,11 @@ pub(crate) const DATA: &[Migration] = &[
         "0003_shard_local_keys.sql",
         include_str!("../../../migrations/postgres/0003_shard_local_keys.sql"),
     ),
+    (
+        4,
+        "0004_owned_shards.sql",
+        include_str!("../../../migrations/postgres/0004_owned_shards.sql"),
+    ),
 ];
 
 /// The catalogue schema, in order.

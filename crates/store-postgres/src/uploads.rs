@@ -16,7 +16,7 @@ pub(crate) async fn create_upload(
     new: NewUpload,
     queue: &str,
 ) -> StoreResult<UploadRecord> {
-    let mut tx = db.begin().await?;
+    let mut tx = db.begin_for(new.owner_id.shard()).await?;
     let now = now_ms();
     let id: i64 = sqlx::query_scalar(
         "INSERT INTO uploads (id, owner_id, mime, original, width, height, created_at)
@@ -87,5 +87,5 @@ pub(crate) async fn settle_upload(
     .bind(id.as_i64())
     .bind(state.as_str())
     .bind(reason);
-    Ok(db.execute(settle).await? == 1)
+    Ok(db.execute_for(id.shard(), settle).await? == 1)
 }

@@ -25,7 +25,7 @@ fn user_row(r: &PgRow) -> UserRecord {
 
 pub(crate) async fn create_user(db: &Db, new: NewUser) -> StoreResult<UserRecord> {
     let shard = LogicalShard::for_new_user(&new.username);
-    let mut tx = db.begin().await?;
+    let mut tx = db.begin_for(shard).await?;
     let now = now_ms();
     let id: i64 = sqlx::query_scalar(
         "INSERT INTO users (id, username, email, password_hash, created_at, updated_at)
@@ -121,7 +121,7 @@ pub(crate) async fn user_id_by_username(db: &Db, username: &str) -> StoreResult<
 }
 
 pub(crate) async fn update_user(db: &Db, id: Id, ch: UserChanges) -> StoreResult<UserRecord> {
-    let mut tx = db.begin().await?;
+    let mut tx = db.begin_for(id.shard()).await?;
     let row = sqlx::query(sqlx::AssertSqlSafe(format!(
         "SELECT {USER_COLS} FROM users WHERE id = $1 FOR UPDATE"
     )))
@@ -171,14 +171,14 @@ pub(crate) async fn follow(db: &Db, follower: Id, followee: Id) -> StoreResult<b
         .bind(follower.as_i64())
         .bind(followee.as_i64())
         .bind(now_ms());
-    Ok(db.execute(follow).await? == 1)
+    Ok(db.execute_for(follower.shard(), follow).await? == 1)
 }
 
 pub(crate) async fn unfollow(db: &Db, follower: Id, followee: Id) -> StoreResult<bool> {
     let unfollow = sqlx::query("DELETE FROM follows WHERE follower_id = $1 AND followee_id = $2")
         .bind(follower.as_i64())
         .bind(followee.as_i64());
-    Ok(db.execute(unfollow).await? == 1)
+    Ok(db.execute_for(follower.shard(), unfollow).await? == 1)
 }
 
 pub(crate) async fn followees(db: &Db, follower: Id) -> StoreResult<Vec<Id>> {

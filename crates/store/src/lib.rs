@@ -54,6 +54,10 @@ pub enum StoreError {
     /// The database cannot be reached or is busy beyond its timeout.
     #[error("store unavailable: {0}")]
     Unavailable(String),
+    /// The logical shard a write is for is not on the cluster it was sent to: it moved
+    /// (a sharded store retries the write on the shard's new home).
+    #[error("logical shard {0} has moved")]
+    Moved(u16),
     /// Anything else: a bug or corrupt data.
     #[error("store error: {0}")]
     Other(#[source] Box<dyn std::error::Error + Send + Sync>),

@@ -13,7 +13,10 @@ use crescendo_domain::Id;
 use crescendo_store::{ArticleChanges, ArticleRecord, NewArticle, StoreResult};
 
 pub(crate) async fn create_article(s: &Shards, new: NewArticle) -> StoreResult<ArticleRecord> {
-    articles::create_article(s.of(new.author_id), new).await
+    s.write(new.author_id.shard(), |db| {
+        articles::create_article(db, new.clone())
+    })
+    .await
 }
 
 pub(crate) async fn articles_by_ids(s: &Shards, ids: &[Id]) -> StoreResult<Vec<ArticleRecord>> {
@@ -28,19 +31,27 @@ pub(crate) async fn update_article(
     id: Id,
     changes: ArticleChanges,
 ) -> StoreResult<ArticleRecord> {
-    articles::update_article(s.of(id), id, changes).await
+    s.write(id.shard(), |db| {
+        articles::update_article(db, id, changes.clone())
+    })
+    .await
 }
 
 pub(crate) async fn delete_article(s: &Shards, id: Id) -> StoreResult<bool> {
-    articles::delete_article(s.of(id), id).await
+    s.write(id.shard(), |db| articles::delete_article(db, id))
+        .await
 }
 
 pub(crate) async fn favorite(s: &Shards, user: Id, article: Id) -> StoreResult<bool> {
-    articles::favorite(s.of(article), user, article).await
+    s.write(article.shard(), |db| articles::favorite(db, user, article))
+        .await
 }
 
 pub(crate) async fn unfavorite(s: &Shards, user: Id, article: Id) -> StoreResult<bool> {
-    articles::unfavorite(s.of(article), user, article).await
+    s.write(article.shard(), |db| {
+        articles::unfavorite(db, user, article)
+    })
+    .await
 }
 
 pub(crate) async fn favorite_ids(s: &Shards, user: Id) -> StoreResult<Vec<Id>> {

@@ -15,7 +15,10 @@ pub(crate) async fn create_comment(
     author: Id,
     body: String,
 ) -> StoreResult<CommentRecord> {
-    comments::create_comment(s.of(article), article, author, body).await
+    s.write(article.shard(), |db| {
+        comments::create_comment(db, article, author, body.clone())
+    })
+    .await
 }
 
 pub(crate) async fn comments_for(s: &Shards, article: Id) -> StoreResult<Vec<CommentRecord>> {
@@ -31,5 +34,8 @@ pub(crate) async fn comment(
 }
 
 pub(crate) async fn delete_comment(s: &Shards, article: Id, id: CommentId) -> StoreResult<bool> {
-    comments::delete_comment(s.of(article), article, id).await
+    s.write(article.shard(), |db| {
+        comments::delete_comment(db, article, id)
+    })
+    .await
 }

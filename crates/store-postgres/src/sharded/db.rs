@@ -12,6 +12,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+/// How long a write waits for its logical shard to finish moving before it fails.
+pub(crate) const MOVE_PATIENCE: Duration = Duration::from_secs(10);
+
 /// The catalogue, the clusters by name, and the map that places logical shards on them.
 pub(crate) struct Shards {
     /// The catalogue database: the map and the username and email directory.
@@ -74,6 +77,45 @@ impl Shards {
     /// The clusters, by name.
     pub(crate) fn clusters(&self) -> &[(String, Db)] {
         &self.clusters
+    }
+
+    /// Runs the write `f` on the cluster that holds `shard`. A cluster that no longer
+    /// holds it ([`StoreError::Moved`]: the map in force here is older than a move) makes
+    /// this node reload the map and run `f` again on the shard's new home; while the
+    /// shard is mid-move (the map still names the old home) it waits a little between
+    /// tries, for up to [`MOVE_PATIENCE`].
+    pub(crate) async fn write<'a, T, F, Fut>(&'a self, shard: LogicalShard, f: F) -> StoreResult<T>
+    where
+        F: Fn(&'a Db) -> Fut,
+        Fut: Future<Output = StoreResult<T>> + 'a,
+    {
+        let give_up = tokio::time::Instant::now() + MOVE_PATIENCE;
+        loop {
+            match f(self.holding(shard)).await {
+                Err(StoreError::Moved(_)) if tokio::time::Instant::now() < give_up => {
+                    let before = self.map().epoch();
+                    if let Err(e) = self.refresh().await {
+                        tracing::warn!(error = %e, "cannot reload the shard map");
+                    }
+                    if self.map().epoch() == before {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                }
+                done => return done,
+            }
+        }
+    }
+
+    /// Reloads the map when the catalogue's epoch is newer than the one in force; says
+    /// whether it did.
+    pub(crate) async fn refresh(&self) -> StoreResult<bool> {
+        if super::catalogue::epoch(&self.catalogue).await? <= self.map().epoch() {
+            return Ok(false);
+        }
+        match super::catalogue::load_map(&self.catalogue).await? {
+            Some(map) => self.install(map),
+            None => Ok(false),
+        }
     }
 
     /// The cluster that holds logical shard `shard`.

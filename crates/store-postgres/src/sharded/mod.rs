@@ -88,6 +88,30 @@ impl std::fmt::Debug for ShardedStore {
     }
 }
 
+/// Fills each cluster's `owned_shards` from the first map (epoch 1), where it is still
+/// empty: the fences of a fresh deployment. Later maps are made by moves, which keep the
+/// tables themselves.
+async fn own_first_map(shards: &Shards) -> StoreResult<()> {
+    let map = shards.map();
+    if map.epoch() != 1 {
+        return Ok(());
+    }
+    for (name, db) in shards.clusters() {
+        let mine: Vec<i32> = map
+            .homes()
+            .filter(|(_, c)| c == name)
+            .map(|(n, _)| i32::from(n))
+            .collect();
+        let fill = sqlx::query(
+            "INSERT INTO owned_shards (shard) SELECT unnest($1::int[])
+             WHERE NOT EXISTS (SELECT 1 FROM owned_shards) ON CONFLICT DO NOTHING",
+        )
+        .bind(mine);
+        db.execute(fill).await?;
+    }
+    Ok(())
+}
+
 fn one_server(opts: &PgOptions) -> StoreResult<Db> {
     if !opts.replicas.is_empty() {
         return Err(StoreError::Other(
@@ -129,7 +153,7 @@ impl ShardedStore {
         migrate::migrate(&catalogue, migrate::CATALOGUE).await?;
         let mut clusters = Vec::with_capacity(opts.clusters.len());
         for (name, o) in &opts.clusters {
-            let db = one_server(o)?;
+            let db = one_server(o)?.fenced();
             migrate::migrate(&db, migrate::DATA).await?;
             clusters.push((name.clone(), db));
         }
@@ -138,6 +162,7 @@ impl ShardedStore {
         let map = catalogue::init_map(&catalogue, &first).await?;
         let shards = Arc::new(Shards::new(catalogue, clusters, first));
         shards.install(map)?;
+        own_first_map(&shards).await?;
         tokio::spawn(monitor(
             Arc::downgrade(&shards),
             opts.map_check_interval,
@@ -156,7 +181,7 @@ impl ShardedStore {
     /// # Errors
     /// The catalogue cannot be read, or its map names an unknown cluster.
     pub async fn refresh_map(&self) -> StoreResult<bool> {
-        refresh(&self.db).await
+        self.db.refresh().await
     }
 
     /// Checks every cluster now (as the background task does every second): one that
@@ -214,17 +239,6 @@ impl ShardedStore {
     }
 }
 
-/// Reloads the map when the catalogue's epoch is newer than the one in force.
-async fn refresh(s: &Shards) -> StoreResult<bool> {
-    if catalogue::epoch(&s.catalogue).await? <= s.map().epoch() {
-        return Ok(false);
-    }
-    match catalogue::load_map(&s.catalogue).await? {
-        Some(map) => s.install(map),
-        None => Ok(false),
-    }
-}
-
 /// Checks every cluster and the map's epoch every `interval`, and sweeps reservations older than `sweep_after`
 /// every `sweep_after / 2`, until the store is dropped.
 async fn monitor(shards: Weak<Shards>, interval: Duration, sweep_after: Duration) {
@@ -237,7 +251,7 @@ async fn monitor(shards: Weak<Shards>, interval: Duration, sweep_after: Duration
         let Some(s) = shards.upgrade() else { return };
         s.check(interval.clamp(Duration::from_millis(100), Duration::from_secs(1)))
             .await;
-        if let Err(e) = refresh(&s).await {
+        if let Err(e) = s.refresh().await {
             tracing::warn!(error = %e, "cannot check the shard map");
         }
         if last_sweep.elapsed() >= sweep_every {

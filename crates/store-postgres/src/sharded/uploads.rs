@@ -14,7 +14,10 @@ pub(crate) async fn create_upload(
     new: NewUpload,
     queue: &str,
 ) -> StoreResult<UploadRecord> {
-    uploads::create_upload(s.of(new.owner_id), new, queue).await
+    s.write(new.owner_id.shard(), |db| {
+        uploads::create_upload(db, new.clone(), queue)
+    })
+    .await
 }
 
 pub(crate) async fn upload(s: &Shards, id: Id) -> StoreResult<Option<UploadRecord>> {
@@ -27,5 +30,8 @@ pub(crate) async fn settle_upload(
     state: UploadState,
     reason: Option<String>,
 ) -> StoreResult<bool> {
-    uploads::settle_upload(s.of(id), id, state, reason).await
+    s.write(id.shard(), |db| {
+        uploads::settle_upload(db, id, state, reason.clone())
+    })
+    .await
 }

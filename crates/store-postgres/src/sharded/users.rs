@@ -16,7 +16,10 @@ pub(crate) async fn create_user(s: &Shards, new: NewUser) -> StoreResult<UserRec
     let shard = LogicalShard::for_new_user(&new.username);
     let (username, email) = (new.username.clone(), new.email.clone());
     catalogue::reserve(&s.catalogue, &username, &email, shard).await?;
-    let user = match users::create_user(s.holding(shard), new).await {
+    let user = match s
+        .write(shard, |db| users::create_user(db, new.clone()))
+        .await
+    {
         Ok(u) => u,
         Err(e) => {
             // the sweep frees the reservation if this fails too
@@ -76,7 +79,9 @@ pub(crate) async fn user_id_by_username(s: &Shards, username: &str) -> StoreResu
 
 pub(crate) async fn update_user(s: &Shards, id: Id, ch: UserChanges) -> StoreResult<UserRecord> {
     if ch.username.is_none() && ch.email.is_none() {
-        return users::update_user(s.of(id), id, ch).await;
+        return s
+            .write(id.shard(), |db| users::update_user(db, id, ch.clone()))
+            .await;
     }
     let before = users::user_by_id(s.of(id), id)
         .await?
@@ -90,7 +95,10 @@ pub(crate) async fn update_user(s: &Shards, id: Id, ch: UserChanges) -> StoreRes
         ch.email.as_deref(),
     )
     .await?;
-    match users::update_user(s.of(id), id, ch).await {
+    match s
+        .write(id.shard(), |db| users::update_user(db, id, ch.clone()))
+        .await
+    {
         Ok(after) => {
             catalogue::keep_only(&s.catalogue, id, &after.username, &after.email).await?;
             Ok(after)
@@ -103,11 +111,15 @@ pub(crate) async fn update_user(s: &Shards, id: Id, ch: UserChanges) -> StoreRes
 }
 
 pub(crate) async fn follow(s: &Shards, follower: Id, followee: Id) -> StoreResult<bool> {
-    users::follow(s.of(follower), follower, followee).await
+    s.write(follower.shard(), |db| users::follow(db, follower, followee))
+        .await
 }
 
 pub(crate) async fn unfollow(s: &Shards, follower: Id, followee: Id) -> StoreResult<bool> {
-    users::unfollow(s.of(follower), follower, followee).await
+    s.write(follower.shard(), |db| {
+        users::unfollow(db, follower, followee)
+    })
+    .await
 }
 
 pub(crate) async fn followees(s: &Shards, follower: Id) -> StoreResult<Vec<Id>> {
