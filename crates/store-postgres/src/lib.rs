@@ -36,5 +36,7 @@ mod store;
 mod uploads;
 mod users;
 
-pub use sharded::{ClusterReport, ShardedOptions, ShardedStore};
+pub use sharded::{
+    ClusterReport, ReshardOptions, ReshardReport, ReshardTarget, ShardedOptions, ShardedStore,
+};
 pub use store::{PgOptions, PgStore};

@@ -31,14 +31,26 @@ pub(crate) const DATA: &[Migration] = &[
         "0004_owned_shards.sql",
         include_str!("../../../migrations/postgres/0004_owned_shards.sql"),
     ),
+    (
+        5,
+        "0005_reshard.sql",
+        include_str!("../../../migrations/postgres/0005_reshard.sql"),
+    ),
 ];
 
 /// The catalogue schema, in order.
-pub(crate) const CATALOGUE: &[Migration] = &[(
-    1,
-    "0001_catalogue.sql",
-    include_str!("../../../migrations/catalogue/0001_catalogue.sql"),
-)];
+pub(crate) const CATALOGUE: &[Migration] = &[
+    (
+        1,
+        "0001_catalogue.sql",
+        include_str!("../../../migrations/catalogue/0001_catalogue.sql"),
+    ),
+    (
+        2,
+        "0002_reshard.sql",
+        include_str!("../../../migrations/catalogue/0002_reshard.sql"),
+    ),
+];
 
 /// Brings `db`'s schema up to date with `migrations`, serialised by an advisory lock so that
 /// several nodes starting together migrate once; returns how many migrations ran.

@@ -61,7 +61,8 @@ impl Shards {
         Ok(true)
     }
 
-    fn find(&self, name: &str) -> Option<&Db> {
+    /// The cluster named `name`, if configured.
+    pub(crate) fn find(&self, name: &str) -> Option<&Db> {
         self.clusters
             .iter()
             .find(|(n, _)| n == name)

@@ -7,6 +7,11 @@
 //! one cluster for a user's, an article's or an upload's own rows, every cluster for
 //! global lists, the clusters of the reader's followees for the feed.
 //!
+//! Writes are fenced: each takes a share lock on its logical shard's row of the cluster's
+//! `owned_shards` in its own transaction, so a cluster the shard has left refuses it
+//! (`Moved`), and the store reloads the map and writes on the new home. `reshard` moves
+//! shards between clusters online, by logical replication.
+//!
 //! Every cluster has the same schema (`migrations/postgres/`, with no key across logical
 //! shards) and the catalogue its own (`migrations/catalogue/`). Each cluster here is a
 //! primary without replicas: read fences are positions of one cluster, never compared
@@ -18,10 +23,12 @@ mod comments;
 mod db;
 mod lists;
 mod outbox;
+mod reshard;
 mod uploads;
 mod users;
 
 pub use catalogue::Swept;
+pub use reshard::{ReshardOptions, ReshardReport, ReshardTarget};
 
 use crate::cluster::{Cluster, ClusterOptions};
 use crate::db::{Db, map_err};
@@ -43,6 +50,9 @@ pub struct ShardedOptions {
     pub map_check_interval: Duration,
     /// A sign-up reservation this old whose user is still missing is swept.
     pub sweep_after: Duration,
+    /// Clusters the first map gives no logical shard: connected and migrated, ready for
+    /// `reshard` to add them.
+    pub spare: Vec<String>,
 }
 
 impl ShardedOptions {
@@ -54,6 +64,7 @@ impl ShardedOptions {
             clusters,
             map_check_interval: Duration::from_secs(1),
             sweep_after: Duration::from_secs(60),
+            spare: Vec::new(),
         }
     }
 }
@@ -157,7 +168,15 @@ impl ShardedStore {
             migrate::migrate(&db, migrate::DATA).await?;
             clusters.push((name.clone(), db));
         }
-        let names: Vec<&str> = opts.clusters.iter().map(|(n, _)| n.as_str()).collect();
+        let names: Vec<&str> = opts
+            .clusters
+            .iter()
+            .map(|(n, _)| n.as_str())
+            .filter(|n| !opts.spare.iter().any(|s| s == n))
+            .collect();
+        if names.is_empty() {
+            return Err(StoreError::Other("every cluster is spare".into()));
+        }
         let first = ShardMap::place(&names, 1);
         let map = catalogue::init_map(&catalogue, &first).await?;
         let shards = Arc::new(Shards::new(catalogue, clusters, first));
@@ -188,6 +207,45 @@ impl ShardedStore {
     /// does not answer within a second is left out of global reads until it answers again.
     pub async fn check_clusters(&self) {
         self.db.check(Duration::from_secs(1)).await;
+    }
+
+    /// Moves logical shards towards `target` while traffic flows (see `reshard`), saying
+    /// what it does through `progress`.
+    ///
+    /// # Errors
+    /// A run is in progress already, a cluster is unknown or unreachable, or a cut-over's
+    /// checks fail (the batch stays on its source; the run can be resumed).
+    pub async fn reshard(
+        &self,
+        target: &ReshardTarget,
+        opts: &ReshardOptions,
+        progress: &(dyn Fn(&str) + Sync),
+    ) -> StoreResult<ReshardReport> {
+        reshard::start(&self.db, target, opts, progress).await
+    }
+
+    /// Resumes an interrupted resharding run from the plan in the catalogue.
+    ///
+    /// # Errors
+    /// As [`ShardedStore::reshard`].
+    pub async fn resume_reshard(
+        &self,
+        opts: &ReshardOptions,
+        progress: &(dyn Fn(&str) + Sync),
+    ) -> StoreResult<ReshardReport> {
+        reshard::run(&self.db, opts, progress).await
+    }
+
+    /// Ends an interrupted resharding run (see `reshard::abort`).
+    ///
+    /// # Errors
+    /// A cluster is unreachable.
+    pub async fn abort_reshard(
+        &self,
+        opts: &ReshardOptions,
+        progress: &(dyn Fn(&str) + Sync),
+    ) -> StoreResult<()> {
+        reshard::abort(&self.db, opts, progress).await
     }
 
     /// Each cluster's name and whether it is up (not left out of global reads).

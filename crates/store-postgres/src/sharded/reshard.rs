@@ -1,0 +1,596 @@
+//! Online resharding: logical shards move between clusters while traffic flows, by
+//! PostgreSQL's own logical replication.
+//!
+//! A run has a plan (the shards whose home differs between the map in force and the target
+//! map), kept in the catalogue (`reshard_moves`) until the run ends, so an interrupted run
+//! is resumed from where it stopped. For each (source, target) pair:
+//!
+//! 1. the source publishes the moving shards' rows, every table filtered by logical shard
+//!    (`(id & 4095) = ANY(…)`; see `migrations/postgres/0005_reshard.sql` for the tables
+//!    whose key lacks the shard), and the target subscribes: it copies, then streams;
+//! 2. per batch of shards, the cut-over: the source deletes the batch from `owned_shards`
+//!    (waiting for the writes in flight; every later write is refused as `Moved` and waits
+//!    in the writer's retry loop), then writes a mark; once the mark has arrived on the
+//!    target, every write to the batch has too. Row counts and checksums per logical shard
+//!    are compared on both sides (nothing writes the batch anywhere now), the target takes
+//!    ownership, and the catalogue's map moves to the next epoch. Writers reload the map
+//!    and resume on the new home. The time from the fence to the new epoch is the batch's
+//!    write pause;
+//! 3. the subscription and the publication are dropped, and only then are the moved rows
+//!    removed from the source.
+//!
+//! Publications and subscriptions need a superuser: a run is given the admin URL of every
+//! cluster. The outbox does not move: a source's relay drains its own entries.
+
+use super::db::Shards;
+use crate::db::{Db, map_err};
+use crescendo_domain::{LogicalShard, SHARD_COUNT};
+use crescendo_store::shard_map::ShardMap;
+use crescendo_store::{StoreError, StoreResult};
+use sqlx::PgPool;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+/// Each moved table and the column that carries its logical shard.
+const TABLES: &[(&str, &str)] = &[
+    ("users", "id"),
+    ("usernames", "user_id"),
+    ("emails", "user_id"),
+    ("follows", "follower_id"),
+    ("uploads", "id"),
+    ("articles", "id"),
+    ("article_tags", "article_id"),
+    ("favorites", "article_id"),
+    ("comments", "article_id"),
+];
+
+/// What a run is to do.
+#[derive(Clone, Debug)]
+pub enum ReshardTarget {
+    /// Add this cluster (configured, holding no shards yet) to the consistent-hash ring:
+    /// about 1/(N+1) of the logical shards move to it.
+    AddCluster(String),
+    /// Move one (hot) logical shard on its own to this cluster.
+    MoveShard(u16, String),
+}
+
+/// How a run goes.
+#[derive(Clone, Debug)]
+pub struct ReshardOptions {
+    /// Every cluster's admin (superuser) URL, by name: publications and subscriptions.
+    pub admin_urls: Vec<(String, String)>,
+    /// Logical shards per cut-over batch.
+    pub batch: usize,
+    /// Stop after this many cut-overs (an interruption on purpose; resume finishes the run).
+    pub stop_after: Option<usize>,
+}
+
+/// What a run did.
+#[derive(Clone, Debug, Default)]
+pub struct ReshardReport {
+    /// Logical shards moved by this run (of 4,096).
+    pub shards_moved: usize,
+    /// Rows moved (counted in the cut-overs' checks).
+    pub rows_moved: u64,
+    /// Rows of the moved tables on every cluster when the run started.
+    pub rows_total: u64,
+    /// Each cut-over's write pause, in order.
+    pub pauses: Vec<Duration>,
+    /// The initial copies' time, all pairs together.
+    pub copy_time: Duration,
+    /// Whether the plan is done (false: stopped by `stop_after`; resume finishes it).
+    pub finished: bool,
+    /// The map's epoch at the end.
+    pub epoch: u64,
+}
+
+fn other(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Other(e.to_string().into())
+}
+
+/// The shards of `list` as SQL's `int[]` literal.
+fn array(list: &[u16]) -> String {
+    let items: Vec<String> = list.iter().map(u16::to_string).collect();
+    format!("'{{{}}}'::int[]", items.join(","))
+}
+
+/// Starts a run towards `target`: writes the plan, then runs it.
+pub(crate) async fn start(
+    s: &Shards,
+    target: &ReshardTarget,
+    opts: &ReshardOptions,
+    progress: &(dyn Fn(&str) + Sync),
+) -> StoreResult<ReshardReport> {
+    s.refresh().await?;
+    let pending: i64 = s
+        .catalogue
+        .read_primary(|pool| async move {
+            sqlx::query_scalar("SELECT COUNT(*) FROM reshard_moves")
+                .fetch_one(&pool)
+                .await
+                .map_err(map_err)
+        })
+        .await?;
+    if pending > 0 {
+        return Err(other(
+            "a resharding run is in progress: resume it or abort it",
+        ));
+    }
+    let now = s.map();
+    let next = match target {
+        ReshardTarget::AddCluster(c) => {
+            if now.clusters().contains(c) {
+                return Err(other(format!("cluster {c} is in the map already")));
+            }
+            let mut names: Vec<&str> = now.clusters().iter().map(String::as_str).collect();
+            names.push(c);
+            ShardMap::place(&names, now.epoch() + 1)
+        }
+        ReshardTarget::MoveShard(n, c) if *n < SHARD_COUNT => {
+            now.with_shard_on(LogicalShard::new(*n), c)
+        }
+        ReshardTarget::MoveShard(n, _) => return Err(other(format!("no logical shard {n}"))),
+    };
+    if let Some(unknown) = next.clusters().iter().find(|c| s.find(c).is_none()) {
+        return Err(other(format!(
+            "cluster {unknown} is not configured (store.postgres_shards)"
+        )));
+    }
+    let moves = now.moves_to(&next);
+    let (shards, from, to): (Vec<i32>, Vec<String>, Vec<String>) = moves
+        .iter()
+        .map(|m| (i32::from(m.shard.get()), m.from.clone(), m.to.clone()))
+        .fold((vec![], vec![], vec![]), |mut acc, (a, b, c)| {
+            acc.0.push(a);
+            acc.1.push(b);
+            acc.2.push(c);
+            acc
+        });
+    let plan = sqlx::query(
+        "INSERT INTO reshard_moves (shard, from_cluster, to_cluster)
+         SELECT * FROM unnest($1::int[], $2::text[], $3::text[])",
+    )
+    .bind(shards)
+    .bind(from)
+    .bind(to);
+    s.catalogue.execute(plan).await?;
+    progress(&format!(
+        "plan: {} of {} logical shards move ({:.1} %)",
+        moves.len(),
+        SHARD_COUNT,
+        100.0 * moves.len() as f64 / f64::from(SHARD_COUNT)
+    ));
+    run(s, opts, progress).await
+}
+
+/// The plan's shards not moved yet, by (source, target).
+async fn pending(s: &Shards) -> StoreResult<BTreeMap<(String, String), Vec<u16>>> {
+    let rows: Vec<(i32, String, String)> = s
+        .catalogue
+        .read_primary(|pool| async move {
+            sqlx::query_as(
+                "SELECT shard, from_cluster, to_cluster FROM reshard_moves WHERE NOT moved ORDER BY shard",
+            )
+            .fetch_all(&pool)
+            .await
+            .map_err(map_err)
+        })
+        .await?;
+    let mut out: BTreeMap<(String, String), Vec<u16>> = BTreeMap::new();
+    for (shard, from, to) in rows {
+        out.entry((from, to)).or_default().push(shard as u16);
+    }
+    Ok(out)
+}
+
+/// Runs (or resumes) the plan in the catalogue.
+pub(crate) async fn run(
+    s: &Shards,
+    opts: &ReshardOptions,
+    progress: &(dyn Fn(&str) + Sync),
+) -> StoreResult<ReshardReport> {
+    let mut report = ReshardReport {
+        rows_total: total_rows(s).await?,
+        ..ReshardReport::default()
+    };
+    let mut cut_overs = 0;
+    for ((from, to), shards) in pending(s).await? {
+        let pair = Pair::open(s, opts, &from, &to).await?;
+        pair.reset(&shards).await?;
+        let copy = Instant::now();
+        pair.subscribe(&shards, progress).await?;
+        report.copy_time += copy.elapsed();
+        for batch in shards.chunks(opts.batch.max(1)) {
+            if opts.stop_after.is_some_and(|n| cut_overs >= n) {
+                progress("stopping as asked; resume finishes the run");
+                report.epoch = s.map().epoch();
+                return Ok(report);
+            }
+            let started = Instant::now();
+            report.rows_moved += pair.cut_over(s, batch, cut_overs).await?;
+            report.pauses.push(started.elapsed());
+            report.shards_moved += batch.len();
+            cut_overs += 1;
+            progress(&format!(
+                "{from} -> {to}: {} of {} shards moved, write pause {} ms",
+                report.shards_moved,
+                shards.len(),
+                started.elapsed().as_millis()
+            ));
+        }
+        pair.unsubscribe().await?;
+    }
+    cleanup(s, progress).await?;
+    report.finished = true;
+    report.epoch = s.map().epoch();
+    Ok(report)
+}
+
+/// Rows of the moved tables on every cluster.
+async fn total_rows(s: &Shards) -> StoreResult<u64> {
+    let mut total = 0;
+    for (_, db) in s.clusters() {
+        for (table, _) in TABLES {
+            let n: i64 = db
+                .read_primary(|pool| async move {
+                    sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {table}")))
+                        .fetch_one(&pool)
+                        .await
+                        .map_err(map_err)
+                })
+                .await?;
+            total += n as u64;
+        }
+    }
+    Ok(total)
+}
+
+/// One source and one target of a run.
+struct Pair<'a> {
+    from: &'a str,
+    to: &'a str,
+    source: &'a Db,
+    target: &'a Db,
+    source_admin: PgPool,
+    target_admin: PgPool,
+    source_url: String,
+    /// The schema the application's tables are in (the same on both).
+    schema: String,
+    name: String,
+}
+
+async fn admin_pool(opts: &ReshardOptions, cluster: &str) -> StoreResult<(PgPool, String)> {
+    let url = opts
+        .admin_urls
+        .iter()
+        .find(|(n, _)| n == cluster)
+        .map(|(_, u)| u.clone())
+        .ok_or_else(|| other(format!("no admin URL for cluster {cluster}")))?;
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(2)
+        .connect(&url)
+        .await
+        .map_err(map_err)?;
+    Ok((pool, url))
+}
+
+async fn run_sql(pool: &PgPool, sql: String) -> StoreResult<()> {
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+        .execute(pool)
+        .await
+        .map(drop)
+        .map_err(map_err)
+}
+
+impl<'a> Pair<'a> {
+    async fn open(
+        s: &'a Shards,
+        opts: &ReshardOptions,
+        from: &'a str,
+        to: &'a str,
+    ) -> StoreResult<Self> {
+        let (source_admin, source_url) = admin_pool(opts, from).await?;
+        let (target_admin, _) = admin_pool(opts, to).await?;
+        let source = s
+            .find(from)
+            .ok_or_else(|| other(format!("unknown cluster {from}")))?;
+        let target = s
+            .find(to)
+            .ok_or_else(|| other(format!("unknown cluster {to}")))?;
+        let schema: String = source
+            .read_primary(|pool| async move {
+                sqlx::query_scalar("SELECT current_schema()")
+                    .fetch_one(&pool)
+                    .await
+                    .map_err(map_err)
+            })
+            .await?;
+        Ok(Self {
+            from,
+            to,
+            source,
+            target,
+            source_admin,
+            target_admin,
+            source_url,
+            schema,
+            name: format!("crescendo_move_{from}_to_{to}").replace('-', "_"),
+        })
+    }
+
+    /// Clears what an interrupted run left: its subscription and publication, the target's
+    /// copies of the shards still to move, and the source's ownership of them.
+    async fn reset(&self, shards: &[u16]) -> StoreResult<()> {
+        let (name, schema) = (&self.name, &self.schema);
+        let exists: Option<String> =
+            sqlx::query_scalar("SELECT subname::text FROM pg_subscription WHERE subname = $1")
+                .bind(name)
+                .fetch_optional(&self.target_admin)
+                .await
+                .map_err(map_err)?;
+        if exists.is_some() {
+            run_sql(&self.target_admin, format!("DROP SUBSCRIPTION {name}")).await?;
+        }
+        run_sql(
+            &self.source_admin,
+            format!("DROP PUBLICATION IF EXISTS {name}"),
+        )
+        .await?;
+        let list = array(shards);
+        let mut clear = format!(
+            "DELETE FROM {schema}.owned_shards WHERE shard = ANY({list});
+             DELETE FROM {schema}.reshard_marks WHERE source = '{}';",
+            self.from
+        );
+        for (table, column) in TABLES.iter().rev() {
+            clear.push_str(&format!(
+                "DELETE FROM {schema}.{table} WHERE ({column} & 4095) = ANY({list});"
+            ));
+        }
+        run_sql(&self.target_admin, clear).await?;
+        run_sql(
+            &self.source_admin,
+            format!(
+                "INSERT INTO {schema}.owned_shards SELECT unnest({list}) ON CONFLICT DO NOTHING;
+                 DELETE FROM {schema}.reshard_marks WHERE source = '{}';",
+                self.from
+            ),
+        )
+        .await
+    }
+
+    /// Publishes `shards` on the source, subscribes the target, and waits for the copy.
+    async fn subscribe(&self, shards: &[u16], progress: &(dyn Fn(&str) + Sync)) -> StoreResult<()> {
+        let (name, schema) = (&self.name, &self.schema);
+        let list = array(shards);
+        let mut tables: Vec<String> = TABLES
+            .iter()
+            .map(|(t, c)| format!("{schema}.{t} WHERE (({c} & 4095) = ANY({list}))"))
+            .collect();
+        tables.push(format!(
+            "{schema}.reshard_marks WHERE (source = '{}')",
+            self.from
+        ));
+        run_sql(
+            &self.source_admin,
+            format!(
+                "CREATE PUBLICATION {name} FOR TABLE {} WITH (publish = 'insert, update, delete')",
+                tables.join(", ")
+            ),
+        )
+        .await?;
+        let conninfo = self.source_url.replace('\'', "''");
+        run_sql(
+            &self.target_admin,
+            format!("CREATE SUBSCRIPTION {name} CONNECTION '{conninfo}' PUBLICATION {name} WITH (copy_data = true)"),
+        )
+        .await?;
+        progress(&format!(
+            "{} -> {}: copying {} shards",
+            self.from,
+            self.to,
+            shards.len()
+        ));
+        let deadline = Instant::now() + Duration::from_secs(600);
+        loop {
+            let (tables, ready): (i64, i64) = sqlx::query_as(
+                "SELECT COUNT(*), COUNT(*) FILTER (WHERE r.srsubstate IN ('r', 's'))
+                 FROM pg_subscription_rel r JOIN pg_subscription s ON s.oid = r.srsubid
+                 WHERE s.subname = $1",
+            )
+            .bind(name)
+            .fetch_one(&self.target_admin)
+            .await
+            .map_err(map_err)?;
+            if tables as usize == TABLES.len() + 1 && ready == tables {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(other(format!(
+                    "{name}: the initial copy did not finish within 10 minutes"
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Moves `batch` (see the module's notes); returns how many rows it holds.
+    async fn cut_over(&self, s: &Shards, batch: &[u16], n: usize) -> StoreResult<u64> {
+        let shards: Vec<i32> = batch.iter().map(|&b| i32::from(b)).collect();
+        // fence: waits for the writes in flight, refuses the rest
+        let fence = sqlx::query("DELETE FROM owned_shards WHERE shard = ANY($1)").bind(&shards);
+        self.source.execute(fence).await?;
+        let mark = sqlx::query("INSERT INTO reshard_marks (source, batch) VALUES ($1, $2)")
+            .bind(self.from)
+            .bind(n as i64);
+        self.source.execute(mark).await?;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let arrived: Option<i64> = self
+                .target
+                .read_primary(|pool| async move {
+                    sqlx::query_scalar(
+                        "SELECT batch FROM reshard_marks WHERE source = $1 AND batch = $2",
+                    )
+                    .bind(self.from)
+                    .bind(n as i64)
+                    .fetch_optional(&pool)
+                    .await
+                    .map_err(map_err)
+                })
+                .await?;
+            if arrived.is_some() {
+                break;
+            }
+            if Instant::now() > deadline {
+                self.unfence(&shards).await?;
+                return Err(other(
+                    "the target did not confirm the source's position within 60 s",
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let here = checksums(self.source, &shards).await?;
+        let there = checksums(self.target, &shards).await?;
+        if here != there {
+            self.unfence(&shards).await?;
+            return Err(other(format!(
+                "logical shards {batch:?}: rows differ between {} and {} after the copy",
+                self.from, self.to
+            )));
+        }
+        let own =
+            sqlx::query("INSERT INTO owned_shards SELECT unnest($1::int[]) ON CONFLICT DO NOTHING")
+                .bind(&shards);
+        self.target.execute(own).await?;
+        let mut tx = s.catalogue.begin().await?;
+        for sql in [
+            "UPDATE shard_homes SET cluster = $2 WHERE shard = ANY($1)",
+            "UPDATE reshard_moves SET moved = true WHERE shard = ANY($1) AND $2 = to_cluster",
+        ] {
+            sqlx::query(sql)
+                .bind(&shards)
+                .bind(self.to)
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+        }
+        sqlx::query("UPDATE map_epoch SET epoch = epoch + 1")
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        s.catalogue.commit(tx).await?;
+        s.refresh().await?;
+        Ok(here.values().map(|(rows, _)| *rows as u64).sum())
+    }
+
+    /// Gives `shards` back to the source (a cut-over that failed its checks).
+    async fn unfence(&self, shards: &[i32]) -> StoreResult<()> {
+        let own =
+            sqlx::query("INSERT INTO owned_shards SELECT unnest($1::int[]) ON CONFLICT DO NOTHING")
+                .bind(shards);
+        self.source.execute(own).await.map(drop)
+    }
+
+    async fn unsubscribe(&self) -> StoreResult<()> {
+        run_sql(
+            &self.target_admin,
+            format!("DROP SUBSCRIPTION {}", self.name),
+        )
+        .await?;
+        run_sql(
+            &self.source_admin,
+            format!("DROP PUBLICATION {}", self.name),
+        )
+        .await
+    }
+}
+
+/// Per (table, logical shard): rows and the sum of their rows' hashes, on `db`.
+async fn checksums(db: &Db, shards: &[i32]) -> StoreResult<BTreeMap<(String, i32), (i64, String)>> {
+    let mut out = BTreeMap::new();
+    for (table, column) in TABLES {
+        let rows: Vec<(i32, i64, String)> = db
+            .read_primary(|pool| async move {
+                sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "SELECT ({column} & 4095)::int, COUNT(*), SUM(hashtextextended(t::text, 0)::numeric)::text
+                     FROM {table} t WHERE ({column} & 4095) = ANY($1) GROUP BY 1"
+                )))
+                .bind(shards)
+                .fetch_all(&pool)
+                .await
+                .map_err(map_err)
+            })
+            .await?;
+        for (shard, n, sum) in rows {
+            out.insert((table.to_string(), shard), (n, sum));
+        }
+    }
+    Ok(out)
+}
+
+/// Removes the moved shards' rows from their old homes, then the plan.
+async fn cleanup(s: &Shards, progress: &(dyn Fn(&str) + Sync)) -> StoreResult<()> {
+    let moved: Vec<(i32, String)> = s
+        .catalogue
+        .read_primary(|pool| async move {
+            sqlx::query_as("SELECT shard, from_cluster FROM reshard_moves WHERE moved")
+                .fetch_all(&pool)
+                .await
+                .map_err(map_err)
+        })
+        .await?;
+    let mut by_source: BTreeMap<String, Vec<i32>> = BTreeMap::new();
+    for (shard, from) in moved {
+        by_source.entry(from).or_default().push(shard);
+    }
+    for (from, shards) in by_source {
+        let db = s
+            .find(&from)
+            .ok_or_else(|| other(format!("unknown cluster {from}")))?;
+        let mut tx = db.begin().await?;
+        for (table, column) in TABLES.iter().rev() {
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DELETE FROM {table} WHERE ({column} & 4095) = ANY($1)"
+            )))
+            .bind(&shards)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        }
+        db.commit(tx).await?;
+        progress(&format!(
+            "{from}: removed the rows of {} moved shards",
+            shards.len()
+        ));
+    }
+    s.catalogue
+        .execute(sqlx::query("DELETE FROM reshard_moves"))
+        .await
+        .map(drop)
+}
+
+/// Ends an interrupted run without finishing it: the shards not cut over yet stay with (or
+/// return to) their source, its subscriptions and publications are dropped, and the plan is
+/// removed. Shards already cut over stay on their new home, their old rows removed; a run
+/// towards the old placement moves them back.
+pub(crate) async fn abort(
+    s: &Shards,
+    opts: &ReshardOptions,
+    progress: &(dyn Fn(&str) + Sync),
+) -> StoreResult<()> {
+    for ((from, to), shards) in pending(s).await? {
+        let pair = Pair::open(s, opts, &from, &to).await?;
+        pair.reset(&shards).await?;
+        run_sql(
+            &pair.source_admin,
+            format!("DROP PUBLICATION IF EXISTS {}", pair.name),
+        )
+        .await?;
+        progress(&format!(
+            "{from} -> {to}: {} shards stay on {from}",
+            shards.len()
+        ));
+    }
+    cleanup(s, progress).await
+}

@@ -1,0 +1,411 @@
+//! Online resharding on real PostgreSQL servers: 2 → 3 clusters under a write load, with
+//! exact accounting of every acknowledged write, reads throughout, and the same run
+//! interrupted halfway and resumed; a node with a stale map cannot write to a moved shard's
+//! old home.
+
+use crescendo_domain::Id;
+use crescendo_store::shard_map::ShardMap;
+use crescendo_store::{ArticleFilter, NewArticle, NewUser, Page, Store};
+use crescendo_store_postgres::{
+    PgOptions, ReshardOptions, ReshardReport, ReshardTarget, ShardedOptions, ShardedStore,
+};
+use crescendo_topology::pg::Postgres;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Three servers with logical replication on: c1 (with the catalogue), c2, and c3, which
+/// starts as a spare holding no shard.
+struct Deployment {
+    servers: Vec<Postgres>,
+}
+
+impl Deployment {
+    async fn start() -> Self {
+        let servers = tokio::task::spawn_blocking(|| {
+            (0..3)
+                .map(|_| Postgres::start(&[("wal_level", "logical")]).expect("postgres starts"))
+                .collect::<Vec<_>>()
+        })
+        .await
+        .unwrap();
+        servers[0].query("CREATE DATABASE catalogue").unwrap();
+        Self { servers }
+    }
+
+    fn url(&self, i: usize) -> String {
+        self.servers[i].url("postgres")
+    }
+
+    /// A node: its own connections, the map checked every `check` (the background task).
+    async fn node(&self, check: Duration) -> ShardedStore {
+        let mut opts = ShardedOptions::new(
+            PgOptions::new(self.servers[0].url("catalogue")),
+            (0..3)
+                .map(|i| (format!("c{}", i + 1), PgOptions::new(self.url(i))))
+                .collect(),
+        );
+        opts.spare = vec!["c3".into()];
+        opts.map_check_interval = check;
+        ShardedStore::open(&opts)
+            .await
+            .expect("the sharded store opens")
+    }
+
+    fn reshard_options(&self, stop_after: Option<usize>) -> ReshardOptions {
+        ReshardOptions {
+            admin_urls: (0..3)
+                .map(|i| (format!("c{}", i + 1), self.url(i)))
+                .collect(),
+            batch: 128,
+            stop_after,
+        }
+    }
+
+    /// `sql`'s single number on server `i`.
+    fn count(&self, i: usize, sql: &str) -> u64 {
+        self.servers[i].query(sql).unwrap().parse().unwrap()
+    }
+}
+
+fn new_user(name: &str) -> NewUser {
+    NewUser {
+        username: name.into(),
+        email: format!("{name}@example.com"),
+        password_hash: "$argon2id$fake".into(),
+    }
+}
+
+/// What the writers were told succeeded.
+#[derive(Default)]
+struct Acked {
+    articles: Vec<Id>,
+    comments: Vec<(Id, i64)>,
+    follows: Vec<(Id, Id)>,
+    favorites: Vec<(Id, Id)>,
+}
+
+/// Writers (articles, comments, follows, favourites) and a reader, until `stop`.
+async fn load(
+    s: ShardedStore,
+    users: Vec<Id>,
+    stop: Arc<AtomicBool>,
+    failed_reads: Arc<AtomicU64>,
+) -> (Acked, u64) {
+    let reader = {
+        let (s, stop, users) = (s.clone(), Arc::clone(&stop), users.clone());
+        tokio::spawn(async move {
+            let mut reads = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let all = Page {
+                    limit: 20,
+                    offset: 0,
+                };
+                let list = s.list_article_ids(&ArticleFilter::All, all).await;
+                let user = s.user_by_id(users[reads as usize % users.len()]).await;
+                if list.is_err() || !matches!(user, Ok(Some(_))) {
+                    failed_reads.fetch_add(1, Ordering::Relaxed);
+                }
+                reads += 1;
+            }
+            reads
+        })
+    };
+    let mut acked = Acked::default();
+    let mut i = 0usize;
+    while !stop.load(Ordering::Relaxed) {
+        let author = users[i % users.len()];
+        let other = users[(i * 7 + 3) % users.len()];
+        let article = s
+            .create_article(NewArticle {
+                author_id: author,
+                title: format!("during the move {i}"),
+                description: "d".into(),
+                body: "b".into(),
+                tags: vec!["moving".into()],
+                cover_image: String::new(),
+            })
+            .await
+            .expect("a write during the move succeeds");
+        acked.articles.push(article.id);
+        let c = s
+            .create_comment(article.id, other, format!("c{i}"))
+            .await
+            .unwrap();
+        acked.comments.push((article.id, c.id.as_i64()));
+        if other != author && s.follow(other, author).await.unwrap() {
+            acked.follows.push((other, author));
+        }
+        if s.favorite(other, article.id).await.unwrap() {
+            acked.favorites.push((other, article.id));
+        }
+        i += 1;
+    }
+    (acked, reader.await.unwrap())
+}
+
+/// Every acknowledged write is on its home under `map` once, and nowhere else.
+fn accounted(d: &Deployment, map: &ShardMap, acked: &Acked) {
+    let server =
+        |id: Id| -> usize { map.cluster_of(id.shard())[1..].parse::<usize>().unwrap() - 1 };
+    for &a in &acked.articles {
+        for i in 0..3 {
+            let n = d.count(i, &format!("SELECT COUNT(*) FROM articles WHERE id = {a}"));
+            assert_eq!(n, u64::from(i == server(a)), "article {a} on c{}", i + 1);
+        }
+    }
+    for &(a, c) in &acked.comments {
+        let n: u64 = (0..3)
+            .map(|i| {
+                d.count(
+                    i,
+                    &format!("SELECT COUNT(*) FROM comments WHERE id = {c} AND article_id = {a}"),
+                )
+            })
+            .sum();
+        assert_eq!(n, 1, "comment {c}");
+        assert_eq!(
+            d.count(
+                server(a),
+                &format!("SELECT COUNT(*) FROM comments WHERE id = {c}")
+            ),
+            1
+        );
+    }
+    for &(f, e) in &acked.follows {
+        let n: u64 = (0..3)
+            .map(|i| {
+                d.count(
+                    i,
+                    &format!(
+                        "SELECT COUNT(*) FROM follows WHERE follower_id = {f} AND followee_id = {e}"
+                    ),
+                )
+            })
+            .sum();
+        assert_eq!(n, 1, "follow {f} -> {e}");
+    }
+    for &(u, a) in &acked.favorites {
+        let n = d.count(
+            server(a),
+            &format!("SELECT COUNT(*) FROM favorites WHERE user_id = {u} AND article_id = {a}"),
+        );
+        assert_eq!(n, 1, "favourite {u} -> {a}");
+    }
+    // each article's count is its favourites' rows
+    for i in 0..3 {
+        let wrong = d.count(
+            i,
+            "SELECT COUNT(*) FROM articles a WHERE favorites_count <> (SELECT COUNT(*) FROM favorites f WHERE f.article_id = a.id)",
+        );
+        assert_eq!(wrong, 0, "favourite counts on c{}", i + 1);
+    }
+}
+
+/// Sets up users on c1 and c2, runs `reshard` under load, and checks everything.
+async fn moved_under_load<F, Fut>(reshard: F)
+where
+    F: FnOnce(ShardedStore, Vec<(String, String)>) -> Fut,
+    Fut: std::future::Future<Output = ReshardReport>,
+{
+    let d = Deployment::start().await;
+    let s = d.node(Duration::from_secs(1)).await;
+    assert!(!s.map().clusters().contains(&"c3".to_string()));
+    let mut users = Vec::new();
+    for i in 0..24 {
+        users.push(s.create_user(new_user(&format!("u{i}"))).await.unwrap().id);
+    }
+    let before = s.map();
+    let stop = Arc::new(AtomicBool::new(false));
+    let failed_reads = Arc::new(AtomicU64::new(0));
+    let writers = tokio::spawn(load(
+        s.clone(),
+        users.clone(),
+        Arc::clone(&stop),
+        Arc::clone(&failed_reads),
+    ));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let report = reshard(s.clone(), d.reshard_options(None).admin_urls).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, Ordering::Relaxed);
+    let (acked, reads) = writers.await.unwrap();
+
+    let after = s.map();
+    let moved = before.moves_to(&after);
+    assert!(
+        moved.iter().all(|m| m.to == "c3"),
+        "only to the new cluster"
+    );
+    let share = moved.len() as f64 / 4096.0;
+    assert!(
+        (0.25..0.42).contains(&share),
+        "{share} of the shards moved, ideally 1/3"
+    );
+    assert_eq!(report.shards_moved, moved.len());
+    let mut pauses = report.pauses.clone();
+    pauses.sort();
+    eprintln!(
+        "resharding 2 -> 3: {} shards ({:.1} %), {} of {} rows moved, copy {} ms, {} cut-overs, write pause p50 {} ms max {} ms; {} writes acked, {} reads, {} failed",
+        moved.len(),
+        100.0 * share,
+        report.rows_moved,
+        report.rows_total,
+        report.copy_time.as_millis(),
+        pauses.len(),
+        pauses[pauses.len() / 2].as_millis(),
+        pauses.last().unwrap().as_millis(),
+        acked.articles.len(),
+        reads,
+        failed_reads.load(Ordering::Relaxed)
+    );
+    assert_eq!(
+        failed_reads.load(Ordering::Relaxed),
+        0,
+        "reads succeed throughout"
+    );
+    assert!(!acked.articles.is_empty());
+    accounted(&d, &after, &acked);
+    // users too: each on its home once
+    let per_server: u64 = (0..3)
+        .map(|i| d.count(i, "SELECT COUNT(*) FROM users"))
+        .sum();
+    assert_eq!(per_server, 24);
+    assert!(
+        d.count(2, "SELECT COUNT(*) FROM users") > 0,
+        "c3 holds users now"
+    );
+    // the moved shards' old homes hold none of their rows
+    for m in &moved {
+        let i = m.from[1..].parse::<usize>().unwrap() - 1;
+        let n = d.count(
+            i,
+            &format!(
+                "SELECT COUNT(*) FROM articles WHERE (id & 4095) = {}",
+                m.shard.get()
+            ),
+        );
+        assert_eq!(n, 0, "shard {} left on {}", m.shard.get(), m.from);
+    }
+}
+
+fn options(admin_urls: Vec<(String, String)>, stop_after: Option<usize>) -> ReshardOptions {
+    ReshardOptions {
+        admin_urls,
+        batch: 128,
+        stop_after,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resharding_two_to_three_under_writes_loses_and_duplicates_nothing() {
+    moved_under_load(|s, urls| async move {
+        let report = s
+            .reshard(
+                &ReshardTarget::AddCluster("c3".into()),
+                &options(urls, None),
+                &|m| eprintln!("{m}"),
+            )
+            .await
+            .expect("the run finishes");
+        assert!(report.finished);
+        report
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resharding_run_interrupted_halfway_resumes_and_loses_nothing() {
+    moved_under_load(|s, urls| async move {
+        let first = s
+            .reshard(
+                &ReshardTarget::AddCluster("c3".into()),
+                &options(urls.clone(), Some(4)),
+                &|m| eprintln!("{m}"),
+            )
+            .await
+            .expect("the first half runs");
+        assert!(!first.finished);
+        assert_eq!(first.pauses.len(), 4);
+        // a new run refuses while this one is in progress
+        let again = s
+            .reshard(
+                &ReshardTarget::AddCluster("c3".into()),
+                &options(urls.clone(), None),
+                &|_| {},
+            )
+            .await;
+        assert!(again.is_err());
+        let rest = s
+            .resume_reshard(&options(urls, None), &|m| eprintln!("{m}"))
+            .await
+            .expect("the run resumes and finishes");
+        assert!(rest.finished);
+        ReshardReport {
+            shards_moved: first.shards_moved + rest.shards_moved,
+            rows_moved: first.rows_moved + rest.rows_moved,
+            rows_total: first.rows_total,
+            pauses: [first.pauses, rest.pauses].concat(),
+            copy_time: first.copy_time + rest.copy_time,
+            finished: true,
+            epoch: rest.epoch,
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_with_a_stale_map_cannot_write_to_a_moved_shards_old_home() {
+    let d = Deployment::start().await;
+    let fresh = d.node(Duration::from_secs(1)).await;
+    // this node never checks the map on its own
+    let stale = d.node(Duration::from_secs(3600)).await;
+    let user = fresh.create_user(new_user("mover")).await.unwrap();
+    let home = fresh.map().cluster_of(user.id.shard()).to_string();
+    let target = if home == "c1" { "c2" } else { "c1" };
+    fresh
+        .reshard(
+            &ReshardTarget::MoveShard(user.id.shard().get(), target.into()),
+            &d.reshard_options(None),
+            &|_| {},
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        stale.map().cluster_of(user.id.shard()),
+        home,
+        "the stale node's map"
+    );
+    // its write is refused by the old home and lands on the new one
+    let a = stale
+        .create_article(NewArticle {
+            author_id: user.id,
+            title: "written with a stale map".into(),
+            description: "d".into(),
+            body: "b".into(),
+            tags: vec![],
+            cover_image: String::new(),
+        })
+        .await
+        .expect("the write is retried on the new home");
+    let (old, new) = (
+        home[1..].parse::<usize>().unwrap() - 1,
+        target[1..].parse::<usize>().unwrap() - 1,
+    );
+    let on = |i: usize| {
+        d.count(
+            i,
+            &format!("SELECT COUNT(*) FROM articles WHERE id = {}", a.id),
+        )
+    };
+    assert_eq!((on(old), on(new)), (0, 1));
+    assert_eq!(
+        stale.map().cluster_of(user.id.shard()),
+        target,
+        "the node reloaded its map"
+    );
+    assert!(
+        d.count(old, "SELECT COUNT(*) FROM users") == 0,
+        "the old home kept no row of the user"
+    );
+}
