@@ -469,6 +469,40 @@ async fn a_server_that_stalls_through_an_invalidation_leaves_and_is_flushed_befo
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalidation_that_timed_out_on_a_stalled_server_still_runs_there_when_it_resumes() {
+    // arrange: two nodes whose monitors do not check during the test (so neither flushes
+    // the server), both reading an entry on the victim
+    let s = servers(2).await;
+    let mut opts = RingOptions::new(s.urls());
+    opts.check_interval = Duration::from_secs(3600);
+    let writer = RedisCache::connect(&opts).await.expect("ring connects");
+    let reader = RedisCache::connect(&opts).await.expect("ring connects");
+    let victim = 0;
+    let key = key_on(&writer, &s.servers[victim], 0);
+    let version = writer.lookup(&key, 0).await.unwrap().version;
+    writer
+        .fill(&key, version, Bytes::from_static(b"old"), TTL)
+        .await
+        .unwrap();
+
+    // act: the writer's invalidation times out on the stalled server
+    pause(&s.servers[victim], true);
+    writer
+        .invalidate(std::slice::from_ref(&key), 7)
+        .await
+        .unwrap();
+    pause(&s.servers[victim], false);
+
+    // assert: the writer took the server out; the reader, which kept it, does not read the
+    // old value from it
+    assert!(!writer.members()[victim].1);
+    assert!(reader.members()[victim].1);
+    let seen = reader.lookup(&key, 0).await.unwrap();
+    assert_ne!(seen.version, version, "the invalidation did not run");
+    assert_eq!(seen.value, None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_that_stays_stalled_leaves_after_missing_checks_and_rejoins_flushed() {
     // arrange
     let s = servers(2).await;

@@ -17,8 +17,8 @@
 //!   slow, which on a loaded machine is no reason to refuse the writes or reads it would
 //!   still serve; it is out only after [`MISSED_CHECKS_DOWN`] such checks in a row. Any
 //!   answered check resets the count. A probe a check stopped waiting for is left running
-//!   and waited on by the next check, so a slow answer still counts when it comes. A query that fails on a replica takes it out at once
-//!   (the read is repeated on the primary).
+//!   and waited on by the next check, so a slow answer still counts when it comes. A query
+//!   that fails on a replica takes it out at once (the read is repeated on the primary).
 //!
 //! A read goes, round-robin, to a readable replica that has replayed the request's fence
 //! (see `crescendo_store::fence`), else to the primary.

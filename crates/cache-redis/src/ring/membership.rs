@@ -105,22 +105,26 @@ impl Ring {
         Err(CacheError::Unavailable(format!("{name}: {why}")))
     }
 
-    /// A new connection to node `i`, within the time-out.
+    /// A new connection to node `i`, within the time-out, on which the server has learnt the
+    /// invalidation script. An invalidation that times out on a slow server then still runs
+    /// there when it resumes; had the server not known the script, it would answer with an
+    /// error that nobody is left to retry on.
     pub(super) async fn connect(&self, i: usize) -> Option<MultiplexedConnection> {
         let cfg = redis::AsyncConnectionConfig::new()
             .set_connection_timeout(Some(self.timeout))
             .set_response_timeout(Some(self.timeout));
-        match tokio::time::timeout(
-            self.timeout,
-            self.nodes[i]
+        let connected = async {
+            let mut conn = self.nodes[i]
                 .client
-                .get_multiplexed_async_connection_with_config(&cfg),
-        )
-        .await
-        {
-            Ok(Ok(c)) => Some(c),
-            _ => None,
-        }
+                .get_multiplexed_async_connection_with_config(&cfg)
+                .await?;
+            self.scripts.invalidate.load_async(&mut conn).await?;
+            Ok::<_, RedisError>(conn)
+        };
+        tokio::time::timeout(self.timeout, connected)
+            .await
+            .ok()
+            .and_then(Result::ok)
     }
 
     /// One check of node `i`.
@@ -142,6 +146,7 @@ impl Ring {
                 *node.live_at.lock().expect("live_at lock is never poisoned") =
                     Instant::now() + self.check_interval * 2;
                 *node.conn.lock().expect("conn lock is never poisoned") = Some(conn);
+                node.misses.store(0, Ordering::Release);
                 node.state.store(WARMING, Ordering::Release);
                 tracing::info!(node = %node.name, "cache server answers again; flushed it, it takes invalidations now and reads shortly");
             }
