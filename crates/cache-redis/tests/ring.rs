@@ -1,6 +1,7 @@
 //! The Redis ring under `ReadThrough`, on real Redis servers the tests start: two "web
 //! nodes" (two `ReadThrough`s, each with its own ring client) share three servers.
 
+use bytes::Bytes;
 use crescendo_cache::{Cache, ReadThrough};
 use crescendo_cache_redis::{RedisCache, RingOptions};
 use crescendo_topology::redis::Redis;
@@ -355,38 +356,96 @@ async fn a_killed_server_leaves_within_a_second_and_rejoins_flushed() {
     assert_eq!(db.read(&b, &owned).await, "two");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_server_that_stalled_through_a_write_is_flushed_before_it_is_read_again() {
+/// Stops (`SIGSTOP`) or resumes (`SIGCONT`) a server: it keeps its memory and its
+/// connections, and answers nothing until it resumes, as a server too busy to answer would.
+fn pause(server: &Redis, stopped: bool) {
     use nix::sys::signal::{Signal, kill};
     use nix::unistd::Pid;
+    let signal = if stopped {
+        Signal::SIGSTOP
+    } else {
+        Signal::SIGCONT
+    };
+    kill(Pid::from_raw(server.pid() as i32), signal).unwrap();
+}
+
+/// The first of `article:0`, `article:1`… that `ring` places on `server`, after `skip` of them.
+fn key_on(ring: &RedisCache, server: &Redis, skip: usize) -> String {
+    let name = server.addr().to_string();
+    (0..)
+        .map(|i| format!("article:{i}"))
+        .filter(|k| ring.owner_of(k).unwrap() == name)
+        .nth(skip)
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_answers_a_lookup_late_stays_in_the_ring_with_its_entries() {
+    // arrange: a ring whose monitor does not check during the test, and an entry on the
+    // victim
+    let s = servers(2).await;
+    let mut opts = RingOptions::new(s.urls());
+    opts.check_interval = Duration::from_secs(3600);
+    let ring = RedisCache::connect(&opts).await.expect("ring connects");
+    let victim = 0;
+    let key = key_on(&ring, &s.servers[victim], 0);
+    let version = ring.lookup(&key, 0).await.unwrap().version;
+    ring.fill(&key, version, Bytes::from_static(b"cached"), TTL)
+        .await
+        .unwrap();
+
+    // act: the server stalls through a lookup longer than the time-out, then resumes
+    pause(&s.servers[victim], true);
+    let during = ring.lookup(&key, 0).await;
+    pause(&s.servers[victim], false);
+
+    // assert: the lookup fell back, and the server kept its place and its entries
+    assert!(
+        during.is_err(),
+        "the stalled server answered within the time-out: {during:?}"
+    );
+    assert!(
+        ring.members()[victim].1,
+        "a server that answered one lookup late left the ring"
+    );
+    let after = ring.lookup(&key, 0).await.unwrap();
+    assert_eq!(
+        (after.version, after.value.as_deref()),
+        (version, Some(&b"cached"[..])),
+        "the server's entry is served from it as before (it was not flushed)"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_stalls_through_an_invalidation_leaves_and_is_flushed_before_it_is_read_again()
+ {
+    // arrange: both nodes hold the victim's entry; another entry sits on the victim too
     let s = servers(3).await;
     let ((a, ring_a), (b, ring_b)) = (node(&s).await, node(&s).await);
     let db = Db::default();
     db.set("before");
     let victim = 2;
     let victim_name = s.servers[victim].addr().to_string();
-    let key = (0..)
-        .map(|i| format!("article:{i}"))
-        .find(|k| ring_a.owner_of(k).unwrap() == victim_name)
-        .unwrap();
+    let key = key_on(&ring_a, &s.servers[victim], 0);
+    let untouched = key_on(&ring_a, &s.servers[victim], 1);
     db.read(&a, &key).await;
     db.read(&b, &key).await;
-    // the server stops answering but keeps its memory (SIGSTOP), so it still holds "before"
-    let pid = Pid::from_raw(s.servers[victim].pid() as i32);
-    kill(pid, Signal::SIGSTOP).unwrap();
+    db.read(&a, &untouched).await;
+
+    // act: a write while the server is stalled
+    pause(&s.servers[victim], true);
     let stopped = Instant::now();
-    while ring_a.members()[victim].1 || ring_b.members()[victim].1 {
-        assert!(
-            stopped.elapsed() < Duration::from_secs(1),
-            "a stalled server stays in the ring"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    let left_after = stopped.elapsed();
     db.set("after");
     a.invalidate(std::slice::from_ref(&key)).await.unwrap();
+
+    // assert: the writer's node took the server out; the write is read everywhere
+    assert!(
+        !ring_a.members()[victim].1,
+        "a server an invalidation timed out on is still in the ring"
+    );
     assert_eq!(db.read(&b, &key).await, "after");
-    kill(pid, Signal::SIGCONT).unwrap();
+    let stalled_for = stopped.elapsed();
+    pause(&s.servers[victim], false);
     let back = Instant::now();
     while !(ring_a.members()[victim].1 && ring_b.members()[victim].1) {
         assert!(
@@ -396,16 +455,98 @@ async fn a_server_that_stalled_through_a_write_is_flushed_before_it_is_read_agai
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     eprintln!(
-        "a stalled server left the ring after {left_after:?}; rejoined {:?} after it resumed",
+        "stalled for {stalled_for:?}; rejoined {:?} after it resumed",
         back.elapsed()
     );
     assert_eq!(ring_b.owner_of(&key).unwrap(), victim_name);
-    assert_eq!(
-        db.read(&b, &key).await,
-        "after",
-        "the server's stale entry was flushed"
-    );
+    assert_eq!(db.read(&b, &key).await, "after");
     assert_eq!(db.read(&a, &key).await, "after");
+    assert_eq!(
+        ring_a.lookup(&untouched, 0).await.unwrap().value,
+        None,
+        "the server was flushed before it rejoined: an entry set before is gone"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalidation_that_timed_out_on_a_stalled_server_still_runs_there_when_it_resumes() {
+    // arrange: two nodes whose monitors do not check during the test (so neither flushes
+    // the server), both reading an entry on the victim
+    let s = servers(2).await;
+    let mut opts = RingOptions::new(s.urls());
+    opts.check_interval = Duration::from_secs(3600);
+    let writer = RedisCache::connect(&opts).await.expect("ring connects");
+    let reader = RedisCache::connect(&opts).await.expect("ring connects");
+    let victim = 0;
+    let key = key_on(&writer, &s.servers[victim], 0);
+    let version = writer.lookup(&key, 0).await.unwrap().version;
+    writer
+        .fill(&key, version, Bytes::from_static(b"old"), TTL)
+        .await
+        .unwrap();
+
+    // act: the writer's invalidation times out on the stalled server
+    pause(&s.servers[victim], true);
+    writer
+        .invalidate(std::slice::from_ref(&key), 7)
+        .await
+        .unwrap();
+    pause(&s.servers[victim], false);
+
+    // assert: the writer took the server out; the reader, which kept it, does not read the
+    // old value from it
+    assert!(!writer.members()[victim].1);
+    assert!(reader.members()[victim].1);
+    let seen = reader.lookup(&key, 0).await.unwrap();
+    assert_ne!(seen.version, version, "the invalidation did not run");
+    assert_eq!(seen.value, None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_stays_stalled_leaves_after_missing_checks_and_rejoins_flushed() {
+    // arrange
+    let s = servers(2).await;
+    let ring = RedisCache::connect(&RingOptions::new(s.urls()))
+        .await
+        .expect("ring connects");
+    let victim = 1;
+    let key = key_on(&ring, &s.servers[victim], 0);
+    let version = ring.lookup(&key, 0).await.unwrap().version;
+    ring.fill(&key, version, Bytes::from_static(b"cached"), TTL)
+        .await
+        .unwrap();
+
+    // act: the server stalls, with no command sent to it
+    pause(&s.servers[victim], true);
+    let stopped = Instant::now();
+    while ring.members()[victim].1 {
+        assert!(
+            stopped.elapsed() < Duration::from_secs(10),
+            "a stalled server stays in the ring"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let left_after = stopped.elapsed();
+    pause(&s.servers[victim], false);
+    let back = Instant::now();
+    while !ring.members()[victim].1 {
+        assert!(
+            back.elapsed() < Duration::from_secs(3),
+            "not back in the ring"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    // assert
+    eprintln!(
+        "a stalled server left the ring after {left_after:?}; rejoined {:?} after it resumed",
+        back.elapsed()
+    );
+    assert_eq!(
+        ring.lookup(&key, 0).await.unwrap().value,
+        None,
+        "it was flushed before it rejoined"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -219,8 +219,9 @@ pub struct CacheSettings {
     /// The cache servers (`redis`), e.g. `["redis://127.0.0.1:6379", …]`. They must hold
     /// nothing else: a server that rejoins the ring after an outage is flushed.
     pub redis_urls: Vec<String>,
-    /// Bound on each cache command (`redis`); a server slower than this leaves the ring
-    /// until it answers again.
+    /// Bound on each cache command and check (`redis`): a lookup or fill slower than this
+    /// falls back to the store; an invalidation slower than this, or three checks in a row,
+    /// take the server out of the ring until it answers again.
     pub redis_timeout_ms: u64,
     /// How often each cache server is checked (`redis`).
     pub redis_check_interval_ms: u64,

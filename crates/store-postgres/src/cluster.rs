@@ -9,16 +9,24 @@
 //! - **each replica's lag**: in bytes, and in time, as how long ago the primary was first
 //!   seen past the replica's replay position (samples of the primary's position are kept
 //!   for this). A replica is *readable* while it answers, is in recovery, and lags no more
-//!   than `max_lag`. One that stops answering is out at the next check (or at once, when a
-//!   query on it fails); it is back at the first check that finds it healthy.
+//!   than `max_lag`. It is back at the first check that finds it healthy.
+//! - **which servers are out**: a check that gets no answer in time (or an error) tells a
+//!   dead server from a busy one by opening a plain connection to its port. Refused (or any
+//!   other immediate failure): the server is gone and out at once, so a killed server
+//!   leaves within one check. Accepted, or not even that in time: the server is alive but
+//!   slow, which on a loaded machine is no reason to refuse the writes or reads it would
+//!   still serve; it is out only after [`MISSED_CHECKS_DOWN`] such checks in a row. Any
+//!   answered check resets the count. A probe a check stopped waiting for is left running
+//!   and waited on by the next check, so a slow answer still counts when it comes. A query
+//!   that fails on a replica takes it out at once (the read is repeated on the primary).
 //!
 //! A read goes, round-robin, to a readable replica that has replayed the request's fence
 //! (see `crescendo_store::fence`), else to the primary.
 
 use crescendo_telemetry::names;
-use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
@@ -29,6 +37,114 @@ pub const REPLICA_LAG_BYTES: &str = "crescendo_db_replica_lag_bytes";
 /// Gauge, 1 while a replica receives reads; label `node`.
 pub const REPLICA_READABLE: &str = "crescendo_db_replica_readable";
 
+/// Checks in a row a server may miss while its port still accepts connections (alive but
+/// busy) before it is taken out. A server whose port refuses them is out at the first.
+pub const MISSED_CHECKS_DOWN: u32 = 3;
+
+/// What one check heard from a server.
+#[derive(Clone, Copy, Debug)]
+enum Heard {
+    /// An answer: (in recovery, WAL position).
+    Answer(bool, i64),
+    /// No answer in time, but its port accepts connections (or takes too long to say):
+    /// alive and busy.
+    Late,
+    /// No answer, and its port refuses connections: the server is gone.
+    Gone,
+}
+
+impl Heard {
+    fn answer(self) -> Option<(bool, i64)> {
+        match self {
+            Self::Answer(in_recovery, lsn) => Some((in_recovery, lsn)),
+            Self::Late | Self::Gone => None,
+        }
+    }
+}
+
+/// Where a plain connect reaches a server, to tell a dead one (refused) from a busy one.
+#[derive(Clone, Debug)]
+enum Reach {
+    /// Host and port.
+    Tcp(String, u16),
+    /// A Unix socket's path.
+    Unix(String),
+}
+
+impl Reach {
+    /// Where `url` connects, as sqlx reads it; `None` if it cannot be read.
+    fn of(url: &str) -> Option<Self> {
+        let opts: PgConnectOptions = url.parse().ok()?;
+        let (host, port) = (opts.get_host(), opts.get_port());
+        Some(match opts.get_socket() {
+            Some(dir) => Self::Unix(format!("{}/.s.PGSQL.{port}", dir.display())),
+            None if host.starts_with('/') => Self::Unix(format!("{host}/.s.PGSQL.{port}")),
+            None => Self::Tcp(host.to_string(), port),
+        })
+    }
+
+    /// Whether the server's port takes a connection: `false` when the connect fails
+    /// (refused, reset, no such address); a connect that takes longer than `limit` counts
+    /// as taken, since only a loaded machine or network is that slow to refuse.
+    async fn accepts(&self, limit: Duration) -> bool {
+        let connect = async {
+            match self {
+                Self::Tcp(host, port) => tokio::net::TcpStream::connect((host.as_str(), *port))
+                    .await
+                    .is_ok(),
+                Self::Unix(path) => tokio::net::UnixStream::connect(path).await.is_ok(),
+            }
+        };
+        tokio::time::timeout(limit, connect).await.unwrap_or(true)
+    }
+}
+
+/// How many check time-outs a probe may take in all: one that a check stops waiting for
+/// goes on in the background, and the next check waits on it instead of starting another.
+/// Abandoning it would close its connection, and a connection that takes longer to open
+/// than a check waits (a loaded machine; the password exchange) would never open.
+const PROBE_PATIENCE: u32 = 10;
+
+/// A running probe: (in recovery, WAL position) if the server answered.
+type Probe = tokio::task::JoinHandle<Option<(bool, i64)>>;
+
+/// Asks a server for its role and WAL position, giving up after `patience`.
+async fn ask(probe: PgPool, patience: Duration) -> Option<(bool, i64)> {
+    let q = sqlx::query_as::<_, (bool, i64)>(
+        "SELECT pg_is_in_recovery(),
+                (CASE WHEN pg_is_in_recovery() THEN COALESCE(pg_last_wal_replay_lsn(), '0/0')
+                      ELSE pg_current_wal_lsn() END - '0/0'::pg_lsn)::bigint",
+    );
+    tokio::time::timeout(patience, q.fetch_one(&probe))
+        .await
+        .ok()
+        .and_then(Result::ok)
+}
+
+/// Waits up to `limit` for `n`'s answer (to the probe an earlier check left running, if
+/// any); without one, tells by a connect to its port whether it is late or gone.
+async fn hear(n: &Node, limit: Duration) -> Heard {
+    let pending = n
+        .pending
+        .lock()
+        .expect("probe lock is never poisoned")
+        .take();
+    let mut probe =
+        pending.unwrap_or_else(|| tokio::spawn(ask(n.probe.clone(), limit * PROBE_PATIENCE)));
+    let answer = match tokio::time::timeout(limit, &mut probe).await {
+        Ok(answer) => answer.ok().flatten(),
+        Err(_) => {
+            *n.pending.lock().expect("probe lock is never poisoned") = Some(probe);
+            None
+        }
+    };
+    match (answer, &n.reach) {
+        (Some((in_recovery, lsn)), _) => Heard::Answer(in_recovery, lsn),
+        (None, Some(reach)) if reach.accepts(limit).await => Heard::Late,
+        (None, _) => Heard::Gone,
+    }
+}
+
 /// One PostgreSQL server.
 pub(crate) struct Node {
     /// `host:port`, for logs and metric labels.
@@ -36,7 +152,13 @@ pub(crate) struct Node {
     pub pool: PgPool,
     /// A one-connection pool for the monitor, so a busy main pool never fails a check.
     probe: PgPool,
+    /// Where a plain connect reaches it, when a check gets no answer.
+    reach: Option<Reach>,
+    /// The probe a check stopped waiting for, still running (see [`PROBE_PATIENCE`]).
+    pending: Mutex<Option<Probe>>,
     up: AtomicBool,
+    /// Checks missed in a row while its port accepted connections (see [`Heard::Late`]).
+    misses: AtomicU32,
     in_recovery: AtomicBool,
     /// Replayed (replica) or written (primary) WAL position, as a byte offset.
     lsn: AtomicU64,
@@ -51,20 +173,23 @@ impl Node {
     fn new(
         url: &str,
         pool_opts: PgPoolOptions,
-        probe_timeout: Duration,
+        probe_patience: Duration,
     ) -> Result<Self, sqlx::Error> {
         let name = url_host_port(url);
         let pool = pool_opts.connect_lazy(url)?;
         let probe = PgPoolOptions::new()
             .max_connections(1)
             .min_connections(0)
-            .acquire_timeout(probe_timeout)
+            .acquire_timeout(probe_patience)
             .test_before_acquire(false)
             .connect_lazy(url)?;
         Ok(Self {
             pool,
             probe,
+            reach: Reach::of(url),
+            pending: Mutex::new(None),
             up: AtomicBool::new(true),
+            misses: AtomicU32::new(0),
             in_recovery: AtomicBool::new(false),
             lsn: AtomicU64::new(0),
             lag_ms: AtomicU64::new(0),
@@ -162,7 +287,7 @@ impl Cluster {
                     // a replica's broken connection is caught by the read retry; the
                     // primary keeps the check, so a write never starts on a dead one
                     .test_before_acquire(i == 0);
-                Node::new(url, pool, probe_timeout).map(Arc::new)
+                Node::new(url, pool, probe_timeout * PROBE_PATIENCE).map(Arc::new)
             })
             .collect::<Result<Vec<_>, _>>()?;
         for n in nodes.iter().skip(1) {
@@ -265,22 +390,16 @@ impl Cluster {
             (self.check_interval * 2).clamp(Duration::from_millis(100), Duration::from_millis(500));
         let mut probes = tokio::task::JoinSet::new();
         for (i, n) in self.nodes.iter().enumerate() {
-            let probe = n.probe.clone();
-            probes.spawn(async move {
-                let q = sqlx::query_as::<_, (bool, i64)>(
-                    "SELECT pg_is_in_recovery(),
-                            (CASE WHEN pg_is_in_recovery() THEN COALESCE(pg_last_wal_replay_lsn(), '0/0')
-                                  ELSE pg_current_wal_lsn() END - '0/0'::pg_lsn)::bigint",
-                );
-                (i, tokio::time::timeout(limit, q.fetch_one(&probe)).await.ok().and_then(Result::ok))
-            });
+            let n = Arc::clone(n);
+            probes.spawn(async move { (i, hear(&n, limit).await) });
         }
-        let mut answers: Vec<Option<(bool, i64)>> = vec![None; self.nodes.len()];
+        let mut heard = vec![Heard::Gone; self.nodes.len()];
         while let Some(joined) = probes.join_next().await {
-            if let Ok((i, answer)) = joined {
-                answers[i] = answer;
+            if let Ok((i, h)) = joined {
+                heard[i] = h;
             }
         }
+        let answers: Vec<Option<(bool, i64)>> = heard.iter().map(|h| h.answer()).collect();
         let now = Instant::now();
 
         // the primary: the current one while it answers as one, else one that does
@@ -315,12 +434,15 @@ impl Cluster {
 
         for (i, (n, answer)) in self.nodes.iter().zip(&answers).enumerate() {
             let Some((in_recovery, lsn)) = *answer else {
-                n.mark_down();
-                if i != primary {
-                    metrics::gauge!(REPLICA_READABLE, "node" => n.name.clone()).set(0.0);
+                let gone = matches!(heard[i], Heard::Gone);
+                if !Self::missed(n, i == primary, gone) && i != primary {
+                    // a late replica's last known position ages as the primary moves on
+                    let last = n.lsn.load(Ordering::Acquire);
+                    self.measure(n, last, (&samples, newest, keep), now);
                 }
                 continue;
             };
+            n.misses.store(0, Ordering::Release);
             let lsn = lsn as u64;
             n.in_recovery.store(in_recovery, Ordering::Release);
             n.lsn.store(lsn, Ordering::Release);
@@ -329,29 +451,57 @@ impl Cluster {
                 n.up.store(true, Ordering::Release);
                 continue;
             }
-            let lag = if lsn >= newest {
-                Duration::ZERO
-            } else {
-                // how long ago the primary was first seen past this replica
-                samples
-                    .iter()
-                    .find(|&&(_, p)| p > lsn)
-                    .map_or(keep, |&(t, _)| now.duration_since(t))
-            };
-            n.lag_ms.store(lag.as_millis() as u64, Ordering::Release);
             if !n.up.swap(true, Ordering::AcqRel) {
                 tracing::info!(node = %n.name, "database server answering");
             }
-            metrics::gauge!(REPLICA_LAG_SECONDS, "node" => n.name.clone()).set(lag.as_secs_f64());
-            metrics::gauge!(REPLICA_LAG_BYTES, "node" => n.name.clone())
-                .set(newest.saturating_sub(lsn) as f64);
-            let readable = self.readable(n, 0);
-            metrics::gauge!(REPLICA_READABLE, "node" => n.name.clone()).set(if readable {
-                1.0
-            } else {
-                0.0
-            });
+            self.measure(n, lsn, (&samples, newest, keep), now);
         }
+    }
+
+    /// Sets replica `n`'s lag at WAL position `lsn` from the primary's positions (samples,
+    /// the newest, how long they are kept), and its gauges.
+    fn measure(
+        &self,
+        n: &Node,
+        lsn: u64,
+        (samples, newest, keep): (&VecDeque<(Instant, u64)>, u64, Duration),
+        now: Instant,
+    ) {
+        let lag = if lsn >= newest {
+            Duration::ZERO
+        } else {
+            // how long ago the primary was first seen past this replica
+            samples
+                .iter()
+                .find(|&&(_, p)| p > lsn)
+                .map_or(keep, |&(t, _)| now.duration_since(t))
+        };
+        n.lag_ms.store(lag.as_millis() as u64, Ordering::Release);
+        metrics::gauge!(REPLICA_LAG_SECONDS, "node" => n.name.clone()).set(lag.as_secs_f64());
+        metrics::gauge!(REPLICA_LAG_BYTES, "node" => n.name.clone())
+            .set(newest.saturating_sub(lsn) as f64);
+        let readable = self.readable(n, 0);
+        metrics::gauge!(REPLICA_READABLE, "node" => n.name.clone()).set(if readable {
+            1.0
+        } else {
+            0.0
+        });
+    }
+
+    /// Counts a check `n` did not answer, and takes it out if it is `gone` or has now missed
+    /// [`MISSED_CHECKS_DOWN`] in a row; `true` if it is out.
+    fn missed(n: &Node, is_primary: bool, gone: bool) -> bool {
+        let misses = n.misses.load(Ordering::Acquire).saturating_add(1);
+        n.misses.store(misses, Ordering::Release);
+        if !gone && misses < MISSED_CHECKS_DOWN {
+            tracing::debug!(node = %n.name, misses, "database server answered late; it stays in");
+            return false;
+        }
+        n.mark_down();
+        if !is_primary {
+            metrics::gauge!(REPLICA_READABLE, "node" => n.name.clone()).set(0.0);
+        }
+        true
     }
 
     /// Each server's view, for logs and tests: (name, primary?, readable?, lag).
@@ -372,13 +522,15 @@ impl Cluster {
     }
 }
 
-/// Checks the cluster every interval until it is dropped.
+/// Checks the cluster every interval until it is dropped, the first time one interval after
+/// start: the store's owner checks at start ([`crate::PgStore::check_servers`]), so that a
+/// check never races the monitor's first one.
 async fn monitor(cluster: Weak<Cluster>) {
     let interval = match cluster.upgrade() {
         Some(c) => c.check_interval,
         None => return,
     };
-    let mut tick = tokio::time::interval(interval);
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
@@ -389,7 +541,21 @@ async fn monitor(cluster: Weak<Cluster>) {
 
 #[cfg(test)]
 mod tests {
-    use super::url_host_port;
+    use super::{Reach, url_host_port};
+
+    #[test]
+    fn a_server_is_reached_where_its_url_connects() {
+        let tcp = Reach::of("postgres://u:p@db.example:6000/x?sslmode=disable");
+        assert!(
+            matches!(&tcp, Some(Reach::Tcp(h, 6000)) if h == "db.example"),
+            "{tcp:?}"
+        );
+        let socket = Reach::of("postgres://u@%2Ftmp%2Fpg:5433/x");
+        assert!(
+            matches!(&socket, Some(Reach::Unix(p)) if p == "/tmp/pg/.s.PGSQL.5433"),
+            "{socket:?}"
+        );
+    }
 
     #[test]
     fn names_come_from_urls() {

@@ -54,7 +54,10 @@ impl std::fmt::Debug for PgStore {
 }
 
 impl PgStore {
-    /// Connects (lazily: the first query opens the first connection).
+    /// Connects (lazily: the first query opens the first connection). With replicas, the
+    /// servers are checked every `check_interval` from one interval on; until a check has
+    /// measured a replica, reads go to the primary, so call [`PgStore::check_servers`] at
+    /// start.
     ///
     /// # Errors
     /// A malformed URL.

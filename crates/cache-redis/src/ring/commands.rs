@@ -1,6 +1,7 @@
 //! [`Cache`] on the ring: each operation is one script on the key's owner, except
 //! invalidations, which go to every server in service.
 
+use super::membership::OnFailure;
 use super::scripts::{FENCE_KEY, LOAD_LEASE, STUB_TTL, entry_key, lease_key};
 use super::{DOWN, RedisCache, ms, new_version, parse_u64};
 use async_trait::async_trait;
@@ -31,7 +32,7 @@ impl Cache for RedisCache {
             .owner(key)
             .ok_or_else(|| CacheError::Unavailable("no cache server is in the ring".into()))?;
         let reply: Vec<Option<Vec<u8>>> = ring
-            .on(i, |mut c| async move {
+            .on(i, OnFailure::Stay, |mut c| async move {
                 ring.scripts
                     .lookup
                     .key(entry_key(key))
@@ -75,7 +76,7 @@ impl Cache for RedisCache {
         let i = ring
             .owner(key)
             .ok_or_else(|| CacheError::Unavailable("no cache server is in the ring".into()))?;
-        ring.on(i, |mut c| async move {
+        ring.on(i, OnFailure::Stay, |mut c| async move {
             ring.scripts
                 .fill
                 .key(entry_key(key))
@@ -96,7 +97,7 @@ impl Cache for RedisCache {
         let i = ring
             .owner(key)
             .ok_or_else(|| CacheError::Unavailable("no cache server is in the ring".into()))?;
-        ring.on(i, |mut c| async move {
+        ring.on(i, OnFailure::Stay, |mut c| async move {
             ring.scripts
                 .release
                 .key(lease_key(key))
@@ -121,7 +122,7 @@ impl Cache for RedisCache {
         // invalidated. A server that fails here has left the ring and is flushed before it
         // returns, so no reader can see what it still holds.
         join_all(targets.into_iter().map(|i| {
-            ring.on(i, move |mut c| async move {
+            ring.on(i, OnFailure::Leave, move |mut c| async move {
                 let mut inv = ring.scripts.invalidate.prepare_invoke();
                 for k in keys {
                     inv.key(entry_key(k));
@@ -151,7 +152,7 @@ impl Cache for RedisCache {
         let mut out = vec![0u64; keys.len()];
         let replies = join_all(by_node.into_iter().map(|(i, idx)| async move {
             let got = ring
-                .on(i, |mut c| {
+                .on(i, OnFailure::Stay, |mut c| {
                     let mut inv = ring.scripts.versions.prepare_invoke();
                     for &n in &idx {
                         inv.key(entry_key(keys[n]));

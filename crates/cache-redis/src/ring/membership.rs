@@ -1,15 +1,45 @@
-//! Ring membership: commands bounded by the time-out, servers leaving on failure, and the
-//! monitor that checks every server and brings back the ones that answer again (flushed,
-//! warming, then live).
+//! Ring membership: commands bounded by the time-out, servers leaving when a failure means
+//! they may hold a stale copy or are gone, and the monitor that checks every server and
+//! brings back the ones that answer again (flushed, warming, then live).
 
 use super::{DOWN, LIVE, Ring, WARMING, ms, unreachable};
 use crescendo_cache::CacheError;
 use crescendo_telemetry::names;
 use futures_util::future::join_all;
+use redis::RedisError;
 use redis::aio::MultiplexedConnection;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
+
+/// Checks in a row a server may miss by answering late (or with an error) before it leaves
+/// the ring; one that refuses or drops the connection leaves at once.
+pub(super) const MISSED_CHECKS_LEAVE: u32 = 3;
+
+/// What a failed command means for its server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum OnFailure {
+    /// The command had to reach the server for correctness (an invalidation): any failure,
+    /// a time-out included, takes the server out of the ring, to be flushed before it
+    /// returns, since it may still hold what the command was to remove.
+    Leave,
+    /// Only the caller loses (a lookup falls back to the store; a fill, a lease release or a
+    /// version check is skipped): a server that answers late or with an error stays, and
+    /// leaves only when it cannot be reached at all (connection refused or dropped).
+    Stay,
+}
+
+/// Why a command on a server did not succeed.
+enum Fault {
+    /// The server is out of the ring: there is no connection to send on.
+    Out,
+    /// The connection was refused or dropped: the server is gone.
+    Gone(RedisError),
+    /// No answer within the time-out.
+    Late,
+    /// An error reply (or any other error that leaves the connection up).
+    Refused(RedisError),
+}
 
 impl Ring {
     /// Takes node `i` out of the ring (it is flushed before it comes back).
@@ -24,55 +54,77 @@ impl Ring {
         }
     }
 
-    /// Runs `op` on node `i` within the time-out; a node that cannot be reached leaves.
-    pub(super) async fn on<T, F, Fut>(&self, i: usize, op: F) -> Result<T, CacheError>
+    /// Runs `op` on node `i` within the time-out.
+    async fn run<T, F, Fut>(&self, i: usize, op: F) -> Result<T, Fault>
     where
         F: FnOnce(MultiplexedConnection) -> Fut,
         Fut: std::future::Future<Output = redis::RedisResult<T>>,
     {
         let Some(conn) = self.conn(i) else {
-            return Err(CacheError::Unavailable(format!(
-                "{} is out of the ring",
-                self.nodes[i].name
-            )));
+            return Err(Fault::Out);
         };
         match tokio::time::timeout(self.timeout, op(conn)).await {
             Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => {
-                if unreachable(&e) {
-                    self.leave(i, &e.to_string());
-                }
-                Err(CacheError::Unavailable(format!(
-                    "{}: {e}",
-                    self.nodes[i].name
-                )))
-            }
-            Err(_) => {
-                self.leave(i, "timed out");
-                Err(CacheError::Unavailable(format!(
-                    "{}: timed out",
-                    self.nodes[i].name
-                )))
-            }
+            Ok(Err(e)) if e.is_timeout() => Err(Fault::Late),
+            Ok(Err(e)) if unreachable(&e) => Err(Fault::Gone(e)),
+            Ok(Err(e)) => Err(Fault::Refused(e)),
+            Err(_) => Err(Fault::Late),
         }
     }
 
-    /// A new connection to node `i`, within the time-out.
+    /// Runs `op` on node `i` within the time-out. A node that cannot be reached leaves the
+    /// ring; one that answers late or with an error leaves only if `on_failure` says so.
+    pub(super) async fn on<T, F, Fut>(
+        &self,
+        i: usize,
+        on_failure: OnFailure,
+        op: F,
+    ) -> Result<T, CacheError>
+    where
+        F: FnOnce(MultiplexedConnection) -> Fut,
+        Fut: std::future::Future<Output = redis::RedisResult<T>>,
+    {
+        let name = &self.nodes[i].name;
+        let why = match self.run(i, op).await {
+            Ok(v) => return Ok(v),
+            Err(Fault::Out) => {
+                return Err(CacheError::Unavailable(format!(
+                    "{name} is out of the ring"
+                )));
+            }
+            Err(Fault::Gone(e)) => {
+                self.leave(i, &e.to_string());
+                return Err(CacheError::Unavailable(format!("{name}: {e}")));
+            }
+            Err(Fault::Late) => "timed out".to_string(),
+            Err(Fault::Refused(e)) => e.to_string(),
+        };
+        if on_failure == OnFailure::Leave {
+            self.leave(i, &why);
+        }
+        Err(CacheError::Unavailable(format!("{name}: {why}")))
+    }
+
+    /// A new connection to node `i`, within the time-out, on which the server has learnt the
+    /// invalidation script. An invalidation that times out on a slow server then still runs
+    /// there when it resumes; had the server not known the script, it would answer with an
+    /// error that nobody is left to retry on.
     pub(super) async fn connect(&self, i: usize) -> Option<MultiplexedConnection> {
         let cfg = redis::AsyncConnectionConfig::new()
             .set_connection_timeout(Some(self.timeout))
             .set_response_timeout(Some(self.timeout));
-        match tokio::time::timeout(
-            self.timeout,
-            self.nodes[i]
+        let connected = async {
+            let mut conn = self.nodes[i]
                 .client
-                .get_multiplexed_async_connection_with_config(&cfg),
-        )
-        .await
-        {
-            Ok(Ok(c)) => Some(c),
-            _ => None,
-        }
+                .get_multiplexed_async_connection_with_config(&cfg)
+                .await?;
+            self.scripts.invalidate.load_async(&mut conn).await?;
+            Ok::<_, RedisError>(conn)
+        };
+        tokio::time::timeout(self.timeout, connected)
+            .await
+            .ok()
+            .and_then(Result::ok)
     }
 
     /// One check of node `i`.
@@ -94,16 +146,17 @@ impl Ring {
                 *node.live_at.lock().expect("live_at lock is never poisoned") =
                     Instant::now() + self.check_interval * 2;
                 *node.conn.lock().expect("conn lock is never poisoned") = Some(conn);
+                node.misses.store(0, Ordering::Release);
                 node.state.store(WARMING, Ordering::Release);
                 tracing::info!(node = %node.name, "cache server answers again; flushed it, it takes invalidations now and reads shortly");
             }
             state => {
                 let pinged = self
-                    .on(i, |mut c| async move {
+                    .run(i, |mut c| async move {
                         redis::cmd("PING").query_async::<String>(&mut c).await
                     })
                     .await;
-                if pinged.is_err() {
+                if !self.answered(i, pinged.map(|_| ())) {
                     return;
                 }
                 if !self.tracked(i) {
@@ -120,7 +173,7 @@ impl Ring {
                 }
                 if read_info
                     && let Ok(info) = self
-                        .on(i, |mut c| async move {
+                        .on(i, OnFailure::Stay, |mut c| async move {
                             redis::cmd("INFO")
                                 .arg("stats")
                                 .query_async::<String>(&mut c)
@@ -136,6 +189,38 @@ impl Ring {
                 }
             }
         }
+    }
+}
+
+impl Ring {
+    /// Counts node `i`'s check: `true` if it answered. One that is gone leaves at once; one
+    /// that answered late (or with an error) leaves after [`MISSED_CHECKS_LEAVE`] in a row.
+    fn answered(&self, i: usize, pinged: Result<(), Fault>) -> bool {
+        let node = &self.nodes[i];
+        let why = match pinged {
+            Ok(()) => {
+                node.misses.store(0, Ordering::Release);
+                return true;
+            }
+            Err(Fault::Out) => return false,
+            Err(Fault::Gone(e)) => {
+                self.leave(i, &e.to_string());
+                return false;
+            }
+            Err(Fault::Late) => "timed out".to_string(),
+            Err(Fault::Refused(e)) => e.to_string(),
+        };
+        let misses = node.misses.load(Ordering::Acquire).saturating_add(1);
+        node.misses.store(misses, Ordering::Release);
+        if misses >= MISSED_CHECKS_LEAVE {
+            self.leave(
+                i,
+                &format!("{misses} checks in a row without an answer ({why})"),
+            );
+        } else {
+            tracing::debug!(node = %node.name, misses, reason = %why, "cache server missed a check; it stays in the ring");
+        }
+        false
     }
 }
 

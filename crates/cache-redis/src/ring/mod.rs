@@ -20,8 +20,20 @@
 //! never reuses a version a fill or a near copy could still hold.
 //!
 //! **Membership.** A monitor checks every server every [`RingOptions::check_interval`] with a
-//! `PING` bounded by [`RingOptions::timeout`]; a server that fails a check, or any command,
-//! leaves the ring at once. A server that answers again is flushed first (it missed the
+//! `PING` bounded by [`RingOptions::timeout`]. A busy server is not a dead one, so a server
+//! leaves the ring only when it is gone or may hold a stale copy:
+//!
+//! - when a command or check finds its connection refused or dropped (at once);
+//! - when an invalidation to it fails in any way, a time-out included (at once): it may
+//!   still hold what the invalidation was to remove;
+//! - when it misses `MISSED_CHECKS_LEAVE` (3) checks in a row by answering late or with
+//!   an error.
+//!
+//! A lookup, fill, lease release or version check that times out or fails only falls back
+//! (the caller loads from the store, or skips the fill) and leaves the server in. An
+//! invalidation that timed out on a server that is only slow still reaches it: it waits in
+//! the connection and runs when the server resumes, before anything sent to it later. A
+//! server that answers again is flushed first (it missed the
 //! invalidations sent while it was out), then receives invalidations but no reads for two
 //! check intervals, so every web node's monitor has flushed it and sends it invalidations
 //! before any reads it; then it rejoins. Invalidations go to every server in service, not
@@ -48,7 +60,7 @@ use crescendo_telemetry::names;
 use futures_util::future::join_all;
 use redis::aio::MultiplexedConnection;
 use scripts::Scripts;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -67,7 +79,8 @@ pub struct RingOptions {
     pub urls: Vec<String>,
     /// Points per server on the ring.
     pub vnodes: u32,
-    /// Bound on every command and check; a server that takes longer leaves the ring.
+    /// Bound on every command and check. A lookup or fill that takes longer falls back; an
+    /// invalidation that does, or three checks in a row that do, take the server out.
     pub timeout: Duration,
     /// How often every server is checked.
     pub check_interval: Duration,
@@ -78,7 +91,8 @@ pub struct RingOptions {
 
 impl RingOptions {
     /// Defaults for `urls`: 160 points per server, 500 ms time-out, checks every 200 ms (so a
-    /// server that stops answering leaves within 0.7 s).
+    /// server that refuses connections leaves within 0.2 s of the next check, and one that
+    /// stops answering within about 2.1 s, or at the first invalidation it misses).
     pub fn new(urls: Vec<String>) -> Self {
         Self {
             urls,
@@ -96,6 +110,9 @@ struct Node {
     client: redis::Client,
     conn: Mutex<Option<MultiplexedConnection>>,
     state: AtomicU8,
+    /// Checks missed in a row by answering late or with an error (see
+    /// [`membership::MISSED_CHECKS_LEAVE`]).
+    misses: AtomicU32,
     /// When a warming node starts taking reads.
     live_at: Mutex<Instant>,
     member: metrics::Gauge,
@@ -208,6 +225,7 @@ impl RedisCache {
                 client,
                 conn: Mutex::new(None),
                 state: AtomicU8::new(DOWN),
+                misses: AtomicU32::new(0),
                 live_at: Mutex::new(Instant::now()),
                 channel: tracking::Channel::default(),
             });
