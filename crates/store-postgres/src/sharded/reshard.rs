@@ -72,7 +72,8 @@ pub struct ReshardReport {
     pub shards_moved: usize,
     /// Rows moved (counted in the cut-overs' checks).
     pub rows_moved: u64,
-    /// Rows of the moved tables on every cluster when the run started.
+    /// Rows of the moved tables on every cluster when the run started (writes during the
+    /// run add more).
     pub rows_total: u64,
     /// Each cut-over's write pause, in order.
     pub pauses: Vec<Duration>,
@@ -200,6 +201,7 @@ pub(crate) async fn run(
         let copy = Instant::now();
         pair.subscribe(&shards, progress).await?;
         report.copy_time += copy.elapsed();
+        let mut done = 0;
         for batch in shards.chunks(opts.batch.max(1)) {
             if opts.stop_after.is_some_and(|n| cut_overs >= n) {
                 progress("stopping as asked; resume finishes the run");
@@ -210,10 +212,10 @@ pub(crate) async fn run(
             report.rows_moved += pair.cut_over(s, batch, cut_overs).await?;
             report.pauses.push(started.elapsed());
             report.shards_moved += batch.len();
+            done += batch.len();
             cut_overs += 1;
             progress(&format!(
-                "{from} -> {to}: {} of {} shards moved, write pause {} ms",
-                report.shards_moved,
+                "{from} -> {to}: {done} of {} shards moved, write pause {} ms",
                 shards.len(),
                 started.elapsed().as_millis()
             ));
