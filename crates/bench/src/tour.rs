@@ -3,7 +3,7 @@
 //! the number measured for or against it.
 //!
 //! Rungs join the tour as they land; today it has rung 1 (`crescendo serve`) and the
-//! topologies of rungs 2, 3, 4, 5, 7 and 9 (`topologies/*.toml`, compiled in), each started with
+//! topologies of rungs 2, 3, 4, 5, 7, 9 and 10 (`topologies/*.toml`, compiled in), each started with
 //! `crescendo up`'s code in a temporary run directory. Their PostgreSQL servers run with
 //! `fsync` on, so every rung's writes are as durable as rung 1's. Behind a load balancer the
 //! server's view is the sum of every web node's `/metrics`, read on each node's operators'
@@ -66,6 +66,11 @@ pub const RUNGS: &[Rung] = &[
         name: "message queue",
         claim: "uploads are answered at once while workers behind NATS JetStream make the variants, so upload latency stays flat as the backlog grows",
     },
+    Rung {
+        number: 10,
+        name: "sharding",
+        claim: "users and their rows spread over three PostgreSQL clusters serve the same API: each write goes to one of three primaries, and global lists and feeds merge every cluster",
+    },
 ];
 
 /// The topology file of each rung the tour starts that way.
@@ -94,6 +99,10 @@ fn topology(rung: u8) -> Option<(&'static str, &'static str)> {
         9 => (
             "09-queue.toml",
             include_str!("../../../topologies/09-queue.toml"),
+        ),
+        10 => (
+            "10-sharding.toml",
+            include_str!("../../../topologies/10-sharding.toml"),
         ),
         _ => return None,
     })

@@ -5,6 +5,8 @@
 
 mod shards;
 
+use shards::{ReshardArgs, ShardsArgs};
+
 use clap::{Args, Parser, Subcommand};
 use crescendo_config::{Overrides, Settings};
 use std::net::SocketAddr;
@@ -49,6 +51,12 @@ enum Command {
     /// logical shards it holds, its users, articles and rows. `--run-dir` reads a running
     /// topology's node settings; `--config` a node's settings file.
     Shards(ShardsArgs),
+    /// Move logical shards between the clusters of a sharded store while it serves (rung
+    /// 10): `--add CLUSTER` puts a configured, empty cluster on the consistent-hash ring
+    /// (about 1/(N+1) of the shards move to it), `--move-shard N --to CLUSTER` moves one hot
+    /// shard alone. Rows move by PostgreSQL's logical replication; each batch's writes pause
+    /// for its cut-over. `--resume` finishes an interrupted run, `--abort` ends it.
+    Reshard(ReshardArgs),
     /// Start every tier of a topology (`topologies/*.toml`) on this machine: PostgreSQL, web
     /// nodes, HAProxy, Redis, NATS and workers. Prints the public URL and a live status; Ctrl-C
     /// stops everything.
@@ -246,19 +254,6 @@ struct FailoverArgs {
     asynchronous: bool,
 }
 
-/// Flags of `shards`.
-#[derive(Args, Debug)]
-struct ShardsArgs {
-    #[command(flatten)]
-    common: Common,
-    /// The run directory of a topology started by `up`: its nodes' settings are used.
-    #[arg(long, value_name = "DIR", conflicts_with = "config")]
-    run_dir: Option<PathBuf>,
-    /// Print JSON instead of a table.
-    #[arg(long)]
-    json: bool,
-}
-
 /// Flags of `tour`.
 #[derive(Args, Debug)]
 struct TourArgs {
@@ -372,6 +367,7 @@ fn main() -> anyhow::Result<()> {
             }
             Command::Autoscale(a) => autoscale(a.run_dir).await,
             Command::Failover(a) => failover(a).await,
+            Command::Reshard(a) => shards::reshard(a).await,
             Command::Shards(mut a) => {
                 if let Some(dir) = &a.run_dir {
                     a.common.config = Some(dir.join(crescendo_topology::secret::NODE_SECRETS));

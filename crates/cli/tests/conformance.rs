@@ -330,7 +330,7 @@ fn the_tour_starts_each_rung_measures_it_and_stops_it() {
             .iter()
             .map(|r| r["rung"].as_u64().unwrap())
             .collect::<Vec<_>>(),
-        [1, 2, 3, 4, 5, 7, 9],
+        [1, 2, 3, 4, 5, 7, 9, 10],
         "{tour}"
     );
     for rung in rungs {
@@ -365,8 +365,8 @@ fn the_tour_starts_each_rung_measures_it_and_stops_it() {
     let (f, t) = (Value::Bool(false), Value::Bool(true));
     assert_eq!(
         survives,
-        [&Value::Null, &Value::Null, &f, &f, &f, &t, &t],
-        "sticky rungs lose a dead node's sessions, rungs 7 and 9 keep them: {tour}"
+        [&Value::Null, &Value::Null, &f, &f, &f, &t, &t, &t],
+        "sticky rungs lose a dead node's sessions, rungs 7, 9 and 10 keep them: {tour}"
     );
     let uploads = &rungs[6]["uploads"];
     assert_eq!(uploads["errors"], 0, "{tour}");

@@ -1751,6 +1751,18 @@ fn name_on(prefix: &str, cluster: &str) -> String {
         .unwrap()
 }
 
+/// Posts an article titled `title` as `token`.
+async fn post_article(url: &str, token: &str, title: &str) {
+    let res = reqwest::Client::new()
+        .post(format!("{url}/api/articles"))
+        .header("authorization", format!("Token {token}"))
+        .json(&json!({"article": {"title": title, "description": "d", "body": "b", "tagList": []}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::CREATED);
+}
+
 /// Follows `name` as `token`.
 async fn follow(url: &str, token: &str, name: &str) {
     let res = reqwest::Client::new()
@@ -1823,6 +1835,39 @@ async fn rung_ten_spreads_users_over_three_clusters_and_survives_losing_one() {
         .map(|a| a["title"].as_str().unwrap())
         .collect();
     assert_eq!(got, titles, "the feed merges every cluster, newest first");
+    // one hot shard moved online, from c1 to c2: its user's articles stay readable and
+    // writable throughout, on the new home
+    let mover = name_on("mover", "c1");
+    let token = register(&url, &mover).await;
+    post_article(&url, &token, "before the move").await;
+    let shard = crescendo_domain::LogicalShard::for_new_user(&mover).get();
+    let moved = crescendo(&[
+        "reshard",
+        "--run-dir",
+        &run_dir.to_string_lossy(),
+        "--move-shard",
+        &shard.to_string(),
+        "--to",
+        "c2",
+    ]);
+    let said = String::from_utf8_lossy(&moved.stdout).into_owned();
+    assert!(
+        moved.status.success() && said.contains("moved 1 logical shards"),
+        "{said}{}",
+        String::from_utf8_lossy(&moved.stderr)
+    );
+    eprintln!("{said}");
+    assert_eq!(shards(&run_dir)["epoch"], 2);
+    post_article(&url, &token, "after the move").await;
+    let (_, _, by) = get_marked(&format!("{url}/api/articles?author={mover}"), &reader).await;
+    let titles_by: Vec<&str> = by["articles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["title"].as_str().unwrap())
+        .collect();
+    assert_eq!(titles_by, ["after the move", "before the move"]);
+
     // one more followee on c3, whose articles nobody has read yet
     let late = name_on("late", "c3");
     register(&url, &late).await;

@@ -160,6 +160,10 @@ pub struct StoreSettings {
     /// `postgres_url` is then the catalogue database (the shard map and the directory of
     /// usernames and emails). Empty: one cluster, `postgres_url`.
     pub postgres_shards: Vec<String>,
+    /// With `postgres_shards`: clusters the first shard map gives no logical shard (they
+    /// stand by, connected and migrated, until `crescendo reshard --add` moves shards to
+    /// them), e.g. `["c3"]`.
+    pub postgres_spare_shards: Vec<String>,
     /// With `postgres`: most connections in each server's pool.
     pub postgres_max_connections: u32,
     /// With `postgres`: how long a query waits for a free (or new) connection before the
@@ -405,6 +409,7 @@ impl Default for StoreSettings {
             postgres_url: String::new(),
             postgres_replica_urls: Vec::new(),
             postgres_shards: Vec::new(),
+            postgres_spare_shards: Vec::new(),
             postgres_max_connections: 16,
             postgres_acquire_timeout_ms: 2000,
             replica_max_lag_ms: 1000,

@@ -6,8 +6,8 @@
 use crescendo_config::{QueueBackend, Settings, StoreBackend};
 use crescendo_queue::Queue;
 
-pub use crescendo_store_postgres::ClusterReport;
 pub use crescendo_store_postgres::failover::Promoted;
+pub use crescendo_store_postgres::{ClusterReport, ReshardReport, ReshardTarget};
 
 /// The image jobs' backlog on the queue the settings name, shared by every worker.
 pub struct JobBacklog {
@@ -71,4 +71,46 @@ pub async fn failover(settings: &Settings, asynchronous: bool) -> anyhow::Result
 pub async fn shards(settings: &Settings) -> anyhow::Result<(u64, Vec<ClusterReport>)> {
     let store = crate::state::open_sharded(settings).await?;
     Ok((store.map().epoch(), store.report().await?))
+}
+
+/// What `crescendo reshard` is asked to do.
+#[derive(Clone, Debug)]
+pub enum ReshardAction {
+    /// Start a run towards a target.
+    Start(ReshardTarget),
+    /// Finish an interrupted run.
+    Resume,
+    /// End an interrupted run, leaving the shards not moved yet where they were.
+    Abort,
+}
+
+/// Runs `action` on the sharded store of `settings` (the nodes' settings: the application
+/// role), with the clusters' admin URLs from `admin` (`store.postgres_shards` as the
+/// superuser: publications and subscriptions need one), moving `batch` logical shards per
+/// cut-over and saying what it does through `progress`. `None` after an abort.
+///
+/// # Errors
+/// The store is not sharded, a database cannot be reached, or the run fails (it can be
+/// resumed).
+pub async fn reshard(
+    settings: &Settings,
+    admin: &Settings,
+    action: ReshardAction,
+    batch: usize,
+    progress: &(dyn Fn(&str) + Sync),
+) -> anyhow::Result<Option<ReshardReport>> {
+    let store = crate::state::open_sharded(settings).await?;
+    let opts = crescendo_store_postgres::ReshardOptions {
+        admin_urls: admin.store.shard_urls()?,
+        batch: batch.max(1),
+        stop_after: None,
+    };
+    Ok(match action {
+        ReshardAction::Start(target) => Some(store.reshard(&target, &opts, progress).await?),
+        ReshardAction::Resume => Some(store.resume_reshard(&opts, progress).await?),
+        ReshardAction::Abort => {
+            store.abort_reshard(&opts, progress).await?;
+            None
+        }
+    })
 }

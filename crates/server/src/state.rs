@@ -95,10 +95,11 @@ pub(crate) async fn open_sharded(settings: &Settings) -> anyhow::Result<ShardedS
         .into_iter()
         .map(|(name, url)| (name, pg_options(settings, url)))
         .collect();
-    let opts = ShardedOptions::new(
+    let mut opts = ShardedOptions::new(
         pg_options(settings, settings.store.postgres_url.clone()),
         clusters,
     );
+    opts.spare = settings.store.postgres_spare_shards.clone();
     ShardedStore::open(&opts)
         .await
         .context("opening the sharded PostgreSQL store (store.postgres_shards)")

@@ -139,6 +139,10 @@ pub struct PgTier {
     /// 0 or 1: one cluster, unsharded.
     #[serde(default)]
     pub clusters: usize,
+    /// Of `clusters`, how many the first shard map leaves empty (the last ones): they stand
+    /// by for `crescendo reshard --add`.
+    #[serde(default)]
+    pub spare: usize,
     /// Streaming replicas of the primary.
     #[serde(default)]
     pub replicas: usize,
@@ -182,6 +186,9 @@ impl Topology {
         }
         if t.postgres.clusters > 1 && t.postgres.replicas > 0 {
             bail!("{origin}: postgres.clusters takes no replicas yet");
+        }
+        if t.postgres.spare > 0 && t.postgres.spare >= t.postgres.clusters {
+            bail!("{origin}: postgres.spare must leave at least one cluster holding shards");
         }
         if t.postgres.clusters > 64 {
             bail!("{origin}: postgres.clusters must be at most 64");

@@ -85,6 +85,7 @@ fn every_server_up_starts_keeps_fsync_and_full_page_writes_on() {
     };
     let tier = crate::model::PgTier {
         clusters: 0,
+        spare: 0,
         replicas: 2,
         synchronous: true,
     };

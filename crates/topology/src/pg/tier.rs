@@ -19,7 +19,7 @@ impl crate::launch::Part for Postgres {
 pub(crate) fn start_tier(up: &mut crate::up::Up, t: &crate::model::PgTier) -> anyhow::Result<()> {
     use crate::state::Role;
     if t.clusters > 1 {
-        return start_clusters(up, t.clusters);
+        return start_clusters(up, t.clusters, t.spare);
     }
     let names: Vec<String> = (1..=t.replicas).map(|i| format!("r{i}")).collect();
     let sync = format!("ANY 1 ({})", names.join(", "));
@@ -73,11 +73,12 @@ fn record(role: crate::state::Role, name: String, pg: &Postgres) -> crate::state
 }
 
 /// The sharded database tier (rung 10): a catalogue server, then `count` cluster primaries
-/// `c1`, `c2`…; the nodes' store points at the catalogue (`store.postgres_url`) and at every
+/// `c1`, `c2`… with logical replication on, the last `spare` of them left out of the first
+/// shard map; the nodes' store points at the catalogue (`store.postgres_url`) and at every
 /// cluster (`store.postgres_shards`) as the application role. The first node to start
 /// stores the first shard map in the catalogue. The admin's URLs go to
 /// `RUN_DIR/`[`ADMIN_FILE`] (0600), as at the other rungs.
-fn start_clusters(up: &mut crate::up::Up, count: usize) -> anyhow::Result<()> {
+fn start_clusters(up: &mut crate::up::Up, count: usize, spare: usize) -> anyhow::Result<()> {
     use crate::state::Role;
     let parent = std::env::temp_dir();
     up.progress("starting the PostgreSQL catalogue");
@@ -98,7 +99,11 @@ fn start_clusters(up: &mut crate::up::Up, count: usize) -> anyhow::Result<()> {
     for i in 1..=count {
         let name = format!("c{i}");
         up.progress(&format!("starting PostgreSQL cluster {name}"));
-        let pg = Postgres::start_in(&parent, &[])?;
+        // logical replication moves shards between clusters (`crescendo reshard`)
+        let pg = Postgres::start_in(&parent, &[("wal_level", "logical")])?;
+        if i > count - spare {
+            up.node.store.postgres_spare_shards.push(name.clone());
+        }
         up.node
             .store
             .postgres_shards
