@@ -275,7 +275,8 @@ fn assert_cpu_by_role(rung: &Value, tour: &Value) {
         3 => &["web", "lb", "pg-primary"],
         4 => &["web", "lb", "pg-primary", "pg-replica"],
         5 | 7 => &["web", "lb", "pg-primary", "pg-replica", "redis"],
-        _ => &["web", "lb", "pg-primary", "redis", "worker", "nats"],
+        9 => &["web", "lb", "pg-primary", "redis", "worker", "nats"],
+        _ => &["web", "lb", "pg-primary", "redis"],
     };
     for role in expected {
         assert!(roles.contains(role), "rung {n} lacks {role}: {tour}");
