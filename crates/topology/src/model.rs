@@ -136,7 +136,7 @@ pub struct WebTier {
 pub struct PgTier {
     /// Clusters the data is sharded over (rung 10), each a primary of its own, plus a
     /// catalogue database holding the shard map and the username and email directory;
-    /// 0 or 1: one cluster, unsharded.
+    /// 0: unsharded (one primary, with `replicas`).
     #[serde(default)]
     pub clusters: usize,
     /// Of `clusters`, how many the first shard map leaves empty (the last ones): they stand
@@ -184,7 +184,7 @@ impl Topology {
         if t.load_balancer.is_none() && t.web.count > 1 {
             bail!("{origin}: {} web nodes need a [load_balancer]", t.web.count);
         }
-        if t.postgres.clusters > 1 && t.postgres.replicas > 0 {
+        if t.postgres.clusters > 0 && t.postgres.replicas > 0 {
             bail!("{origin}: postgres.clusters takes no replicas yet");
         }
         if t.postgres.spare > 0 && t.postgres.spare >= t.postgres.clusters {

@@ -18,7 +18,7 @@ impl crate::launch::Part for Postgres {
 /// (0600), a settings file for `crescendo failover --config`.
 pub(crate) fn start_tier(up: &mut crate::up::Up, t: &crate::model::PgTier) -> anyhow::Result<()> {
     use crate::state::Role;
-    if t.clusters > 1 {
+    if t.clusters > 0 {
         return start_clusters(up, t.clusters, t.spare);
     }
     let names: Vec<String> = (1..=t.replicas).map(|i| format!("r{i}")).collect();
