@@ -22,7 +22,7 @@ mod sessions;
 
 pub use memory::MemoryCache;
 pub use read_through::stable_hash;
-pub use read_through::{CacheStats, ReadThrough, Stamp, skip_fill};
+pub use read_through::{CacheStats, LEASE_RENEW_EVERY, ReadThrough, Stamp, skip_fill};
 pub use sessions::{MemorySessions, Sessions};
 
 use async_trait::async_trait;
@@ -124,6 +124,14 @@ pub trait Cache: Send + Sync + 'static {
     /// load failed, or must not fill), so readers waiting on other nodes load at once
     /// instead of waiting out the lease.
     async fn release(&self, _key: &str, _version: u64) -> Result<(), CacheError> {
+        Ok(())
+    }
+    /// Extends the load lease this process holds for `key` at `version` (a load that takes
+    /// longer than the lease keeps it while it runs, so readers on other nodes go on
+    /// waiting for its fill instead of loading too). [`ReadThrough`] renews every
+    /// [`LEASE_RENEW_EVERY`]; a backend's lease must outlast a few of those. Nothing happens
+    /// when the lease is no longer this process's.
+    async fn renew(&self, _key: &str, _version: u64) -> Result<(), CacheError> {
         Ok(())
     }
     /// The current versions of `keys`, 0 for a key that has none; one round trip per server.

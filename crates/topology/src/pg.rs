@@ -343,9 +343,17 @@ impl Postgres {
     /// Kills the postmaster with SIGKILL (a crash, as far as clients can tell) and reaps it.
     /// Its data stay until [`Postgres::restart`] or drop.
     pub fn kill(&mut self) {
-        // the whole process group at once: a backend left alive could still commit
+        use nix::sys::signal::{Signal, kill};
+        // PostgreSQL's children each lead a session of their own, so the postmaster's process
+        // group holds only itself: a backend left alive could still answer, even commit.
+        // The postmaster is stopped first so that it forks nothing more, then every child
+        // and the postmaster are killed.
         let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
-        let _ = nix::sys::signal::killpg(pid, nix::sys::signal::Signal::SIGKILL);
+        let _ = kill(pid, Signal::SIGSTOP);
+        for child in children_of(pid.as_raw()) {
+            let _ = kill(nix::unistd::Pid::from_raw(child), Signal::SIGKILL);
+        }
+        let _ = kill(pid, Signal::SIGKILL);
         let _ = self.child.wait();
     }
 
@@ -494,6 +502,26 @@ impl Postgres {
             self.port
         )
     }
+}
+
+/// The PIDs whose parent is `parent` (from `/proc/PID/stat`).
+fn children_of(parent: i32) -> Vec<i32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            // "PID (COMMAND) STATE PPID …": the command may hold spaces and parentheses
+            let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+            after
+                .split_whitespace()
+                .nth(1)
+                .and_then(|p| p.parse::<i32>().ok())
+                == Some(parent)
+        })
+        .collect()
 }
 
 fn log_tail(dir: &Path) -> String {

@@ -110,6 +110,25 @@ impl Cache for RedisCache {
         .map(|_| ())
     }
 
+    async fn renew(&self, key: &str, version: u64) -> Result<(), CacheError> {
+        let ring = &self.ring;
+        let i = ring
+            .owner(key)
+            .ok_or_else(|| CacheError::Unavailable("no cache server is in the ring".into()))?;
+        ring.on(i, OnFailure::Stay, |mut c| async move {
+            ring.scripts
+                .renew
+                .key(lease_key(key))
+                .arg(version)
+                .arg(ring.token)
+                .arg(ms(LOAD_LEASE))
+                .invoke_async::<i64>(&mut c)
+                .await
+        })
+        .await
+        .map(|_| ())
+    }
+
     async fn invalidate(&self, keys: &[String], position: u64) -> Result<(), CacheError> {
         if keys.is_empty() {
             return Ok(());

@@ -11,8 +11,9 @@ pub(super) const FENCE_KEY: &str = "c|fence";
 /// not yet filled).
 pub(super) const STUB_TTL: Duration = Duration::from_secs(120);
 
-/// How long a load lease holds: longer than a load takes, short enough that readers waiting
-/// on a loader that died soon load themselves.
+/// How long a load lease holds unless renewed: the loader renews it while it loads
+/// (`crescendo_cache::LEASE_RENEW_EVERY`), so this only has to outlast a few renewals, and
+/// readers waiting on a loader that died load themselves soon.
 pub(super) const LOAD_LEASE: Duration = Duration::from_millis(500);
 
 /// The scripts, made once per ring: each runs by its hash (`EVALSHA`), and its body is sent
@@ -23,6 +24,7 @@ pub(super) struct Scripts {
     pub(super) invalidate: redis::Script,
     pub(super) versions: redis::Script,
     pub(super) release: redis::Script,
+    pub(super) renew: redis::Script,
 }
 
 impl Scripts {
@@ -34,6 +36,7 @@ impl Scripts {
             invalidate: redis::Script::new(INVALIDATE),
             versions: redis::Script::new(VERSIONS),
             release: redis::Script::new(RELEASE),
+            renew: redis::Script::new(RENEW),
         }
     }
 }
@@ -94,6 +97,13 @@ return 0
 /// that version.
 const RELEASE: &str = r"
 if redis.call('GET', KEYS[1]) == ARGV[2] .. ':' .. ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+";
+
+/// KEYS: lease key. ARGV: version, the caller's lease token, lease TTL (ms). Extends the
+/// caller's lease for that version.
+const RENEW: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[2] .. ':' .. ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[3]) end
 return 0
 ";
 

@@ -28,6 +28,13 @@ struct Miss<'a> {
     reported: u64,
 }
 
+/// How often a load that holds its key's lease renews it ([`crate::Cache::renew`]).
+pub const LEASE_RENEW_EVERY: Duration = Duration::from_millis(150);
+
+/// How long a reader waits for another process's load while that process holds the lease
+/// (renewing it), before it loads itself.
+const MAX_FILL_WAIT: Duration = Duration::from_secs(5);
+
 tokio::task_local! {
     /// Whether the load running in this task may be cached; see [`skip_fill`].
     static KEEP: std::cell::Cell<bool>;
@@ -293,11 +300,14 @@ impl ReadThrough {
         let key = miss.key;
         self.count(3);
         let started = Instant::now();
-        let (loaded, fill) = KEEP
-            .scope(std::cell::Cell::new(true), async {
-                (load(fence).await, KEEP.with(std::cell::Cell::get))
-            })
-            .await;
+        let loading = KEEP.scope(std::cell::Cell::new(true), async {
+            (load(fence).await, KEEP.with(std::cell::Cell::get))
+        });
+        let (loaded, fill) = if leased {
+            self.renewing(key, version, loading).await
+        } else {
+            loading.await
+        };
         let loaded = match loaded {
             Ok(v) => v.map(Arc::new),
             Err(e) => {
@@ -317,6 +327,24 @@ impl ReadThrough {
             let _ = self.shared.release(key, version).await;
         }
         Ok((loaded, len, fill))
+    }
+
+    /// Runs `loading` while renewing this process's load lease on `key` at `version`
+    /// every [`LEASE_RENEW_EVERY`], so a slow load keeps the other nodes waiting for it.
+    async fn renewing<F: Future>(&self, key: &str, version: u64, loading: F) -> F::Output {
+        tokio::pin!(loading);
+        let mut tick = tokio::time::interval(LEASE_RENEW_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await; // the first tick is now: the lease was just taken
+        loop {
+            tokio::select! {
+                out = &mut loading => return out,
+                _ = tick.tick() => {
+                    // a failed renewal leaves the lease to expire: others load then
+                    let _ = self.shared.renew(key, version).await;
+                }
+            }
+        }
     }
 
     /// The store position a load of `key` must read at least: the shared tier's fence for it
@@ -344,7 +372,7 @@ impl ReadThrough {
                 .record(started.elapsed().as_secs_f64());
         };
         let mut pause = Duration::from_millis(1);
-        while started.elapsed() < Duration::from_secs(1) {
+        while started.elapsed() < MAX_FILL_WAIT {
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(Duration::from_millis(16));
             match self.shared.lookup(key, 0).await {

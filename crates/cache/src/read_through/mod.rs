@@ -55,7 +55,7 @@ mod stripes;
 mod tests;
 
 pub use crescendo_domain::stable_hash;
-pub use load::skip_fill;
+pub use load::{LEASE_RENEW_EVERY, skip_fill};
 pub use stamps::Stamp;
 
 use crate::{Cache, CacheError, NearInvalidations};

@@ -80,7 +80,8 @@ impl Shards {
         &self.clusters
     }
 
-    /// Runs the write `f` on the cluster that holds `shard`. A cluster that no longer
+    /// Runs the write `f` on the cluster that holds `shard`, failing at once while that
+    /// cluster is known to be down. A cluster that no longer
     /// holds it ([`StoreError::Moved`]: the map in force here is older than a move) makes
     /// this node reload the map and run `f` again on the shard's new home; while the
     /// shard is mid-move (the map still names the old home) it waits a little between
@@ -92,7 +93,14 @@ impl Shards {
     {
         let give_up = tokio::time::Instant::now() + MOVE_PATIENCE;
         loop {
-            match f(self.holding(shard)).await {
+            let name = self.map().cluster_of(shard).to_string();
+            if self.is_down(&name) {
+                // known down: fail now instead of waiting out the pool's time-out
+                return Err(StoreError::Unavailable(format!(
+                    "shard cluster {name} is down"
+                )));
+            }
+            match f(self.cluster(&name)).await {
                 Err(StoreError::Moved(_)) if tokio::time::Instant::now() < give_up => {
                     let before = self.map().epoch();
                     if let Err(e) = self.refresh().await {
@@ -209,6 +217,14 @@ impl Shards {
         } else {
             0.0
         });
+    }
+
+    /// Whether the cluster named `name` is known to be down.
+    fn is_down(&self, name: &str) -> bool {
+        self.clusters
+            .iter()
+            .position(|(n, _)| n == name)
+            .is_some_and(|i| self.down[i].load(Ordering::Acquire))
     }
 
     /// Each cluster's name and whether it is up.

@@ -41,6 +41,35 @@ fn a_replica_streams_replays_and_survives_a_restart() {
     assert_eq!(replica.query("SELECT x FROM t").unwrap(), "42");
 }
 
+/// Whether `pid` is gone or a zombie (dead, not yet reaped by its new parent).
+fn dead(pid: i32) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let state = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().next());
+    matches!(state, None | Some("Z" | "X"))
+}
+
+#[test]
+fn a_killed_server_leaves_no_backend_running() {
+    let mut pg = Postgres::start(&[]).expect("postgres starts");
+    let children = children_of(pg.pid() as i32);
+    assert!(children.len() >= 3, "checkpointer, writers…: {children:?}");
+    // a child that is not running when the postmaster dies (here: stopped) never notices
+    // the death by itself; kill must end it too
+    let stopped = nix::unistd::Pid::from_raw(children[0]);
+    nix::sys::signal::kill(stopped, nix::sys::signal::Signal::SIGSTOP).unwrap();
+    pg.kill();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut alive: Vec<i32> = children.clone();
+    while !alive.is_empty() && Instant::now() < deadline {
+        alive.retain(|&c| !dead(c));
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let _ = nix::sys::signal::kill(stopped, nix::sys::signal::Signal::SIGCONT);
+    assert!(alive.is_empty(), "still running after kill: {alive:?}");
+}
+
 /// `SHOW fsync` and `SHOW full_page_writes` on the server at `url` (with its credentials).
 fn durability(url: &str) -> (String, String) {
     let show = |name: &str| {
