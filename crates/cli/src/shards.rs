@@ -50,7 +50,8 @@ pub(crate) struct ReshardArgs {
 /// Prints the shard map of the settings' sharded store: a table, or JSON with `json`.
 pub(crate) async fn print(settings: &Settings, json: bool) -> anyhow::Result<()> {
     crescendo_telemetry::init_logs(settings.log.format, "warn");
-    let (epoch, clusters) = crescendo_server::ops::shards(settings).await?;
+    let view = crescendo_server::ops::shards(settings).await?;
+    let (epoch, clusters) = (view.epoch, &view.clusters);
     if json {
         let clusters: Vec<serde_json::Value> = clusters
             .iter()
@@ -59,7 +60,7 @@ pub(crate) async fn print(settings: &Settings, json: bool) -> anyhow::Result<()>
                     "articles": c.articles, "rows": c.rows})
             })
             .collect();
-        let out = serde_json::json!({"epoch": epoch, "clusters": clusters});
+        let out = serde_json::json!({"epoch": epoch, "clusters": clusters, "moving": view.moving});
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(());
     }
@@ -72,11 +73,17 @@ pub(crate) async fn print(settings: &Settings, json: bool) -> anyhow::Result<()>
         "{:<12} {:>7} {:>7} {:>9} {:>9} {:>10}",
         "cluster", "shards", "share", "users", "articles", "rows"
     );
-    for c in &clusters {
+    for c in clusters {
         let share = 100.0 * c.shards as f64 / total.max(1) as f64;
         println!(
             "{:<12} {:>7} {:>6.1}% {:>9} {:>9} {:>10}",
             c.name, c.shards, share, c.users, c.articles, c.rows
+        );
+    }
+    if view.moving > 0 {
+        println!(
+            "a resharding run is unfinished: {} logical shards still to move (crescendo reshard --resume or --abort)",
+            view.moving
         );
     }
     Ok(())

@@ -1857,7 +1857,8 @@ async fn rung_ten_spreads_users_over_three_clusters_and_survives_losing_one() {
         String::from_utf8_lossy(&moved.stderr)
     );
     eprintln!("{said}");
-    assert_eq!(shards(&run_dir)["epoch"], 2);
+    let after = shards(&run_dir);
+    assert_eq!((&after["epoch"], &after["moving"]), (&json!(2), &json!(0)));
     post_article(&url, &token, "after the move").await;
     let (_, _, by) = get_marked(&format!("{url}/api/articles?author={mover}"), &reader).await;
     let titles_by: Vec<&str> = by["articles"]

@@ -63,14 +63,28 @@ pub async fn failover(settings: &Settings, asynchronous: bool) -> anyhow::Result
     Ok(crescendo_store_postgres::failover::promote_most_advanced(&urls, !asynchronous).await?)
 }
 
-/// The shard map in force (its epoch) and, per cluster, its logical shards, users, articles
-/// and rows.
+/// A sharded store's map as `crescendo shards` shows it.
+#[derive(Clone, Debug)]
+pub struct ShardsView {
+    /// The map's epoch.
+    pub epoch: u64,
+    /// Per cluster: its logical shards, users, articles and rows.
+    pub clusters: Vec<ClusterReport>,
+    /// Logical shards an unfinished resharding run has still to move.
+    pub moving: u64,
+}
+
+/// The shard map in force and what each cluster holds.
 ///
 /// # Errors
 /// The store is not sharded (`store.postgres_shards`), or a database cannot be reached.
-pub async fn shards(settings: &Settings) -> anyhow::Result<(u64, Vec<ClusterReport>)> {
+pub async fn shards(settings: &Settings) -> anyhow::Result<ShardsView> {
     let store = crate::state::open_sharded(settings).await?;
-    Ok((store.map().epoch(), store.report().await?))
+    Ok(ShardsView {
+        epoch: store.map().epoch(),
+        clusters: store.report().await?,
+        moving: store.pending_moves().await?,
+    })
 }
 
 /// What `crescendo reshard` is asked to do.

@@ -336,6 +336,11 @@ async fn a_resharding_run_interrupted_halfway_resumes_and_loses_nothing() {
             .expect("the first half runs");
         assert!(!first.finished);
         assert_eq!(first.pauses.len(), 4);
+        assert_eq!(
+            s.pending_moves().await.unwrap() as usize,
+            1401 - first.shards_moved,
+            "the plan keeps what is still to move"
+        );
         // a new run refuses while this one is in progress
         let again = s
             .reshard(
@@ -350,6 +355,7 @@ async fn a_resharding_run_interrupted_halfway_resumes_and_loses_nothing() {
             .await
             .expect("the run resumes and finishes");
         assert!(rest.finished);
+        assert_eq!(s.pending_moves().await.unwrap(), 0);
         ReshardReport {
             shards_moved: first.shards_moved + rest.shards_moved,
             rows_moved: first.rows_moved + rest.rows_moved,

@@ -248,6 +248,25 @@ impl ShardedStore {
         reshard::abort(&self.db, opts, progress).await
     }
 
+    /// Logical shards an unfinished resharding run has still to move (0: no run is in
+    /// progress, or it has cut every shard over).
+    ///
+    /// # Errors
+    /// The catalogue cannot be read.
+    pub async fn pending_moves(&self) -> StoreResult<u64> {
+        self.db
+            .catalogue
+            .read_primary(|pool| async move {
+                let n: i64 =
+                    sqlx::query_scalar("SELECT COUNT(*) FROM reshard_moves WHERE NOT moved")
+                        .fetch_one(&pool)
+                        .await
+                        .map_err(map_err)?;
+                Ok(n as u64)
+            })
+            .await
+    }
+
     /// Each cluster's name and whether it is up (not left out of global reads).
     pub fn clusters_up(&self) -> Vec<(String, bool)> {
         self.db.up()

@@ -16,8 +16,10 @@
 //!    ownership, and the catalogue's map moves to the next epoch. Writers reload the map
 //!    and resume on the new home. The time from the fence to the new epoch is the batch's
 //!    write pause;
-//! 3. the subscription and the publication are dropped, and only then are the moved rows
-//!    removed from the source.
+//! 3. the subscription and the publication are dropped, and only then, after a pause of a
+//!    few of the nodes' map checks, are the moved rows removed from the source. Reads are
+//!    not fenced: a node reads where its map says, so until it has the new map it reads a
+//!    moved shard's frozen rows at the old home.
 //!
 //! Publications and subscriptions need a superuser: a run is given the admin URL of every
 //! cluster. The outbox does not move: a source's relay drains its own entries.
@@ -30,6 +32,10 @@ use crescendo_store::{StoreError, StoreResult};
 use sqlx::PgPool;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
+
+/// How long old rows stay after the last cut-over: several of the nodes' map checks (one a
+/// second), so that reads, which are not fenced, have left the old homes first.
+const CLEANUP_GRACE: Duration = Duration::from_secs(3);
 
 /// Each moved table and the column that carries its logical shard.
 const TABLES: &[(&str, &str)] = &[
@@ -222,6 +228,13 @@ pub(crate) async fn run(
         }
         pair.unsubscribe().await?;
     }
+    // nodes read where their map says; every node checks the epoch each second, so after
+    // this pause none reads a moved shard at its old home any more
+    progress(&format!(
+        "waiting {} s for every node to take the new map before removing old rows",
+        CLEANUP_GRACE.as_secs()
+    ));
+    tokio::time::sleep(CLEANUP_GRACE).await;
     cleanup(s, progress).await?;
     report.finished = true;
     report.epoch = s.map().epoch();
