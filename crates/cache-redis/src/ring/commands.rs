@@ -93,40 +93,12 @@ impl Cache for RedisCache {
     }
 
     async fn release(&self, key: &str, version: u64) -> Result<(), CacheError> {
-        let ring = &self.ring;
-        let i = ring
-            .owner(key)
-            .ok_or_else(|| CacheError::Unavailable("no cache server is in the ring".into()))?;
-        ring.on(i, OnFailure::Stay, |mut c| async move {
-            ring.scripts
-                .release
-                .key(lease_key(key))
-                .arg(version)
-                .arg(ring.token)
-                .invoke_async::<i64>(&mut c)
-                .await
-        })
-        .await
-        .map(|_| ())
+        self.on_lease(key, version, &self.ring.scripts.release)
+            .await
     }
 
     async fn renew(&self, key: &str, version: u64) -> Result<(), CacheError> {
-        let ring = &self.ring;
-        let i = ring
-            .owner(key)
-            .ok_or_else(|| CacheError::Unavailable("no cache server is in the ring".into()))?;
-        ring.on(i, OnFailure::Stay, |mut c| async move {
-            ring.scripts
-                .renew
-                .key(lease_key(key))
-                .arg(version)
-                .arg(ring.token)
-                .arg(ms(LOAD_LEASE))
-                .invoke_async::<i64>(&mut c)
-                .await
-        })
-        .await
-        .map(|_| ())
+        self.on_lease(key, version, &self.ring.scripts.renew).await
     }
 
     async fn invalidate(&self, keys: &[String], position: u64) -> Result<(), CacheError> {
@@ -191,5 +163,32 @@ impl Cache for RedisCache {
             }
         }
         Ok(out)
+    }
+}
+
+impl RedisCache {
+    /// Runs `script` (RELEASE or RENEW) on this process's load lease of `key` at `version`,
+    /// on the key's server; a failure leaves the server in the ring.
+    async fn on_lease(
+        &self,
+        key: &str,
+        version: u64,
+        script: &redis::Script,
+    ) -> Result<(), CacheError> {
+        let ring = &self.ring;
+        let i = ring
+            .owner(key)
+            .ok_or_else(|| CacheError::Unavailable("no cache server is in the ring".into()))?;
+        ring.on(i, OnFailure::Stay, |mut c| async move {
+            script
+                .key(lease_key(key))
+                .arg(version)
+                .arg(ring.token)
+                .arg(ms(LOAD_LEASE))
+                .invoke_async::<i64>(&mut c)
+                .await
+        })
+        .await
+        .map(|_| ())
     }
 }

@@ -93,8 +93,8 @@ end
 return 0
 ";
 
-/// KEYS: lease key. ARGV: version, the caller's lease token. Ends the caller's lease for
-/// that version.
+/// KEYS: lease key. ARGV: version, the caller's lease token (and the lease TTL, unused).
+/// Ends the caller's lease for that version.
 const RELEASE: &str = r"
 if redis.call('GET', KEYS[1]) == ARGV[2] .. ':' .. ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0

@@ -144,15 +144,9 @@ pub(crate) async fn start(
         )));
     }
     let moves = now.moves_to(&next);
-    let (shards, from, to): (Vec<i32>, Vec<String>, Vec<String>) = moves
-        .iter()
-        .map(|m| (i32::from(m.shard.get()), m.from.clone(), m.to.clone()))
-        .fold((vec![], vec![], vec![]), |mut acc, (a, b, c)| {
-            acc.0.push(a);
-            acc.1.push(b);
-            acc.2.push(c);
-            acc
-        });
+    let shards: Vec<i32> = moves.iter().map(|m| i32::from(m.shard.get())).collect();
+    let from: Vec<&str> = moves.iter().map(|m| m.from.as_str()).collect();
+    let to: Vec<&str> = moves.iter().map(|m| m.to.as_str()).collect();
     let plan = sqlx::query(
         "INSERT INTO reshard_moves (shard, from_cluster, to_cluster)
          SELECT * FROM unnest($1::int[], $2::text[], $3::text[])",
