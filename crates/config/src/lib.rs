@@ -7,9 +7,11 @@
 //! tools' `CRESCENDO_*` variables do no harm. Values are parsed at load time (addresses,
 //! enums, numbers), so a bad value fails at start-up, not at first use.
 
+mod edge;
 mod env;
 mod sections;
 
+pub use edge::EdgeSettings;
 pub use sections::*;
 
 use figment::Figment;
@@ -62,6 +64,8 @@ pub struct Settings {
     pub auth: Auth,
     /// The web pages.
     pub web: WebSettings,
+    /// The CDN edge caches in front of the service.
+    pub edge: EdgeSettings,
     /// Logs.
     pub log: Log,
 }
@@ -78,6 +82,7 @@ impl Default for Settings {
             sessions: SessionSettings::default(),
             auth: Auth::default(),
             web: WebSettings::default(),
+            edge: EdgeSettings::default(),
             log: Log::default(),
         }
     }
