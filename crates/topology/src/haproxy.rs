@@ -359,29 +359,25 @@ impl crate::launch::Launched for Haproxy {
     }
 }
 
-/// Starts HAProxy on the public address in front of `backends`, and records it.
+/// Starts HAProxy on `addr` (the public address, unless edges hold it) in front of
+/// `backends`, and records it.
 pub(crate) fn start_tier(
     up: &mut crate::up::Up,
     tier: &crate::model::LbTier,
+    addr: SocketAddr,
     backends: Vec<Backend>,
 ) -> anyhow::Result<()> {
     use crate::state::{Process, Role};
-    up.progress(&format!("starting HAProxy on {}", up.public));
+    up.progress(&format!("starting HAProxy on {addr}"));
     let dir = up.o.run_dir.join("haproxy");
     let cfg = LbConfig {
-        public: up.public,
+        public: addr,
         backends,
         sticky: tier.sticky,
         server_maxconn: up.node.http.max_in_flight,
     };
     let h = Haproxy::start(&dir, &cfg)?;
-    let p = Process::new(
-        Role::Lb,
-        "haproxy",
-        h.pid(),
-        up.public,
-        dir.join("haproxy.log"),
-    );
+    let p = Process::new(Role::Lb, "haproxy", h.pid(), addr, dir.join("haproxy.log"));
     up.running.record(p, Box::new(h));
     Ok(())
 }

@@ -36,6 +36,29 @@ pub struct Topology {
     /// Where uploads and their variants are kept; without it, one directory on this machine
     /// that every process shares.
     pub blobs: Option<BlobsTier>,
+    /// CDN edges (Varnish) in front of the balancer: the first holds the public address.
+    pub edge: Option<EdgeTier>,
+}
+
+/// The CDN edges.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EdgeTier {
+    /// How many: each stands for a point of presence with an address of its own, and every
+    /// write's purges reach each of them.
+    #[serde(default = "one")]
+    pub count: usize,
+    /// Memory each keeps answers in, MiB.
+    #[serde(default = "default_edge_mb")]
+    pub memory_mb: u32,
+}
+
+fn one() -> usize {
+    1
+}
+
+fn default_edge_mb() -> u32 {
+    128
 }
 
 /// The blob store.
@@ -183,6 +206,14 @@ impl Topology {
         }
         if t.load_balancer.is_none() && t.web.count > 1 {
             bail!("{origin}: {} web nodes need a [load_balancer]", t.web.count);
+        }
+        if let Some(e) = &t.edge {
+            if t.load_balancer.is_none() {
+                bail!("{origin}: an [edge] sits in front of a [load_balancer]");
+            }
+            if e.count == 0 || e.count > 16 {
+                bail!("{origin}: edge.count must be between 1 and 16");
+            }
         }
         if t.postgres.clusters > 0 && t.postgres.replicas > 0 {
             bail!("{origin}: postgres.clusters takes no replicas yet");

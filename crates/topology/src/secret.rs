@@ -70,7 +70,7 @@ pub(crate) fn put(
 }
 
 /// Takes every setting that carries a secret out of `node` (leaving its default) and returns
-/// them as a settings file: the token key, the S3 secret key, and the URLs of PostgreSQL,
+/// them as a settings file: the token key, the edges' purge token, the S3 secret key, and the URLs of PostgreSQL,
 /// Redis and NATS, which carry passwords.
 ///
 /// # Errors
@@ -79,6 +79,9 @@ pub fn take_secrets(node: &mut Settings) -> anyhow::Result<String> {
     let mut t = toml::Table::new();
     if let Some(s) = node.auth.jwt_secret.take() {
         put(&mut t, "auth", "jwt_secret", s.expose())?;
+    }
+    if let Some(s) = node.edge.purge_token.take() {
+        put(&mut t, "edge", "purge_token", s.expose())?;
     }
     if let Some(s) = node.blobs.s3_secret_key.take() {
         put(&mut t, "blobs", "s3_secret_key", s.expose())?;

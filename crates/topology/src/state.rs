@@ -18,6 +18,8 @@ pub enum Role {
     Web,
     /// The load balancer (HAProxy).
     Lb,
+    /// A CDN edge (Varnish) in front of the balancer.
+    Edge,
     /// A worker process (`crescendo worker`).
     Worker,
     /// The message queue (NATS with JetStream).
@@ -35,8 +37,9 @@ pub enum Role {
 impl Role {
     /// Every role in the order a topology stops: what takes requests drains first, what
     /// holds data stops last.
-    pub const STOP_ORDER: [Role; 9] = [
+    pub const STOP_ORDER: [Role; 10] = [
         Role::Supervisor,
+        Role::Edge,
         Role::Web,
         Role::Lb,
         Role::Worker,
@@ -57,6 +60,7 @@ impl Role {
             Role::Nats => cmd.contains("nats-server"),
             Role::S3 => cmd.contains("s3s-fs"),
             Role::Lb => cmd.contains("haproxy"),
+            Role::Edge => cmd.contains("varnishd"),
             Role::Redis => cmd.contains("redis-server"),
             Role::PgReplica | Role::PgPrimary => cmd.contains("postgres"),
         }
@@ -165,7 +169,8 @@ pub struct State {
     /// `RUN_DIR/node-secrets.toml` (see [`crate::secret`]).
     #[serde(default)]
     pub web_env: Vec<(String, String)>,
-    /// The load balancer's public address and stickiness, when there is one.
+    /// The load balancer's address (the public one, unless edges hold it) and stickiness,
+    /// when there is one.
     #[serde(default)]
     pub lb: Option<(SocketAddr, bool)>,
     /// The `crescendo` binary web nodes run.

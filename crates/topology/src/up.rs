@@ -1,7 +1,7 @@
 //! `crescendo up`: starts every tier of a topology in order — PostgreSQL, the cache ring,
 //! the shared-state Redis, the object server, NATS and its workers, the web nodes, the load
-//! balancer, the autoscaler — each on a private loopback address and only the balancer (or a
-//! lone web node) on the public one. Each tier's module starts its servers, records them and
+//! balancer, the CDN edges, the autoscaler — each on a private loopback address and only the
+//! first edge (or the balancer, or a lone web node) on the public one. Each tier's module starts its servers, records them and
 //! writes what the nodes need to reach them into the nodes' typed [`Settings`]; a node's
 //! environment is those settings written out ([`Settings::to_env`]), never variable names
 //! typed by hand.
@@ -9,7 +9,7 @@
 use crate::launch::{Node, NodeSpec, Running, UpOptions, shared_secret, start_node};
 use crate::model::Topology;
 use crate::state::{Process, Role, State, alive};
-use crate::{haproxy, nats, pg, redis, s3, secret, web, workers};
+use crate::{haproxy, nats, pg, redis, s3, secret, varnish, web, workers};
 use anyhow::{Context, bail};
 use crescendo_config::{Secret, Settings};
 use std::net::SocketAddr;
@@ -78,13 +78,17 @@ pub fn up(t: &Topology, o: &UpOptions) -> anyhow::Result<Running> {
         .with_context(|| format!("creating {}", o.run_dir.display()))?;
     let run_dir = o.run_dir.canonicalize()?;
     let public = o.public.unwrap_or(t.public);
+    let lb_addr = match t.edge {
+        Some(_) => varnish::balancer_addr(public),
+        None => public,
+    };
     let state = State {
         name: t.name.clone(),
         rung: t.rung,
         url: format!("http://{public}"),
         processes: Vec::new(),
         web_env: Vec::new(),
-        lb: t.load_balancer.as_ref().map(|lb| (public, lb.sticky)),
+        lb: t.load_balancer.as_ref().map(|lb| (lb_addr, lb.sticky)),
         exe: o.exe.clone(),
         worker_env: Vec::new(),
         workers: None,
@@ -115,6 +119,10 @@ pub fn up(t: &Topology, o: &UpOptions) -> anyhow::Result<Running> {
     if t.queue.is_some() {
         nats::start_tier(&mut up)?;
     }
+    let edges = match &t.edge {
+        Some(e) => varnish::plan_tier(&mut up, e)?,
+        None => Vec::new(),
+    };
     // every server runs: their credentials go to a 0600 file, not to state.json
     secret::seal_node_secrets(&mut up)?;
     if let Some(q) = &t.queue {
@@ -122,8 +130,9 @@ pub fn up(t: &Topology, o: &UpOptions) -> anyhow::Result<Running> {
     }
     let backends = web::start_tier(&mut up, t.web.count, t.load_balancer.is_some())?;
     if let Some(lb) = &t.load_balancer {
-        haproxy::start_tier(&mut up, lb, backends)?;
+        haproxy::start_tier(&mut up, lb, lb_addr, backends)?;
     }
+    varnish::start_tier(&mut up, edges)?;
     up.running.state.web_env = up.node.to_env();
     up.running.state.write(&run_dir)?;
     workers::start_autoscaler(&mut up)?;
