@@ -78,11 +78,14 @@ pub fn vcl_text(cfg: &EdgeConfig) -> String {
 
 fn binary() -> anyhow::Result<&'static str> {
     const BIN: &str = "/usr/sbin/varnishd";
-    const XKEY: &str = "/usr/lib/x86_64-linux-gnu/varnish/vmods/libvmod_xkey.so";
     if !Path::new(BIN).is_file() {
         bail!("varnishd is missing: install the Debian package varnish (apt-get install varnish)");
     }
-    if !Path::new(XKEY).is_file() && !Path::new(&XKEY.replace("x86_64", "aarch64")).is_file() {
+    // the module directory is named after the machine's architecture triple
+    let xkey = std::fs::read_dir("/usr/lib")?
+        .flatten()
+        .any(|d| d.path().join("varnish/vmods/libvmod_xkey.so").is_file());
+    if !xkey {
         bail!(
             "Varnish's xkey module is missing: install the Debian package varnish-modules \
              (apt-get install varnish-modules)"
