@@ -73,9 +73,47 @@ pub struct Stats {
     pub ok: u64,
     /// Requests that failed.
     pub errors: u64,
+    /// Per request kind: answers that came through an edge cache (they carry `X-Cache`), and
+    /// of those, how many the edge answered from its store (`X-Cache: HIT`).
+    pub edge: BTreeMap<&'static str, EdgeCount>,
+}
+
+/// Answers an edge cache passed on, and those it answered itself.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EdgeCount {
+    /// Answers that carried `X-Cache`.
+    pub answers: u64,
+    /// Of which `X-Cache: HIT`.
+    pub hits: u64,
+}
+
+impl EdgeCount {
+    /// The share of answers the edge served from its store; `None` when none came through one.
+    pub fn hit_ratio(self) -> Option<f64> {
+        (self.answers > 0).then(|| self.hits as f64 / self.answers as f64)
+    }
 }
 
 impl Stats {
+    /// Notes what the edge said of an answer of `kind` (`None`: it did not pass an edge).
+    pub fn note_edge(&mut self, kind: &'static str, hit: Option<bool>) {
+        if let Some(hit) = hit {
+            let e = self.edge.entry(kind).or_default();
+            e.answers += 1;
+            e.hits += u64::from(hit);
+        }
+    }
+
+    /// Every kind's edge answers together.
+    pub fn edge_total(&self) -> EdgeCount {
+        self.edge
+            .values()
+            .fold(EdgeCount::default(), |a, e| EdgeCount {
+                answers: a.answers + e.answers,
+                hits: a.hits + e.hits,
+            })
+    }
+
     /// Records a request that started `offset` into the run.
     pub fn record(
         &mut self,
@@ -134,6 +172,11 @@ impl Stats {
         }
         self.ok += other.ok;
         self.errors += other.errors;
+        for (k, e) in other.edge {
+            let mine = self.edge.entry(k).or_default();
+            mine.answers += e.answers;
+            mine.hits += e.hits;
+        }
     }
 }
 
@@ -146,14 +189,15 @@ pub struct Progress {
     pub errors: AtomicU64,
 }
 
-/// Sends one request; the status, or how it failed. With `record`, the answer is kept there
+/// Sends one request; the status, or how it failed, and whether an edge cache answered it
+/// from its store (`None`: no edge passed it on). With `record`, the answer is kept there
 /// for the ceiling run.
 async fn send(
     client: &reqwest::Client,
     base: &str,
     r: Request,
     record: Option<&Recorder>,
-) -> Result<u16, &'static str> {
+) -> (Result<u16, &'static str>, Option<bool>) {
     let key = record.map(|_| (r.method.clone(), r.path.clone()));
     let mut b = client.request(r.method, format!("{base}{}", r.path));
     if let Some(t) = r.token {
@@ -167,22 +211,33 @@ async fn send(
             .header("content-type", content_type.as_str())
             .body(bytes.clone());
     }
-    match b.send().await {
-        Ok(res) => {
-            let status = res.status().as_u16();
-            let content_type = key
-                .as_ref()
-                .and_then(|_| res.headers().get(reqwest::header::CONTENT_TYPE).cloned());
-            // read the whole answer: a request is done when its body has arrived
-            match res.bytes().await {
-                Ok(body) => {
-                    if let (Some(record), Some((method, path))) = (record, key) {
-                        record.record(method, path, status, content_type, body);
-                    }
-                    Ok(status)
-                }
-                Err(e) => Err(error_kind(&e)),
+    let res = match b.send().await {
+        Ok(res) => res,
+        Err(e) => return (Err(error_kind(&e)), None),
+    };
+    let edge = res
+        .headers()
+        .get("x-cache")
+        .map(|v| v.as_bytes().starts_with(b"HIT"));
+    (answer(res, key, record).await, edge)
+}
+
+/// Reads the whole answer (a request is done when its body has arrived); its status.
+async fn answer(
+    res: reqwest::Response,
+    key: Option<(reqwest::Method, String)>,
+    record: Option<&Recorder>,
+) -> Result<u16, &'static str> {
+    let status = res.status().as_u16();
+    let content_type = key
+        .as_ref()
+        .and_then(|_| res.headers().get(reqwest::header::CONTENT_TYPE).cloned());
+    match res.bytes().await {
+        Ok(body) => {
+            if let (Some(record), Some((method, path))) = (record, key) {
+                record.record(method, path, status, content_type, body);
             }
+            Ok(status)
         }
         Err(e) => Err(error_kind(&e)),
     }
@@ -232,9 +287,11 @@ pub async fn run(r: &Run, progress: Arc<Progress>) -> anyhow::Result<Stats> {
                         n += connections as u64;
                         let kind = req.kind;
                         let start = Instant::now();
-                        let outcome = send(&client, &run.base, req, run.record.as_deref()).await;
+                        let (outcome, edge) =
+                            send(&client, &run.base, req, run.record.as_deref()).await;
                         let latency = start.elapsed();
                         stats.record(start - t0, kind, latency, outcome);
+                        stats.note_edge(kind, edge);
                         progress.requests.fetch_add(1, Ordering::Relaxed);
                         if !matches!(outcome, Ok(s) if s < 400) {
                             progress.errors.fetch_add(1, Ordering::Relaxed);
@@ -269,13 +326,13 @@ pub async fn run(r: &Run, progress: Arc<Progress>) -> anyhow::Result<Stats> {
                 );
                 async move {
                     let kind = req.kind;
-                    let outcome = send(&client, &base, req, record.as_deref()).await;
+                    let (outcome, edge) = send(&client, &base, req, record.as_deref()).await;
                     // charged from when it was meant to go, not from when it went
                     let latency = intended.elapsed();
-                    stats
-                        .lock()
-                        .expect("stats lock")
-                        .record(intended - t0, kind, latency, outcome);
+                    let mut stats = stats.lock().expect("stats lock");
+                    stats.record(intended - t0, kind, latency, outcome);
+                    stats.note_edge(kind, edge);
+                    drop(stats);
                     progress.requests.fetch_add(1, Ordering::Relaxed);
                     if !matches!(outcome, Ok(s) if s < 400) {
                         progress.errors.fetch_add(1, Ordering::Relaxed);
@@ -380,6 +437,35 @@ mod tests {
             .filter(|(_, d)| *d >= Duration::from_millis(100))
             .count();
         assert!(slow >= 90, "{slow} slow requests");
+    }
+
+    #[test]
+    fn edge_answers_are_counted_per_kind_and_merged() {
+        let (mut a, mut b) = (Stats::default(), Stats::default());
+        for hit in [true, true, false] {
+            a.note_edge("article", Some(hit));
+        }
+        a.note_edge("feed", None);
+        b.note_edge("article", Some(true));
+        b.note_edge("list", Some(false));
+        a.merge(b);
+        assert_eq!(
+            a.edge["article"],
+            EdgeCount {
+                answers: 4,
+                hits: 3
+            }
+        );
+        assert_eq!(a.edge["article"].hit_ratio(), Some(0.75));
+        assert!(!a.edge.contains_key("feed"));
+        assert_eq!(
+            a.edge_total(),
+            EdgeCount {
+                answers: 5,
+                hits: 3
+            }
+        );
+        assert_eq!(Stats::default().edge_total().hit_ratio(), None);
     }
 
     #[test]

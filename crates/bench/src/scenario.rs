@@ -22,6 +22,10 @@ pub enum Scenario {
     /// After DeathStarBench's social network: 60 % home feeds, 30 % author timelines and
     /// article reads, 10 % writes.
     Social,
+    /// The social mix for signed-in users (70 % of requests) with anonymous readers beside
+    /// them (30 %: article reads, author timelines and the home list, without a token), as a
+    /// site with visitors sees it: what an edge cache can answer.
+    Visitors,
     /// `POST /api/uploads` of an 800 × 600 PNG photo, as random seeded users; a probe
     /// measures how long each upload takes to become ready.
     Upload,
@@ -168,6 +172,23 @@ impl Scenario {
                 75..90 => get("article", format!("/api/articles/{}", any_slug(rng)), token),
                 _ => Scenario::Write.next(rng, data, n),
             },
+            Scenario::Visitors => match rng.below(100) {
+                0..15 => get(
+                    "anonymous.article",
+                    format!("/api/articles/{}", any_slug(rng)),
+                    None,
+                ),
+                15..25 => get(
+                    "anonymous.timeline",
+                    format!(
+                        "/api/articles?author={}&limit=10",
+                        username(rng.below(data.tokens.len().max(1)))
+                    ),
+                    None,
+                ),
+                25..30 => get("anonymous.list", "/api/articles?limit=20".into(), None),
+                _ => Scenario::Social.next(rng, data, n),
+            },
         }
     }
 }
@@ -201,6 +222,23 @@ mod tests {
         assert!((share("feed") - 0.60).abs() < 0.02, "{counts:?}");
         assert!((share("read") - 0.30).abs() < 0.02, "{counts:?}");
         assert!((share("write") - 0.10).abs() < 0.02, "{counts:?}");
+    }
+
+    #[test]
+    fn visitors_are_thirty_percent_anonymous_readers_beside_the_social_mix() {
+        let (mut rng, d) = (Rng(11), data());
+        let mut anonymous = 0;
+        for n in 0..20_000 {
+            let r = Scenario::Visitors.next(&mut rng, &d, n);
+            if r.kind.starts_with("anonymous.") {
+                assert!(r.token.is_none() && r.method == reqwest::Method::GET);
+                anonymous += 1;
+            } else {
+                assert!(r.token.is_some(), "{}", r.kind);
+            }
+        }
+        let share = f64::from(anonymous) / 20_000.0;
+        assert!((share - 0.30).abs() < 0.02, "{share}");
     }
 
     #[test]

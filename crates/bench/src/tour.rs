@@ -3,7 +3,7 @@
 //! the number measured for or against it.
 //!
 //! Rungs join the tour as they land; today it has rung 1 (`crescendo serve`) and the
-//! topologies of rungs 2, 3, 4, 5, 7, 9 and 10 (`topologies/*.toml`, compiled in), each started with
+//! topologies of rungs 2, 3, 4, 5, 6, 7, 9 and 10 (`topologies/*.toml`, compiled in), each started with
 //! `crescendo up`'s code in a temporary run directory. Their PostgreSQL servers run with
 //! `fsync` on, so every rung's writes are as durable as rung 1's. Behind a load balancer the
 //! server's view is the sum of every web node's `/metrics`, read on each node's operators'
@@ -57,6 +57,11 @@ pub const RUNGS: &[Rung] = &[
         claim: "with a read-through cache on three Redis servers and a near cache in each node, a read request needs at most 0.1 database queries",
     },
     Rung {
+        number: 6,
+        name: "CDN edge",
+        claim: "two Varnish edges in front of rung 7's tiers answer anonymous reads and assets from their store, and every write purges what it changed on both",
+    },
+    Rung {
         number: 7,
         name: "stateless web",
         claim: "with shared state in Redis any web node serves any request, and the replicas still take the reads",
@@ -91,6 +96,10 @@ fn topology(rung: u8) -> Option<(&'static str, &'static str)> {
         5 => (
             "05-cache.toml",
             include_str!("../../../topologies/05-cache.toml"),
+        ),
+        6 => (
+            "06-cdn.toml",
+            include_str!("../../../topologies/06-cdn.toml"),
         ),
         7 => (
             "07-stateless.toml",
@@ -150,6 +159,9 @@ pub struct TourRow {
     /// Where the CPU goes: per role, and the load generator's own apart.
     #[serde(default)]
     pub cpu: Option<crate::cpu::CpuView>,
+    /// Behind edges: the share of the answers that passed an edge it served from its store.
+    #[serde(default)]
+    pub edge_hit_ratio: Option<f64>,
     /// The claim against the numbers, in one sentence.
     pub verdict: String,
 }
@@ -415,6 +427,15 @@ fn verdict(
             )
         })
         .unwrap_or_default();
+    let edge = r
+        .edge_hit_ratio
+        .map(|e| {
+            format!(
+                ", the edges answered {:.1} % of what passed them from their store",
+                e * 100.0
+            )
+        })
+        .unwrap_or_default();
     let sessions = match survives {
         Some(true) => "; a browser signed in through a node that was then killed stayed signed in",
         Some(false) => {
@@ -423,7 +444,7 @@ fn verdict(
         None => "",
     };
     format!(
-        "Rung {}: the claim that {} {holds}: {:.0} requests/s at p99 {:.1} ms with {} errors{hits}{dbq}{reads}{primary}{cpu}{sessions}{uploads}.",
+        "Rung {}: the claim that {} {holds}: {:.0} requests/s at p99 {:.1} ms with {} errors{edge}{hits}{dbq}{reads}{primary}{cpu}{sessions}{uploads}.",
         rung.number, rung.claim, r.throughput, r.latency.p99_ms, r.errors
     )
 }
@@ -500,6 +521,7 @@ pub async fn tour(exe: &Path, template: &BenchOptions, out: &Path) -> anyhow::Re
             session_survives_node_loss: survives,
             cpu_ms_per_request: report.cpu.as_ref().map(|c| c.server_cpu_ms_per_request),
             cpu: report.cpu.clone(),
+            edge_hit_ratio: report.edge_hit_ratio,
             verdict: verdict(rung, &report, survives, uploads.as_ref()),
             uploads,
         });
@@ -528,11 +550,11 @@ pub fn write(t: &TourReport, out: &Path) -> std::io::Result<PathBuf> {
         "<h1>The ladder, measured: {} scenario</h1>",
         esc(&t.scenario)
     ));
-    h.push_str("<table><tr><th>rung</th><th>name</th><th>req/s</th><th>p50 ms</th><th>p99 ms</th><th>errors</th><th>DB queries/request</th><th>DB queries/read request</th><th>near-cache hit ratio</th><th>cache-served ratio</th><th>primary share of DB reads</th><th>CPU ms/request</th><th>top roles: CPU ms/request (share)</th><th>load generator CPU ms/request</th><th>report</th></tr>");
+    h.push_str("<table><tr><th>rung</th><th>name</th><th>req/s</th><th>p50 ms</th><th>p99 ms</th><th>errors</th><th>DB queries/request</th><th>DB queries/read request</th><th>near-cache hit ratio</th><th>cache-served ratio</th><th>primary share of DB reads</th><th>edge hit ratio</th><th>CPU ms/request</th><th>top roles: CPU ms/request (share)</th><th>load generator CPU ms/request</th><th>report</th></tr>");
     let opt = |v: Option<f64>| v.map(|x| format!("{x:.3}")).unwrap_or_else(|| "n/a".into());
     for r in &t.rungs {
         h.push_str(&format!(
-            "<tr><td>{}</td><td style=\"text-align:left\">{}</td><td>{:.0}</td><td>{:.2}</td><td>{:.2}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td style=\"text-align:left\">{}</td><td>{}</td><td><a href=\"rung-{}/report.html\">details</a></td></tr>",
+            "<tr><td>{}</td><td style=\"text-align:left\">{}</td><td>{:.0}</td><td>{:.2}</td><td>{:.2}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td style=\"text-align:left\">{}</td><td>{}</td><td><a href=\"rung-{}/report.html\">details</a></td></tr>",
             r.rung,
             esc(&r.name),
             r.throughput,
@@ -544,6 +566,7 @@ pub fn write(t: &TourReport, out: &Path) -> std::io::Result<PathBuf> {
             opt(r.cache_hit_ratio),
             opt(r.cache_served_ratio),
             opt(r.primary_read_share),
+            opt(r.edge_hit_ratio),
             opt(r.cpu_ms_per_request),
             esc(&r.cpu.as_ref().map(|c| c.top(3)).unwrap_or_else(|| "n/a".into())),
             opt(r.cpu.as_ref().map(|c| c.load_generator_cpu_ms_per_request)),

@@ -21,6 +21,9 @@ pub struct KindReport {
     pub requests: u64,
     /// Their latency.
     pub latency: Summary,
+    /// Of those an edge cache passed on, the share it answered from its store.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edge_hit_ratio: Option<f64>,
 }
 
 /// One second of the run.
@@ -69,6 +72,10 @@ pub struct Report {
     pub timeline: Vec<Point>,
     /// (percentile, ms) pairs of the latency distribution.
     pub distribution: Vec<(f64, f64)>,
+    /// Of the answers an edge cache passed on (they carry `X-Cache`), the share it answered
+    /// from its store; `None` when no edge was in front of the target.
+    #[serde(default)]
+    pub edge_hit_ratio: Option<f64>,
     /// What the server itself counted.
     pub server: ServerView,
     /// Upload scenario: how long probe uploads took from the answer to `ready`.
@@ -128,6 +135,7 @@ impl Report {
                         KindReport {
                             requests: h.count(),
                             latency: h.summary(),
+                            edge_hit_ratio: stats.edge.get(k).and_then(|e| e.hit_ratio()),
                         },
                     )
                 })
@@ -145,6 +153,7 @@ impl Report {
                 })
                 .collect(),
             distribution: stats.overall.distribution(),
+            edge_hit_ratio: stats.edge_total().hit_ratio(),
             server,
             upload_ready: None,
             jobs_per_second: None,
@@ -199,10 +208,21 @@ impl Report {
             let _ = writeln!(t, "  errors     {}", [statuses, kinds].concat().join(", "));
         }
         for (kind, k) in &self.per_kind {
+            let edge = k
+                .edge_hit_ratio
+                .map(|r| format!("   edge hits {:.1} %", r * 100.0))
+                .unwrap_or_default();
             let _ = writeln!(
                 t,
-                "  {:<16} {:>9} requests   p50 {:.2} ms   p99 {:.2} ms",
+                "  {:<16} {:>9} requests   p50 {:.2} ms   p99 {:.2} ms{edge}",
                 kind, k.requests, k.latency.p50_ms, k.latency.p99_ms
+            );
+        }
+        if let Some(r) = self.edge_hit_ratio {
+            let _ = writeln!(
+                t,
+                "  edge       {:.1} % of the answers that passed an edge were served from its store",
+                r * 100.0
             );
         }
         let s = &self.server;
@@ -362,6 +382,7 @@ pub fn scenario_name(s: Scenario) -> &'static str {
         Scenario::Profile => "profile",
         Scenario::Write => "write",
         Scenario::Social => "social",
+        Scenario::Visitors => "visitors",
         Scenario::Upload => "upload",
     }
 }
