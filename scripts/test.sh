@@ -2,7 +2,7 @@
 # Runs every Crescendo test on a Debian machine, first installing what the tests need and
 # the machine lacks: PostgreSQL 15 (the tests start private servers from its binaries),
 # HAProxy (the load-balancer tier), Redis (shared state and the cache tier), NATS with
-# JetStream (the message queue), Varnish and its xkey module (the CDN edge), Node.js and
+# JetStream (the message queue), Varnish, its xkey module and hitch (the CDN edge), Node.js and
 # npm (for newman, which runs the RealWorld conformance collection), newman itself, and
 # Chromium with its WebDriver (the end-to-end browser tests), and s3s-fs (an
 # S3-compatible server, built with cargo). Safe to run again: it installs only what is
@@ -21,6 +21,7 @@ command -v npm >/dev/null 2>&1 || missing+=(npm)
 [ -x /usr/bin/redis-server ] || missing+=(redis-server)
 [ -x /usr/sbin/nats-server ] || missing+=(nats-server)
 [ -x /usr/sbin/varnishd ] || missing+=(varnish)
+[ -x /usr/sbin/hitch ] || missing+=(hitch)
 dpkg -s varnish-modules >/dev/null 2>&1 || missing+=(varnish-modules)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)

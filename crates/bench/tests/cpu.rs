@@ -16,6 +16,7 @@ fn record_state(run_dir: &std::path::Path, pg: &Postgres, app: &TestApp) {
         name: "cpu-test".into(),
         rung: 2,
         url: format!("http://{}", app.addr),
+        https_url: None,
         processes: vec![Process::new(
             Role::PgPrimary,
             "pg-primary",

@@ -37,6 +37,7 @@ fn row(rung: u8, roles: &[(&str, f64)]) -> TourRow {
         uploads: None,
         cpu_ms_per_request: Some(total),
         cpu: Some(cpu),
+        edge_hit_ratio: None,
         verdict: format!("Rung {rung}: measured."),
     }
 }

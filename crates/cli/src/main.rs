@@ -504,6 +504,10 @@ async fn up(a: UpArgs) -> anyhow::Result<()> {
     };
     let running = tokio::task::spawn_blocking(move || topology::up(&file, &opts)).await??;
     println!("url: {}", running.state.url);
+    if let Some(https) = &running.state.https_url {
+        let ca = running.run_dir().join(topology::tls::CA_FILE);
+        println!("https: {https} (its authority: {})", ca.display());
+    }
     if a.detach {
         running.detach();
         eprintln!(

@@ -41,6 +41,12 @@ sub vcl_recv {
         return (synth(405, "purges are taken on the edge's private listener only"));
     }
     unset req.http.X-Purge-Token;
+    # hitch hands HTTPS connections to the "tls" listener
+    if (local.socket == "tls") {
+        set req.http.X-Forwarded-Proto = "https";
+    } else {
+        set req.http.X-Forwarded-Proto = "http";
+    }
     if (req.restarts == 0) {
         unset req.http.x-edge-refresh;
     }

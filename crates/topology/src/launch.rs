@@ -85,6 +85,11 @@ impl Running {
         self.state.processes.push(process);
     }
 
+    /// The run directory.
+    pub fn run_dir(&self) -> &Path {
+        &self.run_dir
+    }
+
     /// Leaves everything running after this process exits; `crescendo down` stops it.
     pub fn detach(mut self) {
         for (_, part) in std::mem::take(&mut self.parts) {

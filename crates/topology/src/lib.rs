@@ -10,7 +10,8 @@
 //! - [`redis::Redis`]: Redis with bounded memory and LRU eviction.
 //! - [`nats::Nats`]: NATS with JetStream, stoppable and restartable on its own data.
 //! - [`s3::S3`]: an S3-compatible object server (`s3s-fs`, a cargo binary) for blobs.
-//! - [`varnish::Varnish`]: Varnish with a generated VCL, the CDN edge.
+//! - [`varnish::Varnish`]: Varnish with a generated VCL, the CDN edge, and [`tls::Hitch`]
+//!   terminating HTTPS in front of it.
 //!
 //! Around them, whole topologies from `topologies/*.toml` on one machine, one module per
 //! concern: [`model`] (the file), [`up`] (start every tier: each launcher's module also starts
@@ -36,6 +37,7 @@ pub mod scale;
 pub mod secret;
 pub mod state;
 pub mod status;
+pub mod tls;
 pub mod up;
 pub mod varnish;
 mod web;

@@ -51,6 +51,11 @@ pub struct EdgeTier {
     /// Memory each keeps answers in, MiB.
     #[serde(default = "default_edge_mb")]
     pub memory_mb: u32,
+    /// Each edge also serves HTTPS (hitch in front of it), with a certificate from an
+    /// authority made for the run (`RUN_DIR/ca.pem`); the web nodes then mark session
+    /// cookies `Secure` and send HSTS.
+    #[serde(default)]
+    pub tls: bool,
 }
 
 fn one() -> usize {

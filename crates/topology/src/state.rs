@@ -18,7 +18,8 @@ pub enum Role {
     Web,
     /// The load balancer (HAProxy).
     Lb,
-    /// A CDN edge (Varnish) in front of the balancer.
+    /// A CDN edge (Varnish) in front of the balancer, or the TLS terminator (hitch) in
+    /// front of an edge.
     Edge,
     /// A worker process (`crescendo worker`).
     Worker,
@@ -60,7 +61,7 @@ impl Role {
             Role::Nats => cmd.contains("nats-server"),
             Role::S3 => cmd.contains("s3s-fs"),
             Role::Lb => cmd.contains("haproxy"),
-            Role::Edge => cmd.contains("varnishd"),
+            Role::Edge => cmd.contains("varnishd") || cmd.contains("hitch"),
             Role::Redis => cmd.contains("redis-server"),
             Role::PgReplica | Role::PgPrimary => cmd.contains("postgres"),
         }
@@ -162,6 +163,9 @@ pub struct State {
     pub rung: u8,
     /// The public URL.
     pub url: String,
+    /// The first edge's HTTPS URL, when the edges serve TLS (clients trust `RUN_DIR/ca.pem`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub https_url: Option<String>,
     /// Every process, in start order.
     pub processes: Vec<Process>,
     /// What a web node is started with (for `scale` and `restart`): its settings as

@@ -86,6 +86,7 @@ pub fn up(t: &Topology, o: &UpOptions) -> anyhow::Result<Running> {
         name: t.name.clone(),
         rung: t.rung,
         url: format!("http://{public}"),
+        https_url: None,
         processes: Vec::new(),
         web_env: Vec::new(),
         lb: t.load_balancer.as_ref().map(|lb| (lb_addr, lb.sticky)),

@@ -56,6 +56,9 @@ pub struct EdgeConfig {
     pub purge_token: String,
     /// Memory for stored answers, MiB.
     pub memory_mb: u32,
+    /// With TLS: where clients reach it over HTTPS (hitch), and its PROXY-protocol
+    /// listener that hitch hands connections to.
+    pub tls: Option<(SocketAddr, SocketAddr)>,
 }
 
 /// The VCL template: `@NAME@` marks what [`vcl_text`] fills in.
@@ -158,6 +161,11 @@ impl Varnish {
             .arg("-F")
             .args(["-a", &format!("public={}", cfg.public)])
             .args(["-a", &format!("admin={}", cfg.admin)])
+            .args(
+                cfg.tls
+                    .iter()
+                    .flat_map(|(_, proxy)| ["-a".to_string(), format!("tls={proxy},PROXY")]),
+            )
             .args(["-T", &cfg.manage.to_string()])
             .arg("-S")
             .arg(dir.join("manage.secret"))
@@ -219,7 +227,7 @@ impl crate::launch::Launched for Varnish {
 /// Where the balancer listens when edges hold the public address: its own loopback
 /// address, on the public port.
 pub(crate) fn balancer_addr(public: SocketAddr) -> SocketAddr {
-    SocketAddr::from(([127, 0, 4, 1], public.port()))
+    SocketAddr::from(([127, 0, 7, 1], public.port()))
 }
 
 /// Chooses each edge's addresses and the run's purge token, and tells the nodes where to
@@ -233,7 +241,7 @@ pub(crate) fn plan_tier(
     let origin = balancer_addr(up.public);
     let mut edges = Vec::with_capacity(tier.count);
     for i in 1..=tier.count {
-        let ip = [127, 0, 5, i as u8];
+        let ip = [127, 0, 8, i as u8];
         let public = if i == 1 {
             up.public
         } else {
@@ -253,29 +261,57 @@ pub(crate) fn plan_tier(
             origin,
             purge_token: token.clone(),
             memory_mb: tier.memory_mb,
+            tls: match tier.tls {
+                true => Some((
+                    crate::launch::free_addr(ip_v4(public.ip()))?,
+                    crate::launch::free_addr(ip)?,
+                )),
+                false => None,
+            },
         });
     }
     up.node.edge.purge_token = Some(crescendo_config::Secret::new(token));
+    // browsers reach the site over HTTPS: session cookies are Secure, answers carry HSTS
+    up.node.web.secure_cookies |= tier.tls;
     Ok(edges)
 }
 
-/// Starts the planned edges in front of the running balancer, and records them.
+/// The IPv4 address `ip` is (the edges listen on IPv4 loopback addresses).
+fn ip_v4(ip: std::net::IpAddr) -> [u8; 4] {
+    match ip {
+        std::net::IpAddr::V4(v4) => v4.octets(),
+        std::net::IpAddr::V6(_) => [127, 0, 0, 1],
+    }
+}
+
+/// Starts the planned edges in front of the running balancer, each with its TLS terminator
+/// when it has one, and records them.
 pub(crate) fn start_tier(up: &mut crate::up::Up, edges: Vec<EdgeConfig>) -> anyhow::Result<()> {
     use crate::state::{Process, Role};
+    let https: Vec<std::net::IpAddr> = edges.iter().filter_map(|e| Some(e.tls?.0.ip())).collect();
+    let pem = match https.is_empty() {
+        true => None,
+        false => Some(crate::tls::write_certificates(&up.o.run_dir, &https)?),
+    };
     for (i, cfg) in edges.into_iter().enumerate() {
         let name = format!("edge-{}", i + 1);
         up.progress(&format!("starting Varnish {name} on {}", cfg.public));
         let dir = up.o.run_dir.join(&name);
         let v = Varnish::start(&dir, &cfg)?;
-        let mut p = Process::new(
-            Role::Edge,
-            name,
-            v.pid(),
-            cfg.public,
-            dir.join("varnish.log"),
-        );
+        let log = dir.join("varnish.log");
+        let mut p = Process::new(Role::Edge, name, v.pid(), cfg.public, log);
         p.ops_addr = Some(cfg.admin.to_string());
         up.running.record(p, Box::new(v));
+        if let (Some((public, proxy)), Some(pem)) = (cfg.tls, &pem) {
+            let name = format!("tls-{}", i + 1);
+            up.progress(&format!("starting hitch {name} on https://{public}"));
+            let h = crate::tls::Hitch::start(&dir, pem, public, proxy)?;
+            if i == 0 {
+                up.running.state.https_url = Some(format!("https://{public}"));
+            }
+            let p = Process::new(Role::Edge, name, h.pid(), public, dir.join("hitch.log"));
+            up.running.record(p, Box::new(h));
+        }
     }
     Ok(())
 }
@@ -293,6 +329,7 @@ mod tests {
             origin: "127.0.4.1:8000".parse().unwrap(),
             purge_token: "tok123".into(),
             memory_mb: 64,
+            tls: None,
         };
         let v = vcl_text(&cfg);
         assert!(v.contains(".host = \"127.0.4.1\";") && v.contains(".port = \"8000\";"));

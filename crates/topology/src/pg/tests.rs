@@ -94,6 +94,7 @@ fn every_server_up_starts_keeps_fsync_and_full_page_writes_on() {
         name: "durability".into(),
         rung: 0,
         url: String::new(),
+        https_url: None,
         processes: Vec::new(),
         web_env: Vec::new(),
         lb: None,
