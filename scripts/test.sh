@@ -2,9 +2,9 @@
 # Runs every Crescendo test on a Debian machine, first installing what the tests need and
 # the machine lacks: PostgreSQL 15 (the tests start private servers from its binaries),
 # HAProxy (the load-balancer tier), Redis (shared state and the cache tier), NATS with
-# JetStream (the message queue), Varnish, its xkey module and hitch (the CDN edge), Node.js and
-# npm (for newman, which runs the RealWorld conformance collection), newman itself, and
-# Chromium with its WebDriver (the end-to-end browser tests), and s3s-fs (an
+# JetStream (the message queue), Varnish, its xkey module and hitch (the CDN edge),
+# Node.js and npm (for newman, which runs the RealWorld conformance collection), newman
+# itself, and Chromium with its WebDriver (the end-to-end browser tests), and s3s-fs (an
 # S3-compatible server, built with cargo). Safe to run again: it installs only what is
 # missing.
 set -euo pipefail
