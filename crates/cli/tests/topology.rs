@@ -3,6 +3,9 @@
 //! collection passes, and under steady load a node stopped with SIGTERM fails no request
 //! and a node killed with SIGKILL fails no read.
 
+#[path = "topology/edge.rs"]
+mod edge;
+
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
@@ -132,6 +135,11 @@ async fn status_with_nodes_up(run_dir: &Path, nodes: usize) -> Value {
 /// Runs the RealWorld collection against `url` with users named after `tag`; asserts that
 /// every request and assertion passed.
 fn realworld_collection(url: &str, tag: &str) {
+    realworld_collection_with(url, tag, &[]);
+}
+
+/// [`realworld_collection`] with newman given `extra` arguments too.
+fn realworld_collection_with(url: &str, tag: &str, extra: &[&str]) {
     let collection = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../../../shared/realworld/Conduit.postman_collection.json");
     let suffix = std::process::id();
@@ -143,6 +151,7 @@ fn realworld_collection(url: &str, tag: &str) {
         .args(["--global-var", &format!("EMAIL={tag}{suffix}@example.com")])
         .args(["--global-var", "PASSWORD=password123"])
         .args(["--reporters", "cli", "--color", "off", "--disable-unicode"])
+        .args(extra)
         .output()
         .expect("newman is installed");
     assert!(
