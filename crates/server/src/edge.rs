@@ -225,3 +225,84 @@ impl HttpEdges {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::Router;
+    use axum::response::IntoResponse;
+    use axum::routing::get;
+    use tower::ServiceExt;
+
+    /// A router whose `/{what}` answers a shareable 200 that read `article:1`, marked
+    /// partial when `what` is `partial`, setting a cookie when it is `cookie`.
+    fn router() -> Router {
+        let answer = |axum::extract::Path(what): axum::extract::Path<String>| async move {
+            crescendo_cache::surrogate::note("article:1");
+            let mut res = "ok".into_response();
+            res.extensions_mut().insert(Shareable);
+            match what.as_str() {
+                "partial" => {
+                    res.headers_mut().insert(
+                        crate::http::X_PARTIAL.clone(),
+                        HeaderValue::from_static("true"),
+                    );
+                }
+                "cookie" => {
+                    res.headers_mut()
+                        .insert(header::SET_COOKIE, HeaderValue::from_static("a=b"));
+                }
+                _ => {}
+            }
+            res
+        };
+        Router::new()
+            .route("/{what}", get(answer))
+            .layer(axum::middleware::from_fn_with_state(
+                EdgeHeaders::new(&EdgeSettings::default()),
+                edge_headers,
+            ))
+    }
+
+    async fn headers(path: &str, authorization: bool) -> http::HeaderMap {
+        let mut req = http::Request::get(path);
+        if authorization {
+            req = req.header(header::AUTHORIZATION, "Token x");
+        }
+        let res = router()
+            .oneshot(req.body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        res.headers().clone()
+    }
+
+    #[tokio::test]
+    async fn a_shareable_answer_is_tagged_for_the_edge() {
+        let h = headers("/plain", false).await;
+        assert_eq!(h["surrogate-control"], "max-age=60");
+        assert_eq!(h["cache-control"], "public, max-age=5");
+        assert_eq!(
+            h["xkey"],
+            crescendo_cache::surrogate_key("article:1").as_str()
+        );
+    }
+
+    #[tokio::test]
+    async fn partial_answers_are_kept_by_nobody() {
+        let h = headers("/partial", false).await;
+        assert_eq!(h["cache-control"], "no-store");
+        assert!(!h.contains_key("surrogate-control"));
+        assert!(!h.contains_key("xkey"));
+    }
+
+    #[tokio::test]
+    async fn answers_with_credentials_or_cookies_are_not_offered_to_the_edge() {
+        for h in [
+            headers("/plain", true).await,
+            headers("/cookie", false).await,
+        ] {
+            assert!(!h.contains_key("surrogate-control"), "{h:?}");
+            assert!(!h.contains_key("cache-control"), "{h:?}");
+        }
+    }
+}
