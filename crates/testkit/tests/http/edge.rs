@@ -308,3 +308,37 @@ async fn a_purge_an_edge_missed_is_sent_again_by_a_queued_job_once_the_edge_is_b
     .expect("the queued purge was delivered within a minute");
     assert_eq!(delivered.method, "PURGE");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_write_whose_purge_reaches_neither_the_edge_nor_the_queue_answers_503() {
+    // arrange: jobs on a NATS server; the edge's purge listener is down
+    let dir = tempfile::tempdir().unwrap();
+    let nats_dir = dir.path().to_path_buf();
+    let mut nats = tokio::task::spawn_blocking(move || {
+        crescendo_topology::nats::Nats::start(&nats_dir, [127, 0, 0, 1])
+    })
+    .await
+    .unwrap()
+    .expect("a private NATS server starts");
+    let app = TestApp::spawn_with(|s| {
+        s.queue.backend = crescendo_config::QueueBackend::Nats;
+        s.queue.nats_url = nats.url();
+        s.queue.workers = 0;
+        s.edge.purge_urls = vec![format!("http://{}", free_addr())];
+    })
+    .await;
+    let token = app.register("ray").await;
+    let slug = app.article_slug(&token, "Unreachable").await;
+
+    // act: the queue goes down too, then the article is edited
+    tokio::task::block_in_place(|| nats.stop());
+    let path = format!("/api/articles/{slug}");
+    let edited = app
+        .put(&path, Some(&token), json!({"article": {"title": "Stale"}}))
+        .await;
+
+    // assert: the caller is told, in the API's format (the edit itself is committed)
+    assert_eq!(edited.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(edited.json["errors"].is_object(), "{:?}", edited.json);
+    assert_eq!(app.get(&path, None).await.json["article"]["title"], "Stale");
+}
