@@ -51,13 +51,41 @@ fn sorted_tokens(mut hashes: Vec<u64>) -> Vec<String> {
     hashes.into_iter().map(token_of).collect()
 }
 
-/// Runs `fut` in a fresh scope; returns its output and the tokens of every key noted in it,
-/// sorted, each once.
-pub async fn scope<F: Future>(fut: F) -> (F::Output, Vec<String>) {
+/// The keys a scope noted, kept as hashes until someone asks for their tokens (most
+/// answers are never offered to an edge).
+#[derive(Clone, Debug, Default)]
+pub struct Noted(Vec<u64>);
+
+impl Noted {
+    /// The tokens, sorted, each once.
+    pub fn tokens(self) -> Vec<String> {
+        sorted_tokens(self.0)
+    }
+
+    /// The tokens, sorted, each once, separated by single spaces (an `xkey` header's
+    /// value), and how many there are.
+    pub fn header_value(mut self) -> (String, usize) {
+        use std::fmt::Write;
+        self.0.sort_unstable();
+        self.0.dedup();
+        let mut out = String::with_capacity(self.0.len() * 17);
+        for (i, h) in self.0.iter().enumerate() {
+            if i > 0 {
+                out.push(' ');
+            }
+            let _ = write!(out, "{h:016x}");
+        }
+        (out, self.0.len())
+    }
+}
+
+/// Runs `fut` in a fresh scope; returns its output and the keys noted in it.
+pub async fn scope<F: Future>(fut: F) -> (F::Output, Noted) {
     NOTED
         .scope(RefCell::new(Vec::new()), async move {
             let out = fut.await;
-            (out, keys())
+            let noted = NOTED.with(|n| std::mem::take(&mut *n.borrow_mut()));
+            (out, Noted(noted))
         })
         .await
 }
@@ -100,7 +128,10 @@ mod tests {
             assert_eq!(keys().len(), 2);
         })
         .await;
-        assert_eq!(got, tokens(&["profile:2", "article:1"]));
+        let (header, n) = got.clone().header_value();
+        let want = tokens(&["profile:2", "article:1"]);
+        assert_eq!(got.tokens(), want);
+        assert_eq!((header, n), (want.join(" "), 2));
         assert!(keys().is_empty());
     }
 }

@@ -63,7 +63,7 @@ pub(crate) async fn edge_headers(
 ) -> Response {
     let anonymous_read = matches!(*req.method(), Method::GET | Method::HEAD)
         && !req.headers().contains_key(header::AUTHORIZATION);
-    let (mut res, tokens) = crescendo_cache::surrogate::scope(next.run(req)).await;
+    let (mut res, noted) = crescendo_cache::surrogate::scope(next.run(req)).await;
     if res.headers().contains_key(&crate::http::X_PARTIAL) {
         // gathered while a shard cluster was down: nobody may keep it
         res.headers_mut()
@@ -73,18 +73,21 @@ pub(crate) async fn edge_headers(
     let shareable = anonymous_read
         && res.status() == StatusCode::OK
         && res.extensions().get::<Shareable>().is_some()
-        && !res.headers().contains_key(header::SET_COOKIE)
-        && tokens.len() <= MAX_XKEY_TOKENS;
+        && !res.headers().contains_key(header::SET_COOKIE);
     if !shareable {
+        return res;
+    }
+    let (xkey, count) = noted.header_value();
+    if count > MAX_XKEY_TOKENS {
         return res;
     }
     let headers = res.headers_mut();
     headers.insert(header::CACHE_CONTROL, h.cache_control);
     headers.insert(SURROGATE_CONTROL.clone(), h.surrogate_control);
-    if !tokens.is_empty() {
+    if count > 0 {
         headers.insert(
             XKEY.clone(),
-            HeaderValue::from_str(&tokens.join(" ")).expect("hex tokens"),
+            HeaderValue::from_str(&xkey).expect("hex tokens"),
         );
     }
     res
