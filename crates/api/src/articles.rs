@@ -9,8 +9,8 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use crescendo_app::{App, ArticleView, ListQuery};
-use crescendo_domain::CommentId;
+use crescendo_app::{App, ArticleView, ListQuery, Shareable};
+use crescendo_domain::{CommentId, Id};
 use serde::Deserialize;
 
 /// Query string of list requests; numbers are parsed here so bad ones get a field error.
@@ -65,6 +65,15 @@ pub fn articles_json(views: &[ArticleView], total: u64) -> Vec<u8> {
     out
 }
 
+/// Marks `res` [`Shareable`] when no one is signed in: the same answer for every anonymous
+/// reader, which edge caches may then keep (the server decides the headers).
+pub(crate) fn shared_if_anonymous(viewer: Option<Id>, mut res: Response) -> Response {
+    if viewer.is_none() {
+        res.extensions_mut().insert(Shareable);
+    }
+    res
+}
+
 fn many(views: &[ArticleView], total: u64) -> Response {
     json_bytes(StatusCode::OK, articles_json(views, total))
 }
@@ -94,7 +103,7 @@ pub(crate) async fn list_articles(
     q: Result<Query<ListParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let (views, total) = app.list_articles(viewer, params(q)?).await?;
-    Ok(many(&views, total))
+    Ok(shared_if_anonymous(viewer, many(&views, total)))
 }
 
 /// `GET /api/articles/feed` (GetArticlesFeed).
@@ -114,7 +123,8 @@ pub(crate) async fn get_article(
     MaybeUser(viewer): MaybeUser,
     Path(slug): Path<String>,
 ) -> Result<Response, ApiError> {
-    Ok(one(StatusCode::OK, &app.article(viewer, &slug).await?))
+    let answer = one(StatusCode::OK, &app.article(viewer, &slug).await?);
+    Ok(shared_if_anonymous(viewer, answer))
 }
 
 /// `POST /api/articles` (CreateArticle): 201.
@@ -180,7 +190,7 @@ pub(crate) async fn list_comments(
     let mut out = b"{\"comments\":".to_vec();
     write_list(&mut out, &list, write_comment);
     out.push(b'}');
-    Ok(json_bytes(StatusCode::OK, out))
+    Ok(shared_if_anonymous(viewer, json_bytes(StatusCode::OK, out)))
 }
 
 /// `POST /api/articles/{slug}/comments` (CreateArticleComment): 200, as the spec says.
@@ -216,5 +226,9 @@ pub(crate) async fn delete_comment(
 /// `GET /api/tags` (GetTags): the most used tags.
 pub(crate) async fn tags(State(app): State<App>) -> Result<Response, ApiError> {
     let t = app.tags().await?;
-    Ok(Json(TagsBody { tags: &t }).into_response())
+    // the same for every reader, signed in or not
+    Ok(shared_if_anonymous(
+        None,
+        Json(TagsBody { tags: &t }).into_response(),
+    ))
 }

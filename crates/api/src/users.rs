@@ -87,7 +87,10 @@ pub(crate) async fn get_profile(
     Path(username): Path<String>,
 ) -> Result<Response, ApiError> {
     let p = app.profile(viewer, &username).await?;
-    Ok(profile_answer(&p))
+    Ok(crate::articles::shared_if_anonymous(
+        viewer,
+        profile_answer(&p),
+    ))
 }
 
 /// `POST /api/profiles/{username}/follow` (FollowUserByUsername).

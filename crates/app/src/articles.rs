@@ -282,11 +282,15 @@ impl App {
                 favorited_by,
             },
         };
-        if let Some(snap) = self.head_page(&filter, page).await? {
-            return Ok((self.join_viewer(viewer, &snap.items).await?, snap.total));
-        }
-        let ids = self.list_ids(&filter, page).await?;
-        Ok((self.hydrate(viewer, &ids.ids).await?, ids.total))
+        let (views, total) = match self.head_page(&filter, page).await? {
+            Some(snap) => (self.join_viewer(viewer, &snap.items).await?, snap.total),
+            None => {
+                let ids = self.list_ids(&filter, page).await?;
+                (self.hydrate(viewer, &ids.ids).await?, ids.total)
+            }
+        };
+        crate::lists::note_list(&filter, &views);
+        Ok((views, total))
     }
 
     /// The viewer's feed: articles by the users they follow, newest first.

@@ -17,6 +17,7 @@ mod articles;
 mod auth;
 mod cached;
 mod comments;
+mod edge;
 mod error;
 mod idempotency;
 mod jobs;
@@ -34,6 +35,7 @@ pub use auth::{Passwords, TokenClaims, Tokens};
 pub use cached::{Cached, RenderSlot, Renders};
 pub use comments::CommentView;
 pub use crescendo_store::jobs::IMAGES_QUEUE;
+pub use edge::{EdgeFailure, Edges, PurgeError, Shareable};
 pub use error::{AppError, AppResult, FieldErrors, ProcessUploadError, RelayError};
 pub use pause::{Pause, WriteStep};
 pub use signin::{ClientAddr, SignInLimits};
@@ -89,6 +91,10 @@ struct Inner {
     sign_in_gates: signin::ClientGates,
     /// A test's hold on writes (see `pause.rs`); never set in production.
     pause: std::sync::OnceLock<Arc<Pause>>,
+    /// The edge caches every write purges (see `edge.rs`); `None`: no edge.
+    edges: Option<Arc<dyn Edges>>,
+    /// How long after a write its purges are sent again.
+    purge_settle: Duration,
 }
 
 /// How long a user's last write position is kept. Replicas that lag more than their bound
@@ -140,6 +146,10 @@ pub struct Parts {
     pub max_upload_bytes: u64,
     /// Failed sign-ins allowed per (account, client) and per client, and for how long.
     pub sign_in: SignInLimits,
+    /// The edge caches in front of the service, which every write purges; `None`: none.
+    pub edges: Option<Arc<dyn Edges>>,
+    /// How long after a write its edge purges are sent a second time (by a queued job).
+    pub purge_settle: Duration,
 }
 
 impl std::fmt::Debug for App {
@@ -175,6 +185,8 @@ impl App {
                 pause: std::sync::OnceLock::new(),
                 ttl: p.ttl,
                 max_page_size: p.max_page_size,
+                edges: p.edges,
+                purge_settle: p.purge_settle,
             }),
         }
     }
@@ -299,6 +311,8 @@ impl App {
         F: FnOnce() -> Fut,
         Fut: Future<Output = AppResult<Option<T>>>,
     {
+        // the answer depends on this key: an edge keeping it is purged when the key changes
+        crescendo_cache::surrogate::note(key);
         let load = |position| async move {
             let loaded = fence::reading_after(position, load()).await;
             if fence::partial() {
@@ -323,9 +337,11 @@ impl App {
         self.store().ping().await.map_err(|_| AppError::Unavailable)
     }
 
-    /// Invalidates cache keys after a committed write. A failure here means some reader
-    /// could see the old data, so the write's caller is told the service is unavailable
-    /// (the write itself is committed; repeating it is safe for every use case).
+    /// Invalidates cache keys after a committed write, then purges them from the edge
+    /// caches (in that order: an edge that refetches must find the new data in the cache).
+    /// A failure here means some reader could see the old data, so the write's caller is
+    /// told the service is unavailable (the write itself is committed; repeating it is safe
+    /// for every use case).
     pub(crate) async fn invalidate(&self, keys: Vec<String>) -> AppResult<()> {
         self.reach(WriteStep::Committed).await;
         self.cache()
@@ -334,6 +350,7 @@ impl App {
             .map_err(|e| {
                 tracing::error!(error = %e, ?keys, "cache invalidation failed");
                 AppError::Unavailable
-            })
+            })?;
+        self.purge_edges(&keys).await
     }
 }

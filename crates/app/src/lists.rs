@@ -14,7 +14,7 @@
 //! invalidated by every write that adds or removes a member. A window that ends within
 //! the head is exact; a deeper one goes to the store.
 
-use crate::articles::SharedArticle;
+use crate::articles::{ArticleView, SharedArticle};
 use crate::{App, AppError, AppResult, keys};
 use crescendo_cache::Stamp;
 use crescendo_domain::Id;
@@ -76,6 +76,40 @@ fn merge_newest(lists: &[Arc<IdPage>], n: usize) -> Vec<Id> {
         }
     }
     out
+}
+
+/// Notes the cache keys a list's answer depends on beyond those it read through the cache
+/// (see `crescendo_cache::surrogate`): the list's own keys, however deep the window (one
+/// past the head is read from the store), and every article and author listed (a page
+/// snapshot's are not read again).
+pub(crate) fn note_list(filter: &ArticleFilter, items: &[ArticleView]) {
+    use crescendo_cache::surrogate::note;
+    match filter {
+        ArticleFilter::All => note(&keys::head_all()),
+        ArticleFilter::Tag(t) => note(&keys::head_tag(t)),
+        ArticleFilter::Author(a) => note(&keys::head_author(*a)),
+        ArticleFilter::FavoritedBy(f) => note(&keys::favorites(*f)),
+        ArticleFilter::Feed(_) => {}
+        ArticleFilter::Match {
+            tag,
+            author,
+            favorited_by,
+        } => {
+            if let Some(t) = tag {
+                note(&keys::head_tag(t));
+            }
+            if let Some(a) = author {
+                note(&keys::head_author(*a));
+            }
+            if let Some(f) = favorited_by {
+                note(&keys::favorites(*f));
+            }
+        }
+    }
+    for v in items {
+        note(&keys::article(v.article.id));
+        note(&keys::profile(v.author.profile.id));
+    }
 }
 
 impl App {

@@ -9,6 +9,8 @@
 //!   raced with a write fill the cache (see [`ReadThrough::invalidate`]).
 //! - [`Sessions`]: small shared state with expiry (web sessions, CSRF, rate-limit counters,
 //!   idempotency records). Backends: [`MemorySessions`]; Redis in `crescendo-cache-redis`.
+//! - [`surrogate`]: the cache keys a request's answer depended on, and their tokens
+//!   ([`surrogate_key`]) by which an edge cache is told to drop the answer.
 //!
 //! A shared tier whose servers report every change to this process ([`Cache::trust_epoch`],
 //! [`NearInvalidations`]) lets the near tier serve a copy without asking; see `ReadThrough`'s
@@ -19,11 +21,13 @@
 mod memory;
 mod read_through;
 mod sessions;
+pub mod surrogate;
 
 pub use memory::MemoryCache;
 pub use read_through::stable_hash;
 pub use read_through::{CacheStats, LEASE_RENEW_EVERY, ReadThrough, Stamp, skip_fill};
 pub use sessions::{MemorySessions, Sessions};
+pub use surrogate::surrogate_key;
 
 use async_trait::async_trait;
 use bytes::Bytes;

@@ -91,6 +91,12 @@ pub(crate) fn service(
         // read-your-writes for the API and the pages alike: each request runs in the
         // application's consistency scope (see App::in_request)
         .layer(middleware::from_fn_with_state(app, in_request))
+        // what edge caches and browsers may keep of each answer, tagged with the cache keys
+        // it was made from (see edge.rs); outside the scope above, so it sees partial answers
+        .layer(middleware::from_fn_with_state(
+            crate::edge::EdgeHeaders::new(&settings.edge),
+            crate::edge::edge_headers,
+        ))
         // the client's address, for the sign-in throttle of the API and the pages
         .layer(middleware::from_fn(move |req, next| {
             crate::client::remember(Arc::clone(&trusted), req, next)
@@ -227,7 +233,7 @@ async fn in_request(State(app): State<App>, req: Request, next: Next) -> Respons
 }
 
 /// Marks an answer that leaves out data a shard cluster that is down holds.
-static X_PARTIAL: HeaderName = HeaderName::from_static("x-crescendo-partial");
+pub(crate) static X_PARTIAL: HeaderName = HeaderName::from_static("x-crescendo-partial");
 
 /// Answers marked partial, registered once.
 static PARTIAL_ANSWERS: std::sync::LazyLock<metrics::Counter> = std::sync::LazyLock::new(|| {

@@ -14,6 +14,7 @@
 
 mod ceiling;
 mod client;
+mod edge;
 mod finish;
 mod http;
 mod listen;

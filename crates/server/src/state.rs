@@ -276,6 +276,8 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Built> {
             per_client: a.signin_max_failures_per_client,
             window: Duration::from_secs(a.signin_window_secs),
         },
+        edges: crate::edge::from_settings(&settings.edge)?,
+        purge_settle: Duration::from_millis(settings.edge.purge_settle_ms),
     });
     let web = crescendo_web::WebConfig {
         keys: crescendo_web::session::SessionKeys::derive(&key, settings.web.secure_cookies),

@@ -34,6 +34,12 @@ pub enum PayloadError {
         /// The payload as received (at most 64 characters of it).
         payload: String,
     },
+    /// The payload is text but not an edge purge (a time, then tokens).
+    #[error("edge-purge job payload {payload:?} is not a time and tokens")]
+    NotAnEdgePurge {
+        /// The payload as received (at most 64 characters of it).
+        payload: String,
+    },
 }
 
 impl ImageVariants {
@@ -62,9 +68,87 @@ impl ImageVariants {
     }
 }
 
+/// The queue of edge purges sent again once a write has settled ([`EdgePurge`]).
+pub const EDGE_PURGE_QUEUE: &str = "edge-purge";
+
+/// Purge surrogate-key tokens on every edge cache again, no sooner than `not_before_ms`.
+/// Wire format: the time in milliseconds since the Unix epoch, then each token, separated by
+/// single spaces (`"1767225600000 0123456789abcdef fedcba9876543210"`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EdgePurge {
+    /// When the purge may be sent, milliseconds since the Unix epoch.
+    pub not_before_ms: u64,
+    /// The tokens: 16 lowercase hex digits each.
+    pub tokens: Vec<String>,
+}
+
+impl EdgePurge {
+    /// The queue these jobs go to.
+    pub const QUEUE: &'static str = EDGE_PURGE_QUEUE;
+
+    /// The job's payload bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = self.not_before_ms.to_string();
+        for t in &self.tokens {
+            out.push(' ');
+            out.push_str(t);
+        }
+        out.into_bytes()
+    }
+
+    /// Reads a payload made by [`EdgePurge::encode`].
+    ///
+    /// # Errors
+    /// [`PayloadError`] when the payload is not a time followed by tokens.
+    pub fn decode(payload: &[u8]) -> Result<Self, PayloadError> {
+        let text = std::str::from_utf8(payload)
+            .map_err(|_| PayloadError::NotText { queue: Self::QUEUE })?;
+        let bad = || PayloadError::NotAnEdgePurge {
+            payload: text.chars().take(64).collect(),
+        };
+        let mut words = text.split(' ');
+        let not_before_ms = words
+            .next()
+            .and_then(|w| w.parse::<u64>().ok())
+            .ok_or_else(bad)?;
+        let tokens = words
+            .map(|w| {
+                (w.len() == 16 && w.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
+                    .then(|| w.to_string())
+                    .ok_or_else(bad)
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Self {
+            not_before_ms,
+            tokens,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn edge_purges_round_trip_through_their_payload() {
+        let job = EdgePurge {
+            not_before_ms: 1_767_225_600_000,
+            tokens: vec!["0123456789abcdef".into(), "fedcba9876543210".into()],
+        };
+        assert_eq!(
+            job.encode(),
+            b"1767225600000 0123456789abcdef fedcba9876543210".to_vec()
+        );
+        assert_eq!(EdgePurge::decode(&job.encode()), Ok(job));
+        for bad in [
+            &b""[..],
+            b"x 0123456789abcdef",
+            b"1 0123",
+            b"1 0123456789ABCDEF",
+        ] {
+            assert!(EdgePurge::decode(bad).is_err(), "{bad:?} was taken");
+        }
+    }
 
     #[test]
     fn image_variants_round_trip_through_their_payload() {

@@ -26,6 +26,11 @@ pub mod names {
     pub const SHARD_CLUSTER_UP: &str = "crescendo_shard_cluster_up";
     /// Counter of HTTP answers marked partial (`x-crescendo-partial`).
     pub const HTTP_PARTIAL_ANSWERS: &str = "crescendo_http_partial_answers_total";
+    /// Counter of purge requests sent to edge caches, one per edge and request; label
+    /// `outcome` (`ok`, `failed`).
+    pub const EDGE_PURGES: &str = "crescendo_edge_purges_total";
+    /// Histogram of how long a write's purge of every edge took before it answered, seconds.
+    pub const EDGE_PURGE_DURATION: &str = "crescendo_edge_purge_duration_seconds";
     /// Gauge of database connections in use; label `role`.
     pub const DB_POOL_IN_USE: &str = "crescendo_db_pool_connections_in_use";
     /// Gauge of open database connections; label `role`.

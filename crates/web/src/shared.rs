@@ -10,7 +10,7 @@ use askama::Template;
 use axum::extract::{FromRequestParts, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use crescendo_app::AppError;
+use crescendo_app::{AppError, Shareable};
 use http::header::{ACCEPT, CACHE_CONTROL, CONTENT_TYPE, LOCATION};
 use http::request::Parts;
 use http::{HeaderMap, HeaderValue, StatusCode};
@@ -31,8 +31,9 @@ impl FromRequestParts<Web> for Session {
     }
 }
 
-/// Security headers on every page. A page is `private` unless its handler made it public
-/// (anonymous views without forms); every page varies by cookie.
+/// Security headers on every page. A page is `private` unless its handler marked it
+/// shareable (anonymous views without forms; the server then makes it public); every page
+/// varies by cookie.
 pub(crate) async fn page_headers(State(w): State<Web>, req: Request, next: Next) -> Response {
     let mut res = next.run(req).await;
     let h = res.headers_mut();
@@ -122,15 +123,13 @@ pub(crate) fn html(
     }
 }
 
-/// Lets shared caches (a CDN) keep an anonymous page for a few seconds: only pages that
-/// show no form and set no cookie, for a visitor who is not signed in.
-const PUBLIC_PAGE: &str = "public, max-age=5";
-
-/// Marks `res` [`PUBLIC_PAGE`] when the visitor is anonymous and nothing personal was set.
+/// Marks `res` [`Shareable`] when the visitor is anonymous and nothing personal was set:
+/// only pages that show no form and set no cookie. The server then lets browsers keep it
+/// for `edge.browser_ttl_secs` and edge caches (a CDN) for `edge.ttl_secs`, tagged with the
+/// cache keys it was made from; other pages stay `private, no-cache`.
 pub(crate) fn public_if_anonymous(s: &Session, mut res: Response) -> Response {
     if s.user.is_none() && s.set_cookie.is_none() && res.status() == StatusCode::OK {
-        res.headers_mut()
-            .insert(CACHE_CONTROL, HeaderValue::from_static(PUBLIC_PAGE));
+        res.extensions_mut().insert(Shareable);
     }
     res
 }

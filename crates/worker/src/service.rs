@@ -1,19 +1,21 @@
 //! What a Crescendo process runs beside (or instead of) its requests: workers for every
 //! kind of job ([`run_workers`]) and the outbox relay ([`relay`]), both on the [`App`].
 
-use crate::{Variants, Worker, WorkerOptions};
+use crate::{EdgePurges, Variants, Worker, WorkerOptions};
 use crescendo_app::App;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 
 /// Runs workers for every kind of job on the application's queue until `stop`, then waits
-/// for the jobs in hand.
+/// for the jobs in hand. Edge purges are served only by a process that knows the edges.
 pub async fn run_workers(app: App, options: WorkerOptions, stop: watch::Receiver<bool>) {
-    Worker::new(app.clone(), options)
-        .serve(Arc::new(Variants(app)))
-        .run(stop)
-        .await;
+    let mut worker = Worker::new(app.clone(), options).serve(Arc::new(Variants(app.clone())));
+    // a process that knows of no edge could not purge them: it leaves their jobs to others
+    if app.has_edges() {
+        worker = worker.serve(Arc::new(EdgePurges(app)));
+    }
+    worker.run(stop).await;
 }
 
 /// Moves committed outbox jobs to the queue until `stop`: at once when this process adds

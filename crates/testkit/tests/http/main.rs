@@ -5,6 +5,7 @@ mod anonymous;
 mod articles;
 mod comments;
 mod connections;
+mod edge;
 mod errors;
 mod finish;
 mod full_state;

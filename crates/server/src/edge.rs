@@ -1,0 +1,311 @@
+//! The origin's side of the edge caches (a CDN in front of the balancer, rung 6).
+//!
+//! - What an edge may keep: [`edge_headers`] runs every request in a surrogate-key scope
+//!   (`crescendo_cache::surrogate`) and, on a 200 answer to an anonymous GET or HEAD that its
+//!   handler marked [`Shareable`] and that sets no cookie, adds `Surrogate-Control:
+//!   max-age={edge.ttl_secs}` (the edge keeps it), `Cache-Control: public,
+//!   max-age={edge.browser_ttl_secs}` and `xkey` (the tokens of the cache keys it was made
+//!   from). A partial answer gets `Cache-Control: no-store` and nothing for the edge.
+//! - How writes reach it: [`HttpEdges`], the application's [`Edges`] seam over HTTP/1, sends
+//!   `PURGE /` with `X-Purge-Token` and `xkey-softpurge: <tokens>` to every
+//!   `edge.purge_urls` at once; an edge confirms with 200.
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::Response;
+use crescendo_app::{EdgeFailure, Edges, PurgeError, Shareable};
+use crescendo_config::EdgeSettings;
+use crescendo_telemetry::names;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How long one edge may take to confirm a purge (connection included).
+const PURGE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The most tokens one purge request carries: 17 bytes each keeps its header under 8 KB.
+const TOKENS_PER_PURGE: usize = 400;
+
+/// The most tokens an answer may be tagged with; one that depends on more keys is not
+/// offered to the edge (its `xkey` header would outgrow what an edge reads).
+const MAX_XKEY_TOKENS: usize = 400;
+
+static SURROGATE_CONTROL: HeaderName = HeaderName::from_static("surrogate-control");
+static XKEY: HeaderName = HeaderName::from_static("xkey");
+static XKEY_SOFTPURGE: HeaderName = HeaderName::from_static("xkey-softpurge");
+static X_PURGE_TOKEN: HeaderName = HeaderName::from_static("x-purge-token");
+
+/// The headers [`edge_headers`] gives a shareable answer, made once from the settings.
+#[derive(Clone)]
+pub(crate) struct EdgeHeaders {
+    surrogate_control: HeaderValue,
+    cache_control: HeaderValue,
+}
+
+impl EdgeHeaders {
+    /// From the `edge` section.
+    pub(crate) fn new(edge: &EdgeSettings) -> Self {
+        let value = |s: String| HeaderValue::from_str(&s).expect("ASCII digits");
+        Self {
+            surrogate_control: value(format!("max-age={}", edge.ttl_secs)),
+            cache_control: value(format!("public, max-age={}", edge.browser_ttl_secs)),
+        }
+    }
+}
+
+/// Collects the cache keys the answer depends on, then says what an edge and a browser may
+/// keep of it (see the module docs).
+pub(crate) async fn edge_headers(
+    State(h): State<EdgeHeaders>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let anonymous_read = matches!(*req.method(), Method::GET | Method::HEAD)
+        && !req.headers().contains_key(header::AUTHORIZATION);
+    let (mut res, noted) = crescendo_cache::surrogate::scope(next.run(req)).await;
+    if res.headers().contains_key(&crate::http::X_PARTIAL) {
+        // gathered while a shard cluster was down: nobody may keep it
+        res.headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        return res;
+    }
+    let shareable = anonymous_read
+        && res.status() == StatusCode::OK
+        && res.extensions().get::<Shareable>().is_some()
+        && !res.headers().contains_key(header::SET_COOKIE);
+    if !shareable {
+        return res;
+    }
+    let (xkey, count) = noted.header_value();
+    if count > MAX_XKEY_TOKENS {
+        return res;
+    }
+    let headers = res.headers_mut();
+    headers.insert(header::CACHE_CONTROL, h.cache_control);
+    headers.insert(SURROGATE_CONTROL.clone(), h.surrogate_control);
+    if count > 0 {
+        headers.insert(
+            XKEY.clone(),
+            HeaderValue::from_str(&xkey).expect("hex tokens"),
+        );
+    }
+    res
+}
+
+/// One edge's purge listener.
+struct Edge {
+    /// As configured, for logs and errors.
+    url: String,
+    /// `host:port`, to connect to and to name in `Host`.
+    authority: String,
+}
+
+/// The [`Edges`] seam over HTTP/1: one connection per edge and purge, all edges at once.
+pub(crate) struct HttpEdges {
+    edges: Vec<Edge>,
+    /// `X-Purge-Token`, when the edges require one.
+    token: Option<HeaderValue>,
+}
+
+/// The edges of `edge.purge_urls`, or `None` when there are none.
+///
+/// # Errors
+/// A URL that is not `http://host[:port][/]`, or a token that is not a header value.
+pub(crate) fn from_settings(edge: &EdgeSettings) -> anyhow::Result<Option<Arc<dyn Edges>>> {
+    if edge.purge_urls.is_empty() {
+        return Ok(None);
+    }
+    let mut edges = Vec::with_capacity(edge.purge_urls.len());
+    for url in &edge.purge_urls {
+        let uri: http::Uri = url
+            .parse()
+            .map_err(|e| anyhow::anyhow!("edge.purge_urls: {url:?} is not a URL: {e}"))?;
+        let (Some("http"), Some(a)) = (uri.scheme_str(), uri.authority()) else {
+            anyhow::bail!("edge.purge_urls: {url:?} is not an http://host:port URL");
+        };
+        edges.push(Edge {
+            url: url.clone(),
+            authority: format!("{}:{}", a.host(), a.port_u16().unwrap_or(80)),
+        });
+    }
+    let token = match &edge.purge_token {
+        Some(t) => {
+            let mut v = HeaderValue::from_str(t.expose())
+                .map_err(|_| anyhow::anyhow!("edge.purge_token is not a header value"))?;
+            v.set_sensitive(true);
+            Some(v)
+        }
+        None => None,
+    };
+    Ok(Some(Arc::new(HttpEdges { edges, token })))
+}
+
+/// Purge requests by outcome, registered once.
+static PURGES_OK: std::sync::LazyLock<metrics::Counter> =
+    std::sync::LazyLock::new(|| metrics::counter!(names::EDGE_PURGES, "outcome" => "ok"));
+static PURGES_FAILED: std::sync::LazyLock<metrics::Counter> =
+    std::sync::LazyLock::new(|| metrics::counter!(names::EDGE_PURGES, "outcome" => "failed"));
+
+#[async_trait::async_trait]
+impl Edges for HttpEdges {
+    async fn purge(&self, tokens: &[String]) -> Result<(), PurgeError> {
+        if tokens.is_empty() {
+            return Ok(());
+        }
+        let all = self.edges.iter().map(|edge| async move {
+            let outcome = tokio::time::timeout(PURGE_TIMEOUT, self.purge_one(edge, tokens))
+                .await
+                .unwrap_or_else(|_| Err(format!("no answer within {PURGE_TIMEOUT:?}")));
+            // the request that failed (or the one that could not be sent)
+            outcome.err().map(|reason| {
+                PURGES_FAILED.increment(1);
+                EdgeFailure {
+                    edge: edge.url.clone(),
+                    reason,
+                }
+            })
+        });
+        let failed: Vec<EdgeFailure> = futures_util::future::join_all(all)
+            .await
+            .into_iter()
+            .flatten()
+            .collect();
+        if failed.is_empty() {
+            Ok(())
+        } else {
+            Err(PurgeError::Failed(failed))
+        }
+    }
+}
+
+impl HttpEdges {
+    /// Sends the purge of `tokens` to `edge` over one connection (several requests when
+    /// there are many tokens); `Err` says why the edge did not confirm it.
+    async fn purge_one(&self, edge: &Edge, tokens: &[String]) -> Result<(), String> {
+        let stream = tokio::net::TcpStream::connect(&edge.authority)
+            .await
+            .map_err(|e| format!("cannot connect: {e}"))?;
+        let _ = stream.set_nodelay(true);
+        let (mut send, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                .await
+                .map_err(|e| format!("handshake: {e}"))?;
+        let exchange = async {
+            for chunk in tokens.chunks(TOKENS_PER_PURGE) {
+                let mut req = http::Request::builder()
+                    .method(Method::from_bytes(b"PURGE").expect("a method name"))
+                    .uri("/")
+                    .header(header::HOST, &edge.authority)
+                    .header(&XKEY_SOFTPURGE, chunk.join(" "))
+                    .body(Body::empty())
+                    .map_err(|e| format!("request: {e}"))?;
+                if let Some(t) = &self.token {
+                    req.headers_mut().insert(X_PURGE_TOKEN.clone(), t.clone());
+                }
+                send.ready().await.map_err(|e| format!("connection: {e}"))?;
+                let res = send
+                    .send_request(req)
+                    .await
+                    .map_err(|e| format!("request failed: {e}"))?;
+                let status = res.status();
+                // read the rest of the answer, so the connection can carry the next request
+                let _ = axum::body::to_bytes(Body::new(res.into_body()), 64 * 1024).await;
+                if status != StatusCode::OK {
+                    return Err(format!("answered {status}"));
+                }
+                PURGES_OK.increment(1);
+            }
+            Ok(())
+        };
+        let conn = std::pin::pin!(conn);
+        tokio::select! {
+            r = exchange => r,
+            r = conn => Err(match r {
+                Ok(()) => "the edge closed the connection".to_string(),
+                Err(e) => format!("connection: {e}"),
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::Router;
+    use axum::response::IntoResponse;
+    use axum::routing::get;
+    use tower::ServiceExt;
+
+    /// A router whose `/{what}` answers a shareable 200 that read `article:1`, marked
+    /// partial when `what` is `partial`, setting a cookie when it is `cookie`.
+    fn router() -> Router {
+        let answer = |axum::extract::Path(what): axum::extract::Path<String>| async move {
+            crescendo_cache::surrogate::note("article:1");
+            let mut res = "ok".into_response();
+            res.extensions_mut().insert(Shareable);
+            match what.as_str() {
+                "partial" => {
+                    res.headers_mut().insert(
+                        crate::http::X_PARTIAL.clone(),
+                        HeaderValue::from_static("true"),
+                    );
+                }
+                "cookie" => {
+                    res.headers_mut()
+                        .insert(header::SET_COOKIE, HeaderValue::from_static("a=b"));
+                }
+                _ => {}
+            }
+            res
+        };
+        Router::new()
+            .route("/{what}", get(answer))
+            .layer(axum::middleware::from_fn_with_state(
+                EdgeHeaders::new(&EdgeSettings::default()),
+                edge_headers,
+            ))
+    }
+
+    async fn headers(path: &str, authorization: bool) -> http::HeaderMap {
+        let mut req = http::Request::get(path);
+        if authorization {
+            req = req.header(header::AUTHORIZATION, "Token x");
+        }
+        let res = router()
+            .oneshot(req.body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        res.headers().clone()
+    }
+
+    #[tokio::test]
+    async fn a_shareable_answer_is_tagged_for_the_edge() {
+        let h = headers("/plain", false).await;
+        assert_eq!(h["surrogate-control"], "max-age=60");
+        assert_eq!(h["cache-control"], "public, max-age=5");
+        assert_eq!(
+            h["xkey"],
+            crescendo_cache::surrogate_key("article:1").as_str()
+        );
+    }
+
+    #[tokio::test]
+    async fn partial_answers_are_kept_by_nobody() {
+        let h = headers("/partial", false).await;
+        assert_eq!(h["cache-control"], "no-store");
+        assert!(!h.contains_key("surrogate-control"));
+        assert!(!h.contains_key("xkey"));
+    }
+
+    #[tokio::test]
+    async fn answers_with_credentials_or_cookies_are_not_offered_to_the_edge() {
+        for h in [
+            headers("/plain", true).await,
+            headers("/cookie", false).await,
+        ] {
+            assert!(!h.contains_key("surrogate-control"), "{h:?}");
+            assert!(!h.contains_key("cache-control"), "{h:?}");
+        }
+    }
+}
