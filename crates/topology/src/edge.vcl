@@ -50,7 +50,11 @@ sub vcl_recv {
     if (req.restarts == 0) {
         unset req.http.x-edge-refresh;
     }
-    if (req.http.x-edge-refresh) {
+    if (req.http.x-edge-refresh == "stale") {
+        # the replacement of a purged answer could not be fetched: the purged answer
+        # is better than an error
+        set req.grace = @GRACE_SICK@s;
+    } elsif (req.http.x-edge-refresh) {
         # a purged answer was found: fetch its replacement, never serve it
         set req.grace = 0s;
     } elsif (std.healthy(req.backend_hint)) {
@@ -76,6 +80,7 @@ sub vcl_hit {
     # before it is served (one fetch, which concurrent requests wait for); an answer that
     # merely expired is served in grace while one background fetch refreshes it.
     if (obj.ttl <= 0s && obj.http.x-edge-ttl && std.healthy(req.backend_hint)
+        && !req.http.x-edge-refresh
         && obj.age + obj.ttl < std.duration(obj.http.x-edge-ttl, 0s) - 1s) {
         set req.http.x-edge-refresh = "1";
         return (restart);
@@ -87,9 +92,16 @@ sub vcl_backend_fetch {
 }
 
 sub vcl_backend_response {
-    if (beresp.status >= 500 && bereq.is_bgfetch) {
-        # keep serving the stored answer rather than an error
+    if (beresp.status >= 500 && (bereq.is_bgfetch || bereq.http.x-edge-refresh)) {
+        # keep the stored answer rather than an error (a purged one is served once the
+        # request restarts, see vcl_synth)
         return (abandon);
+    }
+    if (beresp.status >= 500) {
+        # an error is passed on, never kept, and leaves any older answer in place
+        set beresp.uncacheable = true;
+        set beresp.ttl = 0s;
+        return (deliver);
     }
     if (beresp.http.Set-Cookie) {
         set beresp.uncacheable = true;
@@ -112,6 +124,12 @@ sub vcl_backend_response {
     return (deliver);
 }
 
+sub vcl_backend_error {
+    if (bereq.http.x-edge-refresh) {
+        return (abandon);
+    }
+}
+
 sub vcl_deliver {
     if (req.http.x-edge-pass) {
         set resp.http.X-Cache = "PASS";
@@ -126,6 +144,11 @@ sub vcl_deliver {
 }
 
 sub vcl_synth {
+    if (resp.status == 503 && req.http.x-edge-refresh == "1") {
+        # the replacement of a purged answer could not be fetched
+        set req.http.x-edge-refresh = "stale";
+        return (restart);
+    }
     set resp.http.Content-Type = "text/plain; charset=utf-8";
     set resp.body = resp.reason + {"
 "};

@@ -13,8 +13,9 @@
 //! - **Grace:** stored answers stay [`GRACE_SICK`] past their lifetime. While the origin is
 //!   healthy (a probe of `/health` through the balancer every second) an expired answer is
 //!   served for at most [`GRACE_HEALTHY`] while one background fetch refreshes it, and a
-//!   purged one is never served: it is fetched again first; while the origin is sick, any
-//!   stored answer is served for as long as it is kept (stale-if-error). A fetch that fails
+//!   purged one is not served: it is fetched again first (unless that fetch fails); while
+//!   the origin is sick, any stored answer is served for as long as it is kept
+//!   (stale-if-error). A fetch that fails
 //!   in the background leaves the stored answer in place. Concurrent misses for one object
 //!   make one origin request (Varnish's waiting list).
 //! - **Purges** are taken only on the private admin listener, with the edge's token in
