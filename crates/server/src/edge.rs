@@ -279,6 +279,108 @@ mod tests {
         res.headers().clone()
     }
 
+    /// A stand-in for an edge's purge listener answering every request with `status`;
+    /// each request's headers go to the returned channel.
+    async fn listener(
+        status: &'static str,
+    ) -> (
+        std::net::SocketAddr,
+        tokio::sync::mpsc::UnboundedReceiver<Vec<(String, String)>>,
+    ) {
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Ok((conn, _)) = l.accept().await {
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    let (read, mut write) = conn.into_split();
+                    let mut lines = tokio::io::BufReader::new(read).lines();
+                    while let Ok(Some(_request_line)) = lines.next_line().await {
+                        let mut headers = Vec::new();
+                        while let Ok(Some(line)) = lines.next_line().await {
+                            if line.is_empty() {
+                                break;
+                            }
+                            let (k, v) = line.split_once(':').unwrap();
+                            headers.push((k.to_lowercase(), v.trim().to_string()));
+                        }
+                        let _ = tx.send(headers);
+                        let answer = format!("HTTP/1.1 {status}\r\ncontent-length: 0\r\n\r\n");
+                        if write.write_all(answer.as_bytes()).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        (addr, rx)
+    }
+
+    fn edges(urls: Vec<String>) -> Arc<dyn Edges> {
+        from_settings(&EdgeSettings {
+            purge_urls: urls,
+            purge_token: Some(crescendo_config::Secret::new("tok")),
+            ..EdgeSettings::default()
+        })
+        .unwrap()
+        .expect("edges")
+    }
+
+    #[tokio::test]
+    async fn many_tokens_are_purged_in_requests_whose_headers_stay_under_8_kb() {
+        let (addr, mut got) = listener("200 OK").await;
+        let tokens: Vec<String> = (0..1000)
+            .map(|i| crescendo_cache::surrogate_key(&format!("article:{i}")))
+            .collect();
+        edges(vec![format!("http://{addr}/")])
+            .purge(&tokens)
+            .await
+            .unwrap();
+        let mut purged = Vec::new();
+        while let Ok(headers) = got.try_recv() {
+            let size: usize = headers.iter().map(|(k, v)| k.len() + v.len() + 4).sum();
+            assert!(size < 8 * 1024, "{size} bytes of headers");
+            let get = |name: &str| headers.iter().find(|(k, _)| k == name).map(|(_, v)| v);
+            assert_eq!(get("x-purge-token").unwrap(), "tok");
+            purged.extend(get("xkey-softpurge").unwrap().split(' ').map(String::from));
+        }
+        assert_eq!(purged, tokens, "every token once, over several requests");
+    }
+
+    #[tokio::test]
+    async fn a_purge_names_each_edge_that_refused_it_or_was_down() {
+        let (ok, _got) = listener("200 OK").await;
+        let (refusing, _refused) = listener("403 Forbidden").await;
+        let down = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let urls = [ok, refusing, down].map(|a| format!("http://{a}"));
+        let Err(PurgeError::Failed(failed)) = edges(urls.to_vec())
+            .purge(&["0123456789abcdef".to_string()])
+            .await
+        else {
+            panic!("two edges failed");
+        };
+        let named: Vec<&str> = failed.iter().map(|f| f.edge.as_str()).collect();
+        assert_eq!(named, [urls[1].as_str(), urls[2].as_str()]);
+        assert!(failed[0].reason.contains("403"), "{failed:?}");
+    }
+
+    #[test]
+    fn purge_urls_must_be_plain_http() {
+        for bad in ["https://edge:8091", "edge:8091", "not a url"] {
+            let s = EdgeSettings {
+                purge_urls: vec![bad.into()],
+                ..EdgeSettings::default()
+            };
+            assert!(from_settings(&s).is_err(), "{bad} was taken");
+        }
+        assert!(from_settings(&EdgeSettings::default()).unwrap().is_none());
+    }
+
     #[tokio::test]
     async fn a_shareable_answer_is_tagged_for_the_edge() {
         let h = headers("/plain", false).await;
