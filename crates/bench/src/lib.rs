@@ -152,7 +152,7 @@ pub async fn bench(o: &BenchOptions) -> anyhow::Result<Option<report::Report>> {
     }
     let before = server::scrape_all(&metrics_urls).await;
     let p_before = o.pid.and_then(server::sample_process);
-    let cpu_before = cpu::sample(&cpu_members(o, state.as_ref()));
+    let topology_before = sample_topology(o, state.as_ref());
 
     let mut run = load::Run {
         base: base.clone(),
@@ -194,14 +194,15 @@ pub async fn bench(o: &BenchOptions) -> anyhow::Result<Option<report::Report>> {
         .run_dir
         .as_deref()
         .map(crescendo_topology::state::State::read);
-    let cpu_after = cpu::sample(&cpu_members(o, state.and_then(Result::ok).as_ref()));
+    let (cpu_after, edges_after) = sample_topology(o, state.and_then(Result::ok).as_ref());
     let after = server::scrape_all(&metrics_urls).await;
     let p_after = o.pid.and_then(server::sample_process);
     let view = server::ServerView::between(before.as_ref(), after.as_ref(), p_before, p_after);
     let mut report = report::Report::new(&base, o.scenario, o.model, elapsed, &stats, view);
     if o.pid.is_some() || o.run_dir.is_some() {
-        report.cpu = cpu::CpuView::between(&cpu_before, &cpu_after, report.requests);
+        report.cpu = cpu::CpuView::between(&topology_before.0, &cpu_after, report.requests);
     }
+    report.edges = topology_before.1.zip(edges_after).map(|(b, a)| a.since(b));
     if let Some(p) = probe {
         report.upload_ready = Some(p.await?.summary());
         if let (Some(b), Some(a)) = (&before, &after) {
@@ -268,6 +269,23 @@ fn state_metrics(state: &crescendo_topology::state::State) -> Vec<String> {
         .filter(|p| matches!(p.role, Role::Web | Role::Worker))
         .map(|p| format!("http://{}/metrics", p.metrics_addr()))
         .collect()
+}
+
+/// The CPU of the processes a run counts, and every edge's counters summed (`None` without
+/// edges), at one moment.
+fn sample_topology(
+    o: &BenchOptions,
+    state: Option<&crescendo_topology::state::State>,
+) -> (
+    cpu::Sample,
+    Option<crescendo_topology::varnish::EdgeCounters>,
+) {
+    let edges = o
+        .run_dir
+        .as_deref()
+        .zip(state)
+        .and_then(|(dir, state)| crescendo_topology::varnish::all_counters(dir, state));
+    (cpu::sample(&cpu_members(o, state)), edges)
 }
 
 /// The processes whose CPU a run counts: the topology's, and a local target given by PID

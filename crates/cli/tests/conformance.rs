@@ -367,10 +367,14 @@ fn the_tour_starts_each_rung_measures_it_and_stops_it() {
     let (f, t) = (Value::Bool(false), Value::Bool(true));
     assert_eq!(
         survives,
-        [&Value::Null, &Value::Null, &f, &f, &f, &t, &t, &t],
-        "sticky rungs lose a dead node's sessions, rungs 7, 9 and 10 keep them: {tour}"
+        [&Value::Null, &Value::Null, &f, &f, &f, &t, &t, &t, &t],
+        "sticky rungs lose a dead node's sessions, rungs 6, 7, 9 and 10 keep them: {tour}"
     );
-    let uploads = &rungs[6]["uploads"];
+    assert!(
+        rungs[5]["edge_hit_ratio"].as_f64().is_some(),
+        "rung 6's answers pass its edges: {tour}"
+    );
+    let uploads = &rungs[7]["uploads"];
     assert_eq!(uploads["errors"], 0, "{tour}");
     assert!(
         uploads["throughput"].as_f64().unwrap() > 0.0
@@ -382,10 +386,10 @@ fn the_tour_starts_each_rung_measures_it_and_stops_it() {
         rungs[3]["cache_served_ratio"], 0.0,
         "rung 4 caches nothing: {tour}"
     );
-    for r in [&rungs[4], &rungs[5]] {
+    for r in [&rungs[4], &rungs[5], &rungs[6]] {
         assert!(
             r["cache_served_ratio"].as_f64().unwrap() > 0.0,
-            "rungs 5 and 7 cache on Redis: {tour}"
+            "rungs 5, 6 and 7 cache on Redis: {tour}"
         );
         assert!(r["db_reads_per_read_request"].as_f64().is_some(), "{tour}");
     }

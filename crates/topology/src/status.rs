@@ -28,6 +28,9 @@ pub struct ProcessStatus {
     /// The load balancer's view of each web node (`UP`, `DOWN`…).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub backends: Vec<(String, String)>,
+    /// Edges: what it counted since it started (hits, misses, origin fetches).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub edge: Option<crate::varnish::EdgeCounters>,
 }
 
 /// The whole status report.
@@ -151,6 +154,7 @@ pub fn status(run_dir: &Path) -> anyhow::Result<Status> {
             p99_ms: None,
             errors: None,
             backends: Vec::new(),
+            edge: None,
         };
         match p.role {
             Role::Worker => {
@@ -174,6 +178,9 @@ pub fn status(run_dir: &Path) -> anyhow::Result<Status> {
                     });
                 if p.role == Role::Lb {
                     s.backends = Haproxy::backend_states(&run_dir.join("haproxy"));
+                }
+                if p.role == Role::Edge && live {
+                    s.edge = crate::varnish::counters(&run_dir.join(&p.name));
                 }
             }
         }
@@ -205,6 +212,9 @@ impl Status {
             if !p.backends.is_empty() {
                 let up = p.backends.iter().filter(|(_, s)| s == "UP").count();
                 health = format!("{health} ({up}/{} nodes)", p.backends.len());
+            }
+            if let Some(ratio) = p.edge.and_then(|e| e.hit_ratio()) {
+                health = format!("{health} ({:.0} % hits)", ratio * 100.0);
             }
             let role = serde_json::to_value(p.process.role).unwrap_or_default();
             t.push_str(&format!(

@@ -217,6 +217,94 @@ impl Varnish {
     }
 }
 
+/// What an edge counted since it started, from `varnishstat`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct EdgeCounters {
+    /// Client requests.
+    pub requests: u64,
+    /// Answered from its store (grace hits included).
+    pub hits: u64,
+    /// Looked up and not found (or found purged): fetched from the origin and stored.
+    pub misses: u64,
+    /// Passed to the origin without a lookup (signed in, writes).
+    pub passes: u64,
+    /// Requests it sent to the origin (misses, passes, background refreshes).
+    pub origin_fetches: u64,
+}
+
+impl EdgeCounters {
+    /// Each field of `self` less that of `earlier` (a run's share).
+    #[must_use]
+    pub fn since(self, earlier: Self) -> Self {
+        Self {
+            requests: self.requests.saturating_sub(earlier.requests),
+            hits: self.hits.saturating_sub(earlier.hits),
+            misses: self.misses.saturating_sub(earlier.misses),
+            passes: self.passes.saturating_sub(earlier.passes),
+            origin_fetches: self.origin_fetches.saturating_sub(earlier.origin_fetches),
+        }
+    }
+
+    /// The sum of two edges' counters.
+    #[must_use]
+    pub fn plus(self, other: Self) -> Self {
+        Self {
+            requests: self.requests + other.requests,
+            hits: self.hits + other.hits,
+            misses: self.misses + other.misses,
+            passes: self.passes + other.passes,
+            origin_fetches: self.origin_fetches + other.origin_fetches,
+        }
+    }
+
+    /// Of the lookups, the share answered from the store; `None` before any.
+    pub fn hit_ratio(self) -> Option<f64> {
+        let lookups = self.hits + self.misses;
+        (lookups > 0).then(|| self.hits as f64 / lookups as f64)
+    }
+}
+
+/// The counters of the edge whose directory is `dir` (`RUN_DIR/edge-N`), read with
+/// `varnishstat`; `None` when it does not run or cannot be read.
+pub fn counters(dir: &Path) -> Option<EdgeCounters> {
+    let out = Command::new("varnishstat")
+        .arg("-j")
+        .arg("-n")
+        .arg(dir.join("work"))
+        .args([
+            "-f",
+            "MAIN.client_req",
+            "-f",
+            "MAIN.cache_hit",
+            "-f",
+            "MAIN.cache_miss",
+        ])
+        .args(["-f", "MAIN.s_pass", "-f", "MAIN.backend_req"])
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    let n = |name: &str| v["counters"][name]["value"].as_u64();
+    Some(EdgeCounters {
+        requests: n("MAIN.client_req")?,
+        hits: n("MAIN.cache_hit")?,
+        misses: n("MAIN.cache_miss")?,
+        passes: n("MAIN.s_pass")?,
+        origin_fetches: n("MAIN.backend_req")?,
+    })
+}
+
+/// Every edge's counters in the topology running from `run_dir`, summed; `None` when it
+/// has no edge that can be read.
+pub fn all_counters(run_dir: &Path, state: &crate::state::State) -> Option<EdgeCounters> {
+    state
+        .of(crate::state::Role::Edge)
+        .filter(|p| p.name.starts_with("edge-"))
+        .filter_map(|p| counters(&run_dir.join(&p.name)))
+        .reduce(EdgeCounters::plus)
+}
+
 impl crate::launch::Launched for Varnish {
     fn server(&mut self) -> &mut crate::Server {
         &mut self.server

@@ -76,6 +76,10 @@ pub struct Report {
     /// from its store; `None` when no edge was in front of the target.
     #[serde(default)]
     pub edge_hit_ratio: Option<f64>,
+    /// Behind edges (given the topology's run directory): what every edge counted over the
+    /// run, summed (its lookups, hits and requests to the origin).
+    #[serde(default)]
+    pub edges: Option<crescendo_topology::varnish::EdgeCounters>,
     /// What the server itself counted.
     pub server: ServerView,
     /// Upload scenario: how long probe uploads took from the answer to `ready`.
@@ -154,6 +158,7 @@ impl Report {
                 .collect(),
             distribution: stats.overall.distribution(),
             edge_hit_ratio: stats.edge_total().hit_ratio(),
+            edges: None,
             server,
             upload_ready: None,
             jobs_per_second: None,
@@ -218,13 +223,7 @@ impl Report {
                 kind, k.requests, k.latency.p50_ms, k.latency.p99_ms
             );
         }
-        if let Some(r) = self.edge_hit_ratio {
-            let _ = writeln!(
-                t,
-                "  edge       {:.1} % of the answers that passed an edge were served from its store",
-                r * 100.0
-            );
-        }
+        self.edge_lines(&mut t);
         let s = &self.server;
         let fmt = |v: Option<f64>, digits: usize| {
             v.map(|x| format!("{x:.digits$}"))
@@ -269,6 +268,28 @@ impl Report {
             t.push_str(&c.table());
         }
         t
+    }
+
+    /// What edges did, when the target had them: the client's view and the edges' own.
+    fn edge_lines(&self, t: &mut String) {
+        if let Some(r) = self.edge_hit_ratio {
+            let _ = writeln!(
+                t,
+                "  edge       {:.1} % of the answers that passed an edge were served from its store",
+                r * 100.0
+            );
+        }
+        if let Some(e) = self.edges.filter(|e| e.requests > 0) {
+            let _ = writeln!(
+                t,
+                "  edges      {} requests, {} hits, {} misses, {} passed; {:.3} origin requests per client request",
+                e.requests,
+                e.hits,
+                e.misses,
+                e.passes,
+                e.origin_fetches as f64 / e.requests as f64
+            );
+        }
     }
 
     /// Writes `report.json` and `report.html` into `dir`.
