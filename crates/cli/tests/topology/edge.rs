@@ -83,9 +83,21 @@ async fn rung_six_keeps_anonymous_reads_at_the_edge_and_purges_them_on_write() {
     );
     let edges = [url.clone(), format!("http://{edge2}")];
     let client = reqwest::Client::new();
-    realworld_collection(&url, "edge");
+    conforms_over_http_and_https(&s, &run_dir, &url).await;
+    keeps_assets(&client, &url).await;
+    let (slug, author, reader) = keeps_reads_and_purges_them(&client, &url, &edges).await;
+    coalesces_misses(&client, &url, &author, &edges).await;
+    takes_purges_privately(&client, &s, &url, &run_dir).await;
+    serves_without_the_web_tier(&client, &s, &run_dir, &url, &slug, &reader).await;
+    answers_around_a_dead_edge(&client, &s, &lb, &slug).await;
+}
+
+/// The RealWorld collection through the edge, over HTTP and over HTTPS (trusting only the
+/// run's own authority), and HSTS over HTTPS.
+async fn conforms_over_http_and_https(s: &Value, run_dir: &Path, url: &str) {
+    realworld_collection(url, "edge");
     // and over HTTPS, trusting only the run's own authority
-    let https = format!("https://{}", addr_of(&s, "tls-1"));
+    let https = format!("https://{}", addr_of(s, "tls-1"));
     let ca = run_dir.join("ca.pem").to_string_lossy().into_owned();
     realworld_collection_with(&https, "edgetls", &["--ssl-extra-ca-certs", &ca]);
     let secure = reqwest::Client::builder()
@@ -99,18 +111,30 @@ async fn rung_six_keeps_anonymous_reads_at_the_edge_and_purges_them_on_write() {
         .unwrap();
     assert_eq!(tags.status(), StatusCode::OK);
     assert!(tags.headers().contains_key("strict-transport-security"));
+}
 
+/// An asset's second request is a hit.
+async fn keeps_assets(client: &reqwest::Client, url: &str) {
     // (a) assets: the second request is a hit
-    let home = edge_get(&client, &format!("{url}/")).await.2;
+    let home = edge_get(client, &format!("{url}/")).await.2;
     let css = home
         .split('"')
         .find(|s| s.starts_with("/assets/") && s.ends_with(".css"));
     let css = format!("{url}{}", css.expect("the home page links its stylesheet"));
-    edge_get(&client, &css).await;
-    assert_eq!(edge_get(&client, &css).await.1, "HIT");
+    edge_get(client, &css).await;
+    assert_eq!(edge_get(client, &css).await.1, "HIT");
+}
 
+/// An anonymous article read is kept, an edit is seen through every edge, and a signed-in
+/// reader's view passes the edge and never reaches anyone else. Returns the article's slug,
+/// its author's token and the reader's.
+async fn keeps_reads_and_purges_them(
+    client: &reqwest::Client,
+    url: &str,
+    edges: &[String],
+) -> (String, String, String) {
     // (b) an anonymous article read is kept, and an edit is seen through every edge
-    let author = register(&url, "edgeauthor").await;
+    let author = register(url, "edgeauthor").await;
     let created: Value = client
         .post(format!("{url}/api/articles"))
         .header("authorization", format!("Token {author}"))
@@ -122,10 +146,10 @@ async fn rung_six_keeps_anonymous_reads_at_the_edge_and_purges_them_on_write() {
         .await
         .unwrap();
     let slug = created["article"]["slug"].as_str().unwrap().to_string();
-    for e in &edges {
+    for e in edges {
         let article = format!("{e}/api/articles/{slug}");
-        assert_eq!(edge_get(&client, &article).await.1, "MISS");
-        let (code, cache, body) = edge_get(&client, &article).await;
+        assert_eq!(edge_get(client, &article).await.1, "MISS");
+        let (code, cache, body) = edge_get(client, &article).await;
         assert_eq!((code, cache.as_str()), (StatusCode::OK, "HIT"), "{body}");
     }
     let put = client
@@ -137,14 +161,14 @@ async fn rung_six_keeps_anonymous_reads_at_the_edge_and_purges_them_on_write() {
         .unwrap();
     assert_eq!(put.status(), StatusCode::OK);
     let mut delays = Vec::new();
-    for e in &edges {
+    for e in edges {
         let article = format!("{e}/api/articles/{slug}");
-        delays.push(shows_within(&client, &article, "edited at the origin").await);
+        delays.push(shows_within(client, &article, "edited at the origin").await);
     }
     eprintln!("an edit was seen through both edges after {delays:?}");
 
     // (c) a signed-in reader's view passes the edge and never reaches anyone else
-    let reader = register(&url, "edgereader").await;
+    let reader = register(url, "edgereader").await;
     let fav = client
         .post(format!("{url}/api/articles/{slug}/favorite"))
         .header("authorization", format!("Token {reader}"))
@@ -161,17 +185,22 @@ async fn rung_six_keeps_anonymous_reads_at_the_edge_and_purges_them_on_write() {
     assert_eq!(mine.headers()["x-cache"], "PASS");
     let mine: Value = mine.json().await.unwrap();
     assert_eq!(mine["article"]["favorited"], true);
-    for e in &edges {
+    for e in edges {
         let article = format!("{e}/api/articles/{slug}");
-        shows_within(&client, &article, "\"favoritesCount\":1").await;
-        let anon: Value = serde_json::from_str(&edge_get(&client, &article).await.2).unwrap();
+        shows_within(client, &article, "\"favoritesCount\":1").await;
+        let anon: Value = serde_json::from_str(&edge_get(client, &article).await.2).unwrap();
         assert_eq!(anon["article"]["favorited"], false);
     }
     // a page that sets a cookie (the sign-in form's CSRF cookie) is never kept
     for _ in 0..2 {
-        assert_ne!(edge_get(&client, &format!("{url}/login")).await.1, "HIT");
+        assert_ne!(edge_get(client, &format!("{url}/login")).await.1, "HIT");
     }
 
+    (slug, author, reader)
+}
+
+/// 500 concurrent anonymous reads of a cold article make one origin request per edge.
+async fn coalesces_misses(client: &reqwest::Client, url: &str, author: &str, edges: &[String]) {
     // (d) 500 concurrent anonymous reads of a cold article: one origin request per edge
     let cold: Value = client
         .post(format!("{url}/api/articles"))
@@ -184,7 +213,7 @@ async fn rung_six_keeps_anonymous_reads_at_the_edge_and_purges_them_on_write() {
         .await
         .unwrap();
     let cold = cold["article"]["slug"].as_str().unwrap().to_string();
-    for e in &edges {
+    for e in edges {
         let article = format!("{e}/api/articles/{cold}");
         let reads = (0..500).map(|_| {
             let (client, article) = (client.clone(), article.clone());
@@ -201,10 +230,14 @@ async fn rung_six_keeps_anonymous_reads_at_the_edge_and_purges_them_on_write() {
             "{e}: one origin request for 500 concurrent reads"
         );
     }
+}
 
+/// Purges are taken on the private listener only, with the run's token; the files that
+/// hold the token and the management secret are owner-only.
+async fn takes_purges_privately(client: &reqwest::Client, s: &Value, url: &str, run_dir: &Path) {
     // (e) purges are taken on the private listener only, with the run's token
     let purge = client
-        .request(reqwest::Method::from_bytes(b"PURGE").unwrap(), &url)
+        .request(reqwest::Method::from_bytes(b"PURGE").unwrap(), url)
         .header("xkey-softpurge", "anything")
         .send()
         .await
@@ -227,7 +260,7 @@ async fn rung_six_keeps_anonymous_reads_at_the_edge_and_purges_them_on_write() {
         .unwrap();
     assert_eq!(untokened.status(), StatusCode::FORBIDDEN);
     let mut files = Vec::new();
-    files_under(&run_dir, &mut files);
+    files_under(run_dir, &mut files);
     for f in files
         .iter()
         .filter(|f| f.ends_with("edge.vcl") || f.ends_with("manage.secret"))
@@ -236,15 +269,33 @@ async fn rung_six_keeps_anonymous_reads_at_the_edge_and_purges_them_on_write() {
         let mode = std::fs::metadata(f).unwrap().permissions().mode();
         assert_eq!(mode & 0o077, 0, "{} is mode {mode:o}", f.display());
     }
+}
 
+/// With the web tier killed, kept anonymous answers are still served for 5 s; then the tier
+/// is scaled back.
+async fn serves_without_the_web_tier(
+    client: &reqwest::Client,
+    s: &Value,
+    run_dir: &Path,
+    url: &str,
+    slug: &str,
+    reader: &str,
+) {
     // (f) the web tier killed for 5 s: kept anonymous answers are still served, even one
-    // a write's second purge has just marked (its replacement cannot be fetched)
+    // a write has just purged (its replacement cannot be fetched)
     let article = format!("{url}/api/articles/{slug}");
-    signal_web(&s, "-KILL");
+    let unfav = client
+        .delete(format!("{url}/api/articles/{slug}/favorite"))
+        .header("authorization", format!("Token {reader}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unfav.status(), StatusCode::OK);
+    signal_web(s, "-KILL");
     let started = Instant::now();
     let mut served = 0;
     while started.elapsed() < Duration::from_secs(5) {
-        let (code, cache, body) = edge_get(&client, &article).await;
+        let (code, cache, body) = edge_get(client, &article).await;
         assert_eq!((code, cache.as_str()), (StatusCode::OK, "HIT"), "{body}");
         assert!(body.contains("edited at the origin"), "{body}");
         served += 1;
@@ -257,9 +308,12 @@ async fn rung_six_keeps_anonymous_reads_at_the_edge_and_purges_them_on_write() {
         "{}",
         String::from_utf8_lossy(&scaled.stderr)
     );
+}
 
+/// With the first edge gone, the site answers at the balancer's own address.
+async fn answers_around_a_dead_edge(client: &reqwest::Client, s: &Value, lb: &str, slug: &str) {
     // (g) an edge gone: the site answers at the balancer's own address
-    let edge1 = web_pid(&s, "edge-1");
+    let edge1 = web_pid(s, "edge-1");
     assert!(
         Command::new("kill")
             .args(["-KILL", &edge1.to_string()])
