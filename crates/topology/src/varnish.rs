@@ -42,6 +42,12 @@ pub const GRACE_HEALTHY: Duration = Duration::from_secs(10);
 /// How long an answer is kept past its lifetime, served while the origin is down.
 pub const GRACE_SICK: Duration = Duration::from_secs(3600);
 
+/// How long an edge keeps an idle connection to the balancer: less than the balancer keeps
+/// an idle client connection ([`crate::haproxy::CLIENT_KEEP_ALIVE`]), so the edge never sends
+/// a request on a connection the balancer is closing.
+pub const BACKEND_IDLE: Duration =
+    Duration::from_secs(crate::haproxy::CLIENT_KEEP_ALIVE.as_secs() / 2);
+
 /// One edge's configuration.
 #[derive(Clone, Debug)]
 pub struct EdgeConfig {
@@ -175,6 +181,9 @@ impl Varnish {
             .arg("-n")
             .arg(dir.join("work"))
             .args(["-s", &format!("malloc,{}m", cfg.memory_mb)])
+            // the side that sends requests gives an idle connection up first: HAProxy keeps
+            // a client's idle connection for CLIENT_KEEP_ALIVE
+            .args(["-p", &format!("backend_idle_timeout={}", BACKEND_IDLE.as_secs())])
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -408,6 +417,12 @@ pub(crate) fn start_tier(up: &mut crate::up::Up, edges: Vec<EdgeConfig>) -> anyh
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_edge_gives_idle_connections_to_the_balancer_up_first() {
+        assert!(BACKEND_IDLE < crate::haproxy::CLIENT_KEEP_ALIVE);
+        assert!(BACKEND_IDLE.as_secs() >= 1);
+    }
 
     #[test]
     fn the_vcl_names_its_origin_and_token_and_refuses_public_purges() {
