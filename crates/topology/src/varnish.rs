@@ -183,7 +183,10 @@ impl Varnish {
             .args(["-s", &format!("malloc,{}m", cfg.memory_mb)])
             // the side that sends requests gives an idle connection up first: HAProxy keeps
             // a client's idle connection for CLIENT_KEEP_ALIVE
-            .args(["-p", &format!("backend_idle_timeout={}", BACKEND_IDLE.as_secs())])
+            .args([
+                "-p",
+                &format!("backend_idle_timeout={}", BACKEND_IDLE.as_secs()),
+            ])
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
