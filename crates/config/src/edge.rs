@@ -24,6 +24,11 @@ pub struct EdgeSettings {
     /// every node's near cache has dropped the old entry, so an edge that refetched in
     /// between from a node that had not yet heard of the write is corrected.
     pub purge_settle_ms: u64,
+    /// How often each web node tells every edge that it is still heard, milliseconds (a
+    /// purge of no keys); 0: never. An edge that hears from no node for a few seconds while
+    /// the origin answers may have missed purges, and drops everything before it serves
+    /// again (see `crates/topology/src/edge.vcl`).
+    pub heartbeat_ms: u64,
 }
 
 impl Default for EdgeSettings {
@@ -34,6 +39,7 @@ impl Default for EdgeSettings {
             ttl_secs: 60,
             browser_ttl_secs: 5,
             purge_settle_ms: 1_000,
+            heartbeat_ms: 1_000,
         }
     }
 }

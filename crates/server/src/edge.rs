@@ -113,6 +113,11 @@ pub(crate) struct HttpEdges {
 /// # Errors
 /// A URL that is not `http://host[:port][/]`, or a token that is not a header value.
 pub(crate) fn from_settings(edge: &EdgeSettings) -> anyhow::Result<Option<Arc<dyn Edges>>> {
+    Ok(http_edges(edge)?.map(|e| Arc::new(e) as Arc<dyn Edges>))
+}
+
+/// [`from_settings`], as the concrete type.
+fn http_edges(edge: &EdgeSettings) -> anyhow::Result<Option<HttpEdges>> {
     if edge.purge_urls.is_empty() {
         return Ok(None);
     }
@@ -138,7 +143,7 @@ pub(crate) fn from_settings(edge: &EdgeSettings) -> anyhow::Result<Option<Arc<dy
         }
         None => None,
     };
-    Ok(Some(Arc::new(HttpEdges { edges, token })))
+    Ok(Some(HttpEdges { edges, token }))
 }
 
 /// Purge requests by outcome, registered once.
@@ -179,10 +184,74 @@ impl Edges for HttpEdges {
     }
 }
 
+/// Tells every edge of `edge.purge_urls`, every `edge.heartbeat_ms`, that this node is
+/// still heard (a `PURGE` of no keys), until `stop` turns true. An edge that hears from no
+/// node for a while although the origin answers drops what it kept (it may have missed
+/// purges). Nothing to do without edges or with `heartbeat_ms = 0`.
+///
+/// # Errors
+/// As [`from_settings`].
+pub(crate) fn heartbeats(
+    edge: &EdgeSettings,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<Option<impl std::future::Future<Output = ()> + use<>>> {
+    let Some(edges) = http_edges(edge)? else {
+        return Ok(None);
+    };
+    if edge.heartbeat_ms == 0 {
+        return Ok(None);
+    }
+    let every = Duration::from_millis(edge.heartbeat_ms);
+    Ok(Some(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut silent = vec![false; edges.edges.len()];
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = stop.wait_for(|s| *s) => return,
+            }
+            let beats = edges.edges.iter().map(|e| async {
+                tokio::time::timeout(PURGE_TIMEOUT, edges.send(e, &[None]))
+                    .await
+                    .unwrap_or_else(|_| Err(format!("no answer within {PURGE_TIMEOUT:?}")))
+            });
+            let outcomes = futures_util::future::join_all(beats).await;
+            for ((e, was_silent), outcome) in edges.edges.iter().zip(&mut silent).zip(outcomes) {
+                // one line when an edge stops or starts answering, not one per beat
+                match (outcome, *was_silent) {
+                    (Err(reason), false) => {
+                        tracing::warn!(edge = %e.url, %reason, "an edge does not answer its heartbeat");
+                        *was_silent = true;
+                    }
+                    (Ok(()), true) => {
+                        tracing::info!(edge = %e.url, "an edge answers its heartbeat again");
+                        *was_silent = false;
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }))
+}
+
 impl HttpEdges {
     /// Sends the purge of `tokens` to `edge` over one connection (several requests when
     /// there are many tokens); `Err` says why the edge did not confirm it.
     async fn purge_one(&self, edge: &Edge, tokens: &[String]) -> Result<(), String> {
+        let requests: Vec<Option<String>> = tokens
+            .chunks(TOKENS_PER_PURGE)
+            .map(|chunk| Some(chunk.join(" ")))
+            .collect();
+        self.send(edge, &requests).await?;
+        PURGES_OK.increment(requests.len() as u64);
+        Ok(())
+    }
+
+    /// Sends one `PURGE` per entry of `requests` to `edge` over one connection, each naming
+    /// its keys in `xkey-softpurge` (none: a heartbeat); `Err` says why the edge did not
+    /// confirm one.
+    async fn send(&self, edge: &Edge, requests: &[Option<String>]) -> Result<(), String> {
         let stream = tokio::net::TcpStream::connect(&edge.authority)
             .await
             .map_err(|e| format!("cannot connect: {e}"))?;
@@ -192,14 +261,17 @@ impl HttpEdges {
                 .await
                 .map_err(|e| format!("handshake: {e}"))?;
         let exchange = async {
-            for chunk in tokens.chunks(TOKENS_PER_PURGE) {
+            for keys in requests {
                 let mut req = http::Request::builder()
                     .method(Method::from_bytes(b"PURGE").expect("a method name"))
                     .uri("/")
                     .header(header::HOST, &edge.authority)
-                    .header(&XKEY_SOFTPURGE, chunk.join(" "))
                     .body(Body::empty())
                     .map_err(|e| format!("request: {e}"))?;
+                if let Some(keys) = keys {
+                    let keys = HeaderValue::from_str(keys).map_err(|e| format!("keys: {e}"))?;
+                    req.headers_mut().insert(XKEY_SOFTPURGE.clone(), keys);
+                }
                 if let Some(t) = &self.token {
                     req.headers_mut().insert(X_PURGE_TOKEN.clone(), t.clone());
                 }
@@ -214,7 +286,6 @@ impl HttpEdges {
                 if status != StatusCode::OK {
                     return Err(format!("answered {status}"));
                 }
-                PURGES_OK.increment(1);
             }
             Ok(())
         };

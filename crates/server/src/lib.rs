@@ -104,6 +104,9 @@ pub async fn serve(
             stop_rx.clone(),
         ))
     });
+    if let Some(beats) = edge::heartbeats(&settings.edge, stop_rx.clone())? {
+        tokio::spawn(beats);
+    }
     let draining = Arc::clone(&ready);
     tokio::spawn(async move {
         shutdown.await;

@@ -22,6 +22,10 @@
 //!   `X-Purge-Token`: `PURGE` with `xkey-softpurge: KEY…` soft-purges every answer tagged with
 //!   one of the keys (the origin's `xkey` header), `BAN` drops everything. Either method on
 //!   the public listener gets 405.
+//! - **Missed purges:** every web node tells every edge it is heard each
+//!   `edge.heartbeat_ms`; an edge that hears from none for [`SILENCE`] while the origin
+//!   answers (it was stopped, or cut off from the nodes) bans everything before it serves
+//!   again.
 //! - **Told to the client:** `X-Cache: HIT|MISS|PASS` and `Age`; the origin's `xkey` and
 //!   `Surrogate-Control` are removed.
 //!
@@ -41,6 +45,11 @@ use std::time::Duration;
 pub const GRACE_HEALTHY: Duration = Duration::from_secs(10);
 /// How long an answer is kept past its lifetime, served while the origin is down.
 pub const GRACE_SICK: Duration = Duration::from_secs(3600);
+
+/// How long an edge may hear from no web node (each says it is heard every
+/// `edge.heartbeat_ms`) while the origin answers before it drops everything it kept: it
+/// may have missed purges.
+pub const SILENCE: Duration = Duration::from_secs(5);
 
 /// How long an edge keeps an idle connection to the balancer: less than the balancer keeps
 /// an idle client connection ([`crate::haproxy::CLIENT_KEEP_ALIVE`]), so the edge never sends
@@ -79,6 +88,7 @@ pub fn vcl_text(cfg: &EdgeConfig) -> String {
         ("@PURGE_TOKEN@", cfg.purge_token.clone()),
         ("@GRACE_HEALTHY@", GRACE_HEALTHY.as_secs().to_string()),
         ("@GRACE_SICK@", GRACE_SICK.as_secs().to_string()),
+        ("@SILENCE@", SILENCE.as_secs().to_string()),
     ]
     .iter()
     .fold(VCL_TEMPLATE.to_string(), |vcl, (mark, value)| {
@@ -420,6 +430,12 @@ pub(crate) fn start_tier(up: &mut crate::up::Up, edges: Vec<EdgeConfig>) -> anyh
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_edge_waits_for_several_missed_heartbeats_before_it_drops_everything() {
+        let beat = crescendo_config::EdgeSettings::default().heartbeat_ms;
+        assert!(SILENCE.as_millis() >= 4 * u128::from(beat));
+    }
 
     #[test]
     fn an_edge_gives_idle_connections_to_the_balancer_up_first() {
