@@ -236,6 +236,8 @@ async fn an_edit_purges_the_article_on_the_edge_before_its_answer() {
     let mut purges = purge_listener(addr).await;
     let app = TestApp::spawn_with(|s| {
         s.edge.purge_urls = vec![format!("http://{addr}")];
+        // no heartbeats among the purges this test reads
+        s.edge.heartbeat_ms = 0;
         s.edge.purge_token = Some(Secret::new("edge-secret"));
         s.queue.workers = 0;
     })
@@ -267,11 +269,37 @@ async fn an_edit_purges_the_article_on_the_edge_before_its_answer() {
 }
 
 #[tokio::test]
+async fn every_node_tells_each_edge_it_is_heard() {
+    // arrange: an edge's purge listener, and a node that knows it
+    let addr = free_addr();
+    let mut heard = purge_listener(addr).await;
+    let _app = TestApp::spawn_with(|s| {
+        s.edge.purge_urls = vec![format!("http://{addr}")];
+        s.edge.purge_token = Some(Secret::new("edge-secret"));
+        s.edge.heartbeat_ms = 50;
+    })
+    .await;
+
+    // assert: heartbeats come, carrying the token and no keys
+    for _ in 0..3 {
+        let beat = tokio::time::timeout(Duration::from_secs(10), heard.recv())
+            .await
+            .expect("a heartbeat within 10 s")
+            .expect("the listener runs");
+        assert_eq!(beat.method, "PURGE");
+        assert_eq!(beat.headers["x-purge-token"], "edge-secret");
+        assert!(beat.tokens().is_empty(), "{beat:?}");
+    }
+}
+
+#[tokio::test]
 async fn a_purge_an_edge_missed_is_sent_again_by_a_queued_job_once_the_edge_is_back() {
     // arrange: the edge's purge listener is down while the write happens
     let addr = free_addr();
     let app = TestApp::spawn_with(|s| {
         s.edge.purge_urls = vec![format!("http://{addr}")];
+        // no heartbeats among the purges this test reads
+        s.edge.heartbeat_ms = 0;
         s.edge.purge_settle_ms = 100;
     })
     .await;
