@@ -217,7 +217,8 @@ async fn keeps_reads_and_purges_them(
     (slug, author, reader)
 }
 
-/// 500 concurrent anonymous reads of a cold article make one origin request per edge.
+/// 500 concurrent anonymous reads of a cold article make one origin request per edge; once
+/// deleted, the article is gone from every edge.
 async fn coalesces_misses(
     client: &reqwest::Client,
     s: &Value,
@@ -262,6 +263,18 @@ async fn coalesces_misses(
             misses, 1,
             "{e}: one origin request for 500 concurrent reads"
         );
+    }
+    // a deleted article is gone from every edge
+    let deleted = client
+        .delete(format!("{url}/api/articles/{cold}"))
+        .header("authorization", format!("Token {author}"))
+        .send()
+        .await
+        .unwrap();
+    assert!(deleted.status().is_success(), "{}", deleted.status());
+    for e in edges {
+        let (code, _, body) = edge_get(client, &format!("{e}/api/articles/{cold}")).await;
+        assert_eq!(code, StatusCode::NOT_FOUND, "{e}: {body}");
     }
 }
 
