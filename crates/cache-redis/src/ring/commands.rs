@@ -28,9 +28,7 @@ impl Cache for RedisCache {
 
     async fn lookup(&self, key: &str, known: u64) -> Result<Lookup, CacheError> {
         let ring = &self.ring;
-        let i = ring
-            .owner(key)
-            .ok_or_else(|| CacheError::Unavailable("no cache server is in the ring".into()))?;
+        let i = ring.owner_or_unavailable(key)?;
         let reply: Vec<Option<Vec<u8>>> = ring
             .on(i, OnFailure::Stay, |mut c| async move {
                 ring.scripts
@@ -73,9 +71,7 @@ impl Cache for RedisCache {
         ttl: Duration,
     ) -> Result<(), CacheError> {
         let ring = &self.ring;
-        let i = ring
-            .owner(key)
-            .ok_or_else(|| CacheError::Unavailable("no cache server is in the ring".into()))?;
+        let i = ring.owner_or_unavailable(key)?;
         ring.on(i, OnFailure::Stay, |mut c| async move {
             ring.scripts
                 .fill
@@ -176,9 +172,7 @@ impl RedisCache {
         script: &redis::Script,
     ) -> Result<(), CacheError> {
         let ring = &self.ring;
-        let i = ring
-            .owner(key)
-            .ok_or_else(|| CacheError::Unavailable("no cache server is in the ring".into()))?;
+        let i = ring.owner_or_unavailable(key)?;
         ring.on(i, OnFailure::Stay, |mut c| async move {
             script
                 .key(lease_key(key))

@@ -189,6 +189,12 @@ impl Ring {
             .find(|&i| self.nodes[i].state.load(Ordering::Acquire) == LIVE)
     }
 
+    /// The node that owns `key`, or the error every command gives when the ring is empty.
+    fn owner_or_unavailable(&self, key: &str) -> Result<usize, CacheError> {
+        self.owner(key)
+            .ok_or_else(|| CacheError::Unavailable("no cache server is in the ring".into()))
+    }
+
     /// Node `i`'s connection, while it is in service.
     fn conn(&self, i: usize) -> Option<MultiplexedConnection> {
         self.nodes[i]
