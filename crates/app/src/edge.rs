@@ -8,10 +8,10 @@
 //! to purge them again once the write has settled: an edge that refetched in between from a
 //! node whose near cache had not yet dropped the old entry is corrected then.
 
-use crate::{App, AppError, AppResult};
+use crate::{App, AppError, AppResult, now_ms};
 use async_trait::async_trait;
 use crescendo_store::jobs::EdgePurge;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 /// A response extension set by a handler whose answer is the same for every anonymous
 /// viewer (a public read, not signed in): the web tier may then let edges and browsers keep
@@ -56,13 +56,6 @@ pub trait Edges: Send + Sync + 'static {
     /// # Errors
     /// [`PurgeError::Failed`] naming each edge that did not confirm the purge.
     async fn purge(&self, tokens: &[String]) -> Result<(), PurgeError>;
-}
-
-/// Milliseconds since the Unix epoch, now.
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// Duration of the purge a write makes before it answers, registered once.

@@ -95,6 +95,8 @@ struct Inner {
     edges: Option<Arc<dyn Edges>>,
     /// How long after a write its purges are sent again.
     purge_settle: Duration,
+    /// How far ahead of another node's clock a node's clock may be, ms.
+    clock_skew_ms: u64,
 }
 
 /// How long a user's last write position is kept. Replicas that lag more than their bound
@@ -105,9 +107,34 @@ fn fence_key(user: Id) -> String {
     format!("fence:{}", user.as_i64())
 }
 
+/// Who a request acts for, and when they last wrote.
+#[derive(Default)]
+struct Principal {
+    /// The user the request is authenticated as, set by [`App::authenticate`].
+    user: Cell<Option<Id>>,
+    /// When that user's last write ended, in ms since the Unix epoch on the clock of the
+    /// node that made it (0: unknown, or none kept).
+    wrote_at: Cell<u64>,
+}
+
 tokio::task_local! {
-    /// The user a request is authenticated as, set by [`App::authenticate`].
-    static PRINCIPAL: Cell<Option<Id>>;
+    static PRINCIPAL: Principal;
+}
+
+/// Milliseconds since the Unix epoch, now.
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// A user's last write as kept in `sessions`: `POSITION@MS`, its read fence and when it
+/// ended (a bare position, as older nodes kept it, gives no time).
+fn parse_fence(s: &str) -> Option<(u64, u64)> {
+    match s.split_once('@') {
+        Some((position, at)) => Some((position.parse().ok()?, at.parse().ok()?)),
+        None => Some((s.parse().ok()?, 0)),
+    }
 }
 
 /// Everything [`App::new`] needs.
@@ -150,6 +177,9 @@ pub struct Parts {
     pub edges: Option<Arc<dyn Edges>>,
     /// How long after a write its edge purges are sent a second time (by a queued job).
     pub purge_settle: Duration,
+    /// How far ahead of another node's clock a node's clock may be, ms (see
+    /// [`App::checks_near_copies`]).
+    pub clock_skew_ms: u64,
 }
 
 impl std::fmt::Debug for App {
@@ -187,6 +217,7 @@ impl App {
                 max_page_size: p.max_page_size,
                 edges: p.edges,
                 purge_settle: p.purge_settle,
+                clock_skew_ms: p.clock_skew_ms,
             }),
         }
     }
@@ -245,17 +276,15 @@ impl App {
     /// Names the user this request acts for, when something other than a token proved it
     /// (a web session): within [`App::in_request`], their reads see their own writes.
     pub async fn act_as(&self, user: Id) {
-        let _ = PRINCIPAL.try_with(|p| p.set(Some(user)));
+        let _ = PRINCIPAL.try_with(|p| p.user.set(Some(user)));
         if !self.inner.read_fences {
             return;
         }
         match self.inner.sessions.get(&fence_key(user)).await {
             Ok(Some(b)) => {
-                if let Some(position) = std::str::from_utf8(&b)
-                    .ok()
-                    .and_then(|s| s.parse::<u64>().ok())
-                {
+                if let Some((position, at)) = std::str::from_utf8(&b).ok().and_then(parse_fence) {
                     fence::raise(position);
+                    let _ = PRINCIPAL.try_with(|p| p.wrote_at.set(at));
                 }
             }
             Ok(None) => {}
@@ -277,9 +306,9 @@ impl App {
     /// stateless-web rung) a user's next request reads their write on whichever node serves it.
     pub async fn in_request<F: Future>(&self, work: F) -> F::Output {
         let ((out, wrote), user) = PRINCIPAL
-            .scope(Cell::new(None), async {
+            .scope(Principal::default(), async {
                 let r = fence::scope(0, work).await;
-                (r, PRINCIPAL.with(Cell::get))
+                (r, PRINCIPAL.with(|p| p.user.get()))
             })
             .await;
         if wrote > 0
@@ -290,7 +319,8 @@ impl App {
                 .sessions
                 .put(
                     &fence_key(user),
-                    bytes::Bytes::from(wrote.to_string()),
+                    // ended now: its invalidations and their change reports were sent
+                    bytes::Bytes::from(format!("{wrote}@{}", now_ms())),
                     FENCE_TTL,
                 )
                 .await
@@ -300,11 +330,34 @@ impl App {
         out
     }
 
+    /// Whether this request confirms near copies with the shared tier before serving them,
+    /// rather than trusting its cache servers' change reports: when it wrote itself, or its
+    /// user wrote (a raised read fence) and this node cannot show that every change report
+    /// of that write has reached it, i.e. the cache's [`ReadThrough::reported_through`] is
+    /// not at least the write's end plus the clock skew allowed between nodes
+    /// (`cache.clock_skew_ms`). So a writer sees their write at once on every node, and a
+    /// writer's later reads cost no round trip once the reports are in.
+    pub(crate) fn checks_near_copies(&self) -> bool {
+        if fence::read_after() == 0 {
+            return false;
+        }
+        if fence::wrote() > 0 {
+            return true;
+        }
+        let wrote_at = PRINCIPAL.try_with(|p| p.wrote_at.get()).unwrap_or(0);
+        let covered = wrote_at > 0
+            && self
+                .cache()
+                .reported_through()
+                .is_some_and(|t| t >= wrote_at.saturating_add(self.inner.clock_skew_ms));
+        !covered
+    }
+
     /// The value under `key`, from the cache or loaded by `load` (see [`ReadThrough`]).
     /// The load reads data at least as fresh as the last write that invalidated `key`. A
-    /// request with a raised read fence (its user wrote within `FENCE_TTL`, or it wrote
-    /// itself) confirms a near copy's version with the shared tier; any other request may be
-    /// served a near copy its cache servers vouch for (DESIGN.md's contract (2)).
+    /// request that [`App::checks_near_copies`] confirms a near copy's version with the
+    /// shared tier; any other request may be served a near copy its cache servers vouch for
+    /// (DESIGN.md's contract (2)).
     pub(crate) async fn cached<T, F, Fut>(&self, key: &str, load: F) -> AppResult<Option<Arc<T>>>
     where
         T: serde::Serialize + serde::de::DeserializeOwned + Send + Sync + 'static,
@@ -321,7 +374,7 @@ impl App {
             }
             loaded
         };
-        if fence::read_after() > 0 {
+        if self.checks_near_copies() {
             // this request's user wrote recently: see that write at once, on any node
             self.cache().get_or_load_fenced(key, self.ttl(), load).await
         } else {

@@ -170,8 +170,7 @@ impl App {
         let key = format!("{head_key}|{}|{}", page.limit, page.offset);
         // a request with a raised read fence checks the versions; others may trust reports
         if let Some(snap) = self.inner.pages.get(&key)
-            && ((crescendo_store::fence::read_after() == 0
-                && self.cache().stamps_unreported(&snap.stamps))
+            && ((!self.checks_near_copies() && self.cache().stamps_unreported(&snap.stamps))
                 || self.cache().stamps_current(&snap.stamps).await)
         {
             return Ok(Some(snap));

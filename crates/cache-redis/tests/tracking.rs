@@ -203,6 +203,49 @@ fn a_fenced_read_sees_another_nodes_write_before_its_report_arrives() {
     });
 }
 
+/// Milliseconds since the Unix epoch, now.
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+#[test]
+fn reports_are_delivered_through_a_time_only_once_every_change_before_it_was_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let servers = start_servers(dir.path(), 2);
+    let urls: Vec<String> = servers.iter().map(Redis::url).collect();
+    let (rt_a, rt_b) = (runtime(1), runtime(0));
+    let a = rt_a.block_on(node(urls.clone(), Duration::from_millis(200)));
+    let mut b = rt_b.block_on(node(urls, Duration::from_millis(200)));
+    let db = Db::default();
+    db.set("old");
+    rt_b.block_on(b.warm(&db, "profile:7"));
+    // A writes while B's runtime is not running: B has not read the report yet
+    db.set("new");
+    rt_a.block_on(a.rt.invalidate(&["profile:7".into()]))
+        .unwrap();
+    let written = now_ms();
+    rt_b.block_on(async {
+        let through = async {
+            while b.ring.reported_through().is_none_or(|t| t <= written) {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        };
+        tokio::time::timeout(BOUND, through)
+            .await
+            .expect("B's pings come back");
+        // a time after the write is vouched for only once the write's report is in
+        let mut named = false;
+        while let Ok((k, _)) = b.reports.try_recv() {
+            named |= k.as_deref() == Some("profile:7");
+        }
+        assert!(named, "the report came before the time was vouched for");
+        assert_eq!(b.read(&db, "profile:7").await, "new");
+    });
+}
+
 /// Kills this ring client's report channel on the server at `url`.
 async fn kill_channel(url: &str, name: &str) {
     let mut c = redis::Client::open(url)
@@ -247,6 +290,7 @@ fn a_dropped_report_channel_empties_the_near_tier_and_checks_until_it_is_back() 
         kill_channel(&urls[1], &name).await;
         b.report_of(None).await;
         assert_eq!(b.ring.trust_epoch(), None, "nothing is trusted");
+        assert_eq!(b.ring.reported_through(), None, "no time is vouched for");
         let (before, scripts) = (b.rt.stats(), scripts_run(&urls).await);
         assert_eq!(b.read(&db, "article:3").await, "x");
         assert_eq!(b.read(&db, "article:3").await, "x");

@@ -151,6 +151,14 @@ pub trait Cache: Send + Sync + 'static {
     fn trust_epoch(&self) -> Option<u64> {
         None
     }
+    /// A time (milliseconds since the Unix epoch, on this process's clock) such that every
+    /// change any process made to the cache before it has been reported to this process,
+    /// while the trust epoch holds: a request whose user's last write ended before it may
+    /// trust near copies like any other request. `None` (the default): not known, so such a
+    /// request checks every near copy.
+    fn reported_through(&self) -> Option<u64> {
+        None
+    }
     /// Registers where this cache reports changes other processes make (see
     /// [`NearInvalidations`]); [`ReadThrough::new`] registers its near tier. A cache that
     /// reports nothing ignores it.

@@ -235,6 +235,11 @@ pub struct CacheSettings {
     /// wrote recently (they still check the version). Readers on other nodes then see a
     /// write once its report arrives. `false`: every near hit checks the version in Redis.
     pub redis_tracking: bool,
+    /// How far ahead of another web node's clock a node's clock may be, ms. With
+    /// `redis_tracking`, a request whose user wrote recently trusts near copies once this
+    /// node has had every change report sent before the write ended plus this margin; until
+    /// then it checks each copy's version. Clocks kept by NTP are within a few ms.
+    pub clock_skew_ms: u64,
 }
 
 /// Cache backends.
@@ -433,6 +438,7 @@ impl Default for CacheSettings {
             redis_timeout_ms: 500,
             redis_check_interval_ms: 200,
             redis_tracking: true,
+            clock_skew_ms: 50,
         }
     }
 }

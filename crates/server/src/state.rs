@@ -278,6 +278,7 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Built> {
         },
         edges: crate::edge::from_settings(&settings.edge)?,
         purge_settle: Duration::from_millis(settings.edge.purge_settle_ms),
+        clock_skew_ms: settings.cache.clock_skew_ms,
     });
     let web = crescendo_web::WebConfig {
         keys: crescendo_web::session::SessionKeys::derive(&key, settings.web.secure_cookies),

@@ -396,3 +396,67 @@ async fn the_primary_killed_under_write_load_fails_over_and_loses_no_acknowledge
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_writers_reads_trust_near_copies_once_the_reports_of_the_write_are_in() {
+    let cluster = PgCluster::start(1, false, false, &[]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_path_buf();
+    let redis = tokio::task::spawn_blocking(move || {
+        (0..2)
+            .map(|i| {
+                crescendo_topology::redis::Redis::start(
+                    &root.join(i.to_string()),
+                    [127, 0, 0, 1],
+                    32,
+                )
+            })
+            .collect::<Result<Vec<_>, _>>()
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let app = TestApp::spawn_with(|s| {
+        cluster.configure(s);
+        quick(s);
+        s.cache.backend = crescendo_config::CacheBackend::Redis;
+        s.cache.redis_urls = redis
+            .iter()
+            .map(crescendo_topology::redis::Redis::url)
+            .collect();
+    })
+    .await;
+    let author = app.register("nearwriter").await;
+    let slug = app.article_slug(&author, "Near copies").await;
+    let path = format!("/api/articles/{slug}");
+    // the author's fence is raised (they just wrote); once this node has every change
+    // report sent before the write ended, their reads are served from the near tier
+    let before = app.app.cache_stats().unchecked_hits;
+    let started = Instant::now();
+    loop {
+        let a = app.get(&path, Some(&author)).await;
+        assert_eq!(a.status, StatusCode::OK, "{:?}", a.json);
+        assert_eq!(a.json["article"]["title"], "Near copies");
+        if app.app.cache_stats().unchecked_hits > before {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the writer's reads never trusted a near copy"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // a new write is seen at once by its writer
+    let put = app
+        .put(
+            &path,
+            Some(&author),
+            json!({"article": {"body": "changed"}}),
+        )
+        .await;
+    assert_eq!(put.status, StatusCode::OK);
+    assert_eq!(
+        app.get(&path, Some(&author)).await.json["article"]["body"],
+        "changed"
+    );
+}

@@ -22,6 +22,10 @@ impl Cache for RedisCache {
         self.epoch()
     }
 
+    fn reported_through(&self) -> Option<u64> {
+        self.delivered_through()
+    }
+
     fn on_invalidations(&self, sink: std::sync::Arc<dyn crescendo_cache::NearInvalidations>) {
         self.listen(sink);
     }

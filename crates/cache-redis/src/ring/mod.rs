@@ -276,6 +276,9 @@ impl RedisCache {
             Arc::downgrade(&ring),
             opts.check_interval,
         ));
+        if opts.tracking {
+            tokio::spawn(tracking::sync(Arc::downgrade(&ring)));
+        }
         Ok(Self { ring })
     }
 

@@ -19,6 +19,15 @@
 //! before the copy's version was read, and no server was flushed since. A server out of the
 //! ring, or whose channel cannot be set up, leaves nothing trusted: every near copy is
 //! checked as before, until the monitor sets the channel up again.
+//!
+//! **Delivered through.** A server sends its reports of a change before its replies to
+//! commands that come after that change, on the same connection. So every [`SYNC_EVERY`]
+//! a task sends `PING` on every channel at once; when all answer and the epoch has not
+//! moved, every change made before the pings were sent has been reported, and that time
+//! becomes [`RedisCache::reported_through`]. A request whose user wrote recently (and so
+//! must see the write on any node) may trust near copies like any other request once its
+//! user's write ended before that time (`App::cached` compares, allowing for clock skew
+//! between nodes): its write's reports are then in, and a copy they named is checked.
 
 use super::{RedisCache, Ring};
 use crescendo_cache::NearInvalidations;
@@ -26,6 +35,11 @@ use redis::aio::MultiplexedConnection;
 use redis::{PushInfo, PushKind, Value};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// How often the channels are pinged to advance [`RedisCache::reported_through`]: a writer's
+/// reads check near copies for about this long (plus a round trip) after each write.
+pub(super) const SYNC_EVERY: Duration = Duration::from_millis(50);
 
 /// One unit of the epoch in [`Tracking::state`].
 const EPOCH: u64 = 1 << 16;
@@ -40,6 +54,9 @@ pub(super) struct Tracking {
     state: AtomicU64,
     /// Where reports go: each `ReadThrough` over this ring registers its near tier.
     sinks: RwLock<Vec<Arc<dyn NearInvalidations>>>,
+    /// When the last round of pings that every channel answered, under one epoch, was sent
+    /// (ms since the Unix epoch; 0: never): see "Delivered through" in the module docs.
+    synced: AtomicU64,
     /// Tells waiters (tests, mostly) when [`RedisCache::trust_epoch`] changes.
     changes: tokio::sync::watch::Sender<Option<u64>>,
     /// The `CLIENT SETNAME` of this process's channels: `crescendo-tracking-` and the ring's
@@ -63,6 +80,7 @@ impl Tracking {
         Self {
             enabled,
             state: AtomicU64::new(servers as u64 & UNTRACKED),
+            synced: AtomicU64::new(0),
             sinks: RwLock::new(Vec::new()),
             changes: tokio::sync::watch::channel(None).0,
             name: format!("crescendo-tracking-{token:x}"),
@@ -282,14 +300,18 @@ impl RedisCache {
     }
 }
 
-impl RedisCache {
-    /// Waits until every change report the servers owed this process when it was called has
-    /// been handed to the listeners: a `PING` on each live report channel, since a server
-    /// sends its reports of a change before its replies to commands that come after it.
-    /// For tests and measurements: reads never wait for reports.
-    pub async fn reports_delivered(&self) {
+/// Milliseconds since the Unix epoch, now.
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+impl Ring {
+    /// Pings every live channel at once; whether each answered within the time-out. A reply
+    /// comes after every report its server owed the channel when the ping arrived.
+    async fn ping_channels(&self) -> bool {
         let conns: Vec<MultiplexedConnection> = self
-            .ring
             .nodes
             .iter()
             .filter_map(|n| {
@@ -300,9 +322,48 @@ impl RedisCache {
                     .clone()
             })
             .collect();
-        futures_util::future::join_all(conns.into_iter().map(|mut c| async move {
-            let _ = redis::cmd("PING").query_async::<String>(&mut c).await;
+        let all = conns.len() == self.nodes.len();
+        let pinged = futures_util::future::join_all(conns.into_iter().map(|mut c| async move {
+            let ping = redis::cmd("PING");
+            let answered = tokio::time::timeout(self.timeout, ping.query_async::<String>(&mut c));
+            matches!(answered.await, Ok(Ok(_)))
         }))
         .await;
+        all && pinged.into_iter().all(|ok| ok)
+    }
+}
+
+/// Advances [`RedisCache::reported_through`] every [`SYNC_EVERY`] while the ring lives: a
+/// round counts when every server has a channel, all answer, and the epoch held throughout.
+pub(super) async fn sync(ring: Weak<Ring>) {
+    let mut tick = tokio::time::interval(SYNC_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(ring) = ring.upgrade() else { return };
+        let Some(epoch) = ring.tracking.epoch() else {
+            continue;
+        };
+        let sent = now_ms();
+        if ring.ping_channels().await && ring.tracking.epoch() == Some(epoch) {
+            ring.tracking.synced.fetch_max(sent, Ordering::AcqRel);
+        }
+    }
+}
+
+impl RedisCache {
+    /// See [`Cache::reported_through`](crescendo_cache::Cache::reported_through): `None`
+    /// while some server's channel is down, or before a round of pings has come back.
+    pub(super) fn delivered_through(&self) -> Option<u64> {
+        self.ring.tracking.epoch()?;
+        let synced = self.ring.tracking.synced.load(Ordering::Acquire);
+        (synced > 0).then_some(synced)
+    }
+
+    /// Waits until every change report the servers owed this process when it was called has
+    /// been handed to the listeners (see "Delivered through" in the module docs). For tests
+    /// and measurements: reads never wait for reports.
+    pub async fn reports_delivered(&self) {
+        self.ring.ping_channels().await;
     }
 }

@@ -289,4 +289,9 @@ impl ReadThrough {
     pub fn local_ttl(&self) -> Duration {
         self.local_ttl
     }
+
+    /// The shared tier's [`Cache::reported_through`].
+    pub fn reported_through(&self) -> Option<u64> {
+        self.shared.reported_through()
+    }
 }
