@@ -319,13 +319,22 @@ impl App {
 
     /// Keys a change to article `a` makes stale: the record and every list it is in.
     fn article_keys(a: &ArticleRecord, extra_tags: &[String]) -> Vec<String> {
+        let mut k = vec![keys::article(a.id)];
+        k.extend(Self::list_keys(
+            a.author_id,
+            a.tags.iter().chain(extra_tags),
+        ));
+        k
+    }
+
+    /// The keys of the lists an article by `author` with `tags` is in, and the popular tags.
+    fn list_keys<'t>(author: Id, tags: impl IntoIterator<Item = &'t String>) -> Vec<String> {
         let mut k = vec![
-            keys::article(a.id),
             keys::head_all(),
-            keys::head_author(a.author_id),
+            keys::head_author(author),
             keys::popular_tags(),
         ];
-        k.extend(a.tags.iter().chain(extra_tags).map(|t| keys::head_tag(t)));
+        k.extend(tags.into_iter().map(|t| keys::head_tag(t)));
         k
     }
 
@@ -355,18 +364,22 @@ impl App {
         let cover_image =
             validate_cover(&mut errs, input.cover_image.as_deref()).unwrap_or_default();
         errs.into_result()?;
-        let a = self
-            .store()
-            .create_article(NewArticle {
-                author_id: author,
-                title: title.expect("checked"),
-                description: description.expect("checked"),
-                body: body.expect("checked"),
-                tags,
-                cover_image,
-            })
+        // a new article's own key tags nothing an edge keeps yet: the lists it joins do
+        let edge_keys = Self::list_keys(author, &tags);
+        let (a, purge) = self
+            .purging(
+                &edge_keys,
+                self.store().create_article(NewArticle {
+                    author_id: author,
+                    title: title.expect("checked"),
+                    description: description.expect("checked"),
+                    body: body.expect("checked"),
+                    tags,
+                    cover_image,
+                }),
+            )
             .await?;
-        self.invalidate(Self::article_keys(&a, &[])).await?;
+        self.invalidate(Self::article_keys(&a, &[]), purge).await?;
         tracing::info!(article_id = %a.id, "article published");
         self.view(Some(author), Arc::new(Cached::new(a))).await
     }
@@ -397,20 +410,24 @@ impl App {
         let tags = validate_tags(&mut errs, input.tags.as_ref());
         let cover_image = validate_cover(&mut errs, input.cover_image.as_deref());
         errs.into_result()?;
-        let a = self
-            .store()
-            .update_article(
-                old.id,
-                ArticleChanges {
-                    title,
-                    description,
-                    body,
-                    tags,
-                    cover_image,
-                },
+        let edge_keys = Self::article_keys(&old, tags.as_deref().unwrap_or_default());
+        let (a, purge) = self
+            .purging(
+                &edge_keys,
+                self.store().update_article(
+                    old.id,
+                    ArticleChanges {
+                        title,
+                        description,
+                        body,
+                        tags,
+                        cover_image,
+                    },
+                ),
             )
             .await?;
-        self.invalidate(Self::article_keys(&a, &old.tags)).await?;
+        self.invalidate(Self::article_keys(&a, &old.tags), purge)
+            .await?;
         self.view(Some(user), Arc::new(Cached::new(a))).await
     }
 
@@ -424,10 +441,10 @@ impl App {
         if a.author_id != user {
             return Err(AppError::Forbidden);
         }
-        self.store().delete_article(a.id).await?;
         let mut k = Self::article_keys(&a, &[]);
         k.push(keys::comments(a.id));
-        self.invalidate(k).await
+        let (_, purge) = self.purging(&k, self.store().delete_article(a.id)).await?;
+        self.invalidate(k, purge).await
     }
 
     /// Favourites an article (again is fine).
@@ -437,15 +454,15 @@ impl App {
     #[tracing::instrument(skip_all, fields(user_id = %user))]
     pub async fn favorite(&self, user: Id, slug: &str) -> AppResult<ArticleView> {
         let a = self.article_by_slug(slug).await?;
-        self.store()
-            .favorite(user, a.id)
+        let k = vec![keys::article(a.id), keys::favorites(user)];
+        let (_, purge) = self
+            .purging(&k, self.store().favorite(user, a.id))
             .await
             .map_err(|e| match AppError::from(e) {
                 AppError::NotFound(_) => AppError::NotFound("article"),
                 other => other,
             })?;
-        self.invalidate(vec![keys::article(a.id), keys::favorites(user)])
-            .await?;
+        self.invalidate(k, purge).await?;
         let a = self.article_by_slug(slug).await?;
         self.view(Some(user), a).await
     }
@@ -457,9 +474,11 @@ impl App {
     #[tracing::instrument(skip_all, fields(user_id = %user))]
     pub async fn unfavorite(&self, user: Id, slug: &str) -> AppResult<ArticleView> {
         let a = self.article_by_slug(slug).await?;
-        self.store().unfavorite(user, a.id).await?;
-        self.invalidate(vec![keys::article(a.id), keys::favorites(user)])
+        let k = vec![keys::article(a.id), keys::favorites(user)];
+        let (_, purge) = self
+            .purging(&k, self.store().unfavorite(user, a.id))
             .await?;
+        self.invalidate(k, purge).await?;
         let a = self.article_by_slug(slug).await?;
         self.view(Some(user), a).await
     }

@@ -71,15 +71,15 @@ impl App {
         let body = Text::required("body", body.unwrap_or(""), 10_000)
             .map_err(|e| AppError::invalid(e.field, e.problem))?;
         let article = self.article_id(slug).await?;
-        let c = self
-            .store()
-            .create_comment(article, author, body)
+        let k = vec![keys::comments(article)];
+        let (c, purge) = self
+            .purging(&k, self.store().create_comment(article, author, body))
             .await
             .map_err(|e| match AppError::from(e) {
                 AppError::NotFound(_) => AppError::NotFound("article"),
                 other => other,
             })?;
-        self.invalidate(vec![keys::comments(article)]).await?;
+        self.invalidate(k, purge).await?;
         self.comment_views(Some(author), std::slice::from_ref(&c))
             .await?
             .pop()
@@ -101,7 +101,10 @@ impl App {
         if c.author_id != user {
             return Err(AppError::Forbidden);
         }
-        self.store().delete_comment(article, id).await?;
-        self.invalidate(vec![keys::comments(article)]).await
+        let k = vec![keys::comments(article)];
+        let (_, purge) = self
+            .purging(&k, self.store().delete_comment(article, id))
+            .await?;
+        self.invalidate(k, purge).await
     }
 }

@@ -35,6 +35,7 @@ pub use auth::{Passwords, TokenClaims, Tokens};
 pub use cached::{Cached, RenderSlot, Renders};
 pub use comments::CommentView;
 pub use crescendo_store::jobs::IMAGES_QUEUE;
+use edge::WritePurge;
 pub use edge::{EdgeFailure, Edges, PurgeError, Shareable};
 pub use error::{AppError, AppResult, FieldErrors, ProcessUploadError, RelayError};
 pub use pause::{Pause, WriteStep};
@@ -97,6 +98,8 @@ struct Inner {
     purge_settle: Duration,
     /// How far ahead of another node's clock a node's clock may be, ms.
     clock_skew_ms: u64,
+    /// Outbox entries of purges done, to be removed (see `edge.rs`).
+    removals: edge::Removals,
 }
 
 /// How long a user's last write position is kept. Replicas that lag more than their bound
@@ -175,7 +178,7 @@ pub struct Parts {
     pub sign_in: SignInLimits,
     /// The edge caches in front of the service, which every write purges; `None`: none.
     pub edges: Option<Arc<dyn Edges>>,
-    /// How long after a write its edge purges are sent a second time (by a queued job).
+    /// How long after a write its edge purges are sent a second time.
     pub purge_settle: Duration,
     /// How far ahead of another node's clock a node's clock may be, ms (see
     /// [`App::checks_near_copies`]).
@@ -218,6 +221,7 @@ impl App {
                 edges: p.edges,
                 purge_settle: p.purge_settle,
                 clock_skew_ms: p.clock_skew_ms,
+                removals: edge::Removals::default(),
             }),
         }
     }
@@ -390,12 +394,13 @@ impl App {
         self.store().ping().await.map_err(|_| AppError::Unavailable)
     }
 
-    /// Invalidates cache keys after a committed write, then purges them from the edge
-    /// caches (in that order: an edge that refetches must find the new data in the cache).
-    /// A failure here means some reader could see the old data, so the write's caller is
-    /// told the service is unavailable (the write itself is committed; repeating it is safe
-    /// for every use case).
-    pub(crate) async fn invalidate(&self, keys: Vec<String>) -> AppResult<()> {
+    /// Invalidates cache keys after a committed write, then sends the write's edge purge
+    /// (made by [`App::purging`]; in that order: an edge that refetches must find the new
+    /// data in the cache). A failed cache invalidation means some reader could see the old
+    /// data, so the write's caller is told the service is unavailable (the write itself is
+    /// committed; repeating it is safe for every use case); a purge an edge missed is sent
+    /// again from the outbox and fails nothing.
+    pub(crate) async fn invalidate(&self, keys: Vec<String>, purge: WritePurge) -> AppResult<()> {
         self.reach(WriteStep::Committed).await;
         self.cache()
             .invalidate_at(&keys, fence::wrote())
@@ -404,6 +409,7 @@ impl App {
                 tracing::error!(error = %e, ?keys, "cache invalidation failed");
                 AppError::Unavailable
             })?;
-        self.purge_edges(&keys).await
+        self.purge_edges(purge).await;
+        Ok(())
     }
 }

@@ -110,19 +110,21 @@ impl App {
             return Err(AppError::Conflict { field: "email" });
         }
         let password_hash = self.inner.passwords.hash(password.expose()).await?;
-        let user = self
-            .store()
-            .create_user(NewUser {
-                username: username.into_string(),
-                email: email.into_string(),
-                password_hash,
-            })
+        // a cached "no such user" for this name must not outlive the sign-up
+        let k = vec![keys::username(username.as_str())];
+        let (user, purge) = self
+            .purging(
+                &k,
+                self.store().create_user(NewUser {
+                    username: username.into_string(),
+                    email: email.into_string(),
+                    password_hash,
+                }),
+            )
             .await?;
         // signed up is signed in: the new user's next requests read at least this write
         self.act_as(user.id).await;
-        // a cached "no such user" for this name must not outlive the sign-up
-        self.invalidate(vec![keys::username(&user.username)])
-            .await?;
+        self.invalidate(k, purge).await?;
         tracing::info!(user_id = %user.id, "user registered");
         Ok(self.user_view(user))
     }
@@ -212,6 +214,16 @@ impl App {
             Some(p) => Some(self.inner.passwords.hash(p.expose()).await?),
             None => None,
         };
+        let mut stale = vec![
+            keys::profile(id),
+            keys::username(&old.username),
+            keys::credentials(id),
+        ];
+        if let Some(new) = &username
+            && new.as_str() != old.username
+        {
+            stale.push(keys::username(new.as_str()));
+        }
         let changes = UserChanges {
             username: username.map(Username::into_string),
             email: email.map(Email::into_string),
@@ -219,16 +231,10 @@ impl App {
             bio,
             image,
         };
-        let user = self.store().update_user(id, changes).await?;
-        let mut stale = vec![
-            keys::profile(id),
-            keys::username(&old.username),
-            keys::credentials(id),
-        ];
-        if user.username != old.username {
-            stale.push(keys::username(&user.username));
-        }
-        self.invalidate(stale).await?;
+        let (user, purge) = self
+            .purging(&stale, self.store().update_user(id, changes))
+            .await?;
+        self.invalidate(stale, purge).await?;
         Ok(self.user_view(user))
     }
 
@@ -413,8 +419,9 @@ impl App {
         if p.id == viewer {
             return Err(AppError::invalid("username", "cannot follow yourself"));
         }
-        self.store().follow(viewer, p.id).await?;
-        self.invalidate(vec![keys::followees(viewer)]).await?;
+        let k = vec![keys::followees(viewer)];
+        let (_, purge) = self.purging(&k, self.store().follow(viewer, p.id)).await?;
+        self.invalidate(k, purge).await?;
         Ok(ProfileView {
             profile: p,
             following: true,
@@ -428,8 +435,11 @@ impl App {
     #[tracing::instrument(skip_all, fields(user_id = %viewer))]
     pub async fn unfollow(&self, viewer: Id, username: &str) -> AppResult<ProfileView> {
         let p = self.profile_by_name(username).await?;
-        self.store().unfollow(viewer, p.id).await?;
-        self.invalidate(vec![keys::followees(viewer)]).await?;
+        let k = vec![keys::followees(viewer)];
+        let (_, purge) = self
+            .purging(&k, self.store().unfollow(viewer, p.id))
+            .await?;
+        self.invalidate(k, purge).await?;
         Ok(ProfileView {
             profile: p,
             following: false,

@@ -3,8 +3,10 @@
 //! (see [`crate::cluster`] and `crescendo_store::fence`); and how sqlx errors become the
 //! seam's.
 
+use crate::clock::now_ms;
 use crate::cluster::Cluster;
 use crescendo_domain::{Id, LogicalShard};
+use crescendo_store::outbox::{self, PendingJob};
 use crescendo_store::{StoreError, StoreResult, fence};
 use crescendo_telemetry::names;
 use sqlx::postgres::{PgArguments, PgPool};
@@ -16,12 +18,28 @@ use std::sync::Arc;
 /// A transaction on the primary.
 pub(crate) type Tx<'a> = Transaction<'a, Postgres>;
 
+/// How a database's commits treat the jobs pending in the caller's
+/// `crescendo_store::outbox` scope.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum OutboxIds {
+    /// They are written to this database's outbox; their IDs are the table's.
+    Plain,
+    /// They are written to the outbox of cluster `index` of a sharded store; their IDs as
+    /// the seam sees them encode the cluster (see `sharded::outbox`).
+    Cluster(i64),
+    /// This database has no outbox (a sharded store's catalogue): they wait for the commit
+    /// of a cluster.
+    None,
+}
+
 /// The primary and its replicas, as the resource modules use them.
 #[derive(Clone)]
 pub(crate) struct Db {
     cluster: Arc<Cluster>,
     /// A cluster of a sharded store: every write checks that its logical shard is here.
     fenced: bool,
+    /// Whether commits here carry the pending outbox jobs, and how their IDs read.
+    outbox: OutboxIds,
 }
 
 impl Db {
@@ -30,7 +48,14 @@ impl Db {
         Self {
             cluster,
             fenced: false,
+            outbox: OutboxIds::Plain,
         }
+    }
+
+    /// This database's commits treat pending outbox jobs as `outbox` says.
+    pub(crate) fn with_outbox(mut self, outbox: OutboxIds) -> Self {
+        self.outbox = outbox;
+        self
     }
 
     /// This database as one cluster of a sharded store: writes are fenced by
@@ -183,9 +208,33 @@ impl Db {
         Ok(n.rows_affected())
     }
 
-    /// Commits, then notes the commit's position for read-your-writes.
-    pub(crate) async fn commit(&self, tx: Tx<'static>) -> StoreResult<()> {
-        tx.commit().await.map_err(map_err)?;
+    /// Commits, then notes the commit's position for read-your-writes. This is the single
+    /// commit point of every write here: the jobs pending in the caller's
+    /// `crescendo_store::outbox` scope are inserted into the outbox first, in `tx`.
+    pub(crate) async fn commit(&self, mut tx: Tx<'static>) -> StoreResult<()> {
+        let jobs = match self.outbox {
+            OutboxIds::None => Vec::new(),
+            _ => outbox::take(),
+        };
+        let ids = match add_jobs(&mut tx, &jobs).await {
+            Ok(ids) => ids,
+            Err(e) => {
+                outbox::restore(jobs);
+                return Err(e);
+            }
+        };
+        if let Err(e) = tx.commit().await {
+            outbox::restore(jobs);
+            return Err(map_err(e));
+        }
+        let ids: Vec<i64> = match self.outbox {
+            OutboxIds::Cluster(i) => ids
+                .into_iter()
+                .map(|id| id * crate::sharded::MAX_CLUSTERS + i)
+                .collect(),
+            _ => ids,
+        };
+        outbox::written(&ids);
         self.committed().await;
         Ok(())
     }
@@ -200,6 +249,28 @@ impl Db {
         self.commit(tx).await?;
         Ok(n.rows_affected())
     }
+}
+
+/// Inserts `jobs` into the outbox in `tx`, each leased by its writer for its `lease_ms`;
+/// their IDs.
+async fn add_jobs(tx: &mut Tx<'static>, jobs: &[PendingJob]) -> StoreResult<Vec<i64>> {
+    let now = now_ms();
+    let mut ids = Vec::with_capacity(jobs.len());
+    for j in jobs {
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO outbox (queue, payload, lease_until, created_at) VALUES ($1, $2, $3, $4)
+             RETURNING id",
+        )
+        .bind(j.queue)
+        .bind(&j.payload)
+        .bind(now.saturating_add(j.lease_ms))
+        .bind(now)
+        .fetch_one(&mut **tx)
+        .await
+        .map_err(map_err)?;
+        ids.push(id);
+    }
+    Ok(ids)
 }
 
 /// The `Store::ping` of this engine: one trivial statement on the primary.

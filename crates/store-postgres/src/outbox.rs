@@ -51,3 +51,14 @@ pub(crate) async fn remove_outbox(db: &Db, ids: &[i64]) -> StoreResult<()> {
         .await
         .map(drop)
 }
+
+pub(crate) async fn outbox_len(db: &Db) -> StoreResult<u64> {
+    db.read_primary(|pool| async move {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM outbox")
+            .fetch_one(&pool)
+            .await
+            .map(|n| n.max(0) as u64)
+            .map_err(map_err)
+    })
+    .await
+}

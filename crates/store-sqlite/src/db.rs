@@ -1,9 +1,11 @@
 //! Connections: one writer, a pool of readers, all used from tokio's blocking pool; how
 //! SQLite errors become the seam's; and the statement helpers the resource modules share.
 
+use crate::clock::now_ms;
 use crate::migrate;
 use crescendo_domain::{Id, IdGen};
 use crescendo_store::StoreError;
+use crescendo_store::outbox::{self, PendingJob};
 use crescendo_telemetry::names;
 use rusqlite::{Connection, OpenFlags};
 use std::path::{Path, PathBuf};
@@ -144,13 +146,21 @@ impl Db {
     }
 
     /// Runs `f` inside one `BEGIN IMMEDIATE` transaction on the writer; commits if `f`
-    /// returns `Ok`, rolls back otherwise, so nothing is ever half-written.
+    /// returns `Ok`, rolls back otherwise, so nothing is ever half-written. The jobs pending
+    /// in the caller's `crescendo_store::outbox` scope are added to the outbox in the same
+    /// transaction (this is the single commit point of every write).
     pub(crate) async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&rusqlite::Transaction<'_>) -> Result<T, StoreError> + Send + 'static,
     {
-        run(&self.writer, move |conn: &Connection| {
+        let jobs = outbox::take();
+        let kept = if jobs.is_empty() {
+            Vec::new()
+        } else {
+            jobs.clone()
+        };
+        let done = run(&self.writer, move |conn: &Connection| {
             // `Connection::transaction` needs `&mut`; the writer is exclusive, so this is safe.
             let tx = rusqlite::Transaction::new_unchecked(
                 conn,
@@ -158,10 +168,21 @@ impl Db {
             )
             .map_err(map_err)?;
             let v = f(&tx)?; // an error drops `tx`, which rolls back
+            let ids = add_jobs(&tx, &jobs)?;
             tx.commit().map_err(map_err)?;
-            Ok(v)
+            Ok((v, ids))
         })
-        .await
+        .await;
+        match done {
+            Ok((v, ids)) => {
+                outbox::written(&ids);
+                Ok(v)
+            }
+            Err(e) => {
+                outbox::restore(kept);
+                Err(e)
+            }
+        }
     }
 
     /// Runs one statement in its own write transaction; how many rows it changed.
@@ -176,6 +197,29 @@ impl Db {
         })
         .await
     }
+}
+
+/// Inserts `jobs` into the outbox, each leased by its writer for its `lease_ms`; their IDs.
+fn add_jobs(tx: &rusqlite::Transaction<'_>, jobs: &[PendingJob]) -> Result<Vec<i64>, StoreError> {
+    if jobs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let now = now_ms();
+    let mut st = tx
+        .prepare_cached(
+            "INSERT INTO outbox (queue, payload, lease_until, created_at) VALUES (?1, ?2, ?3, ?4)
+             RETURNING id",
+        )
+        .map_err(map_err)?;
+    jobs.iter()
+        .map(|j| {
+            st.query_row(
+                rusqlite::params![j.queue, j.payload, now.saturating_add(j.lease_ms), now],
+                |r| r.get(0),
+            )
+            .map_err(map_err)
+        })
+        .collect()
 }
 
 async fn run<T, F>(pool: &Arc<Pool>, f: F) -> Result<T, StoreError>

@@ -53,3 +53,12 @@ pub(crate) async fn remove_outbox(db: &Db, ids: &[i64]) -> StoreResult<()> {
     })
     .await
 }
+
+pub(crate) async fn outbox_len(db: &Db) -> StoreResult<u64> {
+    db.read(|conn| {
+        conn.query_row("SELECT count(*) FROM outbox", [], |r| r.get::<_, i64>(0))
+            .map(|n| n.max(0) as u64)
+            .map_err(map_err)
+    })
+    .await
+}

@@ -38,6 +38,7 @@ macro_rules! store_by_resource_modules {
             uploads::settle_upload(id: $crate::__Id, state: $crate::UploadState, reason: Option<String>) -> bool;
             outbox::claim_outbox(limit: u32, lease_ms: i64) -> Vec<$crate::OutboxEntry>;
             outbox::remove_outbox(ids: &[i64]) -> ();
+            outbox::outbox_len() -> u64;
         }
     };
 }

@@ -17,7 +17,8 @@
 //! hashing.
 //!
 //! Jobs: [`jobs`] defines each kind of job, its queue and its payload format, for the
-//! backends that write it to the outbox and the workers that read it.
+//! backends that write it to the outbox and the workers that read it. [`outbox`] lets a
+//! caller add jobs to the transaction of a write (an edge purge with the data it purges).
 //!
 //! This crate names no database driver.
 
@@ -26,6 +27,7 @@ mod delegate;
 pub mod fence;
 pub mod jobs;
 pub mod list_sql;
+pub mod outbox;
 mod records;
 pub mod shard_map;
 
@@ -171,6 +173,8 @@ pub trait Store: Send + Sync + 'static {
     /// Takes up to `limit` outbox entries, oldest first, that no other relay holds, and
     /// holds them for `lease_ms`; the caller publishes them, then removes them.
     async fn claim_outbox(&self, limit: u32, lease_ms: i64) -> StoreResult<Vec<OutboxEntry>>;
-    /// Removes outbox entries that were published.
+    /// Removes outbox entries that were published (or whose work their writer finished).
     async fn remove_outbox(&self, ids: &[i64]) -> StoreResult<()>;
+    /// How many entries the outbox holds, claimed, leased by their writer or waiting.
+    async fn outbox_len(&self) -> StoreResult<u64>;
 }

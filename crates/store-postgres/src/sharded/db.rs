@@ -1,7 +1,7 @@
 //! Where each call of the sharded store runs: the catalogue, the cluster that holds a
 //! logical shard under the current map, or every cluster at once.
 
-use crate::db::Db;
+use crate::db::{Db, OutboxIds};
 use crescendo_domain::{Id, LogicalShard};
 use crescendo_store::shard_map::ShardMap;
 use crescendo_store::{StoreError, StoreResult, fence};
@@ -29,10 +29,17 @@ pub(crate) struct Shards {
 
 impl Shards {
     /// The clusters (names unique) and a first map, which must name only them.
+    /// Jobs a write adds to the outbox go to the cluster that commits its data (each
+    /// cluster's outbox IDs encode its index here); the catalogue has no outbox.
     pub(crate) fn new(catalogue: Db, mut clusters: Vec<(String, Db)>, map: ShardMap) -> Self {
         clusters.sort_by(|a, b| a.0.cmp(&b.0));
+        let clusters: Vec<(String, Db)> = clusters
+            .into_iter()
+            .enumerate()
+            .map(|(i, (name, db))| (name, db.with_outbox(OutboxIds::Cluster(i as i64))))
+            .collect();
         Self {
-            catalogue,
+            catalogue: catalogue.with_outbox(OutboxIds::None),
             down: clusters.iter().map(|_| AtomicBool::new(false)).collect(),
             clusters,
             map: RwLock::new(Arc::new(map)),

@@ -28,6 +28,7 @@ mod uploads;
 mod users;
 
 pub use catalogue::Swept;
+pub(crate) use outbox::MAX_CLUSTERS;
 pub use reshard::{ReshardOptions, ReshardReport, ReshardTarget};
 
 use crate::cluster::{Cluster, ClusterOptions};

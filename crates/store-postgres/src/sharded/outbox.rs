@@ -46,3 +46,10 @@ pub(crate) async fn remove_outbox(s: &Shards, ids: &[i64]) -> StoreResult<()> {
     }
     Ok(())
 }
+
+pub(crate) async fn outbox_len(s: &Shards) -> StoreResult<u64> {
+    let per_cluster = s
+        .on_up(|_, db| async move { outbox::outbox_len(db).await })
+        .await?;
+    Ok(per_cluster.into_iter().sum())
+}

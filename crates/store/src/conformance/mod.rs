@@ -11,6 +11,7 @@
 mod articles;
 mod comments;
 mod lists;
+mod outbox;
 mod uploads;
 mod users;
 
@@ -23,6 +24,7 @@ pub use lists::{
     list_filters_select_exactly_their_articles, lists_are_newest_first_with_exact_totals,
     pages_neither_repeat_nor_skip, popular_tags_are_ordered_by_use,
 };
+pub use outbox::jobs_born_leased_wait_for_their_writer;
 pub use uploads::uploads_come_with_their_job_and_settle_once;
 pub use users::{
     follows_are_idempotent, taken_usernames_and_emails_conflict_and_write_nothing,
@@ -51,7 +53,8 @@ macro_rules! store_conformance_tests {
             deleting_an_article_removes_what_hangs_on_it,
             comments_round_trip,
             popular_tags_are_ordered_by_use,
-            uploads_come_with_their_job_and_settle_once
+            uploads_come_with_their_job_and_settle_once,
+            jobs_born_leased_wait_for_their_writer
         );
     };
 }

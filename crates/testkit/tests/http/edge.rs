@@ -1,16 +1,19 @@
 //! The origin's side of the edge caches: what anonymous answers let an edge keep (and under
-//! which surrogate keys), and the purges every write sends to each edge's purge listener.
+//! which surrogate keys), and the purges every write sends to each edge's purge listener,
+//! kept in the write's own transaction (the outbox) so they survive the node dying.
 //! A small recording listener in the test stands in for an edge.
 
+use crescendo_app::{Pause, WriteStep};
 use crescendo_cache::surrogate_key;
 use crescendo_config::Secret;
 use crescendo_domain::Slug;
 use crescendo_testkit::{Answer, Browser, TestApp};
-use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
+use reqwest::{Method, StatusCode};
 use serde_json::json;
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::mpsc;
@@ -293,7 +296,7 @@ async fn every_node_tells_each_edge_it_is_heard() {
 }
 
 #[tokio::test]
-async fn a_purge_an_edge_missed_is_sent_again_by_a_queued_job_once_the_edge_is_back() {
+async fn a_purge_an_edge_missed_is_sent_again_by_a_job_from_the_outbox_once_the_edge_is_back() {
     // arrange: the edge's purge listener is down while the write happens
     let addr = free_addr();
     let app = TestApp::spawn_with(|s| {
@@ -338,7 +341,8 @@ async fn a_purge_an_edge_missed_is_sent_again_by_a_queued_job_once_the_edge_is_b
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_write_whose_purge_reaches_neither_the_edge_nor_the_queue_answers_503() {
+async fn a_write_whose_purge_reaches_neither_the_edge_nor_the_queue_succeeds_and_keeps_it_in_the_outbox()
+ {
     // arrange: jobs on a NATS server; the edge's purge listener is down
     let dir = tempfile::tempdir().unwrap();
     let nats_dir = dir.path().to_path_buf();
@@ -353,20 +357,137 @@ async fn a_write_whose_purge_reaches_neither_the_edge_nor_the_queue_answers_503(
         s.queue.nats_url = nats.url();
         s.queue.workers = 0;
         s.edge.purge_urls = vec![format!("http://{}", free_addr())];
+        s.edge.heartbeat_ms = 0;
+        s.edge.purge_settle_ms = 50;
     })
     .await;
+    // the queue goes down before the first write: no purge can leave the outbox
+    tokio::task::block_in_place(|| nats.stop());
     let token = app.register("ray").await;
     let slug = app.article_slug(&token, "Unreachable").await;
+    let before = app.app.outbox_len().await.unwrap();
 
-    // act: the queue goes down too, then the article is edited
-    tokio::task::block_in_place(|| nats.stop());
+    // act
     let path = format!("/api/articles/{slug}");
     let edited = app
         .put(&path, Some(&token), json!({"article": {"title": "Stale"}}))
         .await;
 
-    // assert: the caller is told, in the API's format (the edit itself is committed)
-    assert_eq!(edited.status, StatusCode::SERVICE_UNAVAILABLE);
-    assert!(edited.json["errors"].is_object(), "{:?}", edited.json);
+    // assert: the edit succeeds, and its purge waits in the outbox for a relay
+    assert_eq!(edited.status, StatusCode::OK, "{:?}", edited.json);
     assert_eq!(app.get(&path, None).await.json["article"]["title"], "Stale");
+    assert_eq!(
+        app.app.outbox_len().await.unwrap(),
+        before + 1,
+        "the edit's purge is kept in the outbox"
+    );
+}
+
+/// Waits (at most 30 s) until `app`'s outbox is empty.
+async fn outbox_drained(app: &TestApp) {
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while app.app.outbox_len().await.unwrap() > 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the outbox empties within 30 s");
+}
+
+/// Waits (at most 60 s) for a purge carrying `token`; earlier purges without it are skipped.
+async fn purge_with(purges: &mut mpsc::UnboundedReceiver<Purge>, token: &str) -> Purge {
+    tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(p) = purges.recv().await {
+            if p.tokens().contains(&token) {
+                return p;
+            }
+        }
+        panic!("the listener stopped");
+    })
+    .await
+    .expect("the purge was delivered within a minute")
+}
+
+#[tokio::test]
+async fn a_write_purges_now_and_once_settled_with_nothing_left_in_the_outbox_or_the_queue() {
+    // arrange: an edge's purge listener; no workers, so a published job would stay queued
+    let addr = free_addr();
+    let mut purges = purge_listener(addr).await;
+    let app = TestApp::spawn_with(|s| {
+        s.edge.purge_urls = vec![format!("http://{addr}")];
+        s.edge.heartbeat_ms = 0;
+        s.edge.purge_settle_ms = 50;
+        s.queue.workers = 0;
+    })
+    .await;
+    let token = app.register("hal").await;
+    let slug = app.article_slug(&token, "Twice").await;
+    let (article, _) = ids(&app, &slug, "hal").await;
+    let want = surrogate_key(&format!("article:{article}"));
+
+    // act
+    let path = format!("/api/articles/{slug}");
+    let edited = app
+        .put(
+            &path,
+            Some(&token),
+            json!({"article": {"title": "Once more"}}),
+        )
+        .await;
+    assert_eq!(edited.status, StatusCode::OK);
+
+    // assert: the direct purge and the settled one arrive; the write's outbox entry is
+    // removed, and no edge-purge job was ever published
+    for which in ["direct", "settled"] {
+        let p = purge_with(&mut purges, &want).await;
+        assert_eq!(p.method, "PURGE", "{which}");
+    }
+    outbox_drained(&app).await;
+    let queued = app.app.queue_depth("edge-purge").await.unwrap();
+    assert_eq!((queued.pending, queued.dead), (0, 0), "no job was queued");
+}
+
+#[tokio::test]
+async fn a_purge_reaches_the_edge_though_the_node_that_wrote_died_right_after_the_commit() {
+    // arrange: an edge's purge listener, and a node without workers on a shared store
+    let addr = free_addr();
+    let mut purges = purge_listener(addr).await;
+    let shared = crate::SharedStore::new().await;
+    let node = |s: &mut crescendo_config::Settings, workers: usize| {
+        shared.setup(s);
+        s.edge.purge_urls = vec![format!("http://{addr}")];
+        s.edge.heartbeat_ms = 0;
+        s.edge.purge_settle_ms = 50;
+        s.http.drain_delay_ms = 0;
+        s.queue.workers = workers;
+    };
+    let mut first = TestApp::spawn_with(|s| node(s, 0)).await;
+    let token = first.register("dee").await;
+    let slug = first.article_slug(&token, "Dying").await;
+    let (article, _) = ids(&first, &slug, "dee").await;
+    let pause = Pause::new(WriteStep::Committed);
+    first.app.pause_writes_at(Arc::clone(&pause));
+
+    // act: an edit commits; the node dies before it purges anything (the held write never
+    // goes on, its relay stops), and another node starts on the same store and queue
+    let path = format!("/api/articles/{slug}");
+    let edit = first
+        .request(Method::PUT, &path, Some(&token))
+        .json(&json!({"article": {"title": "Survived"}}))
+        .send();
+    let edit = tokio::spawn(edit);
+    pause.reached().await;
+    edit.abort();
+    first.begin_shutdown();
+    let second = TestApp::spawn_with(|s| node(s, 1)).await;
+
+    // assert: the committed edit's purge reaches the edge (the creation purged no article
+    // key: only the edit's purge carries it)
+    let want = surrogate_key(&format!("article:{article}"));
+    let p = purge_with(&mut purges, &want).await;
+    assert_eq!(p.method, "PURGE");
+    assert_eq!(
+        second.get(&path, None).await.json["article"]["title"],
+        "Survived"
+    );
 }

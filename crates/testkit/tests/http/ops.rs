@@ -95,38 +95,9 @@ async fn shutting_down_fails_ready_first_then_stops() {
 
 #[tokio::test]
 async fn an_acknowledged_write_survives_a_restart() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().to_path_buf();
     // on PostgreSQL (sharded or not) both runs must use one server
-    let store = std::env::var("TEST_STORE").unwrap_or_default();
-    let pg = match store.as_str() {
-        "postgres" | "sharded" => Some(
-            tokio::task::spawn_blocking(|| crescendo_topology::pg::Postgres::start(&[]))
-                .await
-                .unwrap()
-                .unwrap(),
-        ),
-        _ => None,
-    };
-    let shards: Vec<String> = match (&pg, store.as_str()) {
-        (Some(pg), "sharded") => ["c1", "c2"]
-            .iter()
-            .map(|c| {
-                pg.query(&format!("CREATE DATABASE {c}")).unwrap();
-                format!("{c}={}", pg.url(c))
-            })
-            .collect(),
-        _ => Vec::new(),
-    };
-    let url = pg.as_ref().map(|p| p.url("postgres"));
-    let setup = |s: &mut crescendo_config::Settings| {
-        s.data_dir = path.clone();
-        if let Some(u) = &url {
-            s.store.backend = crescendo_config::StoreBackend::Postgres;
-            s.store.postgres_url = u.clone();
-            s.store.postgres_shards = shards.clone();
-        }
-    };
+    let shared = crate::SharedStore::new().await;
+    let setup = |s: &mut crescendo_config::Settings| shared.setup(s);
     let app = TestApp::spawn_with(setup).await;
     let t = app.register("jake").await;
     let slug = app.article_slug(&t, "Kept").await;
