@@ -22,7 +22,10 @@ pub struct EdgeSettings {
     pub browser_ttl_secs: u64,
     /// How long after a write its purges are sent a second time, milliseconds: by then
     /// every node's near cache has dropped the old entry, so an edge that refetched in
-    /// between from a node that had not yet heard of the write is corrected.
+    /// between from a node that had not yet heard of the write is corrected. The writing
+    /// node sends it; the write's outbox entry stays leased by that node for this plus 3 s,
+    /// after which any relay publishes it as an `edge-purge` job (the node died, or an edge
+    /// missed the purge).
     pub purge_settle_ms: u64,
     /// How often each web node tells every edge that it is still heard, milliseconds (a
     /// purge of no keys); 0: never. An edge that hears from no node for a few seconds while

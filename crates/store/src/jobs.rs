@@ -68,7 +68,8 @@ impl ImageVariants {
     }
 }
 
-/// The queue of edge purges sent again once a write has settled ([`EdgePurge`]).
+/// The queue of edge purges ([`EdgePurge`]): a write's outbox entry becomes one when the node
+/// that wrote could not send its purges itself (it died, or an edge missed them).
 pub const EDGE_PURGE_QUEUE: &str = "edge-purge";
 
 /// Purge surrogate-key tokens on every edge cache again, no sooner than `not_before_ms`.

@@ -1,4 +1,5 @@
-//! [`EdgePurges`]: the handler of settled edge purges ([`EdgePurge`] jobs).
+//! [`EdgePurges`]: the handler of edge purges that a write's node could not finish itself
+//! ([`EdgePurge`] jobs, published from the write's outbox entry once its lease ran out).
 
 use crate::Handler;
 use async_trait::async_trait;
@@ -6,9 +7,9 @@ use crescendo_app::{App, PurgeError};
 use crescendo_queue::Job;
 use crescendo_store::jobs::{EdgePurge, PayloadError};
 
-/// Purges a write's surrogate keys on every edge again once the write has settled
-/// ([`App::purge_edges_settled`]); fails, and is retried with the back-off, while any edge
-/// does not confirm it.
+/// Purges a write's surrogate keys on every edge once the write has settled
+/// ([`App::purge_edges_settled`]), for a node that died after the commit or whose own purge
+/// failed; fails, and is retried with the back-off, while any edge does not confirm it.
 pub struct EdgePurges(pub App);
 
 /// Why an edge-purge job failed.

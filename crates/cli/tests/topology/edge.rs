@@ -226,7 +226,7 @@ async fn coalesces_misses(
     author: &str,
     edges: &[String],
 ) {
-    // the article's creation purges its key twice on each edge (at once and once settled):
+    // the article's creation purges twice on each edge (at once and once settled):
     // the burst comes after both, so the one miss it counts is the burst's own
     let mut before = purges_done(s).await;
     loop {
