@@ -202,6 +202,19 @@ mod tests {
     }
 
     #[test]
+    fn a_changed_asset_gets_a_new_name() {
+        let v1 = Asset::new("app", "css", "body { color: black }", "text/css");
+        let v2 = Asset::new("app", "css", "body { color: navy }", "text/css");
+        let again = Asset::new("app", "css", "body { color: black }", "text/css");
+        assert_ne!(
+            v1.name, v2.name,
+            "a cache keeping the old name never serves the new file"
+        );
+        assert_eq!(v1.name, again.name, "the same content keeps its name");
+        assert_ne!(v1.etag, v2.etag);
+    }
+
+    #[test]
     fn names_carry_a_content_hash_and_links_follow_the_base_url() {
         let local = Assets::new("");
         assert!(local.css_href().starts_with("/assets/app.") && local.css_href().ends_with(".css"));
