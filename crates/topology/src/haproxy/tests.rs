@@ -13,6 +13,7 @@ fn the_configuration_checks_health_balances_and_pins_only_when_sticky() {
         }],
         sticky: false,
         server_maxconn: 0,
+        metrics: None,
     };
     let t = config_text(&cfg, Path::new("/run/x/admin.sock"));
     assert!(
@@ -27,6 +28,7 @@ fn the_configuration_checks_health_balances_and_pins_only_when_sticky() {
     let limited = config_text(
         &LbConfig {
             server_maxconn: 16,
+            metrics: None,
             ..cfg.clone()
         },
         Path::new("/s"),
@@ -78,6 +80,7 @@ fn a_node_keeps_idle_connections_longer_than_haproxy_may_leave_them_idle() {
         backends: Vec::new(),
         sticky: false,
         server_maxconn: 0,
+        metrics: None,
     };
     let t = config_text(&cfg, Path::new("/s"));
     // a connection to a node serves one client session: no idle connection is shared
@@ -102,6 +105,7 @@ fn balancer(dir: &Path, backends: Vec<Backend>) -> (Haproxy, SocketAddr) {
         backends,
         sticky: false,
         server_maxconn: 16,
+        metrics: None,
     };
     (Haproxy::start(dir, &cfg).expect("haproxy starts"), public)
 }
