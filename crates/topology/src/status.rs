@@ -241,8 +241,16 @@ impl Status {
     /// A table for people.
     pub fn table(&self) -> String {
         let mut t = format!("{} (rung {}) at {}\n", self.name, self.rung, self.url);
+        // as wide as the longest name (exporters are named after the server they report on)
+        let w = self
+            .processes
+            .iter()
+            .map(|p| p.process.name.len())
+            .max()
+            .unwrap_or(0)
+            .max(11);
         t.push_str(&format!(
-            "{:<11} {:<11} {:>8} {:<22} {:<16} {:>8} {:>8} {:>7}\n",
+            "{:<11} {:<w$} {:>8} {:<22} {:<16} {:>8} {:>8} {:>7}\n",
             "ROLE", "NAME", "PID", "ADDRESS", "HEALTH", "REQ/S", "P99 MS", "5XX"
         ));
         for p in &self.processes {
@@ -257,7 +265,7 @@ impl Status {
             }
             let role = serde_json::to_value(p.process.role).unwrap_or_default();
             t.push_str(&format!(
-                "{:<11} {:<11} {:>8} {:<22} {:<16} {:>8} {:>8} {:>7}\n",
+                "{:<11} {:<w$} {:>8} {:<22} {:<16} {:>8} {:>8} {:>7}\n",
                 role.as_str().unwrap_or("?"),
                 p.process.name,
                 p.process.pid,
