@@ -12,6 +12,8 @@
 //!   the owner can read in `/proc`.
 //! - `varnish-exporter-EDGE` (`prometheus-varnish-exporter` 1.6.1) per edge, reading the
 //!   edge's counters with `varnishstat -n` on its working directory.
+//! - `nats-exporter-nats`: `crescendo nats-exporter` ([`crate::nats_metrics`]) for NATS, whose
+//!   monitor speaks only JSON; it takes the exporter password from a 0600 file.
 //!
 //! node-exporter and postgres-exporter take basic auth (exporter-toolkit's
 //! `--web.config.file`, the run's exporter password as a bcrypt hash); Debian's
@@ -30,18 +32,48 @@ use std::time::Duration;
 /// The address exporters listen on (each on a port of its own).
 const IP: [u8; 4] = [127, 0, 9, 2];
 
+/// How an exporter checks the scraper's password.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Auth {
+    /// It does not (it listens on loopback only).
+    None,
+    /// exporter-toolkit's `--web.config.file`, holding the password's bcrypt hash.
+    WebConfig,
+    /// `--password-file`, holding the password (`crescendo nats-exporter`).
+    PasswordFile,
+}
+
 /// One exporter to start.
 pub struct ExporterSpec {
     /// Its name (`KIND-exporter[-SERVER]`).
     pub name: String,
-    /// The binary under `/usr/bin`, also its Debian package's name.
-    pub bin: &'static str,
+    /// Its program.
+    pub exe: PathBuf,
+    /// The Debian package that has it, for the error when it is missing.
+    pub package: &'static str,
+    /// The flag that takes its listen address (`--web.listen-address`…).
+    pub listen_flag: &'static str,
     /// Its arguments but the listen address.
     pub args: Vec<String>,
     /// Its environment.
     pub env: Vec<(String, String)>,
-    /// Whether it takes `--web.config.file` (basic auth with the exporter password).
-    pub auth: bool,
+    /// How it checks the scraper's password.
+    pub auth: Auth,
+}
+
+impl ExporterSpec {
+    /// A Debian exporter: `/usr/bin/PACKAGE`, taking its address with `listen_flag`.
+    fn debian(name: String, package: &'static str, listen_flag: &'static str) -> Self {
+        Self {
+            name,
+            exe: PathBuf::from("/usr/bin").join(package),
+            package,
+            listen_flag,
+            args: Vec::new(),
+            env: Vec::new(),
+            auth: Auth::None,
+        }
+    }
 }
 
 /// A running exporter; stopped (SIGTERM) when dropped unless detached.
@@ -57,30 +89,31 @@ impl Exporter {
     /// # Errors
     /// The binary is missing (the message names its package), or it does not answer in 30 s.
     pub fn start(dir: &Path, spec: &ExporterSpec, password: &str) -> anyhow::Result<Self> {
-        let bin = PathBuf::from("/usr/bin").join(spec.bin);
-        if !bin.is_file() {
+        if !spec.exe.is_file() {
             bail!(
                 "{} is missing: install the Debian package {}",
-                spec.bin,
-                spec.bin
+                spec.exe.display(),
+                spec.package
             );
         }
         std::fs::create_dir_all(dir)?;
         let addr = crate::launch::free_addr(IP)?;
-        let dash = if spec.bin.ends_with("node-exporter") || spec.bin.ends_with("postgres-exporter")
-        {
-            "--"
-        } else {
-            "-"
-        };
-        let mut cmd = Command::new(&bin);
-        cmd.arg(format!("{dash}web.listen-address={addr}"))
-            .args(&spec.args)
+        let mut cmd = Command::new(&spec.exe);
+        cmd.args(&spec.args)
+            .arg(format!("{}={addr}", spec.listen_flag))
             .envs(spec.env.iter().map(|(k, v)| (k, v)));
-        if spec.auth {
-            let web = dir.join("web.yml");
-            crate::secret::write_file(&web, web_config(password)?.as_bytes())?;
-            cmd.arg(format!("--web.config.file={}", web.display()));
+        match spec.auth {
+            Auth::None => {}
+            Auth::WebConfig => {
+                let web = dir.join("web.yml");
+                crate::secret::write_file(&web, web_config(password)?.as_bytes())?;
+                cmd.arg(format!("--web.config.file={}", web.display()));
+            }
+            Auth::PasswordFile => {
+                let file = dir.join("exporter.password");
+                crate::secret::write_file(&file, password.as_bytes())?;
+                cmd.arg(format!("--password-file={}", file.display()));
+            }
         }
         let log_path = dir.join("exporter.log");
         let log = std::fs::File::create(&log_path)?;
@@ -90,8 +123,8 @@ impl Exporter {
             .stderr(log)
             .process_group(0)
             .spawn()
-            .with_context(|| format!("starting {}", spec.bin))?;
-        let auth = spec.auth.then_some((USER, password));
+            .with_context(|| format!("starting {}", spec.exe.display()))?;
+        let auth = (spec.auth != Auth::None).then_some((USER, password));
         let child = crate::await_ready(
             child,
             &format!("{} on {addr}", spec.name),
@@ -119,13 +152,15 @@ impl crate::launch::Launched for Exporter {
 fn node_spec() -> ExporterSpec {
     let collectors = ["cpu", "meminfo", "filesystem", "loadavg", "netdev"];
     ExporterSpec {
-        name: "node-exporter".into(),
-        bin: "prometheus-node-exporter",
         args: std::iter::once("--collector.disable-defaults".to_string())
             .chain(collectors.iter().map(|c| format!("--collector.{c}")))
             .collect(),
-        env: Vec::new(),
-        auth: true,
+        auth: Auth::WebConfig,
+        ..ExporterSpec::debian(
+            "node-exporter".into(),
+            "prometheus-node-exporter",
+            "--web.listen-address",
+        )
     }
 }
 
@@ -186,11 +221,13 @@ fn postgres_spec(
         ("DATA_SOURCE_PASS_FILE", file.display().to_string()),
     ];
     Ok(ExporterSpec {
-        name: format!("postgres-exporter-{}", p.name),
-        bin: "prometheus-postgres-exporter",
-        args: Vec::new(),
         env: env.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
-        auth: true,
+        auth: Auth::WebConfig,
+        ..ExporterSpec::debian(
+            format!("postgres-exporter-{}", p.name),
+            "prometheus-postgres-exporter",
+            "--web.listen-address",
+        )
     })
 }
 
@@ -198,29 +235,49 @@ fn postgres_spec(
 fn redis_spec(run_dir: &Path, p: &Process) -> anyhow::Result<ExporterSpec> {
     let password = crate::redis::password_in(&run_dir.join(&p.name))?;
     Ok(ExporterSpec {
-        name: format!("redis-exporter-{}", p.name),
-        bin: "prometheus-redis-exporter",
         args: vec![
             format!("-redis.addr=redis://{}", p.addr),
             format!("-redis.user={}", crate::redis::USER),
         ],
         env: vec![("REDIS_PASSWORD".into(), password)],
-        auth: false,
+        ..ExporterSpec::debian(
+            format!("redis-exporter-{}", p.name),
+            "prometheus-redis-exporter",
+            "-web.listen-address",
+        )
     })
 }
 
 /// The exporter of edge `p`, whose directory is `RUN_DIR/NAME`.
 fn varnish_spec(run_dir: &Path, p: &Process) -> ExporterSpec {
     ExporterSpec {
-        name: format!("varnish-exporter-{}", p.name),
-        bin: "prometheus-varnish-exporter",
         args: vec![format!(
             "-n={}",
             run_dir.join(&p.name).join("work").display()
         )],
-        env: Vec::new(),
-        auth: false,
+        ..ExporterSpec::debian(
+            format!("varnish-exporter-{}", p.name),
+            "prometheus-varnish-exporter",
+            "-web.listen-address",
+        )
     }
+}
+
+/// The exporter of NATS server `p` (whose monitor is its `ops_addr`): `crescendo
+/// nats-exporter`, run from `exe`.
+fn nats_spec(exe: &Path, p: &Process) -> Option<ExporterSpec> {
+    Some(ExporterSpec {
+        name: format!("nats-exporter-{}", p.name),
+        exe: exe.to_path_buf(),
+        package: "crescendo (cargo build)",
+        listen_flag: "--listen",
+        args: vec![
+            "nats-exporter".into(),
+            format!("--monitor={}", p.ops_addr.as_ref()?),
+        ],
+        env: Vec::new(),
+        auth: Auth::PasswordFile,
+    })
 }
 
 /// Starts the host's exporter and one for each PostgreSQL server, Redis server and edge
@@ -248,6 +305,7 @@ pub(crate) fn start_all(up: &mut crate::up::Up, password: &str) -> anyhow::Resul
     for p in state.of(Role::Edge).filter(|p| p.name.starts_with("edge-")) {
         specs.push(varnish_spec(&run_dir, p));
     }
+    specs.extend(state.of(Role::Nats).filter_map(|p| nats_spec(&up.o.exe, p)));
     for spec in specs {
         let dir = run_dir.join("exporters").join(&spec.name);
         up.progress(&format!("starting {}", spec.name));

@@ -32,6 +32,7 @@ pub mod haproxy;
 mod launch;
 pub mod model;
 pub mod nats;
+pub mod nats_metrics;
 pub mod pg;
 pub mod prometheus;
 pub mod redis;

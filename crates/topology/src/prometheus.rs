@@ -6,7 +6,8 @@
 //!
 //! **What it scrapes**, one job per kind of target ([`JOBS`]): the web nodes (their ops
 //! listener) and workers, HAProxy's built-in exporter, and the exporters of
-//! [`crate::exporters`] (the host, each PostgreSQL server, each Redis server, each edge);
+//! [`crate::exporters`] (the host, each PostgreSQL server, each Redis server, each edge,
+//! NATS);
 //! and itself. The exporters and HAProxy's metrics listener take the run's exporter password
 //! (`RUN_DIR/prometheus/`[`EXPORTER_PASSWORD_FILE`]) where they support basic auth.
 //!
@@ -37,7 +38,7 @@ pub const EXPORTER_PASSWORD_FILE: &str = "exporters.password";
 /// Every scrape job: its name, and whether its targets ask for the exporter password
 /// (redis-exporter 1.45 and varnish-exporter 1.6.1 have no basic auth; they listen on
 /// loopback only, like the nodes' ops listeners).
-pub const JOBS: [(&str, bool); 8] = [
+pub const JOBS: [(&str, bool); 9] = [
     ("web", false),
     ("worker", false),
     ("haproxy", true),
@@ -45,6 +46,7 @@ pub const JOBS: [(&str, bool); 8] = [
     ("postgres", true),
     ("redis", false),
     ("varnish", false),
+    ("nats", true),
     ("prometheus", true),
 ];
 
@@ -470,8 +472,8 @@ mod tests {
         let exporters = format!("password_file: '/run/x/prometheus/{EXPORTER_PASSWORD_FILE}'");
         assert_eq!(
             c.matches(&exporters).count(),
-            3,
-            "haproxy, node, postgres: {c}"
+            4,
+            "haproxy, node, postgres, nats: {c}"
         );
         assert_eq!(
             c.matches("password_file: '/run/x/prometheus/password'")

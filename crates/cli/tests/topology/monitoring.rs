@@ -83,7 +83,7 @@ pub async fn targets_up_within(
 
 /// The processes of status `s` Prometheus must scrape, as targets: every web node, worker,
 /// balancer, exporter and Prometheus itself; and the exporter each database server, Redis
-/// server and edge must have.
+/// server, edge and NATS server must have.
 pub fn must_scrape(s: &Value) -> Vec<String> {
     let processes = s["processes"].as_array().unwrap();
     let name = |p: &Value| p["name"].as_str().unwrap().to_string();
@@ -95,6 +95,7 @@ pub fn must_scrape(s: &Value) -> Vec<String> {
         let kind = match p["role"].as_str().unwrap() {
             "pg-primary" | "pg-replica" => "postgres",
             "redis" => "redis",
+            "nats" => "nats",
             "edge" if p["name"].as_str().unwrap().starts_with("edge-") => "varnish",
             _ => continue,
         };
@@ -119,7 +120,11 @@ pub async fn scrapes_every_tier(s: &Value, run_dir: &Path) {
     for p in s["processes"].as_array().unwrap() {
         let at = match (p["role"].as_str().unwrap(), p["name"].as_str().unwrap()) {
             ("lb", _) => p["ops_addr"].as_str().unwrap(),
-            ("exporter", n) if n.starts_with("node-") || n.starts_with("postgres-") => {
+            ("exporter", n)
+                if ["node-", "postgres-", "nats-"]
+                    .iter()
+                    .any(|k| n.starts_with(k)) =>
+            {
                 p["addr"].as_str().unwrap()
             }
             _ => continue,
