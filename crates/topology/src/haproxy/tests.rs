@@ -223,3 +223,29 @@ fn haproxy_answers_its_own_503_in_the_api_format_with_retry_after() {
     );
     drop(lb);
 }
+
+#[test]
+fn the_metrics_listener_is_checked_by_haproxy_and_its_password_kept_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = LbConfig {
+        public: "127.0.0.1:8000".parse().unwrap(),
+        backends: Vec::new(),
+        sticky: false,
+        server_maxconn: 0,
+        metrics: Some(LbMetrics {
+            addr: "127.0.9.1:9300".parse().unwrap(),
+            password: "MetricsPw1".into(),
+        }),
+    };
+    // `haproxy -c` accepts it, or this fails
+    Haproxy::write_config(dir.path(), &cfg).unwrap();
+    let path = dir.path().join("haproxy.cfg");
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.contains("bind 127.0.9.1:9300"), "{text}");
+    assert!(text.contains("use-service prometheus-exporter"));
+    assert!(text.contains("unless { http_auth(scrapers) }"));
+    assert!(text.contains("user crescendo insecure-password MetricsPw1"));
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+    assert_eq!(mode & 0o077, 0, "{mode:o}");
+}
