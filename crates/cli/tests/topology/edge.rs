@@ -119,6 +119,7 @@ async fn rung_six_keeps_anonymous_reads_at_the_edge_and_purges_them_on_write() {
     takes_purges_privately(&client, &s, &url, &run_dir).await;
     serves_without_the_web_tier(&client, &s, &run_dir, &url, &slug, &reader).await;
     monitoring::scrapes_new_nodes(&s, &status(&run_dir), &run_dir).await;
+    monitoring::counts_edge_traffic(&s, &run_dir).await;
     answers_around_a_dead_edge(&client, &s, &lb, &slug).await;
 }
 

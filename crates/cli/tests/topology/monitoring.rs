@@ -167,3 +167,39 @@ pub async fn scrapes_new_nodes(before: &Value, after: &Value, run_dir: &Path) {
     let took = targets_up_within(&addr, &password, &new, NEW_TARGET_BOUND).await;
     eprintln!("new web nodes {new:?} were healthy targets {took:?} after scale");
 }
+
+/// The value of the PromQL `query` (a single number), as Prometheus at `addr` answers it now;
+/// `None` while it has no sample.
+async fn query(addr: &str, password: &str, query: &str) -> Option<f64> {
+    let v: Value = reqwest::Client::new()
+        .get(format!("http://{addr}/api/v1/query?query={query}"))
+        .basic_auth("crescendo", Some(password))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    v["data"]["result"][0]["value"][1].as_str()?.parse().ok()
+}
+
+/// The edges' hits, misses and origin fetches reach Prometheus (through each edge's
+/// varnish exporter) once traffic has gone through them: each is above 0 within 15 s.
+pub async fn counts_edge_traffic(s: &Value, run_dir: &Path) {
+    let (addr, password) = prometheus(s, run_dir);
+    for series in [
+        "varnish_main_cache_hit",
+        "varnish_main_cache_miss",
+        "varnish_main_backend_req",
+    ] {
+        let q = format!("sum({series})");
+        let started = Instant::now();
+        while query(&addr, &password, &q).await.unwrap_or(0.0) <= 0.0 {
+            assert!(
+                started.elapsed() < NEW_TARGET_BOUND,
+                "{q} is not above 0 after {NEW_TARGET_BOUND:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
