@@ -308,6 +308,43 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_table_names_prometheus_its_password_file_and_the_targets_not_up() {
+        let status = Status {
+            name: "t".into(),
+            rung: 6,
+            url: "http://127.0.0.1:8000".into(),
+            processes: Vec::new(),
+            autoscale: None,
+            prometheus: Some(MonitoringStatus {
+                url: "http://127.0.9.1:9090".into(),
+                user: "crescendo".into(),
+                password_file: "/run/prometheus/password".into(),
+                targets: vec![
+                    ("web".into(), "web-1".into(), "up".into()),
+                    (
+                        "redis".into(),
+                        "redis-exporter-cache-1".into(),
+                        "down".into(),
+                    ),
+                ],
+            }),
+        };
+        let t = status.table();
+        assert!(
+            t.contains(
+                "prometheus: http://127.0.9.1:9090 (user crescendo, password in \
+                 /run/prometheus/password); 1/2 targets up\n"
+            ),
+            "{t}"
+        );
+        assert!(
+            t.contains("  target redis-exporter-cache-1 (redis): down\n"),
+            "{t}"
+        );
+        assert!(!t.contains("target web-1"), "{t}");
+    }
+
+    #[test]
     fn node_figures_come_from_the_metrics_text() {
         let m = "crescendo_http_requests_total{method=\"GET\",route=\"/api/articles\",status=\"200\"} 98\n\
                  crescendo_http_requests_total{method=\"GET\",route=\"/api/articles\",status=\"503\"} 2\n\
