@@ -3,6 +3,8 @@
 # the machine lacks: PostgreSQL 15 (the tests start private servers from its binaries),
 # HAProxy (the load-balancer tier), Redis (shared state and the cache tier), NATS with
 # JetStream (the message queue), Varnish, its xkey module and hitch (the CDN edge),
+# Prometheus with the node, PostgreSQL, Redis and Varnish exporters (every topology's
+# monitoring),
 # Node.js and npm (for newman, which runs the RealWorld conformance collection), newman
 # itself, and Chromium with its WebDriver (the end-to-end browser tests), and s3s-fs (an
 # S3-compatible server, built with cargo). Safe to run again: it installs only what is
@@ -23,6 +25,11 @@ command -v npm >/dev/null 2>&1 || missing+=(npm)
 [ -x /usr/sbin/varnishd ] || missing+=(varnish)
 [ -x /usr/sbin/hitch ] || missing+=(hitch)
 dpkg -s varnish-modules >/dev/null 2>&1 || missing+=(varnish-modules)
+monitoring=(prometheus prometheus-node-exporter prometheus-postgres-exporter
+    prometheus-redis-exporter prometheus-varnish-exporter)
+for pkg in "${monitoring[@]}"; do
+    [ -x "/usr/bin/$pkg" ] || missing+=("$pkg")
+done
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
 if [ ${#missing[@]} -gt 0 ]; then
@@ -32,6 +39,15 @@ if [ ${#missing[@]} -gt 0 ]; then
     $SUDO chmod +x /usr/sbin/policy-rc.d
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+    # where a service manager ran the packages' services in spite of policy-rc.d, stop them
+    # by name: each topology starts its own Prometheus and exporters on private addresses
+    for svc in "${monitoring[@]}"; do
+        if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet "$svc" 2>/dev/null; then
+            $SUDO systemctl disable --now "$svc"
+        elif [ -x "/etc/init.d/$svc" ] && "/etc/init.d/$svc" status >/dev/null 2>&1; then
+            $SUDO "/etc/init.d/$svc" stop
+        fi
+    done
 fi
 if ! command -v newman >/dev/null 2>&1; then
     echo "==> installing newman (npm)"

@@ -3,8 +3,10 @@
 //! It only parses flags, loads [`Settings`] (defaults < `--config` TOML < `CRESCENDO_*`
 //! environment < flags), sets up logging, and hands over to the library crates.
 
+mod exporter;
 mod shards;
 
+use exporter::NatsExporterArgs;
 use shards::{ReshardArgs, ShardsArgs};
 
 use clap::{Args, Parser, Subcommand};
@@ -76,6 +78,9 @@ enum Command {
     /// after the backlog has stayed small for `scale_down_after_secs`, and a replacement for
     /// a worker that died. `up` starts it for topologies that scale; `status` shows it.
     Autoscale(RunDirArgs),
+    /// Serve NATS's monitor figures (`/varz`, `/jsz`, JSON) as Prometheus text on `GET
+    /// /metrics`, behind basic auth (user `crescendo`); `up` starts one per NATS server.
+    NatsExporter(NatsExporterArgs),
     /// Create or upgrade the database schema, then exit (`serve` also does this at start).
     Migrate(Common),
     /// Measure a running Crescendo: seed data through its API, drive a scenario at it, and
@@ -366,6 +371,7 @@ fn main() -> anyhow::Result<()> {
                 Ok(())
             }
             Command::Autoscale(a) => autoscale(a.run_dir).await,
+            Command::NatsExporter(a) => tokio::task::spawn_blocking(move || a.run()).await?,
             Command::Failover(a) => failover(a).await,
             Command::Reshard(a) => shards::reshard(a).await,
             Command::Shards(mut a) => {

@@ -5,6 +5,8 @@
 
 #[path = "topology/edge.rs"]
 mod edge;
+#[path = "topology/monitoring.rs"]
+mod monitoring;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -175,12 +177,15 @@ async fn register(url: &str, name: &str) -> String {
     reg["user"]["token"].as_str().unwrap().to_string()
 }
 
+/// The roles of the topology's tiers, in start order: Prometheus and its exporters, which
+/// every topology from rung 2 runs, are left out (`monitoring` checks them).
 fn roles(s: &Value) -> Vec<String> {
     s["processes"]
         .as_array()
         .unwrap()
         .iter()
         .map(|p| p["role"].as_str().unwrap().to_string())
+        .filter(|r| r != "exporter" && r != "prometheus")
         .collect()
 }
 
@@ -1507,6 +1512,11 @@ fn secrets_of(run_dir: &Path) -> Vec<String> {
     let mut secrets: Vec<String> = urls.iter().map(|u| url_password(u)).collect();
     secrets.push(node.auth.jwt_secret.unwrap().expose().to_string());
     secrets.push(node.blobs.s3_secret_key.unwrap().expose().to_string());
+    // Prometheus's password and the one it gives the exporters
+    for file in ["prometheus/password", "prometheus/exporters.password"] {
+        let text = std::fs::read_to_string(run_dir.join(file)).unwrap();
+        secrets.push(text.trim().to_string());
+    }
     secrets.sort();
     secrets.dedup();
     secrets
@@ -1666,6 +1676,8 @@ async fn every_server_up_starts_requires_credentials_kept_in_owner_only_files() 
         2
     );
     refuses_strangers(&processes).await;
+    // Prometheus scrapes every tier (workers too) and answers no one without its password
+    monitoring::scrapes_every_tier(&s, &run_dir).await;
     // (b) every file holding a secret is owner-only, and state.json holds none
     keeps_secrets(&run_dir, &processes, &secrets);
 

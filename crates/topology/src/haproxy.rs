@@ -70,6 +70,38 @@ pub struct LbConfig {
     /// Requests in flight per node (`maxconn` of each server): the nodes'
     /// `http.max_in_flight`, so the balancer queues what a node would shed. 0: no limit.
     pub server_maxconn: usize,
+    /// Where HAProxy's own Prometheus exporter answers, when Prometheus scrapes it.
+    pub metrics: Option<LbMetrics>,
+}
+
+/// HAProxy's built-in Prometheus exporter, on a listener of its own behind basic auth.
+#[derive(Clone, Debug)]
+pub struct LbMetrics {
+    /// Its loopback address.
+    pub addr: SocketAddr,
+    /// The password of user `crescendo` (the run's exporter password); the configuration
+    /// that holds it is owner-only.
+    pub password: String,
+}
+
+/// The metrics frontend and its user list, for `m`.
+fn metrics_text(m: &LbMetrics) -> String {
+    format!(
+        "
+frontend metrics
+    bind {addr}
+    no log
+    http-request auth realm metrics unless {{ http_auth(scrapers) }}
+    http-request use-service prometheus-exporter if {{ path /metrics }}
+    http-request return status 404
+
+userlist scrapers
+    user {user} insecure-password {password}
+",
+        addr = m.addr,
+        user = crate::prometheus::USER,
+        password = m.password,
+    )
 }
 
 /// What every server carries beyond `check`, those added live included.
@@ -145,6 +177,9 @@ backend web
             b.name, b.addr
         ));
     }
+    if let Some(m) = &cfg.metrics {
+        s.push_str(&metrics_text(m));
+    }
     s
 }
 
@@ -204,7 +239,9 @@ impl Haproxy {
     pub fn write_config(dir: &Path, cfg: &LbConfig) -> anyhow::Result<()> {
         let path = dir.join("haproxy.cfg");
         let staged = dir.join("haproxy.cfg.new");
-        std::fs::write(&staged, config_text(cfg, &dir.join("admin.sock")))?;
+        // owner-only: it may hold the metrics listener's password
+        let text = config_text(cfg, &dir.join("admin.sock"));
+        crate::secret::write_file(&staged, text.as_bytes())?;
         let out = Command::new(binary()?)
             .args(["-c", "-q", "-f"])
             .arg(&staged)
@@ -366,6 +403,7 @@ pub(crate) fn start_tier(
     tier: &crate::model::LbTier,
     addr: SocketAddr,
     backends: Vec<Backend>,
+    metrics: Option<LbMetrics>,
 ) -> anyhow::Result<()> {
     use crate::state::{Process, Role};
     up.progress(&format!("starting HAProxy on {addr}"));
@@ -375,9 +413,11 @@ pub(crate) fn start_tier(
         backends,
         sticky: tier.sticky,
         server_maxconn: up.node.http.max_in_flight,
+        metrics,
     };
     let h = Haproxy::start(&dir, &cfg)?;
-    let p = Process::new(Role::Lb, "haproxy", h.pid(), addr, dir.join("haproxy.log"));
+    let mut p = Process::new(Role::Lb, "haproxy", h.pid(), addr, dir.join("haproxy.log"));
+    p.ops_addr = cfg.metrics.as_ref().map(|m| m.addr.to_string());
     up.running.record(p, Box::new(h));
     Ok(())
 }
@@ -408,11 +448,18 @@ fn config(run_dir: &Path, state: &crate::state::State) -> anyhow::Result<LbConfi
         state.web_env.clone(),
     )
     .context("reading the web nodes' settings")?;
+    // the metrics listener stays where `up` put it, with the run's exporter password
+    let metrics = state
+        .of(crate::state::Role::Lb)
+        .find_map(|p| p.ops_addr.as_ref()?.parse().ok())
+        .zip(crate::prometheus::exporter_password(run_dir))
+        .map(|(addr, password)| LbMetrics { addr, password });
     Ok(LbConfig {
         public,
         backends: backends(state),
         sticky,
         server_maxconn: node.http.max_in_flight,
+        metrics,
     })
 }
 

@@ -12,6 +12,8 @@
 //! - [`s3::S3`]: an S3-compatible object server (`s3s-fs`, a cargo binary) for blobs.
 //! - [`varnish::Varnish`]: Varnish with a generated VCL, the CDN edge, and [`tls::Hitch`]
 //!   terminating HTTPS in front of it.
+//! - [`prometheus::Prometheus`]: Prometheus scraping every tier, behind basic auth, and the
+//!   [`exporters`] it reads for servers without a `/metrics` of their own.
 //!
 //! Around them, whole topologies from `topologies/*.toml` on one machine, one module per
 //! concern: [`model`] (the file), [`up`] (start every tier: each launcher's module also starts
@@ -25,11 +27,14 @@
 //! A missing binary is an error that names the Debian package to install.
 
 pub mod autoscale;
+pub mod exporters;
 pub mod haproxy;
 mod launch;
 pub mod model;
 pub mod nats;
+pub mod nats_metrics;
 pub mod pg;
+pub mod prometheus;
 pub mod redis;
 pub mod restart;
 pub mod s3;
@@ -63,7 +68,7 @@ pub use model::Topology;
 pub use restart::restart_web;
 pub use scale::scale;
 pub use state::{Process, Role, State, alive, down};
-pub use status::{Status, http_get, status};
+pub use status::{Status, http_get, http_get_as, status};
 pub use up::up;
 pub use workers::{add_worker, remove_worker};
 

@@ -38,6 +38,51 @@ pub struct Topology {
     pub blobs: Option<BlobsTier>,
     /// CDN edges (Varnish) in front of the balancer: the first holds the public address.
     pub edge: Option<EdgeTier>,
+    /// Prometheus scraping every tier, with the exporters it reads (rung 2 and up, unless
+    /// turned off here).
+    #[serde(default)]
+    pub monitoring: MonitoringTier,
+}
+
+/// Prometheus and its exporters.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MonitoringTier {
+    /// Whether Prometheus runs; without it, from rung 2 up (a lone node at rung 1 has its
+    /// own `/metrics` and nothing to gather).
+    #[serde(default)]
+    pub enabled: Option<bool>,
+    /// How often every target is scraped, a Prometheus duration (`5s`). [default: 5s, the
+    /// tick on which Prometheus applies new targets anyway]
+    #[serde(default = "default_scrape_interval")]
+    pub scrape_interval: String,
+    /// How long samples are kept, a Prometheus duration (`2h`). [default: 2h]
+    #[serde(default = "default_retention")]
+    pub retention: String,
+}
+
+impl Default for MonitoringTier {
+    fn default() -> Self {
+        Self {
+            enabled: None,
+            scrape_interval: default_scrape_interval(),
+            retention: default_retention(),
+        }
+    }
+}
+
+fn default_scrape_interval() -> String {
+    "5s".into()
+}
+
+fn default_retention() -> String {
+    "2h".into()
+}
+
+/// Whether `text` is a Prometheus duration of one unit: digits, then `s`, `m`, `h` or `d`.
+fn is_duration(text: &str) -> bool {
+    text.strip_suffix(['s', 'm', 'h', 'd'])
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) && n != "0")
 }
 
 /// The CDN edges.
@@ -189,6 +234,14 @@ pub struct LbTier {
 }
 
 impl Topology {
+    /// The monitoring this topology runs: `None` when Prometheus is off.
+    pub fn monitoring(&self) -> Option<&MonitoringTier> {
+        self.monitoring
+            .enabled
+            .unwrap_or(self.rung >= 2)
+            .then_some(&self.monitoring)
+    }
+
     /// Reads and checks a topology file.
     ///
     /// # Errors
@@ -219,6 +272,13 @@ impl Topology {
             if e.count == 0 || e.count > 16 {
                 bail!("{origin}: edge.count must be between 1 and 16");
             }
+        }
+        let m = &t.monitoring;
+        if !is_duration(&m.scrape_interval) || !is_duration(&m.retention) {
+            bail!(
+                "{origin}: monitoring.scrape_interval and monitoring.retention are durations \
+                 such as \"5s\" or \"2h\""
+            );
         }
         if t.postgres.clusters > 0 && t.postgres.replicas > 0 {
             bail!("{origin}: postgres.clusters takes no replicas yet");
@@ -283,5 +343,37 @@ mod tests {
         assert!(format!("{:#}", Topology::load(bad.path()).unwrap_err()).contains("load_balancer"));
         std::fs::write(bad.path(), "name = 'x'\nrung = 3\nwebs = 1\n").unwrap();
         assert!(format!("{:#}", Topology::load(bad.path()).unwrap_err()).contains("webs"));
+    }
+
+    #[test]
+    fn monitoring_runs_from_rung_two_unless_turned_off_and_checks_its_durations() {
+        let base = "name = 'x'\nweb = { count = 1 }\n[postgres]\n";
+        let t =
+            |extra: &str, rung: u8| Topology::parse(&format!("rung = {rung}\n{base}{extra}"), "t");
+        assert!(t("", 1).unwrap().monitoring().is_none());
+        let on = t("", 2).unwrap();
+        let m = on.monitoring().unwrap();
+        assert_eq!(
+            (m.scrape_interval.as_str(), m.retention.as_str()),
+            ("5s", "2h")
+        );
+        assert!(
+            t("[monitoring]\nenabled = false\n", 7)
+                .unwrap()
+                .monitoring()
+                .is_none()
+        );
+        assert!(
+            t("[monitoring]\nenabled = true\n", 1)
+                .unwrap()
+                .monitoring()
+                .is_some()
+        );
+        let bad = t("[monitoring]\nretention = 'forever'\n", 3).unwrap_err();
+        assert!(
+            format!("{bad:#}").contains("monitoring.retention"),
+            "{bad:#}"
+        );
+        assert!(t("[monitoring]\nscrape_interval = '0s'\n", 3).is_err());
     }
 }

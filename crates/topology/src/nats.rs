@@ -214,7 +214,9 @@ pub(crate) fn start_tier(up: &mut crate::up::Up) -> anyhow::Result<()> {
     let nats = Nats::start(&up.o.run_dir.join("nats"), [127, 0, 4, 1])?;
     up.node.queue.backend = crescendo_config::QueueBackend::Nats;
     up.node.queue.nats_url = nats.url();
-    let p = Process::new(Role::Nats, "nats", nats.pid(), nats.addr(), nats.log());
+    let mut p = Process::new(Role::Nats, "nats", nats.pid(), nats.addr(), nats.log());
+    // its monitor port, which `crescendo nats-exporter` reads for Prometheus
+    p.ops_addr = Some(nats.monitor.to_string());
     up.running.record(p, Box::new(nats));
     Ok(())
 }

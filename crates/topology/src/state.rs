@@ -14,6 +14,11 @@ use std::time::{Duration, Instant};
 pub enum Role {
     /// The autoscaler of the worker tier (`crescendo autoscale`).
     Supervisor,
+    /// Prometheus, scraping every tier.
+    Prometheus,
+    /// An exporter Prometheus scrapes for a server that has no `/metrics` of its own
+    /// (PostgreSQL, Redis, Varnish, the host).
+    Exporter,
     /// A web node (`crescendo web`).
     Web,
     /// The load balancer (HAProxy).
@@ -38,8 +43,10 @@ pub enum Role {
 impl Role {
     /// Every role in the order a topology stops: what takes requests drains first, what
     /// holds data stops last.
-    pub const STOP_ORDER: [Role; 10] = [
+    pub const STOP_ORDER: [Role; 12] = [
         Role::Supervisor,
+        Role::Prometheus,
+        Role::Exporter,
         Role::Edge,
         Role::Web,
         Role::Lb,
@@ -58,6 +65,8 @@ impl Role {
             Role::Web => cmd.contains("web") && cmd.contains(name),
             Role::Worker => cmd.contains("worker") && cmd.contains(name),
             Role::Supervisor => cmd.contains("autoscale"),
+            Role::Prometheus => cmd.contains("storage.tsdb.path"),
+            Role::Exporter => cmd.contains("-exporter"),
             Role::Nats => cmd.contains("nats-server"),
             Role::S3 => cmd.contains("s3s-fs"),
             Role::Lb => cmd.contains("haproxy"),
@@ -204,12 +213,14 @@ impl State {
         serde_json::from_str(&text).with_context(|| format!("reading {}", path.display()))
     }
 
-    /// Writes `run_dir/state.json` whole (a new file renamed over the old one).
+    /// Writes `run_dir/state.json` whole (a new file renamed over the old one), and, when
+    /// Prometheus runs, its scrape targets from the same processes: every change to the
+    /// process list goes through here, so the two never disagree.
     pub(crate) fn write(&self, run_dir: &Path) -> anyhow::Result<()> {
         let tmp = run_dir.join("state.json.new");
         std::fs::write(&tmp, serde_json::to_vec_pretty(self)?)?;
         std::fs::rename(tmp, run_dir.join("state.json"))?;
-        Ok(())
+        crate::prometheus::write_targets(run_dir, self)
     }
 
     /// The processes of one role, in start order.

@@ -47,15 +47,52 @@ pub struct Status {
     /// The worker autoscaler's last decision (`autoscale.json`), when one runs.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub autoscale: Option<serde_json::Value>,
+    /// Prometheus, when it runs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prometheus: Option<MonitoringStatus>,
+}
+
+/// Where Prometheus is and what it sees.
+#[derive(Clone, Debug, Serialize)]
+pub struct MonitoringStatus {
+    /// Its URL (loopback, basic auth).
+    pub url: String,
+    /// Its basic-auth user.
+    pub user: String,
+    /// The file holding its password (owner-only).
+    pub password_file: std::path::PathBuf,
+    /// Each scrape target: (job, `name` label, health as Prometheus last saw it).
+    pub targets: Vec<(String, String, String)>,
+}
+
+/// Prometheus of the topology `state` in `run_dir`, when it runs.
+fn monitoring(run_dir: &Path, state: &State) -> Option<MonitoringStatus> {
+    let p = state.of(Role::Prometheus).next()?;
+    Some(MonitoringStatus {
+        url: format!("http://{}", p.addr),
+        user: crate::prometheus::USER.into(),
+        password_file: crate::prometheus::dir(run_dir).join(crate::prometheus::PASSWORD_FILE),
+        targets: crate::prometheus::target_health(run_dir, &p.addr),
+    })
 }
 
 /// A plain HTTP/1.0 GET with a short time-out: (status, body).
 pub fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
+    http_get_as(addr, path, None)
+}
+
+/// [`http_get`] with basic auth as `(user, password)` when given.
+pub fn http_get_as(addr: &str, path: &str, auth: Option<(&str, &str)>) -> Option<(u16, String)> {
+    use base64::Engine;
     use std::io::{Read, Write};
     let sock: SocketAddr = addr.parse().ok()?;
     let mut s = std::net::TcpStream::connect_timeout(&sock, Duration::from_millis(500)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
+    let auth = auth.map_or(String::new(), |(user, password)| {
+        let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        format!("Authorization: Basic {token}\r\n")
+    });
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n{auth}\r\n").ok()?;
     let mut text = String::new();
     s.read_to_string(&mut text).ok()?;
     let status = text.split_whitespace().nth(1)?.parse().ok()?;
@@ -189,7 +226,9 @@ pub fn status(run_dir: &Path) -> anyhow::Result<Status> {
     let autoscale = std::fs::read(run_dir.join("autoscale.json"))
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok());
+    let prometheus = monitoring(run_dir, &state);
     Ok(Status {
+        prometheus,
         name: state.name,
         rung: state.rung,
         url: state.url,
@@ -202,8 +241,16 @@ impl Status {
     /// A table for people.
     pub fn table(&self) -> String {
         let mut t = format!("{} (rung {}) at {}\n", self.name, self.rung, self.url);
+        // as wide as the longest name (exporters are named after the server they report on)
+        let w = self
+            .processes
+            .iter()
+            .map(|p| p.process.name.len())
+            .max()
+            .unwrap_or(0)
+            .max(11);
         t.push_str(&format!(
-            "{:<11} {:<11} {:>8} {:<22} {:<16} {:>8} {:>8} {:>7}\n",
+            "{:<11} {:<w$} {:>8} {:<22} {:<16} {:>8} {:>8} {:>7}\n",
             "ROLE", "NAME", "PID", "ADDRESS", "HEALTH", "REQ/S", "P99 MS", "5XX"
         ));
         for p in &self.processes {
@@ -218,7 +265,7 @@ impl Status {
             }
             let role = serde_json::to_value(p.process.role).unwrap_or_default();
             t.push_str(&format!(
-                "{:<11} {:<11} {:>8} {:<22} {:<16} {:>8} {:>8} {:>7}\n",
+                "{:<11} {:<w$} {:>8} {:<22} {:<16} {:>8} {:>8} {:>7}\n",
                 role.as_str().unwrap_or("?"),
                 p.process.name,
                 p.process.pid,
@@ -239,6 +286,19 @@ impl Status {
                 a["note"].as_str().unwrap_or("")
             ));
         }
+        if let Some(m) = &self.prometheus {
+            let up = m.targets.iter().filter(|(_, _, h)| h == "up").count();
+            t.push_str(&format!(
+                "prometheus: {} (user {}, password in {}); {up}/{} targets up\n",
+                m.url,
+                m.user,
+                m.password_file.display(),
+                m.targets.len()
+            ));
+            for (job, name, health) in m.targets.iter().filter(|(_, _, h)| h != "up") {
+                t.push_str(&format!("  target {name} ({job}): {health}\n"));
+            }
+        }
         t
     }
 }
@@ -246,6 +306,43 @@ impl Status {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_table_names_prometheus_its_password_file_and_the_targets_not_up() {
+        let status = Status {
+            name: "t".into(),
+            rung: 6,
+            url: "http://127.0.0.1:8000".into(),
+            processes: Vec::new(),
+            autoscale: None,
+            prometheus: Some(MonitoringStatus {
+                url: "http://127.0.9.1:9090".into(),
+                user: "crescendo".into(),
+                password_file: "/run/prometheus/password".into(),
+                targets: vec![
+                    ("web".into(), "web-1".into(), "up".into()),
+                    (
+                        "redis".into(),
+                        "redis-exporter-cache-1".into(),
+                        "down".into(),
+                    ),
+                ],
+            }),
+        };
+        let t = status.table();
+        assert!(
+            t.contains(
+                "prometheus: http://127.0.9.1:9090 (user crescendo, password in \
+                 /run/prometheus/password); 1/2 targets up\n"
+            ),
+            "{t}"
+        );
+        assert!(
+            t.contains("  target redis-exporter-cache-1 (redis): down\n"),
+            "{t}"
+        );
+        assert!(!t.contains("target web-1"), "{t}");
+    }
 
     #[test]
     fn node_figures_come_from_the_metrics_text() {

@@ -9,7 +9,7 @@
 use crate::launch::{Node, NodeSpec, Running, UpOptions, shared_secret, start_node};
 use crate::model::Topology;
 use crate::state::{Process, Role, State, alive};
-use crate::{haproxy, nats, pg, redis, s3, secret, varnish, web, workers};
+use crate::{haproxy, nats, pg, prometheus, redis, s3, secret, varnish, web, workers};
 use anyhow::{Context, bail};
 use crescendo_config::{Secret, Settings};
 use std::net::SocketAddr;
@@ -111,6 +111,10 @@ pub fn up(t: &Topology, o: &UpOptions) -> anyhow::Result<Running> {
         running: Running::new(state, run_dir.clone()),
         node,
     };
+    let monitoring = match t.monitoring() {
+        Some(_) => Some(prometheus::plan(&up)?),
+        None => None,
+    };
     pg::start_tier(&mut up, &t.postgres)?;
     redis::start_cache_tier(&mut up, t.cache.as_ref(), t.load_balancer.is_some())?;
     if let Some(r) = &t.redis {
@@ -131,9 +135,13 @@ pub fn up(t: &Topology, o: &UpOptions) -> anyhow::Result<Running> {
     }
     let backends = web::start_tier(&mut up, t.web.count, t.load_balancer.is_some())?;
     if let Some(lb) = &t.load_balancer {
-        haproxy::start_tier(&mut up, lb, lb_addr, backends)?;
+        let metrics = monitoring.as_ref().map(prometheus::Plan::lb);
+        haproxy::start_tier(&mut up, lb, lb_addr, backends, metrics)?;
     }
     varnish::start_tier(&mut up, edges)?;
+    if let (Some(plan), Some(tier)) = (&monitoring, t.monitoring()) {
+        prometheus::start_tier(&mut up, plan, tier)?;
+    }
     up.running.state.web_env = up.node.to_env();
     up.running.state.write(&run_dir)?;
     workers::start_autoscaler(&mut up)?;

@@ -99,6 +99,7 @@ async fn rung_six_keeps_anonymous_reads_at_the_edge_and_purges_them_on_write() {
     let t = up(&topology("06-cdn.toml"), &[]);
     let (run_dir, url) = (t.run_dir.clone(), t.url.clone());
     let s = status_with_nodes_up(&run_dir, 3).await;
+    monitoring::scrapes_every_tier(&s, &run_dir).await;
     let r = roles(&s);
     // two edges, each with its TLS terminator
     assert_eq!(r.iter().filter(|r| *r == "edge").count(), 4, "{r:?}");
@@ -117,6 +118,8 @@ async fn rung_six_keeps_anonymous_reads_at_the_edge_and_purges_them_on_write() {
     forgets_what_it_missed(&client, &s, &url, &edges[1], &slug, &author).await;
     takes_purges_privately(&client, &s, &url, &run_dir).await;
     serves_without_the_web_tier(&client, &s, &run_dir, &url, &slug, &reader).await;
+    monitoring::scrapes_new_nodes(&s, &status(&run_dir), &run_dir).await;
+    monitoring::counts_edge_traffic(&s, &run_dir).await;
     answers_around_a_dead_edge(&client, &s, &lb, &slug).await;
 }
 

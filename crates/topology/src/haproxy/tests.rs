@@ -13,6 +13,7 @@ fn the_configuration_checks_health_balances_and_pins_only_when_sticky() {
         }],
         sticky: false,
         server_maxconn: 0,
+        metrics: None,
     };
     let t = config_text(&cfg, Path::new("/run/x/admin.sock"));
     assert!(
@@ -27,6 +28,7 @@ fn the_configuration_checks_health_balances_and_pins_only_when_sticky() {
     let limited = config_text(
         &LbConfig {
             server_maxconn: 16,
+            metrics: None,
             ..cfg.clone()
         },
         Path::new("/s"),
@@ -78,6 +80,7 @@ fn a_node_keeps_idle_connections_longer_than_haproxy_may_leave_them_idle() {
         backends: Vec::new(),
         sticky: false,
         server_maxconn: 0,
+        metrics: None,
     };
     let t = config_text(&cfg, Path::new("/s"));
     // a connection to a node serves one client session: no idle connection is shared
@@ -102,6 +105,7 @@ fn balancer(dir: &Path, backends: Vec<Backend>) -> (Haproxy, SocketAddr) {
         backends,
         sticky: false,
         server_maxconn: 16,
+        metrics: None,
     };
     (Haproxy::start(dir, &cfg).expect("haproxy starts"), public)
 }
@@ -218,4 +222,30 @@ fn haproxy_answers_its_own_503_in_the_api_format_with_retry_after() {
         "{text}"
     );
     drop(lb);
+}
+
+#[test]
+fn the_metrics_listener_is_checked_by_haproxy_and_its_password_kept_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = LbConfig {
+        public: "127.0.0.1:8000".parse().unwrap(),
+        backends: Vec::new(),
+        sticky: false,
+        server_maxconn: 0,
+        metrics: Some(LbMetrics {
+            addr: "127.0.9.1:9300".parse().unwrap(),
+            password: "MetricsPw1".into(),
+        }),
+    };
+    // `haproxy -c` accepts it, or this fails
+    Haproxy::write_config(dir.path(), &cfg).unwrap();
+    let path = dir.path().join("haproxy.cfg");
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.contains("bind 127.0.9.1:9300"), "{text}");
+    assert!(text.contains("use-service prometheus-exporter"));
+    assert!(text.contains("unless { http_auth(scrapers) }"));
+    assert!(text.contains("user crescendo insecure-password MetricsPw1"));
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+    assert_eq!(mode & 0o077, 0, "{mode:o}");
 }

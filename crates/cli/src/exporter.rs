@@ -1,0 +1,34 @@
+//! `crescendo nats-exporter`: NATS's monitor figures as Prometheus text (see
+//! `crescendo_topology::nats_metrics`), started by `up` for each NATS server.
+
+use clap::Args;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// Flags of `nats-exporter`.
+#[derive(Args, Debug)]
+pub struct NatsExporterArgs {
+    /// NATS's monitor address (its `-m` port).
+    #[arg(long)]
+    monitor: SocketAddr,
+    /// Where to serve `/metrics`.
+    #[arg(long)]
+    listen: SocketAddr,
+    /// The file holding the scraper's password (user `crescendo`).
+    #[arg(long)]
+    password_file: PathBuf,
+}
+
+impl NatsExporterArgs {
+    /// Serves until the process is stopped.
+    ///
+    /// # Errors
+    /// The password file cannot be read, or the address cannot be bound.
+    pub fn run(self) -> anyhow::Result<()> {
+        let password = std::fs::read_to_string(&self.password_file)?;
+        let listener = std::net::TcpListener::bind(self.listen)?;
+        println!("listening on http://{}", listener.local_addr()?);
+        crescendo_topology::nats_metrics::serve(listener, self.monitor, password.trim());
+        Ok(())
+    }
+}

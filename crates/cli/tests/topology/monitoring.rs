@@ -1,0 +1,205 @@
+//! Rung 11's monitoring, checked inside the tests that already bring a topology up:
+//! Prometheus scrapes every process that should be scraped (and an exporter for every
+//! server that has no `/metrics` of its own), answers no one without its password, and a
+//! node that `scale` adds is a target within [`NEW_TARGET_BOUND`].
+
+use super::*;
+
+/// How long a node `scale` adds may take to be a healthy target: Prometheus applies new
+/// targets on a 5 s tick and scrapes every 5 s.
+pub const NEW_TARGET_BOUND: Duration = Duration::from_secs(15);
+
+/// Prometheus of the topology in `run_dir`: its address and password.
+pub fn prometheus(s: &Value, run_dir: &Path) -> (String, String) {
+    let addr = s["processes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["role"] == "prometheus")
+        .unwrap_or_else(|| panic!("no prometheus in {s}"))["addr"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let password = std::fs::read_to_string(run_dir.join("prometheus/password")).unwrap();
+    (addr, password.trim().to_string())
+}
+
+/// Every active target Prometheus reports healthy, as `name@instance` (its `name` label and
+/// the address it scrapes).
+async fn healthy_targets(addr: &str, password: &str) -> Vec<String> {
+    let v: Value = reqwest::Client::new()
+        .get(format!("http://{addr}/api/v1/targets?state=active"))
+        .basic_auth("crescendo", Some(password))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    v["data"]["activeTargets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["health"] == "up")
+        .map(|t| {
+            let label = |k: &str| t["labels"][k].as_str().unwrap_or_default().to_string();
+            format!("{}@{}", label("name"), label("instance"))
+        })
+        .collect()
+}
+
+/// Process `p` of a status as a target: `name@address` where its metrics are read.
+fn target(p: &Value) -> String {
+    let field = |k: &str| p[k].as_str().map(str::to_string);
+    let at = match p["role"].as_str().unwrap() {
+        "web" | "lb" => field("ops_addr"),
+        _ => field("addr"),
+    };
+    format!("{}@{}", field("name").unwrap(), at.unwrap())
+}
+
+/// Polls Prometheus until every one of `names` (as [`target`] gives them) is a healthy
+/// target, failing after `limit`; returns how long that took.
+pub async fn targets_up_within(
+    addr: &str,
+    password: &str,
+    names: &[String],
+    limit: Duration,
+) -> Duration {
+    let started = Instant::now();
+    loop {
+        let up = healthy_targets(addr, password).await;
+        let missing: Vec<&String> = names.iter().filter(|n| !up.contains(n)).collect();
+        if missing.is_empty() {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < limit,
+            "not healthy targets after {limit:?}: {missing:?} (healthy: {up:?})"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The processes of status `s` Prometheus must scrape, as targets: every web node, worker,
+/// balancer, exporter and Prometheus itself; and the exporter each database server, Redis
+/// server, edge and NATS server must have.
+pub fn must_scrape(s: &Value) -> Vec<String> {
+    let processes = s["processes"].as_array().unwrap();
+    let name = |p: &Value| p["name"].as_str().unwrap().to_string();
+    let scraped = |p: &&Value| {
+        ["web", "worker", "lb", "exporter", "prometheus"].contains(&p["role"].as_str().unwrap())
+    };
+    let names: Vec<String> = processes.iter().filter(scraped).map(name).collect();
+    for p in processes {
+        let kind = match p["role"].as_str().unwrap() {
+            "pg-primary" | "pg-replica" => "postgres",
+            "redis" => "redis",
+            "nats" => "nats",
+            "edge" if p["name"].as_str().unwrap().starts_with("edge-") => "varnish",
+            _ => continue,
+        };
+        let exporter = format!("{kind}-exporter-{}", name(p));
+        assert!(names.contains(&exporter), "{} has no {exporter}", name(p));
+    }
+    assert!(names.contains(&"node-exporter".to_string()), "{names:?}");
+    processes.iter().filter(scraped).map(target).collect()
+}
+
+/// Every process that should be scraped is a healthy target within 30 s of `up`; Prometheus,
+/// the balancer's metrics listener and the exporters that support it refuse a request
+/// without the password (401), and `status` names Prometheus's URL.
+pub async fn scrapes_every_tier(s: &Value, run_dir: &Path) {
+    let (addr, password) = prometheus(s, run_dir);
+    let names = must_scrape(s);
+    let took = targets_up_within(&addr, &password, &names, Duration::from_secs(30)).await;
+    eprintln!("{} targets up {took:?} after status", names.len());
+    let bare = |url: String| async move { reqwest::get(url).await.unwrap().status() };
+    let api = format!("http://{addr}/api/v1/targets");
+    assert_eq!(bare(api).await, StatusCode::UNAUTHORIZED);
+    for p in s["processes"].as_array().unwrap() {
+        let at = match (p["role"].as_str().unwrap(), p["name"].as_str().unwrap()) {
+            ("lb", _) => p["ops_addr"].as_str().unwrap(),
+            ("exporter", n)
+                if ["node-", "postgres-", "nats-"]
+                    .iter()
+                    .any(|k| n.starts_with(k)) =>
+            {
+                p["addr"].as_str().unwrap()
+            }
+            _ => continue,
+        };
+        let code = bare(format!("http://{at}/metrics")).await;
+        assert_eq!(
+            code,
+            StatusCode::UNAUTHORIZED,
+            "{} without a password",
+            p["name"]
+        );
+    }
+    let table = crescendo(&["status", "--run-dir", &run_dir.to_string_lossy()]);
+    let table = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        table.contains(&format!("prometheus: http://{addr}")),
+        "{table}"
+    );
+}
+
+/// The web nodes `scale` just started (those of `after` not in `before`; a name may come
+/// back on a new address) are healthy targets within [`NEW_TARGET_BOUND`].
+pub async fn scrapes_new_nodes(before: &Value, after: &Value, run_dir: &Path) {
+    let web = |s: &Value| -> Vec<String> {
+        s["processes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["role"] == "web")
+            .map(target)
+            .collect()
+    };
+    let old = web(before);
+    let new: Vec<String> = web(after)
+        .into_iter()
+        .filter(|n| !old.contains(n))
+        .collect();
+    assert!(!new.is_empty(), "scale started no node");
+    let (addr, password) = prometheus(after, run_dir);
+    let took = targets_up_within(&addr, &password, &new, NEW_TARGET_BOUND).await;
+    eprintln!("new web nodes {new:?} were healthy targets {took:?} after scale");
+}
+
+/// The value of the PromQL `query` (a single number), as Prometheus at `addr` answers it now;
+/// `None` while it has no sample.
+async fn query(addr: &str, password: &str, query: &str) -> Option<f64> {
+    let v: Value = reqwest::Client::new()
+        .get(format!("http://{addr}/api/v1/query?query={query}"))
+        .basic_auth("crescendo", Some(password))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    v["data"]["result"][0]["value"][1].as_str()?.parse().ok()
+}
+
+/// The edges' hits, misses and origin fetches reach Prometheus (through each edge's
+/// varnish exporter) once traffic has gone through them: each is above 0 within 15 s.
+pub async fn counts_edge_traffic(s: &Value, run_dir: &Path) {
+    let (addr, password) = prometheus(s, run_dir);
+    for series in [
+        "varnish_main_cache_hit",
+        "varnish_main_cache_miss",
+        "varnish_main_backend_req",
+    ] {
+        let q = format!("sum({series})");
+        let started = Instant::now();
+        while query(&addr, &password, &q).await.unwrap_or(0.0) <= 0.0 {
+            assert!(
+                started.elapsed() < NEW_TARGET_BOUND,
+                "{q} is not above 0 after {NEW_TARGET_BOUND:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
