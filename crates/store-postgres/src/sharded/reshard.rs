@@ -43,6 +43,8 @@ const TABLES: &[(&str, &str)] = &[
     ("usernames", "user_id"),
     ("emails", "user_id"),
     ("follows", "follower_id"),
+    ("followers", "followee_id"),
+    ("timelines", "owner_id"),
     ("uploads", "id"),
     ("articles", "id"),
     ("article_tags", "article_id"),
