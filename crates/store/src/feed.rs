@@ -102,7 +102,7 @@ pub async fn drain(s: &dyn Store, back_fill: u32) -> StoreResult<usize> {
     let mut ran = 0;
     loop {
         let feed: Vec<_> = s
-            .claim_outbox(1_000, 60_000)
+            .claim_outbox(1_000, 10_000)
             .await?
             .into_iter()
             .filter(|e| e.queue == FeedJob::QUEUE)
