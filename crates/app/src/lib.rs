@@ -26,7 +26,6 @@ mod lists;
 mod media;
 mod pause;
 mod signin;
-mod timelines;
 mod uploads;
 mod users;
 mod web_sessions;

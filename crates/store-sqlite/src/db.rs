@@ -155,7 +155,11 @@ impl Db {
         F: FnOnce(&rusqlite::Transaction<'_>) -> Result<T, StoreError> + Send + 'static,
     {
         let jobs = outbox::take();
-        let kept = jobs.clone();
+        let kept = if jobs.is_empty() {
+            Vec::new()
+        } else {
+            jobs.clone()
+        };
         let done = run(&self.writer, move |conn: &Connection| {
             // `Connection::transaction` needs `&mut`; the writer is exclusive, so this is safe.
             let tx = rusqlite::Transaction::new_unchecked(
@@ -171,7 +175,7 @@ impl Db {
         .await;
         match done {
             Ok((v, ids)) => {
-                outbox::written(&kept, &ids);
+                outbox::written(&ids);
                 Ok(v)
             }
             Err(e) => {
