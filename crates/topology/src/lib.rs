@@ -26,6 +26,8 @@
 //!
 //! A missing binary is an error that names the Debian package to install.
 
+pub mod alert_sink;
+pub mod alerting;
 pub mod autoscale;
 pub mod exporters;
 pub mod haproxy;
