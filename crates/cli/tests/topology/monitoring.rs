@@ -1,13 +1,20 @@
 //! Rung 11's monitoring, checked inside the tests that already bring a topology up:
 //! Prometheus scrapes every process that should be scraped (and an exporter for every
 //! server that has no `/metrics` of its own), answers no one without its password, and a
-//! node that `scale` adds is a target within [`NEW_TARGET_BOUND`].
+//! node that `scale` adds is a target within [`NEW_TARGET_BOUND`]; a web node killed
+//! raises `TierMemberDown`, which Alertmanager delivers to the alert sink within
+//! [`ALERT_BOUND`].
 
 use super::*;
 
 /// How long a node `scale` adds may take to be a healthy target: Prometheus applies new
 /// targets on a 5 s tick and scrapes every 5 s.
 pub const NEW_TARGET_BOUND: Duration = Duration::from_secs(15);
+
+/// How long a member-down alert may take from the kill to the alert sink: a failed scrape
+/// (up to 5 s), the rule's evaluation (5 s), its `for: 15s`, Alertmanager's `group_wait: 1s`,
+/// with room for a loaded machine.
+pub const ALERT_BOUND: Duration = Duration::from_secs(60);
 
 /// Prometheus of the topology in `run_dir`: its address and password.
 pub fn prometheus(s: &Value, run_dir: &Path) -> (String, String) {
@@ -137,11 +144,74 @@ pub async fn scrapes_every_tier(s: &Value, run_dir: &Path) {
             p["name"]
         );
     }
+    // Alertmanager and the alert sink refuse a request without their passwords
+    for (role, path) in [
+        ("alertmanager", "/api/v2/status"),
+        ("alert-sink", "/alerts"),
+    ] {
+        let p = s["processes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["role"] == role)
+            .unwrap_or_else(|| panic!("no {role} in {s}"));
+        let code = bare(format!("http://{}{path}", p["addr"].as_str().unwrap())).await;
+        assert_eq!(code, StatusCode::UNAUTHORIZED, "{role} without a password");
+    }
     let table = crescendo(&["status", "--run-dir", &run_dir.to_string_lossy()]);
     let table = String::from_utf8_lossy(&table.stdout);
     assert!(
         table.contains(&format!("prometheus: http://{addr}")),
         "{table}"
+    );
+}
+
+/// The `TierMemberDown` alert for web node `name`, killed at `killed`, reaches the alert
+/// sink (its firing alerts file) within [`ALERT_BOUND`], with the node's job, role and
+/// name; the sink's log holds it as a JSON line, and `status` (table and `--json`) shows it.
+pub async fn member_down_alert_reaches_the_sink(run_dir: &Path, name: &str, killed: Instant) {
+    let is_it = |a: &crescendo_topology::alert_sink::FiringAlert| {
+        a.name == "TierMemberDown" && a.labels.get("name").map(String::as_str) == Some(name)
+    };
+    let alert = loop {
+        let firing = crescendo_topology::alert_sink::firing(run_dir);
+        if let Some(a) = firing.iter().find(|a| is_it(a)) {
+            break a.clone();
+        }
+        assert!(
+            killed.elapsed() < ALERT_BOUND,
+            "no TierMemberDown for {name} after {ALERT_BOUND:?}: {firing:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    eprintln!(
+        "TierMemberDown for {name} reached the alert sink {:?} after the kill",
+        killed.elapsed()
+    );
+    assert_eq!(alert.labels["job"], "web");
+    assert_eq!(alert.labels["role"], "web");
+    assert_eq!(alert.labels["severity"], "page");
+    assert_eq!(alert.summary, format!("{name} (web) is down"));
+    let log = std::fs::read_to_string(run_dir.join("alertmanager/sink.log")).unwrap();
+    let logged = log.lines().any(|l| {
+        serde_json::from_str::<Value>(l).is_ok_and(|v| {
+            v["alert"] == "TierMemberDown" && v["status"] == "firing" && v["labels"]["name"] == name
+        })
+    });
+    assert!(logged, "the sink logs the alert: {log}");
+    let table = crescendo(&["status", "--run-dir", &run_dir.to_string_lossy()]);
+    let table = String::from_utf8_lossy(&table.stdout);
+    assert!(table.contains("ALERT TierMemberDown since "), "{table}");
+    assert!(table.contains(&format!("name={name}")), "{table}");
+    let s = status(run_dir);
+    let listed = s["alerts"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no alerts in {s}"));
+    assert!(
+        listed
+            .iter()
+            .any(|a| a["name"] == "TierMemberDown" && a["labels"]["name"] == name),
+        "{s}"
     );
 }
 
