@@ -144,6 +144,21 @@ pub async fn scrapes_every_tier(s: &Value, run_dir: &Path) {
             p["name"]
         );
     }
+    // every database server's exporter reports its replay lag in seconds (ReplicaLagHigh)
+    let pgs = s["processes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["role"] == "pg-primary" || p["role"] == "pg-replica")
+        .count();
+    let started = Instant::now();
+    while query(&addr, &password, "count(pg_replication_lag)").await != Some(pgs as f64) {
+        assert!(
+            started.elapsed() < NEW_TARGET_BOUND,
+            "pg_replication_lag is not reported for {pgs} servers after {NEW_TARGET_BOUND:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     // Alertmanager and the alert sink refuse a request without their passwords
     for (role, path) in [
         ("alertmanager", "/api/v2/status"),
