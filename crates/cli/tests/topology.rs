@@ -1689,6 +1689,8 @@ async fn every_server_up_starts_requires_credentials_kept_in_owner_only_files() 
     monitoring::scrapes_every_tier(&s, &run_dir).await;
     // (b) every file holding a secret is owner-only, and state.json holds none
     keeps_secrets(&run_dir, &processes, &secrets);
+    // a replica whose replay is paused raises the replica-lag alert
+    monitoring::replica_lag_alert_reaches_the_sink(&run_dir, &processes, &url).await;
 
     // (c) the web nodes still reach every tier: a sign-up through the balancer works
     let token = register(&url, "credentialed").await;

@@ -288,3 +288,89 @@ pub async fn counts_edge_traffic(s: &Value, run_dir: &Path) {
         }
     }
 }
+
+/// The alert named `alert` whose label `key` is `value` is in the alert sink's file within
+/// `limit` of `since`; returns how long it took.
+async fn alert_within(
+    run_dir: &Path,
+    (alert, key, value): (&str, &str, &str),
+    since: Instant,
+    limit: Duration,
+) -> Duration {
+    loop {
+        let firing = crescendo_topology::alert_sink::firing(run_dir);
+        if firing
+            .iter()
+            .any(|a| a.name == alert && a.labels.get(key).map(String::as_str) == Some(value))
+        {
+            return since.elapsed();
+        }
+        assert!(
+            since.elapsed() < limit,
+            "no {alert} for {key}={value} after {limit:?}: {firing:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// With WAL replay paused on a replica of `processes` and a write through `url`, the
+/// replica falls behind what it has received, and `ReplicaLagHigh` names it in the alert
+/// sink within [`ALERT_BOUND`] after its lag passes 10 s; replay is resumed afterwards.
+pub async fn replica_lag_alert_reaches_the_sink(run_dir: &Path, processes: &[Value], url: &str) {
+    use crescendo_config::{Overrides, Settings};
+    let replica = processes
+        .iter()
+        .find(|p| p["role"] == "pg-replica")
+        .expect("a replica");
+    let name = replica["name"].as_str().unwrap();
+    let addr: std::net::SocketAddr = replica["addr"].as_str().unwrap().parse().unwrap();
+    let admin = Settings::load_with_env(
+        Some(&run_dir.join("postgres-admin.toml")),
+        &Overrides::default(),
+        [],
+    )
+    .unwrap()
+    .store
+    .postgres_url;
+    let userinfo = admin
+        .split_once("://")
+        .unwrap()
+        .1
+        .rsplit_once('@')
+        .unwrap()
+        .0;
+    let (user, password) = userinfo.split_once(':').unwrap();
+    let psql = |sql: &str| {
+        let out = Command::new("/usr/lib/postgresql/15/bin/psql")
+            .args([
+                "-X",
+                "-w",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &addr.port().to_string(),
+            ])
+            .args(["-U", user, "-d", "postgres", "-Atc", sql])
+            .env("PGPASSWORD", password)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{sql}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    psql("SELECT pg_wal_replay_pause()");
+    let paused = Instant::now();
+    // a write the replica receives but does not replay
+    register(url, "lagging-behind").await;
+    let took = alert_within(
+        run_dir,
+        ("ReplicaLagHigh", "of", name),
+        paused,
+        Duration::from_secs(10) + ALERT_BOUND,
+    )
+    .await;
+    psql("SELECT pg_wal_replay_resume()");
+    eprintln!("ReplicaLagHigh for {name} reached the alert sink {took:?} after replay paused");
+}
