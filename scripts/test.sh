@@ -3,8 +3,8 @@
 # the machine lacks: PostgreSQL 15 (the tests start private servers from its binaries),
 # HAProxy (the load-balancer tier), Redis (shared state and the cache tier), NATS with
 # JetStream (the message queue), Varnish, its xkey module and hitch (the CDN edge),
-# Prometheus with the node, PostgreSQL, Redis and Varnish exporters (every topology's
-# monitoring),
+# Prometheus with the node, PostgreSQL, Redis and Varnish exporters and Alertmanager (every
+# topology's monitoring and alerting),
 # Node.js and npm (for newman, which runs the RealWorld conformance collection), newman
 # itself, and Chromium with its WebDriver (the end-to-end browser tests), and s3s-fs (an
 # S3-compatible server, built with cargo). Safe to run again: it installs only what is
@@ -26,7 +26,7 @@ command -v npm >/dev/null 2>&1 || missing+=(npm)
 [ -x /usr/sbin/hitch ] || missing+=(hitch)
 dpkg -s varnish-modules >/dev/null 2>&1 || missing+=(varnish-modules)
 monitoring=(prometheus prometheus-node-exporter prometheus-postgres-exporter
-    prometheus-redis-exporter prometheus-varnish-exporter)
+    prometheus-redis-exporter prometheus-varnish-exporter prometheus-alertmanager)
 for pkg in "${monitoring[@]}"; do
     [ -x "/usr/bin/$pkg" ] || missing+=("$pkg")
 done

@@ -1,5 +1,6 @@
 //! `crescendo nats-exporter`: NATS's monitor figures as Prometheus text (see
-//! `crescendo_topology::nats_metrics`), started by `up` for each NATS server.
+//! `crescendo_topology::nats_metrics`), started by `up` for each NATS server; and `crescendo
+//! alert-sink`, the webhook Alertmanager sends alerts to (`crescendo_topology::alert_sink`).
 
 use clap::Args;
 use std::net::SocketAddr;
@@ -30,5 +31,33 @@ impl NatsExporterArgs {
         println!("listening on http://{}", listener.local_addr()?);
         crescendo_topology::nats_metrics::serve(listener, self.monitor, password.trim());
         Ok(())
+    }
+}
+
+/// Flags of `alert-sink`.
+#[derive(Args, Debug)]
+pub struct AlertSinkArgs {
+    /// Where to serve `/alerts`.
+    #[arg(long)]
+    listen: SocketAddr,
+    /// The file holding Alertmanager's password (user `crescendo`).
+    #[arg(long)]
+    password_file: PathBuf,
+    /// Where to keep the firing alerts (rewritten on each change, 0600).
+    #[arg(long)]
+    alerts_file: PathBuf,
+}
+
+impl AlertSinkArgs {
+    /// Serves until the process is stopped.
+    ///
+    /// # Errors
+    /// The password file cannot be read, the address cannot be bound, or the alerts file
+    /// cannot be written.
+    pub fn run(self) -> anyhow::Result<()> {
+        let password = std::fs::read_to_string(&self.password_file)?;
+        let listener = std::net::TcpListener::bind(self.listen)?;
+        println!("listening on http://{}", listener.local_addr()?);
+        crescendo_topology::alert_sink::serve(listener, password.trim(), self.alerts_file)
     }
 }

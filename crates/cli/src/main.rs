@@ -6,7 +6,7 @@
 mod exporter;
 mod shards;
 
-use exporter::NatsExporterArgs;
+use exporter::{AlertSinkArgs, NatsExporterArgs};
 use shards::{ReshardArgs, ShardsArgs};
 
 use clap::{Args, Parser, Subcommand};
@@ -81,6 +81,10 @@ enum Command {
     /// Serve NATS's monitor figures (`/varz`, `/jsz`, JSON) as Prometheus text on `GET
     /// /metrics`, behind basic auth (user `crescendo`); `up` starts one per NATS server.
     NatsExporter(NatsExporterArgs),
+    /// Serve the webhook Alertmanager sends alerts to (`POST /alerts`, basic auth, user
+    /// `crescendo`): log each alert as a JSON line and keep the firing ones in a file that
+    /// `status` reads; `up` starts one when monitoring is on.
+    AlertSink(AlertSinkArgs),
     /// Create or upgrade the database schema, then exit (`serve` also does this at start).
     Migrate(Common),
     /// Measure a running Crescendo: seed data through its API, drive a scenario at it, and
@@ -372,6 +376,7 @@ fn main() -> anyhow::Result<()> {
             }
             Command::Autoscale(a) => autoscale(a.run_dir).await,
             Command::NatsExporter(a) => tokio::task::spawn_blocking(move || a.run()).await?,
+            Command::AlertSink(a) => tokio::task::spawn_blocking(move || a.run()).await?,
             Command::Failover(a) => failover(a).await,
             Command::Reshard(a) => shards::reshard(a).await,
             Command::Shards(mut a) => {

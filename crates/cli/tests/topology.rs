@@ -177,15 +177,16 @@ async fn register(url: &str, name: &str) -> String {
     reg["user"]["token"].as_str().unwrap().to_string()
 }
 
-/// The roles of the topology's tiers, in start order: Prometheus and its exporters, which
-/// every topology from rung 2 runs, are left out (`monitoring` checks them).
+/// The roles of the topology's tiers, in start order: Prometheus, its exporters,
+/// Alertmanager and the alert sink, which every topology from rung 2 runs, are left out
+/// (`monitoring` checks them).
 fn roles(s: &Value) -> Vec<String> {
     s["processes"]
         .as_array()
         .unwrap()
         .iter()
         .map(|p| p["role"].as_str().unwrap().to_string())
-        .filter(|r| r != "exporter" && r != "prometheus")
+        .filter(|r| !["exporter", "prometheus", "alertmanager", "alert-sink"].contains(&r.as_str()))
         .collect()
 }
 
@@ -545,6 +546,7 @@ async fn rung_three_comes_up_serves_through_the_balancer_and_survives_losing_nod
         nix::sys::signal::Signal::SIGKILL,
     )
     .unwrap();
+    let killed = Instant::now();
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let (ok, failed_reads, failed_writes, acked_kill) = load.finish().await;
     eprintln!(
@@ -575,6 +577,8 @@ async fn rung_three_comes_up_serves_through_the_balancer_and_survives_losing_nod
         1,
         "the balancer marked both gone nodes down: {s}"
     );
+    // the killed node's member-down alert reaches the alert sink, and status shows it
+    monitoring::member_down_alert_reaches_the_sink(&run_dir, "web-2", killed).await;
 
     // down stops everything it started
     let pids: Vec<u32> = s["processes"]
@@ -1512,8 +1516,13 @@ fn secrets_of(run_dir: &Path) -> Vec<String> {
     let mut secrets: Vec<String> = urls.iter().map(|u| url_password(u)).collect();
     secrets.push(node.auth.jwt_secret.unwrap().expose().to_string());
     secrets.push(node.blobs.s3_secret_key.unwrap().expose().to_string());
-    // Prometheus's password and the one it gives the exporters
-    for file in ["prometheus/password", "prometheus/exporters.password"] {
+    // Prometheus's password, the one it gives the exporters, Alertmanager's and the sink's
+    for file in [
+        "prometheus/password",
+        "prometheus/exporters.password",
+        "alertmanager/password",
+        "alertmanager/sink.password",
+    ] {
         let text = std::fs::read_to_string(run_dir.join(file)).unwrap();
         secrets.push(text.trim().to_string());
     }
@@ -1680,6 +1689,8 @@ async fn every_server_up_starts_requires_credentials_kept_in_owner_only_files() 
     monitoring::scrapes_every_tier(&s, &run_dir).await;
     // (b) every file holding a secret is owner-only, and state.json holds none
     keeps_secrets(&run_dir, &processes, &secrets);
+    // a replica whose replay is paused raises the replica-lag alert
+    monitoring::replica_lag_alert_reaches_the_sink(&run_dir, &processes, &url).await;
 
     // (c) the web nodes still reach every tier: a sign-up through the balancer works
     let token = register(&url, "credentialed").await;

@@ -196,8 +196,12 @@ fn url_port_password(url: &str) -> Option<(u16, String)> {
     Some((port, password.to_string()))
 }
 
+/// The queries postgres-exporter runs beside its own: `pg_replication_lag`, a replica's
+/// replay lag in seconds (the alert `ReplicaLagHigh` reads it).
+const PG_QUERIES: &str = include_str!("../rules/postgres-queries.yml");
+
 /// The exporter of database server `p`, whose admin password is in `passwords`; the password
-/// goes to a 0600 file in `dir`.
+/// goes to a 0600 file in `dir`, the extra queries ([`PG_QUERIES`]) beside it.
 fn postgres_spec(
     p: &Process,
     passwords: &[(u16, String)],
@@ -212,6 +216,8 @@ fn postgres_spec(
     std::fs::create_dir_all(dir)?;
     let file = dir.join("pg.password");
     crate::secret::write_file(&file, password.as_bytes())?;
+    let queries = dir.join("queries.yml");
+    std::fs::write(&queries, PG_QUERIES)?;
     let env = [
         (
             "DATA_SOURCE_URI",
@@ -222,6 +228,7 @@ fn postgres_spec(
     ];
     Ok(ExporterSpec {
         env: env.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
+        args: vec![format!("--extend.query-path={}", queries.display())],
         auth: Auth::WebConfig,
         ..ExporterSpec::debian(
             format!("postgres-exporter-{}", p.name),

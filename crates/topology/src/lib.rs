@@ -13,7 +13,8 @@
 //! - [`varnish::Varnish`]: Varnish with a generated VCL, the CDN edge, and [`tls::Hitch`]
 //!   terminating HTTPS in front of it.
 //! - [`prometheus::Prometheus`]: Prometheus scraping every tier, behind basic auth, and the
-//!   [`exporters`] it reads for servers without a `/metrics` of their own.
+//!   [`exporters`] it reads for servers without a `/metrics` of their own; its rules and
+//!   Alertmanager in [`alerting`], delivering alerts to the [`alert_sink`].
 //!
 //! Around them, whole topologies from `topologies/*.toml` on one machine, one module per
 //! concern: [`model`] (the file), [`up`] (start every tier: each launcher's module also starts
@@ -26,6 +27,8 @@
 //!
 //! A missing binary is an error that names the Debian package to install.
 
+pub mod alert_sink;
+pub mod alerting;
 pub mod autoscale;
 pub mod exporters;
 pub mod haproxy;

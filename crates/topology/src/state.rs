@@ -16,6 +16,10 @@ pub enum Role {
     Supervisor,
     /// Prometheus, scraping every tier.
     Prometheus,
+    /// Alertmanager, routing Prometheus's alerts to the alert sink.
+    Alertmanager,
+    /// The webhook Alertmanager sends alerts to (`crescendo alert-sink`).
+    AlertSink,
     /// An exporter Prometheus scrapes for a server that has no `/metrics` of its own
     /// (PostgreSQL, Redis, Varnish, the host).
     Exporter,
@@ -43,9 +47,11 @@ pub enum Role {
 impl Role {
     /// Every role in the order a topology stops: what takes requests drains first, what
     /// holds data stops last.
-    pub const STOP_ORDER: [Role; 12] = [
+    pub const STOP_ORDER: [Role; 14] = [
         Role::Supervisor,
         Role::Prometheus,
+        Role::Alertmanager,
+        Role::AlertSink,
         Role::Exporter,
         Role::Edge,
         Role::Web,
@@ -66,6 +72,8 @@ impl Role {
             Role::Worker => cmd.contains("worker") && cmd.contains(name),
             Role::Supervisor => cmd.contains("autoscale"),
             Role::Prometheus => cmd.contains("storage.tsdb.path"),
+            Role::Alertmanager => cmd.contains("alertmanager"),
+            Role::AlertSink => cmd.contains("alert-sink"),
             Role::Exporter => cmd.contains("-exporter"),
             Role::Nats => cmd.contains("nats-server"),
             Role::S3 => cmd.contains("s3s-fs"),

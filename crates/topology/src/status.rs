@@ -50,6 +50,9 @@ pub struct Status {
     /// Prometheus, when it runs.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub prometheus: Option<MonitoringStatus>,
+    /// The alerts firing now, as the alert sink keeps them (empty without monitoring).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub alerts: Vec<crate::alert_sink::FiringAlert>,
 }
 
 /// Where Prometheus is and what it sees.
@@ -227,8 +230,10 @@ pub fn status(run_dir: &Path) -> anyhow::Result<Status> {
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok());
     let prometheus = monitoring(run_dir, &state);
+    let alerts = crate::alert_sink::firing(run_dir);
     Ok(Status {
         prometheus,
+        alerts,
         name: state.name,
         rung: state.rung,
         url: state.url,
@@ -299,6 +304,21 @@ impl Status {
                 t.push_str(&format!("  target {name} ({job}): {health}\n"));
             }
         }
+        for a in &self.alerts {
+            let labels: Vec<String> = a
+                .labels
+                .iter()
+                .filter(|(k, _)| *k != "alertname")
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            t.push_str(&format!(
+                "ALERT {} since {} {{{}}}: {}\n",
+                a.name,
+                a.since,
+                labels.join(", "),
+                a.summary
+            ));
+        }
         t
     }
 }
@@ -308,7 +328,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_table_names_prometheus_its_password_file_and_the_targets_not_up() {
+    fn the_table_names_prometheus_its_password_file_the_targets_not_up_and_firing_alerts() {
         let status = Status {
             name: "t".into(),
             rung: 6,
@@ -328,8 +348,29 @@ mod tests {
                     ),
                 ],
             }),
+            alerts: vec![crate::alert_sink::FiringAlert {
+                name: "TierMemberDown".into(),
+                labels: [
+                    ("alertname", "TierMemberDown"),
+                    ("job", "web"),
+                    ("name", "web-2"),
+                ]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+                summary: "web-2 (web) is down".into(),
+                since: "2026-12-01T01:00:00Z".into(),
+                fingerprint: "abc".into(),
+            }],
         };
         let t = status.table();
+        assert!(
+            t.contains(
+                "ALERT TierMemberDown since 2026-12-01T01:00:00Z {job=web, name=web-2}: \
+                 web-2 (web) is down\n"
+            ),
+            "{t}"
+        );
         assert!(
             t.contains(
                 "prometheus: http://127.0.9.1:9090 (user crescendo, password in \

@@ -1,13 +1,20 @@
 //! Rung 11's monitoring, checked inside the tests that already bring a topology up:
 //! Prometheus scrapes every process that should be scraped (and an exporter for every
 //! server that has no `/metrics` of its own), answers no one without its password, and a
-//! node that `scale` adds is a target within [`NEW_TARGET_BOUND`].
+//! node that `scale` adds is a target within [`NEW_TARGET_BOUND`]; a web node killed
+//! raises `TierMemberDown`, which Alertmanager delivers to the alert sink within
+//! [`ALERT_BOUND`].
 
 use super::*;
 
 /// How long a node `scale` adds may take to be a healthy target: Prometheus applies new
 /// targets on a 5 s tick and scrapes every 5 s.
 pub const NEW_TARGET_BOUND: Duration = Duration::from_secs(15);
+
+/// How long a member-down alert may take from the kill to the alert sink: a failed scrape
+/// (up to 5 s), the rule's evaluation (5 s), its `for: 15s`, Alertmanager's `group_wait: 1s`,
+/// with room for a loaded machine.
+pub const ALERT_BOUND: Duration = Duration::from_secs(60);
 
 /// Prometheus of the topology in `run_dir`: its address and password.
 pub fn prometheus(s: &Value, run_dir: &Path) -> (String, String) {
@@ -137,11 +144,89 @@ pub async fn scrapes_every_tier(s: &Value, run_dir: &Path) {
             p["name"]
         );
     }
+    // every database server's exporter reports its replay lag in seconds (ReplicaLagHigh)
+    let pgs = s["processes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["role"] == "pg-primary" || p["role"] == "pg-replica")
+        .count();
+    let started = Instant::now();
+    while query(&addr, &password, "count(pg_replication_lag)").await != Some(pgs as f64) {
+        assert!(
+            started.elapsed() < NEW_TARGET_BOUND,
+            "pg_replication_lag is not reported for {pgs} servers after {NEW_TARGET_BOUND:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Alertmanager and the alert sink refuse a request without their passwords
+    for (role, path) in [
+        ("alertmanager", "/api/v2/status"),
+        ("alert-sink", "/alerts"),
+    ] {
+        let p = s["processes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["role"] == role)
+            .unwrap_or_else(|| panic!("no {role} in {s}"));
+        let code = bare(format!("http://{}{path}", p["addr"].as_str().unwrap())).await;
+        assert_eq!(code, StatusCode::UNAUTHORIZED, "{role} without a password");
+    }
     let table = crescendo(&["status", "--run-dir", &run_dir.to_string_lossy()]);
     let table = String::from_utf8_lossy(&table.stdout);
     assert!(
         table.contains(&format!("prometheus: http://{addr}")),
         "{table}"
+    );
+}
+
+/// The `TierMemberDown` alert for web node `name`, killed at `killed`, reaches the alert
+/// sink (its firing alerts file) within [`ALERT_BOUND`], with the node's job, role and
+/// name; the sink's log holds it as a JSON line, and `status` (table and `--json`) shows it.
+pub async fn member_down_alert_reaches_the_sink(run_dir: &Path, name: &str, killed: Instant) {
+    let is_it = |a: &crescendo_topology::alert_sink::FiringAlert| {
+        a.name == "TierMemberDown" && a.labels.get("name").map(String::as_str) == Some(name)
+    };
+    let alert = loop {
+        let firing = crescendo_topology::alert_sink::firing(run_dir);
+        if let Some(a) = firing.iter().find(|a| is_it(a)) {
+            break a.clone();
+        }
+        assert!(
+            killed.elapsed() < ALERT_BOUND,
+            "no TierMemberDown for {name} after {ALERT_BOUND:?}: {firing:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    eprintln!(
+        "TierMemberDown for {name} reached the alert sink {:?} after the kill",
+        killed.elapsed()
+    );
+    assert_eq!(alert.labels["job"], "web");
+    assert_eq!(alert.labels["role"], "web");
+    assert_eq!(alert.labels["severity"], "page");
+    assert_eq!(alert.summary, format!("{name} (web) is down"));
+    let log = std::fs::read_to_string(run_dir.join("alertmanager/sink.log")).unwrap();
+    let logged = log.lines().any(|l| {
+        serde_json::from_str::<Value>(l).is_ok_and(|v| {
+            v["alert"] == "TierMemberDown" && v["status"] == "firing" && v["labels"]["name"] == name
+        })
+    });
+    assert!(logged, "the sink logs the alert: {log}");
+    let table = crescendo(&["status", "--run-dir", &run_dir.to_string_lossy()]);
+    let table = String::from_utf8_lossy(&table.stdout);
+    assert!(table.contains("ALERT TierMemberDown since "), "{table}");
+    assert!(table.contains(&format!("name={name}")), "{table}");
+    let s = status(run_dir);
+    let listed = s["alerts"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no alerts in {s}"));
+    assert!(
+        listed
+            .iter()
+            .any(|a| a["name"] == "TierMemberDown" && a["labels"]["name"] == name),
+        "{s}"
     );
 }
 
@@ -202,4 +287,90 @@ pub async fn counts_edge_traffic(s: &Value, run_dir: &Path) {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
+}
+
+/// The alert named `alert` whose label `key` is `value` is in the alert sink's file within
+/// `limit` of `since`; returns how long it took.
+async fn alert_within(
+    run_dir: &Path,
+    (alert, key, value): (&str, &str, &str),
+    since: Instant,
+    limit: Duration,
+) -> Duration {
+    loop {
+        let firing = crescendo_topology::alert_sink::firing(run_dir);
+        if firing
+            .iter()
+            .any(|a| a.name == alert && a.labels.get(key).map(String::as_str) == Some(value))
+        {
+            return since.elapsed();
+        }
+        assert!(
+            since.elapsed() < limit,
+            "no {alert} for {key}={value} after {limit:?}: {firing:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// With WAL replay paused on a replica of `processes` and a write through `url`, the
+/// replica falls behind what it has received, and `ReplicaLagHigh` names it in the alert
+/// sink within [`ALERT_BOUND`] after its lag passes 10 s; replay is resumed afterwards.
+pub async fn replica_lag_alert_reaches_the_sink(run_dir: &Path, processes: &[Value], url: &str) {
+    use crescendo_config::{Overrides, Settings};
+    let replica = processes
+        .iter()
+        .find(|p| p["role"] == "pg-replica")
+        .expect("a replica");
+    let name = replica["name"].as_str().unwrap();
+    let addr: std::net::SocketAddr = replica["addr"].as_str().unwrap().parse().unwrap();
+    let admin = Settings::load_with_env(
+        Some(&run_dir.join("postgres-admin.toml")),
+        &Overrides::default(),
+        [],
+    )
+    .unwrap()
+    .store
+    .postgres_url;
+    let userinfo = admin
+        .split_once("://")
+        .unwrap()
+        .1
+        .rsplit_once('@')
+        .unwrap()
+        .0;
+    let (user, password) = userinfo.split_once(':').unwrap();
+    let psql = |sql: &str| {
+        let out = Command::new("/usr/lib/postgresql/15/bin/psql")
+            .args([
+                "-X",
+                "-w",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &addr.port().to_string(),
+            ])
+            .args(["-U", user, "-d", "postgres", "-Atc", sql])
+            .env("PGPASSWORD", password)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{sql}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    psql("SELECT pg_wal_replay_pause()");
+    let paused = Instant::now();
+    // a write the replica receives but does not replay
+    register(url, "lagging-behind").await;
+    let took = alert_within(
+        run_dir,
+        ("ReplicaLagHigh", "of", name),
+        paused,
+        Duration::from_secs(10) + ALERT_BOUND,
+    )
+    .await;
+    psql("SELECT pg_wal_replay_resume()");
+    eprintln!("ReplicaLagHigh for {name} reached the alert sink {took:?} after replay paused");
 }
