@@ -6,9 +6,10 @@
 # Prometheus with the node, PostgreSQL, Redis and Varnish exporters and Alertmanager (every
 # topology's monitoring and alerting),
 # Node.js and npm (for newman, which runs the RealWorld conformance collection), newman
-# itself, and Chromium with its WebDriver (the end-to-end browser tests), and s3s-fs (an
-# S3-compatible server, built with cargo). Safe to run again: it installs only what is
-# missing.
+# itself, and Chromium with its WebDriver (the end-to-end browser tests), s3s-fs (an
+# S3-compatible server, built with cargo), and the PyPI validators of the Kubernetes
+# manifests (kubernetes-validate, check-jsonschema) in a Python virtual environment. Safe to
+# run again: it installs only what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -32,6 +33,9 @@ for pkg in "${monitoring[@]}"; do
 done
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
+command -v python3 >/dev/null 2>&1 || missing+=(python3)
+# Debian keeps venv's pip bootstrap in a package of its own
+python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "==> installing Debian packages: ${missing[*]}"
     # install only: no service may start by itself (the tests start their own servers)
@@ -62,6 +66,19 @@ export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
 if ! command -v s3s-fs >/dev/null 2>&1; then
     echo "==> installing s3s-fs 0.14.1 (cargo install)"
     cargo install --quiet --locked s3s-fs@0.14.1 --features binary
+fi
+
+# `crescendo kube`'s manifests are checked offline (crates/kube/tests/kube.rs) by
+# kubernetes-validate (the Kubernetes API's schemas, bundled) and check-jsonschema (the CRDs'
+# schemas in deploy/schemas/), kept in a virtual environment under the target directory,
+# where the test looks for them
+KUBE_PY="${CARGO_TARGET_DIR:-target}/py-kube"
+if ! "$KUBE_PY/bin/kubernetes-validate" --version >/dev/null 2>&1 \
+    || ! "$KUBE_PY/bin/check-jsonschema" --version >/dev/null 2>&1; then
+    echo "==> installing kubernetes-validate and check-jsonschema (PyPI) into $KUBE_PY"
+    python3 -m venv --clear "$KUBE_PY"
+    "$KUBE_PY/bin/pip" install --quiet --disable-pip-version-check \
+        kubernetes-validate==1.37.0 check-jsonschema==0.39.0
 fi
 
 echo "==> cargo fmt --check and cargo clippy (warnings are errors; no function over 100 lines)"

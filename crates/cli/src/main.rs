@@ -4,6 +4,7 @@
 //! environment < flags), sets up logging, and hands over to the library crates.
 
 mod exporter;
+mod kube;
 mod shards;
 
 use exporter::{AlertSinkArgs, NatsExporterArgs};
@@ -99,6 +100,9 @@ enum Command {
     /// Run one scenario against every rung that exists, each started and stopped here, and
     /// write a comparison (tour.json, tour.html) with the playbook's claim for each rung.
     Tour(TourArgs),
+    /// Render a topology as Kubernetes manifests (plain YAML and a kustomization) into
+    /// --out; NOTES.txt there lists the Secrets to create. Writes no secret value.
+    Kube(kube::KubeArgs),
 }
 
 /// Load flags shared by `bench` and `tour`.
@@ -432,6 +436,7 @@ fn main() -> anyhow::Result<()> {
             Command::Bench(a) => bench(a).await,
             Command::Ceiling(a) => ceiling(a).await,
             Command::Tour(a) => tour(a).await,
+            Command::Kube(a) => a.run(),
         }
     })
 }

@@ -82,10 +82,22 @@ const VCL_TEMPLATE: &str = include_str!("edge.vcl");
 
 /// The VCL for `cfg`.
 pub fn vcl_text(cfg: &EdgeConfig) -> String {
+    vcl_for(
+        &cfg.origin.ip().to_string(),
+        cfg.origin.port(),
+        &format!("\"{}\"", cfg.purge_token),
+    )
+}
+
+/// The same VCL for an origin reached by host name or address, with the purge token given
+/// as a VCL string expression: a literal (`"…"`), or `std.getenv("NAME")` where the token
+/// reaches the edge in its environment (`crescendo kube`'s manifests, so it stays in a
+/// Secret rather than in the VCL).
+pub fn vcl_for(origin_host: &str, origin_port: u16, purge_token: &str) -> String {
     [
-        ("@ORIGIN_IP@", cfg.origin.ip().to_string()),
-        ("@ORIGIN_PORT@", cfg.origin.port().to_string()),
-        ("@PURGE_TOKEN@", cfg.purge_token.clone()),
+        ("@ORIGIN_IP@", origin_host.to_string()),
+        ("@ORIGIN_PORT@", origin_port.to_string()),
+        ("\"@PURGE_TOKEN@\"", purge_token.to_string()),
         ("@GRACE_HEALTHY@", GRACE_HEALTHY.as_secs().to_string()),
         ("@GRACE_SICK@", GRACE_SICK.as_secs().to_string()),
         ("@SILENCE@", SILENCE.as_secs().to_string()),
