@@ -20,7 +20,8 @@
 //! concern: [`model`] (the file), [`up`] (start every tier: each launcher's module also starts
 //! its tier, records its processes and tells the nodes how to reach it), [`web`] and
 //! [`workers`] (the `crescendo` processes), [`state`] (`RUN_DIR/state.json`, [`Role`],
-//! [`down`]), [`scale`], [`restart`], [`status`] and [`autoscale`].
+//! [`down`]), [`scale`], [`restart`], [`status`], [`autoscale`] and [`logs`] (every process's
+//! log merged in time order).
 //!
 //! Every server is started with credentials generated for it ([`secret`]) and answers no
 //! client without them; its `url()` carries them.
@@ -33,6 +34,8 @@ pub mod autoscale;
 pub mod exporters;
 pub mod haproxy;
 mod launch;
+pub mod logs;
+pub mod logs_time;
 pub mod model;
 pub mod nats;
 pub mod nats_metrics;
