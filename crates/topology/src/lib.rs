@@ -54,20 +54,6 @@ pub mod varnish;
 mod web;
 pub mod workers;
 
-/// What the launchers' tests share: speaking a server's own protocol by hand.
-#[cfg(test)]
-pub(crate) mod wire {
-    use std::io::{Read, Write};
-
-    /// Sends `text` on `conn` and returns the answer's first read, as text.
-    pub(crate) fn say(conn: &mut std::net::TcpStream, text: &str) -> String {
-        conn.write_all(text.as_bytes()).unwrap();
-        let mut buf = [0u8; 256];
-        let n = conn.read(&mut buf).unwrap();
-        String::from_utf8_lossy(&buf[..n]).into_owned()
-    }
-}
-
 pub use autoscale::{Backlog, WorkerScaling, autoscale, desired_workers, worker_settings};
 pub use launch::{Running, UpOptions};
 pub use model::Topology;
@@ -186,4 +172,18 @@ pub fn stop(child: &mut Child, signal: Option<nix::sys::signal::Signal>, limit: 
     let _ = nix::sys::signal::killpg(pid, nix::sys::signal::Signal::SIGKILL);
     let _ = child.kill();
     let _ = child.wait();
+}
+
+/// What the launchers' tests share: speaking a server's own protocol by hand.
+#[cfg(test)]
+pub(crate) mod wire {
+    use std::io::{Read, Write};
+
+    /// Sends `text` on `conn` and returns the answer's first read, as text.
+    pub(crate) fn say(conn: &mut std::net::TcpStream, text: &str) -> String {
+        conn.write_all(text.as_bytes()).unwrap();
+        let mut buf = [0u8; 256];
+        let n = conn.read(&mut buf).unwrap();
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    }
 }

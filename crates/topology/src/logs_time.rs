@@ -45,6 +45,11 @@ pub fn format(nanos: Nanos) -> String {
         .unwrap_or_default()
 }
 
+/// Now, formatted as [`format`] does.
+pub fn now() -> String {
+    format(time::OffsetDateTime::now_utc().unix_timestamp_nanos())
+}
+
 /// A time without a zone, taken as UTC.
 fn naive(text: &str, format: &[BorrowedFormatItem<'_>]) -> Option<Nanos> {
     PrimitiveDateTime::parse(text, format)
