@@ -26,6 +26,7 @@ impl NatsExporterArgs {
     /// # Errors
     /// The password file cannot be read, or the address cannot be bound.
     pub fn run(self) -> anyhow::Result<()> {
+        crate::logs::init_from_env()?;
         let password = std::fs::read_to_string(&self.password_file)?;
         let listener = std::net::TcpListener::bind(self.listen)?;
         println!("listening on http://{}", listener.local_addr()?);
@@ -55,6 +56,7 @@ impl AlertSinkArgs {
     /// The password file cannot be read, the address cannot be bound, or the alerts file
     /// cannot be written.
     pub fn run(self) -> anyhow::Result<()> {
+        crate::logs::init_from_env()?;
         let password = std::fs::read_to_string(&self.password_file)?;
         let listener = std::net::TcpListener::bind(self.listen)?;
         println!("listening on http://{}", listener.local_addr()?);

@@ -5,9 +5,11 @@
 
 mod exporter;
 mod kube;
+mod logs;
 mod shards;
 
 use exporter::{AlertSinkArgs, NatsExporterArgs};
+use logs::LogsArgs;
 use shards::{ReshardArgs, ShardsArgs};
 
 use clap::{Args, Parser, Subcommand};
@@ -68,6 +70,9 @@ enum Command {
     Down(RunDirArgs),
     /// Every process of the running topology: role, PID, address, health, req/s, p99, 5xx.
     Status(StatusArgs),
+    /// Every process's log of the running topology (rotated files too) merged in time order;
+    /// `--role`/`--name` choose processes as `status --json` names them, `--follow` goes on.
+    Logs(LogsArgs),
     /// Set the number of web nodes behind the load balancer (`web=N`), without dropping
     /// requests: new nodes take traffic once ready; leaving ones are taken out, then drain.
     Scale(ScaleArgs),
@@ -370,7 +375,7 @@ fn main() -> anyhow::Result<()> {
             }
             Command::Worker(common) => {
                 let settings = common.settings()?;
-                crescendo_telemetry::init_logs(settings.log.format, &settings.log.filter);
+                logs::init(&settings.log)?;
                 let _ = crescendo_telemetry::metrics_handle();
                 let running = crescendo_server::work(settings, crescendo_server::shutdown_signal()).await?;
                 tracing::info!(addr = %running.addr, "working");
@@ -379,6 +384,7 @@ fn main() -> anyhow::Result<()> {
                 Ok(())
             }
             Command::Autoscale(a) => autoscale(a.run_dir).await,
+            Command::Logs(a) => tokio::task::spawn_blocking(move || a.run()).await?,
             Command::NatsExporter(a) => tokio::task::spawn_blocking(move || a.run()).await?,
             Command::AlertSink(a) => tokio::task::spawn_blocking(move || a.run()).await?,
             Command::Failover(a) => failover(a).await,
@@ -572,7 +578,7 @@ async fn failover(a: FailoverArgs) -> anyhow::Result<()> {
 }
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {
-    crescendo_telemetry::init_logs(settings.log.format, &settings.log.filter);
+    logs::init(&settings.log)?;
     let _ = crescendo_telemetry::metrics_handle();
     let data_dir = settings.data_dir.clone();
     let running = crescendo_server::serve(settings, crescendo_server::shutdown_signal()).await?;
@@ -586,7 +592,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
 
 /// The worker autoscaler; see `Command::Autoscale`.
 async fn autoscale(run_dir: PathBuf) -> anyhow::Result<()> {
-    crescendo_telemetry::init_logs(Default::default(), "info");
+    logs::init_from_env()?;
     let settings = crescendo_topology::worker_settings(&run_dir)?;
     let jobs = crescendo_server::ops::JobBacklog::open(&settings).await?;
     let backlog = async || {

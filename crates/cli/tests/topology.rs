@@ -5,6 +5,8 @@
 
 #[path = "topology/edge.rs"]
 mod edge;
+#[path = "topology/logs.rs"]
+mod logs;
 #[path = "topology/monitoring.rs"]
 mod monitoring;
 
@@ -455,7 +457,8 @@ async fn wait_for(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rung_three_comes_up_serves_through_the_balancer_and_survives_losing_nodes() {
-    let t = up(&topology("03-load-balancer.toml"), &[]);
+    // info, not warn: the nodes log each registration, which the logs check looks for
+    let t = up(&topology("03-load-balancer.toml"), &[("RUST_LOG", "info")]);
     let (run_dir, public) = (t.run_dir.clone(), t.public);
     let url = t
         .stdout
@@ -494,6 +497,8 @@ async fn rung_three_comes_up_serves_through_the_balancer_and_survives_losing_nod
 
     // the RealWorld collection through the balancer
     realworld_collection(&url, "lb");
+    // every node's JSON log, merged in time order, with the request IDs
+    logs::web_nodes_log_the_request_id(&run_dir, &url, &["web-1", "web-2", "web-3"]).await;
 
     // a user and some data, then steady load
     let token = register(&url, "loader").await;

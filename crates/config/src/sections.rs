@@ -385,6 +385,25 @@ pub struct Log {
     pub format: LogFormat,
     /// Filter when `RUST_LOG` is unset, in `tracing_subscriber::EnvFilter` syntax.
     pub filter: String,
+    /// A file the process writes its logs to, rotating it itself by size (`FILE.1` newest
+    /// … `FILE.{keep}` oldest); unset: standard error. `crescendo up` gives each of its own
+    /// processes `RUN_DIR/NAME.log` in the JSON format.
+    pub file: Option<PathBuf>,
+    /// The size at which `file` is rotated, in bytes.
+    pub max_bytes: u64,
+    /// How many rotated files of `file` are kept (0: none).
+    pub keep: usize,
+}
+
+impl Log {
+    /// Where [`crescendo_telemetry::init_logs_to`] writes: `file`, if set, with its bounds.
+    pub fn file(&self) -> Option<crescendo_telemetry::LogFile> {
+        self.file.as_ref().map(|path| crescendo_telemetry::LogFile {
+            path: path.clone(),
+            max_bytes: self.max_bytes,
+            keep: self.keep,
+        })
+    }
 }
 
 impl Default for Http {
@@ -503,6 +522,9 @@ impl Default for Log {
         Self {
             format: LogFormat::Pretty,
             filter: "info".into(),
+            file: None,
+            max_bytes: 10 * 1024 * 1024,
+            keep: 3,
         }
     }
 }

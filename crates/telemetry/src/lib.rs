@@ -1,10 +1,16 @@
-//! Telemetry shared by every role: log setup ([`init_logs`]), the metric names of DESIGN.md's
-//! contract ([`names`]), and the process-wide Prometheus recorder ([`metrics_handle`]).
+//! Telemetry shared by every role: log setup ([`init_logs`], [`init_logs_to`]) with JSON lines
+//! that carry the request ID ([`json`]) and files rotated by size ([`rotate`]), the metric
+//! names of DESIGN.md's contract ([`names`]), and the process-wide Prometheus recorder
+//! ([`metrics_handle`]).
 //!
 //! Metrics go through the `metrics` facade, so library crates record without knowing the
 //! exporter; `/metrics` renders [`metrics_handle`]'s text.
 
+pub mod json;
+pub mod rotate;
+
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use std::path::PathBuf;
 use std::sync::OnceLock;
 
 /// Metric names, `crescendo_<area>_<what>_<unit>`, as DESIGN.md's contracts give them.
@@ -83,19 +89,65 @@ pub enum LogFormat {
     Json,
 }
 
-/// Installs the global tracing subscriber: `RUST_LOG` if set, else `default_filter`.
-/// Safe to call more than once (later calls do nothing), so tests can call it freely.
+/// Installs the global tracing subscriber writing to standard error: `RUST_LOG` if set, else
+/// `default_filter`. Safe to call more than once (later calls do nothing), so tests can call
+/// it freely.
 pub fn init_logs(format: LogFormat, default_filter: &str) {
-    use tracing_subscriber::EnvFilter;
+    // standard error always opens
+    let _ = init_logs_to(format, default_filter, None);
+}
+
+/// A log file a process writes and rotates itself (see [`rotate::RotatingFile`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogFile {
+    /// The file; rotated ones beside it as `PATH.1` (newest) to `PATH.KEEP`.
+    pub path: PathBuf,
+    /// The size at which it is rotated.
+    pub max_bytes: u64,
+    /// How many rotated files are kept.
+    pub keep: usize,
+}
+
+/// [`init_logs`] writing to `file` when given, else to standard error. In the JSON format
+/// every line written while a request is served carries its `request_id` (see [`json`]).
+///
+/// # Errors
+/// The log file cannot be opened.
+pub fn init_logs_to(
+    format: LogFormat,
+    default_filter: &str,
+    file: Option<&LogFile>,
+) -> std::io::Result<()> {
+    use tracing_subscriber::fmt::writer::BoxMakeWriter;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::{EnvFilter, fmt};
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = match format {
-        LogFormat::Pretty => builder.compact().try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    let writer = match file {
+        Some(f) => BoxMakeWriter::new(rotate::RotatingFile::open(&f.path, f.max_bytes, f.keep)?),
+        None => BoxMakeWriter::new(std::io::stderr),
     };
+    let registry = tracing_subscriber::registry().with(filter);
+    let _ = match format {
+        LogFormat::Pretty => registry
+            .with(
+                fmt::layer()
+                    .compact()
+                    .with_ansi(file.is_none())
+                    .with_writer(writer),
+            )
+            .try_init(),
+        LogFormat::Json => registry
+            .with(json::RequestIdLayer)
+            .with(
+                fmt::layer()
+                    .event_format(json::JsonLine)
+                    .with_writer(writer),
+            )
+            .try_init(),
+    };
+    Ok(())
 }
 
 /// The process-wide Prometheus recorder, installed on first use.

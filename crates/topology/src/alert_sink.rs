@@ -71,7 +71,7 @@ impl Sink {
             let status = text(&a["status"]);
             println!(
                 "{}",
-                serde_json::json!({"status": status, "alert": alert.name, "labels": alert.labels,
+                serde_json::json!({"timestamp": crate::logs_time::now(), "status": status, "alert": alert.name, "labels": alert.labels,
                     "summary": alert.summary, "since": alert.since, "endsAt": a["endsAt"]})
             );
             if status == "firing" {

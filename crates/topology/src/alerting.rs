@@ -138,6 +138,8 @@ pub(crate) fn start(up: &mut crate::up::Up) -> anyhow::Result<String> {
 
     let sink_addr = crate::launch::free_addr([127, 0, 9, 3])?;
     let mut cmd = Command::new(&up.o.exe);
+    // its failures as JSON lines among the alerts it logs
+    cmd.env("CRESCENDO_LOG__FORMAT", "json");
     cmd.arg("alert-sink")
         .arg(format!("--listen={sink_addr}"))
         .arg(format!(

@@ -282,7 +282,8 @@ fn nats_spec(exe: &Path, p: &Process) -> Option<ExporterSpec> {
             "nats-exporter".into(),
             format!("--monitor={}", p.ops_addr.as_ref()?),
         ],
-        env: Vec::new(),
+        // its few lines (a failed request) as JSON, beside its output
+        env: vec![("CRESCENDO_LOG__FORMAT".into(), "json".into())],
         auth: Auth::PasswordFile,
     })
 }

@@ -149,8 +149,32 @@ fn tail(path: &Path) -> String {
     lines[lines.len().saturating_sub(15)..].join("\n")
 }
 
+/// The last lines a `crescendo` process wrote: its standard output and error, then its log.
+fn tails(out: &Path, log: &Path) -> String {
+    format!("{}\n{}", tail(out), tail(log))
+}
+
+/// Points a `crescendo` process `up` starts, named `name`, at its own log: JSON lines in
+/// `RUN_DIR/NAME.log`, which it rotates by size (`log.max_bytes`, `log.keep`, from the
+/// environment `up` runs in), and its standard output and error (start-up lines, a panic)
+/// in `RUN_DIR/NAME.stdout.log`. Returns the two paths.
+pub(crate) fn own_log(
+    cmd: &mut Command,
+    run_dir: &Path,
+    name: &str,
+) -> anyhow::Result<(PathBuf, PathBuf)> {
+    let log = run_dir.join(format!("{name}.log"));
+    let out_path = crate::logs::stdout_log(run_dir, name);
+    let out = std::fs::File::create(&out_path)?;
+    cmd.env("CRESCENDO_LOG__FILE", &log)
+        .env("CRESCENDO_LOG__FORMAT", "json")
+        .stdout(out.try_clone()?)
+        .stderr(out);
+    Ok((log, out_path))
+}
+
 /// A `crescendo` process to start: `EXE ROLE --listen ADDR --data-dir RUN_DIR/NAME --config
-/// RUN_DIR/node-secrets.toml` with the environment `env`, logging to `RUN_DIR/NAME.log`.
+/// RUN_DIR/node-secrets.toml` with the environment `env`, logging as [`own_log`] says.
 pub(crate) struct NodeSpec<'a> {
     /// The binary.
     pub exe: &'a Path,
@@ -167,12 +191,12 @@ pub(crate) struct NodeSpec<'a> {
 }
 
 /// Starts a `crescendo` process, waits for its "listening on" line (and a web node's
-/// "ops listening on" line, printed before it), and returns it with the process record for
-/// the state (the caller records it).
+/// "ops listening on" line, printed before it) on its standard output, and returns it with
+/// the process record for the state (the caller records it).
 ///
 /// # Errors
 /// It cannot start, exits, or does not listen within 60 s (then it is killed); the error
-/// holds its log's last lines.
+/// holds the last lines of its output and log.
 pub(crate) fn start_node(spec: &NodeSpec<'_>) -> anyhow::Result<(Child, Process)> {
     use std::os::unix::process::CommandExt;
     let command = match spec.role {
@@ -183,29 +207,27 @@ pub(crate) fn start_node(spec: &NodeSpec<'_>) -> anyhow::Result<(Child, Process)
     let name = format!("{command}-{}", spec.n);
     let data = spec.run_dir.join(&name);
     std::fs::create_dir_all(&data)?;
-    let log_path = spec.run_dir.join(format!("{name}.log"));
-    let log = std::fs::File::create(&log_path)?;
-    let mut child = Command::new(spec.exe)
-        .arg(command)
+    let mut cmd = Command::new(spec.exe);
+    cmd.arg(command)
         .arg("--listen")
         .arg(spec.addr.to_string())
         .arg("--data-dir")
         .arg(&data)
         .arg("--config")
         .arg(spec.run_dir.join(crate::secret::NODE_SECRETS))
-        .envs(spec.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .envs(spec.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    let (log_path, out_path) = own_log(&mut cmd, spec.run_dir, &name)?;
+    let mut child = cmd
         .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log)
         .process_group(0)
         .spawn()
         .with_context(|| format!("starting {}", spec.exe.display()))?;
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         if let Some(status) = child.try_wait()? {
-            bail!("{name} exited ({status}):\n{}", tail(&log_path));
+            bail!("{name} exited ({status}):\n{}", tails(&out_path, &log_path));
         }
-        let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+        let text = std::fs::read_to_string(&out_path).unwrap_or_default();
         let line = |prefix: &str| {
             text.lines()
                 .find_map(|l| l.strip_prefix(prefix))
@@ -222,7 +244,10 @@ pub(crate) fn start_node(spec: &NodeSpec<'_>) -> anyhow::Result<(Child, Process)
         if Instant::now() > deadline {
             let _ = child.kill();
             let _ = child.wait();
-            bail!("{name} did not listen within 60 s:\n{}", tail(&log_path));
+            bail!(
+                "{name} did not listen within 60 s:\n{}",
+                tails(&out_path, &log_path)
+            );
         }
         std::thread::sleep(Duration::from_millis(20));
     }

@@ -49,15 +49,11 @@ pub(crate) fn start_autoscaler(up: &mut crate::up::Up) -> anyhow::Result<()> {
         "starting the worker autoscaler ({} to {} workers)",
         w.min, w.max
     ));
-    let log_path = up.o.run_dir.join("autoscaler.log");
-    let log = std::fs::File::create(&log_path)?;
-    let child = Command::new(&up.o.exe)
-        .arg("autoscale")
-        .arg("--run-dir")
-        .arg(&up.o.run_dir)
+    let mut cmd = Command::new(&up.o.exe);
+    cmd.arg("autoscale").arg("--run-dir").arg(&up.o.run_dir);
+    let (log_path, _) = crate::launch::own_log(&mut cmd, &up.o.run_dir, "autoscaler")?;
+    let child = cmd
         .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log)
         .process_group(0)
         .spawn()
         .with_context(|| format!("starting {}", up.o.exe.display()))?;
