@@ -145,7 +145,7 @@ pub const PANELS: [Panel; 10] = [
                what the alert sink received.",
         queries: &[
             q(
-                "count(ALERTS{alertstate=\"firing\"}) or vector(0)",
+                "count(ALERTS{alertstate=\"firing\"}) or 0 * count(up)",
                 "firing",
             ),
             q(
