@@ -8,7 +8,7 @@ mod kube;
 mod logs;
 mod shards;
 
-use exporter::{AlertSinkArgs, NatsExporterArgs};
+use exporter::{AlertSinkArgs, DashboardArgs, NatsExporterArgs};
 use logs::LogsArgs;
 use shards::{ReshardArgs, ShardsArgs};
 
@@ -91,6 +91,9 @@ enum Command {
     /// `crescendo`): log each alert as a JSON line and keep the firing ones in a file that
     /// `status` reads; `up` starts one when monitoring is on.
     AlertSink(AlertSinkArgs),
+    /// Print the URL of the running topology's dashboard (charts from its Prometheus, basic
+    /// auth, user `crescendo`); `up` serves one with monitoring (`--serve`).
+    Dashboard(DashboardArgs),
     /// Create or upgrade the database schema, then exit (`serve` also does this at start).
     Migrate(Common),
     /// Measure a running Crescendo: seed data through its API, drive a scenario at it, and
@@ -387,6 +390,7 @@ fn main() -> anyhow::Result<()> {
             Command::Logs(a) => tokio::task::spawn_blocking(move || a.run()).await?,
             Command::NatsExporter(a) => tokio::task::spawn_blocking(move || a.run()).await?,
             Command::AlertSink(a) => tokio::task::spawn_blocking(move || a.run()).await?,
+            Command::Dashboard(a) => tokio::task::spawn_blocking(move || a.run()).await?,
             Command::Failover(a) => failover(a).await,
             Command::Reshard(a) => shards::reshard(a).await,
             Command::Shards(mut a) => {

@@ -3,6 +3,8 @@
 //! collection passes, and under steady load a node stopped with SIGTERM fails no request
 //! and a node killed with SIGKILL fails no read.
 
+#[path = "topology/dashboard.rs"]
+mod dashboard;
 #[path = "topology/edge.rs"]
 mod edge;
 #[path = "topology/logs.rs"]
@@ -180,15 +182,24 @@ async fn register(url: &str, name: &str) -> String {
 }
 
 /// The roles of the topology's tiers, in start order: Prometheus, its exporters,
-/// Alertmanager and the alert sink, which every topology from rung 2 runs, are left out
-/// (`monitoring` checks them).
+/// Alertmanager, the alert sink and the dashboard, which every topology from rung 2 runs,
+/// are left out (`monitoring` and `dashboard` check them).
 fn roles(s: &Value) -> Vec<String> {
     s["processes"]
         .as_array()
         .unwrap()
         .iter()
         .map(|p| p["role"].as_str().unwrap().to_string())
-        .filter(|r| !["exporter", "prometheus", "alertmanager", "alert-sink"].contains(&r.as_str()))
+        .filter(|r| {
+            ![
+                "exporter",
+                "prometheus",
+                "alertmanager",
+                "alert-sink",
+                "dashboard",
+            ]
+            .contains(&r.as_str())
+        })
         .collect()
 }
 
@@ -1521,12 +1532,14 @@ fn secrets_of(run_dir: &Path) -> Vec<String> {
     let mut secrets: Vec<String> = urls.iter().map(|u| url_password(u)).collect();
     secrets.push(node.auth.jwt_secret.unwrap().expose().to_string());
     secrets.push(node.blobs.s3_secret_key.unwrap().expose().to_string());
-    // Prometheus's password, the one it gives the exporters, Alertmanager's and the sink's
+    // Prometheus's password, the one it gives the exporters, Alertmanager's, the sink's and
+    // the dashboard's
     for file in [
         "prometheus/password",
         "prometheus/exporters.password",
         "alertmanager/password",
         "alertmanager/sink.password",
+        "dashboard/password",
     ] {
         let text = std::fs::read_to_string(run_dir.join(file)).unwrap();
         secrets.push(text.trim().to_string());
@@ -1715,6 +1728,9 @@ async fn every_server_up_starts_requires_credentials_kept_in_owner_only_files() 
         };
         assert!(policy.contains(want), "{name}: {policy}");
     }
+
+    // (e) after some load, the dashboard charts every figure, for its password only
+    dashboard::charts_every_figure(&s, &run_dir, &url, &token).await;
 }
 
 /// What the Redis at `addr` does when full (`CONFIG GET maxmemory-policy`), asked as its

@@ -70,6 +70,9 @@ pub mod names {
     pub const CACHE_RING_CHANGES: &str = "crescendo_cache_ring_changes_total";
     /// Gauge of pending jobs; label `queue`.
     pub const QUEUE_DEPTH: &str = "crescendo_queue_depth";
+    /// Gauge of the age in seconds of the oldest job waiting or running (0 when none);
+    /// label `queue`.
+    pub const QUEUE_OLDEST_AGE: &str = "crescendo_queue_oldest_job_age_seconds";
     /// Counter of finished jobs; labels `queue`, `outcome` (`ok`, `retry`, `dead`).
     pub const JOBS: &str = "crescendo_jobs_total";
     /// Gauge of jobs a worker process is running now; label `queue`.

@@ -85,8 +85,9 @@ impl Sink {
     }
 }
 
-/// A request as the sink reads it: method, path, whether it carries the password, body.
-fn read_request(
+/// A request as the sink (and the dashboard) reads it: method, path, whether it carries
+/// the password, body.
+pub(crate) fn read_request(
     conn: &TcpStream,
     password: &str,
 ) -> anyhow::Result<(String, String, bool, Vec<u8>)> {

@@ -89,7 +89,7 @@ pub fn prometheus_alerting(addr: &str, password_file: &Path) -> String {
 
 /// Starts `cmd` logging to `log`, and waits until `GET path` on `addr` answers 200 to
 /// [`USER`] with `password`.
-fn start_server(
+pub(crate) fn start_server(
     mut cmd: Command,
     what: &str,
     log: &Path,
@@ -111,8 +111,9 @@ fn start_server(
     Ok(crate::Server::new(child, Duration::from_secs(5)))
 }
 
-/// A running Alertmanager or alert sink; stopped (SIGTERM) when dropped unless detached.
-struct Launched(crate::Server);
+/// A running Alertmanager, alert sink or dashboard; stopped (SIGTERM) when dropped unless
+/// detached.
+pub(crate) struct Launched(pub(crate) crate::Server);
 
 impl crate::launch::Launched for Launched {
     fn server(&mut self) -> &mut crate::Server {

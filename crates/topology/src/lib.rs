@@ -14,7 +14,8 @@
 //!   terminating HTTPS in front of it.
 //! - [`prometheus::Prometheus`]: Prometheus scraping every tier, behind basic auth, and the
 //!   [`exporters`] it reads for servers without a `/metrics` of their own; its rules and
-//!   Alertmanager in [`alerting`], delivering alerts to the [`alert_sink`].
+//!   Alertmanager in [`alerting`], delivering alerts to the [`alert_sink`]; the [`dashboard`]
+//!   charts what it collects.
 //!
 //! Around them, whole topologies from `topologies/*.toml` on one machine, one module per
 //! concern: [`model`] (the file), [`up`] (start every tier: each launcher's module also starts
@@ -31,6 +32,7 @@
 pub mod alert_sink;
 pub mod alerting;
 pub mod autoscale;
+pub mod dashboard;
 pub mod exporters;
 pub mod haproxy;
 mod launch;

@@ -289,8 +289,8 @@ pub(crate) fn plan(up: &crate::up::Up) -> anyhow::Result<Plan> {
     })
 }
 
-/// Starts the exporters, then Prometheus on its targets, once every server runs, and
-/// records them.
+/// Starts the exporters, then Prometheus on its targets, once every server runs, then the
+/// dashboard that charts them, and records them.
 pub(crate) fn start_tier(
     up: &mut crate::up::Up,
     plan: &Plan,
@@ -325,7 +325,7 @@ pub(crate) fn start_tier(
     let prom = Prometheus::start(&dir, addr, &tier.retention, &password)?;
     me.pid = prom.pid();
     up.running.record(me, Box::new(prom));
-    Ok(())
+    crate::dashboard::start(up, &addr.to_string())
 }
 
 /// Each target's job, `name` label and health (`up`, `down`, `unknown`), as the Prometheus

@@ -20,6 +20,8 @@ pub enum Role {
     Alertmanager,
     /// The webhook Alertmanager sends alerts to (`crescendo alert-sink`).
     AlertSink,
+    /// The dashboard's charts of the topology (`crescendo dashboard --serve`).
+    Dashboard,
     /// An exporter Prometheus scrapes for a server that has no `/metrics` of its own
     /// (PostgreSQL, Redis, Varnish, the host).
     Exporter,
@@ -47,8 +49,9 @@ pub enum Role {
 impl Role {
     /// Every role in the order a topology stops: what takes requests drains first, what
     /// holds data stops last.
-    pub const STOP_ORDER: [Role; 14] = [
+    pub const STOP_ORDER: [Role; 15] = [
         Role::Supervisor,
+        Role::Dashboard,
         Role::Prometheus,
         Role::Alertmanager,
         Role::AlertSink,
@@ -74,6 +77,7 @@ impl Role {
             Role::Prometheus => cmd.contains("storage.tsdb.path"),
             Role::Alertmanager => cmd.contains("alertmanager"),
             Role::AlertSink => cmd.contains("alert-sink"),
+            Role::Dashboard => cmd.contains("dashboard") && cmd.contains("--serve="),
             Role::Exporter => cmd.contains("-exporter"),
             Role::Nats => cmd.contains("nats-server"),
             Role::S3 => cmd.contains("s3s-fs"),

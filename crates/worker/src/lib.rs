@@ -18,7 +18,8 @@
 //! [`WorkerOptions::from_settings`]; [`relay`] moves committed outbox jobs to the queue.
 //!
 //! Metrics: `crescendo_jobs_total{queue, outcome}` (`ok`, `retry`, `dead`, `lease_lost`),
-//! `crescendo_jobs_in_progress{queue}` and `crescendo_queue_depth{queue}`.
+//! `crescendo_jobs_in_progress{queue}`, `crescendo_queue_depth{queue}` and
+//! `crescendo_queue_oldest_job_age_seconds{queue}`.
 //!
 //! This crate names no broker or database types: jobs come through the `Queue` seam.
 

@@ -181,6 +181,8 @@ impl Worker {
         for h in &self.handlers {
             if let Ok(d) = self.source.depth(h.queue()).await {
                 metrics::gauge!(names::QUEUE_DEPTH, "queue" => h.queue()).set(d.pending as f64);
+                metrics::gauge!(names::QUEUE_OLDEST_AGE, "queue" => h.queue())
+                    .set(d.oldest_ms as f64 / 1000.0);
             }
         }
     }
