@@ -20,7 +20,8 @@
 //! concern: [`model`] (the file), [`up`] (start every tier: each launcher's module also starts
 //! its tier, records its processes and tells the nodes how to reach it), [`web`] and
 //! [`workers`] (the `crescendo` processes), [`state`] (`RUN_DIR/state.json`, [`Role`],
-//! [`down`]), [`scale`], [`restart`], [`status`] and [`autoscale`].
+//! [`down`]), [`scale`], [`restart`], [`status`], [`autoscale`] (the workers) and
+//! [`web_autoscale`] (the web tier, deciding with [`hpa`]).
 //!
 //! Every server is started with credentials generated for it ([`secret`]) and answers no
 //! client without them; its `url()` carries them.
@@ -32,6 +33,7 @@ pub mod alerting;
 pub mod autoscale;
 pub mod exporters;
 pub mod haproxy;
+pub mod hpa;
 mod launch;
 pub mod model;
 pub mod nats;
@@ -49,23 +51,11 @@ pub mod tls;
 pub mod up;
 pub mod varnish;
 mod web;
+pub mod web_autoscale;
 pub mod workers;
 
-/// What the launchers' tests share: speaking a server's own protocol by hand.
-#[cfg(test)]
-pub(crate) mod wire {
-    use std::io::{Read, Write};
-
-    /// Sends `text` on `conn` and returns the answer's first read, as text.
-    pub(crate) fn say(conn: &mut std::net::TcpStream, text: &str) -> String {
-        conn.write_all(text.as_bytes()).unwrap();
-        let mut buf = [0u8; 256];
-        let n = conn.read(&mut buf).unwrap();
-        String::from_utf8_lossy(&buf[..n]).into_owned()
-    }
-}
-
 pub use autoscale::{Backlog, WorkerScaling, autoscale, desired_workers, worker_settings};
+pub use hpa::WebScaling;
 pub use launch::{Running, UpOptions};
 pub use model::Topology;
 pub use restart::restart_web;
@@ -73,6 +63,7 @@ pub use scale::scale;
 pub use state::{Process, Role, State, alive, down};
 pub use status::{Status, http_get, http_get_as, status};
 pub use up::up;
+pub use web_autoscale::autoscale_web;
 pub use workers::{add_worker, remove_worker};
 
 use std::process::Child;
@@ -183,4 +174,18 @@ pub fn stop(child: &mut Child, signal: Option<nix::sys::signal::Signal>, limit: 
     let _ = nix::sys::signal::killpg(pid, nix::sys::signal::Signal::SIGKILL);
     let _ = child.kill();
     let _ = child.wait();
+}
+
+/// What the launchers' tests share: speaking a server's own protocol by hand.
+#[cfg(test)]
+pub(crate) mod wire {
+    use std::io::{Read, Write};
+
+    /// Sends `text` on `conn` and returns the answer's first read, as text.
+    pub(crate) fn say(conn: &mut std::net::TcpStream, text: &str) -> String {
+        conn.write_all(text.as_bytes()).unwrap();
+        let mut buf = [0u8; 256];
+        let n = conn.read(&mut buf).unwrap();
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    }
 }
