@@ -76,6 +76,15 @@ pub struct Hpa {
 }
 
 impl Hpa {
+    /// An autoscaler for a tier running `current` nodes since `now`: that count stands as
+    /// its first recommendation (as Kubernetes seeds a new HPA's), so nodes running at start
+    /// are not removed before the scale-down window has passed.
+    pub fn starting(current: usize, now: Instant) -> Self {
+        Self {
+            history: VecDeque::from([(now, current)]),
+        }
+    }
+
     /// The count to run, now, with `current` nodes running and the tier serving `total_rps`
     /// requests per second; the raw recommendation is kept for the windows.
     pub fn recommend(
@@ -350,6 +359,21 @@ mod tests {
         let changes = counts.windows(2).filter(|w| w[0] != w[1]).count();
         assert_eq!(changes, 0, "{counts:?}");
         assert!(counts.iter().all(|n| *n == 3));
+    }
+
+    #[test]
+    fn the_nodes_running_at_start_stay_through_the_first_scale_down_window() {
+        let s = scaling(0, 10);
+        let t0 = Instant::now();
+        let mut hpa = Hpa::starting(2, t0);
+        for secs in 1..10 {
+            let r = hpa.recommend(&s, 2, 0.0, t0 + Duration::from_secs(secs));
+            assert_eq!((r.desired, r.why), (2, Why::DownWindow), "second {secs}");
+        }
+        let r = hpa.recommend(&s, 2, 0.0, t0 + Duration::from_secs(10));
+        assert_eq!((r.desired, r.why), (1, Why::ScaleDown));
+        // without the seed, the first look alone decides
+        assert_eq!(Hpa::default().recommend(&s, 2, 0.0, t0).desired, 1);
     }
 
     #[test]

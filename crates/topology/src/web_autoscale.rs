@@ -213,9 +213,12 @@ pub async fn autoscale_web(
     run_dir: &Path,
     stop: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    let scaling = State::read(run_dir)?
+    let state = State::read(run_dir)?;
+    let scaling = state
         .web_scaling
+        .clone()
         .context("this topology's web tier does not scale (no [web] max_nodes)")?;
+    let running = state.of(Role::Web).filter(|p| alive(p.pid)).count();
     let query = signal(scaling.interval_secs);
     tracing::info!(
         min = scaling.min,
@@ -229,7 +232,7 @@ pub async fn autoscale_web(
         signal: query.clone(),
         ..Decisions::default()
     };
-    let mut hpa = Hpa::default();
+    let mut hpa = Hpa::starting(running, Instant::now());
     let mut last_why = None;
     let mut stop = std::pin::pin!(stop);
     loop {
@@ -242,6 +245,7 @@ pub async fn autoscale_web(
             break;
         };
         let current = state.of(Role::Web).filter(|p| alive(p.pid)).count();
+        let dead = state.of(Role::Web).count() > current;
         let (rd, q) = (run_dir.to_path_buf(), query.clone());
         let rate = tokio::task::spawn_blocking(move || tier_rate(&rd, &state, &q)).await?;
         let d = match rate {
@@ -274,7 +278,8 @@ pub async fn autoscale_web(
         let desired = d.desired;
         decisions.note(d);
         decisions.write(run_dir)?;
-        if desired != current {
+        // `scale` also drops dead nodes from the state and the balancer
+        if desired != current || dead {
             resize(run_dir, desired).await;
         }
     }
