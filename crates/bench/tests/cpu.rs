@@ -29,6 +29,7 @@ fn record_state(run_dir: &std::path::Path, pg: &Postgres, app: &TestApp) {
         exe: std::path::PathBuf::new(),
         worker_env: Vec::new(),
         workers: None,
+        web_scaling: None,
     };
     std::fs::write(
         run_dir.join("state.json"),

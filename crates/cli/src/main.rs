@@ -84,7 +84,9 @@ enum Command {
     /// Keep the worker tier of the topology in the run directory sized to its queue: more
     /// workers at once when jobs pile up (up to `[queue] max_workers`), one fewer at a time
     /// after the backlog has stayed small for `scale_down_after_secs`, and a replacement for
-    /// a worker that died. `up` starts it for topologies that scale; `status` shows it.
+    /// a worker that died; and its web tier sized to its request rate (`[web] max_nodes`,
+    /// Kubernetes' HPA semantics). `up` starts it for topologies that scale; `status` shows
+    /// its decisions.
     Autoscale(RunDirArgs),
     /// Serve NATS's monitor figures (`/varz`, `/jsz`, JSON) as Prometheus text on `GET
     /// /metrics`, behind basic auth (user `crescendo`); `up` starts one per NATS server.
@@ -362,14 +364,39 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The worker autoscaler; see `Command::Autoscale`.
+/// The worker and web autoscalers; see `Command::Autoscale`. Each tier that scales gets
+/// its loop; the first to end (the topology is gone, or an error) ends the process.
 async fn autoscale(run_dir: PathBuf) -> anyhow::Result<()> {
     logs::init_from_env()?;
-    let settings = crescendo_topology::worker_settings(&run_dir)?;
-    let jobs = crescendo_server::ops::JobBacklog::open(&settings).await?;
-    let backlog = async || {
-        let (pending, oldest_ms) = jobs.read().await?;
-        Ok(crescendo_topology::Backlog { pending, oldest_ms })
+    let state = crescendo_topology::State::read(&run_dir)?;
+    let (workers, web) = (
+        state.workers.is_some_and(|w| w.max > w.min),
+        state.web_scaling.is_some(),
+    );
+    if !workers && !web {
+        anyhow::bail!("neither the worker tier nor the web tier of this topology scales");
+    }
+    let worker_loop = async {
+        if !workers {
+            return std::future::pending().await;
+        }
+        let settings = crescendo_topology::worker_settings(&run_dir)?;
+        let jobs = crescendo_server::ops::JobBacklog::open(&settings).await?;
+        let backlog = async || {
+            let (pending, oldest_ms) = jobs.read().await?;
+            Ok(crescendo_topology::Backlog { pending, oldest_ms })
+        };
+        crescendo_topology::autoscale(&run_dir, backlog, std::future::pending()).await
     };
-    crescendo_topology::autoscale(&run_dir, backlog, crescendo_server::shutdown_signal()).await
+    let web_loop = async {
+        if !web {
+            return std::future::pending().await;
+        }
+        crescendo_topology::autoscale_web(&run_dir, std::future::pending()).await
+    };
+    tokio::select! {
+        r = worker_loop => r,
+        r = web_loop => r,
+        () = crescendo_server::shutdown_signal() => Ok(()),
+    }
 }

@@ -11,6 +11,8 @@ mod edge;
 mod logs;
 #[path = "topology/monitoring.rs"]
 mod monitoring;
+#[path = "topology/web_autoscale.rs"]
+mod web_autoscale;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};

@@ -154,6 +154,9 @@ struct Scaler<'a> {
 impl Scaler<'_> {
     /// One decision: starts or stops workers as [`desired_workers`] says, and writes it down.
     async fn step(&mut self, state: State, b: Backlog) -> anyhow::Result<()> {
+        // the web autoscaler may have changed the state while this one waited
+        let _resizing = crate::web_autoscale::RESIZING.lock().await;
+        let state = State::read(self.run_dir).unwrap_or(state);
         let running: Vec<String> = state
             .of(Role::Worker)
             .filter(|p| alive(p.pid))

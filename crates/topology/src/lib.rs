@@ -21,8 +21,9 @@
 //! concern: [`model`] (the file), [`up`] (start every tier: each launcher's module also starts
 //! its tier, records its processes and tells the nodes how to reach it), [`web`] and
 //! [`workers`] (the `crescendo` processes), [`state`] (`RUN_DIR/state.json`, [`Role`],
-//! [`down`]), [`scale`], [`restart`], [`status`], [`autoscale`] and [`logs`] (every process's
-//! log merged in time order).
+//! [`down`]), [`scale`], [`restart`], [`status`], [`autoscale`] (the workers),
+//! [`web_autoscale`] (the web tier, deciding with [`hpa`]) and [`logs`] (every process's log
+//! merged in time order).
 //!
 //! Every server is started with credentials generated for it ([`secret`]) and answers no
 //! client without them; its `url()` carries them.
@@ -35,6 +36,7 @@ pub mod autoscale;
 pub mod dashboard;
 pub mod exporters;
 pub mod haproxy;
+pub mod hpa;
 mod launch;
 pub mod logs;
 pub mod logs_time;
@@ -54,9 +56,11 @@ pub mod tls;
 pub mod up;
 pub mod varnish;
 mod web;
+pub mod web_autoscale;
 pub mod workers;
 
 pub use autoscale::{Backlog, WorkerScaling, autoscale, desired_workers, worker_settings};
+pub use hpa::WebScaling;
 pub use launch::{Running, UpOptions};
 pub use model::Topology;
 pub use restart::restart_web;
@@ -64,6 +68,7 @@ pub use scale::scale;
 pub use state::{Process, Role, State, alive, down};
 pub use status::{Status, http_get, http_get_as, status};
 pub use up::up;
+pub use web_autoscale::autoscale_web;
 pub use workers::{add_worker, remove_worker};
 
 use std::process::Child;

@@ -81,8 +81,23 @@ fn default_retention() -> String {
 
 /// Whether `text` is a Prometheus duration of one unit: digits, then `s`, `m`, `h` or `d`.
 fn is_duration(text: &str) -> bool {
-    text.strip_suffix(['s', 'm', 'h', 'd'])
-        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) && n != "0")
+    duration_secs(text).is_some()
+}
+
+/// A Prometheus duration of one unit (`5s`, `2h`) in seconds; `None` when it is not one.
+pub(crate) fn duration_secs(text: &str) -> Option<u64> {
+    let unit = match text.chars().last()? {
+        's' => 1,
+        'm' => 60,
+        'h' => 3600,
+        'd' => 86_400,
+        _ => return None,
+    };
+    let n = &text[..text.len() - 1];
+    if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    n.parse::<u64>().ok().filter(|n| *n > 0).map(|n| n * unit)
 }
 
 /// The CDN edges.
@@ -199,8 +214,73 @@ fn default_public() -> SocketAddr {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WebTier {
-    /// How many.
+    /// How many at start.
     pub count: usize,
+    /// The fewest the autoscaler keeps. [default: `count`]
+    #[serde(default)]
+    pub min_nodes: Option<usize>,
+    /// The most the autoscaler starts; with it, `crescendo autoscale` sizes the tier by its
+    /// request rate (it needs a load balancer and monitoring).
+    #[serde(default)]
+    pub max_nodes: Option<usize>,
+    /// Requests per second per node the autoscaler aims at (needed with `max_nodes`).
+    #[serde(default)]
+    pub target_rps_per_node: Option<f64>,
+    /// How far requests per node may stray from the target, as a fraction of it, before the
+    /// count changes. [default: 0.1]
+    #[serde(default = "default_tolerance")]
+    pub tolerance: f64,
+    /// How long more nodes must stay recommended before they start, seconds. [default: 0]
+    #[serde(default)]
+    pub scale_up_window_secs: u64,
+    /// How long fewer nodes must stay recommended before nodes stop, seconds.
+    /// [default: 300, as Kubernetes' HPA]
+    #[serde(default = "default_scale_down_window")]
+    pub scale_down_window_secs: u64,
+}
+
+fn default_tolerance() -> f64 {
+    0.1
+}
+
+fn default_scale_down_window() -> u64 {
+    300
+}
+
+impl WebTier {
+    /// The autoscaling this tier asks for (`max_nodes` set), checked; `origin` names the
+    /// file in errors, and `interval_secs` is how often the autoscaler looks.
+    ///
+    /// # Errors
+    /// No target, bounds that do not hold `count`, or a tolerance outside 0..1.
+    pub fn scaling(
+        &self,
+        origin: &str,
+        interval_secs: u64,
+    ) -> anyhow::Result<Option<crate::hpa::WebScaling>> {
+        let Some(max) = self.max_nodes else {
+            return Ok(None);
+        };
+        let min = self.min_nodes.unwrap_or(self.count);
+        if min == 0 || min > self.count || self.count > max || max > 250 {
+            bail!("{origin}: web needs 1 <= min_nodes <= count <= max_nodes <= 250");
+        }
+        let Some(target) = self.target_rps_per_node.filter(|t| *t > 0.0) else {
+            bail!("{origin}: web.max_nodes needs web.target_rps_per_node above 0");
+        };
+        if !(0.0..1.0).contains(&self.tolerance) {
+            bail!("{origin}: web.tolerance is a fraction from 0 up to 1");
+        }
+        Ok(Some(crate::hpa::WebScaling {
+            min,
+            max,
+            target_rps_per_node: target,
+            tolerance: self.tolerance,
+            scale_up_window_secs: self.scale_up_window_secs,
+            scale_down_window_secs: self.scale_down_window_secs,
+            interval_secs: interval_secs.max(1),
+        }))
+    }
 }
 
 /// PostgreSQL.
@@ -234,6 +314,30 @@ pub struct LbTier {
 }
 
 impl Topology {
+    /// How the autoscaler sizes the web tier, when it does: it looks once per scrape.
+    ///
+    /// # Errors
+    /// As [`WebTier::scaling`].
+    pub fn web_scaling(&self) -> anyhow::Result<Option<crate::hpa::WebScaling>> {
+        let interval = duration_secs(&self.monitoring.scrape_interval).unwrap_or(5);
+        self.web.scaling(&self.name, interval)
+    }
+
+    /// The web tier's autoscaling holds together and has what it reads and acts through.
+    fn check_web_scaling(&self, origin: &str) -> anyhow::Result<()> {
+        if self.web.max_nodes.is_none() {
+            return Ok(());
+        }
+        self.web.scaling(origin, 1)?;
+        if self.load_balancer.is_none() || self.monitoring().is_none() {
+            bail!(
+                "{origin}: web.max_nodes needs a [load_balancer] and monitoring (the autoscaler \
+                 reads the balancer's request rate from Prometheus)"
+            );
+        }
+        Ok(())
+    }
+
     /// The monitoring this topology runs: `None` when Prometheus is off.
     pub fn monitoring(&self) -> Option<&MonitoringTier> {
         self.monitoring
@@ -259,6 +363,7 @@ impl Topology {
     pub fn parse(text: &str, origin: &str) -> anyhow::Result<Self> {
         let t: Topology =
             toml::from_str(text).with_context(|| format!("{origin} is not a valid topology"))?;
+        t.check_web_scaling(origin)?;
         if t.web.count == 0 {
             bail!("{origin}: web.count must be at least 1");
         }
@@ -375,5 +480,71 @@ mod tests {
             "{bad:#}"
         );
         assert!(t("[monitoring]\nscrape_interval = '0s'\n", 3).is_err());
+        assert_eq!(duration_secs("2m"), Some(120));
+        assert_eq!(duration_secs("1s"), Some(1));
+        assert_eq!(duration_secs("s"), None);
+    }
+
+    #[test]
+    fn web_autoscaling_takes_its_settings_with_hpa_defaults_and_says_what_is_missing() {
+        let t = |web: &str, rest: &str| {
+            Topology::parse(
+                &format!("name = 'x'\nrung = 3\n[web]\ncount = 2\n{web}\n[postgres]\n{rest}"),
+                "t",
+            )
+        };
+        let lb = "[load_balancer]\n";
+        let fixed = t("", lb).unwrap();
+        assert_eq!(fixed.web_scaling().unwrap(), None);
+        let on = t("max_nodes = 4\ntarget_rps_per_node = 150", lb).unwrap();
+        let s = on.web_scaling().unwrap().unwrap();
+        assert_eq!((s.min, s.max, s.target_rps_per_node), (2, 4, 150.0));
+        assert_eq!(
+            (
+                s.tolerance,
+                s.scale_up_window_secs,
+                s.scale_down_window_secs,
+                s.interval_secs
+            ),
+            (0.1, 0, 300, 5)
+        );
+        let short = t(
+            "min_nodes = 1\nmax_nodes = 3\ntarget_rps_per_node = 50\ntolerance = 0.2\n\
+             scale_up_window_secs = 2\nscale_down_window_secs = 10",
+            "[load_balancer]\n[monitoring]\nscrape_interval = '1s'\n",
+        )
+        .unwrap()
+        .web_scaling()
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            (short.min, short.tolerance, short.interval_secs),
+            (1, 0.2, 1)
+        );
+        assert_eq!(
+            (short.scale_up_window_secs, short.scale_down_window_secs),
+            (2, 10)
+        );
+        let err = |web: &str, rest: &str| format!("{:#}", t(web, rest).unwrap_err());
+        assert!(err("max_nodes = 4", lb).contains("target_rps_per_node"));
+        assert!(err("max_nodes = 1\ntarget_rps_per_node = 9", lb).contains("min_nodes"));
+        assert!(
+            err("min_nodes = 3\nmax_nodes = 4\ntarget_rps_per_node = 9", lb).contains("min_nodes")
+        );
+        assert!(
+            err(
+                "max_nodes = 4\ntarget_rps_per_node = 9\ntolerance = 1.5",
+                lb
+            )
+            .contains("tolerance")
+        );
+        assert!(err("max_nodes = 4\ntarget_rps_per_node = 9", "").contains("load_balancer"));
+        assert!(
+            err(
+                "max_nodes = 4\ntarget_rps_per_node = 9",
+                "[load_balancer]\n[monitoring]\nenabled = false\n"
+            )
+            .contains("monitoring")
+        );
     }
 }

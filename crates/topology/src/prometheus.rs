@@ -375,6 +375,7 @@ mod tests {
             exe: PathBuf::new(),
             worker_env: Vec::new(),
             workers: None,
+            web_scaling: None,
         }
     }
 

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Role {
-    /// The autoscaler of the worker tier (`crescendo autoscale`).
+    /// The autoscaler of the worker and web tiers (`crescendo autoscale`).
     Supervisor,
     /// Prometheus, scraping every tier.
     Prometheus,
@@ -207,6 +207,9 @@ pub struct State {
     /// The worker tier's scaling, when the topology has a queue.
     #[serde(default)]
     pub workers: Option<WorkerScaling>,
+    /// The web tier's scaling, when the autoscaler sizes it (`[web] max_nodes`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub web_scaling: Option<crate::hpa::WebScaling>,
 }
 
 impl State {

@@ -47,6 +47,9 @@ pub struct Status {
     /// The worker autoscaler's last decision (`autoscale.json`), when one runs.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub autoscale: Option<serde_json::Value>,
+    /// The web autoscaler's decisions (`web-autoscale.json`), when one runs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub web_autoscale: Option<crate::web_autoscale::Decisions>,
     /// Prometheus, when it runs.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub prometheus: Option<MonitoringStatus>,
@@ -232,6 +235,7 @@ pub fn status(run_dir: &Path) -> anyhow::Result<Status> {
     let prometheus = monitoring(run_dir, &state);
     let alerts = crate::alert_sink::firing(run_dir);
     Ok(Status {
+        web_autoscale: crate::web_autoscale::Decisions::read(run_dir),
         prometheus,
         alerts,
         name: state.name,
@@ -291,6 +295,12 @@ impl Status {
                 a["note"].as_str().unwrap_or("")
             ));
         }
+        if let Some(d) = &self.web_autoscale {
+            t.push_str(&crate::web_autoscale::summary(
+                d,
+                crate::web_autoscale::now_ms(),
+            ));
+        }
         if let Some(m) = &self.prometheus {
             let up = m.targets.iter().filter(|(_, _, h)| h == "up").count();
             t.push_str(&format!(
@@ -335,6 +345,7 @@ mod tests {
             url: "http://127.0.0.1:8000".into(),
             processes: Vec::new(),
             autoscale: None,
+            web_autoscale: None,
             prometheus: Some(MonitoringStatus {
                 url: "http://127.0.9.1:9090".into(),
                 user: "crescendo".into(),

@@ -93,6 +93,7 @@ pub fn up(t: &Topology, o: &UpOptions) -> anyhow::Result<Running> {
         exe: o.exe.clone(),
         worker_env: Vec::new(),
         workers: None,
+        web_scaling: t.web_scaling()?,
     };
     let mut node = Settings::default();
     node.auth.jwt_secret = Some(Secret::new(shared_secret(&run_dir)?));

@@ -1,6 +1,7 @@
 //! The worker tier: `crescendo worker` processes taking jobs from the queue, each on its own
 //! loopback address (127.0.5.N) for `/health`, `/ready` and `/metrics`, and the autoscaler
-//! process that sizes the tier (see [`crate::autoscale`]).
+//! process that sizes the tier (see [`crate::autoscale`]) and the web tier (see
+//! [`crate::web_autoscale`]).
 
 use crate::autoscale::WorkerScaling;
 use crate::launch::{Node, NodeSpec, free_addr, start_node};
@@ -38,17 +39,25 @@ pub(crate) fn start_tier(up: &mut crate::up::Up, q: &QueueTier) -> anyhow::Resul
     Ok(())
 }
 
-/// Starts `crescendo autoscale` for the run directory when the worker tier may grow, and
-/// records it (the state is written again with it).
+/// Starts `crescendo autoscale` for the run directory when the worker tier may grow or the
+/// web tier scales by load, and records it (the state is written again with it).
 pub(crate) fn start_autoscaler(up: &mut crate::up::Up) -> anyhow::Result<()> {
     use std::os::unix::process::CommandExt;
-    let Some(w) = up.running.state.workers.clone().filter(|w| w.max > w.min) else {
+    let state = &up.running.state;
+    let mut tiers = Vec::new();
+    if let Some(w) = state.workers.as_ref().filter(|w| w.max > w.min) {
+        tiers.push(format!("{} to {} workers", w.min, w.max));
+    }
+    if let Some(w) = &state.web_scaling {
+        tiers.push(format!(
+            "{} to {} web nodes at {} req/s each",
+            w.min, w.max, w.target_rps_per_node
+        ));
+    }
+    if tiers.is_empty() {
         return Ok(());
-    };
-    up.progress(&format!(
-        "starting the worker autoscaler ({} to {} workers)",
-        w.min, w.max
-    ));
+    }
+    up.progress(&format!("starting the autoscaler ({})", tiers.join("; ")));
     let mut cmd = Command::new(&up.o.exe);
     cmd.arg("autoscale").arg("--run-dir").arg(&up.o.run_dir);
     let (log_path, _) = crate::launch::own_log(&mut cmd, &up.o.run_dir, "autoscaler")?;

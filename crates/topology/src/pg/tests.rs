@@ -101,6 +101,7 @@ fn every_server_up_starts_keeps_fsync_and_full_page_writes_on() {
         exe: PathBuf::new(),
         worker_env: Vec::new(),
         workers: None,
+        web_scaling: None,
     };
     let mut up = crate::up::Up {
         o: crate::launch::UpOptions {
