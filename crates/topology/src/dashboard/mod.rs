@@ -94,6 +94,9 @@ fn page(src: &Source, minutes: u32) -> String {
     }
     html.push_str("</main>");
     html.push_str(&alerts_table(&crate::alert_sink::firing(&src.run_dir)));
+    if let Some(d) = crate::web_autoscale::Decisions::read(&src.run_dir) {
+        html.push_str(&autoscaler_section(&d, crate::web_autoscale::now_ms()));
+    }
     html.push_str("</body></html>");
     html
 }
@@ -134,6 +137,15 @@ fn alerts_table(alerts: &[crate::alert_sink::FiringAlert]) -> String {
     }
     t.push_str("</table>");
     t
+}
+
+/// The web autoscaler's decisions as `status` prints them: its bounds, its latest look and
+/// why, and its last changes of the node count.
+fn autoscaler_section(d: &crate::web_autoscale::Decisions, now_ms: u64) -> String {
+    format!(
+        "<h2>Web autoscaler</h2><pre id=\"web-autoscale\">{}</pre>",
+        escape(&crate::web_autoscale::summary(d, now_ms))
+    )
 }
 
 /// The window a request asks for: `?minutes=N` within 1..=1440, else the default.
@@ -333,5 +345,33 @@ mod tests {
             "{t}"
         );
         assert!(t.contains("<td>name=web-&lt;2&gt;</td>"), "{t}");
+    }
+
+    #[test]
+    fn the_autoscaler_section_shows_the_latest_look_and_each_change_with_its_reason() {
+        let look = |at_ms, current, desired, reason: &str| crate::web_autoscale::Decision {
+            at_ms,
+            current,
+            total_rps: Some(300.0),
+            observed_rps_per_node: Some(300.0 / current as f64),
+            target_rps_per_node: 100.0,
+            recommended: desired,
+            desired,
+            why: None,
+            reason: reason.into(),
+        };
+        let d = crate::web_autoscale::Decisions {
+            last: Some(look(9_000, 3, 3, "300 req/s on 3 nodes <= target")),
+            scale_ups: 1,
+            events: vec![look(5_000, 1, 3, "300 req/s on 1 node > target")],
+            ..Default::default()
+        };
+        let t = autoscaler_section(&d, 10_000);
+        assert!(t.contains("scaled up 1 times, down 0"), "{t}");
+        assert!(t.contains("now: 300 req/s on 3 nodes &lt;= target"), "{t}");
+        assert!(
+            t.contains("5 s ago: 1 -&gt; 3 nodes: 300 req/s on 1 node &gt; target"),
+            "{t}"
+        );
     }
 }
