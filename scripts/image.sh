@@ -29,6 +29,17 @@ REVISION=$(git rev-parse HEAD 2>/dev/null || echo unknown)
 # where the source is published (CRESCENDO_IMAGE_SOURCE, else the git remote; none: no label)
 SOURCE=${CRESCENDO_IMAGE_SOURCE:-$(git config --get remote.origin.url 2>/dev/null || true)}
 CREATED=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+# temporary directories (a root file system, build contexts), removed however the script ends
+SCRATCH=()
+trap 'rm -rf "${SCRATCH[@]}"' EXIT
+
+# Sets variable $1 to a new temporary directory under /var/tmp, removed at exit.
+scratch() {
+    local dir
+    dir=$(mktemp -d /var/tmp/crescendo-image.XXXXXX)
+    SCRATCH+=("$dir")
+    printf -v "$1" '%s' "$dir"
+}
 
 # The Debian mirror apt uses here (deb822 or one-line format), else Debian's own.
 mirror() {
@@ -63,8 +74,7 @@ build_base() {
         return
     fi
     local root
-    root=$(mktemp -d /var/tmp/crescendo-base.XXXXXX)
-    trap 'rm -rf "$root"' RETURN
+    scratch root
     echo "==> debootstrap --variant=minbase bookworm from $(mirror)"
     debootstrap --variant=minbase --include=ca-certificates bookworm "$root" "$(mirror)" >/dev/null
     # apt inside later builds reads the same sources as this machine (updates, security)
@@ -107,8 +117,7 @@ build_crescendo() {
         binary="${CARGO_TARGET_DIR:-target}/release/crescendo"
     fi
     local ctx
-    ctx=$(mktemp -d /var/tmp/crescendo-image.XXXXXX)
-    trap 'rm -rf "$ctx"' RETURN
+    scratch ctx
     # debug info out, symbols kept: a panic's backtrace still names its functions
     objcopy --strip-debug "$binary" "$ctx/crescendo"
     build "$tag" "$ctx" <<EOF
@@ -188,8 +197,7 @@ CMD ["varnishd", "-F", "-a", ":6081", "-f", "/etc/varnish/default.vcl", "-n", "/
         *) echo "unknown engine $name (postgres, redis, nats, varnish)" >&2; exit 2 ;;
     esac
     local ctx
-    ctx=$(mktemp -d /var/tmp/crescendo-image.XXXXXX)
-    trap 'rm -rf "$ctx"' RETURN
+    scratch ctx
     if [ "$name" = postgres ]; then
         printf '%s\n' "$PG_ENTRYPOINT" > "$ctx/postgres-entrypoint"
         chmod 0755 "$ctx/postgres-entrypoint"
