@@ -500,6 +500,13 @@ fn the_rendered_web_deployment_passes_the_realworld_collection_under_podman_play
         published.lines().all(|l| l.contains("-> 127.0.0.1:")),
         "a port is published beyond loopback:\n{published}"
     );
+    // the Deployment's securityContext: its user, and a root file system it cannot write
+    assert_eq!(podman(&["exec", &container, "id", "-u"]).trim(), "10001");
+    let write = Command::new("podman")
+        .args(["exec", &container, "touch", "/written"])
+        .output()
+        .unwrap();
+    assert!(!write.status.success(), "the root file system is writable");
     realworld_collection(&format!("http://127.0.0.1:{}", ports["http"]));
     assert!(
         users(&format!("{pg}-postgres")) > 0,
