@@ -7,9 +7,10 @@
 # topology's monitoring and alerting),
 # Node.js and npm (for newman, which runs the RealWorld conformance collection), newman
 # itself, and Chromium with its WebDriver (the end-to-end browser tests), s3s-fs (an
-# S3-compatible server, built with cargo), and the PyPI validators of the Kubernetes
-# manifests (kubernetes-validate, check-jsonschema) in a Python virtual environment. Safe to
-# run again: it installs only what is missing.
+# S3-compatible server, built with cargo), the PyPI validators of the Kubernetes manifests
+# (kubernetes-validate, check-jsonschema) in a Python virtual environment, and podman with
+# what it needs to build and run the container images. Safe to run again: it installs only
+# what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -80,6 +81,12 @@ if ! "$KUBE_PY/bin/kubernetes-validate" --version >/dev/null 2>&1 \
     "$KUBE_PY/bin/pip" install --quiet --disable-pip-version-check \
         kubernetes-validate==1.37.0 check-jsonschema==0.39.0
 fi
+
+# the podman test (crates/cli/tests/podman.rs) runs the rendered web Deployment under
+# `podman play kube`: podman, buildah, debootstrap, runc and catatonit, and a containers.conf
+# that works without systemd (scripts/podman-setup.sh); its images come from scripts/image.sh
+. scripts/podman-setup.sh
+podman_setup
 
 echo "==> cargo fmt --check and cargo clippy (warnings are errors; no function over 100 lines)"
 cargo fmt --all --check
