@@ -1,9 +1,9 @@
 //! The RealWorld Postman collection (`shared/realworld/`), run by newman against the real
 //! `crescendo serve` binary, as a user would start it: every assertion must pass.
 
+use crescendo_testkit::realworld::run_collection;
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -15,17 +15,6 @@ impl Drop for Server {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn collection() -> PathBuf {
-    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let path = manifest.join("../../../shared/realworld/Conduit.postman_collection.json");
-    assert!(
-        path.is_file(),
-        "the conformance collection is missing at {}",
-        path.display()
-    );
-    path
 }
 
 /// Starts `crescendo serve` on port 0 and returns it with its base URL. With
@@ -86,7 +75,7 @@ fn the_realworld_collection_passes_against_crescendo_serve() {
     let dir = tempfile::tempdir().unwrap();
     // the server stops before its database (fields drop in order)
     let (_server, url, _pg) = start(dir.path());
-    run_collection(&url, "s");
+    run_collection(&url, "s", &[]);
 }
 
 #[test]
@@ -113,7 +102,7 @@ fn the_realworld_collection_passes_against_a_web_node_on_three_shard_clusters() 
             format!("[{}]", shards.join(", ")),
         );
     let (_server, url, _) = launch(cmd, "web", dir.path());
-    run_collection(&url, "k");
+    run_collection(&url, "k", &[]);
     // the collection's two users live on the clusters, their names in the catalogue
     let users: u32 = clusters
         .iter()
@@ -157,7 +146,7 @@ fn the_realworld_collection_passes_against_a_web_node_on_a_primary_and_two_repli
         )
         .env("CRESCENDO_STORE__REPLICA_CHECK_INTERVAL_MS", "50");
     let (server, url, ops) = launch(cmd, "web", dir.path());
-    run_collection(&url, "w");
+    run_collection(&url, "w", &[]);
     // the replicas served reads: their counters are in the node's /metrics
     let metrics = http_get(&format!("{ops}/metrics"));
     for r in &replicas {
@@ -206,29 +195,6 @@ fn http_get(url: &str) -> String {
     text.split_once("\r\n\r\n")
         .map(|(_, b)| b.to_string())
         .unwrap_or_default()
-}
-
-/// Runs the collection against `url`; `tag` keeps its user names apart from other runs.
-fn run_collection(url: &str, tag: &str) {
-    let suffix = format!("{tag}{}", std::process::id());
-    let out = Command::new("newman")
-        .arg("run")
-        .arg(collection())
-        .args(["--global-var", &format!("APIURL={url}/api")])
-        .args(["--global-var", &format!("USERNAME=user{suffix}")])
-        .args(["--global-var", &format!("EMAIL=user{suffix}@example.com")])
-        .args(["--global-var", "PASSWORD=password123"])
-        .args(["--reporters", "cli", "--color", "off", "--disable-unicode"])
-        .output()
-        .expect("newman is installed (npm install -g newman; the README's test command does this)");
-    let text = String::from_utf8_lossy(&out.stdout);
-    println!("{text}");
-    assert!(
-        out.status.success(),
-        "newman reported failures:\n{text}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(text.contains("assertions"), "newman printed no summary");
 }
 
 #[test]

@@ -280,25 +280,6 @@ fn wait_for(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
     false
 }
 
-/// Runs the RealWorld collection against `url`; asserts that every assertion passed.
-fn realworld_collection(url: &str) {
-    let collection = root().join("../shared/realworld/Conduit.postman_collection.json");
-    let suffix = format!("podman{}", std::process::id());
-    let out = Command::new("newman")
-        .arg("run")
-        .arg(&collection)
-        .args(["--global-var", &format!("APIURL={url}/api")])
-        .args(["--global-var", &format!("USERNAME={suffix}")])
-        .args(["--global-var", &format!("EMAIL={suffix}@example.com")])
-        .args(["--global-var", "PASSWORD=password123"])
-        .args(["--reporters", "cli", "--color", "off", "--disable-unicode"])
-        .output()
-        .expect("newman is installed (scripts/test.sh installs it)");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "newman reported failures:\n{text}");
-    assert!(text.contains("assertions"), "newman printed no summary");
-}
-
 /// The PostgreSQL pod made for the test: the local PostgreSQL image, its superuser and
 /// password from the same `crescendo-db` Secret the web nodes read.
 fn postgres_pod(name: &str, image: &str) -> Value {
@@ -507,7 +488,11 @@ fn the_rendered_web_deployment_passes_the_realworld_collection_under_podman_play
         .output()
         .unwrap();
     assert!(!write.status.success(), "the root file system is writable");
-    realworld_collection(&format!("http://127.0.0.1:{}", ports["http"]));
+    crescendo_testkit::realworld::run_collection(
+        &format!("http://127.0.0.1:{}", ports["http"]),
+        "podman",
+        &[],
+    );
     assert!(
         users(&format!("{pg}-postgres")) > 0,
         "no user reached the PostgreSQL pod"

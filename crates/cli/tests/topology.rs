@@ -148,25 +148,7 @@ fn realworld_collection(url: &str, tag: &str) {
 
 /// [`realworld_collection`] with newman given `extra` arguments too.
 fn realworld_collection_with(url: &str, tag: &str, extra: &[&str]) {
-    let collection = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/realworld/Conduit.postman_collection.json");
-    let suffix = std::process::id();
-    let newman = Command::new("newman")
-        .arg("run")
-        .arg(&collection)
-        .args(["--global-var", &format!("APIURL={url}/api")])
-        .args(["--global-var", &format!("USERNAME={tag}{suffix}")])
-        .args(["--global-var", &format!("EMAIL={tag}{suffix}@example.com")])
-        .args(["--global-var", "PASSWORD=password123"])
-        .args(["--reporters", "cli", "--color", "off", "--disable-unicode"])
-        .args(extra)
-        .output()
-        .expect("newman is installed");
-    assert!(
-        newman.status.success(),
-        "{}",
-        String::from_utf8_lossy(&newman.stdout)
-    );
+    crescendo_testkit::realworld::run_collection(url, tag, extra);
 }
 
 /// Registers `name` through the API at `url`; returns its token.
@@ -181,6 +163,19 @@ async fn register(url: &str, name: &str) -> String {
         .await
         .unwrap();
     reg["user"]["token"].as_str().unwrap().to_string()
+}
+
+/// The address of the process of status `s` whose `field` is `value` (the first one).
+fn addr_where(s: &Value, field: &str, value: &str) -> String {
+    s["processes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p[field] == value)
+        .unwrap_or_else(|| panic!("no process with {field} {value} in {s}"))["addr"]
+        .as_str()
+        .unwrap()
+        .to_string()
 }
 
 /// The roles of the topology's tiers, in start order: Prometheus, its exporters,

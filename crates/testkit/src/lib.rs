@@ -14,6 +14,7 @@
 //! `TEST_BLOBS=s3` uploads and their variants go to a private S3-compatible server (s3s-fs).
 
 mod pg_cluster;
+pub mod realworld;
 pub mod webdriver;
 
 pub use pg_cluster::PgCluster;

@@ -38,6 +38,17 @@ pub struct FiringAlert {
     pub fingerprint: String,
 }
 
+impl FiringAlert {
+    /// Its labels but `alertname`, each as `key=value`.
+    pub fn other_labels(&self) -> Vec<String> {
+        self.labels
+            .iter()
+            .filter(|(k, _)| *k != "alertname")
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect()
+    }
+}
+
 /// The alerts firing in the topology of `run_dir`, as the sink last wrote them; empty when
 /// none fire or no sink runs.
 pub fn firing(run_dir: &Path) -> Vec<FiringAlert> {

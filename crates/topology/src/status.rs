@@ -315,12 +315,7 @@ impl Status {
             }
         }
         for a in &self.alerts {
-            let labels: Vec<String> = a
-                .labels
-                .iter()
-                .filter(|(k, _)| *k != "alertname")
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect();
+            let labels = a.other_labels();
             t.push_str(&format!(
                 "ALERT {} since {} {{{}}}: {}\n",
                 a.name,

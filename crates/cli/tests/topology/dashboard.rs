@@ -11,15 +11,7 @@ const DATA_BOUND: Duration = Duration::from_secs(60);
 
 /// The dashboard's address in status `s`.
 fn dashboard_addr(s: &Value) -> String {
-    s["processes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["role"] == "dashboard")
-        .unwrap_or_else(|| panic!("no dashboard in {s}"))["addr"]
-        .as_str()
-        .unwrap()
-        .to_string()
+    addr_where(s, "role", "dashboard")
 }
 
 /// The panels of a page that have no data point: the IDs of their figures.

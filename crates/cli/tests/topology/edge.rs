@@ -67,15 +67,7 @@ async fn new_article(client: &reqwest::Client, url: &str, token: &str, title: &s
 
 /// The address of the process named `name`.
 fn addr_of(s: &Value, name: &str) -> String {
-    s["processes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["name"] == name)
-        .unwrap_or_else(|| panic!("no {name} in {s}"))["addr"]
-        .as_str()
-        .unwrap()
-        .to_string()
+    addr_where(s, "name", name)
 }
 
 /// Sends `sig` to every web node of `s`.

@@ -18,15 +18,7 @@ pub const ALERT_BOUND: Duration = Duration::from_secs(60);
 
 /// Prometheus of the topology in `run_dir`: its address and password.
 pub fn prometheus(s: &Value, run_dir: &Path) -> (String, String) {
-    let addr = s["processes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["role"] == "prometheus")
-        .unwrap_or_else(|| panic!("no prometheus in {s}"))["addr"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let addr = addr_where(s, "role", "prometheus");
     let password = std::fs::read_to_string(run_dir.join("prometheus/password")).unwrap();
     (addr, password.trim().to_string())
 }

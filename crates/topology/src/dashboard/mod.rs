@@ -120,12 +120,7 @@ fn alerts_table(alerts: &[crate::alert_sink::FiringAlert]) -> String {
          <th>Labels</th><th>Summary</th></tr>",
     );
     for a in alerts {
-        let labels: Vec<String> = a
-            .labels
-            .iter()
-            .filter(|(k, _)| *k != "alertname")
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect();
+        let labels = a.other_labels();
         let _ = write!(
             t,
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
