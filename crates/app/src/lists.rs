@@ -137,7 +137,8 @@ impl App {
             ArticleFilter::All => Some(keys::head_all()),
             ArticleFilter::Tag(t) => Some(keys::head_tag(t)),
             ArticleFilter::Author(a) => Some(keys::head_author(*a)),
-            ArticleFilter::Feed(viewer) if within_head => {
+            // a store with timelines merges the feed itself (see `timelines`)
+            ArticleFilter::Feed(viewer) if within_head && !self.feeds_by_fan_out().await? => {
                 return self.feed_ids(*viewer, page).await;
             }
             _ => None,

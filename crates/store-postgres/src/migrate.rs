@@ -36,6 +36,11 @@ pub(crate) const DATA: &[Migration] = &[
         "0005_reshard.sql",
         include_str!("../../../migrations/postgres/0005_reshard.sql"),
     ),
+    (
+        6,
+        "0006_followers_timelines.sql",
+        include_str!("../../../migrations/postgres/0006_followers_timelines.sql"),
+    ),
 ];
 
 /// The catalogue schema, in order.

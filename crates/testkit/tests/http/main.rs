@@ -7,6 +7,7 @@ mod comments;
 mod connections;
 mod edge;
 mod errors;
+mod feed;
 mod finish;
 mod full_state;
 mod given_up;
