@@ -41,6 +41,11 @@ pub(crate) const DATA: &[Migration] = &[
         "0006_followers_timelines.sql",
         include_str!("../../../migrations/postgres/0006_followers_timelines.sql"),
     ),
+    (
+        7,
+        "0007_follower_counts.sql",
+        include_str!("../../../migrations/postgres/0007_follower_counts.sql"),
+    ),
 ];
 
 /// The catalogue schema, in order.

@@ -57,12 +57,24 @@ pub(crate) async fn timeline_threshold(_db: &Db) -> StoreResult<Option<u64>> {
     Ok(None)
 }
 
-pub(crate) async fn add_to_timelines(_db: &Db, _entries: &[TimelineEntry]) -> StoreResult<u64> {
-    Ok(0)
+pub(crate) async fn celebrities(_db: &Db) -> StoreResult<Vec<Id>> {
+    Ok(Vec::new())
 }
 
-pub(crate) async fn remove_from_timelines(_db: &Db, _article: Id) -> StoreResult<u64> {
-    Ok(0)
+pub(crate) async fn add_to_timelines(_db: &Db, _entries: &[TimelineEntry]) -> StoreResult<Vec<Id>> {
+    Ok(Vec::new())
+}
+
+pub(crate) async fn remove_from_timelines(_db: &Db, _article: Id) -> StoreResult<Vec<Id>> {
+    Ok(Vec::new())
+}
+
+pub(crate) async fn remove_author_from_timelines(
+    _db: &Db,
+    _author: Id,
+    _owners: &[Id],
+) -> StoreResult<Vec<Id>> {
+    Ok(Vec::new())
 }
 
 pub(crate) async fn timeline(_db: &Db, _owner: Id, _page: Page) -> StoreResult<IdPage> {

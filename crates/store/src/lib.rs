@@ -127,12 +127,21 @@ pub trait Store: Send + Sync + 'static {
     /// at read time the articles of authors with more than `n` followers (celebrities);
     /// `None` when every feed is merged on read.
     async fn timeline_threshold(&self) -> StoreResult<Option<u64>>;
+    /// Every user with more followers than the threshold of [`Store::timeline_threshold`]
+    /// (the celebrities, whose articles feeds merge in at read time), by ascending ID; empty
+    /// on a store without timelines.
+    async fn celebrities(&self) -> StoreResult<Vec<Id>>;
     /// Adds entries to their owners' timelines, each only while its owner follows its
-    /// author (a late fan-out adds nothing for an unfollow); idempotent. How many were new
-    /// (0 on a store without timelines).
-    async fn add_to_timelines(&self, entries: &[TimelineEntry]) -> StoreResult<u64>;
-    /// Removes an article from every timeline; how many rows went.
-    async fn remove_from_timelines(&self, article: Id) -> StoreResult<u64>;
+    /// author (a late fan-out adds nothing for an unfollow); idempotent. The owner of each
+    /// entry that was new, once per entry (none on a store without timelines).
+    async fn add_to_timelines(&self, entries: &[TimelineEntry]) -> StoreResult<Vec<Id>>;
+    /// Removes an article from every timeline; the owner of each row that went.
+    async fn remove_from_timelines(&self, article: Id) -> StoreResult<Vec<Id>>;
+    /// Removes `author`'s articles from the timelines of `owners` (an author who became a
+    /// celebrity: their articles are merged in at read time from then on); the owner of
+    /// each row that went.
+    async fn remove_author_from_timelines(&self, author: Id, owners: &[Id])
+    -> StoreResult<Vec<Id>>;
     /// A window of `owner`'s timeline (the fanned-out part of their feed), newest first,
     /// and how many entries it has (empty on a store without timelines).
     async fn timeline(&self, owner: Id, page: Page) -> StoreResult<IdPage>;

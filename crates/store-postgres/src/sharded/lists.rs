@@ -26,7 +26,10 @@ use crescendo_domain::Id;
 use crescendo_store::{ArticleFilter, IdPage, Page, StoreResult};
 
 use std::collections::HashMap;
-pub(crate) use timelines::{add_to_timelines, remove_from_timelines, timeline, timeline_threshold};
+pub(crate) use timelines::{
+    add_to_timelines, celebrities, remove_author_from_timelines, remove_from_timelines, timeline,
+    timeline_threshold,
+};
 
 pub(crate) async fn list_article_ids(
     s: &Shards,
@@ -65,11 +68,16 @@ async fn feed(s: &Shards, reader: Id, page: Page) -> StoreResult<IdPage> {
     };
     let (mine, celebrities) = futures_util::future::join(
         timelines::timeline(s, reader, head),
-        timelines::celebrities(s, &followees),
+        timelines::celebrities(s),
     )
     .await;
     let mut parts = vec![mine?];
-    let celebrities = celebrities?;
+    let all = celebrities?;
+    let celebrities: Vec<Id> = followees
+        .iter()
+        .copied()
+        .filter(|f| all.binary_search(f).is_ok())
+        .collect();
     if !celebrities.is_empty() {
         let map = s.map();
         let celebrities = &celebrities;

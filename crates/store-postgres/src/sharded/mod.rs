@@ -50,6 +50,7 @@ pub(crate) const MOVED_TABLES: &[(&str, &str)] = &[
     ("emails", "user_id"),
     ("follows", "follower_id"),
     ("followers", "followee_id"),
+    ("follower_counts", "followee_id"),
     ("timelines", "owner_id"),
     ("uploads", "id"),
     ("articles", "id"),

@@ -23,10 +23,13 @@ pub(crate) async fn timeline_threshold(s: &Shards) -> StoreResult<Option<u64>> {
 /// Writes each cluster's entries in one transaction, fenced on every owner's logical shard
 /// at once; entries whose shard has left a cluster are written again on its new home once
 /// the map is reloaded (for up to [`MOVE_PATIENCE`]).
-pub(crate) async fn add_to_timelines(s: &Shards, entries: &[TimelineEntry]) -> StoreResult<u64> {
+pub(crate) async fn add_to_timelines(
+    s: &Shards,
+    entries: &[TimelineEntry],
+) -> StoreResult<Vec<Id>> {
     let give_up = tokio::time::Instant::now() + MOVE_PATIENCE;
     let mut todo = entries.to_vec();
-    let mut added = 0;
+    let mut added = Vec::new();
     loop {
         let map = s.map();
         let mut groups: BTreeMap<&str, Vec<TimelineEntry>> = BTreeMap::new();
@@ -38,8 +41,8 @@ pub(crate) async fn add_to_timelines(s: &Shards, entries: &[TimelineEntry]) -> S
         }
         let mut moved = Vec::new();
         for (name, group) in groups {
-            let (n, left) = add_on(s.cluster(name), group).await?;
-            added += n;
+            let (owners, left) = add_on(s.cluster(name), group).await?;
+            added.extend(owners);
             moved.extend(left);
         }
         let Some(first) = moved.first() else {
@@ -61,9 +64,9 @@ pub(crate) async fn add_to_timelines(s: &Shards, entries: &[TimelineEntry]) -> S
 
 /// Adds the entries whose owner's shard `db` holds, each only while its owner follows its
 /// author (the follow's row is share-locked, so an unfollow that removes the author's
-/// entries waits and then sees these); returns how many were new, and the entries whose
-/// shard is not here.
-async fn add_on(db: &Db, group: Vec<TimelineEntry>) -> StoreResult<(u64, Vec<TimelineEntry>)> {
+/// entries waits and then sees these); returns the owner of each new entry, and the entries
+/// whose shard is not here.
+async fn add_on(db: &Db, group: Vec<TimelineEntry>) -> StoreResult<(Vec<Id>, Vec<TimelineEntry>)> {
     let mut shards: Vec<i32> = group
         .iter()
         .map(|e| i32::from(e.owner.shard().get()))
@@ -82,25 +85,25 @@ async fn add_on(db: &Db, group: Vec<TimelineEntry>) -> StoreResult<(u64, Vec<Tim
         held.binary_search(&i32::from(e.owner.shard().get()))
             .is_ok()
     });
-    let mut added = 0;
+    let mut added = Vec::new();
     if !here.is_empty() {
         let column = |f: fn(&TimelineEntry) -> Id| -> Vec<i64> {
             here.iter().map(|e| f(e).as_i64()).collect()
         };
-        added = sqlx::query(
+        let owners: Vec<i64> = sqlx::query_scalar(
             "INSERT INTO timelines (owner_id, article_id, author_id)
              SELECT e.o, e.a, e.au FROM unnest($1::bigint[], $2::bigint[], $3::bigint[]) AS e(o, a, au)
              WHERE EXISTS (SELECT 1 FROM follows f
                            WHERE f.follower_id = e.o AND f.followee_id = e.au FOR SHARE)
-             ON CONFLICT DO NOTHING",
+             ON CONFLICT DO NOTHING RETURNING owner_id",
         )
         .bind(column(|e| e.owner))
         .bind(column(|e| e.article))
         .bind(column(|e| e.author))
-        .execute(&mut *tx)
+        .fetch_all(&mut *tx)
         .await
-        .map_err(map_err)?
-        .rows_affected();
+        .map_err(map_err)?;
+        added = owners.into_iter().map(Id::from_i64).collect();
     }
     db.commit(tx).await?;
     Ok((added, left))
@@ -109,20 +112,45 @@ async fn add_on(db: &Db, group: Vec<TimelineEntry>) -> StoreResult<(u64, Vec<Tim
 /// Deletes the article's entries on every cluster (a cluster that is down fails the call,
 /// and the job is retried), each only where the owner's logical shard is held: rows of a
 /// shard being moved go from its source, and logical replication carries the deletion.
-pub(crate) async fn remove_from_timelines(s: &Shards, article: Id) -> StoreResult<u64> {
-    let mut removed = 0;
+pub(crate) async fn remove_from_timelines(s: &Shards, article: Id) -> StoreResult<Vec<Id>> {
+    let sql = "DELETE FROM timelines t WHERE t.article_id = $1 AND EXISTS
+                 (SELECT 1 FROM owned_shards o WHERE o.shard = (t.owner_id & 4095)::int FOR SHARE)
+               RETURNING t.owner_id";
+    remove_everywhere(s, sql, article, None).await
+}
+
+/// Deletes `author`'s entries from the timelines of `owners` on every cluster, as
+/// [`remove_from_timelines`] does an article's.
+pub(crate) async fn remove_author_from_timelines(
+    s: &Shards,
+    author: Id,
+    owners: &[Id],
+) -> StoreResult<Vec<Id>> {
+    let sql = "DELETE FROM timelines t WHERE t.author_id = $1 AND t.owner_id = ANY($2) AND EXISTS
+                 (SELECT 1 FROM owned_shards o WHERE o.shard = (t.owner_id & 4095)::int FOR SHARE)
+               RETURNING t.owner_id";
+    remove_everywhere(s, sql, author, Some(owners)).await
+}
+
+/// Runs a deletion of timeline rows (`sql`, bound to `id`, then to `owners` if given) in a
+/// transaction on each cluster in turn; the owner of each row that went.
+async fn remove_everywhere(
+    s: &Shards,
+    sql: &'static str,
+    id: Id,
+    owners: Option<&[Id]>,
+) -> StoreResult<Vec<Id>> {
+    let owners: Option<Vec<i64>> = owners.map(|o| o.iter().map(|o| o.as_i64()).collect());
+    let mut removed = Vec::new();
     for (_, db) in s.clusters() {
         let mut tx = db.begin().await?;
-        removed += sqlx::query(
-            "DELETE FROM timelines t WHERE t.article_id = $1 AND EXISTS
-               (SELECT 1 FROM owned_shards o WHERE o.shard = (t.owner_id & 4095)::int FOR SHARE)",
-        )
-        .bind(article.as_i64())
-        .execute(&mut *tx)
-        .await
-        .map_err(map_err)?
-        .rows_affected();
+        let mut q = sqlx::query_scalar::<_, i64>(sql).bind(id.as_i64());
+        if let Some(owners) = &owners {
+            q = q.bind(owners.clone());
+        }
+        let gone: Vec<i64> = q.fetch_all(&mut *tx).await.map_err(map_err)?;
         db.commit(tx).await?;
+        removed.extend(gone.into_iter().map(Id::from_i64));
     }
     Ok(removed)
 }
@@ -154,46 +182,31 @@ pub(crate) async fn timeline(s: &Shards, owner: Id, page: Page) -> StoreResult<I
         .await
 }
 
-/// Those of `followees` with more than `s.celebrity_followers` followers, asked of each
-/// cluster holding some of them at once (each count stops one past the threshold). A
+/// Every user with more than `s.celebrity_followers` followers, from `follower_counts` on
+/// each cluster at once (an index reads only those above the threshold), by ascending ID. A
 /// cluster that is down is left out and the answer is partial.
-pub(crate) async fn celebrities(s: &Shards, followees: &[Id]) -> StoreResult<Vec<Id>> {
-    let map = s.map();
-    let limit = i64::try_from(s.celebrity_followers).unwrap_or(i64::MAX - 1);
+pub(crate) async fn celebrities(s: &Shards) -> StoreResult<Vec<Id>> {
+    let limit = i64::try_from(s.celebrity_followers).unwrap_or(i64::MAX);
     let per_cluster = s
-        .on_up(|i, db| {
-            let name = &s.clusters()[i].0;
-            let here: Vec<i64> = followees
-                .iter()
-                .filter(|a| map.cluster_of(a.shard()) == name)
-                .map(|a| a.as_i64())
-                .collect();
-            async move {
-                if here.is_empty() {
-                    return Ok(Vec::new());
-                }
-                db.read(|pool| {
-                    let here = here.clone();
-                    async move {
-                        sqlx::query_scalar::<_, i64>(
-                            "SELECT f.id FROM unnest($1::bigint[]) AS f(id)
-                             WHERE (SELECT COUNT(*) FROM (SELECT 1 FROM followers
-                                    WHERE followee_id = f.id LIMIT $2 + 1) n) > $2",
-                        )
-                        .bind(&here)
-                        .bind(limit)
-                        .fetch_all(&pool)
-                        .await
-                        .map_err(map_err)
-                    }
-                })
+        .on_up(|_, db| {
+            db.read(move |pool| async move {
+                sqlx::query_scalar::<_, i64>(
+                    "SELECT followee_id FROM follower_counts WHERE followers > $1",
+                )
+                .bind(limit)
+                .fetch_all(&pool)
                 .await
-            }
+                .map_err(map_err)
+            })
         })
         .await?;
-    Ok(per_cluster
+    let mut ids: Vec<Id> = per_cluster
         .into_iter()
         .flatten()
         .map(Id::from_i64)
-        .collect())
+        .collect();
+    // a shard being moved has its rows on both clusters until the old ones are removed
+    ids.sort_unstable();
+    ids.dedup();
+    Ok(ids)
 }

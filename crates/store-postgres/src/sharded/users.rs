@@ -172,16 +172,17 @@ pub(crate) async fn unfollow(s: &Shards, follower: Id, followee: Id) -> StoreRes
     .await
 }
 
+/// The count kept in `follower_counts` by each sync: one row read, however many followers.
 pub(crate) async fn followers_count(s: &Shards, user: Id) -> StoreResult<u64> {
     s.of(user)
         .read(|pool| async move {
-            let n: i64 =
-                sqlx::query_scalar("SELECT COUNT(*) FROM followers WHERE followee_id = $1")
+            let n: Option<i64> =
+                sqlx::query_scalar("SELECT followers FROM follower_counts WHERE followee_id = $1")
                     .bind(user.as_i64())
-                    .fetch_one(&pool)
+                    .fetch_optional(&pool)
                     .await
                     .map_err(map_err)?;
-            Ok(n as u64)
+            Ok(n.unwrap_or(0) as u64)
         })
         .await
 }
@@ -228,17 +229,37 @@ pub(crate) async fn sync_follower(s: &Shards, follower: Id, followee: Id) -> Sto
 }
 
 /// Adds (`present`) or removes `follower` among `followee`'s followers, on the followee's
-/// cluster.
+/// cluster, and moves the followee's count in `follower_counts` by the row that changed, in
+/// the same transaction.
 async fn set_follower(db: &Db, followee: Id, follower: Id, present: bool) -> StoreResult<()> {
-    let sql = if present {
-        "INSERT INTO followers (followee_id, follower_id) VALUES ($1, $2) ON CONFLICT DO NOTHING"
+    let (sql, count) = if present {
+        (
+            "INSERT INTO followers (followee_id, follower_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            "INSERT INTO follower_counts (followee_id, followers) VALUES ($1, 1)
+             ON CONFLICT (followee_id) DO UPDATE SET followers = follower_counts.followers + 1",
+        )
     } else {
-        "DELETE FROM followers WHERE followee_id = $1 AND follower_id = $2"
+        (
+            "DELETE FROM followers WHERE followee_id = $1 AND follower_id = $2",
+            "UPDATE follower_counts SET followers = followers - 1 WHERE followee_id = $1",
+        )
     };
-    let statement = sqlx::query(sql)
+    let mut tx = db.begin_for(followee.shard()).await?;
+    let changed = sqlx::query(sql)
         .bind(followee.as_i64())
-        .bind(follower.as_i64());
-    db.execute_for(followee.shard(), statement).await.map(drop)
+        .bind(follower.as_i64())
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?
+        .rows_affected();
+    if changed == 1 {
+        sqlx::query(count)
+            .bind(followee.as_i64())
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+    }
+    db.commit(tx).await
 }
 
 pub(crate) async fn followees(s: &Shards, follower: Id) -> StoreResult<Vec<Id>> {

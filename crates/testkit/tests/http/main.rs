@@ -8,6 +8,7 @@ mod connections;
 mod edge;
 mod errors;
 mod feed;
+mod feed_fanout;
 mod finish;
 mod full_state;
 mod given_up;
