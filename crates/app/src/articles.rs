@@ -304,8 +304,26 @@ impl App {
         offset: u32,
     ) -> AppResult<(Vec<ArticleView>, u64)> {
         let page = self.page(limit, offset)?;
-        let ids = self.list_ids(&ArticleFilter::Feed(viewer), page).await?;
-        Ok((self.hydrate(Some(viewer), &ids.ids).await?, ids.total))
+        let filter = ArticleFilter::Feed(viewer);
+        let ids = self.list_ids(&filter, page).await?;
+        let mut views = self.hydrate(Some(viewer), &ids.ids).await?;
+        // A deleted article stays in timelines until its job removes it: the page is filled
+        // from further down the feed rather than shown short.
+        let mut next = page.offset.saturating_add(page.limit);
+        let short = views.len() < ids.ids.len();
+        while short && views.len() < page.limit as usize && u64::from(next) < ids.total {
+            let want = Page {
+                limit: page.limit - views.len() as u32,
+                offset: next,
+            };
+            let more = self.list_ids(&filter, want).await?;
+            if more.ids.is_empty() {
+                break;
+            }
+            next = next.saturating_add(more.ids.len() as u32);
+            views.extend(self.hydrate(Some(viewer), &more.ids).await?);
+        }
+        Ok((views, ids.total))
     }
 
     /// One article by slug. The ID in the slug decides; an old title prefix still works.

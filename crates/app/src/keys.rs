@@ -2,8 +2,9 @@
 //!
 //! Shared entries (same for every viewer): `article:{id}`, `profile:{id}`, `uname:{name}`,
 //! the list heads `head:all`, `head:tag:{tag}`, `head:author:{id}`, `tags:popular`,
-//! `comments:{article id}`, `cred:{id}` (a keyed digest of the password hash, never the hash). Per-viewer entries, under the viewer's own ID: `followees:{id}`,
-//! `favs:{id}`.
+//! `comments:{article id}`, `cred:{id}` (a keyed digest of the password hash, never the hash),
+//! and on a store with timelines `celebrities`. Per-viewer entries, under the viewer's own
+//! ID: `followees:{id}`, `favs:{id}`, and on a store with timelines `timeline:{id}`.
 
 use crescendo_domain::Id;
 
@@ -69,6 +70,14 @@ pub fn comments(article: Id) -> String {
 /// Whom a user follows (per viewer).
 pub fn followees(user: Id) -> String {
     format!("followees:{user}")
+}
+/// The newest article IDs of a user's timeline (per viewer; a store with timelines).
+pub fn timeline(user: Id) -> String {
+    with_id("timeline:", user)
+}
+/// Every user above the celebrity threshold (a store with timelines).
+pub fn celebrities() -> String {
+    "celebrities".into()
 }
 /// What a user favourited (per viewer).
 pub fn favorites(user: Id) -> String {

@@ -26,6 +26,7 @@ mod lists;
 mod media;
 mod pause;
 mod signin;
+mod timelines;
 mod uploads;
 mod users;
 mod web_sessions;

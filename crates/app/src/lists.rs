@@ -5,7 +5,9 @@
 //! - the global list and tag lists read one head each (on a sharded store, the store merges
 //!   every cluster's);
 //! - the feed is already a merge: the viewer's followees' author heads, merged newest first;
-//!   an author whose cluster is down is left out and the answer is marked partial.
+//!   an author whose cluster is down is left out and the answer is marked partial. On a
+//!   store that keeps timelines (fan-out on write), it is the viewer's cached timeline head
+//!   merged with the heads of the celebrities they follow (`timelines`).
 //!
 //! A partial answer (`crescendo_store::fence::partial`) is never cached: not as a head, not
 //! as a page snapshot.
@@ -29,7 +31,7 @@ pub(crate) const HEAD_LEN: u32 = 500;
 
 /// Feeds of viewers who follow more authors than this are read from the store in one
 /// query instead of merging one cached head per author.
-const MAX_MERGED_AUTHORS: usize = 500;
+pub(crate) const MAX_MERGED_AUTHORS: usize = 500;
 
 /// How many hydrated windows are kept, and the deepest offset they cover: the first pages
 /// are read far more than the rest, and the bound keeps the memory small.
@@ -57,8 +59,9 @@ fn window(head: &IdPage, page: Page) -> IdPage {
     }
 }
 
-/// Merges lists sorted newest first, keeping the first `n` IDs.
-fn merge_newest(lists: &[Arc<IdPage>], n: usize) -> Vec<Id> {
+/// Merges lists sorted newest first, keeping the first `n` distinct IDs (an ID in several
+/// lists is kept once).
+pub(crate) fn merge_newest(lists: &[Arc<IdPage>], n: usize) -> Vec<Id> {
     let mut heap: BinaryHeap<(Id, Reverse<usize>, usize)> = BinaryHeap::new();
     for (i, l) in lists.iter().enumerate() {
         if let Some(&first) = l.ids.first() {
@@ -70,7 +73,10 @@ fn merge_newest(lists: &[Arc<IdPage>], n: usize) -> Vec<Id> {
         let Some((id, Reverse(i), pos)) = heap.pop() else {
             break;
         };
-        out.push(id);
+        // equal IDs pop one after the other: the merge is in order
+        if out.last() != Some(&id) {
+            out.push(id);
+        }
         if let Some(&next) = lists[i].ids.get(pos + 1) {
             heap.push((next, Reverse(i), pos + 1));
         }
@@ -126,6 +132,12 @@ impl App {
         Ok(head.unwrap_or_default())
     }
 
+    /// An author's cached head.
+    pub(crate) async fn author_head(&self, author: Id) -> AppResult<Arc<IdPage>> {
+        self.head(keys::head_author(author), ArticleFilter::Author(author))
+            .await
+    }
+
     /// The IDs in a window of a list, and the list's total.
     pub(crate) async fn list_ids(&self, filter: &ArticleFilter, page: Page) -> AppResult<IdPage> {
         if !self.caching() {
@@ -138,7 +150,11 @@ impl App {
             ArticleFilter::Tag(t) => Some(keys::head_tag(t)),
             ArticleFilter::Author(a) => Some(keys::head_author(*a)),
             ArticleFilter::Feed(viewer) if within_head => {
-                return self.feed_ids(*viewer, page).await;
+                return if self.feeds_by_fan_out().await? {
+                    self.timeline_feed_ids(*viewer, page).await
+                } else {
+                    self.feed_ids(*viewer, page).await
+                };
             }
             _ => None,
         };
@@ -229,13 +245,7 @@ impl App {
         // an author whose cluster is down is left out, and the feed says it is partial
         let mut heads = Vec::with_capacity(followees.len());
         let mut unavailable = 0;
-        for head in join_all(
-            followees
-                .iter()
-                .map(|&author| self.head(keys::head_author(author), ArticleFilter::Author(author))),
-        )
-        .await
-        {
+        for head in join_all(followees.iter().map(|&author| self.author_head(author))).await {
             match head {
                 Ok(h) => heads.push(h),
                 Err(AppError::Unavailable) => unavailable += 1,
@@ -282,6 +292,16 @@ mod tests {
             .map(Id::as_i64)
             .collect();
         assert_eq!(all, vec![9, 8, 7, 6, 5, 2, 1]);
+    }
+
+    #[test]
+    fn merging_keeps_an_id_found_in_several_lists_once() {
+        let lists = [page(&[9, 7, 4]), page(&[9, 8, 4, 2]), page(&[7])];
+        let got: Vec<i64> = merge_newest(&lists, 5)
+            .into_iter()
+            .map(Id::as_i64)
+            .collect();
+        assert_eq!(got, vec![9, 8, 7, 4, 2]);
     }
 
     #[test]

@@ -435,7 +435,11 @@ impl App {
     #[tracing::instrument(skip_all, fields(user_id = %viewer))]
     pub async fn unfollow(&self, viewer: Id, username: &str) -> AppResult<ProfileView> {
         let p = self.profile_by_name(username).await?;
-        let k = vec![keys::followees(viewer)];
+        let mut k = vec![keys::followees(viewer)];
+        if self.feeds_by_fan_out().await? {
+            // the unfollow removes the followee's entries from the viewer's timeline
+            k.push(keys::timeline(viewer));
+        }
         let (_, purge) = self
             .purging(&k, self.store().unfollow(viewer, p.id))
             .await?;

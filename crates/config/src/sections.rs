@@ -179,6 +179,10 @@ pub struct StoreSettings {
     /// SQLite commit durability: `full` (survives power loss) or `normal` (survives a crash
     /// of the process; the last commits may be lost on power loss; faster writes).
     pub sqlite_synchronous: SqliteSync,
+    /// With `postgres_shards` (feeds by fan-out on write): an author with more followers
+    /// than this is a celebrity, whose new articles are not written into each follower's
+    /// timeline but merged into feeds at read time.
+    pub celebrity_followers: u64,
 }
 
 /// Database backends.
@@ -440,6 +444,7 @@ impl Default for StoreSettings {
             replica_check_interval_ms: 200,
             sqlite_readers: 4,
             sqlite_synchronous: SqliteSync::Full,
+            celebrity_followers: 1_000,
         }
     }
 }

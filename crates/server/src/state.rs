@@ -100,6 +100,7 @@ pub(crate) async fn open_sharded(settings: &Settings) -> anyhow::Result<ShardedS
         clusters,
     );
     opts.spare = settings.store.postgres_spare_shards.clone();
+    opts.celebrity_followers = settings.store.celebrity_followers;
     ShardedStore::open(&opts)
         .await
         .context("opening the sharded PostgreSQL store (store.postgres_shards)")

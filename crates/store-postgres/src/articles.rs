@@ -6,6 +6,7 @@
 use crate::clock::now_ms;
 use crate::db::{Db, Tx, map_err, raw};
 use crescendo_domain::Id;
+use crescendo_store::jobs::FeedJob;
 use crescendo_store::{ArticleChanges, ArticleRecord, NewArticle, StoreError, StoreResult};
 use sqlx::Row;
 use sqlx::postgres::PgRow;
@@ -85,7 +86,11 @@ pub(crate) async fn create_article(db: &Db, new: NewArticle) -> StoreResult<Arti
     .await
     .map_err(map_err)?;
     insert_tags(&mut tx, a.id, &a.tags).await?;
-    db.commit(tx).await?;
+    let fan_out = db.feed_jobs(FeedJob::Publish {
+        article: a.id,
+        author: a.author_id,
+    });
+    db.commit_with(tx, fan_out).await?;
     Ok(a)
 }
 
@@ -171,8 +176,14 @@ pub(crate) async fn delete_article(db: &Db, id: Id) -> StoreResult<bool> {
         .execute(&mut *tx)
         .await
         .map_err(map_err)?;
-    db.commit(tx).await?;
-    Ok(n.rows_affected() == 1)
+    let gone = n.rows_affected() == 1;
+    let jobs = if gone {
+        db.feed_jobs(FeedJob::Unpublish { article: id })
+    } else {
+        Vec::new()
+    };
+    db.commit_with(tx, jobs).await?;
+    Ok(gone)
 }
 
 /// How a write holds the article it depends on until it commits.

@@ -6,6 +6,7 @@
 use crate::clock::now_ms;
 use crate::cluster::Cluster;
 use crescendo_domain::{Id, LogicalShard};
+use crescendo_store::jobs::FeedJob;
 use crescendo_store::outbox::{self, PendingJob};
 use crescendo_store::{StoreError, StoreResult, fence};
 use crescendo_telemetry::names;
@@ -63,6 +64,25 @@ impl Db {
     pub(crate) fn fenced(mut self) -> Self {
         self.fenced = true;
         self
+    }
+
+    /// Whether this is a cluster of a sharded store, whose writes add feed jobs (fan-out on
+    /// write to timelines) to their own transactions.
+    pub(crate) fn keeps_timelines(&self) -> bool {
+        self.fenced
+    }
+
+    /// The outbox entry of `job` when this database keeps timelines (none otherwise), for
+    /// [`Db::commit_with`].
+    pub(crate) fn feed_jobs(&self, job: FeedJob) -> Vec<PendingJob> {
+        if !self.keeps_timelines() {
+            return Vec::new();
+        }
+        vec![PendingJob {
+            queue: FeedJob::QUEUE,
+            payload: job.encode(),
+            lease_ms: 0,
+        }]
     }
 
     /// The servers, for what the store reports about them and for migrations.
@@ -211,20 +231,33 @@ impl Db {
     /// Commits, then notes the commit's position for read-your-writes. This is the single
     /// commit point of every write here: the jobs pending in the caller's
     /// `crescendo_store::outbox` scope are inserted into the outbox first, in `tx`.
-    pub(crate) async fn commit(&self, mut tx: Tx<'static>) -> StoreResult<()> {
-        let jobs = match self.outbox {
+    pub(crate) async fn commit(&self, tx: Tx<'static>) -> StoreResult<()> {
+        self.commit_with(tx, Vec::new()).await
+    }
+
+    /// [`Db::commit`], adding `own` jobs (the store's own, for a relay at once: no lease)
+    /// to the outbox too, whether or not the caller opened a scope.
+    pub(crate) async fn commit_with(
+        &self,
+        mut tx: Tx<'static>,
+        own: Vec<PendingJob>,
+    ) -> StoreResult<()> {
+        let scoped = match self.outbox {
             OutboxIds::None => Vec::new(),
             _ => outbox::take(),
         };
+        let own_len = own.len();
+        let mut jobs = own;
+        jobs.extend(scoped);
         let ids = match add_jobs(&mut tx, &jobs).await {
             Ok(ids) => ids,
             Err(e) => {
-                outbox::restore(jobs);
+                outbox::restore(jobs.split_off(own_len));
                 return Err(e);
             }
         };
         if let Err(e) = tx.commit().await {
-            outbox::restore(jobs);
+            outbox::restore(jobs.split_off(own_len));
             return Err(map_err(e));
         }
         let ids: Vec<i64> = match self.outbox {
@@ -234,7 +267,7 @@ impl Db {
                 .collect(),
             _ => ids,
         };
-        outbox::written(&ids);
+        outbox::written(&jobs, &ids);
         self.committed().await;
         Ok(())
     }

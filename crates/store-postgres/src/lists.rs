@@ -10,7 +10,7 @@
 use crate::db::{Db, map_err};
 use crescendo_domain::Id;
 use crescendo_store::list_sql::{Placeholder, Term, statements};
-use crescendo_store::{ArticleFilter, IdPage, Page, StoreResult};
+use crescendo_store::{ArticleFilter, IdPage, Page, StoreResult, TimelineEntry};
 
 pub(crate) async fn list_article_ids(
     db: &Db,
@@ -56,4 +56,34 @@ pub(crate) async fn popular_tags(db: &Db, limit: u32) -> StoreResult<Vec<String>
         .map_err(map_err)
     })
     .await
+}
+
+// No timelines on one database: every feed is merged on read (a sharded store keeps them).
+
+pub(crate) async fn timeline_threshold(_db: &Db) -> StoreResult<Option<u64>> {
+    Ok(None)
+}
+
+pub(crate) async fn celebrities(_db: &Db) -> StoreResult<Vec<Id>> {
+    Ok(Vec::new())
+}
+
+pub(crate) async fn add_to_timelines(_db: &Db, _entries: &[TimelineEntry]) -> StoreResult<Vec<Id>> {
+    Ok(Vec::new())
+}
+
+pub(crate) async fn remove_from_timelines(_db: &Db, _article: Id) -> StoreResult<Vec<Id>> {
+    Ok(Vec::new())
+}
+
+pub(crate) async fn remove_author_from_timelines(
+    _db: &Db,
+    _author: Id,
+    _owners: &[Id],
+) -> StoreResult<Vec<Id>> {
+    Ok(Vec::new())
+}
+
+pub(crate) async fn timeline(_db: &Db, _owner: Id, _page: Page) -> StoreResult<IdPage> {
+    Ok(IdPage::default())
 }

@@ -36,6 +36,16 @@ pub(crate) const DATA: &[Migration] = &[
         "0005_reshard.sql",
         include_str!("../../../migrations/postgres/0005_reshard.sql"),
     ),
+    (
+        6,
+        "0006_followers_timelines.sql",
+        include_str!("../../../migrations/postgres/0006_followers_timelines.sql"),
+    ),
+    (
+        7,
+        "0007_follower_counts.sql",
+        include_str!("../../../migrations/postgres/0007_follower_counts.sql"),
+    ),
 ];
 
 /// The catalogue schema, in order.

@@ -193,3 +193,61 @@ pub(crate) async fn followees(db: &Db, follower: Id) -> StoreResult<Vec<Id>> {
     })
     .await
 }
+
+// On one database, `follows` serves both sides of a follow (the `followers` table is a
+// sharded store's).
+
+pub(crate) async fn followers_count(db: &Db, user: Id) -> StoreResult<u64> {
+    db.read(|pool| async move {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM follows WHERE followee_id = $1")
+            .bind(user.as_i64())
+            .fetch_one(&pool)
+            .await
+            .map_err(map_err)?;
+        Ok(n as u64)
+    })
+    .await
+}
+
+pub(crate) async fn followers_page(
+    db: &Db,
+    user: Id,
+    after: Option<Id>,
+    limit: u32,
+) -> StoreResult<Vec<Id>> {
+    db.read(|pool| async move {
+        let ids: Vec<i64> = sqlx::query_scalar(
+            "SELECT follower_id FROM follows WHERE followee_id = $1 AND follower_id > $2
+             ORDER BY follower_id LIMIT $3",
+        )
+        .bind(user.as_i64())
+        .bind(after.map_or(i64::MIN, Id::as_i64))
+        .bind(i64::from(limit))
+        .fetch_all(&pool)
+        .await
+        .map_err(map_err)?;
+        Ok(ids.into_iter().map(Id::from_i64).collect())
+    })
+    .await
+}
+
+pub(crate) async fn sync_follower(db: &Db, follower: Id, followee: Id) -> StoreResult<bool> {
+    follows(db, follower, followee).await
+}
+
+/// Whether `follower` follows `followee` (read on the primary: a sync must see the write
+/// that made its job).
+pub(crate) async fn follows(db: &Db, follower: Id, followee: Id) -> StoreResult<bool> {
+    db.read_primary(|pool| async move {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM follows WHERE follower_id = $1 AND followee_id = $2",
+        )
+        .bind(follower.as_i64())
+        .bind(followee.as_i64())
+        .fetch_one(&pool)
+        .await
+        .map_err(map_err)?;
+        Ok(n == 1)
+    })
+    .await
+}

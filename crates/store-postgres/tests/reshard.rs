@@ -5,7 +5,7 @@
 
 use crescendo_domain::Id;
 use crescendo_store::shard_map::ShardMap;
-use crescendo_store::{ArticleFilter, NewArticle, NewUser, Page, Store};
+use crescendo_store::{ArticleFilter, NewArticle, NewUser, Page, Store, feed};
 use crescendo_store_postgres::{
     PgOptions, ReshardOptions, ReshardReport, ReshardTarget, ShardedOptions, ShardedStore,
 };
@@ -81,9 +81,30 @@ fn new_user(name: &str) -> NewUser {
 #[derive(Default)]
 struct Acked {
     articles: Vec<Id>,
+    /// (article, author) of every acknowledged article.
+    authors: Vec<(Id, Id)>,
     comments: Vec<(Id, i64)>,
     follows: Vec<(Id, Id)>,
     favorites: Vec<(Id, Id)>,
+}
+
+/// Runs the feed jobs the writes add (followers' sides, timelines) while the load runs,
+/// then until none is left. A run that fails (a cluster busy with a cut-over) leaves its
+/// jobs claimed until their lease ends; a later run takes them again.
+async fn feed_worker(s: ShardedStore, stop: Arc<AtomicBool>) {
+    while !stop.load(Ordering::Relaxed) {
+        let _ = feed::drain(&s, 500).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let started = std::time::Instant::now();
+    while s.outbox_len().await.unwrap() > 0 {
+        let _ = feed::drain(&s, 500).await;
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "feed jobs still waiting"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// Writers (articles, comments, follows, favourites) and a reader, until `stop`.
@@ -129,6 +150,7 @@ async fn load(
             .await
             .expect("a write during the move succeeds");
         acked.articles.push(article.id);
+        acked.authors.push((article.id, author));
         let c = s
             .create_comment(article.id, other, format!("c{i}"))
             .await
@@ -201,6 +223,35 @@ fn accounted(d: &Deployment, map: &ShardMap, acked: &Acked) {
             "favourite {u} -> {a}"
         );
     }
+    // both sides of every follow, each on its own home
+    let followers = index("SELECT followee_id || ':' || follower_id FROM followers");
+    for &(f, e) in &acked.follows {
+        assert_eq!(
+            followers.get(&format!("{e}:{f}")),
+            Some(&vec![server(e)]),
+            "follower {f} of {e}"
+        );
+    }
+    // every article of a followed author in the follower's timeline once, on its home
+    let timelines = index("SELECT owner_id || ':' || article_id FROM timelines");
+    for &(f, e) in &acked.follows {
+        for &(a, _) in acked.authors.iter().filter(|(_, by)| *by == e) {
+            assert_eq!(
+                timelines.get(&format!("{f}:{a}")),
+                Some(&vec![server(f)]),
+                "article {a} in {f}'s timeline"
+            );
+        }
+    }
+    assert_eq!(
+        timelines.values().map(Vec::len).sum::<usize>(),
+        acked
+            .follows
+            .iter()
+            .map(|&(_, e)| acked.authors.iter().filter(|(_, by)| *by == e).count())
+            .sum::<usize>(),
+        "no other timeline row"
+    );
     // each article's count is its favourites' rows
     for i in 0..3 {
         let wrong = d.count(
@@ -227,6 +278,7 @@ where
     let before = s.map();
     let stop = Arc::new(AtomicBool::new(false));
     let failed_reads = Arc::new(AtomicU64::new(0));
+    let feed = tokio::spawn(feed_worker(s.clone(), Arc::clone(&stop)));
     let writers = tokio::spawn(load(
         s.clone(),
         users.clone(),
@@ -239,6 +291,7 @@ where
     tokio::time::sleep(Duration::from_millis(300)).await;
     stop.store(true, Ordering::Relaxed);
     let (acked, reads) = writers.await.unwrap();
+    feed.await.unwrap();
 
     let after = s.map();
     let moved = before.moves_to(&after);
@@ -287,14 +340,26 @@ where
     // the moved shards' old homes hold none of their rows
     for m in &moved {
         let i = m.from[1..].parse::<usize>().unwrap() - 1;
-        let n = d.count(
-            i,
-            &format!(
-                "SELECT COUNT(*) FROM articles WHERE (id & 4095) = {}",
-                m.shard.get()
-            ),
-        );
-        assert_eq!(n, 0, "shard {} left on {}", m.shard.get(), m.from);
+        for (table, column) in [
+            ("articles", "id"),
+            ("followers", "followee_id"),
+            ("timelines", "owner_id"),
+        ] {
+            let n = d.count(
+                i,
+                &format!(
+                    "SELECT COUNT(*) FROM {table} WHERE ({column} & 4095) = {}",
+                    m.shard.get()
+                ),
+            );
+            assert_eq!(
+                n,
+                0,
+                "shard {} left on {} in {table}",
+                m.shard.get(),
+                m.from
+            );
+        }
     }
 }
 

@@ -5,7 +5,7 @@
 
 use crescendo_domain::{Id, LogicalShard};
 use crescendo_store::shard_map::ShardMap;
-use crescendo_store::{ArticleFilter, NewArticle, NewUser, Page, Store};
+use crescendo_store::{ArticleFilter, NewArticle, NewUser, Page, Store, UserRecord, feed};
 use crescendo_store_postgres::{PgOptions, ShardedOptions, ShardedStore};
 use crescendo_topology::pg::Postgres;
 use std::sync::Arc;
@@ -15,6 +15,11 @@ const CLUSTERS: [&str; 3] = ["c1", "c2", "c3"];
 
 /// A private server with a catalogue database and one database per cluster.
 async fn sharded() -> (Postgres, ShardedStore) {
+    sharded_with(|_| {}).await
+}
+
+/// [`sharded`] with options changed by `tweak`.
+async fn sharded_with(tweak: impl FnOnce(&mut ShardedOptions)) -> (Postgres, ShardedStore) {
     let pg = tokio::task::spawn_blocking(|| Postgres::start(&[]))
         .await
         .unwrap()
@@ -22,7 +27,9 @@ async fn sharded() -> (Postgres, ShardedStore) {
     for db in std::iter::once("catalogue").chain(CLUSTERS) {
         pg.query(&format!("CREATE DATABASE {db}")).unwrap();
     }
-    let store = ShardedStore::open(&options(&pg))
+    let mut opts = options(&pg);
+    tweak(&mut opts);
+    let store = ShardedStore::open(&opts)
         .await
         .expect("the sharded store opens");
     (pg, store)
@@ -64,9 +71,48 @@ fn new_article(author: Id, title: &str) -> NewArticle {
     }
 }
 
+/// Makes `stars` celebrities (above a threshold of 2): two of `fans` follow each, and their
+/// follows' jobs run.
+async fn celebrities(s: &ShardedStore, stars: [Id; 2], fans: &[UserRecord]) -> [Id; 2] {
+    for (c, two) in stars.iter().zip(fans.chunks(2)) {
+        for f in two {
+            s.follow(f.id, *c).await.unwrap();
+        }
+    }
+    feed::drain(s, 500).await.unwrap();
+    for c in stars {
+        assert_eq!(s.followers_count(c).await.unwrap(), 3);
+    }
+    stars
+}
+
+/// `reader`'s timeline holds every one of `written` (newest first) but the celebrities'.
+async fn fanned_out_but_for(s: &ShardedStore, reader: Id, written: &[Id], celebrities: &[Id]) {
+    let mut fanned: Vec<Id> = s
+        .articles_by_ids(written)
+        .await
+        .unwrap()
+        .iter()
+        .filter(|a| !celebrities.contains(&a.author_id))
+        .map(|a| a.id)
+        .collect();
+    fanned.sort_unstable_by_key(|id| std::cmp::Reverse(id.as_i64()));
+    let all = Page {
+        limit: 500,
+        offset: 0,
+    };
+    let timeline = s.timeline(reader, all).await.unwrap();
+    assert_eq!(
+        timeline.ids, fanned,
+        "no timeline row for a celebrity's article"
+    );
+    assert!(fanned.len() < written.len());
+}
+
 #[tokio::test]
 async fn users_articles_and_a_merged_feed_spread_over_every_cluster() {
-    let (_pg, s) = sharded().await;
+    // authors with more than 2 followers are celebrities: merged into feeds on read
+    let (_pg, s) = sharded_with(|o| o.celebrity_followers = 2).await;
     let map = s.map();
     let reader = s.create_user(new_user("reader")).await.unwrap();
     let mut authors = Vec::new();
@@ -102,6 +148,7 @@ async fn users_articles_and_a_merged_feed_spread_over_every_cluster() {
         clusters.len() >= 2,
         "followees on one cluster only: {clusters:?}"
     );
+    let celebrities = celebrities(&s, [followed[0], followed[1]], &authors[6..]).await;
     let mut written = Vec::new();
     for round in 0..3 {
         for a in &authors {
@@ -116,6 +163,11 @@ async fn users_articles_and_a_merged_feed_spread_over_every_cluster() {
         }
     }
     written.reverse();
+    assert!(
+        feed::drain(&s, 500).await.unwrap() >= 90,
+        "a fan-out job per article"
+    );
+    fanned_out_but_for(&s, reader.id, &written, &celebrities).await;
     let mut paged = Vec::new();
     for offset in (0..written.len() as u32 + 4).step_by(4) {
         let page = s

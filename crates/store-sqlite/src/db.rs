@@ -155,11 +155,7 @@ impl Db {
         F: FnOnce(&rusqlite::Transaction<'_>) -> Result<T, StoreError> + Send + 'static,
     {
         let jobs = outbox::take();
-        let kept = if jobs.is_empty() {
-            Vec::new()
-        } else {
-            jobs.clone()
-        };
+        let kept = jobs.clone();
         let done = run(&self.writer, move |conn: &Connection| {
             // `Connection::transaction` needs `&mut`; the writer is exclusive, so this is safe.
             let tx = rusqlite::Transaction::new_unchecked(
@@ -175,7 +171,7 @@ impl Db {
         .await;
         match done {
             Ok((v, ids)) => {
-                outbox::written(&ids);
+                outbox::written(&kept, &ids);
                 Ok(v)
             }
             Err(e) => {

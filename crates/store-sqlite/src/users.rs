@@ -4,7 +4,7 @@
 //! the trait documents.
 
 use crate::clock::now_ms;
-use crate::db::{Db, id_list, ids_from, map_err};
+use crate::db::{Db, count, id_list, ids_from, map_err};
 use crescendo_domain::{Id, LogicalShard};
 use crescendo_store::{NewUser, StoreError, StoreResult, UserChanges, UserRecord};
 use rusqlite::{Connection, OptionalExtension, Row, params};
@@ -148,4 +148,32 @@ pub(crate) async fn followees(db: &Db, follower: Id) -> StoreResult<Vec<Id>> {
     let sql = "SELECT followee_id FROM follows WHERE follower_id = ?1";
     db.read(move |c| ids_from(c, sql, [follower.as_i64()]))
         .await
+}
+
+// One `follows` table serves both sides of a follow here.
+
+pub(crate) async fn followers_count(db: &Db, user: Id) -> StoreResult<u64> {
+    let sql = "SELECT COUNT(*) FROM follows WHERE followee_id = ?1";
+    db.read(move |c| count(c, sql, [user.as_i64()])).await
+}
+
+pub(crate) async fn followers_page(
+    db: &Db,
+    user: Id,
+    after: Option<Id>,
+    limit: u32,
+) -> StoreResult<Vec<Id>> {
+    let sql = "SELECT follower_id FROM follows WHERE followee_id = ?1 AND follower_id > ?2
+               ORDER BY follower_id LIMIT ?3";
+    let after = after.map_or(i64::MIN, Id::as_i64);
+    db.read(move |c| ids_from(c, sql, params![user.as_i64(), after, i64::from(limit)]))
+        .await
+}
+
+pub(crate) async fn sync_follower(db: &Db, follower: Id, followee: Id) -> StoreResult<bool> {
+    let sql = "SELECT COUNT(*) FROM follows WHERE follower_id = ?1 AND followee_id = ?2";
+    let n = db
+        .read(move |c| count(c, sql, [follower.as_i64(), followee.as_i64()]))
+        .await?;
+    Ok(n == 1)
 }

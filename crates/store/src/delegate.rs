@@ -20,6 +20,15 @@ macro_rules! store_by_resource_modules {
             users::follow(follower: $crate::__Id, followee: $crate::__Id) -> bool;
             users::unfollow(follower: $crate::__Id, followee: $crate::__Id) -> bool;
             users::followees(follower: $crate::__Id) -> Vec<$crate::__Id>;
+            users::followers_count(user: $crate::__Id) -> u64;
+            users::followers_page(user: $crate::__Id, after: Option<$crate::__Id>, limit: u32) -> Vec<$crate::__Id>;
+            users::sync_follower(follower: $crate::__Id, followee: $crate::__Id) -> bool;
+            lists::timeline_threshold() -> Option<u64>;
+            lists::celebrities() -> Vec<$crate::__Id>;
+            lists::add_to_timelines(entries: &[$crate::TimelineEntry]) -> Vec<$crate::__Id>;
+            lists::remove_from_timelines(article: $crate::__Id) -> Vec<$crate::__Id>;
+            lists::remove_author_from_timelines(author: $crate::__Id, owners: &[$crate::__Id]) -> Vec<$crate::__Id>;
+            lists::timeline(owner: $crate::__Id, page: $crate::Page) -> $crate::IdPage;
             articles::create_article(new: $crate::NewArticle) -> $crate::ArticleRecord;
             articles::articles_by_ids(ids: &[$crate::__Id]) -> Vec<$crate::ArticleRecord>;
             articles::update_article(id: $crate::__Id, changes: $crate::ArticleChanges) -> $crate::ArticleRecord;

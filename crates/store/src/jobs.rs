@@ -40,6 +40,12 @@ pub enum PayloadError {
         /// The payload as received (at most 64 characters of it).
         payload: String,
     },
+    /// The payload is text but not a feed job (a kind, then IDs).
+    #[error("feed job payload {payload:?} is not a kind and IDs")]
+    NotAFeedJob {
+        /// The payload as received (at most 64 characters of it).
+        payload: String,
+    },
 }
 
 impl ImageVariants {
@@ -126,9 +132,115 @@ impl EdgePurge {
     }
 }
 
+/// The queue of feed jobs ([`FeedJob`]): the fan-out on write of a store that keeps
+/// timelines.
+pub const FEED_QUEUE: &str = "feed";
+
+/// Work on the followers' side of a follow and on timelines, written to the outbox in the
+/// transaction of the write it follows from, for a relay at once. Wire format: the kind,
+/// then the IDs in decimal, separated by single spaces (`"follow 12 34"`,
+/// `"publish 56 12"`, `"unpublish 56"`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FeedJob {
+    /// `follower` followed or unfollowed `followee`: sync the followee's side, and back-fill
+    /// the followee's newest articles into the follower's timeline if the follow stands.
+    Follow {
+        /// Who (un)followed.
+        follower: Id,
+        /// Whom.
+        followee: Id,
+    },
+    /// `author` published `article`: add it to each follower's timeline, unless the author
+    /// is a celebrity (their articles are merged in at read time).
+    Publish {
+        /// The new article.
+        article: Id,
+        /// Its author.
+        author: Id,
+    },
+    /// `article` was deleted: remove it from every timeline.
+    Unpublish {
+        /// The deleted article.
+        article: Id,
+    },
+}
+
+impl FeedJob {
+    /// The queue these jobs go to.
+    pub const QUEUE: &'static str = FEED_QUEUE;
+
+    /// The job's payload bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        match self {
+            Self::Follow { follower, followee } => format!("follow {follower} {followee}"),
+            Self::Publish { article, author } => format!("publish {article} {author}"),
+            Self::Unpublish { article } => format!("unpublish {article}"),
+        }
+        .into_bytes()
+    }
+
+    /// Reads a payload made by [`FeedJob::encode`].
+    ///
+    /// # Errors
+    /// [`PayloadError`] when the payload is not a known kind with its IDs.
+    pub fn decode(payload: &[u8]) -> Result<Self, PayloadError> {
+        let text = std::str::from_utf8(payload)
+            .map_err(|_| PayloadError::NotText { queue: Self::QUEUE })?;
+        let bad = || PayloadError::NotAFeedJob {
+            payload: text.chars().take(64).collect(),
+        };
+        let mut words = text.split(' ');
+        let kind = words.next().ok_or_else(bad)?;
+        let ids: Vec<Id> = words
+            .map(|w| w.parse::<i64>().map(Id::from_i64).map_err(|_| bad()))
+            .collect::<Result<_, _>>()?;
+        match (kind, ids.as_slice()) {
+            ("follow", &[follower, followee]) => Ok(Self::Follow { follower, followee }),
+            ("publish", &[article, author]) => Ok(Self::Publish { article, author }),
+            ("unpublish", &[article]) => Ok(Self::Unpublish { article }),
+            _ => Err(bad()),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn feed_jobs_round_trip_through_their_payload() {
+        let (a, b) = (Id::from_i64(12), Id::from_i64(34));
+        for job in [
+            FeedJob::Follow {
+                follower: a,
+                followee: b,
+            },
+            FeedJob::Publish {
+                article: b,
+                author: a,
+            },
+            FeedJob::Unpublish { article: b },
+        ] {
+            assert_eq!(FeedJob::decode(&job.encode()), Ok(job));
+        }
+        assert_eq!(
+            FeedJob::Follow {
+                follower: a,
+                followee: b
+            }
+            .encode(),
+            b"follow 12 34".to_vec()
+        );
+        for bad in [
+            &b""[..],
+            b"follow 1",
+            b"publish 1 x",
+            b"unpublish 1 2",
+            b"other 1",
+        ] {
+            assert!(FeedJob::decode(bad).is_err(), "{bad:?} was taken");
+        }
+    }
 
     #[test]
     fn edge_purges_round_trip_through_their_payload() {

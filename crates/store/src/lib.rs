@@ -19,11 +19,13 @@
 //! Jobs: [`jobs`] defines each kind of job, its queue and its payload format, for the
 //! backends that write it to the outbox and the workers that read it. [`outbox`] lets a
 //! caller add jobs to the transaction of a write (an edge purge with the data it purges).
+//! [`feed`] is what the feed's jobs do (fan-out on write to timelines).
 //!
 //! This crate names no database driver.
 
 pub mod conformance;
 mod delegate;
+pub mod feed;
 pub mod fence;
 pub mod jobs;
 pub mod list_sql;
@@ -106,6 +108,43 @@ pub trait Store: Send + Sync + 'static {
     async fn unfollow(&self, follower: Id, followee: Id) -> StoreResult<bool>;
     /// Everyone `follower` follows.
     async fn followees(&self, follower: Id) -> StoreResult<Vec<Id>>;
+    /// How many users follow `user`.
+    async fn followers_count(&self, user: Id) -> StoreResult<u64>;
+    /// Up to `limit` of `user`'s followers by ascending ID, those after `after` (keyset
+    /// paging: pass the last ID of the previous page).
+    async fn followers_page(&self, user: Id, after: Option<Id>, limit: u32)
+    -> StoreResult<Vec<Id>>;
+    /// Brings the followee's side of a follow ("who follows me", kept with the followee on
+    /// a sharded store) in line with the follower's side (the truth): adds or removes
+    /// `follower` among `followee`'s followers. Idempotent, and right whatever the order in
+    /// which the syncs of a follow and its unfollow run. Says whether the follow exists.
+    /// Where one table serves both sides, it only reads it.
+    async fn sync_follower(&self, follower: Id, followee: Id) -> StoreResult<bool>;
+
+    // --- timelines (fan-out on write) ---
+
+    /// `Some(n)` when this store keeps timelines (feeds by fan-out on write) and merges in
+    /// at read time the articles of authors with more than `n` followers (celebrities);
+    /// `None` when every feed is merged on read.
+    async fn timeline_threshold(&self) -> StoreResult<Option<u64>>;
+    /// Every user with more followers than the threshold of [`Store::timeline_threshold`]
+    /// (the celebrities, whose articles feeds merge in at read time), by ascending ID; empty
+    /// on a store without timelines.
+    async fn celebrities(&self) -> StoreResult<Vec<Id>>;
+    /// Adds entries to their owners' timelines, each only while its owner follows its
+    /// author (a late fan-out adds nothing for an unfollow); idempotent. The owner of each
+    /// entry that was new, once per entry (none on a store without timelines).
+    async fn add_to_timelines(&self, entries: &[TimelineEntry]) -> StoreResult<Vec<Id>>;
+    /// Removes an article from every timeline; the owner of each row that went.
+    async fn remove_from_timelines(&self, article: Id) -> StoreResult<Vec<Id>>;
+    /// Removes `author`'s articles from the timelines of `owners` (an author who became a
+    /// celebrity: their articles are merged in at read time from then on); the owner of
+    /// each row that went.
+    async fn remove_author_from_timelines(&self, author: Id, owners: &[Id])
+    -> StoreResult<Vec<Id>>;
+    /// A window of `owner`'s timeline (the fanned-out part of their feed), newest first,
+    /// and how many entries it has (empty on a store without timelines).
+    async fn timeline(&self, owner: Id, page: Page) -> StoreResult<IdPage>;
 
     // --- articles ---
 

@@ -14,7 +14,9 @@
 //!
 //! A job is written leased for [`PendingJob::lease_ms`]: its writer means to finish the
 //! work itself and remove the entry; no relay claims it before the lease ends, and after
-//! that (the writer died, or its work failed) any relay publishes it as an ordinary job.
+//! that (the writer died, or its work failed) any relay publishes it as an ordinary job. A
+//! job written with no lease (`0`, e.g. a feed fan-out) is for a relay at once: its entry is
+//! not reported to the writer, which therefore never removes it.
 
 use std::cell::RefCell;
 use std::future::Future;
@@ -80,12 +82,21 @@ pub fn restore(jobs: Vec<PendingJob>) {
     let _ = PENDING.try_with(|p| p.jobs.borrow_mut().extend(jobs));
 }
 
-/// Records the IDs of the outbox entries a commit wrote.
-pub fn written(ids: &[i64]) {
-    if ids.is_empty() {
+/// Records the IDs of the outbox entries a commit wrote for `jobs` (`ids[i]` is the entry
+/// of `jobs[i]`). Only entries their writer holds (`lease_ms > 0`) are reported: the writer
+/// finishes and removes those itself, while a job written with no lease is for a relay at
+/// once and must stay until a relay has published it.
+pub fn written(jobs: &[PendingJob], ids: &[i64]) {
+    let held: Vec<i64> = jobs
+        .iter()
+        .zip(ids)
+        .filter(|(j, _)| j.lease_ms > 0)
+        .map(|(_, &id)| id)
+        .collect();
+    if held.is_empty() {
         return;
     }
-    let _ = PENDING.try_with(|p| p.written.borrow_mut().extend_from_slice(ids));
+    let _ = PENDING.try_with(|p| p.written.borrow_mut().extend_from_slice(&held));
 }
 
 #[cfg(test)]
@@ -103,7 +114,7 @@ mod tests {
     #[tokio::test]
     async fn a_scope_hands_its_jobs_to_one_commit_and_reports_what_it_wrote() {
         assert!(take().is_empty(), "no scope: nothing pending");
-        written(&[9]); // outside a scope: ignored
+        written(&[job(1)], &[9]); // outside a scope: ignored
         let ((), ids) = with_jobs(vec![job(1)], async {
             let jobs = take();
             assert_eq!(jobs, [job(1)]);
@@ -111,9 +122,17 @@ mod tests {
             let again = take();
             assert_eq!(again, [job(1)], "a retried write still carries them");
             assert!(take().is_empty(), "a second commit carries none");
-            written(&[7]);
+            let for_a_relay = PendingJob {
+                lease_ms: 0,
+                ..job(2)
+            };
+            written(&[job(1), for_a_relay], &[7, 8]);
         })
         .await;
-        assert_eq!(ids, [7]);
+        assert_eq!(
+            ids,
+            [7],
+            "a job for a relay at once is not its writer's to remove"
+        );
     }
 }

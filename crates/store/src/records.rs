@@ -359,3 +359,14 @@ pub struct IdPage {
     /// How many articles match in all.
     pub total: u64,
 }
+
+/// One article in one user's timeline (the feed by fan-out on write of a sharded store).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TimelineEntry {
+    /// Whose timeline: a follower of `author`.
+    pub owner: Id,
+    /// The article.
+    pub article: Id,
+    /// Its author.
+    pub author: Id,
+}

@@ -381,6 +381,11 @@ impl Postgres {
     /// # Errors
     /// psql fails (the message includes its stderr).
     pub fn query(&self, sql: &str) -> anyhow::Result<String> {
+        self.query_in("postgres", sql)
+    }
+
+    /// [`Postgres::query`] in the database `database` (errors likewise).
+    pub fn query_in(&self, database: &str, sql: &str) -> anyhow::Result<String> {
         let out = Command::new(bin("psql")?)
             .args([
                 "-X",
@@ -393,7 +398,7 @@ impl Postgres {
                 "-U",
                 "postgres",
                 "-d",
-                "postgres",
+                database,
                 "-c",
                 sql,
             ])

@@ -14,7 +14,7 @@
 //! shutdown the worker stops claiming and waits for the jobs it holds.
 //!
 //! Handlers: [`Variants`] (image variants), [`EdgePurges`] (a write's edge purges, sent
-//! again once it has settled). [`run_workers`] runs them all on an `App` with
+//! again once it has settled), [`Feeds`] (fan-out on write to timelines). [`run_workers`] runs them all on an `App` with
 //! [`WorkerOptions::from_settings`]; [`relay`] moves committed outbox jobs to the queue.
 //!
 //! Metrics: `crescendo_jobs_total{queue, outcome}` (`ok`, `retry`, `dead`, `lease_lost`),
@@ -24,12 +24,14 @@
 //! This crate names no broker or database types: jobs come through the `Queue` seam.
 
 mod edge;
+mod feed;
 mod images;
 mod runner;
 mod service;
 mod source;
 
 pub use edge::{EdgePurgeError, EdgePurges};
+pub use feed::{FeedError, Feeds};
 pub use images::{Variants, VariantsError};
 pub use runner::{Handler, Worker, WorkerOptions, backoff};
 pub use service::{relay, run_workers};

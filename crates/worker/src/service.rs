@@ -1,7 +1,7 @@
 //! What a Crescendo process runs beside (or instead of) its requests: workers for every
 //! kind of job ([`run_workers`]) and the outbox relay ([`relay`]), both on the [`App`].
 
-use crate::{EdgePurges, Variants, Worker, WorkerOptions};
+use crate::{EdgePurges, Feeds, Variants, Worker, WorkerOptions};
 use crescendo_app::App;
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,6 +11,10 @@ use tokio::sync::watch;
 /// for the jobs in hand. Edge purges are served only by a process that knows the edges.
 pub async fn run_workers(app: App, options: WorkerOptions, stop: watch::Receiver<bool>) {
     let mut worker = Worker::new(app.clone(), options).serve(Arc::new(Variants(app.clone())));
+    // feed jobs exist only on a store that keeps timelines
+    if app.feeds_by_fan_out().await.unwrap_or(true) {
+        worker = worker.serve(Arc::new(Feeds(app.clone())));
+    }
     // a process that knows of no edge could not purge them: it leaves their jobs to others
     if app.has_edges() {
         worker = worker.serve(Arc::new(EdgePurges(app)));

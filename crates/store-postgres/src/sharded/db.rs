@@ -15,8 +15,13 @@ use std::time::Duration;
 /// How long a write waits for its logical shard to finish moving before it fails.
 pub(crate) const MOVE_PATIENCE: Duration = Duration::from_secs(10);
 
+/// The celebrity threshold unless configured (`ShardedOptions::celebrity_followers`).
+pub(crate) const DEFAULT_CELEBRITY_FOLLOWERS: u64 = 1_000;
+
 /// The catalogue, the clusters by name, and the map that places logical shards on them.
 pub(crate) struct Shards {
+    /// Authors with more followers than this are merged into feeds on read, not fanned out.
+    pub(crate) celebrity_followers: u64,
     /// The catalogue database: the map and the username and email directory.
     pub(crate) catalogue: Db,
     /// Every cluster, sorted by name.
@@ -39,6 +44,7 @@ impl Shards {
             .map(|(i, (name, db))| (name, db.with_outbox(OutboxIds::Cluster(i as i64))))
             .collect();
         Self {
+            celebrity_followers: DEFAULT_CELEBRITY_FOLLOWERS,
             catalogue: catalogue.with_outbox(OutboxIds::None),
             down: clusters.iter().map(|_| AtomicBool::new(false)).collect(),
             clusters,

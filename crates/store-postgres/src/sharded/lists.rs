@@ -6,9 +6,11 @@
 //!   their articles) are asked of every cluster at once, each for its first
 //!   `offset + limit` IDs, and merged newest first, so paging is exact: no repeats, no gaps;
 //!   totals are summed;
-//! - **the feed**: the reader's followees come from the reader's cluster, then each cluster
-//!   holding some of them is asked for their newest `offset + limit` articles, merged the
-//!   same way.
+//! - **the feed**, fan-out on write with celebrities merged on read: the reader's timeline
+//!   (filled by the fan-out of each followee's articles, see `timelines`) is read on the
+//!   reader's cluster, and the newest articles of the followees with more followers than the
+//!   celebrity threshold (never fanned out) on the clusters holding them; each part gives its
+//!   first `offset + limit` IDs, merged newest first without repeats.
 //!
 //! A scatter-gather read leaves out a cluster that is down and is marked partial
 //! (`crescendo_store::fence::note_partial`); the HTTP answer says so in a header.
@@ -17,11 +19,17 @@
 //! the trait documents.
 
 use super::db::Shards;
+use super::timelines;
 use crate::db::{Db, map_err, raw};
 use crate::{lists, users};
 use crescendo_domain::Id;
 use crescendo_store::{ArticleFilter, IdPage, Page, StoreResult};
+
 use std::collections::HashMap;
+pub(crate) use timelines::{
+    add_to_timelines, celebrities, remove_author_from_timelines, remove_from_timelines, timeline,
+    timeline_threshold,
+};
 
 pub(crate) async fn list_article_ids(
     s: &Shards,
@@ -37,16 +45,46 @@ pub(crate) async fn list_article_ids(
         | ArticleFilter::Match {
             author: Some(a), ..
         } => return lists::list_article_ids(s.of(*a), filter, page).await,
-        ArticleFilter::Feed(reader) => {
-            let followees = users::followees(s.of(*reader), *reader).await?;
-            if followees.is_empty() {
-                return Ok(IdPage::default());
-            }
-            let map = s.map();
-            let followees = &followees;
+        ArticleFilter::Feed(reader) => return feed(s, *reader, page).await,
+        _ => {
+            s.on_up(|_, db| lists::list_article_ids(db, filter, head))
+                .await?
+        }
+    };
+    Ok(merge(parts, page))
+}
+
+/// The feed: the first `offset + limit` IDs of the reader's timeline and of the celebrities'
+/// articles, merged. An author who became a celebrity after some fan-outs has articles in
+/// both parts; the merge keeps each once.
+async fn feed(s: &Shards, reader: Id, page: Page) -> StoreResult<IdPage> {
+    let followees = users::followees(s.of(reader), reader).await?;
+    if followees.is_empty() {
+        return Ok(IdPage::default());
+    }
+    let head = Page {
+        limit: page.limit.saturating_add(page.offset),
+        offset: 0,
+    };
+    let (mine, celebrities) = futures_util::future::join(
+        timelines::timeline(s, reader, head),
+        timelines::celebrities(s),
+    )
+    .await;
+    let mut parts = vec![mine?];
+    let all = celebrities?;
+    let celebrities: Vec<Id> = followees
+        .iter()
+        .copied()
+        .filter(|f| all.binary_search(f).is_ok())
+        .collect();
+    if !celebrities.is_empty() {
+        let map = s.map();
+        let celebrities = &celebrities;
+        parts.extend(
             s.on_up(|i, db| {
                 let name = &s.clusters()[i].0;
-                let here: Vec<Id> = followees
+                let here: Vec<Id> = celebrities
                     .iter()
                     .copied()
                     .filter(|a| map.cluster_of(a.shard()) == name)
@@ -58,13 +96,9 @@ pub(crate) async fn list_article_ids(
                     by_authors(db, here, head.limit).await
                 }
             })
-            .await?
-        }
-        _ => {
-            s.on_up(|_, db| lists::list_article_ids(db, filter, head))
-                .await?
-        }
-    };
+            .await?,
+        );
+    }
     Ok(merge(parts, page))
 }
 

@@ -5,7 +5,8 @@
 //! epoch, and the directory of usernames and emails; every node caches the map and reloads
 //! it when the epoch moves. Each method runs where its rows live (see each module's notes):
 //! one cluster for a user's, an article's or an upload's own rows, every cluster for
-//! global lists, the clusters of the reader's followees for the feed.
+//! global lists, the reader's cluster (their timeline, filled by fan-out on write) and the
+//! clusters of the celebrities they follow for the feed.
 //!
 //! Writes are fenced: each takes a share lock on its logical shard's row of the cluster's
 //! `owned_shards` in its own transaction, so a cluster the shard has left refuses it
@@ -24,6 +25,7 @@ mod db;
 mod lists;
 mod outbox;
 mod reshard;
+mod timelines;
 mod uploads;
 mod users;
 
@@ -40,6 +42,23 @@ use db::Shards;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+/// Each table `reshard` moves, and the column that carries its logical shard (every table
+/// keyed by a logical shard: one added to the schema must be listed here).
+pub(crate) const MOVED_TABLES: &[(&str, &str)] = &[
+    ("users", "id"),
+    ("usernames", "user_id"),
+    ("emails", "user_id"),
+    ("follows", "follower_id"),
+    ("followers", "followee_id"),
+    ("follower_counts", "followee_id"),
+    ("timelines", "owner_id"),
+    ("uploads", "id"),
+    ("articles", "id"),
+    ("article_tags", "article_id"),
+    ("favorites", "article_id"),
+    ("comments", "article_id"),
+];
+
 /// How to connect to a sharded deployment.
 #[derive(Clone, Debug)]
 pub struct ShardedOptions {
@@ -54,11 +73,14 @@ pub struct ShardedOptions {
     /// Clusters the first map gives no logical shard: connected and migrated, ready for
     /// `reshard` to add them.
     pub spare: Vec<String>,
+    /// Authors with more followers than this are celebrities: their articles are not fanned
+    /// out to timelines but merged into feeds at read time.
+    pub celebrity_followers: u64,
 }
 
 impl ShardedOptions {
     /// The catalogue and the clusters, checked every second, sweeping reservations older
-    /// than a minute.
+    /// than a minute, with celebrities above 1,000 followers.
     pub fn new(catalogue: PgOptions, clusters: Vec<(String, PgOptions)>) -> Self {
         Self {
             catalogue,
@@ -66,6 +88,7 @@ impl ShardedOptions {
             map_check_interval: Duration::from_secs(1),
             sweep_after: Duration::from_secs(60),
             spare: Vec::new(),
+            celebrity_followers: db::DEFAULT_CELEBRITY_FOLLOWERS,
         }
     }
 }
@@ -180,7 +203,9 @@ impl ShardedStore {
         }
         let first = ShardMap::place(&names, 1);
         let map = catalogue::init_map(&catalogue, &first).await?;
-        let shards = Arc::new(Shards::new(catalogue, clusters, first));
+        let mut shards = Shards::new(catalogue, clusters, first);
+        shards.celebrity_followers = opts.celebrity_followers;
+        let shards = Arc::new(shards);
         shards.install(map)?;
         own_first_map(&shards).await?;
         tokio::spawn(monitor(
@@ -296,6 +321,7 @@ impl ShardedStore {
                     sqlx::query_as(
                         "SELECT (SELECT COUNT(*) FROM users), (SELECT COUNT(*) FROM articles),
                                 (SELECT COUNT(*) FROM users) + (SELECT COUNT(*) FROM follows)
+                              + (SELECT COUNT(*) FROM followers) + (SELECT COUNT(*) FROM timelines)
                               + (SELECT COUNT(*) FROM articles) + (SELECT COUNT(*) FROM article_tags)
                               + (SELECT COUNT(*) FROM favorites) + (SELECT COUNT(*) FROM comments)
                               + (SELECT COUNT(*) FROM uploads)",

@@ -24,6 +24,7 @@
 //! Publications and subscriptions need a superuser: a run is given the admin URL of every
 //! cluster. The outbox does not move: a source's relay drains its own entries.
 
+use super::MOVED_TABLES as TABLES;
 use super::db::Shards;
 use crate::db::{Db, map_err};
 use crescendo_domain::{LogicalShard, SHARD_COUNT};
@@ -36,19 +37,6 @@ use std::time::{Duration, Instant};
 /// How long old rows stay after the last cut-over: several of the nodes' map checks (one a
 /// second), so that reads, which are not fenced, have left the old homes first.
 const CLEANUP_GRACE: Duration = Duration::from_secs(3);
-
-/// Each moved table and the column that carries its logical shard.
-const TABLES: &[(&str, &str)] = &[
-    ("users", "id"),
-    ("usernames", "user_id"),
-    ("emails", "user_id"),
-    ("follows", "follower_id"),
-    ("uploads", "id"),
-    ("articles", "id"),
-    ("article_tags", "article_id"),
-    ("favorites", "article_id"),
-    ("comments", "article_id"),
-];
 
 /// What a run is to do.
 #[derive(Clone, Debug)]

@@ -12,6 +12,7 @@ mod articles;
 mod comments;
 mod lists;
 mod outbox;
+mod timelines;
 mod uploads;
 mod users;
 
@@ -25,6 +26,9 @@ pub use lists::{
     pages_neither_repeat_nor_skip, popular_tags_are_ordered_by_use,
 };
 pub use outbox::jobs_born_leased_wait_for_their_writer;
+pub use timelines::{
+    followers_are_counted_and_paged_once_synced, timelines_hold_followed_authors_articles_once,
+};
 pub use uploads::uploads_come_with_their_job_and_settle_once;
 pub use users::{
     follows_are_idempotent, taken_usernames_and_emails_conflict_and_write_nothing,
@@ -54,7 +58,9 @@ macro_rules! store_conformance_tests {
             comments_round_trip,
             popular_tags_are_ordered_by_use,
             uploads_come_with_their_job_and_settle_once,
-            jobs_born_leased_wait_for_their_writer
+            jobs_born_leased_wait_for_their_writer,
+            followers_are_counted_and_paged_once_synced,
+            timelines_hold_followed_authors_articles_once
         );
     };
 }

@@ -7,6 +7,8 @@ mod comments;
 mod connections;
 mod edge;
 mod errors;
+mod feed;
+mod feed_fanout;
 mod finish;
 mod full_state;
 mod given_up;

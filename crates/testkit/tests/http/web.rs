@@ -398,10 +398,15 @@ async fn a_signed_in_user_writes_edits_comments_favourites_follows_and_changes_s
         page.body.contains("Delete comment"),
         "erin may delete her own comment"
     );
-    assert!(
-        erin.get("/?feed=1").await.body.contains("Forms, revised"),
-        "dave's article is in erin's feed"
-    );
+    // on a sharded store, the follow back-fills erin's timeline through a job
+    let started = std::time::Instant::now();
+    while !erin.get("/?feed=1").await.body.contains("Forms, revised") {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "dave's article is in erin's feed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     assert!(
         erin.get("/profile/erin/favorites")
             .await
