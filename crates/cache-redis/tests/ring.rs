@@ -623,3 +623,61 @@ async fn a_load_that_fails_lets_the_waiting_nodes_load_at_once() {
         "B waited out the lease: {after:?}"
     );
 }
+
+/// A stampede on a starved runtime (a task that blocks its worker thread now and then, like
+/// a loaded machine): readers keep arriving while the load runs, so some look the key up
+/// before the fill and are polled again only after the loading flight has ended. Such a
+/// reader must take the flight's value, not load again under its process's own lease.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readers_that_looked_before_the_fill_and_resumed_after_it_do_not_load_again() {
+    let s = servers(3).await;
+    let nodes = [Arc::new(node(&s).await.0), Arc::new(node(&s).await.0)];
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let hog = {
+        let stop = Arc::clone(&stop);
+        tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(2));
+                tokio::task::yield_now().await;
+            }
+        })
+    };
+    let mut extra = Vec::new();
+    for k in 0..20 {
+        let key = format!("cold:{k}");
+        let before: Vec<u64> = nodes.iter().map(|n| n.stats().loads).collect();
+        let loads = Arc::new(AtomicUsize::new(0));
+        let mut tasks = Vec::new();
+        for i in 0..400 {
+            let (c, loads, key) = (Arc::clone(&nodes[i % 2]), Arc::clone(&loads), key.clone());
+            tasks.push(tokio::spawn(async move {
+                c.get_or_load(&key, TTL, |_| async {
+                    loads.fetch_add(1, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    Ok::<_, ()>(Some(7u64))
+                })
+                .await
+                .unwrap()
+            }));
+            if i % 10 == 9 {
+                tokio::task::yield_now().await;
+            }
+        }
+        for t in tasks {
+            assert_eq!(t.await.unwrap().as_deref(), Some(&7));
+        }
+        let per_node: Vec<u64> = nodes
+            .iter()
+            .zip(before)
+            .map(|(n, b)| n.stats().loads - b)
+            .collect();
+        if loads.load(Ordering::SeqCst) > 1 {
+            extra.push(format!("{key}: loads per node {per_node:?}"));
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    hog.await.unwrap();
+    let loads: u64 = nodes.iter().map(|n| n.stats().loads).sum();
+    eprintln!("20 cold keys, 400 readers each over 2 nodes: {loads} loads; {extra:?}");
+    assert_eq!(loads, 20, "one load per key: {extra:?}");
+}

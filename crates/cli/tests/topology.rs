@@ -1027,8 +1027,9 @@ async fn rung_five_caches_on_a_redis_ring_that_survives_losing_a_server() {
     // Stampede: 1,000 concurrent reads of one cold key over three nodes make one load: one
     // node holds the key's load lease, the others wait for its fill.
     let cold = create("a cold one".into()).await;
-    // the write's invalidation reaches every node within the stated bound: a load that
-    // began before it arrived would be refused its fill and run again
+    // the write's change reports reach every node within the stated bound first; they would
+    // only make near copies be checked once (a write stops a fill, its report never does),
+    // but the count below is then of the stampede's loads and nothing else
     tokio::time::sleep(REPORT_BOUND).await;
     let mut loads_before = Vec::new();
     for w in &webs {

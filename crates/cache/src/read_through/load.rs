@@ -232,6 +232,9 @@ impl ReadThrough {
         Fut: Future<Output = Result<Option<T>, E>>,
     {
         let key = miss.key;
+        if let Some(value) = self.filled_meanwhile(miss, looked.as_ref()) {
+            return Ok(value);
+        }
         if let Some(l) = looked.as_ref().filter(|l| l.wait && l.value.is_none())
             && let Some(now) = self.await_fill(key, l.version).await
         {
@@ -277,6 +280,22 @@ impl ReadThrough {
             );
         }
         Ok(value)
+    }
+
+    /// The value an earlier flight of this miss's (key, generation, version) left in the
+    /// local tier, when the shared tier's lookup gave no value. Such a lookup is stale: it
+    /// reached the server before that flight's fill and its reply was taken up after the
+    /// flight had ended (a busy runtime polls a waking task late). On the flight's own node
+    /// it even names the flight's lease as this process's, so without this check the read
+    /// would load the key a second time, at the very moment of a stampede. The copy is as
+    /// fresh as joining that flight would have been: its load began under the version the
+    /// lookup found current after this read started.
+    fn filled_meanwhile(&self, miss: &Miss<'_>, looked: Option<&Lookup>) -> Option<AnyValue> {
+        let l = looked.filter(|l| l.value.is_none() && l.version != 0)?;
+        self.local
+            .get(miss.key)
+            .filter(|e| e.generation == miss.generation && e.version == l.version)
+            .map(|e| e.value)
     }
 
     /// Loads the value from the store, reading at least at `fence`, and fills the shared

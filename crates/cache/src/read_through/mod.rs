@@ -40,7 +40,9 @@
 //!   tier is emptied, and nothing is trusted until every channel is back (a new epoch).
 //!
 //! Single-flight is per (key, generation, version), so a read that starts after an
-//! invalidation never joins a load that started before it. Across processes, a shared tier
+//! invalidation never joins a load that started before it; a read that comes to its flight
+//! after an earlier one of the same triple ended takes that flight's near copy instead of
+//! loading again (its lookup predates the fill). Across processes, a shared tier
 //! that keeps load leases ([`Lookup::wait`](crate::Lookup::wait)) lets one node load a
 //! missing key while the others wait briefly for its fill: after a write, the key is loaded
 //! once, not once per node.
