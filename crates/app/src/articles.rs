@@ -4,7 +4,7 @@ use crate::users::{Profile, ProfileView};
 use crate::{App, AppError, AppResult, Cached, FieldErrors, keys};
 use crescendo_domain::{FieldError, Id, Slug, Tag, Text};
 use crescendo_store::{ArticleChanges, ArticleFilter, ArticleRecord, NewArticle, Page};
-use futures_util::future::{try_join, try_join_all};
+use futures_util::future::{join_all, try_join};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -156,13 +156,19 @@ impl App {
             .collect();
         missing.sort_unstable();
         missing.dedup();
-        let profiles = try_join_all(missing.iter().map(|&id| self.profile_record(id))).await?;
-        authors.extend(
-            missing
-                .into_iter()
-                .zip(profiles)
-                .filter_map(|(id, p)| Some((id, p?))),
-        );
+        let profiles = join_all(missing.iter().map(|&id| self.profile_record(id))).await;
+        for (id, profile) in missing.into_iter().zip(profiles) {
+            match profile {
+                Ok(Some(p)) => {
+                    authors.insert(id, p);
+                }
+                Ok(None) => {}
+                // an author whose cluster is down and whose profile is not cached: their
+                // articles are left out below, and the answer says it is partial
+                Err(AppError::Unavailable) => crescendo_store::fence::note_partial(),
+                Err(e) => return Err(e),
+            }
+        }
         for a in articles {
             let Some(author) = authors.get(&a.author_id) else {
                 tracing::warn!(article_id = %a.id, "article without author; skipped");
@@ -240,10 +246,18 @@ impl App {
             return self.views(viewer, records).await;
         }
         // all at once: with a cache tier across the network, one round trip's wait, not twenty
-        let found = try_join_all(ids.iter().map(|&id| self.article_record(id))).await?;
-        // an article deleted since the list was read is simply left out
-        self.views(viewer, found.into_iter().flatten().collect())
-            .await
+        let mut found = Vec::with_capacity(ids.len());
+        for record in join_all(ids.iter().map(|&id| self.article_record(id))).await {
+            match record {
+                // an article deleted since the list was read is simply left out
+                Ok(r) => found.extend(r),
+                // and so is one whose cluster is down and whose record is not cached (a
+                // sharded feed lists articles of every cluster): the answer says it is partial
+                Err(AppError::Unavailable) => crescendo_store::fence::note_partial(),
+                Err(e) => return Err(e),
+            }
+        }
+        self.views(viewer, found).await
     }
 
     /// A page of articles, newest first, with the number of matching articles.
