@@ -29,7 +29,14 @@ fn connect(redis: &Redis) -> std::net::TcpStream {
 fn write_until_full(conn: &mut std::net::TcpStream, size: usize, prefix: &str) {
     let value = "x".repeat(size);
     for i in 0..100_000 {
-        let answer = say(conn, &format!("SET {prefix}-{i} {value}\r\n"));
+        // as a RESP array: an inline command is refused over 64 KiB when it arrives in parts
+        let key = format!("{prefix}-{i}");
+        let set = format!(
+            "*3\r\n$3\r\nSET\r\n${}\r\n{key}\r\n${}\r\n{value}\r\n",
+            key.len(),
+            value.len()
+        );
+        let answer = say(conn, &set);
         if answer.starts_with("-OOM") {
             return;
         }
