@@ -228,8 +228,15 @@ async fn a_fan_out_reaches_a_readers_cached_feed_on_another_node() {
 
 #[tokio::test]
 async fn a_warm_feed_read_asks_the_database_nothing() {
-    // arrange: a threshold of 1: the reader follows a celebrity and a plain author
-    let (pg, app) = sharded_app(1).await;
+    // arrange: a threshold of 1: the reader follows a celebrity and a plain author; a cache
+    // (in memory where the pass runs without one: what is checked is the cached feed)
+    let pg = sharded_pg().await;
+    let app = sharded_node(&pg, 1, |s| {
+        if s.cache.backend == crescendo_config::CacheBackend::None {
+            s.cache.backend = crescendo_config::CacheBackend::Memory;
+        }
+    })
+    .await;
     let t = register(&app, &["famous", "plain", "reader", "other"]).await;
     for who in ["famous", "plain"] {
         follow(&app, &t[2], who).await;
