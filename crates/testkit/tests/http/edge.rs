@@ -226,9 +226,11 @@ async fn purge_listener(addr: SocketAddr) -> mpsc::UnboundedReceiver<Purge> {
     rx
 }
 
-/// A free loopback address, not listened on.
+/// A free loopback address, not listened on. On a loopback address of its own: a test that
+/// takes its edge down and brings it back binds the port again, and on 127.0.0.1 the other
+/// tests' connections and listeners may hold that port by then.
 fn free_addr() -> SocketAddr {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let l = std::net::TcpListener::bind("127.0.13.1:0").unwrap();
     l.local_addr().unwrap()
 }
 
