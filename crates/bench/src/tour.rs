@@ -235,6 +235,7 @@ fn start_rung(exe: &Path, rung: u8) -> anyhow::Result<Started> {
             run_dir: run_dir.clone(),
             public: Some(public),
             progress: |_| {},
+            region: None,
         };
         let running = topology::up(&t, &opts)?;
         let metrics = running

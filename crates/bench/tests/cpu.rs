@@ -30,6 +30,7 @@ fn record_state(run_dir: &std::path::Path, pg: &Postgres, app: &TestApp) {
         worker_env: Vec::new(),
         workers: None,
         web_scaling: None,
+        regions: Vec::new(),
     };
     std::fs::write(
         run_dir.join("state.json"),

@@ -136,6 +136,10 @@ struct UpArgs {
     /// The public address, instead of the file's (default 127.0.0.1:8000).
     #[arg(long, value_name = "ADDR")]
     public: Option<SocketAddr>,
+    /// One region of a two-region topology, as its plan file says (the two-region `up`
+    /// runs this inside the region's network namespace).
+    #[arg(long, value_name = "FILE", hide = true)]
+    region_plan: Option<PathBuf>,
     #[command(flatten)]
     run: RunDirArgs,
 }
@@ -297,6 +301,11 @@ async fn up(a: UpArgs) -> anyhow::Result<()> {
         run_dir: a.run.run_dir.clone(),
         public: a.public,
         progress: |line| eprintln!("  {line}"),
+        region: a
+            .region_plan
+            .as_deref()
+            .map(topology::regions::RegionPlan::read)
+            .transpose()?,
     };
     let running = tokio::task::spawn_blocking(move || topology::up(&file, &opts)).await??;
     println!("url: {}", running.state.url);

@@ -85,6 +85,11 @@ impl Running {
         self.state.processes.push(process);
     }
 
+    /// Keeps `part` to stop with the `role`'s tier, with no process of its own in the state.
+    pub(crate) fn keep(&mut self, role: Role, part: Box<dyn Part>) {
+        self.parts.push((role, part));
+    }
+
     /// The run directory.
     pub fn run_dir(&self) -> &Path {
         &self.run_dir
@@ -128,6 +133,9 @@ pub struct UpOptions {
     pub public: Option<SocketAddr>,
     /// Called with a line of progress for each step.
     pub progress: fn(&str),
+    /// The region this `up` starts, inside the region's network namespace, when it is one
+    /// of a two-region topology (rung 8; `crate::regions` starts it with this).
+    pub region: Option<crate::regions::RegionPlan>,
 }
 
 /// A free port on `ip`.

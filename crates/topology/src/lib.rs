@@ -46,6 +46,7 @@ pub mod nats_metrics;
 pub mod pg;
 pub mod prometheus;
 pub mod redis;
+pub mod regions;
 pub mod restart;
 pub mod s3;
 pub mod scale;

@@ -42,6 +42,12 @@ pub struct Topology {
     /// turned off here).
     #[serde(default)]
     pub monitoring: MonitoringTier,
+    /// Two regions (rung 8), each running every tier above in a network namespace of its
+    /// own, joined by a WAN with a delay; the first region's primary takes the writes.
+    pub regions: Option<crate::regions::RegionsTier>,
+    /// The file it was read from, when it was (a region's own `up` reads it again).
+    #[serde(skip)]
+    pub source: Option<std::path::PathBuf>,
 }
 
 /// Prometheus and its exporters.
@@ -353,7 +359,9 @@ impl Topology {
     pub fn load(path: &Path) -> anyhow::Result<Self> {
         let text =
             std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        Self::parse(&text, &path.display().to_string())
+        let mut t = Self::parse(&text, &path.display().to_string())?;
+        t.source = Some(path.to_path_buf());
+        Ok(t)
     }
 
     /// Parses and checks a topology's text; `origin` names it in errors.
@@ -384,6 +392,9 @@ impl Topology {
                 "{origin}: monitoring.scrape_interval and monitoring.retention are durations \
                  such as \"5s\" or \"2h\""
             );
+        }
+        if let Some(r) = &t.regions {
+            r.check(&t, origin)?;
         }
         if t.postgres.clusters > 0 && t.postgres.replicas > 0 {
             bail!("{origin}: postgres.clusters takes no replicas yet");

@@ -21,7 +21,6 @@
 
 use anyhow::{Context, bail};
 use auth::Credentials;
-use std::io::Write;
 use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -112,56 +111,6 @@ fn chown_to_postgres(path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The template data directory, made by `initdb` the first time it is needed. Concurrent
-/// callers (tests run in parallel, in several processes) build into a private directory
-/// and rename it into place; the loser of the race removes its copy.
-fn template() -> anyhow::Result<PathBuf> {
-    let root = std::env::temp_dir().join("crescendo-pg15-scram-template");
-    if root.join("PG_VERSION").is_file() {
-        return Ok(root);
-    }
-    let staging = tempfile::Builder::new()
-        .prefix("crescendo-pg15-initdb-")
-        .tempdir()?;
-    chown_to_postgres(staging.path())?;
-    let data = staging.path().join("data");
-    let pwfile = auth::template_pwfile(staging.path())?;
-    let mut cmd = Command::new(bin("initdb")?);
-    cmd.arg("-D").arg(&data).arg("--pwfile").arg(&pwfile).args([
-        "-U",
-        "postgres",
-        "--auth=scram-sha-256",
-        "-E",
-        "UTF8",
-        "--locale=C.UTF-8",
-        "--no-sync",
-    ]);
-    run_as_postgres(cmd, "initdb")?;
-    match std::fs::rename(&data, &root) {
-        Ok(()) => {}
-        Err(_) if root.join("PG_VERSION").is_file() => {} // another process won the race
-        Err(e) => return Err(e).context("moving the initdb template into place"),
-    }
-    Ok(root)
-}
-
-fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<()> {
-    // `cp -a` keeps owners and modes, which postgres checks (the data dir must be 0700)
-    let out = Command::new("cp")
-        .arg("-a")
-        .arg(from)
-        .arg(to)
-        .output()
-        .context("running cp")?;
-    if !out.status.success() {
-        bail!(
-            "copying the template: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(())
-}
-
 impl Postgres {
     /// Starts a fresh disposable server (no fsync, no full-page writes) with extra
     /// `-c name=value` settings, and waits until it answers.
@@ -170,7 +119,7 @@ impl Postgres {
     /// Missing binaries (naming the package), or a server that does not come up within
     /// 60 s (with the end of its log).
     pub fn start(settings: &[(&str, &str)]) -> anyhow::Result<Self> {
-        Self::start_under(&std::env::temp_dir(), settings, false)
+        Self::start_under(&std::env::temp_dir(), settings, false, None)
     }
 
     /// A durable server (see [`DURABLE`]) with its directory under `parent`, as
@@ -179,21 +128,26 @@ impl Postgres {
     /// # Errors
     /// As [`Postgres::start`].
     pub fn start_in(parent: &Path, settings: &[(&str, &str)]) -> anyhow::Result<Self> {
-        Self::start_under(parent, settings, true)
+        Self::start_under(parent, settings, true, None)
     }
 
+    /// `network`: a CIDR whose clients may connect too (with passwords), besides loopback.
     fn start_under(
         parent: &Path,
         settings: &[(&str, &str)],
         durable: bool,
+        network: Option<&str>,
     ) -> anyhow::Result<Self> {
-        let template = template()?;
+        let template = copy::template()?;
         let dir = tempfile::Builder::new()
             .prefix("crescendo-pg-primary-")
             .tempdir_in(parent)?;
         chown_to_postgres(dir.path())?;
         let data = dir.path().join("data");
-        copy_dir(&template, &data)?;
+        copy::copy_dir(&template, &data)?;
+        if let Some(net) = network {
+            region::allow_network(&data, net)?;
+        }
         let creds = Credentials::generate();
         creds.set_roles(&data, !durable)?;
         creds.write_pgpass(dir.path())?;
@@ -241,44 +195,13 @@ impl Postgres {
         settings: &[(&str, &str)],
         durable: bool,
     ) -> anyhow::Result<Self> {
-        let dir = tempfile::Builder::new()
-            .prefix(&format!("crescendo-pg-{name}-"))
-            .tempdir_in(parent)?;
-        chown_to_postgres(dir.path())?;
-        let data = dir.path().join("data");
-        // a copy of the primary's catalog: the same roles and passwords
-        let creds = primary.creds.clone();
-        creds.write_pgpass(dir.path())?;
-        let pgpass = Credentials::pgpass(dir.path());
-        let mut cmd = Command::new(bin("pg_basebackup")?);
-        cmd.env("PGPASSFILE", &pgpass);
-        cmd.args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &primary.port.to_string(),
-            "-U",
-            "postgres",
-            "-D",
-        ])
-        .arg(&data)
-        .args(["-R", "-X", "stream", "-c", "fast"]);
-        if !durable {
-            cmd.arg("--no-sync");
-        }
-        run_as_postgres(cmd, "pg_basebackup")?;
-        // -R wrote a primary_conninfo; a later line wins, and this one carries the name
-        let conninfo = format!(
-            "\nprimary_conninfo = 'host=127.0.0.1 port={} user=postgres passfile={} application_name={name}'\n",
-            primary.port,
-            pgpass.display()
-        );
-        std::fs::OpenOptions::new()
-            .append(true)
-            .open(data.join("postgresql.auto.conf"))?
-            .write_all(conninfo.as_bytes())
-            .context("writing primary_conninfo")?;
-        let replica = Self::boot(dir, settings, durable, creds)?;
+        let source = copy::Source {
+            host: "127.0.0.1".into(),
+            port: primary.port,
+            creds: primary.creds.clone(),
+        };
+        let dir = copy::base_backup(parent, &source, name, durable)?;
+        let replica = Self::boot(dir, settings, durable, source.creds)?;
         let deadline = Instant::now() + Duration::from_secs(30);
         let query = format!(
             "SELECT count(*) FROM pg_stat_replication WHERE application_name = '{name}' AND state = 'streaming'"
@@ -590,6 +513,8 @@ impl Drop for Postgres {
 }
 
 pub mod auth;
+mod copy;
+pub mod region;
 mod tier;
 pub use tier::ADMIN_FILE;
 pub(crate) use tier::start_tier;

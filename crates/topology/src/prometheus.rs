@@ -376,6 +376,7 @@ mod tests {
             worker_env: Vec::new(),
             workers: None,
             web_scaling: None,
+            regions: Vec::new(),
         }
     }
 

@@ -12,6 +12,9 @@ use std::time::{Duration, Instant};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Role {
+    /// A region of a two-region topology (rung 8), brought down with everything in it; its
+    /// processes are listed in the region's own state, with their region.
+    Region,
     /// The autoscaler of the worker and web tiers (`crescendo autoscale`).
     Supervisor,
     /// Prometheus, scraping every tier.
@@ -49,7 +52,8 @@ pub enum Role {
 impl Role {
     /// Every role in the order a topology stops: what takes requests drains first, what
     /// holds data stops last.
-    pub const STOP_ORDER: [Role; 15] = [
+    pub const STOP_ORDER: [Role; 16] = [
+        Role::Region,
         Role::Supervisor,
         Role::Dashboard,
         Role::Prometheus,
@@ -85,6 +89,7 @@ impl Role {
             Role::Edge => cmd.contains("varnishd") || cmd.contains("hitch"),
             Role::Redis => cmd.contains("redis-server"),
             Role::PgReplica | Role::PgPrimary => cmd.contains("postgres"),
+            Role::Region => false,
         }
     }
 
@@ -122,6 +127,9 @@ pub struct Process {
     /// (`c1`, `c2`…) with sharding.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
+    /// Its region (`a`, `b`), in a two-region topology (rung 8).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
 }
 
 impl Process {
@@ -142,6 +150,7 @@ impl Process {
             log,
             dir: None,
             cluster: None,
+            region: None,
         }
     }
 
@@ -210,6 +219,10 @@ pub struct State {
     /// The web tier's scaling, when the autoscaler sizes it (`[web] max_nodes`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub web_scaling: Option<crate::hpa::WebScaling>,
+    /// A two-region topology's regions (rung 8): each runs from a run directory of its
+    /// own inside its network namespace, while this one holds what joins them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub regions: Vec<crate::regions::RegionRecord>,
 }
 
 impl State {

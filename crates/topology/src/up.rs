@@ -64,6 +64,9 @@ impl Up {
 /// A topology is already running from the run directory, a server binary is missing (the
 /// message names its package), or a process does not come up.
 pub fn up(t: &Topology, o: &UpOptions) -> anyhow::Result<Running> {
+    if t.regions.is_some() && o.region.is_none() {
+        bail!("two regions: not yet");
+    }
     if let Ok(s) = State::read(&o.run_dir)
         && s.processes.iter().any(|p| alive(p.pid))
     {
@@ -77,7 +80,10 @@ pub fn up(t: &Topology, o: &UpOptions) -> anyhow::Result<Running> {
     std::fs::create_dir_all(&o.run_dir)
         .with_context(|| format!("creating {}", o.run_dir.display()))?;
     let run_dir = o.run_dir.canonicalize()?;
-    let public = o.public.unwrap_or(t.public);
+    let public = match &o.region {
+        Some(plan) => plan.public,
+        None => o.public.unwrap_or(t.public),
+    };
     let lb_addr = match t.edge {
         Some(_) => varnish::balancer_addr(public),
         None => public,
@@ -94,6 +100,7 @@ pub fn up(t: &Topology, o: &UpOptions) -> anyhow::Result<Running> {
         worker_env: Vec::new(),
         workers: None,
         web_scaling: t.web_scaling()?,
+        regions: Vec::new(),
     };
     let mut node = Settings::default();
     node.auth.jwt_secret = Some(Secret::new(shared_secret(&run_dir)?));

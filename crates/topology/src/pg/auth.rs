@@ -53,11 +53,12 @@ impl Credentials {
         dir.join("pgpass")
     }
 
-    /// Writes `dir/pgpass` (0600, owned by the `postgres` user, whose replicas read it).
+    /// Writes `dir/pgpass` (0600, owned by the `postgres` user, whose replicas read it),
+    /// for any host: a replica in another region reaches its primary across the WAN.
     pub fn write_pgpass(&self, dir: &Path) -> anyhow::Result<()> {
         let path = Self::pgpass(dir);
         let text = format!(
-            "127.0.0.1:*:*:{ADMIN_ROLE}:{}\n127.0.0.1:*:*:{APP_ROLE}:{}\n",
+            "*:*:*:{ADMIN_ROLE}:{}\n*:*:*:{APP_ROLE}:{}\n",
             self.admin, self.app
         );
         crate::secret::write_file(&path, text.as_bytes())?;

@@ -102,6 +102,7 @@ fn every_server_up_starts_keeps_fsync_and_full_page_writes_on() {
         worker_env: Vec::new(),
         workers: None,
         web_scaling: None,
+        regions: Vec::new(),
     };
     let mut up = crate::up::Up {
         o: crate::launch::UpOptions {
@@ -109,6 +110,7 @@ fn every_server_up_starts_keeps_fsync_and_full_page_writes_on() {
             run_dir: run_dir.path().to_path_buf(),
             public: None,
             progress: |_| {},
+            region: None,
         },
         public: "127.0.0.1:0".parse().unwrap(),
         running: crate::launch::Running::new(state, run_dir.path().to_path_buf()),

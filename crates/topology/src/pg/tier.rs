@@ -21,6 +21,9 @@ pub(crate) fn start_tier(up: &mut crate::up::Up, t: &crate::model::PgTier) -> an
     if t.clusters > 0 {
         return start_clusters(up, t.clusters, t.spare);
     }
+    if let Some(plan) = up.o.region.clone() {
+        return super::region::start_tier(up, t.replicas, &plan);
+    }
     let names: Vec<String> = (1..=t.replicas).map(|i| format!("r{i}")).collect();
     let sync = format!("ANY 1 ({})", names.join(", "));
     let mut settings: Vec<(&str, &str)> = Vec::new();
@@ -61,7 +64,11 @@ pub(crate) fn start_tier(up: &mut crate::up::Up, t: &crate::model::PgTier) -> an
 }
 
 /// How `state.json` lists a database server.
-fn record(role: crate::state::Role, name: String, pg: &Postgres) -> crate::state::Process {
+pub(super) fn record(
+    role: crate::state::Role,
+    name: String,
+    pg: &Postgres,
+) -> crate::state::Process {
     crate::state::Process::new(
         role,
         name,
