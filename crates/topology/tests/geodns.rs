@@ -1,9 +1,11 @@
 //! The geo DNS (gdnsd) on loopback: two regions stood for by tiny `/ready` servers, clients
-//! told apart by their source addresses. Each client gets its own region, the other region
+//! told apart by their source addresses (or the client subnet a resolver sends for them). Each client gets its own region, the other region
 //! once its own fails its health checks (timed against the stated bound), and its own again
 //! once it heals; names outside the site get no address.
 
-use crescendo_topology::geodns::{self, DnsError, DnsRegion, GeoDnsPlan, query_a};
+use crescendo_topology::geodns::{
+    self, DnsError, DnsRegion, GeoDnsPlan, query_a, query_a_for_subnet,
+};
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
 use std::os::unix::fs::PermissionsExt;
@@ -158,6 +160,15 @@ fn each_client_gets_its_nearest_healthy_region_and_the_other_while_its_own_is_do
     assert_eq!(answer.ttl, plan.ttl_secs);
     assert_eq!(ask(dns, USER_B), [REGION_B]);
     assert_eq!(ask(dns, USER_ELSEWHERE), [REGION_A]);
+
+    // a resolver asking on its users' behalf: the client subnet decides, not the sender
+    let for_subnet = |net: [u8; 4]| {
+        query_a_for_subnet(dns, SITE, (Ipv4Addr::from(net), 24), Duration::from_secs(2))
+            .unwrap()
+            .addrs
+    };
+    assert_eq!(for_subnet([127, 0, 24, 0]), [REGION_B]);
+    assert_eq!(for_subnet([127, 0, 21, 0]), [REGION_A]);
 
     // names outside the site, or in it but not the site, get no address
     for name in [

@@ -9,7 +9,8 @@
 //!
 //! [`GeoDnsPlan`] says what to serve, [`start`] writes gdnsd's configuration directory and
 //! starts it, and [`query_a`] is the small client that probes it and that tests and
-//! benchmarks resolve the site with.
+//! benchmarks resolve the site with ([`query_a_for_subnet`] asks on a user's behalf, as a
+//! recursive resolver does, with an EDNS client subnet).
 //!
 //! How fast clients move: a region that stops answering `/ready` is out of answers once
 //! `down_after` checks have failed, at most `check_interval × down_after + check_timeout`
@@ -18,7 +19,9 @@
 
 mod wire;
 
-pub use wire::{Answer, DnsError, encode_query, parse_answer, query_a};
+pub use wire::{
+    Answer, DnsError, add_client_subnet, encode_query, parse_answer, query_a, query_a_for_subnet,
+};
 
 use crate::state::{Process, Role};
 use anyhow::{Context, bail, ensure};

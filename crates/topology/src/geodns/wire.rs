@@ -69,6 +69,32 @@ pub fn query_a(
     source: Option<IpAddr>,
     timeout: Duration,
 ) -> anyhow::Result<Answer> {
+    exchange(server, name, source, None, timeout)
+}
+
+/// Like [`query_a`] from this host's address, but the question carries an EDNS client
+/// subnet (RFC 7871): `network`/`prefix` is where the user is, as a recursive resolver
+/// tells an authority on its users' behalf; the geo DNS maps that network, not the sender.
+///
+/// # Errors
+/// As [`query_a`]'s, and a prefix longer than 32.
+pub fn query_a_for_subnet(
+    server: SocketAddr,
+    name: &str,
+    subnet: (Ipv4Addr, u8),
+    timeout: Duration,
+) -> anyhow::Result<Answer> {
+    exchange(server, name, None, Some(subnet), timeout)
+}
+
+/// Sends one `A` question (with a client subnet when given) and reads its answer.
+fn exchange(
+    server: SocketAddr,
+    name: &str,
+    source: Option<IpAddr>,
+    subnet: Option<(Ipv4Addr, u8)>,
+    timeout: Duration,
+) -> anyhow::Result<Answer> {
     let bind = match (source, server) {
         (Some(ip), _) => SocketAddr::new(ip, 0),
         (None, SocketAddr::V4(_)) => SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), 0),
@@ -79,7 +105,11 @@ pub fn query_a(
     let mut id = [0u8; 2];
     getrandom::fill(&mut id).expect("the OS gives random bytes");
     let id = u16::from_be_bytes(id);
-    socket.send(&encode_query(id, name)?)?;
+    let mut query = encode_query(id, name)?;
+    if let Some((network, prefix)) = subnet {
+        add_client_subnet(&mut query, network, prefix)?;
+    }
+    socket.send(&query)?;
     let deadline = std::time::Instant::now() + timeout;
     let mut buf = [0u8; 4096];
     loop {
@@ -133,6 +163,35 @@ pub fn encode_query(id: u16, name: &str) -> Result<Vec<u8>, DnsError> {
     packet.extend_from_slice(&TYPE_A.to_be_bytes());
     packet.extend_from_slice(&CLASS_IN.to_be_bytes());
     Ok(packet)
+}
+
+/// Adds to `query` (one question, nothing after it) an EDNS OPT record carrying the client
+/// subnet `network`/`prefix` (RFC 7871 §6: family 1, the prefix's bytes of the address only).
+///
+/// # Errors
+/// A prefix longer than 32.
+pub fn add_client_subnet(
+    query: &mut Vec<u8>,
+    network: Ipv4Addr,
+    prefix: u8,
+) -> Result<(), DnsError> {
+    if prefix > 32 {
+        return Err(DnsError::Malformed(format!("a client subnet /{prefix}")));
+    }
+    let bytes = usize::from(prefix).div_ceil(8);
+    let mask = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
+    let address = (u32::from(network) & mask).to_be_bytes();
+    // ARCOUNT 1
+    query[10..12].copy_from_slice(&1u16.to_be_bytes());
+    // the OPT record: root name, type 41, class = the UDP payload this client takes, TTL 0
+    query.extend_from_slice(&[0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0]);
+    query.extend_from_slice(&(8 + bytes as u16).to_be_bytes());
+    // option 8 (client subnet): family 1 (IPv4), the source prefix, scope 0, the address
+    query.extend_from_slice(&[0, 8]);
+    query.extend_from_slice(&(4 + bytes as u16).to_be_bytes());
+    query.extend_from_slice(&[0, 1, prefix, 0]);
+    query.extend_from_slice(&address[..bytes]);
+    Ok(())
 }
 
 /// Reads `packet` as the answer to the `A` query `id` for `name`: the ID and the question
@@ -313,6 +372,26 @@ mod tests {
         let mut want = vec![0xbe, 0xef, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0];
         want.extend_from_slice(b"\x07conduit\x09crescendo\x04test\x00\x00\x01\x00\x01");
         assert_eq!(q, want);
+    }
+
+    #[test]
+    fn a_client_subnet_travels_in_an_opt_record_with_only_the_prefixs_bytes() {
+        let mut q = encode_query(1, "a.test").unwrap();
+        add_client_subnet(&mut q, Ipv4Addr::new(10, 250, 0, 12), 24).unwrap();
+        assert_eq!(&q[10..12], &[0, 1]);
+        assert_eq!(
+            &q[24..],
+            &[
+                0, 0, 41, 4, 208, 0, 0, 0, 0, 0, 11, 0, 8, 0, 7, 0, 1, 24, 0, 10, 250, 0
+            ]
+        );
+        let mut q = encode_query(1, "a.test").unwrap();
+        add_client_subnet(&mut q, Ipv4Addr::new(10, 250, 0, 12), 0).unwrap();
+        assert_eq!(
+            &q[24..],
+            &[0, 0, 41, 4, 208, 0, 0, 0, 0, 0, 8, 0, 8, 0, 4, 0, 1, 0, 0]
+        );
+        assert!(add_client_subnet(&mut q, Ipv4Addr::LOCALHOST, 33).is_err());
     }
 
     #[test]
