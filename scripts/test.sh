@@ -4,7 +4,7 @@
 # HAProxy (the load-balancer tier), Redis (shared state and the cache tier), NATS with
 # JetStream (the message queue), Varnish, its xkey module and hitch (the CDN edge),
 # Prometheus with the node, PostgreSQL, Redis and Varnish exporters and Alertmanager (every
-# topology's monitoring and alerting),
+# topology's monitoring and alerting), gdnsd (the geo DNS of rung 8),
 # Node.js and npm (for newman, which runs the RealWorld conformance collection), newman
 # itself, and Chromium with its WebDriver (the end-to-end browser tests), s3s-fs (an
 # S3-compatible server, built with cargo), the PyPI validators of the Kubernetes manifests
@@ -27,6 +27,7 @@ command -v npm >/dev/null 2>&1 || missing+=(npm)
 [ -x /usr/sbin/varnishd ] || missing+=(varnish)
 [ -x /usr/sbin/hitch ] || missing+=(hitch)
 dpkg -s varnish-modules >/dev/null 2>&1 || missing+=(varnish-modules)
+[ -x /usr/sbin/gdnsd ] || missing+=(gdnsd)
 monitoring=(prometheus prometheus-node-exporter prometheus-postgres-exporter
     prometheus-redis-exporter prometheus-varnish-exporter prometheus-alertmanager)
 for pkg in "${monitoring[@]}"; do
@@ -45,8 +46,9 @@ if [ ${#missing[@]} -gt 0 ]; then
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
     # where a service manager ran the packages' services in spite of policy-rc.d, stop them
-    # by name: each topology starts its own Prometheus and exporters on private addresses
-    for svc in "${monitoring[@]}"; do
+    # by name: each topology starts its own Prometheus, exporters and geo DNS (a system
+    # gdnsd would hold port 53) on private addresses
+    for svc in "${monitoring[@]}" gdnsd; do
         if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet "$svc" 2>/dev/null; then
             $SUDO systemctl disable --now "$svc"
         elif [ -x "/etc/init.d/$svc" ] && "/etc/init.d/$svc" status >/dev/null 2>&1; then

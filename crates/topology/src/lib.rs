@@ -16,6 +16,8 @@
 //!   [`exporters`] it reads for servers without a `/metrics` of their own; its rules and
 //!   Alertmanager in [`alerting`], delivering alerts to the [`alert_sink`]; the [`dashboard`]
 //!   charts what it collects.
+//! - [`geodns`]: the geo DNS of rung 8 (gdnsd), sending each client to its nearest healthy
+//!   region, and a small DNS client to ask it.
 //!
 //! Around them, whole topologies from `topologies/*.toml` on one machine, one module per
 //! concern: [`model`] (the file), [`up`] (start every tier: each launcher's module also starts
@@ -35,6 +37,7 @@ pub mod alerting;
 pub mod autoscale;
 pub mod dashboard;
 pub mod exporters;
+pub mod geodns;
 pub mod haproxy;
 pub mod hpa;
 mod launch;

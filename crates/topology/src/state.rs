@@ -32,6 +32,9 @@ pub enum Role {
     Web,
     /// The load balancer (HAProxy).
     Lb,
+    /// The geo DNS (gdnsd): answers the site's name with the region nearest the client
+    /// that passes its health checks (rung 8).
+    Dns,
     /// A CDN edge (Varnish) in front of the balancer, or the TLS terminator (hitch) in
     /// front of an edge.
     Edge,
@@ -52,7 +55,7 @@ pub enum Role {
 impl Role {
     /// Every role in the order a topology stops: what takes requests drains first, what
     /// holds data stops last.
-    pub const STOP_ORDER: [Role; 16] = [
+    pub const STOP_ORDER: [Role; 17] = [
         Role::Region,
         Role::Supervisor,
         Role::Dashboard,
@@ -60,6 +63,7 @@ impl Role {
         Role::Alertmanager,
         Role::AlertSink,
         Role::Exporter,
+        Role::Dns,
         Role::Edge,
         Role::Web,
         Role::Lb,
@@ -86,6 +90,7 @@ impl Role {
             Role::Nats => cmd.contains("nats-server"),
             Role::S3 => cmd.contains("s3s-fs"),
             Role::Lb => cmd.contains("haproxy"),
+            Role::Dns => cmd.contains("gdnsd"),
             Role::Edge => cmd.contains("varnishd") || cmd.contains("hitch"),
             Role::Redis => cmd.contains("redis-server"),
             Role::PgReplica | Role::PgPrimary => cmd.contains("postgres"),
