@@ -44,12 +44,15 @@ pub enum Role {
     PgReplica,
     /// The PostgreSQL primary.
     PgPrimary,
+    /// The WAN relay between the regions' network namespaces (`crescendo wan-relay`, rung
+    /// 8): it carries every tier's traffic across regions, so it stops last.
+    Wan,
 }
 
 impl Role {
     /// Every role in the order a topology stops: what takes requests drains first, what
     /// holds data stops last.
-    pub const STOP_ORDER: [Role; 15] = [
+    pub const STOP_ORDER: [Role; 16] = [
         Role::Supervisor,
         Role::Dashboard,
         Role::Prometheus,
@@ -65,6 +68,7 @@ impl Role {
         Role::Redis,
         Role::PgReplica,
         Role::PgPrimary,
+        Role::Wan,
     ];
 
     /// Whether a command line (`/proc/PID/cmdline`) runs this role's program; `name` is the
@@ -84,6 +88,7 @@ impl Role {
             Role::Lb => cmd.contains("haproxy"),
             Role::Edge => cmd.contains("varnishd") || cmd.contains("hitch"),
             Role::Redis => cmd.contains("redis-server"),
+            Role::Wan => cmd.contains("wan-relay"),
             Role::PgReplica | Role::PgPrimary => cmd.contains("postgres"),
         }
     }
