@@ -199,6 +199,31 @@ fn the_relay_delays_only_cross_location_traffic_and_cuts_heals_and_loses_it() {
         ms(healed.elapsed())
     );
 
+    // a port of the WAN namespace taken down and up again (the relay's reads fail meanwhile):
+    // the relay lives on and carries traffic again
+    let wan = net.plan.wan();
+    let link = |state: &str| {
+        let ok = std::process::Command::new("ip")
+            .args(["-n", &wan, "link", "set", &b, state])
+            .status()
+            .unwrap();
+        assert!(ok.success(), "ip link set {b} {state}");
+    };
+    link("down");
+    assert_eq!(connects(&from, far, 1, Duration::from_secs(1)), vec![None]);
+    link("up");
+    let up = Instant::now();
+    while connects(&from, far, 1, Duration::from_millis(500))[0].is_none() {
+        assert!(
+            up.elapsed() < Duration::from_secs(10),
+            "no traffic 10 s after the link came up"
+        );
+    }
+    assert!(
+        crescendo_topology::alive(relay),
+        "the relay died with its link down"
+    );
+
     // 100 % loss: nothing crosses, the same location still works
     net.start_relay(100.0);
     assert_eq!(connects(&from, far, 1, Duration::from_secs(1)), vec![None]);

@@ -362,3 +362,97 @@ async fn signals(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A switch of three ports, two at location a and one at b, with no sockets.
+    fn switch(loss_percent: f64) -> Switch {
+        Switch {
+            names: vec!["p0".into(), "p1".into(), "p2".into()],
+            locations: vec!["a".into(), "a".into(), "b".into()],
+            outboxes: (0..3).map(|_| Outbox::default()).collect(),
+            macs: Mutex::default(),
+            cuts: RwLock::default(),
+            delay: Duration::from_millis(20),
+            loss_below: (loss_percent / 100.0 * 4_294_967_296.0) as u64,
+            seq: AtomicU64::new(0),
+            counts: Counts::default(),
+        }
+    }
+
+    /// An Ethernet frame from MAC `…:src` to `dst` (a broadcast when 0xff).
+    fn frame(dst: u8, src: u8) -> Vec<u8> {
+        let mut f = vec![0u8; 60];
+        let to = if dst == 0xff {
+            [0xff; 6]
+        } else {
+            [2, 0, 0, 0, 0, dst]
+        };
+        f[0..6].copy_from_slice(&to);
+        f[6..12].copy_from_slice(&[2, 0, 0, 0, 0, src]);
+        f
+    }
+
+    /// How many frames wait on each port, and whether the latest on each is delayed.
+    fn queued(s: &Switch) -> Vec<(usize, bool)> {
+        s.outboxes
+            .iter()
+            .map(|o| {
+                let q = o.queue.lock().unwrap();
+                let delayed = q.iter().any(|Reverse((due, _, _))| {
+                    due.saturating_duration_since(Instant::now()) > Duration::from_millis(10)
+                });
+                (q.len(), delayed)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn unknown_destinations_are_flooded_and_learned_ones_go_to_their_port_delayed_across_locations()
+    {
+        let s = switch(0.0);
+        let mut rng = Rng::new();
+        s.forward(0, &frame(0xff, 1), &mut rng);
+        assert_eq!(queued(&s), vec![(0, false), (1, false), (1, true)]);
+        // MAC 3 answers from port 2: it goes to port 0 alone, after the delay
+        s.forward(2, &frame(1, 3), &mut rng);
+        assert_eq!(queued(&s), vec![(1, true), (1, false), (1, true)]);
+        // and MAC 1 reaches MAC 3 on port 2 only
+        s.forward(0, &frame(3, 1), &mut rng);
+        assert_eq!(queued(&s), vec![(1, true), (1, false), (2, true)]);
+        assert_eq!(s.counts.delayed.load(Relaxed), 3);
+    }
+
+    #[test]
+    fn cuts_drop_both_ways_and_full_loss_drops_only_across_locations() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("cuts");
+        std::fs::write(&file, "# region a and b\np2 p0\n").unwrap();
+        let s = switch(0.0);
+        assert_eq!(s.load_cuts(&file).unwrap(), 1);
+        assert_eq!(
+            std::fs::read_to_string(applied_file(&file)).unwrap(),
+            "# region a and b\np2 p0\n"
+        );
+        let mut rng = Rng::new();
+        s.forward(0, &frame(0xff, 1), &mut rng);
+        s.forward(2, &frame(0xff, 3), &mut rng);
+        // port 1 has one frame from each: port 2's crossed the WAN
+        assert_eq!(queued(&s), vec![(0, false), (2, true), (0, false)]);
+        assert_eq!(s.counts.cut.load(Relaxed), 2);
+
+        std::fs::write(&file, "p0 p9\n").unwrap();
+        assert!(s.load_cuts(&file).is_err(), "an unknown port was taken");
+        std::fs::write(&file, "p0\n").unwrap();
+        assert!(s.load_cuts(&file).is_err(), "half a pair was taken");
+
+        let s = switch(100.0);
+        for _ in 0..100 {
+            s.forward(0, &frame(0xff, 1), &mut rng);
+        }
+        assert_eq!(queued(&s), vec![(0, false), (100, false), (0, false)]);
+        assert_eq!(s.counts.lost.load(Relaxed), 100);
+    }
+}
