@@ -199,6 +199,12 @@ fn the_relay_delays_only_cross_location_traffic_and_cuts_heals_and_loses_it() {
         ms(healed.elapsed())
     );
 
+    let log = std::fs::read_to_string(net.run_dir.path().join("wan.log")).unwrap();
+    assert!(
+        log.contains("cuts: 0 port pairs") && log.contains("frames relayed"),
+        "{log}"
+    );
+
     // a port of the WAN namespace taken down and up again (the relay's reads fail meanwhile):
     // the relay lives on and carries traffic again
     let wan = net.plan.wan();
