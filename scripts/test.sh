@@ -27,7 +27,10 @@ command -v npm >/dev/null 2>&1 || missing+=(npm)
 [ -x /usr/sbin/varnishd ] || missing+=(varnish)
 [ -x /usr/sbin/hitch ] || missing+=(hitch)
 dpkg -s varnish-modules >/dev/null 2>&1 || missing+=(varnish-modules)
+# rung 8: the geo DNS, and the network namespaces (`ip`, offloads turned off on their links)
 [ -x /usr/sbin/gdnsd ] || missing+=(gdnsd)
+command -v ip >/dev/null 2>&1 || missing+=(iproute2)
+[ -x /usr/sbin/ethtool ] || missing+=(ethtool)
 monitoring=(prometheus prometheus-node-exporter prometheus-postgres-exporter
     prometheus-redis-exporter prometheus-varnish-exporter prometheus-alertmanager)
 for pkg in "${monitoring[@]}"; do

@@ -112,6 +112,11 @@ enum Command {
     /// Run one scenario against every rung that exists, each started and stopped here, and
     /// write a comparison (tour.json, tour.html) with the playbook's claim for each rung.
     Tour(TourArgs),
+    /// The WAN between rung 8's network namespaces, run in the WAN namespace by `up`: relay
+    /// Ethernet frames between its ports, delaying (and dropping some of) those between
+    /// locations. SIGHUP re-reads --cuts and prints the counts.
+    #[command(hide = true)]
+    WanRelay(WanRelayArgs),
     /// Render a topology as Kubernetes manifests (plain YAML and a kustomization) into
     /// --out; NOTES.txt there lists the Secrets to create. Writes no secret value.
     Kube(kube::KubeArgs),
@@ -164,6 +169,44 @@ struct StatusArgs {
     run: RunDirArgs,
 }
 
+/// Flags of `wan-relay`.
+#[derive(Args, Debug)]
+struct WanRelayArgs {
+    /// A port and its location, e.g. p0=a (at least two).
+    #[arg(long = "port", value_name = "IFNAME=LOCATION", required = true)]
+    ports: Vec<String>,
+    /// The one-way delay between ports of different locations, in ms.
+    #[arg(long, default_value_t = 0)]
+    delay_ms: u64,
+    /// The share of frames dropped between different locations, in percent.
+    #[arg(long, default_value_t = 0.0)]
+    loss_percent: f64,
+    /// A file of `IF1 IF2` lines: frames between those ports are dropped both ways.
+    #[arg(long, value_name = "FILE")]
+    cuts: Option<PathBuf>,
+}
+
+impl WanRelayArgs {
+    fn run(self) -> anyhow::Result<()> {
+        let ports = self
+            .ports
+            .iter()
+            .map(|p| match p.split_once('=') {
+                Some((name, location)) if !name.is_empty() && !location.is_empty() => {
+                    Ok((name.to_owned(), location.to_owned()))
+                }
+                _ => anyhow::bail!("--port {p}: expected IFNAME=LOCATION"),
+            })
+            .collect::<anyhow::Result<_>>()?;
+        crescendo_topology::netns::relay::run(crescendo_topology::netns::relay::RelayConfig {
+            ports,
+            delay: std::time::Duration::from_millis(self.delay_ms),
+            loss_percent: self.loss_percent,
+            cuts: self.cuts,
+        })
+    }
+}
+
 /// Flags of `failover`.
 #[derive(Args, Debug)]
 struct FailoverArgs {
@@ -201,6 +244,11 @@ impl Common {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if let Command::WanRelay(a) = cli.command {
+        // its own threads and signal handling: no runtime of ours around it
+        logs::init_from_env()?;
+        return a.run();
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -288,6 +336,7 @@ fn main() -> anyhow::Result<()> {
             Command::Ceiling(a) => measure::ceiling(a).await,
             Command::Tour(a) => measure::tour(a).await,
             Command::Kube(a) => a.run(),
+            Command::WanRelay(_) => unreachable!("handled before the runtime starts"),
         }
     })
 }

@@ -27,6 +27,8 @@
 //! [`web_autoscale`] (the web tier, deciding with [`hpa`]) and [`logs`] (every process's log
 //! merged in time order).
 //!
+//! Rung 8's regions run in network namespaces joined by a WAN relay: [`netns`].
+//!
 //! Every server is started with credentials generated for it ([`secret`]) and answers no
 //! client without them; its `url()` carries them.
 //!
@@ -46,6 +48,7 @@ pub mod logs_time;
 pub mod model;
 pub mod nats;
 pub mod nats_metrics;
+pub mod netns;
 pub mod pg;
 pub mod prometheus;
 pub mod redis;

@@ -50,12 +50,15 @@ pub enum Role {
     PgReplica,
     /// The PostgreSQL primary.
     PgPrimary,
+    /// The WAN relay between the regions' network namespaces (`crescendo wan-relay`, rung
+    /// 8): it carries every tier's traffic across regions, so it stops last.
+    Wan,
 }
 
 impl Role {
     /// Every role in the order a topology stops: what takes requests drains first, what
     /// holds data stops last.
-    pub const STOP_ORDER: [Role; 17] = [
+    pub const STOP_ORDER: [Role; 18] = [
         Role::Region,
         Role::Supervisor,
         Role::Dashboard,
@@ -73,6 +76,7 @@ impl Role {
         Role::Redis,
         Role::PgReplica,
         Role::PgPrimary,
+        Role::Wan,
     ];
 
     /// Whether a command line (`/proc/PID/cmdline`) runs this role's program; `name` is the
@@ -93,6 +97,7 @@ impl Role {
             Role::Dns => cmd.contains("gdnsd"),
             Role::Edge => cmd.contains("varnishd") || cmd.contains("hitch"),
             Role::Redis => cmd.contains("redis-server"),
+            Role::Wan => cmd.contains("wan-relay"),
             Role::PgReplica | Role::PgPrimary => cmd.contains("postgres"),
             Role::Region => false,
         }

@@ -203,7 +203,8 @@ pub fn status(run_dir: &Path) -> anyhow::Result<Status> {
             Role::Worker => {
                 s.healthy = live && http_get(&p.addr, "/ready").is_some_and(|(code, _)| code == 200)
             }
-            Role::Supervisor => s.healthy = live,
+            // the WAN relay listens on no port: it is healthy while it runs
+            Role::Supervisor | Role::Wan => s.healthy = live,
             Role::Web => {
                 s.healthy =
                     live && http_get(&p.addr, "/ready").is_some_and(|(code, _)| code == 200);
