@@ -34,6 +34,9 @@ pub enum Role {
     Edge,
     /// A worker process (`crescendo worker`).
     Worker,
+    /// A region's cache invalidator (`crescendo invalidator`, rung 8): it applies other
+    /// regions' writes to its region's cache ring.
+    Invalidator,
     /// The message queue (NATS with JetStream).
     Nats,
     /// The S3-compatible object server.
@@ -49,7 +52,7 @@ pub enum Role {
 impl Role {
     /// Every role in the order a topology stops: what takes requests drains first, what
     /// holds data stops last.
-    pub const STOP_ORDER: [Role; 15] = [
+    pub const STOP_ORDER: [Role; 16] = [
         Role::Supervisor,
         Role::Dashboard,
         Role::Prometheus,
@@ -60,6 +63,8 @@ impl Role {
         Role::Web,
         Role::Lb,
         Role::Worker,
+        // after the web nodes (no writes left to apply), before the cache and databases
+        Role::Invalidator,
         Role::Nats,
         Role::S3,
         Role::Redis,
@@ -73,6 +78,7 @@ impl Role {
         match self {
             Role::Web => cmd.contains("web") && cmd.contains(name),
             Role::Worker => cmd.contains("worker") && cmd.contains(name),
+            Role::Invalidator => cmd.contains("invalidator") && cmd.contains(name),
             Role::Supervisor => cmd.contains("autoscale"),
             Role::Prometheus => cmd.contains("storage.tsdb.path"),
             Role::Alertmanager => cmd.contains("alertmanager"),
