@@ -29,7 +29,7 @@
 //! it is applied; both clocks are this machine's in a one-machine topology),
 //! `crescendo_cache_region_stream_healthy` (1 while the stream is read and the replica
 //! receives WAL, 0 otherwise), `crescendo_cache_region_invalidations_total`,
-//! `crescendo_cache_region_empties_total`.
+//! `crescendo_cache_region_empties_total`; each labelled with the invalidator's `region`.
 
 mod cursor;
 
@@ -196,7 +196,6 @@ async fn run(
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let mut t = Tail {
-        opts,
         stream,
         cache,
         cursor: None,
@@ -204,10 +203,11 @@ async fn run(
         lost_since: None,
         emptied: None,
         pruned: None,
-        delay: metrics::histogram!(names::CACHE_REGION_INVALIDATION_DELAY),
-        healthy_gauge: metrics::gauge!(names::CACHE_REGION_STREAM_HEALTHY),
-        applied: metrics::counter!(names::CACHE_REGION_INVALIDATIONS),
-        empties: metrics::counter!(names::CACHE_REGION_EMPTIES),
+        delay: metrics::histogram!(names::CACHE_REGION_INVALIDATION_DELAY, "region" => opts.region.clone()),
+        healthy_gauge: metrics::gauge!(names::CACHE_REGION_STREAM_HEALTHY, "region" => opts.region.clone()),
+        applied: metrics::counter!(names::CACHE_REGION_INVALIDATIONS, "region" => opts.region.clone()),
+        empties: metrics::counter!(names::CACHE_REGION_EMPTIES, "region" => opts.region.clone()),
+        opts,
     };
     let mut tick = tokio::time::interval(t.opts.poll);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
