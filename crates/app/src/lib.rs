@@ -101,6 +101,8 @@ struct Inner {
     clock_skew_ms: u64,
     /// Outbox entries of purges done, to be removed (see `edge.rs`).
     removals: edge::Removals,
+    /// This node's region (see [`Parts::region`]).
+    region: Option<String>,
 }
 
 /// How long a user's last write position is kept. Replicas that lag more than their bound
@@ -184,6 +186,10 @@ pub struct Parts {
     /// How far ahead of another node's clock a node's clock may be, ms (see
     /// [`App::checks_near_copies`]).
     pub clock_skew_ms: u64,
+    /// This node's region, when the deployment has several (rung 8): each write then
+    /// records its invalidated keys in the store's cross-region invalidation stream, which
+    /// the other regions' invalidators apply to their caches. `None`: one region.
+    pub region: Option<String>,
 }
 
 impl std::fmt::Debug for App {
@@ -223,6 +229,7 @@ impl App {
                 purge_settle: p.purge_settle,
                 clock_skew_ms: p.clock_skew_ms,
                 removals: edge::Removals::default(),
+                region: p.region,
             }),
         }
     }
@@ -395,21 +402,36 @@ impl App {
         self.store().ping().await.map_err(|_| AppError::Unavailable)
     }
 
-    /// Invalidates cache keys after a committed write, then sends the write's edge purge
-    /// (made by [`App::purging`]; in that order: an edge that refetches must find the new
-    /// data in the cache). A failed cache invalidation means some reader could see the old
-    /// data, so the write's caller is told the service is unavailable (the write itself is
-    /// committed; repeating it is safe for every use case); a purge an edge missed is sent
-    /// again from the outbox and fails nothing.
+    /// Invalidates cache keys after a committed write, then, with regions, records them in
+    /// the cross-region invalidation stream (see [`Parts::region`]), then sends the write's
+    /// edge purge (made by [`App::purging`]; in that order: an edge that refetches must find
+    /// the new data in the cache). A failed cache invalidation or a failed record means some
+    /// reader (here, or in another region) could see the old data, so the write's caller is
+    /// told the service is unavailable (the write itself is committed; repeating it is safe
+    /// for every use case); a purge an edge missed is sent again from the outbox and fails
+    /// nothing. The record costs one more round trip to the primary per write: across the
+    /// WAN for a region whose writes go to another region's primary.
     pub(crate) async fn invalidate(&self, keys: Vec<String>, purge: WritePurge) -> AppResult<()> {
         self.reach(WriteStep::Committed).await;
+        let position = fence::wrote();
         self.cache()
-            .invalidate_at(&keys, fence::wrote())
+            .invalidate_at(&keys, position)
             .await
             .map_err(|e| {
                 tracing::error!(error = %e, ?keys, "cache invalidation failed");
                 AppError::Unavailable
             })?;
+        if let Some(region) = &self.inner.region
+            && !keys.is_empty()
+        {
+            self.store()
+                .record_invalidation(region, &keys, position, now_ms())
+                .await
+                .map_err(|e| {
+                    tracing::error!(error = %e, ?keys, "recording the invalidation for other regions failed");
+                    AppError::Unavailable
+                })?;
+        }
         self.purge_edges(purge).await;
         Ok(())
     }

@@ -159,6 +159,20 @@ pub trait Cache: Send + Sync + 'static {
     fn reported_through(&self) -> Option<u64> {
         None
     }
+    /// Drops every entry, on every server of a shared tier, and makes later loads of any key
+    /// read at least at store position `position` and at every position the cache had been
+    /// told of before (so no acknowledged write is forgotten): what a region's invalidator
+    /// does while the cross-region invalidation stream is lost. A load that looked its key up
+    /// before cannot fill afterwards (its version is gone); a near tier is told to drop
+    /// everything ([`NearInvalidations::all`]) by the tier's change reports.
+    ///
+    /// # Errors
+    /// The cache cannot be emptied (the default: it is not a shared tier).
+    async fn empty(&self, _position: u64) -> Result<(), CacheError> {
+        Err(CacheError::Unavailable(
+            "only a shared cache tier can be emptied for another process".into(),
+        ))
+    }
     /// Registers where this cache reports changes other processes make (see
     /// [`NearInvalidations`]); [`ReadThrough::new`] registers its near tier. A cache that
     /// reports nothing ignores it.

@@ -50,6 +50,12 @@ enum Command {
     /// outbox, and serves /health, /ready and /metrics on --listen. SIGTERM stops claiming
     /// and waits for the jobs in hand.
     Worker(Common),
+    /// Run a region's cache invalidator (rung 8): it tails the cross-region invalidation
+    /// stream on the region's database copy (the first of `store.postgres_replica_urls`, else
+    /// `store.postgres_url`), applies other regions' rows to the region's cache ring
+    /// (`cache.redis_urls`), empties that cache while the stream is lost
+    /// (`region.lost_after_ms`), and serves /health, /ready and /metrics on --listen.
+    Invalidator(Common),
     /// Promote the most advanced replica when the primary is gone, re-point the other
     /// replicas at it, and make one of them its synchronous standby. Refuses while a
     /// primary answers. Web nodes follow the new primary on their own.
@@ -242,6 +248,17 @@ impl Common {
     }
 }
 
+/// `crescendo invalidator`: runs until SIGTERM, printing where it listens (as `up` waits for).
+async fn invalidator(common: Common) -> anyhow::Result<()> {
+    let settings = common.settings()?;
+    logs::init(&settings.log)?;
+    let running =
+        crescendo_server::invalidator::invalidator(settings, crescendo_server::shutdown_signal())
+            .await?;
+    println!("listening on http://{}", running.addr);
+    running.done.await?
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     if let Command::WanRelay(a) = cli.command {
@@ -275,6 +292,7 @@ fn main() -> anyhow::Result<()> {
                 running.done.await??;
                 Ok(())
             }
+            Command::Invalidator(common) => invalidator(common).await,
             Command::Autoscale(a) => autoscale(a.run_dir).await,
             Command::Logs(a) => tokio::task::spawn_blocking(move || a.run()).await?,
             Command::NatsExporter(a) => tokio::task::spawn_blocking(move || a.run()).await?,

@@ -9,9 +9,11 @@
 
 mod edge;
 mod env;
+mod region;
 mod sections;
 
 pub use edge::EdgeSettings;
+pub use region::RegionSettings;
 pub use sections::*;
 
 use figment::Figment;
@@ -66,6 +68,8 @@ pub struct Settings {
     pub web: WebSettings,
     /// The CDN edge caches in front of the service.
     pub edge: EdgeSettings,
+    /// The region this node runs in (rung 8), and its cross-region cache invalidation.
+    pub region: RegionSettings,
     /// Logs.
     pub log: Log,
 }
@@ -83,6 +87,7 @@ impl Default for Settings {
             auth: Auth::default(),
             web: WebSettings::default(),
             edge: EdgeSettings::default(),
+            region: RegionSettings::default(),
             log: Log::default(),
         }
     }

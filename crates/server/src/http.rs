@@ -270,7 +270,7 @@ async fn ready_check(State(h): State<Health>) -> Response {
     }
 }
 
-async fn metrics_text() -> Response {
+pub(crate) async fn metrics_text() -> Response {
     let body = crescendo_telemetry::metrics_handle().render();
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }

@@ -10,13 +10,15 @@
 //! the writes whose clients left end too. Beside the requests it runs the outbox relay and, when
 //! `queue.workers` > 0, workers (both from `crescendo-worker`); [`work`] runs a worker
 //! process (`crescendo worker`). [`ceiling_service`] and [`serve_ceiling`] serve recorded
-//! answers through the same stack, to measure the most a rung could serve.
+//! answers through the same stack, to measure the most a rung could serve. [`invalidator`]
+//! runs `crescendo invalidator`, which applies other regions' cache invalidations (rung 8).
 
 mod ceiling;
 mod client;
 mod edge;
 mod finish;
 mod http;
+pub mod invalidator;
 mod listen;
 pub mod ops;
 mod shed;

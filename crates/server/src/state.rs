@@ -234,6 +234,24 @@ async fn open_sessions(settings: &Settings) -> anyhow::Result<Arc<dyn crescendo_
     })
 }
 
+/// This node's region (`region.name`), when it has one: only an unsharded PostgreSQL store
+/// keeps the cross-region invalidation stream. A sharded store would need a stream per
+/// cluster (a row must replicate with the data it follows), which no invalidator reads yet.
+fn region(settings: &Settings) -> anyhow::Result<Option<String>> {
+    let name = settings.region.name.trim();
+    if name.is_empty() {
+        return Ok(None);
+    }
+    if settings.store.backend != StoreBackend::Postgres
+        || !settings.store.postgres_shards.is_empty()
+    {
+        anyhow::bail!(
+            "region.name = {name:?} needs an unsharded PostgreSQL store (store.backend = \"postgres\", no store.postgres_shards): the cross-region invalidation stream is a table on its primary"
+        );
+    }
+    Ok(Some(name.to_string()))
+}
+
 /// Opens every backend the settings name and builds the application.
 ///
 /// # Errors
@@ -280,6 +298,7 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Built> {
         edges: crate::edge::from_settings(&settings.edge)?,
         purge_settle: Duration::from_millis(settings.edge.purge_settle_ms),
         clock_skew_ms: settings.cache.clock_skew_ms,
+        region: region(settings)?,
     });
     let web = crescendo_web::WebConfig {
         keys: crescendo_web::session::SessionKeys::derive(&key, settings.web.secure_cookies),

@@ -16,7 +16,8 @@
 //! Modules: `store` (`PgStore`, `PgOptions`, the trait impl), `db` (where each statement
 //! runs, error mapping), `migrate`, and one module per resource, as the conformance suite
 //! groups them: `users` (with follows), `articles` (with favourites), `lists` (article
-//! lists, the feed, popular tags), `comments`, `uploads`, `outbox`.
+//! lists, the feed, popular tags), `comments`, `uploads`, `outbox`; `regions` holds the
+//! cross-region cache invalidation stream ([`InvalidationStream`]).
 //!
 //! [`ShardedStore`] (module `sharded`) is the same seam over several clusters and a
 //! catalogue database (rung 10); it runs each call through these modules on the cluster
@@ -31,11 +32,13 @@ pub mod failover;
 mod lists;
 mod migrate;
 mod outbox;
+mod regions;
 pub mod sharded;
 mod store;
 mod uploads;
 mod users;
 
+pub use regions::{InvalidationStream, StreamRow, StreamSource};
 pub use sharded::{
     ClusterReport, ReshardOptions, ReshardReport, ReshardTarget, ShardedOptions, ShardedStore,
 };

@@ -46,6 +46,11 @@ pub(crate) const DATA: &[Migration] = &[
         "0007_follower_counts.sql",
         include_str!("../../../migrations/postgres/0007_follower_counts.sql"),
     ),
+    (
+        8,
+        "0008_cache_invalidations.sql",
+        include_str!("../../../migrations/postgres/0008_cache_invalidations.sql"),
+    ),
 ];
 
 /// The catalogue schema, in order.

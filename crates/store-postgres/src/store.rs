@@ -3,7 +3,7 @@
 
 use crate::cluster::{Cluster, ClusterOptions};
 use crate::db::{self, Db, map_err};
-use crate::{articles, comments, lists, migrate, outbox, uploads, users};
+use crate::{articles, comments, lists, migrate, outbox, regions, uploads, users};
 use crescendo_store::StoreResult;
 use std::time::Duration;
 
@@ -101,4 +101,6 @@ impl PgStore {
     }
 }
 
-crescendo_store::store_by_resource_modules!(PgStore);
+crescendo_store::store_by_resource_modules!(PgStore,
+    regions::record_invalidation(region: &str, keys: &[String], position: u64, at_ms: u64) -> ();
+);

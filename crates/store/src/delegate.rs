@@ -5,10 +5,12 @@
 
 /// Implements [`Store`](crate::Store) for `$store`, a type with a `db` field, by calling, for
 /// each method, the function of the same name in the caller's modules `db` (`ping`), `users`,
-/// `articles`, `lists`, `comments`, `uploads` and `outbox`, with `&self.db` first.
+/// `articles`, `lists`, `comments`, `uploads` and `outbox`, with `&self.db` first. Methods
+/// the trait gives a default (e.g. `regions::record_invalidation(..) -> ();`) may follow
+/// `$store` and a comma, in the same form.
 #[macro_export]
 macro_rules! store_by_resource_modules {
-    ($store:ty) => {
+    ($store:ty $(, $($extra:tt)*)?) => {
         $crate::__delegate_store! { $store;
             db::ping() -> ();
             users::create_user(new: $crate::NewUser) -> $crate::UserRecord;
@@ -48,6 +50,7 @@ macro_rules! store_by_resource_modules {
             outbox::claim_outbox(limit: u32, lease_ms: i64) -> Vec<$crate::OutboxEntry>;
             outbox::remove_outbox(ids: &[i64]) -> ();
             outbox::outbox_len() -> u64;
+            $($($extra)*)?
         }
     };
 }

@@ -216,4 +216,17 @@ pub trait Store: Send + Sync + 'static {
     async fn remove_outbox(&self, ids: &[i64]) -> StoreResult<()>;
     /// How many entries the outbox holds, claimed, leased by their writer or waiting.
     async fn outbox_len(&self) -> StoreResult<u64>;
+    /// Records, on the primary, that a write from `region` invalidated `keys` at store
+    /// position `position` (ms `at_ms` since the Unix epoch): the cross-region cache
+    /// invalidation stream (rung 8), which every other region's invalidator applies to its
+    /// own cache. The default records nothing, for stores that take no part in regions.
+    async fn record_invalidation(
+        &self,
+        _region: &str,
+        _keys: &[String],
+        _position: u64,
+        _at_ms: u64,
+    ) -> StoreResult<()> {
+        Ok(())
+    }
 }

@@ -68,6 +68,18 @@ pub mod names {
     pub const CACHE_RING_MEMBER: &str = "crescendo_cache_ring_member";
     /// Counter of cache servers leaving and joining the ring; labels `node`, `event`.
     pub const CACHE_RING_CHANGES: &str = "crescendo_cache_ring_changes_total";
+    /// Histogram of the cross-region invalidation delay: from a write's record in the stream
+    /// to its region invalidator's applying it to another region's cache, in seconds (rung 8).
+    pub const CACHE_REGION_INVALIDATION_DELAY: &str =
+        "crescendo_cache_region_invalidation_delay_seconds";
+    /// Gauge: 1 while a region's invalidator reads the stream and its replica receives WAL,
+    /// 0 while the stream is lost (the region's cache is then emptied).
+    pub const CACHE_REGION_STREAM_HEALTHY: &str = "crescendo_cache_region_stream_healthy";
+    /// Counter of other regions' invalidations applied to this region's cache.
+    pub const CACHE_REGION_INVALIDATIONS: &str = "crescendo_cache_region_invalidations_total";
+    /// Counter of times a region's invalidator emptied its region's cache (at start, and
+    /// while the stream was lost).
+    pub const CACHE_REGION_EMPTIES: &str = "crescendo_cache_region_empties_total";
     /// Gauge of pending jobs; label `queue`.
     pub const QUEUE_DEPTH: &str = "crescendo_queue_depth";
     /// Gauge of the age in seconds of the oldest job waiting or running (0 when none);

@@ -188,7 +188,7 @@ pub(crate) struct NodeSpec<'a> {
     pub exe: &'a Path,
     /// The run directory.
     pub run_dir: &'a Path,
-    /// What it runs: `web` or `worker`.
+    /// What it runs: `web`, `worker` or `invalidator`.
     pub role: Role,
     /// Its number: `web-N`.
     pub n: usize,
@@ -210,6 +210,7 @@ pub(crate) fn start_node(spec: &NodeSpec<'_>) -> anyhow::Result<(Child, Process)
     let command = match spec.role {
         Role::Web => "web",
         Role::Worker => "worker",
+        Role::Invalidator => "invalidator",
         other => bail!("{other:?} is not a crescendo node"),
     };
     let name = format!("{command}-{}", spec.n);

@@ -40,6 +40,9 @@ pub enum Role {
     Edge,
     /// A worker process (`crescendo worker`).
     Worker,
+    /// A region's cache invalidator (`crescendo invalidator`, rung 8): it applies other
+    /// regions' writes to its region's cache ring.
+    Invalidator,
     /// The message queue (NATS with JetStream).
     Nats,
     /// The S3-compatible object server.
@@ -58,7 +61,7 @@ pub enum Role {
 impl Role {
     /// Every role in the order a topology stops: what takes requests drains first, what
     /// holds data stops last.
-    pub const STOP_ORDER: [Role; 18] = [
+    pub const STOP_ORDER: [Role; 19] = [
         Role::Region,
         Role::Supervisor,
         Role::Dashboard,
@@ -71,6 +74,8 @@ impl Role {
         Role::Web,
         Role::Lb,
         Role::Worker,
+        // after the web nodes (no writes left to apply), before the cache and databases
+        Role::Invalidator,
         Role::Nats,
         Role::S3,
         Role::Redis,
@@ -85,6 +90,7 @@ impl Role {
         match self {
             Role::Web => cmd.contains("web") && cmd.contains(name),
             Role::Worker => cmd.contains("worker") && cmd.contains(name),
+            Role::Invalidator => cmd.contains("invalidator") && cmd.contains(name),
             Role::Supervisor => cmd.contains("autoscale"),
             Role::Prometheus => cmd.contains("storage.tsdb.path"),
             Role::Alertmanager => cmd.contains("alertmanager"),

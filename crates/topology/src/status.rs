@@ -200,7 +200,8 @@ pub fn status(run_dir: &Path) -> anyhow::Result<Status> {
             edge: None,
         };
         match p.role {
-            Role::Worker => {
+            // an invalidator is ready while it reads its stream
+            Role::Worker | Role::Invalidator => {
                 s.healthy = live && http_get(&p.addr, "/ready").is_some_and(|(code, _)| code == 200)
             }
             // the WAN relay listens on no port: it is healthy while it runs

@@ -132,6 +132,24 @@ impl Cache for RedisCache {
         Ok(())
     }
 
+    async fn empty(&self, position: u64) -> Result<(), CacheError> {
+        let ring = &self.ring;
+        let targets: Vec<usize> = (0..ring.nodes.len())
+            .filter(|&i| ring.nodes[i].state.load(Ordering::Acquire) != DOWN)
+            .collect();
+        // as an invalidation: a server that fails leaves the ring and is flushed before it
+        // takes reads again
+        join_all(targets.into_iter().map(|i| {
+            ring.on(i, OnFailure::Leave, move |mut c| async move {
+                let mut inv = ring.scripts.empty.prepare_invoke();
+                inv.key(FENCE_KEY).arg(position);
+                inv.invoke_async::<i64>(&mut c).await
+            })
+        }))
+        .await;
+        Ok(())
+    }
+
     async fn versions(&self, keys: &[&str]) -> Result<Vec<u64>, CacheError> {
         let ring = &self.ring;
         let mut by_node: HashMap<usize, Vec<usize>> = HashMap::new();

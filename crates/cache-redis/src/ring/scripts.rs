@@ -25,6 +25,7 @@ pub(super) struct Scripts {
     pub(super) versions: redis::Script,
     pub(super) release: redis::Script,
     pub(super) renew: redis::Script,
+    pub(super) empty: redis::Script,
 }
 
 impl Scripts {
@@ -37,6 +38,7 @@ impl Scripts {
             versions: redis::Script::new(VERSIONS),
             release: redis::Script::new(RELEASE),
             renew: redis::Script::new(RENEW),
+            empty: redis::Script::new(EMPTY),
         }
     }
 }
@@ -127,6 +129,22 @@ for i = 1, n do
   redis.call('PEXPIRE', KEYS[i], ARGV[2])
 end
 return n
+";
+
+/// KEYS: fence key. ARGV: write position. Deletes every key of the server, then sets its
+/// highest fence to the larger of the one it had and the position, so entries made after it
+/// are loaded at least that fresh (a server that had no fence keeps none: "unknown", the
+/// freshest copy). Atomic: no lookup sees the server empty without its fence.
+const EMPTY: &str = r"
+local had = redis.call('GET', KEYS[1])
+redis.call('FLUSHDB')
+if had then
+  local f = tonumber(had) or 0
+  local p = tonumber(ARGV[1])
+  if p > f then f = p end
+  redis.call('SET', KEYS[1], string.format('%.0f', f))
+end
+return 1
 ";
 
 /// KEYS: entries. Returns each entry's version, '0' when absent.
