@@ -268,3 +268,45 @@ async fn without_stale_reads_a_read_the_replica_cannot_serve_still_waits_for_the
     assert!(found, "a read the replica may serve is served");
     assert_eq!(stale, None, "and never marked stale: the setting is off");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_waiting_on_the_primary_when_the_wan_is_cut_fails_within_the_bound() {
+    use sqlx::Connection;
+    // arrange: a write that has begun its transaction and waits inside it, on a lock
+    let (primary, replica) = primary_and_replica().await;
+    let store = store(&primary, &replica, true).await;
+    let mut locker = sqlx::PgConnection::connect(&primary.url("postgres"))
+        .await
+        .unwrap();
+    sqlx::raw_sql("BEGIN; LOCK TABLE users IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut locker)
+        .await
+        .unwrap();
+    let writer = store.clone();
+    let write = tokio::spawn(async move { writer.create_user(new_user("waiting")).await });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!write.is_finished(), "the write waits on the lock");
+
+    // act: the WAN is cut while the write waits on a statement
+    let cut = Instant::now();
+    blackhole(&primary, true);
+    let heal = Heal(&primary);
+    let result = tokio::time::timeout(Duration::from_secs(30), write)
+        .await
+        .expect("the write is given up, not left hanging")
+        .unwrap();
+    let failed_after = cut.elapsed();
+
+    // assert
+    eprintln!("cut → the waiting write failed: {failed_after:?}");
+    assert!(
+        matches!(result, Err(StoreError::Unavailable(_))),
+        "{result:?}"
+    );
+    assert!(failed_after < WRITE_FAILS_WITHIN, "{failed_after:?}");
+    drop(heal);
+    sqlx::raw_sql("ROLLBACK")
+        .execute(&mut locker)
+        .await
+        .unwrap();
+}
