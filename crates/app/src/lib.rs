@@ -380,8 +380,9 @@ impl App {
         crescendo_cache::surrogate::note(key);
         let load = |position| async move {
             let loaded = fence::reading_after(position, load()).await;
-            if fence::partial() {
-                // gathered while a shard cluster was down: served, never cached
+            if fence::partial() || fence::staleness().is_some() {
+                // gathered while a shard cluster was down, or read from a replica while the
+                // primary could not be reached: served, never cached
                 crescendo_cache::skip_fill();
             }
             loaded

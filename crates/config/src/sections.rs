@@ -174,6 +174,10 @@ pub struct StoreSettings {
     pub replica_max_lag_ms: u64,
     /// How often the primary and replicas are checked (role, replay position, lag).
     pub replica_check_interval_ms: u64,
+    /// While the primary is unreachable (a WAN cut, a lost region), serve reads from a
+    /// replica whatever its lag or the reader's fence, marked stale, and fail writes within
+    /// the monitor's bound; off: such reads go to the primary (rung 4).
+    pub serve_stale_reads: bool,
     /// SQLite reader connections.
     pub sqlite_readers: usize,
     /// SQLite commit durability: `full` (survives power loss) or `normal` (survives a crash
@@ -442,6 +446,7 @@ impl Default for StoreSettings {
             postgres_acquire_timeout_ms: 2000,
             replica_max_lag_ms: 1000,
             replica_check_interval_ms: 200,
+            serve_stale_reads: false,
             sqlite_readers: 4,
             sqlite_synchronous: SqliteSync::Full,
             celebrity_followers: 1_000,

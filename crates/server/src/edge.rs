@@ -5,7 +5,8 @@
 //!   handler marked [`Shareable`] and that sets no cookie, adds `Surrogate-Control:
 //!   max-age={edge.ttl_secs}` (the edge keeps it), `Cache-Control: public,
 //!   max-age={edge.browser_ttl_secs}` and `xkey` (the tokens of the cache keys it was made
-//!   from). A partial answer gets `Cache-Control: no-store` and nothing for the edge.
+//!   from). A partial answer, or a stale one (`X-Crescendo-Staleness`), gets
+//!   `Cache-Control: no-store` and nothing for the edge.
 //! - How writes reach it: [`HttpEdges`], the application's [`Edges`] seam over HTTP/1, sends
 //!   `PURGE /` with `X-Purge-Token` and `xkey-softpurge: <tokens>` to every
 //!   `edge.purge_urls` at once; an edge confirms with 200.
@@ -64,8 +65,11 @@ pub(crate) async fn edge_headers(
     let anonymous_read = matches!(*req.method(), Method::GET | Method::HEAD)
         && !req.headers().contains_key(header::AUTHORIZATION);
     let (mut res, noted) = crescendo_cache::surrogate::scope(next.run(req)).await;
-    if res.headers().contains_key(&crate::http::X_PARTIAL) {
-        // gathered while a shard cluster was down: nobody may keep it
+    if res.headers().contains_key(&crate::http::X_PARTIAL)
+        || res.headers().contains_key(&crate::http::X_STALENESS)
+    {
+        // gathered while a shard cluster was down, or read stale while the primary could
+        // not be reached: nobody may keep it
         res.headers_mut()
             .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         return res;
@@ -322,6 +326,12 @@ mod tests {
                         HeaderValue::from_static("true"),
                     );
                 }
+                "stale" => {
+                    res.headers_mut().insert(
+                        crate::http::X_STALENESS.clone(),
+                        crate::http::staleness_value(std::time::Duration::from_millis(2345)),
+                    );
+                }
                 "cookie" => {
                     res.headers_mut()
                         .insert(header::SET_COOKIE, HeaderValue::from_static("a=b"));
@@ -466,6 +476,15 @@ mod tests {
     #[tokio::test]
     async fn partial_answers_are_kept_by_nobody() {
         let h = headers("/partial", false).await;
+        assert_eq!(h["cache-control"], "no-store");
+        assert!(!h.contains_key("surrogate-control"));
+        assert!(!h.contains_key("xkey"));
+    }
+
+    #[tokio::test]
+    async fn stale_answers_are_kept_by_nobody() {
+        let h = headers("/stale", false).await;
+        assert_eq!(h["x-crescendo-staleness"], "2.4");
         assert_eq!(h["cache-control"], "no-store");
         assert!(!h.contains_key("surrogate-control"));
         assert!(!h.contains_key("xkey"));

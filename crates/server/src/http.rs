@@ -212,14 +212,15 @@ async fn in_request(State(app): State<App>, req: Request, next: Next) -> Respons
         Method::GET => &*DB_QUERIES_GET,
         _ => &*DB_QUERIES_OTHER,
     };
-    let (mut res, queries, partial) = app
+    let (mut res, queries, partial, stale) = app
         .in_request(async {
             let res = next.run(req).await;
             let fence = (
                 crescendo_store::fence::queries(),
                 crescendo_store::fence::partial(),
+                crescendo_store::fence::staleness(),
             );
-            (res, fence.0, fence.1)
+            (res, fence.0, fence.1, fence.2)
         })
         .await;
     counter.increment(u64::from(queries));
@@ -229,7 +230,25 @@ async fn in_request(State(app): State<App>, req: Request, next: Next) -> Respons
             .insert(X_PARTIAL.clone(), HeaderValue::from_static("true"));
         PARTIAL_ANSWERS.increment(1);
     }
+    if let Some(staleness) = stale {
+        // read from a replica while the primary could not be reached (store.serve_stale_reads)
+        res.headers_mut()
+            .insert(X_STALENESS.clone(), staleness_value(staleness));
+    }
     res
+}
+
+/// Marks an answer some of whose data a replica served while the primary could not be
+/// reached; the value is how old that data may be, in seconds with one decimal (the longer
+/// of the replica's lag and the time since the primary last answered this node's check).
+pub(crate) static X_STALENESS: HeaderName = HeaderName::from_static("x-crescendo-staleness");
+
+/// The value of [`X_STALENESS`] for `staleness`: seconds, one decimal, rounded up so that
+/// stale data never reads as `0.0`.
+pub(crate) fn staleness_value(staleness: std::time::Duration) -> HeaderValue {
+    let tenths = staleness.as_millis().div_ceil(100).max(1);
+    HeaderValue::from_str(&format!("{}.{}", tenths / 10, tenths % 10))
+        .expect("digits and a dot are a valid header value")
 }
 
 /// Marks an answer that leaves out data a shard cluster that is down holds.
@@ -365,4 +384,22 @@ async fn observe(req: Request<Body>, next: Next) -> Response {
         tracing::debug!(%method, path, status = status.as_u16(), latency_ms = elapsed.as_millis() as u64, "request");
     }
     res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::staleness_value;
+    use std::time::Duration;
+
+    #[test]
+    fn staleness_is_shown_in_seconds_rounded_up_to_a_tenth() {
+        assert_eq!(staleness_value(Duration::from_millis(12_400)), "12.4");
+        assert_eq!(staleness_value(Duration::from_millis(12_401)), "12.5");
+        assert_eq!(staleness_value(Duration::from_millis(3)), "0.1");
+        assert_eq!(
+            staleness_value(Duration::ZERO),
+            "0.1",
+            "stale data never reads as fresh"
+        );
+    }
 }

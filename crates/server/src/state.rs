@@ -81,6 +81,7 @@ fn pg_options(settings: &Settings, url: String) -> PgOptions {
     opts.acquire_timeout = Duration::from_millis(settings.store.postgres_acquire_timeout_ms.max(1));
     opts.max_replica_lag = Duration::from_millis(settings.store.replica_max_lag_ms);
     opts.check_interval = Duration::from_millis(settings.store.replica_check_interval_ms.max(10));
+    opts.serve_stale_reads = settings.store.serve_stale_reads;
     opts
 }
 

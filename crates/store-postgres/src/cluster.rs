@@ -21,7 +21,8 @@
 //!   that fails on a replica takes it out at once (the read is repeated on the primary).
 //!
 //! A read goes, round-robin, to a readable replica that has replayed the request's fence
-//! (see `crescendo_store::fence`), else to the primary.
+//! (see `crescendo_store::fence`), else to the primary; with stale reads on, to a replica
+//! whatever its lag while the primary cannot be reached (see [`stale`]).
 
 use crescendo_telemetry::names;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
@@ -29,6 +30,8 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
+
+pub mod stale;
 
 /// Gauge of a replica's replication lag in seconds; label `node`.
 pub const REPLICA_LAG_SECONDS: &str = "crescendo_db_replica_lag_seconds";
@@ -257,6 +260,8 @@ pub struct ClusterOptions {
     pub max_replica_lag: Duration,
     /// How often every server is checked.
     pub check_interval: Duration,
+    /// Serve reads from a replica, marked stale, while the primary cannot be reached.
+    pub serve_stale_reads: bool,
 }
 
 pub(crate) struct Cluster {
@@ -270,6 +275,12 @@ pub(crate) struct Cluster {
     check_interval: Duration,
     /// (when, the primary's WAL position then), oldest first.
     samples: Mutex<VecDeque<(Instant, u64)>>,
+    /// Whether reads go to a replica, marked stale, while the primary cannot be reached.
+    stale_reads: bool,
+    /// When the cluster was made: the origin of `primary_heard_ms`.
+    started: Instant,
+    /// When a check last heard the primary answer, in ms after `started`.
+    primary_heard_ms: AtomicU64,
 }
 
 impl Cluster {
@@ -303,6 +314,9 @@ impl Cluster {
             max_lag: opts.max_replica_lag,
             check_interval: opts.check_interval,
             samples: Mutex::new(VecDeque::new()),
+            stale_reads: opts.serve_stale_reads,
+            started: Instant::now(),
+            primary_heard_ms: AtomicU64::new(0),
         });
         if cluster.nodes.len() > 1 {
             tokio::spawn(monitor(Arc::downgrade(&cluster)));
@@ -415,6 +429,9 @@ impl Cluster {
         }
         let primary = self.primary.load(Ordering::Acquire);
         let head = answers[primary].map(|a| a.1 as u64);
+        if head.is_some() {
+            self.heard_primary(now);
+        }
 
         let mut samples = self.samples.lock().expect("samples lock is never poisoned");
         if let Some(head) = head
@@ -456,6 +473,7 @@ impl Cluster {
             }
             self.measure(n, lsn, (&samples, newest, keep), now);
         }
+        self.gauge_staleness();
     }
 
     /// Sets replica `n`'s lag at WAL position `lsn` from the primary's positions (samples,

@@ -1,10 +1,12 @@
 //! Where each statement runs: reads on a replica that may serve them or on the primary,
 //! writes in transactions on the primary, each commit's position noted for read-your-writes
 //! (see [`crate::cluster`] and `crescendo_store::fence`); and how sqlx errors become the
-//! seam's.
+//! seam's. With stale reads on, [`guarded`] gives up a call stuck on a primary that was
+//! lost, and reads the primary would serve go to a replica meanwhile
+//! ([`crate::cluster::stale`]).
 
 use crate::clock::now_ms;
-use crate::cluster::Cluster;
+use crate::cluster::{Cluster, Node};
 use crescendo_domain::{Id, LogicalShard};
 use crescendo_store::jobs::FeedJob;
 use crescendo_store::outbox::{self, PendingJob};
@@ -14,7 +16,7 @@ use sqlx::postgres::{PgArguments, PgPool};
 use sqlx::query::Query;
 use sqlx::{Postgres, Transaction};
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// A transaction on the primary.
 pub(crate) type Tx<'a> = Transaction<'a, Postgres>;
@@ -107,6 +109,9 @@ impl Db {
     {
         if let Some(node) = self.cluster.replica_for_read(fence::read_after()).await {
             self.cluster.count_read(node);
+            if self.cluster.reading_stale() {
+                fence::note_stale(self.cluster.staleness(node));
+            }
             match f(node.pool.clone()).await {
                 Err(StoreError::Unavailable(why)) => {
                     tracing::warn!(node = %node.name, error = %why, "read failed on a replica; repeating it on the primary");
@@ -118,8 +123,41 @@ impl Db {
         self.read_primary(f).await
     }
 
-    /// Runs a read on the primary. A broken pooled connection is retried once.
+    /// Runs a read on the primary. A broken pooled connection is retried once. With stale
+    /// reads on, a read the primary cannot serve (lost, or lost while the read waits on
+    /// it, or unavailable twice) goes to a replica, marked stale.
     pub(crate) async fn read_primary<T, F, Fut>(&self, f: F) -> StoreResult<T>
+    where
+        F: Fn(PgPool) -> Fut,
+        Fut: Future<Output = StoreResult<T>>,
+    {
+        if !self.cluster.serves_stale_reads() {
+            return self.read_on_primary(&f).await;
+        }
+        if !self.cluster.reading_stale() {
+            let primary = Arc::clone(self.cluster.primary());
+            tokio::select! {
+                read = self.read_on_primary(&f) => match read {
+                    Err(StoreError::Unavailable(why)) => {
+                        tracing::warn!(error = %why, "read failed on the primary; reading a replica, stale");
+                    }
+                    done => return done,
+                },
+                () = self.until_lost(&primary) => {}
+            }
+        }
+        let Some(node) = self.cluster.stale_replica() else {
+            return Err(StoreError::Unavailable(
+                "the primary is not answering and no replica is".into(),
+            ));
+        };
+        self.cluster.count_read(node);
+        fence::note_stale(self.cluster.staleness(node));
+        f(node.pool.clone()).await
+    }
+
+    /// [`Db::read_primary`] without stale reads.
+    async fn read_on_primary<T, F, Fut>(&self, f: &F) -> StoreResult<T>
     where
         F: Fn(PgPool) -> Fut,
         Fut: Future<Output = StoreResult<T>>,
@@ -131,6 +169,21 @@ impl Db {
         match f(primary.pool.clone()).await {
             Err(StoreError::Unavailable(_)) => f(self.cluster.primary().pool.clone()).await,
             done => done,
+        }
+    }
+
+    /// Returns once `primary` is lost (see [`Cluster::primary_lost`]), looking every check
+    /// interval; never with a single server, which has no monitor.
+    async fn until_lost(&self, primary: &Arc<Node>) {
+        if !self.cluster.has_replicas() {
+            return std::future::pending().await;
+        }
+        let mut tick = tokio::time::interval(self.cluster.check_interval());
+        loop {
+            tick.tick().await;
+            if self.cluster.primary_lost(primary) {
+                return;
+            }
         }
     }
 
@@ -179,19 +232,18 @@ impl Db {
 
     /// BEGIN on the primary, given up as soon as the monitor finds the primary down (a
     /// connection attempt to a dead server would otherwise wait out the acquire time-out).
+    /// With stale reads on, the call's [`guarded`] watch is told that it now waits on the
+    /// primary.
     async fn begin_on_primary(&self) -> StoreResult<Tx<'static>> {
         let primary = Arc::clone(self.cluster.primary());
-        let begin = primary.pool.begin();
-        tokio::pin!(begin);
-        let mut tick = tokio::time::interval(self.cluster.check_interval());
-        loop {
-            tokio::select! {
-                tx = &mut begin => return tx.map_err(map_err),
-                _ = tick.tick() => {
-                    if self.cluster.has_replicas() && (!primary.is_up() || !Arc::ptr_eq(&primary, self.cluster.primary())) {
-                        return Err(StoreError::Unavailable(format!("primary {} is not answering", primary.name)));
-                    }
-                }
+        let _ = ON_PRIMARY.try_with(|on| {
+            *on.lock().expect("the primary watch lock is never poisoned") =
+                Some(Arc::clone(&primary));
+        });
+        tokio::select! {
+            tx = primary.pool.begin() => tx.map_err(map_err),
+            () = self.until_lost(&primary) => {
+                Err(StoreError::Unavailable(format!("primary {} is not answering", primary.name)))
             }
         }
     }
@@ -281,6 +333,49 @@ impl Db {
         let n = statement.execute(&mut *tx).await.map_err(map_err)?;
         self.commit(tx).await?;
         Ok(n.rows_affected())
+    }
+}
+
+tokio::task_local! {
+    /// The primary the current store call has begun a transaction on, if it has: what
+    /// [`guarded`] watches.
+    static ON_PRIMARY: Arc<Mutex<Option<Arc<Node>>>>;
+}
+
+/// Runs one store call. With stale reads on, a call that has begun a transaction on the
+/// primary is given up with [`StoreError::Unavailable`] as soon as that primary is lost (a
+/// statement on a connection to a primary behind a WAN cut would wait for as long as TCP
+/// does; a commit in flight then has an unknown outcome, which the caller is told as
+/// "unavailable" too). Calls that never wait on the primary run untouched.
+pub(crate) async fn guarded<T>(
+    db: &Db,
+    call: impl Future<Output = StoreResult<T>>,
+) -> StoreResult<T> {
+    if !db.cluster.serves_stale_reads() {
+        return call.await;
+    }
+    let on = Arc::new(Mutex::new(None));
+    let watch = async {
+        let mut tick = tokio::time::interval(db.cluster.check_interval());
+        loop {
+            tick.tick().await;
+            let primary = on
+                .lock()
+                .expect("the primary watch lock is never poisoned")
+                .clone();
+            if let Some(p) = primary
+                && db.cluster.primary_lost(&p)
+            {
+                return p;
+            }
+        }
+    };
+    tokio::select! {
+        done = ON_PRIMARY.scope(Arc::clone(&on), call) => done,
+        lost = watch => Err(StoreError::Unavailable(format!(
+            "primary {} stopped answering during the call",
+            lost.name
+        ))),
     }
 }
 

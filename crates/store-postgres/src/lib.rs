@@ -12,6 +12,9 @@
 //! fails no request. Each write reports its commit position to the fence, which is how a
 //! user reads their own writes. Sign-in reads (by email) always go to the primary, so a
 //! user who has just signed up can sign in at once.
+//! With [`PgOptions::serve_stale_reads`], reads go on from a replica, marked stale, while
+//! the primary cannot be reached, and calls waiting on it fail promptly (see
+//! [`cluster::stale`]).
 //!
 //! Modules: `store` (`PgStore`, `PgOptions`, the trait impl), `db` (where each statement
 //! runs, error mapping), `migrate`, and one module per resource, as the conformance suite

@@ -22,11 +22,14 @@ pub struct PgOptions {
     pub max_replica_lag: Duration,
     /// How often the primary and replicas are checked.
     pub check_interval: Duration,
+    /// While the primary cannot be reached, serve reads from a replica, marked stale, and
+    /// give up calls waiting on the primary (see `cluster::stale`).
+    pub serve_stale_reads: bool,
 }
 
 impl PgOptions {
     /// Defaults for `url`: no replicas, 16 connections per server, 2 s acquire time-out,
-    /// replicas checked every 200 ms and skipped beyond 1 s of lag.
+    /// replicas checked every 200 ms and skipped beyond 1 s of lag, no stale reads.
     pub fn new(url: impl Into<String>) -> Self {
         Self {
             url: url.into(),
@@ -35,6 +38,7 @@ impl PgOptions {
             replicas: Vec::new(),
             max_replica_lag: Duration::from_secs(1),
             check_interval: Duration::from_millis(200),
+            serve_stale_reads: false,
         }
     }
 }
@@ -71,6 +75,7 @@ impl PgStore {
             acquire_timeout: opts.acquire_timeout,
             max_replica_lag: opts.max_replica_lag,
             check_interval: opts.check_interval,
+            serve_stale_reads: opts.serve_stale_reads,
         })
         .map_err(map_err)?;
         Ok(Self {
@@ -101,6 +106,6 @@ impl PgStore {
     }
 }
 
-crescendo_store::store_by_resource_modules!(PgStore,
+crescendo_store::store_by_resource_modules!(PgStore, guard = db::guarded,
     regions::record_invalidation(region: &str, keys: &[String], position: u64, at_ms: u64) -> ();
 );

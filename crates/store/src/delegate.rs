@@ -5,13 +5,17 @@
 
 /// Implements [`Store`](crate::Store) for `$store`, a type with a `db` field, by calling, for
 /// each method, the function of the same name in the caller's modules `db` (`ping`), `users`,
-/// `articles`, `lists`, `comments`, `uploads` and `outbox`, with `&self.db` first. Methods
-/// the trait gives a default (e.g. `regions::record_invalidation(..) -> ();`) may follow
-/// `$store` and a comma, in the same form.
+/// `articles`, `lists`, `comments`, `uploads` and `outbox`, with `&self.db` first.
+///
+/// With `guard = PATH`, each call runs as `PATH(&self.db, call).await`, where `PATH` is an
+/// `async fn(&Db, impl Future<Output = StoreResult<T>>) -> StoreResult<T>`: a way for an
+/// engine to bound or abandon whole calls (PostgreSQL gives up a call stuck on a primary that
+/// stopped answering). Methods the trait gives a default (e.g.
+/// `regions::record_invalidation(..) -> ();`) may follow, after a comma, in the same form.
 #[macro_export]
 macro_rules! store_by_resource_modules {
-    ($store:ty $(, $($extra:tt)*)?) => {
-        $crate::__delegate_store! { $store;
+    ($store:ty, guard = $guard:path $(, $($extra:tt)*)?) => {
+        $crate::__delegate_store! { $store; $guard;
             db::ping() -> ();
             users::create_user(new: $crate::NewUser) -> $crate::UserRecord;
             users::user_by_id(id: $crate::__Id) -> Option<$crate::UserRecord>;
@@ -53,19 +57,31 @@ macro_rules! store_by_resource_modules {
             $($($extra)*)?
         }
     };
+    ($store:ty $(, $($extra:tt)*)?) => {
+        $crate::store_by_resource_modules!($store, guard = $crate::__unguarded $(, $($extra)*)?);
+    };
 }
 
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __delegate_store {
-    ($store:ty; $($module:ident::$method:ident($($arg:ident: $ty:ty),*) -> $ret:ty;)*) => {
+    ($store:ty; $guard:path; $($module:ident::$method:ident($($arg:ident: $ty:ty),*) -> $ret:ty;)*) => {
         #[$crate::__async_trait]
         impl $crate::Store for $store {
             $(
                 async fn $method(&self, $($arg: $ty),*) -> $crate::StoreResult<$ret> {
-                    $module::$method(&self.db, $($arg),*).await
+                    $guard(&self.db, $module::$method(&self.db, $($arg),*)).await
                 }
             )*
         }
     };
+}
+
+/// The guard of an engine that needs none: runs the call as it is.
+#[doc(hidden)]
+pub async fn unguarded<D: ?Sized, T>(
+    _db: &D,
+    call: impl std::future::Future<Output = crate::StoreResult<T>>,
+) -> crate::StoreResult<T> {
+    call.await
 }

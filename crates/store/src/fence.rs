@@ -9,6 +9,11 @@
 //! arguments: the web tier opens a scope per request, raises the fence to the last write of
 //! the authenticated user (read-your-writes), and the cache raises it for a load to the
 //! position of the write that last invalidated the key (no cache fill from a stale copy).
+//!
+//! One exception, only where the store is told to serve stale reads (a region whose primary
+//! is across a WAN): while the primary cannot be reached, a read whose fence no replica has
+//! replayed is served by a replica anyway rather than failing, and the scope records how
+//! stale it may be ([`note_stale`], [`staleness`]); the web tier marks such answers.
 
 use std::cell::Cell;
 use std::future::Future;
@@ -23,6 +28,9 @@ struct Fence {
     queries: Cell<u32>,
     /// Some answer in this scope left out data a database that was down holds.
     partial: Cell<bool>,
+    /// The most staleness of any read in this scope served by a replica while its primary
+    /// was unreachable, in milliseconds (see [`note_stale`]).
+    stale_ms: Cell<Option<u64>>,
 }
 
 tokio::task_local! {
@@ -37,11 +45,12 @@ pub async fn scope<F: Future>(read_after: u64, fut: F) -> (F::Output, u64) {
 }
 
 /// What a scope did: its highest write position, its round trips, whether an answer was
-/// partial.
+/// partial, how stale its reads were.
 struct Tally {
     wrote: u64,
     queries: u32,
     partial: bool,
+    stale_ms: Option<u64>,
 }
 
 /// [`scope`], also returning what `fut` did.
@@ -53,6 +62,7 @@ async fn counted<F: Future>(read_after: u64, fut: F) -> (F::Output, Tally) {
                 wrote: Cell::new(0),
                 queries: Cell::new(0),
                 partial: Cell::new(false),
+                stale_ms: Cell::new(None),
             },
             async move {
                 let out = fut.await;
@@ -61,6 +71,7 @@ async fn counted<F: Future>(read_after: u64, fut: F) -> (F::Output, Tally) {
                         wrote: f.wrote.get(),
                         queries: f.queries.get(),
                         partial: f.partial.get(),
+                        stale_ms: f.stale_ms.get(),
                     };
                     (out, tally)
                 })
@@ -78,6 +89,9 @@ pub async fn reading_after<F: Future>(position: u64, fut: F) -> F::Output {
     if tally.partial {
         note_partial();
     }
+    if let Some(ms) = tally.stale_ms {
+        note_stale(std::time::Duration::from_millis(ms));
+    }
     let _ = FENCE.try_with(|f| f.queries.set(f.queries.get().saturating_add(tally.queries)));
     out
 }
@@ -91,6 +105,28 @@ pub fn note_partial() {
 /// Whether an answer in this scope so far is partial (see [`note_partial`]).
 pub fn partial() -> bool {
     FENCE.try_with(|f| f.partial.get()).unwrap_or(false)
+}
+
+/// Records that a read in this scope was served by a replica while its primary could not
+/// be reached, so its data may be up to `staleness` old (the store says how it measures
+/// this); a request's fence is not held then. The scope keeps the largest.
+pub fn note_stale(staleness: std::time::Duration) {
+    let ms = u64::try_from(staleness.as_millis()).unwrap_or(u64::MAX);
+    let _ = FENCE.try_with(|f| {
+        f.stale_ms
+            .set(Some(f.stale_ms.get().map_or(ms, |m| m.max(ms))))
+    });
+}
+
+/// How old the data read in this scope may be, when some of it came from a replica while
+/// its primary could not be reached (see [`note_stale`]); `None`: every read was fresh
+/// (within the replica lag bound and the scope's fence).
+pub fn staleness() -> Option<std::time::Duration> {
+    FENCE
+        .try_with(|f| f.stale_ms.get())
+        .ok()
+        .flatten()
+        .map(std::time::Duration::from_millis)
 }
 
 /// Records one database round trip in the current scope. Backends call this once per
@@ -169,6 +205,24 @@ mod tests {
         })
         .await;
         assert!(!partial());
+    }
+
+    #[tokio::test]
+    async fn a_stale_read_in_a_nested_scope_marks_the_request_with_the_largest_staleness() {
+        use std::time::Duration;
+        note_stale(Duration::from_secs(9)); // outside any scope: ignored
+        let ((), _) = scope(0, async {
+            assert_eq!(staleness(), None, "nothing read stale yet");
+            note_stale(Duration::from_millis(1500));
+            reading_after(5, async {
+                note_stale(Duration::from_millis(2500));
+                note_stale(Duration::from_millis(700));
+            })
+            .await;
+            assert_eq!(staleness(), Some(Duration::from_millis(2500)));
+        })
+        .await;
+        assert_eq!(staleness(), None);
     }
 
     #[tokio::test]

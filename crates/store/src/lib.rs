@@ -39,6 +39,8 @@ pub use records::*;
 pub use async_trait::async_trait as __async_trait;
 #[doc(hidden)]
 pub use crescendo_domain::{CommentId as __CommentId, Id as __Id};
+#[doc(hidden)]
+pub use delegate::unguarded as __unguarded;
 
 use async_trait::async_trait;
 use crescendo_domain::{CommentId, Id};

@@ -17,7 +17,7 @@ mod pg_cluster;
 pub mod realworld;
 pub mod webdriver;
 
-pub use pg_cluster::PgCluster;
+pub use pg_cluster::{PgCluster, blackhole};
 
 use crescendo_config::{Overrides, Settings};
 use reqwest::{Method, StatusCode};

@@ -159,6 +159,8 @@ fn one_server(opts: &PgOptions) -> StoreResult<Db> {
         acquire_timeout: opts.acquire_timeout,
         max_replica_lag: opts.max_replica_lag,
         check_interval: opts.check_interval,
+        // one server: nothing to read stale from
+        serve_stale_reads: false,
     })
     .map_err(map_err)?;
     Ok(Db::new(cluster))
