@@ -58,8 +58,13 @@ enum Command {
     Invalidator(Common),
     /// Promote the most advanced replica when the primary is gone, re-point the other
     /// replicas at it, and make one of them its synchronous standby. Refuses while a
-    /// primary answers. Web nodes follow the new primary on their own.
+    /// primary answers. Web nodes follow the new primary on their own. `--region b`: the
+    /// same for a region of a two-region topology (rung 8), inside its namespace.
     Failover(FailoverArgs),
+    /// Cut (`cut`) or heal (`heal`) the WAN link between the regions of a two-region
+    /// topology (rung 8): frames between the regions are dropped both ways, while the users
+    /// near each region and the geo DNS still reach both.
+    Wan(WanArgs),
     /// Print the shard map of a sharded store (rung 10): its epoch, and per cluster the
     /// logical shards it holds, its users, articles and rows. `--run-dir` reads a running
     /// topology's node settings; `--config` a node's settings file.
@@ -155,6 +160,16 @@ struct UpArgs {
     run: RunDirArgs,
 }
 
+/// Flags of `wan`.
+#[derive(Args, Debug)]
+struct WanArgs {
+    /// `cut` or `heal`.
+    #[arg(value_parser = ["cut", "heal"])]
+    action: String,
+    #[command(flatten)]
+    run: RunDirArgs,
+}
+
 /// Flags of `scale`.
 #[derive(Args, Debug)]
 struct ScaleArgs {
@@ -221,6 +236,13 @@ struct FailoverArgs {
     /// Leave the new primary asynchronous (commits do not wait for a replica).
     #[arg(long)]
     asynchronous: bool,
+    /// In a two-region topology (rung 8), promote this region's replica once the other
+    /// region's primary is gone; run from the topology's --run-dir.
+    #[arg(long, value_name = "NAME")]
+    region: Option<String>,
+    /// The two-region topology's run directory (with --region).
+    #[arg(long, default_value = "crescendo-run", value_name = "DIR")]
+    run_dir: PathBuf,
 }
 
 /// Flags every role takes.
@@ -299,6 +321,7 @@ fn main() -> anyhow::Result<()> {
             Command::AlertSink(a) => tokio::task::spawn_blocking(move || a.run()).await?,
             Command::Dashboard(a) => tokio::task::spawn_blocking(move || a.run()).await?,
             Command::Failover(a) => failover(a).await,
+            Command::Wan(a) => wan(a).await,
             Command::Reshard(a) => shards::reshard(a).await,
             Command::Shards(mut a) => {
                 if let Some(dir) = &a.run_dir {
@@ -408,7 +431,27 @@ async fn up(a: UpArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+async fn wan(a: WanArgs) -> anyhow::Result<()> {
+    let cut = a.action == "cut";
+    tokio::task::spawn_blocking(move || crescendo_topology::regions::wan(&a.run.run_dir, cut))
+        .await??;
+    eprintln!(
+        "the WAN between the regions is {}",
+        if cut { "cut" } else { "healed" }
+    );
+    Ok(())
+}
+
 async fn failover(a: FailoverArgs) -> anyhow::Result<()> {
+    if let Some(region) = a.region {
+        let run_dir = a.run_dir;
+        let out = tokio::task::spawn_blocking(move || {
+            crescendo_topology::regions::failover(&run_dir, &region)
+        })
+        .await??;
+        print!("{out}");
+        return Ok(());
+    }
     let settings = a.common.settings()?;
     crescendo_telemetry::init_logs(settings.log.format, &settings.log.filter);
     let p = crescendo_server::ops::failover(&settings, a.asynchronous).await?;

@@ -25,8 +25,23 @@ pub fn collection() -> PathBuf {
 /// # Panics
 /// When newman is missing, reports a failure, or prints no summary.
 pub fn run_collection(url: &str, tag: &str, extra: &[&str]) -> String {
+    run_collection_with(Command::new("newman"), url, tag, extra)
+}
+
+/// As [`run_collection`], with newman run inside the network namespace `netns` (`ip netns
+/// exec`), where it resolves names through the namespace's own `resolv.conf`.
+///
+/// # Panics
+/// As [`run_collection`].
+pub fn run_collection_in(netns: &str, url: &str, tag: &str, extra: &[&str]) -> String {
+    let mut newman = Command::new("ip");
+    newman.args(["netns", "exec", netns, "newman"]);
+    run_collection_with(newman, url, tag, extra)
+}
+
+fn run_collection_with(mut newman: Command, url: &str, tag: &str, extra: &[&str]) -> String {
     let user = format!("{tag}{}", std::process::id());
-    let out = Command::new("newman")
+    let out = newman
         .arg("run")
         .arg(collection())
         .args(["--global-var", &format!("APIURL={url}/api")])

@@ -42,8 +42,6 @@ pub mod exporters;
 pub mod geodns;
 pub mod haproxy;
 pub mod hpa;
-// started by the two-region `up` (rung 8), which the integrator wires in
-#[allow(dead_code)]
 mod invalidator;
 mod launch;
 pub mod logs;

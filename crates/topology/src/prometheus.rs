@@ -5,7 +5,7 @@
 //! (kept for the topology's `monitoring.retention`) and its targets in `RUN_DIR/prometheus`.
 //!
 //! **What it scrapes**, one job per kind of target ([`JOBS`]): the web nodes (their ops
-//! listener) and workers, HAProxy's built-in exporter, and the exporters of
+//! listener), workers and a region's cache invalidator, HAProxy's built-in exporter, and the exporters of
 //! [`crate::exporters`] (the host, each PostgreSQL server, each Redis server, each edge,
 //! NATS);
 //! and itself. The exporters and HAProxy's metrics listener take the run's exporter password
@@ -38,9 +38,10 @@ pub const EXPORTER_PASSWORD_FILE: &str = "exporters.password";
 /// Every scrape job: its name, and whether its targets ask for the exporter password
 /// (redis-exporter 1.45 and varnish-exporter 1.6.1 have no basic auth; they listen on
 /// loopback only, like the nodes' ops listeners).
-pub const JOBS: [(&str, bool); 9] = [
+pub const JOBS: [(&str, bool); 10] = [
     ("web", false),
     ("worker", false),
+    ("invalidator", false),
     ("haproxy", true),
     ("node", true),
     ("postgres", true),
@@ -122,6 +123,7 @@ fn job_of(p: &Process) -> Option<(&'static str, &str)> {
     match p.role {
         Role::Web => Some(("web", p.metrics_addr())),
         Role::Worker => Some(("worker", &p.addr)),
+        Role::Invalidator => Some(("invalidator", &p.addr)),
         Role::Lb => Some(("haproxy", p.ops_addr.as_deref()?)),
         Role::Prometheus => Some(("prometheus", &p.addr)),
         Role::Exporter => {

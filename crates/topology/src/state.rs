@@ -345,13 +345,15 @@ pub fn alive(pid: u32) -> bool {
 
 /// Stops every process of the topology in `run_dir`, role by role in [`Role::STOP_ORDER`]:
 /// web nodes drain (SIGTERM), then the balancer, workers, and at last the database servers.
-/// Returns the names stopped.
+/// A two-region topology stops each region so, then the geo DNS and the WAN relay, and
+/// removes its network namespaces. Returns the names stopped.
 ///
 /// # Errors
 /// No topology runs from `run_dir`.
 pub fn down(run_dir: &Path) -> anyhow::Result<Vec<String>> {
     let state = State::read(run_dir)?;
-    let mut stopped = Vec::new();
+    // a two-region topology's regions first, each from its own run directory
+    let mut stopped = crate::regions::down_regions(&state);
     for role in Role::STOP_ORDER {
         let group: Vec<&Process> = state
             .of(role)
@@ -381,6 +383,7 @@ pub fn down(run_dir: &Path) -> anyhow::Result<Vec<String>> {
             let _ = std::fs::remove_dir_all(dir);
         }
     }
+    crate::regions::remove_namespaces(&state);
     let _ = std::fs::remove_file(run_dir.join("state.json"));
     Ok(stopped)
 }

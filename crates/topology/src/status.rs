@@ -33,6 +33,21 @@ pub struct ProcessStatus {
     pub edge: Option<crate::varnish::EdgeCounters>,
 }
 
+impl ProcessStatus {
+    /// `process`, healthy or not, with no figures yet.
+    pub fn new(process: Process, healthy: bool) -> Self {
+        Self {
+            process,
+            healthy,
+            rps: None,
+            p99_ms: None,
+            errors: None,
+            backends: Vec::new(),
+            edge: None,
+        }
+    }
+}
+
 /// The whole status report.
 #[derive(Clone, Debug, Serialize)]
 pub struct Status {
@@ -172,6 +187,9 @@ fn figures(metrics: &str) -> (f64, f64, Option<f64>) {
 /// No topology runs from `run_dir`.
 pub fn status(run_dir: &Path) -> anyhow::Result<Status> {
     let state = State::read(run_dir)?;
+    if !state.regions.is_empty() {
+        return crate::regions::status(state);
+    }
     let first: Vec<Option<f64>> = state
         .processes
         .iter()
@@ -190,15 +208,7 @@ pub fn status(run_dir: &Path) -> anyhow::Result<Status> {
     let mut out = Vec::new();
     for (p, before) in state.processes.iter().zip(first) {
         let live = alive(p.pid);
-        let mut s = ProcessStatus {
-            process: p.clone(),
-            healthy: false,
-            rps: None,
-            p99_ms: None,
-            errors: None,
-            backends: Vec::new(),
-            edge: None,
-        };
+        let mut s = ProcessStatus::new(p.clone(), false);
         match p.role {
             // an invalidator is ready while it reads its stream
             Role::Worker | Role::Invalidator => {
@@ -256,7 +266,7 @@ impl Status {
         let w = self
             .processes
             .iter()
-            .map(|p| p.process.name.len())
+            .map(|p| p.process.name.len() + p.process.region.as_ref().map_or(0, |r| r.len() + 1))
             .max()
             .unwrap_or(0)
             .max(11);
@@ -275,10 +285,15 @@ impl Status {
                 health = format!("{health} ({:.0} % hits)", ratio * 100.0);
             }
             let role = serde_json::to_value(p.process.role).unwrap_or_default();
+            // a two-region topology's processes carry their region: `a/web-1`
+            let name = match &p.process.region {
+                Some(r) => format!("{r}/{}", p.process.name),
+                None => p.process.name.clone(),
+            };
             t.push_str(&format!(
                 "{:<11} {:<w$} {:>8} {:<22} {:<16} {:>8} {:>8} {:>7}\n",
                 role.as_str().unwrap_or("?"),
-                p.process.name,
+                name,
                 p.process.pid,
                 p.process.addr,
                 health,

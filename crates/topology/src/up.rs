@@ -65,7 +65,7 @@ impl Up {
 /// message names its package), or a process does not come up.
 pub fn up(t: &Topology, o: &UpOptions) -> anyhow::Result<Running> {
     if t.regions.is_some() && o.region.is_none() {
-        bail!("two regions: not yet");
+        return crate::regions::up(t, o);
     }
     if let Ok(s) = State::read(&o.run_dir)
         && s.processes.iter().any(|p| alive(p.pid))
@@ -119,6 +119,10 @@ pub fn up(t: &Topology, o: &UpOptions) -> anyhow::Result<Running> {
         running: Running::new(state, run_dir.clone()),
         node,
     };
+    if let Some(plan) = &up.o.region {
+        // writes record their cache keys for the other region's invalidator
+        up.node.region.name = plan.name.clone();
+    }
     let monitoring = match t.monitoring() {
         Some(_) => Some(prometheus::plan(&up)?),
         None => None,
@@ -140,6 +144,10 @@ pub fn up(t: &Topology, o: &UpOptions) -> anyhow::Result<Running> {
     secret::seal_node_secrets(&mut up)?;
     if let Some(q) = &t.queue {
         workers::start_tier(&mut up, q)?;
+    }
+    if up.o.region.is_some() && t.cache.is_some() {
+        // the other region's writes reach this region's cache ring through it
+        crate::invalidator::start(&mut up)?;
     }
     let backends = web::start_tier(&mut up, t.web.count, t.load_balancer.is_some())?;
     if let Some(lb) = &t.load_balancer {

@@ -5,7 +5,8 @@
 //! - the admin, `postgres` (superuser, and the replication role of streaming replicas);
 //! - the application role, [`APP_ROLE`] (login only, not a superuser), which owns the schema
 //!   of the same name, where its migrations create the tables (its default `search_path`
-//!   starts with it).
+//!   starts with it), and may read the server's statistics (`pg_read_all_stats`: a region's
+//!   cache invalidator asks its replica whether WAL still streams in).
 //!
 //! The roles are set in single-user mode before the server first listens, so it never
 //! answers with a password anyone else knows. A replica is a copy of its primary's catalog:
@@ -76,7 +77,8 @@ impl Credentials {
         let sql = format!(
             "ALTER ROLE {ADMIN_ROLE} PASSWORD '{admin}'\n\
              CREATE ROLE {APP_ROLE} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD '{app}'\n\
-             CREATE SCHEMA {APP_ROLE} AUTHORIZATION {APP_ROLE}\n",
+             CREATE SCHEMA {APP_ROLE} AUTHORIZATION {APP_ROLE}\n\
+             GRANT pg_read_all_stats TO {APP_ROLE}\n",
             admin = stored(&self.admin),
             app = stored(&self.app),
         );

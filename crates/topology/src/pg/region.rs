@@ -157,12 +157,12 @@ pub(crate) fn start_tier(
             ));
             let r = Postgres::replica_across(&parent, upstream, &name)?;
             if plan.synchronous {
-                let sql = format!(
-                    "ALTER SYSTEM SET synchronous_standby_names = 'ANY 1 ({name})'; SELECT pg_reload_conf()"
-                );
-                r.query_upstream(upstream, &sql)?;
+                let set = format!("ALTER SYSTEM SET synchronous_standby_names = 'ANY 1 ({name})'");
+                r.query_upstream(upstream, &[&set, "SELECT pg_reload_conf()"])?;
             }
             up.node.store.postgres_url = upstream.url(APP_ROLE, &upstream.app);
+            // while the WAN is cut, reads go on from this region's replica, marked stale
+            up.node.store.serve_stale_reads = true;
             put(
                 &mut admin,
                 "store",
@@ -190,14 +190,19 @@ pub(crate) fn start_tier(
 }
 
 impl Postgres {
-    /// Runs `sql` on `upstream` as the admin, with this server's password file.
-    fn query_upstream(&self, upstream: &Upstream, sql: &str) -> anyhow::Result<String> {
-        let out = std::process::Command::new(super::bin("psql")?)
-            .args(["-X", "-A", "-t", "-h"])
+    /// Runs each statement of `sql` (each on its own: `ALTER SYSTEM` refuses a transaction)
+    /// on `upstream` as the admin, with this server's password file.
+    fn query_upstream(&self, upstream: &Upstream, sql: &[&str]) -> anyhow::Result<String> {
+        let mut cmd = std::process::Command::new(super::bin("psql")?);
+        cmd.args(["-X", "-A", "-t", "-h"])
             .arg(upstream.host.to_string())
             .arg("-p")
             .arg(upstream.port.to_string())
-            .args(["-U", ADMIN_ROLE, "-d", "postgres", "-c", sql])
+            .args(["-U", ADMIN_ROLE, "-d", "postgres"]);
+        for statement in sql {
+            cmd.args(["-c", statement]);
+        }
+        let out = cmd
             .env("PGPASSFILE", Credentials::pgpass(&self.path))
             .stdin(std::process::Stdio::null())
             .output()

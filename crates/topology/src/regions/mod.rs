@@ -23,6 +23,13 @@
 //! namespace, where it would leave the machine by the default route: every client runs
 //! inside a namespace.
 
+mod ops;
+mod up;
+
+pub use ops::{failover, status, wan};
+pub use up::up;
+pub(crate) use up::{down_regions, remove_namespaces};
+
 use crate::model::Topology;
 use crate::pg::region::Upstream;
 use anyhow::bail;
