@@ -109,13 +109,26 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(secs))
 }
 
+/// The target's origin ([`origin`]), refused when it is a two-region topology's address and
+/// this thread is not inside a namespace (see `crescendo_topology::netns`).
+fn origin_to_load(target: &str) -> anyhow::Result<String> {
+    let base = origin(target);
+    if let Some(ip) = reqwest::Url::parse(&base)
+        .ok()
+        .and_then(|u| u.host_str()?.parse::<std::net::IpAddr>().ok())
+    {
+        crescendo_topology::netns::refuse_from_root(ip)?;
+    }
+    Ok(base)
+}
+
 /// Seeds, loads, scrapes the server before and after, and writes the report.
 /// Returns `None` in seed-only mode.
 ///
 /// # Errors
 /// Seeding failed or the report could not be written.
 pub async fn bench(o: &BenchOptions) -> anyhow::Result<Option<report::Report>> {
-    let base = origin(&o.target);
+    let base = origin_to_load(&o.target)?;
     let mut plan = o.seed.clone();
     plan.sign_in_only = o.seed_mode == SeedMode::NoSeed;
     let seeded = seed::seed(&base, &plan).await.context("seeding")?;

@@ -65,6 +65,10 @@ enum Command {
     /// topology (rung 8): frames between the regions are dropped both ways, while the users
     /// near each region and the geo DNS still reach both.
     Wan(WanArgs),
+    /// Bring a lost region of a two-region topology (rung 8) back, after `failover --region`
+    /// promoted the other one: what is left of it stops, and it starts again as a replica
+    /// region of the other one's new primary (reads local, writes across the WAN).
+    Rejoin(RejoinArgs),
     /// Print the shard map of a sharded store (rung 10): its epoch, and per cluster the
     /// logical shards it holds, its users, articles and rows. `--run-dir` reads a running
     /// topology's node settings; `--config` a node's settings file.
@@ -166,6 +170,16 @@ struct WanArgs {
     /// `cut` or `heal`.
     #[arg(value_parser = ["cut", "heal"])]
     action: String,
+    #[command(flatten)]
+    run: RunDirArgs,
+}
+
+/// Flags of `rejoin`.
+#[derive(Args, Debug)]
+struct RejoinArgs {
+    /// The region to bring back, e.g. `a`.
+    #[arg(long, value_name = "NAME")]
+    region: String,
     #[command(flatten)]
     run: RunDirArgs,
 }
@@ -322,6 +336,7 @@ fn main() -> anyhow::Result<()> {
             Command::Dashboard(a) => tokio::task::spawn_blocking(move || a.run()).await?,
             Command::Failover(a) => failover(a).await,
             Command::Wan(a) => wan(a).await,
+            Command::Rejoin(a) => rejoin(a).await,
             Command::Reshard(a) => shards::reshard(a).await,
             Command::Shards(mut a) => {
                 if let Some(dir) = &a.run_dir {
@@ -428,6 +443,17 @@ async fn up(a: UpArgs) -> anyhow::Result<()> {
     eprintln!("stopping…");
     tokio::task::spawn_blocking(move || drop(running)).await?;
     eprintln!("stopped");
+    Ok(())
+}
+
+async fn rejoin(a: RejoinArgs) -> anyhow::Result<()> {
+    let progress = |line: &str| eprintln!("  {line}");
+    let region = a.region.clone();
+    tokio::task::spawn_blocking(move || {
+        crescendo_topology::regions::rejoin(&a.run.run_dir, &a.region, progress)
+    })
+    .await??;
+    eprintln!("region {region} is back");
     Ok(())
 }
 

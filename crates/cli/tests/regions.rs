@@ -35,6 +35,7 @@ fn two_regions_serve_their_users_survive_a_wan_cut_and_fail_over_to_b() {
     faults::a_wan_cut_keeps_reads_in_both_regions_and_fails_bs_writes_clearly(&d);
     let lost = faults::losing_region_a_moves_everyone_to_b(&d);
     eprintln!("rung 8, asynchronous cross-region replication: {lost} acknowledged writes lost");
+    faults::region_a_rejoins_as_a_replica_of_b(&d);
     let prefix = d.prefix();
     drop(d);
     let left = client::namespaces_with(&prefix);

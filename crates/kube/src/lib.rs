@@ -116,8 +116,17 @@ impl Manifests {
 /// Renders topology `t` with options `o`.
 ///
 /// # Errors
-/// A topology that has no meaning on a cluster yet (none today; the error names why).
+/// A topology that has no meaning on one cluster: two regions (`[regions]`), which the error explains.
 pub fn render(t: &Topology, o: &Options) -> anyhow::Result<Manifests> {
+    if t.regions.is_some() {
+        anyhow::bail!(
+            "{}: [regions] runs two regions on one machine, in network namespaces; on \
+             Kubernetes each region is a cluster of its own, which this rendering does not \
+             join (no cross-cluster replica or geo DNS): render the file without [regions] \
+             for a one-region cluster",
+            t.name
+        );
+    }
     let p = Plan {
         t: t.clone(),
         o: o.clone(),

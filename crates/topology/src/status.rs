@@ -107,6 +107,8 @@ pub fn http_get_as(addr: &str, path: &str, auth: Option<(&str, &str)>) -> Option
     use base64::Engine;
     use std::io::{Read, Write};
     let sock: SocketAddr = addr.parse().ok()?;
+    // a namespace address is asked from inside its namespace only (see `crate::netns`)
+    crate::netns::refuse_from_root(sock.ip()).ok()?;
     let mut s = std::net::TcpStream::connect_timeout(&sock, Duration::from_millis(500)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
     let auth = auth.map_or(String::new(), |(user, password)| {
@@ -229,7 +231,9 @@ pub fn status(run_dir: &Path) -> anyhow::Result<Status> {
             _ => {
                 s.healthy = live
                     && p.addr.parse::<SocketAddr>().is_ok_and(|a| {
-                        std::net::TcpStream::connect_timeout(&a, Duration::from_millis(500)).is_ok()
+                        crate::netns::refuse_from_root(a.ip()).is_ok()
+                            && std::net::TcpStream::connect_timeout(&a, Duration::from_millis(500))
+                                .is_ok()
                     });
                 if p.role == Role::Lb {
                     s.backends = Haproxy::backend_states(&run_dir.join("haproxy"));

@@ -281,3 +281,34 @@ fn kill_region(d: &Deployed, region: &str) -> usize {
     }
     n
 }
+
+/// After the failover, `rejoin --region a` brings region A back as a replica region of B:
+/// the geo DNS sends users-a back to A, whose writes now go to B's primary across the WAN
+/// and read back at once in A, and show in B.
+pub fn region_a_rejoins_as_a_replica_of_b(d: &Deployed) {
+    let started = Instant::now();
+    crescendo(&["rejoin", "--region", "a", "--run-dir", &d.dir()]);
+    eprintln!("rung 8: region A rejoined in {:?}", started.elapsed());
+    let back = Instant::now();
+    while d.resolve("users-a") != vec![crescendo_topology::regions::public_ip(0)] {
+        assert!(
+            back.elapsed() < DNS_FAILOVER_BOUND,
+            "the geo DNS does not send users-a back to A"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    eprintln!(
+        "rung 8: the geo DNS sent users-a back to A after {:?}",
+        back.elapsed()
+    );
+    let (token, user) = d.register_in("users-a", "back");
+    d.set_bio("users-a", &token, "rejoined");
+    assert_eq!(
+        d.read_profile("users-a", &user)["profile"]["bio"],
+        "rejoined"
+    );
+    assert!(
+        d.profile_bio_within("users-b", &user, "rejoined", CROSS_REGION_BOUND),
+        "a write through the rejoined region A does not show in B"
+    );
+}

@@ -100,6 +100,8 @@ fn exchange(
         (None, SocketAddr::V4(_)) => SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), 0),
         (None, SocketAddr::V6(_)) => SocketAddr::new(std::net::Ipv6Addr::UNSPECIFIED.into(), 0),
     };
+    // the geo DNS of two regions lives in a namespace: ask it from inside one only
+    crate::netns::refuse_from_root(server.ip())?;
     let socket = UdpSocket::bind(bind)?;
     socket.connect(server)?;
     let mut id = [0u8; 2];

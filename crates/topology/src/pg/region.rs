@@ -20,6 +20,10 @@ use std::time::{Duration, Instant};
 /// The file, in region A's run directory, that tells region B how to reach A's primary.
 pub const UPSTREAM_FILE: &str = "pg-upstream.json";
 
+/// The file, in region B's run directory, that tells region A how to reach B's replica
+/// once `crescendo failover --region b` has promoted it (for `crescendo rejoin --region a`).
+pub const PROMOTED_FILE: &str = "pg-promoted.json";
+
 /// A primary in another region: where it listens and its roles' passwords.
 #[derive(Clone, Serialize, Deserialize)]
 pub struct Upstream {
@@ -40,12 +44,12 @@ impl std::fmt::Debug for Upstream {
 }
 
 impl Upstream {
-    /// Reads it from region A's run directory.
+    /// Reads `file` ([`UPSTREAM_FILE`], [`PROMOTED_FILE`]) from a region's run directory.
     ///
     /// # Errors
-    /// Region A has not written it.
-    pub fn read(region_a: &Path) -> anyhow::Result<Self> {
-        let path = region_a.join(UPSTREAM_FILE);
+    /// The region has not written it.
+    pub fn read(region: &Path, file: &str) -> anyhow::Result<Self> {
+        let path = region.join(file);
         let text = std::fs::read_to_string(&path)
             .with_context(|| format!("reading {}", path.display()))?;
         Ok(serde_json::from_str(&text)?)
@@ -86,16 +90,23 @@ impl Postgres {
         Self::start_under(parent, &[("listen_addresses", &listen)], true, Some(net))
     }
 
-    /// A durable replica, named `name`, of a primary across the WAN; waits until its WAL
-    /// receiver streams.
-    fn replica_across(parent: &Path, upstream: &Upstream, name: &str) -> anyhow::Result<Self> {
+    /// A durable replica, named `name`, of a primary across the WAN, listening on `private`
+    /// too (promoted, it is the primary the other region reaches; the copied `pg_hba.conf`
+    /// already lets the private network in); waits until its WAL receiver streams.
+    fn replica_across(
+        parent: &Path,
+        upstream: &Upstream,
+        name: &str,
+        private: Ipv4Addr,
+    ) -> anyhow::Result<Self> {
         let source = Source {
             host: upstream.host.to_string(),
             port: upstream.port,
             creds: upstream.creds(),
         };
         let dir = base_backup(parent, &source, name, true)?;
-        let replica = Self::boot(dir, &[], true, source.creds)?;
+        let listen = format!("127.0.0.1,{private}");
+        let replica = Self::boot(dir, &[("listen_addresses", &listen)], true, source.creds)?;
         let deadline = Instant::now() + Duration::from_secs(60);
         while replica
             .query("SELECT count(*) FROM pg_stat_wal_receiver WHERE status = 'streaming'")?
@@ -155,7 +166,7 @@ pub(crate) fn start_tier(
                 "starting PostgreSQL replica {name} of {}:{} across the WAN",
                 upstream.host, upstream.port
             ));
-            let r = Postgres::replica_across(&parent, upstream, &name)?;
+            let r = Postgres::replica_across(&parent, upstream, &name, plan.private)?;
             if plan.synchronous {
                 let set = format!("ALTER SYSTEM SET synchronous_standby_names = 'ANY 1 ({name})'");
                 r.query_upstream(upstream, &[&set, "SELECT pg_reload_conf()"])?;

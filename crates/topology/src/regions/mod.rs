@@ -27,8 +27,8 @@ mod ops;
 mod up;
 
 pub use ops::{failover, status, wan};
-pub use up::up;
 pub(crate) use up::{down_regions, remove_namespaces};
+pub use up::{rejoin, up};
 
 use crate::model::Topology;
 use crate::pg::region::Upstream;

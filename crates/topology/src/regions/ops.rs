@@ -135,7 +135,44 @@ pub fn failover(run_dir: &Path, name: &str) -> anyhow::Result<String> {
     if !out.status.success() {
         bail!("failover in region {name} failed: {}", text.trim());
     }
+    record_promoted(&state, r)?;
     Ok(text)
+}
+
+/// Writes, in the promoted region's run directory, how the other region reaches its new
+/// primary: its private address and port, with the passwords the primary's catalog copy
+/// shares with the old primary (from the old primary's region).
+fn record_promoted(state: &State, promoted: &RegionRecord) -> anyhow::Result<()> {
+    use crate::pg::region::{PROMOTED_FILE, UPSTREAM_FILE, Upstream};
+    let i = super::REGIONS
+        .iter()
+        .position(|n| *n == promoted.name)
+        .context("an unknown region")?;
+    let old = state
+        .regions
+        .iter()
+        .find(|r| r.name != promoted.name)
+        .context("no other region")?;
+    let upstream = Upstream::read(&old.run_dir, UPSTREAM_FILE)?;
+    let own = State::read(&promoted.run_dir)?;
+    let db = own
+        .of(Role::PgReplica)
+        .next()
+        .context("the region records no database server")?;
+    let port = db
+        .addr
+        .rsplit_once(':')
+        .and_then(|(_, p)| p.parse().ok())
+        .context("a database server's address without a port")?;
+    let now = Upstream {
+        host: super::private_ip(i),
+        port,
+        ..upstream
+    };
+    crate::secret::write_file(
+        &promoted.run_dir.join(PROMOTED_FILE),
+        &serde_json::to_vec(&now)?,
+    )
 }
 
 /// Cuts (`cut`) or heals the WAN link between the two regions: frames between them are

@@ -17,6 +17,9 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
+/// The copy of the topology file in the run directory.
+const TOPOLOGY_FILE: &str = "topology.toml";
+
 /// A region's own run directory, inside the topology's.
 fn region_dir(run_dir: &Path, name: &str) -> PathBuf {
     run_dir.join(format!("region-{name}"))
@@ -139,6 +142,9 @@ pub fn up(t: &Topology, o: &UpOptions) -> anyhow::Result<Running> {
     )?;
     running.record(p, Box::new(Node::new(child, Duration::from_secs(5))));
     let secret = crate::launch::shared_secret(&run_dir)?;
+    // a copy, which `rejoin` starts a region from again
+    let topology_file = run_dir.join(TOPOLOGY_FILE);
+    std::fs::copy(file, &topology_file)?;
     let mut upstream: Option<Upstream> = None;
     for (i, name) in REGIONS.iter().enumerate() {
         let dir = region_dir(&run_dir, name);
@@ -154,7 +160,7 @@ pub fn up(t: &Topology, o: &UpOptions) -> anyhow::Result<Running> {
         };
         let ns = format!("{prefix}-region-{name}");
         (o.progress)(&format!("starting region {name} in namespace {ns}"));
-        start_region(o, file, &ns, &dir, &region)?;
+        start_region(&o.exe, &topology_file, &ns, &dir, &region)?;
         running.keep(Role::Region, Box::new(Region(dir.clone())));
         running.state.regions.push(RegionRecord {
             name: (*name).to_string(),
@@ -163,7 +169,7 @@ pub fn up(t: &Topology, o: &UpOptions) -> anyhow::Result<Running> {
             public: region.public,
         });
         if upstream.is_none() {
-            upstream = Some(Upstream::read(&dir)?);
+            upstream = Some(Upstream::read(&dir, crate::pg::region::UPSTREAM_FILE)?);
         }
     }
     (o.progress)("starting the geo DNS");
@@ -224,7 +230,7 @@ fn geodns_plan(tier: &RegionsTier, regions: &[RegionRecord]) -> GeoDnsPlan {
 
 /// Runs `crescendo up FILE --detach` for one region inside its namespace, with its plan.
 fn start_region(
-    o: &UpOptions,
+    exe: &Path,
     file: &Path,
     ns: &str,
     dir: &Path,
@@ -233,7 +239,7 @@ fn start_region(
     let plan_file = dir.join("region-plan.json");
     crate::secret::write_file(&plan_file, &serde_json::to_vec(region)?)?;
     let out = std::fs::File::create(dir.join("up.out"))?;
-    let status = netns::command(ns, &o.exe)
+    let status = netns::command(ns, exe)
         .arg("up")
         .arg(file)
         .arg("--detach")
@@ -272,4 +278,59 @@ pub(crate) fn remove_namespaces(state: &State) {
     if let Some(prefix) = super::ops::prefix(&state.regions) {
         let _ = netns::delete(prefix);
     }
+}
+
+/// Brings region `name` back after the other region was promoted (`failover --region`):
+/// stops what is left of it, then starts it again as a replica region of the other one's
+/// new primary: its database a streaming replica across the WAN, its web nodes writing to
+/// the other region and reading locally. The geo DNS sends its users back once it answers
+/// its health checks.
+///
+/// # Errors
+/// No such region, the other region has not been promoted, or the region does not start.
+pub fn rejoin(run_dir: &Path, name: &str, progress: fn(&str)) -> anyhow::Result<()> {
+    use crate::pg::region::PROMOTED_FILE;
+    let state = State::read(run_dir)?;
+    let i = REGIONS
+        .iter()
+        .position(|n| *n == name)
+        .with_context(|| format!("there is no region {name}"))?;
+    let r = state
+        .regions
+        .iter()
+        .find(|r| r.name == name)
+        .context("the region is not recorded")?;
+    let other = state
+        .regions
+        .iter()
+        .find(|o| o.name != name)
+        .context("no other region")?;
+    let upstream = Upstream::read(&other.run_dir, PROMOTED_FILE).with_context(|| {
+        format!(
+            "region {} has not been promoted: run `crescendo failover --region {}` first",
+            other.name, other.name
+        )
+    })?;
+    progress(&format!("stopping what is left of region {name}"));
+    let _ = crate::state::down(&r.run_dir);
+    let _ = std::fs::remove_file(r.run_dir.join(crate::pg::region::UPSTREAM_FILE));
+    let plan = RegionPlan {
+        name: name.to_string(),
+        public: r.public,
+        private: private_ip(i),
+        private_net: PRIVATE_NET.into(),
+        upstream: Some(upstream),
+        synchronous: false,
+    };
+    progress(&format!(
+        "starting region {name} as a replica of region {}",
+        other.name
+    ));
+    start_region(
+        &state.exe,
+        &run_dir.join(TOPOLOGY_FILE),
+        &r.netns,
+        &r.run_dir,
+        &plan,
+    )
 }
