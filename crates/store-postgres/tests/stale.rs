@@ -7,8 +7,6 @@
 use crescendo_store::{NewUser, Store, StoreError, fence};
 use crescendo_store_postgres::{PgOptions, PgStore};
 use crescendo_topology::pg::Postgres;
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
 use std::time::{Duration, Instant};
 
 /// How long a write may take to fail once the primary is cut off: the bound the store
@@ -53,38 +51,9 @@ fn new_user(name: &str) -> NewUser {
     }
 }
 
-/// The PIDs whose parent is `parent` (from `/proc/PID/stat`).
-fn children_of(parent: u32) -> Vec<u32> {
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-            let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-            after.split_whitespace().nth(1).and_then(|p| p.parse().ok()) == Some(parent)
-        })
-        .collect()
-}
-
-/// Stops (`cut`) or continues the postmaster of `pg` and every process it forked (each
-/// leads a session of its own, so its process group does not hold them). The postmaster
-/// stops first, so it forks nothing more, and continues last.
+/// Stops (`cut`) or continues every process of `pg` (see [`Postgres::blackhole`]).
 fn blackhole(pg: &Postgres, cut: bool) {
-    let signal = if cut {
-        Signal::SIGSTOP
-    } else {
-        Signal::SIGCONT
-    };
-    let postmaster = Pid::from_raw(pg.pid() as i32);
-    if cut {
-        kill(postmaster, signal).unwrap();
-    }
-    for child in children_of(pg.pid()) {
-        let _ = kill(Pid::from_raw(child as i32), signal);
-    }
-    if !cut {
-        kill(postmaster, signal).unwrap();
-    }
+    pg.blackhole(cut);
 }
 
 /// Continues a cut-off server when the test ends, even by a failed assertion, so that it

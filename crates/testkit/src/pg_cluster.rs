@@ -72,46 +72,8 @@ impl PgCluster {
     }
 }
 
-/// Cuts `pg` off as a WAN cut does (`cut`), or heals it: every process of the server (the
-/// postmaster, then each process it forked: each leads a session of its own, so its process
-/// group does not hold them) is stopped with SIGSTOP or continued with SIGCONT. While it is
-/// stopped the kernel still accepts connections to its port, but nothing answers: clients
-/// and the replicas' WAL receivers hang, as behind a blackholed link.
-///
-/// # Panics
-/// The postmaster cannot be signalled (it is not this process's to signal).
+/// Cuts `pg` off as a WAN cut does (`cut`), or heals it: see
+/// [`crescendo_topology::pg::Postgres::blackhole`].
 pub fn blackhole(pg: &crescendo_topology::pg::Postgres, cut: bool) {
-    use nix::sys::signal::{Signal, kill};
-    use nix::unistd::Pid;
-    let signal = if cut {
-        Signal::SIGSTOP
-    } else {
-        Signal::SIGCONT
-    };
-    let postmaster = Pid::from_raw(pg.pid() as i32);
-    if cut {
-        kill(postmaster, signal).expect("the postmaster can be stopped");
-    }
-    for child in children_of(pg.pid()) {
-        let _ = kill(Pid::from_raw(child as i32), signal);
-    }
-    if !cut {
-        kill(postmaster, signal).expect("the postmaster can be continued");
-    }
-}
-
-/// The PIDs whose parent is `parent` (from `/proc/PID/stat`).
-fn children_of(parent: u32) -> Vec<u32> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-            // "PID (COMMAND) STATE PPID …": the command may hold spaces and parentheses
-            let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-            after.split_whitespace().nth(1).and_then(|p| p.parse().ok()) == Some(parent)
-        })
-        .collect()
+    pg.blackhole(cut);
 }

@@ -280,6 +280,30 @@ impl Postgres {
         let _ = self.child.wait();
     }
 
+    /// Cuts the server off as a WAN cut does (`cut`), or heals it: the postmaster, then each
+    /// process it forked (each leads a session of its own, so its process group does not hold
+    /// them), is stopped with SIGSTOP, or each is continued with SIGCONT, the postmaster last.
+    /// While it is stopped the kernel still accepts connections to its port but nothing
+    /// answers: clients and replicas' WAL receivers hang, as behind a blackholed link.
+    pub fn blackhole(&self, cut: bool) {
+        use nix::sys::signal::{Signal, kill};
+        let signal = if cut {
+            Signal::SIGSTOP
+        } else {
+            Signal::SIGCONT
+        };
+        let postmaster = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        if cut {
+            let _ = kill(postmaster, signal);
+        }
+        for child in children_of(postmaster.as_raw()) {
+            let _ = kill(nix::unistd::Pid::from_raw(child), signal);
+        }
+        if !cut {
+            let _ = kill(postmaster, signal);
+        }
+    }
+
     /// Starts the server again on its port, with its data, after [`Postgres::kill`].
     ///
     /// # Errors

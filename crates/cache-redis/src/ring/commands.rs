@@ -3,13 +3,12 @@
 
 use super::membership::OnFailure;
 use super::scripts::{FENCE_KEY, LOAD_LEASE, STUB_TTL, entry_key, lease_key};
-use super::{DOWN, RedisCache, ms, new_version, parse_u64};
+use super::{RedisCache, ms, new_version, parse_u64};
 use async_trait::async_trait;
 use bytes::Bytes;
 use crescendo_cache::{Cache, CacheError, Lookup, UNKNOWN_FENCE};
 use futures_util::future::join_all;
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 #[async_trait]
@@ -106,46 +105,33 @@ impl Cache for RedisCache {
             return Ok(());
         }
         let ring = &self.ring;
-        let targets: Vec<usize> = (0..ring.nodes.len())
-            .filter(|&i| ring.nodes[i].state.load(Ordering::Acquire) != DOWN)
-            .collect();
-        // Every server in service, so whichever one any web node reads a key from is
-        // invalidated. A server that fails here has left the ring and is flushed before it
-        // returns, so no reader can see what it still holds.
-        join_all(targets.into_iter().map(|i| {
-            ring.on(i, OnFailure::Leave, move |mut c| async move {
-                let mut inv = ring.scripts.invalidate.prepare_invoke();
-                for k in keys {
-                    inv.key(entry_key(k));
-                }
-                for k in keys {
-                    inv.key(lease_key(k));
-                }
-                inv.key(FENCE_KEY).arg(position).arg(ms(STUB_TTL));
-                for _ in keys {
-                    inv.arg(new_version());
-                }
-                inv.invoke_async::<i64>(&mut c).await
-            })
-        }))
+        // every server in service, so whichever one any web node reads a key from is
+        // invalidated
+        ring.on_each_in_service(|mut c| async move {
+            let mut inv = ring.scripts.invalidate.prepare_invoke();
+            for k in keys {
+                inv.key(entry_key(k));
+            }
+            for k in keys {
+                inv.key(lease_key(k));
+            }
+            inv.key(FENCE_KEY).arg(position).arg(ms(STUB_TTL));
+            for _ in keys {
+                inv.arg(new_version());
+            }
+            inv.invoke_async::<i64>(&mut c).await
+        })
         .await;
         Ok(())
     }
 
     async fn empty(&self, position: u64) -> Result<(), CacheError> {
         let ring = &self.ring;
-        let targets: Vec<usize> = (0..ring.nodes.len())
-            .filter(|&i| ring.nodes[i].state.load(Ordering::Acquire) != DOWN)
-            .collect();
-        // as an invalidation: a server that fails leaves the ring and is flushed before it
-        // takes reads again
-        join_all(targets.into_iter().map(|i| {
-            ring.on(i, OnFailure::Leave, move |mut c| async move {
-                let mut inv = ring.scripts.empty.prepare_invoke();
-                inv.key(FENCE_KEY).arg(position);
-                inv.invoke_async::<i64>(&mut c).await
-            })
-        }))
+        ring.on_each_in_service(|mut c| async move {
+            let mut inv = ring.scripts.empty.prepare_invoke();
+            inv.key(FENCE_KEY).arg(position);
+            inv.invoke_async::<i64>(&mut c).await
+        })
         .await;
         Ok(())
     }

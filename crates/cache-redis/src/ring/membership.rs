@@ -74,6 +74,20 @@ impl Ring {
 
     /// Runs `op` on node `i` within the time-out. A node that cannot be reached leaves the
     /// ring; one that answers late or with an error leaves only if `on_failure` says so.
+    /// Runs `op(i, connection)` on every server in service at once, each as [`Self::on`]
+    /// with [`OnFailure::Leave`]: a server that fails leaves the ring and is flushed before
+    /// it takes reads again, so no reader can see what it still holds.
+    pub(super) async fn on_each_in_service<F, Fut>(&self, op: F)
+    where
+        F: Fn(MultiplexedConnection) -> Fut,
+        Fut: std::future::Future<Output = redis::RedisResult<i64>>,
+    {
+        let targets =
+            (0..self.nodes.len()).filter(|&i| self.nodes[i].state.load(Ordering::Acquire) != DOWN);
+        let op = &op;
+        join_all(targets.map(|i| self.on(i, OnFailure::Leave, op))).await;
+    }
+
     pub(super) async fn on<T, F, Fut>(
         &self,
         i: usize,
