@@ -10,6 +10,8 @@ use std::path::Path;
 /// # Errors
 /// As [`crate::scale`].
 pub fn restart_web(run_dir: &Path, progress: fn(&str)) -> anyhow::Result<Vec<String>> {
+    // absolute: HAProxy's configuration names its admin socket by this path
+    let run_dir = &run_dir.canonicalize()?;
     let mut state = State::read(run_dir)?;
     web::prune(run_dir, &mut state)?;
     let mut new = Vec::new();

@@ -14,6 +14,8 @@ pub fn scale(run_dir: &Path, web: usize, progress: fn(&str)) -> anyhow::Result<V
     if web == 0 {
         bail!("at least one web node must run");
     }
+    // absolute: HAProxy's configuration names its admin socket by this path
+    let run_dir = &run_dir.canonicalize()?;
     let mut state = State::read(run_dir)?;
     web::prune(run_dir, &mut state)?;
     loop {
