@@ -316,21 +316,24 @@ impl ShardedStore {
     pub async fn report(&self) -> StoreResult<Vec<ClusterReport>> {
         let map = self.db.map();
         let counts = map.shard_counts();
+        // the rows of every table a shard's move carries, so the total is what moves
+        let every_table: Vec<String> = MOVED_TABLES
+            .iter()
+            .map(|(table, _)| format!("(SELECT COUNT(*) FROM {table})"))
+            .collect();
+        let sql = format!(
+            "SELECT (SELECT COUNT(*) FROM users), (SELECT COUNT(*) FROM articles), {}",
+            every_table.join(" + ")
+        );
         let mut out = Vec::new();
         for (name, db) in self.db.clusters() {
+            let sql = &sql;
             let (users, articles, rows): (i64, i64, i64) = db
                 .read_primary(|pool| async move {
-                    sqlx::query_as(
-                        "SELECT (SELECT COUNT(*) FROM users), (SELECT COUNT(*) FROM articles),
-                                (SELECT COUNT(*) FROM users) + (SELECT COUNT(*) FROM follows)
-                              + (SELECT COUNT(*) FROM followers) + (SELECT COUNT(*) FROM timelines)
-                              + (SELECT COUNT(*) FROM articles) + (SELECT COUNT(*) FROM article_tags)
-                              + (SELECT COUNT(*) FROM favorites) + (SELECT COUNT(*) FROM comments)
-                              + (SELECT COUNT(*) FROM uploads)",
-                    )
-                    .fetch_one(&pool)
-                    .await
-                    .map_err(map_err)
+                    sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str()))
+                        .fetch_one(&pool)
+                        .await
+                        .map_err(map_err)
                 })
                 .await?;
             out.push(ClusterReport {
