@@ -73,6 +73,10 @@ pub fn status(state: State) -> anyhow::Result<Status> {
         web_autoscale: None,
         prometheus: None,
         alerts,
+        region_failover: state
+            .regions
+            .iter()
+            .find_map(|r| super::watch::Decision::read(&r.run_dir)),
     })
 }
 
