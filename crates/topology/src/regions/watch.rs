@@ -305,7 +305,10 @@ pub(crate) fn stop_watchers<'a>(dirs: impl IntoIterator<Item = &'a Path>) {
 pub(super) struct Watchers(pub Vec<std::path::PathBuf>);
 
 impl crate::launch::Part for Watchers {
-    fn detach(self: Box<Self>) {}
+    fn detach(self: Box<Self>) {
+        // they run on; `crescendo down` stops them
+        std::mem::forget(*self);
+    }
 }
 
 impl Drop for Watchers {
