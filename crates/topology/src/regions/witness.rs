@@ -12,10 +12,10 @@
 //! The check ([`probe`]) speaks PostgreSQL's protocol: a TCP connect, then an `SSLRequest`,
 //! which a live server answers with one byte (`N` or `S`) from the backend it forked for the
 //! connection, within [`PROBE_TIMEOUT`]. That needs no password (the witness holds none of
-//! the database's), leaves nothing in the server's log (a client that leaves after the
-//! answer is not an error there), and tells a server that takes connections from a port
-//! whose kernel still completes handshakes for a hung or dying postmaster. Any such answer
-//! counts as reachable: a false "reachable" only delays a failover, a false "unreachable"
+//! the database's), makes the server log no error (a client that leaves after that answer
+//! is not one), and tells a server that takes connections apart from a port whose kernel
+//! still completes handshakes for a hung or dying postmaster. Any such answer counts as
+//! reachable: a false "reachable" only delays a failover, a false "unreachable"
 //! could make a second primary.
 
 use crate::launch::{Node, Running, UpOptions};
