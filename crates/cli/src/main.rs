@@ -8,11 +8,13 @@ mod kube;
 mod logs;
 mod measure;
 mod shards;
+mod witness;
 
 use exporter::{AlertSinkArgs, DashboardArgs, NatsExporterArgs};
 use logs::LogsArgs;
 use measure::{BenchArgs, CeilingArgs, TourArgs};
 use shards::{ReshardArgs, ShardsArgs};
+use witness::{RegionWatchArgs, WitnessArgs};
 
 use clap::{Args, Parser, Subcommand};
 use crescendo_config::{Overrides, Settings};
@@ -132,6 +134,14 @@ enum Command {
     /// locations. SIGHUP re-reads --cuts and prints the counts.
     #[command(hide = true)]
     WanRelay(WanRelayArgs),
+    /// The witness of the automatic region failover (rung 8), run in the dns namespace by
+    /// `up`: answers, to askers with its token, whether it reaches region A's primary.
+    #[command(hide = true)]
+    Witness(WitnessArgs),
+    /// Region B's watcher (rung 8, `[regions] auto_failover`), run in B's namespace by its
+    /// `up`: promotes B's replica once A's primary is lost from B and from the witness.
+    #[command(hide = true)]
+    RegionWatch(RegionWatchArgs),
     /// Render a topology as Kubernetes manifests (plain YAML and a kustomization) into
     /// --out; NOTES.txt there lists the Secrets to create. Writes no secret value.
     Kube(kube::KubeArgs),
@@ -335,6 +345,8 @@ fn main() -> anyhow::Result<()> {
             Command::AlertSink(a) => tokio::task::spawn_blocking(move || a.run()).await?,
             Command::Dashboard(a) => tokio::task::spawn_blocking(move || a.run()).await?,
             Command::Failover(a) => failover(a).await,
+            Command::Witness(a) => tokio::task::spawn_blocking(move || a.run()).await?,
+            Command::RegionWatch(a) => a.run().await,
             Command::Wan(a) => wan(a).await,
             Command::Rejoin(a) => rejoin(a).await,
             Command::Reshard(a) => shards::reshard(a).await,

@@ -4,6 +4,8 @@
 //! site through the geo DNS; nothing is sent from the machine's own namespace to a namespace
 //! address (isolation is checked with `ip route get`, never with traffic).
 
+#[path = "regions/auto.rs"]
+mod auto;
 #[path = "regions/client.rs"]
 mod client;
 #[path = "regions/faults.rs"]
@@ -47,6 +49,13 @@ fn with_synchronous_cross_region_commit_losing_region_a_loses_no_acknowledged_wr
     let d = client::up("two-regions-sync", &[("synchronous", "true")]);
     let lost = faults::losing_region_a_moves_everyone_to_b(&d);
     assert_eq!(lost, 0, "synchronous commit lost acknowledged writes");
+}
+
+#[test]
+fn with_automatic_failover_a_wan_cut_never_promotes_and_losing_region_a_does() {
+    let d = client::up("two-regions-auto", &[("auto_failover", "true")]);
+    let token = auto::a_wan_cut_alone_makes_no_second_primary(&d);
+    auto::losing_region_a_promotes_b_on_its_own(&d, &token);
 }
 
 /// The users' namespaces reach the regions' public addresses but have no route to the

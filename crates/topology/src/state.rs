@@ -12,6 +12,11 @@ use std::time::{Duration, Instant};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Role {
+    /// Region B's watcher (`crescendo region-watch`, rung 8, with `[regions]
+    /// auto_failover`): promotes B's replica once region A's primary is lost from B and from
+    /// the witness; stopped first, so that a topology going down never looks like a lost
+    /// region to it.
+    RegionWatch,
     /// A region of a two-region topology (rung 8), brought down with everything in it; its
     /// processes are listed in the region's own state, with their region.
     Region,
@@ -35,6 +40,9 @@ pub enum Role {
     /// The geo DNS (gdnsd): answers the site's name with the region nearest the client
     /// that passes its health checks (rung 8).
     Dns,
+    /// The witness of the automatic region failover (`crescendo witness`, rung 8): from the
+    /// dns namespace, tells region B's watcher whether it reaches region A's primary.
+    Witness,
     /// A CDN edge (Varnish) in front of the balancer, or the TLS terminator (hitch) in
     /// front of an edge.
     Edge,
@@ -61,7 +69,8 @@ pub enum Role {
 impl Role {
     /// Every role in the order a topology stops: what takes requests drains first, what
     /// holds data stops last.
-    pub const STOP_ORDER: [Role; 19] = [
+    pub const STOP_ORDER: [Role; 21] = [
+        Role::RegionWatch,
         Role::Region,
         Role::Supervisor,
         Role::Dashboard,
@@ -70,6 +79,7 @@ impl Role {
         Role::AlertSink,
         Role::Exporter,
         Role::Dns,
+        Role::Witness,
         Role::Edge,
         Role::Web,
         Role::Lb,
@@ -101,6 +111,8 @@ impl Role {
             Role::S3 => cmd.contains("s3s-fs"),
             Role::Lb => cmd.contains("haproxy"),
             Role::Dns => cmd.contains("gdnsd"),
+            Role::Witness => cmd.contains("witness"),
+            Role::RegionWatch => cmd.contains("region-watch"),
             Role::Edge => cmd.contains("varnishd") || cmd.contains("hitch"),
             Role::Redis => cmd.contains("redis-server"),
             Role::Wan => cmd.contains("wan-relay"),
@@ -352,7 +364,9 @@ pub fn alive(pid: u32) -> bool {
 /// No topology runs from `run_dir`.
 pub fn down(run_dir: &Path) -> anyhow::Result<Vec<String>> {
     let state = State::read(run_dir)?;
-    // a two-region topology's regions first, each from its own run directory
+    // a two-region topology's regions first, each from its own run directory, their
+    // watchers before any of them
+    crate::regions::stop_watchers(state.regions.iter().map(|r| r.run_dir.as_path()));
     let mut stopped = crate::regions::down_regions(&state);
     for role in Role::STOP_ORDER {
         let group: Vec<&Process> = state

@@ -71,6 +71,10 @@ pub struct Status {
     /// The alerts firing now, as the alert sink keeps them (empty without monitoring).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub alerts: Vec<crate::alert_sink::FiringAlert>,
+    /// Region B's automatic failover, its last decision (two regions with `[regions]
+    /// auto_failover`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub region_failover: Option<crate::regions::watch::Decision>,
 }
 
 /// Where Prometheus is and what it sees.
@@ -217,7 +221,7 @@ pub fn status(run_dir: &Path) -> anyhow::Result<Status> {
                 s.healthy = live && http_get(&p.addr, "/ready").is_some_and(|(code, _)| code == 200)
             }
             // the WAN relay listens on no port: it is healthy while it runs
-            Role::Supervisor | Role::Wan => s.healthy = live,
+            Role::Supervisor | Role::Wan | Role::RegionWatch => s.healthy = live,
             Role::Web => {
                 s.healthy =
                     live && http_get(&p.addr, "/ready").is_some_and(|(code, _)| code == 200);
@@ -259,6 +263,7 @@ pub fn status(run_dir: &Path) -> anyhow::Result<Status> {
         url: state.url,
         processes: out,
         autoscale,
+        region_failover: None,
     })
 }
 
@@ -335,6 +340,15 @@ impl Status {
                 t.push_str(&format!("  target {name} ({job}): {health}\n"));
             }
         }
+        if let Some(d) = &self.region_failover {
+            let state = serde_json::to_value(d.state).unwrap_or_default();
+            t.push_str(&format!(
+                "region failover: {} at {}: {}\n",
+                state.as_str().unwrap_or("?"),
+                d.at,
+                d.reasons.join("; ")
+            ));
+        }
         for a in &self.alerts {
             let labels = a.other_labels();
             t.push_str(&format!(
@@ -389,6 +403,7 @@ mod tests {
                 since: "2026-12-01T01:00:00Z".into(),
                 fingerprint: "abc".into(),
             }],
+            region_failover: None,
         };
         let t = status.table();
         assert!(

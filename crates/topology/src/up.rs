@@ -149,6 +149,10 @@ pub fn up(t: &Topology, o: &UpOptions) -> anyhow::Result<Running> {
         // the other region's writes reach this region's cache ring through it
         crate::invalidator::start(&mut up)?;
     }
+    if up.o.region.as_ref().is_some_and(|r| r.witness.is_some()) {
+        // `[regions] auto_failover`: this region promotes itself once A is lost
+        crate::regions::start_watch(&mut up)?;
+    }
     let backends = web::start_tier(&mut up, t.web.count, t.load_balancer.is_some())?;
     if let Some(lb) = &t.load_balancer {
         let metrics = monitoring.as_ref().map(prometheus::Plan::lb);

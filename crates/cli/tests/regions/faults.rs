@@ -14,7 +14,7 @@ const WRITE_REFUSAL_BOUND: Duration = Duration::from_secs(30);
 
 /// Creates an article from namespace `ns` as the user of `token`: its slug when the answer
 /// was 2xx, else the status and body.
-async fn try_article(
+pub async fn try_article(
     client: &reqwest::Client,
     base: &str,
     token: &str,
@@ -167,7 +167,7 @@ pub fn a_wan_cut_keeps_reads_in_both_regions_and_fails_bs_writes_clearly(d: &Dep
 }
 
 /// Whether region B's database is still a replica (`t`), asked inside B's namespace.
-fn replica_in_recovery(d: &Deployed) -> String {
+pub fn replica_in_recovery(d: &Deployed) -> String {
     let admin = std::fs::read_to_string(d.region_dir("b").join("postgres-admin.toml")).unwrap();
     // `postgres_replica_urls = ["postgres://…"]`: B's one replica
     let line = admin
@@ -268,7 +268,7 @@ pub fn losing_region_a_moves_everyone_to_b(d: &Deployed) -> usize {
 }
 
 /// SIGKILLs every process of a region (each process group); returns how many.
-fn kill_region(d: &Deployed, region: &str) -> usize {
+pub fn kill_region(d: &Deployed, region: &str) -> usize {
     let state: Value =
         serde_json::from_slice(&std::fs::read(d.region_dir(region).join("state.json")).unwrap())
             .unwrap();

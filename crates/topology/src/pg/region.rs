@@ -70,6 +70,31 @@ impl Upstream {
     }
 }
 
+/// Writes [`PROMOTED_FILE`] in the run directory of a region whose replica was just
+/// promoted: its private address and its database's port, with the passwords of the catalog
+/// it copied from `was` (the old primary), for the other region's `rejoin`.
+///
+/// # Errors
+/// The region's state names no database server, or the file cannot be written.
+pub fn record_promoted(region_dir: &Path, was: &Upstream, private: Ipv4Addr) -> anyhow::Result<()> {
+    let own = crate::state::State::read(region_dir)?;
+    let db = own
+        .of(Role::PgReplica)
+        .next()
+        .context("the region records no database server")?;
+    let port = db
+        .addr
+        .rsplit_once(':')
+        .and_then(|(_, p)| p.parse().ok())
+        .context("a database server's address without a port")?;
+    let now = Upstream {
+        host: private,
+        port,
+        ..was.clone()
+    };
+    crate::secret::write_file(&region_dir.join(PROMOTED_FILE), &serde_json::to_vec(&now)?)
+}
+
 /// Lets clients from `net` in, with passwords, as loopback clients are.
 pub(super) fn allow_network(data: &Path, net: &str) -> anyhow::Result<()> {
     let lines = format!(

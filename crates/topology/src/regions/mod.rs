@@ -25,10 +25,13 @@
 
 mod ops;
 mod up;
+pub mod watch;
+pub mod witness;
 
 pub use ops::{failover, status, wan};
 pub(crate) use up::{down_regions, remove_namespaces};
 pub use up::{rejoin, up};
+pub(crate) use watch::{start as start_watch, stop_watchers};
 
 use crate::model::Topology;
 use crate::pg::region::Upstream;
@@ -38,6 +41,9 @@ use std::net::{Ipv4Addr, SocketAddr};
 
 /// The regions, in order: the first one's primary takes the writes.
 pub const REGIONS: [&str; 2] = ["a", "b"];
+
+/// A region's plan, in its own run directory (0600).
+pub const PLAN_FILE: &str = "region-plan.json";
 
 /// The private inter-region network.
 pub const PRIVATE_NET: &str = "10.250.1.0/24";
@@ -82,6 +88,12 @@ pub struct RegionsTier {
     /// How long resolvers may keep the geo DNS's answer, seconds. [default: 5]
     #[serde(default = "default_ttl")]
     pub dns_ttl_secs: u32,
+    /// Region B promotes its replica on its own once region A's primary has been out of
+    /// reach for 5 s both from B and from a witness in a third namespace (the dns one), so
+    /// that a WAN cut between the regions alone never makes a second primary
+    /// ([`watch`], [`witness`]). Off: only `crescendo failover --region b` promotes.
+    #[serde(default)]
+    pub auto_failover: bool,
 }
 
 fn default_site() -> String {
@@ -137,6 +149,10 @@ pub struct RegionPlan {
     pub upstream: Option<Upstream>,
     /// This region's replica is the primary's synchronous standby.
     pub synchronous: bool,
+    /// With `auto_failover`, in the region without the primary: the witness its watcher
+    /// asks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub witness: Option<witness::WitnessPlan>,
 }
 
 impl RegionPlan {

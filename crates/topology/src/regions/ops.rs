@@ -73,6 +73,10 @@ pub fn status(state: State) -> anyhow::Result<Status> {
         web_autoscale: None,
         prometheus: None,
         alerts,
+        region_failover: state
+            .regions
+            .iter()
+            .find_map(|r| super::watch::Decision::read(&r.run_dir)),
     })
 }
 
@@ -135,44 +139,18 @@ pub fn failover(run_dir: &Path, name: &str) -> anyhow::Result<String> {
     if !out.status.success() {
         bail!("failover in region {name} failed: {}", text.trim());
     }
-    record_promoted(&state, r)?;
+    record_promoted(r)?;
     Ok(text)
 }
 
 /// Writes, in the promoted region's run directory, how the other region reaches its new
-/// primary: its private address and port, with the passwords the primary's catalog copy
-/// shares with the old primary (from the old primary's region).
-fn record_promoted(state: &State, promoted: &RegionRecord) -> anyhow::Result<()> {
-    use crate::pg::region::{PROMOTED_FILE, UPSTREAM_FILE, Upstream};
-    let i = super::REGIONS
-        .iter()
-        .position(|n| *n == promoted.name)
-        .context("an unknown region")?;
-    let old = state
-        .regions
-        .iter()
-        .find(|r| r.name != promoted.name)
-        .context("no other region")?;
-    let upstream = Upstream::read(&old.run_dir, UPSTREAM_FILE)?;
-    let own = State::read(&promoted.run_dir)?;
-    let db = own
-        .of(Role::PgReplica)
-        .next()
-        .context("the region records no database server")?;
-    let port = db
-        .addr
-        .rsplit_once(':')
-        .and_then(|(_, p)| p.parse().ok())
-        .context("a database server's address without a port")?;
-    let now = Upstream {
-        host: super::private_ip(i),
-        port,
-        ..upstream
-    };
-    crate::secret::write_file(
-        &promoted.run_dir.join(PROMOTED_FILE),
-        &serde_json::to_vec(&now)?,
-    )
+/// primary (see [`crate::pg::region::record_promoted`]), from the region's plan.
+fn record_promoted(promoted: &RegionRecord) -> anyhow::Result<()> {
+    let plan = super::RegionPlan::read(&promoted.run_dir.join(super::PLAN_FILE))?;
+    let was = plan
+        .upstream
+        .context("this region held the primary already")?;
+    crate::pg::region::record_promoted(&promoted.run_dir, &was, plan.private)
 }
 
 /// Cuts (`cut`) or heals the WAN link between the two regions: frames between them are

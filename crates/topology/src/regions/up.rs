@@ -1,6 +1,7 @@
 //! Starting and stopping two regions: the namespaces and the WAN relay, each region's own
 //! `crescendo up` run inside its namespace, and the geo DNS.
 
+use super::witness;
 use super::{
     PRIVATE_NET, REGIONS, RegionPlan, RegionRecord, RegionsTier, dns_addr, private_ip, public_ip,
     users_ip,
@@ -157,6 +158,7 @@ pub fn up(t: &Topology, o: &UpOptions) -> anyhow::Result<Running> {
             private_net: PRIVATE_NET.into(),
             upstream: upstream.clone(),
             synchronous: tier.synchronous && upstream.is_some(),
+            witness: witness::for_region(&mut running, o, tier, &dir, upstream.as_ref())?,
         };
         let ns = format!("{prefix}-region-{name}");
         (o.progress)(&format!("starting region {name} in namespace {ns}"));
@@ -236,7 +238,7 @@ fn start_region(
     dir: &Path,
     region: &RegionPlan,
 ) -> anyhow::Result<()> {
-    let plan_file = dir.join("region-plan.json");
+    let plan_file = dir.join(super::PLAN_FILE);
     crate::secret::write_file(&plan_file, &serde_json::to_vec(region)?)?;
     let out = std::fs::File::create(dir.join("up.out"))?;
     let status = netns::command(ns, exe)
@@ -321,6 +323,8 @@ pub fn rejoin(run_dir: &Path, name: &str, progress: fn(&str)) -> anyhow::Result<
         private_net: PRIVATE_NET.into(),
         upstream: Some(upstream),
         synchronous: false,
+        // the automatic failover watches region A's primary from B only
+        witness: None,
     };
     progress(&format!(
         "starting region {name} as a replica of region {}",
