@@ -11,7 +11,7 @@ mod shards;
 
 use exporter::{AlertSinkArgs, DashboardArgs, NatsExporterArgs};
 use logs::LogsArgs;
-use measure::{BenchArgs, CeilingArgs, TourArgs};
+use measure::{BenchArgs, CeilingArgs, RegionsBenchArgs, TourArgs};
 use shards::{ReshardArgs, ShardsArgs};
 
 use clap::{Args, Parser, Subcommand};
@@ -123,6 +123,12 @@ enum Command {
     /// Run one scenario against every rung that exists, each started and stopped here, and
     /// write a comparison (tour.json, tour.html) with the playbook's claim for each rung.
     Tour(TourArgs),
+    /// Measure a running two-region topology (rung 8) from inside its namespaces: read
+    /// p50/p99 from each users' namespace to each region, write p50/p99 from each region,
+    /// region B's replication lag and the cross-region invalidation delay under the social
+    /// mix; with --failover (which kills region A), RTO and RPO. Writes regions.json and
+    /// prints a table. Needs root (it enters the namespaces).
+    RegionsBench(RegionsBenchArgs),
     /// The WAN between rung 8's network namespaces, run in the WAN namespace by `up`: relay
     /// Ethernet frames between its ports, delaying (and dropping some of) those between
     /// locations. SIGHUP re-reads --cuts and prints the counts.
@@ -376,6 +382,7 @@ fn main() -> anyhow::Result<()> {
             Command::Bench(a) => measure::bench(a).await,
             Command::Ceiling(a) => measure::ceiling(a).await,
             Command::Tour(a) => measure::tour(a).await,
+            Command::RegionsBench(a) => measure::regions_bench(a).await,
             Command::Kube(a) => a.run(),
             Command::WanRelay(_) => unreachable!("handled before the runtime starts"),
         }
