@@ -277,6 +277,7 @@ fn two_regions_are_measured_per_users_namespace(rung: &Value, tour: &Value) {
         }
     }
     assert!(r["replica_lag"]["samples"].as_u64().unwrap() > 0, "{tour}");
+    assert!(r["visible_in_b"]["samples"].as_u64().unwrap() > 0, "{tour}");
     assert_eq!(r["invalidation"].as_array().unwrap().len(), 2, "{tour}");
 }
 

@@ -18,6 +18,7 @@
 //!    RTO and RPO. It kills region A: the topology is left with B alone.
 
 pub mod failover;
+mod probe;
 pub mod scrape;
 mod table;
 
@@ -148,8 +149,11 @@ pub struct RegionsReport {
     pub social: Vec<PathRun>,
     /// Both `social` loads together.
     pub social_all: Figures,
-    /// Region B's replica lag during the `social` phase.
+    /// Region B's replica lag during the `social` phase, as its web nodes' gauge said.
     pub replica_lag: Lag,
+    /// During the `social` phase, from a write acknowledged by region A (from `users-a`)
+    /// to region B serving it (to `users-b`, asked every 5 ms): replication seen end to end.
+    pub visible_in_b: Lag,
     /// Each region's cross-region invalidation delay during the `social` phase.
     pub invalidation: Vec<RegionDelay>,
     /// Where the CPU went during the `social` phase (every process of both regions).
@@ -307,7 +311,14 @@ pub fn measure(o: &RegionsOptions) -> anyhow::Result<RegionsReport> {
             reads.push(path_run(users, region, Figures::of(&stats, secs)));
         }
     }
-    let ((social, social_all), replica_lag, invalidation, cpu) = social(&layout, port, &data, o)?;
+    let Social {
+        runs: social,
+        all: social_all,
+        replica_lag,
+        visible_in_b,
+        invalidation,
+        cpu,
+    } = social(&layout, port, &data, o)?;
     let mut writes = Vec::new();
     for users in ["a", "b"] {
         let ns = layout.ns(&format!("users-{users}"));
@@ -327,6 +338,7 @@ pub fn measure(o: &RegionsOptions) -> anyhow::Result<RegionsReport> {
         social,
         social_all,
         replica_lag,
+        visible_in_b,
         invalidation,
         cpu,
         failover,
@@ -342,14 +354,21 @@ fn path_run(users: &str, region: &str, figures: Figures) -> PathRun {
     }
 }
 
-/// What the `social` phase measured: each namespace's load, B's replica lag, each
-/// region's invalidation delay, and the CPU.
-type SocialFigures = (
-    (Vec<PathRun>, Figures),
-    Lag,
-    Vec<RegionDelay>,
-    Option<crate::cpu::CpuView>,
-);
+/// What the `social` phase measured.
+struct Social {
+    /// Each users' namespace's load.
+    runs: Vec<PathRun>,
+    /// Both together.
+    all: Figures,
+    /// B's replica lag gauge.
+    replica_lag: Lag,
+    /// The end-to-end probe's delays.
+    visible_in_b: Lag,
+    /// Each region's invalidation delay.
+    invalidation: Vec<RegionDelay>,
+    /// Where the CPU went.
+    cpu: Option<crate::cpu::CpuView>,
+}
 
 /// The `social` mix from both users' namespaces at once (each to its own region), with B's
 /// replica lag read meanwhile and each region's invalidation delay read around it.
@@ -358,7 +377,7 @@ fn social(
     port: u16,
     data: &Arc<Seeded>,
     o: &RegionsOptions,
-) -> anyhow::Result<SocialFigures> {
+) -> anyhow::Result<Social> {
     let states = [layout.region_state("a")?, layout.region_state("b")?];
     let mut members = crate::cpu::members_of(&layout.state);
     members.extend(states.iter().flat_map(crate::cpu::members_of));
@@ -369,10 +388,14 @@ fn social(
         .collect();
     let stop = AtomicBool::new(false);
     let cpu_before = crate::cpu::sample(&members);
-    let (runs, lag) = std::thread::scope(|s| {
+    let (a, b) = (layout.region("a")?.public, layout.region("b")?.public);
+    let (users_a, users_b) = (layout.ns("users-a"), layout.ns("users-b"));
+    let (runs, lag, visible) = std::thread::scope(|s| {
         let sampler = s.spawn(|| {
             netns::run_in(&layout.ns("region-b"), || sample_lag(&lag_urls, &stop)).and_then(|r| r)
         });
+        let prober =
+            s.spawn(|| probe::visibility((&users_a, &users_b), (a, b), &data.tokens[0], &stop));
         let loads: Vec<_> = ["a", "b"]
             .into_iter()
             .map(|users| {
@@ -387,7 +410,11 @@ fn social(
             .map(|h| h.join().expect("a load thread does not panic"))
             .collect();
         stop.store(true, Ordering::Relaxed);
-        (runs, sampler.join().expect("the sampler does not panic"))
+        (
+            runs,
+            sampler.join().expect("the sampler does not panic"),
+            prober.join().expect("the probe does not panic"),
+        )
     });
     let cpu_after = crate::cpu::sample(&members);
     let mut social = Vec::new();
@@ -414,8 +441,14 @@ fn social(
         })
         .collect();
     let cpu = crate::cpu::CpuView::between(&cpu_before, &cpu_after, requests);
-    let all = Figures::of(&all, o.phase.as_secs_f64());
-    Ok(((social, all), Lag::of(lag?), invalidation, cpu))
+    Ok(Social {
+        runs: social,
+        all: Figures::of(&all, o.phase.as_secs_f64()),
+        replica_lag: Lag::of(lag?),
+        visible_in_b: Lag::of(visible?),
+        invalidation,
+        cpu,
+    })
 }
 
 /// Reads the replica lag gauge of every URL every 250 ms until `stop`: the largest of

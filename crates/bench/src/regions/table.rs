@@ -67,6 +67,15 @@ impl RegionsReport {
             opt(l.max_ms),
             l.samples
         );
+        let v = &self.visible_in_b;
+        let _ = writeln!(
+            t,
+            "a write acknowledged by region A served by region B after: mean {} ms, p50 {} ms, max {} ms ({} probes)",
+            opt(v.mean_ms),
+            opt(v.p50_ms),
+            opt(v.max_ms),
+            v.samples
+        );
         for d in &self.invalidation {
             let _ = writeln!(
                 t,
@@ -172,6 +181,7 @@ mod tests {
             social: vec![],
             social_all: Figures::default(),
             replica_lag: Lag::of(vec![0.0, 0.02, 0.04]),
+            visible_in_b: Lag::of(vec![0.05]),
             invalidation: vec![RegionDelay {
                 region: "b".into(),
                 delay: Delay {

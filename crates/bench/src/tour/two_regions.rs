@@ -62,8 +62,8 @@ pub(super) async fn row(
 }
 
 /// The claim against rung 8's numbers: it holds when nothing failed, each users'
-/// namespace reads its own region faster than the far one, and B's replica lag and each
-/// region's invalidation delay stayed under a second.
+/// namespace reads its own region faster than the far one, and B's replica lag (its gauge
+/// and the end-to-end probe) and each region's invalidation delay stayed under a second.
 pub(super) fn verdict(rung: &Rung, r: &RegionsReport) -> String {
     let p50 = |users: &str, near: bool| {
         r.reads
@@ -79,7 +79,8 @@ pub(super) fn verdict(rung: &Rung, r: &RegionsReport) -> String {
         .flatten()
         .map(|x| x.figures.errors)
         .sum();
-    let lag_ok = r.replica_lag.max_ms.is_some_and(|m| m < 1000.0);
+    let lag_ok = r.replica_lag.max_ms.is_some_and(|m| m < 1000.0)
+        && r.visible_in_b.max_ms.is_some_and(|m| m < 1000.0);
     let inv_ok = r
         .invalidation
         .iter()
@@ -119,13 +120,15 @@ pub(super) fn verdict(rung: &Rung, r: &RegionsReport) -> String {
         .map(|d| format!("into {} p99 {}", d.region, ms(d.delay.p99_ms)))
         .collect();
     format!(
-        "Rung {}: the claim that {} {holds}: reads {}; writes {}; under the social mix ({:.0} requests/s, {errors} errors) B's replica lag peaked at {} and cross-region invalidation took {}.",
+        "Rung {}: the claim that {} {holds}: reads {}; writes {}; under the social mix ({:.0} requests/s, {errors} errors) B's replica lag gauge peaked at {}, a write acknowledged by A was served by B after {} at the median and {} at most, and cross-region invalidation took {}.",
         rung.number,
         rung.claim,
         reads.join(", "),
         writes.join(", "),
         r.social_all.throughput,
         ms(r.replica_lag.max_ms),
+        ms(r.visible_in_b.p50_ms),
+        ms(r.visible_in_b.max_ms),
         inv.join(", ")
     )
 }
