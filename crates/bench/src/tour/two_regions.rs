@@ -132,3 +132,69 @@ pub(super) fn verdict(rung: &Rung, r: &RegionsReport) -> String {
         inv.join(", ")
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::regions::{Figures, Lag, PathRun};
+
+    fn read(users: &str, region: &str, p50_ms: f64) -> PathRun {
+        PathRun {
+            users: users.into(),
+            region: region.into(),
+            near: users.ends_with(region),
+            figures: Figures {
+                requests: 10,
+                p50_ms,
+                ..Figures::default()
+            },
+        }
+    }
+
+    fn report(far_ms: f64) -> RegionsReport {
+        RegionsReport {
+            synchronous: false,
+            phase_secs: 1.0,
+            connections: 4,
+            reads: vec![
+                read("users-a", "a", 1.0),
+                read("users-a", "b", far_ms),
+                read("users-b", "a", far_ms),
+                read("users-b", "b", 1.0),
+            ],
+            writes: vec![],
+            social: vec![],
+            social_all: Figures::default(),
+            replica_lag: Lag::default(),
+            visible_in_b: Lag::default(),
+            invalidation: vec![],
+            cpu: None,
+            failover: None,
+        }
+    }
+
+    #[test]
+    fn the_claim_holds_only_when_the_near_region_reads_faster_and_lag_was_seen() {
+        let rung = super::super::RUNGS.iter().find(|r| r.number == 8).unwrap();
+        let mut r = report(41.0);
+        r.replica_lag = Lag {
+            samples: 3,
+            max_ms: Some(0.0),
+            ..Lag::default()
+        };
+        r.visible_in_b = Lag {
+            samples: 3,
+            max_ms: Some(45.0),
+            ..Lag::default()
+        };
+        let v = verdict(rung, &r);
+        assert!(v.starts_with("Rung 8: ") && v.contains(" holds: "), "{v}");
+        assert!(v.contains("users-a to the far region b p50 41.0 ms"), "{v}");
+        // the far region answering as fast as the near one: no geography to speak of
+        r.reads[1].figures.p50_ms = 0.5;
+        assert!(verdict(rung, &r).contains("holds only in part"));
+        // no reading of the lag at all is not a pass either
+        let v = verdict(rung, &report(41.0));
+        assert!(v.contains("holds only in part"), "{v}");
+    }
+}
