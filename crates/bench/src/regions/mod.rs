@@ -11,8 +11,9 @@
 //!    region: its own, as the geo DNS answers it, and the far one by its public address.
 //! 3. The `social` mix from both users' namespaces at once, each against its own region,
 //!    while region B's web nodes' replica lag gauge is read every 250 ms inside B's
-//!    namespace, and each region's invalidator's delay histogram is read before and after
-//!    inside its own: the cross-region replication lag and invalidation delay under load.
+//!    namespace, a probe times writes acknowledged by A until B serves them, and each
+//!    region's invalidator's delay histogram is read before and after inside its own: the cross-region replication lag and invalidation delay
+//!    under load.
 //! 4. Writes (the `write` scenario) from each users' namespace against its own region.
 //! 5. With [`RegionsOptions::failover`], the loss of region A ([`failover`](mod@failover)):
 //!    RTO and RPO. It kills region A: the topology is left with B alone.
