@@ -158,6 +158,12 @@ pub(crate) struct RegionsBenchArgs {
     /// that B lacks). The topology is left running with region B alone.
     #[arg(long)]
     failover: bool,
+    /// With --failover: cut the WAN between the regions this long (e.g. 2s) before region A
+    /// is killed, while A goes on taking its own users' writes: the link lost first, then
+    /// the region. Asynchronous replication loses what A acknowledged meanwhile; synchronous
+    /// commit acknowledges nothing A's replica in B has not got.
+    #[arg(long, requires = "failover", value_parser = crescendo_bench::parse_duration)]
+    cut_before_loss: Option<std::time::Duration>,
     /// Where regions.json goes.
     #[arg(long, default_value = "regions-out", value_name = "DIR")]
     out: PathBuf,
@@ -292,6 +298,7 @@ pub(crate) async fn regions_bench(a: RegionsBenchArgs) -> anyhow::Result<()> {
             ..Default::default()
         },
         failover: a.failover,
+        cut_before_loss: a.cut_before_loss,
     };
     let r = tokio::task::spawn_blocking(move || crescendo_bench::regions::measure(&o)).await??;
     r.write(&a.out)?;

@@ -7,6 +7,9 @@
 //! A writer whose request fails asks the geo DNS again (the authority itself, as a resolver
 //! whose cached answer expired would), so it moves to B once the geo DNS answers B.
 //!
+//! With [`RegionsOptions::cut_before_loss`], the WAN between the regions is cut that long
+//! before the kill (and healed once B took a write): the link lost first, then the region.
+//!
 //! - RTO: from the kill to the first write acknowledged by region B.
 //! - RPO: writes acknowledged by region A that region B does not have, read from `users-b`
 //!   through B after the promotion.
@@ -29,6 +32,9 @@ const GIVE_UP: Duration = Duration::from_secs(90);
 pub struct Failover {
     /// Process groups of region A killed.
     pub killed: usize,
+    /// How long before the kill the WAN between the regions was cut, ms (none: not cut).
+    #[serde(default)]
+    pub wan_cut_before_ms: Option<f64>,
     /// Writes region A acknowledged before it was lost.
     pub acknowledged: usize,
     /// RPO: of those, how many region B does not have after the promotion.
@@ -74,6 +80,12 @@ pub(super) fn measure(
             .and_then(|r| r)
         });
         std::thread::sleep(o.phase.max(Duration::from_secs(2)) / 2);
+        if let Some(before) = o.cut_before_loss {
+            if let Err(e) = crescendo_topology::regions::wan(&o.run_dir, true) {
+                eprintln!("regions: the WAN was not cut: {e:#}");
+            }
+            std::thread::sleep(before);
+        }
         let killed = kill_region(layout, "a");
         let lost_at = Instant::now();
         let promoted = promote(&o.run_dir, lost_at);
@@ -90,6 +102,9 @@ pub(super) fn measure(
         let written = writing.join().expect("the writers do not panic");
         (killed.map(|k| (k, written)), lost_at, promoted)
     });
+    if o.cut_before_loss.is_some() {
+        crescendo_topology::regions::wan(&o.run_dir, false).context("healing the WAN")?;
+    }
     let (killed, written) = killed?;
     written?;
     let promoted_ms = promoted.map(|d| d.as_secs_f64() * 1000.0);
@@ -113,6 +128,7 @@ pub(super) fn measure(
     let lost = missing_in_b(layout, SocketAddr::from((b_ip, port)), &from_a)?;
     Ok(Failover {
         killed,
+        wan_cut_before_ms: o.cut_before_loss.map(|d| d.as_secs_f64() * 1000.0),
         acknowledged: from_a.len(),
         lost,
         dns_ms: dns_at

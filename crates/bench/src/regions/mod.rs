@@ -54,6 +54,10 @@ pub struct RegionsOptions {
     pub seed: SeedPlan,
     /// Afterwards, kill region A and measure RTO and RPO (destructive).
     pub failover: bool,
+    /// With `failover`: cut the WAN between the regions this long before region A is
+    /// killed (A goes on taking its own users' writes meanwhile), as when the link fails
+    /// first and the region after it.
+    pub cut_before_loss: Option<Duration>,
 }
 
 /// One load's figures.

@@ -90,8 +90,11 @@ impl RegionsReport {
         if let Some(f) = &self.failover {
             let _ = writeln!(
                 t,
-                "region A lost ({} process groups killed): geo DNS answered B after {} ms, B promoted after {} ms, RTO {} ms; RPO {} of {} acknowledged writes lost",
+                "region A lost ({} process groups killed{}): geo DNS answered B after {} ms, B promoted after {} ms, RTO {} ms; RPO {} of {} acknowledged writes lost",
                 f.killed,
+                f.wan_cut_before_ms
+                    .map(|ms| format!(", {:.1} s after the WAN was cut", ms / 1000.0))
+                    .unwrap_or_default(),
                 opt(f.dns_ms),
                 opt(f.promoted_ms),
                 opt(f.rto_ms),
@@ -194,6 +197,7 @@ mod tests {
             cpu: None,
             failover: Some(Failover {
                 killed: 9,
+                wan_cut_before_ms: Some(2000.0),
                 acknowledged: 120,
                 lost: 0,
                 dns_ms: Some(4100.0),
@@ -220,6 +224,10 @@ mod tests {
         );
         assert!(
             t.contains("RTO 4300.0 ms; RPO 0 of 120 acknowledged writes lost"),
+            "{t}"
+        );
+        assert!(
+            t.contains("(9 process groups killed, 2.0 s after the WAN was cut)"),
             "{t}"
         );
     }

@@ -33,6 +33,7 @@ pub(super) async fn row(
         timeout: template.timeout,
         seed: template.seed.clone(),
         failover: false,
+        cut_before_loss: None,
     };
     let r = tokio::task::spawn_blocking(move || crate::regions::measure(&o)).await??;
     eprint!("{}", r.table());
