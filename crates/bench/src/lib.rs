@@ -11,6 +11,9 @@
 //! - [`ceiling`]: the target's answers recorded, served from memory by the stack of
 //!   `serve`, and loaded the same way: the most this machine serves through that stack.
 //! - [`report`]: `report.json` and a self-contained `report.html` with charts drawn here.
+//! - [`regions`]: a running two-region topology (rung 8) measured from inside its
+//!   namespaces: read and write latency per users' namespace and region, replication lag,
+//!   cross-region invalidation delay, and the RTO and RPO of losing region A.
 //! - [`tour`]: runs one scenario against every rung that exists and compares them.
 
 pub mod ceiling;
@@ -18,6 +21,7 @@ pub mod client;
 pub mod cpu;
 pub mod hist;
 pub mod load;
+pub mod regions;
 pub mod report;
 pub mod scenario;
 pub mod seed;

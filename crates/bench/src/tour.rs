@@ -3,13 +3,21 @@
 //! the number measured for or against it.
 //!
 //! Rungs join the tour as they land; today it has rung 1 (`crescendo serve`) and the
-//! topologies of rungs 2, 3, 4, 5, 6, 7, 9 and 10 (`topologies/*.toml`, compiled in), each started with
-//! `crescendo up`'s code in a temporary run directory. Their PostgreSQL servers run with
+//! topologies of rungs 2 to 10 (`topologies/*.toml`, compiled in), each started with
+//! `crescendo up`'s code in a temporary run directory. Rung 8's two regions live in network
+//! namespaces, which only root can make: its row comes from [`crate::regions`] (clients
+//! inside the users' namespaces, per region), not from one load at one address. Their PostgreSQL servers run with
 //! `fsync` on, so every rung's writes are as durable as rung 1's. Behind a load balancer the
 //! server's view is the sum of every web node's `/metrics`, read on each node's operators'
 //! listener (`http.ops_listen`), which `up` records in the state.
 
-use crate::report::{Report, esc, page_head};
+mod page;
+mod two_regions;
+
+pub use page::write;
+
+use crate::regions::RegionsReport;
+use crate::report::Report;
 use crate::{BenchOptions, bench};
 use anyhow::{Context, bail};
 use serde::Serialize;
@@ -67,6 +75,11 @@ pub const RUNGS: &[Rung] = &[
         claim: "with shared state in Redis any web node serves any request, and the replicas still take the reads",
     },
     Rung {
+        number: 8,
+        name: "two regions",
+        claim: "users read from the region nearest them without crossing the 20 ms WAN, region B's writes cross it to A's primary, and B's replica and cache follow A's writes within a second",
+    },
+    Rung {
         number: 9,
         name: "message queue",
         claim: "uploads are answered at once while workers behind NATS JetStream make the variants, so upload latency stays flat as the backlog grows",
@@ -104,6 +117,10 @@ fn topology(rung: u8) -> Option<(&'static str, &'static str)> {
         7 => (
             "07-stateless.toml",
             include_str!("../../../topologies/07-stateless.toml"),
+        ),
+        8 => (
+            "08-two-regions.toml",
+            include_str!("../../../topologies/08-two-regions.toml"),
         ),
         9 => (
             "09-queue.toml",
@@ -162,6 +179,10 @@ pub struct TourRow {
     /// Behind edges: the share of the answers that passed an edge it served from its store.
     #[serde(default)]
     pub edge_hit_ratio: Option<f64>,
+    /// Rung 8: read and write latency per users' namespace and region, replication lag,
+    /// cross-region invalidation delay.
+    #[serde(default)]
+    pub regions: Option<RegionsReport>,
     /// The claim against the numbers, in one sentence.
     pub verdict: String,
 }
@@ -227,7 +248,11 @@ fn start_rung(exe: &Path, rung: u8) -> anyhow::Result<Started> {
     use crescendo_topology as topology;
     let data = tempfile::tempdir()?;
     if let Some((name, text)) = topology(rung) {
-        let t = topology::Topology::parse(text, name)?;
+        // from a file, as `crescendo up FILE` reads it: two regions start each region's own
+        // `up` from the topology's file
+        let file = data.path().join(name);
+        std::fs::write(&file, text)?;
+        let t = topology::Topology::load(&file)?;
         let public = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
         let run_dir = data.path().join("run");
         let opts = topology::UpOptions {
@@ -464,6 +489,19 @@ pub async fn tour(exe: &Path, template: &BenchOptions, out: &Path) -> anyhow::Re
             move || start_rung(&exe, number)
         })
         .await??;
+        if rung.number == 8 {
+            let dir = server
+                .run_dir
+                .clone()
+                .context("rung 8 runs from a run directory")?;
+            let rung_out = out.join("rung-8");
+            rows.push(two_regions::row(rung, template, &dir, &rung_out).await?);
+            if let Err(e) = crescendo_topology::state::copy_logs(&dir, &rung_out.join("logs")) {
+                eprintln!("rung 8: the servers' logs were not kept: {e}");
+            }
+            tokio::task::spawn_blocking(move || drop(server)).await?;
+            continue;
+        }
         let mut o = template.clone();
         o.target = server.url.clone();
         // rung 1's one process by its PID (peak memory too); a topology's processes through
@@ -523,6 +561,7 @@ pub async fn tour(exe: &Path, template: &BenchOptions, out: &Path) -> anyhow::Re
             cpu_ms_per_request: report.cpu.as_ref().map(|c| c.server_cpu_ms_per_request),
             cpu: report.cpu.clone(),
             edge_hit_ratio: report.edge_hit_ratio,
+            regions: None,
             verdict: verdict(rung, &report, survives, uploads.as_ref()),
             uploads,
         });
@@ -534,80 +573,4 @@ pub async fn tour(exe: &Path, template: &BenchOptions, out: &Path) -> anyhow::Re
     };
     write(&t, out)?;
     Ok(t)
-}
-
-/// Writes `tour.json` and `tour.html`.
-///
-/// # Errors
-/// The files cannot be written.
-pub fn write(t: &TourReport, out: &Path) -> std::io::Result<PathBuf> {
-    std::fs::create_dir_all(out)?;
-    std::fs::write(
-        out.join("tour.json"),
-        serde_json::to_vec_pretty(t).expect("reports serialise"),
-    )?;
-    let mut h = page_head(&format!("Crescendo tour: {} scenario", t.scenario));
-    h.push_str(&format!(
-        "<h1>The ladder, measured: {} scenario</h1>",
-        esc(&t.scenario)
-    ));
-    h.push_str("<table><tr><th>rung</th><th>name</th><th>req/s</th><th>p50 ms</th><th>p99 ms</th><th>errors</th><th>DB queries/request</th><th>DB queries/read request</th><th>near-cache hit ratio</th><th>cache-served ratio</th><th>primary share of DB reads</th><th>edge hit ratio</th><th>CPU ms/request</th><th>top roles: CPU ms/request (share)</th><th>load generator CPU ms/request</th><th>report</th></tr>");
-    let opt = |v: Option<f64>| v.map(|x| format!("{x:.3}")).unwrap_or_else(|| "n/a".into());
-    for r in &t.rungs {
-        h.push_str(&format!(
-            "<tr><td>{}</td><td style=\"text-align:left\">{}</td><td>{:.0}</td><td>{:.2}</td><td>{:.2}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td style=\"text-align:left\">{}</td><td>{}</td><td><a href=\"rung-{}/report.html\">details</a></td></tr>",
-            r.rung,
-            esc(&r.name),
-            r.throughput,
-            r.p50_ms,
-            r.p99_ms,
-            r.errors,
-            opt(r.db_queries_per_request),
-            opt(r.db_reads_per_read_request),
-            opt(r.cache_hit_ratio),
-            opt(r.cache_served_ratio),
-            opt(r.primary_read_share),
-            opt(r.edge_hit_ratio),
-            opt(r.cpu_ms_per_request),
-            esc(&r.cpu.as_ref().map(|c| c.top(3)).unwrap_or_else(|| "n/a".into())),
-            opt(r.cpu.as_ref().map(|c| c.load_generator_cpu_ms_per_request)),
-            r.rung
-        ));
-    }
-    h.push_str("</table>");
-    h.push_str(&cpu_chart(t));
-    h.push_str("<ul>");
-    for r in &t.rungs {
-        h.push_str(&format!("<li>{}</li>", esc(&r.verdict)));
-    }
-    h.push_str("</ul></body></html>\n");
-    let path = out.join("tour.html");
-    std::fs::write(&path, h)?;
-    Ok(path)
-}
-
-/// "Where the CPU goes": one stacked bar per rung of the servers' CPU-ms per request by
-/// role (the load generator's own is a column of the table, apart).
-fn cpu_chart(t: &TourReport) -> String {
-    let bars: Vec<crate::report::Bar> = t
-        .rungs
-        .iter()
-        .filter_map(|r| {
-            let c = r.cpu.as_ref()?;
-            let segments = c
-                .roles
-                .iter()
-                .map(|role| (role.role.clone(), role.cpu_ms_per_request))
-                .collect();
-            Some((format!("rung {}", r.rung), segments))
-        })
-        .collect();
-    if bars.is_empty() {
-        return String::new();
-    }
-    crate::report::stacked_bars(
-        "Where the CPU goes: the servers' CPU-ms per request, by role",
-        "ms",
-        &bars,
-    )
 }

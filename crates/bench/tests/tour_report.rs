@@ -38,6 +38,7 @@ fn row(rung: u8, roles: &[(&str, f64)]) -> TourRow {
         cpu_ms_per_request: Some(total),
         cpu: Some(cpu),
         edge_hit_ratio: None,
+        regions: None,
         verdict: format!("Rung {rung}: measured."),
     }
 }

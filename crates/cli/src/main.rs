@@ -12,7 +12,7 @@ mod witness;
 
 use exporter::{AlertSinkArgs, DashboardArgs, NatsExporterArgs};
 use logs::LogsArgs;
-use measure::{BenchArgs, CeilingArgs, TourArgs};
+use measure::{BenchArgs, CeilingArgs, RegionsBenchArgs, TourArgs};
 use shards::{ReshardArgs, ShardsArgs};
 use witness::{RegionWatchArgs, WitnessArgs};
 
@@ -129,6 +129,12 @@ enum Command {
     /// Run one scenario against every rung that exists, each started and stopped here, and
     /// write a comparison (tour.json, tour.html) with the playbook's claim for each rung.
     Tour(TourArgs),
+    /// Measure a running two-region topology (rung 8) from inside its namespaces: read
+    /// p50/p99 from each users' namespace to each region, write p50/p99 from each region,
+    /// region B's replication lag and the cross-region invalidation delay under the social
+    /// mix; with --failover (which kills region A), RTO and RPO. Writes regions.json and
+    /// prints a table. Needs root (it enters the namespaces).
+    RegionsBench(RegionsBenchArgs),
     /// The WAN between rung 8's network namespaces, run in the WAN namespace by `up`: relay
     /// Ethernet frames between its ports, delaying (and dropping some of) those between
     /// locations. SIGHUP re-reads --cuts and prints the counts.
@@ -363,19 +369,7 @@ fn main() -> anyhow::Result<()> {
                 println!("stopped {}", stopped.join(", "));
                 Ok(())
             }
-            Command::Scale(a) => {
-                let count = match a.target.split_once('=') {
-                    Some(("web", n)) => n.parse::<usize>().map_err(|_| anyhow::anyhow!("{}: the count must be a number", a.target))?,
-                    _ => anyhow::bail!("{}: only the web tier scales for now, as web=N", a.target),
-                };
-                let run_dir = a.run.run_dir.clone();
-                let names = tokio::task::spawn_blocking(move || {
-                    crescendo_topology::scale(&run_dir, count, |line| eprintln!("  {line}"))
-                })
-                .await??;
-                println!("web nodes: {}", names.join(", "));
-                Ok(())
-            }
+            Command::Scale(a) => scale(a).await,
             Command::Restart(a) => {
                 let names = tokio::task::spawn_blocking(move || {
                     crescendo_topology::restart_web(&a.run_dir, |line| eprintln!("  {line}"))
@@ -403,10 +397,27 @@ fn main() -> anyhow::Result<()> {
             Command::Bench(a) => measure::bench(a).await,
             Command::Ceiling(a) => measure::ceiling(a).await,
             Command::Tour(a) => measure::tour(a).await,
+            Command::RegionsBench(a) => measure::regions_bench(a).await,
             Command::Kube(a) => a.run(),
             Command::WanRelay(_) => unreachable!("handled before the runtime starts"),
         }
     })
+}
+
+async fn scale(a: ScaleArgs) -> anyhow::Result<()> {
+    let count = match a.target.split_once('=') {
+        Some(("web", n)) => n
+            .parse::<usize>()
+            .map_err(|_| anyhow::anyhow!("{}: the count must be a number", a.target))?,
+        _ => anyhow::bail!("{}: only the web tier scales for now, as web=N", a.target),
+    };
+    let run_dir = a.run.run_dir.clone();
+    let names = tokio::task::spawn_blocking(move || {
+        crescendo_topology::scale(&run_dir, count, |line| eprintln!("  {line}"))
+    })
+    .await??;
+    println!("web nodes: {}", names.join(", "));
+    Ok(())
 }
 
 async fn up(a: UpArgs) -> anyhow::Result<()> {

@@ -1,6 +1,7 @@
 //! The measuring commands: `bench` (a load against a target, with the server's view),
-//! `ceiling` (recorded answers served from memory, the stack's own limit) and `tour` (every
-//! rung started, measured and stopped), with the load flags `bench` and `tour` share.
+//! `ceiling` (recorded answers served from memory, the stack's own limit), `tour` (every
+//! rung started, measured and stopped) and `regions-bench` (a running two-region topology,
+//! from inside its namespaces), with the load flags `bench` and `tour` share.
 
 use clap::Args;
 use crescendo_config::{Overrides, Settings};
@@ -126,6 +127,48 @@ pub(crate) struct TourArgs {
     out: PathBuf,
 }
 
+/// Flags of `regions-bench`.
+#[derive(Args, Debug)]
+pub(crate) struct RegionsBenchArgs {
+    /// The run directory of the two-region topology (`crescendo up topologies/08-two-regions.toml`).
+    #[arg(long, default_value = "crescendo-run", value_name = "DIR")]
+    run_dir: PathBuf,
+    /// How long each of the seven phases sends (reads from each users' namespace to each
+    /// region, the social mix from both, writes from each).
+    #[arg(long, default_value = "10s", value_parser = crescendo_bench::parse_duration)]
+    phase: std::time::Duration,
+    /// Connections of each load (closed loop).
+    #[arg(long, default_value_t = 16)]
+    connections: usize,
+    /// A request without an answer after this long counts as a timeout.
+    #[arg(long, default_value = "10s", value_parser = crescendo_bench::parse_duration)]
+    timeout: std::time::Duration,
+    /// Users to seed through region A (named bench_0, bench_1, …).
+    #[arg(long, default_value_t = 100)]
+    users: usize,
+    /// Articles to seed in all.
+    #[arg(long, default_value_t = 500)]
+    articles: usize,
+    /// Do not seed: sign the seeded users in and load what is there.
+    #[arg(long)]
+    no_seed: bool,
+    /// DESTRUCTIVE: at the end, kill every process of region A (SIGKILL) under a write load
+    /// from users-a, fail over to region B (`crescendo failover --region b`), and measure
+    /// the RTO (loss to the first write B acknowledges) and the RPO (writes A acknowledged
+    /// that B lacks). The topology is left running with region B alone.
+    #[arg(long)]
+    failover: bool,
+    /// With --failover: cut the WAN between the regions this long (e.g. 2s) before region A
+    /// is killed, while A goes on taking its own users' writes: the link lost first, then
+    /// the region. Asynchronous replication loses what A acknowledged meanwhile; synchronous
+    /// commit acknowledges nothing A's replica in B has not got.
+    #[arg(long, requires = "failover", value_parser = crescendo_bench::parse_duration)]
+    cut_before_loss: Option<std::time::Duration>,
+    /// Where regions.json goes.
+    #[arg(long, default_value = "regions-out", value_name = "DIR")]
+    out: PathBuf,
+}
+
 impl LoadArgs {
     fn options(
         &self,
@@ -238,5 +281,28 @@ pub(crate) async fn tour(a: TourArgs) -> anyhow::Result<()> {
         println!("{}", r.verdict);
     }
     println!("comparison: {}", a.out.join("tour.html").display());
+    Ok(())
+}
+
+pub(crate) async fn regions_bench(a: RegionsBenchArgs) -> anyhow::Result<()> {
+    let o = crescendo_bench::regions::RegionsOptions {
+        run_dir: a.run_dir,
+        connections: a.connections.max(1),
+        phase: a.phase,
+        timeout: a.timeout,
+        seed: crescendo_bench::SeedPlan {
+            users: a.users,
+            articles: a.articles,
+            comments: a.articles,
+            sign_in_only: a.no_seed,
+            ..Default::default()
+        },
+        failover: a.failover,
+        cut_before_loss: a.cut_before_loss,
+    };
+    let r = tokio::task::spawn_blocking(move || crescendo_bench::regions::measure(&o)).await??;
+    r.write(&a.out)?;
+    print!("{}", r.table());
+    println!("report: {}", a.out.join("regions.json").display());
     Ok(())
 }

@@ -242,12 +242,43 @@ fn assert_cpu_by_role(rung: &Value, tour: &Value) {
         4 => &["web", "lb", "pg-primary", "pg-replica"],
         5 | 7 => &["web", "lb", "pg-primary", "pg-replica", "redis"],
         6 => &["edge", "web", "lb", "pg-primary", "pg-replica", "redis"],
+        8 => &[
+            "web",
+            "lb",
+            "pg-primary",
+            "pg-replica",
+            "redis",
+            "invalidator",
+            "wan",
+            "dns",
+        ],
         9 => &["web", "lb", "pg-primary", "redis", "worker", "nats"],
         _ => &["web", "lb", "pg-primary", "redis"],
     };
     for role in expected {
         assert!(roles.contains(role), "rung {n} lacks {role}: {tour}");
     }
+}
+
+/// Rung 8's row holds reads from each users' namespace to each region, writes from each,
+/// and the social mix from both, every one of them answered; and the cross-region figures.
+fn two_regions_are_measured_per_users_namespace(rung: &Value, tour: &Value) {
+    let r = &rung["regions"];
+    let count = |k: &str| r[k].as_array().map_or(0, Vec::len);
+    assert_eq!(
+        (count("reads"), count("writes"), count("social")),
+        (4, 2, 2),
+        "{tour}"
+    );
+    for k in ["reads", "writes", "social"] {
+        for run in r[k].as_array().unwrap() {
+            assert!(run["figures"]["requests"].as_u64().unwrap() > 0, "{tour}");
+            assert_eq!(run["figures"]["errors"], 0, "{tour}");
+        }
+    }
+    assert!(r["replica_lag"]["samples"].as_u64().unwrap() > 0, "{tour}");
+    assert!(r["visible_in_b"]["samples"].as_u64().unwrap() > 0, "{tour}");
+    assert_eq!(r["invalidation"].as_array().unwrap().len(), 2, "{tour}");
 }
 
 /// Runs a short `crescendo tour` into `out` and returns its `tour.json`.
@@ -298,7 +329,7 @@ fn the_tour_starts_each_rung_measures_it_and_stops_it() {
             .iter()
             .map(|r| r["rung"].as_u64().unwrap())
             .collect::<Vec<_>>(),
-        [1, 2, 3, 4, 5, 6, 7, 9, 10],
+        [1, 2, 3, 4, 5, 6, 7, 8, 9, 10],
         "{tour}"
     );
     for rung in rungs {
@@ -311,7 +342,13 @@ fn the_tour_starts_each_rung_measures_it_and_stops_it() {
                 .unwrap()
                 .starts_with(&format!("Rung {n}: "))
         );
-        assert!(out.path().join(format!("rung-{n}/report.html")).is_file());
+        // rung 8's details are its per-region figures
+        let details = if n == 8 {
+            "regions.json"
+        } else {
+            "report.html"
+        };
+        assert!(out.path().join(format!("rung-{n}/{details}")).is_file());
         assert_cpu_by_role(rung, &tour);
     }
     assert!(
@@ -333,14 +370,26 @@ fn the_tour_starts_each_rung_measures_it_and_stops_it() {
     let (f, t) = (Value::Bool(false), Value::Bool(true));
     assert_eq!(
         survives,
-        [&Value::Null, &Value::Null, &f, &f, &f, &t, &t, &t, &t],
+        [
+            &Value::Null,
+            &Value::Null,
+            &f,
+            &f,
+            &f,
+            &t,
+            &t,
+            &Value::Null,
+            &t,
+            &t
+        ],
         "sticky rungs lose a dead node's sessions, rungs 6, 7, 9 and 10 keep them: {tour}"
     );
     assert!(
         rungs[5]["edge_hit_ratio"].as_f64().is_some(),
         "rung 6's answers pass its edges: {tour}"
     );
-    let uploads = &rungs[7]["uploads"];
+    two_regions_are_measured_per_users_namespace(&rungs[7], &tour);
+    let uploads = &rungs[8]["uploads"];
     assert_eq!(uploads["errors"], 0, "{tour}");
     assert!(
         uploads["throughput"].as_f64().unwrap() > 0.0
