@@ -105,9 +105,10 @@ struct Inner {
     region: Option<String>,
 }
 
-/// How long a user's last write position is kept. Replicas that lag more than their bound
-/// (1 s by default) get no reads, so any bound up to this is safe.
-const FENCE_TTL: Duration = Duration::from_secs(300);
+/// How long a user's last write position is kept (in `sessions`, and by a client that
+/// carries it: see [`App::in_request`]). Replicas that lag more than their bound (1 s by
+/// default) get no reads, so any bound up to this is safe.
+pub const FENCE_TTL: Duration = Duration::from_secs(300);
 
 fn fence_key(user: Id) -> String {
     format!("fence:{}", user.as_i64())
@@ -121,6 +122,10 @@ struct Principal {
     /// When that user's last write ended, in ms since the Unix epoch on the clock of the
     /// node that made it (0: unknown, or none kept).
     wrote_at: Cell<u64>,
+    /// The fence the client carried into this request (0: none; see [`App::in_request`]).
+    carried: Cell<u64>,
+    /// The user's last write position as this node's `sessions` keep it (0: none).
+    stored: Cell<u64>,
 }
 
 tokio::task_local! {
@@ -141,6 +146,15 @@ fn parse_fence(s: &str) -> Option<(u64, u64)> {
         Some((position, at)) => Some((position.parse().ok()?, at.parse().ok()?)),
         None => Some((s.parse().ok()?, 0)),
     }
+}
+
+/// The position of a fence a client carried back (`POSITION@MS` as [`App::in_request`]
+/// hands it out, or a bare position): `None` for anything that cannot be a position. Stores
+/// report positions as a signed 64-bit number (PostgreSQL's WAL position as a `bigint`), so
+/// a larger value, `u64::MAX` among them, is forged and ignored; the time is not used.
+fn parse_carried(s: &str) -> Option<u64> {
+    let (position, _) = parse_fence(s.trim())?;
+    (position > 0 && i64::try_from(position).is_ok()).then_some(position)
 }
 
 /// Everything [`App::new`] needs.
@@ -296,7 +310,10 @@ impl App {
             Ok(Some(b)) => {
                 if let Some((position, at)) = std::str::from_utf8(&b).ok().and_then(parse_fence) {
                     fence::raise(position);
-                    let _ = PRINCIPAL.try_with(|p| p.wrote_at.set(at));
+                    let _ = PRINCIPAL.try_with(|p| {
+                        p.wrote_at.set(at);
+                        p.stored.set(position);
+                    });
                 }
             }
             Ok(None) => {}
@@ -316,30 +333,63 @@ impl App {
     ///
     /// The positions are kept in the `Sessions` store, so with a shared backend (Redis, the
     /// stateless-web rung) a user's next request reads their write on whichever node serves it.
-    pub async fn in_request<F: Future>(&self, work: F) -> F::Output {
+    /// Each region has its own store, so the position also travels with the client: when
+    /// `work` wrote, the second value returned is the fence to hand back (`POSITION@MS`), and
+    /// a fence the client `carried` back raises this request's reads to it (on any node, of
+    /// any region). A carried fence is no credential and proves nothing: it only sends this
+    /// client's own reads to a copy at least that fresh (the primary, when no replica has
+    /// replayed it), and past this region's caches when it is above what this region keeps
+    /// for the user. Values that cannot be positions are ignored.
+    pub async fn in_request<F: Future>(
+        &self,
+        carried: Option<&str>,
+        work: F,
+    ) -> (F::Output, Option<String>) {
+        let carried = carried
+            .filter(|_| self.inner.read_fences)
+            .and_then(parse_carried)
+            .unwrap_or(0);
+        let principal = Principal {
+            carried: Cell::new(carried),
+            ..Principal::default()
+        };
         let ((out, wrote), user) = PRINCIPAL
-            .scope(Principal::default(), async {
-                let r = fence::scope(0, work).await;
+            .scope(principal, async {
+                let r = fence::scope(carried, work).await;
                 (r, PRINCIPAL.with(|p| p.user.get()))
             })
             .await;
-        if wrote > 0
-            && self.inner.read_fences
-            && let Some(user) = user
+        if wrote == 0 || !self.inner.read_fences {
+            return (out, None);
+        }
+        // ended now: its invalidations and their change reports were sent
+        let value = format!("{wrote}@{}", now_ms());
+        if let Some(user) = user
             && let Err(e) = self
                 .inner
                 .sessions
                 .put(
                     &fence_key(user),
-                    // ended now: its invalidations and their change reports were sent
-                    bytes::Bytes::from(format!("{wrote}@{}", now_ms())),
+                    bytes::Bytes::from(value.clone()),
                     FENCE_TTL,
                 )
                 .await
         {
             tracing::warn!(error = %e, "could not keep a write position; the user may read a replica that lags");
         }
-        out
+        (out, Some(value))
+    }
+
+    /// Whether this request's reads pass this node's caches: its client carried a fence
+    /// above the last write this region keeps for its user (none, for an anonymous
+    /// request), so the write was made through another region (or the value is forged),
+    /// and this region's caches may not have been told of it yet (the cross-region
+    /// invalidation stream lags as much as the replica). Reads then load from the store,
+    /// fenced, and nothing they load is cached.
+    pub(crate) fn travelled(&self) -> bool {
+        PRINCIPAL
+            .try_with(|p| p.carried.get() > p.stored.get())
+            .unwrap_or(false)
     }
 
     /// Whether this request confirms near copies with the shared tier before serving them,
@@ -387,6 +437,10 @@ impl App {
             }
             loaded
         };
+        if self.travelled() {
+            // written through another region: this region's caches may not know it yet
+            return load(0).await.map(|v| v.map(Arc::new));
+        }
         if self.checks_near_copies() {
             // this request's user wrote recently: see that write at once, on any node
             self.cache().get_or_load_fenced(key, self.ttl(), load).await
@@ -435,5 +489,21 @@ impl App {
         }
         self.purge_edges(purge).await;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_carried;
+
+    #[test]
+    fn a_carried_fence_is_a_position_a_signed_64_bit_number_holds() {
+        assert_eq!(parse_carried("12345@1700000000000"), Some(12345));
+        assert_eq!(parse_carried(" 77 "), Some(77));
+        assert_eq!(parse_carried(&i64::MAX.to_string()), Some(i64::MAX as u64));
+        for forged in ["", "0", "-5", "abc", "1@x", "1.5", "9223372036854775808"] {
+            assert_eq!(parse_carried(forged), None, "{forged:?}");
+        }
+        assert_eq!(parse_carried(&u64::MAX.to_string()), None);
     }
 }

@@ -171,7 +171,7 @@ impl App {
         filter: &ArticleFilter,
         page: Page,
     ) -> AppResult<Option<Arc<PageSnapshot>>> {
-        if !self.caching() {
+        if !self.caching() || self.travelled() {
             return Ok(None);
         }
         let head_key = match filter {

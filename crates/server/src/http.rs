@@ -89,8 +89,12 @@ pub(crate) fn service(
         .merge(crescendo_web::router(app.clone(), web))
         .fallback(not_found_page)
         // read-your-writes for the API and the pages alike: each request runs in the
-        // application's consistency scope (see App::in_request)
-        .layer(middleware::from_fn_with_state(app, in_request))
+        // application's consistency scope (see App::in_request), with the fence its client
+        // carries (see travel.rs)
+        .layer(middleware::from_fn_with_state(
+            crate::travel::Scope::new(app, settings.web.secure_cookies),
+            in_request,
+        ))
         // what edge caches and browsers may keep of each answer, tagged with the cache keys
         // it was made from (see edge.rs); outside the scope above, so it sees partial answers
         .layer(middleware::from_fn_with_state(
@@ -153,8 +157,13 @@ pub(crate) fn stack(routes: Router, settings: &Settings) -> Router {
                     header::CONTENT_TYPE,
                     X_REQUEST_ID.clone(),
                     HeaderName::from_static("idempotency-key"),
+                    crate::travel::X_FENCE.clone(),
                 ])
-                .expose_headers([X_REQUEST_ID.clone(), X_PARTIAL.clone()])
+                .expose_headers([
+                    X_REQUEST_ID.clone(),
+                    X_PARTIAL.clone(),
+                    crate::travel::X_FENCE.clone(),
+                ])
                 .max_age(Duration::from_secs(3600)),
         )
         .layer(PropagateRequestIdLayer::new(X_REQUEST_ID.clone()))
@@ -207,13 +216,19 @@ async fn media(
     }
 }
 
-async fn in_request(State(app): State<App>, req: Request, next: Next) -> Response {
+async fn in_request(
+    State(scope): State<crate::travel::Scope>,
+    req: Request,
+    next: Next,
+) -> Response {
     let counter = match *req.method() {
         Method::GET => &*DB_QUERIES_GET,
         _ => &*DB_QUERIES_OTHER,
     };
-    let (mut res, queries, partial, stale) = app
-        .in_request(async {
+    let carried = crate::travel::carried(req.headers());
+    let ((mut res, queries, partial, stale), wrote) = scope
+        .app
+        .in_request(carried.as_deref(), async {
             let res = next.run(req).await;
             let fence = (
                 crescendo_store::fence::queries(),
@@ -224,6 +239,9 @@ async fn in_request(State(app): State<App>, req: Request, next: Next) -> Respons
         })
         .await;
     counter.increment(u64::from(queries));
+    if let Some(fence) = wrote {
+        scope.hand_back(&mut res, &fence);
+    }
     if partial {
         // a global list or feed gathered without a shard cluster that is down
         res.headers_mut()

@@ -23,6 +23,7 @@ mod listen;
 pub mod ops;
 mod shed;
 mod state;
+mod travel;
 
 pub use ceiling::{Answer, Answers, Ceiling, ceiling_service, serve_ceiling};
 pub use finish::Writes;

@@ -409,6 +409,8 @@ pub struct Browser {
     client: reqwest::Client,
     base: String,
     cookie: Option<String>,
+    /// The travelling read fence's cookie (`crescendo_fence=…`), kept beside the session's.
+    fence: Option<String>,
 }
 
 fn form_encode(fields: &[(&str, &str)]) -> String {
@@ -441,7 +443,19 @@ impl Browser {
             client,
             base: format!("http://{}", app.addr),
             cookie: None,
+            fence: None,
         }
+    }
+
+    /// Points this browser, cookies and all, at another node (a user whom the geo DNS moved
+    /// to another region).
+    pub fn move_to(&mut self, app: &TestApp) {
+        self.base = format!("http://{}", app.addr);
+    }
+
+    /// The read fence cookie's `name=value`, if any.
+    pub fn fence_cookie(&self) -> Option<&str> {
+        self.fence.as_deref()
     }
 
     /// The session cookie's `name=value`, if any.
@@ -450,18 +464,27 @@ impl Browser {
     }
 
     async fn send(&mut self, r: reqwest::RequestBuilder) -> Page {
-        let r = match &self.cookie {
-            Some(c) => r.header("cookie", c),
-            None => r,
+        let cookies: Vec<&str> = [&self.cookie, &self.fence]
+            .into_iter()
+            .flatten()
+            .map(String::as_str)
+            .collect();
+        let r = match cookies.is_empty() {
+            false => r.header("cookie", cookies.join("; ")),
+            true => r,
         };
         let res = r.send().await.expect("request sent");
         for c in res.headers().get_all("set-cookie") {
             let c = c.to_str().expect("ASCII cookie");
             let pair = c.split(';').next().unwrap_or_default().trim().to_string();
+            let jar = match pair.starts_with("crescendo_fence=") {
+                true => &mut self.fence,
+                false => &mut self.cookie,
+            };
             if c.contains("Max-Age=0") {
-                self.cookie = None;
+                *jar = None;
             } else {
-                self.cookie = Some(pair);
+                *jar = Some(pair);
             }
         }
         let status = res.status();
