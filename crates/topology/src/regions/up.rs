@@ -198,19 +198,14 @@ pub fn up(t: &Topology, o: &UpOptions) -> anyhow::Result<Running> {
     Ok(running)
 }
 
-/// Lets unprivileged users bind port 53 in the dns namespace (the setting is the
-/// namespace's own): gdnsd binds its sockets after dropping to its own user.
+/// Lets unprivileged users bind port 53 in the dns namespace: gdnsd binds its sockets after
+/// dropping to its own user. The setting is the namespace's own, written by a thread inside
+/// it (no `sysctl` binary needed).
 fn allow_port_53(ns: &str) -> anyhow::Result<()> {
-    let out = netns::command(ns, "sysctl")
-        .args(["-q", "-w", "net.ipv4.ip_unprivileged_port_start=53"])
-        .output()?;
-    if !out.status.success() {
-        bail!(
-            "sysctl in {ns}: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(())
+    netns::run_in(ns, || {
+        std::fs::write("/proc/sys/net/ipv4/ip_unprivileged_port_start", "53")
+    })?
+    .with_context(|| format!("letting the geo DNS bind port 53 in {ns}"))
 }
 
 /// What the geo DNS answers: each region's public address, to the users near it first.
