@@ -12,7 +12,7 @@ use base64::Engine;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -103,31 +103,15 @@ pub(crate) fn read_request(
     password: &str,
 ) -> anyhow::Result<(String, String, bool, Vec<u8>)> {
     let mut reader = BufReader::new(conn);
-    let mut line = String::new();
-    reader.read_line(&mut line)?;
-    let mut parts = line.split_whitespace();
-    let method = parts.next().unwrap_or_default().to_string();
-    let path = parts.next().unwrap_or_default().to_string();
+    let head = crate::http_head::RequestHead::read(&mut reader)?;
     let want = base64::engine::general_purpose::STANDARD
         .encode(format!("{}:{password}", crate::prometheus::USER));
-    let (mut authorized, mut length) = (false, 0usize);
-    loop {
-        let mut header = String::new();
-        if reader.read_line(&mut header)? == 0 || header.trim().is_empty() {
-            break;
-        }
-        if let Some((name, value)) = header.split_once(':') {
-            if name.eq_ignore_ascii_case("authorization") {
-                authorized = value.trim().strip_prefix("Basic ") == Some(want.as_str());
-            } else if name.eq_ignore_ascii_case("content-length") {
-                length = value.trim().parse().unwrap_or(0);
-            }
-        }
-    }
+    let authorized = head.credentials("Basic") == Some(want.as_str());
+    let length = head.content_length;
     anyhow::ensure!(length <= MAX_BODY, "a payload of {length} bytes");
     let mut body = vec![0; length];
     reader.read_exact(&mut body)?;
-    Ok((method, path, authorized, body))
+    Ok((head.method, head.path, authorized, body))
 }
 
 fn answer(conn: TcpStream, password: &str, sink: &mut Sink) -> anyhow::Result<()> {

@@ -42,6 +42,7 @@ pub mod exporters;
 pub mod geodns;
 pub mod haproxy;
 pub mod hpa;
+mod http_head;
 mod invalidator;
 mod launch;
 pub mod logs;

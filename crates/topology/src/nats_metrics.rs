@@ -5,7 +5,7 @@
 //! role `exporter` named `nats-exporter-nats`.
 
 use serde_json::Value;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::Duration;
 
@@ -142,27 +142,11 @@ fn answer(conn: TcpStream, monitor: SocketAddr, password: &str) -> std::io::Resu
     use base64::Engine;
     conn.set_read_timeout(Some(Duration::from_secs(5)))?;
     let mut reader = BufReader::new(conn.try_clone()?);
-    let mut line = String::new();
-    reader.read_line(&mut line)?;
-    let path = line
-        .split_whitespace()
-        .nth(1)
-        .unwrap_or_default()
-        .to_string();
+    let head = crate::http_head::RequestHead::read(&mut reader)?;
     let want = base64::engine::general_purpose::STANDARD
         .encode(format!("{}:{password}", crate::prometheus::USER));
-    let mut authorized = false;
-    loop {
-        let mut header = String::new();
-        if reader.read_line(&mut header)? == 0 || header.trim().is_empty() {
-            break;
-        }
-        if let Some((name, value)) = header.split_once(':')
-            && name.eq_ignore_ascii_case("authorization")
-        {
-            authorized = value.trim().strip_prefix("Basic ") == Some(want.as_str());
-        }
-    }
+    let authorized = head.credentials("Basic") == Some(want.as_str());
+    let path = head.path;
     let (status, extra, body) = match (path.as_str(), authorized) {
         ("/metrics", true) => {
             let text = translate(

@@ -18,7 +18,6 @@ use super::{Layout, RegionsOptions, resolve, runtime};
 use anyhow::Context;
 use crescendo_topology::netns;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -169,26 +168,11 @@ async fn write_until(
             let mut n = 0u64;
             while !stop.load(Ordering::Relaxed) {
                 n += 1;
-                let body = json!({"article": {"title": format!("failover {w} {n}"), "description": "rto", "body": "b", "tagList": []}});
-                let sent = client
-                    .post(format!("http://{ip}:{port}/api/articles"))
-                    .header("authorization", format!("Token {token}"))
-                    .json(&body)
-                    .send()
-                    .await;
-                let slug = match sent {
-                    Ok(r) if r.status().is_success() => r
-                        .json::<serde_json::Value>()
-                        .await
-                        .ok()
-                        .and_then(|v| v["article"]["slug"].as_str().map(str::to_string)),
-                    _ => None,
-                };
+                let base = format!("http://{ip}:{port}");
+                let title = format!("failover {w} {n}");
+                let (_, slug) = super::post_article(&client, &base, &token, &title, "rto").await;
                 match slug {
-                    Some(slug) => acks
-                        .lock()
-                        .expect("acks")
-                        .push((slug, ip, Instant::now())),
+                    Some(slug) => acks.lock().expect("acks").push((slug, ip, Instant::now())),
                     None => {
                         tokio::time::sleep(Duration::from_millis(50)).await;
                         // a short question: the geo DNS answers within milliseconds

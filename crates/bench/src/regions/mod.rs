@@ -180,19 +180,10 @@ impl Layout {
     /// Reads `run_dir`'s state.
     pub(crate) fn read(run_dir: &std::path::Path) -> anyhow::Result<Self> {
         let state = State::read(run_dir)?;
-        let prefix = state
-            .regions
-            .first()
-            .and_then(|r| r.netns.split_once("-region-"))
-            .map(|(p, _)| p.to_string())
+        let prefix = crescendo_topology::regions::prefix(&state.regions)
+            .map(str::to_string)
             .with_context(|| format!("{} is not a two-region topology", run_dir.display()))?;
-        let site = state
-            .url
-            .trim_start_matches("http://")
-            .split(':')
-            .next()
-            .unwrap_or_default()
-            .to_string();
+        let site = crescendo_topology::regions::site(&state);
         Ok(Layout {
             state,
             prefix,
@@ -505,4 +496,32 @@ fn invalidation_histograms(layout: &Layout, states: &[State; 2]) -> anyhow::Resu
             })?
         })
         .collect()
+}
+
+/// Creates an article through the site at `base` as the user of `token`: when its answer
+/// arrived, and its slug when that answer was a success.
+pub(crate) async fn post_article(
+    client: &reqwest::Client,
+    base: &str,
+    token: &str,
+    title: &str,
+    description: &str,
+) -> (std::time::Instant, Option<String>) {
+    let body = serde_json::json!({"article": {"title": title, "description": description, "body": "b", "tagList": []}});
+    let sent = client
+        .post(format!("{base}/api/articles"))
+        .header("authorization", format!("Token {token}"))
+        .json(&body)
+        .send()
+        .await;
+    let answered = std::time::Instant::now();
+    let slug = match sent {
+        Ok(r) if r.status().is_success() => r
+            .json::<serde_json::Value>()
+            .await
+            .ok()
+            .and_then(|v| v["article"]["slug"].as_str().map(str::to_string)),
+        _ => None,
+    };
+    (answered, slug)
 }

@@ -5,7 +5,6 @@
 
 use super::runtime;
 use crescendo_topology::netns;
-use serde_json::json;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
@@ -62,22 +61,14 @@ pub(super) fn visibility(
                 let mut n = 0u64;
                 while !stop.load(Ordering::Relaxed) {
                     n += 1;
-                    let body = json!({"article": {"title": format!("probe {n}"), "description": "replication", "body": "b", "tagList": []}});
-                    let r = client
-                        .post(format!("http://{a}/api/articles"))
-                        .header("authorization", format!("Token {token}"))
-                        .json(&body)
-                        .send()
-                        .await;
-                    let acked = Instant::now();
-                    let slug = match r {
-                        Ok(r) if r.status().is_success() => r
-                            .json::<serde_json::Value>()
-                            .await
-                            .ok()
-                            .and_then(|v| v["article"]["slug"].as_str().map(str::to_string)),
-                        _ => None,
-                    };
+                    let (acked, slug) = super::post_article(
+                        &client,
+                        &format!("http://{a}"),
+                        token,
+                        &format!("probe {n}"),
+                        "replication",
+                    )
+                    .await;
                     if let Some(slug) = slug
                         && (to_reader.send((slug, acked)).is_err() || seen.recv().is_err())
                     {

@@ -28,7 +28,7 @@ mod up;
 pub mod watch;
 pub mod witness;
 
-pub use ops::{failover, status, wan};
+pub use ops::{failover, prefix, site, status, wan};
 pub(crate) use up::{down_regions, remove_namespaces};
 pub use up::{rejoin, up};
 pub(crate) use watch::{start as start_watch, stop_watchers};

@@ -9,7 +9,7 @@ use anyhow::{Context, bail};
 use std::path::Path;
 
 /// The namespaces' prefix of a run (`PREFIX-region-a`…).
-pub(super) fn prefix(regions: &[RegionRecord]) -> Option<&str> {
+pub fn prefix(regions: &[RegionRecord]) -> Option<&str> {
     regions
         .first()
         .and_then(|r| r.netns.split_once("-region-"))
@@ -80,15 +80,20 @@ pub fn status(state: State) -> anyhow::Result<Status> {
     })
 }
 
-/// Whether the geo DNS answers for the site, asked from inside its own namespace.
-fn dns_answers(ns: &str, state: &State) -> bool {
-    let site = state
+/// The site's name, which the geo DNS answers, from a two-region topology's state.
+pub fn site(state: &State) -> String {
+    state
         .url
         .trim_start_matches("http://")
         .split(':')
         .next()
         .unwrap_or_default()
-        .to_string();
+        .to_string()
+}
+
+/// Whether the geo DNS answers for the site, asked from inside its own namespace.
+fn dns_answers(ns: &str, state: &State) -> bool {
+    let site = site(state);
     netns::run_in(ns, || {
         crate::geodns::query_a(
             super::dns_addr(),

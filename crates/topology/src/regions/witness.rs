@@ -24,7 +24,7 @@ use crate::pg::region::Upstream;
 use crate::state::{Process, Role};
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -148,26 +148,9 @@ fn same(a: &[u8], b: &[u8]) -> bool {
 /// The path of a request and its bearer token, if any (the body, if any, is not read).
 fn read_request(conn: &TcpStream) -> anyhow::Result<(String, Option<String>)> {
     let mut reader = BufReader::new(conn.take(16 * 1024));
-    let mut line = String::new();
-    reader.read_line(&mut line)?;
-    let path = line
-        .split_whitespace()
-        .nth(1)
-        .unwrap_or_default()
-        .to_string();
-    let mut bearer = None;
-    loop {
-        let mut header = String::new();
-        if reader.read_line(&mut header)? == 0 || header.trim().is_empty() {
-            break;
-        }
-        if let Some((name, value)) = header.split_once(':')
-            && name.eq_ignore_ascii_case("authorization")
-        {
-            bearer = value.trim().strip_prefix("Bearer ").map(str::to_string);
-        }
-    }
-    Ok((path, bearer))
+    let head = crate::http_head::RequestHead::read(&mut reader)?;
+    let bearer = head.credentials("Bearer").map(str::to_string);
+    Ok((head.path, bearer))
 }
 
 /// Asks the witness at `addr` whether it reaches the primary (the caller runs in a
