@@ -60,8 +60,10 @@ enum Command {
     Invalidator(Common),
     /// Promote the most advanced replica when the primary is gone, re-point the other
     /// replicas at it, and make one of them its synchronous standby. Refuses while a
-    /// primary answers. Web nodes follow the new primary on their own. `--region b`: the
-    /// same for a region of a two-region topology (rung 8), inside its namespace.
+    /// primary answers. Web nodes follow the new primary on their own. `--cluster c2`: the
+    /// same for one cluster of a sharded store (rung 10; with a topology's settings,
+    /// `--config RUN_DIR/postgres-admin.toml`). `--region b`: the same for a region of a
+    /// two-region topology (rung 8), inside its namespace.
     Failover(FailoverArgs),
     /// Cut (`cut`) or heal (`heal`) the WAN link between the regions of a two-region
     /// topology (rung 8): frames between the regions are dropped both ways, while the users
@@ -270,6 +272,10 @@ struct FailoverArgs {
     /// region's primary is gone; run from the topology's --run-dir.
     #[arg(long, value_name = "NAME")]
     region: Option<String>,
+    /// With a sharded store (rung 10), promote a replica of this cluster (a name in
+    /// store.postgres_shards) once its primary is gone; the other clusters are untouched.
+    #[arg(long, value_name = "NAME", conflicts_with = "region")]
+    cluster: Option<String>,
     /// The two-region topology's run directory (with --region).
     #[arg(long, default_value = "crescendo-run", value_name = "DIR")]
     run_dir: PathBuf,
@@ -503,7 +509,8 @@ async fn failover(a: FailoverArgs) -> anyhow::Result<()> {
     }
     let settings = a.common.settings()?;
     crescendo_telemetry::init_logs(settings.log.format, &settings.log.filter);
-    let p = crescendo_server::ops::failover(&settings, a.asynchronous).await?;
+    let p =
+        crescendo_server::ops::failover(&settings, a.cluster.as_deref(), a.asynchronous).await?;
     println!(
         "promoted {} (WAL position {}) in {} ms",
         p.primary,

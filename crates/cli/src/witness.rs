@@ -62,7 +62,7 @@ impl RegionWatchArgs {
         let admin = self.run_dir.join(crescendo_topology::pg::ADMIN_FILE);
         let settings = crescendo_config::Settings::load(Some(&admin), &Default::default())?;
         let promote = || async {
-            let p = crescendo_server::ops::failover(&settings, true).await?;
+            let p = crescendo_server::ops::failover(&settings, None, true).await?;
             Ok(format!(
                 "promoted {} (WAL position {}) in {} ms",
                 p.primary,

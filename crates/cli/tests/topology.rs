@@ -1831,18 +1831,125 @@ async fn follow(url: &str, token: &str, name: &str) {
     assert_eq!(res.status(), StatusCode::OK);
 }
 
+/// Kills cluster c3's server of `role` (`pg-primary`, `pg-replica`), as listed by `status`.
+fn kill_c3(processes: &[Value], role: &str) {
+    let pid = processes
+        .iter()
+        .find(|p| p["cluster"] == "c3" && p["role"] == role)
+        .map(|p| p["pid"].as_u64().unwrap() as i32)
+        .unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+}
+
+/// Posts an article as `token`; the answer's status.
+async fn try_post(url: &str, token: &str, title: &str) -> StatusCode {
+    reqwest::Client::new()
+        .post(format!("{url}/api/articles"))
+        .header("authorization", format!("Token {token}"))
+        .json(&json!({"article": {"title": title, "description": "d", "body": "b", "tagList": []}}))
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+/// Rung 10's rung-4 rules, per cluster: c3's primary killed, c3's writes fail at once while
+/// its replica serves its reads (global lists whole) and the other clusters' writes go on;
+/// `failover --cluster c3` promotes the replica and c3's writes are back.
+async fn lose_c3s_primary_and_fail_over(
+    run_dir: &Path,
+    url: &str,
+    processes: &[Value],
+    other: &str,
+    (scribe_name, scribe): (&str, &str),
+) {
+    post_article(url, scribe, "scribe before").await;
+    kill_c3(processes, "pg-primary");
+    let lost = Instant::now();
+    let mut n = 0;
+    loop {
+        n += 1;
+        match try_post(url, scribe, &format!("scribe try {n}")).await {
+            StatusCode::SERVICE_UNAVAILABLE => break,
+            s => assert!(lost.elapsed() < Duration::from_secs(20), "{s}"),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!(
+        "rung 10: c3's writes refused {:?} after its primary was killed",
+        lost.elapsed()
+    );
+    post_article(url, other, "another cluster's write").await;
+    // a reader whose fence names another cluster (who just wrote on c1) is served c3's
+    // part by c3's replica, marked stale where only the lost primary could have served it
+    let (status, partial, list) =
+        get_marked(&format!("{url}/api/articles?tag=sharded&limit=20"), other).await;
+    assert_eq!((status, partial), (StatusCode::OK, false), "{list}");
+    assert_eq!(
+        list["articlesCount"], 12,
+        "c3's replica answers for c3: {list}"
+    );
+    let config = run_dir.join("postgres-admin.toml");
+    let out = crescendo(&[
+        "failover",
+        "--cluster",
+        "c3",
+        "--config",
+        &config.to_string_lossy(),
+    ]);
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success() && said.contains("promoted"),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!("rung 10: {said}");
+    let promoted = Instant::now();
+    while try_post(url, scribe, "scribe after").await != StatusCode::CREATED {
+        assert!(
+            promoted.elapsed() < Duration::from_secs(20),
+            "c3's writes are back after its failover"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!(
+        "rung 10: c3's writes back {:?} after the failover",
+        promoted.elapsed()
+    );
+    // no refused write was half made, and nothing acknowledged was lost
+    let mine = titles(url, scribe_name).await;
+    assert_eq!(
+        mine.first().map(String::as_str),
+        Some("scribe after"),
+        "{mine:?}"
+    );
+    assert!(mine.contains(&"scribe before".to_string()), "{mine:?}");
+    assert!(
+        !mine.iter().any(|t| t.starts_with("scribe try")),
+        "{mine:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rung_ten_spreads_users_over_three_clusters_and_survives_losing_one() {
     let t = up(&topology("10-sharding.toml"), &[]);
     let (run_dir, url) = (t.run_dir.clone(), t.url.clone());
     let s = status_with_nodes_up(&run_dir, 3).await;
     let processes = s["processes"].as_array().unwrap().clone();
-    let clusters: Vec<&str> = processes
+    let clusters: Vec<(&str, &str)> = processes
         .iter()
         .filter(|p| p["role"].as_str().unwrap().starts_with("pg-"))
-        .map(|p| p["cluster"].as_str().unwrap())
+        .map(|p| (p["cluster"].as_str().unwrap(), p["role"].as_str().unwrap()))
         .collect();
-    assert_eq!(clusters, ["catalogue", "c1", "c2", "c3"]);
+    let mut want = vec![("catalogue", "pg-primary")];
+    for c in ["c1", "c2", "c3"] {
+        want.extend([(c, "pg-primary"), (c, "pg-replica")]);
+    }
+    assert_eq!(clusters, want);
     refuses_strangers(&processes).await;
     realworld_collection(&url, "shard");
 
@@ -1947,17 +2054,14 @@ async fn rung_ten_spreads_users_over_three_clusters_and_survives_losing_one() {
     register(&url, &late).await;
     follow(&url, &reader, &late).await;
 
-    // c3's primary killed: the others' users are served; global reads are partial
-    let pid = processes
-        .iter()
-        .find(|p| p["cluster"] == "c3")
-        .map(|p| p["pid"].as_u64().unwrap() as i32)
-        .unwrap();
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
+    let scribe_name = name_on("scribe", "c3");
+    let scribe = register(&url, &scribe_name).await;
+    lose_c3s_primary_and_fail_over(&run_dir, &url, &processes, &reader, (&scribe_name, &scribe))
+        .await;
+
+    // every server of c3 lost (its promoted replica too): the others' users are served;
+    // global reads are partial
+    kill_c3(&processes, "pg-replica");
     let list_url = format!("{url}/api/articles?tag=sharded&limit=20");
     let deadline = Instant::now() + Duration::from_secs(20);
     let (status, partial, list) = loop {

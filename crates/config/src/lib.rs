@@ -105,32 +105,59 @@ impl StoreSettings {
     /// An entry without `NAME=`, an empty or repeated name, or one not made of letters,
     /// digits, `-` and `_`.
     pub fn shard_urls(&self) -> Result<Vec<(String, String)>, ConfigError> {
-        let mut out: Vec<(String, String)> = Vec::new();
-        for entry in &self.postgres_shards {
-            let Some((name, url)) = entry.split_once('=') else {
-                return Err(ConfigError(format!(
-                    "store.postgres_shards: {entry:?} is not NAME=URL"
-                )));
-            };
-            let name = name.trim();
-            if name.is_empty()
-                || !name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-            {
-                return Err(ConfigError(format!(
-                    "store.postgres_shards: cluster name {name:?} must be letters, digits, - and _"
-                )));
-            }
-            if out.iter().any(|(n, _)| n == name) {
+        let out = named_urls("postgres_shards", &self.postgres_shards)?;
+        for (i, (name, _)) in out.iter().enumerate() {
+            if out[..i].iter().any(|(n, _)| n == name) {
                 return Err(ConfigError(format!(
                     "store.postgres_shards names cluster {name} twice"
                 )));
             }
-            out.push((name.to_string(), url.trim().to_string()));
         }
         Ok(out)
     }
+
+    /// `postgres_shard_replicas` as (cluster name, URL) pairs, a name once per replica.
+    ///
+    /// # Errors
+    /// An entry as [`StoreSettings::shard_urls`] refuses, or one naming a cluster that
+    /// `postgres_shards` does not.
+    pub fn shard_replica_urls(&self) -> Result<Vec<(String, String)>, ConfigError> {
+        let clusters = self.shard_urls()?;
+        let out = named_urls("postgres_shard_replicas", &self.postgres_shard_replicas)?;
+        if let Some((name, _)) = out
+            .iter()
+            .find(|(name, _)| !clusters.iter().any(|(c, _)| c == name))
+        {
+            return Err(ConfigError(format!(
+                "store.postgres_shard_replicas: cluster {name} is not in store.postgres_shards"
+            )));
+        }
+        Ok(out)
+    }
+}
+
+/// The `NAME=URL` entries of setting `store.KEY` as pairs.
+fn named_urls(key: &str, entries: &[String]) -> Result<Vec<(String, String)>, ConfigError> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for entry in entries {
+        let Some((name, url)) = entry.split_once('=') else {
+            return Err(ConfigError(format!(
+                "store.{key}: {entry:?} is not NAME=URL"
+            )));
+        };
+        let name = name.trim();
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(ConfigError(format!(
+                "store.{key}: cluster name {name:?} must be letters, digits, - and _"
+            )));
+        }
+        out.push((name.to_string(), url.trim().to_string()));
+    }
+    Ok(out)
 }
 
 /// Flags given on the command line; they win over every other layer.
@@ -220,10 +247,12 @@ impl Settings {
             ));
         }
         if !self.store.postgres_shards.is_empty() {
-            self.store.shard_urls()?;
+            self.store.shard_replica_urls()?;
             if !self.store.postgres_replica_urls.is_empty() {
                 return Err(ConfigError(
-                    "store.postgres_shards takes no store.postgres_replica_urls yet".into(),
+                    "store.postgres_shards takes each cluster's replicas in \
+                     store.postgres_shard_replicas, not store.postgres_replica_urls"
+                        .into(),
                 ));
             }
         }

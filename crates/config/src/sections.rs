@@ -164,6 +164,11 @@ pub struct StoreSettings {
     /// stand by, connected and migrated, until `crescendo reshard --add` moves shards to
     /// them), e.g. `["c3"]`.
     pub postgres_spare_shards: Vec<String>,
+    /// With `postgres_shards`: streaming replicas of the clusters, each as `NAME=URL` (a
+    /// cluster may have several), e.g. `["c1=postgres://crescendo@10.0.0.7/crescendo"]`. A
+    /// cluster's reads go to its replicas as at rung 4, fenced by that cluster's own
+    /// positions, and `crescendo failover --cluster NAME` promotes one.
+    pub postgres_shard_replicas: Vec<String>,
     /// With `postgres`: most connections in each server's pool.
     pub postgres_max_connections: u32,
     /// With `postgres`: how long a query waits for a free (or new) connection before the
@@ -442,6 +447,7 @@ impl Default for StoreSettings {
             postgres_replica_urls: Vec::new(),
             postgres_shards: Vec::new(),
             postgres_spare_shards: Vec::new(),
+            postgres_shard_replicas: Vec::new(),
             postgres_max_connections: 16,
             postgres_acquire_timeout_ms: 2000,
             replica_max_lag_ms: 1000,

@@ -1,6 +1,7 @@
 //! The database tier as CloudNativePG `Cluster`s: one, with a primary and the topology's
 //! streaming replicas (a synchronous standby when it says so), or at rung 10 a catalogue
-//! cluster and one cluster per shard cluster, as `crescendo up` starts them. With uploads on
+//! cluster (one server) and one cluster per shard cluster (each with the replicas), as
+//! `crescendo up` starts them. With uploads on
 //! S3, each cluster archives its WAL to the object store and takes a nightly base backup.
 //! A metrics Service per cluster lets Prometheus scrape CloudNativePG's exporter.
 
@@ -18,8 +19,14 @@ const BACKUP_BUCKET: &str = "crescendo-backups";
 /// The database tier's objects.
 pub fn objects(p: &Plan) -> Vec<Value> {
     let mut out = Vec::new();
-    for (name, _) in names::pg_clusters(&p.t) {
-        out.push(cluster(p, &name));
+    for (name, shard) in names::pg_clusters(&p.t) {
+        // the catalogue is one server, as under `crescendo up`
+        let replicas = if shard == "catalogue" {
+            0
+        } else {
+            p.t.postgres.replicas
+        };
+        out.push(cluster(p, &name, replicas));
         if settings::is_s3(&p.t) {
             out.push(json!({
                 "apiVersion": "postgresql.cnpg.io/v1",
@@ -47,19 +54,19 @@ pub fn objects(p: &Plan) -> Vec<Value> {
     out
 }
 
-fn cluster(p: &Plan, name: &str) -> Value {
+/// Cluster `name`, with a primary and `replicas` streaming replicas.
+fn cluster(p: &Plan, name: &str, replicas: usize) -> Value {
     let pg = &p.t.postgres;
-    let sharded = pg.clusters > 0;
     let mut postgresql = json!({
         "parameters": {"max_connections": "200", "shared_buffers": "256MB"},
     });
-    if pg.synchronous {
+    if pg.synchronous && replicas > 0 {
         // a commit waits for any one standby, as `ANY 1 (r1, r2)` does under `crescendo up`
         postgresql["synchronous"] =
             json!({"method": "any", "number": 1, "dataDurability": "required"});
     }
     let mut spec = json!({
-        "instances": if sharded { 1 } else { 1 + pg.replicas },
+        "instances": 1 + replicas,
         "imageName": PG_IMAGE,
         "postgresql": postgresql,
         "bootstrap": {"initdb": {

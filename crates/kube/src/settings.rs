@@ -161,13 +161,18 @@ fn store(t: &Topology, s: &mut Settings) {
     s.store.backend = StoreBackend::Postgres;
     let clusters = names::pg_clusters(t);
     s.store.postgres_url = url(&clusters[0].0, "rw");
-    if t.postgres.replicas > 0 {
+    if t.postgres.replicas > 0 && t.postgres.clusters == 0 {
         s.store.postgres_replica_urls = vec![url(&clusters[0].0, "ro")];
     }
     for (i, (cluster, shard)) in clusters.iter().enumerate().skip(1) {
         s.store
             .postgres_shards
             .push(format!("{shard}={}", url(cluster, "rw")));
+        if t.postgres.replicas > 0 {
+            s.store
+                .postgres_shard_replicas
+                .push(format!("{shard}={}", url(cluster, "ro")));
+        }
         if i > t.postgres.clusters - t.postgres.spare {
             s.store.postgres_spare_shards.push(shard.clone());
         }

@@ -41,26 +41,58 @@ impl JobBacklog {
 }
 
 /// Promotes the most advanced replica of the settings' PostgreSQL servers (the primary and
-/// its replicas) once the primary is gone, and re-points the others at it (as synchronous
-/// standbys unless `asynchronous`).
+/// its replicas; with a sharded store, those of `cluster`) once the primary is gone, and
+/// re-points the others at it (as synchronous standbys unless `asynchronous`).
 ///
 /// # Errors
-/// The store is not PostgreSQL, a primary still answers, or no replica can be promoted.
-pub async fn failover(settings: &Settings, asynchronous: bool) -> anyhow::Result<Promoted> {
+/// The store is not PostgreSQL, a sharded store without `cluster` (or an unsharded one
+/// with it), an unknown cluster, a primary still answers, or no replica can be promoted.
+pub async fn failover(
+    settings: &Settings,
+    cluster: Option<&str>,
+    asynchronous: bool,
+) -> anyhow::Result<Promoted> {
     if settings.store.backend != StoreBackend::Postgres {
         anyhow::bail!(
             "failover needs store.backend = \"postgres\" with store.postgres_url and store.postgres_replica_urls"
         );
     }
-    if !settings.store.postgres_shards.is_empty() {
+    let urls: Vec<String> = match (settings.store.postgres_shards.is_empty(), cluster) {
+        (true, None) => std::iter::once(settings.store.postgres_url.clone())
+            .chain(settings.store.postgres_replica_urls.iter().cloned())
+            .collect(),
+        (true, Some(_)) => anyhow::bail!("--cluster names a cluster of a sharded store"),
+        (false, None) => anyhow::bail!(
+            "the store is sharded: name the cluster whose primary is gone (--cluster NAME)"
+        ),
+        (false, Some(name)) => cluster_servers(settings, name)?,
+    };
+    Ok(crescendo_store_postgres::failover::promote_most_advanced(&urls, !asynchronous).await?)
+}
+
+/// The URLs of cluster `name` of a sharded store: its primary, then its replicas.
+fn cluster_servers(settings: &Settings, name: &str) -> anyhow::Result<Vec<String>> {
+    let Some((_, primary)) = settings
+        .store
+        .shard_urls()?
+        .into_iter()
+        .find(|(n, _)| n == name)
+    else {
+        anyhow::bail!("store.postgres_shards has no cluster {name}");
+    };
+    let replicas: Vec<String> = settings
+        .store
+        .shard_replica_urls()?
+        .into_iter()
+        .filter(|(n, _)| n == name)
+        .map(|(_, url)| url)
+        .collect();
+    if replicas.is_empty() {
         anyhow::bail!(
-            "a sharded store's clusters have no replicas yet: there is nothing to fail over to"
+            "cluster {name} has no replicas (store.postgres_shard_replicas): there is nothing to fail over to"
         );
     }
-    let urls: Vec<String> = std::iter::once(settings.store.postgres_url.clone())
-        .chain(settings.store.postgres_replica_urls.iter().cloned())
-        .collect();
-    Ok(crescendo_store_postgres::failover::promote_most_advanced(&urls, !asynchronous).await?)
+    Ok(std::iter::once(primary).chain(replicas).collect())
 }
 
 /// A sharded store's map as `crescendo shards` shows it.

@@ -90,11 +90,20 @@ pub(crate) async fn open_sharded(settings: &Settings) -> anyhow::Result<ShardedS
     if settings.store.postgres_shards.is_empty() {
         anyhow::bail!("the store is not sharded: store.postgres_shards is empty");
     }
+    let replicas = settings.store.shard_replica_urls()?;
     let clusters = settings
         .store
         .shard_urls()?
         .into_iter()
-        .map(|(name, url)| (name, pg_options(settings, url)))
+        .map(|(name, url)| {
+            let mut opts = pg_options(settings, url);
+            opts.replicas = replicas
+                .iter()
+                .filter(|(of, _)| *of == name)
+                .map(|(_, url)| url.clone())
+                .collect();
+            (name, opts)
+        })
         .collect();
     let mut opts = ShardedOptions::new(
         pg_options(settings, settings.store.postgres_url.clone()),

@@ -43,6 +43,9 @@ pub(crate) struct Db {
     fenced: bool,
     /// Whether commits here carry the pending outbox jobs, and how their IDs read.
     outbox: OutboxIds,
+    /// A cluster of a sharded store: its number, which tags its positions in read fences
+    /// (`crescendo_store::fence::on_cluster_tagged`); 0: positions are not tagged.
+    tag: u8,
 }
 
 impl Db {
@@ -52,6 +55,24 @@ impl Db {
             cluster,
             fenced: false,
             outbox: OutboxIds::Plain,
+            tag: 0,
+        }
+    }
+
+    /// This database as cluster number `tag` (1 to 255) of a sharded store: its commits'
+    /// positions are tagged with it, and its reads compare only positions so tagged.
+    pub(crate) fn tagged(mut self, tag: u8) -> Self {
+        self.tag = tag;
+        self
+    }
+
+    /// The scope's read fence as a position of this database (see the field `tag`).
+    fn fence_here(&self) -> u64 {
+        let fence = fence::read_after();
+        if self.tag == 0 {
+            fence
+        } else {
+            fence::for_cluster(fence, self.tag)
         }
     }
 
@@ -107,7 +128,7 @@ impl Db {
         F: Fn(PgPool) -> Fut,
         Fut: Future<Output = StoreResult<T>>,
     {
-        if let Some(node) = self.cluster.replica_for_read(fence::read_after()).await {
+        if let Some(node) = self.cluster.replica_for_read(self.fence_here()).await {
             self.cluster.count_read(node);
             if self.cluster.reading_stale() {
                 fence::note_stale(self.cluster.staleness(node));
@@ -210,7 +231,8 @@ impl Db {
                 .fetch_one(&self.cluster.primary().pool)
                 .await;
         match position {
-            Ok(p) => fence::note_write(p as u64),
+            Ok(p) if self.tag == 0 => fence::note_write(p as u64),
+            Ok(p) => fence::note_write(fence::on_cluster_tagged(self.tag, p as u64)),
             Err(e) => {
                 // the write is committed but where is unknown: read from the primary
                 tracing::warn!(error = %e, "no commit position; this writer reads from the primary for a while");
@@ -404,6 +426,19 @@ async fn add_jobs(tx: &mut Tx<'static>, jobs: &[PendingJob]) -> StoreResult<Vec<
 /// The `Store::ping` of this engine: one trivial statement on the primary.
 pub(crate) async fn ping(db: &Db) -> StoreResult<()> {
     db.read_primary(|pool| async move {
+        sqlx::query("SELECT 1")
+            .execute(&pool)
+            .await
+            .map_err(map_err)
+            .map(drop)
+    })
+    .await
+}
+
+/// Whether some server of `db` serves reads: a replica that may (see [`Db::read`]), else
+/// the primary.
+pub(crate) async fn ping_any(db: &Db) -> StoreResult<()> {
+    db.read(|pool| async move {
         sqlx::query("SELECT 1")
             .execute(&pool)
             .await

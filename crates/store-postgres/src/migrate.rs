@@ -65,6 +65,11 @@ pub(crate) const CATALOGUE: &[Migration] = &[
         "0002_reshard.sql",
         include_str!("../../../migrations/catalogue/0002_reshard.sql"),
     ),
+    (
+        3,
+        "0003_cluster_numbers.sql",
+        include_str!("../../../migrations/catalogue/0003_cluster_numbers.sql"),
+    ),
 ];
 
 /// Brings `db`'s schema up to date with `migrations`, serialised by an advisory lock so that

@@ -53,6 +53,13 @@ impl FeedOutcome {
 /// # Errors
 /// The store's (the job is then retried).
 pub async fn run(s: &dyn Store, job: FeedJob, back_fill: u32) -> StoreResult<FeedOutcome> {
+    // each step decides from what the steps before it wrote, and a replica may not have it
+    // yet: every read of a job is served by a primary
+    crate::fence::reading_after(u64::MAX, steps(s, job, back_fill)).await
+}
+
+/// [`run`]'s steps.
+async fn steps(s: &dyn Store, job: FeedJob, back_fill: u32) -> StoreResult<FeedOutcome> {
     let Some(threshold) = s.timeline_threshold().await? else {
         return Ok(FeedOutcome::default());
     };

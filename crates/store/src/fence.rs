@@ -10,6 +10,13 @@
 //! the authenticated user (read-your-writes), and the cache raises it for a load to the
 //! position of the write that last invalidated the key (no cache fill from a stale copy).
 //!
+//! A store over several clusters (rung 10, each a primary with its own replicas) tags each
+//! position with the number of the cluster it belongs to ([`on_cluster_tagged`]): the top
+//! [`CLUSTER_BITS`] bits. Merging keeps the larger value as ever, so a scope keeps one
+//! cluster's exact position; a read on any other cluster treats a fence it cannot compare as
+//! "unknown" and goes to that cluster's primary ([`for_cluster`]). Positions of different
+//! clusters are never compared, which also holds when a logical shard changes home.
+//!
 //! One exception, only where the store is told to serve stale reads (a region whose primary
 //! is across a WAN): while the primary cannot be reached, a read whose fence no replica has
 //! replayed is served by a replica anyway rather than failing, and the scope records how
@@ -129,6 +136,39 @@ pub fn staleness() -> Option<std::time::Duration> {
         .map(std::time::Duration::from_millis)
 }
 
+/// Bits at the top of a position that name its cluster (see [`on_cluster_tagged`]).
+pub const CLUSTER_BITS: u32 = 8;
+
+/// Bits left for a cluster's own position (64 PiB of WAL).
+const LOCAL_BITS: u32 = u64::BITS - CLUSTER_BITS;
+
+/// The largest position a tagged value can hold.
+const LOCAL_MAX: u64 = (1 << LOCAL_BITS) - 1;
+
+/// `position` of cluster number `cluster` (1 to 255) as a fence value. 0 stays 0 ("any
+/// copy"); a position too large to tag saturates, which no replica reaches (the primary
+/// serves).
+pub fn on_cluster_tagged(cluster: u8, position: u64) -> u64 {
+    if position == 0 {
+        return 0;
+    }
+    (u64::from(cluster) << LOCAL_BITS) | position.min(LOCAL_MAX)
+}
+
+/// What `fence` asks of a read on cluster number `cluster`: 0 for no fence, the position
+/// itself when it is that cluster's, and `u64::MAX` ("read the primary") for one of another
+/// cluster, an untagged one, or `u64::MAX` itself: it cannot be compared with this
+/// cluster's positions, so the safe reading is that the write may be here.
+pub fn for_cluster(fence: u64, cluster: u8) -> u64 {
+    if fence == 0 {
+        0
+    } else if fence >> LOCAL_BITS == u64::from(cluster) && fence != u64::MAX {
+        fence & LOCAL_MAX
+    } else {
+        u64::MAX
+    }
+}
+
 /// Records one database round trip in the current scope. Backends call this once per
 /// statement or transaction, where they count `crescendo_db_queries_total`.
 pub fn note_query() {
@@ -170,6 +210,33 @@ pub fn wrote() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_fence_is_compared_only_on_its_own_cluster() {
+        let a = on_cluster_tagged(1, 5_000);
+        let b = on_cluster_tagged(2, 70);
+        assert_eq!(for_cluster(a, 1), 5_000);
+        assert_eq!(for_cluster(b, 2), 70);
+        assert_eq!(
+            for_cluster(a, 2),
+            u64::MAX,
+            "another cluster's: the primary"
+        );
+        assert_eq!(for_cluster(0, 3), 0, "no fence: any copy");
+        assert_eq!(on_cluster_tagged(4, 0), 0, "nothing written: no fence");
+        assert_eq!(for_cluster(u64::MAX, 255), u64::MAX);
+        assert_eq!(for_cluster(12_345, 1), u64::MAX, "untagged: the primary");
+        // a merge keeps one cluster's exact position; the other reads the primary
+        let merged = a.max(b);
+        assert_eq!(
+            (for_cluster(merged, 1), for_cluster(merged, 2)),
+            (u64::MAX, 70)
+        );
+        // a later write on the same cluster moves its position on
+        assert_eq!(for_cluster(b.max(on_cluster_tagged(2, 90)), 2), 90);
+        let huge = on_cluster_tagged(3, u64::MAX - 1);
+        assert_eq!(for_cluster(huge, 3), LOCAL_MAX, "saturated, not wrapped");
+    }
 
     #[tokio::test]
     async fn queries_are_counted_per_scope_nested_ones_included() {

@@ -173,7 +173,12 @@ fn pg_admin_passwords(run_dir: &Path) -> anyhow::Result<Vec<(u16, String)>> {
     let settings: toml::Table = toml::from_str(&text)?;
     let store = settings.get("store").and_then(toml::Value::as_table);
     let mut urls: Vec<String> = Vec::new();
-    for key in ["postgres_url", "postgres_replica_urls", "postgres_shards"] {
+    for key in [
+        "postgres_url",
+        "postgres_replica_urls",
+        "postgres_shards",
+        "postgres_shard_replicas",
+    ] {
         match store.and_then(|s| s.get(key)) {
             Some(toml::Value::String(u)) => urls.push(u.clone()),
             Some(toml::Value::Array(a)) => urls.extend(

@@ -302,10 +302,11 @@ pub struct PgTier {
     /// by for `crescendo reshard --add`.
     #[serde(default)]
     pub spare: usize,
-    /// Streaming replicas of the primary.
+    /// Streaming replicas of the primary (sharded: of each cluster's primary).
     #[serde(default)]
     pub replicas: usize,
-    /// The primary waits for one replica on each commit (`ANY 1 (…)`).
+    /// The primary (sharded: each cluster's) waits for one replica on each commit
+    /// (`ANY 1 (…)`).
     #[serde(default)]
     pub synchronous: bool,
 }
@@ -395,9 +396,6 @@ impl Topology {
         }
         if let Some(r) = &t.regions {
             r.check(&t, origin)?;
-        }
-        if t.postgres.clusters > 0 && t.postgres.replicas > 0 {
-            bail!("{origin}: postgres.clusters takes no replicas yet");
         }
         if t.postgres.spare > 0 && t.postgres.spare >= t.postgres.clusters {
             bail!("{origin}: postgres.spare must leave at least one cluster holding shards");

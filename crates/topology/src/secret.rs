@@ -103,6 +103,10 @@ pub fn take_secrets(node: &mut Settings) -> anyhow::Result<String> {
         let urls = std::mem::take(&mut store.postgres_shards);
         put(&mut t, "store", "postgres_shards", urls)?;
     }
+    if !store.postgres_shard_replicas.is_empty() {
+        let urls = std::mem::take(&mut store.postgres_shard_replicas);
+        put(&mut t, "store", "postgres_shard_replicas", urls)?;
+    }
     if !node.cache.redis_urls.is_empty() {
         let urls = std::mem::take(&mut node.cache.redis_urls);
         put(&mut t, "cache", "redis_urls", urls)?;

@@ -51,6 +51,38 @@ pub(crate) async fn load_map(cat: &Db) -> StoreResult<Option<ShardMap>> {
         .map_err(|e| StoreError::Other(format!("the catalogue's shard map: {e}").into()))
 }
 
+/// The number of each cluster of `names` (see `migrations/catalogue/0003_cluster_numbers.sql`),
+/// in that order: the one the catalogue holds, or the next free one, stored now.
+pub(crate) async fn cluster_numbers(cat: &Db, names: &[&str]) -> StoreResult<Vec<u8>> {
+    let mut tx = cat.begin().await?;
+    // nodes starting together number a new cluster once
+    sqlx::query("LOCK TABLE cluster_numbers IN EXCLUSIVE MODE")
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+    let mut numbers = Vec::with_capacity(names.len());
+    for name in names {
+        let number: i16 = sqlx::query_scalar(
+            "WITH given AS (
+                 INSERT INTO cluster_numbers (name, number)
+                 SELECT $1, (SELECT COALESCE(MAX(number), 0) + 1 FROM cluster_numbers)
+                 WHERE NOT EXISTS (SELECT 1 FROM cluster_numbers WHERE name = $1)
+                 RETURNING number)
+             SELECT number FROM given
+             UNION ALL SELECT number FROM cluster_numbers WHERE name = $1",
+        )
+        .bind(name)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        let number = u8::try_from(number)
+            .map_err(|_| StoreError::Other("more than 255 clusters were ever numbered".into()))?;
+        numbers.push(number);
+    }
+    cat.commit(tx).await?;
+    Ok(numbers)
+}
+
 /// Stores `map` as the first map unless the catalogue already holds one; returns the map in
 /// force either way.
 pub(crate) async fn init_map(cat: &Db, map: &ShardMap) -> StoreResult<ShardMap> {

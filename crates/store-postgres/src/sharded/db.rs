@@ -249,11 +249,12 @@ impl Shards {
             .collect()
     }
 
-    /// Checks every cluster once, within `limit`: one that answers is up again, one that
-    /// does not is down.
+    /// Checks every cluster once, within `limit`: one that serves reads (its primary, or a
+    /// replica while the primary is lost) is up again, one that does not is down. Writes to
+    /// a cluster whose primary is lost fail fast on their own (see `Db::begin`).
     pub(crate) async fn check(&self, limit: Duration) {
         let checks = self.clusters.iter().map(|(_, db)| async move {
-            match tokio::time::timeout(limit, crate::db::ping(db)).await {
+            match tokio::time::timeout(limit, crate::db::ping_any(db)).await {
                 Ok(Ok(())) => Ok(()),
                 Ok(Err(e)) => Err(e.to_string()),
                 Err(_) => Err(format!("no answer within {} ms", limit.as_millis())),
@@ -286,5 +287,5 @@ impl Shards {
 /// (a node serves the clusters that are up; one cluster down takes no node out).
 pub(crate) async fn ping(s: &Shards) -> StoreResult<()> {
     crate::db::ping(&s.catalogue).await?;
-    s.on_up(|_, db| crate::db::ping(db)).await.map(drop)
+    s.on_up(|_, db| crate::db::ping_any(db)).await.map(drop)
 }

@@ -14,9 +14,15 @@
 //! shards between clusters online, by logical replication.
 //!
 //! Every cluster has the same schema (`migrations/postgres/`, with no key across logical
-//! shards) and the catalogue its own (`migrations/catalogue/`). Each cluster here is a
-//! primary without replicas: read fences are positions of one cluster, never compared
-//! across clusters, so they are not taken from several.
+//! shards) and the catalogue its own (`migrations/catalogue/`). Each cluster is a primary
+//! with streaming replicas of its own, or none, as at rung 4: a read goes to a replica of
+//! its cluster that has replayed the request's fence, else to that cluster's primary, and
+//! `failover` promotes a cluster's replica. Read fences are positions of one cluster, tagged
+//! with its number (kept in the catalogue, so every node agrees on it), and never compared
+//! across clusters: a fence of another cluster sends a read to the primary
+//! (`crescendo_store::fence::for_cluster`). While a cluster's primary is lost, such reads
+//! are served by its replica, marked stale (`crate::cluster::stale`), and its writes fail at
+//! once. The catalogue is one server.
 
 mod articles;
 pub(crate) mod catalogue;
@@ -93,6 +99,10 @@ impl ShardedOptions {
     }
 }
 
+/// One server of a cluster as its monitor sees it: (`host:port`, is the primary, takes
+/// reads, lag).
+pub type ServerView = (String, bool, bool, Duration);
+
 /// One cluster as `crescendo shards` shows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClusterReport {
@@ -147,20 +157,31 @@ async fn own_first_map(shards: &Shards) -> StoreResult<()> {
     Ok(())
 }
 
+/// The catalogue: one server.
 fn one_server(opts: &PgOptions) -> StoreResult<Db> {
     if !opts.replicas.is_empty() {
         return Err(StoreError::Other(
-            "a sharded store's clusters take no replicas yet".into(),
+            "a sharded store's catalogue takes no replicas".into(),
         ));
     }
+    servers(opts)
+}
+
+/// A cluster's primary and its replicas.
+fn servers(opts: &PgOptions) -> StoreResult<Db> {
+    let urls = std::iter::once(opts.url.clone())
+        .chain(opts.replicas.iter().cloned())
+        .collect();
     let cluster = Cluster::new(&ClusterOptions {
-        urls: vec![opts.url.clone()],
+        urls,
         max_connections: opts.max_connections,
         acquire_timeout: opts.acquire_timeout,
         max_replica_lag: opts.max_replica_lag,
         check_interval: opts.check_interval,
-        // one server: nothing to read stale from
-        serve_stale_reads: false,
+        // while a cluster's primary is lost (until its failover), a read only its primary
+        // could serve (a fence of this cluster it has not replayed, or of another cluster)
+        // is served by its replica, marked stale, rather than failing
+        serve_stale_reads: true,
     })
     .map_err(map_err)?;
     Ok(Db::new(cluster))
@@ -188,9 +209,15 @@ impl ShardedStore {
         }
         let catalogue = one_server(&opts.catalogue)?;
         migrate::migrate(&catalogue, migrate::CATALOGUE).await?;
+        let all: Vec<&str> = opts.clusters.iter().map(|(n, _)| n.as_str()).collect();
+        let numbers = catalogue::cluster_numbers(&catalogue, &all).await?;
         let mut clusters = Vec::with_capacity(opts.clusters.len());
-        for (name, o) in &opts.clusters {
-            let db = one_server(o)?.fenced();
+        for ((name, o), number) in opts.clusters.iter().zip(numbers) {
+            let db = servers(o)?.fenced().tagged(number);
+            if db.cluster().has_replicas() {
+                // replicas serve reads once measured
+                db.cluster().check().await;
+            }
             migrate::migrate(&db, migrate::DATA).await?;
             clusters.push((name.clone(), db));
         }
@@ -293,6 +320,16 @@ impl ShardedStore {
                 Ok(n as u64)
             })
             .await
+    }
+
+    /// Each cluster's servers as its monitor sees them now: (`host:port`, is the primary,
+    /// takes reads, lag), by cluster name.
+    pub fn servers(&self) -> Vec<(String, Vec<ServerView>)> {
+        self.db
+            .clusters()
+            .iter()
+            .map(|(name, db)| (name.clone(), db.cluster().describe()))
+            .collect()
     }
 
     /// Each cluster's name and whether it is up (not left out of global reads).

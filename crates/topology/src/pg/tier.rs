@@ -19,7 +19,7 @@ impl crate::launch::Part for Postgres {
 pub(crate) fn start_tier(up: &mut crate::up::Up, t: &crate::model::PgTier) -> anyhow::Result<()> {
     use crate::state::Role;
     if t.clusters > 0 {
-        return start_clusters(up, t.clusters, t.spare);
+        return start_clusters(up, t);
     }
     if let Some(plan) = up.o.region.clone() {
         return super::region::start_tier(up, t.replicas, &plan);
@@ -79,13 +79,17 @@ pub(super) fn record(
     .with_dir(pg.dir())
 }
 
-/// The sharded database tier (rung 10): a catalogue server, then `count` cluster primaries
-/// `c1`, `c2`… with logical replication on, the last `spare` of them left out of the first
-/// shard map; the nodes' store points at the catalogue (`store.postgres_url`) and at every
-/// cluster (`store.postgres_shards`) as the application role. The first node to start
-/// stores the first shard map in the catalogue. The admin's URLs go to
-/// `RUN_DIR/`[`ADMIN_FILE`] (0600), as at the other rungs.
-fn start_clusters(up: &mut crate::up::Up, count: usize, spare: usize) -> anyhow::Result<()> {
+/// The sharded database tier (rung 10): a catalogue server, then `clusters` cluster
+/// primaries `c1`, `c2`… with logical replication on, each with `replicas` streaming
+/// replicas of its own (`pg-c1-r1`…; with `synchronous`, each primary waits for one of its
+/// replicas on each commit, as at rung 4), the last `spare` clusters left out of the first
+/// shard map. The nodes' store points at the catalogue (`store.postgres_url`), at every
+/// cluster (`store.postgres_shards`) and at their replicas (`store.postgres_shard_replicas`)
+/// as the application role. The first node to start stores the first shard map in the
+/// catalogue. The admin's URLs go to `RUN_DIR/`[`ADMIN_FILE`] (0600), as at the other
+/// rungs: `crescendo failover --cluster NAME --config` that file promotes a cluster's
+/// replica.
+fn start_clusters(up: &mut crate::up::Up, t: &crate::model::PgTier) -> anyhow::Result<()> {
     use crate::state::Role;
     let parent = std::env::temp_dir();
     up.progress("starting the PostgreSQL catalogue");
@@ -101,28 +105,69 @@ fn start_clusters(up: &mut crate::up::Up, count: usize, spare: usize) -> anyhow:
     let store = &mut up.node.store;
     store.backend = crescendo_config::StoreBackend::Postgres;
     store.postgres_url = catalogue.app_url("postgres");
-    let mut servers = vec![("catalogue".to_string(), catalogue)];
-    let mut admin_shards = Vec::new();
-    for i in 1..=count {
+    let mut servers = vec![(
+        Role::PgPrimary,
+        "catalogue".to_string(),
+        "pg-catalogue".to_string(),
+        catalogue,
+    )];
+    let (mut admin_shards, mut admin_replicas) = (Vec::new(), Vec::new());
+    let names: Vec<String> = (1..=t.replicas).map(|i| format!("r{i}")).collect();
+    let sync = format!("ANY 1 ({})", names.join(", "));
+    // logical replication moves shards between clusters (`crescendo reshard`); a replica
+    // keeps it on, for when it is promoted
+    let mut settings = vec![("wal_level", "logical")];
+    let replica_settings = settings.clone();
+    if t.synchronous {
+        settings.push(("synchronous_standby_names", sync.as_str()));
+    }
+    for i in 1..=t.clusters {
         let name = format!("c{i}");
         up.progress(&format!("starting PostgreSQL cluster {name}"));
-        // logical replication moves shards between clusters (`crescendo reshard`)
-        let pg = Postgres::start_in(&parent, &[("wal_level", "logical")])?;
-        if i > count - spare {
+        let pg = Postgres::start_in(&parent, &settings)?;
+        if i > t.clusters - t.spare {
             up.node.store.postgres_spare_shards.push(name.clone());
         }
-        up.node
-            .store
+        let store = &mut up.node.store;
+        store
             .postgres_shards
             .push(format!("{name}={}", pg.app_url("postgres")));
         admin_shards.push(format!("{name}={}", pg.url("postgres")));
-        servers.push((name, pg));
+        let mut copies = Vec::new();
+        for r in &names {
+            up.progress(&format!(
+                "starting PostgreSQL replica {r} of cluster {name}"
+            ));
+            let replica = Postgres::replica_in(&parent, &pg, r, &replica_settings)?;
+            let store = &mut up.node.store;
+            store
+                .postgres_shard_replicas
+                .push(format!("{name}={}", replica.app_url("postgres")));
+            admin_replicas.push(format!("{name}={}", replica.url("postgres")));
+            copies.push((
+                Role::PgReplica,
+                name.clone(),
+                format!("pg-{name}-{r}"),
+                replica,
+            ));
+        }
+        // each cluster's primary listed before its replicas
+        servers.push((Role::PgPrimary, name.clone(), format!("pg-{name}"), pg));
+        servers.extend(copies);
     }
     put(&mut admin, "store", "postgres_shards", admin_shards)?;
+    if !admin_replicas.is_empty() {
+        put(
+            &mut admin,
+            "store",
+            "postgres_shard_replicas",
+            admin_replicas,
+        )?;
+    }
     let text = toml::to_string(&admin)?;
     crate::secret::write_file(&up.o.run_dir.join(ADMIN_FILE), text.as_bytes())?;
-    for (cluster, pg) in servers {
-        let p = record(Role::PgPrimary, format!("pg-{cluster}"), &pg).in_cluster(cluster);
+    for (role, cluster, name, pg) in servers {
+        let p = record(role, name, &pg).in_cluster(cluster);
         up.running.record(p, Box::new(pg));
     }
     Ok(())
