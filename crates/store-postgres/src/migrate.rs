@@ -65,6 +65,11 @@ pub(crate) const CATALOGUE: &[Migration] = &[
         "0002_reshard.sql",
         include_str!("../../../migrations/catalogue/0002_reshard.sql"),
     ),
+    (
+        3,
+        "0003_reshard_abort.sql",
+        include_str!("../../../migrations/catalogue/0003_reshard_abort.sql"),
+    ),
 ];
 
 /// Brings `db`'s schema up to date with `migrations`, serialised by an advisory lock so that

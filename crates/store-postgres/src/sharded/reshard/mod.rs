@@ -3,7 +3,8 @@
 //!
 //! A run has a plan (the shards whose home differs between the map in force and the target
 //! map), kept in the catalogue (`reshard_moves`) until the run ends, so an interrupted run
-//! is resumed from where it stopped. For each (source, target) pair:
+//! is resumed from where it stopped, or aborted: an abort reverses the plan and runs it,
+//! moving the shards already cut over back (see `abort`). For each (source, target) pair:
 //!
 //! 1. the source publishes the moving shards' rows, every table filtered by logical shard
 //!    (`(id & 4095) = ANY(…)`; see `migrations/postgres/0005_reshard.sql` for the tables
@@ -84,12 +85,12 @@ pub struct ReshardReport {
     pub epoch: u64,
 }
 
-pub(super) fn other(e: impl std::fmt::Display) -> StoreError {
+fn other(e: impl std::fmt::Display) -> StoreError {
     StoreError::Other(e.to_string().into())
 }
 
 /// The shards of `list` as SQL's `int[]` literal.
-pub(super) fn array(list: &[u16]) -> String {
+fn array(list: &[u16]) -> String {
     let items: Vec<String> = list.iter().map(u16::to_string).collect();
     format!("'{{{}}}'::int[]", items.join(","))
 }
@@ -158,7 +159,7 @@ pub(crate) async fn start(
 }
 
 /// The plan's shards not moved yet, by (source, target).
-pub(super) async fn pending(s: &Shards) -> StoreResult<BTreeMap<(String, String), Vec<u16>>> {
+async fn pending(s: &Shards) -> StoreResult<BTreeMap<(String, String), Vec<u16>>> {
     let rows: Vec<(i32, String, String)> = s
         .catalogue
         .read_primary(|pool| async move {
@@ -215,13 +216,6 @@ pub(crate) async fn run(
         }
         pair.unsubscribe().await?;
     }
-    // nodes read where their map says; every node checks the epoch each second, so after
-    // this pause none reads a moved shard at its old home any more
-    progress(&format!(
-        "waiting {} s for every node to take the new map before removing old rows",
-        CLEANUP_GRACE.as_secs()
-    ));
-    tokio::time::sleep(CLEANUP_GRACE).await;
     cleanup(s, progress).await?;
     report.finished = true;
     report.epoch = s.map().epoch();
@@ -247,8 +241,9 @@ async fn total_rows(s: &Shards) -> StoreResult<u64> {
     Ok(total)
 }
 
-/// Removes the moved shards' rows from their old homes, then the plan.
-pub(super) async fn cleanup(s: &Shards, progress: &(dyn Fn(&str) + Sync)) -> StoreResult<()> {
+/// Removes the moved shards' rows from their old homes, after [`CLEANUP_GRACE`] when there
+/// are any, then the plan.
+async fn cleanup(s: &Shards, progress: &(dyn Fn(&str) + Sync)) -> StoreResult<()> {
     let moved: Vec<(i32, String)> = s
         .catalogue
         .read_primary(|pool| async move {
@@ -258,6 +253,15 @@ pub(super) async fn cleanup(s: &Shards, progress: &(dyn Fn(&str) + Sync)) -> Sto
                 .map_err(map_err)
         })
         .await?;
+    if !moved.is_empty() {
+        // nodes read where their map says; every node checks the epoch each second, so
+        // after this pause none reads a moved shard at its old home any more
+        progress(&format!(
+            "waiting {} s for every node to take the new map before removing old rows",
+            CLEANUP_GRACE.as_secs()
+        ));
+        tokio::time::sleep(CLEANUP_GRACE).await;
+    }
     let mut by_source: BTreeMap<String, Vec<i32>> = BTreeMap::new();
     for (shard, from) in moved {
         by_source.entry(from).or_default().push(shard);
