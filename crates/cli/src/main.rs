@@ -81,7 +81,8 @@ enum Command {
     /// 10): `--add CLUSTER` puts a configured, empty cluster on the consistent-hash ring
     /// (about 1/(N+1) of the shards move to it), `--move-shard N --to CLUSTER` moves one hot
     /// shard alone. Rows move by PostgreSQL's logical replication; each batch's writes pause
-    /// for its cut-over. `--resume` finishes an interrupted run, `--abort` ends it.
+    /// for its cut-over. `--resume` finishes an interrupted run; `--abort` ends it by
+    /// returning to the placement before it, moving the shards already cut over back.
     Reshard(ReshardArgs),
     /// Start every tier of a topology (`topologies/*.toml`) on this machine: PostgreSQL, web
     /// nodes, HAProxy, Redis, NATS and workers. Prints the public URL and a live status; Ctrl-C

@@ -39,7 +39,9 @@ pub(crate) struct ReshardArgs {
     /// Finish an interrupted run.
     #[arg(long, conflicts_with = "abort")]
     pub(crate) resume: bool,
-    /// End an interrupted run: shards not moved yet stay where they were.
+    /// End an unfinished run by returning to the placement before it: shards not cut over
+    /// yet stay where they were, those already cut over move back (by the same replication
+    /// and per-batch cut-over). An interrupted abort is finished by `--resume` or `--abort`.
     #[arg(long)]
     pub(crate) abort: bool,
     /// Logical shards per cut-over batch.
@@ -109,12 +111,7 @@ pub(crate) async fn reshard(a: ReshardArgs) -> anyhow::Result<()> {
     };
     let started = std::time::Instant::now();
     let progress = |m: &str| eprintln!("  {m}");
-    let report =
-        crescendo_server::ops::reshard(&settings, &admin, action, a.batch, &progress).await?;
-    let Some(r) = report else {
-        println!("aborted: shards not moved yet stay where they were");
-        return Ok(());
-    };
+    let r = crescendo_server::ops::reshard(&settings, &admin, action, a.batch, &progress).await?;
     let mut pauses = r.pauses.clone();
     pauses.sort();
     let at = |q: f64| {
@@ -122,6 +119,9 @@ pub(crate) async fn reshard(a: ReshardArgs) -> anyhow::Result<()> {
             .get(((pauses.len() as f64 - 1.0) * q).round() as usize)
             .map_or(0, |d| d.as_millis())
     };
+    if a.abort {
+        print!("aborted, back to the placement before the run: ");
+    }
     println!(
         "moved {} logical shards ({:.1} % of 4096) in {:.1} s, map epoch {}: {} rows moved ({} rows in all at the start), initial copy {:.1} s",
         r.shards_moved,

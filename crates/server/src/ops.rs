@@ -126,14 +126,16 @@ pub enum ReshardAction {
     Start(ReshardTarget),
     /// Finish an interrupted run.
     Resume,
-    /// End an interrupted run, leaving the shards not moved yet where they were.
+    /// End an unfinished run by returning to the placement before it: the shards not cut
+    /// over yet stay where they were, those already cut over move back.
     Abort,
 }
 
 /// Runs `action` on the sharded store of `settings` (the nodes' settings: the application
 /// role), with the clusters' admin URLs from `admin` (`store.postgres_shards` as the
 /// superuser: publications and subscriptions need one), moving `batch` logical shards per
-/// cut-over and saying what it does through `progress`. `None` after an abort.
+/// cut-over and saying what it does through `progress`. After an abort, the report is the
+/// moving back's.
 ///
 /// # Errors
 /// The store is not sharded, a database cannot be reached, or the run fails (it can be
@@ -144,7 +146,7 @@ pub async fn reshard(
     action: ReshardAction,
     batch: usize,
     progress: &(dyn Fn(&str) + Sync),
-) -> anyhow::Result<Option<ReshardReport>> {
+) -> anyhow::Result<ReshardReport> {
     let store = crate::state::open_sharded(settings).await?;
     let opts = crescendo_store_postgres::ReshardOptions {
         admin_urls: admin.store.shard_urls()?,
@@ -152,11 +154,8 @@ pub async fn reshard(
         stop_after: None,
     };
     Ok(match action {
-        ReshardAction::Start(target) => Some(store.reshard(&target, &opts, progress).await?),
-        ReshardAction::Resume => Some(store.resume_reshard(&opts, progress).await?),
-        ReshardAction::Abort => {
-            store.abort_reshard(&opts, progress).await?;
-            None
-        }
+        ReshardAction::Start(target) => store.reshard(&target, &opts, progress).await?,
+        ReshardAction::Resume => store.resume_reshard(&opts, progress).await?,
+        ReshardAction::Abort => store.abort_reshard(&opts, progress).await?,
     })
 }

@@ -67,8 +67,13 @@ pub(crate) const CATALOGUE: &[Migration] = &[
     ),
     (
         3,
-        "0003_cluster_numbers.sql",
-        include_str!("../../../migrations/catalogue/0003_cluster_numbers.sql"),
+        "0003_reshard_abort.sql",
+        include_str!("../../../migrations/catalogue/0003_reshard_abort.sql"),
+    ),
+    (
+        4,
+        "0004_cluster_numbers.sql",
+        include_str!("../../../migrations/catalogue/0004_cluster_numbers.sql"),
     ),
 ];
 

@@ -1,7 +1,7 @@
 //! Online resharding on real PostgreSQL servers: 2 → 3 clusters under a write load, with
-//! exact accounting of every acknowledged write, reads throughout, and the same run
-//! interrupted halfway and resumed; a node with a stale map cannot write to a moved shard's
-//! old home.
+//! exact accounting of every acknowledged write, reads throughout, the same run
+//! interrupted halfway and resumed, and one interrupted halfway and aborted (the shards it
+//! cut over move back); a node with a stale map cannot write to a moved shard's old home.
 
 use crescendo_domain::Id;
 use crescendo_store::shard_map::ShardMap;
@@ -14,6 +14,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
+
+/// Every table a run moves (the store's own list).
+const MOVED_TABLES: &str = "users usernames emails follows followers follower_counts timelines \
+    uploads articles article_tags favorites comments";
 
 /// Three servers with logical replication on: c1 (with the catalogue), c2, and c3, which
 /// starts as a spare holding no shard.
@@ -262,8 +266,20 @@ fn accounted(d: &Deployment, map: &ShardMap, acked: &Acked) {
     }
 }
 
-/// Sets up users on c1 and c2, runs `reshard` under load, and checks everything.
-async fn moved_under_load<F, Fut>(reshard: F)
+/// A deployment after a resharding action run under load.
+struct Loaded {
+    d: Deployment,
+    s: ShardedStore,
+    /// The map before the action.
+    before: ShardMap,
+    acked: Acked,
+    report: ReshardReport,
+    reads: u64,
+}
+
+/// Sets up users on c1 and c2, runs `reshard` while writers and a reader run, and checks
+/// that every read succeeded.
+async fn under_load<F, Fut>(reshard: F) -> Loaded
 where
     F: FnOnce(ShardedStore, Vec<(String, String)>) -> Fut,
     Fut: std::future::Future<Output = ReshardReport>,
@@ -292,7 +308,30 @@ where
     stop.store(true, Ordering::Relaxed);
     let (acked, reads) = writers.await.unwrap();
     feed.await.unwrap();
+    assert_eq!(
+        failed_reads.load(Ordering::Relaxed),
+        0,
+        "reads succeed throughout"
+    );
+    assert!(!acked.articles.is_empty());
+    Loaded {
+        d,
+        s,
+        before,
+        acked,
+        report,
+        reads,
+    }
+}
 
+/// Runs `reshard` (2 → 3 clusters) under load, and checks everything.
+async fn moved_under_load<F, Fut>(reshard: F)
+where
+    F: FnOnce(ShardedStore, Vec<(String, String)>) -> Fut,
+    Fut: std::future::Future<Output = ReshardReport>,
+{
+    let l = under_load(reshard).await;
+    let (d, s, before, acked, report, reads) = (l.d, l.s, l.before, l.acked, l.report, l.reads);
     let after = s.map();
     let moved = before.moves_to(&after);
     assert!(
@@ -308,7 +347,7 @@ where
     let mut pauses = report.pauses.clone();
     pauses.sort();
     eprintln!(
-        "resharding 2 -> 3: {} shards ({:.1} %), {} of {} rows moved, copy {} ms, {} cut-overs, write pause p50 {} ms max {} ms; {} writes acked, {} reads, {} failed",
+        "resharding 2 -> 3: {} shards ({:.1} %), {} of {} rows moved, copy {} ms, {} cut-overs, write pause p50 {} ms max {} ms; {} writes acked, {} reads, 0 failed",
         moved.len(),
         100.0 * share,
         report.rows_moved,
@@ -319,14 +358,7 @@ where
         pauses.last().unwrap().as_millis(),
         acked.articles.len(),
         reads,
-        failed_reads.load(Ordering::Relaxed)
     );
-    assert_eq!(
-        failed_reads.load(Ordering::Relaxed),
-        0,
-        "reads succeed throughout"
-    );
-    assert!(!acked.articles.is_empty());
     accounted(&d, &after, &acked);
     // users too: each on its home once
     let per_server: u64 = (0..3)
@@ -427,11 +459,88 @@ async fn a_resharding_run_interrupted_halfway_resumes_and_loses_nothing() {
             rows_total: first.rows_total,
             pauses: [first.pauses, rest.pauses].concat(),
             copy_time: first.copy_time + rest.copy_time,
-            finished: true,
-            epoch: rest.epoch,
+            ..rest
         }
     })
     .await;
+}
+
+/// The 2 → 3 run stopped after 4 cut-overs and aborted; the abort stopped after one batch
+/// back, aborted again, stopped again and resumed. Returns the moving back's whole report.
+async fn abort_halfway(s: ShardedStore, urls: Vec<(String, String)>) -> ReshardReport {
+    let log = |m: &str| eprintln!("{m}");
+    let target = ReshardTarget::AddCluster("c3".into());
+    let first = s
+        .reshard(&target, &options(urls.clone(), Some(4)), &log)
+        .await
+        .expect("the first half runs");
+    assert_eq!((first.finished, first.shards_moved), (false, 4 * 128));
+    let back = s
+        .abort_reshard(&options(urls.clone(), Some(1)), &log)
+        .await
+        .expect("the abort starts");
+    assert_eq!((back.finished, back.shards_moved), (false, 128));
+    assert_eq!(
+        s.pending_moves().await.unwrap() as usize,
+        first.shards_moved - back.shards_moved,
+        "the plan keeps what is still to move back"
+    );
+    let to_end = options(urls.clone(), None);
+    let again = s.reshard(&target, &to_end, &|_| {}).await;
+    assert!(again.is_err(), "a new run waits for the abort");
+    let more = s
+        .abort_reshard(&options(urls, Some(1)), &log)
+        .await
+        .expect("a second abort goes on returning");
+    assert_eq!((more.finished, more.shards_moved), (false, 128));
+    let rest = s
+        .resume_reshard(&to_end, &log)
+        .await
+        .expect("the abort resumes and finishes");
+    assert!(rest.finished);
+    assert_eq!(s.pending_moves().await.unwrap(), 0);
+    ReshardReport {
+        shards_moved: back.shards_moved + more.shards_moved + rest.shards_moved,
+        rows_moved: back.rows_moved + more.rows_moved + rest.rows_moved,
+        pauses: [back.pauses, more.pauses, rest.pauses].concat(),
+        ..rest
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_aborted_run_moves_the_shards_it_cut_over_back_and_loses_nothing() {
+    let l = under_load(abort_halfway).await;
+    let after = l.s.map();
+    let off = l.before.moves_to(&after);
+    assert!(
+        off.is_empty(),
+        "{} logical shards are not where they were before the run",
+        off.len()
+    );
+    assert!(after.epoch() > l.before.epoch(), "a later epoch");
+    eprintln!(
+        "aborted after 4 cut-overs: {} shards moved back in {} cut-overs, max write pause {} ms; {} writes acked, {} reads, 0 failed",
+        l.report.shards_moved,
+        l.report.pauses.len(),
+        l.report.pauses.iter().max().unwrap().as_millis(),
+        l.acked.articles.len(),
+        l.reads,
+    );
+    accounted(&l.d, &after, &l.acked);
+    let per_server: u64 = (0..3)
+        .map(|i| l.d.count(i, "SELECT COUNT(*) FROM users"))
+        .sum();
+    assert_eq!(per_server, 24);
+    // c3 holds and owns nothing, and c1 and c2 own exactly their shards in the map
+    for table in MOVED_TABLES.split_whitespace().chain(["owned_shards"]) {
+        let n = l.d.count(2, &format!("SELECT COUNT(*) FROM {table}"));
+        assert_eq!(n, 0, "{table} rows left on c3");
+    }
+    let counts = after.shard_counts();
+    for (i, name) in ["c1", "c2"].into_iter().enumerate() {
+        let owned = l.d.count(i, "SELECT COUNT(*) FROM owned_shards") as usize;
+        assert_eq!(owned, counts[name], "shards {name} owns");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

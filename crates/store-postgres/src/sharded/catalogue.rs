@@ -51,7 +51,7 @@ pub(crate) async fn load_map(cat: &Db) -> StoreResult<Option<ShardMap>> {
         .map_err(|e| StoreError::Other(format!("the catalogue's shard map: {e}").into()))
 }
 
-/// The number of each cluster of `names` (see `migrations/catalogue/0003_cluster_numbers.sql`),
+/// The number of each cluster of `names` (see `migrations/catalogue/0004_cluster_numbers.sql`),
 /// in that order: the one the catalogue holds, or the next free one, stored now.
 pub(crate) async fn cluster_numbers(cat: &Db, names: &[&str]) -> StoreResult<Vec<u8>> {
     let mut tx = cat.begin().await?;

@@ -291,20 +291,23 @@ impl ShardedStore {
         reshard::run(&self.db, opts, progress).await
     }
 
-    /// Ends an interrupted resharding run (see `reshard::abort`).
+    /// Ends an unfinished resharding run by returning to the placement before it: the
+    /// shards not cut over yet stay on their source, and those already cut over move back
+    /// the way they came, under a later epoch (see `reshard::abort`). Returns the report of
+    /// the moving back. An interrupted abort is finished by a resume or another abort.
     ///
     /// # Errors
-    /// A cluster is unreachable.
+    /// As [`ShardedStore::reshard`].
     pub async fn abort_reshard(
         &self,
         opts: &ReshardOptions,
         progress: &(dyn Fn(&str) + Sync),
-    ) -> StoreResult<()> {
+    ) -> StoreResult<ReshardReport> {
         reshard::abort(&self.db, opts, progress).await
     }
 
-    /// Logical shards an unfinished resharding run has still to move (0: no run is in
-    /// progress, or it has cut every shard over).
+    /// Logical shards an unfinished resharding run (or an abort) has still to move (0: no
+    /// run is in progress, or it has cut every shard over).
     ///
     /// # Errors
     /// The catalogue cannot be read.
