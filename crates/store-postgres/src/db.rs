@@ -425,27 +425,22 @@ async fn add_jobs(tx: &mut Tx<'static>, jobs: &[PendingJob]) -> StoreResult<Vec<
 
 /// The `Store::ping` of this engine: one trivial statement on the primary.
 pub(crate) async fn ping(db: &Db) -> StoreResult<()> {
-    db.read_primary(|pool| async move {
-        sqlx::query("SELECT 1")
-            .execute(&pool)
-            .await
-            .map_err(map_err)
-            .map(drop)
-    })
-    .await
+    db.read_primary(select_one).await
 }
 
 /// Whether some server of `db` serves reads: a replica that may (see [`Db::read`]), else
 /// the primary.
 pub(crate) async fn ping_any(db: &Db) -> StoreResult<()> {
-    db.read(|pool| async move {
-        sqlx::query("SELECT 1")
-            .execute(&pool)
-            .await
-            .map_err(map_err)
-            .map(drop)
-    })
-    .await
+    db.read(select_one).await
+}
+
+/// One trivial statement on `pool`.
+async fn select_one(pool: PgPool) -> StoreResult<()> {
+    sqlx::query("SELECT 1")
+        .execute(&pool)
+        .await
+        .map_err(map_err)
+        .map(drop)
 }
 
 /// IDs as `bigint`s, for `= ANY($1)`.

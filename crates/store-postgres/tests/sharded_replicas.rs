@@ -47,16 +47,23 @@ fn cluster(servers: &(Postgres, Postgres), db: &str) -> PgOptions {
     o
 }
 
+/// The options of a node that lists the clusters in the order of `names`.
+fn listing(two: &Two, names: [&str; 2]) -> ShardedOptions {
+    let of = |name: &str| match name {
+        "c1" => cluster(&two.c1, "c1"),
+        _ => cluster(&two.c2, "c2"),
+    };
+    ShardedOptions::new(
+        PgOptions::new(two.c1.0.url("catalogue")),
+        names.iter().map(|n| (n.to_string(), of(n))).collect(),
+    )
+}
+
 /// The store over both clusters, once both replicas take reads.
 async fn open(two: &Two) -> ShardedStore {
-    let opts = ShardedOptions::new(
-        PgOptions::new(two.c1.0.url("catalogue")),
-        vec![
-            ("c1".to_string(), cluster(&two.c1, "c1")),
-            ("c2".to_string(), cluster(&two.c2, "c2")),
-        ],
-    );
-    let store = ShardedStore::open(&opts).await.expect("the store opens");
+    let store = ShardedStore::open(&listing(two, ["c1", "c2"]))
+        .await
+        .expect("the store opens");
     let deadline = Instant::now() + Duration::from_secs(30);
     while !store
         .servers()
@@ -205,14 +212,9 @@ async fn every_node_numbers_the_clusters_alike_whatever_order_it_lists_them_in()
     let first = open(&two).await;
     let (_, a) = sign_up(&first, &name_on("first", "c2")).await;
     // a second node lists the clusters the other way round
-    let opts = ShardedOptions::new(
-        PgOptions::new(two.c1.0.url("catalogue")),
-        vec![
-            ("c2".to_string(), cluster(&two.c2, "c2")),
-            ("c1".to_string(), cluster(&two.c1, "c1")),
-        ],
-    );
-    let second = ShardedStore::open(&opts).await.expect("the store opens");
+    let second = ShardedStore::open(&listing(&two, ["c2", "c1"]))
+        .await
+        .expect("the store opens");
     let (_, b) = sign_up(&second, &name_on("second", "c2")).await;
     assert_eq!(tag_of(a), tag_of(b), "c2 has one number on every node");
     let (_, c) = sign_up(&second, &name_on("third", "c1")).await;
