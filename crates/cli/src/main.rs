@@ -274,7 +274,8 @@ struct FailoverArgs {
     #[arg(long, value_name = "NAME")]
     region: Option<String>,
     /// With a sharded store (rung 10), promote a replica of this cluster (a name in
-    /// store.postgres_shards) once its primary is gone; the other clusters are untouched.
+    /// store.postgres_shards, or `catalogue`) once its primary is gone; the others are
+    /// untouched.
     #[arg(long, value_name = "NAME", conflicts_with = "region")]
     cluster: Option<String>,
     /// The two-region topology's run directory (with --region).

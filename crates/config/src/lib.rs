@@ -107,6 +107,13 @@ impl StoreSettings {
     pub fn shard_urls(&self) -> Result<Vec<(String, String)>, ConfigError> {
         let out = named_urls("postgres_shards", &self.postgres_shards)?;
         for (i, (name, _)) in out.iter().enumerate() {
+            if name == "catalogue" {
+                return Err(ConfigError(
+                    "store.postgres_shards: \"catalogue\" names the catalogue database \
+                     (store.postgres_url), not a cluster"
+                        .into(),
+                ));
+            }
             if out[..i].iter().any(|(n, _)| n == name) {
                 return Err(ConfigError(format!(
                     "store.postgres_shards names cluster {name} twice"
@@ -248,13 +255,6 @@ impl Settings {
         }
         if !self.store.postgres_shards.is_empty() {
             self.store.shard_replica_urls()?;
-            if !self.store.postgres_replica_urls.is_empty() {
-                return Err(ConfigError(
-                    "store.postgres_shards takes each cluster's replicas in \
-                     store.postgres_shard_replicas, not store.postgres_replica_urls"
-                        .into(),
-                ));
-            }
         }
         if self.blobs.backend == BlobBackend::S3 && self.blobs.s3_bucket.is_empty() {
             return Err(ConfigError(
@@ -295,6 +295,28 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
+    }
+
+    #[test]
+    fn shard_replicas_name_configured_clusters_and_no_cluster_is_the_catalogue() {
+        let mut store = StoreSettings {
+            postgres_shards: vec!["c1=postgres://a/x".into(), "c2=postgres://b/x".into()],
+            postgres_shard_replicas: vec!["c1=postgres://a1/x".into(), "c1=postgres://a2/x".into()],
+            ..StoreSettings::default()
+        };
+        let replicas = store.shard_replica_urls().unwrap();
+        assert_eq!(
+            replicas,
+            [
+                ("c1".to_string(), "postgres://a1/x".to_string()),
+                ("c1".to_string(), "postgres://a2/x".to_string())
+            ]
+        );
+        store.postgres_shard_replicas = vec!["c9=postgres://z/x".into()];
+        assert!(store.shard_replica_urls().is_err(), "c9 is no cluster");
+        store.postgres_shard_replicas.clear();
+        store.postgres_shards = vec!["catalogue=postgres://a/x".into()];
+        assert!(store.shard_urls().is_err(), "the catalogue's name is taken");
     }
 
     #[test]

@@ -153,7 +153,7 @@ pub struct StoreSettings {
     pub postgres_url: String,
     /// With `postgres`: streaming replicas of the primary, for reads, e.g.
     /// `["postgres://crescendo@10.0.0.6:5432/crescendo"]` (as an environment variable, the
-    /// same TOML array syntax).
+    /// same TOML array syntax). With `postgres_shards`: the catalogue's replicas.
     pub postgres_replica_urls: Vec<String>,
     /// With `postgres`, sharded (rung 10): every cluster as `NAME=URL` (its primary), e.g.
     /// `["c1=postgres://crescendo@10.0.0.5/crescendo", "c2=postgres://crescendo@10.0.0.6/crescendo"]`;

@@ -1,7 +1,7 @@
 //! The database tier as CloudNativePG `Cluster`s: one, with a primary and the topology's
 //! streaming replicas (a synchronous standby when it says so), or at rung 10 a catalogue
-//! cluster (one server) and one cluster per shard cluster (each with the replicas), as
-//! `crescendo up` starts them. With uploads on
+//! cluster and one cluster per shard cluster, each with those replicas, as `crescendo up`
+//! starts them. With uploads on
 //! S3, each cluster archives its WAL to the object store and takes a nightly base backup.
 //! A metrics Service per cluster lets Prometheus scrape CloudNativePG's exporter.
 
@@ -19,14 +19,8 @@ const BACKUP_BUCKET: &str = "crescendo-backups";
 /// The database tier's objects.
 pub fn objects(p: &Plan) -> Vec<Value> {
     let mut out = Vec::new();
-    for (name, shard) in names::pg_clusters(&p.t) {
-        // the catalogue is one server, as under `crescendo up`
-        let replicas = if shard == "catalogue" {
-            0
-        } else {
-            p.t.postgres.replicas
-        };
-        out.push(cluster(p, &name, replicas));
+    for (name, _) in names::pg_clusters(&p.t) {
+        out.push(cluster(p, &name, p.t.postgres.replicas));
         if settings::is_s3(&p.t) {
             out.push(json!({
                 "apiVersion": "postgresql.cnpg.io/v1",

@@ -161,7 +161,8 @@ fn store(t: &Topology, s: &mut Settings) {
     s.store.backend = StoreBackend::Postgres;
     let clusters = names::pg_clusters(t);
     s.store.postgres_url = url(&clusters[0].0, "rw");
-    if t.postgres.replicas > 0 && t.postgres.clusters == 0 {
+    if t.postgres.replicas > 0 {
+        // at rung 10, the catalogue's
         s.store.postgres_replica_urls = vec![url(&clusters[0].0, "ro")];
     }
     for (i, (cluster, shard)) in clusters.iter().enumerate().skip(1) {

@@ -41,7 +41,8 @@ impl JobBacklog {
 }
 
 /// Promotes the most advanced replica of the settings' PostgreSQL servers (the primary and
-/// its replicas; with a sharded store, those of `cluster`) once the primary is gone, and
+/// its replicas; with a sharded store, those of `cluster`, or of the catalogue database when
+/// it is `catalogue`) once the primary is gone, and
 /// re-points the others at it (as synchronous standbys unless `asynchronous`).
 ///
 /// # Errors
@@ -65,6 +66,9 @@ pub async fn failover(
         (false, None) => anyhow::bail!(
             "the store is sharded: name the cluster whose primary is gone (--cluster NAME)"
         ),
+        (false, Some("catalogue")) => std::iter::once(settings.store.postgres_url.clone())
+            .chain(settings.store.postgres_replica_urls.iter().cloned())
+            .collect(),
         (false, Some(name)) => cluster_servers(settings, name)?,
     };
     Ok(crescendo_store_postgres::failover::promote_most_advanced(&urls, !asynchronous).await?)

@@ -105,10 +105,9 @@ pub(crate) async fn open_sharded(settings: &Settings) -> anyhow::Result<ShardedS
             (name, opts)
         })
         .collect();
-    let mut opts = ShardedOptions::new(
-        pg_options(settings, settings.store.postgres_url.clone()),
-        clusters,
-    );
+    let mut catalogue = pg_options(settings, settings.store.postgres_url.clone());
+    catalogue.replicas = settings.store.postgres_replica_urls.clone();
+    let mut opts = ShardedOptions::new(catalogue, clusters);
     opts.spare = settings.store.postgres_spare_shards.clone();
     opts.celebrity_followers = settings.store.celebrity_followers;
     ShardedStore::open(&opts)

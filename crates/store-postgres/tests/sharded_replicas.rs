@@ -1,6 +1,6 @@
 //! A sharded store whose clusters have streaming replicas, on real servers: two clusters,
 //! each a primary of its own with one replica (the catalogue beside the first cluster's
-//! data). Reads go to a cluster's replica, a writer's fence holds on its own cluster, and a
+//! data, so with a replica too). Reads go to a cluster's replica, a writer's fence holds on its own cluster, and a
 //! fence is never compared with another cluster's positions: one that names another
 //! cluster sends the read to this cluster's primary, even where its number is below what
 //! this cluster's replica has replayed (as a fence left by a logical shard's old home is).
@@ -54,7 +54,7 @@ fn listing(two: &Two, names: [&str; 2]) -> ShardedOptions {
         _ => cluster(&two.c2, "c2"),
     };
     ShardedOptions::new(
-        PgOptions::new(two.c1.0.url("catalogue")),
+        cluster(&two.c1, "catalogue"),
         names.iter().map(|n| (n.to_string(), of(n))).collect(),
     )
 }
@@ -154,7 +154,8 @@ async fn read_fences_are_positions_of_one_cluster_never_compared_across() {
 
     // a write on c1 is read back at its fence (from c1's primary: the replica is paused),
     // and is missing from c1's replica, which an unfenced read uses
-    let (on_c1, fence_c1) = sign_up(&store, &name_on("one", "c1")).await;
+    let one = name_on("one", "c1");
+    let (on_c1, fence_c1) = sign_up(&store, &one).await;
     assert_ne!(
         fence_c1, 0,
         "a write on a cluster with replicas leaves a fence"
@@ -167,6 +168,21 @@ async fn read_fences_are_positions_of_one_cluster_never_compared_across() {
         !found(&store, on_c1, 0).await,
         "an unfenced read is served by c1's paused replica"
     );
+    // the same with the catalogue's directory, on the catalogue's paused replica
+    let by_name = |at: u64| {
+        let store = store.clone();
+        let one = one.clone();
+        async move {
+            let (id, _) = fence::scope(at, async { store.user_id_by_username(&one).await }).await;
+            id.expect("the lookup is served")
+        }
+    };
+    assert_eq!(
+        by_name(0).await,
+        None,
+        "the catalogue's replica lacks the name"
+    );
+    assert_eq!(by_name(fence_c1).await, Some(on_c1), "the writer finds it");
 
     // a write on c2, missing from c2's paused replica, whose replay position is numerically
     // above c1's fence: were positions compared across clusters, c1's fence would let that

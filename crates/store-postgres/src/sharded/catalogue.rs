@@ -246,34 +246,33 @@ pub(crate) async fn keep_only(cat: &Db, id: Id, username: &str, email: &str) -> 
     cat.commit(tx).await
 }
 
-/// The user holding `username` (any case), if one does.
+/// The user holding `username` (any case), if one does: from a replica of the catalogue
+/// that may serve the request's fence, as other reads.
 pub(crate) async fn user_by_username(cat: &Db, username: &str) -> StoreResult<Option<Id>> {
-    lookup(cat, USERNAMES, username).await
+    let sql = lookup(USERNAMES);
+    cat.read(|pool| find(pool, &sql, username)).await
 }
 
-/// The user holding `email`, if one does.
+/// The user holding `email`, if one does: always from the primary, as sign-in reads it, so
+/// that a user who has just signed up is found.
 pub(crate) async fn user_by_email(cat: &Db, email: &str) -> StoreResult<Option<Id>> {
-    lookup(cat, EMAILS, email).await
+    let sql = lookup(EMAILS);
+    cat.read_primary(|pool| find(pool, &sql, email)).await
 }
 
-async fn lookup(
-    cat: &Db,
-    (table, column, key): (&str, &str, &str),
-    value: &str,
-) -> StoreResult<Option<Id>> {
-    let sql = format!("SELECT user_id FROM {table} WHERE {column} = {key} AND user_id IS NOT NULL");
-    cat.read_primary(|pool| {
-        let sql = sql.clone();
-        async move {
-            let id: Option<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
-                .bind(value)
-                .fetch_optional(&pool)
-                .await
-                .map_err(map_err)?;
-            Ok(id.map(Id::from_i64))
-        }
-    })
-    .await
+/// The statement that finds the user holding a value of directory `table`.
+fn lookup((table, column, key): (&str, &str, &str)) -> String {
+    format!("SELECT user_id FROM {table} WHERE {column} = {key} AND user_id IS NOT NULL")
+}
+
+/// Runs a [`lookup`] statement for `value` on `pool`.
+async fn find(pool: sqlx::PgPool, sql: &str, value: &str) -> StoreResult<Option<Id>> {
+    let id: Option<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_string()))
+        .bind(value)
+        .fetch_optional(&pool)
+        .await
+        .map_err(map_err)?;
+    Ok(id.map(Id::from_i64))
 }
 
 /// What one [`sweep`] did.

@@ -22,7 +22,8 @@
 //! across clusters: a fence of another cluster sends a read to the primary
 //! (`crescendo_store::fence::for_cluster`). While a cluster's primary is lost, such reads
 //! are served by its replica, marked stale (`crate::cluster::stale`), and its writes fail at
-//! once. The catalogue is one server.
+//! once. The catalogue may have replicas too, read the same way (its number is kept under
+//! a name no cluster can have).
 
 mod articles;
 pub(crate) mod catalogue;
@@ -157,17 +158,11 @@ async fn own_first_map(shards: &Shards) -> StoreResult<()> {
     Ok(())
 }
 
-/// The catalogue: one server.
-fn one_server(opts: &PgOptions) -> StoreResult<Db> {
-    if !opts.replicas.is_empty() {
-        return Err(StoreError::Other(
-            "a sharded store's catalogue takes no replicas".into(),
-        ));
-    }
-    servers(opts)
-}
+/// The name under which the catalogue's own number is kept among the clusters' (one no
+/// cluster can have: clusters are named with letters, digits, `-` and `_`).
+const CATALOGUE_NUMBER: &str = "(catalogue)";
 
-/// A cluster's primary and its replicas.
+/// A cluster's (or the catalogue's) primary and its replicas.
 fn servers(opts: &PgOptions) -> StoreResult<Db> {
     let urls = std::iter::once(opts.url.clone())
         .chain(opts.replicas.iter().cloned())
@@ -207,19 +202,26 @@ impl ShardedStore {
                 .into(),
             ));
         }
-        let catalogue = one_server(&opts.catalogue)?;
+        let catalogue = servers(&opts.catalogue)?;
         migrate::migrate(&catalogue, migrate::CATALOGUE).await?;
-        let all: Vec<&str> = opts.clusters.iter().map(|(n, _)| n.as_str()).collect();
-        let numbers = catalogue::cluster_numbers(&catalogue, &all).await?;
+        let all: Vec<&str> = std::iter::once(CATALOGUE_NUMBER)
+            .chain(opts.clusters.iter().map(|(n, _)| n.as_str()))
+            .collect();
+        let mut numbers = catalogue::cluster_numbers(&catalogue, &all)
+            .await?
+            .into_iter();
+        let catalogue = catalogue.tagged(numbers.next().unwrap_or_default());
         let mut clusters = Vec::with_capacity(opts.clusters.len());
         for ((name, o), number) in opts.clusters.iter().zip(numbers) {
             let db = servers(o)?.fenced().tagged(number);
+            migrate::migrate(&db, migrate::DATA).await?;
+            clusters.push((name.clone(), db));
+        }
+        for db in std::iter::once(&catalogue).chain(clusters.iter().map(|(_, db)| db)) {
             if db.cluster().has_replicas() {
                 // replicas serve reads once measured
                 db.cluster().check().await;
             }
-            migrate::migrate(&db, migrate::DATA).await?;
-            clusters.push((name.clone(), db));
         }
         let names: Vec<&str> = opts
             .clusters
@@ -325,13 +327,20 @@ impl ShardedStore {
             .await
     }
 
-    /// Each cluster's servers as its monitor sees them now: (`host:port`, is the primary,
-    /// takes reads, lag), by cluster name.
+    /// The catalogue's servers (named `catalogue`), then each cluster's, as their monitors
+    /// see them now.
     pub fn servers(&self) -> Vec<(String, Vec<ServerView>)> {
-        self.db
-            .clusters()
-            .iter()
-            .map(|(name, db)| (name.clone(), db.cluster().describe()))
+        let catalogue = (
+            "catalogue".to_string(),
+            self.db.catalogue.cluster().describe(),
+        );
+        std::iter::once(catalogue)
+            .chain(
+                self.db
+                    .clusters()
+                    .iter()
+                    .map(|(name, db)| (name.clone(), db.cluster().describe())),
+            )
             .collect()
     }
 

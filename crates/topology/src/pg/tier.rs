@@ -79,81 +79,68 @@ pub(super) fn record(
     .with_dir(pg.dir())
 }
 
-/// The sharded database tier (rung 10): a catalogue server, then `clusters` cluster
-/// primaries `c1`, `c2`… with logical replication on, each with `replicas` streaming
-/// replicas of its own (`pg-c1-r1`…; with `synchronous`, each primary waits for one of its
-/// replicas on each commit, as at rung 4), the last `spare` clusters left out of the first
-/// shard map. The nodes' store points at the catalogue (`store.postgres_url`), at every
-/// cluster (`store.postgres_shards`) and at their replicas (`store.postgres_shard_replicas`)
-/// as the application role. The first node to start stores the first shard map in the
-/// catalogue. The admin's URLs go to `RUN_DIR/`[`ADMIN_FILE`] (0600), as at the other
-/// rungs: `crescendo failover --cluster NAME --config` that file promotes a cluster's
-/// replica.
+/// The sharded database tier (rung 10): a catalogue, then `clusters` cluster primaries
+/// `c1`, `c2`… with logical replication on; the catalogue and each cluster have `replicas`
+/// streaming replicas of their own (`pg-catalogue-r1`, `pg-c1-r1`…; with `synchronous`, each
+/// primary waits for one of its replicas on each commit, as at rung 4). The last `spare`
+/// clusters are left out of the first shard map. The nodes' store points at the catalogue
+/// and its replicas (`store.postgres_url`, `store.postgres_replica_urls`), at every cluster
+/// (`store.postgres_shards`) and at their replicas (`store.postgres_shard_replicas`) as the
+/// application role. The first node to start stores the first shard map in the catalogue.
+/// The admin's URLs go to `RUN_DIR/`[`ADMIN_FILE`] (0600), as at the other rungs:
+/// `crescendo failover --cluster NAME --config` that file promotes a cluster's (or the
+/// catalogue's) replica.
 fn start_clusters(up: &mut crate::up::Up, t: &crate::model::PgTier) -> anyhow::Result<()> {
     use crate::state::Role;
-    let parent = std::env::temp_dir();
-    up.progress("starting the PostgreSQL catalogue");
-    let catalogue = Postgres::start_in(&parent, &[])?;
     let mut admin = toml::Table::new();
     put(&mut admin, "store", "backend", "postgres")?;
-    put(
-        &mut admin,
-        "store",
-        "postgres_url",
-        catalogue.url("postgres"),
-    )?;
-    let store = &mut up.node.store;
-    store.backend = crescendo_config::StoreBackend::Postgres;
-    store.postgres_url = catalogue.app_url("postgres");
-    let mut servers = vec![(
-        Role::PgPrimary,
-        "catalogue".to_string(),
-        "pg-catalogue".to_string(),
-        catalogue,
-    )];
+    up.node.store.backend = crescendo_config::StoreBackend::Postgres;
     let (mut admin_shards, mut admin_replicas) = (Vec::new(), Vec::new());
-    let names: Vec<String> = (1..=t.replicas).map(|i| format!("r{i}")).collect();
-    let sync = format!("ANY 1 ({})", names.join(", "));
-    // logical replication moves shards between clusters (`crescendo reshard`); a replica
-    // keeps it on, for when it is promoted
-    let mut settings = vec![("wal_level", "logical")];
-    let replica_settings = settings.clone();
-    if t.synchronous {
-        settings.push(("synchronous_standby_names", sync.as_str()));
-    }
-    for i in 1..=t.clusters {
-        let name = format!("c{i}");
-        up.progress(&format!("starting PostgreSQL cluster {name}"));
-        let pg = Postgres::start_in(&parent, &settings)?;
-        if i > t.clusters - t.spare {
-            up.node.store.postgres_spare_shards.push(name.clone());
-        }
+    let mut servers = Vec::new();
+    for i in 0..=t.clusters {
+        let name = if i == 0 {
+            "catalogue".to_string()
+        } else {
+            format!("c{i}")
+        };
+        let (primary, replicas) = start_cluster(up, t, &name)?;
         let store = &mut up.node.store;
-        store
-            .postgres_shards
-            .push(format!("{name}={}", pg.app_url("postgres")));
-        admin_shards.push(format!("{name}={}", pg.url("postgres")));
-        let mut copies = Vec::new();
-        for r in &names {
-            up.progress(&format!(
-                "starting PostgreSQL replica {r} of cluster {name}"
-            ));
-            let replica = Postgres::replica_in(&parent, &pg, r, &replica_settings)?;
-            let store = &mut up.node.store;
+        if i == 0 {
+            store.postgres_url = primary.app_url("postgres");
+            put(&mut admin, "store", "postgres_url", primary.url("postgres"))?;
+            store.postgres_replica_urls = replicas
+                .iter()
+                .map(|(_, r)| r.app_url("postgres"))
+                .collect();
+            let urls: Vec<String> = replicas.iter().map(|(_, r)| r.url("postgres")).collect();
+            if !urls.is_empty() {
+                put(&mut admin, "store", "postgres_replica_urls", urls)?;
+            }
+        } else {
+            if i > t.clusters - t.spare {
+                store.postgres_spare_shards.push(name.clone());
+            }
             store
-                .postgres_shard_replicas
-                .push(format!("{name}={}", replica.app_url("postgres")));
-            admin_replicas.push(format!("{name}={}", replica.url("postgres")));
-            copies.push((
+                .postgres_shards
+                .push(format!("{name}={}", primary.app_url("postgres")));
+            admin_shards.push(format!("{name}={}", primary.url("postgres")));
+            for (_, r) in &replicas {
+                store
+                    .postgres_shard_replicas
+                    .push(format!("{name}={}", r.app_url("postgres")));
+                admin_replicas.push(format!("{name}={}", r.url("postgres")));
+            }
+        }
+        // each cluster's primary listed before its replicas
+        servers.push((Role::PgPrimary, name.clone(), format!("pg-{name}"), primary));
+        for (r, replica) in replicas {
+            servers.push((
                 Role::PgReplica,
                 name.clone(),
                 format!("pg-{name}-{r}"),
                 replica,
             ));
         }
-        // each cluster's primary listed before its replicas
-        servers.push((Role::PgPrimary, name.clone(), format!("pg-{name}"), pg));
-        servers.extend(copies);
     }
     put(&mut admin, "store", "postgres_shards", admin_shards)?;
     if !admin_replicas.is_empty() {
@@ -171,4 +158,32 @@ fn start_clusters(up: &mut crate::up::Up, t: &crate::model::PgTier) -> anyhow::R
         up.running.record(p, Box::new(pg));
     }
     Ok(())
+}
+
+/// Starts cluster `name` of the sharded tier: its primary (logical replication on: `crescendo
+/// reshard` moves shards between clusters by it; a replica keeps it on, for when it is
+/// promoted) and `t.replicas` replicas `r1`, `r2`…, the primary waiting for one of them on
+/// each commit when `t.synchronous`.
+fn start_cluster(
+    up: &crate::up::Up,
+    t: &crate::model::PgTier,
+    name: &str,
+) -> anyhow::Result<(Postgres, Vec<(String, Postgres)>)> {
+    let parent = std::env::temp_dir();
+    let names: Vec<String> = (1..=t.replicas).map(|i| format!("r{i}")).collect();
+    let sync = format!("ANY 1 ({})", names.join(", "));
+    let mut settings = vec![("wal_level", "logical")];
+    let replica_settings = settings.clone();
+    if t.synchronous {
+        settings.push(("synchronous_standby_names", sync.as_str()));
+    }
+    up.progress(&format!("starting PostgreSQL {name}"));
+    let primary = Postgres::start_in(&parent, &settings)?;
+    let mut replicas = Vec::new();
+    for r in names {
+        up.progress(&format!("starting PostgreSQL replica {r} of {name}"));
+        let replica = Postgres::replica_in(&parent, &primary, &r, &replica_settings)?;
+        replicas.push((r, replica));
+    }
+    Ok((primary, replicas))
 }
