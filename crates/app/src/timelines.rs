@@ -44,10 +44,9 @@ impl App {
     #[tracing::instrument(skip_all)]
     pub async fn run_feed_job(&self, job: FeedJob) -> AppResult<u64> {
         let outcome = crescendo_store::feed::run(self.store(), job, HEAD_LEN).await?;
-        let mut owners = outcome.timelines.clone();
-        owners.sort_unstable();
-        owners.dedup();
-        let mut stale: Vec<String> = owners.into_iter().map(keys::timeline).collect();
+        // every owner it wrote for, or would have: a retry of a job whose first run failed
+        // before invalidating finds its entries there already and must invalidate anyway
+        let mut stale: Vec<String> = outcome.owners.iter().copied().map(keys::timeline).collect();
         if outcome.celebrities_changed {
             stale.push(keys::celebrities());
         }

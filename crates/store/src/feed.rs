@@ -39,6 +39,11 @@ pub struct FeedOutcome {
     pub timelines: Vec<Id>,
     /// Whether an author crossed the celebrity threshold, either way.
     pub celebrities_changed: bool,
+    /// Every owner whose timeline the job added entries to or removed them from, or would
+    /// have: a retried job finds the entries of its first run there already and adds none,
+    /// but the first run may have failed before its caller invalidated what it caches of
+    /// them (sorted, each once; a deletion's owners are those of `timelines`).
+    pub owners: Vec<Id>,
 }
 
 impl FeedOutcome {
@@ -55,29 +60,36 @@ impl FeedOutcome {
 pub async fn run(s: &dyn Store, job: FeedJob, back_fill: u32) -> StoreResult<FeedOutcome> {
     // each step decides from what the steps before it wrote, and a replica may not have it
     // yet: every read of a job is served by a primary
-    crate::fence::reading_after(u64::MAX, steps(s, job, back_fill)).await
+    let mut outcome = crate::fence::reading_after(u64::MAX, steps(s, job, back_fill)).await?;
+    outcome.owners.extend(&outcome.timelines);
+    outcome.owners.sort_unstable();
+    outcome.owners.dedup();
+    Ok(outcome)
 }
 
-/// [`run`]'s steps.
+/// [`run`]'s steps; the owners it names are completed by [`run`].
 async fn steps(s: &dyn Store, job: FeedJob, back_fill: u32) -> StoreResult<FeedOutcome> {
     let Some(threshold) = s.timeline_threshold().await? else {
         return Ok(FeedOutcome::default());
     };
+    let mut owners = Vec::new();
     let timelines = match job {
         FeedJob::Follow { follower, followee } => {
             let follows = s.sync_follower(follower, followee).await?;
             let followers = s.followers_count(followee).await?;
             if follows && followers == threshold + 1 {
-                let gone = for_each_follower_page(s, followee, Step::Remove).await?;
-                return Ok(crossed(gone));
+                let gone = for_each_follower_page(s, followee, Step::Remove, &mut owners).await?;
+                return Ok(crossed(gone, owners));
             }
             if !follows && followers == threshold {
-                let added = for_each_follower_page(s, followee, Step::BackFill(back_fill)).await?;
-                return Ok(crossed(added));
+                let step = Step::BackFill(back_fill);
+                let added = for_each_follower_page(s, followee, step, &mut owners).await?;
+                return Ok(crossed(added, owners));
             }
             if !follows || followers > threshold {
                 Vec::new()
             } else {
+                owners.push(follower);
                 let entries = newest_for(s, followee, &[follower], back_fill).await?;
                 let added = s.add_to_timelines(&entries).await?;
                 undo_if_celebrity(s, followee, added, threshold).await?
@@ -87,7 +99,8 @@ async fn steps(s: &dyn Store, job: FeedJob, back_fill: u32) -> StoreResult<FeedO
             if s.followers_count(author).await? > threshold {
                 Vec::new() // a celebrity: merged into feeds on read
             } else {
-                let added = for_each_follower_page(s, author, Step::Publish(article)).await?;
+                let step = Step::Publish(article);
+                let added = for_each_follower_page(s, author, step, &mut owners).await?;
                 undo_if_celebrity(s, author, added, threshold).await?
             }
         }
@@ -96,6 +109,7 @@ async fn steps(s: &dyn Store, job: FeedJob, back_fill: u32) -> StoreResult<FeedO
     Ok(FeedOutcome {
         timelines,
         celebrities_changed: false,
+        owners,
     })
 }
 
@@ -120,10 +134,11 @@ async fn undo_if_celebrity(
     Ok(added)
 }
 
-fn crossed(timelines: Vec<Id>) -> FeedOutcome {
+fn crossed(timelines: Vec<Id>, owners: Vec<Id>) -> FeedOutcome {
     FeedOutcome {
         timelines,
         celebrities_changed: true,
+        owners,
     }
 }
 
@@ -167,8 +182,13 @@ enum Step {
 }
 
 /// Does `step` to the timelines of each page of `user`'s followers ([`FAN_OUT_PAGE`] at a
-/// time); the owners of the entries added or removed.
-async fn for_each_follower_page(s: &dyn Store, user: Id, step: Step) -> StoreResult<Vec<Id>> {
+/// time), adding every follower to `owners`; the owners of the entries added or removed.
+async fn for_each_follower_page(
+    s: &dyn Store,
+    user: Id,
+    step: Step,
+    owners: &mut Vec<Id>,
+) -> StoreResult<Vec<Id>> {
     let mut after = None;
     let mut out = Vec::new();
     loop {
@@ -176,6 +196,7 @@ async fn for_each_follower_page(s: &dyn Store, user: Id, step: Step) -> StoreRes
         let Some(&last) = followers.last() else {
             return Ok(out);
         };
+        owners.extend(&followers);
         out.extend(match step {
             Step::Remove => s.remove_author_from_timelines(user, &followers).await?,
             Step::BackFill(n) => {

@@ -27,7 +27,8 @@ pub use lists::{
 };
 pub use outbox::jobs_born_leased_wait_for_their_writer;
 pub use timelines::{
-    followers_are_counted_and_paged_once_synced, timelines_hold_followed_authors_articles_once,
+    a_retried_feed_job_names_the_owners_it_wrote_for, followers_are_counted_and_paged_once_synced,
+    timelines_hold_followed_authors_articles_once,
 };
 pub use uploads::uploads_come_with_their_job_and_settle_once;
 pub use users::{
@@ -60,7 +61,8 @@ macro_rules! store_conformance_tests {
             uploads_come_with_their_job_and_settle_once,
             jobs_born_leased_wait_for_their_writer,
             followers_are_counted_and_paged_once_synced,
-            timelines_hold_followed_authors_articles_once
+            timelines_hold_followed_authors_articles_once,
+            a_retried_feed_job_names_the_owners_it_wrote_for
         );
     };
 }

@@ -115,3 +115,35 @@ pub async fn timelines_hold_followed_authors_articles_once(s: &dyn Store) {
     assert_eq!(s.remove_from_timelines(b1.id).await.unwrap(), [reader.id]);
     assert_eq!(s.timeline(reader.id, all(10, 0)).await.unwrap().total, 0);
 }
+
+/// A feed job run twice (a retry after its caller failed to invalidate) adds nothing the
+/// second time, but still names every owner whose timeline it wrote for, so the caller
+/// invalidates them again. On a store without timelines, a job names nobody.
+pub async fn a_retried_feed_job_names_the_owners_it_wrote_for(s: &dyn Store) {
+    let [author, f1, f2] = [
+        user(s, "ra").await,
+        user(s, "rf1").await,
+        user(s, "rf2").await,
+    ];
+    for f in [&f1, &f2] {
+        s.follow(f.id, author.id).await.unwrap();
+        run_follow_job(s, f.id, author.id).await;
+    }
+    let post = article(s, author.id, "retried", &[]).await;
+    let job = jobs::FeedJob::Publish {
+        article: post.id,
+        author: author.id,
+    };
+    let first = crate::feed::run(s, job.clone(), 500).await.unwrap();
+    let again = crate::feed::run(s, job, 500).await.unwrap();
+    if s.timeline_threshold().await.unwrap().is_none() {
+        assert_eq!((first.owners.len(), again.owners.len()), (0, 0));
+        return;
+    }
+    let mut both = vec![f1.id, f2.id];
+    both.sort_unstable();
+    assert_eq!(first.rows(), 2, "{first:?}");
+    assert_eq!(again.rows(), 0, "a retry adds nothing twice: {again:?}");
+    assert_eq!(first.owners, both);
+    assert_eq!(again.owners, both, "and still names whom it wrote for");
+}
