@@ -134,7 +134,7 @@ pub async fn a_retried_feed_job_names_the_owners_it_wrote_for(s: &dyn Store) {
         article: post.id,
         author: author.id,
     };
-    let first = crate::feed::run(s, job.clone(), 500).await.unwrap();
+    let first = crate::feed::run(s, job, 500).await.unwrap();
     let again = crate::feed::run(s, job, 500).await.unwrap();
     if s.timeline_threshold().await.unwrap().is_none() {
         assert_eq!((first.owners.len(), again.owners.len()), (0, 0));
